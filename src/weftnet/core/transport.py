@@ -1,0 +1,696 @@
+"""SecureTransport: every handshake and session of one node, sans-IO.
+
+Theory of operation
+-------------------
+The transport turns UDP datagrams into authenticated, encrypted sessions
+with other nodes, named by their Ed25519 public keys (docs/handshake.md).
+
+* ``send(contact, payload)`` delivers through the peer's current session;
+  without one it starts a Noise IK handshake and queues the payload — the
+  first queued payload rides inside the HandshakeInit as early data, so a
+  first request to a new peer costs one round trip.
+* ``receive_datagram`` dispatches on the packet type. Anything that fails
+  authentication (mac1, AEAD tag, stale timestamp, replayed counter, unknown
+  index) is dropped *silently* and counted; nothing raises.
+* A peer has at most a *current* and a *previous* session; the previous one
+  still receives during a changeover (rekey, simultaneous open), so no packet
+  in flight is lost to a new session.
+* Timers: handshake retransmit with jitter and a give-up deadline
+  (``Unreachable``), rekey after a time or message count, refusal to send on
+  an expired session, keepalives after receiving without sending, idle expiry
+  (``SessionDown``), and cookie-secret rotation.
+* Under load (more than ``handshakes_per_second_under_load`` Inits in the
+  last second) an Init without a valid mac2 is answered with a CookieReply
+  binding a cookie to the source address, instead of costing any DH.
+
+Inputs are bytes, ``now`` and the ``rng`` given at construction; outputs are
+datagrams, events and one timer deadline.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import deque
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from weftnet.core import handshake as hs
+from weftnet.core.contact import Addr, Contact
+from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
+from weftnet.core.packets import (
+    HELLO_MIN_SIZE,
+    MAX_EARLY_DATA,
+    CookieReply,
+    HandshakeInit,
+    HandshakeResponse,
+    Hello,
+    HelloReply,
+    Ping,
+    Pong,
+)
+from weftnet.core.replay import ReplayWindow
+from weftnet.core.wire import VERSION, decode, encode
+from weftnet.errors import DecodeError, HandshakeError, SessionError
+
+__all__ = [
+    "TransportConfig",
+    "SecureTransport",
+    "SessionUp",
+    "SessionDown",
+    "Received",
+    "PongReceived",
+    "Unreachable",
+    "PeerInfo",
+]
+
+_T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY = 1, 2, 3, 4, 5, 6
+_PING, _PONG = 0x10, 0x11
+_DATA_HEADER = 14  # version, type, receiver index u32, counter u64
+_COOKIE_LIFETIME = 120.0
+
+
+@dataclass
+class TransportConfig:
+    """Timers in seconds. Defaults follow WireGuard's (whitepaper section 6)."""
+
+    rekey_after_time: float = 120.0
+    reject_after_time: float = 180.0
+    rekey_after_messages: int = 2**60
+    reject_after_messages: int = 2**64 - 2**13 - 1
+    handshake_retry: float = 1.0
+    handshake_timeout: float = 10.0
+    keepalive: float = 10.0
+    idle_timeout: float = 540.0
+    max_queued: int = 256
+    handshakes_per_second_under_load: int = 200
+    hello_per_second: int = 100
+    hello_per_source_per_second: int = 5
+    max_peers: int = 100_000
+
+
+# -- events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionUp:
+    node_id: NodeId
+    public_key: bytes
+    endpoint: Addr
+    initiator: bool
+
+
+@dataclass(frozen=True)
+class SessionDown:
+    node_id: NodeId
+    reason: str
+
+
+@dataclass(frozen=True)
+class Received:
+    node_id: NodeId
+    public_key: bytes
+    endpoint: Addr
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class PongReceived:
+    node_id: NodeId
+    ping_id: int
+    rtt: float
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    node_id: NodeId | None
+    endpoint: Addr
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    node_id: NodeId
+    public_key: bytes
+    endpoint: Addr
+    session_age: float | None
+    srtt: float | None
+    last_rtt: float | None
+    bytes_in: int
+    bytes_out: int
+    packets_in: int
+    packets_out: int
+    last_received: float | None
+    initiator: bool | None
+    rekeys: int
+
+
+# -- sessions and peers ---------------------------------------------------------
+
+
+class Session:
+    """One set of transport keys: a send counter and a receive replay window."""
+
+    __slots__ = ("local_index", "remote_index", "send", "recv", "counter", "window", "created", "initiator", "peer")
+
+    def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
+                 created: float, initiator: bool, peer: "Peer"):
+        self.local_index = local_index
+        self.remote_index = remote_index
+        self.send = ChaCha20Poly1305(send_key)
+        self.recv = ChaCha20Poly1305(recv_key)
+        self.counter = 0
+        self.window = ReplayWindow()
+        self.created = created
+        self.initiator = initiator
+        self.peer = peer
+
+
+@dataclass
+class Peer:
+    public_key: bytes
+    node_id: NodeId
+    endpoint: Addr | None = None
+    current: Session | None = None
+    previous: Session | None = None
+    pending: hs.InitiatorHandshake | None = None
+    pending_sent: float = 0.0
+    pending_started: float = 0.0
+    pending_retry_at: float | None = None
+    pending_early: bytes = b""
+    queue: deque = field(default_factory=deque)
+    greatest_timestamp: bytes = b""
+    last_timestamp_sent: bytes = b""
+    last_sent: float = 0.0
+    last_received: float | None = None
+    last_data_received: float = 0.0
+    keepalive_due: float | None = None
+    cookie: bytes | None = None
+    cookie_at: float = 0.0
+    srtt: float | None = None
+    rttvar: float = 0.0
+    last_rtt: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    rekeys: int = 0
+    pings: dict = field(default_factory=dict)
+
+    def rtt_sample(self, rtt: float) -> None:
+        """RFC 6298 section 2 smoothing."""
+        self.last_rtt = rtt
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+
+class SecureTransport:
+    """All handshakes and sessions of one node. See the module docstring."""
+
+    def __init__(self, identity: Identity, rng: RandomSource, now: float, config: TransportConfig | None = None):
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.config = config or TransportConfig()
+        self._rng = rng
+        self._peers: dict[bytes, Peer] = {}  # by Ed25519 public key
+        self._by_node: dict[NodeId, Peer] = {}
+        self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque = deque()
+        self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
+        self._hello_times: deque[float] = deque()
+        self._hello_by_source: dict[str, deque[float]] = {}
+        self._init_times: deque[float] = deque()
+        self._cookie_secret = rng.randbytes(32)
+        self._cookie_rotate_at = now + _COOKIE_LIFETIME
+        self._own_mac1_key = hs.mac1_key(identity.public_key)
+        self._own_cookie_key = hs.cookie_key(identity.public_key)
+        self._next_ping = 1
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
+                "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
+                "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
+                "expired_dropped", "queue_dropped",
+            ),
+            0,
+        )
+
+    # -- API ---------------------------------------------------------------------
+    def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None) -> None:
+        if public_key is not None:
+            peer = self._peer(public_key)
+            if peer.endpoint is None or peer.current is None:
+                peer.endpoint = endpoint
+            if peer.current is None and peer.pending is None:
+                self._start_handshake(peer, now)
+            elif peer.current is not None and peer.endpoint == endpoint:
+                # Already connected: report it, so a caller waiting on it hears.
+                self._events.append(SessionUp(peer.node_id, peer.public_key, endpoint, peer.current.initiator))
+            return
+        for peer in self._peers.values():
+            if peer.endpoint == endpoint and peer.current is not None:
+                self._events.append(SessionUp(peer.node_id, peer.public_key, endpoint, peer.current.initiator))
+                return
+        if endpoint not in self._hello_pending:
+            nonce = self._rng.getrandbits(64)
+            self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
+            self._send_hello(endpoint, nonce)
+
+    def send(self, contact: Contact, payload: bytes, now: float) -> None:
+        peer = self._peer(contact.public_key)
+        if peer.endpoint is None or (peer.current is None and peer.pending is None):
+            peer.endpoint = contact.endpoint
+        self._send_payload(peer, payload, now)
+
+    def send_to(self, node_id: NodeId, payload: bytes, now: float) -> bool:
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.endpoint is None:
+            return False
+        self._send_payload(peer, payload, now)
+        return True
+
+    def ping(self, node_id: NodeId, now: float) -> int:
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.endpoint is None:
+            raise SessionError(f"no session with {node_id.text()} and no known endpoint")
+        ping_id = self._next_ping
+        self._next_ping += 1
+        peer.pings[ping_id] = now
+        if len(peer.pings) > 64:  # unanswered pings must not pile up
+            del peer.pings[min(peer.pings)]
+        self._send_payload(peer, encode(Ping(ping_id, b"")), now)
+        return ping_id
+
+    def close(self, node_id: NodeId, now: float) -> None:
+        peer = self._by_node.get(node_id)
+        if peer is not None:
+            self._drop_sessions(peer)
+            peer.pending = None
+            peer.queue.clear()
+
+    def has_session(self, node_id: NodeId) -> bool:
+        peer = self._by_node.get(node_id)
+        return peer is not None and peer.current is not None
+
+    def peers(self, now: float | None = None) -> list[PeerInfo]:
+        out = []
+        for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
+            s = peer.current
+            if s is None:
+                continue
+            out.append(PeerInfo(
+                peer.node_id, peer.public_key, peer.endpoint,
+                None if now is None else round(now - s.created, 3), peer.srtt, peer.last_rtt,
+                peer.bytes_in, peer.bytes_out, peer.packets_in, peer.packets_out, peer.last_received,
+                s.initiator, peer.rekeys,
+            ))
+        return out
+
+    def session_ages(self, now: float) -> dict[NodeId, float]:
+        return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
+
+    # -- sans-IO surface -------------------------------------------------------
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        try:
+            if len(data) < 2 or data[0] != VERSION:
+                self.stats["malformed_dropped"] += 1
+                return
+            kind = data[1]
+            if kind == _T_DATA:
+                self._on_data(data, addr, now)
+            elif kind == _T_INIT:
+                self._on_init(data, addr, now)
+            elif kind == _T_RESP:
+                self._on_response(data, addr, now)
+            elif kind == _T_COOKIE:
+                self._on_cookie(data, addr, now)
+            elif kind == _T_HELLO:
+                self._on_hello(data, addr, now)
+            elif kind == _T_HELLO_REPLY:
+                self._on_hello_reply(data, addr, now)
+            else:
+                self.stats["malformed_dropped"] += 1
+        except DecodeError:
+            self.stats["malformed_dropped"] += 1
+        except HandshakeError:
+            self.stats["auth_failures"] += 1
+
+    def handle_timer(self, now: float) -> None:
+        cfg = self.config
+        if now >= self._cookie_rotate_at:
+            self._cookie_secret = self._rng.randbytes(32)
+            self._cookie_rotate_at = now + _COOKIE_LIFETIME
+        for endpoint, (nonce, started, retry_at) in sorted(self._hello_pending.items()):
+            if now - started >= cfg.handshake_timeout:
+                del self._hello_pending[endpoint]
+                self._events.append(Unreachable(None, endpoint, "no answer to hello"))
+            elif now >= retry_at:
+                self._hello_pending[endpoint] = (nonce, started, now + self._jitter(cfg.handshake_retry))
+                self._send_hello(endpoint, nonce)
+        for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
+            if peer.pending is not None and peer.pending_retry_at is not None and now >= peer.pending_retry_at:
+                if now - peer.pending_started >= cfg.handshake_timeout:
+                    self._give_up(peer, "handshake timed out")
+                else:
+                    self._send_init(peer, now)
+            s = peer.current
+            if s is not None:
+                age = now - s.created
+                idle = now - (peer.last_received or s.created)
+                if idle >= cfg.idle_timeout or age >= 3 * cfg.reject_after_time:
+                    self._drop_sessions(peer)
+                    self._events.append(SessionDown(peer.node_id, "idle" if idle >= cfg.idle_timeout else "expired"))
+                    continue
+                if peer.keepalive_due is not None and now >= peer.keepalive_due:
+                    peer.keepalive_due = None
+                    if peer.last_sent < peer.last_data_received:
+                        self.stats["keepalives_sent"] += 1
+                        self._encrypt_and_send(peer, s, b"", now)
+
+    def get_timer(self) -> float | None:
+        deadline = self._cookie_rotate_at
+        for _nonce, started, retry_at in self._hello_pending.values():
+            deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
+        cfg = self.config
+        for peer in self._peers.values():
+            if peer.pending_retry_at is not None and peer.pending is not None:
+                deadline = min(deadline, peer.pending_retry_at)
+            s = peer.current
+            if s is not None:
+                deadline = min(deadline, (peer.last_received or s.created) + cfg.idle_timeout,
+                               s.created + 3 * cfg.reject_after_time)
+                if peer.keepalive_due is not None:
+                    deadline = min(deadline, peer.keepalive_due)
+        return deadline
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self):
+        return self._events.popleft() if self._events else None
+
+    # -- sending --------------------------------------------------------------
+    def _peer(self, public_key: bytes) -> Peer:
+        peer = self._peers.get(public_key)
+        if peer is None:
+            peer = Peer(public_key, node_id_for(public_key))
+            self._peers[public_key] = peer
+            self._by_node[peer.node_id] = peer
+        return peer
+
+    def _jitter(self, base: float) -> float:
+        return base * (1.0 + 0.3 * self._rng.random())
+
+    def _new_index(self, owner) -> int:
+        while True:
+            idx = self._rng.getrandbits(32)
+            if idx and idx not in self._indices:
+                self._indices[idx] = owner
+                return idx
+
+    def _send_payload(self, peer: Peer, payload: bytes, now: float) -> None:
+        s = peer.current
+        cfg = self.config
+        if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
+            self._encrypt_and_send(peer, s, payload, now)
+            if (
+                peer.pending is None
+                and (now - s.created >= cfg.rekey_after_time + (0 if s.initiator else 10.0)
+                     or s.counter >= cfg.rekey_after_messages)
+            ):
+                peer.rekeys += 1
+                self._start_handshake(peer, now)
+            return
+        if len(peer.queue) >= cfg.max_queued:
+            peer.queue.popleft()
+            self.stats["queue_dropped"] += 1
+        peer.queue.append(payload)
+        if peer.pending is None:
+            if s is not None:
+                peer.rekeys += 1
+            self._start_handshake(peer, now)
+
+    def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float) -> None:
+        counter = s.counter
+        s.counter += 1
+        ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
+        pkt = b"\x01\x04" + s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big") + ct
+        self._out.append((pkt, peer.endpoint))
+        peer.last_sent = now
+        peer.bytes_out += len(pkt)
+        peer.packets_out += 1
+
+    def _start_handshake(self, peer: Peer, now: float) -> None:
+        if peer.endpoint is None:
+            return
+        peer.pending_started = now
+        peer.pending_early = b""
+        if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
+            peer.pending_early = peer.queue.popleft()
+        self.stats["handshakes_initiated"] += 1
+        self._send_init(peer, now)
+
+    def _send_init(self, peer: Peer, now: float) -> None:
+        if peer.pending is not None:
+            self._indices.pop(peer.pending.local_index, None)
+        cookie = peer.cookie if peer.cookie is not None and now - peer.cookie_at < _COOKIE_LIFETIME else None
+        ts = hs.tai64n(now)
+        if ts <= peer.last_timestamp_sent:  # strictly increasing, even within one clock tick
+            ts = (int.from_bytes(peer.last_timestamp_sent, "big") + 1).to_bytes(12, "big")
+        peer.last_timestamp_sent = ts
+        idx = self._new_index(peer)
+        try:
+            raw, state = hs.create_init(self.identity, peer.public_key, idx, now, self._rng,
+                                        peer.pending_early, cookie, ts)
+        except HandshakeError as exc:
+            self._indices.pop(idx, None)
+            self._give_up(peer, str(exc))
+            return
+        peer.pending = state
+        peer.pending_sent = now
+        peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
+        self._out.append((raw, peer.endpoint))
+        peer.last_sent = now
+
+    def _give_up(self, peer: Peer, reason: str) -> None:
+        if peer.pending is not None:
+            self._indices.pop(peer.pending.local_index, None)
+        peer.pending = None
+        peer.pending_retry_at = None
+        dropped = len(peer.queue) + (1 if peer.pending_early else 0)
+        peer.queue.clear()
+        peer.pending_early = b""
+        self.stats["handshakes_failed"] += 1
+        self.stats["queue_dropped"] += dropped
+        self._events.append(Unreachable(peer.node_id, peer.endpoint, reason))
+
+    def _send_hello(self, endpoint: Addr, nonce: int) -> None:
+        pkt = encode(Hello(nonce, bytes(HELLO_MIN_SIZE - 10)))
+        self._out.append((pkt, endpoint))
+
+    # -- receiving ------------------------------------------------------------
+    def _on_data(self, data: bytes, addr: Addr, now: float) -> None:
+        if len(data) < _DATA_HEADER + 16:
+            self.stats["malformed_dropped"] += 1
+            return
+        owner = self._indices.get(int.from_bytes(data[2:6], "big"))
+        if not isinstance(owner, Session):
+            self.stats["unknown_index_dropped"] += 1
+            return
+        s = owner
+        counter = int.from_bytes(data[6:14], "big")
+        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
+            self.stats["replays_dropped"] += 1
+            return
+        try:
+            plain = s.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), data[14:], None)
+        except InvalidTag:
+            self.stats["auth_failures"] += 1
+            return
+        if now - s.created >= self.config.reject_after_time:
+            self.stats["expired_dropped"] += 1
+            return
+        if not s.window.accept(counter):
+            self.stats["replays_dropped"] += 1
+            return
+        peer = s.peer
+        peer.endpoint = addr  # roaming: follow the latest authenticated source
+        peer.last_received = now
+        peer.bytes_in += len(data)
+        peer.packets_in += 1
+        if not plain:
+            return  # keepalive
+        peer.last_data_received = now
+        if peer.keepalive_due is None:
+            peer.keepalive_due = now + self.config.keepalive
+        kind = plain[1] if len(plain) >= 2 and plain[0] == VERSION else None
+        if kind == _PING:
+            try:
+                ping = decode(plain)
+            except DecodeError:
+                self.stats["malformed_dropped"] += 1
+                return
+            self._encrypt_and_send(peer, peer.current or s, encode(Pong(ping.ping_id)), now)
+        elif kind == _PONG:
+            try:
+                pong = decode(plain)
+            except DecodeError:
+                self.stats["malformed_dropped"] += 1
+                return
+            sent = peer.pings.pop(pong.ping_id, None)
+            if sent is not None:
+                rtt = max(0.0, now - sent)
+                peer.rtt_sample(rtt)
+                self._events.append(PongReceived(peer.node_id, pong.ping_id, rtt))
+        else:
+            self._events.append(Received(peer.node_id, peer.public_key, addr, plain))
+
+    def _under_load(self, now: float) -> bool:
+        times = self._init_times
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        return len(times) > self.config.handshakes_per_second_under_load
+
+    def _cookie_for(self, addr: Addr) -> bytes:
+        return hs.MAC(self._cookie_secret, f"{addr[0]}|{addr[1]}".encode())
+
+    def _on_init(self, data: bytes, addr: Addr, now: float) -> None:
+        msg = decode(data)
+        assert isinstance(msg, HandshakeInit)
+        if not hs.check_mac1(data, self.identity.public_key):
+            self.stats["auth_failures"] += 1
+            return
+        self._init_times.append(now)
+        if self._under_load(now) and not hs.check_mac2(data, self._cookie_for(addr)):
+            nonce = self._rng.randbytes(12)
+            enc = ChaCha20Poly1305(self._own_cookie_key).encrypt(nonce, self._cookie_for(addr), msg.mac1)
+            self._out.append((encode(CookieReply(msg.sender_index, nonce, enc)), addr))
+            self.stats["cookies_sent"] += 1
+            return
+        result = hs.consume_init(self.identity, msg)
+        peer = self._peers.get(result.peer_public)
+        if peer is None and len(self._peers) >= self.config.max_peers:
+            self.stats["handshakes_failed"] += 1
+            return
+        peer = self._peer(result.peer_public)
+        if result.timestamp <= peer.greatest_timestamp:
+            self.stats["replays_dropped"] += 1
+            return
+        peer.greatest_timestamp = result.timestamp
+        idx = self._new_index(None)
+        cookie = peer.cookie if peer.cookie is not None and now - peer.cookie_at < _COOKIE_LIFETIME else None
+        raw, send_key, recv_key = hs.create_response(result, idx, self._rng, b"", cookie)
+        session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer)
+        self._indices[idx] = session
+        self._out.append((raw, addr))
+        peer.endpoint = addr
+        peer.last_received = now
+        peer.last_sent = now
+        self._install(peer, session, now)
+        if result.payload:
+            peer.last_data_received = now
+            self._events.append(Received(peer.node_id, peer.public_key, addr, result.payload))
+
+    def _on_response(self, data: bytes, addr: Addr, now: float) -> None:
+        msg = decode(data)
+        assert isinstance(msg, HandshakeResponse)
+        peer = self._indices.get(msg.receiver_index)
+        if not isinstance(peer, Peer) or peer.pending is None or peer.pending.local_index != msg.receiver_index:
+            self.stats["unknown_index_dropped"] += 1
+            return
+        if not hs.check_mac1(data, self.identity.public_key):
+            self.stats["auth_failures"] += 1
+            return
+        state = peer.pending
+        _payload, send_key, recv_key = hs.consume_response(self.identity, state, msg)
+        session = Session(state.local_index, msg.sender_index, send_key, recv_key, now, True, peer)
+        self._indices[state.local_index] = session
+        peer.pending = None
+        peer.pending_retry_at = None
+        peer.pending_early = b""
+        peer.endpoint = addr
+        peer.last_received = now
+        peer.rtt_sample(max(0.0, now - peer.pending_sent))
+        self._install(peer, session, now)
+
+    def _install(self, peer: Peer, session: Session, now: float) -> None:
+        """Make a new session current; the old current becomes previous."""
+        was_up = peer.current is not None
+        if peer.previous is not None:
+            self._indices.pop(peer.previous.local_index, None)
+        peer.previous = peer.current
+        peer.current = session
+        self.stats["handshakes_completed"] += 1
+        if not was_up:
+            self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
+        while peer.queue:
+            self._encrypt_and_send(peer, session, peer.queue.popleft(), now)
+
+    def _drop_sessions(self, peer: Peer) -> None:
+        for s in (peer.current, peer.previous):
+            if s is not None:
+                self._indices.pop(s.local_index, None)
+        peer.current = peer.previous = None
+        peer.keepalive_due = None
+
+    def _on_cookie(self, data: bytes, addr: Addr, now: float) -> None:
+        msg = decode(data)
+        assert isinstance(msg, CookieReply)
+        peer = self._indices.get(msg.receiver_index)
+        if not isinstance(peer, Peer) or peer.pending is None:
+            self.stats["unknown_index_dropped"] += 1
+            return
+        try:
+            cookie = ChaCha20Poly1305(hs.cookie_key(peer.public_key)).decrypt(
+                msg.nonce, msg.encrypted_cookie, peer.pending.mac1
+            )
+        except InvalidTag:
+            self.stats["auth_failures"] += 1
+            return
+        peer.cookie, peer.cookie_at = cookie, now
+        self.stats["cookies_received"] += 1
+        # Retry at once with mac2 rather than waiting out the retransmit timer.
+        self._send_init(peer, now)
+
+    def _on_hello(self, data: bytes, addr: Addr, now: float) -> None:
+        if len(data) < HELLO_MIN_SIZE:
+            self.stats["hello_dropped"] += 1
+            return
+        msg = decode(data)
+        assert isinstance(msg, Hello)
+        cutoff = now - 1.0
+        times = self._hello_times
+        while times and times[0] <= cutoff:
+            times.popleft()
+        src = self._hello_by_source.setdefault(addr[0], deque())
+        while src and src[0] <= cutoff:
+            src.popleft()
+        if len(times) >= self.config.hello_per_second or len(src) >= self.config.hello_per_source_per_second:
+            self.stats["hello_dropped"] += 1
+            return
+        if len(self._hello_by_source) > 4096:  # bounded memory under a spoofed-source flood
+            for key in [k for k, v in self._hello_by_source.items() if not v]:
+                del self._hello_by_source[key]
+        times.append(now)
+        src.append(now)
+        self.stats["hello_replies"] += 1
+        self._out.append((encode(HelloReply(msg.nonce, self.identity.public_key)), addr))
+
+    def _on_hello_reply(self, data: bytes, addr: Addr, now: float) -> None:
+        msg = decode(data)
+        assert isinstance(msg, HelloReply)
+        pending = self._hello_pending.get(addr)
+        if pending is None or pending[0] != msg.nonce:
+            self.stats["unknown_index_dropped"] += 1
+            return
+        del self._hello_pending[addr]
+        if msg.public_key == self.identity.public_key:
+            self._events.append(Unreachable(None, addr, "that endpoint is this node itself"))
+            return
+        self.connect(addr, now, msg.public_key)
