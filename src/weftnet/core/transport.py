@@ -12,8 +12,9 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
 * ``receive_datagram`` dispatches on the packet type. Anything that fails
   authentication (mac1, AEAD tag, stale timestamp, replayed counter, unknown
   index) is dropped *silently* and counted; nothing raises.
-* A peer has at most a *current* and a *previous* session; the previous one
-  still receives during a changeover (rekey, simultaneous open), so no packet
+* A peer has one *current* session for sending and up to two *older* ones
+  that still receive during a changeover (rekey, simultaneous open — where
+  each side ends up sending on a different one of two sessions), so no packet
   in flight is lost to a new session.
 * Timers: handshake retransmit with jitter and a give-up deadline
   (``Unreachable``), rekey after a time or message count, refusal to send on
@@ -173,7 +174,7 @@ class Peer:
     node_id: NodeId
     endpoint: Addr | None = None
     current: Session | None = None
-    previous: Session | None = None
+    older: list = field(default_factory=list)  # retired sessions, still receiving
     pending: hs.InitiatorHandshake | None = None
     pending_sent: float = 0.0
     pending_started: float = 0.0
@@ -197,6 +198,7 @@ class Peer:
     packets_out: int = 0
     rekeys: int = 0
     pings: dict = field(default_factory=dict)
+    early_rx: list = field(default_factory=list)
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -479,6 +481,7 @@ class SecureTransport:
         peer.last_sent = now
 
     def _give_up(self, peer: Peer, reason: str) -> None:
+        peer.early_rx = []
         if peer.pending is not None:
             self._indices.pop(peer.pending.local_index, None)
         peer.pending = None
@@ -501,6 +504,12 @@ class SecureTransport:
             return
         owner = self._indices.get(int.from_bytes(data[2:6], "big"))
         if not isinstance(owner, Session):
+            if isinstance(owner, Peer) and owner.pending is not None and len(owner.early_rx) < 16:
+                # The responder may send right after its Response, and the two
+                # can swap places on the way: hold the data until the Response
+                # arrives (it is authenticated then, not now).
+                owner.early_rx.append((data, addr))
+                return
             self.stats["unknown_index_dropped"] += 1
             return
         s = owner
@@ -618,13 +627,17 @@ class SecureTransport:
         peer.last_received = now
         peer.rtt_sample(max(0.0, now - peer.pending_sent))
         self._install(peer, session, now)
+        held, peer.early_rx = peer.early_rx, []
+        for data_held, addr_held in held:
+            self._on_data(data_held, addr_held, now)
 
     def _install(self, peer: Peer, session: Session, now: float) -> None:
-        """Make a new session current; the old current becomes previous."""
+        """Make a new session current; the old current keeps receiving for a while."""
         was_up = peer.current is not None
-        if peer.previous is not None:
-            self._indices.pop(peer.previous.local_index, None)
-        peer.previous = peer.current
+        if peer.current is not None:
+            peer.older.insert(0, peer.current)
+        while len(peer.older) > 2:
+            self._indices.pop(peer.older.pop().local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
         if not was_up:
@@ -633,10 +646,11 @@ class SecureTransport:
             self._encrypt_and_send(peer, session, peer.queue.popleft(), now)
 
     def _drop_sessions(self, peer: Peer) -> None:
-        for s in (peer.current, peer.previous):
+        for s in [peer.current] + peer.older:
             if s is not None:
                 self._indices.pop(s.local_index, None)
-        peer.current = peer.previous = None
+        peer.current = None
+        peer.older = []
         peer.keepalive_due = None
 
     def _on_cookie(self, data: bytes, addr: Addr, now: float) -> None:

@@ -1,0 +1,126 @@
+"""Iterative lookups as state machines (Kademlia section 2.3, S/Kademlia section 4.4).
+
+A lookup keeps a shortlist of contacts ordered by XOR distance to the target.
+It is *not* run in lock-step rounds: whenever a request answers or times out,
+the next closest unasked contact is asked at once, so at most ``alpha``
+requests are in flight and a slow peer never holds the lookup up.
+
+A lookup ends when the ``k`` closest contacts it knows of (that have not
+failed) have all answered — or, for FIND_VALUE, as soon as ``quorum`` valid
+records have come back.
+
+With ``disjoint > 1`` the shortlist is split into that many paths that never
+share a contact (S/Kademlia), so one adversarial region cannot steer every
+path; their results are merged.
+
+The class only decides; the engine (``Dht``) sends the requests and feeds the
+answers back, so this logic is testable with scripted replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from weftnet.core.contact import Contact
+
+__all__ = ["Lookup", "Candidate"]
+
+CANDIDATE, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
+
+
+@dataclass(slots=True)
+class Candidate:
+    contact: Contact
+    key: int
+    distance: int
+    depth: int
+    path: int
+    state: int = CANDIDATE
+
+
+@dataclass
+class Lookup:
+    op_id: int
+    kind: str  # "find_node", "find_value", "store", "get", "bootstrap", "refresh"
+    target: int
+    started: float
+    k: int = 20
+    alpha: int = 3
+    disjoint: int = 1
+    quorum: int = 1
+    own_key: int = -1
+    candidates: dict = field(default_factory=dict)  # key -> Candidate
+    values: list = field(default_factory=list)
+    messages: int = 0
+    done: bool = False
+    result_hops: int = 0
+
+    def seed(self, contacts: list[Contact]) -> None:
+        ordered = sorted(contacts, key=lambda c: c.node_id.int ^ self.target)
+        for i, c in enumerate(ordered):
+            self._add(c, depth=1, path=i % self.disjoint)
+
+    def _add(self, contact: Contact, depth: int, path: int) -> None:
+        key = contact.node_id.int
+        if key == self.own_key or key in self.candidates:
+            return
+        self.candidates[key] = Candidate(contact, key, key ^ self.target, depth, path)
+
+    def answered(self, key: int, contacts: list[Contact]) -> None:
+        cand = self.candidates.get(key)
+        if cand is None or cand.state not in (IN_FLIGHT, FAILED):
+            return
+        cand.state = ANSWERED
+        for c in contacts:
+            self._add(c, cand.depth + 1, cand.path)
+
+    def failed(self, key: int) -> None:
+        cand = self.candidates.get(key)
+        if cand is not None and cand.state == IN_FLIGHT:
+            cand.state = FAILED
+
+    def _ordered(self) -> list[Candidate]:
+        return sorted(self.candidates.values(), key=lambda c: c.distance)
+
+    def next_requests(self) -> list[Candidate]:
+        """Contacts to ask now (marked in flight). Empty when nothing more is useful."""
+        if self.done:
+            return []
+        out = []
+        for path in range(self.disjoint):
+            live = [c for c in self._ordered() if c.path == path and c.state != FAILED][: self.k]
+            in_flight = sum(1 for c in live if c.state == IN_FLIGHT)
+            in_flight += sum(1 for c in self.candidates.values()
+                             if c.path == path and c.state == IN_FLIGHT and c not in live)
+            for c in live:
+                if in_flight >= self.alpha:
+                    break
+                if c.state == CANDIDATE:
+                    c.state = IN_FLIGHT
+                    in_flight += 1
+                    out.append(c)
+        self.messages += len(out)
+        return out
+
+    def finished(self) -> bool:
+        """The k closest live contacts have all answered (per path), or a quorum of values is in."""
+        if self.done:
+            return True
+        if self.kind in ("find_value", "get") and len(self.values) >= self.quorum:
+            return True
+        for path in range(self.disjoint):
+            live = [c for c in self._ordered() if c.path == path and c.state != FAILED][: self.k]
+            if any(c.state != ANSWERED for c in live):
+                return False
+            if any(c.state == IN_FLIGHT for c in self.candidates.values() if c.path == path):
+                # Someone farther is still out; the k closest already answered, so stop.
+                pass
+        return True
+
+    def closest(self, n: int | None = None) -> list[Contact]:
+        n = self.k if n is None else n
+        return [c.contact for c in self._ordered() if c.state == ANSWERED][:n]
+
+    def hops(self) -> int:
+        best = [c for c in self._ordered() if c.state == ANSWERED][:1]
+        return best[0].depth if best else 0

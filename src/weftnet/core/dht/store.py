@@ -1,0 +1,59 @@
+"""Where a node keeps the records it holds: the RecordStore protocol and an in-memory store.
+
+The daemon uses ``weftnet.runtime.store.SqliteStore`` (same protocol, on disk);
+the simulator and tests use :class:`MemoryStore`.
+
+Eviction policy (applied by the DHT when the store is full): expired records
+go first; then, among records this node did not publish itself, the one whose
+key is farthest (XOR) from this node's ID — the node least responsible for it.
+A node's own published records are evicted last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+__all__ = ["StoredRecord", "RecordStore", "MemoryStore"]
+
+
+@dataclass
+class StoredRecord:
+    key: bytes
+    blob: bytes  # the encoded record, exactly as validated
+    expires: float
+    own: bool  # published by this node (republished by it)
+    seq: int | None = None
+    stored_at: float = 0.0
+
+
+class RecordStore(Protocol):
+    def get(self, key: bytes) -> StoredRecord | None: ...
+
+    def put(self, record: StoredRecord) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def records(self) -> Iterator[StoredRecord]: ...
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._records: dict[bytes, StoredRecord] = {}
+
+    def get(self, key: bytes) -> StoredRecord | None:
+        return self._records.get(key)
+
+    def put(self, record: StoredRecord) -> None:
+        self._records[record.key] = record
+
+    def delete(self, key: bytes) -> None:
+        self._records.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def records(self) -> Iterator[StoredRecord]:
+        return iter(sorted(self._records.values(), key=lambda r: r.key))

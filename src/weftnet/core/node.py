@@ -1,0 +1,573 @@
+"""NodeCore: one overlay node's whole protocol logic, sans-IO.
+
+Theory of operation
+-------------------
+A node is two engines stacked, and this class is the glue between them:
+
+* :class:`~weftnet.core.transport.SecureTransport` turns UDP datagrams into
+  authenticated, encrypted sessions with other nodes (docs/handshake.md);
+* :class:`~weftnet.core.dht.Dht` is Kademlia plus key-based routing and
+  records (docs/dht.md); it speaks to *contacts* and never sees a datagram.
+
+Datagrams come in through :meth:`receive_datagram`; the transport decrypts
+them and yields ``Received`` payloads, which are decoded with the one wire
+codec and handed to the DHT with the authenticated sender as a
+:class:`~weftnet.core.contact.Contact`. What the DHT wants to send is
+encoded and given to the transport, which opens sessions on demand (the first
+message rides inside the handshake). :meth:`_pump` moves work between the two
+until both are quiet, after every input.
+
+User requests (ping, send, trace, put, get, lookup, connect, leave) return an
+``op_id`` at once and complete later with an event carrying that ``op_id``.
+Every request has a deadline, so each one completes exactly once, with
+``ok=False`` and a reason if the network never answered.
+
+The driver (asyncio daemon, in-process demo, simulator harness) does the I/O:
+it calls :meth:`receive_datagram` / :meth:`handle_timer`, sends what
+:meth:`datagrams_to_send` returns, re-arms one timer at :meth:`get_timer`,
+and reads :meth:`next_event`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from weftnet.core import wire
+from weftnet.core.contact import Addr, Contact
+from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
+from weftnet.core.dht import events as dht_events
+from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.transport import (
+    PongReceived,
+    Received,
+    SecureTransport,
+    SessionDown,
+    SessionUp,
+    TransportConfig,
+    Unreachable,
+)
+from weftnet.core.wire import Message, Text, register
+from weftnet.errors import DecodeError, SessionError, WeftError
+
+__all__ = [
+    "NodeConfig",
+    "NodeCore",
+    "NodeEvent",
+    "Connected",
+    "PingResult",
+    "SendResult",
+    "TraceResult",
+    "PutResult",
+    "GetResult",
+    "LookupResult",
+    "LeaveResult",
+    "TextReceived",
+    "PeerUp",
+    "PeerDown",
+    "AppText",
+]
+
+#: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
+TEXT_MAX = 1000
+
+
+@register
+@dataclass(frozen=True)
+class AppText(Message):
+    """A short text message routed to a node ID or key (``weft send``)."""
+
+    TYPE: ClassVar = 0x40
+    text: str
+    FIELDS: ClassVar = (("text", Text(TEXT_MAX)),)
+
+
+@dataclass
+class NodeConfig:
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    dht: DhtConfig = field(default_factory=DhtConfig)
+    #: A request the network never answers fails after this long.
+    request_timeout: float = 15.0
+    #: Lifetime given to mutable records published with ``put(..., mutable_salt=...)``.
+    record_ttl: int = 24 * 3600
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, NodeId):
+        return value.text()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, ipaddress.IPv6Address):
+        return str(value)
+    if isinstance(value, Contact):
+        return {"node_id": value.node_id.text(), "endpoint": f"{value.endpoint[0]}:{value.endpoint[1]}"}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int):
+            return f"{value[0]}:{value[1]}" if ":" not in value[0] else f"[{value[0]}]:{value[1]}"
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"kind": self.kind}
+        d.update({k: _jsonable(v) for k, v in asdict(self).items()})
+        return d
+
+
+@dataclass(frozen=True)
+class Connected(NodeEvent):
+    kind: ClassVar[str] = "connected"
+    op_id: int
+    ok: bool
+    node_id: NodeId | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PingResult(NodeEvent):
+    kind: ClassVar[str] = "ping"
+    op_id: int
+    ok: bool
+    node_id: NodeId | None = None
+    rtt: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult(NodeEvent):
+    kind: ClassVar[str] = "send"
+    op_id: int
+    ok: bool
+    delivered_to: NodeId | None = None
+    hops: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TraceResult(NodeEvent):
+    kind: ClassVar[str] = "trace"
+    op_id: int
+    ok: bool
+    hops: tuple = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PutResult(NodeEvent):
+    kind: ClassVar[str] = "put"
+    op_id: int
+    ok: bool
+    key: bytes = b""
+    stored_at: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GetResult(NodeEvent):
+    kind: ClassVar[str] = "get"
+    op_id: int
+    ok: bool
+    key: bytes = b""
+    value: bytes | None = None
+    seq: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult(NodeEvent):
+    kind: ClassVar[str] = "lookup"
+    op_id: int
+    ok: bool
+    target: NodeId | None = None
+    contacts: tuple = ()
+    hops: int = 0
+    messages: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaveResult(NodeEvent):
+    kind: ClassVar[str] = "leave"
+    op_id: int
+    ok: bool
+    handed_over: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TextReceived(NodeEvent):
+    kind: ClassVar[str] = "text"
+    origin: NodeId
+    text: str
+
+
+@dataclass(frozen=True)
+class PeerUp(NodeEvent):
+    kind: ClassVar[str] = "peer_up"
+    node_id: NodeId
+    endpoint: Addr
+
+
+@dataclass(frozen=True)
+class PeerDown(NodeEvent):
+    kind: ClassVar[str] = "peer_down"
+    node_id: NodeId
+    reason: str
+
+
+@dataclass
+class _Op:
+    """A user request in flight."""
+
+    op_id: int
+    kind: str
+    deadline: float
+    started: float
+    target: Any = None  # NodeId, IPv6Address, endpoint or key
+    ping_id: int | None = None
+    node_id: NodeId | None = None
+    stage: str = ""
+    payload: bytes = b""
+
+
+class NodeCore:
+    """One node: secure transport + DHT + user requests. No I/O (module docstring)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        rng: RandomSource,
+        now: float,
+        config: NodeConfig | None = None,
+        store: RecordStore | None = None,
+        endpoint: Addr = ("0.0.0.0", 0),
+    ):
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.address = identity.address
+        self.config = config or NodeConfig()
+        self._rng = rng
+        self.transport = SecureTransport(identity, rng, now, self.config.transport)
+        self.dht = Dht(Contact(identity.public_key, endpoint), rng, now, self.config.dht, store, identity)
+        self.endpoint = endpoint
+        self.started = now
+        self._next_op = 1
+        self._ops: dict[int, _Op] = {}
+        self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
+        self._events: deque[NodeEvent] = deque()
+        self._mutable_seq = 0
+        self.decode_errors = 0
+
+    # -- driver surface -------------------------------------------------------
+    def set_local_endpoint(self, endpoint: Addr) -> None:
+        self.endpoint = endpoint
+        self.dht.set_local_contact(Contact(self.identity.public_key, endpoint))
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self.transport.receive_datagram(data, addr, now)
+        self._pump(now)
+
+    def handle_timer(self, now: float) -> None:
+        self.transport.handle_timer(now)
+        self.dht.handle_timer(now)
+        for op in sorted(self._ops.values(), key=lambda o: o.op_id):
+            if op.deadline <= now:
+                self._fail(op, "timed out: no answer from the overlay")
+        self._pump(now)
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self.transport.get_timer(), self.dht.get_timer()) if t is not None]
+        times.extend(op.deadline for op in self._ops.values())
+        return min(times) if times else None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        return self.transport.datagrams_to_send(now)
+
+    def next_event(self) -> NodeEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- requests ----------------------------------------------------------
+    def connect(self, endpoint: Addr, now: float, node_id: NodeId | None = None) -> int:
+        """Open a session to an endpoint and join the overlay through it."""
+        op = self._new_op("connect", now, endpoint)
+        op.node_id = node_id
+        self.transport.connect(endpoint, now)
+        self._pump(now)
+        return op.op_id
+
+    def bootstrap(self, contacts: list[Contact], now: float) -> None:
+        """Rejoin from known contacts (e.g. a persisted routing table)."""
+        if contacts:
+            self.dht.bootstrap(contacts, now)
+            self._pump(now)
+
+    def ping(self, target: NodeId | ipaddress.IPv6Address, now: float) -> int:
+        op = self._new_op("ping", now, target)
+        node_id = self._resolve_local(target)
+        if node_id is not None:
+            self._start_ping(op, node_id, now)
+        else:
+            self._find(op, target, now)
+        self._pump(now)
+        return op.op_id
+
+    def send_text(self, target: NodeId | bytes, text: str, now: float) -> int:
+        op = self._new_op("send", now, target)
+        op.payload = wire.encode(AppText(text))
+        key = target.raw if isinstance(target, NodeId) else bytes(target)
+        self._dht_ops[self.dht.route(key, op.payload, now)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    def trace(self, target: NodeId, now: float) -> int:
+        op = self._new_op("trace", now, target)
+        self._dht_ops[self.dht.route(target.raw, b"", now, trace=True)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    def put(self, value: bytes, now: float, *, mutable_salt: bytes | None = None) -> int:
+        op = self._new_op("put", now, None)
+        if mutable_salt is None:
+            record = ImmutableRecord(value)
+        else:
+            self._mutable_seq = max(self._mutable_seq + 1, int(now * 1000))
+            record = MutableRecord.create(
+                self.identity, mutable_salt, self._mutable_seq, self.config.record_ttl, value
+            )
+        op.target = record.key
+        self._dht_ops[self.dht.put(record, now)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    def get(self, key: bytes, now: float, quorum: int = 1) -> int:
+        op = self._new_op("get", now, key)
+        self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    def lookup(self, target: NodeId, now: float) -> int:
+        op = self._new_op("lookup", now, target)
+        self._dht_ops[self.dht.find_node(target, now)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    def leave(self, now: float) -> int:
+        op = self._new_op("leave", now, None)
+        self._dht_ops[self.dht.leave(now)] = op.op_id
+        self._pump(now)
+        return op.op_id
+
+    # -- introspection -------------------------------------------------------
+    def peers(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for p in self.transport.peers():
+            d = {k: _jsonable(v) for k, v in asdict(p).items()}
+            d["address"] = str(p.node_id.address())
+            out.append(d)
+        return out
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id.text(),
+            "address": str(self.address),
+            "public_key": self.identity.public_key.hex(),
+            "endpoint": _jsonable(self.endpoint),
+            "uptime": round(now - self.started, 3),
+            "sessions": self.peers(now),
+            "transport": dict(self.transport.stats),
+            "dht": self.dht.summary(),
+            "requests_in_flight": len(self._ops),
+        }
+
+    # -- internals -----------------------------------------------------------
+    def _new_op(self, kind: str, now: float, target: Any) -> _Op:
+        op = _Op(self._next_op, kind, now + self.config.request_timeout, now, target)
+        self._next_op += 1
+        self._ops[op.op_id] = op
+        return op
+
+    def _resolve_local(self, target: NodeId | ipaddress.IPv6Address) -> NodeId | None:
+        if isinstance(target, NodeId):
+            return target
+        for p in self.transport.peers():
+            if p.node_id.address() == target:
+                return p.node_id
+        for c in self.dht.export_contacts():
+            if c.node_id.address() == target:
+                return c.node_id
+        return None
+
+    def _find(self, op: _Op, target: NodeId | ipaddress.IPv6Address, now: float) -> None:
+        """Look a node up in the DHT (an overlay address names the ID's first 96 bits)."""
+        if isinstance(target, ipaddress.IPv6Address):
+            key = NodeId(target.packed[4:] + bytes(20))
+        else:
+            key = target
+        op.stage = "lookup"
+        self._dht_ops[self.dht.find_node(key, now)] = op.op_id
+
+    def _matches(self, op: _Op, node_id: NodeId) -> bool:
+        t = op.target
+        return node_id == t if isinstance(t, NodeId) else node_id.address() == t
+
+    def _start_ping(self, op: _Op, node_id: NodeId, now: float, contact: Contact | None = None) -> None:
+        op.node_id = node_id
+        op.stage = "ping"
+        try:
+            op.ping_id = self.transport.ping(node_id, now)
+        except SessionError:
+            if contact is None:
+                contact = self.dht.contact_for(node_id)
+            if contact is None:
+                self._find(op, node_id, now)
+                return
+            op.stage = "connect"
+            self.transport.connect(contact.endpoint, now, contact.public_key)
+
+    def _complete(self, op: _Op, event: NodeEvent) -> None:
+        if self._ops.pop(op.op_id, None) is not None:
+            for dht_op, node_op in list(self._dht_ops.items()):
+                if node_op == op.op_id:
+                    del self._dht_ops[dht_op]
+            self._events.append(event)
+
+    def _fail(self, op: _Op, error: str) -> None:
+        cls = {
+            "connect": Connected,
+            "ping": PingResult,
+            "send": SendResult,
+            "trace": TraceResult,
+            "put": PutResult,
+            "get": GetResult,
+            "lookup": LookupResult,
+            "leave": LeaveResult,
+        }[op.kind]
+        self._complete(op, cls(op_id=op.op_id, ok=False, error=error))
+
+    def _pump(self, now: float) -> None:
+        for _ in range(10_000):  # bounded: a bug must not become a hang
+            busy = False
+            while (ev := self.transport.next_event()) is not None:
+                busy = True
+                self._on_transport_event(ev, now)
+            for contact, msg in self.dht.messages_to_send():
+                busy = True
+                self.transport.send(contact, wire.encode(msg), now)
+            while (dev := self.dht.next_event()) is not None:
+                busy = True
+                self._on_dht_event(dev, now)
+            if not busy:
+                return
+
+    def _on_transport_event(self, ev: Any, now: float) -> None:
+        if isinstance(ev, Received):
+            try:
+                msg = wire.decode(ev.payload)
+            except DecodeError:
+                self.decode_errors += 1
+                return
+            self.dht.on_message(Contact(ev.public_key, ev.endpoint), msg, now)
+        elif isinstance(ev, PongReceived):
+            for op in list(self._ops.values()):
+                if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:
+                    self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
+        elif isinstance(ev, SessionUp):
+            self._events.append(PeerUp(ev.node_id, ev.endpoint))
+            contact = Contact(ev.public_key, ev.endpoint)
+            for op in sorted(self._ops.values(), key=lambda o: o.op_id):
+                if op.kind == "connect" and op.target == ev.endpoint:
+                    if op.node_id is not None and op.node_id != ev.node_id:
+                        self.transport.close(ev.node_id, now)
+                        self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} is {ev.node_id.text()}, not the pinned {op.node_id.text()}")
+                        continue
+                    self.dht.bootstrap([contact], now)
+                    self._complete(op, Connected(op.op_id, True, ev.node_id))
+                elif op.kind == "ping" and op.stage == "connect" and op.node_id == ev.node_id:
+                    self._start_ping(op, ev.node_id, now, contact)
+        elif isinstance(ev, SessionDown):
+            self._events.append(PeerDown(ev.node_id, ev.reason))
+        elif isinstance(ev, Unreachable):
+            if ev.node_id is not None:
+                self.dht.on_unreachable(ev.node_id, now)
+            for op in sorted(self._ops.values(), key=lambda o: o.op_id):
+                if op.kind == "connect" and op.target == ev.endpoint:
+                    self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
+                elif op.kind == "ping" and op.node_id is not None and op.node_id == ev.node_id:
+                    self._fail(op, f"{ev.node_id.text()} is unreachable: {ev.reason}")
+
+    def _on_dht_event(self, ev: Any, now: float) -> None:
+        if isinstance(ev, dht_events.Delivered):
+            try:
+                msg = wire.decode(ev.payload)
+            except DecodeError:
+                self.decode_errors += 1
+                return
+            if isinstance(msg, AppText):
+                self._events.append(TextReceived(ev.origin, msg.text))
+            return
+        op_id = self._dht_ops.pop(getattr(ev, "op_id", -1), None)
+        op = self._ops.get(op_id) if op_id is not None else None
+        if op is None:
+            return
+        if isinstance(ev, dht_events.RouteResult):
+            hops = tuple(
+                {"node_id": h.node_id, "endpoint": h.endpoint, "rtt": round(h.rtt, 6)} for h in ev.hops
+            )
+            final = ev.hops[-1].node_id if ev.hops else None
+            if op.kind == "trace":
+                ok = ev.ok and final == op.target
+                err = None if ok else (ev.error or f"the route ended at {final.text() if final else 'nobody'}")
+                self._complete(op, TraceResult(op.op_id, ok, hops, err))
+            else:
+                ok = ev.ok and (not isinstance(op.target, NodeId) or final == op.target)
+                if not ok and isinstance(op.target, NodeId) and op.stage == "":
+                    # Greedy routing stopped short (a table near the target is
+                    # incomplete): find the node iteratively and route to it directly.
+                    op.stage = "direct"
+                    self._dht_ops[self.dht.find_node(op.target, now)] = op.op_id
+                    return
+                err = None
+                if not ok:
+                    err = ev.error or "no node with that ID is in the overlay (the route ended at the closest node)"
+                self._complete(op, SendResult(op.op_id, ok, final, ev.hop_count, err))
+        elif isinstance(ev, dht_events.LookupDone):
+            if op.kind == "send":
+                match = next((c for c in ev.contacts if c.node_id == op.target), None)
+                if match is None:
+                    self._fail(op, "no node with that ID is in the overlay")
+                else:
+                    self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=match)] = op.op_id
+            elif op.kind == "ping":
+                match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
+                if match is None:
+                    self._fail(op, "no node with that ID or address was found in the overlay")
+                else:
+                    self._start_ping(op, match.node_id, now, match)
+            elif op.kind == "lookup":
+                self._complete(
+                    op,
+                    LookupResult(op.op_id, ev.ok, op.target, tuple(ev.contacts), ev.hops, ev.messages,
+                                 None if ev.ok else "lookup failed"),
+                )
+            elif op.kind == "get":
+                if ev.ok and ev.values:
+                    best = ev.values[0]
+                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None)))
+                else:
+                    self._complete(op, GetResult(op.op_id, False, op.target, error="no record with that key was found"))
+            elif op.kind == "put":
+                stored = getattr(ev, "stored", len(ev.contacts))
+                ok = ev.ok and stored > 0
+                self._complete(
+                    op, PutResult(op.op_id, ok, op.target, stored, None if ok else "no node accepted the record")
+                )
+            elif op.kind == "leave":
+                self._complete(op, LeaveResult(op.op_id, ev.ok, getattr(ev, "stored", 0)))
