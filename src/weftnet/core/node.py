@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from weftnet.core import wire
@@ -118,7 +118,7 @@ class NodeEvent:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind}
-        d.update({k: _jsonable(v) for k, v in asdict(self).items()})
+        d.update({f.name: _jsonable(getattr(self, f.name)) for f in fields(self)})
         return d
 
 
@@ -368,8 +368,8 @@ class NodeCore:
     # -- introspection -------------------------------------------------------
     def peers(self, now: float) -> list[dict[str, Any]]:
         out = []
-        for p in self.transport.peers():
-            d = {k: _jsonable(v) for k, v in asdict(p).items()}
+        for p in self.transport.peers(now):
+            d = {f.name: _jsonable(getattr(p, f.name)) for f in fields(p)}
             d["address"] = str(p.node_id.address())
             out.append(d)
         return out

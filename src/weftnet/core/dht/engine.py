@@ -267,9 +267,7 @@ class Dht:
     def put(self, record: Record, now: float) -> int:
         key = record.key
         self._store_local(key, record, now, own=True)
-        op = self._start_lookup("store", int.from_bytes(key, "big"), now)
-        op.record, op.key = record, key
-        return op.op_id
+        return self._start_lookup("store", int.from_bytes(key, "big"), now, record=record).op_id
 
     def get(self, key: bytes, now: float, quorum: int = 1) -> int:
         op = self._new_op("get", now, self.config.lookup_timeout)
@@ -420,8 +418,11 @@ class Dht:
         heapq.heappush(self._timers, (op.deadline, 1, op.op_id))
         return op
 
-    def _start_lookup(self, kind: str, target: int, now: float, seed: list[Contact] | None = None) -> _Op:
+    def _start_lookup(self, kind: str, target: int, now: float, seed: list[Contact] | None = None,
+                      record: Record | None = None) -> _Op:
         op = self._new_op(kind, now, self.config.lookup_timeout)
+        if record is not None:
+            op.record, op.key = record, record.key
         cfg = self.config
         lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key)
         op.lookup = lk
@@ -694,5 +695,4 @@ class Dht:
             if own and isinstance(rec, ImmutableRecord):
                 r.expires = now + self.config.default_ttl
                 self.store.put(r)
-            op = self._start_lookup("store", int.from_bytes(r.key, "big"), now)
-            op.record, op.key = rec, r.key
+            self._start_lookup("store", int.from_bytes(r.key, "big"), now, record=rec)

@@ -1,0 +1,339 @@
+"""The `weft` command.
+
+Every command that talks to a running node goes through the control socket
+(runtime/control.py). Any weftnet error, bad argument or unreachable daemon
+is one line on stderr (``weft: error: ...``) and exit code 1 (2 for usage
+errors) — never a traceback. Heavy modules are imported inside commands so
+``weft --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weftnet.errors import WeftError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _state(ctx: click.Context) -> Path:
+    from weftnet.runtime.paths import resolve_state_dir
+
+    return resolve_state_dir(ctx.obj.get("state_dir"))
+
+
+def _socket(ctx: click.Context) -> Path:
+    from weftnet.runtime.config import load_config
+    from weftnet.runtime.paths import StatePaths
+
+    paths = StatePaths(_state(ctx))
+    cfg = load_config(paths.config)
+    return Path(cfg.control_socket) if cfg.control_socket else paths.control_socket
+
+
+def _call(ctx: click.Context, op: str, timeout: float = 60.0, **params: Any) -> Any:
+    from weftnet.runtime.control import call
+
+    return call(_socket(ctx), op, timeout=timeout, **params)
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+class WeftGroup(click.Group):
+    """Turns every weftnet error into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WeftError as exc:
+            click.echo(f"weft: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("weft: interrupted", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: still one line, with a way to see more
+            if os.environ.get("WEFT_DEBUG"):
+                raise
+            click.echo(f"weft: internal error: {type(exc).__name__}: {exc} (set WEFT_DEBUG=1 for a traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=WeftGroup, context_settings=CONTEXT)
+@click.option("--state-dir", type=click.Path(file_okay=False), envvar="WEFTNET_STATE_DIR",
+              help="State directory (default: $XDG_STATE_HOME/weftnet). Env: WEFTNET_STATE_DIR.")
+@click.version_option(package_name="weftnet")
+@click.pass_context
+def cli(ctx: click.Context, state_dir: str | None) -> None:
+    """weftnet: an overlay network with key-derived addresses, a DHT and secure sessions."""
+    ctx.ensure_object(dict)
+    ctx.obj["state_dir"] = state_dir
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing identity (its node ID is lost).")
+@click.pass_context
+def init(ctx: click.Context, force: bool) -> None:
+    """Create a node identity and a default config in the state directory."""
+    import random
+
+    from weftnet.core.identity import Identity
+    from weftnet.runtime.config import DEFAULT_CONFIG
+    from weftnet.runtime.keystore import ensure_private_dir, write_identity
+    from weftnet.runtime.paths import StatePaths
+
+    paths = StatePaths(_state(ctx))
+    ensure_private_dir(paths.root)
+    identity = Identity.generate(random.SystemRandom())
+    write_identity(paths.key, identity, force=force)
+    if not paths.config.exists() or force:
+        paths.config.write_text(DEFAULT_CONFIG)
+    click.echo(f"state dir:       {paths.root}")
+    click.echo(f"node ID:         {identity.node_id.text()}")
+    click.echo(f"overlay address: {identity.address}")
+    click.echo(f"config:          {paths.config}")
+
+
+@cli.command("id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def show_id(ctx: click.Context, as_json: bool) -> None:
+    """Show this node's ID, overlay address and public key."""
+    from weftnet.runtime.keystore import load_identity
+    from weftnet.runtime.paths import StatePaths
+
+    identity = load_identity(StatePaths(_state(ctx)).key)
+    info = {"node_id": identity.node_id.text(), "address": str(identity.address),
+            "public_key": identity.public_key.hex()}
+    if as_json:
+        _emit_json(info)
+    else:
+        for k, v in info.items():
+            click.echo(f"{k + ':':<16} {v}")
+
+
+@cli.command()
+@click.option("--listen", help="Address to listen on (default from config: 0.0.0.0).")
+@click.option("--port", type=click.IntRange(0, 65535), help="UDP port (default from config: 4500; 0 = any).")
+@click.option("--peer", "peers", multiple=True, metavar="[NODEID@]HOST:PORT", help="A peer to join through (repeatable).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+@click.pass_context
+def up(ctx: click.Context, listen, port, peers, log_format, log_level) -> None:
+    """Run this node in the foreground until SIGINT or SIGTERM."""
+    from weftnet.runtime.config import load_config, parse_peer
+    from weftnet.runtime.daemon import run
+    from weftnet.runtime.logs import setup_logging
+    from weftnet.runtime.paths import StatePaths
+
+    paths = StatePaths(_state(ctx))
+    cfg = load_config(paths.config)
+    if listen is not None:
+        cfg.listen = listen
+    if port is not None:
+        cfg.port = port
+    if peers:
+        cfg.peers = [parse_peer(p) for p in peers]
+    cfg.log_format = log_format or cfg.log_format
+    cfg.log_level = log_level or cfg.log_level
+    setup_logging(cfg.log_level, cfg.log_format)
+    run(paths.root, cfg)
+
+
+def _fmt_rtt(v: Any) -> str:
+    return "-" if v is None else f"{float(v) * 1000:.2f} ms"
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _peer_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("node ID", "overlay address", "endpoint", "rtt", "in", "out", "age")
+    for p in rows:
+        t.add_row(p["node_id"][:24] + "…", p["address"], str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
+                  _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
+                  "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s")
+    Console().print(t)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Identity, address, sessions (RTT, bytes, age) and DHT state of the running node."""
+    st = _call(ctx, "status")
+    if as_json:
+        _emit_json(st)
+        return
+    click.echo(f"node ID:         {st['node_id']}")
+    click.echo(f"overlay address: {st['address']}")
+    click.echo(f"listening on:    {st['endpoint']}")
+    click.echo(f"uptime:          {st['uptime']:.0f} s")
+    d = st["dht"]
+    click.echo(f"dht:             {d['contacts']} contacts in {d['buckets']} buckets, {d['records']} records")
+    click.echo(f"sessions:        {len(st['sessions'])}")
+    if st["sessions"]:
+        _peer_table(st["sessions"])
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """Peers with an established session."""
+    rows = _call(ctx, "peers")
+    if as_json:
+        _emit_json(rows)
+    elif not rows:
+        click.echo("no sessions yet")
+    else:
+        _peer_table(rows)
+
+
+def _check_node(text: str) -> str:
+    from weftnet.core.identity import parse_node_ref
+
+    parse_node_ref(text)  # a typo is caught here, before anything is sent
+    return text
+
+
+@cli.command()
+@click.argument("node")
+@click.option("-c", "--count", type=click.IntRange(1, 10_000), default=4, show_default=True)
+@click.option("-i", "--interval", type=click.FloatRange(0.01, 60), default=1.0, show_default=True)
+@click.pass_context
+def ping(ctx: click.Context, node: str, count: int, interval: float) -> None:
+    """Ping NODE (node ID or overlay address) over the encrypted session."""
+    import time
+
+    _check_node(node)
+    rtts = []
+    for i in range(count):
+        r = _call(ctx, "ping", target=node)
+        if r["ok"]:
+            rtts.append(r["rtt"])
+            click.echo(f"reply from {r['node_id']}: seq={i + 1} rtt={r['rtt'] * 1000:.2f} ms")
+        else:
+            click.echo(f"no reply: seq={i + 1}: {r['error']}")
+        if i + 1 < count:
+            time.sleep(interval)
+    loss = 100 * (count - len(rtts)) / count
+    summary = f"{count} sent, {len(rtts)} received, {loss:.0f}% loss"
+    if rtts:
+        summary += f", rtt min/avg/max = {min(rtts) * 1000:.2f}/{sum(rtts) / len(rtts) * 1000:.2f}/{max(rtts) * 1000:.2f} ms"
+    click.echo(summary)
+    if not rtts:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("target", metavar="NODE-OR-KEY")
+@click.argument("text")
+@click.pass_context
+def send(ctx: click.Context, target: str, text: str) -> None:
+    """Route TEXT through the DHT to a node ID (or to whoever is closest to a 64-hex-digit key)."""
+    if not (len(target) == 64 and all(c in "0123456789abcdefABCDEF" for c in target)):
+        _check_node(target)
+    r = _call(ctx, "send", target=target, text=text)
+    if not r["ok"]:
+        raise WeftError(f"not delivered: {r['error']}")
+    click.echo(f"delivered to {r['delivered_to']} in {r['hops']} hop(s)")
+
+
+@cli.command()
+@click.argument("node")
+@click.pass_context
+def trace(ctx: click.Context, node: str) -> None:
+    """Route a probe to NODE and print each overlay hop with its RTT."""
+    _check_node(node)
+    r = _call(ctx, "trace", target=node)
+    for i, h in enumerate(r.get("hops", []), 1):
+        click.echo(f"{i:>2}  {h['node_id']}  {h['endpoint']}  {_fmt_rtt(h['rtt'])}")
+    if not r["ok"]:
+        raise WeftError(f"trace incomplete: {r['error']}")
+
+
+@cli.command()
+@click.argument("value")
+@click.option("--salt", help="Publish a mutable record signed by this node, named by this salt.")
+@click.pass_context
+def put(ctx: click.Context, value: str, salt: str | None) -> None:
+    """Store VALUE in the DHT; prints its key."""
+    if len(value.encode()) > 1000:
+        raise click.BadParameter("a record value is at most 1000 bytes", param_hint="VALUE")
+    params: dict[str, Any] = {"value": value}
+    if salt is not None:
+        params["salt"] = salt
+    r = _call(ctx, "put", **params)
+    if not r["ok"]:
+        raise WeftError(f"put failed: {r['error']}")
+    click.echo(f"key {r['key']} (stored on {r['stored_at']} nodes)")
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--quorum", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Wait for this many valid copies (mutable records: the highest seq wins).")
+@click.pass_context
+def get(ctx: click.Context, key: str, quorum: int) -> None:
+    """Read the record stored under KEY (64 hex digits)."""
+    if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+        raise click.BadParameter("a key is 64 hex digits, as printed by 'weft put'", param_hint="KEY")
+    r = _call(ctx, "get", key=key, quorum=quorum)
+    if not r["ok"]:
+        raise WeftError(r["error"])
+    value = bytes.fromhex(r["value"])
+    try:
+        click.echo(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        click.echo(value.hex())
+
+
+@cli.command()
+@click.argument("node")
+@click.pass_context
+def lookup(ctx: click.Context, node: str) -> None:
+    """Find the nodes closest to NODE's ID (an iterative Kademlia lookup)."""
+    _check_node(node)
+    r = _call(ctx, "lookup", target=node)
+    if not r["ok"]:
+        raise WeftError(f"lookup failed: {r['error']}")
+    click.echo(f"{len(r['contacts'])} closest nodes ({r['hops']} hops, {r['messages']} requests):")
+    for c in r["contacts"]:
+        click.echo(f"  {c['node_id']}  {c['endpoint']}")
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(2, 500), default=40, show_default=True, help="How many nodes to start.")
+@click.option("--seed", type=int, help="Seed for the demo's choices (keys are always fresh).")
+def demo(nodes: int, seed: int | None) -> None:
+    """The main job: a local overlay on loopback, showing sessions, routing and records."""
+    from weftnet.runtime.demo import run_demo
+
+    if not run_demo(nodes, seed):
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="weft")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The node's TOML config file: schema, defaults, validation.
+
+Every problem is a :class:`~weftnet.errors.ConfigError` whose message names
+the file, the key and what is wrong, e.g.
+``config.toml: [dht] k must be an integer from 1 to 64, not "twenty"``.
+Unknown keys are errors too: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from weftnet.core.identity import NodeId
+from weftnet.errors import ConfigError, ParseError
+
+__all__ = ["Config", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG", "DEFAULT_PORT"]
+
+DEFAULT_PORT = 4500
+
+DEFAULT_CONFIG = f"""\
+# weftnet node configuration (docs/operating.md lists every key).
+
+[node]
+# Address and UDP port to listen on. Port 0 picks a free port.
+listen = "0.0.0.0"
+port = {DEFAULT_PORT}
+# Peers to join through: "HOST:PORT", or "NODEID@HOST:PORT" to pin the key.
+peers = []
+
+[log]
+level = "info"      # debug | info | warning | error
+format = "text"     # text | json
+
+[dht]
+k = 20              # bucket size and replication factor
+alpha = 3           # parallel requests per lookup
+disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
+per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
+max_records = 100000
+
+[control]
+socket = ""         # default: control.sock in the state directory
+"""
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    host: str
+    port: int
+    node_id: NodeId | None = None
+
+    def __str__(self) -> str:
+        pin = f"{self.node_id.text()}@" if self.node_id else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{pin}{host}:{self.port}"
+
+
+def parse_peer(text: str) -> PeerSpec:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``NODEID@HOST:PORT``. Raises ParseError."""
+    s = text.strip()
+    node_id = None
+    if "@" in s:
+        pin, s = s.split("@", 1)
+        node_id = NodeId.parse(pin)
+    if s.startswith("["):
+        host, sep, port = s[1:].partition("]:")
+        if not sep:
+            raise ParseError(f"peer {text!r}: expected [IPV6]:PORT")
+    else:
+        host, sep, port = s.rpartition(":")
+        if not sep or not host:
+            raise ParseError(f"peer {text!r}: expected HOST:PORT")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ParseError(f"peer {text!r}: port must be a number from 1 to 65535")
+    return PeerSpec(host, int(port), node_id)
+
+
+@dataclass
+class Config:
+    listen: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    peers: list[PeerSpec] = field(default_factory=list)
+    log_level: str = "info"
+    log_format: str = "text"
+    k: int = 20
+    alpha: int = 3
+    disjoint_paths: int = 1
+    per_prefix: int = 2
+    max_records: int = 100_000
+    control_socket: str = ""
+
+
+_SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "node": {"listen": ("listen", str), "port": ("port", int), "peers": ("peers", list)},
+    "log": {"level": ("log_level", str), "format": ("log_format", str)},
+    "dht": {
+        "k": ("k", int),
+        "alpha": ("alpha", int),
+        "disjoint_paths": ("disjoint_paths", int),
+        "per_prefix": ("per_prefix", int),
+        "max_records": ("max_records", int),
+    },
+    "control": {"socket": ("control_socket", str)},
+}
+_RANGES = {
+    "port": (0, 65535),
+    "k": (1, 64),
+    "alpha": (1, 16),
+    "disjoint_paths": (1, 8),
+    "per_prefix": (0, 64),
+    "max_records": (1, 10_000_000),
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list"}
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; a missing file gives the defaults."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, str(path))
+
+
+def config_from_dict(data: dict, where: str = "config") -> Config:
+    cfg = Config()
+    for section, values in data.items():
+        if section not in _SCHEMA:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in _SCHEMA[section]:
+                known = ", ".join(_SCHEMA[section])
+                raise ConfigError(f"{where}: unknown key [{section}] {key} (known: {known})")
+            attr, typ = _SCHEMA[section][key]
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                raise ConfigError(f"{where}: [{section}] {key} must be {_TYPE_NAMES[typ]}, not {value!r}")
+            if attr in _RANGES:
+                lo, hi = _RANGES[attr]
+                if not lo <= value <= hi:
+                    raise ConfigError(f"{where}: [{section}] {key} must be from {lo} to {hi}, not {value}")
+            setattr(cfg, attr, value)
+    try:
+        ipaddress.ip_address(cfg.listen)
+    except ValueError:
+        raise ConfigError(f"{where}: [node] listen must be an IP address, not {cfg.listen!r}") from None
+    if cfg.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{where}: [log] level must be debug, info, warning or error, not {cfg.log_level!r}")
+    if cfg.log_format not in ("text", "json"):
+        raise ConfigError(f"{where}: [log] format must be text or json, not {cfg.log_format!r}")
+    peers = []
+    for p in cfg.peers:
+        if not isinstance(p, str):
+            raise ConfigError(f"{where}: [node] peers must be strings like \"HOST:PORT\", not {p!r}")
+        try:
+            peers.append(parse_peer(p))
+        except ParseError as exc:
+            raise ConfigError(f"{where}: [node] peers: {exc}") from None
+    cfg.peers = peers
+    return cfg

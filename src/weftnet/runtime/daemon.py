@@ -1,0 +1,231 @@
+"""`weft up`: one node in the foreground.
+
+Binds the UDP socket, drives a NodeCore through :class:`UdpDriver`, joins the
+configured peers, serves the control API, logs what happens, and on SIGINT
+or SIGTERM shuts down cleanly: routing table saved, socket closed, control
+socket removed, database closed. Every task it starts belongs to one
+``asyncio.TaskGroup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from weftnet.core.dht import DhtConfig
+from weftnet.core.identity import NodeId, parse_node_ref
+from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
+from weftnet.errors import ConfigError, ParseError, WeftError
+from weftnet.runtime.config import Config, PeerSpec, parse_peer
+from weftnet.runtime.control import ControlServer
+from weftnet.runtime.driver import UdpDriver
+from weftnet.runtime.keystore import load_identity
+from weftnet.runtime.paths import StatePaths
+from weftnet.runtime.store import SqliteStore
+
+__all__ = ["Daemon", "run"]
+
+log = logging.getLogger("weftnet.daemon")
+SAVE_INTERVAL = 60.0
+
+
+def node_config(cfg: Config) -> NodeConfig:
+    return NodeConfig(
+        dht=DhtConfig(
+            k=cfg.k,
+            alpha=cfg.alpha,
+            disjoint_paths=cfg.disjoint_paths,
+            per_prefix=cfg.per_prefix or None,
+            max_records=cfg.max_records,
+        )
+    )
+
+
+def _target(text: Any) -> NodeId:
+    if not isinstance(text, str):
+        raise ParseError("target must be a string")
+    ref = parse_node_ref(text)
+    if not isinstance(ref, NodeId):
+        raise ParseError("this command takes a node ID, not an overlay address")
+    return ref
+
+
+def _key(text: Any) -> bytes:
+    if isinstance(text, str) and len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    if isinstance(text, str):
+        return NodeId.parse(text).raw
+    raise ParseError("key must be 64 hex digits or a node ID")
+
+
+class Daemon:
+    def __init__(self, state_dir: Path, cfg: Config):
+        self.paths = StatePaths(state_dir)
+        self.cfg = cfg
+        self.identity = load_identity(self.paths.key)
+        self.driver: UdpDriver | None = None
+        self.store: SqliteStore | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def core(self) -> NodeCore:
+        assert self.driver is not None
+        return self.driver.core
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store = SqliteStore(self.paths.database)
+        core = NodeCore(self.identity, random.SystemRandom(), time.time(), node_config(self.cfg), self.store)
+        try:
+            _, self.driver = await loop.create_datagram_endpoint(
+                lambda: UdpDriver(core), local_addr=(self.cfg.listen, self.cfg.port),
+                family=socket.AF_INET6 if ":" in self.cfg.listen else socket.AF_INET,
+            )
+        except OSError as exc:
+            self.store.close()
+            raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
+        self.driver.listeners.append(self._on_event)
+        sock_path = Path(self.cfg.control_socket) if self.cfg.control_socket else self.paths.control_socket
+        control = ControlServer(sock_path, self._handlers())
+        try:
+            await control.start()
+        except WeftError:
+            self.driver.close()
+            self.store.close()
+            raise
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        ep = core.endpoint
+        log.info(
+            "node up", extra={"node_id": core.node_id.text(), "address": str(core.address),
+                              "listen": f"{ep[0]}:{ep[1]}", "control": str(sock_path)},
+        )
+        try:
+            saved = self.store.load_contacts()
+            if saved:
+                log.info("rejoining from saved routing table", extra={"contacts": len(saved)})
+                core.bootstrap(saved, time.time())
+                self.driver.transmit()
+            async with asyncio.TaskGroup() as tg:
+                for peer in self.cfg.peers:
+                    tg.create_task(self._join(peer))
+                tg.create_task(self._save_periodically())
+                await self._stop.wait()
+                raise _Shutdown()
+        except* _Shutdown:
+            pass
+        finally:
+            log.info("shutting down")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self._save()
+            await control.close()
+            self.driver.close()
+            self.store.close()
+            log.info("stopped")
+
+    async def _join(self, peer: PeerSpec) -> None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            log.warning("cannot resolve peer", extra={"peer": str(peer), "error": exc.strerror})
+            return
+        host = infos[0][4][0]
+        for attempt in range(1, 6):
+            ev = await self.driver.request(lambda c, t: c.connect((host, peer.port), t, peer.node_id))
+            if ev.ok:
+                log.info("joined", extra={"peer": str(peer), "node_id": ev.node_id.text()})
+                await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
+                return
+            log.warning("join failed", extra={"peer": str(peer), "error": ev.error, "attempt": attempt})
+            await asyncio.sleep(min(30.0, 2.0**attempt))
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            self._save()
+
+    def _save(self) -> None:
+        if self.store is not None and self.driver is not None:
+            try:
+                self.store.save_contacts(self.core.dht.export_contacts(), time.time())
+            except Exception as exc:  # persistence trouble must not kill the node
+                log.warning("could not save the routing table", extra={"error": str(exc)})
+
+    def _on_event(self, ev: NodeEvent) -> None:
+        if ev.kind == "peer_up":
+            log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
+        elif ev.kind == "peer_down":
+            log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
+        elif ev.kind == "text":
+            log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
+
+    # -- control handlers -------------------------------------------------------
+    def _handlers(self) -> dict[str, Any]:
+        async def status(req):
+            return self.core.status(time.time())
+
+        async def peers(req):
+            return self.core.peers(time.time())
+
+        async def ping(req):
+            ref = parse_node_ref(str(req["target"]))
+            return (await self.driver.request(lambda c, t: c.ping(ref, t))).to_dict()
+
+        async def send(req):
+            text = req["text"]
+            if not isinstance(text, str):
+                raise ParseError("text must be a string")
+            target: NodeId | bytes = _target(req["target"]) if not _is_hex_key(req["target"]) else _key(req["target"])
+            return (await self.driver.request(lambda c, t: c.send_text(target, text, t))).to_dict()
+
+        async def trace(req):
+            target = _target(req["target"])
+            return (await self.driver.request(lambda c, t: c.trace(target, t))).to_dict()
+
+        async def put(req):
+            value = bytes.fromhex(req["value_hex"]) if "value_hex" in req else str(req["value"]).encode()
+            salt = req.get("salt")
+            salt_b = str(salt).encode() if salt is not None else None
+            return (await self.driver.request(lambda c, t: c.put(value, t, mutable_salt=salt_b))).to_dict()
+
+        async def get(req):
+            key = _key(req["key"])
+            quorum = int(req.get("quorum", 1))
+            return (await self.driver.request(lambda c, t: c.get(key, t, quorum=quorum))).to_dict()
+
+        async def lookup(req):
+            target = _target(req["target"])
+            return (await self.driver.request(lambda c, t: c.lookup(target, t))).to_dict()
+
+        async def connect(req):
+            peer = parse_peer(str(req["peer"]))
+            ev = await self.driver.request(lambda c, t: c.connect((peer.host, peer.port), t, peer.node_id))
+            return ev.to_dict()
+
+        return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
+                "put": put, "get": get, "lookup": lookup, "connect": connect}
+
+
+def _is_hex_key(text: Any) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+class _Shutdown(Exception):
+    pass
+
+
+def run(state_dir: Path, cfg: Config) -> None:
+    asyncio.run(Daemon(state_dir, cfg).run())
