@@ -76,7 +76,7 @@ class DhtConfig:
     maintenance_interval: float = 60.0
     default_ttl: float = 24 * 3600.0
     #: Request timeouts: RTO of a contact = srtt + 4*rttvar, clamped to these.
-    min_rto: float = 0.2
+    min_rto: float = 0.5
     max_rto: float = 5.0
     initial_rto: float = 2.0
     lookup_timeout: float = 30.0
@@ -105,6 +105,7 @@ class _Request:
     deadline: float
     sent: float
     kind: str
+    timed_out: bool = False
 
 
 @dataclass
@@ -204,10 +205,18 @@ class Dht:
             _, kind, ident = heapq.heappop(self._timers)
             if kind == 0:
                 req = self._requests.get(ident)
-                if req is not None and req.deadline <= now:
-                    del self._requests[ident]
-                    self.stats["timeouts"] += 1
-                    self._on_request_failed(req, now)
+                if req is None or req.deadline > now:
+                    continue
+                if req.timed_out:
+                    del self._requests[ident]  # the grace period for a late answer is over
+                    continue
+                # Count the failure and move the lookup on, but keep listening
+                # a while: a late answer is still an answer (a busy peer is not a dead one).
+                req.timed_out = True
+                req.deadline = now + self.config.max_rto
+                heapq.heappush(self._timers, (req.deadline, 0, ident))
+                self.stats["timeouts"] += 1
+                self._on_request_failed(req, now)
             else:
                 op = self._ops.get(ident)
                 if op is not None and op.deadline <= now:
@@ -368,7 +377,8 @@ class Dht:
             return
         del self._requests[msg.rid]
         self.stats["responses"] += 1
-        self._rtt_sample(skey, now - req.sent)
+        if not req.timed_out:
+            self._rtt_sample(skey, now - req.sent)
         op = self._ops.get(req.op_id)
         if op is None:
             return
@@ -447,7 +457,7 @@ class Dht:
             else:
                 msg = FindNode(0, lk.target.to_bytes(32, "big"))
             self._request(cand.contact, msg, op.op_id, now, "lookup")
-        if not asks and not any(r.op_id == op.op_id for r in self._requests.values()):
+        if not asks and not any(r.op_id == op.op_id and not r.timed_out for r in self._requests.values()):
             self._lookup_finished(op, now)
 
     def _lookup_finished(self, op: _Op, now: float) -> None:
