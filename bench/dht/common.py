@@ -1,0 +1,76 @@
+"""Shared workload and statistics for the DHT benchmark (bench/dht/run.py).
+
+Both implementations run the same workload in a fresh process each:
+
+1. start N nodes on 127.0.0.1 (one asyncio loop, one UDP socket per node);
+2. join them one after another, each bootstrapping from a random node that
+   has already joined;
+3. put R records, each from a random node;
+4. get every record from a different random node and compare the value.
+
+Reported: join time, put and get latency (p50/p95), get success, datagrams
+per get (all datagrams received by all nodes during the get phase, divided
+by R), and resident memory per node (RSS growth from before the nodes were
+made to after the puts, divided by N).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    i = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
+    return s[i]
+
+
+def summarize(name: str, nodes: int, records: int, join_s: float, put_lat: list[float], put_ok: int,
+              get_lat: list[float], get_ok: int, msgs_get: int, rss_per_node: float) -> dict:
+    return {
+        "impl": name,
+        "nodes": nodes,
+        "records": records,
+        "join_seconds": round(join_s, 2),
+        "put_ok": put_ok,
+        "put_p50_ms": round(1000 * pct(put_lat, 50), 2) if put_lat else None,
+        "put_p95_ms": round(1000 * pct(put_lat, 95), 2) if put_lat else None,
+        "get_ok": get_ok,
+        "get_p50_ms": round(1000 * pct(get_lat, 50), 2) if get_lat else None,
+        "get_p95_ms": round(1000 * pct(get_lat, 95), 2) if get_lat else None,
+        "get_mean_ms": round(1000 * statistics.fmean(get_lat), 2) if get_lat else None,
+        "datagrams_per_get": round(msgs_get / records, 1) if records else None,
+        "rss_kib_per_node": round(rss_per_node / 1024, 1),
+    }
+
+
+def workload_plan(seed: int, nodes: int, records: int):
+    rng = random.Random(seed)
+    joins = [rng.randrange(i) if i else None for i in range(nodes)]
+    puts = [(f"record-{i}".encode(), rng.randbytes(64), rng.randrange(nodes)) for i in range(records)]
+    gets = []
+    for _key, _value, putter in puts:
+        g = rng.randrange(nodes - 1)
+        gets.append(g if g < putter else g + 1)
+    return joins, puts, gets
+
+
+def emit(result: dict) -> None:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+now = time.perf_counter

@@ -1,0 +1,69 @@
+"""The workload of bench/dht/common.py on bmuller's `kademlia` (PyPI 2.2.3)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+
+from common import emit, now, rss_bytes, summarize, workload_plan
+
+
+async def main(nodes: int, records: int, seed: int) -> None:
+    from kademlia.network import Server
+    from rpcudp.protocol import RPCProtocol
+
+    logging.disable(logging.CRITICAL)
+    random.seed(seed)  # kademlia draws node IDs from the global random module
+    received = [0]
+    orig = RPCProtocol.datagram_received
+
+    def counting(self, data, addr):
+        received[0] += 1
+        return orig(self, data, addr)
+
+    RPCProtocol.datagram_received = counting
+
+    joins, puts, gets = workload_plan(seed, nodes, records)
+    rss0 = rss_bytes()
+    servers: list[Server] = []
+    t0 = now()
+    for i in range(nodes):
+        s = Server()
+        await s.listen(0, interface="127.0.0.1")
+        s.port = s.transport.get_extra_info("sockname")[1]
+        if joins[i] is not None:
+            await s.bootstrap([("127.0.0.1", servers[joins[i]].port)])
+        servers.append(s)
+    join_s = now() - t0
+
+    put_lat, put_ok = [], 0
+    for key, value, who in puts:
+        t = now()
+        ok = await servers[who].set(key, value)
+        put_lat.append(now() - t)
+        put_ok += bool(ok)
+    rss1 = rss_bytes()
+
+    received[0] = 0
+    get_lat, get_ok = [], 0
+    for (key, value, _), who in zip(puts, gets):
+        t = now()
+        got = await servers[who].get(key)
+        get_lat.append(now() - t)
+        get_ok += got == value
+    msgs = received[0]
+    for s in servers:
+        s.stop()
+    emit(summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
+                   (rss1 - rss0) / nodes))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--records", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    asyncio.run(main(a.nodes, a.records, a.seed))

@@ -1,0 +1,61 @@
+"""The workload of bench/dht/common.py on weftnet (real UDP, real Noise sessions)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+
+from common import emit, now, rss_bytes, summarize, workload_plan
+
+from weftnet.core.identity import Identity
+from weftnet.runtime.driver import start_node
+
+
+async def main(nodes: int, records: int, seed: int) -> None:
+    joins, puts, gets = workload_plan(seed, nodes, records)
+    rng = random.Random(seed)
+    rss0 = rss_bytes()
+    drivers = []
+    t0 = now()
+    for i in range(nodes):
+        d = await start_node(Identity.generate(rng), rng=random.SystemRandom())
+        if joins[i] is not None:
+            ep = drivers[joins[i]].core.endpoint
+            ev = await d.request(lambda c, t, ep=ep: c.connect(ep, t))
+            if not ev.ok:
+                raise SystemExit(f"join of node {i} failed: {ev.error}")
+            await d.request(lambda c, t: c.lookup(c.node_id, t))
+        drivers.append(d)
+    join_s = now() - t0
+
+    put_lat, put_ok, keys = [], 0, []
+    for key, value, who in puts:
+        t = now()
+        ev = await drivers[who].request(lambda c, t, v=value: c.put(v, t))
+        put_lat.append(now() - t)
+        put_ok += ev.ok
+        keys.append(ev.key)
+    rss1 = rss_bytes()
+
+    base = sum(d.received for d in drivers)
+    get_lat, get_ok = [], 0
+    for (key, value, _), rkey, who in zip(puts, keys, gets):
+        t = now()
+        ev = await drivers[who].request(lambda c, t, k=rkey: c.get(k, t))
+        get_lat.append(now() - t)
+        get_ok += ev.ok and ev.value == value
+    msgs = sum(d.received for d in drivers) - base
+    for d in drivers:
+        d.close()
+    emit(summarize("weftnet", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
+                   (rss1 - rss0) / nodes))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--records", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    asyncio.run(main(a.nodes, a.records, a.seed))

@@ -1,0 +1,27 @@
+"""A slice of the fuzzer (fuzz/weftfuzz.py) on every test run: 30,000 inputs, two seeds."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fuzz"))
+import weftfuzz  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_fuzz_slice(seed, capsys):
+    assert weftfuzz.run("all", 15_000, seed, quiet=True) == 0
+
+
+def test_fuzzer_catches_a_broken_decoder(monkeypatch):
+    """The fuzzer is not vacuous: a decoder that leaks an IndexError is caught."""
+    real = weftfuzz.wire.decode
+
+    def leaky(data):
+        if len(data) > 40 and data[1] == 0x21:
+            raise IndexError("boom")
+        return real(data)
+
+    monkeypatch.setattr(weftfuzz.wire, "decode", leaky)
+    assert weftfuzz.run("wire", 20_000, 5, quiet=True) == 1
