@@ -124,8 +124,9 @@ class _Op:
     # route
     msg_id: int = 0
     trace: bool = False
-    hops: list = field(default_factory=list)
+    hops: dict = field(default_factory=dict)  # hop number -> Hop (reports may arrive in any order)
     hop_count: int = 0
+    acked: bool = False  # trace: the ack is in, some hop reports may still be on the way
 
 
 @dataclass(slots=True)
@@ -220,7 +221,10 @@ class Dht:
             else:
                 op = self._ops.get(ident)
                 if op is not None and op.deadline <= now:
-                    self._finish(op, now, ok=False, error="timed out")
+                    if op.acked:
+                        self._finish(op, now, ok=True)  # a hop's report was lost; the route was not
+                    else:
+                        self._finish(op, now, ok=False, error="timed out")
         if now >= self._maintenance_at:
             self._maintenance_at = now + self.config.maintenance_interval
             self._maintain(now)
@@ -496,7 +500,8 @@ class Dht:
         lk = op.lookup
         if op.kind == "route":
             self._routes.pop(op.msg_id, None)
-            self._events.append(ev.RouteResult(op.op_id, ok, tuple(op.hops), error, op.hop_count))
+            hops = tuple(op.hops[h] for h in sorted(op.hops))
+            self._events.append(ev.RouteResult(op.op_id, ok, hops, error, op.hop_count))
             return
         if lk is not None:
             contacts = lk.closest() if contacts is None else contacts
@@ -674,11 +679,20 @@ class Dht:
         hop = ev.Hop(sender.node_id, sender.endpoint, now - op.started)
         if isinstance(msg, RouteHop):
             if op.trace and len(op.hops) < 64:
-                op.hops.append(hop)
+                op.hops.setdefault(msg.hop, hop)
+                if op.acked and len(op.hops) >= op.hop_count:
+                    self._finish(op, now, ok=True)
             return
-        if not op.trace or not op.hops or op.hops[-1].node_id != sender.node_id:
-            op.hops.append(hop)
+        op.hops.setdefault(msg.hops, hop)
         op.hop_count = msg.hops
+        if not op.trace:
+            op.hops = {msg.hops: op.hops[msg.hops]}
+        elif msg.ok and len(op.hops) < msg.hops:
+            # Hop reports travel separately and may still be on their way.
+            op.acked = True
+            op.deadline = now + 2 * self.config.min_rto
+            heapq.heappush(self._timers, (op.deadline, 1, op.op_id))
+            return
         self._finish(op, now, ok=bool(msg.ok), error=None if msg.ok else msg.reason)
 
     # -- maintenance -----------------------------------------------------------
