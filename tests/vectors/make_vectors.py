@@ -1,0 +1,96 @@
+"""Regenerate tests/vectors/messages.json (run only when a layout changes on purpose).
+
+    .venv/bin/python tests/vectors/make_vectors.py
+
+Each vector is: the message type name, its fields in a JSON form (bytes as
+hex, contacts as {public_key, endpoint}), and the hex of its encoding. The
+test checks both directions: encode(fields) == hex and decode(hex) == fields.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from weftnet.core import wire
+from weftnet.core.contact import Contact
+from weftnet.core.dht.messages import (
+    FindNode, FindValue, ImmutableRecordWire, MutableRecordWire, Nodes, Route, RouteAck, RouteHop, Store,
+    StoreAck, Value,
+)
+from weftnet.core.node import AppText
+from weftnet.core.packets import (
+    CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
+)
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def b(n: int, fill: int) -> bytes:
+    return bytes([fill]) * n
+
+
+C4 = Contact(b(32, 0xA1), ("192.0.2.10", 4500))
+C6 = Contact(b(32, 0xB2), ("2001:db8::7", 65535))
+
+MESSAGES = [
+    HandshakeInit(0x01020304, b(32, 0x11), b(48, 0x22), b(28, 0x33), b(20, 0x44), b(16, 0x55), b(16, 0)),
+    HandshakeResponse(7, 0x01020304, b(32, 0x66), b(16, 0x77), b(16, 0x88), b(16, 0x99)),
+    CookieReply(0x01020304, b(12, 0xAA), b(32, 0xBB)),
+    TransportData(0xDEADBEEF, 2**40 + 5, b(32, 0xCC)),
+    Hello(0x0102030405060708, bytes(54)),
+    HelloReply(0x0102030405060708, b(32, 0xDD)),
+    Ping(99, b""),
+    Pong(99),
+    FindNode(1, b(32, 0xEE)),
+    Nodes(2, (C4, C6)),
+    FindValue(3, b(32, 0x0F)),
+    Value(4, bytes.fromhex("01290003616263"), (C4,)),
+    Store(5, bytes.fromhex("01290003616263")),
+    StoreAck(6, 0, "store full"),
+    Route(7, b(32, 0x12), C4, 1, 32, 1, b"payload"),
+    RouteAck(7, 3, 1, ""),
+    RouteHop(7, 2),
+    ImmutableRecordWire(b"abc"),
+    MutableRecordWire(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
+    AppText("héllo"),
+]
+
+
+def to_json(v):
+    if isinstance(v, bytes):
+        return {"hex": v.hex()}
+    if isinstance(v, Contact):
+        return {"contact": {"public_key": v.public_key.hex(), "endpoint": list(v.endpoint)}}
+    if isinstance(v, tuple) and v and isinstance(v[0], str):
+        return {"endpoint": list(v)}
+    if isinstance(v, tuple):
+        return {"list": [to_json(x) for x in v]}
+    return v
+
+
+def from_json(v):
+    if isinstance(v, dict):
+        if "hex" in v:
+            return bytes.fromhex(v["hex"])
+        if "contact" in v:
+            return Contact(bytes.fromhex(v["contact"]["public_key"]), tuple(v["contact"]["endpoint"]))
+        if "endpoint" in v:
+            return tuple(v["endpoint"])
+        if "list" in v:
+            return tuple(from_json(x) for x in v["list"])
+    return v
+
+
+def vector(msg) -> dict:
+    return {
+        "type": type(msg).__name__,
+        "code": f"0x{msg.TYPE:02x}",
+        "fields": {name: to_json(getattr(msg, name)) for name, _ in msg.FIELDS},
+        "hex": wire.encode(msg).hex(),
+    }
+
+
+if __name__ == "__main__":
+    (HERE / "messages.json").write_text(json.dumps([vector(m) for m in MESSAGES], indent=1) + "\n")
+    print(f"wrote {len(MESSAGES)} vectors")
