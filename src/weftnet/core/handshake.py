@@ -18,6 +18,7 @@ objects it returns; nothing does I/O; ephemeral keys come from ``rng``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -98,6 +99,13 @@ def DH(private: X25519PrivateKey, public: bytes) -> bytes:
         raise HandshakeError("degenerate Diffie-Hellman result") from None
 
 
+@functools.lru_cache(maxsize=65536)
+def _static_dh(identity: Identity, peer_x: bytes) -> bytes:
+    """The static-static DH (ss) never changes for a pair of keys: compute it once
+    (WireGuard precomputes it the same way)."""
+    return DH(identity.x25519_private, peer_x)
+
+
 _C0 = HASH(CONSTRUCTION)
 _H0 = HASH(_C0 + PROLOGUE)
 
@@ -164,7 +172,7 @@ def create_init(
     ck, k = KDF(ck, DH(e, rs), 2)
     enc_static = aead_encrypt(k, 0, identity.public_key, h)
     h = HASH(h + enc_static)
-    ck, k = KDF(ck, DH(identity.x25519_private, rs), 2)
+    ck, k = KDF(ck, _static_dh(identity, rs), 2)
     ts = timestamp or tai64n(now)
     enc_ts = aead_encrypt(k, 0, ts, h)
     h = HASH(h + enc_ts)
@@ -211,7 +219,7 @@ def consume_init(identity: Identity, msg: HandshakeInit) -> ResponderResult:
         peer_x = ed25519_public_to_x25519(peer_public)
     except IdentityError as exc:
         raise HandshakeError(str(exc)) from None
-    ck, k = KDF(ck, DH(identity.x25519_private, peer_x), 2)
+    ck, k = KDF(ck, _static_dh(identity, peer_x), 2)
     ts = aead_decrypt(k, 0, msg.encrypted_timestamp, h)
     h = HASH(h + msg.encrypted_timestamp)
     payload = aead_decrypt(k, 1, msg.encrypted_payload, h)

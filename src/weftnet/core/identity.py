@@ -27,6 +27,7 @@ This module does no I/O; key generation takes a random source.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ def overlay_address_for(public_key: bytes) -> ipaddress.IPv6Address:
     return node_id_for(public_key).address()
 
 
+@functools.lru_cache(maxsize=65536)
 def ed25519_public_to_x25519(public_key: bytes) -> bytes:
     """Map an Ed25519 public key to its X25519 (Montgomery u) form.
 
@@ -151,7 +153,7 @@ def ed25519_public_to_x25519(public_key: bytes) -> bytes:
     y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
     if y >= _P or y == 1:
         raise IdentityError("Ed25519 public key is not a valid point encoding")
-    u = (1 + y) * pow(1 - y, _P - 2, _P) % _P
+    u = (1 + y) * pow(1 - y, -1, _P) % _P
     return u.to_bytes(32, "little")
 
 

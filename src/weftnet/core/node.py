@@ -276,8 +276,13 @@ class NodeCore:
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
-        self.transport.handle_timer(now)
-        self.dht.handle_timer(now)
+        # Only the engines that are due: a transport sweep is O(peers).
+        t = self.transport.get_timer()
+        if t is not None and t <= now:
+            self.transport.handle_timer(now)
+        t = self.dht.get_timer()
+        if t is not None and t <= now:
+            self.dht.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")

@@ -31,6 +31,7 @@ datagrams, events and one timer deadline.
 from __future__ import annotations
 
 import hmac
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -229,6 +230,7 @@ class SecureTransport:
         self._init_times: deque[float] = deque()
         self._cookie_secret = rng.randbytes(32)
         self._cookie_rotate_at = now + _COOKIE_LIFETIME
+        self._wakeups: list[float] = [self._cookie_rotate_at]
         self._own_mac1_key = hs.mac1_key(identity.public_key)
         self._own_cookie_key = hs.cookie_key(identity.public_key)
         self._next_ping = 1
@@ -261,6 +263,7 @@ class SecureTransport:
         if endpoint not in self._hello_pending:
             nonce = self._rng.getrandbits(64)
             self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
+            self._wake(self._hello_pending[endpoint][2])
             self._send_hello(endpoint, nonce)
 
     def send(self, contact: Contact, payload: bytes, now: float) -> None:
@@ -342,7 +345,16 @@ class SecureTransport:
         except HandshakeError:
             self.stats["auth_failures"] += 1
 
+    def _wake(self, when: float) -> None:
+        heapq.heappush(self._wakeups, when)
+
     def handle_timer(self, now: float) -> None:
+        while self._wakeups and self._wakeups[0] <= now:
+            heapq.heappop(self._wakeups)
+        self._sweep(now)
+        self._wake(self._next_deadline())
+
+    def _sweep(self, now: float) -> None:
         cfg = self.config
         if now >= self._cookie_rotate_at:
             self._cookie_secret = self._rng.randbytes(32)
@@ -353,6 +365,7 @@ class SecureTransport:
                 self._events.append(Unreachable(None, endpoint, "no answer to hello"))
             elif now >= retry_at:
                 self._hello_pending[endpoint] = (nonce, started, now + self._jitter(cfg.handshake_retry))
+                self._wake(self._hello_pending[endpoint][2])
                 self._send_hello(endpoint, nonce)
         for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
             if peer.pending is not None and peer.pending_retry_at is not None and now >= peer.pending_retry_at:
@@ -375,6 +388,12 @@ class SecureTransport:
                         self._encrypt_and_send(peer, s, b"", now)
 
     def get_timer(self) -> float | None:
+        # O(1): the earliest wake-up anyone asked for. Deadlines that only move
+        # later (idle expiry) are recomputed by the sweep in handle_timer.
+        return self._wakeups[0] if self._wakeups else self._cookie_rotate_at
+
+    def _next_deadline(self) -> float:
+        """The exact next deadline, by a full sweep (run once per timer, not per datagram)."""
         deadline = self._cookie_rotate_at
         for _nonce, started, retry_at in self._hello_pending.values():
             deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
@@ -477,6 +496,7 @@ class SecureTransport:
         peer.pending = state
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
+        self._wake(peer.pending_retry_at)
         self._out.append((raw, peer.endpoint))
         peer.last_sent = now
 
@@ -538,6 +558,7 @@ class SecureTransport:
         peer.last_data_received = now
         if peer.keepalive_due is None:
             peer.keepalive_due = now + self.config.keepalive
+            self._wake(peer.keepalive_due)
         kind = plain[1] if len(plain) >= 2 and plain[0] == VERSION else None
         if kind == _PING:
             try:
@@ -640,6 +661,7 @@ class SecureTransport:
             self._indices.pop(peer.older.pop().local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
+        self._wake(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
         if not was_up:
             self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
         while peer.queue:

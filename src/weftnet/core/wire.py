@@ -28,6 +28,7 @@ docs/wire-format.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import struct
 from typing import Any, ClassVar, Iterable
@@ -260,28 +261,40 @@ class Optional(Codec):
         return f"u8 flag + optional {self.inner.describe()}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _host_bytes(host: str) -> bytes:
+    ip = ipaddress.ip_address(host)
+    return bytes((ip.version,)) + ip.packed
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_text(raw: bytes) -> str:
+    return str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
+
+
 class _Endpoint(Codec):
-    """An underlay UDP endpoint ``(host, port)``: ``family:u8 (4|6) | addr | port:u16``."""
+    """An underlay UDP endpoint ``(host, port)``: ``family:u8 (4|6) | addr | port:u16``.
+
+    Host text <-> bytes conversions are cached: DHT replies carry the same
+    few hundred endpoints over and over.
+    """
 
     def pack(self, value: tuple[str, int], out: bytearray) -> None:
-        host, port = value[0], value[1]
-        ip = ipaddress.ip_address(host)
-        out.append(ip.version)
-        out += ip.packed
-        U16.pack(port, out)
+        out += _host_bytes(value[0])
+        U16.pack(value[1], out)
 
     def unpack(self, buf: memoryview, off: int) -> tuple[tuple[str, int], int]:
         fam, off = U8.unpack(buf, off)
         if fam == 4:
-            raw, off = Fixed(4).unpack(buf, off)
-            host = str(ipaddress.IPv4Address(raw))
+            n = 4
         elif fam == 6:
-            raw, off = Fixed(16).unpack(buf, off)
-            host = str(ipaddress.IPv6Address(raw))
+            n = 16
         else:
             raise DecodeError(f"bad field: address family {fam} is not 4 or 6")
-        port, off = U16.unpack(buf, off)
-        return (host, port), off
+        _need(buf, off, n + 2, "endpoint")
+        host = _host_text(bytes(buf[off : off + n]))
+        port = int.from_bytes(buf[off + n : off + n + 2], "big")
+        return (host, port), off + n + 2
 
     def describe(self) -> str:
         return "endpoint (u8 family 4|6, 4|16 address bytes, u16 port)"

@@ -197,8 +197,17 @@ class Dht:
 
     def get_timer(self) -> float | None:
         t = min(self._maintenance_at, self._republish_at, self._replicate_at)
-        if self._timers:
-            t = min(t, self._timers[0][0])
+        timers = self._timers
+        # Drop deadlines of requests and operations that already completed, so
+        # the driver is not woken for nothing.
+        while timers:
+            when, kind, ident = timers[0]
+            live = self._requests.get(ident) if kind == 0 else self._ops.get(ident)
+            if live is not None and live.deadline == when:
+                break
+            heapq.heappop(timers)
+        if timers:
+            t = min(t, timers[0][0])
         return t
 
     def handle_timer(self, now: float) -> None:
