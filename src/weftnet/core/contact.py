@@ -19,6 +19,9 @@ __all__ = ["Contact", "Addr"]
 Addr = tuple[str, int]
 
 
+_CACHE: dict[bytes, "Contact"] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Contact(Message):
     public_key: bytes
@@ -33,6 +36,23 @@ class Contact(Message):
         if not 0 <= port <= 0xFFFF:
             raise ValueError(f"port {port} out of range")
         object.__setattr__(self, "endpoint", (host, port))
+
+    @classmethod
+    def _unpack_body(cls, buf, off):
+        # DHT replies carry the same contacts again and again: decode each
+        # distinct encoding once (the hash behind node_id is the costly part).
+        n = 32 + 1 + (4 if off + 32 < len(buf) and buf[off + 32] == 4 else 16) + 2
+        raw = bytes(buf[off : off + n])
+        if len(raw) == n:
+            hit = _CACHE.get(raw)
+            if hit is not None:
+                return hit, off + n
+        obj, end = Message._unpack_body.__func__(cls, buf, off)
+        if end - off == n:
+            if len(_CACHE) >= 65536:
+                _CACHE.clear()
+            _CACHE[raw] = obj
+        return obj, end
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.short()}@{self.endpoint[0]}:{self.endpoint[1]})"

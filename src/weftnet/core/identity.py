@@ -130,6 +130,7 @@ class NodeId:
         return f"NodeId({self.short()})"
 
 
+@functools.lru_cache(maxsize=65536)
 def node_id_for(public_key: bytes) -> NodeId:
     if len(public_key) != 32:
         raise IdentityError("an Ed25519 public key is exactly 32 bytes")

@@ -559,8 +559,9 @@ class Dht:
     def _on_find_value(self, sender: Contact, msg: FindValue, now: float) -> None:
         rec = self.store.get(msg.key)
         if rec is not None and rec.expires > now:
-            closer = self.table.closest(int.from_bytes(msg.key, "big"), 8, exclude=sender.node_id.int)
-            self._out.append((sender, Value(msg.rid, rec.blob, tuple(closer))))
+            # The value alone, as in the paper: a reader that wants a quorum
+            # still has the rest of its shortlist to ask.
+            self._out.append((sender, Value(msg.rid, rec.blob, ())))
         else:
             self._reply_nodes(sender, msg.rid, msg.key)
 
