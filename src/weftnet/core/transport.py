@@ -18,7 +18,7 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
   in flight is lost to a new session.
 * Timers: handshake retransmit with jitter and a give-up deadline
   (``Unreachable``), rekey after a time or message count, refusal to send on
-  an expired session, keepalives after receiving without sending, idle expiry
+  an expired session, optional keepalives after receiving without sending, idle expiry
   (``SessionDown``), and cookie-secret rotation.
 * Under load (more than ``handshakes_per_second_under_load`` Inits in the
   last second) an Init without a valid mac2 is answered with a CookieReply
@@ -83,7 +83,9 @@ class TransportConfig:
     reject_after_messages: int = 2**64 - 2**13 - 1
     handshake_retry: float = 1.0
     handshake_timeout: float = 10.0
-    keepalive: float = 10.0
+    #: Passive keepalive after receiving data and sending nothing for this long
+    #: (0 = off: DHT traffic is request/response, so it would only add load).
+    keepalive: float = 0.0
     idle_timeout: float = 540.0
     max_queued: int = 256
     handshakes_per_second_under_load: int = 200
@@ -230,7 +232,9 @@ class SecureTransport:
         self._init_times: deque[float] = deque()
         self._cookie_secret = rng.randbytes(32)
         self._cookie_rotate_at = now + _COOKIE_LIFETIME
-        self._wakeups: list[float] = [self._cookie_rotate_at]
+        self._retries: list = []  # (retry time, seq, peer)
+        self._seq = 0
+        self._next_sweep = float("inf")
         self._own_mac1_key = hs.mac1_key(identity.public_key)
         self._own_cookie_key = hs.cookie_key(identity.public_key)
         self._next_ping = 1
@@ -263,7 +267,6 @@ class SecureTransport:
         if endpoint not in self._hello_pending:
             nonce = self._rng.getrandbits(64)
             self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
-            self._wake(self._hello_pending[endpoint][2])
             self._send_hello(endpoint, nonce)
 
     def send(self, contact: Contact, payload: bytes, now: float) -> None:
@@ -345,68 +348,72 @@ class SecureTransport:
         except HandshakeError:
             self.stats["auth_failures"] += 1
 
-    def _wake(self, when: float) -> None:
-        heapq.heappush(self._wakeups, when)
+    # Timers. Three kinds, none of which costs a pass over every peer per
+    # datagram: handshake retries sit in a heap keyed by peer; hello retries are
+    # few; session deadlines that only ever move later (idle, expiry,
+    # keepalive) are found by a sweep that runs only when the earliest of them
+    # is due, and that computes the next one.
+    def _wake_retry(self, peer: Peer) -> None:
+        self._seq += 1
+        heapq.heappush(self._retries, (peer.pending_retry_at, self._seq, peer))
+
+    def _sweep_by(self, when: float) -> None:
+        if when < self._next_sweep:
+            self._next_sweep = when
 
     def handle_timer(self, now: float) -> None:
-        while self._wakeups and self._wakeups[0] <= now:
-            heapq.heappop(self._wakeups)
-        self._sweep(now)
-        self._wake(self._next_deadline())
-
-    def _sweep(self, now: float) -> None:
         cfg = self.config
         if now >= self._cookie_rotate_at:
             self._cookie_secret = self._rng.randbytes(32)
             self._cookie_rotate_at = now + _COOKIE_LIFETIME
-        for endpoint, (nonce, started, retry_at) in sorted(self._hello_pending.items()):
+        while self._retries and self._retries[0][0] <= now:
+            when, _, peer = heapq.heappop(self._retries)
+            if peer.pending is None or peer.pending_retry_at != when:
+                continue  # answered, or re-armed since
+            if now - peer.pending_started >= cfg.handshake_timeout:
+                self._give_up(peer, "handshake timed out")
+            else:
+                self._send_init(peer, now)
+        for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
             if now - started >= cfg.handshake_timeout:
                 del self._hello_pending[endpoint]
                 self._events.append(Unreachable(None, endpoint, "no answer to hello"))
             elif now >= retry_at:
                 self._hello_pending[endpoint] = (nonce, started, now + self._jitter(cfg.handshake_retry))
-                self._wake(self._hello_pending[endpoint][2])
                 self._send_hello(endpoint, nonce)
-        for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
-            if peer.pending is not None and peer.pending_retry_at is not None and now >= peer.pending_retry_at:
-                if now - peer.pending_started >= cfg.handshake_timeout:
-                    self._give_up(peer, "handshake timed out")
-                else:
-                    self._send_init(peer, now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        cfg = self.config
+        nxt = float("inf")
+        # dict order is insertion order: deterministic for a given run.
+        for peer in list(self._peers.values()):
             s = peer.current
-            if s is not None:
-                age = now - s.created
-                idle = now - (peer.last_received or s.created)
-                if idle >= cfg.idle_timeout or age >= 3 * cfg.reject_after_time:
-                    self._drop_sessions(peer)
-                    self._events.append(SessionDown(peer.node_id, "idle" if idle >= cfg.idle_timeout else "expired"))
-                    continue
-                if peer.keepalive_due is not None and now >= peer.keepalive_due:
-                    peer.keepalive_due = None
-                    if peer.last_sent < peer.last_data_received:
-                        self.stats["keepalives_sent"] += 1
-                        self._encrypt_and_send(peer, s, b"", now)
+            if s is None:
+                continue
+            idle_at = (peer.last_received or s.created) + cfg.idle_timeout
+            expire_at = s.created + 3 * cfg.reject_after_time
+            if now >= idle_at or now >= expire_at:
+                self._drop_sessions(peer)
+                self._events.append(SessionDown(peer.node_id, "idle" if now >= idle_at else "expired"))
+                continue
+            if peer.keepalive_due is not None and now >= peer.keepalive_due:
+                peer.keepalive_due = None
+                if peer.last_sent < peer.last_data_received:
+                    self.stats["keepalives_sent"] += 1
+                    self._encrypt_and_send(peer, s, b"", now)
+            nxt = min(nxt, idle_at, expire_at)
+            if peer.keepalive_due is not None:
+                nxt = min(nxt, peer.keepalive_due)
+        self._next_sweep = nxt
 
     def get_timer(self) -> float | None:
-        # O(1): the earliest wake-up anyone asked for. Deadlines that only move
-        # later (idle expiry) are recomputed by the sweep in handle_timer.
-        return self._wakeups[0] if self._wakeups else self._cookie_rotate_at
-
-    def _next_deadline(self) -> float:
-        """The exact next deadline, by a full sweep (run once per timer, not per datagram)."""
-        deadline = self._cookie_rotate_at
+        deadline = min(self._cookie_rotate_at, self._next_sweep)
+        if self._retries:
+            deadline = min(deadline, self._retries[0][0])
         for _nonce, started, retry_at in self._hello_pending.values():
             deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
-        cfg = self.config
-        for peer in self._peers.values():
-            if peer.pending_retry_at is not None and peer.pending is not None:
-                deadline = min(deadline, peer.pending_retry_at)
-            s = peer.current
-            if s is not None:
-                deadline = min(deadline, (peer.last_received or s.created) + cfg.idle_timeout,
-                               s.created + 3 * cfg.reject_after_time)
-                if peer.keepalive_due is not None:
-                    deadline = min(deadline, peer.keepalive_due)
         return deadline
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
@@ -496,7 +503,7 @@ class SecureTransport:
         peer.pending = state
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
-        self._wake(peer.pending_retry_at)
+        self._wake_retry(peer)
         self._out.append((raw, peer.endpoint))
         peer.last_sent = now
 
@@ -556,9 +563,9 @@ class SecureTransport:
         if not plain:
             return  # keepalive
         peer.last_data_received = now
-        if peer.keepalive_due is None:
+        if peer.keepalive_due is None and self.config.keepalive > 0:
             peer.keepalive_due = now + self.config.keepalive
-            self._wake(peer.keepalive_due)
+            self._sweep_by(peer.keepalive_due)
         kind = plain[1] if len(plain) >= 2 and plain[0] == VERSION else None
         if kind == _PING:
             try:
@@ -661,7 +668,7 @@ class SecureTransport:
             self._indices.pop(peer.older.pop().local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
-        self._wake(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
+        self._sweep_by(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
         if not was_up:
             self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
         while peer.queue:

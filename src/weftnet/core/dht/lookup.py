@@ -19,6 +19,7 @@ answers back, so this logic is testable with scripted replies.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
@@ -50,6 +51,7 @@ class Lookup:
     quorum: int = 1
     own_key: int = -1
     candidates: dict = field(default_factory=dict)  # key -> Candidate
+    order: list = field(default_factory=list)  # the same candidates, nearest first
     values: list = field(default_factory=list)
     messages: int = 0
     done: bool = False
@@ -64,7 +66,9 @@ class Lookup:
         key = contact.node_id.int
         if key == self.own_key or key in self.candidates:
             return
-        self.candidates[key] = Candidate(contact, key, key ^ self.target, depth, path)
+        cand = Candidate(contact, key, key ^ self.target, depth, path)
+        self.candidates[key] = cand
+        bisect.insort(self.order, cand, key=lambda c: c.distance)
 
     def answered(self, key: int, contacts: list[Contact]) -> None:
         cand = self.candidates.get(key)
@@ -80,7 +84,7 @@ class Lookup:
             cand.state = FAILED
 
     def _ordered(self) -> list[Candidate]:
-        return sorted(self.candidates.values(), key=lambda c: c.distance)
+        return self.order
 
     def next_requests(self) -> list[Candidate]:
         """Contacts to ask now (marked in flight). Empty when nothing more is useful."""

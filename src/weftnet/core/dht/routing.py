@@ -21,6 +21,7 @@ Contacts are kept with their integer ID so XOR distance is one operation.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -180,8 +181,8 @@ class RoutingTable:
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
         n = self.k if n is None else n
-        keys = sorted((e.key ^ target, e.key) for e in self._index.values() if e.key != exclude)
-        return [self._index[key].contact for _, key in keys[:n]]
+        keys = heapq.nsmallest(n, ((e.key ^ target, e.key) for e in self._index.values() if e.key != exclude))
+        return [self._index[key].contact for _, key in keys]
 
     def contacts(self) -> list[Contact]:
         return [e.contact for b in self.buckets for e in b.entries]
