@@ -331,6 +331,11 @@ def demo(nodes: int, seed: int | None) -> None:
         sys.exit(1)
 
 
+from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
+
+cli.add_command(sim_command)
+
+
 def main() -> None:
     cli(prog_name="weft")
 

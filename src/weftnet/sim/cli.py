@@ -1,0 +1,60 @@
+"""`weft sim SCENARIO --seed S --out DIR`: run a simulation scenario and report.
+
+SCENARIO is a TOML file, or the name of a bundled scenario (small, churn,
+kademlia-paper, scale-100k).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+BUNDLED = Path(__file__).resolve().parent / "scenarios"
+
+
+def resolve_scenario(name: str) -> Path:
+    p = Path(name)
+    if p.exists():
+        return p
+    bundled = BUNDLED / f"{name}.toml"
+    if bundled.exists():
+        return bundled
+    known = ", ".join(sorted(q.stem for q in BUNDLED.glob("*.toml")))
+    raise click.BadParameter(f"no file {name!r} and no bundled scenario of that name (bundled: {known})",
+                             param_hint="SCENARIO")
+
+
+@click.command("sim")
+@click.argument("scenario")
+@click.option("--seed", type=int, help="Random seed (default: the scenario's).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default="sim-out", show_default=True,
+              help="Directory for summary.json, run.json and the plots.")
+@click.option("--nodes", type=click.IntRange(2, 2_000_000), help="Override the scenario's node count.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sim_command(scenario: str, seed: int | None, out: str, nodes: int | None, quiet: bool) -> None:
+    """Run SCENARIO (a TOML file or a bundled name) in the discrete-event simulator."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from weftnet.sim.report import text_summary, write_outputs
+    from weftnet.sim.runner import run_scenario
+    from weftnet.sim.scenario import load_scenario
+
+    sc = load_scenario(resolve_scenario(scenario))
+    sizes = [nodes] if nodes else sc.sizes
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]N={task.fields[n]:,}[/] {task.fields[phase]:<8}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
+                  disable=quiet) as bar:
+        tasks = {n: bar.add_task("", total=1.0, n=n, phase="waiting") for n in sizes}
+
+        def progress(n: int, phase: str, frac: float) -> None:
+            bar.update(tasks[n], completed=frac, phase=phase)
+
+        summary, run_info, results = run_scenario(sc, seed, sizes, progress)
+        for n in sizes:
+            bar.update(tasks[n], completed=1.0, phase="done")
+    files = write_outputs(Path(out), summary, run_info, results)
+    click.echo(text_summary(summary, run_info))
+    click.echo("\nwrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,190 @@
+"""Runs a scenario: the phases of an experiment, one network size at a time.
+
+Phases, in virtual time, for each size N:
+
+1. **join** — ``storm``: node 0 starts alone; the others arrive evenly over
+   ``[join] duration``, each bootstrapping through a random node already in;
+   ``warm``: all N appear at once with tables filled from the ID space.
+2. a 30 s settle;
+3. **lookups** — ``[lookups] count`` lookups of random live node IDs from
+   random live nodes, evenly over ``[lookups] duration``;
+4. **records** — ``[records] count`` puts, each read back from another random
+   node 30 s later;
+5. **churn** — for ``[churn] duration``: every node's session length is drawn
+   (exponential or Pareto with the configured median); at its end the node
+   crashes or leaves gracefully (``crash_fraction``) and a fresh node takes its
+   place through a random live node; lookups keep running at
+   ``lookups_per_minute``; ``[[partition]]`` entries cut regions apart and heal.
+
+The result is a plain dict (see report.py) whose deterministic part depends
+only on the scenario and the seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from weftnet.core.dht import DhtConfig
+from weftnet.sim import report
+from weftnet.sim.engine import Simulation, lookup_windows
+from weftnet.sim.scenario import Scenario
+from weftnet.sim.underlay import UnderlayConfig
+
+__all__ = ["run_scenario", "run_size"]
+
+SETTLE = 30.0
+
+
+def _session(sim: Simulation, sc: Scenario) -> float:
+    if sc.churn_distribution == "exponential":
+        return sim.rng.expovariate(math.log(2) / sc.median_session)
+    scale = sc.median_session / 2 ** (1 / sc.pareto_shape)
+    return scale * sim.rng.paretovariate(sc.pareto_shape)
+
+
+def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    dcfg = DhtConfig(per_prefix=None, **sc.dht)
+    sim = Simulation(seed, dcfg, UnderlayConfig(**sc.underlay))
+    phase = {"name": "join"}
+    total = (sc.join_duration if sc.join_mode == "storm" else 0) + SETTLE + sc.lookup_duration + \
+        (60.0 if sc.records else 0) + sc.churn_duration + 60.0
+
+    def tick(now: float) -> None:
+        if progress:
+            progress(phase["name"], min(1.0, now / total))
+
+    # 1. join
+    first = sim.add_node()
+    sim.join(first, None)
+    if sc.join_mode == "warm":
+        for _ in range(n - 1):
+            sim.add_node()
+        sim.warm_tables()
+        t = 0.0
+    else:
+        gap = sc.join_duration / max(1, n - 1)
+
+        def arrive() -> None:
+            via = sim.random_alive()
+            node = sim.add_node()
+            sim.join(node, via)
+
+        for i in range(1, n):
+            sim.at(i * gap, arrive)
+        t = sc.join_duration
+    sim.run_until(t + SETTLE, tick)
+    t += SETTLE
+    joined_at = t
+
+    # 2. lookups
+    phase["name"] = "lookups"
+    lookups_start = t
+    if sc.lookups:
+        gap = sc.lookup_duration / sc.lookups
+        for i in range(sc.lookups):
+            sim.at(t + i * gap, sim.lookup)
+        t += sc.lookup_duration
+    # Let the last lookups finish before anything else starts.
+    sim.run_until(t + dcfg.lookup_timeout, tick)
+    t += dcfg.lookup_timeout
+    lookups = list(sim.metrics.lookups)
+
+    # 3. records
+    if sc.records:
+        phase["name"] = "records"
+        gap = 30.0 / sc.records
+        for i in range(sc.records):
+            value = sim.rng.randbytes(32)
+            sim.at(t + i * gap, lambda v=value: sim.put_then_get(v, 30.0, sc.quorum))
+        t += 30.0 + 30.0 + dcfg.lookup_timeout
+        sim.run_until(t, tick)
+
+    # 4. churn
+    churn: dict[str, Any] = {}
+    if sc.churn_duration > 0:
+        phase["name"] = "churn"
+        start = t
+        end = t + sc.churn_duration
+        before = len(sim.metrics.lookups)
+
+        def schedule_departure(node, since: float) -> None:
+            when = since + _session(sim, sc)
+            if when < end:
+                sim.at(when, lambda: leave(node))
+
+        def leave(node) -> None:
+            if not node.alive:
+                return
+            sim.depart(node, graceful=sim.rng.random() >= sc.crash_fraction)
+            sim.metrics.arrivals += 1
+            via = sim.random_alive(exclude=node)
+            fresh = sim.add_node()
+            sim.join(fresh, via)
+            schedule_departure(fresh, sim.now)
+
+        for node in list(sim.alive):
+            # Sessions already under way: for the exponential the remaining time
+            # has the same law (memoryless); for Pareto we draw afresh.
+            schedule_departure(node, start)
+        if sc.churn_lookups_per_minute > 0:
+            gap = 60.0 / sc.churn_lookups_per_minute
+            k = 0
+            while start + k * gap < end:
+                sim.at(start + k * gap, sim.lookup)
+                k += 1
+        for p in sc.partitions:
+            sim.at(start + p["start"], lambda p=p: sim.underlay.partition(list(p["a"]), list(p["b"])))
+            sim.at(start + p["end"], sim.underlay.heal)
+        sim.run_until(end + dcfg.lookup_timeout, tick)
+        t = end + dcfg.lookup_timeout
+        recs = sim.metrics.lookups[before:]
+        churn = {
+            "duration": sc.churn_duration,
+            "distribution": sc.churn_distribution,
+            "median_session": sc.median_session,
+            "departures_crash": sim.metrics.departures_crash,
+            "departures_graceful": sim.metrics.departures_graceful,
+            "arrivals": sim.metrics.arrivals,
+            "lookups": report.lookup_stats(recs),
+            "windows": lookup_windows(recs, start, end),
+        }
+    elif sc.partitions:
+        for p in sc.partitions:
+            sim.at(lookups_start + p["start"], lambda p=p: sim.underlay.partition(list(p["a"]), list(p["b"])))
+            sim.at(lookups_start + p["end"], sim.underlay.heal)
+
+    m = sim.metrics
+    return {
+        "nodes": n,
+        "join": {"mode": sc.join_mode, "ok": m.joins_ok, "failed": m.joins_failed, "joined_at": joined_at},
+        "lookups": report.lookup_stats(lookups),
+        "lookup_records": lookups,
+        "records": {"puts_ok": m.puts_ok, "puts_failed": m.puts_failed, "gets_ok": m.gets_ok,
+                    "gets_failed": m.gets_failed,
+                    "get_success_rate": round(m.gets_ok / max(1, m.gets_ok + m.gets_failed), 6)},
+        "churn": churn,
+        "routing_table": report.distribution(sim.table_sizes()),
+        "alive_at_end": len(sim.alive),
+        "virtual_seconds": round(t, 3),
+        "events": sim.events_processed,
+        "messages_delivered": sim.messages_delivered,
+        "messages_lost": sim.messages_lost,
+        "underlay_bytes": sim.underlay.memory_bytes(),
+    }
+
+
+def run_scenario(sc: Scenario, seed: int | None = None, sizes: list[int] | None = None,
+                 progress: Callable[[int, str, float], None] | None = None) -> tuple[dict, dict, list]:
+    """Run every size. Returns (summary, run_info, raw results): only summary is deterministic."""
+    seed = sc.seed if seed is None else seed
+    results = []
+    wall = {}
+    for n in sizes or sc.sizes:
+        t0 = time.perf_counter()
+        r = run_size(sc, n, seed, (lambda ph, f, n=n: progress(n, ph, f)) if progress else None)
+        wall[str(n)] = round(time.perf_counter() - t0, 2)
+        results.append(r)
+    summary = report.summary(sc, seed, results)
+    return summary, {"wall_seconds": wall, **report.machine_info()}, results
