@@ -30,7 +30,7 @@ import base64
 import functools
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
@@ -76,14 +76,17 @@ class NodeId:
     """A 256-bit node ID. Compare, hash and XOR-distance as bytes."""
 
     raw: bytes
+    _int: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, bytes) or len(self.raw) != 32:
             raise IdentityError("a node ID is exactly 32 bytes")
+        object.__setattr__(self, "_int", int.from_bytes(self.raw, "big"))
 
     @property
     def int(self) -> int:
-        return int.from_bytes(self.raw, "big")
+        """The ID as an integer (XOR distance is one operation on these)."""
+        return self._int
 
     def distance(self, other: "NodeId | bytes") -> int:
         o = other.raw if isinstance(other, NodeId) else other

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 __all__ = ["UnderlayConfig", "Underlay", "REGION_CENTRES"]
 
 #: Region centres (ms on the plane), placed so that inter-region RTTs span
-#: roughly 60-280 ms: e.g. Europe, US East, US West, South America, Asia, Oceania.
-REGION_CENTRES = [(0.0, 0.0), (-40.0, 10.0), (-75.0, 15.0), (-35.0, -60.0), (75.0, 5.0), (105.0, -55.0)]
+#: roughly 40-290 ms: e.g. Europe, US East, US West, South America, Asia, Oceania.
+REGION_CENTRES = [(0.0, 0.0), (-56.0, 14.0), (-105.0, 21.0), (-49.0, -84.0), (105.0, 7.0), (147.0, -77.0)]
 
 
 @dataclass

@@ -414,7 +414,7 @@ class Dht:
                 lk.values.append(rec)
         # Contacts heard of are candidates for this lookup only; the table learns
         # a node when it talks to us (the paper's rule), so hearsay cannot fill it.
-        lk.answered(skey, [c for c in contacts if c.node_id.int != self.key])
+        lk.answered(skey, contacts)  # the lookup skips our own contact itself
         self._advance(op, now)
 
     def _on_request_failed(self, req: _Request, now: float, count_failure: bool = True) -> None:

@@ -52,6 +52,10 @@ class Lookup:
     own_key: int = -1
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
+    in_flight: list = field(default_factory=list)  # requests out, per path
+
+    def __post_init__(self) -> None:
+        self.in_flight = [0] * self.disjoint
     values: list = field(default_factory=list)
     messages: int = 0
     done: bool = False
@@ -74,6 +78,8 @@ class Lookup:
         cand = self.candidates.get(key)
         if cand is None or cand.state not in (IN_FLIGHT, FAILED):
             return
+        if cand.state == IN_FLIGHT:
+            self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
         for c in contacts:
             self._add(c, cand.depth + 1, cand.path)
@@ -82,6 +88,7 @@ class Lookup:
         cand = self.candidates.get(key)
         if cand is not None and cand.state == IN_FLIGHT:
             cand.state = FAILED
+            self.in_flight[cand.path] -= 1
 
     def _ordered(self) -> list[Candidate]:
         return self.order
@@ -92,17 +99,23 @@ class Lookup:
             return []
         out = []
         for path in range(self.disjoint):
-            live = [c for c in self._ordered() if c.path == path and c.state != FAILED][: self.k]
-            in_flight = sum(1 for c in live if c.state == IN_FLIGHT)
-            in_flight += sum(1 for c in self.candidates.values()
-                             if c.path == path and c.state == IN_FLIGHT and c not in live)
-            for c in live:
-                if in_flight >= self.alpha:
+            flying = self.in_flight[path]
+            if flying >= self.alpha:
+                continue
+            seen = 0
+            for c in self.order:  # nearest first; only the k nearest live ones matter
+                if c.path != path or c.state == FAILED:
+                    continue
+                seen += 1
+                if seen > self.k:
                     break
                 if c.state == CANDIDATE:
                     c.state = IN_FLIGHT
-                    in_flight += 1
+                    flying += 1
                     out.append(c)
+                    if flying >= self.alpha:
+                        break
+            self.in_flight[path] = flying
         self.messages += len(out)
         return out
 
@@ -113,12 +126,15 @@ class Lookup:
         if self.kind in ("find_value", "get") and len(self.values) >= self.quorum:
             return True
         for path in range(self.disjoint):
-            live = [c for c in self._ordered() if c.path == path and c.state != FAILED][: self.k]
-            if any(c.state != ANSWERED for c in live):
-                return False
-            if any(c.state == IN_FLIGHT for c in self.candidates.values() if c.path == path):
-                # Someone farther is still out; the k closest already answered, so stop.
-                pass
+            seen = 0
+            for c in self.order:
+                if c.path != path or c.state == FAILED:
+                    continue
+                if c.state != ANSWERED:
+                    return False
+                seen += 1
+                if seen >= self.k:
+                    break
         return True
 
     def closest(self, n: int | None = None) -> list[Contact]:

@@ -21,7 +21,6 @@ Contacts are kept with their integer ID so XOR distance is one operation.
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -180,9 +179,21 @@ class RoutingTable:
             self.bucket_for(key).entries.remove(entry)
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
+        """The n contacts nearest to ``target`` by XOR.
+
+        Buckets are aligned power-of-two blocks of the ID space, and XOR with
+        the target maps each block onto another aligned block, so the blocks
+        are totally ordered by distance: visit them nearest first and stop
+        once n contacts are in hand.
+        """
         n = self.k if n is None else n
-        keys = heapq.nsmallest(n, ((e.key ^ target, e.key) for e in self._index.values() if e.key != exclude))
-        return [self._index[key].contact for _, key in keys]
+        blocks = sorted(((b.lo ^ target) & ~(b.hi - b.lo), i) for i, b in enumerate(self.buckets) if b.entries)
+        found: list[tuple[int, int]] = []
+        for _, i in blocks:
+            found.extend(sorted((e.key ^ target, e.key) for e in self.buckets[i].entries if e.key != exclude))
+            if len(found) >= n:
+                break
+        return [self._index[key].contact for _, key in found[:n]]
 
     def contacts(self) -> list[Contact]:
         return [e.contact for b in self.buckets for e in b.entries]
