@@ -87,6 +87,9 @@ class DhtConfig:
     peer_rate: float = 200.0
     peer_burst: float = 400.0
     seen_cache: int = 4096
+    #: After the bootstrap lookup, refresh every bucket farther than our own
+    #: (Kademlia section 2.3), so a new node's table fills at once.
+    refresh_on_join: bool = True
 
 
 class KbrApplication(Protocol):
@@ -166,6 +169,9 @@ class Dht:
         self._rtt: dict[int, _Rtt] = {}
         self._buckets: dict[int, list[float]] = {}  # peer key -> [tokens, last]
         self._apps: list[Any] = []
+        #: Set by the driver: ``prefer(contact) -> bool`` says a contact is cheap
+        #: to ask now (e.g. a session exists); gets ask those first (lookup.py).
+        self.prefer: Any = None
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         self._replicate_at = now + cfg.replicate_interval
@@ -299,7 +305,7 @@ class Dht:
             self._complete_get(op, [local], now, hops=0, messages=0)
             return op.op_id
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, self.config.k, self.config.alpha,
-                    self.config.disjoint_paths, op.quorum, self.key)
+                    self.config.disjoint_paths, op.quorum, self.key, prefer=self.prefer)
         if local is not None:
             lk.values.append(local)
         op.lookup = lk
@@ -491,6 +497,12 @@ class Dht:
                 self._finish(op, now, ok=True, contacts=[], hops=lk.hops(), messages=lk.messages, stored=1)
         else:
             self._finish(op, now, ok=True, contacts=lk.closest(), hops=lk.hops(), messages=lk.messages)
+            if op.kind == "bootstrap" and self.config.refresh_on_join:
+                for b in list(self.table.buckets):
+                    if not b.covers(self.key):
+                        b.touched = now
+                        target = b.lo + self._rng.getrandbits(256) % (b.hi - b.lo + 1)
+                        self._start_lookup("refresh", target, now)
 
     def _complete_get(self, op: _Op, values: list, now: float, hops: int, messages: int) -> None:
         ok = bool(values)
