@@ -84,7 +84,8 @@ _TABLES = {
     "underlay": {"regions": int, "region_spread_ms": (int, float), "min_access_ms": (int, float),
                  "max_access_ms": (int, float), "jitter": (int, float), "loss": (int, float)},
     "dht": {"k": int, "alpha": int, "disjoint_paths": int, "max_failures": int, "min_rto": (int, float),
-            "max_rto": (int, float), "initial_rto": (int, float), "lookup_timeout": (int, float)},
+            "max_rto": (int, float), "initial_rto": (int, float), "lookup_timeout": (int, float),
+            "refresh_on_join": bool},
     "join": {"mode": str, "duration": (int, float)},
     "lookups": {"count": int, "duration": (int, float)},
     "records": {"count": int, "quorum": int},
@@ -105,8 +106,9 @@ def load_scenario(path: Path) -> Scenario:
 
 def _check(where: str, table: str, key: str, value: Any, typ: Any) -> None:
     types = typ if isinstance(typ, tuple) else (typ,)
-    if isinstance(value, bool) or not isinstance(value, types):
-        names = " or ".join({int: "an integer", float: "a number", str: "a string", list: "a list"}[t] for t in types)
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        names = " or ".join({int: "an integer", float: "a number", str: "a string", list: "a list",
+                             bool: "true or false"}[t] for t in types)
         raise ConfigError(f"{where}: [{table}] {key} must be {names}, not {value!r}")
 
 

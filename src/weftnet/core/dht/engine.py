@@ -73,7 +73,10 @@ class DhtConfig:
     refresh_interval: float = 3600.0
     republish_interval: float = 3600.0
     replicate_interval: float = 3600.0
-    maintenance_interval: float = 60.0
+    #: Expiry sweep and idle-bucket check. Reads check expiry themselves, so this
+    #: can be coarse: a timer per node per minute is what a large simulation
+    #: would spend most of its events on.
+    maintenance_interval: float = 600.0
     default_ttl: float = 24 * 3600.0
     #: Request timeouts: RTO of a contact = srtt + 4*rttvar, clamped to these.
     min_rto: float = 0.5

@@ -19,7 +19,6 @@ answers back, so this logic is testable with scripted replies.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
@@ -27,6 +26,10 @@ from weftnet.core.contact import Contact
 __all__ = ["Lookup", "Candidate"]
 
 CANDIDATE, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
+
+
+def _distance(c: "Candidate") -> int:
+    return c.distance
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ class Lookup:
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
+        self._dirty = False
     values: list = field(default_factory=list)
     messages: int = 0
     done: bool = False
@@ -76,7 +80,8 @@ class Lookup:
             return
         cand = Candidate(contact, key, key ^ self.target, depth, path)
         self.candidates[key] = cand
-        bisect.insort(self.order, cand, key=lambda c: c.distance)
+        self.order.append(cand)
+        self._dirty = True
 
     def answered(self, key: int, contacts: list[Contact]) -> None:
         cand = self.candidates.get(key)
@@ -95,6 +100,11 @@ class Lookup:
             self.in_flight[cand.path] -= 1
 
     def _ordered(self) -> list[Candidate]:
+        if self._dirty:
+            # One sort per answer (20 new contacts), not an insertion each;
+            # Timsort is near-linear on the mostly sorted list.
+            self.order.sort(key=_distance)
+            self._dirty = False
         return self.order
 
     def next_requests(self) -> list[Candidate]:
@@ -107,7 +117,7 @@ class Lookup:
             if flying >= self.alpha:
                 continue
             window = []
-            for c in self.order:  # nearest first; only the k nearest live ones matter
+            for c in self._ordered():  # nearest first; only the k nearest live ones matter
                 if c.path != path or c.state == FAILED:
                     continue
                 window.append(c)
@@ -132,7 +142,7 @@ class Lookup:
             return True
         for path in range(self.disjoint):
             seen = 0
-            for c in self.order:
+            for c in self._ordered():
                 if c.path != path or c.state == FAILED:
                     continue
                 if c.state != ANSWERED:
