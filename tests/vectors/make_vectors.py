@@ -15,9 +15,10 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, ImmutableRecordWire, MutableRecordWire, Nodes, Route, RouteAck, RouteHop, Store,
+    FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store,
     StoreAck, Value,
 )
+from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.node import AppText
 from weftnet.core.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
@@ -51,8 +52,8 @@ MESSAGES = [
     Route(7, b(32, 0x12), C4, 1, 32, 1, b"payload"),
     RouteAck(7, 3, 1, ""),
     RouteHop(7, 2),
-    ImmutableRecordWire(b"abc"),
-    MutableRecordWire(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
+    ImmutableRecord(b"abc"),
+    MutableRecord(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
     AppText("héllo"),
 ]
 

@@ -27,8 +27,6 @@ __all__ = [
     "Route",
     "RouteAck",
     "RouteHop",
-    "ImmutableRecordWire",
-    "MutableRecordWire",
 ]
 
 MAX_CONTACTS = 20
@@ -145,29 +143,5 @@ class RouteHop(Message):
     FIELDS: ClassVar = (("msg_id", U64), ("hop", U8))
 
 
-@register
-@dataclass(frozen=True)
-class ImmutableRecordWire(Message):
-    TYPE: ClassVar = 0x29
-    value: bytes
-    FIELDS: ClassVar = (("value", Bytes(MAX_VALUE)),)
-
-
-@register
-@dataclass(frozen=True)
-class MutableRecordWire(Message):
-    TYPE: ClassVar = 0x2A
-    public_key: bytes
-    salt: bytes
-    seq: int
-    ttl: int
-    value: bytes
-    signature: bytes
-    FIELDS: ClassVar = (
-        ("public_key", Fixed(32)),
-        ("salt", Bytes(MAX_SALT)),
-        ("seq", U64),
-        ("ttl", U32),
-        ("value", Bytes(MAX_VALUE)),
-        ("signature", Fixed(64)),
-    )
+# Records themselves (0x29 ImmutableRecord, 0x2A MutableRecord) are wire messages
+# too; they live in records.py with their validation.

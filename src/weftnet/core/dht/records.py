@@ -18,9 +18,11 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from weftnet.core.dht.messages import MAX_SALT, MAX_VALUE, ImmutableRecordWire, MutableRecordWire
+from typing import ClassVar
+
+from weftnet.core.dht.messages import MAX_SALT, MAX_VALUE
 from weftnet.core.identity import Identity, verify_signature
-from weftnet.core.wire import decode, encode
+from weftnet.core.wire import U32, U64, Bytes, Fixed, Message, decode, register
 from weftnet.errors import DecodeError, RecordError
 
 __all__ = ["ImmutableRecord", "MutableRecord", "Record", "decode_record", "signing_input"]
@@ -28,9 +30,14 @@ __all__ = ["ImmutableRecord", "MutableRecord", "Record", "decode_record", "signi
 _TAG = b"weftnet-record-v1"
 
 
+@register
 @dataclass(frozen=True)
-class ImmutableRecord:
+class ImmutableRecord(Message):
+    """Wire type 0x29: the record is its own encoding."""
+
+    TYPE: ClassVar = 0x29
     value: bytes
+    FIELDS: ClassVar = (("value", Bytes(MAX_VALUE)),)
 
     def __post_init__(self) -> None:
         if len(self.value) > MAX_VALUE:
@@ -47,22 +54,31 @@ class ImmutableRecord:
         if self.key != key:
             raise RecordError("immutable record does not hash to its key")
 
-    def encode(self) -> bytes:
-        return encode(ImmutableRecordWire(self.value))
-
 
 def signing_input(salt: bytes, seq: int, ttl: int, value: bytes) -> bytes:
     return _TAG + bytes((len(salt),)) + salt + struct.pack(">QI", seq, ttl) + value
 
 
+@register
 @dataclass(frozen=True)
-class MutableRecord:
+class MutableRecord(Message):
+    """Wire type 0x2A: the record is its own encoding."""
+
+    TYPE: ClassVar = 0x2A
     public_key: bytes
     salt: bytes
     seq: int
     ttl: int
     value: bytes
     signature: bytes
+    FIELDS: ClassVar = (
+        ("public_key", Fixed(32)),
+        ("salt", Bytes(MAX_SALT)),
+        ("seq", U64),
+        ("ttl", U32),
+        ("value", Bytes(MAX_VALUE)),
+        ("signature", Fixed(64)),
+    )
 
     @classmethod
     def create(cls, owner: Identity, salt: bytes, seq: int, ttl: int, value: bytes) -> "MutableRecord":
@@ -87,9 +103,6 @@ class MutableRecord:
         if not verify_signature(self.public_key, self.signature, signing_input(self.salt, self.seq, self.ttl, self.value)):
             raise RecordError("signature does not verify")
 
-    def encode(self) -> bytes:
-        return encode(MutableRecordWire(self.public_key, self.salt, self.seq, self.ttl, self.value, self.signature))
-
 
 Record = ImmutableRecord | MutableRecord
 
@@ -100,8 +113,6 @@ def decode_record(blob: bytes) -> Record:
         msg = decode(blob)
     except DecodeError as exc:
         raise RecordError(f"malformed record: {exc}") from None
-    if isinstance(msg, ImmutableRecordWire):
-        return ImmutableRecord(msg.value)
-    if isinstance(msg, MutableRecordWire):
-        return MutableRecord(msg.public_key, msg.salt, msg.seq, msg.ttl, msg.value, msg.signature)
+    if isinstance(msg, (ImmutableRecord, MutableRecord)):
+        return msg
     raise RecordError(f"not a record: {type(msg).__name__}")
