@@ -257,7 +257,6 @@ class NodeCore:
         self._rng = rng
         self.transport = SecureTransport(identity, rng, now, self.config.transport)
         self.dht = Dht(Contact(identity.public_key, endpoint), rng, now, self.config.dht, store, identity)
-        self.dht.prefer = lambda c: self.transport.has_session(c.node_id)
         self.endpoint = endpoint
         self.started = now
         self._next_op = 1

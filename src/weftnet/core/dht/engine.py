@@ -172,9 +172,6 @@ class Dht:
         self._rtt: dict[int, _Rtt] = {}
         self._buckets: dict[int, list[float]] = {}  # peer key -> [tokens, last]
         self._apps: list[Any] = []
-        #: Set by the driver: ``prefer(contact) -> bool`` says a contact is cheap
-        #: to ask now (e.g. a session exists); gets ask those first (lookup.py).
-        self.prefer: Any = None
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         self._replicate_at = now + cfg.replicate_interval
@@ -308,7 +305,7 @@ class Dht:
             self._complete_get(op, [local], now, hops=0, messages=0)
             return op.op_id
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, self.config.k, self.config.alpha,
-                    self.config.disjoint_paths, op.quorum, self.key, prefer=self.prefer)
+                    self.config.disjoint_paths, op.quorum, self.key)
         if local is not None:
             lk.values.append(local)
         op.lookup = lk

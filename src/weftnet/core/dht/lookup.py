@@ -56,10 +56,6 @@ class Lookup:
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
-    #: Optional: contacts it is cheap to ask now (the driver has a session with
-    #: them). A get asks those first within its k-closest window: any of the
-    #: k closest may hold the value, and a new session costs a handshake.
-    prefer: object = None
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
@@ -124,8 +120,6 @@ class Lookup:
                 if len(window) >= self.k:
                     break
             todo = [c for c in window if c.state == CANDIDATE]
-            if self.prefer is not None and self.kind == "get":
-                todo.sort(key=lambda c: not self.prefer(c.contact))  # stable: distance order kept within each group
             for c in todo[: self.alpha - flying]:
                 c.state = IN_FLIGHT
                 flying += 1
