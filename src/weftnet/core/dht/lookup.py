@@ -57,13 +57,14 @@ class Lookup:
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
 
-    def __post_init__(self) -> None:
-        self.in_flight = [0] * self.disjoint
-        self._dirty = False
     values: list = field(default_factory=list)
     messages: int = 0
     done: bool = False
     result_hops: int = 0
+
+    def __post_init__(self) -> None:
+        self.in_flight = [0] * self.disjoint
+        self._dirty = False
 
     def seed(self, contacts: list[Contact]) -> None:
         ordered = sorted(contacts, key=lambda c: c.node_id.int ^ self.target)
