@@ -1,0 +1,567 @@
+"""Private-network membership: the network authority, member certificates and revocation.
+
+A private network (docs/vpn.md) is defined by its **authority**, an Ed25519
+key pair kept by the network's owner. The network ID is SHA-256 of the
+authority's raw public key, so anyone holding a network ID can check every
+statement signed for that network without a directory. The model follows
+Nebula's (a CA signs certificates binding a host to overlay IPs and groups)
+with weftnet's identities in place of X.509-like host keys:
+
+* :class:`NetworkDescriptor` (0x54) - name, authority key and the address
+  prefixes (IPv4 and/or IPv6) the network may hand out; self-signed.
+* :class:`NetCert` (0x50) - binds a member node ID to overlay addresses
+  inside those prefixes, groups for the firewall, a validity window and a
+  serial number; signed by the authority.
+* :class:`RevocationList` (0x51) - serials and node IDs that are no longer
+  members, with a sequence number so a newer list replaces an older one.
+
+Every signature covers ``tag | 0x00 | encoded fields except the signature``
+where the tag names the statement (``weftnet-netcert-v1`` ...) so a signature
+for one kind can never be replayed as another; the field encoding is the one
+wire codec (core/wire.py), which is canonical (decode then encode gives the
+same bytes). docs/wire/vpn.md lists the layouts byte by byte.
+
+Files use a PEM-like text armour (RFC 7468 shape: ``-----BEGIN WEFTNET
+CERTIFICATE-----``, base64 of the wire encoding, ``-----END ...-----``).
+
+This module does no I/O: time (``now``) and randomness (``rng``) are arguments.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Iterable, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from weftnet.core.identity import NodeId, RandomSource, verify_signature
+from weftnet.core.wire import (
+    U8,
+    U64,
+    Codec,
+    Fixed,
+    Message,
+    Seq,
+    Text,
+    decode,
+    encode,
+    register,
+)
+from weftnet.errors import DecodeError, IdentityError, NetworkError
+
+__all__ = [
+    "IPAddress",
+    "IPNetwork",
+    "MAX_ADDRESSES",
+    "MAX_GROUPS",
+    "MAX_PREFIXES",
+    "CertificateError",
+    "BadSignature",
+    "CertificateExpired",
+    "CertificateNotYetValid",
+    "WrongNetwork",
+    "CertificateRevoked",
+    "AddressOutsideNetwork",
+    "NetworkDescriptor",
+    "NetCert",
+    "RevocationList",
+    "NetworkAuthority",
+    "network_id_for",
+    "check_name",
+    "armor",
+    "dearmor",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_ADDRESSES = 8
+MAX_GROUPS = 32
+MAX_PREFIXES = 8
+MAX_REVOKED_SERIALS = 2048
+MAX_REVOKED_NODES = 1024
+
+_TAG_NETWORK = b"weftnet-network-v1\x00"
+_TAG_CERT = b"weftnet-netcert-v1\x00"
+_TAG_REVOCATION = b"weftnet-revocation-v1\x00"
+
+# Names become directory names (state dir) and appear in firewall rules:
+# a conservative alphabet keeps them safe in both places.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Refuse a network or group name outside ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} must be 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+        )
+    return name
+
+
+def network_id_for(authority_key: bytes) -> bytes:
+    """The 32-byte network ID: SHA-256 of the authority's raw Ed25519 public key."""
+    if len(authority_key) != 32:
+        raise IdentityError("an Ed25519 public key is exactly 32 bytes")
+    return hashlib.sha256(authority_key).digest()
+
+
+# ---------------------------------------------------------------------------
+# Typed verification errors. All are NetworkError, so one except clause does.
+
+
+class CertificateError(NetworkError):
+    """A certificate, descriptor or revocation list that must not be trusted."""
+
+
+class BadSignature(CertificateError):
+    """The signature does not verify under the network authority's key."""
+
+
+class CertificateExpired(CertificateError):
+    """``now`` is at or after the certificate's not_after."""
+
+
+class CertificateNotYetValid(CertificateError):
+    """``now`` is before the certificate's not_before."""
+
+
+class WrongNetwork(CertificateError):
+    """The statement names another network (ID or name differs)."""
+
+
+class CertificateRevoked(CertificateError):
+    """The authority's revocation list names this serial or node ID."""
+
+
+class AddressOutsideNetwork(CertificateError):
+    """A certified overlay address lies outside every prefix of the network."""
+
+
+# ---------------------------------------------------------------------------
+# Field codecs for addresses and prefixes (canonical: one encoding per value).
+
+
+class _AddressCodec(Codec):
+    """``family:u8 (4|6) | 4 or 16 address bytes``, as an ipaddress object."""
+
+    def pack(self, value: IPAddress, out: bytearray) -> None:
+        if not isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            raise ValueError(f"expected an IP address, got {value!r}")
+        out.append(value.version)
+        out += value.packed
+
+    def unpack(self, buf: memoryview, off: int) -> tuple[IPAddress, int]:
+        fam, off = U8.unpack(buf, off)
+        if fam == 4:
+            raw, off = Fixed(4).unpack(buf, off)
+            return ipaddress.IPv4Address(raw), off
+        if fam == 6:
+            raw, off = Fixed(16).unpack(buf, off)
+            return ipaddress.IPv6Address(raw), off
+        raise DecodeError(f"bad field: address family {fam} is not 4 or 6")
+
+    def describe(self) -> str:
+        return "address (u8 family 4|6, 4|16 bytes)"
+
+
+class _PrefixCodec(Codec):
+    """``family:u8 (4|6) | prefix_len:u8 | 4 or 16 bytes`` with host bits zero."""
+
+    def pack(self, value: IPNetwork, out: bytearray) -> None:
+        if not isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            raise ValueError(f"expected an IP network, got {value!r}")
+        out.append(value.version)
+        out.append(value.prefixlen)
+        out += value.network_address.packed
+
+    def unpack(self, buf: memoryview, off: int) -> tuple[IPNetwork, int]:
+        fam, off = U8.unpack(buf, off)
+        if fam not in (4, 6):
+            raise DecodeError(f"bad field: prefix family {fam} is not 4 or 6")
+        plen, off = U8.unpack(buf, off)
+        size = 4 if fam == 4 else 16
+        if plen > size * 8:
+            raise DecodeError(f"bad field: prefix length {plen} is too long for IPv{fam}")
+        raw, off = Fixed(size).unpack(buf, off)
+        try:
+            net = ipaddress.ip_network((raw, plen), strict=True)
+        except ValueError:
+            raise DecodeError("bad field: prefix has host bits set") from None
+        return net, off
+
+    def describe(self) -> str:
+        return "prefix (u8 family 4|6, u8 length, 4|16 bytes, host bits zero)"
+
+
+Address = _AddressCodec()
+Prefix = _PrefixCodec()
+_NodeIdBytes = Fixed(32)
+_Signature = Fixed(64)
+
+
+def _signed_bytes(tag: bytes, msg: Message) -> bytes:
+    """``tag | fields except the trailing signature``, in wire encoding."""
+    out = bytearray(tag)
+    for name, codec in msg.FIELDS[:-1]:
+        codec.pack(getattr(msg, name), out)
+    return bytes(out)
+
+
+def _sorted_unique(kind: str, values: Sequence) -> None:
+    if list(values) != sorted(set(values)):
+        raise ValueError(f"{kind} must be sorted and without duplicates")
+
+
+# ---------------------------------------------------------------------------
+# The statements.
+
+
+@register
+@dataclass(frozen=True)
+class NetworkDescriptor(Message):
+    """What a member needs to trust a network: its name, authority key and prefixes.
+
+    Self-signed by the authority; ``network_id`` is derived from the key.
+    """
+
+    TYPE: ClassVar = 0x54
+    name: str
+    authority_key: bytes
+    prefixes: tuple[IPNetwork, ...]
+    created: int
+    signature: bytes
+    FIELDS: ClassVar = (
+        ("name", Text(64)),
+        ("authority_key", Fixed(32)),
+        ("prefixes", Seq(Prefix, MAX_PREFIXES)),
+        ("created", U64),
+        ("signature", _Signature),
+    )
+
+    def __post_init__(self) -> None:
+        check_name("network", self.name)
+        object.__setattr__(self, "prefixes", tuple(self.prefixes))
+        if not self.prefixes:
+            raise ValueError("a network needs at least one address prefix")
+        nets = list(self.prefixes)
+        for i, a in enumerate(nets):
+            for b in nets[i + 1 :]:
+                if a.version == b.version and a.overlaps(b):
+                    raise ValueError(f"prefixes {a} and {b} overlap")
+
+    @property
+    def network_id(self) -> bytes:
+        return network_id_for(self.authority_key)
+
+    def signing_input(self) -> bytes:
+        return _signed_bytes(_TAG_NETWORK, self)
+
+    def verify(self, network_id: bytes | None = None) -> "NetworkDescriptor":
+        """Check the self-signature (and, if given, that this is ``network_id``)."""
+        if network_id is not None and self.network_id != network_id:
+            raise WrongNetwork(
+                f"descriptor is for network {self.network_id.hex()[:16]}, expected {network_id.hex()[:16]}"
+            )
+        if not verify_signature(self.authority_key, self.signature, self.signing_input()):
+            raise BadSignature(f"network descriptor for {self.name!r} has a bad signature")
+        return self
+
+    def contains(self, address: IPAddress) -> bool:
+        return any(address.version == p.version and address in p for p in self.prefixes)
+
+
+@register
+@dataclass(frozen=True)
+class NetCert(Message):
+    """A member certificate: node ID, overlay addresses, groups, validity, serial.
+
+    ``addresses`` keeps its order (the first address of each family is the
+    member's primary one); ``groups`` is sorted and unique so equal sets have
+    equal encodings. Validity is ``not_before <= now < not_after`` (seconds).
+    """
+
+    TYPE: ClassVar = 0x50
+    network_name: str
+    network_id: bytes
+    node_id: bytes
+    addresses: tuple[IPAddress, ...]
+    groups: tuple[str, ...]
+    not_before: int
+    not_after: int
+    serial: int
+    signature: bytes
+    FIELDS: ClassVar = (
+        ("network_name", Text(64)),
+        ("network_id", Fixed(32)),
+        ("node_id", _NodeIdBytes),
+        ("addresses", Seq(Address, MAX_ADDRESSES)),
+        ("groups", Seq(Text(64), MAX_GROUPS)),
+        ("not_before", U64),
+        ("not_after", U64),
+        ("serial", U64),
+        ("signature", _Signature),
+    )
+
+    def __post_init__(self) -> None:
+        check_name("network", self.network_name)
+        object.__setattr__(self, "addresses", tuple(self.addresses))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if not self.addresses:
+            raise ValueError("a certificate needs at least one overlay address")
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ValueError("a certificate lists an address twice")
+        for g in self.groups:
+            check_name("group", g)
+        _sorted_unique("groups", self.groups)
+        if self.not_after <= self.not_before:
+            raise ValueError("not_after must be later than not_before")
+
+    @property
+    def member(self) -> NodeId:
+        return NodeId(self.node_id)
+
+    def signing_input(self) -> bytes:
+        return _signed_bytes(_TAG_CERT, self)
+
+    def verify(
+        self,
+        descriptor: NetworkDescriptor,
+        now: float,
+        revocations: "RevocationList | None" = None,
+    ) -> "NetCert":
+        """Check everything a member must check before trusting this certificate.
+
+        Raises, in this order of checks: :class:`WrongNetwork`,
+        :class:`BadSignature`, :class:`AddressOutsideNetwork`,
+        :class:`CertificateRevoked`, :class:`CertificateNotYetValid`,
+        :class:`CertificateExpired`. Returns ``self`` when it is good.
+        """
+        who = f"certificate #{self.serial} for {NodeId(self.node_id).short()}"
+        if self.network_id != descriptor.network_id:
+            raise WrongNetwork(
+                f"{who} is for network {self.network_id.hex()[:16]}, not {descriptor.name!r} "
+                f"({descriptor.network_id.hex()[:16]})"
+            )
+        if self.network_name != descriptor.name:
+            raise WrongNetwork(f"{who} names network {self.network_name!r}, not {descriptor.name!r}")
+        if not verify_signature(descriptor.authority_key, self.signature, self.signing_input()):
+            raise BadSignature(f"{who} has a bad signature for network {descriptor.name!r}")
+        for a in self.addresses:
+            if not descriptor.contains(a):
+                nets = ", ".join(str(p) for p in descriptor.prefixes)
+                raise AddressOutsideNetwork(f"{who}: address {a} is outside the network's prefixes ({nets})")
+        if revocations is not None and revocations.revokes(self):
+            raise CertificateRevoked(f"{who} is revoked (revocation list seq {revocations.seq})")
+        if now < self.not_before:
+            raise CertificateNotYetValid(f"{who} is not valid until {self.not_before} (now {int(now)})")
+        if now >= self.not_after:
+            raise CertificateExpired(f"{who} expired at {self.not_after} (now {int(now)})")
+        return self
+
+
+@register
+@dataclass(frozen=True)
+class RevocationList(Message):
+    """The serials and node IDs an authority has revoked; a higher ``seq`` replaces a lower one."""
+
+    TYPE: ClassVar = 0x51
+    network_id: bytes
+    seq: int
+    issued_at: int
+    serials: tuple[int, ...]
+    node_ids: tuple[bytes, ...]
+    signature: bytes
+    FIELDS: ClassVar = (
+        ("network_id", Fixed(32)),
+        ("seq", U64),
+        ("issued_at", U64),
+        ("serials", Seq(U64, MAX_REVOKED_SERIALS)),
+        ("node_ids", Seq(_NodeIdBytes, MAX_REVOKED_NODES)),
+        ("signature", _Signature),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "serials", tuple(self.serials))
+        object.__setattr__(self, "node_ids", tuple(self.node_ids))
+        _sorted_unique("revoked serials", self.serials)
+        _sorted_unique("revoked node IDs", self.node_ids)
+
+    def signing_input(self) -> bytes:
+        return _signed_bytes(_TAG_REVOCATION, self)
+
+    def verify(self, descriptor: NetworkDescriptor) -> "RevocationList":
+        if self.network_id != descriptor.network_id:
+            raise WrongNetwork(f"revocation list is for another network, not {descriptor.name!r}")
+        if not verify_signature(descriptor.authority_key, self.signature, self.signing_input()):
+            raise BadSignature(f"revocation list seq {self.seq} for {descriptor.name!r} has a bad signature")
+        return self
+
+    def revokes(self, cert: NetCert) -> bool:
+        return cert.serial in self._serial_set or cert.node_id in self._node_set
+
+    @property
+    def _serial_set(self) -> frozenset[int]:
+        s = self.__dict__.get("_ss")
+        if s is None:
+            s = frozenset(self.serials)
+            object.__setattr__(self, "_ss", s)
+        return s
+
+    @property
+    def _node_set(self) -> frozenset[bytes]:
+        s = self.__dict__.get("_ns")
+        if s is None:
+            s = frozenset(self.node_ids)
+            object.__setattr__(self, "_ns", s)
+        return s
+
+
+# ---------------------------------------------------------------------------
+# The owner's side.
+
+
+class NetworkAuthority:
+    """The owner's signing key for one network. Only the owner holds this."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, descriptor: NetworkDescriptor):
+        pub = private_key.public_key().public_bytes_raw()
+        if pub != descriptor.authority_key:
+            raise NetworkError(f"the authority key does not match network {descriptor.name!r}")
+        self._sk = private_key
+        self.descriptor = descriptor.verify()
+
+    @classmethod
+    def create(
+        cls, name: str, prefixes: Iterable[IPNetwork | str], rng: RandomSource, now: float
+    ) -> "NetworkAuthority":
+        """A new network: a fresh authority key (from ``rng``) and its signed descriptor."""
+        try:
+            nets = tuple(ipaddress.ip_network(p, strict=True) if isinstance(p, str) else p for p in prefixes)
+        except ValueError as exc:
+            raise NetworkError(f"bad network prefix: {exc}") from None
+        sk = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
+        return cls(sk, cls._sign_descriptor(sk, name, nets, int(now)))
+
+    @staticmethod
+    def _sign_descriptor(sk: Ed25519PrivateKey, name: str, nets: tuple, created: int) -> NetworkDescriptor:
+        pub = sk.public_key().public_bytes_raw()
+        try:
+            unsigned = NetworkDescriptor(name, pub, nets, created, bytes(64))
+        except ValueError as exc:
+            raise NetworkError(str(exc)) from None
+        return NetworkDescriptor(name, pub, nets, created, sk.sign(unsigned.signing_input()))
+
+    @classmethod
+    def from_seed(cls, seed: bytes, descriptor: NetworkDescriptor) -> "NetworkAuthority":
+        if len(seed) != 32:
+            raise NetworkError("an authority seed is exactly 32 bytes")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed), descriptor)
+
+    @property
+    def seed(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._sk.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+
+    @property
+    def network_id(self) -> bytes:
+        return self.descriptor.network_id
+
+    def sign_member(
+        self,
+        node_id: NodeId | bytes,
+        addresses: Iterable[IPAddress | str],
+        groups: Iterable[str] = (),
+        *,
+        not_before: int,
+        not_after: int,
+        serial: int,
+    ) -> NetCert:
+        """Sign a member certificate. Refuses addresses outside the network's prefixes."""
+        raw = node_id.raw if isinstance(node_id, NodeId) else node_id
+        try:
+            addrs = tuple(ipaddress.ip_address(a) if isinstance(a, str) else a for a in addresses)
+            unsigned = NetCert(
+                self.descriptor.name, self.network_id, raw, addrs, tuple(sorted(set(groups))),
+                int(not_before), int(not_after), serial, bytes(64),
+            )
+        except (ValueError, TypeError) as exc:
+            raise NetworkError(f"cannot sign certificate: {exc}") from None
+        for a in addrs:
+            if not self.descriptor.contains(a):
+                nets = ", ".join(str(p) for p in self.descriptor.prefixes)
+                raise AddressOutsideNetwork(f"address {a} is outside network {self.descriptor.name!r} ({nets})")
+        return NetCert(*[getattr(unsigned, n) for n, _ in NetCert.FIELDS[:-1]], self._sk.sign(unsigned.signing_input()))
+
+    def revocation_list(
+        self, seq: int, issued_at: int, serials: Iterable[int] = (), node_ids: Iterable[bytes | NodeId] = ()
+    ) -> RevocationList:
+        """Sign a revocation list (give it a higher ``seq`` than the last one you published)."""
+        ids = sorted({n.raw if isinstance(n, NodeId) else n for n in node_ids})
+        ser = sorted(set(serials))
+        if len(ser) > MAX_REVOKED_SERIALS or len(ids) > MAX_REVOKED_NODES:
+            raise NetworkError(
+                f"a revocation list holds at most {MAX_REVOKED_SERIALS} serials and {MAX_REVOKED_NODES} node IDs"
+            )
+        unsigned = RevocationList(self.network_id, seq, int(issued_at), tuple(ser), tuple(ids), bytes(64))
+        return RevocationList(
+            self.network_id, seq, int(issued_at), tuple(ser), tuple(ids), self._sk.sign(unsigned.signing_input())
+        )
+
+
+# ---------------------------------------------------------------------------
+# Text armour.
+
+_LABELS: dict[type[Message], str] = {
+    NetCert: "WEFTNET CERTIFICATE",
+    NetworkDescriptor: "WEFTNET NETWORK",
+    RevocationList: "WEFTNET REVOCATION LIST",
+}
+_BY_LABEL = {v: k for k, v in _LABELS.items()}
+_BLOCK_RE = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
+
+
+def armor(msg: NetCert | NetworkDescriptor | RevocationList) -> str:
+    """Text form for files: a BEGIN line, base64 of the wire encoding in 64-column lines, an END line."""
+    label = _LABELS.get(type(msg))
+    if label is None:
+        raise NetworkError(f"{type(msg).__name__} has no text armour")
+    b64 = base64.b64encode(encode(msg)).decode("ascii")
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+
+
+def dearmor(text: str) -> list[NetCert | NetworkDescriptor | RevocationList]:
+    """Every armoured block in ``text``, decoded (signatures are not checked here).
+
+    Raises :class:`NetworkError` for text with no block, an unknown label, bad
+    base64, or bytes that do not decode as the labelled statement.
+    """
+    out: list = []
+    for m in _BLOCK_RE.finditer(text):
+        label, body = m.group(1), m.group(2)
+        cls = _BY_LABEL.get(label)
+        if cls is None:
+            raise NetworkError(f"unknown armour label {label!r}")
+        try:
+            raw = base64.b64decode("".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise NetworkError(f"{label.lower()} block is not valid base64") from None
+        try:
+            msg = decode(raw)
+        except DecodeError as exc:
+            raise NetworkError(f"{label.lower()} block does not decode: {exc}") from None
+        if not isinstance(msg, cls):
+            raise NetworkError(f"{label.lower()} block holds a {type(msg).__name__}")
+        out.append(msg)
+    if not out:
+        raise NetworkError("no -----BEGIN WEFTNET ...----- block found")
+    return out
