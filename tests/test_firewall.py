@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpn_packets import icmp_echo, icmp_error, ip, ipv4, ipv6, tcp, udp
+from vpn_packets import icmp_echo, icmp_error, ipv4, ipv6, tcp, udp
 from weftnet.core.firewall import (
     INBOUND,
     OUTBOUND,

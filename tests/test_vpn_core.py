@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpn_packets import icmp_echo, ipv4, tcp, udp
+from vpn_packets import icmp_echo, tcp, udp
 from weftnet.core import wire
 from weftnet.core.firewall import Firewall, parse_packet
 from weftnet.core.identity import Identity, NodeId
