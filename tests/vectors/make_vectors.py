@@ -9,6 +9,7 @@ test checks both directions: encode(fields) == hex and decode(hex) == fields.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import pathlib
 
@@ -19,10 +20,12 @@ from weftnet.core.dht.messages import (
     StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
+from weftnet.core.netcert import NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
 from weftnet.core.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
 )
+from weftnet.core.vpn import CertOffer, VpnPacket
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -33,6 +36,13 @@ def b(n: int, fill: int) -> bytes:
 
 C4 = Contact(b(32, 0xA1), ("192.0.2.10", 4500))
 C6 = Contact(b(32, 0xB2), ("2001:db8::7", 65535))
+
+# Signatures here are fill bytes: vectors pin layouts, not keys.
+CERT = NetCert(
+    "acme", b(32, 0x61), b(32, 0x62),
+    (ipaddress.ip_address("10.20.0.5"), ipaddress.ip_address("fd00:ac::5")),
+    ("db", "web"), 1_700_000_000, 1_731_536_000, 42, b(64, 0x63),
+)
 
 MESSAGES = [
     HandshakeInit(0x01020304, b(32, 0x11), b(48, 0x22), b(28, 0x33), b(20, 0x44), b(16, 0x55), b(16, 0)),
@@ -55,15 +65,30 @@ MESSAGES = [
     ImmutableRecord(b"abc"),
     MutableRecord(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
     AppText("héllo"),
+    NetworkDescriptor(
+        "acme", b(32, 0x64),
+        (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00:ac::/64")),
+        1_700_000_000, b(64, 0x65),
+    ),
+    CERT,
+    RevocationList(b(32, 0x61), 3, 1_700_000_100, (7, 42), (b(32, 0x66),), b(64, 0x67)),
+    VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
+    CertOffer(b(32, 0x61), CERT, 1),
 ]
 
 
 def to_json(v):
+    if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return {"ip": str(v)}
+    if isinstance(v, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return {"net": str(v)}
     if isinstance(v, bytes):
         return {"hex": v.hex()}
     if isinstance(v, Contact):
         return {"contact": {"public_key": v.public_key.hex(), "endpoint": list(v.endpoint)}}
-    if isinstance(v, tuple) and v and isinstance(v[0], str):
+    if isinstance(v, wire.Message):
+        return {"message": {"type": type(v).__name__, "fields": {n: to_json(getattr(v, n)) for n, _ in v.FIELDS}}}
+    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int):
         return {"endpoint": list(v)}
     if isinstance(v, tuple):
         return {"list": [to_json(x) for x in v]}
@@ -80,6 +105,13 @@ def from_json(v):
             return tuple(v["endpoint"])
         if "list" in v:
             return tuple(from_json(x) for x in v["list"])
+        if "ip" in v:
+            return ipaddress.ip_address(v["ip"])
+        if "net" in v:
+            return ipaddress.ip_network(v["net"])
+        if "message" in v:
+            cls = {c.__name__: c for c in wire.registry().values()}[v["message"]["type"]]
+            return cls(*[from_json(v["message"]["fields"][n]) for n, _ in cls.FIELDS])
     return v
 
 
