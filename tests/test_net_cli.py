@@ -4,12 +4,14 @@ import random
 import stat
 
 import click
+import time
+
 import pytest
 from click.testing import CliRunner
 
 from weftnet.cli.net import join_network, load_membership, net
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import dearmor
+from weftnet.core.netcert import armor, dearmor
 from weftnet.errors import NetworkError
 from weftnet.runtime.keystore import write_identity
 
@@ -106,7 +108,14 @@ def test_join_refuses_someone_elses_certificate_and_tampering(env):
     r = run(member, "join", str(tmp / "own.cert"))
     assert r.exit_code == 1 and "not this node" in r.output
     text = (tmp / "own.cert").read_text()
-    desc, cert = dearmor(text)
+    desc, cert, record = dearmor(text)
+    assert record.salt.endswith(bytes([10, 1, 0, 1]))  # the directory record for 10.1.0.1
+    # A file whose directory record was swapped for one of another address is refused.
+    run(owner, "sign", "lab", "--node", mid.node_id.text(), "--ip", "10.1.0.9", "-o", str(tmp / "m.cert"))
+    mtext = (tmp / "m.cert").read_text()
+    swapped = mtext[: mtext.index("-----BEGIN WEFTNET DIRECTORY")] + armor(record)
+    with pytest.raises(NetworkError, match="directory record"):
+        join_network(member, swapped, mid.node_id, time.time())
     with pytest.raises(NetworkError):
         join_network(member, text.replace(text.split("\n")[3], text.split("\n")[3][::-1]), mid.node_id, 0)
     # A same-named network from another authority is not silently replaced.

@@ -191,6 +191,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"sessions:        {len(st['sessions'])}")
     if st["sessions"]:
         _peer_table(st["sessions"])
+    for n in st.get("networks", []):
+        drops = ", ".join(f"{k} {v}" for k, v in n["drops"].items()) or "none"
+        where = f" in netns {n['netns']}" if n.get("netns") else ""
+        click.echo(f"network {n['network']}: {n.get('tun', '?')}{where} {', '.join(n['addresses'])} mtu {n['mtu']}, "
+                   f"{n['members']} members known, {n['flows']} flows, drops: {drops}")
+        for node, c in n["peers"].items():
+            click.echo(f"  {node}  in {c['packets_in']} pkts / {c['bytes_in']} B  "
+                       f"out {c['packets_out']} pkts / {c['bytes_out']} B"
+                       + (f"  drops {sum(c['drops'].values())}" if c["drops"] else ""))
 
 
 @cli.command()

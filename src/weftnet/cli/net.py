@@ -19,21 +19,25 @@ import ipaddress
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import click
 
+from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
 from weftnet.core.netcert import (
+    CertificateError,
     NetCert,
     NetworkAuthority,
     NetworkDescriptor,
     RevocationList,
     armor,
+    cert_from_directory,
     check_name,
     dearmor,
+    directory_salt,
 )
 from weftnet.errors import ConfigError, NetworkError, WeftError
 
@@ -154,8 +158,10 @@ def sign_member_cert(state_dir: Path, name: str, node: NodeId, ips: Iterable[str
                      now: float, days: float = 365.0) -> tuple[NetCert, str]:
     """Owner side: sign a certificate, record it, and return it with the text to give the member.
 
-    The text holds the network descriptor and the certificate, which is all
-    ``weft net join`` needs. Serial numbers count up from 1 per network.
+    The text holds the network descriptor, the certificate and its signed
+    directory records (one per address, which the member publishes in the
+    DHT so other members can find it); that is all ``weft net join`` needs.
+    Serial numbers count up from 1 per network.
     """
     if days <= 0:
         raise NetworkError("--days must be positive")
@@ -183,7 +189,8 @@ def sign_member_cert(state_dir: Path, name: str, node: NodeId, ips: Iterable[str
     cert = auth.sign_member(node, addrs, list(groups), not_before=int(now) - 60,
                             not_after=int(now + days * DAY), serial=serial)
     _write_new(network_dir(state_dir, name) / "issued" / f"{serial}.pem", armor(cert))
-    return cert, armor(auth.descriptor) + armor(cert)
+    records = "".join(armor(r) for r in auth.directory_records(cert))
+    return cert, armor(auth.descriptor) + armor(cert) + records
 
 
 def load_revocations(state_dir: Path, name: str) -> RevocationList | None:
@@ -213,13 +220,25 @@ def join_network(state_dir: Path, text: str, node: NodeId, now: float) -> tuple[
     items = dearmor(text)
     descs = [x for x in items if isinstance(x, NetworkDescriptor)]
     certs = [x for x in items if isinstance(x, NetCert)]
-    if len(descs) != 1 or len(certs) != 1:
+    if len(descs) != 1 or len(certs) != 1 or len(items) != 2 + sum(isinstance(x, MutableRecord) for x in items):
         raise NetworkError("a certificate file holds one WEFTNET NETWORK block and one WEFTNET CERTIFICATE block")
     desc, cert = descs[0].verify(), certs[0]
     if cert.node_id != node.raw:
         raise NetworkError(f"this certificate is for node {NodeId(cert.node_id).text()}, not this node "
                            f"({node.text()})")
     cert.verify(desc, now)
+    records = [x for x in items if isinstance(x, MutableRecord)]
+    for r in records:
+        for a in cert.addresses:
+            if r.salt == directory_salt(a):
+                try:
+                    if cert_from_directory(r, desc, a) != cert:
+                        raise CertificateError("it holds another certificate")
+                except CertificateError as exc:
+                    raise NetworkError(f"the directory record for {a} is not valid: {exc}") from None
+                break
+        else:
+            raise NetworkError("a directory record in the file is for none of the certificate's addresses")
     d = network_dir(state_dir, desc.name)
     existing = d / "network.pem"
     if existing.exists():
@@ -230,6 +249,11 @@ def join_network(state_dir: Path, text: str, node: NodeId, now: float) -> tuple[
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_new(existing, armor(desc))
     _write_new(d / "member.pem", armor(cert), replace=True)
+    rec_path = d / "directory.pem"
+    if records:
+        _write_new(rec_path, "".join(armor(r) for r in records), replace=True)
+    elif rec_path.exists():
+        rec_path.unlink()  # records of an older certificate would point at it
     return desc, cert
 
 
@@ -241,13 +265,20 @@ class Membership:
     certificate: NetCert | None
     revocations: RevocationList | None
     owner: bool
+    directory: list[MutableRecord] = field(default_factory=list)
 
 
 def load_membership(state_dir: Path, name: str) -> Membership:
     d = network_dir(state_dir, name)
     desc = _descriptor(state_dir, name)
     cert = _read_one(d / "member.pem", NetCert) if (d / "member.pem").exists() else None
-    return Membership(desc, cert, load_revocations(state_dir, name), (d / "authority.key").exists())
+    records: list[MutableRecord] = []
+    if (d / "directory.pem").exists():
+        try:
+            records = [r for r in dearmor((d / "directory.pem").read_text("ascii")) if isinstance(r, MutableRecord)]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NetworkError(f"cannot read {d / 'directory.pem'}: {exc}") from None
+    return Membership(desc, cert, load_revocations(state_dir, name), (d / "authority.key").exists(), records)
 
 
 def list_networks(state_dir: Path) -> list[Membership]:

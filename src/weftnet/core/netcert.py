@@ -14,6 +14,13 @@ with weftnet's identities in place of X.509-like host keys:
   serial number; signed by the authority.
 * :class:`RevocationList` (0x51) - serials and node IDs that are no longer
   members, with a sequence number so a newer list replaces an older one.
+* **Directory records** - for each certified address, a DHT mutable record
+  (core/dht/records.py) owned by the *authority* key, salt
+  ``"weftnet-vpn-addr" | address bytes``, seq = the certificate serial, value =
+  the certificate. The authority signs them with the certificate; the member
+  publishes them. Any member can then find who holds an address with one DHT
+  get on ``SHA-256(authority_key | salt)``, and every DHT node can validate
+  the record without knowing anything about the network.
 
 Every signature covers ``tag | 0x00 | encoded fields except the signature``
 where the tag names the statement (``weftnet-netcert-v1`` ...) so a signature
@@ -39,7 +46,8 @@ from typing import ClassVar, Iterable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from weftnet.core.identity import NodeId, RandomSource, verify_signature
+from weftnet.core.dht.records import MutableRecord
+from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signature
 from weftnet.core.wire import (
     U8,
     U64,
@@ -75,6 +83,10 @@ __all__ = [
     "check_name",
     "armor",
     "dearmor",
+    "DIRECTORY_TTL",
+    "directory_salt",
+    "directory_key",
+    "cert_from_directory",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -89,6 +101,10 @@ MAX_REVOKED_NODES = 1024
 _TAG_NETWORK = b"weftnet-network-v1\x00"
 _TAG_CERT = b"weftnet-netcert-v1\x00"
 _TAG_REVOCATION = b"weftnet-revocation-v1\x00"
+_DIRECTORY_SALT = b"weftnet-vpn-addr"
+#: Lifetime of a directory record in a DHT node's store; members republish
+#: theirs well before (runtime: every 20 minutes).
+DIRECTORY_TTL = 6 * 3600
 
 # Names become directory names (state dir) and appear in firewall rules:
 # a conservative alphabet keeps them safe in both places.
@@ -501,6 +517,14 @@ class NetworkAuthority:
                 raise AddressOutsideNetwork(f"address {a} is outside network {self.descriptor.name!r} ({nets})")
         return NetCert(*[getattr(unsigned, n) for n, _ in NetCert.FIELDS[:-1]], self._sk.sign(unsigned.signing_input()))
 
+    def directory_records(self, cert: NetCert, ttl: int = DIRECTORY_TTL) -> list[MutableRecord]:
+        """One signed DHT record per address of ``cert`` (module docstring), for the member to publish."""
+        if cert.network_id != self.network_id:
+            raise WrongNetwork(f"certificate #{cert.serial} is for another network")
+        owner = Identity(self._sk)
+        value = encode(cert)
+        return [MutableRecord.create(owner, directory_salt(a), cert.serial, ttl, value) for a in cert.addresses]
+
     def revocation_list(
         self, seq: int, issued_at: int, serials: Iterable[int] = (), node_ids: Iterable[bytes | NodeId] = ()
     ) -> RevocationList:
@@ -518,18 +542,55 @@ class NetworkAuthority:
 
 
 # ---------------------------------------------------------------------------
+# Directory records: who holds an address, findable through the DHT.
+
+
+def directory_salt(address: IPAddress) -> bytes:
+    return _DIRECTORY_SALT + address.packed
+
+
+def directory_key(authority_key: bytes, address: IPAddress | str) -> bytes:
+    """The DHT key under which the holder of ``address`` publishes its certificate."""
+    addr = ipaddress.ip_address(address) if isinstance(address, str) else address
+    return hashlib.sha256(authority_key + directory_salt(addr)).digest()
+
+
+def cert_from_directory(record: MutableRecord, descriptor: NetworkDescriptor, address: IPAddress) -> NetCert:
+    """The certificate in a directory record found for ``address``, checked against the network.
+
+    Raises :class:`CertificateError` (or a subclass) when the record is not
+    the authority's, does not hold a certificate, or names another address.
+    The certificate's own validity (signature, expiry, revocation) is left to
+    :meth:`NetCert.verify`, which the data plane runs when installing it.
+    """
+    if record.public_key != descriptor.authority_key or record.salt != directory_salt(address):
+        raise CertificateError(f"directory record for {address} is not this network's")
+    record.validate(record.key)
+    try:
+        cert = decode(record.value)
+    except DecodeError as exc:
+        raise CertificateError(f"directory record for {address} does not hold a certificate: {exc}") from None
+    if not isinstance(cert, NetCert):
+        raise CertificateError(f"directory record for {address} holds a {type(cert).__name__}, not a certificate")
+    if address not in cert.addresses or cert.serial != record.seq:
+        raise CertificateError(f"directory record for {address} holds a certificate for other addresses")
+    return cert
+
+
+# ---------------------------------------------------------------------------
 # Text armour.
 
 _LABELS: dict[type[Message], str] = {
     NetCert: "WEFTNET CERTIFICATE",
     NetworkDescriptor: "WEFTNET NETWORK",
     RevocationList: "WEFTNET REVOCATION LIST",
+    MutableRecord: "WEFTNET DIRECTORY RECORD",
 }
 _BY_LABEL = {v: k for k, v in _LABELS.items()}
 _BLOCK_RE = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
 
 
-def armor(msg: NetCert | NetworkDescriptor | RevocationList) -> str:
+def armor(msg: NetCert | NetworkDescriptor | RevocationList | MutableRecord) -> str:
     """Text form for files: a BEGIN line, base64 of the wire encoding in 64-column lines, an END line."""
     label = _LABELS.get(type(msg))
     if label is None:
@@ -539,7 +600,7 @@ def armor(msg: NetCert | NetworkDescriptor | RevocationList) -> str:
     return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
 
 
-def dearmor(text: str) -> list[NetCert | NetworkDescriptor | RevocationList]:
+def dearmor(text: str) -> list[NetCert | NetworkDescriptor | RevocationList | MutableRecord]:
     """Every armoured block in ``text``, decoded (signatures are not checked here).
 
     Raises :class:`NetworkError` for text with no block, an unknown label, bad

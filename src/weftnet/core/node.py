@@ -49,6 +49,8 @@ from weftnet.core.transport import (
     TransportConfig,
     Unreachable,
 )
+from weftnet.core.vpn import VpnSwitch
+from weftnet.core.vpn_plane import VpnPlane
 from weftnet.core.wire import Message, Text, register
 from weftnet.errors import DecodeError, SessionError, WeftError
 
@@ -263,6 +265,7 @@ class NodeCore:
         self._ops: dict[int, _Op] = {}
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
+        self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
         self._mutable_seq = 0
         self.decode_errors = 0
 
@@ -283,13 +286,16 @@ class NodeCore:
         t = self.dht.get_timer()
         if t is not None and t <= now:
             self.dht.handle_timer(now)
+        t = self.vpn.get_timer()
+        if t is not None and t <= now:
+            self.vpn.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
         self._pump(now)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.transport.get_timer(), self.dht.get_timer()) if t is not None]
+        times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -370,6 +376,11 @@ class NodeCore:
         self._pump(now)
         return op.op_id
 
+    def vpn_outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from the TUN of a private network (docs/vpn.md)."""
+        self.vpn.outbound(network_id, packets, now)
+        self._pump(now)
+
     # -- introspection -------------------------------------------------------
     def peers(self, now: float) -> list[dict[str, Any]]:
         out = []
@@ -390,6 +401,8 @@ class NodeCore:
             "transport": dict(self.transport.stats),
             "dht": self.dht.summary(),
             "requests_in_flight": len(self._ops),
+            "networks": self.vpn.status(),
+            "vpn": dict(self.vpn.stats),
         }
 
     # -- internals -----------------------------------------------------------
@@ -474,6 +487,9 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
+            if VpnSwitch.handles(ev.payload):
+                self.vpn.on_payload(ev.node_id, ev.payload, now)
+                return
             try:
                 msg = wire.decode(ev.payload)
             except DecodeError:
@@ -517,6 +533,8 @@ class NodeCore:
                 return
             if isinstance(msg, AppText):
                 self._events.append(TextReceived(ev.origin, msg.text))
+            return
+        if self.vpn.on_dht_event(ev, now):
             return
         op_id = self._dht_ops.pop(getattr(ev, "op_id", -1), None)
         op = self._ops.get(op_id) if op_id is not None else None

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from weftnet.core.identity import NodeId
-from weftnet.errors import ConfigError, ParseError
+from weftnet.errors import ConfigError, ParseError, WeftError
 
-__all__ = ["Config", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG", "DEFAULT_PORT"]
+__all__ = ["Config", "NetworkConfig", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 4500
 
@@ -44,7 +44,44 @@ max_records = 100000
 
 [control]
 socket = ""         # default: control.sock in the state directory
+
+# Private networks this node has joined (weft net join) run when the node is
+# up, each on its own TUN device. Per network, all optional:
+# [networks.NAME]
+# tun = "wn-NAME"     # device name (at most 15 characters)
+# mtu = 1280          # overlay MTU, 576-9000
+# netns = ""          # an existing network namespace to put the TUN in
+# firewall.outbound = [ {{ proto = "any", port = "any", host = "any" }} ]
+# firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
+# The firewall denies everything that no rule allows (docs/vpn.md). Without a
+# firewall key a network allows all outbound traffic and inbound ICMP.
 """
+
+
+DEFAULT_FIREWALL = {
+    "outbound": [{"proto": "any", "port": "any", "host": "any"}],
+    "inbound": [{"proto": "icmp", "port": "any", "host": "any"}, {"proto": "icmpv6", "port": "any", "host": "any"}],
+}
+
+
+@dataclass
+class NetworkConfig:
+    """``[networks.NAME]``: how this node runs one joined private network."""
+
+    name: str
+    tun: str = ""
+    mtu: int = 1280
+    netns: str = ""
+    #: None: the default rules (all outbound, ICMP inbound), as in Nebula's example config.
+    firewall: dict | None = None
+
+    @property
+    def effective_firewall(self) -> dict:
+        return DEFAULT_FIREWALL if self.firewall is None else self.firewall
+
+    @property
+    def tun_name(self) -> str:
+        return self.tun or ("wn-" + self.name)[:15]
 
 
 @dataclass(frozen=True)
@@ -92,6 +129,7 @@ class Config:
     per_prefix: int = 2
     max_records: int = 100_000
     control_socket: str = ""
+    networks: dict[str, NetworkConfig] = field(default_factory=dict)
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -135,8 +173,11 @@ def load_config(path: Path) -> Config:
 def config_from_dict(data: dict, where: str = "config") -> Config:
     cfg = Config()
     for section, values in data.items():
+        if section == "networks":
+            cfg.networks = _networks(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)})")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():
@@ -169,3 +210,44 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
             raise ConfigError(f"{where}: [node] peers: {exc}") from None
     cfg.peers = peers
     return cfg
+
+
+_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "firewall": dict}
+
+
+def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
+    from weftnet.core.firewall import Firewall
+    from weftnet.core.netcert import check_name
+    from weftnet.core.vpn import MAX_MTU, MIN_MTU
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: [networks] must be a table of [networks.NAME] tables")
+    out = {}
+    for name, table in values.items():
+        try:
+            check_name("network", name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: [networks.{name}]: {exc}") from None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [networks.{name}] must be a table")
+        nc = NetworkConfig(name)
+        for key, value in table.items():
+            typ = _NET_KEYS.get(key)
+            if typ is None:
+                raise ConfigError(f"{where}: unknown key [networks.{name}] {key} (known: {', '.join(_NET_KEYS)})")
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                kind = "a table" if typ is dict else _TYPE_NAMES[typ]
+                raise ConfigError(f"{where}: [networks.{name}] {key} must be {kind}, not {value!r}")
+            setattr(nc, key, value)
+        if not MIN_MTU <= nc.mtu <= MAX_MTU:
+            raise ConfigError(f"{where}: [networks.{name}] mtu must be from {MIN_MTU} to {MAX_MTU}, not {nc.mtu}")
+        tun = nc.tun_name
+        if not 1 <= len(tun.encode()) <= 15 or any(c in tun for c in "/ \t\n:") or tun in (".", ".."):
+            raise ConfigError(f"{where}: [networks.{name}] tun {tun!r} is not a valid interface name (1-15 "
+                              "characters, no '/', ':' or spaces)")
+        try:
+            Firewall.from_config(nc.effective_firewall, f"[networks.{name}] firewall")
+        except WeftError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out[name] = nc
+    return out

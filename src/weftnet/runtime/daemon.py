@@ -1,16 +1,19 @@
 """`weft up`: one node in the foreground.
 
 Binds the UDP socket, drives a NodeCore through :class:`UdpDriver`, joins the
-configured peers, serves the control API, logs what happens, and on SIGINT
-or SIGTERM shuts down cleanly: routing table saved, socket closed, control
-socket removed, database closed. Every task it starts belongs to one
+configured peers, brings up a TUN device for every private network the node
+has joined (docs/vpn.md), serves the control API, logs what happens, and on
+SIGINT or SIGTERM shuts down cleanly: routing table saved, TUN devices and
+socket closed, control socket removed, database closed. Every task it starts belongs to one
 ``asyncio.TaskGroup``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import random
 import signal
 import socket
@@ -19,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from weftnet.core.dht import DhtConfig
+from weftnet.core.firewall import Firewall
+from weftnet.core.netcert import CertificateError
+from weftnet.core.vpn import VpnNetwork
+from weftnet.core.vpn_plane import VpnMemberEvent
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
-from weftnet.errors import ConfigError, ParseError, WeftError
-from weftnet.runtime.config import Config, PeerSpec, parse_peer
+from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
+from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver
 from weftnet.runtime.keystore import load_identity
@@ -33,6 +40,10 @@ __all__ = ["Daemon", "run"]
 
 log = logging.getLogger("weftnet.daemon")
 SAVE_INTERVAL = 60.0
+#: Members republish their directory records this often (their DHT lifetime is 6 h).
+PUBLISH_INTERVAL = 1200.0
+#: Packets read from one TUN per wake-up before yielding to the event loop.
+TUN_BATCH = 64
 
 
 def node_config(cfg: Config) -> NodeConfig:
@@ -75,6 +86,10 @@ class Daemon:
         self.driver: UdpDriver | None = None
         self.store: SqliteStore | None = None
         self._stop = asyncio.Event()
+        self._tuns: dict[bytes, Any] = {}  # network ID -> TunDevice
+        self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
+        self.tun_write_errors = 0
+        self._published_at: float | None = None
 
     @property
     def core(self) -> NodeCore:
@@ -97,11 +112,19 @@ class Daemon:
             self.store.close()
             raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
         self.driver.listeners.append(self._on_event)
+        try:
+            await self._start_networks(loop)
+        except WeftError:
+            self._close_networks(loop)
+            self.driver.close()
+            self.store.close()
+            raise
         sock_path = Path(self.cfg.control_socket) if self.cfg.control_socket else self.paths.control_socket
         control = ControlServer(sock_path, self._handlers())
         try:
             await control.start()
         except WeftError:
+            self._close_networks(loop)
             self.driver.close()
             self.store.close()
             raise
@@ -122,6 +145,8 @@ class Daemon:
                 for peer in self.cfg.peers:
                     tg.create_task(self._join(peer))
                 tg.create_task(self._save_periodically())
+                if self._tuns:
+                    tg.create_task(self._publish_periodically())
                 await self._stop.wait()
                 raise _Shutdown()
         except* _Shutdown:
@@ -132,6 +157,7 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self._save()
             await control.close()
+            self._close_networks(loop)
             self.driver.close()
             self.store.close()
             log.info("stopped")
@@ -148,9 +174,101 @@ class Daemon:
             if ev.ok:
                 log.info("joined", extra={"peer": str(peer), "node_id": ev.node_id.text()})
                 await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
+                self._publish()
                 return
             log.warning("join failed", extra={"peer": str(peer), "error": ev.error, "attempt": attempt})
             await asyncio.sleep(min(30.0, 2.0**attempt))
+
+    # -- private networks -------------------------------------------------------
+    async def _start_networks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A TUN device and a VpnNetwork for every network this node holds a certificate for.
+
+        pyroute2 runs its own event loop, so the netlink work happens in a
+        worker thread (which is also the only thread that enters a namespace).
+        """
+        from weftnet.cli.net import list_networks
+        from weftnet.runtime.tun import configure_tun, open_tun
+
+        def make_tun(tun_name: str, netns: str | None, addrs: list[str], mtu: int):
+            tun = open_tun(tun_name, netns=netns)
+            try:
+                configure_tun(tun.name, addresses=addrs, mtu=mtu, netns=netns)
+            except BaseException:
+                tun.close()
+                raise
+            return tun
+
+        now = time.time()
+        joined = [m for m in list_networks(self.paths.root) if m.certificate is not None]
+        names = {m.descriptor.name for m in joined}
+        for name in sorted(set(self.cfg.networks) - names):
+            log.warning("config names a network this node has not joined", extra={"network": name})
+        for m in joined:
+            name = m.descriptor.name
+            nc = self.cfg.networks.get(name) or NetworkConfig(name)
+            try:
+                vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
+                                  firewall=Firewall.from_config(nc.effective_firewall))
+            except CertificateError as exc:
+                raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
+                                   f"(weft net join)") from None
+            netns = nc.netns or None
+            addrs = []
+            for a in m.certificate.addresses:
+                prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
+                addrs.append(f"{a}/{prefix.prefixlen}")
+            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc.mtu)
+            self._tuns[vnet.network_id] = tun
+            tun.set_blocking(False)
+            self.core.vpn.add_network(vnet, m.directory)
+            loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
+            self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
+            log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
+                                          "netns": netns or "-", "mtu": nc.mtu,
+                                          "directory_records": len(m.directory)})
+        if self._tuns:
+            self.driver.tun_writer = self._write_tun
+
+    def _close_networks(self, loop: asyncio.AbstractEventLoop) -> None:
+        for tun in self._tuns.values():
+            loop.remove_reader(tun.fileno())
+            tun.close()
+        self._tuns.clear()
+
+    def _on_tun_readable(self, network_id: bytes, tun: Any) -> None:
+        fd = tun.fileno()
+        packets = []
+        for _ in range(TUN_BATCH):
+            try:
+                packets.append(os.read(fd, 65535))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                log.warning("TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
+                break
+        if packets:
+            self.core.vpn_outbound(network_id, packets, time.time())
+            self.driver.transmit()
+
+    def _write_tun(self, network_id: bytes, packet: bytes) -> None:
+        tun = self._tuns.get(network_id)
+        if tun is None:
+            return
+        try:
+            os.write(tun.fileno(), packet)
+        except OSError:  # full queue (EAGAIN) or a packet the kernel refuses: like a congested link
+            self.tun_write_errors += 1
+
+    def _publish(self) -> None:
+        if self._tuns and self.core.vpn.publish(time.time()):
+            self._published_at = time.monotonic()
+            self.driver.transmit()
+
+    async def _publish_periodically(self) -> None:
+        self._publish()  # at least into our own store, where a first get finds it
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL)
+            self._publish()
 
     async def _save_periodically(self) -> None:
         while True:
@@ -166,16 +284,28 @@ class Daemon:
 
     def _on_event(self, ev: NodeEvent) -> None:
         if ev.kind == "peer_up":
+            # A new neighbour may be closer to our directory keys than any before:
+            # publish again, at most every 30 s (a join storm must not become a publish storm).
+            if self._tuns and (self._published_at is None or time.monotonic() - self._published_at > 30.0):
+                self._published_at = time.monotonic()
+                asyncio.get_running_loop().call_later(1.0, self._publish)
             log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif ev.kind == "peer_down":
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
+        elif isinstance(ev, VpnMemberEvent):
+            log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
+                                                          "detail": ev.detail})
 
     # -- control handlers -------------------------------------------------------
     def _handlers(self) -> dict[str, Any]:
         async def status(req):
-            return self.core.status(time.time())
+            st = self.core.status(time.time())
+            for n in st["networks"]:
+                n.update(self._tun_info.get(n["network_id"], {}))
+            st["tun_write_errors"] = self.tun_write_errors
+            return st
 
         async def peers(req):
             return self.core.peers(time.time())

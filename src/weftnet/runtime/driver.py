@@ -36,6 +36,8 @@ class UdpDriver(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self.listeners: list[Callable[[NodeEvent], None]] = []
+        #: Writes (network ID, IP packet) to that network's TUN; set by the daemon.
+        self.tun_writer: Callable[[bytes, bytes], None] | None = None
         self.sent = 0
         self.received = 0
         self.send_errors = 0
@@ -76,6 +78,12 @@ class UdpDriver(asyncio.DatagramProtocol):
                 except OSError as exc:  # e.g. an address family the socket lacks
                     self.send_errors += 1
                     log.debug("send to %s failed: %s", addr, exc)
+        tun_out = self.core.vpn.tun_out
+        if tun_out:
+            if self.tun_writer is not None:
+                for network_id, packet in tun_out:
+                    self.tun_writer(network_id, packet)
+            tun_out.clear()
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None

@@ -1,0 +1,236 @@
+"""The VPN data plane inside a node: private networks over the node's sessions and DHT, sans-IO.
+
+Theory of operation (docs/vpn.md, "Inside the node")
+----------------------------------------------------
+:class:`~weftnet.core.vpn.VpnSwitch` and :class:`~weftnet.core.vpn.VpnNetwork`
+decide what happens to one packet; this class connects them to the rest of
+the node:
+
+* **Out** (:meth:`outbound`): packets the driver read from a network's TUN.
+  A :class:`~weftnet.core.vpn.Send` goes to the member through the secure
+  transport: over its session if there is one, else to its contact in the
+  routing table (the transport queues and handshakes), else the payloads
+  wait (bounded) while a DHT ``find_node`` locates the member by node ID.
+  ICMP errors the network makes (packet too big) go back to the TUN.
+* **In** (:meth:`on_payload`): VPN messages the transport authenticated;
+  ``Deliver`` results queue for the TUN (:attr:`tun_out`).
+* **Discovery**: a packet to an address with no known member raises a
+  ``RouteMiss``; the plane reads that address's directory record from the
+  DHT (``netcert.directory_key``), checks the certificate in it and installs
+  it, and offers its own certificate to the member so the session comes up
+  before the sender retries. Each member publishes its own directory records
+  (:meth:`publish`), signed by the network authority.
+
+The driver writes :attr:`tun_out` to the TUN devices after each input and
+calls :meth:`handle_timer` at :meth:`get_timer` (through NodeCore).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from weftnet.core.dht import Dht
+from weftnet.core.dht import events as dht_events
+from weftnet.core.dht.records import MutableRecord
+from weftnet.core.identity import NodeId
+from weftnet.core.netcert import CertificateError, cert_from_directory, directory_key
+from weftnet.core.transport import SecureTransport
+from weftnet.core.vpn import Deliver, MemberAdded, MemberRemoved, RouteMiss, Send, VpnNetwork, VpnSwitch
+
+__all__ = ["VpnPlane", "VpnMemberEvent"]
+
+
+@dataclass(frozen=True)
+class VpnMemberEvent:
+    """A member joined or left this node's view of a network (for logs)."""
+
+    kind: ClassVar[str] = "vpn_member"
+    network: str
+    node_id: NodeId
+    change: str  # "added" | "removed"
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "network": self.network, "node_id": self.node_id.text(),
+                "change": self.change, "detail": self.detail}
+
+
+class VpnPlane:
+    """All private networks of one node, wired to its transport and DHT."""
+
+    #: Payloads held per member while it is being located, and members held at once.
+    MAX_PENDING = 64
+    MAX_PENDING_MEMBERS = 256
+    #: Idle firewall flows are swept this often (seconds).
+    SWEEP_INTERVAL = 30.0
+
+    def __init__(self, transport: SecureTransport, dht: Dht, emit: Callable[[Any], None]):
+        self.transport = transport
+        self.dht = dht
+        self.switch = VpnSwitch()
+        #: (network ID, IP packet) for the driver to write to that network's TUN.
+        self.tun_out: list[tuple[bytes, bytes]] = []
+        self._emit = emit
+        self._directory: dict[bytes, list[MutableRecord]] = {}
+        self._pending: dict[bytes, deque[bytes]] = {}
+        self._sweep_at: float | None = None
+        self._lookups: dict[int, tuple] = {}  # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("publish",)
+        self.stats = dict.fromkeys(
+            ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
+             "resolve_failed", "published"), 0)
+
+    # -- networks ----------------------------------------------------------
+    def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = ()) -> None:
+        """Join ``network``; ``directory`` are its signed records for our addresses, to publish."""
+        self.switch.add(network)
+        if self._sweep_at is None:
+            self._sweep_at = 0.0  # sweep at the first timer, then every SWEEP_INTERVAL
+        self._directory[network.network_id] = list(directory)
+
+    def networks(self) -> list[VpnNetwork]:
+        return list(self.switch.networks.values())
+
+    def publish(self, now: float) -> int:
+        """Store our directory records in the DHT (call after joining, then periodically)."""
+        n = 0
+        for records in self._directory.values():
+            for rec in records:
+                self._lookups[self.dht.put(rec, now)] = ("publish",)
+                n += 1
+        self.stats["published"] += n
+        return n
+
+    # -- data ------------------------------------------------------------
+    def outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
+        """Packets read from the TUN of ``network_id``."""
+        net = self.switch.networks[network_id]
+        for packet in packets:
+            r = net.outbound(packet, now)
+            if type(r) is Send:
+                self._send(r.node_id, r.payloads, now)
+            elif type(r) is Deliver:
+                self.tun_out.append((network_id, r.packet))
+        self._after(net, now)
+
+    def on_payload(self, sender: NodeId, payload: bytes, now: float) -> None:
+        """A VPN message (``VpnSwitch.handles``) from an authenticated sender."""
+        net, r = self.switch.inbound(sender, payload, now)
+        if net is None:
+            return
+        if type(r) is Deliver:
+            self.tun_out.append((net.network_id, r.packet))
+        self._after(net, now)
+
+    def _after(self, net: VpnNetwork, now: float) -> None:
+        for node_id, payload in net.messages_to_send():
+            self._send(node_id, (payload,), now)
+        while (ev := net.next_event()) is not None:
+            if isinstance(ev, RouteMiss):
+                self._resolve(net, ev.address, now)
+            elif isinstance(ev, MemberAdded):
+                self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "added",
+                                          ", ".join(str(a) for a in ev.certificate.addresses)))
+            elif isinstance(ev, MemberRemoved):
+                self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "removed", ev.reason))
+
+    def _send(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
+        t = self.transport
+        if t.send_to(node_id, payloads[0], now):
+            for p in payloads[1:]:
+                t.send_to(node_id, p, now)
+            return
+        contact = self.dht.contact_for(node_id)
+        if contact is not None:
+            for p in payloads:
+                t.send(contact, p, now)
+            return
+        q = self._pending.get(node_id.raw)
+        if q is None:
+            if len(self._pending) >= self.MAX_PENDING_MEMBERS:
+                self.stats["pending_dropped"] += len(payloads)
+                return
+            q = self._pending[node_id.raw] = deque()
+            self._lookups[self.dht.find_node(node_id, now)] = ("locate", node_id)
+            self.stats["locate_started"] += 1
+        for p in payloads:
+            if len(q) >= self.MAX_PENDING:
+                q.popleft()
+                self.stats["pending_dropped"] += 1
+            q.append(p)
+
+    def _resolve(self, net: VpnNetwork, address, now: float) -> None:
+        key = directory_key(net.descriptor.authority_key, address)
+        self._lookups[self.dht.get(key, now)] = ("resolve", net.network_id, address)
+        self.stats["resolve_started"] += 1
+
+    # -- DHT results -------------------------------------------------------
+    def on_dht_event(self, ev: Any, now: float) -> bool:
+        """Consume the completion of a lookup this plane started; False if it is not ours."""
+        if not isinstance(ev, dht_events.LookupDone):
+            return False
+        entry = self._lookups.pop(ev.op_id, None)
+        if entry is None:
+            return False
+        if entry[0] == "locate":
+            node_id = entry[1]
+            q = self._pending.pop(node_id.raw, None) or ()
+            contact = next((c for c in ev.contacts if c.node_id == node_id), None)
+            if contact is None:
+                self.stats["locate_failed"] += 1
+                self.stats["pending_dropped"] += len(q)
+                return True
+            for p in q:
+                self.transport.send(contact, p, now)
+        elif entry[0] == "resolve":
+            net = self.switch.networks.get(entry[1])
+            if net is None:
+                return True
+            address = ipaddress.ip_address(entry[2])
+            installed = None
+            for rec in ev.values:
+                if not isinstance(rec, MutableRecord):
+                    continue
+                try:
+                    cert = cert_from_directory(rec, net.descriptor, address)
+                    net.add_certificate(cert, now)
+                    installed = cert
+                    break
+                except CertificateError:
+                    continue
+            if installed is None:
+                self.stats["resolve_failed"] += 1
+            else:
+                self.stats["resolved"] += 1
+                # Introduce ourselves now, so the session is up when the sender retries.
+                net.offer_to(installed.node_id, now, want_reply=False)
+            self._after(net, now)
+        return True
+
+    # -- timers and introspection -------------------------------------------
+    def get_timer(self) -> float | None:
+        """The next certificate expiry, or the next sweep of idle firewall flows."""
+        if not self.switch.networks:
+            return None
+        times = [t for t in (n.get_timer() for n in self.switch.networks.values()) if t is not None]
+        if self._sweep_at is not None:
+            times.append(self._sweep_at)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._sweep_at is None or now >= self._sweep_at:
+            self._sweep_at = now + self.SWEEP_INTERVAL
+        for net in self.switch.networks.values():
+            net.handle_timer(now)
+            self._after(net, now)
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for net in self.switch.networks.values():
+            s = net.stats()
+            s["addresses"] = [str(a) for a in net.own_cert.addresses]
+            s["mtu"] = net.mtu
+            out.append(s)
+        return out
