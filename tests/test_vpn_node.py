@@ -49,7 +49,7 @@ def member(auth, core, ip, now, serial, firewall=ALLOW_ALL):
 
 
 def tun_packets(core, network_id):
-    out = [p for nid, p in core.vpn.tun_out if nid == network_id]
+    out = [p for nid, _vnet, p in core.vpn.tun_out if nid == network_id]
     core.vpn.tun_out.clear()
     return out
 

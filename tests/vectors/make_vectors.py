@@ -25,7 +25,7 @@ from weftnet.core.node import AppText
 from weftnet.core.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
 )
-from weftnet.core.vpn import CertOffer, VpnPacket
+from weftnet.core.vpn import CertOffer, VpnChunk, VpnPacket
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -74,6 +74,7 @@ MESSAGES = [
     RevocationList(b(32, 0x61), 3, 1_700_000_100, (7, 42), (b(32, 0x66),), b(64, 0x67)),
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
+    VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
 ]
 
 

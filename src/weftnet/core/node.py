@@ -266,6 +266,8 @@ class NodeCore:
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
         self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
+        self.transport.sink = self.vpn.on_payload
+        self.transport.sink_types = VpnSwitch.VPN_TYPES
         self._mutable_seq = 0
         self.decode_errors = 0
 
@@ -276,6 +278,13 @@ class NodeCore:
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.transport.receive_datagram(data, addr, now)
+        self._pump(now)
+
+    def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
+        """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
+        receive = self.transport.receive_datagram
+        for data, addr in datagrams:
+            receive(data, addr, now)
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
@@ -487,7 +496,7 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
-            if VpnSwitch.handles(ev.payload):
+            if VpnSwitch.handles(ev.payload):  # e.g. early data in a handshake (the rest takes the sink)
                 self.vpn.on_payload(ev.node_id, ev.payload, now)
                 return
             try:

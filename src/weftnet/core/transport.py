@@ -226,6 +226,11 @@ class SecureTransport:
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque = deque()
+        #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
+        #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
+        #: VPN data plane's hot path (no event object, no dispatch per packet).
+        self.sink = None
+        self.sink_types: frozenset[int] = frozenset()
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
         self._hello_times: deque[float] = deque()
         self._hello_by_source: dict[str, deque[float]] = {}
@@ -585,6 +590,8 @@ class SecureTransport:
                 rtt = max(0.0, now - sent)
                 peer.rtt_sample(rtt)
                 self._events.append(PongReceived(peer.node_id, pong.ping_id, rtt))
+        elif kind in self.sink_types:
+            self.sink(peer.node_id, plain, now)
         else:
             self._events.append(Received(peer.node_id, peer.public_key, addr, plain))
 

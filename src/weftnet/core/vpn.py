@@ -80,6 +80,7 @@ from weftnet.core.netcert import (
 from weftnet.core.wire import (
     MAX_MESSAGE_SIZE,
     U8,
+    U32,
     VERSION,
     Fixed,
     Message,
@@ -98,6 +99,7 @@ __all__ = [
     "MAX_MTU",
     "VPN_OVERHEAD",
     "VpnPacket",
+    "VpnChunk",
     "CertOffer",
     "Send",
     "Deliver",
@@ -124,6 +126,18 @@ VPN_OVERHEAD = 40 + 8 + 30 + 34
 
 _NETWORK_ID = Fixed(32)
 _HDR = bytes((VERSION, 0x52))
+_CHUNK_HDR = bytes((VERSION, 0x55))
+_CHUNK_FIELDS = struct.Struct("!IBB")
+#: ``virtio_net_hdr`` (include/uapi/linux/virtio_net.h), host byte order as the TUN uses it.
+VNET_HDR = struct.Struct("=BBHHHH")
+VNET_HDR_LEN = 10
+VNET_NONE = bytes(VNET_HDR_LEN)
+VNET_F_NEEDS_CSUM = 1
+GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_ECN = 0, 1, 4, 0x80
+MAX_CHUNKS = 64
+#: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once.
+REASSEMBLY_TIMEOUT = 2.0
+MAX_REASSEMBLIES = 256
 
 
 @register
@@ -135,6 +149,31 @@ class VpnPacket(Message):
     network_id: bytes
     packet: bytes
     FIELDS: ClassVar = (("network_id", _NETWORK_ID), ("packet", Rest(MAX_MESSAGE_SIZE - 34, min_len=1)))
+
+
+@register
+@dataclass(frozen=True)
+class VpnChunk(Message):
+    """One piece of an offloaded packet: ``virtio_net_hdr (10) | IP packet``, cut in ``count`` pieces.
+
+    Carries TCP superpackets (up to 64 KiB, from a TUN with segmentation
+    offload) and packets whose checksum the kernel left partial. The receiver
+    reassembles the pieces of one ``packet_id`` and writes the whole to its
+    TUN with the header, so its kernel does the segmentation or checksum.
+    """
+
+    TYPE: ClassVar = 0x55
+    network_id: bytes
+    packet_id: int
+    index: int
+    count: int
+    data: bytes
+    FIELDS: ClassVar = (("network_id", _NETWORK_ID), ("packet_id", U32), ("index", U8), ("count", U8),
+                        ("data", Rest(MAX_MESSAGE_SIZE - 40, min_len=1)))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_CHUNKS or not 0 <= self.index < self.count:
+            raise ValueError(f"chunk {self.index} of {self.count}: count is 1-{MAX_CHUNKS} and index below it")
 
 
 @register
@@ -166,9 +205,10 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Write ``packet`` to this network's TUN."""
+    """Write ``packet`` to this network's TUN (after ``vnet``, its virtio_net_hdr, if not empty)."""
 
     packet: bytes
+    vnet: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +392,8 @@ class VpnNetwork:
         self._events: list = []
         self._unknown_answered: OrderedDict[bytes, float] = OrderedDict()
         self._route_missed: OrderedDict[bytes, float] = OrderedDict()
+        self._next_packet_id = 0
+        self._reassembly: OrderedDict[tuple[bytes, int], list] = OrderedDict()
         self._offer_plain = encode(CertOffer(self.network_id, own_cert, 0))
         self._offer_reply = encode(CertOffer(self.network_id, own_cert, 1))
 
@@ -455,8 +497,8 @@ class VpnNetwork:
 
     # -- the data plane --------------------------------------------------------
 
-    def outbound(self, packet: bytes, now: float) -> Send | Deliver | Drop:
-        """Route one IP packet read from the TUN."""
+    def _route_out(self, packet: bytes, now: float):
+        """The checks every outbound packet passes: (info, member node ID, member) or a Drop."""
         try:
             info = parse_packet(packet)
         except MalformedPacket as exc:
@@ -475,6 +517,20 @@ class VpnNetwork:
             return self._drop("cert-expired", node)
         if self.firewall.check(OUTBOUND, info, node, member.groups, now) is not None:
             return self._drop("firewall", node)
+        return info, node, member
+
+    def _with_offer(self, member: _Member, payloads: list[bytes], now: float) -> list[bytes]:
+        if member.offered_at is None or now - member.offered_at >= self.OFFER_INTERVAL:
+            member.offered_at = now
+            payloads.insert(0, self._offer_plain)
+        return payloads
+
+    def outbound(self, packet: bytes, now: float) -> Send | Deliver | Drop:
+        """Route one IP packet read from the TUN."""
+        r = self._route_out(packet, now)
+        if type(r) is Drop:
+            return r
+        info, node, member = r
         if info.total_length > self.mtu:
             if info.version == 4 and not info.dont_fragment:
                 pieces = fragment_ipv4(packet, info, self.mtu)
@@ -483,14 +539,43 @@ class VpnNetwork:
                 return Deliver(icmp_too_big(packet, info, self.mtu))
         else:
             pieces = [packet if len(packet) == info.total_length else packet[: info.total_length]]
-        payloads = [_HDR + self.network_id + p for p in pieces]
-        if member.offered_at is None or now - member.offered_at >= self.OFFER_INTERVAL:
-            member.offered_at = now
-            payloads.insert(0, self._offer_plain)
+        payloads = self._with_offer(member, [_HDR + self.network_id + p for p in pieces], now)
         c = self.peers[node]
         c.packets_out += len(pieces)
         c.bytes_out += info.total_length
         return Send(NodeId(node), tuple(payloads))
+
+    def outbound_vnet(self, vnet: bytes, packet: bytes, now: float) -> Send | Deliver | Drop:
+        """Route one packet read from a TUN with offload: ``vnet`` is its virtio_net_hdr.
+
+        A plain packet (no segmentation, checksum complete) takes the normal
+        path. A TCP superpacket, or a packet with a partial checksum, travels
+        whole in :class:`VpnChunk` pieces no larger than the MTU (the
+        receiver's kernel segments it or completes the checksum).
+        """
+        if vnet == VNET_NONE:
+            return self.outbound(packet, now)
+        if len(vnet) != VNET_HDR_LEN:
+            return self._drop("malformed:vnet-header")
+        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+        if gso_type & ~GSO_ECN not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6):
+            return self._drop("unsupported-offload")
+        r = self._route_out(packet, now)
+        if type(r) is Drop:
+            return r
+        info, node, member = r
+        blob = vnet + packet
+        step = self.mtu
+        count = -(-len(blob) // step)
+        if count > MAX_CHUNKS:
+            return self._drop("too-big", node)
+        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
+        head = _CHUNK_HDR + self.network_id
+        payloads = [head + _CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step] for i in range(count)]
+        c = self.peers[node]
+        c.packets_out += 1
+        c.bytes_out += len(packet)
+        return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
 
     def outbound_batch(self, packets: Iterable[bytes], now: float) -> list[Send | Deliver | Drop]:
         return [self.outbound(p, now) for p in packets]
@@ -508,6 +593,8 @@ class VpnNetwork:
             return self._drop("undecodable")
         if code == VpnPacket.TYPE:
             return self._inbound_packet(peer, payload, now)
+        if code == VpnChunk.TYPE:
+            return self._inbound_chunk(peer, payload, now)
         try:
             msg = decode(payload)
         except DecodeError:
@@ -536,10 +623,13 @@ class VpnNetwork:
         if member is None:
             self._answer_unknown(peer, now)
             return self._drop("not-member")
+        return self._admit(peer, member, payload[34:], b"", now)
+
+    def _admit(self, peer: bytes, member: _Member, packet: bytes, vnet: bytes, now: float) -> Deliver | Drop:
+        """The checks a packet from a member passes before it reaches our TUN."""
         if now >= member.cert.not_after:
             self._remove(peer, "expired")
             return self._drop("cert-expired", peer)
-        packet = payload[34:]
         try:
             info = parse_packet(packet)
         except MalformedPacket as exc:
@@ -555,7 +645,58 @@ class VpnNetwork:
         c.bytes_in += info.total_length
         if len(packet) != info.total_length:
             packet = packet[: info.total_length]  # link-layer padding never reaches the TUN
-        return Deliver(packet)
+        return Deliver(packet, vnet)
+
+    def _inbound_chunk(self, peer: bytes, payload: bytes, now: float) -> Deliver | Drop | None:
+        if len(payload) < 41:
+            return self._drop("undecodable")
+        if payload[2:34] != self.network_id:
+            return self._drop("wrong-network")
+        member = self._members.get(peer)
+        if member is None:  # nothing is buffered for a non-member
+            self._answer_unknown(peer, now)
+            return self._drop("not-member")
+        pid, index, count = _CHUNK_FIELDS.unpack_from(payload, 34)
+        if not 1 <= count <= MAX_CHUNKS or index >= count:
+            return self._drop("bad-chunk", peer)
+        data = payload[40:]
+        if count == 1:
+            return self._reassembled(peer, member, data, now)
+        key = (peer, pid)
+        entry = self._reassembly.get(key)
+        if entry is None:
+            table = self._reassembly
+            while table:  # oldest first: drop the expired, and the oldest beyond the bound
+                k, e = next(iter(table.items()))
+                if e[0] > now and len(table) < MAX_REASSEMBLIES:
+                    break
+                del table[k]
+                self._drop("reassembly-timeout", k[0])
+            entry = table[key] = [now + REASSEMBLY_TIMEOUT, count, 0, [None] * count]
+        elif entry[1] != count:
+            del self._reassembly[key]
+            return self._drop("bad-chunk", peer)
+        parts = entry[3]
+        if parts[index] is None:
+            parts[index] = data
+            entry[2] += 1
+        if entry[2] < count:
+            return None
+        del self._reassembly[key]
+        return self._reassembled(peer, member, b"".join(parts), now)
+
+    def _reassembled(self, peer: bytes, member: _Member, blob: bytes, now: float) -> Deliver | Drop:
+        if len(blob) < VNET_HDR_LEN + 20:
+            return self._drop("bad-chunk", peer)
+        vnet, packet = blob[:VNET_HDR_LEN], blob[VNET_HDR_LEN:]
+        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+        kind = gso_type & ~GSO_ECN
+        # The header reaches our kernel: only what a TUN itself produces is let through.
+        if (kind not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6) or flags & ~VNET_F_NEEDS_CSUM
+                or (kind != GSO_NONE and not 0 < gso_size < len(packet))
+                or (flags & VNET_F_NEEDS_CSUM and csum_start + csum_offset + 2 > len(packet))):
+            return self._drop("bad-offload", peer)
+        return self._admit(peer, member, packet, vnet, now)
 
     def _inbound_offer(self, peer: bytes, offer: CertOffer, now: float) -> Drop | None:
         if offer.network_id != self.network_id or offer.certificate.network_id != self.network_id:
@@ -634,7 +775,7 @@ class VpnSwitch:
     even when their prefixes overlap.
     """
 
-    VPN_TYPES = frozenset({VpnPacket.TYPE, CertOffer.TYPE, RevocationList.TYPE})
+    VPN_TYPES = frozenset({VpnPacket.TYPE, VpnChunk.TYPE, CertOffer.TYPE, RevocationList.TYPE})
 
     def __init__(self) -> None:
         self.networks: dict[bytes, VpnNetwork] = {}

@@ -38,9 +38,22 @@ from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
 from weftnet.core.netcert import CertificateError, cert_from_directory, directory_key
 from weftnet.core.transport import SecureTransport
-from weftnet.core.vpn import Deliver, MemberAdded, MemberRemoved, RouteMiss, Send, VpnNetwork, VpnSwitch
+from weftnet.core.vpn import (
+    VNET_HDR_LEN,
+    Deliver,
+    VpnChunk,
+    VpnPacket,
+    MemberAdded,
+    MemberRemoved,
+    RouteMiss,
+    Send,
+    VpnNetwork,
+    VpnSwitch,
+)
 
 __all__ = ["VpnPlane", "VpnMemberEvent"]
+
+_CHUNK, _PACKET = VpnChunk.TYPE, VpnPacket.TYPE
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,9 @@ class VpnPlane:
         self.transport = transport
         self.dht = dht
         self.switch = VpnSwitch()
-        #: (network ID, IP packet) for the driver to write to that network's TUN.
-        self.tun_out: list[tuple[bytes, bytes]] = []
+        #: (network ID, virtio_net_hdr or b"", IP packet) for the driver to write to that network's TUN.
+        self.tun_out: list[tuple[bytes, bytes, bytes]] = []
+        self._vnet: set[bytes] = set()
         self._emit = emit
         self._directory: dict[bytes, list[MutableRecord]] = {}
         self._pending: dict[bytes, deque[bytes]] = {}
@@ -83,9 +97,15 @@ class VpnPlane:
              "resolve_failed", "published"), 0)
 
     # -- networks ----------------------------------------------------------
-    def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = ()) -> None:
-        """Join ``network``; ``directory`` are its signed records for our addresses, to publish."""
+    def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = (), *, vnet: bool = False) -> None:
+        """Join ``network``; ``directory`` are its signed records for our addresses, to publish.
+
+        ``vnet``: packets from this network's TUN start with a virtio_net_hdr
+        (a TUN with offload), and packets for it may carry one.
+        """
         self.switch.add(network)
+        if vnet:
+            self._vnet.add(network.network_id)
         if self._sweep_at is None:
             self._sweep_at = 0.0  # sweep at the first timer, then every SWEEP_INTERVAL
         self._directory[network.network_id] = list(directory)
@@ -105,24 +125,34 @@ class VpnPlane:
 
     # -- data ------------------------------------------------------------
     def outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
-        """Packets read from the TUN of ``network_id``."""
+        """Packets read from the TUN of ``network_id`` (with their virtio_net_hdr if it has offload)."""
         net = self.switch.networks[network_id]
+        vnet = network_id in self._vnet
         for packet in packets:
-            r = net.outbound(packet, now)
+            r = net.outbound_vnet(packet[:VNET_HDR_LEN], packet[VNET_HDR_LEN:], now) if vnet else net.outbound(packet, now)
             if type(r) is Send:
                 self._send(r.node_id, r.payloads, now)
             elif type(r) is Deliver:
-                self.tun_out.append((network_id, r.packet))
+                self.tun_out.append((network_id, r.vnet, r.packet))
         self._after(net, now)
 
     def on_payload(self, sender: NodeId, payload: bytes, now: float) -> None:
-        """A VPN message (``VpnSwitch.handles``) from an authenticated sender."""
-        net, r = self.switch.inbound(sender, payload, now)
+        """A VPN message (``VpnSwitch.VPN_TYPES``) from an authenticated sender; the transport's sink."""
+        net = self.switch.networks.get(payload[2:34])
         if net is None:
+            self.switch.inbound(sender, payload, now)  # counts the drop
             return
+        code = payload[1]
+        if code == _CHUNK:
+            r = net._inbound_chunk(sender.raw, payload, now)
+        elif code == _PACKET:
+            r = net._inbound_packet(sender.raw, payload, now)
+        else:
+            r = net.inbound(sender, payload, now)
         if type(r) is Deliver:
-            self.tun_out.append((net.network_id, r.packet))
-        self._after(net, now)
+            self.tun_out.append((net.network_id, r.vnet, r.packet))
+        if net._outgoing or net._events:
+            self._after(net, now)
 
     def _after(self, net: VpnNetwork, now: float) -> None:
         for node_id, payload in net.messages_to_send():

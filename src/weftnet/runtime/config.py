@@ -51,6 +51,8 @@ socket = ""         # default: control.sock in the state directory
 # tun = "wn-NAME"     # device name (at most 15 characters)
 # mtu = 1280          # overlay MTU, 576-9000
 # netns = ""          # an existing network namespace to put the TUN in
+# offload = true      # TCP segmentation offload: TCP crosses in 64 KiB superpackets
+# txqueuelen = 1000   # packets the kernel queues on the TUN
 # firewall.outbound = [ {{ proto = "any", port = "any", host = "any" }} ]
 # firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
 # The firewall denies everything that no rule allows (docs/vpn.md). Without a
@@ -72,6 +74,10 @@ class NetworkConfig:
     tun: str = ""
     mtu: int = 1280
     netns: str = ""
+    #: TCP segmentation and checksum offload on the TUN: TCP travels in 64 KiB superpackets.
+    offload: bool = True
+    #: Packets the kernel queues on the TUN for the daemon to read.
+    txqueuelen: int = 1000
     #: None: the default rules (all outbound, ICMP inbound), as in Nebula's example config.
     firewall: dict | None = None
 
@@ -212,7 +218,7 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     return cfg
 
 
-_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "firewall": dict}
+_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict}
 
 
 def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
@@ -236,9 +242,11 @@ def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
             if typ is None:
                 raise ConfigError(f"{where}: unknown key [networks.{name}] {key} (known: {', '.join(_NET_KEYS)})")
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-                kind = "a table" if typ is dict else _TYPE_NAMES[typ]
+                kind = {dict: "a table", bool: "true or false"}.get(typ) or _TYPE_NAMES[typ]
                 raise ConfigError(f"{where}: [networks.{name}] {key} must be {kind}, not {value!r}")
             setattr(nc, key, value)
+        if not 1 <= nc.txqueuelen <= 100_000:
+            raise ConfigError(f"{where}: [networks.{name}] txqueuelen must be from 1 to 100000, not {nc.txqueuelen}")
         if not MIN_MTU <= nc.mtu <= MAX_MTU:
             raise ConfigError(f"{where}: [networks.{name}] mtu must be from {MIN_MTU} to {MAX_MTU}, not {nc.mtu}")
         tun = nc.tun_name

@@ -24,14 +24,14 @@ from typing import Any
 from weftnet.core.dht import DhtConfig
 from weftnet.core.firewall import Firewall
 from weftnet.core.netcert import CertificateError
-from weftnet.core.vpn import VpnNetwork
+from weftnet.core.vpn import VNET_NONE, VpnNetwork
 from weftnet.core.vpn_plane import VpnMemberEvent
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
-from weftnet.runtime.driver import UdpDriver
+from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.paths import StatePaths
 from weftnet.runtime.store import SqliteStore
@@ -44,6 +44,8 @@ SAVE_INTERVAL = 60.0
 PUBLISH_INTERVAL = 1200.0
 #: Packets read from one TUN per wake-up before yielding to the event loop.
 TUN_BATCH = 64
+#: virtio_net_hdr + the largest superpacket the kernel hands over.
+TUN_READ_SIZE = 10 + 65_535
 
 
 def node_config(cfg: Config) -> NodeConfig:
@@ -104,10 +106,7 @@ class Daemon:
         self.store = SqliteStore(self.paths.database)
         core = NodeCore(self.identity, random.SystemRandom(), time.time(), node_config(self.cfg), self.store)
         try:
-            _, self.driver = await loop.create_datagram_endpoint(
-                lambda: UdpDriver(core), local_addr=(self.cfg.listen, self.cfg.port),
-                family=socket.AF_INET6 if ":" in self.cfg.listen else socket.AF_INET,
-            )
+            self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
         except OSError as exc:
             self.store.close()
             raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
@@ -187,12 +186,16 @@ class Daemon:
         worker thread (which is also the only thread that enters a namespace).
         """
         from weftnet.cli.net import list_networks
-        from weftnet.runtime.tun import configure_tun, open_tun
+        from weftnet.runtime.tun import configure_tun, open_tun, set_offload, set_txqueuelen
 
-        def make_tun(tun_name: str, netns: str | None, addrs: list[str], mtu: int):
-            tun = open_tun(tun_name, netns=netns)
+        def make_tun(tun_name: str, netns: str | None, addrs: list[str], nc: NetworkConfig):
+            # Always with the virtio_net_hdr, so offloaded packets from peers can be written.
+            tun = open_tun(tun_name, netns=netns, vnet_hdr=True)
             try:
-                configure_tun(tun.name, addresses=addrs, mtu=mtu, netns=netns)
+                if nc.offload:
+                    set_offload(tun)
+                configure_tun(tun.name, addresses=addrs, mtu=nc.mtu, netns=netns)
+                set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
             except BaseException:
                 tun.close()
                 raise
@@ -217,14 +220,14 @@ class Daemon:
             for a in m.certificate.addresses:
                 prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
                 addrs.append(f"{a}/{prefix.prefixlen}")
-            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc.mtu)
+            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
             self._tuns[vnet.network_id] = tun
             tun.set_blocking(False)
-            self.core.vpn.add_network(vnet, m.directory)
+            self.core.vpn.add_network(vnet, m.directory, vnet=True)
             loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
             self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
             log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
-                                          "netns": netns or "-", "mtu": nc.mtu,
+                                          "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
                                           "directory_records": len(m.directory)})
         if self._tuns:
             self.driver.tun_writer = self._write_tun
@@ -240,7 +243,7 @@ class Daemon:
         packets = []
         for _ in range(TUN_BATCH):
             try:
-                packets.append(os.read(fd, 65535))
+                packets.append(os.read(fd, TUN_READ_SIZE))
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -250,12 +253,12 @@ class Daemon:
             self.core.vpn_outbound(network_id, packets, time.time())
             self.driver.transmit()
 
-    def _write_tun(self, network_id: bytes, packet: bytes) -> None:
+    def _write_tun(self, network_id: bytes, vnet: bytes, packet: bytes) -> None:
         tun = self._tuns.get(network_id)
         if tun is None:
             return
         try:
-            os.write(tun.fileno(), packet)
+            os.writev(tun.fileno(), (vnet or VNET_NONE, packet))
         except OSError:  # full queue (EAGAIN) or a packet the kernel refuses: like a congested link
             self.tun_write_errors += 1
 

@@ -38,11 +38,17 @@ __all__ = [
     "configure_tun",
     "move_to_netns",
     "link_info",
+    "set_offload",
+    "set_txqueuelen",
 ]
 
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -152,6 +158,28 @@ def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool =
     finally:
         pr_netns.popns()
     return TunDevice(fd, actual, netns, vnet_hdr)
+
+
+def set_offload(tun: TunDevice, tso: bool = True) -> None:
+    """Ask the kernel for checksum offload and TCP segmentation offload (needs ``vnet_hdr``)."""
+    if not tun.vnet_hdr:
+        raise NetworkError(f"offload on {tun.name!r} needs a TUN opened with vnet_hdr=True")
+    flags = TUN_F_CSUM | (TUN_F_TSO4 | TUN_F_TSO6 if tso else 0)
+    try:
+        fcntl.ioctl(tun.fd, TUNSETOFFLOAD, flags)
+    except OSError as exc:
+        raise NetworkError(f"enabling offload on {tun.name!r}: {exc.strerror}") from None
+
+
+def set_txqueuelen(name: str, qlen: int, *, netns: str | None = None) -> None:
+    """Set the device's transmit queue length (packets the kernel holds for our reads)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _iproute(netns) as ipr:
+        try:
+            ipr.link("set", index=_index(ipr, name), txqlen=qlen)
+        except NetlinkError as exc:
+            raise _netlink_error(f"setting the queue length of {name!r}", exc) from None
 
 
 def _iproute(netns: str | None):
