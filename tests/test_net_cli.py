@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from weftnet.cli.net import join_network, load_membership, net
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import armor, dearmor
+from weftnet.core.netcert import armor, dearmor, revocations_from_record
 from weftnet.errors import NetworkError
 from weftnet.runtime.keystore import write_identity
 
@@ -64,8 +64,11 @@ def test_create_sign_join_revoke(env):
     r = run(owner, "members", "lab")
     assert "#1" in r.output and mid.node_id.text() in r.output and "days left" in r.output
     r = run(owner, "revoke", "lab", "1")
-    assert r.exit_code == 0 and "seq 1" in r.output
+    assert r.exit_code == 0 and "seq 1" in r.output and "publish it in the DHT" in r.output
     assert "revoked" in run(owner, "members", "lab").output
+    # The list is also a signed DHT record that any member can check against the network.
+    om = load_membership(owner, "lab")
+    assert revocations_from_record(om.revocation_record, om.descriptor) == om.revocations
     # The address is free again after revocation; a second revocation of the same serial is refused.
     assert run(owner, "sign", "lab", "--node", mid.node_id.text(), "--ip", "10.1.0.2", "-o",
                str(tmp / "m2.cert")).exit_code == 0

@@ -15,7 +15,7 @@ from weftnet.core.identity import Identity
 from weftnet.core.netcert import NetworkAuthority, directory_key
 from weftnet.core.node import NodeCore
 from weftnet.core.vpn import VpnNetwork, VpnPacket
-from weftnet.core.vpn_plane import VpnMemberEvent
+from weftnet.core.vpn_plane import VpnMemberEvent, VpnRevocations
 from weftnet.core.wire import encode
 from weftnet.sim.harness import SimNetwork
 
@@ -29,12 +29,12 @@ def build(seed=7, n=6):
     nodes = []
     for i in range(n):
         core = NodeCore(Identity.generate(rng), random.Random(seed * 100 + i), net.now)
-        addr = (f"192.0.2.{i + 1}", 4500)
+        addr = (f"198.18.{i}.1", 4500)  # one /24 each: the per-prefix limit would hide some
         core.set_local_endpoint(addr)
         net.add(addr, core)
         nodes.append(core)
     for core in nodes[1:]:
-        core.connect(("192.0.2.1", 4500), net.now)
+        core.connect(nodes[0].endpoint, net.now)
         net.flush(core.endpoint)
     net.run_for(20.0)
     return net, rng, nodes
@@ -69,12 +69,12 @@ def test_members_find_each_other_by_address_and_networks_with_one_prefix_stay_ap
     a_other = member(other, nodes[1], "10.1.0.1", net.now, 1)
     member(other, nodes[3], "10.1.0.2", net.now, 2)
     for core in nodes[1:4]:
-        core.vpn.publish(net.now)
+        core.vpn_publish(net.now)
         net.flush(core.endpoint)
     net.run_for(10.0)
     # The directory record of 10.1.0.2 in "lab" is in the DHT, under the authority's key.
     assert any(directory_key(lab.descriptor.authority_key, "10.1.0.2") == r.key
-               for core in nodes for r in core.dht.store.records())
+               for core in nodes if core is not nodes[2] for r in core.dht.store.records())
 
     ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=5)
     # Node 1 does not know who holds 10.1.0.2: the first packet is dropped and starts a lookup.
@@ -112,7 +112,7 @@ def test_a_non_member_never_reaches_the_tun_and_a_firewall_rule_holds():
     a = member(lab, nodes[1], "10.1.0.1", net.now, 1)
     member(lab, nodes[2], "10.1.0.2", net.now, 2, firewall=icmp_only)
     for core in nodes[1:3]:
-        core.vpn.publish(net.now)
+        core.vpn_publish(net.now)
         net.flush(core.endpoint)
     net.run_for(10.0)
     # A node outside the network forges a packet from a member's address.
@@ -133,3 +133,50 @@ def test_a_non_member_never_reaches_the_tun_and_a_firewall_rule_holds():
     echo = icmp_echo("10.1.0.1", "10.1.0.2", ident=9)
     send(net, nodes[1], a, echo)
     assert tun_packets(nodes[2], lab.network_id) == [echo]
+
+
+def test_a_revocation_spreads_through_the_dht_and_the_revoked_member_is_cut_off():
+    net, rng, nodes = build(seed=13)
+    lab = NetworkAuthority.create("lab", ["10.1.0.0/24"], rng, net.now)
+    a = member(lab, nodes[1], "10.1.0.1", net.now, 1)
+    b = member(lab, nodes[2], "10.1.0.2", net.now, 2)
+    c = member(lab, nodes[3], "10.1.0.3", net.now, 3)
+    for core in nodes[1:4]:
+        core.vpn_publish(net.now)
+        net.flush(core.endpoint)
+    net.run_for(10.0)
+    ping = icmp_echo("10.1.0.2", "10.1.0.3", ident=3)
+    send(net, nodes[2], b, ping)
+    send(net, nodes[2], b, ping)
+    assert tun_packets(nodes[3], lab.network_id) == [ping]
+    # The owner revokes certificate #2 (node 2); node 1 got the file and publishes the record.
+    rl = lab.revocation_list(seq=1, issued_at=int(net.now), serials=[2])
+    nodes[1].vpn.add_published(lab.revocation_record(rl))
+    nodes[1].vpn_publish(net.now)
+    net.flush(nodes[1].endpoint)
+    net.run_for(10.0)
+    for core in (nodes[2], nodes[3]):
+        core.vpn_check_revocations(net.now)
+        net.flush(core.endpoint)
+    net.run_for(10.0)
+    assert c.revocations is not None and c.revocations.seq == 1 and c.route("10.1.0.2") is None
+    events = []
+    while (ev := nodes[3].next_event()) is not None:
+        events.append(ev)
+    assert any(isinstance(e, VpnRevocations) and not e.own_revoked for e in events)
+    assert any(isinstance(e, VpnMemberEvent) and e.change == "removed" and e.detail == "revoked" for e in events)
+    # Node 2 learned it too and sends nothing more; what it sent before the news is refused.
+    assert b.own_revoked
+    send(net, nodes[2], b, ping)
+    assert b.drops.get("own-cert-revoked") == 1
+    stale = encode(VpnPacket(lab.network_id, ping))
+    nodes[2].transport.send_to(nodes[3].node_id, stale, net.now)
+    net.flush(nodes[2].endpoint)
+    net.run_for(2.0)
+    assert tun_packets(nodes[3], lab.network_id) == [] and c.drops.get("not-member", 0) >= 1
+    # A member that comes back with the revoked certificate cannot join again.
+    nodes[2].transport.send_to(nodes[3].node_id, b._offer_reply, net.now)
+    net.flush(nodes[2].endpoint)
+    net.run_for(2.0)
+    assert c.drops.get("cert-revoked", 0) >= 1 and c.route("10.1.0.2") is None
+    assert a.revocations is None  # node 1 only relayed the record; it checks on its own schedule

@@ -200,6 +200,22 @@ def load_revocations(state_dir: Path, name: str) -> RevocationList | None:
     return _read_one(path, RevocationList).verify(_descriptor(state_dir, name))
 
 
+def load_revocation_record(state_dir: Path, name: str) -> MutableRecord | None:
+    """The signed DHT record stored beside the revocation list, if the list fits one."""
+    path = network_dir(state_dir, name) / "revocations.pem"
+    if not path.exists():
+        return None
+    recs = [x for x in dearmor(path.read_text("ascii")) if isinstance(x, MutableRecord)]
+    return recs[0] if recs else None
+
+
+def save_revocations(state_dir: Path, name: str, rl: RevocationList, record: MutableRecord | None) -> Path:
+    """Store a (verified) revocation list and its DHT record: owner after revoking, member after fetching."""
+    path = network_dir(state_dir, name) / "revocations.pem"
+    _write_new(path, armor(rl) + (armor(record) if record is not None else ""), replace=True)
+    return path
+
+
 def revoke(state_dir: Path, name: str, serial: int, now: float) -> RevocationList:
     """Owner side: add ``serial`` to a new revocation list (seq + 1) and store it."""
     auth = load_authority(state_dir, name)
@@ -211,7 +227,11 @@ def revoke(state_dir: Path, name: str, serial: int, now: float) -> RevocationLis
         raise NetworkError(f"certificate #{serial} is already revoked")
     rl = auth.revocation_list(seq=(old.seq + 1) if old else 1, issued_at=int(now),
                               serials=serials | {serial}, node_ids=old.node_ids if old else ())
-    _write_new(network_dir(state_dir, name) / "revocations.pem", armor(rl), replace=True)
+    try:
+        record = auth.revocation_record(rl)
+    except NetworkError:
+        record = None  # too long for the DHT: the file still holds the list
+    save_revocations(state_dir, name, rl, record)
     return rl
 
 
@@ -266,6 +286,7 @@ class Membership:
     revocations: RevocationList | None
     owner: bool
     directory: list[MutableRecord] = field(default_factory=list)
+    revocation_record: MutableRecord | None = None
 
 
 def load_membership(state_dir: Path, name: str) -> Membership:
@@ -278,7 +299,8 @@ def load_membership(state_dir: Path, name: str) -> Membership:
             records = [r for r in dearmor((d / "directory.pem").read_text("ascii")) if isinstance(r, MutableRecord)]
         except (OSError, UnicodeDecodeError) as exc:
             raise NetworkError(f"cannot read {d / 'directory.pem'}: {exc}") from None
-    return Membership(desc, cert, load_revocations(state_dir, name), (d / "authority.key").exists(), records)
+    return Membership(desc, cert, load_revocations(state_dir, name), (d / "authority.key").exists(), records,
+                      load_revocation_record(state_dir, name))
 
 
 def list_networks(state_dir: Path) -> list[Membership]:
@@ -436,3 +458,8 @@ def revoke_cmd(ctx, name: str, serial: int) -> None:
     rl = revoke(_state_dir(ctx), name, serial, time.time())
     path = network_dir(_state_dir(ctx), name) / "revocations.pem"
     click.echo(f"revoked #{serial}; revocation list seq {rl.seq} ({len(rl.serials)} serials) in {path}")
+    if load_revocation_record(_state_dir(ctx), name) is not None:
+        click.echo("running nodes of this state dir publish it in the DHT; members check for it every 5 minutes")
+    else:
+        click.echo("the list is too long for the DHT: copy revocations.pem into each member's networks/"
+                   f"{name}/ directory")

@@ -21,6 +21,10 @@ with weftnet's identities in place of X.509-like host keys:
   publishes them. Any member can then find who holds an address with one DHT
   get on ``SHA-256(authority_key | salt)``, and every DHT node can validate
   the record without knowing anything about the network.
+* **Revocation records** - the newest revocation list, as a DHT mutable
+  record owned by the authority key under salt ``"weftnet-vpn-revocations"``
+  (seq = the list's seq). Members read it periodically and republish the
+  newest they hold, so a revocation spreads even while the owner is offline.
 
 Every signature covers ``tag | 0x00 | encoded fields except the signature``
 where the tag names the statement (``weftnet-netcert-v1`` ...) so a signature
@@ -60,7 +64,7 @@ from weftnet.core.wire import (
     encode,
     register,
 )
-from weftnet.errors import DecodeError, IdentityError, NetworkError
+from weftnet.errors import DecodeError, IdentityError, NetworkError, RecordError
 
 __all__ = [
     "IPAddress",
@@ -87,6 +91,8 @@ __all__ = [
     "directory_salt",
     "directory_key",
     "cert_from_directory",
+    "revocation_key",
+    "revocations_from_record",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -102,6 +108,7 @@ _TAG_NETWORK = b"weftnet-network-v1\x00"
 _TAG_CERT = b"weftnet-netcert-v1\x00"
 _TAG_REVOCATION = b"weftnet-revocation-v1\x00"
 _DIRECTORY_SALT = b"weftnet-vpn-addr"
+_REVOCATION_SALT = b"weftnet-vpn-revocations"
 #: Lifetime of a directory record in a DHT node's store; members republish
 #: theirs well before (runtime: every 20 minutes).
 DIRECTORY_TTL = 6 * 3600
@@ -525,6 +532,17 @@ class NetworkAuthority:
         value = encode(cert)
         return [MutableRecord.create(owner, directory_salt(a), cert.serial, ttl, value) for a in cert.addresses]
 
+    def revocation_record(self, rl: RevocationList, ttl: int = DIRECTORY_TTL) -> MutableRecord:
+        """``rl`` as a signed DHT record; NetworkError if the list is too long for one record."""
+        value = encode(rl)
+        try:
+            return MutableRecord.create(Identity(self._sk), _REVOCATION_SALT, rl.seq, ttl, value)
+        except RecordError:
+            raise NetworkError(
+                f"the revocation list ({len(rl.serials)} serials, {len(rl.node_ids)} node IDs, {len(value)} "
+                "bytes) is too long for one DHT record: hand revocations.pem to the members yourself"
+            ) from None
+
     def revocation_list(
         self, seq: int, issued_at: int, serials: Iterable[int] = (), node_ids: Iterable[bytes | NodeId] = ()
     ) -> RevocationList:
@@ -575,6 +593,25 @@ def cert_from_directory(record: MutableRecord, descriptor: NetworkDescriptor, ad
     if address not in cert.addresses or cert.serial != record.seq:
         raise CertificateError(f"directory record for {address} holds a certificate for other addresses")
     return cert
+
+
+def revocation_key(authority_key: bytes) -> bytes:
+    """The DHT key of a network's revocation record."""
+    return hashlib.sha256(authority_key + _REVOCATION_SALT).digest()
+
+
+def revocations_from_record(record: MutableRecord, descriptor: NetworkDescriptor) -> RevocationList:
+    """The revocation list in a revocation record, verified against the network (CertificateError if not)."""
+    if record.public_key != descriptor.authority_key or record.salt != _REVOCATION_SALT:
+        raise CertificateError("revocation record is not this network's")
+    record.validate(record.key)
+    try:
+        rl = decode(record.value)
+    except DecodeError as exc:
+        raise CertificateError(f"revocation record does not hold a revocation list: {exc}") from None
+    if not isinstance(rl, RevocationList) or rl.seq != record.seq:
+        raise CertificateError("revocation record does not hold the revocation list it names")
+    return rl.verify(descriptor)
 
 
 # ---------------------------------------------------------------------------

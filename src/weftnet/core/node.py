@@ -390,6 +390,17 @@ class NodeCore:
         self.vpn.outbound(network_id, packets, now)
         self._pump(now)
 
+    def vpn_publish(self, now: float) -> int:
+        """Publish our directory (and held revocation) records in the DHT; returns how many."""
+        n = self.vpn.publish(now)
+        self._pump(now)
+        return n
+
+    def vpn_check_revocations(self, now: float) -> None:
+        """Look for newer revocation lists of our networks in the DHT."""
+        self.vpn.check_revocations(now)
+        self._pump(now)
+
     # -- introspection -------------------------------------------------------
     def peers(self, now: float) -> list[dict[str, Any]]:
         out = []

@@ -393,6 +393,8 @@ class VpnNetwork:
         self._unknown_answered: OrderedDict[bytes, float] = OrderedDict()
         self._route_missed: OrderedDict[bytes, float] = OrderedDict()
         self._next_packet_id = 0
+        #: Our own certificate is on a revocation list we accepted: we send nothing more.
+        self.own_revoked = False
         self._reassembly: OrderedDict[tuple[bytes, int], list] = OrderedDict()
         self._offer_plain = encode(CertOffer(self.network_id, own_cert, 0))
         self._offer_reply = encode(CertOffer(self.network_id, own_cert, 1))
@@ -468,6 +470,8 @@ class VpnNetwork:
         if self.revocations is not None and revocations.seq <= self.revocations.seq:
             return False
         self.revocations = revocations
+        if revocations.revokes(self.own_cert):
+            self.own_revoked = True
         for node_id in sorted(self._members):
             if revocations.revokes(self._members[node_id].cert):
                 self._remove(node_id, "revoked")
@@ -507,6 +511,8 @@ class VpnNetwork:
             return self._drop("bad-source")
         if now >= self.own_cert.not_after:
             return self._drop("own-cert-expired")
+        if self.own_revoked:
+            return self._drop("own-cert-revoked")
         node = self._routes.get(info.dst)
         if node is None:
             self._route_miss(info.dst, now)

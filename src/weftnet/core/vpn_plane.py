@@ -14,6 +14,11 @@ the node:
   ICMP errors the network makes (packet too big) go back to the TUN.
 * **In** (:meth:`on_payload`): VPN messages the transport authenticated;
   ``Deliver`` results queue for the TUN (:attr:`tun_out`).
+* **Revocation**: :meth:`check_revocations` reads each network's revocation
+  record from the DHT; a newer list signed by the authority is installed
+  (revoked members are dropped at once, and if our own certificate is on it
+  we stop sending), reported as :class:`VpnRevocations` so the runtime can
+  store it, and republished with our directory records from then on.
 * **Discovery**: a packet to an address with no known member raises a
   ``RouteMiss``; the plane reads that address's directory record from the
   DHT (``netcert.directory_key``), checks the certificate in it and installs
@@ -36,7 +41,14 @@ from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
-from weftnet.core.netcert import CertificateError, cert_from_directory, directory_key
+from weftnet.core.netcert import (
+    CertificateError,
+    RevocationList,
+    cert_from_directory,
+    directory_key,
+    revocation_key,
+    revocations_from_record,
+)
 from weftnet.core.transport import SecureTransport
 from weftnet.core.vpn import (
     VNET_HDR_LEN,
@@ -51,7 +63,7 @@ from weftnet.core.vpn import (
     VpnSwitch,
 )
 
-__all__ = ["VpnPlane", "VpnMemberEvent"]
+__all__ = ["VpnPlane", "VpnMemberEvent", "VpnRevocations"]
 
 _CHUNK, _PACKET = VpnChunk.TYPE, VpnPacket.TYPE
 
@@ -69,6 +81,21 @@ class VpnMemberEvent:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "network": self.network, "node_id": self.node_id.text(),
                 "change": self.change, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class VpnRevocations:
+    """A newer revocation list was installed for a network (the runtime stores it)."""
+
+    kind: ClassVar[str] = "vpn_revocations"
+    network: str
+    revocations: RevocationList
+    record: MutableRecord
+    own_revoked: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "network": self.network, "seq": self.revocations.seq,
+                "serials": list(self.revocations.serials), "own_revoked": self.own_revoked}
 
 
 class VpnPlane:
@@ -89,21 +116,26 @@ class VpnPlane:
         self._vnet: set[bytes] = set()
         self._emit = emit
         self._directory: dict[bytes, list[MutableRecord]] = {}
+        self._revocation_records: dict[bytes, MutableRecord] = {}  # network ID -> newest held
+        self._extra: list[MutableRecord] = []
         self._pending: dict[bytes, deque[bytes]] = {}
         self._sweep_at: float | None = None
         self._lookups: dict[int, tuple] = {}  # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("publish",)
         self.stats = dict.fromkeys(
             ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
-             "resolve_failed", "published"), 0)
+             "resolve_failed", "published", "revocations_installed"), 0)
 
     # -- networks ----------------------------------------------------------
-    def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = (), *, vnet: bool = False) -> None:
+    def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = (), *, vnet: bool = False,
+                    revocation_record: MutableRecord | None = None) -> None:
         """Join ``network``; ``directory`` are its signed records for our addresses, to publish.
 
         ``vnet``: packets from this network's TUN start with a virtio_net_hdr
         (a TUN with offload), and packets for it may carry one.
         """
         self.switch.add(network)
+        if revocation_record is not None:
+            self._revocation_records[network.network_id] = revocation_record
         if vnet:
             self._vnet.add(network.network_id)
         if self._sweep_at is None:
@@ -113,15 +145,25 @@ class VpnPlane:
     def networks(self) -> list[VpnNetwork]:
         return list(self.switch.networks.values())
 
+    def add_published(self, record: MutableRecord) -> None:
+        """Publish ``record`` too (an owner's revocation record for a network it is no member of)."""
+        self._extra.append(record)
+
     def publish(self, now: float) -> int:
-        """Store our directory records in the DHT (call after joining, then periodically)."""
-        n = 0
-        for records in self._directory.values():
-            for rec in records:
-                self._lookups[self.dht.put(rec, now)] = ("publish",)
-                n += 1
-        self.stats["published"] += n
-        return n
+        """Store our directory and revocation records in the DHT (after joining, then periodically)."""
+        records = [r for rs in self._directory.values() for r in rs]
+        records += self._revocation_records.values()
+        records += self._extra
+        for rec in records:
+            self._lookups[self.dht.put(rec, now)] = ("publish",)
+        self.stats["published"] += len(records)
+        return len(records)
+
+    def check_revocations(self, now: float) -> None:
+        """Look for a newer revocation list of every network in the DHT."""
+        for net in self.switch.networks.values():
+            key = revocation_key(net.descriptor.authority_key)
+            self._lookups[self.dht.get(key, now)] = ("revocations", net.network_id)
 
     # -- data ------------------------------------------------------------
     def outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
@@ -214,6 +256,10 @@ class VpnPlane:
                 return True
             for p in q:
                 self.transport.send(contact, p, now)
+        elif entry[0] == "revocations":
+            net = self.switch.networks.get(entry[1])
+            if net is not None:
+                self._install_revocations(net, ev.values, now)
         elif entry[0] == "resolve":
             net = self.switch.networks.get(entry[1])
             if net is None:
@@ -239,6 +285,29 @@ class VpnPlane:
             self._after(net, now)
         return True
 
+    def _install_revocations(self, net: VpnNetwork, values, now: float) -> None:
+        best = None
+        for rec in values:
+            if not isinstance(rec, MutableRecord):
+                continue
+            try:
+                rl = revocations_from_record(rec, net.descriptor)
+            except CertificateError:
+                continue
+            if best is None or rl.seq > best[0].seq:
+                best = (rl, rec)
+        if best is None:
+            return
+        try:
+            installed = net.update_revocations(best[0])
+        except CertificateError:
+            return
+        if installed:
+            self._revocation_records[net.network_id] = best[1]
+            self.stats["revocations_installed"] += 1
+            self._emit(VpnRevocations(net.descriptor.name, best[0], best[1], net.own_revoked))
+            self._after(net, now)
+
     # -- timers and introspection -------------------------------------------
     def get_timer(self) -> float | None:
         """The next certificate expiry, or the next sweep of idle firewall flows."""
@@ -261,6 +330,8 @@ class VpnPlane:
         for net in self.switch.networks.values():
             s = net.stats()
             s["addresses"] = [str(a) for a in net.own_cert.addresses]
+            s["revocations_seq"] = net.revocations.seq if net.revocations is not None else 0
+            s["own_revoked"] = net.own_revoked
             s["mtu"] = net.mtu
             out.append(s)
         return out

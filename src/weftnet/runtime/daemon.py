@@ -25,7 +25,7 @@ from weftnet.core.dht import DhtConfig
 from weftnet.core.firewall import Firewall
 from weftnet.core.netcert import CertificateError
 from weftnet.core.vpn import VNET_NONE, VpnNetwork
-from weftnet.core.vpn_plane import VpnMemberEvent
+from weftnet.core.vpn_plane import VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
@@ -42,6 +42,8 @@ log = logging.getLogger("weftnet.daemon")
 SAVE_INTERVAL = 60.0
 #: Members republish their directory records this often (their DHT lifetime is 6 h).
 PUBLISH_INTERVAL = 1200.0
+#: Members look for a newer revocation list this often.
+REVOCATION_INTERVAL = 300.0
 #: Packets read from one TUN per wake-up before yielding to the event loop.
 TUN_BATCH = 64
 #: virtio_net_hdr + the largest superpacket the kernel hands over.
@@ -92,6 +94,7 @@ class Daemon:
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
         self._published_at: float | None = None
+        self._owned_records = 0  # revocation records of networks we own but are no member of
 
     @property
     def core(self) -> NodeCore:
@@ -144,7 +147,7 @@ class Daemon:
                 for peer in self.cfg.peers:
                     tg.create_task(self._join(peer))
                 tg.create_task(self._save_periodically())
-                if self._tuns:
+                if self._tuns or self._owned_records:
                     tg.create_task(self._publish_periodically())
                 await self._stop.wait()
                 raise _Shutdown()
@@ -174,6 +177,9 @@ class Daemon:
                 log.info("joined", extra={"peer": str(peer), "node_id": ev.node_id.text()})
                 await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
                 self._publish()
+                if self._tuns:  # a member back from being offline learns of revocations at once
+                    self.core.vpn_check_revocations(time.time())
+                    self.driver.transmit()
                 return
             log.warning("join failed", extra={"peer": str(peer), "error": ev.error, "attempt": attempt})
             await asyncio.sleep(min(30.0, 2.0**attempt))
@@ -202,7 +208,12 @@ class Daemon:
             return tun
 
         now = time.time()
-        joined = [m for m in list_networks(self.paths.root) if m.certificate is not None]
+        every = list_networks(self.paths.root)
+        for m in every:
+            if m.certificate is None and m.owner and m.revocation_record is not None:
+                self.core.vpn.add_published(m.revocation_record)  # the owner spreads its revocations
+                self._owned_records += 1
+        joined = [m for m in every if m.certificate is not None]
         names = {m.descriptor.name for m in joined}
         for name in sorted(set(self.cfg.networks) - names):
             log.warning("config names a network this node has not joined", extra={"network": name})
@@ -223,7 +234,7 @@ class Daemon:
             tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
             self._tuns[vnet.network_id] = tun
             tun.set_blocking(False)
-            self.core.vpn.add_network(vnet, m.directory, vnet=True)
+            self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
             loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
             self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
             log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
@@ -263,15 +274,22 @@ class Daemon:
             self.tun_write_errors += 1
 
     def _publish(self) -> None:
-        if self._tuns and self.core.vpn.publish(time.time()):
+        if self.core.vpn_publish(time.time()):
             self._published_at = time.monotonic()
             self.driver.transmit()
 
     async def _publish_periodically(self) -> None:
+        """Publish our records now and every PUBLISH_INTERVAL; look for revocations every REVOCATION_INTERVAL."""
         self._publish()  # at least into our own store, where a first get finds it
+        last_publish = time.monotonic()
         while True:
-            await asyncio.sleep(PUBLISH_INTERVAL)
-            self._publish()
+            await asyncio.sleep(REVOCATION_INTERVAL)
+            if self._tuns:
+                self.core.vpn_check_revocations(time.time())
+                self.driver.transmit()
+            if time.monotonic() - last_publish >= PUBLISH_INTERVAL:
+                self._publish()
+                last_publish = time.monotonic()
 
     async def _save_periodically(self) -> None:
         while True:
@@ -289,7 +307,7 @@ class Daemon:
         if ev.kind == "peer_up":
             # A new neighbour may be closer to our directory keys than any before:
             # publish again, at most every 30 s (a join storm must not become a publish storm).
-            if self._tuns and (self._published_at is None or time.monotonic() - self._published_at > 30.0):
+            if (self._tuns or self._owned_records) and (self._published_at is None or time.monotonic() - self._published_at > 30.0):
                 self._published_at = time.monotonic()
                 asyncio.get_running_loop().call_later(1.0, self._publish)
             log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
@@ -297,6 +315,15 @@ class Daemon:
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
+        elif isinstance(ev, VpnRevocations):
+            from weftnet.cli.net import save_revocations
+
+            try:
+                save_revocations(self.paths.root, ev.network, ev.revocations, ev.record)
+            except (OSError, WeftError) as exc:
+                log.warning("could not store the revocation list", extra={"network": ev.network, "error": str(exc)})
+            log.warning("revocation list installed", extra={"network": ev.network, "seq": ev.revocations.seq,
+                                                           "own_certificate_revoked": ev.own_revoked})
         elif isinstance(ev, VpnMemberEvent):
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
