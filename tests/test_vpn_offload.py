@@ -21,10 +21,11 @@ from weftnet.core.vpn import (
 from weftnet.core.wire import decode
 
 
-def pair(fw_b=OPEN):
+def pair(fw_b=OPEN, chunk_size=1280):
     net = Net()
     ia, ib = node(1), node(2)
-    a = net.member(ia, "10.1.0.1")
+    a = VpnNetwork(net.auth.descriptor, net.cert(ia, "10.1.0.1"), T0, firewall=Firewall.from_config(OPEN),
+                   chunk_size=chunk_size)
     b = VpnNetwork(net.auth.descriptor, net.cert(ib, "10.1.0.2"), T0, firewall=Firewall.from_config(fw_b))
     a.add_certificate(b.own_cert, T0)
     b.add_certificate(a.own_cert, T0)
@@ -47,7 +48,7 @@ def test_a_superpacket_crosses_in_pieces_out_of_order_and_arrives_whole():
     s = a.outbound_vnet(vnet, pkt, T0)
     assert isinstance(s, Send)
     pieces = chunks(s)
-    assert len(pieces) == -(-(len(pkt) + 10) // a.mtu) and all(len(p) <= a.mtu + 40 for p in pieces)
+    assert len(pieces) == -(-(len(pkt) + 10) // 1280) and all(len(p) <= 1280 + 40 for p in pieces)
     assert decode(pieces[0]).count == len(pieces)
     random.Random(5).shuffle(pieces)
     results = [b.inbound(ia.node_id, p, T0) for p in pieces]

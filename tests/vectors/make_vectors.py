@@ -24,6 +24,7 @@ from weftnet.core.netcert import NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
 from weftnet.core.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
+    TransportFragment,
 )
 from weftnet.core.vpn import CertOffer, VpnChunk, VpnPacket
 
@@ -49,6 +50,7 @@ MESSAGES = [
     HandshakeResponse(7, 0x01020304, b(32, 0x66), b(16, 0x77), b(16, 0x88), b(16, 0x99)),
     CookieReply(0x01020304, b(12, 0xAA), b(32, 0xBB)),
     TransportData(0xDEADBEEF, 2**40 + 5, b(32, 0xCC)),
+    TransportFragment(0xDEADBEEF, 2**40 + 6, 1, 3, b(24, 0xCD)),
     Hello(0x0102030405060708, bytes(54)),
     HelloReply(0x0102030405060708, b(32, 0xDD)),
     Ping(99, b""),

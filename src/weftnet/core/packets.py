@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from weftnet.core.wire import U32, U64, Bytes, Fixed, Message, Rest, register
+from weftnet.core.wire import U8, U32, U64, Bytes, Fixed, Message, Rest, register
 
 __all__ = [
     "HandshakeInit",
     "HandshakeResponse",
     "CookieReply",
+    "TransportFragment",
+    "MAX_FRAGMENTS",
     "TransportData",
     "Hello",
     "HelloReply",
@@ -29,6 +31,8 @@ __all__ = [
 #: Largest upper-layer payload that may ride inside a handshake message.
 MAX_EARLY_DATA = 1200
 AEAD_TAG = 16
+#: A payload larger than one datagram is sent in at most this many fragments.
+MAX_FRAGMENTS = 64
 #: A Hello is padded to at least this many bytes, more than a HelloReply, so
 #: answering one never amplifies traffic towards a spoofed source.
 HELLO_MIN_SIZE = 64
@@ -104,6 +108,32 @@ class TransportData(Message):
         ("counter", U64),
         ("ciphertext", Rest(min_len=AEAD_TAG)),
     )
+
+
+@register
+@dataclass(frozen=True)
+class TransportFragment(Message):
+    """One piece of a payload too large for one datagram: the pieces of one
+    ``counter`` concatenate to the ciphertext (tag included) that a
+    TransportData with that counter would carry (docs/handshake.md)."""
+
+    TYPE: ClassVar = 0x07
+    receiver_index: int
+    counter: int
+    index: int
+    count: int
+    piece: bytes
+    FIELDS: ClassVar = (
+        ("receiver_index", U32),
+        ("counter", U64),
+        ("index", U8),
+        ("count", U8),
+        ("piece", Rest(min_len=1)),
+    )
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.count <= MAX_FRAGMENTS or not 0 <= self.index < self.count:
+            raise ValueError(f"fragment {self.index} of {self.count}: count is 2-{MAX_FRAGMENTS}, index below it")
 
 
 @register

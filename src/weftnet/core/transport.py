@@ -44,6 +44,7 @@ from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
+    MAX_FRAGMENTS,
     CookieReply,
     HandshakeInit,
     HandshakeResponse,
@@ -67,9 +68,13 @@ __all__ = [
     "PeerInfo",
 ]
 
-_T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY = 1, 2, 3, 4, 5, 6
+_T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1, 2, 3, 4, 5, 6, 7
 _PING, _PONG = 0x10, 0x11
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
+_FRAG_HEADER = 16  # the same, then index u8, count u8
+#: Fragments of one payload must all arrive within this long; at most this many payloads in reassembly.
+FRAGMENT_TIMEOUT = 2.0
+MAX_REASSEMBLIES = 128
 _COOKIE_LIFETIME = 120.0
 
 
@@ -92,6 +97,9 @@ class TransportConfig:
     hello_per_second: int = 100
     hello_per_source_per_second: int = 5
     max_peers: int = 100_000
+    #: Largest UDP payload sent: 1392-byte underlay paths (see docs/vpn.md, MTU) minus IPv6 and UDP headers.
+    #: A payload whose datagram would be larger is sealed once and sent in TransportFragment pieces.
+    max_datagram: int = 1344
 
 
 # -- events ---------------------------------------------------------------------
@@ -226,6 +234,7 @@ class SecureTransport:
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque = deque()
+        self._reassembly: dict[tuple[int, int], list] = {}  # (session index, counter) -> pieces; insertion order
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
         #: VPN data plane's hot path (no event object, no dispatch per packet).
@@ -248,7 +257,7 @@ class SecureTransport:
                 "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
                 "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
                 "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
-                "expired_dropped", "queue_dropped",
+                "expired_dropped", "queue_dropped", "fragments_expired",
             ),
             0,
         )
@@ -336,6 +345,8 @@ class SecureTransport:
             kind = data[1]
             if kind == _T_DATA:
                 self._on_data(data, addr, now)
+            elif kind == _T_FRAGMENT:
+                self._on_fragment(data, addr, now)
             elif kind == _T_INIT:
                 self._on_init(data, addr, now)
             elif kind == _T_RESP:
@@ -473,11 +484,23 @@ class SecureTransport:
         counter = s.counter
         s.counter += 1
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
-        pkt = b"\x01\x04" + s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big") + ct
-        self._out.append((pkt, peer.endpoint))
+        head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
+        step = self.config.max_datagram - _FRAG_HEADER
+        if len(ct) + _DATA_HEADER <= self.config.max_datagram or len(ct) > step * MAX_FRAGMENTS:
+            pkt = b"\x01\x04" + head + ct
+            self._out.append((pkt, peer.endpoint))
+            peer.bytes_out += len(pkt)
+            peer.packets_out += 1
+        else:
+            # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
+            count = -(-len(ct) // step)
+            head = b"\x01\x07" + head
+            out, ep = self._out, peer.endpoint
+            for i in range(count):
+                out.append((head + bytes((i, count)) + ct[i * step:(i + 1) * step], ep))
+            peer.bytes_out += len(ct) + count * _FRAG_HEADER
+            peer.packets_out += count
         peer.last_sent = now
-        peer.bytes_out += len(pkt)
-        peer.packets_out += 1
 
     def _start_handshake(self, peer: Peer, now: float) -> None:
         if peer.endpoint is None:
@@ -549,8 +572,54 @@ class SecureTransport:
         if not s.window.check(counter) or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
             return
+        self._open(s, counter, data[14:], len(data), 1, addr, now)
+
+    def _on_fragment(self, data: bytes, addr: Addr, now: float) -> None:
+        """A piece of a large payload: buffered (bounded) until all pieces are in, then opened whole."""
+        if len(data) < _FRAG_HEADER + 1:
+            self.stats["malformed_dropped"] += 1
+            return
+        owner = self._indices.get(int.from_bytes(data[2:6], "big"))
+        if not isinstance(owner, Session):
+            self.stats["unknown_index_dropped"] += 1  # nothing is buffered without a session
+            return
+        s = owner
+        counter = int.from_bytes(data[6:14], "big")
+        index, count = data[14], data[15]
+        if not 2 <= count <= MAX_FRAGMENTS or index >= count:
+            self.stats["malformed_dropped"] += 1
+            return
+        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
+            self.stats["replays_dropped"] += 1
+            return
+        key = (s.local_index, counter)
+        table = self._reassembly
+        entry = table.get(key)
+        if entry is None:
+            while table:  # oldest first: drop the expired, and the oldest beyond the bound
+                k, e = next(iter(table.items()))
+                if e[0] > now and len(table) < MAX_REASSEMBLIES:
+                    break
+                del table[k]
+                self.stats["fragments_expired"] += 1
+            entry = table[key] = [now + FRAGMENT_TIMEOUT, count, 0, [None] * count]
+        elif entry[1] != count:
+            del table[key]
+            self.stats["malformed_dropped"] += 1
+            return
+        parts = entry[3]
+        if parts[index] is None:
+            parts[index] = data[16:]
+            entry[2] += 1
+        if entry[2] < count:
+            return
+        del table[key]
+        self._open(s, counter, b"".join(parts), len(data), count, addr, now)
+
+    def _open(self, s: Session, counter: int, ct: bytes, size: int, datagrams: int, addr: Addr, now: float) -> None:
+        """Authenticate and decrypt one payload, then hand it on (the window moves only after the tag)."""
         try:
-            plain = s.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), data[14:], None)
+            plain = s.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), ct, None)
         except InvalidTag:
             self.stats["auth_failures"] += 1
             return
@@ -563,8 +632,8 @@ class SecureTransport:
         peer = s.peer
         peer.endpoint = addr  # roaming: follow the latest authenticated source
         peer.last_received = now
-        peer.bytes_in += len(data)
-        peer.packets_in += 1
+        peer.bytes_in += size if datagrams == 1 else len(ct) + datagrams * _FRAG_HEADER
+        peer.packets_in += datagrams
         if not plain:
             return  # keepalive
         peer.last_data_received = now

@@ -135,6 +135,9 @@ VNET_NONE = bytes(VNET_HDR_LEN)
 VNET_F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_ECN = 0, 1, 4, 0x80
 MAX_CHUNKS = 64
+#: Offloaded packets are cut in pieces of this size; the transport seals each
+#: piece once and fragments it to datagram size (TransportFragment).
+CHUNK_SIZE = 60_000
 #: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once.
 REASSEMBLY_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 256
@@ -369,6 +372,7 @@ class VpnNetwork:
         firewall: Firewall | None = None,
         revocations: RevocationList | None = None,
         mtu: int = DEFAULT_MTU,
+        chunk_size: int = CHUNK_SIZE,
     ):
         descriptor.verify()
         if revocations is not None:
@@ -383,6 +387,9 @@ class VpnNetwork:
         self.firewall = firewall if firewall is not None else Firewall()
         self.revocations = revocations
         self.mtu = mtu
+        if not 512 <= chunk_size <= MAX_MESSAGE_SIZE - 40:
+            raise NetworkError(f"chunk size {chunk_size} is outside 512-{MAX_MESSAGE_SIZE - 40}")
+        self.chunk_size = chunk_size
         self._own_addresses = frozenset(a.packed for a in own_cert.addresses)
         self._members: dict[bytes, _Member] = {}
         self._routes: dict[bytes, bytes] = {}
@@ -571,7 +578,7 @@ class VpnNetwork:
             return r
         info, node, member = r
         blob = vnet + packet
-        step = self.mtu
+        step = self.chunk_size
         count = -(-len(blob) // step)
         if count > MAX_CHUNKS:
             return self._drop("too-big", node)
