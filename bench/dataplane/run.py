@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Data-plane throughput: iperf3 TCP between two network namespaces through several tunnels.
+
+For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet) the
+benchmark creates two fresh namespaces joined by a veth pair (10.200.0.1/24 <-> 10.200.0.2/24),
+brings the tunnel up, runs an iperf3 server in B and a client in A against B's overlay address,
+and tears everything down again. A missing tool gives a "not installed" row and a failing system
+an "error" row; the other systems still run.
+
+    sudo python3 bench/dataplane/run.py                      # all systems, 10 s each
+    sudo python3 bench/dataplane/run.py --only veth,nebula --seconds 5 --reverse
+
+Writes dataplane.json and dataplane.md into --out (default bench/results/). Needs root, iproute2,
+iperf3 and ping; see bench/dataplane/README.md for the packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
+from systems import REPO, WEFT_DEFAULT, System, all_systems, first_line  # noqa: E402
+
+IPERF_PORT = 5201
+REQUIRED = ("ip", "iperf3", "ping", "ss")
+
+
+# -- measurement ---------------------------------------------------------------------------------
+
+def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool) -> dict:
+    """One iperf3 TCP run from A to `server` (or back with -R); receiver's rate and a few extras.
+
+    The byte counters of the tunnel device `dev` in A are read around the run, and the run is
+    rejected if they saw less than the data iperf3 moved (traffic took another path).
+    """
+    before = topo.dev_bytes("a", dev)
+    argv = ["iperf3", "-c", server, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
+            "--connect-timeout", "5000"]
+    if reverse:
+        argv.append("-R")
+    try:
+        cp = topo.exec("a", argv, timeout=seconds + 20, check=False)
+    except BenchError:
+        topo.check_alive()  # a dead tunnel daemon is the better explanation for a hung client
+        raise
+    try:
+        data = json.loads(cp.stdout)
+    except ValueError as e:
+        raise BenchError(f"iperf3 gave no JSON (exit {cp.returncode}): {(cp.stderr or cp.stdout).strip()[:300]}") from e
+    if data.get("error"):
+        raise BenchError(f"iperf3{' -R' if reverse else ''}: {data['error']}")
+    after = topo.dev_bytes("a", dev)
+    end = data["end"]
+    moved = end["sum_received"]["bytes"]
+    seen = after[0] - before[0] if reverse else after[1] - before[1]
+    if seen < moved:
+        raise BenchError(f"{dev} counted {seen} bytes but iperf3 moved {moved}: traffic bypassed the tunnel")
+    cpu = end.get("cpu_utilization_percent", {})
+    return {
+        "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
+        "bytes": moved,
+        "dev_bytes": seen,
+        "retransmits": end.get("sum_sent", {}).get("retransmits"),
+        "cpu_client_pct": round(cpu.get("host_total", 0.0), 1),
+        "cpu_server_pct": round(cpu.get("remote_total", 0.0), 1),
+    }
+
+
+def measure(system: System, workroot: Path, seconds: int, reverse: bool) -> dict:
+    """Set up, measure and tear down one system; always returns a result row."""
+    row: dict = {"name": system.name, "title": system.title}
+    missing = system.missing()
+    if missing:
+        row.update(status="not installed", error=f"missing: {', '.join(missing)}")
+        return row
+    row["version"] = system.version()
+    row["load_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
+    wd = workroot / system.name
+    wd.mkdir(parents=True)
+    try:
+        with Topology(wd) as topo:
+            overlay = system.setup(topo, wd)
+            row.update(server=overlay.server, dev=overlay.dev, mtu=overlay.mtu, notes=overlay.notes)
+            topo.spawn("b", ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3-server")
+            topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
+            row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, reverse=False)
+            if reverse:
+                row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, reverse=True)
+            topo.check_alive()
+        row["status"] = "ok"
+    except BenchError as e:
+        row.update(status="error", error=str(e))
+    except Exception as e:  # report anything unexpected in the row and go on with the others
+        row.update(status="error", error=f"{type(e).__name__}: {e}")
+    return row
+
+
+# -- machine description -------------------------------------------------------------------------
+
+def machine() -> dict:
+    """CPU model, cores, RAM, kernel, distribution, Python and iperf3 versions."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    distro = "unknown"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": ram_gib,
+        "kernel": os.uname().release,
+        "os": distro,
+        "python": platform.python_version(),
+        "iperf3": first_line(["iperf3", "--version"]),
+    }
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _gbit(row: dict, key: str) -> str:
+    res = row.get(key)
+    return f"{res['gbit_s']:.2f}" if res else "—"
+
+
+def markdown(report: dict) -> str:
+    """The Markdown rendering of a report."""
+    m = report["machine"]
+    reverse = report["reverse"]
+    out = [
+        "# Data-plane throughput (bench/dataplane/run.py)",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, kernel {m['kernel']}, "
+        f"{m['os']}, Python {m['python']}",
+        f"- load: {m['iperf3']}, one TCP stream, {report['seconds']} s per direction, client in A, "
+        f"server in B; the rate is the receiver's",
+        f"- underlay: veth pair {UNDERLAY_A}/24 <-> {UNDERLAY_B}/24 between two fresh network namespaces "
+        f"per system, MTU {UNDERLAY_MTU}",
+        "- client, server and both tunnel endpoints share the same cores, so each figure is the cost of "
+        "both ends of a tunnel on one machine, not a link speed; 'load before' is the 1-minute load "
+        "average when the system was set up (anything else running on the machine lowers the figures)",
+        "",
+    ]
+    head = ["system", "status", "Gbit/s A→B"]
+    if reverse:
+        head.append("Gbit/s B→A (-R)")
+    head += ["retransmits", "tunnel MTU", "load before", "version"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["results"]:
+        cells = [row["title"], row["status"], _gbit(row, "forward")]
+        if reverse:
+            cells.append(_gbit(row, "reverse"))
+        cells += [row.get("forward", {}).get("retransmits"), row.get("mtu"), row.get("load_1m"),
+                  row.get("version", "—")]
+        out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    out += ["", "## Configuration notes", ""]
+    for row in report["results"]:
+        bits = [f"{k}: {v}" for k, v in row.get("notes", {}).items()]
+        if row.get("mtu"):
+            bits.insert(0, f"device {row['dev']}, MTU {row['mtu']}")
+        if row.get("server"):
+            bits.append(f"iperf3 to {row['server']}")
+        if row.get("error"):
+            bits.append(f"**{row['status']}**: {row['error']}")
+        out.append(f"- **{row['title']}** — " + "; ".join(_cell(b) for b in bits))
+    out.append("")
+    return "\n".join(out)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+def _terminate(signum, _frame):
+    """Turn SIGTERM/SIGHUP into an exception so the try/finally teardown runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help="comma-separated systems to run (default: all): "
+                   + ",".join(s.name for s in all_systems()))
+    p.add_argument("--seconds", type=int, default=10, help="iperf3 -t per direction (default 10)")
+    p.add_argument("--reverse", action="store_true", help="also measure B->A with iperf3 -R")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results",
+                   help="directory for dataplane.json and dataplane.md (default bench/results/)")
+    p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
+    args = p.parse_args(argv)
+
+    if os.geteuid() != 0:
+        p.error("needs root (network namespaces, TUN devices)")
+    if args.seconds < 1:
+        p.error("--seconds must be at least 1")
+    missing = [t for t in REQUIRED if not shutil.which(t)]
+    if missing:
+        p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
+    systems = all_systems(args.weft)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        known = {s.name for s in systems}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            p.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        systems = [s for s in systems if s.name in wanted]
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    workroot = Path(tempfile.mkdtemp(prefix=f"dp-{os.getpid()}-"))
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "seconds": args.seconds,
+        "reverse": args.reverse,
+        "results": [],
+    }
+    try:
+        for system in systems:
+            print(f"[dataplane] {system.name} ...", file=sys.stderr, flush=True)
+            row = measure(system, workroot, args.seconds, args.reverse)
+            summary = row["status"]
+            if row["status"] == "ok":
+                summary += f", {_gbit(row, 'forward')} Gbit/s"
+                if args.reverse:
+                    summary += f", reverse {_gbit(row, 'reverse')} Gbit/s"
+            elif row.get("error"):
+                summary += f": {row['error']}"
+            print(f"[dataplane] {system.name}: {summary}", file=sys.stderr, flush=True)
+            report["results"].append(row)
+    except KeyboardInterrupt as e:
+        print(f"[dataplane] interrupted ({e or 'SIGINT'}); torn down, no results written", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"[dataplane] work directory kept: {workroot}", file=sys.stderr)
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dataplane.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "dataplane.md").write_text(markdown(report))
+    print(f"[dataplane] wrote {args.out / 'dataplane.md'} and dataplane.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
