@@ -11,6 +11,11 @@ Targets:
 * ``transport``: ``SecureTransport.receive_datagram`` (the responder side of
   the handshake, and the transport path of an established session) must never
   raise, and must never answer anything but a valid padded Hello.
+* ``vpn``: a private network's data plane (``VpnNetwork``) fed hostile
+  payloads from a member and from a stranger (``inbound``: VPN packets,
+  offloaded chunks, certificate offers, revocation lists) and hostile packets
+  from its own TUN (``outbound`` and ``outbound_vnet``) must return a result,
+  never raise; what it lets through to the TUN must parse as an IP packet.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -36,6 +41,7 @@ from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
 from weftnet.core.packets import HelloReply
 from weftnet.core.transport import SecureTransport
+from weftnet.core.vpn import Deliver, Drop, Send
 from weftnet.errors import DecodeError
 
 A, B = ("192.0.2.1", 1000), ("192.0.2.2", 2000)
@@ -82,8 +88,56 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         a.receive_datagram(d, B, T0)
     for i in range(3):
         a.send(Contact(ib.public_key, B), wire.encode(Ping(i, b"")), T0)
+    a.send(Contact(ib.public_key, B), b"\x01\x20" + bytes(3000), T0)  # a large payload: fragments
     out += [d for d, _ in a.datagrams_to_send(T0)]
-    return out
+    return out + vpn_corpus()
+
+
+def vpn_network(seed_node: int, ip: str):
+    """A member of the fuzz network (fixed authority, so corpus payloads name its network ID)."""
+    from weftnet.core.firewall import Firewall
+    from weftnet.core.netcert import NetworkAuthority
+    from weftnet.core.vpn import VpnNetwork
+
+    auth = NetworkAuthority.create("fuzz", ["10.1.0.0/24", "fd00:1::/64"], random.Random(42), T0)
+    ident = Identity.from_seed(bytes([seed_node]) * 32)
+    cert = auth.sign_member(ident.node_id, [ip, ip.replace("10.1.0.", "fd00:1::")], ["g"],
+                            not_before=int(T0) - 10, not_after=int(T0) + 86400, serial=seed_node)
+    allow = [{"proto": "any", "port": "any", "host": "any"}]
+    return auth, ident, VpnNetwork(auth.descriptor, cert, T0, firewall=Firewall.from_config(
+        {"inbound": allow, "outbound": allow}), chunk_size=1280)
+
+
+def vpn_corpus() -> list[bytes]:
+    """VPN payloads from member M (10.1.0.2) to us (10.1.0.1), and raw IP packets for our TUN side."""
+    import struct
+
+    from weftnet.core.vpn import VNET_HDR
+
+    auth, _, m = vpn_network(2, "10.1.0.2")
+    _, us_ident, us = vpn_network(1, "10.1.0.1")
+    m.add_certificate(us.own_cert, T0)
+    ips = []
+    for src, dst in (("10.1.0.2", "10.1.0.1"), ("fd00:1::2", "fd00:1::1")):
+        v6 = ":" in src
+        s, d = (__import__("ipaddress").ip_address(x).packed for x in (src, dst))
+        for proto, l4 in ((6, struct.pack("!HHIIBBHHH", 4000, 80, 1, 0, 0x50, 0x02, 512, 0, 0)),
+                          (17, struct.pack("!HHHH", 5000, 53, 8 + 4, 0) + b"abcd"),
+                          (58 if v6 else 1, struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, 7, 1) + b"ping")):
+            if v6:
+                ips.append(struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, s, d) + l4)
+            else:
+                ips.append(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, s, d) + l4)
+    out = []
+    for pkt in ips:
+        r = m.outbound(pkt, T0)
+        out += list(r.payloads) if isinstance(r, Send) else []
+    big = ips[0][:2] + struct.pack("!H", 4020) + ips[0][4:] + bytes(4000)
+    r = m.outbound_vnet(VNET_HDR.pack(1, 1, 40, 1240, 20, 16), big, T0)
+    out += list(r.payloads) if isinstance(r, Send) else []
+    rl = auth.revocation_list(seq=1, issued_at=int(T0), serials=[99])
+    out.append(wire.encode(rl))
+    return out + ips
 
 
 def mutate(data: bytes, rng: random.Random, corpus: list[bytes]) -> bytes:
@@ -171,6 +225,57 @@ class TransportTarget:
             self.t.handle_timer(self.now)
 
 
+class VpnTarget:
+    """Our member of the fuzz network: payloads from member M or a stranger, packets from our TUN."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.reset()
+
+    def reset(self) -> None:
+        from ipaddress import ip_address
+
+        from weftnet.core.firewall import parse_packet
+
+        _, self.m_ident, m = vpn_network(2, "10.1.0.2")
+        _, _, self.us = vpn_network(1, "10.1.0.1")
+        self.us.add_certificate(m.own_cert, T0)
+        self.stranger = Identity.from_seed(bytes([9]) * 32).node_id
+        self.parse = parse_packet
+        self.ours = {ip_address("10.1.0.1").packed, ip_address("fd00:1::1").packed}
+        self.now = T0
+        self.inputs = 0
+
+    def __call__(self, data: bytes) -> None:
+        self.inputs += 1
+        if self.inputs > 5000:
+            self.reset()
+        self.now += 0.001
+        r = self.rng.random()
+        if r < 0.6:
+            sender = self.m_ident.node_id if self.rng.random() < 0.85 else self.stranger
+            res = self.us.inbound(sender, data, self.now)
+            if isinstance(res, Deliver):
+                info = self.parse(res.packet)  # whatever reaches the TUN is a well-formed packet for us
+                if info.dst not in self.ours or len(res.vnet) not in (0, 10):
+                    raise AssertionError("delivered a packet that is not for this member")
+            elif res is not None and not isinstance(res, Drop):
+                raise AssertionError(f"inbound returned {res!r}")
+        elif r < 0.8:
+            res = self.us.outbound(data, self.now)
+            if not isinstance(res, (Send, Deliver, Drop)):
+                raise AssertionError(f"outbound returned {res!r}")
+        else:
+            res = self.us.outbound_vnet(data[:10], data[10:], self.now)
+            if not isinstance(res, (Send, Deliver, Drop)):
+                raise AssertionError(f"outbound_vnet returned {res!r}")
+        self.us.messages_to_send()
+        while self.us.next_event() is not None:
+            pass
+        if self.inputs % 997 == 0:
+            self.us.handle_timer(self.now)
+
+
 def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     load_all_messages()
     rng = random.Random(seed)
@@ -180,11 +285,15 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("wire", fuzz_wire))
     if target in ("transport", "all"):
         targets.append(("transport", TransportTarget(random.Random(seed + 1))))
+    if target in ("vpn", "all"):
+        targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
     for name, fn in targets:
-        gen = gen_inputs(random.Random(f"{seed}-{name}"), corpus)
+        # The data plane gets mostly its own messages, so mutations go deep into it.
+        own = vpn_corpus() * 4 + corpus if name == "vpn" else corpus
+        gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
             try:
@@ -204,7 +313,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "all"), default="all")
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "all"), default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
