@@ -488,3 +488,19 @@ def test_large_payloads_survive_a_hostile_network():
             if isinstance(e, Received):
                 got.append(e.payload)
     assert {big(100 + i, 20_000) for i in range(5)} <= set(got)
+
+
+def test_fragments_that_add_up_to_more_than_any_payload_are_dropped():
+    from weftnet.core.transport import MAX_REASSEMBLED
+
+    p = Pair()
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.deliver()
+    # A peer with a session (its index is real) sends huge pieces under one counter.
+    index = p.b._peers[p.ia.public_key].current.local_index
+    piece = b"z" * 30_000
+    for i in range(3):
+        p.b.receive_datagram(b"\x01\x07" + index.to_bytes(4, "big") + (50).to_bytes(8, "big")
+                             + bytes((i, 8)) + piece, A, p.now)
+    assert 3 * 30_000 > MAX_REASSEMBLED and not p.b._reassembly
+    assert p.b.stats["malformed_dropped"] == 1

@@ -103,3 +103,11 @@ def test_a_header_the_kernel_must_not_see_is_dropped_and_the_firewall_still_judg
     vnet, pkt = superpacket(dport=80)
     results = [b.inbound(ia.node_id, p, T0) for p in chunks(a.outbound_vnet(vnet, pkt, T0))]
     assert isinstance(results[-1], Drop) and results[-1].reason == "firewall"
+
+
+def test_a_member_cannot_make_a_reassembly_larger_than_a_packet():
+    net, ia, ib, a, b = pair()
+    head = b"\x01\x55" + b.network_id
+    for i in range(3):
+        r = b.inbound(ia.node_id, head + struct.pack("!IBB", 5, i, 64) + bytes(30_000), T0)
+    assert isinstance(r, Drop) and r.reason == "bad-chunk" and not b._reassembly

@@ -54,7 +54,7 @@ from weftnet.core.packets import (
     Pong,
 )
 from weftnet.core.replay import ReplayWindow
-from weftnet.core.wire import VERSION, decode, encode
+from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, decode, encode
 from weftnet.errors import DecodeError, HandshakeError, SessionError
 
 __all__ = [
@@ -72,9 +72,11 @@ _T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1,
 _PING, _PONG = 0x10, 0x11
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _FRAG_HEADER = 16  # the same, then index u8, count u8
-#: Fragments of one payload must all arrive within this long; at most this many payloads in reassembly.
+#: Fragments of one payload must all arrive within this long; at most this many payloads in
+#: reassembly, each at most one wire message (so at most 128 x 64 KiB buffered).
 FRAGMENT_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 128
+MAX_REASSEMBLED = MAX_MESSAGE_SIZE + 16
 _COOKIE_LIFETIME = 120.0
 
 
@@ -486,7 +488,8 @@ class SecureTransport:
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
         head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
         step = self.config.max_datagram - _FRAG_HEADER
-        if len(ct) + _DATA_HEADER <= self.config.max_datagram or len(ct) > step * MAX_FRAGMENTS:
+        if (len(ct) + _DATA_HEADER <= self.config.max_datagram or len(ct) > MAX_REASSEMBLED
+                or len(ct) > step * MAX_FRAGMENTS):
             pkt = b"\x01\x04" + head + ct
             self._out.append((pkt, peer.endpoint))
             peer.bytes_out += len(pkt)
@@ -602,13 +605,18 @@ class SecureTransport:
                     break
                 del table[k]
                 self.stats["fragments_expired"] += 1
-            entry = table[key] = [now + FRAGMENT_TIMEOUT, count, 0, [None] * count]
+            entry = table[key] = [now + FRAGMENT_TIMEOUT, count, 0, [None] * count, 0]
         elif entry[1] != count:
             del table[key]
             self.stats["malformed_dropped"] += 1
             return
         parts = entry[3]
         if parts[index] is None:
+            entry[4] += len(data) - _FRAG_HEADER
+            if entry[4] > MAX_REASSEMBLED:  # larger than any payload a peer may send
+                del table[key]
+                self.stats["malformed_dropped"] += 1
+                return
             parts[index] = data[16:]
             entry[2] += 1
         if entry[2] < count:

@@ -138,9 +138,11 @@ MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
 #: piece once and fragments it to datagram size (TransportFragment).
 CHUNK_SIZE = 60_000
-#: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once.
+#: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once,
+#: each at most the largest packet a TUN hands over (so at most 256 x 64 KiB buffered per network).
 REASSEMBLY_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 256
+MAX_REASSEMBLED = VNET_HDR_LEN + 65_535
 
 
 @register
@@ -563,7 +565,7 @@ class VpnNetwork:
 
         A plain packet (no segmentation, checksum complete) takes the normal
         path. A TCP superpacket, or a packet with a partial checksum, travels
-        whole in :class:`VpnChunk` pieces no larger than the MTU (the
+        whole in :class:`VpnChunk` pieces of ``chunk_size`` bytes (the
         receiver's kernel segments it or completes the checksum).
         """
         if vnet == VNET_NONE:
@@ -685,12 +687,16 @@ class VpnNetwork:
                     break
                 del table[k]
                 self._drop("reassembly-timeout", k[0])
-            entry = table[key] = [now + REASSEMBLY_TIMEOUT, count, 0, [None] * count]
+            entry = table[key] = [now + REASSEMBLY_TIMEOUT, count, 0, [None] * count, 0]
         elif entry[1] != count:
             del self._reassembly[key]
             return self._drop("bad-chunk", peer)
         parts = entry[3]
         if parts[index] is None:
+            entry[4] += len(data)
+            if entry[4] > MAX_REASSEMBLED:  # more than any real packet: a hostile member
+                del self._reassembly[key]
+                return self._drop("bad-chunk", peer)
             parts[index] = data
             entry[2] += 1
         if entry[2] < count:
