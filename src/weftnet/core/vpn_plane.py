@@ -120,7 +120,8 @@ class VpnPlane:
         self._extra: list[MutableRecord] = []
         self._pending: dict[bytes, deque[bytes]] = {}
         self._sweep_at: float | None = None
-        self._lookups: dict[int, tuple] = {}  # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("publish",)
+        # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("revocations", net id) | ("publish",)
+        self._lookups: dict[int, tuple] = {}
         self.stats = dict.fromkeys(
             ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
              "resolve_failed", "published", "revocations_installed"), 0)
