@@ -12,6 +12,17 @@ from __future__ import annotations
 __all__ = ["ReplayWindow"]
 
 
+_MASKS: dict[int, int] = {}
+
+
+def _mask(size: int) -> int:
+    """``2**size - 1``, shared by every window of that size (a 2,048-bit int is 300 bytes)."""
+    m = _MASKS.get(size)
+    if m is None:
+        m = _MASKS[size] = (1 << size) - 1
+    return m
+
+
 class ReplayWindow:
     __slots__ = ("size", "top", "bits", "_mask")
 
@@ -19,7 +30,7 @@ class ReplayWindow:
         self.size = size
         self.top = -1  # greatest accepted counter; -1 = none yet
         self.bits = 0  # bit i set <=> counter (top - i) accepted
-        self._mask = (1 << size) - 1
+        self._mask = _mask(size)
 
     def check(self, counter: int) -> bool:
         if counter > self.top:

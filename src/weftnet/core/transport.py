@@ -181,7 +181,7 @@ class Session:
         self.peer = peer
 
 
-@dataclass
+@dataclass(slots=True)  # one per known node: no per-instance dict
 class Peer:
     public_key: bytes
     node_id: NodeId
