@@ -231,7 +231,10 @@ class Daemon:
             for a in m.certificate.addresses:
                 prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
                 addrs.append(f"{a}/{prefix.prefixlen}")
-            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
+            try:
+                tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
+            except NetworkError as exc:
+                raise NetworkError(f"network {name!r}: {exc}") from None
             self._tuns[vnet.network_id] = tun
             tun.set_blocking(False)
             self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
