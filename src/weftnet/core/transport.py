@@ -53,6 +53,7 @@ from weftnet.core.packets import (
     Ping,
     Pong,
 )
+from weftnet.core.reassembly import REFUSED, Reassembly
 from weftnet.core.replay import ReplayWindow
 from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, decode, encode
 from weftnet.errors import DecodeError, HandshakeError, SessionError
@@ -236,7 +237,8 @@ class SecureTransport:
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque = deque()
-        self._reassembly: dict[tuple[int, int], list] = {}  # (session index, counter) -> pieces; insertion order
+        self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
+                                      self._fragments_expired)  # (session index, counter) -> pieces
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
         #: VPN data plane's hot path (no event object, no dispatch per packet).
@@ -572,8 +574,7 @@ class SecureTransport:
             return
         s = owner
         counter = int.from_bytes(data[6:14], "big")
-        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
-            self.stats["replays_dropped"] += 1
+        if not self._fresh(s, counter):
             return
         self._open(s, counter, data[14:], len(data), 1, addr, now)
 
@@ -592,37 +593,25 @@ class SecureTransport:
         if not 2 <= count <= MAX_FRAGMENTS or index >= count:
             self.stats["malformed_dropped"] += 1
             return
-        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
-            self.stats["replays_dropped"] += 1
+        if not self._fresh(s, counter):
             return
-        key = (s.local_index, counter)
-        table = self._reassembly
-        entry = table.get(key)
-        if entry is None:
-            while table:  # oldest first: drop the expired, and the oldest beyond the bound
-                k, e = next(iter(table.items()))
-                if e[0] > now and len(table) < MAX_REASSEMBLIES:
-                    break
-                del table[k]
-                self.stats["fragments_expired"] += 1
-            entry = table[key] = [now + FRAGMENT_TIMEOUT, count, 0, [None] * count, 0]
-        elif entry[1] != count:
-            del table[key]
+        whole = self._reassembly.add((s.local_index, counter), index, count, data[16:], now)
+        if whole is None:
+            return
+        if whole is REFUSED:  # a count that changed, or more bytes than any payload
             self.stats["malformed_dropped"] += 1
             return
-        parts = entry[3]
-        if parts[index] is None:
-            entry[4] += len(data) - _FRAG_HEADER
-            if entry[4] > MAX_REASSEMBLED:  # larger than any payload a peer may send
-                del table[key]
-                self.stats["malformed_dropped"] += 1
-                return
-            parts[index] = data[16:]
-            entry[2] += 1
-        if entry[2] < count:
-            return
-        del table[key]
-        self._open(s, counter, b"".join(parts), len(data), count, addr, now)
+        self._open(s, counter, whole, len(data), count, addr, now)
+
+    def _fresh(self, s: Session, counter: int) -> bool:
+        """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
+        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
+            self.stats["replays_dropped"] += 1
+            return False
+        return True
+
+    def _fragments_expired(self, key) -> None:
+        self.stats["fragments_expired"] += 1
 
     def _open(self, s: Session, counter: int, ct: bytes, size: int, datagrams: int, addr: Addr, now: float) -> None:
         """Authenticate and decrypt one payload, then hand it on (the window moves only after the tag)."""

@@ -77,6 +77,7 @@ from weftnet.core.netcert import (
     RevocationList,
     WrongNetwork,
 )
+from weftnet.core.reassembly import REFUSED, Reassembly
 from weftnet.core.wire import (
     MAX_MESSAGE_SIZE,
     U8,
@@ -404,7 +405,8 @@ class VpnNetwork:
         self._next_packet_id = 0
         #: Our own certificate is on a revocation list we accepted: we send nothing more.
         self.own_revoked = False
-        self._reassembly: OrderedDict[tuple[bytes, int], list] = OrderedDict()
+        self._reassembly = Reassembly(MAX_REASSEMBLIES, REASSEMBLY_TIMEOUT, MAX_REASSEMBLED,
+                                      lambda key: self._drop("reassembly-timeout", key[0]))
         self._offer_plain = encode(CertOffer(self.network_id, own_cert, 0))
         self._offer_reply = encode(CertOffer(self.network_id, own_cert, 1))
 
@@ -677,32 +679,12 @@ class VpnNetwork:
         data = payload[40:]
         if count == 1:
             return self._reassembled(peer, member, data, now)
-        key = (peer, pid)
-        entry = self._reassembly.get(key)
-        if entry is None:
-            table = self._reassembly
-            while table:  # oldest first: drop the expired, and the oldest beyond the bound
-                k, e = next(iter(table.items()))
-                if e[0] > now and len(table) < MAX_REASSEMBLIES:
-                    break
-                del table[k]
-                self._drop("reassembly-timeout", k[0])
-            entry = table[key] = [now + REASSEMBLY_TIMEOUT, count, 0, [None] * count, 0]
-        elif entry[1] != count:
-            del self._reassembly[key]
-            return self._drop("bad-chunk", peer)
-        parts = entry[3]
-        if parts[index] is None:
-            entry[4] += len(data)
-            if entry[4] > MAX_REASSEMBLED:  # more than any real packet: a hostile member
-                del self._reassembly[key]
-                return self._drop("bad-chunk", peer)
-            parts[index] = data
-            entry[2] += 1
-        if entry[2] < count:
+        whole = self._reassembly.add((peer, pid), index, count, data, now)
+        if whole is None:
             return None
-        del self._reassembly[key]
-        return self._reassembled(peer, member, b"".join(parts), now)
+        if whole is REFUSED:  # a count that changed, or more than any TUN packet: a hostile member
+            return self._drop("bad-chunk", peer)
+        return self._reassembled(peer, member, whole, now)
 
     def _reassembled(self, peer: bytes, member: _Member, blob: bytes, now: float) -> Deliver | Drop:
         if len(blob) < VNET_HDR_LEN + 20:
