@@ -92,46 +92,35 @@ def main() -> int:
     while ta.next_event() or tb.next_event():
         pass
 
-    def send():
-        ta.send(cb, PAYLOAD, now[0])
-        ta.datagrams_to_send(now[0])
+    def sender(payload: bytes):
+        def send():
+            ta.send(cb, payload, now[0])
+            ta.datagrams_to_send(now[0])
+        return send
 
-    # Pre-build datagrams for the receive path (each counter once).
-    pool = []
-    for _ in range(200_000):
-        ta.send(cb, PAYLOAD, now[0])
-    pool = [d for d, _ in ta.datagrams_to_send(now[0])]
+    def prebuilt(payload: bytes, n: int) -> list[list[bytes]]:
+        """The datagrams of n payloads, each counter once, for the receive path."""
+        out = []
+        for _ in range(n):
+            ta.send(cb, payload, now[0])
+            out.append([d for d, _ in ta.datagrams_to_send(now[0])])
+        return out
 
-    def receive_all() -> float:
+    def receive_rate(batches: list[list[bytes]]) -> float:
+        """Payloads per second through receive_datagram to their Received event."""
         got = 0
         t0 = time.perf_counter()
-        for d in pool:
-            tb.receive_datagram(d, A, now[0])
-            got += tb.next_event() is not None
-        elapsed = time.perf_counter() - t0
-        assert got == len(pool), f"only {got} of {len(pool)} datagrams were accepted"
-        return len(pool) / elapsed
-
-    def send_large():
-        ta.send(cb, LARGE, now[0])
-        ta.datagrams_to_send(now[0])
-
-    big_pool = []
-    for _ in range(2_000):
-        ta.send(cb, LARGE, now[0])
-        big_pool.append([d for d, _ in ta.datagrams_to_send(now[0])])
-    fragments = len(big_pool[0])
-
-    def receive_large() -> float:
-        got = 0
-        t0 = time.perf_counter()
-        for frags in big_pool:
-            for d in frags:
+        for datagrams in batches:
+            for d in datagrams:
                 tb.receive_datagram(d, A, now[0])
             got += tb.next_event() is not None
         elapsed = time.perf_counter() - t0
-        assert got == len(big_pool), f"only {got} of {len(big_pool)} large payloads arrived"
-        return len(big_pool) / elapsed
+        assert got == len(batches), f"only {got} of {len(batches)} payloads were accepted"
+        return len(batches) / elapsed
+
+    pool = prebuilt(PAYLOAD, 200_000)
+    big_pool = prebuilt(LARGE, 2_000)
+    fragments = len(big_pool[0])
 
     aead = ChaCha20Poly1305(bytes(32))
     ct = aead.encrypt(bytes(12), PAYLOAD, None)
@@ -146,10 +135,10 @@ def main() -> int:
 
     rows = [
         ("handshakes/s (full IK exchange, both sides)", rate(handshake, a.seconds)),
-        ("send path: 1,400-byte datagrams/s", rate(send, a.seconds)),
-        ("receive path: 1,400-byte datagrams/s", receive_all()),
-        (f"send path: 60,000-byte payloads/s ({fragments} fragments each)", rate(send_large, a.seconds)),
-        (f"receive path: 60,000-byte payloads/s ({fragments} fragments each)", receive_large()),
+        ("send path: 1,400-byte datagrams/s", rate(sender(PAYLOAD), a.seconds)),
+        ("receive path: 1,400-byte datagrams/s", receive_rate(pool)),
+        (f"send path: 60,000-byte payloads/s ({fragments} fragments each)", rate(sender(LARGE), a.seconds)),
+        (f"receive path: 60,000-byte payloads/s ({fragments} fragments each)", receive_rate(big_pool)),
         ("floor: ChaCha20-Poly1305 seal of 1,400 bytes/s", rate(seal, a.seconds)),
         ("floor: ChaCha20-Poly1305 open of 1,400 bytes/s", rate(open_, a.seconds)),
     ]
