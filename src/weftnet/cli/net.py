@@ -85,14 +85,19 @@ def _write_new(path: Path, data: str, mode: int = 0o644, replace: bool = False) 
     os.replace(tmp, path)
 
 
-def _read_one(path: Path, cls):
+def _read_blocks(path: Path) -> list:
+    """Every armoured block of a state file, decoded."""
     try:
         text = path.read_text("ascii")
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    items = [x for x in dearmor(text) if isinstance(x, cls)]
+    return dearmor(text)
+
+
+def _read_one(path: Path, cls, items: list | None = None):
+    items = [x for x in (_read_blocks(path) if items is None else items) if isinstance(x, cls)]
     if len(items) != 1:
         raise ConfigError(f"{path} should hold exactly one {cls.__name__}")
     return items[0]
@@ -193,20 +198,24 @@ def sign_member_cert(state_dir: Path, name: str, node: NodeId, ips: Iterable[str
     return cert, armor(auth.descriptor) + armor(cert) + records
 
 
-def load_revocations(state_dir: Path, name: str) -> RevocationList | None:
+def _revocations_file(state_dir: Path, name: str) -> tuple[RevocationList | None, MutableRecord | None]:
+    """The verified revocation list and, if the list fits one, its signed DHT record: one read."""
     path = network_dir(state_dir, name) / "revocations.pem"
     if not path.exists():
-        return None
-    return _read_one(path, RevocationList).verify(_descriptor(state_dir, name))
+        return None, None
+    items = _read_blocks(path)
+    rl = _read_one(path, RevocationList, items).verify(_descriptor(state_dir, name))
+    recs = [x for x in items if isinstance(x, MutableRecord)]
+    return rl, recs[0] if recs else None
+
+
+def load_revocations(state_dir: Path, name: str) -> RevocationList | None:
+    return _revocations_file(state_dir, name)[0]
 
 
 def load_revocation_record(state_dir: Path, name: str) -> MutableRecord | None:
     """The signed DHT record stored beside the revocation list, if the list fits one."""
-    path = network_dir(state_dir, name) / "revocations.pem"
-    if not path.exists():
-        return None
-    recs = [x for x in dearmor(path.read_text("ascii")) if isinstance(x, MutableRecord)]
-    return recs[0] if recs else None
+    return _revocations_file(state_dir, name)[1]
 
 
 def save_revocations(state_dir: Path, name: str, rl: RevocationList, record: MutableRecord | None) -> Path:
@@ -295,12 +304,9 @@ def load_membership(state_dir: Path, name: str) -> Membership:
     cert = _read_one(d / "member.pem", NetCert) if (d / "member.pem").exists() else None
     records: list[MutableRecord] = []
     if (d / "directory.pem").exists():
-        try:
-            records = [r for r in dearmor((d / "directory.pem").read_text("ascii")) if isinstance(r, MutableRecord)]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NetworkError(f"cannot read {d / 'directory.pem'}: {exc}") from None
-    return Membership(desc, cert, load_revocations(state_dir, name), (d / "authority.key").exists(), records,
-                      load_revocation_record(state_dir, name))
+        records = [r for r in _read_blocks(d / "directory.pem") if isinstance(r, MutableRecord)]
+    revocations, revocation_record = _revocations_file(state_dir, name)
+    return Membership(desc, cert, revocations, (d / "authority.key").exists(), records, revocation_record)
 
 
 def list_networks(state_dir: Path) -> list[Membership]:
