@@ -403,6 +403,7 @@ class VpnNetwork:
         self._unknown_answered: OrderedDict[bytes, float] = OrderedDict()
         self._route_missed: OrderedDict[bytes, float] = OrderedDict()
         self._next_packet_id = 0
+        self._next_expiry: float | None = None  # get_timer's cache; None after a membership change
         #: Our own certificate is on a revocation list we accepted: we send nothing more.
         self.own_revoked = False
         self._reassembly = Reassembly(MAX_REASSEMBLIES, REASSEMBLY_TIMEOUT, MAX_REASSEMBLED,
@@ -453,6 +454,7 @@ class VpnNetwork:
             for a in old.addresses:
                 self._routes.pop(a, None)
         addresses = frozenset(a.packed for a in cert.addresses)
+        self._next_expiry = None
         self._members[cert.node_id] = _Member(cert, frozenset(cert.groups), addresses,
                                               old.offered_at if old is not None else None)
         for a in addresses:
@@ -462,6 +464,7 @@ class VpnNetwork:
         return True
 
     def _remove(self, node_id: bytes, reason: str) -> None:
+        self._next_expiry = None
         m = self._members.pop(node_id, None)
         if m is None:
             return
@@ -753,10 +756,16 @@ class VpnNetwork:
         return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
-        """The next certificate expiry among members (ours included)."""
-        deadlines = [m.cert.not_after for m in self._members.values()]
-        deadlines.append(self.own_cert.not_after)
-        return float(min(deadlines))
+        """The next certificate expiry among members (ours included).
+
+        Drivers ask after every batch of packets, so the minimum is kept until
+        membership changes rather than recomputed over every member each time.
+        """
+        if self._next_expiry is None:
+            deadlines = [m.cert.not_after for m in self._members.values()]
+            deadlines.append(self.own_cert.not_after)
+            self._next_expiry = float(min(deadlines))
+        return self._next_expiry
 
     def handle_timer(self, now: float) -> None:
         for node_id in sorted(self._members):
