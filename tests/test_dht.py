@@ -131,6 +131,59 @@ def test_disjoint_paths_never_share_a_contact():
     assert all(len(p) == 1 for p in paths.values())
 
 
+def test_value_lookup_keeps_one_handshake_out_and_hedges_the_next():
+    cs = sorted((contact(i) for i in range(1, 40)), key=lambda c: c.node_id.int)  # target 0: nearest first
+    warm_keys = {c.node_id.int for c in cs[3:]}  # the three nearest have no session
+    lk = Lookup(1, "get", 0, T0, k=5, alpha=3, has_session=lambda c: c.node_id.int in warm_keys,
+                cold_limit=1, hedge=0.05)
+    lk.seed(cs[:10])
+    first = lk.next_requests(T0)
+    # Nearest first, but only one request that needs a handshake; the warm ones fill alpha.
+    assert [c.contact for c in first] == [cs[0], cs[3], cs[4]]
+    lk.answered(cs[3].node_id.int, [])
+    assert lk.next_requests(T0 + 0.01) == []  # the second cold one waits for the first
+    assert lk.next_hedge(T0 + 0.01) == pytest.approx(T0 + 0.05)
+    # The first cold request is slow: after the hedge delay the next one goes out.
+    assert [c.contact for c in lk.next_requests(T0 + 0.06)] == [cs[1]]
+    # An answer (or a failure) frees the slot at once, whatever the hedge.
+    lk.failed(cs[1].node_id.int)
+    assert [c.contact for c in lk.next_requests(T0 + 0.061)] == [cs[2]]
+    # Node lookups ignore the hint: they must hear from the k closest anyway.
+    plain = Lookup(2, "find_node", 0, T0, k=5, alpha=3, has_session=lambda c: False)
+    plain.seed(cs[:10])
+    assert [c.contact for c in plain.next_requests(T0)] == cs[:3]
+
+
+def test_get_with_session_hint_sends_one_cold_request_then_hedges():
+    def reader(warm):
+        d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+        d.import_contacts([contact(i) for i in range(2, 40)], T0)
+        d.has_session = warm
+        return d
+
+    key = ImmutableRecord(b"x").key
+    cold = reader(lambda c: False)
+    cold.get(key, T0)
+    sent = cold.messages_to_send()
+    assert len(sent) == 1 and type(sent[0][1]).__name__ == "FindValue"
+    # No RTT measured yet: the hedge is hedge_max; then the second request goes out.
+    assert cold.get_timer() == pytest.approx(T0 + cold.config.hedge_max)
+    t = T0 + cold.config.hedge_max
+    cold.handle_timer(t)
+    hedged = cold.messages_to_send()
+    assert len(hedged) == 1 and hedged[0][0] != sent[0][0]
+    # Once round trips are measured, the hedge is a few of them (here 10 ms -> 30 ms).
+    cold.on_message(hedged[0][0], Nodes(hedged[0][1].rid, ()), t + 0.01)
+    cold.messages_to_send()
+    cold.get(ImmutableRecord(b"y").key, T0 + 2)
+    assert len(cold.messages_to_send()) == 1
+    assert cold.get_timer() == pytest.approx(T0 + 2 + 3 * 0.01)
+    # Over open sessions a get asks alpha contacts at once, as plain Kademlia does.
+    warm = reader(lambda c: True)
+    warm.get(key, T0)
+    assert len(warm.messages_to_send()) == 3
+
+
 # -- records ---------------------------------------------------------------------
 
 

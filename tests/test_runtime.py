@@ -14,6 +14,7 @@ from weftnet.core.dht.store import StoredRecord
 from weftnet.errors import ConfigError, ControlError, ParseError
 from weftnet.runtime.config import config_from_dict, parse_peer
 from weftnet.runtime.control import MAX_REQUEST, ControlServer, call
+from weftnet.runtime.daemon import node_config
 from weftnet.runtime.paths import StatePaths, resolve_state_dir
 from weftnet.runtime.store import SqliteStore
 
@@ -31,8 +32,9 @@ def test_parse_peer_forms():
 
 
 def test_config_validation_messages():
-    cfg = config_from_dict({"node": {"port": 0, "peers": ["127.0.0.1:1"]}, "dht": {"k": 8}})
+    cfg = config_from_dict({"node": {"port": 0, "peers": ["127.0.0.1:1"]}, "dht": {"k": 8, "cold_parallel": 3}})
     assert cfg.port == 0 and cfg.k == 8 and cfg.peers[0].port == 1
+    assert node_config(cfg).dht.cold_parallel == 3
     cases = [
         ({"node": {"port": 70000}}, "[node] port must be from 0 to 65535"),
         ({"node": {"listen": "nowhere"}}, "must be an IP address"),
@@ -40,6 +42,7 @@ def test_config_validation_messages():
         ({"node": {"peers": ["nope"]}}, "HOST:PORT"),
         ({"log": {"format": "xml"}}, "text or json"),
         ({"dht": {"alpha": True}}, "must be an integer"),
+        ({"dht": {"cold_parallel": 0}}, "[dht] cold_parallel must be from 1 to 16"),
         ({"dht": {"kk": 1}}, "unknown key [dht] kk"),
     ]
     for data, words in cases:

@@ -259,6 +259,7 @@ class NodeCore:
         self._rng = rng
         self.transport = SecureTransport(identity, rng, now, self.config.transport)
         self.dht = Dht(Contact(identity.public_key, endpoint), rng, now, self.config.dht, store, identity)
+        self.dht.has_session = self._has_session  # gets spare handshakes (dht/lookup.py)
         self.endpoint = endpoint
         self.started = now
         self._next_op = 1
@@ -270,6 +271,9 @@ class NodeCore:
         self.transport.sink_types = VpnSwitch.VPN_TYPES
         self._mutable_seq = 0
         self.decode_errors = 0
+
+    def _has_session(self, contact: Contact) -> bool:
+        return self.transport.has_session_key(contact.public_key)
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:

@@ -55,6 +55,7 @@ def node_config(cfg: Config) -> NodeConfig:
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,
+            cold_parallel=cfg.cold_parallel,
             disjoint_paths=cfg.disjoint_paths,
             per_prefix=cfg.per_prefix or None,
             max_records=cfg.max_records,

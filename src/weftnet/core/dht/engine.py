@@ -93,6 +93,14 @@ class DhtConfig:
     #: After the bootstrap lookup, refresh every bucket farther than our own
     #: (Kademlia section 2.3), so a new node's table fills at once.
     refresh_on_join: bool = True
+    #: Gets, when the driver says which contacts have a session (``Dht.has_session``):
+    #: cold requests (each a handshake) outstanding at once, and the hedge delay
+    #: after which one more goes out = ``hedge_rtts`` x the mean smoothed RTT,
+    #: clamped to [hedge_min, hedge_max]. See lookup.py, "Cost-aware reads".
+    cold_parallel: int = 1
+    hedge_rtts: float = 3.0
+    hedge_min: float = 0.02
+    hedge_max: float = 1.0
 
 
 class KbrApplication(Protocol):
@@ -133,6 +141,7 @@ class _Op:
     hops: dict = field(default_factory=dict)  # hop number -> Hop (reports may arrive in any order)
     hop_count: int = 0
     acked: bool = False  # trace: the ack is in, some hop reports may still be on the way
+    hedge_at: float = 0.0  # get: the hedge wake-up already scheduled
 
 
 @dataclass(slots=True)
@@ -164,7 +173,7 @@ class Dht:
         self._out: list[tuple[Contact, Message]] = []
         self._events: deque = deque()
         self._requests: dict[int, _Request] = {}
-        self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op, id)
+        self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op 2=hedge, id)
         self._ops: dict[int, _Op] = {}
         self._next_op = 1
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
@@ -172,6 +181,10 @@ class Dht:
         self._rtt: dict[int, _Rtt] = {}
         self._buckets: dict[int, list[float]] = {}  # peer key -> [tokens, last]
         self._apps: list[Any] = []
+        #: Set by the driver: True if a request to this contact is cheap (an open
+        #: session). None (the simulator) means every contact costs the same.
+        self.has_session: Any = None
+        self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         self._replicate_at = now + cfg.replicate_interval
@@ -209,7 +222,7 @@ class Dht:
         while timers:
             when, kind, ident = timers[0]
             live = self._requests.get(ident) if kind == 0 else self._ops.get(ident)
-            if live is not None and live.deadline == when:
+            if live is not None and (live.deadline == when or kind == 2):
                 break
             heapq.heappop(timers)
         if timers:
@@ -219,6 +232,11 @@ class Dht:
     def handle_timer(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
             _, kind, ident = heapq.heappop(self._timers)
+            if kind == 2:
+                op = self._ops.get(ident)
+                if op is not None:
+                    self._advance(op, now)
+                continue
             if kind == 0:
                 req = self._requests.get(ident)
                 if req is None or req.deadline > now:
@@ -304,8 +322,10 @@ class Dht:
         if local is not None and op.quorum == 1:
             self._complete_get(op, [local], now, hops=0, messages=0)
             return op.op_id
-        lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, self.config.k, self.config.alpha,
-                    self.config.disjoint_paths, op.quorum, self.key)
+        cfg = self.config
+        lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
+                    op.quorum, self.key, has_session=self.has_session, cold_limit=cfg.cold_parallel,
+                    hedge=self._hedge_delay())
         if local is not None:
             lk.values.append(local)
         op.lookup = lk
@@ -368,7 +388,15 @@ class Dht:
             return self.config.initial_rto
         return min(self.config.max_rto, max(self.config.min_rto, r.srtt + 4 * r.rttvar))
 
+    def _hedge_delay(self) -> float:
+        cfg = self.config
+        if self._srtt_mean is None:
+            return cfg.hedge_max
+        return min(cfg.hedge_max, max(cfg.hedge_min, cfg.hedge_rtts * self._srtt_mean))
+
     def _rtt_sample(self, key: int, rtt: float) -> None:
+        m = self._srtt_mean
+        self._srtt_mean = rtt if m is None else 0.9 * m + 0.1 * rtt
         r = self._rtt.get(key)
         if r is None:
             self._rtt[key] = _Rtt(rtt, rtt / 2)
@@ -469,13 +497,18 @@ class Dht:
         if lk.finished():
             self._lookup_finished(op, now)
             return
-        asks = lk.next_requests()
+        asks = lk.next_requests(now)
         for cand in asks:
             if op.kind == "get":
                 msg: Message = FindValue(0, op.key)
             else:
                 msg = FindNode(0, lk.target.to_bytes(32, "big"))
             self._request(cand.contact, msg, op.op_id, now, "lookup")
+        if lk.has_session is not None:
+            hedge = lk.next_hedge(now)
+            if hedge is not None and hedge != op.hedge_at:
+                op.hedge_at = hedge
+                heapq.heappush(self._timers, (hedge, 2, op.op_id))  # wake to send the hedged request
         if not asks and not any(r.op_id == op.op_id and not r.timed_out for r in self._requests.values()):
             self._lookup_finished(op, now)
 

@@ -13,6 +13,20 @@ With ``disjoint > 1`` the shortlist is split into that many paths that never
 share a contact (S/Kademlia), so one adversarial region cannot steer every
 path; their results are merged.
 
+**Cost-aware reads.** A request to a contact without a session ("cold")
+costs a Noise handshake — ten X25519 operations across both ends — while a
+request over an open session costs two AEAD calls. A FIND_VALUE lookup needs
+*one* holder to answer, and near the key every candidate is likely a holder,
+so racing ``alpha`` handshakes buys little. When the engine says which
+contacts have a session (``has_session``), a value lookup still goes through its
+``k``-window nearest first, but keeps at most ``cold_limit`` cold requests
+outstanding and fills the rest of ``alpha`` with warm candidates. A cold
+request that has not answered after ``hedge`` seconds stops counting against
+that limit, so the next one goes out (a hedged request, as in Dean and
+Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
+put) must hear from all ``k`` closest anyway and keep plain ``alpha``
+parallelism.
+
 The class only decides; the engine (``Dht``) sends the requests and feeds the
 answers back, so this logic is testable with scripted replies.
 """
@@ -20,6 +34,7 @@ answers back, so this logic is testable with scripted replies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from weftnet.core.contact import Contact
 
@@ -40,6 +55,7 @@ class Candidate:
     depth: int
     path: int
     state: int = CANDIDATE
+    cold_until: float = 0.0  # a cold request counts against the cold limit until then
 
 
 @dataclass
@@ -53,6 +69,11 @@ class Lookup:
     disjoint: int = 1
     quorum: int = 1
     own_key: int = -1
+    #: Value lookups only: which contacts have an open session, how many cold
+    #: requests may be outstanding, and after how long one is hedged.
+    has_session: Callable[[Contact], bool] | None = None
+    cold_limit: int = 1
+    hedge: float = 0.05
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -104,10 +125,12 @@ class Lookup:
             self._dirty = False
         return self.order
 
-    def next_requests(self) -> list[Candidate]:
+    def next_requests(self, now: float = 0.0) -> list[Candidate]:
         """Contacts to ask now (marked in flight). Empty when nothing more is useful."""
         if self.done:
             return []
+        if self.has_session is not None and self.kind in ("find_value", "get"):
+            return self._next_value_requests(now)
         out = []
         for path in range(self.disjoint):
             flying = self.in_flight[path]
@@ -128,6 +151,47 @@ class Lookup:
             self.in_flight[path] = flying
         self.messages += len(out)
         return out
+
+    def _next_value_requests(self, now: float) -> list[Candidate]:
+        out = []
+        has_session = self.has_session
+        for path in range(self.disjoint):
+            flying = self.in_flight[path]
+            if flying >= self.alpha:
+                continue
+            cold_out = sum(1 for c in self.order if c.path == path and c.state == IN_FLIGHT and c.cold_until > now)
+            todo = []
+            seen = 0
+            for c in self._ordered():  # the k nearest live ones, nearest first, as usual
+                if c.path != path or c.state == FAILED:
+                    continue
+                seen += 1
+                if c.state == CANDIDATE:
+                    todo.append(c)
+                if seen >= self.k:
+                    break
+            room = self.alpha - flying
+            picks = []
+            for c in todo:
+                if len(picks) >= room:
+                    break
+                if has_session(c.contact):
+                    picks.append(c)
+                elif cold_out < self.cold_limit:
+                    cold_out += 1
+                    c.cold_until = now + self.hedge
+                    picks.append(c)
+            for c in picks:
+                c.state = IN_FLIGHT
+                out.append(c)
+            self.in_flight[path] = flying + len(picks)
+        self.messages += len(out)
+        return out
+
+    def next_hedge(self, now: float) -> float | None:
+        """When an outstanding cold request stops holding the next one back (None: none does)."""
+        times = [c.cold_until for c in self.order if c.state == IN_FLIGHT and c.cold_until > now]
+        return min(times) if times else None
 
     def finished(self) -> bool:
         """The k closest live contacts have all answered (per path), or a quorum of values is in."""
