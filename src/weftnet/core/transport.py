@@ -79,6 +79,8 @@ FRAGMENT_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 128
 MAX_REASSEMBLED = MAX_MESSAGE_SIZE + 16
 _COOKIE_LIFETIME = 120.0
+#: Messages one direction of a session carries before it keeps its AEAD object (see Session).
+HOT_AFTER = 32
 
 
 @dataclass
@@ -165,21 +167,51 @@ class PeerInfo:
 
 
 class Session:
-    """One set of transport keys: a send counter and a receive replay window."""
+    """One set of transport keys: a send counter and a receive replay window.
 
-    __slots__ = ("local_index", "remote_index", "send", "recv", "counter", "window", "created", "initiator", "peer")
+    An AEAD object of ``cryptography`` holds about 2.2 KB of OpenSSL state, and
+    a DHT node keeps a session with each of its ~100 contacts that carries a
+    handful of messages a minute. So a session keeps its two 32-byte keys and
+    builds the AEAD object per message (a few microseconds), and caches it
+    only once that direction has carried :data:`HOT_AFTER` messages — the VPN
+    data plane's sessions become hot within a few packets.
+    """
+
+    __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
+                 "counter", "window", "created", "initiator", "peer")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
                  created: float, initiator: bool, peer: "Peer"):
         self.local_index = local_index
         self.remote_index = remote_index
-        self.send = ChaCha20Poly1305(send_key)
-        self.recv = ChaCha20Poly1305(recv_key)
+        self.send_key = send_key
+        self.recv_key = recv_key
+        self._send: ChaCha20Poly1305 | None = None
+        self._recv: ChaCha20Poly1305 | None = None
+        self.opened = 0  # payloads authenticated
         self.counter = 0
         self.window = ReplayWindow()
         self.created = created
         self.initiator = initiator
         self.peer = peer
+
+    @property
+    def send(self) -> ChaCha20Poly1305:
+        aead = self._send
+        if aead is None:
+            aead = ChaCha20Poly1305(self.send_key)
+            if self.counter >= HOT_AFTER:
+                self._send = aead
+        return aead
+
+    @property
+    def recv(self) -> ChaCha20Poly1305:
+        aead = self._recv
+        if aead is None:
+            aead = ChaCha20Poly1305(self.recv_key)
+            if self.opened >= HOT_AFTER:
+                self._recv = aead
+        return aead
 
 
 @dataclass(slots=True)  # one per known node: no per-instance dict
@@ -631,6 +663,7 @@ class SecureTransport:
         if not s.window.accept(counter):
             self.stats["replays_dropped"] += 1
             return
+        s.opened += 1
         peer = s.peer
         peer.endpoint = addr  # roaming: follow the latest authenticated source
         peer.last_received = now

@@ -44,7 +44,7 @@ def prefix_of(endpoint: tuple[str, int]) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/48", strict=False))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: list.remove on a bucket is one scan, not field compares
 class Entry:
     contact: Contact
     key: int
