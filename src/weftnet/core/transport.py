@@ -226,7 +226,7 @@ class Peer:
     pending_started: float = 0.0
     pending_retry_at: float | None = None
     pending_early: bytes = b""
-    queue: deque = field(default_factory=deque)
+    queue: list = field(default_factory=list)  # payloads waiting for a session (an empty deque is 10x a list)
     greatest_timestamp: bytes = b""
     last_timestamp_sent: bytes = b""
     last_sent: float = 0.0
@@ -513,7 +513,7 @@ class SecureTransport:
                 self._start_handshake(peer, now)
             return
         if len(peer.queue) >= cfg.max_queued:
-            peer.queue.popleft()
+            del peer.queue[0]
             self.stats["queue_dropped"] += 1
         peer.queue.append(payload)
         if peer.pending is None:
@@ -550,7 +550,7 @@ class SecureTransport:
         peer.pending_started = now
         peer.pending_early = b""
         if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
-            peer.pending_early = peer.queue.popleft()
+            peer.pending_early = peer.queue.pop(0)
         self.stats["handshakes_initiated"] += 1
         self._send_init(peer, now)
 
@@ -782,8 +782,9 @@ class SecureTransport:
         self._sweep_by(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
         if not was_up:
             self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
-        while peer.queue:
-            self._encrypt_and_send(peer, session, peer.queue.popleft(), now)
+        queued, peer.queue = peer.queue, []
+        for payload in queued:
+            self._encrypt_and_send(peer, session, payload, now)
 
     def _drop_sessions(self, peer: Peer) -> None:
         for s in [peer.current] + peer.older:
