@@ -27,6 +27,18 @@ COLUMNS = [
     ("join_seconds", "join s"),
 ]
 
+NOTES = """\
+Reading the table: every weftnet message rides an authenticated, encrypted
+session (Noise IK, docs/handshake.md); kademlia sends plain msgpack over UDP.
+The first message to a node therefore costs weftnet a handshake, about ten
+X25519 operations across both ends, and in this one-process benchmark both
+ends' CPU lands on the caller's clock. That is why puts (a FIND_NODE lookup,
+then STORE to the 20 closest, most of them never met before) and joins
+(refresh of every bucket) are slower, and why memory per node is higher (a
+session per contact). Gets keep at most one handshake outstanding and hedge
+the next (docs/dht.md, "Cost-aware gets").
+"""
+
 
 def machine() -> str:
     model = "unknown CPU"
@@ -88,7 +100,7 @@ def main() -> int:
             "from a random joined node; R records put from random nodes; each read back from a different "
             "random node. Latencies are wall-clock per operation; datagrams/get counts every datagram any "
             "node received during the get phase, divided by R; KiB/node is RSS growth divided by N.\n\n"
-            + table + "\n"
+            + table + "\n\n" + NOTES
         )
     return 0
 
