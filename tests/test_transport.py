@@ -95,6 +95,28 @@ def test_handshake_and_transport_both_ways():
     assert kinds == [HandshakeInit.TYPE, HandshakeResponse.TYPE]
 
 
+def test_a_quiet_session_holds_keys_not_cipher_state_and_a_busy_one_caches_it():
+    from weftnet.core.transport import HOT_AFTER
+
+    p = Pair()
+    p.a.send(p.contact_b(), msg(0), p.now)
+    p.deliver()
+    events(p.a), events(p.b)
+    sa = p.a._by_node[p.ib.node_id].current
+    sb = p.b._by_node[p.ia.node_id].current
+    for i in range(1, 4):  # DHT-like: a few requests
+        p.a.send(p.contact_b(), msg(i), p.now)
+    p.deliver()
+    assert [e.payload for e in events(p.b)] == [msg(i) for i in range(1, 4)]
+    assert sa._send is None and sb._recv is None  # ~2.2 KB of OpenSSL state each, not kept
+    for i in range(4, HOT_AFTER + 8):  # a data-plane flow crosses the threshold without a loss
+        p.a.send(p.contact_b(), msg(i), p.now)
+    p.deliver()
+    assert [e.payload for e in events(p.b)] == [msg(i) for i in range(4, HOT_AFTER + 8)]
+    assert sa._send is not None and sb._recv is not None
+    assert sa._recv is None  # the direction that stayed quiet still holds only its key
+
+
 def test_wrong_responder_key_gets_silence():
     p = Pair()
     stranger = ident(99)
