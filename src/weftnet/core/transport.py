@@ -170,8 +170,8 @@ class Session:
     """One set of transport keys: a send counter and a receive replay window.
 
     An AEAD object of ``cryptography`` holds about 2.2 KB of OpenSSL state, and
-    a DHT node keeps a session with each of its ~100 contacts that carries a
-    handful of messages a minute. So a session keeps its two 32-byte keys and
+    a DHT node keeps a session with each of its ~100 contacts, most of which
+    carry few messages. So a session keeps its two 32-byte keys and
     builds the AEAD object per message (a few microseconds), and caches it
     only once that direction has carried :data:`HOT_AFTER` messages — the VPN
     data plane's sessions become hot within a few packets.
