@@ -273,7 +273,7 @@ class NodeCore:
         self.decode_errors = 0
 
     def _has_session(self, contact: Contact) -> bool:
-        return self.transport.has_session_key(contact.public_key)
+        return self.transport.has_session(contact.node_id)
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:

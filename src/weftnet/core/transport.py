@@ -355,11 +355,6 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return peer is not None and peer.current is not None
 
-    def has_session_key(self, public_key: bytes) -> bool:
-        """An open session with the node of this key (sending to it costs no handshake)."""
-        peer = self._peers.get(public_key)
-        return peer is not None and peer.current is not None
-
     def peers(self, now: float | None = None) -> list[PeerInfo]:
         out = []
         for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):

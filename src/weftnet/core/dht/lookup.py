@@ -129,64 +129,48 @@ class Lookup:
         """Contacts to ask now (marked in flight). Empty when nothing more is useful."""
         if self.done:
             return []
-        if self.has_session is not None and self.kind in ("find_value", "get"):
-            return self._next_value_requests(now)
+        costed = self.has_session is not None and self.kind in ("find_value", "get")
         out = []
         for path in range(self.disjoint):
-            flying = self.in_flight[path]
-            if flying >= self.alpha:
+            room = self.alpha - self.in_flight[path]
+            if room <= 0:
                 continue
-            window = []
-            for c in self._ordered():  # nearest first; only the k nearest live ones matter
-                if c.path != path or c.state == FAILED:
-                    continue
-                window.append(c)
-                if len(window) >= self.k:
-                    break
-            todo = [c for c in window if c.state == CANDIDATE]
-            for c in todo[: self.alpha - flying]:
-                c.state = IN_FLIGHT
-                flying += 1
-                out.append(c)
-            self.in_flight[path] = flying
-        self.messages += len(out)
-        return out
-
-    def _next_value_requests(self, now: float) -> list[Candidate]:
-        out = []
-        has_session = self.has_session
-        for path in range(self.disjoint):
-            flying = self.in_flight[path]
-            if flying >= self.alpha:
-                continue
-            cold_out = sum(1 for c in self.order if c.path == path and c.state == IN_FLIGHT and c.cold_until > now)
-            todo = []
-            seen = 0
-            for c in self._ordered():  # the k nearest live ones, nearest first, as usual
-                if c.path != path or c.state == FAILED:
-                    continue
-                seen += 1
-                if c.state == CANDIDATE:
-                    todo.append(c)
-                if seen >= self.k:
-                    break
-            room = self.alpha - flying
-            picks = []
-            for c in todo:
-                if len(picks) >= room:
-                    break
-                if has_session(c.contact):
-                    picks.append(c)
-                elif cold_out < self.cold_limit:
-                    cold_out += 1
-                    c.cold_until = now + self.hedge
-                    picks.append(c)
+            todo = self._unasked(path)
+            picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
             for c in picks:
                 c.state = IN_FLIGHT
                 out.append(c)
-            self.in_flight[path] = flying + len(picks)
+            self.in_flight[path] += len(picks)
         self.messages += len(out)
         return out
+
+    def _unasked(self, path: int) -> list[Candidate]:
+        """The not yet asked among the k nearest live candidates of a path, nearest first."""
+        todo, seen = [], 0
+        for c in self._ordered():  # only the k nearest live ones matter
+            if c.path != path or c.state == FAILED:
+                continue
+            seen += 1
+            if c.state == CANDIDATE:
+                todo.append(c)
+            if seen >= self.k:
+                break
+        return todo
+
+    def _pick_costed(self, path: int, todo: list[Candidate], room: int, now: float) -> list[Candidate]:
+        """Nearest first, but at most ``cold_limit`` unhedged cold requests outstanding."""
+        cold_out = sum(1 for c in self.order if c.path == path and c.state == IN_FLIGHT and c.cold_until > now)
+        picks = []
+        for c in todo:
+            if len(picks) >= room:
+                break
+            if self.has_session(c.contact):
+                picks.append(c)
+            elif cold_out < self.cold_limit:
+                cold_out += 1
+                c.cold_until = now + self.hedge
+                picks.append(c)
+        return picks
 
     def next_hedge(self, now: float) -> float | None:
         """When an outstanding cold request stops holding the next one back (None: none does)."""
