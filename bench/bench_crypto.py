@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
-from weftnet.core.transport import SecureTransport, TransportConfig
+from weftnet.core.session.transport import SecureTransport, TransportConfig
 
 A, B = ("10.0.0.1", 1), ("10.0.0.2", 2)
 PAYLOAD = b"\x01\x40" + bytes(1398)

@@ -10,10 +10,10 @@ import random
 import struct
 import time
 
-from weftnet.core.firewall import Firewall
+from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import NetworkAuthority
-from weftnet.core.vpn import VpnNetwork
+from weftnet.core.vpn.netcert import NetworkAuthority
+from weftnet.core.vpn.network import VpnNetwork
 
 T0 = 1_800_000_000.0
 OPEN = {"inbound": [{"proto": "udp", "port": "5000-6000", "group": "bench"}],

@@ -39,9 +39,9 @@ import weftnet.core
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
-from weftnet.core.packets import HelloReply
-from weftnet.core.transport import SecureTransport
-from weftnet.core.vpn import Deliver, Drop, Send
+from weftnet.core.session.packets import HelloReply
+from weftnet.core.session.transport import SecureTransport
+from weftnet.core.vpn.network import Deliver, Drop, Send
 from weftnet.errors import DecodeError
 
 A, B = ("192.0.2.1", 1000), ("192.0.2.2", 2000)
@@ -60,7 +60,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store, StoreAck, Value,
     )
     from weftnet.core.node import AppText
-    from weftnet.core.packets import CookieReply, Hello, Ping, Pong
+    from weftnet.core.session.packets import CookieReply, Hello, Ping, Pong
 
     ia, ib = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
     c = Contact(ib.public_key, ("198.51.100.7", 4500))
@@ -95,9 +95,9 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
 
 def vpn_network(seed_node: int, ip: str):
     """A member of the fuzz network (fixed authority, so corpus payloads name its network ID)."""
-    from weftnet.core.firewall import Firewall
-    from weftnet.core.netcert import NetworkAuthority
-    from weftnet.core.vpn import VpnNetwork
+    from weftnet.core.vpn.firewall import Firewall
+    from weftnet.core.vpn.netcert import NetworkAuthority
+    from weftnet.core.vpn.network import VpnNetwork
 
     auth = NetworkAuthority.create("fuzz", ["10.1.0.0/24", "fd00:1::/64"], random.Random(42), T0)
     ident = Identity.from_seed(bytes([seed_node]) * 32)
@@ -112,7 +112,7 @@ def vpn_corpus() -> list[bytes]:
     """VPN payloads from member M (10.1.0.2) to us (10.1.0.1), and raw IP packets for our TUN side."""
     import struct
 
-    from weftnet.core.vpn import VNET_HDR
+    from weftnet.core.vpn.network import VNET_HDR
 
     auth, _, m = vpn_network(2, "10.1.0.2")
     _, us_ident, us = vpn_network(1, "10.1.0.1")
@@ -241,7 +241,7 @@ class VpnTarget(_Target):
     def reset(self) -> None:
         from ipaddress import ip_address
 
-        from weftnet.core.firewall import parse_packet
+        from weftnet.core.vpn.firewall import parse_packet
 
         _, self.m_ident, m = vpn_network(2, "10.1.0.2")
         _, _, self.us = vpn_network(1, "10.1.0.1")

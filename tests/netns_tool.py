@@ -92,8 +92,8 @@ def forge(host: str, port: int, pubkey_hex: str, netid_hex: str) -> int:
 
     from weftnet.core.contact import Contact
     from weftnet.core.identity import Identity
-    from weftnet.core.netcert import NetworkAuthority
-    from weftnet.core.vpn import CertOffer, VpnPacket
+    from weftnet.core.vpn.netcert import NetworkAuthority
+    from weftnet.core.vpn.network import CertOffer, VpnPacket
     from weftnet.core.wire import encode
     from weftnet.runtime.driver import start_node
 

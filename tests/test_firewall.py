@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpn_packets import icmp_echo, icmp_error, ipv4, ipv6, tcp, udp
-from weftnet.core.firewall import (
+from weftnet.core.vpn.firewall import (
     INBOUND,
     OUTBOUND,
     PROTO_TCP,

@@ -8,7 +8,7 @@ import json
 import pathlib
 import random
 
-from weftnet.core import handshake as hs
+from weftnet.core.session import handshake as hs
 from weftnet.core.identity import Identity
 from weftnet.core.wire import decode
 

@@ -9,9 +9,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from weftnet.cli.net import join_network, load_membership, net
+from weftnet.cli.net import net
+from weftnet.runtime.netstate import join_network, load_membership
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import armor, dearmor, revocations_from_record
+from weftnet.core.vpn.netcert import armor, dearmor, revocations_from_record
 from weftnet.errors import NetworkError
 from weftnet.runtime.keystore import write_identity
 

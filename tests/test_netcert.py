@@ -7,7 +7,7 @@ import pytest
 
 from weftnet.core import wire
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import (
+from weftnet.core.vpn.netcert import (
     AddressOutsideNetwork,
     BadSignature,
     CertificateExpired,

@@ -58,3 +58,27 @@ def test_importing_core_pulls_in_no_io_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing the core loaded: {out.stdout.strip()}"
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_layers_import_downwards_only():
+    """core imports neither runtime nor cli; runtime and sim do not import cli."""
+    src = CORE.parent
+    rules = {"core": ("weftnet.runtime", "weftnet.cli", "weftnet.sim"),
+             "runtime": ("weftnet.cli",), "sim": ("weftnet.cli",)}
+    problems = []
+    for layer, banned in rules.items():
+        for path in sorted((src / layer).rglob("*.py")):
+            for mod in _imports(path):
+                if mod.startswith(banned):
+                    problems.append(f"{path.relative_to(src)} imports {mod}")
+    assert not problems, "\n".join(problems)

@@ -11,12 +11,12 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from weftnet.core import handshake as hs
+from weftnet.core.session import handshake as hs
 from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
-from weftnet.core.packets import CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, TransportFragment
-from weftnet.core.replay import ReplayWindow
-from weftnet.core.transport import (
+from weftnet.core.session.packets import CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, TransportFragment
+from weftnet.core.session.replay import ReplayWindow
+from weftnet.core.session.transport import (
     PongReceived,
     Received,
     SecureTransport,
@@ -96,7 +96,7 @@ def test_handshake_and_transport_both_ways():
 
 
 def test_a_quiet_session_holds_keys_not_cipher_state_and_a_busy_one_caches_it():
-    from weftnet.core.transport import HOT_AFTER
+    from weftnet.core.session.transport import HOT_AFTER
 
     p = Pair()
     p.a.send(p.contact_b(), msg(0), p.now)
@@ -476,7 +476,7 @@ def test_tampered_fragments_fail_as_a_whole_and_strangers_get_no_buffer():
 
 
 def test_reassembly_is_bounded_and_incomplete_payloads_expire():
-    from weftnet.core.transport import FRAGMENT_TIMEOUT, MAX_REASSEMBLIES
+    from weftnet.core.session.transport import FRAGMENT_TIMEOUT, MAX_REASSEMBLIES
 
     p = Pair()
     p.a.send(p.contact_b(), msg(1), p.now)
@@ -513,7 +513,7 @@ def test_large_payloads_survive_a_hostile_network():
 
 
 def test_fragments_that_add_up_to_more_than_any_payload_are_dropped():
-    from weftnet.core.transport import MAX_REASSEMBLED
+    from weftnet.core.session.transport import MAX_REASSEMBLED
 
     p = Pair()
     p.a.send(p.contact_b(), msg(1), p.now)

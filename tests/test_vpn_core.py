@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from vpn_packets import icmp_echo, tcp, udp
 from weftnet.core import wire
-from weftnet.core.firewall import Firewall, parse_packet
+from weftnet.core.vpn.firewall import Firewall, parse_packet
 from weftnet.core.identity import Identity, NodeId
-from weftnet.core.netcert import CertificateError, NetworkAuthority
-from weftnet.core.vpn import (
+from weftnet.core.vpn.netcert import CertificateError, NetworkAuthority
+from weftnet.core.vpn.network import (
     CertOffer,
     Deliver,
     Drop,

@@ -10,12 +10,12 @@ import random
 from vpn_packets import icmp_echo, tcp
 
 from weftnet.core.contact import Contact
-from weftnet.core.firewall import Firewall
+from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.identity import Identity
-from weftnet.core.netcert import NetworkAuthority, directory_key
+from weftnet.core.vpn.netcert import NetworkAuthority, directory_key
 from weftnet.core.node import NodeCore
-from weftnet.core.vpn import VpnNetwork, VpnPacket
-from weftnet.core.vpn_plane import VpnMemberEvent, VpnRevocations
+from weftnet.core.vpn.network import VpnNetwork, VpnPacket
+from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
 from weftnet.core.wire import encode
 from weftnet.sim.harness import SimNetwork
 

@@ -6,8 +6,8 @@ import struct
 from test_vpn_core import OPEN, T0, Net, node
 from vpn_packets import tcp
 
-from weftnet.core.firewall import Firewall
-from weftnet.core.vpn import (
+from weftnet.core.vpn.firewall import Firewall
+from weftnet.core.vpn.network import (
     GSO_TCPV4,
     MAX_REASSEMBLIES,
     VNET_HDR,

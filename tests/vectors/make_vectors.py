@@ -20,13 +20,13 @@ from weftnet.core.dht.messages import (
     StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
-from weftnet.core.netcert import NetCert, NetworkDescriptor, RevocationList
+from weftnet.core.vpn.netcert import NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
-from weftnet.core.packets import (
+from weftnet.core.session.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
-from weftnet.core.vpn import CertOffer, VpnChunk, VpnPacket
+from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 
 HERE = pathlib.Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A node is two engines stacked, and this class is the glue between them:
 
-* :class:`~weftnet.core.transport.SecureTransport` turns UDP datagrams into
+* :class:`~weftnet.core.session.transport.SecureTransport` turns UDP datagrams into
   authenticated, encrypted sessions with other nodes (docs/handshake.md);
 * :class:`~weftnet.core.dht.Dht` is Kademlia plus key-based routing and
   records (docs/dht.md); it speaks to *contacts* and never sees a datagram.
@@ -40,7 +40,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
-from weftnet.core.transport import (
+from weftnet.core.session.transport import (
     PongReceived,
     Received,
     SecureTransport,
@@ -49,8 +49,8 @@ from weftnet.core.transport import (
     TransportConfig,
     Unreachable,
 )
-from weftnet.core.vpn import VpnSwitch
-from weftnet.core.vpn_plane import VpnPlane
+from weftnet.core.vpn.network import VpnSwitch
+from weftnet.core.vpn.plane import VpnPlane
 from weftnet.core.wire import Message, Text, register
 from weftnet.errors import DecodeError, SessionError, WeftError
 

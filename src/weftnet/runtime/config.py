@@ -226,9 +226,9 @@ _NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen"
 
 
 def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
-    from weftnet.core.firewall import Firewall
-    from weftnet.core.netcert import check_name
-    from weftnet.core.vpn import MAX_MTU, MIN_MTU
+    from weftnet.core.vpn.firewall import Firewall
+    from weftnet.core.vpn.netcert import check_name
+    from weftnet.core.vpn.network import MAX_MTU, MIN_MTU
 
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: [networks] must be a table of [networks.NAME] tables")

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from weftnet.core.dht import DhtConfig
-from weftnet.core.firewall import Firewall
-from weftnet.core.netcert import CertificateError
-from weftnet.core.vpn import VNET_NONE, VpnNetwork
-from weftnet.core.vpn_plane import VpnMemberEvent, VpnRevocations
+from weftnet.core.vpn.firewall import Firewall
+from weftnet.core.vpn.netcert import CertificateError
+from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
+from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
@@ -192,7 +192,7 @@ class Daemon:
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
         """
-        from weftnet.cli.net import list_networks
+        from weftnet.runtime.netstate import list_networks
         from weftnet.runtime.tun import configure_tun, open_tun, set_offload, set_txqueuelen
 
         def make_tun(tun_name: str, netns: str | None, addrs: list[str], nc: NetworkConfig):
@@ -320,7 +320,7 @@ class Daemon:
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
         elif isinstance(ev, VpnRevocations):
-            from weftnet.cli.net import save_revocations
+            from weftnet.runtime.netstate import save_revocations
 
             try:
                 save_revocations(self.paths.root, ev.network, ev.revocations, ev.record)

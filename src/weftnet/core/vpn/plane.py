@@ -41,7 +41,7 @@ from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
-from weftnet.core.netcert import (
+from weftnet.core.vpn.netcert import (
     CertificateError,
     RevocationList,
     cert_from_directory,
@@ -49,8 +49,8 @@ from weftnet.core.netcert import (
     revocation_key,
     revocations_from_record,
 )
-from weftnet.core.transport import SecureTransport
-from weftnet.core.vpn import (
+from weftnet.core.session.transport import SecureTransport
+from weftnet.core.vpn.network import (
     VNET_HDR_LEN,
     Deliver,
     VpnChunk,

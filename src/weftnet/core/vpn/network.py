@@ -25,7 +25,7 @@ touches a TUN device or a socket; the runtime calls:
   ours; and the inbound firewall allows it. Certificates travel over the
   overlay in :class:`CertOffer` messages (a member offers its own certificate
   only - the offer's certificate must name the sender); revocation lists
-  (:class:`~weftnet.core.netcert.RevocationList`) are accepted when signed
+  (:class:`~weftnet.core.vpn.netcert.RevocationList`) are accepted when signed
   by the authority and newer than the one held.
 * ``messages_to_send()`` for control messages the core wants sent
   (certificate offers), ``next_event()`` for events (:class:`RouteMiss`,
@@ -54,7 +54,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
-from weftnet.core.firewall import (
+from weftnet.core.vpn.firewall import (
     INBOUND,
     OUTBOUND,
     PROTO_ICMP,
@@ -65,7 +65,7 @@ from weftnet.core.firewall import (
     parse_packet,
 )
 from weftnet.core.identity import NodeId
-from weftnet.core.netcert import (
+from weftnet.core.vpn.netcert import (
     AddressOutsideNetwork,
     BadSignature,
     CertificateError,
@@ -77,7 +77,7 @@ from weftnet.core.netcert import (
     RevocationList,
     WrongNetwork,
 )
-from weftnet.core.reassembly import REFUSED, Reassembly
+from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.wire import (
     MAX_MESSAGE_SIZE,
     U8,
@@ -424,7 +424,7 @@ class VpnNetwork:
     def add_certificate(self, cert: NetCert, now: float) -> bool:
         """Verify and install a member certificate (from a file, the DHT or an offer).
 
-        Raises a :class:`~weftnet.core.netcert.CertificateError` subclass when
+        Raises a :class:`~weftnet.core.vpn.netcert.CertificateError` subclass when
         the certificate must not be trusted. Returns False when an equal or
         newer certificate for the same member is already installed. An address
         claimed by two valid certificates goes to the newer one (later
@@ -476,7 +476,7 @@ class VpnNetwork:
     def update_revocations(self, revocations: RevocationList) -> bool:
         """Install a newer signed revocation list and remove members it revokes.
 
-        Raises :class:`~weftnet.core.netcert.CertificateError` for a list that
+        Raises :class:`~weftnet.core.vpn.netcert.CertificateError` for a list that
         is not signed by this network's authority. Returns False for a list no
         newer than the one held.
         """

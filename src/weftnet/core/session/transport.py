@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from weftnet.core import handshake as hs
+from weftnet.core.session import handshake as hs
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
-from weftnet.core.packets import (
+from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
     MAX_FRAGMENTS,
@@ -53,8 +53,8 @@ from weftnet.core.packets import (
     Ping,
     Pong,
 )
-from weftnet.core.reassembly import REFUSED, Reassembly
-from weftnet.core.replay import ReplayWindow
+from weftnet.core.session.reassembly import REFUSED, Reassembly
+from weftnet.core.session.replay import ReplayWindow
 from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, decode, encode
 from weftnet.errors import DecodeError, HandshakeError, SessionError
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519
-from weftnet.core.packets import HandshakeInit, HandshakeResponse
+from weftnet.core.session.packets import HandshakeInit, HandshakeResponse
 from weftnet.core.wire import encode
 from weftnet.errors import HandshakeError, IdentityError
 
