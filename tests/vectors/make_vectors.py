@@ -16,8 +16,8 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store,
-    StoreAck, Value,
+    FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.vpn.netcert import NetCert, NetworkDescriptor, RevocationList
@@ -77,6 +77,11 @@ MESSAGES = [
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
     VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
+    # Hardening (docs/security.md): reports back along the path, replication by inventory.
+    RouteBack(7, 2, 1, C4, ""),
+    ReplicaOffer(8, (OfferItem(b(32, 0x71), 0), OfferItem(b(32, 0x72), 9))),
+    ReplicaWant(8, 0b10),
+    Replicate(9, 3600, bytes.fromhex("01290003616263")),
 ]
 
 
@@ -89,6 +94,8 @@ def to_json(v):
         return {"hex": v.hex()}
     if isinstance(v, Contact):
         return {"contact": {"public_key": v.public_key.hex(), "endpoint": list(v.endpoint)}}
+    if isinstance(v, wire.Message) and v.TYPE is None:  # a nested record (Struct)
+        return {"record": {"type": type(v).__name__, "fields": {n: to_json(getattr(v, n)) for n, _ in v.FIELDS}}}
     if isinstance(v, wire.Message):
         return {"message": {"type": type(v).__name__, "fields": {n: to_json(getattr(v, n)) for n, _ in v.FIELDS}}}
     if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int):
@@ -112,6 +119,11 @@ def from_json(v):
             return ipaddress.ip_address(v["ip"])
         if "net" in v:
             return ipaddress.ip_network(v["net"])
+        if "record" in v:
+            import weftnet.core.dht.messages as dm
+
+            cls = getattr(dm, v["record"]["type"])
+            return cls(*[from_json(v["record"]["fields"][n]) for n, _ in cls.FIELDS])
         if "message" in v:
             cls = {c.__name__: c for c in wire.registry().values()}[v["message"]["type"]]
             return cls(*[from_json(v["message"]["fields"][n]) for n, _ in cls.FIELDS])

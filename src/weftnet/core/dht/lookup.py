@@ -27,6 +27,13 @@ Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
 put) must hear from all ``k`` closest anyway and keep plain ``alpha``
 parallelism.
 
+**Hints cost their source** (docs/security.md, item 6). Every candidate
+remembers which node told us about it (``source``; -1 for contacts from our
+own table). The engine may pass a ``gate`` to :meth:`next_requests`; a
+candidate the gate refuses is dropped from the lookup (``refused``, not a
+failure of anyone's), and one it defers (``None``) stays a candidate for a
+later round.
+
 The class only decides; the engine (``Dht``) sends the requests and feeds the
 answers back, so this logic is testable with scripted replies.
 """
@@ -40,7 +47,7 @@ from weftnet.core.contact import Contact
 
 __all__ = ["Lookup", "Candidate"]
 
-CANDIDATE, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
+CANDIDATE, IN_FLIGHT, ANSWERED, FAILED, DEFERRED = 0, 1, 2, 3, 4
 
 
 def _distance(c: "Candidate") -> int:
@@ -56,6 +63,8 @@ class Candidate:
     path: int
     state: int = CANDIDATE
     cold_until: float = 0.0  # a cold request counts against the cold limit until then
+    source: int = -1  # the node whose answer named it (-1: from our own table)
+    hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
 
 
 @dataclass
@@ -82,6 +91,7 @@ class Lookup:
     messages: int = 0
     done: bool = False
     result_hops: int = 0
+    refused: int = 0  # candidates the engine's gate would not pay for
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
@@ -92,11 +102,11 @@ class Lookup:
         for i, c in enumerate(ordered):
             self._add(c, depth=1, path=i % self.disjoint)
 
-    def _add(self, contact: Contact, depth: int, path: int) -> None:
+    def _add(self, contact: Contact, depth: int, path: int, source: int = -1) -> None:
         key = contact.node_id.int
         if key == self.own_key or key in self.candidates:
             return
-        cand = Candidate(contact, key, key ^ self.target, depth, path)
+        cand = Candidate(contact, key, key ^ self.target, depth, path, source=source)
         self.candidates[key] = cand
         self.order.append(cand)
         self._dirty = True
@@ -109,7 +119,7 @@ class Lookup:
             self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
         for c in contacts:
-            self._add(c, cand.depth + 1, cand.path)
+            self._add(c, cand.depth + 1, cand.path, key)
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)
@@ -125,22 +135,44 @@ class Lookup:
             self._dirty = False
         return self.order
 
-    def next_requests(self, now: float = 0.0) -> list[Candidate]:
-        """Contacts to ask now (marked in flight). Empty when nothing more is useful."""
+    def next_requests(self, now: float = 0.0, gate: Callable[[Candidate], bool | None] | None = None
+                      ) -> list[Candidate]:
+        """Contacts to ask now (marked in flight). Empty when nothing more is useful.
+
+        ``gate(candidate)``: True = ask it, False = drop it (refused), None = not now."""
         if self.done:
             return []
         costed = self.has_session is not None and self.kind in ("find_value", "get")
-        out = []
+        out: list[Candidate] = []
+        deferred: list[Candidate] = []
         for path in range(self.disjoint):
-            room = self.alpha - self.in_flight[path]
-            if room <= 0:
-                continue
-            todo = self._unasked(path)
-            picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
-            for c in picks:
-                c.state = IN_FLIGHT
-                out.append(c)
-            self.in_flight[path] += len(picks)
+            while True:
+                room = self.alpha - self.in_flight[path]
+                if room <= 0:
+                    break
+                todo = self._unasked(path)
+                picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
+                if not picks:
+                    break
+                dropped = False
+                for c in picks:
+                    verdict = True if gate is None or c.source < 0 else gate(c)
+                    if verdict is None:
+                        c.state = DEFERRED
+                        deferred.append(c)
+                        continue
+                    if not verdict:
+                        c.state = FAILED
+                        self.refused += 1
+                        dropped = True
+                        continue
+                    c.state = IN_FLIGHT
+                    out.append(c)
+                    self.in_flight[path] += 1
+                if not dropped:
+                    break  # a refusal frees room: look again; a deferral does not
+        for c in deferred:
+            c.state = CANDIDATE
         self.messages += len(out)
         return out
 

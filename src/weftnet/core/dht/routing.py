@@ -12,8 +12,11 @@ Departures from the paper, and why:
   requests, not one — a single lost datagram must not cost a good contact.
 * **Per-prefix limit**: at most ``per_prefix`` contacts of one bucket may share
   an IPv4 /24 or IPv6 /48, so one operator's address block cannot fill a
-  bucket (an eclipse attempt). Loopback endpoints are exempt so a local test
-  overlay works.
+  bucket (an eclipse attempt). Nothing is exempt unless configured
+  (``exempt``: a loopback test lab lists 127.0.0.0/8 there).
+* **ID puzzle**: with ``difficulty`` > 0 a contact enters the table only if
+  its node ID passes the S/Kademlia static puzzle (core/puzzle.py), so every
+  entry an attacker holds cost it ``2**difficulty`` key generations.
 * Every bucket records when it was last touched, for refresh of idle buckets.
 
 Contacts are kept with their integer ID so XOR distance is one operation.
@@ -21,27 +24,20 @@ Contacts are kept with their integer ID so XOR distance is one operation.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
+from weftnet.core.limits import ExemptPrefixes, prefix_key
+from weftnet.core.puzzle import meets_puzzle
 
 __all__ = ["RoutingTable", "KBucket", "Entry", "prefix_of"]
 
 ID_BITS = 256
 
 
-def prefix_of(endpoint: tuple[str, int]) -> str | None:
-    """The address block a contact is counted against (None = exempt)."""
-    try:
-        ip = ipaddress.ip_address(endpoint[0])
-    except ValueError:
-        return endpoint[0]
-    if ip.is_loopback:
-        return None
-    if ip.version == 4:
-        return str(ipaddress.ip_network(f"{ip}/24", strict=False))
-    return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+def prefix_of(endpoint: tuple[str, int]) -> str:
+    """The address block a contact is counted against: its IPv4 /24 or IPv6 /48."""
+    return prefix_key(endpoint[0])
 
 
 @dataclass(slots=True, eq=False)  # compared by identity: list.remove on a bucket is one scan, not field compares
@@ -65,15 +61,19 @@ class KBucket:
 
 
 class RoutingTable:
-    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2):
+    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
+                 exempt: ExemptPrefixes | None = None, difficulty: int = 0):
         self.own_key = own_key
         self.k = k
         self.max_failures = max_failures
         self.per_prefix = per_prefix
+        self.exempt = exempt or ExemptPrefixes()
+        self.difficulty = difficulty
         self.buckets: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
         self._index: dict[int, Entry] = {}
         self.evictions = 0
         self.prefix_refusals = 0
+        self.puzzle_refusals = 0
 
     def __len__(self) -> int:
         return len(self._index)
@@ -111,6 +111,9 @@ class RoutingTable:
             bucket.entries.remove(entry)
             bucket.entries.append(entry)
             return True
+        if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
+            self.puzzle_refusals += 1
+            return False
         while True:
             if len(bucket.entries) < self.k:
                 if not self._prefix_ok(bucket, contact):
@@ -128,11 +131,9 @@ class RoutingTable:
             return False
 
     def _prefix_ok(self, bucket: KBucket, contact: Contact) -> bool:
-        if self.per_prefix is None:
+        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
-        if p is None:
-            return True
         return sum(1 for e in bucket.entries if prefix_of(e.contact.endpoint) == p) < self.per_prefix
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
