@@ -28,19 +28,21 @@ def _state(ctx: click.Context) -> Path:
     return resolve_state_dir(ctx.obj.get("state_dir"))
 
 
-def _socket(ctx: click.Context) -> Path:
+def _socket(ctx: click.Context) -> tuple[Path, bool]:
+    """The control socket, and whether its directory must pass the ownership check."""
     from weftnet.runtime.config import load_config
     from weftnet.runtime.paths import StatePaths
 
     paths = StatePaths(_state(ctx))
     cfg = load_config(paths.config)
-    return Path(cfg.control_socket) if cfg.control_socket else paths.control_socket
+    return (Path(cfg.control_socket), False) if cfg.control_socket else (paths.control_socket, True)
 
 
 def _call(ctx: click.Context, op: str, timeout: float = 60.0, **params: Any) -> Any:
     from weftnet.runtime.control import call
 
-    return call(_socket(ctx), op, timeout=timeout, **params)
+    path, check = _socket(ctx)
+    return call(path, op, timeout=timeout, check_dir=check, **params)
 
 
 def _emit_json(obj: Any) -> None:
@@ -83,17 +85,26 @@ def cli(ctx: click.Context, state_dir: str | None) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing identity (its node ID is lost).")
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
-    """Create a node identity and a default config in the state directory."""
+    """Create a node identity and a default config in the state directory.
+
+    The identity meets the network's node-ID puzzle ([dht] id_difficulty of an
+    existing config, else the default): 2^difficulty key generations, once."""
     import random
 
-    from weftnet.core.identity import Identity
-    from weftnet.runtime.config import DEFAULT_CONFIG
+    from weftnet.core.puzzle import generate_identity
+    from weftnet.errors import ConfigError
+    from weftnet.runtime.config import DEFAULT_CONFIG, load_config
     from weftnet.runtime.keystore import ensure_private_dir, write_identity
     from weftnet.runtime.paths import StatePaths
 
     paths = StatePaths(_state(ctx))
-    ensure_private_dir(paths.root)
-    identity = Identity.generate(random.SystemRandom())
+    note = ensure_private_dir(paths.root)
+    if note:
+        click.echo(f"weft: note: {note}", err=True)
+    if paths.key.exists() and not force:  # before spending the puzzle's work
+        raise ConfigError(f"{paths.key} already holds an identity; use --force to replace it (the old node ID is lost)")
+    difficulty = load_config(paths.config).id_difficulty
+    identity = generate_identity(random.SystemRandom(), difficulty)
     write_identity(paths.key, identity, force=force)
     if not paths.config.exists() or force:
         paths.config.write_text(DEFAULT_CONFIG)
@@ -101,6 +112,7 @@ def init(ctx: click.Context, force: bool) -> None:
     click.echo(f"node ID:         {identity.node_id.text()}")
     click.echo(f"overlay address: {identity.address}")
     click.echo(f"config:          {paths.config}")
+    click.echo(f"id puzzle:       {difficulty} bits")
 
 
 @cli.command("id")

@@ -297,14 +297,19 @@ class NodeCore:
         self.dht.set_local_contact(Contact(self.identity.public_key, endpoint))
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        self.transport.receive_datagram(data, addr, now)
-        self._pump(now)
+        self.receive_datagrams([(data, addr)], now)
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
-        """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
+        """A batch of datagrams that arrived together (one pass of the engines afterwards).
+
+        A datagram an engine fails on is counted in ``internal_errors`` and
+        skipped: the rest of the batch, and the node, go on."""
         receive = self.transport.receive_datagram
         for data, addr in datagrams:
-            receive(data, addr, now)
+            try:
+                receive(data, addr, now)
+            except Exception:  # noqa: BLE001 - a bug must not cost the batch
+                self.internal_errors += 1
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:

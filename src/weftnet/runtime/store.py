@@ -52,6 +52,7 @@ class SqliteStore:
     def __init__(self, path: Path | str):
         self.path = path
         self.write_errors = 0
+        self.damaged_rows = 0
         self._unlogged = 0
         self._logged_at: float | None = None
         try:
@@ -92,7 +93,13 @@ class SqliteStore:
     # RecordStore protocol
     def get(self, key: bytes) -> StoredRecord | None:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM records WHERE key=?", (key,)).fetchone()
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        try:
+            return _record(row)
+        except (TypeError, ValueError):
+            self.damaged_rows += 1
+            return None
 
     def put(self, record: StoredRecord) -> None:
         try:
@@ -115,7 +122,13 @@ class SqliteStore:
 
     def records(self) -> Iterator[StoredRecord]:
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY key").fetchall()
-        return iter(_record(r) for r in rows)
+        out = []
+        for r in rows:
+            try:
+                out.append(_record(r))
+            except (TypeError, ValueError):
+                self.damaged_rows += 1  # a damaged row costs one record, not the start-up
+        return iter(out)
 
     # routing table
     def save_contacts(self, contacts: list[Contact], now: float) -> None:
@@ -144,4 +157,8 @@ class SqliteStore:
 
 
 def _record(r) -> StoredRecord:
-    return StoredRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], bytes(r[6]), r[7])
+    key, blob = bytes(r[0]), bytes(r[1])
+    if len(key) != 32:
+        raise ValueError("not a record key")
+    return StoredRecord(key, blob, float(r[2]), bool(r[3]), None if r[4] is None else int(r[4]), float(r[5]),
+                        bytes(r[6]), str(r[7]))

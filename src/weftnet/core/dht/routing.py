@@ -74,6 +74,8 @@ class RoutingTable:
         self.evictions = 0
         self.prefix_refusals = 0
         self.puzzle_refusals = 0
+        #: Bumped whenever the set of contacts or an endpoint changes (the daemon saves then).
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self._index)
@@ -108,6 +110,7 @@ class RoutingTable:
             entry.last_seen = now
             if entry.contact.endpoint != contact.endpoint:
                 entry.contact = contact
+                self.changes += 1
             bucket.entries.remove(entry)
             bucket.entries.append(entry)
             return True
@@ -122,6 +125,7 @@ class RoutingTable:
                 entry = Entry(contact, key, 0, now)
                 bucket.entries.append(entry)
                 self._index[key] = entry
+                self.changes += 1
                 return True
             if bucket.covers(self.own_key) and bucket.lo != bucket.hi:
                 self._split(bucket)
@@ -165,6 +169,7 @@ class RoutingTable:
         bucket.entries.remove(entry)
         del self._index[key]
         self.evictions += 1
+        self.changes += 1
         while bucket.replacements:
             c = bucket.replacements.pop()
             if self._prefix_ok(bucket, c) and c.node_id.int not in self._index:
@@ -178,6 +183,7 @@ class RoutingTable:
         entry = self._index.pop(key, None)
         if entry is not None:
             self.bucket_for(key).entries.remove(entry)
+            self.changes += 1
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
         """The n contacts nearest to ``target`` by XOR.
