@@ -862,6 +862,8 @@ class Dht:
 
     def _reject(self, reason: str, sender: Contact | None) -> None:
         self.stats["records_rejected"] += 1
+        if reason not in self.reject_reasons and len(self.reject_reasons) >= 64:
+            reason = "other"  # reasons can carry numbers from a peer: the table stays small
         self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
         self._events.append(ev.Rejected(reason, sender.node_id if sender else None))
 
