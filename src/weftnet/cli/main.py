@@ -310,14 +310,19 @@ def put(ctx: click.Context, value: str, salt: str | None) -> None:
 
 @cli.command()
 @click.argument("key")
-@click.option("--quorum", type=click.IntRange(1, 20), default=1, show_default=True,
-              help="Wait for this many valid copies (mutable records: the highest seq wins).")
+@click.option("--quorum", type=click.IntRange(1, 20), default=None,
+              help="Copies to wait for. Default: a mutable record waits for several holders and the "
+                   "highest seq wins (an older copy replayed to one holder cannot roll it back); an "
+                   "immutable one needs one.")
 @click.pass_context
-def get(ctx: click.Context, key: str, quorum: int) -> None:
+def get(ctx: click.Context, key: str, quorum: int | None) -> None:
     """Read the record stored under KEY (64 hex digits)."""
     if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
         raise click.BadParameter("a key is 64 hex digits, as printed by 'weft put'", param_hint="KEY")
-    r = _call(ctx, "get", key=key, quorum=quorum)
+    params: dict[str, Any] = {"key": key}
+    if quorum is not None:
+        params["quorum"] = quorum
+    r = _call(ctx, "get", **params)
     if not r["ok"]:
         raise WeftError(r["error"])
     value = bytes.fromhex(r["value"])

@@ -401,7 +401,8 @@ class Daemon:
 
         async def get(req):
             key = _key(req["key"])
-            quorum = int(req.get("quorum", 1))
+            quorum = req.get("quorum")  # None: the safe read (mutable: highest seq of several holders)
+            quorum = None if quorum is None else int(quorum)
             return (await self.driver.request(lambda c, t: c.get(key, t, quorum=quorum))).to_dict()
 
         async def lookup(req):

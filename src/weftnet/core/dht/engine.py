@@ -144,8 +144,12 @@ class DhtConfig:
     #: given back when the hinted contact answers. Each source starts with one (0 = off).
     hint_cost: int = 256
     hint_credit_max: float = 16384.0
-    #: Requests to hinted contacts in flight per target address (0 = no limit).
+    #: Requests to hinted contacts in flight per target address (0 = no limit), and what
+    #: one target address may be sent because of hints: a burst of two requests, then one
+    #: every four seconds (whatever the number of sources naming it).
     hint_inflight_per_address: int = 2
+    hint_target_burst: float = 512.0
+    hint_target_rate: float = 64.0
     #: STORE, routed and replication messages held per half-open sender, and senders held.
     held_per_sender: int = 4
     held_senders: int = 256
@@ -255,6 +259,7 @@ class Dht:
         # two contacts: their reply alone would not pay for asking them).
         self._hint_credit = TokenBuckets(0.0, cfg.hint_credit_max, start=cfg.hint_cost)
         self._hint_inflight: dict[str, int] = {}
+        self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
         self._held: OrderedDict[int, list] = OrderedDict()  # sender key -> [(contact, msg, time)]
         self._apps: list[Any] = []
@@ -264,7 +269,10 @@ class Dht:
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
-        self._replicate_at = now + cfg.replicate_interval
+        # Holders of one record must not all offer it at the same moment (each would send
+        # it to the same newcomer): the first round comes at a random point of the interval.
+        self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
+        self._wanted: OrderedDict[bytes, float] = OrderedDict()  # keys asked for in a ReplicaWant, when
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
@@ -581,8 +589,9 @@ class Dht:
         del self._requests[msg.rid]
         if req.hint is not None:
             # The hinted contact answered: it is a willing node, not a victim. Its
-            # source gets back what asking it cost.
+            # source, and its address, get back what asking it cost.
             self._hint_credit.refund(req.hint[0], self.config.hint_cost)
+            self._hint_target.refund(req.hint[1], self.config.hint_cost)
             self._release_hint(req)
         self.stats["responses"] += 1
         if not req.timed_out:
@@ -736,9 +745,14 @@ class Dht:
         if cfg.hint_inflight_per_address and self._hint_inflight.get(where, 0) >= cfg.hint_inflight_per_address:
             self.stats["hints_deferred"] += 1
             return None
-        if cfg.hint_cost and not self._hint_credit.allow(cand.source, now, cfg.hint_cost):
-            self.stats["hints_deferred"] += 1
-            return None  # until an answer from one of its hints gives the credit back
+        if cfg.hint_cost:
+            if not self._hint_target.allow(where, now, cfg.hint_cost):
+                self.stats["hints_deferred"] += 1
+                return None  # this address has had its share for now
+            if not self._hint_credit.allow(cand.source, now, cfg.hint_cost):
+                self._hint_target.refund(where, cfg.hint_cost)
+                self.stats["hints_deferred"] += 1
+                return None  # until an answer from one of its hints gives the credit back
         self._hint_inflight[where] = self._hint_inflight.get(where, 0) + 1
         cand.hint_slot = (cand.source, where)
         return True
@@ -989,6 +1003,7 @@ class Dht:
     def _on_offer(self, sender: Contact, msg: ReplicaOffer, now: float) -> None:
         """Which of the offered records do we lack (or hold older), and should hold?"""
         wanted = 0
+        asked = self._wanted
         for i, item in enumerate(msg.items):
             meta = self.index.get(item.key)
             if meta is not None and meta.expires > now:
@@ -996,8 +1011,14 @@ class Dht:
                 if held is not None and (held.seq or 0) >= item.seq:
                     meta.touched = now  # someone holds it and offers it: no need to offer it ourselves
                     continue
+            if now - asked.get(item.key, -1e18) < 2 * self.config.max_rto:
+                continue  # already asked another holder for it: one copy is enough
             if self._responsible(item.key, sender.node_id.int):
                 wanted |= 1 << i
+                asked[item.key] = now
+                asked.move_to_end(item.key)
+                if len(asked) > 4096:
+                    asked.popitem(last=False)
         self.stats["replica_offers"] += 1
         self._out.append((sender, ReplicaWant(msg.rid, wanted)))
 
