@@ -93,14 +93,17 @@ class Sink:
 def overlay(n: int, seed: int, config_for=None, host=lambda i: (f"198.18.{i}.1", 4500),
             difficulty: int = 0) -> tuple[SimNetwork, list[NodeCore]]:
     """``n`` NodeCores on the deterministic hostile-network harness, one /24 each, joined."""
-    from weftnet.core.puzzle import generate_identity
-
     net = SimNetwork(seed, start=T0)
     rng = random.Random(seed)
     nodes = []
     for i in range(n):
         cfg = config_for(i) if config_for else NodeConfig()
-        ident = generate_identity(rng, difficulty) if difficulty else Identity.generate(rng)
+        if difficulty:
+            from weftnet.core.puzzle import generate_identity
+
+            ident = generate_identity(rng, difficulty)
+        else:
+            ident = Identity.generate(rng)
         core = NodeCore(ident, random.Random(seed * 1000 + i), net.now, cfg)
         core.set_local_endpoint(host(i))
         net.add(core.endpoint, core)

@@ -4,8 +4,12 @@ The transport (transport.py) asks this module before spending anything on
 an unauthenticated packet, cheapest check first (docs/security.md, item 1):
 
 1. ``mac1`` (one keyed hash; in the transport, before this module);
-2. **load**: more than ``handshakes_per_second_under_load`` Inits with a
-   valid mac1 in the last second (a sliding two-window count, O(1) memory);
+2. **load**: Inits with a valid mac1 draw on a budget of
+   ``handshakes_per_second_under_load`` a second with a burst of a tenth of
+   that; once it is spent the node is *under load* for a second at least
+   (sticky, as WireGuard's). The small burst matters: every Init worked
+   outside load costs a DH, and 200 in a row stalled a busy node for half a
+   second on this machine, so a flood's first moments cost at most 20;
 3. under load, a valid **mac2** (the cookie proves the source receives at its
    address; the transport sends a CookieReply otherwise);
 4. under load, a **token bucket per source address and per prefix**, as
@@ -48,21 +52,18 @@ class Admission:
         self._hello_prefix = TokenBuckets(c.hello_per_prefix_per_second, c.hello_per_prefix_per_second)
         self._hello_all = TokenBuckets(c.hello_per_second, c.hello_per_second, 1)
         self._known: OrderedDict[Addr, float] = OrderedDict()
-        self._window = 0.0  # start of the current one-second window
-        self._count = 0  # Inits in the current window
-        self._previous = 0  # Inits in the window before it
+        rate = c.handshakes_per_second_under_load
+        self._budget = TokenBuckets(rate, rate / 10, 1)
+        self._under_load_until = float("-inf")
 
     # -- load -----------------------------------------------------------------
     def note_init(self, now: float) -> bool:
-        """Count one Init with a valid mac1; True if the responder is under load."""
-        if now - self._window >= 1.0:
-            self._previous = self._count if now - self._window < 2.0 else 0
-            self._count = 0
-            self._window = now
-        self._count += 1
-        # Sliding estimate of the last second: this window plus the unexpired part of the last.
-        rate = self._count + self._previous * max(0.0, 1.0 - (now - self._window))
-        return rate > self.config.handshakes_per_second_under_load
+        """One Init with a valid mac1 arrived; True if the responder is under load."""
+        # Every Init draws on the budget, under load too: a flood keeps it empty, so load
+        # ends only a second after the arrivals fall below the rate.
+        if not self._budget.allow("*", now):
+            self._under_load_until = now + 1.0
+        return now < self._under_load_until
 
     # -- handshakes -----------------------------------------------------------
     def allow_handshake(self, addr: Addr, now: float) -> bool:

@@ -20,8 +20,8 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
   (``Unreachable``), rekey after a time or message count, refusal to send on
   an expired session, optional keepalives after receiving without sending, idle expiry
   (``SessionDown``), and cookie-secret rotation.
-* Under load (more than ``handshakes_per_second_under_load`` Inits in the
-  last second) an Init without a valid mac2 is answered with a CookieReply
+* Under load (Inits beyond ``handshakes_per_second_under_load`` a second,
+  burst a tenth of it; admission.py) an Init without a valid mac2 is answered with a CookieReply
   binding a cookie to the source address, instead of costing any DH; one
   with a valid mac2 still passes a token bucket per source address and
   prefix (admission.py) before any DH.
