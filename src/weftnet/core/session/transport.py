@@ -355,6 +355,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return peer is not None and peer.current is not None
 
+    def handshaking(self, node_id: NodeId) -> bool:
+        """True while a handshake this node started with ``node_id`` is waiting for its answer."""
+        peer = self._by_node.get(node_id)
+        return peer is not None and peer.pending is not None
+
     def peers(self, now: float | None = None) -> list[PeerInfo]:
         out = []
         for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
