@@ -574,6 +574,7 @@ class NodeCore:
                 return
             self.dht.on_message(Contact(ev.public_key, ev.endpoint), msg, now)
         elif isinstance(ev, PongReceived):
+            self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
                 if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
@@ -598,7 +599,7 @@ class NodeCore:
             self._events.append(PeerDown(ev.node_id, ev.reason))
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
-                self.overlay.on_unreachable(ev.node_id)
+                self.overlay.on_unreachable(ev.node_id, now)
                 if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
                     self.dht.on_unreachable(ev.node_id, now)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):

@@ -21,10 +21,12 @@ node (so a site needs one seed peer, or none on an isolated LAN).
    flood costs at most that many verifications per second;
 3. not our own key; a timestamp within ``window`` seconds of our clock and
    newer than the last accepted beacon of that key (a replay is refused);
+   at most one connection attempt per key every ``cooldown`` seconds (a key
+   heard again sooner is not even verified);
 4. the Ed25519 signature;
-5. at most one connection attempt per key every ``cooldown`` seconds and
-   ``connect_rate`` attempts per second in all: what a beacon can make this
-   node send (a handshake and its retries) is bounded whatever is heard.
+5. at most ``connect_rate`` attempts per second in all: what beacons can make
+   this node send (a handshake and its retries each) is bounded whatever is
+   heard.
 
 Keys heard are kept in a bounded table (``max_keys``, least recently heard
 evicted). The caller checks it has no session or handshake with the key
@@ -108,6 +110,9 @@ class LanDiscovery:
         if seen is not None and beacon.timestamp_ms <= seen[0]:
             self.stats["replayed"] += 1
             return None
+        if seen is not None and now < seen[1]:  # asked for less than ``cooldown`` ago: no signature check
+            self.stats["cooldown"] += 1
+            return None
         if not self._verify.take(now):
             self.stats["verify_limited"] += 1
             return None
@@ -126,9 +131,6 @@ class LanDiscovery:
         else:
             seen[0] = beacon.timestamp_ms
             self._keys.move_to_end(beacon.public_key)
-        if now < seen[1]:
-            self.stats["cooldown"] += 1
-            return None
         if not self._connect.take(now):
             self.stats["connect_limited"] += 1
             return None

@@ -24,9 +24,14 @@ driver writes both the same way).
 * **In**: the data plane checks the packet came from the sender's own
   address, is for ours, and passes the default-deny firewall. A delivered
   packet teaches the cache its sender (the reply needs no lookup).
-* **Churn**: a node that stops answering (the transport reports it
-  unreachable) is forgotten, so the next packet looks it up again and finds
-  it wherever it is now; a session coming up clears a negative entry.
+* **Churn**: a node that stops answering is forgotten, so the next packet
+  looks it up again and finds it wherever it is now. Two signals: the
+  transport gives up a handshake with it (unreachable), or traffic to it has
+  gone one way for a liveness interval (5 s) and a transport ping over its
+  session goes unanswered for another (a node that restarted has lost the
+  session we still send on). Its session is closed too, so the next packet
+  handshakes afresh, to wherever the lookup finds it. A session coming up
+  clears a negative entry.
 
 Path choice and relays live in the transport: this plane sends by node ID,
 so whatever path the transport picks for a node carries its overlay traffic.
@@ -45,6 +50,7 @@ from weftnet.core.overlay.resolver import LIMITED, LOOKUP, NEGATIVE, PENDING, Ad
 from weftnet.core.session.transport import SecureTransport
 from weftnet.core.vpn.firewall import Firewall, PacketInfo
 from weftnet.core.vpn.network import CHUNK_SIZE, VNET_HDR_LEN, Deliver, Send
+from weftnet.errors import SessionError
 
 __all__ = ["OverlayPlane", "OVERLAY_TUN"]
 
@@ -59,6 +65,8 @@ class OverlayPlane:
     SWEEP_INTERVAL = 30.0
     #: ICMPv6 errors this plane writes to the TUN, per second (RFC 4443 section 2.4 (f)).
     ICMP_RATE = 50.0
+    #: Traffic to a node that went one way for this long draws a ping; no answer within as long: dead.
+    LIVENESS_INTERVAL = 5.0
 
     def __init__(self, identity: Identity, transport: SecureTransport, dht: Dht, tun_out: list,
                  now: float = 0.0, cache: AddressCache | None = None):
@@ -72,7 +80,10 @@ class OverlayPlane:
         self._lookups: dict[int, bytes] = {}  # DHT op id -> address key
         self._icmp = TokenBucket(self.ICMP_RATE, self.ICMP_RATE, now)
         self._sweep_at: float | None = None
-        self.stats = dict.fromkeys(("not_enabled", "no_endpoint", "icmp_limited"), 0)
+        self._live_at: float | None = None
+        self._seen: dict[bytes, tuple[int, int]] = {}  # peer -> (packets out, packets in) at the last check
+        self._probes: dict[bytes, tuple[int, float]] = {}  # peer -> (ping id, sent at)
+        self.stats = dict.fromkeys(("not_enabled", "no_endpoint", "icmp_limited", "probes", "dead_peers"), 0)
 
     @property
     def enabled(self) -> bool:
@@ -84,10 +95,13 @@ class OverlayPlane:
         self.data = OverlayDataPlane(self.address, firewall=firewall, mtu=mtu, chunk_size=chunk_size)
         self.vnet = vnet
         self._sweep_at = now + self.SWEEP_INTERVAL
+        self._live_at = now + self.LIVENESS_INTERVAL
 
     def disable(self) -> None:
         self.data = None
-        self._sweep_at = None
+        self._sweep_at = self._live_at = None
+        self._seen.clear()
+        self._probes.clear()
 
     # -- out -----------------------------------------------------------------------
     def outbound(self, packets: list[bytes], now: float) -> None:
@@ -202,19 +216,58 @@ class OverlayPlane:
     def on_session_up(self, node_id: NodeId) -> None:
         self.cache.clear_negative(node_id.raw[:12])
 
-    def on_unreachable(self, node_id: NodeId) -> None:
-        self.cache.forget(node_id)
+    def on_unreachable(self, node_id: NodeId, now: float) -> None:
+        if self.cache.forget(node_id):
+            self.transport.close(node_id, now)  # the next packet handshakes to wherever a lookup finds it
+
+    def on_pong(self, node_id: NodeId, ping_id: int) -> None:
+        probe = self._probes.get(node_id.raw)
+        if probe is not None and probe[0] == ping_id:
+            del self._probes[node_id.raw]
+
+    def _check_liveness(self, now: float) -> None:
+        """Ping nodes our traffic has gone one way to; forget those that do not answer (module docstring)."""
+        seen: dict[bytes, tuple[int, int]] = {}
+        for peer, c in self.data.peers.items():
+            prev = self._seen.get(peer)
+            seen[peer] = (c.packets_out, c.packets_in)
+            heard = prev is not None and c.packets_in > prev[1]
+            probe = self._probes.get(peer)
+            if probe is not None:
+                if heard:
+                    del self._probes[peer]
+                elif now - probe[1] >= self.LIVENESS_INTERVAL:
+                    del self._probes[peer]
+                    node = NodeId(peer)
+                    self.stats["dead_peers"] += 1
+                    self.cache.forget(node)
+                    self.transport.close(node, now)
+                continue
+            if prev is not None and c.packets_out > prev[0] and not heard:
+                try:
+                    self._probes[peer] = (self.transport.ping(NodeId(peer), now), now)
+                    self.stats["probes"] += 1
+                except SessionError:
+                    pass
+        self._seen = seen
+        for peer in [p for p in self._probes if p not in seen]:
+            del self._probes[peer]
 
     def get_timer(self) -> float | None:
-        return self._sweep_at
+        if self._sweep_at is None:
+            return None
+        return min(self._sweep_at, self._live_at)
 
     def handle_timer(self, now: float) -> None:
-        if self._sweep_at is None or now < self._sweep_at:
+        if self.data is None:
             return
-        self._sweep_at = now + self.SWEEP_INTERVAL
-        if self.data is not None:
+        if now >= self._live_at:
+            self._live_at = now + self.LIVENESS_INTERVAL
+            self._check_liveness(now)
+        if now >= self._sweep_at:
+            self._sweep_at = now + self.SWEEP_INTERVAL
             self.data.firewall.expire(now)
-        self.cache.expire(now)
+            self.cache.expire(now)
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"enabled": self.data is not None}
