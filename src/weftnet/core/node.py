@@ -305,9 +305,7 @@ class NodeCore:
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
-        receive = self.transport.receive_datagram
-        for data, addr in datagrams:
-            receive(data, addr, now)
+        self.transport.receive_datagrams(datagrams, now)
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from weftnet.core.identity import NodeId
+from weftnet.core.overlay.dataplane import GSO_MAX_SIZE
 from weftnet.core.vpn.firewall import Firewall, parse_rule
 from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
@@ -182,7 +183,7 @@ class OverlayInterface:
                 if cfg.offload:
                     set_offload(tun)
                 configure_tun(tun.name, mtu=cfg.mtu)
-                _add_address(tun.name, address)
+                _add_address(tun.name, address, GSO_MAX_SIZE if cfg.offload else None)
                 set_txqueuelen(tun.name, cfg.txqueuelen)
             except BaseException:
                 tun.close()
@@ -251,20 +252,27 @@ class OverlayInterface:
                 "rules": {"config": self.config_rules, "saved": load_saved_rules(self.state_dir)}}
 
 
-def _add_address(name: str, address: str) -> None:
-    """``address`` (``fd77:…/32``) on ``name``, usable at once: IFA_F_NODAD (no duplicate detection)."""
+def _add_address(name: str, address: str, gso_max_size: int | None) -> None:
+    """``address`` (``fd77:…/32``) on ``name``, usable at once: IFA_F_NODAD (no duplicate detection);
+    superpackets capped at ``gso_max_size`` so each one crosses as one chunk."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     from weftnet.runtime.tun import _index, _iproute, _netlink_error
 
     iface = ipaddress.ip_interface(address)
     with _iproute(None) as ipr:
+        idx = _index(ipr, name)
         try:
-            ipr.addr("add", index=_index(ipr, name), address=str(iface.ip), prefixlen=iface.network.prefixlen,
+            ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen,
                      family=socket.AF_INET6, flags=0x02)  # IFA_F_NODAD
         except NetlinkError as exc:
             if exc.code != errno.EEXIST:
                 raise _netlink_error(f"adding {address} to {name!r}", exc) from None
+        if gso_max_size is not None:
+            try:
+                ipr.link("set", index=idx, gso_max_size=gso_max_size)
+            except NetlinkError as exc:  # an older kernel: superpackets then travel in two chunks
+                log.info("cannot cap the overlay interface's superpackets", extra={"error": str(exc)})
 
 
 # -- LAN discovery ---------------------------------------------------------------------------

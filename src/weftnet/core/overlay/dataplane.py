@@ -50,7 +50,6 @@ from weftnet.core.overlay.messages import CHUNK_FIELDS, CHUNK_HEADER, MAX_CHUNKS
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.vpn.firewall import INBOUND, OUTBOUND, PROTO_ICMPV6, Firewall, MalformedPacket, PacketInfo, parse_packet
 from weftnet.core.vpn.network import (
-    CHUNK_SIZE,
     GSO_ECN,
     GSO_NONE,
     GSO_TCPV4,
@@ -77,6 +76,12 @@ __all__ = ["OverlayDataPlane", "icmp6_unreachable", "DEFAULT_MTU", "MIN_MTU", "M
 DEFAULT_MTU = 1280
 MIN_MTU = 1280
 MAX_MTU = 9000
+#: Offloaded packets travel in pieces of at most this much (``virtio_net_hdr | packet``): one
+#: OverlayChunk fills one wire message, which the transport seals once.
+OVERLAY_CHUNK_SIZE = MAX_MESSAGE_SIZE - CHUNK_HEADER
+#: The runtime caps the interface's superpackets at this size (``gso_max_size``), so that each one
+#: is a single chunk: one seal, one open, no chunk reassembly.
+GSO_MAX_SIZE = 64_000
 PREFIX = OVERLAY_PREFIX.network_address.packed[:4]
 _CHUNK_HDR = bytes((PACKET_HEADER[0], OverlayChunk.TYPE))
 _NO_GROUPS: frozenset[str] = frozenset()
@@ -102,7 +107,7 @@ class OverlayDataPlane:
     """The overlay interface's packet checks and counters (see the module docstring)."""
 
     def __init__(self, address: bytes, *, firewall: Firewall | None = None, mtu: int = DEFAULT_MTU,
-                 chunk_size: int = CHUNK_SIZE, max_peer_counters: int = 1024):
+                 chunk_size: int = OVERLAY_CHUNK_SIZE, max_peer_counters: int = 1024):
         if len(address) != 16 or address[:4] != PREFIX:
             raise NetworkError("the overlay interface's address must be an overlay address (fd77:6566::/32)")
         if not MIN_MTU <= mtu <= MAX_MTU:
@@ -192,12 +197,14 @@ class OverlayDataPlane:
         if not vnet or vnet == VNET_NONE:
             return Send(node_id, (PACKET_HEADER + (packet if len(packet) == info.total_length
                                                    else packet[: info.total_length]),))
-        blob = vnet + packet
+        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
         step = self.chunk_size
+        if VNET_HDR_LEN + len(packet) <= step:  # the usual case: one piece, one copy
+            return Send(node_id, (b"".join((_CHUNK_HDR, CHUNK_FIELDS.pack(pid, 0, 1), vnet, packet)),))
+        blob = vnet + packet
         count = -(-len(blob) // step)
         if count > MAX_CHUNKS:
             return self.drop("too-big", peer)
-        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
         return Send(node_id, tuple(_CHUNK_HDR + CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step]
                                    for i in range(count)))
 
@@ -218,7 +225,7 @@ class OverlayDataPlane:
             pid, index, count = CHUNK_FIELDS.unpack_from(payload, 2)
             if not 1 <= count <= MAX_CHUNKS or index >= count:
                 return self.drop("bad-chunk", peer)
-            blob = payload[CHUNK_HEADER:]
+            blob = memoryview(payload)[CHUNK_HEADER:]  # views, not copies, up to the TUN write
             if count > 1:
                 blob = self._reassembly.add((peer, pid), index, count, blob, now)
                 if blob is None:
@@ -231,9 +238,9 @@ class OverlayDataPlane:
             if not offload_header_ok(vnet, packet):
                 return self.drop("bad-offload", peer)
             return self._admit(peer, packet, vnet, now)
-        return self._admit(peer, payload[2:], b"", now)
+        return self._admit(peer, memoryview(payload)[2:], b"", now)
 
-    def _admit(self, peer: bytes, packet: bytes, vnet: bytes, now: float) -> Deliver | Drop:
+    def _admit(self, peer: bytes, packet: bytes | memoryview, vnet: bytes | memoryview, now: float) -> Deliver | Drop:
         try:
             info = parse_packet(packet)
         except MalformedPacket as exc:

@@ -44,12 +44,12 @@ from typing import Any
 from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId
-from weftnet.core.overlay.dataplane import DEFAULT_MTU, OverlayDataPlane
+from weftnet.core.overlay.dataplane import DEFAULT_MTU, OVERLAY_CHUNK_SIZE, OverlayDataPlane
 from weftnet.core.overlay.ratelimit import TokenBucket
 from weftnet.core.overlay.resolver import LIMITED, LOOKUP, NEGATIVE, PENDING, AddressCache, Route
 from weftnet.core.session.transport import SecureTransport
 from weftnet.core.vpn.firewall import Firewall, PacketInfo
-from weftnet.core.vpn.network import CHUNK_SIZE, VNET_HDR_LEN, Deliver, Send
+from weftnet.core.vpn.network import VNET_HDR_LEN, Deliver, Send
 from weftnet.errors import SessionError
 
 __all__ = ["OverlayPlane", "OVERLAY_TUN"]
@@ -90,7 +90,7 @@ class OverlayPlane:
         return self.data is not None
 
     def enable(self, now: float, *, firewall: Firewall | None = None, mtu: int = DEFAULT_MTU, vnet: bool = False,
-               chunk_size: int = CHUNK_SIZE) -> None:
+               chunk_size: int = OVERLAY_CHUNK_SIZE) -> None:
         """Start carrying overlay traffic. ``vnet``: packets from the TUN start with a virtio_net_hdr."""
         self.data = OverlayDataPlane(self.address, firewall=firewall, mtu=mtu, chunk_size=chunk_size)
         self.vnet = vnet
