@@ -4,7 +4,6 @@ The fast path must decide exactly what the piece-by-piece path decides: deliver 
 refuse a replayed or tampered one, buffer nothing for a stranger, and fall back for anything else.
 """
 
-
 from test_transport import A, C, Pair, big, events, msg
 
 from weftnet.core.session.transport import Received
