@@ -27,7 +27,7 @@ def _running(ctx: click.Context) -> bool:
 def _change(ctx: click.Context, action: str, proto: str, port: str | None, source: str | None) -> dict[str, Any]:
     from weftnet.cli.main import _call, _state
     from weftnet.runtime.config import load_config
-    from weftnet.runtime.overlay import DEFAULT_OVERLAY_FIREWALL, change_saved_rules, make_rule
+    from weftnet.runtime.overlay import change_saved_rules, config_inbound_rules, make_rule
     from weftnet.runtime.paths import StatePaths
 
     if port is not None and proto.lower() not in ("tcp", "udp") and port.lower() != "any":
@@ -36,8 +36,7 @@ def _change(ctx: click.Context, action: str, proto: str, port: str | None, sourc
     if _running(ctx):
         return _call(ctx, "overlay_rules", action=action, rule=rule)
     paths = StatePaths(_state(ctx))
-    oc = load_config(paths.config).overlay
-    config_rules = list((oc.firewall if oc.firewall is not None else DEFAULT_OVERLAY_FIREWALL).get("inbound", []))
+    config_rules = config_inbound_rules(load_config(paths.config).overlay)
     return {"saved": change_saved_rules(paths.root, action, rule, config_rules), "config": config_rules,
             "flows_closed": 0}
 
@@ -89,16 +88,15 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     """The inbound rules of the overlay interface (config file and 'weft allow')."""
     from weftnet.cli.main import _call, _emit_json, _state
     from weftnet.runtime.config import load_config
-    from weftnet.runtime.overlay import DEFAULT_OVERLAY_FIREWALL, load_saved_rules
+    from weftnet.runtime.overlay import config_inbound_rules, load_saved_rules
     from weftnet.runtime.paths import StatePaths
 
     if _running(ctx):
         r = _call(ctx, "overlay_rules", action="list")
     else:
         paths = StatePaths(_state(ctx))
-        oc = load_config(paths.config).overlay
-        fw = oc.firewall if oc.firewall is not None else DEFAULT_OVERLAY_FIREWALL
-        r = {"config": list(fw.get("inbound", [])), "saved": load_saved_rules(Path(paths.root))}
+        r = {"config": config_inbound_rules(load_config(paths.config).overlay),
+             "saved": load_saved_rules(Path(paths.root))}
     if as_json:
         _emit_json(r)
     else:

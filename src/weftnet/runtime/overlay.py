@@ -38,7 +38,7 @@ from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
 
 __all__ = ["OverlayInterface", "LanBeacons", "rules_path", "load_saved_rules", "change_saved_rules",
-           "make_rule", "overlay_firewall_config"]
+           "make_rule", "overlay_firewall_config", "config_inbound_rules"]
 
 log = logging.getLogger("weftnet.overlay")
 
@@ -65,7 +65,7 @@ def make_rule(proto: str, port: str | None, source: str | None) -> dict[str, Any
         rule["host"] = "any"
     else:
         s = source.strip()
-        if ":" in s:
+        if any(c in s for c in ":./"):
             try:
                 net = ipaddress.ip_network(s if "/" in s else s + "/128", strict=True)
             except ValueError as exc:
@@ -139,10 +139,17 @@ def change_saved_rules(state_dir: Path, action: str, rule: dict[str, Any], confi
 
 
 def overlay_firewall_config(cfg: OverlayConfig, saved: list) -> dict:
-    """The firewall table of the overlay: the config's (or the default) plus the saved inbound rules."""
-    fw = dict(cfg.firewall if cfg.firewall is not None else DEFAULT_OVERLAY_FIREWALL)
-    fw["inbound"] = list(fw.get("inbound", [])) + list(saved)
+    """The firewall table of the overlay: the config's rules, the default for a direction the config
+    leaves out (so ``firewall.inbound = [...]`` alone keeps outbound open), plus the saved inbound rules."""
+    fw = dict(DEFAULT_OVERLAY_FIREWALL)
+    fw.update(cfg.firewall or {})
+    fw["inbound"] = list(fw["inbound"]) + list(saved)
     return fw
+
+
+def config_inbound_rules(cfg: OverlayConfig) -> list:
+    """The inbound rules the config file gives (or the default ones)."""
+    return list((cfg.firewall or {}).get("inbound", DEFAULT_OVERLAY_FIREWALL["inbound"]))
 
 
 # -- the interface -----------------------------------------------------------------------
@@ -162,8 +169,7 @@ class OverlayInterface:
 
     @property
     def config_rules(self) -> list:
-        fw = self.cfg.firewall if self.cfg.firewall is not None else DEFAULT_OVERLAY_FIREWALL
-        return list(fw.get("inbound", []))
+        return config_inbound_rules(self.cfg)
 
     def firewall(self) -> Firewall:
         table = overlay_firewall_config(self.cfg, load_saved_rules(self.state_dir))
