@@ -160,6 +160,8 @@ def test_each_node_has_its_key_derived_address_and_the_overlay_route(site):
         assert routes and routes[0]["dev"] == "weft0"
     st = site.status("A")
     assert st["overlay"]["enabled"] and st["overlay"]["interface"] == "weft0"
+    text = weft(site.state["A"], "status")
+    assert f"overlay:         weft0 {site.addr['A']} mtu 1280" in text
     assert st["networks"] == []  # no private network anywhere
 
 

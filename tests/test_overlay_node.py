@@ -74,6 +74,30 @@ def test_an_address_reaches_the_node_that_holds_its_key_and_the_reply_needs_no_l
     assert st["packets_in"] == 1 and st["peers"][a.node_id.text()]["packets_out"] == 1
 
 
+def test_ping_and_trace_take_an_overlay_address():
+    net, rng, nodes = build(seed=10, n=8)
+    a, c = nodes[1], nodes[7]
+    ops = {a.ping(c.address, net.now): "ping", a.trace(c.address, net.now): "trace"}
+    net.flush(a.endpoint)
+    net.run_for(10.0)
+    done = {}
+    while (ev := a.next_event()) is not None:
+        if getattr(ev, "op_id", None) in ops:
+            done[ops[ev.op_id]] = ev
+    assert done["ping"].ok and done["ping"].node_id == c.node_id
+    assert done["trace"].ok and done["trace"].hops[-1]["node_id"] == c.node_id
+    nobody = Identity.generate(rng).address
+    op = a.trace(nobody, net.now)
+    net.flush(a.endpoint)
+    net.run_for(20.0)
+    while (ev := a.next_event()) is not None:
+        if getattr(ev, "op_id", None) == op:
+            assert not ev.ok and "no node with that address" in ev.error
+            break
+    else:
+        raise AssertionError("the trace to nobody never completed")
+
+
 def test_an_address_nobody_holds_gets_address_unreachable_and_is_not_looked_up_again_at_once():
     net, rng, nodes = build(seed=4, n=6)
     a = nodes[2]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Data-plane throughput: iperf3 TCP between two network namespaces through several tunnels.
 
-For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet) the
+For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet with a
+private network, weftnet by overlay address) the
 benchmark creates two fresh namespaces joined by a veth pair (10.200.0.1/24 <-> 10.200.0.2/24),
 brings the tunnel up, runs an iperf3 server in B and a client in A against B's overlay address,
 and tears everything down again. A missing tool gives a "not installed" row and a failing system
@@ -172,8 +173,9 @@ def markdown(report: dict) -> str:
         "- client, server and both tunnel endpoints share the same cores, so each figure is the cost of "
         "both ends of a tunnel on one machine, not a link speed; 'load before' is the 1-minute load "
         "average when the system was set up (anything else running on the machine lowers the figures)",
-        "",
     ]
+    out += [f"- note: {n}" for n in report.get("notes", [])]
+    out.append("")
     head = ["system", "status", "Gbit/s A→B"]
     if reverse:
         head.append("Gbit/s B→A (-R)")
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
+    p.add_argument("--note", action="append", default=[], metavar="TEXT",
+                   help="a line for the report, e.g. that other jobs shared the machine (repeatable)")
     args = p.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "seconds": args.seconds,
         "reverse": args.reverse,
+        "notes": args.note,
         "results": [],
     }
     try:
