@@ -577,9 +577,8 @@ class SecureTransport:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
             count = -(-len(ct) // step)
             head = b"\x01\x07" + head
-            out, ep = self._out, peer.endpoint
-            for i in range(count):
-                out.append((head + bytes((i, count)) + ct[i * step:(i + 1) * step], ep))
+            ep, mv = peer.endpoint, memoryview(ct)  # one copy per piece, not two
+            self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER
             peer.packets_out += count
         peer.last_sent = now
