@@ -30,6 +30,7 @@ def test_allow_saves_a_rule_rules_shows_it_and_deny_takes_it_back(run, tmp_path)
     r = run("allow", "tcp", "22")
     assert r.exit_code == 0, r.output
     assert "tcp     port 22" in r.output and "[weft allow]" in r.output and "icmpv6" in r.output
+    assert "[default]" in r.output
     r = run("allow", "udp", "5000-5010", "--from", str(NODE.address))
     assert r.exit_code == 0, r.output
     path = tmp_path / "state" / "overlay-rules.json"
@@ -40,13 +41,14 @@ def test_allow_saves_a_rule_rules_shows_it_and_deny_takes_it_back(run, tmp_path)
     assert run("allow", "tcp", "22").exit_code == 0 and len(load_saved_rules(tmp_path / "state")) == 2
     rules = json.loads(run("rules", "--json").output)
     assert rules["config"] == [{"proto": "icmpv6", "port": "any", "host": "any"}] and len(rules["saved"]) == 2
+    assert rules["default"] is True
     assert run("deny", "tcp", "22").exit_code == 0
     assert load_saved_rules(tmp_path / "state") == saved[1:]
 
 
 def test_bad_rules_are_one_line_errors(run):
     for args, text in ((["deny", "tcp", "23"], "no saved rule"),
-                       (["deny", "icmpv6"], "config.toml"),
+                       (["deny", "icmpv6"], "the default rules"),
                        (["allow", "tcp", "99999"], "outside 1-65535"),
                        (["allow", "tcp", "22", "--from", "wn1nope"], "node ID"),
                        (["allow", "tcp", "22", "--from", "10.0.0.0/8"], "IPv6 only"),

@@ -27,7 +27,7 @@ def _running(ctx: click.Context) -> bool:
 def _change(ctx: click.Context, action: str, proto: str, port: str | None, source: str | None) -> dict[str, Any]:
     from weftnet.cli.main import _call, _state
     from weftnet.runtime.config import load_config
-    from weftnet.runtime.overlay import change_saved_rules, config_inbound_rules, make_rule
+    from weftnet.runtime.overlay import change_saved_rules, config_inbound_rules, make_rule, rules_report
     from weftnet.runtime.paths import StatePaths
 
     if port is not None and proto.lower() not in ("tcp", "udp") and port.lower() != "any":
@@ -36,9 +36,9 @@ def _change(ctx: click.Context, action: str, proto: str, port: str | None, sourc
     if _running(ctx):
         return _call(ctx, "overlay_rules", action=action, rule=rule)
     paths = StatePaths(_state(ctx))
-    config_rules = config_inbound_rules(load_config(paths.config).overlay)
-    return {"saved": change_saved_rules(paths.root, action, rule, config_rules), "config": config_rules,
-            "flows_closed": 0}
+    oc = load_config(paths.config).overlay
+    saved = change_saved_rules(paths.root, action, rule, config_inbound_rules(oc))
+    return {**rules_report(oc, saved), "flows_closed": 0}
 
 
 def _describe(rule: dict[str, Any]) -> str:
@@ -49,7 +49,8 @@ def _describe(rule: dict[str, Any]) -> str:
 
 def _show(result: dict[str, Any]) -> None:
     click.echo("inbound on the overlay interface (everything else is denied):")
-    rows = [(r, "config.toml") for r in result["config"]] + [(r, "weft allow") for r in result["saved"]]
+    where = "default" if result.get("default") else "config.toml"
+    rows = [(r, where) for r in result["config"]] + [(r, "weft allow") for r in result["saved"]]
     if not rows:
         click.echo("  (no rules: nothing comes in but replies to this host's own traffic)")
     for r, origin in rows:
@@ -88,15 +89,14 @@ def rules(ctx: click.Context, as_json: bool) -> None:
     """The inbound rules of the overlay interface (config file and 'weft allow')."""
     from weftnet.cli.main import _call, _emit_json, _state
     from weftnet.runtime.config import load_config
-    from weftnet.runtime.overlay import config_inbound_rules, load_saved_rules
+    from weftnet.runtime.overlay import load_saved_rules, rules_report
     from weftnet.runtime.paths import StatePaths
 
     if _running(ctx):
         r = _call(ctx, "overlay_rules", action="list")
     else:
         paths = StatePaths(_state(ctx))
-        r = {"config": config_inbound_rules(load_config(paths.config).overlay),
-             "saved": load_saved_rules(Path(paths.root))}
+        r = rules_report(load_config(paths.config).overlay, load_saved_rules(Path(paths.root)))
     if as_json:
         _emit_json(r)
     else:

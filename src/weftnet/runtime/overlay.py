@@ -38,7 +38,7 @@ from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
 
 __all__ = ["OverlayInterface", "LanBeacons", "rules_path", "load_saved_rules", "change_saved_rules",
-           "make_rule", "overlay_firewall_config", "config_inbound_rules"]
+           "make_rule", "overlay_firewall_config", "config_inbound_rules", "rules_report"]
 
 log = logging.getLogger("weftnet.overlay")
 
@@ -125,7 +125,8 @@ def change_saved_rules(state_dir: Path, action: str, rule: dict[str, Any], confi
         kept = [r for r in rules if not _same(r, rule)]
         if len(kept) == len(rules):
             if any(_same(r, rule) for r in config_rules):
-                raise ConfigError("that rule is in config.toml ([overlay] firewall.inbound): remove it there")
+                raise ConfigError("that rule is in config.toml ([overlay] firewall.inbound) or the default rules: "
+                                  "set firewall.inbound there")
             raise ConfigError("no saved rule allows exactly that (see 'weft rules')")
         rules = kept
     else:
@@ -150,6 +151,11 @@ def overlay_firewall_config(cfg: OverlayConfig, saved: list) -> dict:
 def config_inbound_rules(cfg: OverlayConfig) -> list:
     """The inbound rules the config file gives (or the default ones)."""
     return list((cfg.firewall or {}).get("inbound", DEFAULT_OVERLAY_FIREWALL["inbound"]))
+
+
+def rules_report(cfg: OverlayConfig, saved: list) -> dict[str, Any]:
+    """What ``weft rules`` shows: the config's inbound rules (or the defaults) and the saved ones."""
+    return {"config": config_inbound_rules(cfg), "default": "inbound" not in (cfg.firewall or {}), "saved": saved}
 
 
 # -- the interface -----------------------------------------------------------------------
@@ -250,12 +256,12 @@ class OverlayInterface:
         if data is not None:
             fresh = self.firewall()
             closed = data.firewall.replace_rules(fresh.inbound, fresh.outbound)
-        return {"saved": saved, "config": self.config_rules, "flows_closed": closed}
+        return {**rules_report(self.cfg, saved), "flows_closed": closed}
 
     def status(self) -> dict[str, Any]:
         return {"interface": self.tun.name if self.tun is not None else None, "error": self.error,
                 "tun_write_errors": self.write_errors,
-                "rules": {"config": self.config_rules, "saved": load_saved_rules(self.state_dir)}}
+                "rules": rules_report(self.cfg, load_saved_rules(self.state_dir))}
 
 
 def _add_address(name: str, address: str, gso_max_size: int | None) -> None:
