@@ -62,3 +62,18 @@ def test_a_tampered_run_fails_whole_and_a_strangers_run_is_not_buffered():
     forged = [(b"\x01\x07" + b"\x00\x00\x00\x09" + bytes(8) + bytes((i, 3)) + b"x" * 100, C) for i in range(3)]
     p.b.receive_datagrams(forged + stranger[::-1][:3], p.now)
     assert p.b.stats["unknown_index_dropped"] >= 3 and all(k[0] != 9 for k in p.b._reassembly._table)
+
+
+def test_a_run_adding_up_to_more_than_any_payload_goes_piece_by_piece_and_is_refused():
+    from weftnet.core.session.transport import MAX_REASSEMBLED
+
+    p = Pair()
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.deliver()
+    index = p.b._peers[p.ia.public_key].current.local_index
+    piece = b"z" * 30_000
+    run = [(b"\x01\x07" + index.to_bytes(4, "big") + (50).to_bytes(8, "big") + bytes((i, 3)) + piece, A)
+           for i in range(3)]
+    p.b.receive_datagrams(run, p.now)
+    assert 3 * 30_000 > MAX_REASSEMBLED and not p.b._reassembly
+    assert p.b.stats["malformed_dropped"] == 1 and p.b.stats["auth_failures"] == 0

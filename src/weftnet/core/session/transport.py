@@ -393,9 +393,13 @@ class SecureTransport:
                 count = data[15]
                 if 2 <= count <= MAX_FRAGMENTS and i + count <= n:
                     head = data[:14]
+                    total = len(data) - _FRAG_HEADER
                     for j in range(1, count):
                         d, a = datagrams[i + j]
                         if d[14] != j or d[15] != count or d[:14] != head or len(d) <= _FRAG_HEADER or a != addr:
+                            break
+                        total += len(d) - _FRAG_HEADER
+                        if total > MAX_REASSEMBLED:  # the piece-by-piece path refuses it, buffering nothing big
                             break
                     else:
                         self._on_fragment_run(datagrams, i, count, addr, now)
@@ -413,9 +417,6 @@ class SecureTransport:
         if not self._fresh(s, counter):
             return
         whole = b"".join([memoryview(d)[_FRAG_HEADER:] for d, _ in datagrams[i:i + count]])
-        if len(whole) > MAX_REASSEMBLED:
-            self.stats["malformed_dropped"] += 1
-            return
         self._open(s, counter, whole, 0, count, addr, now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
