@@ -28,8 +28,13 @@ def _state(ctx: click.Context) -> Path:
     return resolve_state_dir(ctx.obj.get("state_dir"))
 
 
-def _socket(ctx: click.Context) -> tuple[Path, bool]:
-    """The control socket, and whether its directory must pass the ownership check."""
+def _socket(ctx: click.Context) -> Path:
+    return _control(ctx)[0]
+
+
+def _control(ctx: click.Context) -> tuple[Path, bool]:
+    """The control socket, and whether its directory must pass the ownership check
+    (not for a path the operator configured: runtime/paths.py, check_socket_dir)."""
     from weftnet.runtime.config import load_config
     from weftnet.runtime.paths import StatePaths
 
@@ -41,7 +46,7 @@ def _socket(ctx: click.Context) -> tuple[Path, bool]:
 def _call(ctx: click.Context, op: str, timeout: float = 60.0, **params: Any) -> Any:
     from weftnet.runtime.control import call
 
-    path, check = _socket(ctx)
+    path, check = _control(ctx)
     return call(path, op, timeout=timeout, check_dir=check, **params)
 
 
