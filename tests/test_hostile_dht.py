@@ -449,3 +449,17 @@ def test_replicas_and_offers_from_half_open_senders_wait_for_proof():
     assert d.messages_to_send() == [] and len(d.index) == 0 and s.node_id.int not in d.table
     d.on_verified(s.node_id, T0 + 1)
     assert len(d.index) == 1 and len(d.messages_to_send()) == 3
+
+
+def test_a_publisher_that_stays_keeps_its_record_alive_past_its_first_lifetime():
+    """The other side of item 7: holders never extend a record's life for each other, but
+    the publisher's own hourly STORE does."""
+    net = Net(16, seed=27, k=4, refresh_interval=1e9)
+    net.join_all()
+    rec = ImmutableRecord(b"kept alive by its publisher")
+    assert net.call(2, lambda d: d.put(rec, net.now)).ok
+    start = net.now
+    net.run(start + 24.5 * 3600)  # past the first lifetime, before the next republish could restore it
+    holders = [i for i in range(16) if i != 2 and net.dht(i).store.get(rec.key) is not None]
+    assert len(holders) >= 3
+    assert all(net.dht(i).store.get(rec.key).expires > net.now for i in holders)

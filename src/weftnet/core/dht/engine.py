@@ -946,10 +946,19 @@ class Dht:
         expires = now + self._lifetime(rec, remaining)
         meta = self.index.get(key)
         if same and existing is not None and not own:
-            # The record we hold, again: a peer's copy never extends its life (item 7).
-            # Note that a peer holds it, so replication can skip it this round.
+            # The record we hold, again. A holder's replica never extends its life (item 7);
+            # a STORE is its publisher's republish, and does. Either way a peer holds it, so
+            # replication can skip it this round.
             if meta is not None:
                 meta.touched = now
+            if remaining is None and expires > existing.expires:
+                existing.expires = expires
+                try:
+                    self.store.put(existing)
+                except StorageError:
+                    self.stats["storage_errors"] += 1
+                    return False, "storage error"
+                self.index.add(key, expires, existing.own, len(existing.blob), existing.origin, existing.prefix, now)
             return True, ""
         if existing is None and not own:
             reason = self._over_quota(origin, prefix, len(blob))
