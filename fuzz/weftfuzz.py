@@ -74,7 +74,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         RouteHop, Store, StoreAck, Value,
     )
     from weftnet.core.node import AppText
-    from weftnet.core.session.packets import CookieReply, Hello, Ping, Pong
+    from weftnet.core.session.packets import CookieReply, EarlyData, Hello, Ping, Pong
 
     ia, ib = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
     c = Contact(ib.public_key, ("198.51.100.7", 4500))
@@ -90,6 +90,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
             Pong(2), CookieReply(1, bytes(12), bytes(32)),
             RouteBack(9, 2, 1, c, ""), RouteBack(10, 1, 0, c6, "why"),
             ReplicaOffer(11, (OfferItem(imm.key, 0), OfferItem(mut.key, 7))), ReplicaWant(12, 3),
+            EarlyData(wire.encode(FindNode(1, bytes(32))), bytes(40)),
             Replicate(13, 600, mut.encode()), Replicate(14, 60, imm.encode()),
         )
     ]
@@ -99,6 +100,10 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
     a.send(Contact(ib.public_key, B), wire.encode(AppText("early")), T0)
     (init, _), = a.datagrams_to_send(T0)
     out.append(init)
+    # A padded Init too (EarlyData inside), from another initiator.
+    a2 = SecureTransport(Identity.from_seed(bytes([3]) * 32), random.Random(rng.random()), T0)
+    a2.send(Contact(ib.public_key, B), wire.encode(FindNode(9, bytes(32))), T0, large_reply=True)
+    out += [d for d, _ in a2.datagrams_to_send(T0)]
     b.receive_datagram(init, A, T0)
     for d, _ in b.datagrams_to_send(T0):
         out.append(d)

@@ -19,6 +19,7 @@ from weftnet.core.session.packets import CookieReply, HandshakeResponse, Hello, 
 from weftnet.core.session.transport import Received, SecureTransport, SessionUp, TransportConfig
 from weftnet.core.wire import decode, encode
 
+A = ("198.51.100.7", 4400)  # an honest initiator
 B = ("198.51.100.1", 4500)  # the node under attack
 ATTACKER = ("203.0.113.66", 5000)
 NEWCOMER = ("192.0.2.77", 6000)
@@ -267,3 +268,26 @@ def test_responder_keeps_nothing_for_an_initiator_that_never_confirms():
     assert not [e for e in drain(b) if isinstance(e, SessionUp)]
     b.handle_timer(T0 + 20)
     assert len(b._peers) == 0
+
+
+def test_a_padded_init_buys_its_large_answer_in_the_same_round_trip():
+    """The honest side of item 5: a first FIND_NODE pads its Init (EarlyData), so the
+    responder's ~820-byte answer fits in what it may send before return routability is
+    proven, and the request still costs one round trip; unpadded, the answer waits for
+    the initiator's confirming keepalive (half a round trip more)."""
+    rng = random.Random(71)
+    ib = Identity.generate(rng)
+    answer = b"\x01\x21" + bytes(790)
+    for padded in (True, False):
+        a = SecureTransport(Identity.generate(rng), random.Random(72), T0)
+        b = SecureTransport(ib, random.Random(73), T0)
+        a.send(Contact(ib.public_key, B), b"\x01\x20" + bytes(40), T0, large_reply=padded)
+        (init, _), = a.datagrams_to_send(T0)
+        assert len(init) == (a.config.max_datagram if padded else 164 + 42)
+        b.receive_datagram(init, A, T0)
+        (req,) = [e for e in drain(b) if isinstance(e, Received)]
+        assert req.payload == b"\x01\x20" + bytes(40)  # unwrapped
+        b.send(Contact(req.public_key, A), answer, T0)
+        out = b.datagrams_to_send(T0)
+        assert sum(len(d) for d, _ in out) <= len(init)
+        assert len(out) == (2 if padded else 1)  # the Response, and the answer if it fits

@@ -23,7 +23,7 @@ from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.vpn.netcert import NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
 from weftnet.core.session.packets import (
-    CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
+    CookieReply, EarlyData, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
 from weftnet.core.identity import Identity
@@ -89,6 +89,7 @@ MESSAGES = [
     ReplicaOffer(8, (OfferItem(b(32, 0x71), 0), OfferItem(b(32, 0x72), 9))),
     ReplicaWant(8, 0b10),
     Replicate(9, 3600, bytes.fromhex("01290003616263")),
+    EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
 ]
 
 

@@ -39,6 +39,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
+from weftnet.core.dht.messages import FindNode, FindValue
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
@@ -77,6 +78,8 @@ __all__ = [
 
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
 TEXT_MAX = 1000
+#: Requests whose answers are larger than the Init that could carry them.
+_LARGE_REPLY = frozenset((FindNode, FindValue))
 
 
 @register
@@ -582,7 +585,12 @@ class NodeCore:
                 except ValueError:
                     self.internal_errors += 1
                     continue
-                self.transport.send(contact, payload, now, unverified=self.dht.is_hint(contact))
+                hint = self.dht.is_hint(contact)
+                # A first request whose answer is large pads its Init, so the answer fits in
+                # what a responder may send before we prove our address (not for hints:
+                # what those cost is paid by their source, docs/dht.md).
+                self.transport.send(contact, payload, now, unverified=hint,
+                                    large_reply=not hint and type(msg) in _LARGE_REPLY)
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)

@@ -58,6 +58,7 @@ from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
+    EarlyData,
     MAX_FRAGMENTS,
     CookieReply,
     HandshakeInit,
@@ -291,6 +292,7 @@ class Peer:
     verified_endpoint: Addr | None = None
     attempts: int = 0  # Inits of the pending handshake
     max_attempts: int | None = None  # set for endpoints learned second-hand
+    pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -371,15 +373,20 @@ class SecureTransport:
             self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
             self._send_hello(endpoint, nonce)
 
-    def send(self, contact: Contact, payload: bytes, now: float, *, unverified: bool = False) -> None:
+    def send(self, contact: Contact, payload: bytes, now: float, *, unverified: bool = False,
+             large_reply: bool = False) -> None:
         """Send to ``contact``. ``unverified``: its endpoint was learned second-hand (a DHT
         hint), so a handshake to it gets ``unverified_attempts`` Inits, not retries for
-        ``handshake_timeout`` (docs/security.md, item 6)."""
+        ``handshake_timeout`` (docs/security.md, item 6). ``large_reply``: the payload asks
+        for an answer larger than a bare Init, so if it rides in one, the Init is padded to
+        ``max_datagram`` and the answer can come before return routability is proven."""
         peer = self._peer(contact.public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             peer.endpoint = contact.endpoint
             hinted = unverified and contact.endpoint != peer.verified_endpoint
             peer.max_attempts = self.config.unverified_attempts if hinted else None
+            if large_reply and not hinted and peer.current is None:
+                peer.pad_to = self.config.max_datagram
         self._send_payload(peer, payload, now)
 
     def send_to(self, node_id: NodeId, payload: bytes, now: float) -> bool:
@@ -752,9 +759,19 @@ class SecureTransport:
         peer.attempts = 0
         peer.pending_early = b""
         if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
-            peer.pending_early = peer.queue.pop(0)
+            peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to)
+        peer.pad_to = 0
         self.stats["handshakes_initiated"] += 1
         self._send_init(peer, now)
+
+    @staticmethod
+    def _padded(early: bytes, pad_to: int) -> bytes:
+        """Early data wrapped in EarlyData so that its Init is ``pad_to`` bytes (if it can be)."""
+        # An Init is 164 bytes plus its early data; EarlyData adds 4 (header, length).
+        room = min(pad_to - 164, MAX_EARLY_DATA) - 4 - len(early)
+        if pad_to <= 0 or room <= 0:
+            return early
+        return encode(EarlyData(early, bytes(room)))
 
     def _send_init(self, peer: Peer, now: float) -> None:
         if peer.pending is not None:
@@ -973,9 +990,16 @@ class SecureTransport:
         peer.last_received = now
         peer.last_sent = now
         self._install(peer, session, now)
-        if result.payload:
+        payload = result.payload
+        if payload[:2] == b"\x01\x08":  # padded early data (EarlyData): the payload is inside
+            try:
+                payload = decode(payload).payload
+            except DecodeError:
+                self.stats["malformed_dropped"] += 1
+                payload = b""
+        if payload:
             peer.last_data_received = now
-            self._deliver(peer, session, result.payload, addr, now, peer.budget is None)
+            self._deliver(peer, session, payload, addr, now, peer.budget is None)
 
     def _half_open_peer(self, public_key: bytes, now: float) -> Peer:
         """A peer for an identity we do not know, on probation until it proves return routability."""
