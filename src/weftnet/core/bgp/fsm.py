@@ -146,6 +146,11 @@ _DEFAULT: dict[State, tuple[State | None, tuple[str, ...]]] = {
     S.OPENCONFIRM: (S.IDLE, ("fsm_error",) + _FAIL),
     S.ESTABLISHED: (S.IDLE, ("fsm_error",) + _FAIL),
 }
+# Start events (1, 3-5) are ignored in every state but Idle (8.2.2, each state's first paragraph).
+for _st in State:
+    if _st != S.IDLE:
+        for _ev in (E.MANUAL_START, E.AUTOMATIC_START, E.MANUAL_START_PASSIVE, E.AUTOMATIC_START_PASSIVE):
+            _EXPLICIT[(_st, _ev)] = (_st, ())
 # A header or OPEN error in Connect/Active cannot happen without a connection; treat it like the default,
 # but say why on the wire when there is one.
 for _st in (S.CONNECT, S.ACTIVE):

@@ -533,6 +533,10 @@ class Speaker:
             peer.restart_deadline = None
 
     def _after(self, now: float) -> None:
+        for peer in self.peers.values():
+            if len(peer.sessions) > 1:  # a collision loser (dumped, or closed by the other side) goes away
+                self._collect(peer)
+                self._prune(peer)
         self._flush(now)
 
     # -- export --------------------------------------------------------------------------------------
