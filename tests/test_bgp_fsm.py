@@ -248,3 +248,12 @@ def test_late_connection_loses_to_an_established_one():
     for sp in (a, b):
         (peer,) = sp.peers.values()
         assert len(peer.sessions) == 1 and peer.sessions[0].state == State.ESTABLISHED
+
+
+def test_docs_show_the_current_table():
+    from pathlib import Path
+
+    from weftnet.core.bgp.fsm import markdown_table
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "bgp.md").read_text()
+    assert markdown_table() in page, "docs/bgp.md: regenerate the table with fsm.markdown_table()"

@@ -175,3 +175,15 @@ TRANSITIONS = _build()
 
 def transition(state: State, event: Event) -> tuple[State, tuple[str, ...]]:
     return TRANSITIONS[(state, event)]
+
+
+def markdown_table() -> str:
+    """The table as docs/bgp.md shows it (a test keeps the page and this function in step)."""
+    lines = ["| state | event | next state | actions |", "|---|---|---|---|"]
+    for st in State:
+        for ev in Event:
+            nxt, actions = TRANSITIONS[(st, ev)]
+            if nxt == st and not actions:
+                continue  # ignored
+            lines.append(f"| {st.value} | {ev.value} {ev.name} | {nxt.value} | {', '.join(actions) or '-'} |")
+    return "\n".join(lines)
