@@ -58,6 +58,18 @@ socket = ""         # default: control.sock in the state directory
 # firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
 # The firewall denies everything that no rule allows (docs/vpn.md). Without a
 # firewall key a network allows all outbound traffic and inbound ICMP.
+
+# A BGP speaker, with EVPN/VXLAN instances, runs when [bgp] is present
+# (docs/bgp.md, docs/evpn.md):
+# [bgp]
+# asn = 65001
+# router_id = "192.0.2.1"
+# families = ["evpn"]
+# [[bgp.peers]]
+# address = "192.0.2.2"
+# remote_as = 65002
+# [[bgp.evpn]]
+# vni = 100
 """
 
 
