@@ -334,7 +334,7 @@ class BgpTarget(_Target):
     def reset(self) -> None:
         import ipaddress as ipa
 
-        from weftnet.core.bgp import L2VPN_EVPN, PeerConfig, Speaker, SpeakerConfig
+        from weftnet.core.bgp import PeerConfig, Speaker, SpeakerConfig
         from weftnet.core.bgp.evpn import EviConfig, Evpn, RecordingDataplane
         from weftnet.core.bgp.family import FAMILY_BY_NAME
         from weftnet.core.bgp.policy import RouteTargetImport
