@@ -16,6 +16,7 @@ import itertools
 
 import pytest
 
+from bgp_exabgp import crosscheck
 from bgp_lab import Lab, can_netns, sh, wait_for
 
 pytestmark = [pytest.mark.netns,
@@ -105,3 +106,5 @@ def test_three_vteps_nine_pods_one_segment(lab):
     wait_for(lambda: all(f"02:00:00:00:02:0{j} dst 10.80.0.2" in sh("ip", "netns", "exec", states["C"][0], "bridge",
                                                                     "fdb", "show", "dev", "vxlan100").stdout
                          for j in range(1, 4)), 30, "B's MACs in C's FDB")
+    # every UPDATE the daemon sent to the real peer decodes the same in exabgp's parser
+    assert crosscheck(lab.sent_updates()) >= 2
