@@ -369,6 +369,16 @@ class SecureTransport:
             ))
         return out
 
+    def traffic_totals(self) -> dict[str, int]:
+        """Bytes and packets to and from every peer ever known (monotonic: peers are never forgotten)."""
+        t = dict.fromkeys(("bytes_in", "bytes_out", "packets_in", "packets_out"), 0)
+        for p in self._peers.values():
+            t["bytes_in"] += p.bytes_in
+            t["bytes_out"] += p.bytes_out
+            t["packets_in"] += p.packets_in
+            t["packets_out"] += p.packets_out
+        return t
+
     def session_ages(self, now: float) -> dict[NodeId, float]:
         return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
 
