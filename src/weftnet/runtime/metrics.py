@@ -276,6 +276,8 @@ class NodeCollector:
                                   value=errors)
 
     def _extra(self) -> Iterator[Metric]:
+        if not self.extra:
+            return
         c = CounterMetricFamily("weftnet_subsystem_events",
                                 "Counters of subsystems without metrics of their own, by subsystem and counter.",
                                 labels=["subsystem", "counter"])
