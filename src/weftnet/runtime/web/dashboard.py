@@ -47,6 +47,10 @@ RTT_EVERY = 2.0
 MAX_PEERS = 200
 MAX_MEMBERS = 256
 MAX_STREAMS = 32
+#: While a browser watches, the busiest PROBE_PEERS sessions are pinged every PROBE_EVERY
+#: seconds so their RTT history means something (sessions measure RTT only when pinged).
+PROBE_PEERS = 32
+PROBE_EVERY = 10.0
 TOKEN_FILE = "dashboard.token"
 _STATIC = {"app.js": "application/javascript", "style.css": "text/css", "index.html": "text/html"}
 _SECURITY_HEADERS = {
@@ -94,6 +98,7 @@ class Dashboard:
         self._last_net: dict[str, tuple[int, int]] = {}
         self._rtt: dict[str, deque[tuple[float, float | None]]] = {}
         self._rtt_at = 0.0
+        self._probe_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, spawn: Callable[[Awaitable[Any]], asyncio.Task]) -> None:
@@ -159,6 +164,9 @@ class Dashboard:
                     sum(p.get("bytes_out", 0) for p in n.get("peers", {}).values()))
         self._last_totals = (now, totals)
         sessions = st.get("sessions", [])
+        if self._streams and now - self._probe_at >= PROBE_EVERY:
+            self._probe_at = now
+            self._probe(sessions, now)
         if now - self._rtt_at >= RTT_EVERY:
             self._rtt_at = now
             seen = set()
@@ -174,6 +182,15 @@ class Dashboard:
         self._snapshot = json.dumps(self._build(st, now), separators=(",", ":")).encode()
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
+
+    def _probe(self, sessions: list[dict], now: float) -> None:
+        from weftnet.core.identity import NodeId
+
+        busiest = sorted(sessions, key=lambda p: -(p.get("bytes_in", 0) + p.get("bytes_out", 0)))[:PROBE_PEERS]
+        core = self.daemon.core
+        for p in busiest:
+            core.ping(NodeId.parse(p["node_id"]), now)  # the result event only updates the session's RTT
+        self.daemon.driver.transmit()
 
     def _build(self, st: dict, now: float) -> dict:
         sessions = st.get("sessions", [])
