@@ -72,8 +72,20 @@ def _make_network_dir(state_dir: Path, d: Path) -> None:
     from weftnet.runtime.keystore import ensure_private_dir
 
     ensure_private_dir(Path(state_dir))
-    (Path(state_dir) / "networks").mkdir(mode=0o700, exist_ok=True)
-    d.mkdir(mode=0o700, exist_ok=True)
+    for sub in (Path(state_dir) / "networks", d):
+        if not sub.exists():
+            sub.mkdir(mode=0o700)
+            _owner_like_parent(sub)
+
+
+def _owner_like_parent(path: Path) -> None:
+    """Run as root on a state directory that belongs to the service's user (systemd's
+    StateDirectory): hand what we wrote to that user, or the daemon could not read it."""
+    if os.geteuid() != 0:
+        return
+    st = path.parent.stat()
+    if st.st_uid != 0:
+        os.chown(path, st.st_uid, st.st_gid)
 
 
 def write_new(path: Path, data: str, mode: int = 0o644, replace: bool = False) -> None:
@@ -93,6 +105,7 @@ def write_new(path: Path, data: str, mode: int = 0o644, replace: bool = False) -
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    _owner_like_parent(path)
 
 
 def _read_blocks(path: Path) -> list:
