@@ -97,7 +97,7 @@ class NodeCollector:
     def _transport(self, core: "NodeCore", now: float) -> Iterator[Metric]:
         t = core.transport
         st = t.stats
-        peers = t.peers(now)
+        peers = t.session_counters()
         yield GaugeMetricFamily("weftnet_sessions", "Peers with an established session.", value=len(peers))
         yield CounterMetricFamily("weftnet_handshakes_initiated", "Handshakes this node started.",
                                   value=st["handshakes_initiated"])
@@ -132,21 +132,21 @@ class NodeCollector:
         yield p
         # Per peer: the busiest `peer_series` sessions only (bounded cardinality).
         chosen = peers if len(peers) <= self.peer_series else heapq.nlargest(
-            self.peer_series, peers, key=lambda i: (i.bytes_in + i.bytes_out, i.node_id.raw))
+            self.peer_series, peers, key=lambda i: (i[1] + i[2], i[0].raw))
         pb = CounterMetricFamily("weftnet_peer_bytes", "Payload bytes through this peer's session, by direction.",
                                  labels=["peer", "direction"])
         pp = CounterMetricFamily("weftnet_peer_packets", "Payloads through this peer's session, by direction.",
                                  labels=["peer", "direction"])
         rtt = GaugeMetricFamily("weftnet_peer_rtt_seconds", "Smoothed round-trip time to this peer (RFC 6298).",
                                 labels=["peer"])
-        for info in chosen:
-            peer = info.node_id.text()
-            pb.add_metric([peer, "in"], info.bytes_in)
-            pb.add_metric([peer, "out"], info.bytes_out)
-            pp.add_metric([peer, "in"], info.packets_in)
-            pp.add_metric([peer, "out"], info.packets_out)
-            if info.srtt is not None:
-                rtt.add_metric([peer], info.srtt)
+        for node_id, bytes_in, bytes_out, packets_in, packets_out, srtt in chosen:
+            peer = node_id.text()
+            pb.add_metric([peer, "in"], bytes_in)
+            pb.add_metric([peer, "out"], bytes_out)
+            pp.add_metric([peer, "in"], packets_in)
+            pp.add_metric([peer, "out"], packets_out)
+            if srtt is not None:
+                rtt.add_metric([peer], srtt)
         yield pb
         yield pp
         yield rtt
