@@ -70,6 +70,7 @@ class NodeCollector:
         self.clock = clock
         self.extra: dict[str, Callable[[], dict[str, int]]] = {}
         self._version = _version()
+        self._names: dict[bytes, str] = {}  # node ID -> its text form (a SHA-256 and base32 each)
 
     def describe(self) -> list:
         return []  # families are dynamic; registering must not trigger a collection
@@ -139,8 +140,13 @@ class NodeCollector:
                                  labels=["peer", "direction"])
         rtt = GaugeMetricFamily("weftnet_peer_rtt_seconds", "Smoothed round-trip time to this peer (RFC 6298).",
                                 labels=["peer"])
+        names = self._names
+        if len(names) > 4 * max(self.peer_series, 1024):
+            names.clear()  # bounded: peers come and go
         for node_id, bytes_in, bytes_out, packets_in, packets_out, srtt in chosen:
-            peer = node_id.text()
+            peer = names.get(node_id.raw)
+            if peer is None:
+                peer = names[node_id.raw] = node_id.text()
             pb.add_metric([peer, "in"], bytes_in)
             pb.add_metric([peer, "out"], bytes_out)
             pp.add_metric([peer, "in"], packets_in)
