@@ -90,9 +90,15 @@ def run_peers(n: int, port: int, pubkey: str, ready: Path, stop: Path) -> None:
 
 # -- timing ------------------------------------------------------------------------------------
 
-def time_scrapes(port: int, count: int, path: str = "/metrics") -> dict:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_scrapes(port: int, count: int, path: str = "/metrics", pid: int | None = None) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    times, size, series = [], 0, 0
+    times, size, series, collect = [], 0, 0, []
+    cpu0, t_start = (cpu_seconds(pid), time.time()) if pid else (0.0, 0.0)
     for _ in range(count):
         t0 = time.perf_counter()
         conn.request("GET", path)
@@ -101,12 +107,32 @@ def time_scrapes(port: int, count: int, path: str = "/metrics") -> dict:
         times.append((time.perf_counter() - t0) * 1000)
         size = len(body)
         series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        for line in body.splitlines():
+            if line.startswith(b"weftnet_metrics_collect_seconds "):
+                collect.append(float(line.split()[1]) * 1000)
         time.sleep(0.05)
     conn.close()
     times.sort()
-    return {"n": count, "p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * len(times)) - 1], 2),
-            "p99_ms": round(times[int(0.99 * len(times)) - 1], 2), "max_ms": round(times[-1], 2),
-            "bytes": size, "series": series}
+    out = {"n": count, "p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * len(times)) - 1], 2),
+           "p99_ms": round(times[int(0.99 * len(times)) - 1], 2), "max_ms": round(times[-1], 2),
+           "bytes": size, "series": series}
+    if collect:
+        collect.sort()
+        out["collect_p50_ms"] = round(statistics.median(collect), 2)
+        out["collect_p95_ms"] = round(collect[int(0.95 * len(collect)) - 1], 2)
+    if pid:
+        out["node_cpu_percent"] = round(100 * (cpu_seconds(pid) - cpu0) / (time.time() - t_start), 1)
+    return out
+
+
+def node_cpu(pid: int, seconds: float = 5.0) -> float:
+    c0, t0 = cpu_seconds(pid), time.time()
+    time.sleep(seconds)
+    return round(100 * (cpu_seconds(pid) - c0) / (time.time() - t0), 1)
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def time_status(sock: Path, count: int) -> dict:
@@ -201,8 +227,10 @@ def main() -> None:
         print(f"{sessions} sessions after {time.time() - t0:.0f} s", file=sys.stderr)
         time.sleep(2)
         res: dict = {"peers": a.peers, "sessions": sessions}
+        res["node_cpu_percent_idle_no_scrapes"] = node_cpu(node.pid)
+        res["load_average_at_start"] = load_average()
         res["floor_process_collector_only"] = time_scrapes(fport, a.scrapes)
-        res["metrics_idle_peer_series_100"] = time_scrapes(mport, a.scrapes)
+        res["metrics_idle_peer_series_100"] = time_scrapes(mport, a.scrapes, pid=node.pid)
         res["control_status_idle"] = time_status(sock, 50)
         (Path(str(stop) + ".load")).write_text("on")  # peers start pinging: 1 ping/s each
         load = DhtLoad(sock)
@@ -210,15 +238,17 @@ def main() -> None:
         time.sleep(3)
         ops0 = load.ops
         t1 = time.time()
-        res["metrics_load_peer_series_100"] = time_scrapes(mport, a.scrapes)
+        res["node_cpu_percent_load_no_scrapes"] = node_cpu(node.pid)
+        res["metrics_load_peer_series_100"] = time_scrapes(mport, a.scrapes, pid=node.pid)
         cfg = (state / "config.toml").read_text().replace("peer_series = 100", "peer_series = 1000")
         (state / "config.toml").write_text(cfg)
         call(sock, "reload")
-        res["metrics_load_peer_series_1000"] = time_scrapes(mport, a.scrapes)
+        res["metrics_load_peer_series_1000"] = time_scrapes(mport, a.scrapes, pid=node.pid)
         res["control_status_load"] = time_status(sock, 50)
         res["load"] = {"dht_ops_per_s": round((load.ops - ops0) / (time.time() - t1), 1),
                        "pings_per_s": a.peers}
         load.stop = True
+        res["load_average_at_end"] = load_average()
         st = call(sock, "status")
         res["sessions_at_end"] = len(st["sessions"])
     finally:

@@ -71,19 +71,27 @@ class NodeCollector:
         self.extra: dict[str, Callable[[], dict[str, int]]] = {}
         self._version = _version()
         self._names: dict[bytes, str] = {}  # node ID -> its text form (a SHA-256 and base32 each)
+        #: How long the previous scrape's collection took on the event loop (seconds).
+        self.last_duration = 0.0
 
     def describe(self) -> list:
         return []  # families are dynamic; registering must not trigger a collection
 
     def collect(self) -> Iterator[Metric]:
+        t0 = time.perf_counter()
         now = self.clock()
         core = self.core
-        yield from self._node(core, now)
-        yield from self._transport(core, now)
-        yield from self._udp()
-        yield from self._dht(core)
-        yield from self._vpn(core)
-        yield from self._extra()
+        out: list[Metric] = [
+            GaugeMetricFamily("weftnet_metrics_collect_seconds",
+                              "How long the previous scrape took to collect these metrics.", value=self.last_duration)]
+        out += self._node(core, now)
+        out += self._transport(core, now)
+        out += self._udp()
+        out += self._dht(core)
+        out += self._vpn(core)
+        out += self._extra()
+        self.last_duration = time.perf_counter() - t0
+        return iter(out)
 
     # -- families -------------------------------------------------------------
     def _node(self, core: "NodeCore", now: float) -> Iterator[Metric]:
@@ -101,10 +109,10 @@ class NodeCollector:
         peers = t.session_counters()
         yield GaugeMetricFamily("weftnet_sessions", "Peers with an established session.", value=len(peers))
         yield CounterMetricFamily("weftnet_handshakes_initiated", "Handshakes this node started.",
-                                  value=st["handshakes_initiated"])
+                                  value=st.get("handshakes_initiated", 0))
         c = CounterMetricFamily("weftnet_handshakes", "Handshakes finished, by result.", labels=["result"])
-        c.add_metric(["completed"], st["handshakes_completed"])
-        c.add_metric(["failed"], st["handshakes_failed"])
+        c.add_metric(["completed"], st.get("handshakes_completed", 0))
+        c.add_metric(["failed"], st.get("handshakes_failed", 0))
         yield c
         c = CounterMetricFamily("weftnet_transport_dropped", "Datagrams the transport dropped, by reason.",
                                 labels=["reason"])
@@ -113,13 +121,13 @@ class NodeCollector:
         yield c
         c = CounterMetricFamily("weftnet_cookies", "Cookie replies (load protection), by direction.",
                                 labels=["direction"])
-        c.add_metric(["sent"], st["cookies_sent"])
-        c.add_metric(["received"], st["cookies_received"])
+        c.add_metric(["sent"], st.get("cookies_sent", 0))
+        c.add_metric(["received"], st.get("cookies_received", 0))
         yield c
         yield CounterMetricFamily("weftnet_keepalives_sent", "Keepalives sent on idle sessions.",
-                                  value=st["keepalives_sent"])
+                                  value=st.get("keepalives_sent", 0))
         yield CounterMetricFamily("weftnet_hello_replies", "Hello (key discovery) requests answered.",
-                                  value=st["hello_replies"])
+                                  value=st.get("hello_replies", 0))
         totals = t.traffic_totals()
         b = CounterMetricFamily("weftnet_transport_bytes", "Payload bytes through all sessions, by direction.",
                                 labels=["direction"])
@@ -178,34 +186,35 @@ class NodeCollector:
     def _dht(self, core: "NodeCore") -> Iterator[Metric]:
         dht = core.dht
         st = dht.stats
-        yield GaugeMetricFamily("weftnet_dht_contacts", "Contacts in the routing table.", value=len(dht.table))
-        yield GaugeMetricFamily("weftnet_dht_buckets", "k-buckets in the routing table.", value=len(dht.table.buckets))
-        yield GaugeMetricFamily("weftnet_dht_records", "Records this node stores.", value=len(dht.store))
+        summary = dht.summary()
+        yield GaugeMetricFamily("weftnet_dht_contacts", "Contacts in the routing table.", value=summary["contacts"])
+        yield GaugeMetricFamily("weftnet_dht_buckets", "k-buckets in the routing table.", value=summary["buckets"])
+        yield GaugeMetricFamily("weftnet_dht_records", "Records this node stores.", value=summary["records"])
         yield GaugeMetricFamily("weftnet_dht_records_max", "Records this node stores at most ([dht] max_records).",
                                 value=dht.config.max_records)
         yield GaugeMetricFamily("weftnet_dht_operations_in_flight", "DHT operations (lookups, puts, routes) running.",
-                                value=dht.summary()["operations_in_flight"])
+                                value=summary["operations_in_flight"])
         c = CounterMetricFamily("weftnet_dht_requests", "DHT requests, by direction.", labels=["direction"])
-        c.add_metric(["sent"], st["requests_sent"])
-        c.add_metric(["received"], st["requests_received"])
+        c.add_metric(["sent"], st.get("requests_sent", 0))
+        c.add_metric(["received"], st.get("requests_received", 0))
         yield c
         yield CounterMetricFamily("weftnet_dht_responses", "Answers to our requests that matched one.",
-                                  value=st["responses"])
+                                  value=st.get("responses", 0))
         yield CounterMetricFamily("weftnet_dht_request_timeouts", "Requests that got no answer in time.",
-                                  value=st["timeouts"])
+                                  value=st.get("timeouts", 0))
         yield CounterMetricFamily("weftnet_dht_rate_limited",
-                                  "Requests refused by the per-peer quota (token bucket).", value=st["rate_limited"])
+                                  "Requests refused by the per-peer quota (token bucket).", value=st.get("rate_limited", 0))
         yield CounterMetricFamily("weftnet_dht_unsolicited", "Answers nobody asked for (dropped).",
-                                  value=st["unsolicited"])
+                                  value=st.get("unsolicited", 0))
         c = CounterMetricFamily("weftnet_dht_record_events", "Records stored, rejected, evicted and expired here.",
                                 labels=["event"])
         for event in ("stored", "rejected", "evicted", "expired"):
-            c.add_metric([event], st[f"records_{event}"])
+            c.add_metric([event], st.get(f"records_{event}", 0))
         yield c
         c = CounterMetricFamily("weftnet_dht_routes", "Key-based routing messages, by what this node did.",
                                 labels=["result"])
         for result in ("forwarded", "delivered", "dropped"):
-            c.add_metric([result], st[f"routes_{result}"])
+            c.add_metric([result], st.get(f"routes_{result}", 0))
         yield c
         h = HistogramMetricFamily("weftnet_dht_operation_duration_seconds",
                                   "Duration of DHT operations, by kind and outcome.", labels=["kind", "outcome"])
@@ -265,18 +274,18 @@ class NodeCollector:
         c = CounterMetricFamily("weftnet_vpn_member_lookups",
                                 "DHT lookups for members: locate (by node ID), resolve (by IP address).",
                                 labels=["kind", "result"])
-        c.add_metric(["locate", "started"], st["locate_started"])
-        c.add_metric(["locate", "failed"], st["locate_failed"])
-        c.add_metric(["resolve", "started"], st["resolve_started"])
-        c.add_metric(["resolve", "found"], st["resolved"])
-        c.add_metric(["resolve", "failed"], st["resolve_failed"])
+        c.add_metric(["locate", "started"], st.get("locate_started", 0))
+        c.add_metric(["locate", "failed"], st.get("locate_failed", 0))
+        c.add_metric(["resolve", "started"], st.get("resolve_started", 0))
+        c.add_metric(["resolve", "found"], st.get("resolved", 0))
+        c.add_metric(["resolve", "failed"], st.get("resolve_failed", 0))
         yield c
         yield CounterMetricFamily("weftnet_vpn_pending_dropped", "Packets dropped while their member was looked up.",
-                                  value=st["pending_dropped"])
+                                  value=st.get("pending_dropped", 0))
         yield CounterMetricFamily("weftnet_vpn_records_published", "Directory and revocation records published.",
-                                  value=st["published"])
+                                  value=st.get("published", 0))
         yield CounterMetricFamily("weftnet_vpn_revocations_installed", "Newer revocation lists installed.",
-                                  value=st["revocations_installed"])
+                                  value=st.get("revocations_installed", 0))
         errors = getattr(self.daemon, "tun_write_errors", 0) if self.daemon is not None else 0
         yield CounterMetricFamily("weftnet_tun_write_errors", "Packets the kernel refused on a TUN write.",
                                   value=errors)

@@ -197,12 +197,12 @@ class Dashboard:
         shown = sorted(sessions, key=lambda p: -(p.get("bytes_in", 0) + p.get("bytes_out", 0)))[:MAX_PEERS]
         st = dict(st)
         st["sessions"] = shown
+        from weftnet.core.identity import NodeId
+
         members: dict[str, list] = {}
         for net in self.daemon.core.vpn.networks():
             rows = []
             for cert in net.members()[:MAX_MEMBERS]:
-                from weftnet.core.identity import NodeId
-
                 rows.append({"node_id": NodeId(cert.node_id).text(),
                              "addresses": [str(a) for a in cert.addresses],
                              "groups": list(cert.groups), "expires": cert.not_after})
