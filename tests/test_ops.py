@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -98,11 +97,9 @@ def test_usage_errors_are_one_line(tmp_path, args):
 def test_sim_names_its_missing_extra_before_running(tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None; from weftnet.cli.main import main; "
             f"sys.argv = ['weft', 'sim', 'small', '--out', {str(tmp_path / 'o')!r}]; main()")
-    t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "pip install 'weftnet[sim]'" in r.stderr and r.stderr.startswith("weft: error:")
-    assert not (tmp_path / "o").exists()  # nothing ran
-    assert time.monotonic() - t0 < 60  # generous: the point is that no scenario ran
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing was written
 
 
 def test_net_sign_prints_the_path_it_wrote_and_create_makes_the_state_dir_private(tmp_path):
