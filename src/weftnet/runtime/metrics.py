@@ -89,6 +89,7 @@ class NodeCollector:
         out += self._udp()
         out += self._dht(core)
         out += self._vpn(core)
+        out += self._overlay(core)
         out += self._extra()
         self.last_duration = time.perf_counter() - t0
         return iter(out)
@@ -289,6 +290,52 @@ class NodeCollector:
         errors = getattr(self.daemon, "tun_write_errors", 0) if self.daemon is not None else 0
         yield CounterMetricFamily("weftnet_tun_write_errors", "Packets the kernel refused on a TUN write.",
                                   value=errors)
+
+    def _overlay(self, core: "NodeCore") -> Iterator[Metric]:
+        """The overlay interface (weft0, docs/overlay.md) and LAN discovery."""
+        ov = getattr(core, "overlay", None)
+        if ov is None:
+            return
+        data = ov.data
+        yield GaugeMetricFamily("weftnet_overlay_up", "1 while the overlay interface (weft0) carries traffic.",
+                                value=1 if data is not None else 0)
+        b = CounterMetricFamily("weftnet_overlay_bytes", "IP bytes through the overlay interface, by direction.",
+                                labels=["direction"])
+        pk = CounterMetricFamily("weftnet_overlay_packets", "IP packets through the overlay interface, by direction.",
+                                 labels=["direction"])
+        drops = CounterMetricFamily("weftnet_overlay_drops", "Overlay packets dropped, by reason.", labels=["reason"])
+        flows = GaugeMetricFamily("weftnet_overlay_flows", "The overlay firewall's connection-tracking entries.",
+                                  labels=[])
+        if data is not None:
+            t = data.totals
+            b.add_metric(["in"], t.bytes_in)
+            b.add_metric(["out"], t.bytes_out)
+            pk.add_metric(["in"], t.packets_in)
+            pk.add_metric(["out"], t.packets_out)
+            drops.add_metric(["firewall"], data.drops.get("firewall", 0))
+            for reason, n in sorted(data.drops.items()):
+                if reason != "firewall":
+                    drops.add_metric([reason], n)
+            flows.add_metric([], len(data.firewall))
+        yield from (b, pk, drops, flows)
+        c = CounterMetricFamily("weftnet_overlay_events", "Overlay data-plane events (no endpoint, probes, ...).",
+                                labels=["event"])
+        for k, v in sorted(ov.stats.items()):
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("weftnet_overlay_resolver_events",
+                                "Lookups of overlay addresses in the DHT: cache hits, misses, results.",
+                                labels=["event"])
+        for k, v in sorted(ov.cache.stats.items()):
+            c.add_metric([k], v)
+        yield c
+        lan = getattr(core, "lan", None)
+        if lan is not None:
+            c = CounterMetricFamily("weftnet_lan_discovery_events", "LAN discovery beacons sent, heard and refused.",
+                                    labels=["event"])
+            for k, v in sorted(lan.stats.items()):
+                c.add_metric([k], v)
+            yield c
 
     def _extra(self) -> Iterator[Metric]:
         if not self.extra:

@@ -9,6 +9,7 @@ log level/format        re-applied at once
 peers                   new peers are joined (sessions to old ones stay)
 dht max_records         the new quota applies to the next store
 metrics, dashboard      their listeners are re-made (others keep running)
+overlay firewall        weft0's new rules at once (flows they refuse are cut)
 networks                per network, from the config *and* the state
                         directory: joined since (``weft net join``) → TUN up;
                         left (``weft net leave``) → TUN down; firewall rules
@@ -107,6 +108,9 @@ class Reloader:
                     report.failed.append(f"{name}: {exc}")
             # Networks are compared with the state directory too (joined or left since).
             running.networks = await self._networks(old, new, report)
+            if hasattr(old, "overlay"):
+                handled.add("overlay")
+                running.overlay = self._overlay(old, new, report)
             for f in sorted(changed - handled):
                 report.restart_needed.append(f"{_config_key(f)} (running with {getattr(old, f)!r})")
             self.daemon.cfg = running
@@ -145,6 +149,34 @@ class Reloader:
             lines.append(f"metrics: per-peer series for at most {new.metrics_peer_series} peers")
         return lines
 
+    def _overlay(self, old: Config, new: Config, report: ReloadReport):
+        """``[overlay]``: new firewall rules apply at once; the interface's other settings need a restart."""
+        from dataclasses import replace
+
+        o, n = old.overlay, new.overlay
+        if o == n:
+            return o
+        others = [f.name for f in fields(o) if f.name != "firewall" and getattr(o, f.name) != getattr(n, f.name)]
+        for name in others:
+            report.restart_needed.append(f"[overlay] {name} (running with {getattr(o, name)!r})")
+        if o.firewall == n.firewall:
+            return o
+        iface = getattr(self.daemon, "overlay", None)
+        data = self.daemon.core.overlay.data if iface is not None else None
+        if data is None:
+            report.applied.append("overlay: new firewall rules (the interface is not up: they apply when it is)")
+            return replace(o, firewall=n.firewall)
+        try:
+            iface.cfg = replace(iface.cfg, firewall=n.firewall)
+            fresh = iface.firewall()
+        except WeftError as exc:
+            report.failed.append(f"overlay: {exc}")
+            return o
+        closed = data.firewall.replace_rules(fresh.inbound, fresh.outbound)
+        report.applied.append(f"overlay: new firewall rules ({len(fresh.inbound)} inbound, {len(fresh.outbound)} "
+                              f"outbound), {closed} flow(s) they no longer allow closed")
+        return replace(o, firewall=n.firewall)
+
     async def _networks(self, old: Config, new: Config, report: ReloadReport) -> dict:
         """Networks: start, stop, re-firewall or restart each as needed; returns the configs in force."""
         from weftnet.core.vpn.firewall import Firewall
@@ -178,9 +210,17 @@ class Reloader:
                     why = ", ".join(f"{k} {getattr(onc, k)!r} -> {getattr(nnc, k)!r}" for k in settings)
                     report.applied.append(f"network {name}: restarted ({why or 'renewed certificate'})")
                 elif onc.effective_firewall != nnc.effective_firewall:
-                    vnet.firewall = Firewall.from_config(nnc.effective_firewall, f"[networks.{name}] firewall")
-                    report.applied.append(f"network {name}: new firewall rules ({len(vnet.firewall.inbound)} "
-                                          f"inbound, {len(vnet.firewall.outbound)} outbound), same TUN")
+                    fresh = Firewall.from_config(nnc.effective_firewall, f"[networks.{name}] firewall")
+                    if (onc.effective_firewall.get("conntrack") != nnc.effective_firewall.get("conntrack")
+                            or not hasattr(vnet.firewall, "replace_rules")):
+                        vnet.firewall, closed = fresh, len(vnet.firewall)  # new table sizes: a new table
+                    else:  # the tracked flows the new rules still allow live on
+                        members = vnet._members
+                        closed = vnet.firewall.replace_rules(
+                            fresh.inbound, fresh.outbound,
+                            lambda peer: members[peer].groups if peer in members else frozenset())
+                    report.applied.append(f"network {name}: new firewall rules ({len(fresh.inbound)} inbound, "
+                                          f"{len(fresh.outbound)} outbound), same TUN; {closed} flow(s) closed")
                 in_force[name] = nnc
             except WeftError as exc:
                 report.failed.append(f"network {name}: {exc}")
