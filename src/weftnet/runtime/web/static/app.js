@@ -231,7 +231,9 @@ function renderExtra(snap) {
       }
       table.append(tb); sec.append(table);
     } else if (val && typeof val === "object") {
-      const dl = h("dl"); facts(dl, flat(val, "", [])); sec.append(dl);
+      const rows = flat(val, "", []);
+      const dl = h("dl"); facts(dl, rows.slice(0, 120)); sec.append(dl);
+      if (rows.length > 120) sec.append(h("p", { class: "muted" }, `… ${rows.length - 120} more in weft status --json`));
     } else {
       sec.append(h("p", { class: "mono" }, Array.isArray(val) ? (val.length ? val.join(", ") : "none") : val));
     }
