@@ -183,6 +183,7 @@ class GetResult(NodeEvent):
     value: bytes | None = None
     seq: int | None = None
     error: str | None = None
+    copies: int = 0  # valid copies read (a quorum get fails with fewer than asked)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ class _Op:
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
+    quorum: int = 1
 
 
 class NodeCore:
@@ -399,6 +401,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float, quorum: int = 1) -> int:
         op = self._new_op("get", now, key)
+        op.quorum = quorum
         self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -670,9 +673,14 @@ class NodeCore:
                                  None if ev.ok else "lookup failed"),
                 )
             elif op.kind == "get":
-                if ev.ok and ev.values:
+                if ev.ok and len(ev.values) < op.quorum:
+                    self._complete(op, GetResult(op.op_id, False, op.target, copies=len(ev.values),
+                                                 error=f"only {len(ev.values)} of the {op.quorum} copies asked for "
+                                                       "were found"))
+                elif ev.ok and ev.values:
                     best = ev.values[0]
-                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None)))
+                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None),
+                                                 copies=len(ev.values)))
                 else:
                     self._complete(op, GetResult(op.op_id, False, op.target, error="no record with that key was found"))
             elif op.kind == "put":

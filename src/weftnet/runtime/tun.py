@@ -55,7 +55,8 @@ IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq: name + flags, padded to 40 bytes
 
-_NEED_CAP = "needs CAP_NET_ADMIN (run as root, or grant it: setcap cap_net_admin+ep on the Python binary)"
+_NEED_CAP = ("needs CAP_NET_ADMIN: run weft up as root, or as a service that grants only that capability "
+             "(AmbientCapabilities=CAP_NET_ADMIN; 'weft install-service' writes such a systemd unit)")
 
 
 def _check_name(name: str) -> bytes:

@@ -143,6 +143,13 @@ class VpnPlane:
             self._sweep_at = 0.0  # sweep at the first timer, then every SWEEP_INTERVAL
         self._directory[network.network_id] = list(directory)
 
+    def remove_network(self, network_id: bytes) -> None:
+        """Leave a network (its TUN is gone): its traffic is dropped as for an unknown network."""
+        self.switch.remove(network_id)
+        self._vnet.discard(network_id)
+        self._directory.pop(network_id, None)
+        self._revocation_records.pop(network_id, None)
+
     def networks(self) -> list[VpnNetwork]:
         return list(self.switch.networks.values())
 
