@@ -40,6 +40,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.session.transport import (
     PongReceived,
     Received,
@@ -267,13 +268,20 @@ class NodeCore:
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
         self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
-        self.transport.sink = self.vpn.on_payload
-        self.transport.sink_types = VpnSwitch.VPN_TYPES
+        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
+        # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
+        self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
+        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
+        self.transport.sink = self._sink
+        self.transport.sink_types = frozenset(self._sinks)
         self._mutable_seq = 0
         self.decode_errors = 0
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
+
+    def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        self._sinks[payload[1]](node_id, payload, now)
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:
@@ -394,6 +402,11 @@ class NodeCore:
         self.vpn.outbound(network_id, packets, now)
         self._pump(now)
 
+    def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from a VRF's TUN (docs/l3vpn.md)."""
+        self.l3vpn.outbound(vrf_key, packets, now)
+        self._pump(now)
+
     def vpn_publish(self, now: float) -> int:
         """Publish our directory (and held revocation) records in the DHT; returns how many."""
         n = self.vpn.publish(now)
@@ -427,6 +440,7 @@ class NodeCore:
             "requests_in_flight": len(self._ops),
             "networks": self.vpn.status(),
             "vpn": dict(self.vpn.stats),
+            "l3vpn": self.l3vpn.status(),
         }
 
     # -- internals -----------------------------------------------------------
@@ -511,8 +525,8 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
-            if VpnSwitch.handles(ev.payload):  # e.g. early data in a handshake (the rest takes the sink)
-                self.vpn.on_payload(ev.node_id, ev.payload, now)
+            if len(ev.payload) >= 2 and ev.payload[1] in self._sinks and ev.payload[0] == wire.VERSION:
+                self._sink(ev.node_id, ev.payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
                 msg = wire.decode(ev.payload)
