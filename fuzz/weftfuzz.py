@@ -16,6 +16,10 @@ Targets:
   offloaded chunks, certificate offers, revocation lists) and hostile packets
   from its own TUN (``outbound`` and ``outbound_vnet``) must return a result,
   never raise; what it lets through to the TUN must parse as an IP packet.
+* ``l3vpn``: a PE's labelled data plane (``L3vpnPlane``, fuzz/l3vpn_target.py)
+  fed hostile MplsPacket/MplsChunk payloads from a PE and a stranger, and
+  hostile packets from its VRFs' TUNs: never raises, delivers only to a
+  VRF's own site, sends only to the route's PE.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -289,12 +293,20 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("transport", TransportTarget(random.Random(seed + 1))))
     if target in ("vpn", "all"):
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
+    if target in ("l3vpn", "all"):
+        from l3vpn_target import L3vpnTarget
+
+        targets.append(("l3vpn", L3vpnTarget(random.Random(seed + 3))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
         own = vpn_corpus() * 4 + corpus if name == "vpn" else corpus
+        if name == "l3vpn":
+            from l3vpn_target import corpus as l3vpn_corpus
+
+            own = l3vpn_corpus() * 4 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -315,7 +327,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "all"), default="all")
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l3vpn", "all"), default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()

@@ -27,6 +27,7 @@ from weftnet.core.session.packets import (
     TransportFragment,
 )
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
+from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -77,6 +78,8 @@ MESSAGES = [
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
     VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
+    MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
+    MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
 ]
 
 
