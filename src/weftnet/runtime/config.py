@@ -138,6 +138,7 @@ class Config:
     max_records: int = 100_000
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
+    bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -186,8 +187,13 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         if section == "networks":
             cfg.networks = _networks(values, where)
             continue
+        if section == "bgp":
+            from weftnet.runtime.bgpconfig import parse_bgp
+
+            cfg.bgp = parse_bgp(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, bgp)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():

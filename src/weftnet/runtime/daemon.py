@@ -96,6 +96,7 @@ class Daemon:
         self.tun_write_errors = 0
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
+        self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
 
     @property
     def core(self) -> NodeCore:
@@ -131,6 +132,19 @@ class Daemon:
             self.driver.close()
             self.store.close()
             raise
+        if self.cfg.bgp is not None:
+            from weftnet.runtime.bgp import BgpService
+
+            self.bgp = BgpService(self.cfg.bgp, loop)
+            try:
+                await self.bgp.start()
+            except WeftError:
+                await self.bgp.close()
+                await control.close()
+                self._close_networks(loop)
+                self.driver.close()
+                self.store.close()
+                raise
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         ep = core.endpoint
@@ -159,6 +173,8 @@ class Daemon:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self._save()
+            if self.bgp is not None:
+                await self.bgp.close()
             await control.close()
             self._close_networks(loop)
             self.driver.close()
@@ -339,6 +355,8 @@ class Daemon:
             for n in st["networks"]:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
+            if self.bgp is not None:
+                st["bgp"] = self.bgp.stats()
             return st
 
         async def peers(req):
@@ -379,8 +397,19 @@ class Daemon:
             ev = await self.driver.request(lambda c, t: c.connect((peer.host, peer.port), t, peer.node_id))
             return ev.to_dict()
 
+        async def bgp_summary(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.summary()
+
+        async def bgp_routes(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.routes(req.get("afi"), int(req.get("limit", 100_000)))
+
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
-                "put": put, "get": get, "lookup": lookup, "connect": connect}
+                "put": put, "get": get, "lookup": lookup, "connect": connect,
+                "bgp_summary": bgp_summary, "bgp_routes": bgp_routes}
 
 
 def _is_hex_key(text: Any) -> bool:
