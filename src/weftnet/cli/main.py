@@ -342,10 +342,12 @@ def demo(nodes: int, seed: int | None) -> None:
 
 from weftnet.cli.bgp import bgp  # noqa: E402
 from weftnet.cli.net import net  # noqa: E402
+from weftnet.cli.vrf import vrf  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
 
 cli.add_command(net)
 cli.add_command(bgp)
+cli.add_command(vrf)
 cli.add_command(sim_command)
 
 

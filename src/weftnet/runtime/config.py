@@ -139,6 +139,8 @@ class Config:
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
+    l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
+    vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -192,8 +194,16 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
 
             cfg.bgp = parse_bgp(values, where)
             continue
+        if section in ("l3vpn", "vrf"):
+            from weftnet.runtime.l3vpnconfig import parse_l3vpn, parse_vrfs
+
+            if section == "l3vpn":
+                cfg.l3vpn = parse_l3vpn(values, where)
+            else:
+                cfg.vrfs = parse_vrfs(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, bgp)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, bgp, l3vpn, vrf)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():

@@ -97,6 +97,7 @@ class Daemon:
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
         self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
+        self.l3vpn: Any = None  # runtime.l3vpn.L3vpnService when [vrf.NAME] tables are configured
 
     @property
     def core(self) -> NodeCore:
@@ -136,15 +137,27 @@ class Daemon:
             from weftnet.runtime.bgp import BgpService
 
             self.bgp = BgpService(self.cfg.bgp, loop)
-            try:
+        try:
+            if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
+                from weftnet.runtime.l3vpn import L3vpnService
+
+                self.l3vpn = L3vpnService(core, self.driver, self.cfg, self._tuns, loop)
+                self.driver.tun_writer = self._write_tun
+                await self.l3vpn.start(self.bgp)
+            if self.bgp is not None:
                 await self.bgp.start()
-            except WeftError:
+            if self.l3vpn is not None:
+                await self.l3vpn.start_ce()
+        except WeftError:
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
+            if self.bgp is not None:
                 await self.bgp.close()
-                await control.close()
-                self._close_networks(loop)
-                self.driver.close()
-                self.store.close()
-                raise
+            await control.close()
+            self._close_networks(loop)
+            self.driver.close()
+            self.store.close()
+            raise
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         ep = core.endpoint
@@ -162,6 +175,8 @@ class Daemon:
                 for peer in self.cfg.peers:
                     tg.create_task(self._join(peer))
                 tg.create_task(self._save_periodically())
+                if self.l3vpn is not None:
+                    tg.create_task(self.l3vpn.run())
                 if self._tuns or self._owned_records:
                     tg.create_task(self._publish_periodically())
                 await self._stop.wait()
@@ -173,6 +188,8 @@ class Daemon:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             self._save()
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
             if self.bgp is not None:
                 await self.bgp.close()
             await control.close()
@@ -407,9 +424,17 @@ class Daemon:
                 raise ConfigError("BGP is not configured on this node (no [bgp] section)")
             return self.bgp.routes(req.get("afi"), int(req.get("limit", 100_000)))
 
+        async def vrf_ls(req):
+            return self.l3vpn.vrf_list() if self.l3vpn is not None else []
+
+        async def vrf_routes(req):
+            if self.l3vpn is None:
+                raise ConfigError("no VRF is configured on this node (no [vrf.NAME] tables)")
+            return await self.l3vpn.vrf_routes(str(req.get("name", "")), bool(req.get("kernel", False)))
+
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect,
-                "bgp_summary": bgp_summary, "bgp_routes": bgp_routes}
+                "bgp_summary": bgp_summary, "bgp_routes": bgp_routes, "vrf_ls": vrf_ls, "vrf_routes": vrf_routes}
 
 
 def _is_hex_key(text: Any) -> bool:
