@@ -93,11 +93,8 @@ class L3vpnService:
         for name, vs in cfg.vrfs.items():
             plane.add_vrf(vs.core)
             lv = LinuxVrf(name, vs.netns, vs.tun, vs.mtu, vs.offload)
-            try:
-                tun = await asyncio.to_thread(lv.setup)
-            except NetworkError as exc:
-                raise NetworkError(f"VRF {name!r}: {exc}") from None
             self.vrfs[name] = lv
+            tun = await self.loop.run_in_executor(lv.executor, lv.setup)
             key = vrf_key(name)
             self.tuns[key] = tun
             tun.set_blocking(False)
@@ -137,7 +134,7 @@ class L3vpnService:
             for name, changes in pending.items():
                 lv = self.vrfs.get(name)
                 if lv is not None and changes:
-                    await asyncio.to_thread(lv.apply, list(changes.items()))
+                    await self.loop.run_in_executor(lv.executor, lv.apply, list(changes.items()))
                     self.stats["kernel_batches"] += 1
                     self.stats["kernel_routes"] += len(changes)
 
@@ -149,7 +146,7 @@ class L3vpnService:
             tun = self.tuns.pop(vrf_key(name), None)
             if tun is not None and tun.fd >= 0:
                 self.loop.remove_reader(tun.fileno())
-            await asyncio.to_thread(lv.close)
+            await self.loop.run_in_executor(lv.executor, lv.close)
         self.vrfs.clear()
 
     # -- data plane ---------------------------------------------------------------------------------
@@ -296,5 +293,6 @@ class L3vpnService:
             raise NetworkError(f"no VRF named {name!r} (weft vrf ls lists them)")
         out = {"vrf": name, "routes": self.plane.vrf_routes(name)}
         if kernel and name in self.vrfs:
-            out["kernel"] = await asyncio.to_thread(self.vrfs[name].installed)
+            lv = self.vrfs[name]
+            out["kernel"] = await self.loop.run_in_executor(lv.executor, lv.installed)
         return out

@@ -10,8 +10,13 @@ with pyroute2's ``IPRoute(netns=...)``; nothing runs ``ip``. Routes the
 daemon installs carry protocol number :data:`RTPROT_WEFTNET`, so a restart
 removes leftovers of the previous run and nothing else.
 
-All functions here block (netlink round trips): the runtime calls them from
-a worker thread, the only thread that ever enters a namespace.
+All methods here block (netlink round trips) and run on the VRF's own
+worker thread (:attr:`LinuxVrf.executor`). That thread opens the netlink
+socket *inside* the namespace (``pushns``, then a plain ``IPRoute()``), so
+nothing forks: pyroute2's ``IPRoute(netns=...)`` creates its socket in a
+forked child, and a child forked after asyncio installed its signal
+handlers shares the loop's wake-up fd, so the SIGTERM that ends the child
+reads in the daemon as a SIGTERM of its own.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from weftnet.errors import NetworkError
-from weftnet.runtime.tun import TunDevice, configure_tun, open_tun, set_offload
+from weftnet.runtime.tun import TunDevice, open_tun, set_offload
 
 __all__ = ["LinuxVrf", "RTPROT_WEFTNET"]
 
@@ -42,38 +48,46 @@ class LinuxVrf:
         self._tun_index = 0
         self._indexes: dict[str, int] = {}
         self.stats = {"routes_installed": 0, "routes_removed": 0, "route_errors": 0}
+        #: Every call below runs here: one thread per VRF, which alone enters the namespace.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"vrf-{name}"[:15])
 
     def setup(self) -> TunDevice:
         """Create the namespace if it is missing, turn forwarding on, open and configure the TUN."""
+        from pyroute2 import IPRoute
         from pyroute2 import netns as pr_netns
+        from pyroute2.netlink.exceptions import NetlinkError
 
         try:
             if self.netns not in pr_netns.listnetns():
                 pr_netns.create(self.netns)
                 self.created = True
             pr_netns.pushns(self.netns)
-            try:  # /proc/sys/net shows the namespace of the thread that opens it
-                for path in _FORWARDING:
-                    with open(path, "w") as f:
-                        f.write("1")
-            finally:
-                pr_netns.popns()
         except OSError as exc:
-            raise NetworkError(f"VRF {self.name!r}: preparing namespace {self.netns!r}: {exc.strerror or exc}") from None
-        tun = open_tun(self.tun_name, netns=self.netns, vnet_hdr=True)
+            raise NetworkError(f"VRF {self.name!r}: entering namespace {self.netns!r}: {exc.strerror or exc}") from None
+        tun = None
         try:
+            for path in _FORWARDING:  # /proc/sys/net shows the namespace of the thread that opens it
+                with open(path, "w") as f:
+                    f.write("1")
+            tun = open_tun(self.tun_name, vnet_hdr=True)  # created in this thread's namespace
+            self._ipr = IPRoute()  # a netlink socket bound to the namespace for good
             if self.offload:
                 set_offload(tun)
-            configure_tun(tun.name, mtu=self.mtu, netns=self.netns)
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute(netns=self.netns, flags=0)
             self._tun_index = self._ipr.link_lookup(ifname=tun.name)[0]
+            self._ipr.link("set", index=self._tun_index, mtu=self.mtu, state="up")
             self._flush()
+        except (OSError, NetlinkError) as exc:
+            if tun is not None:
+                tun.close()
+            self._close_ipr()
+            raise NetworkError(f"VRF {self.name!r}: setting up namespace {self.netns!r}: {exc}") from None
         except BaseException:
-            tun.close()
+            if tun is not None:
+                tun.close()
             self._close_ipr()
             raise
+        finally:
+            pr_netns.popns()
         self.tun = tun
         return tun
 
@@ -166,3 +180,4 @@ class LinuxVrf:
                 log.warning("could not remove VRF namespace", extra={"vrf": self.name, "netns": self.netns,
                                                                      "error": exc.strerror})
             self.created = False
+        self.executor.shutdown(wait=False)
