@@ -7,6 +7,11 @@ MplsChunk, anything) and to ``outbound`` (packets from a VRF's TUN, with or
 without a virtio_net_hdr). Nothing may raise; whatever reaches a TUN must be
 an IP packet for an address of that VRF's own site, and whatever is sent
 must go to R.
+
+A fifth of the inputs are VPNv4/VPNv6 UPDATE bodies (mutations of the ones
+a PE sends): the BGP codec parses them (a ``Notify`` is the codec refusing,
+as it must) and the routes go through the plane's import, as the runtime
+does with a path the speaker selected.
 """
 
 from __future__ import annotations
@@ -56,6 +61,24 @@ def _packets() -> list[bytes]:
     return out
 
 
+def update_corpus() -> list[bytes]:
+    """UPDATE bodies (no BGP header) announcing and withdrawing VPNv4/VPNv6 routes, as a PE sends them."""
+    from weftnet.core.bgp.attributes import Attributes, MpReach, MpUnreach
+    from weftnet.core.bgp.family import VPNV4, VPNV6
+    from weftnet.core.bgp.update import Update
+    from weftnet.core.l3vpn.bgp import export_route, withdrawal
+
+    out = []
+    for prefix, rts in (("10.1.0.128/25", ["65000:100"]), ("10.9.0.0/16", ["65000:100", "65000:200", "1.2.3.4:5"]),
+                        ("fd00:9::/48", ["65000:200"]), ("0.0.0.0/0", ["4200000000:7"])):
+        r = VpnRoute(parse_rd("65000:77"), N(prefix), 300, frozenset(parse_rt(t) for t in rts), "")
+        nlri, attrs, nh = export_route(r, "192.0.2.5")
+        fam = VPNV4 if r.prefix.version == 4 else VPNV6
+        out.append(Update(attributes=attrs.replace(MpReach(fam, nh, (nlri,)))).body(True))
+        out.append(Update(attributes=Attributes([MpUnreach(fam, (withdrawal(r.rd, r.prefix),))])).body(True))
+    return out
+
+
 def corpus() -> list[bytes]:
     """Labelled payloads R would send us (both VRFs, chunks) and raw packets for a VRF's TUN side."""
     pkts = _packets()
@@ -66,11 +89,41 @@ def corpus() -> list[bytes]:
     for _node, payloads in sent:
         # As R would send them to us: relabel towards our red VRF.
         out += [p[:2] + struct.pack("!I", RED_LABEL << 12 | 0x1FF) + p[6:] for p in payloads]
-    return out + pkts + [bytes(10) + p for p in pkts]
+    return out + pkts + [bytes(10) + p for p in pkts] + update_corpus()
 
 
 class L3vpnTarget:
+    def update(self, body: bytes) -> None:
+        from weftnet.core.bgp.errors import Notify
+        from weftnet.core.bgp.family import VPNV4, VPNV6
+        from weftnet.core.bgp.rib import Path, PeerInfo
+        from weftnet.core.bgp.update import UpdateContext, parse_update
+        from weftnet.core.l3vpn.bgp import vpn_route_from_path
+
+        try:
+            parsed = parse_update(body, self.ctx)
+        except Notify:
+            return
+        for fam in (VPNV4, VPNV6):
+            for n in parsed.withdrawn.get(fam, ()):
+                self.plane.update_vpn(withdraw=[(n.rd.packed, n.network)])
+            if parsed.treat_as_withdraw:
+                for n in parsed.announced.get(fam, ()):
+                    self.plane.update_vpn(withdraw=[(n.rd.packed, n.network)])
+                continue
+            for n in parsed.announced.get(fam, ()):
+                route = vpn_route_from_path(Path(n, parsed.attributes, parsed.next_hops.get(fam), self.peer))
+                self.plane.update_vpn([route])
+
     def __init__(self, rng):
+        import ipaddress as _ip
+
+        from weftnet.core.bgp.family import VPNV4, VPNV6
+        from weftnet.core.bgp.rib import PeerInfo
+        from weftnet.core.bgp.update import UpdateContext
+
+        self.ctx = UpdateContext(families=frozenset({VPNV4, VPNV6}))
+        self.peer = PeerInfo("192.0.2.5", 65000, _ip.IPv4Address("192.0.2.5"), _ip.ip_address("192.0.2.5"), True)
         self.rng = rng
         self.reset()
 
@@ -86,7 +139,9 @@ class L3vpnTarget:
         self.now += 0.001
         plane = self.plane
         r = self.rng.random()
-        if r < 0.6:
+        if r < 0.2:
+            self.update(data)
+        elif r < 0.6:
             sender = self.remote if self.rng.random() < 0.9 else self.stranger
             if len(data) >= 2 and data[0] == 1 and data[1] in (0x5C, 0x5D):
                 plane.on_payload(sender, data, self.now)

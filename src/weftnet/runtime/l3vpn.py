@@ -24,15 +24,15 @@ speakers, kernel changes to the sync task.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import time
 from functools import partial
 from typing import Any
 
+from weftnet.core.l3vpn.bgp import ce_attributes, export_route, site_route_from_path, vpn_route_from_path, withdrawal
 from weftnet.core.l3vpn.labels import LabelAllocator
-from weftnet.core.l3vpn.vrf import LEAK, LOCAL, REMOTE, LocalRoute, VpnRoute, vrf_key
+from weftnet.core.l3vpn.vrf import LocalRoute, vrf_key
 from weftnet.errors import ConfigError, NetworkError
 from weftnet.runtime.vrfnet import LinuxVrf
 
@@ -41,20 +41,6 @@ __all__ = ["L3vpnService"]
 log = logging.getLogger("weftnet.l3vpn")
 TUN_BATCH = 64
 TUN_READ_SIZE = 10 + 65_535
-
-
-def _plain_v4(addr) -> str:
-    """A next hop as the PE map keys it (an IPv4-mapped IPv6 next hop of a VPNv6 route is its IPv4 address)."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
-
-
-def _pref(attrs) -> tuple:
-    lp = attrs.local_pref.value if attrs.local_pref is not None else 100
-    origin = attrs.origin.value if attrs.origin is not None else 2
-    med = attrs.med.value if attrs.med is not None else 0
-    return (-lp, attrs.as_path.length, origin, med)
 
 
 class L3vpnService:
@@ -169,34 +155,25 @@ class L3vpnService:
     def _on_ce_path(self, vrf: str, fam, key: bytes, source: str, path, nlri, now: float) -> None:
         if source == "local":
             return  # a route we originate towards the CEs
-        prefix = nlri.network
-        src = f"ce:{source}"
         if path is None:
-            self.plane.remove_local_route(vrf, prefix, src)
+            self.plane.remove_local_route(vrf, nlri.network, f"ce:{source}")
         else:
             self.stats["ce_routes_in"] += 1
-            nh = _plain_v4(path.next_hop) if path.next_hop is not None else ""
-            self.plane.set_local_route(vrf, LocalRoute(prefix, src, nh, "", _pref(path.attrs), path.attrs))
+            self.plane.set_local_route(vrf, site_route_from_path(source, path))
         self._schedule()
 
     def _on_vpn_best(self, fam, key: bytes, old, new, now: float) -> None:
-        from weftnet.core.bgp.extcommunity import RouteTarget
         from weftnet.core.bgp.family import VPNV4, VPNV6
 
         if fam not in (VPNV4, VPNV6):
             return
-        if new is None or new.local:
+        if new is None or new.local:  # gone, or our own export won (the plane holds those already)
             if old is not None and not old.local:
                 self.plane.update_vpn(withdraw=[(old.nlri.rd.packed, old.nlri.network)])
                 self._schedule()
             return
-        n = new.nlri
-        rts = frozenset(c.encode() for c in new.attrs.ext_communities if isinstance(c, RouteTarget))
-        nh = _plain_v4(new.next_hop) if new.next_hop is not None else ""
-        label = n.labels[0] if n.labels else 0
         self.stats["vpn_routes_in"] += 1
-        self.plane.update_vpn([VpnRoute(n.rd.packed, n.network, label, rts, nh, new.source.key, _pref(new.attrs),
-                                        new.attrs)])
+        self.plane.update_vpn([vpn_route_from_path(new)])
         self._schedule()
 
     def _schedule(self) -> None:
@@ -221,32 +198,17 @@ class L3vpnService:
             self._kernel_wake.set()
 
     def _advertise_vpn(self, exports: dict, now: float) -> None:
-        from weftnet.core.bgp.attributes import AsPath, Attributes, ExtendedCommunities, IGP, Med, Origin
-        from weftnet.core.bgp.extcommunity import decode_ext_community
-        from weftnet.core.bgp.nlri import RouteDistinguisher, VpnPrefix
-
         speaker = self.bgp.speaker
-        nh = ipaddress.ip_address(self.plane.nexthop) if self.plane.nexthop else None
         for (rd, prefix), route in exports.items():
             if route is None:
-                speaker.withdraw(VpnPrefix(RouteDistinguisher(rd), prefix), now, flush=False)
-                continue
-            ce = route.attrs
-            attrs = [Origin(ce.origin.value if ce is not None and ce.origin is not None else IGP),
-                     ce.as_path if ce is not None else AsPath(),
-                     ExtendedCommunities(tuple(decode_ext_community(rt) for rt in sorted(route.rts)))]
-            if ce is not None and ce.med is not None:
-                attrs.append(Med(ce.med.value))
-            hop = nh
-            if nh is not None and prefix.version == 6 and nh.version == 4:
-                hop = ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + nh.packed)  # IPv4-mapped, as FRR does
-            speaker.originate(VpnPrefix(RouteDistinguisher(rd), prefix, (route.label,)), Attributes(attrs), hop, now,
-                              flush=False)
+                speaker.withdraw(withdrawal(rd, prefix), now, flush=False)
+            else:
+                nlri, attrs, nh = export_route(route, self.plane.nexthop)
+                speaker.originate(nlri, attrs, nh, now, flush=False)
         speaker.flush(now)
         self.bgp.transmit()
 
     def _advertise_to_ces(self, changes: dict, now: float) -> None:
-        from weftnet.core.bgp.attributes import AsPath, Attributes, IGP, Origin
         from weftnet.core.bgp.nlri import Prefix
 
         touched = set()
@@ -255,18 +217,11 @@ class L3vpnService:
             if svc is None:
                 continue
             touched.add(vrf)
-            src = None
-            if entry is not None:
-                if entry.kind in (REMOTE, LEAK):
-                    src = entry.candidate.route.attrs
-                elif entry.kind == LOCAL and entry.local.source == "static":
-                    src = False
-            if src is None:
+            attrs = ce_attributes(entry)
+            if attrs is None:
                 svc.speaker.withdraw(Prefix(prefix), now, flush=False)
-                continue
-            attrs = Attributes([Origin(src.origin.value if src and src.origin is not None else IGP),
-                                src.as_path if src else AsPath()])
-            svc.speaker.originate(Prefix(prefix), attrs, None, now, flush=False)
+            else:
+                svc.speaker.originate(Prefix(prefix), attrs, None, now, flush=False)
         for vrf in touched:
             svc = self.ce_bgp[vrf]
             svc.speaker.flush(now)
