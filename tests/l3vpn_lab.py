@@ -182,7 +182,7 @@ class Lab:
         with open(self.state[pe] / "config.toml", "a") as f:
             f.write(config)
         args = ["ip", "netns", "exec", ns, *WEFT, "--state-dir", str(self.state[pe]), "up", "--listen", listen,
-                "--port", "4500", "--log-format", "json"]
+                "--port", "4500", "--log-format", "json", *(["--log-level", os.environ["WEFT_LAB_LOG"]] if os.environ.get("WEFT_LAB_LOG") else [])]
         if peer:
             args += ["--peer", peer]
         log = open(self.tmp / f"{pe}.log", "w")

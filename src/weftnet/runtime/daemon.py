@@ -374,6 +374,8 @@ class Daemon:
             st["tun_write_errors"] = self.tun_write_errors
             if self.bgp is not None:
                 st["bgp"] = self.bgp.stats()
+            if self.l3vpn is not None:
+                st["l3vpn"].update(self.l3vpn.status())
             return st
 
         async def peers(req):

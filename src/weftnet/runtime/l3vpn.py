@@ -58,6 +58,9 @@ class L3vpnService:
         self._kernel_pending: dict[str, dict] = {}
         self._kernel_wake = asyncio.Event()
         self.stats = {"kernel_batches": 0, "kernel_routes": 0, "ce_routes_in": 0, "vpn_routes_in": 0}
+        #: Monotonic times (the loop's clock) of the first and latest VPN route change from BGP, and of the
+        #: end of the latest kernel batch: how long a burst of routes took, as the daemon saw it.
+        self.times = {"vpn_first": None, "vpn_last": None, "kernel_done": None}
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, bgp: Any) -> None:
@@ -120,9 +123,13 @@ class L3vpnService:
             for name, changes in pending.items():
                 lv = self.vrfs.get(name)
                 if lv is not None and changes:
+                    t0 = time.monotonic()
                     await self.loop.run_in_executor(lv.executor, lv.apply, list(changes.items()))
                     self.stats["kernel_batches"] += 1
                     self.stats["kernel_routes"] += len(changes)
+                    self.times["kernel_done"] = self.loop.time()
+                    log.debug("vrf routes programmed", extra={"vrf": name, "routes": len(changes),
+                                                             "seconds": round(time.monotonic() - t0, 3)})
 
     async def close(self) -> None:
         for svc in self.ce_bgp.values():
@@ -167,6 +174,9 @@ class L3vpnService:
 
         if fam not in (VPNV4, VPNV6):
             return
+        self.times["vpn_last"] = self.loop.time()
+        if self.times["vpn_first"] is None:
+            self.times["vpn_first"] = self.times["vpn_last"]
         if new is None or new.local:  # gone, or our own export won (the plane holds those already)
             if old is not None and not old.local:
                 self.plane.update_vpn(withdraw=[(old.nlri.rd.packed, old.nlri.network)])
@@ -228,6 +238,14 @@ class L3vpnService:
             svc.transmit()
 
     # -- control API ----------------------------------------------------------------------------------
+    def status(self) -> dict:
+        now = self.loop.time()
+        return {**self.stats, **{f"{k}_ago": (None if v is None else round(now - v, 3)) for k, v in self.times.items()},
+                "vpn_burst_s": (None if self.times["vpn_first"] is None
+                                else round(self.times["vpn_last"] - self.times["vpn_first"], 3)),
+                "kernel_after_first_s": (None if None in (self.times["kernel_done"], self.times["vpn_first"])
+                                         else round(self.times["kernel_done"] - self.times["vpn_first"], 3))}
+
     def vrf_list(self) -> list[dict]:
         out = self.plane.vrf_status()
         for v in out:

@@ -123,6 +123,7 @@ class L3vpnPlane:
         self._pes: dict[str, bytes] = {}  # BGP next hop -> PE node ID
         self._pe_nodes: dict[bytes, str] = {}  # trusted PE node ID -> its text (counters' key)
         self._overlay_pes: set[bytes] = set()
+        self._names: dict[bytes, tuple[NodeId, str]] = {}  # node ID -> (NodeId, text), made once
         self._vpn: dict[tuple[bytes, IPNetwork], VpnRoute] = {}  # other PEs' routes
         self.exports: dict[tuple[bytes, IPNetwork], VpnRoute] = {}  # ours
         self._placed: dict[tuple[str, bytes, IPNetwork], list[Vrf]] = {}
@@ -253,7 +254,14 @@ class L3vpnPlane:
             cand = Candidate(route, LEAK, vrf=route.origin_vrf)
         else:
             node = route.node if route.node is not None else self._pes.get(route.nexthop)
-            cand = Candidate(route, REMOTE, node=node) if node is not None else Candidate(route, UNRESOLVED)
+            if node is None:
+                cand = Candidate(route, UNRESOLVED)
+            else:
+                named = self._names.get(node)
+                if named is None:
+                    nid = NodeId(node)
+                    named = self._names[node] = (nid, nid.text())
+                cand = Candidate(route, REMOTE, node=node, node_id=named[0], peer=named[1])
         placed = self._placed.setdefault((origin, route.rd, route.prefix), [])
         for vrf in vrfs:
             if (origin == "local" and vrf.name == route.origin_vrf) or not vrf.policy.imports(route.prefix, route.rts):
@@ -277,6 +285,7 @@ class L3vpnPlane:
 
     # -- selection, export, kernel ------------------------------------------------------
     def _recompute(self, vrf: Vrf, prefix: IPNetwork) -> None:
+        vrf.note(prefix)
         new = vrf.select(prefix)
         old = vrf.fib.get(prefix)
         if new is None:

@@ -113,6 +113,8 @@ class Candidate:
     kind: str  # REMOTE, LEAK or UNRESOLVED
     node: bytes | None = None  # REMOTE: the PE's node ID
     vrf: str = ""  # LEAK: the VRF on this PE that exported it
+    node_id: NodeId | None = None  # REMOTE: ``node`` as a NodeId, and as text (made once per route)
+    peer: str = ""
 
     def order(self) -> tuple:
         r = self.route
@@ -176,15 +178,21 @@ class Vrf:
         self.fib: PrefixTable[FibEntry] = PrefixTable()
         self.counters = VrfCounters()
         self.refused = 0  # routes refused by the prefix limit
+        self._present: set[IPNetwork] = set()  # prefixes with a local or an imported route
 
     def prefixes(self) -> int:
-        return len(self.local.keys() | self.imported.keys())
+        return len(self._present)
+
+    def note(self, prefix: IPNetwork) -> None:
+        """Keep the prefix count current after ``prefix``'s routes changed."""
+        if prefix in self.local or prefix in self.imported:
+            self._present.add(prefix)
+        else:
+            self._present.discard(prefix)
 
     def room_for(self, prefix: IPNetwork) -> bool:
         """False if ``prefix`` is new and the VRF is at its prefix limit."""
-        if prefix in self.local or prefix in self.imported:
-            return True
-        return self.prefixes() < self.config.max_routes
+        return prefix in self._present or len(self._present) < self.config.max_routes
 
     def best_local(self, prefix: IPNetwork) -> LocalRoute | None:
         routes = self.local.get(prefix)
@@ -208,9 +216,10 @@ class Vrf:
             return None
         if cand.kind == REMOTE:
             label = cand.route.label
-            node_id = NodeId(cand.node)
-            return FibEntry(REMOTE, prefix, candidate=cand, node=cand.node, node_id=node_id, peer=node_id.text(),
-                            label=label, header=MplsPacket.header(label), chunk_header=MplsChunk.header(label))
+            node_id = cand.node_id or NodeId(cand.node)
+            return FibEntry(REMOTE, prefix, candidate=cand, node=cand.node, node_id=node_id,
+                            peer=cand.peer or node_id.text(), label=label, header=MplsPacket.header(label),
+                            chunk_header=MplsChunk.header(label))
         if cand.kind == LEAK:
             return FibEntry(LEAK, prefix, candidate=cand, vrf=cand.vrf, label=cand.route.label)
         return FibEntry(UNRESOLVED, prefix, candidate=cand)
