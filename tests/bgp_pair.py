@@ -73,12 +73,12 @@ class Net:
 
     def cut(self, a: str, b: str) -> None:
         """The TCP connection between a and b dies without a NOTIFICATION (both ends see it)."""
-        for c, (owner, other) in list(self.conns.items()):
-            if owner == b and self.conns.get(other, (None,))[0] == a:
+        for c, (far, other) in list(self.conns.items()):  # c is a's connection, other is b's end of it
+            if far == b and self.conns.get(other, (None,))[0] == a:
                 self.conns.pop(c, None)
                 self.conns.pop(other, None)
-                self.speakers[a].connection_lost(other, self.now)
-                self.speakers[b].connection_lost(c, self.now)
+                self.speakers[a].connection_lost(c, self.now)
+                self.speakers[b].connection_lost(other, self.now)
         self.pump()
 
     def advance(self, seconds: float, step: float = 1.0) -> None:

@@ -184,7 +184,7 @@ def test_vrf_tables_show_rd_rt_and_labels_and_the_namespace_holds_the_routes(lab
     assert k["10.0.0.192/26"]["dev"] == "l3-red"
     assert k["10.0.0.0/25"]["via"] == "192.168.1.2"
     vpn = lab.weft_json("pe1", "bgp", "routes", "--afi", "vpnv4")["vpnv4"]
-    assert any(r["rd"] == "65000:21" and r["prefix"] == "10.0.0.192/26" and r["labels"] == [red2_label]
+    assert any(r["rd"] == "65000:21" and r["prefix"] == "10.0.0.192/26" and r["label"] == red2_label
                for r in vpn)
 
 

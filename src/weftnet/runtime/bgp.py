@@ -259,8 +259,10 @@ class BgpService:
             return
         if kind == "learned":
             self.evpn.local_mac(vni, mac, self.now())
-        else:
+        elif mac in self.evpn.instances[vni].local_macs:
             self.evpn.local_mac_gone(vni, mac, self.now())
+        else:
+            return  # one of the remote MACs we installed: nothing to do
         self.transmit()
 
     # -- control API ------------------------------------------------------------------------------

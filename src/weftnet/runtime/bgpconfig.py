@@ -153,7 +153,7 @@ def _peer(table: Any, s: BgpSettings, where: str) -> PeerConfig:
             node = NodeId.parse(t["node"])
         except ParseError as exc:
             raise ConfigError(f"{where} node: {exc}") from None
-        address, name = str(node.address), t.get("name") or t["node"]
+        address, name = str(node.address()), t.get("name") or t["node"]
     else:
         address, name = str(_ip(t["address"], f"{where} address")), t.get("name", "")
     fams = _families(t["families"], f"{where} families") if "families" in t else s.families

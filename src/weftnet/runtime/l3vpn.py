@@ -106,8 +106,9 @@ class L3vpnService:
             if not vs.ce:
                 continue
             listen = "::" if any(":" in p.address for p in vs.ce) else "0.0.0.0"
-            settings = BgpSettings(g.asn, g.router_id, listen, 179, (IPV4_UNICAST, IPV6_UNICAST), g.hold_time,
-                                   None, g.graceful_restart_time, 1.0, list(vs.ce))
+            settings = BgpSettings(g.asn, g.router_id, listen=listen, port=179, families=(IPV4_UNICAST, IPV6_UNICAST),
+                                   hold_time=g.hold_time, graceful_restart_time=g.graceful_restart_time,
+                                   connect_retry=1.0, peers=list(vs.ce))
             svc = BgpService(settings, self.loop, netns=vs.netns)
             svc.speaker.add_path_listener(partial(self._on_ce_path, name))
             self.ce_bgp[name] = svc

@@ -581,12 +581,23 @@ ATTRIBUTE_CLASSES: dict[int, type[Attribute]] = {
 class Attributes:
     """An immutable set of path attributes (at most one per type), hashable so routes can share one."""
 
-    __slots__ = ("_by_type", "_hash")
+    __slots__ = ("_by_type", "_hash", "_memo")
 
     def __init__(self, attrs: Iterable[Attribute] = ()):
         by_type = {a.TYPE: a for a in attrs}
         self._by_type = dict(sorted(by_type.items()))
         self._hash: int | None = None
+        self._memo: dict | None = None
+
+    def memo(self, key, compute):
+        """A value derived from these attributes, computed once: every route of one UPDATE shares one set."""
+        if self._memo is None:
+            self._memo = {}
+        try:
+            return self._memo[key]
+        except KeyError:
+            v = self._memo[key] = compute(self)
+            return v
 
     def get(self, type_code: int):
         return self._by_type.get(type_code)

@@ -128,12 +128,14 @@ class Evpn:
         self.rt_import = rt_import
         speaker.add_listener(self._on_best)
         self.stats = {"type2_in": 0, "type3_in": 0, "type5_in": 0, "ignored": 0}
+        self._generation = 0  # bumped when instances change: memoised route -> instance lookups go stale
 
     # -- instances -------------------------------------------------------------------------
     def add_instance(self, cfg: EviConfig, now: float) -> EvpnInstance:
         if cfg.vni in self.instances:
             raise ValueError(f"VNI {cfg.vni} configured twice")
         inst = self.instances[cfg.vni] = EvpnInstance(cfg)
+        self._generation += 1
         self.dp.setup_instance(cfg)
         if self.rt_import is not None:
             self.rt_import.register(cfg.import_targets)
@@ -149,6 +151,7 @@ class Evpn:
         inst = self.instances.pop(vni, None)
         if inst is None:
             return
+        self._generation += 1
         for mac in list(inst.local_macs):
             self._withdraw_local(inst, mac, now)
         self.speaker.withdraw(self._imet(inst), now)
@@ -233,7 +236,8 @@ class Evpn:
     # -- remote side -----------------------------------------------------------------------------
     def _instance_for(self, path: Path) -> EvpnInstance | None:
         rts = route_targets(path.attrs)
-        matches = [i for i in self.instances.values() if rts & i.cfg.import_targets]
+        matches = path.attrs.memo(("evpn_instances", id(self), self._generation),
+                                  lambda a: [i for i in self.instances.values() if rts & i.cfg.import_targets])
         if len(matches) > 1:  # several instances import the target: the VNI in the label decides
             label = getattr(path.nlri, "label", None)
             matches = [i for i in matches if i.vni == label] or matches[:1]
@@ -261,8 +265,8 @@ class Evpn:
                 del inst.remote[n.mac]
                 inst.stats["mac_limit_drops"] += 1
                 return
-            mm = [c for c in path.attrs.ext_communities if isinstance(c, MacMobility)]
-            cands[n.key] = _Candidate(vtep, mm[0].sequence if mm else 0, n.ip)
+            seq = path.attrs.memo("mac_mobility", _mobility_seq)
+            cands[n.key] = _Candidate(vtep, seq, n.ip)
             inst.stats["remote_macs"] = len(inst.remote)
             self._reselect(inst, n.mac, now)
         elif isinstance(n, EvpnInclusiveMulticast):
@@ -344,6 +348,11 @@ class Evpn:
                         "remote_vteps": sorted(map(str, inst.bum)),
                         "local_macs": sorted(format_mac(m) for m in inst.local_macs), **inst.stats})
         return out
+
+
+def _mobility_seq(attrs: Attributes) -> int:
+    mm = [c for c in attrs.ext_communities if isinstance(c, MacMobility)]
+    return mm[0].sequence if mm else 0
 
 
 class RecordingDataplane:

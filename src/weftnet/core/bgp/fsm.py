@@ -146,6 +146,11 @@ _DEFAULT: dict[State, tuple[State | None, tuple[str, ...]]] = {
     S.OPENCONFIRM: (S.IDLE, ("fsm_error",) + _FAIL),
     S.ESTABLISHED: (S.IDLE, ("fsm_error",) + _FAIL),
 }
+# Start events (1, 3-5) are ignored in every state but Idle (8.2.2, each state's first paragraph).
+for _st in State:
+    if _st != S.IDLE:
+        for _ev in (E.MANUAL_START, E.AUTOMATIC_START, E.MANUAL_START_PASSIVE, E.AUTOMATIC_START_PASSIVE):
+            _EXPLICIT[(_st, _ev)] = (_st, ())
 # A header or OPEN error in Connect/Active cannot happen without a connection; treat it like the default,
 # but say why on the wire when there is one.
 for _st in (S.CONNECT, S.ACTIVE):
@@ -170,3 +175,15 @@ TRANSITIONS = _build()
 
 def transition(state: State, event: Event) -> tuple[State, tuple[str, ...]]:
     return TRANSITIONS[(state, event)]
+
+
+def markdown_table() -> str:
+    """The table as docs/bgp.md shows it (a test keeps the page and this function in step)."""
+    lines = ["| state | event | next state | actions |", "|---|---|---|---|"]
+    for st in State:
+        for ev in Event:
+            nxt, actions = TRANSITIONS[(st, ev)]
+            if nxt == st and not actions:
+                continue  # ignored
+            lines.append(f"| {st.value} | {ev.value} {ev.name} | {nxt.value} | {', '.join(actions) or '-'} |")
+    return "\n".join(lines)

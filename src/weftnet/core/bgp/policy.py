@@ -23,8 +23,12 @@ __all__ = ["route_targets", "RouteTargetImport", "chain_import", "chain_export"]
 RT_FAMILIES = frozenset({L2VPN_EVPN, VPNV4, VPNV6})
 
 
-def route_targets(attrs: Attributes) -> set[RouteTarget]:
-    return {c for c in attrs.ext_communities if isinstance(c, RouteTarget)}
+def _rts(attrs: Attributes) -> frozenset[RouteTarget]:
+    return frozenset(c for c in attrs.ext_communities if isinstance(c, RouteTarget))
+
+
+def route_targets(attrs: Attributes) -> frozenset[RouteTarget]:
+    return attrs.memo("route_targets", _rts)
 
 
 class RouteTargetImport:

@@ -150,6 +150,7 @@ class PeerSession:
 
     def stop(self, now: float, subcode: int = E.ADMIN_SHUTDOWN) -> None:
         self.stopped = True
+        self.idle_hold_at = None  # no automatic restart after a stop by hand, whatever the state
         self._pending = Notify(E.CEASE, subcode)
         self._event(Event.MANUAL_STOP, now)
 

@@ -384,8 +384,10 @@ class Speaker:
         self._notice(PeerUp(peer.cfg.key, tuple(sorted(str(f) for f in n.families))))
         for fam in sorted(n.families):
             self._send_table(peer, s, fam, now)
+        self._flush(now)  # the whole table first, then End-of-RIB per family (RFC 4724 section 2)
+        for fam in sorted(n.families):
             s.send_update_bytes(end_of_rib(fam).encode(n.asn4))
-        self._flush(now)
+        self._collect(peer)
 
     def session_released(self, s: PeerSession, graceful: bool, now: float) -> None:
         peer = self._owner.get(id(s))
@@ -552,6 +554,10 @@ class Speaker:
             peer.restart_deadline = None
 
     def _after(self, now: float) -> None:
+        for peer in self.peers.values():
+            if len(peer.sessions) > 1:  # a collision loser (dumped, or closed by the other side) goes away
+                self._collect(peer)
+                self._prune(peer)
         self._flush(now)
 
     # -- export --------------------------------------------------------------------------------------

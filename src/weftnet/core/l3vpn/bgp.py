@@ -53,7 +53,7 @@ def export_route(route: VpnRoute, nexthop: str) -> tuple[VpnPrefix, Attributes, 
     nh = ipaddress.ip_address(nexthop) if nexthop else None
     if nh is not None and route.prefix.version == 6 and nh.version == 4:
         nh = ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + nh.packed)
-    return VpnPrefix(RouteDistinguisher(route.rd), route.prefix, (route.label,)), Attributes(attrs), nh
+    return VpnPrefix(RouteDistinguisher(route.rd), route.prefix, route.label), Attributes(attrs), nh
 
 
 def withdrawal(rd: bytes, prefix) -> VpnPrefix:
@@ -65,7 +65,7 @@ def vpn_route_from_path(path: Any) -> VpnRoute:
     n = path.nlri
     rts = frozenset(c.encode() for c in path.attrs.ext_communities if isinstance(c, RouteTarget))
     nh = plain_address(path.next_hop) if path.next_hop is not None else ""
-    return VpnRoute(n.rd.packed, n.network, n.labels[0] if n.labels else 0, rts, nh, path.source.key,
+    return VpnRoute(n.rd.packed, n.network, n.label, rts, nh, path.source.key,
                     path_pref(path.attrs), path.attrs)
 
 

@@ -33,7 +33,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def format_mac(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+    return mac.hex(":")
 
 
 def _ip(raw: bytes) -> IPAddress:

@@ -1,9 +1,10 @@
 """Labelled VPN prefixes: VPN-IPv4 (RFC 4364 section 4.3.4) and VPN-IPv6 (RFC 4659), labels per RFC 8277.
 
-Wire: length in bits (labels, RD and prefix together), a label stack of
-3-octet entries (20-bit label, 3 bits TC, bottom-of-stack bit), the 8-octet
-RD, the prefix. A withdrawal's label field is ignored; 0x800000 is sent there
-(RFC 8277 section 2.4).
+Wire: length in bits (label, RD and prefix together), one 3-octet label
+field (20-bit label, 3 bits TC, bottom-of-stack bit), the 8-octet RD, the
+prefix. Without the Multiple Labels capability (which this speaker does not
+offer) the stack is exactly one label and the S bit is ignored on receipt
+(RFC 8277 section 2.2); a withdrawal carries 0x800000 in that field (2.4).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from weftnet.core.bgp.nlri.rd import RouteDistinguisher
 __all__ = ["VpnPrefix", "decode_vpn", "WITHDRAW_LABEL"]
 
 WITHDRAW_LABEL = 0x800000  # the whole 3-octet field, RFC 8277 section 2.4
-MAX_LABELS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class VpnPrefix(Nlri):
     rd: RouteDistinguisher
     network: IPNetwork
-    labels: tuple[int, ...] = (0,)  # 20-bit MPLS label values, top of stack first
+    label: int = 0  # the 20-bit MPLS label
 
     @property
     def family(self) -> Family:  # type: ignore[override]
@@ -37,12 +37,7 @@ class VpnPrefix(Nlri):
         return self.rd.packed + bytes([plen]) + self.network.network_address.packed[: (plen + 7) // 8]
 
     def encode(self, withdraw: bool = False) -> bytes:
-        if withdraw:
-            stack = WITHDRAW_LABEL.to_bytes(3, "big")
-        else:
-            labels = self.labels or (0,)
-            stack = b"".join(((lab & 0xFFFFF) << 4 | (1 if i == len(labels) - 1 else 0)).to_bytes(3, "big")
-                             for i, lab in enumerate(labels))
+        stack = (WITHDRAW_LABEL if withdraw else (self.label & 0xFFFFF) << 4 | 1).to_bytes(3, "big")
         plen = self.network.prefixlen
         bits = len(stack) * 8 + 64 + plen
         return bytes([bits]) + stack + self.rd.packed + self.network.network_address.packed[: (plen + 7) // 8]
@@ -51,7 +46,7 @@ class VpnPrefix(Nlri):
         return f"{self.rd}:{self.network}"
 
     def to_dict(self) -> dict:
-        return {"rd": str(self.rd), "prefix": str(self.network), "labels": list(self.labels)}
+        return {"rd": str(self.rd), "prefix": str(self.network), "label": self.label}
 
 
 def decode_vpn(data: bytes, version: int) -> list[VpnPrefix]:
@@ -59,22 +54,11 @@ def decode_vpn(data: bytes, version: int) -> list[VpnPrefix]:
     while pos < end:
         bits = data[pos]
         pos += 1
-        labels: list[int] = []
-        while True:  # the stack ends at the bottom-of-stack bit, or at a withdrawal's special value
-            if bits < 24 or pos + 3 > end:
-                raise MalformedNlri("VPN NLRI ends inside its label stack")
-            raw = int.from_bytes(data[pos:pos + 3], "big")
-            pos += 3
-            bits -= 24
-            labels.append(raw >> 4)
-            if raw & 1 or raw in (WITHDRAW_LABEL, 0):
-                break
-            if len(labels) >= MAX_LABELS:
-                raise MalformedNlri("VPN NLRI label stack has no bottom")
-        if bits < 64 or pos + 8 > end:
-            raise MalformedNlri("VPN NLRI too short for its route distinguisher")
-        rd = RouteDistinguisher(bytes(data[pos:pos + 8]))
-        pos += 8
-        net, pos = unpack_prefix(data, pos, version, bits - 64)
-        out.append(VpnPrefix(rd, net, tuple(labels)))
+        if bits < 24 + 64 or pos + 11 > end:
+            raise MalformedNlri("VPN NLRI too short for a label and a route distinguisher")
+        label = int.from_bytes(data[pos:pos + 3], "big") >> 4
+        rd = RouteDistinguisher(bytes(data[pos + 3:pos + 11]))
+        pos += 11
+        net, pos = unpack_prefix(data, pos, version, bits - 88)
+        out.append(VpnPrefix(rd, net, label))
     return out
