@@ -340,3 +340,15 @@ def test_config_errors_are_network_errors():
         pe0.l3vpn.add_vrf(vrf("red", "65000:77", ["1:1"]))
     with pytest.raises(NetworkError, match="no VRF"):
         pe0.l3vpn.set_local_route("nope", LocalRoute(N("10.0.0.0/8"), "static"))
+
+
+def test_vpnv6_routes_carry_ipv6_packets_between_the_same_two_vrfs():
+    net, (pe0, pe1) = build()
+    pe0.l3vpn.set_local_route("red", LocalRoute(N("fd00:1::/64"), "ce:fe80::2", "fe80::2", "ce0"))
+    pe1.l3vpn.set_local_route("red", LocalRoute(N("fd00:2::/64"), "static", "", "lan0"))
+    pe1.l3vpn.set_local_route("blue", LocalRoute(N("fd00:2::/64"), "static", "", "lan1"))
+    exchange((pe0, pe1))
+    p6 = icmp_echo("fd00:1::10", "fd00:2::20", ident=6)
+    send(net, pe0, "red", [p6])
+    assert written(pe1) == [(vrf_key("red"), b"", p6)]
+    assert pe1.l3vpn.kernel_changes()[("red", N("fd00:2::/64"))].dev == "lan0"

@@ -183,6 +183,10 @@ def test_vrf_tables_show_rd_rt_and_labels_and_the_namespace_holds_the_routes(lab
     k = json.loads(lab.weft("pe1", "vrf", "routes", "red", "--kernel", "--json"))["kernel"]
     assert k["10.0.0.192/26"]["dev"] == "l3-red"
     assert k["10.0.0.0/25"]["via"] == "192.168.1.2"
+    text = lab.weft("pe1", "vrf", "ls")
+    assert f"red  RD 65000:11  label {vrf(lab, 'pe1', 'red')['label']}" in text and "CE 192.168.1.2 AS 65101: Established" in text
+    assert "> remote" in lab.weft("pe1", "vrf", "routes", "red")
+    assert "no VRF named 'nope'" in lab.weft("pe1", "vrf", "routes", "nope", check=False)
     vpn = lab.weft_json("pe1", "bgp", "routes", "--afi", "vpnv4")["vpnv4"]
     assert any(r["rd"] == "65000:21" and r["prefix"] == "10.0.0.192/26" and r["label"] == red2_label
                for r in vpn)

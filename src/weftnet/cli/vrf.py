@@ -30,19 +30,23 @@ def ls(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("no VRFs configured")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table("VRF", "RD", "import", "export", "label", "local", "remote", "vrf", "unres.", "pkts in", "pkts out",
-              "drops", "CEs")
     for v in rows:
         r, c = v["routes"], v["counters"]
-        ces = ", ".join(f"{x['peer']} {x['state']}" for x in v["ce"]) or "-"
-        t.add_row(v["name"], v["rd"], " ".join(v["import"]), " ".join(v["export"]),
-                  f"{v['label']}" + (" (per prefix)" if v["label_mode"] == "per-prefix" else ""),
-                  str(r["local"]), str(r["remote"]), str(r["vrf"]), str(r["unresolved"]), str(c["packets_in"]),
-                  str(c["packets_out"]), str(sum(c["drops"].values())), ces)
-    Console().print(t)
+        mode = " (per prefix)" if v["label_mode"] == "per-prefix" else ""
+        click.echo(f"{v['name']}  RD {v['rd']}  label {v['label']}{mode}  RT import {' '.join(v['import']) or '-'}"
+                   f"  export {' '.join(v['export']) or '-'}  netns {v.get('netns') or '-'}  tun {v.get('tun') or '-'}")
+        click.echo(f"  routes: {r['local']} local, {r['remote']} remote, {r['vrf']} from other VRFs, "
+                   f"{r['unresolved']} unresolved; {v['exported']} exported"
+                   + (f"; {v['refused']} refused (max_routes)" if v["refused"] else ""))
+        drops = ", ".join(f"{k} {n}" for k, n in c["drops"].items()) or "none"
+        click.echo(f"  packets: in {c['packets_in']} ({c['bytes_in']} B), out {c['packets_out']} ({c['bytes_out']} B);"
+                   f" drops: {drops}")
+        for pe, pc in c["peers"].items():
+            click.echo(f"    {pe[:28]}{'…' if len(pe) > 28 else ''}  in {pc['packets_in']}  out {pc['packets_out']}")
+        for ce in v["ce"]:
+            click.echo(f"  CE {ce['peer']} AS {ce['remote_as']}: {ce['state']}"
+                       + (f", {ce['prefixes_received']} prefixes in, {ce['prefixes_sent']} out"
+                          if "prefixes_received" in ce else ""))
 
 
 @vrf.command()
