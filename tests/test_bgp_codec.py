@@ -25,6 +25,7 @@ from weftnet.core.bgp.nlri import (
 )
 from weftnet.core.bgp.update import ParsedUpdate, Update, UpdateContext, end_of_rib, parse_update
 
+pytestmark = pytest.mark.usefixtures("exabgp_crosscheck")  # every UPDATE encoded here is also decoded by exabgp
 ALL = frozenset({IPV4_UNICAST, IPV6_UNICAST, L2VPN_EVPN, VPNV4, VPNV6})
 CTX = UpdateContext(True, False, 0, ALL)
 EBGP = UpdateContext(True, True, 65002, ALL)

@@ -116,6 +116,9 @@ def test_type5_with_gobgp(lab):
     rows = lab.weft_json(state, "bgp", "routes", "--afi", "evpn")["evpn"]
     assert not any(x.get("prefix") == "10.51.0.0/24" for x in rows)  # no instance imports 65003:999
     assert lab.weft_json(state, "bgp", "summary")["evpn"][0]["remote_prefixes"] == 1
+    text = lab.weft(state, "bgp", "routes", "--afi", "evpn")  # the table a person reads
+    assert "prefix=10.50.0.0/24" in text and "via 10.78.0.1 from 10.78.0.1" in text and " > " in text
+    assert "Established" in lab.weft(state, "bgp", "summary")
 
     # weftnet -> GoBGP
     def shown():

@@ -340,3 +340,53 @@ def test_peer_named_by_node_id_uses_its_overlay_address():
                                     "peers": [{"node": ident.node_id.text(), "remote_as": 2}]}})
     assert cfg.bgp.peers[0].address == str(ident.address)
     assert cfg.bgp.peers[0].key == ident.node_id.text()
+
+
+# -- the asyncio driver, over loopback TCP (no root needed) ----------------------------------------------------------
+def test_asyncio_driver_over_loopback():
+    import asyncio
+
+    from weftnet.core.bgp.session import PeerConfig
+    from weftnet.runtime.bgp import BgpService
+    from weftnet.runtime.bgpconfig import BgpSettings
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def settings(asn, rid, listen, peer_port, passive):
+            s = BgpSettings(asn, ip(rid), listen=listen, port=0, families=(L2VPN_EVPN,), hold_time=9)
+            s.peers.append(PeerConfig("127.0.0.1", 65002 if asn == 65001 else 65001, peer_port, (L2VPN_EVPN,), 9,
+                                      passive=passive, connect_retry=0.2))
+            s.evpn.append(EviConfig.auto(100, 65000, ip(rid), ip(rid), [RouteTarget.parse("65000:100")]))
+            return s
+
+        a = BgpService(settings(65001, "10.0.0.1", "127.0.0.1", 179, True), loop, RecordingDataplane())
+        await a.start()
+        b = BgpService(settings(65002, "10.0.0.2", "", a.port, False), loop, RecordingDataplane())
+        await b.start()
+        try:
+            for _ in range(200):  # a generous deadline, not a timing assertion
+                if all(s.summary()["peers"][0]["state"] == "Established" for s in (a, b)) and b.dataplane.flood:
+                    break
+                await asyncio.sleep(0.05)
+            assert a.summary()["peers"][0]["state"] == "Established"
+            assert b.dataplane.flood == {100: {ip("10.0.0.1")}}
+            a.evpn.local_mac(100, MAC, a.now())
+            a.transmit()
+            for _ in range(200):
+                if b.dataplane.fdb:
+                    break
+                await asyncio.sleep(0.05)
+            assert b.dataplane.fdb == {(100, MAC): ip("10.0.0.1")}
+            assert b.stats()["peers_established"] == 1 and b.routes("evpn")["evpn"]
+        finally:
+            await b.close()
+            await a.close()
+        # stopping sent a Cease; A saw the session go down
+        for _ in range(100):
+            if a.summary()["peers"][0]["state"] != "Established":
+                break
+            await asyncio.sleep(0.05)
+        assert a.summary()["peers"][0]["state"] != "Established"
+
+    asyncio.run(main())

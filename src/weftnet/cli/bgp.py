@@ -34,17 +34,19 @@ def summary(ctx: click.Context, as_json: bool) -> None:
 
     click.echo(f"BGP router ID {st['router_id']}, local AS {st['asn']}, families {', '.join(st['families'])}")
     click.echo("routes: " + ", ".join(f"{f} {n}" for f, n in st["routes"].items()))
-    t = Table("peer", "AS", "state", "up", "families", "rcvd", "sent", "msgs in/out", "last error")
+    t = Table()
+    for name in ("peer", "AS", "state", "up", "families", "rcvd/sent"):
+        t.add_column(name, no_wrap=True)
+    t.add_column("last error", overflow="fold")
     for p in st["peers"]:
         up = "-" if p["uptime"] is None else f"{p['uptime']:.0f} s"
         t.add_row(p["peer"], str(p["remote_as"]), p["state"], up, ",".join(p["families"]) or "-",
-                  str(p["prefixes_received"]), str(p["prefixes_sent"]), f"{p['messages_in']}/{p['messages_out']}",
-                  p["last_error"] or "")
+                  f"{p['prefixes_received']}/{p['prefixes_sent']}", p["last_error"] or "")
     Console().print(t)
     for e in st.get("evpn", []):
         click.echo(f"EVPN VNI {e['vni']}: RD {e['rd']}, RT import {', '.join(e['import_targets'])} export "
-                   f"{', '.join(e['export_targets'])}, VTEP {e['local_vtep']}; {e['local_macs'].__len__()} local MACs, "
-                   f"{e['remote_macs']} remote MACs, remote VTEPs: {', '.join(e['remote_vteps']) or 'none'}, "
+                   f"{', '.join(e['export_targets'])}, VTEP {e['local_vtep']}; {e['local_macs']} local MACs, "
+                   f"{e['remote_macs']} remote MACs, remote VTEPs: {', '.join(e['vteps']) or 'none'}, "
                    f"{e['mac_moves']} MAC moves")
 
 

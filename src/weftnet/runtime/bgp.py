@@ -130,8 +130,7 @@ class BgpService:
 
                 self.dataplane = LinuxEvpnDataplane(s.vxlan_port)
             self.evpn = Evpn(self.speaker, self.dataplane, self.rt_import)
-            for evi in s.evpn:
-                await asyncio.to_thread(lambda: None)  # yield before the (blocking) device setup
+            for evi in s.evpn:  # device set-up runs on the dataplane's netlink thread; a few ms each
                 self.evpn.add_instance(evi, self.now())
             devices = getattr(self.dataplane, "devices", {})
             self._bridges = {br: vni for vni, (br, _vx) in devices.items()}

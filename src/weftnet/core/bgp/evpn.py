@@ -345,8 +345,8 @@ class Evpn:
             out.append({"vni": vni, "rd": str(inst.cfg.rd), "local_vtep": str(inst.cfg.local_vtep),
                         "import_targets": sorted(map(str, inst.cfg.import_targets)),
                         "export_targets": [str(t) for t in inst.cfg.export_targets],
-                        "remote_vteps": sorted(map(str, inst.bum)),
-                        "local_macs": sorted(format_mac(m) for m in inst.local_macs), **inst.stats})
+                        "vteps": sorted(map(str, inst.bum)),
+                        "advertised_macs": sorted(format_mac(m) for m in inst.local_macs)[:1000], **inst.stats})
         return out
 
 
