@@ -310,7 +310,9 @@ def markdown(r: dict) -> str:
             continue
         out.append(f"| {k} | {v.get('gbit_s', 'error: ' + v.get('error', ''))} | {v.get('retransmits', '')} |")
     out += ["", "Client, server and both daemons share the 2 cores, so each figure is the cost of both ends on one "
-            "machine, not a link speed.", ""]
+            "machine, not a link speed. The rows were measured one after the other in one run; compare them with "
+            "each other, not with bench/results/dataplane.md, whose plain-network figure was taken on a quieter "
+            "machine (see the load average above).", ""]
     return "\n".join(out)
 
 
