@@ -152,6 +152,18 @@ def weft_view(body: bytes) -> tuple[set, set, dict]:
     return ann, wd, attrs
 
 
+def crosscheck(bodies: list[bytes]) -> int:
+    """Both decoders agree on every body; returns how many carried routes or attributes."""
+    checked = 0
+    for b in bodies:
+        if U.parse_update(b, U.UpdateContext(True, False, 0, frozenset(FAMILIES))).end_of_rib is not None:
+            continue  # End-of-RIB markers: nothing to compare
+        theirs, ours = exabgp_view(b), weft_view(b)
+        assert theirs == ours, f"exabgp and weftnet disagree on {b.hex()}:\nexabgp {theirs}\nweftnet {ours}"
+        checked += 1
+    return checked
+
+
 @pytest.fixture
 def exabgp_crosscheck(monkeypatch):
     """Record every UPDATE weftnet encodes in the test; at the end both decoders must agree on each."""
@@ -166,11 +178,5 @@ def exabgp_crosscheck(monkeypatch):
 
     monkeypatch.setattr(U.Update, "body", body)
     yield seen
-    checked = 0
-    for b in seen:
-        if U.parse_update(b, U.UpdateContext(True, False, 0, frozenset(FAMILIES))).end_of_rib is not None:
-            continue  # End-of-RIB markers: nothing to compare
-        theirs, ours = exabgp_view(b), weft_view(b)
-        assert theirs == ours, f"exabgp and weftnet disagree on {b.hex()}:\nexabgp {theirs}\nweftnet {ours}"
-        checked += 1
+    checked = crosscheck(list(seen))
     seen.append(checked.to_bytes(4, "big"))

@@ -60,6 +60,7 @@ class Lab:
         self.procs: list[subprocess.Popen] = []
         self.frr: list[tuple[str, Path]] = []
         self.logs: list[Path] = []
+        self.traces: list[Path] = []
 
     def name(self, short: str) -> str:
         return f"{self.tag}{short}"
@@ -149,8 +150,10 @@ class Lab:
     def weft_up(self, ns: str, state: Path) -> subprocess.Popen:
         log = open(state / "daemon.log", "w")
         self.logs.append(state / "daemon.log")
+        self.traces.append(state / "bgp-trace.txt")  # every message the speaker sends (tests/bgp_exabgp.py)
+        env = {**os.environ, "WEFTNET_BGP_TRACE": str(state / "bgp-trace.txt")}
         p = subprocess.Popen(["ip", "netns", "exec", ns, *WEFT, "--state-dir", str(state), "up", "--port", "0",
-                              "--listen", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+                              "--listen", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append(p)
         wait_for(lambda: (state / "control.sock").exists() or p.poll() is not None, 30, "weft daemon to start")
         assert p.poll() is None, (state / "daemon.log").read_text()
@@ -164,6 +167,20 @@ class Lab:
 
     def weft_json(self, state: Path, *args: str):
         return json.loads(self.weft(state, *args, "--json"))
+
+    def sent_updates(self) -> list[bytes]:
+        """The bodies of every UPDATE the weft daemons of this lab sent (from their traces)."""
+        out = []
+        for path in self.traces:
+            try:
+                lines = path.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                msg = bytes.fromhex(line.split()[2])
+                if msg[18] == 2:
+                    out.append(msg[19:])
+        return out
 
     def dump_logs(self) -> str:
         out = []

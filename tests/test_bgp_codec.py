@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 
 from bgp_exabgp import exabgp_crosscheck  # noqa: F401  (fixture)
 from bgp_pair import Net
-from weftnet.core.bgp import errors as E
 from weftnet.core.bgp.attributes import (
-    AS_TRANS, AsPath, AtomicAggregate, Attributes, ClusterList, Communities, ExtendedCommunities, LocalPref, Med,
+    AS_TRANS, AsPath, Attributes, ClusterList, Communities, ExtendedCommunities, LocalPref, Med,
     MpReach, MpUnreach, NextHop, Origin, OriginatorId, PmsiTunnel, UnknownAttribute,
 )
 from weftnet.core.bgp.errors import Notify
@@ -74,7 +73,7 @@ def sample_updates() -> list[Update]:
     ]
 
 
-def test_updates_decode_alike_in_exabgp(exabgp_crosscheck):
+def test_updates_decode_alike_in_exabgp(exabgp_crosscheck):  # noqa: F811
     """Every UPDATE built here, and every one two speakers exchange below, is decoded by exabgp too (fixture)."""
     for u in sample_updates():
         body = u.body()
@@ -309,7 +308,7 @@ def test_random_bytes_in_an_established_session_never_crash(data):
     """Through the whole session: NOTIFICATION (and Idle) or routes; never an exception."""
     n = Net()
     a = n.add("10.0.0.1", 65001, [IPV4_UNICAST, L2VPN_EVPN])
-    b = n.add("10.0.0.2", 65002, [IPV4_UNICAST, L2VPN_EVPN])
+    n.add("10.0.0.2", 65002, [IPV4_UNICAST, L2VPN_EVPN])
     n.peer("10.0.0.1", "10.0.0.2")
     n.peer("10.0.0.2", "10.0.0.1")
     n.start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 
+from bgp_exabgp import crosscheck
 from bgp_lab import Lab, can_netns, have_frr, sh, wait_for
 
 pytestmark = [
@@ -188,5 +189,7 @@ def test_evpn_with_frr(lab):
     sh("ip", "netns", "del", c3)
     lab.ns.remove(c3)
     wait_for(lambda: (2, WEFT_RD, MAC[3]) not in frr_evpn(lab, frr), 30, "C3's route to be withdrawn")
+    # every UPDATE the daemon sent to the real peer decodes the same in exabgp's parser
+    assert crosscheck(lab.sent_updates()) >= 2
     st = lab.weft_json(state, "status")
     assert st["bgp"]["peers_established"] == 1 and st["bgp"]["dataplane"]["fdb_installed"] >= 2

@@ -17,6 +17,7 @@ import json
 
 import pytest
 
+from bgp_exabgp import crosscheck
 from bgp_lab import Lab, can_netns, have_gobgp, sh, wait_for
 
 pytestmark = [
@@ -136,6 +137,8 @@ def test_type5_with_gobgp(lab):
     text = lab.gobgp(g, API_PORT, "global", "rib", "-a", "evpn")
     assert "[prefix:10.60.0.0/24]" in text and "65000" in text
 
+    # every UPDATE the daemon sent to the real peer decodes the same in exabgp's parser
+    assert crosscheck(lab.sent_updates()) >= 2
     # GoBGP withdraws: weftnet forgets the route and removes it from the kernel
     lab.gobgp(g, API_PORT, "global", "rib", "-a", "evpn", "del", "prefix", "10.50.0.0/24", "gw", "10.105.0.1",
               "etag", "0", "label", "500", "rd", "65003:500")

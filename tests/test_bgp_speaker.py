@@ -9,15 +9,15 @@ import pytest
 
 from bgp_exabgp import exabgp_crosscheck  # noqa: F401  (fixture: every UPDATE sent here is checked)
 from bgp_pair import Net
-from weftnet.core.bgp import IPV4_UNICAST, L2VPN_EVPN, State
+from weftnet.core.bgp import IPV4_UNICAST, L2VPN_EVPN
 from weftnet.core.bgp.capability import GracefulRestart
 from weftnet.core.bgp.session import PeerSession
 from weftnet.core.bgp.attributes import (
-    AsPath, Attributes, ClusterList, ExtendedCommunities, LocalPref, Med, NextHop, Origin, OriginatorId,
+    AsPath, Attributes, ClusterList, LocalPref, Med, Origin, OriginatorId,
 )
 from weftnet.core.bgp.evpn import EviConfig, Evpn, RecordingDataplane
 from weftnet.core.bgp.extcommunity import MacMobility, RouteTarget
-from weftnet.core.bgp.nlri import EvpnMacIp, Prefix, RouteDistinguisher
+from weftnet.core.bgp.nlri import EvpnMacIp, Prefix
 from weftnet.core.bgp.policy import RouteTargetImport
 from weftnet.core.bgp.rib import Path, PeerInfo, select_best
 from weftnet.errors import ConfigError

@@ -8,12 +8,17 @@ feeds received bytes and TCP events back, and re-arms one ``loop.call_at`` at
 ``speaker.get_timer()``. The clock is the event loop's monotonic time.
 With ``[[bgp.evpn]]`` it also runs the Linux EVPN dataplane
 (``evpn_linux.py``) and its bridge monitor.
+
+``WEFTNET_BGP_TRACE=FILE`` appends every message the speaker sends to FILE,
+one line each: ``out PEER-CONN HEX`` (for debugging; the interop tests decode
+the UPDATEs in it with exabgp).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
 from typing import Any
@@ -114,6 +119,8 @@ class BgpService:
         self._server: asyncio.base_events.Server | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._bridges: dict[int, int] = {}  # bridge ifindex -> vni
+        trace = os.environ.get("WEFTNET_BGP_TRACE")
+        self._trace = open(trace, "a", buffering=1) if trace else None  # noqa: SIM115 - closed in close()
 
     def now(self) -> float:
         return self.loop.time()
@@ -177,6 +184,9 @@ class BgpService:
             await asyncio.to_thread(self.monitor.stop)
         if self.dataplane is not None and hasattr(self.dataplane, "close"):
             await asyncio.to_thread(self.dataplane.close)
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
 
     def _inbound(self) -> _Conn:
         cid = self._next_conn
@@ -187,6 +197,8 @@ class BgpService:
     def transmit(self) -> None:
         for act in self.speaker.actions():
             if isinstance(act, Send):
+                if self._trace is not None:
+                    self._trace.write(f"out {act.conn} {act.data.hex()}\n")
                 c = self._conns.get(act.conn)
                 if c is not None and c.transport is not None and not c.transport.is_closing():
                     c.transport.write(act.data)

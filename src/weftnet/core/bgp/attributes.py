@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Iterable
 
 from weftnet.core.bgp.errors import MalformedAttribute

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from weftnet.core.bgp import errors as E
 from weftnet.core.bgp.capability import Capability, FourOctetAs, decode_capabilities, encode_capabilities

@@ -52,12 +52,12 @@ from weftnet.core.bgp import errors as E
 from weftnet.core.bgp.attributes import (
     IGP, AsPath, Attributes, ClusterList, LocalPref, MpReach, MpUnreach, NextHop, Origin, OriginatorId,
 )
-from weftnet.core.bgp.family import IPV4_UNICAST, IPV6_UNICAST, L2VPN_EVPN, SAFI_VPN, Family
+from weftnet.core.bgp.family import IPV4_UNICAST, L2VPN_EVPN, SAFI_VPN, Family
 from weftnet.core.bgp.fsm import State
 from weftnet.core.bgp.message import MAX_LEN
 from weftnet.core.bgp.nlri import Nlri
 from weftnet.core.bgp.rib import LOCAL_SOURCE, LocRib, Path, PeerInfo
-from weftnet.core.bgp.session import Close, Connect, PeerConfig, PeerSession, Send
+from weftnet.core.bgp.session import Close, PeerConfig, PeerSession
 from weftnet.core.bgp.update import ParsedUpdate, Update, end_of_rib
 
 __all__ = ["SpeakerConfig", "Speaker", "Peer", "PeerUp", "PeerDown", "ImportPolicy", "ExportPolicy"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from weftnet.core.bgp import errors as E
 from weftnet.core.bgp.attributes import (
-    ATTRIBUTE_CLASSES, DISCARD, EXTENDED, OPTIONAL, PARTIAL, RESET, TRANSITIVE, WITHDRAW, As4Aggregator, As4Path,
+    ATTRIBUTE_CLASSES, EXTENDED, OPTIONAL, PARTIAL, RESET, TRANSITIVE, WITHDRAW, As4Aggregator, As4Path,
     Aggregator, AsPath, Attribute, Attributes, MpReach, MpUnreach, UnknownAttribute,
 )
 from weftnet.core.bgp.errors import MalformedAttribute, Notify

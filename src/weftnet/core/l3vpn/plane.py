@@ -48,7 +48,7 @@ from weftnet.core.l3vpn.vrf import (
     LEAK, LOCAL, REMOTE, UNRESOLVED, Candidate, FibEntry, LocalRoute, Vrf, VrfConfig, VpnRoute,
 )
 from weftnet.core.session.reassembly import REFUSED, Reassembly
-from weftnet.core.vpn.network import GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, VNET_HDR, VNET_HDR_LEN, VNET_NONE, vnet_header_ok
+from weftnet.core.vpn.network import GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, VNET_HDR, VNET_HDR_LEN, VNET_NONE, offload_header_ok
 from weftnet.core.wire import VERSION
 from weftnet.errors import NetworkError
 
@@ -483,7 +483,7 @@ class L3vpnPlane:
                 vrf.counters.drop("bad-chunk")
                 return
             vnet, packet = whole[:VNET_HDR_LEN], whole[VNET_HDR_LEN:]
-            if not vnet_header_ok(vnet, packet):
+            if not offload_header_ok(vnet, packet):
                 vrf.counters.drop("bad-offload")
                 return
             self._deliver(vrf, prefix, name, vnet, packet)

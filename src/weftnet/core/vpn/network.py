@@ -113,7 +113,7 @@ __all__ = [
     "VpnSwitch",
     "icmp_too_big",
     "fragment_ipv4",
-    "vnet_header_ok",
+    "offload_header_ok",
 ]
 
 #: Overlay MTU: the IPv6 minimum link MTU (RFC 8200 section 5), so overlay
@@ -286,12 +286,12 @@ def _cert_reason(exc: CertificateError) -> str:
     return "bad-certificate"
 
 
-def vnet_header_ok(vnet: bytes, packet: bytes) -> bool:
-    """True if a peer's ``virtio_net_hdr`` is one a TUN itself produces for ``packet``.
+def offload_header_ok(vnet: bytes, packet: bytes) -> bool:
+    """True if a peer's ``virtio_net_hdr`` may go to our kernel with ``packet``.
 
-    The header reaches our kernel with the packet, so nothing else is let
-    through: TCP segmentation or none, only the needs-checksum flag, a
-    segment size inside the packet, a checksum field inside the packet.
+    The header reaches the kernel, so only what a TUN itself produces is let
+    through: TCPv4/TCPv6 segmentation (or none) with a segment size below the
+    packet length, and checksum offsets inside the packet.
     """
     flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
     kind = gso_type & ~GSO_ECN
@@ -708,7 +708,7 @@ class VpnNetwork:
         if len(blob) < VNET_HDR_LEN + 20:
             return self._drop("bad-chunk", peer)
         vnet, packet = blob[:VNET_HDR_LEN], blob[VNET_HDR_LEN:]
-        if not vnet_header_ok(vnet, packet):
+        if not offload_header_ok(vnet, packet):
             return self._drop("bad-offload", peer)
         return self._admit(peer, member, packet, vnet, now)
 
