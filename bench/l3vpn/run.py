@@ -327,6 +327,15 @@ def main() -> int:
         print(f"bench: {missing}", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="weft-l3bench-"))
+    try:
+        return _run(a, work)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(a, work: Path) -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
               "load_before": round(os.getloadavg()[0], 2), "routes": a.routes, "seconds": a.seconds}
     report["convergence"] = convergence(a.routes, work)
