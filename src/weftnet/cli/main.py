@@ -431,8 +431,10 @@ def demo(nodes: int, seed: int | None) -> None:
         sys.exit(1)
 
 
+from weftnet.cli.bgp import bgp  # noqa: E402
 from weftnet.cli.net import net  # noqa: E402
 from weftnet.cli.overlay import allow, deny, rules  # noqa: E402
+from weftnet.cli.vrf import vrf  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
 
 from weftnet.cli.service import install_service, reload_command  # noqa: E402
@@ -440,6 +442,8 @@ from weftnet.cli.service import install_service, reload_command  # noqa: E402
 cli.add_command(net)
 for _cmd in (allow, deny, rules):
     cli.add_command(_cmd)
+cli.add_command(bgp)
+cli.add_command(vrf)
 cli.add_command(sim_command)
 cli.add_command(reload_command)
 cli.add_command(install_service)

@@ -41,6 +41,7 @@ from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, Rec
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
+from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.session.transport import (
     PongReceived,
     Received,
@@ -285,6 +286,8 @@ class NodeCore:
         # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
         self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
+        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
+        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
         self._mutable_seq = 0
@@ -446,6 +449,11 @@ class NodeCore:
         self.transport.connect(contact.endpoint, now, contact.public_key)
         self._pump(now)
 
+    def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from a VRF's TUN (docs/l3vpn.md)."""
+        self.l3vpn.outbound(vrf_key, packets, now)
+        self._pump(now)
+
     def vpn_publish(self, now: float) -> int:
         """Publish our directory (and held revocation) records in the DHT; returns how many."""
         n = self.vpn.publish(now)
@@ -481,6 +489,7 @@ class NodeCore:
             "vpn": dict(self.vpn.stats),
             "overlay": self.overlay.status(),
             "discovery": dict(self.lan.stats),
+            "l3vpn": self.l3vpn.status(),
         }
 
     # -- internals -----------------------------------------------------------

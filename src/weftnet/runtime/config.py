@@ -82,6 +82,18 @@ socket = ""         # default: control.sock in the state directory
 # discovery.interfaces = ["eth0"]   # find nodes on these LANs (signed beacons)
 # discovery.port = 4501
 # discovery.interval = 5
+
+# A BGP speaker, with EVPN/VXLAN instances, runs when [bgp] is present
+# (docs/bgp.md, docs/evpn.md):
+# [bgp]
+# asn = 65001
+# router_id = "192.0.2.1"
+# families = ["evpn"]
+# [[bgp.peers]]
+# address = "192.0.2.2"
+# remote_as = 65002
+# [[bgp.evpn]]
+# vni = 100
 """
 
 
@@ -190,6 +202,9 @@ class Config:
     metrics_peer_series: int = 100
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
+    l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
+    vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -244,8 +259,21 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         if section == "overlay":
             cfg.overlay = _overlay(values, where)
             continue
+        if section == "bgp":
+            from weftnet.runtime.bgpconfig import parse_bgp
+
+            cfg.bgp = parse_bgp(values, where)
+            continue
+        if section in ("l3vpn", "vrf"):
+            from weftnet.runtime.l3vpnconfig import parse_l3vpn, parse_vrfs
+
+            if section == "l3vpn":
+                cfg.l3vpn = parse_l3vpn(values, where)
+            else:
+                cfg.vrfs = parse_vrfs(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, bgp, l3vpn, vrf)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():

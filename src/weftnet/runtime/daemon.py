@@ -109,6 +109,8 @@ class Daemon:
         self._owned_records = 0  # revocation records of networks we own but are no member of
         self.overlay: OverlayInterface | None = None
         self.lan: LanBeacons | None = None
+        self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
+        self.l3vpn: Any = None  # runtime.l3vpn.L3vpnService when [vrf.NAME] tables are configured
 
     @property
     def core(self) -> NodeCore:
@@ -157,6 +159,31 @@ class Daemon:
             self.driver.close()
             self.store.close()
             raise
+        if self.cfg.bgp is not None:
+            from weftnet.runtime.bgp import BgpService
+
+            self.bgp = BgpService(self.cfg.bgp, loop)
+        try:
+            if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
+                from weftnet.runtime.l3vpn import L3vpnService
+
+                self.l3vpn = L3vpnService(core, self.driver, self.cfg, self._tuns, loop)
+                self.driver.tun_writer = self._write_tun
+                await self.l3vpn.start(self.bgp)
+            if self.bgp is not None:
+                await self.bgp.start()
+            if self.l3vpn is not None:
+                await self.l3vpn.start_ce()
+        except WeftError:
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
+            if self.bgp is not None:
+                await self.bgp.close()
+            await control.close()
+            self._close_networks(loop)
+            self.driver.close()
+            self.store.close()
+            raise
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tg and self.spawn(self._reload_from_signal()))
@@ -182,6 +209,8 @@ class Daemon:
                 tg.create_task(self._save_periodically())
                 if self.lan is not None:
                     tg.create_task(self.lan.run())
+                if self.l3vpn is not None:
+                    tg.create_task(self.l3vpn.run())
                 self._ensure_publisher()
                 await self._stop.wait()
                 raise _Shutdown()
@@ -196,6 +225,10 @@ class Daemon:
             self._save()
             if self.http is not None:
                 await self.http.close()
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
+            if self.bgp is not None:
+                await self.bgp.close()
             await control.close()
             self._close_networks(loop)
             self.driver.close()
@@ -422,6 +455,10 @@ class Daemon:
             st["tun_write_errors"] = self.tun_write_errors
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
+            if self.bgp is not None:
+                st["bgp"] = self.bgp.stats()
+            if self.l3vpn is not None:
+                st["l3vpn"].update(self.l3vpn.status())
             return st
 
         async def peers(req):
@@ -472,9 +509,28 @@ class Daemon:
                 return self.overlay.status()["rules"]
             return self.overlay.apply_rules(str(req["action"]), req["rule"])
 
+        async def bgp_summary(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.summary()
+
+        async def bgp_routes(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.routes(req.get("afi"), int(req.get("limit", 100_000)))
+
+        async def vrf_ls(req):
+            return self.l3vpn.vrf_list() if self.l3vpn is not None else []
+
+        async def vrf_routes(req):
+            if self.l3vpn is None:
+                raise ConfigError("no VRF is configured on this node (no [vrf.NAME] tables)")
+            return await self.l3vpn.vrf_routes(str(req.get("name", "")), bool(req.get("kernel", False)))
+
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules,
-                "reload": reload}
+                "reload": reload, "bgp_summary": bgp_summary, "bgp_routes": bgp_routes,
+                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes}
 
 
 def _is_hex_key(text: Any) -> bool:

@@ -216,6 +216,11 @@ class VpnPlane:
             elif isinstance(ev, MemberRemoved):
                 self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "removed", ev.reason))
 
+    def send_to_node(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
+        """Send data-plane payloads to a node: over its session, to its known contact, or after
+        locating it in the DHT (a bounded wait). The L3VPN plane sends through this too."""
+        self._send(node_id, payloads, now)
+
     def _send(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
         t = self.transport
         if t.send_to(node_id, payloads[0], now):
