@@ -28,6 +28,10 @@ Targets:
   established session (EVPN instance attached) and hostile UPDATE bodies for
   ``parse_update`` must give a NOTIFICATION or treat-as-withdraw, never an
   exception; everything the speaker sends must frame as BGP messages.
+* ``l3vpn``: a PE's labelled data plane (``L3vpnPlane``, fuzz/l3vpn_target.py)
+  fed hostile MplsPacket/MplsChunk payloads from a PE and a stranger, and
+  hostile packets from its VRFs' TUNs: never raises, delivers only to a
+  VRF's own site, sends only to the route's PE.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -228,7 +232,10 @@ def bgp_corpus() -> list[bytes]:
     ]
     caps = tuple(Multiprotocol(f) for f in FAMILY_BY_NAME.values()) + (
         RouteRefreshCapability(), FourOctetAs(65002), GracefulRestart(120, False, False, ((L2VPN_EVPN, True),)))
-    return ([u.encode(True) for u in ups] + [u.encode(False) for u in ups[:3]]
+    from l3vpn_target import update_corpus  # what an L3VPN PE announces and withdraws (fuzz/l3vpn_target.py)
+
+    pe = [b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02" + body for body in update_corpus()]
+    return ([u.encode(True) for u in ups] + [u.encode(False) for u in ups[:3]] + pe
             + [Open(65002, 90, ip("192.0.2.2"), caps).encode(), Keepalive().encode(), Notification(6, 2, b"bye").encode(),
                RouteRefresh(L2VPN_EVPN).encode()])
 
@@ -506,6 +513,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     if target in ("bgp", "all"):
         targets.append(("bgp", BgpTarget(random.Random(seed + 4))))
+    if target in ("l3vpn", "all"):
+        from l3vpn_target import L3vpnTarget
+
+        targets.append(("l3vpn", L3vpnTarget(random.Random(seed + 5))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -513,6 +524,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         # The data plane gets mostly its own messages, so mutations go deep into it.
         own = {"vpn": vpn_corpus() * 4 + corpus, "overlay": overlay_corpus() * 4 + corpus,
                "bgp": bgp_corpus()}.get(name, corpus)
+        if name == "l3vpn":
+            from l3vpn_target import corpus as l3vpn_corpus
+
+            own = l3vpn_corpus() * 4 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -533,7 +548,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "overlay", "bgp", "all"), default="all")
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "overlay", "bgp", "l3vpn", "all"), default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()

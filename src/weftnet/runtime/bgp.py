@@ -70,9 +70,37 @@ class _Conn(asyncio.Protocol):
             self.svc.transmit()
 
 
+def _netns_socket(netns: str, host: str, port: int | None = None) -> socket.socket:
+    """A non-blocking TCP socket created inside network namespace ``netns`` (listening on ``host:port``
+    when ``port`` is given). A socket stays in the namespace it was made in, so the event loop can
+    use it from anywhere. Runs in a worker thread: only that thread enters the namespace."""
+    from pyroute2 import netns as pr_netns
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    pr_netns.pushns(netns)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    finally:
+        pr_netns.popns()
+    try:
+        sock.setblocking(False)
+        if port is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(16)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class BgpService:
-    def __init__(self, settings: BgpSettings, loop: asyncio.AbstractEventLoop | None = None, dataplane: Any = None):
+    def __init__(self, settings: BgpSettings, loop: asyncio.AbstractEventLoop | None = None, dataplane: Any = None,
+                 *, netns: str | None = None):
+        """``netns``: every socket (listening and outbound) lives in that network namespace (a VRF's
+        CE sessions, docs/l3vpn.md); None: the daemon's own."""
         self.settings = settings
+        self.netns = netns
         self.loop = loop or asyncio.get_event_loop()
         self.speaker = Speaker(SpeakerConfig(settings.asn, settings.router_id, settings.families,
                                              settings.cluster_id, settings.graceful_restart_time),
@@ -121,8 +149,12 @@ class BgpService:
                 await asyncio.to_thread(self.monitor.start)
         if s.listen:
             try:
-                self._server = await self.loop.create_server(lambda: self._inbound(), s.listen, s.port,
-                                                             reuse_address=True)
+                if self.netns:
+                    sock = await asyncio.to_thread(_netns_socket, self.netns, s.listen, s.port)
+                    self._server = await self.loop.create_server(lambda: self._inbound(), sock=sock)
+                else:
+                    self._server = await self.loop.create_server(lambda: self._inbound(), s.listen, s.port,
+                                                                 reuse_address=True)
             except OSError as exc:
                 raise ConfigError(f"[bgp] cannot listen on {s.listen}:{s.port}: {exc.strerror}") from None
         self.speaker.start(self.now())
@@ -208,8 +240,11 @@ class BgpService:
         cid = self._next_conn
         self._next_conn += 1
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: _Conn(self, cid, act.peer), act.host, act.port),
-                                   CONNECT_TIMEOUT)
+            if self.netns:
+                await asyncio.wait_for(self._connect_in_netns(act, cid), CONNECT_TIMEOUT)
+            else:
+                await asyncio.wait_for(self.loop.create_connection(lambda: _Conn(self, cid, act.peer), act.host,
+                                                                   act.port), CONNECT_TIMEOUT)
         except asyncio.CancelledError:
             return
         except (OSError, asyncio.TimeoutError) as exc:
@@ -219,6 +254,15 @@ class BgpService:
         finally:
             if self._attempts.get(act.peer) is asyncio.current_task():
                 del self._attempts[act.peer]
+
+    async def _connect_in_netns(self, act: Connect, cid: int) -> None:
+        sock = await asyncio.to_thread(_netns_socket, self.netns, act.host)
+        try:
+            await self.loop.sock_connect(sock, (act.host, act.port))
+            await self.loop.create_connection(lambda: _Conn(self, cid, act.peer), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     def _on_bridge(self, kind: str, bridge: int, mac: bytes) -> None:
         vni = self._bridges.get(bridge)

@@ -68,6 +68,8 @@ ImportPolicy = Callable[[PeerInfo, Path], "Path | None"]
 #: export(peer, path, attrs) -> attributes to send or None to hold the route back
 ExportPolicy = Callable[[PeerInfo, Path, Attributes], "Attributes | None"]
 Listener = Callable[[Family, bytes, "Path | None", "Path | None", float], None]
+#: path_listener(family, key, source key, path or None, nlri, now): every candidate path change, best or not
+PathListener = Callable[[Family, bytes, str, "Path | None", Nlri, float], None]
 MAX_UPDATE_BODY = MAX_LEN - 19
 
 
@@ -132,6 +134,7 @@ class Speaker:
         self._events: deque = deque()
         self._notices: deque = deque(maxlen=1000)  # PeerUp / PeerDown for logs; bounded if nobody reads
         self._listeners: list[Listener] = []
+        self._path_listeners: list[PathListener] = []
         self._dirty: dict[Family, dict[bytes, Nlri]] = {}
         self._seq = 0
         self._local: dict[Family, dict[bytes, Path]] = {}
@@ -185,6 +188,11 @@ class Speaker:
 
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
+
+    def add_path_listener(self, fn: PathListener) -> None:
+        """Hear every path a source adds, replaces or withdraws, whether or not it is the best: a VRF
+        layer learns a CE's routes this way even while a route it originated for that prefix wins."""
+        self._path_listeners.append(fn)
 
     # -- driver inputs ---------------------------------------------------------------------
     def connection_made(self, peer_key: str, conn: int, local: str, remote: str, now: float) -> None:
@@ -466,8 +474,11 @@ class Speaker:
 
     # -- the application's routes ------------------------------------------------------------------
     def originate(self, nlri: Nlri, attrs: Attributes | None = None, next_hop: IPAddress | None = None,
-                  now: float = 0.0) -> None:
-        """Announce a route from this speaker (ORIGIN and AS_PATH default to IGP and empty)."""
+                  now: float = 0.0, flush: bool = True) -> None:
+        """Announce a route from this speaker (ORIGIN and AS_PATH default to IGP and empty).
+
+        ``flush=False`` leaves the UPDATEs for a later :meth:`flush`, so a batch of routes is packed
+        into as few messages as fit."""
         a = attrs or Attributes()
         if a.origin is None:
             a = a.replace(Origin(IGP))
@@ -477,12 +488,18 @@ class Speaker:
         path = Path(nlri, a, next_hop, LOCAL_SOURCE, self._seq)
         self._local.setdefault(nlri.family, {})[nlri.key] = path
         self._loc_update(nlri.family, nlri.key, LOCAL_SOURCE.key, path, nlri, now)
-        self._flush(now)
+        if flush:
+            self._flush(now)
 
-    def withdraw(self, nlri: Nlri, now: float = 0.0) -> None:
+    def withdraw(self, nlri: Nlri, now: float = 0.0, flush: bool = True) -> None:
         if self._local.get(nlri.family, {}).pop(nlri.key, None) is not None:
             self._loc_update(nlri.family, nlri.key, LOCAL_SOURCE.key, None, nlri, now)
-            self._flush(now)
+            if flush:
+                self._flush(now)
+
+    def flush(self, now: float) -> None:
+        """Send what :meth:`originate` / :meth:`withdraw` with ``flush=False`` left pending."""
+        self._flush(now)
 
     def originated(self, family: Family) -> list[Path]:
         return list(self._local.get(family, {}).values())
@@ -506,6 +523,8 @@ class Speaker:
 
     # -- RIB plumbing -----------------------------------------------------------------------------
     def _loc_update(self, fam: Family, key: bytes, source: str, path: Path | None, nlri: Nlri, now: float) -> None:
+        for fn in self._path_listeners:
+            fn(fam, key, source, path, nlri, now)
         old, new = self.rib.update(fam, key, source, path)
         if old is not new:
             self._dirty.setdefault(fam, {})[key] = nlri
