@@ -43,3 +43,18 @@ def test_dht_target_catches_the_hop_counter_overflow(monkeypatch):
 
     monkeypatch.setattr(engine.Dht, "_on_route", old_on_route)
     assert weftfuzz.run("dht", 60_000, 5, quiet=True) == 1
+
+
+def test_fuzzer_catches_a_bgp_parser_that_leaks(monkeypatch):
+    """The bgp target is not vacuous either: an UPDATE parser that leaks a KeyError is caught."""
+    import weftnet.core.bgp.update as upd
+
+    real = upd.parse_update
+
+    def leaky(body, ctx=upd.UpdateContext()):
+        if len(body) > 30 and body[-1] == 0x64:
+            raise KeyError("boom")
+        return real(body, ctx)
+
+    monkeypatch.setattr(upd, "parse_update", leaky)
+    assert weftfuzz.run("bgp", 5_000, 5, quiet=True) == 1
