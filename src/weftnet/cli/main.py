@@ -36,25 +36,19 @@ def _config_path(ctx: click.Context) -> Path:
 
 
 def _socket(ctx: click.Context) -> Path:
-    return _control(ctx)[0]
-
-
-def _control(ctx: click.Context) -> tuple[Path, bool]:
-    """The control socket, and whether its directory must pass the ownership check
-    (not for a path the operator configured: runtime/paths.py, check_socket_dir)."""
+    """The control socket (runtime/control.py checks its directory if it is the shared fallback)."""
     from weftnet.runtime.config import load_config
     from weftnet.runtime.paths import StatePaths
 
     paths = StatePaths(_state(ctx))
     cfg = load_config(_config_path(ctx))
-    return (Path(cfg.control_socket), False) if cfg.control_socket else (paths.control_socket, True)
+    return Path(cfg.control_socket) if cfg.control_socket else paths.control_socket
 
 
 def _call(ctx: click.Context, op: str, timeout: float = 60.0, **params: Any) -> Any:
     from weftnet.runtime.control import call
 
-    path, check = _control(ctx)
-    return call(path, op, timeout=timeout, check_dir=check, **params)
+    return call(_socket(ctx), op, timeout=timeout, **params)
 
 
 def _emit_json(obj: Any) -> None:

@@ -29,12 +29,12 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler], check_dir: bool = True):
+    def __init__(self, path: Path, handlers: dict[str, Handler], check_dir: bool | None = None):
         self.path = path
         self.handlers = handlers
-        #: Check the socket's directory (paths.check_socket_dir). Off only for a path the
-        #: operator configured explicitly ([control] socket).
-        self.check_dir = check_dir
+        #: Check the socket's directory (paths.check_socket_dir). None: only if it is the shared
+        #: per-user fallback directory (paths.runtime_dir), where someone else could have made it.
+        self.check_dir = _in_fallback(path) if check_dir is None else check_dir
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -121,12 +121,19 @@ def _alive(path: Path) -> bool:
         s.close()
 
 
-def call(path: Path, op: str, timeout: float = 30.0, check_dir: bool = True, **params: Any) -> Any:
+def _in_fallback(path: Path) -> bool:
+    from weftnet.runtime.paths import runtime_dir
+
+    return Path(path).parent == runtime_dir()
+
+
+def call(path: Path, op: str, timeout: float = 30.0, check_dir: bool | None = None, **params: Any) -> Any:
     """Send one request to the daemon and return its result, or raise ControlError.
 
     ``check_dir``: refuse a socket in a directory another user controls (it
-    could be answering in the daemon's place)."""
-    if check_dir:
+    could be answering in the daemon's place); None: only for the shared
+    fallback directory (paths.runtime_dir)."""
+    if _in_fallback(path) if check_dir is None else check_dir:
         from weftnet.runtime.paths import check_socket_dir
 
         check_socket_dir(Path(path).parent, create=False)

@@ -164,7 +164,8 @@ class Daemon:
             self.store.close()
             raise
         sock_path = Path(self.cfg.control_socket) if self.cfg.control_socket else self.paths.control_socket
-        control = ControlServer(sock_path, self._handlers(), check_dir=not self.cfg.control_socket)
+        # Its directory is checked if it is the shared fallback one (runtime/paths.py).
+        control = ControlServer(sock_path, self._handlers())
         try:
             await control.start()
         except WeftError:

@@ -10,7 +10,9 @@ state directory: ``$XDG_RUNTIME_DIR/weftnet/`` if the session has one, else
 someone else first (who would then answer the owner's requests), so both the
 daemon and the CLI check it before trusting it (:func:`check_socket_dir`):
 a real directory, not a symlink, owned by the user, writable by nobody else
-(docs/security.md, item 10).
+(docs/security.md, item 10). The state directory itself is not checked: it
+is the operator's own choice, and a daemon running as an unprivileged user
+is driven by root's CLI through it.
 """
 
 from __future__ import annotations

@@ -451,7 +451,7 @@ class Dht:
         """Read a record.
 
         An immutable record is self-certifying: the first valid copy (ours
-        included) answers. A mutable one is not — an older copy, validly
+        included) answers, or ``quorum`` of them, ours counted. A mutable one is not — an older copy, validly
         signed, could be replayed to any holder — so it waits for
         ``quorum`` (default ``mutable_quorum``) copies from *other* nodes and
         returns the highest seq of those and ours (BEP 44's rule). If a newer
@@ -462,14 +462,16 @@ class Dht:
         op.quorum = max(1, quorum or 1)
         op.mutable_quorum = max(1, quorum if quorum is not None else cfg.mutable_quorum)
         local = self._valid_local(key, now)
-        if isinstance(local, ImmutableRecord):
+        if isinstance(local, ImmutableRecord) and op.quorum <= 1:
             self._complete_get(op, [local], now, hops=0, messages=0)
             return op.op_id
-        op.local = local
-        need = op.mutable_quorum if isinstance(local, MutableRecord) else op.quorum
+        mutable = isinstance(local, MutableRecord)
+        op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
-                    need, self.key, has_session=self.has_session, cold_limit=cfg.cold_parallel,
-                    hedge=self._hedge_delay())
+                    op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
+                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay())
+        if local is not None and not mutable:
+            lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
         lk.seed(self.table.closest(lk.target, self.config.k))
         self._advance(op, now)
