@@ -32,7 +32,6 @@ of these in one process and replay a run from a seed.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -101,6 +100,8 @@ class DhtConfig:
     hedge_rtts: float = 3.0
     hedge_min: float = 0.02
     hedge_max: float = 1.0
+    #: Contacts whose RTT estimate is kept (the oldest estimate goes first).
+    rtt_cache: int = 4096
 
 
 class KbrApplication(Protocol):
@@ -144,10 +145,21 @@ class _Op:
     hedge_at: float = 0.0  # get: the hedge wake-up already scheduled
 
 
-@dataclass(slots=True)
-class _Rtt:
-    srtt: float
-    rttvar: float
+class _Stats(dict):
+    """Counters that exist once counted: a node that never hit one keeps no slot for it
+    (a million simulated nodes each saving the 13 zeros add up); reads of an unseen one give 0."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+_STATS = (
+    "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
+    "records_stored", "records_rejected", "records_evicted", "records_expired",
+    "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
+)
 
 
 class Dht:
@@ -171,15 +183,20 @@ class Dht:
         self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix)
         self.store: RecordStore = store if store is not None else MemoryStore()
         self._out: list[tuple[Contact, Message]] = []
-        self._events: deque = deque()
+        self._events: list = []  # a few at a time; an empty deque would be 624 bytes a node
         self._requests: dict[int, _Request] = {}
         self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op 2=hedge, id)
         self._ops: dict[int, _Op] = {}
         self._next_op = 1
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
         self._seen: dict[int, None] = {}
-        self._rtt: dict[int, _Rtt] = {}
-        self._buckets: dict[int, list[float]] = {}  # peer key -> [tokens, last]
+        # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
+        # bounded (oldest first out), since every node that ever answered lands here.
+        self._rtt: dict[int, complex] = {}
+        # Per peer: the request rate limit as one float (GCRA, see _allow); only
+        # peers whose bucket is not full are kept.
+        self._buckets: dict[int, float] = {}
+        self._buckets_sweep = 64
         self._apps: list[Any] = []
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
@@ -188,14 +205,7 @@ class Dht:
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         self._replicate_at = now + cfg.replicate_interval
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
-                "records_stored", "records_rejected", "records_evicted", "records_expired",
-                "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
-            ),
-            0,
-        )
+        self.stats: dict[str, int] = _Stats()
         self.reject_reasons: dict[str, int] = {}
 
     # -- driver surface -------------------------------------------------------
@@ -212,7 +222,7 @@ class Dht:
         return out
 
     def next_event(self):
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         t = min(self._maintenance_at, self._republish_at, self._replicate_at)
@@ -377,7 +387,7 @@ class Dht:
             "evictions": self.table.evictions,
             "operations_in_flight": len(self._ops),
             "requests_in_flight": len(self._requests),
-            "stats": dict(self.stats),
+            "stats": {k: self.stats[k] for k in _STATS},
             "rejected": dict(sorted(self.reject_reasons.items())),
         }
 
@@ -386,7 +396,7 @@ class Dht:
         r = self._rtt.get(key)
         if r is None:
             return self.config.initial_rto
-        return min(self.config.max_rto, max(self.config.min_rto, r.srtt + 4 * r.rttvar))
+        return min(self.config.max_rto, max(self.config.min_rto, r.real + 4 * r.imag))
 
     def _hedge_delay(self) -> float:
         cfg = self.config
@@ -397,12 +407,15 @@ class Dht:
     def _rtt_sample(self, key: int, rtt: float) -> None:
         m = self._srtt_mean
         self._srtt_mean = rtt if m is None else 0.9 * m + 0.1 * rtt
-        r = self._rtt.get(key)
+        rtts = self._rtt
+        r = rtts.get(key)
         if r is None:
-            self._rtt[key] = _Rtt(rtt, rtt / 2)
+            if len(rtts) >= self.config.rtt_cache:
+                del rtts[next(iter(rtts))]
+            rtts[key] = complex(rtt, rtt / 2)
         else:
-            r.rttvar = 0.75 * r.rttvar + 0.25 * abs(r.srtt - rtt)
-            r.srtt = 0.875 * r.srtt + 0.125 * rtt
+            srtt = r.real
+            rtts[key] = complex(0.875 * srtt + 0.125 * rtt, 0.75 * r.imag + 0.25 * abs(srtt - rtt))
 
     def _request(self, contact: Contact, msg: Message, op_id: int, now: float, kind: str) -> int:
         rid = self._rng.getrandbits(64)
@@ -570,17 +583,28 @@ class Dht:
 
     # -- serving requests ---------------------------------------------------
     def _allow(self, key: int, now: float) -> bool:
+        """A token bucket per peer (``peer_rate``/s, burst ``peer_burst``), kept as one float.
+
+        GCRA (the ATM cell-rate algorithm): store the time at which the peer's
+        bucket will be full again; a request is allowed if that time is at most
+        (burst - 1) / rate ahead of now, and moves it 1/rate later. A peer whose
+        time has passed has a full bucket and needs no entry, so stale entries
+        are swept out whenever the table has doubled since the last sweep.
+        """
         cfg = self.config
-        b = self._buckets.get(key)
-        if b is None:
-            if len(self._buckets) > 10_000:
-                self._buckets.clear()  # bounded memory; a fresh start is generous, not unsafe
-            b = self._buckets[key] = [cfg.peer_burst, now]
-        b[0] = min(cfg.peer_burst, b[0] + (now - b[1]) * cfg.peer_rate)
-        b[1] = now
-        if b[0] < 1.0:
+        buckets = self._buckets
+        full_at = buckets.get(key, now)
+        if full_at < now:
+            full_at = now
+        if full_at - now > (cfg.peer_burst - 1.0) / cfg.peer_rate + 1e-9:  # + rounding of the sums
             return False
-        b[0] -= 1.0
+        if key not in buckets and len(buckets) >= self._buckets_sweep:
+            for k in [k for k, t in buckets.items() if t <= now]:
+                del buckets[k]
+            if len(buckets) > 10_000:
+                buckets.clear()  # bounded memory; a fresh start is generous, not unsafe
+            self._buckets_sweep = max(64, 2 * len(buckets))
+        buckets[key] = full_at + 1.0 / cfg.peer_rate
         return True
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:

@@ -108,8 +108,16 @@ class Lookup:
         if cand.state == IN_FLIGHT:
             self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
+        # _add, inlined: this loop sees every contact of every reply.
+        known, own, target, order = self.candidates, self.own_key, self.target, self.order
+        depth, path = cand.depth + 1, cand.path
         for c in contacts:
-            self._add(c, cand.depth + 1, cand.path)
+            ckey = c.node_id.int
+            if ckey == own or ckey in known:
+                continue
+            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path)
+            order.append(new)
+            self._dirty = True
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)

@@ -15,8 +15,16 @@ Departures from the paper, and why:
   bucket (an eclipse attempt). Loopback endpoints are exempt so a local test
   overlay works.
 * Every bucket records when it was last touched, for refresh of idle buckets.
+* A bucket keeps its contacts in the order they entered it (oldest first),
+  not re-sorted on every message: nothing here pings the oldest, so the
+  order the paper keeps would cost a list move per message for nothing.
 
-Contacts are kept with their integer ID so XOR distance is one operation.
+Compact on purpose (the simulator holds a million of these): a bucket lists
+the ``Contact`` objects themselves (shared with every other table that knows
+the node), an index maps the integer ID to the contact, and failure counts
+live in a side table that only holds contacts that have failed lately. The
+splits only ever happen along our own ID, so the bucket of a key is found from
+the length of the prefix it shares with us, without a search.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
 
-__all__ = ["RoutingTable", "KBucket", "Entry", "prefix_of"]
+__all__ = ["RoutingTable", "KBucket", "prefix_of"]
 
 ID_BITS = 256
 
@@ -44,20 +52,20 @@ def prefix_of(endpoint: tuple[str, int]) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/48", strict=False))
 
 
-@dataclass(slots=True, eq=False)  # compared by identity: list.remove on a bucket is one scan, not field compares
-class Entry:
-    contact: Contact
-    key: int
-    failures: int = 0
-    last_seen: float = 0.0
+def _drop(items: list, obj: object) -> None:
+    """Remove ``obj`` itself from ``items`` (by identity: no field-by-field compares)."""
+    for i, x in enumerate(items):
+        if x is obj:
+            del items[i]
+            return
 
 
-@dataclass
+@dataclass(slots=True)
 class KBucket:
     lo: int  # inclusive range of node-ID integers
     hi: int
-    entries: list = field(default_factory=list)  # least recently seen first
-    replacements: list = field(default_factory=list)  # most recent last
+    entries: list = field(default_factory=list)  # Contacts, oldest first
+    replacements: list | tuple = ()  # most recent last; () until the first one
     touched: float = 0.0
 
     def covers(self, key: int) -> bool:
@@ -70,10 +78,18 @@ class RoutingTable:
         self.k = k
         self.max_failures = max_failures
         self.per_prefix = per_prefix
-        self.buckets: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
-        self._index: dict[int, Entry] = {}
+        # _by_depth[d] holds the IDs that share exactly d leading bits with ours;
+        # the last bucket holds all that share at least that many (it covers us).
+        self._by_depth: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
+        self._index: dict[int, Contact] = {}
+        self._failures: dict[int, int] = {}  # only contacts whose last request failed
         self.evictions = 0
         self.prefix_refusals = 0
+
+    @property
+    def buckets(self) -> list[KBucket]:
+        """The buckets in ID order (contiguous ranges covering the whole space)."""
+        return sorted(self._by_depth, key=lambda b: b.lo)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -82,45 +98,41 @@ class RoutingTable:
         return key in self._index
 
     def get(self, key: int) -> Contact | None:
-        e = self._index.get(key)
-        return e.contact if e is not None else None
+        return self._index.get(key)
+
+    def failures(self, key: int) -> int:
+        return self._failures.get(key, 0)
 
     def bucket_for(self, key: int) -> KBucket:
-        lo, hi = 0, len(self.buckets) - 1
-        while lo < hi:  # buckets are sorted, contiguous ranges
-            mid = (lo + hi) // 2
-            if key > self.buckets[mid].hi:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self.buckets[lo]
+        by_depth = self._by_depth
+        d = ID_BITS - (key ^ self.own_key).bit_length()
+        return by_depth[d] if d < len(by_depth) else by_depth[-1]
 
     def add(self, contact: Contact, now: float, key: int | None = None) -> bool:
         """Learn (or refresh) a contact. Returns True if it is in the table now."""
         key = contact.node_id.int if key is None else key
         if key == self.own_key:
             return False
-        entry = self._index.get(key)
         bucket = self.bucket_for(key)
         bucket.touched = now
-        if entry is not None:
-            entry.failures = 0
-            entry.last_seen = now
-            if entry.contact.endpoint != contact.endpoint:
-                entry.contact = contact
-            bucket.entries.remove(entry)
-            bucket.entries.append(entry)
+        known = self._index.get(key)
+        if known is not None:
+            if self._failures:
+                self._failures.pop(key, None)
+            if known is not contact and known.endpoint != contact.endpoint:
+                entries = bucket.entries
+                entries[next(i for i, c in enumerate(entries) if c is known)] = contact
+                self._index[key] = contact
             return True
         while True:
             if len(bucket.entries) < self.k:
                 if not self._prefix_ok(bucket, contact):
                     self.prefix_refusals += 1
                     return False
-                entry = Entry(contact, key, 0, now)
-                bucket.entries.append(entry)
-                self._index[key] = entry
+                bucket.entries.append(contact)
+                self._index[key] = contact
                 return True
-            if bucket.covers(self.own_key) and bucket.lo != bucket.hi:
+            if bucket is self._by_depth[-1] and bucket.lo != bucket.hi:
                 self._split(bucket)
                 bucket = self.bucket_for(key)
                 continue
@@ -133,7 +145,7 @@ class RoutingTable:
         p = prefix_of(contact.endpoint)
         if p is None:
             return True
-        return sum(1 for e in bucket.entries if prefix_of(e.contact.endpoint) == p) < self.per_prefix
+        return sum(1 for c in bucket.entries if prefix_of(c.endpoint) == p) < self.per_prefix
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
         bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
@@ -142,41 +154,43 @@ class RoutingTable:
             bucket.replacements.pop(0)
 
     def _split(self, bucket: KBucket) -> None:
+        """Split the last bucket (the one covering our ID) in two halves."""
         mid = (bucket.lo + bucket.hi) // 2
-        left = KBucket(bucket.lo, mid, touched=bucket.touched)
-        right = KBucket(mid + 1, bucket.hi, touched=bucket.touched)
-        for e in bucket.entries:
-            (left if e.key <= mid else right).entries.append(e)
-        for c in bucket.replacements:
-            (left if c.node_id.int <= mid else right).replacements.append(c)
-        i = self.buckets.index(bucket)
-        self.buckets[i : i + 1] = [left, right]
+        left = KBucket(bucket.lo, mid, [c for c in bucket.entries if c.node_id.int <= mid],
+                       [c for c in bucket.replacements if c.node_id.int <= mid] or (), bucket.touched)
+        right = KBucket(mid + 1, bucket.hi, [c for c in bucket.entries if c.node_id.int > mid],
+                        [c for c in bucket.replacements if c.node_id.int > mid] or (), bucket.touched)
+        near, far = (left, right) if self.own_key <= mid else (right, left)
+        self._by_depth[-1:] = [far, near]
 
     def fail(self, key: int) -> bool:
         """A request to this contact failed. Returns True if it was evicted."""
-        entry = self._index.get(key)
-        if entry is None:
+        contact = self._index.get(key)
+        if contact is None:
             return False
-        entry.failures += 1
-        if entry.failures < self.max_failures:
+        failures = self._failures.get(key, 0) + 1
+        if failures < self.max_failures:
+            self._failures[key] = failures
             return False
+        self._failures.pop(key, None)
         bucket = self.bucket_for(key)
-        bucket.entries.remove(entry)
+        _drop(bucket.entries, contact)
         del self._index[key]
         self.evictions += 1
         while bucket.replacements:
             c = bucket.replacements.pop()
-            if self._prefix_ok(bucket, c) and c.node_id.int not in self._index:
-                e = Entry(c, c.node_id.int, 0, entry.last_seen)
-                bucket.entries.append(e)
-                self._index[e.key] = e
+            ckey = c.node_id.int
+            if self._prefix_ok(bucket, c) and ckey not in self._index:
+                bucket.entries.append(c)
+                self._index[ckey] = c
                 break
         return True
 
     def remove(self, key: int) -> None:
-        entry = self._index.pop(key, None)
-        if entry is not None:
-            self.bucket_for(key).entries.remove(entry)
+        contact = self._index.pop(key, None)
+        if contact is not None:
+            self._failures.pop(key, None)
+            _drop(self.bucket_for(key).entries, contact)
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
         """The n contacts nearest to ``target`` by XOR.
@@ -187,16 +201,18 @@ class RoutingTable:
         once n contacts are in hand.
         """
         n = self.k if n is None else n
-        blocks = sorted(((b.lo ^ target) & ~(b.hi - b.lo), i) for i, b in enumerate(self.buckets) if b.entries)
-        found: list[tuple[int, int]] = []
+        blocks = sorted(((b.lo ^ target) & ~(b.hi - b.lo), i) for i, b in enumerate(self._by_depth) if b.entries)
+        found: list[tuple[int, int, Contact]] = []
+        by_depth = self._by_depth
         for _, i in blocks:
-            found.extend(sorted((e.key ^ target, e.key) for e in self.buckets[i].entries if e.key != exclude))
+            found.extend(sorted((c.node_id.int ^ target, i, c) for i, c in enumerate(by_depth[i].entries)
+                                if c.node_id.int != exclude))
             if len(found) >= n:
                 break
-        return [self._index[key].contact for _, key in found[:n]]
+        return [c for _, _, c in found[:n]]
 
     def contacts(self) -> list[Contact]:
-        return [e.contact for b in self.buckets for e in b.entries]
+        return [c for b in self.buckets for c in b.entries]
 
     def idle_buckets(self, now: float, interval: float) -> list[KBucket]:
         return [b for b in self.buckets if now - b.touched >= interval]
