@@ -196,7 +196,7 @@ class Dht:
         # Per peer: the request rate limit as one float (GCRA, see _allow); only
         # peers whose bucket is not full are kept.
         self._buckets: dict[int, float] = {}
-        self._buckets_sweep = 64
+        self._buckets_sweep = 16
         self._apps: list[Any] = []
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
@@ -603,7 +603,7 @@ class Dht:
                 del buckets[k]
             if len(buckets) > 10_000:
                 buckets.clear()  # bounded memory; a fresh start is generous, not unsafe
-            self._buckets_sweep = max(64, 2 * len(buckets))
+            self._buckets_sweep = max(16, 2 * len(buckets))
         buckets[key] = full_at + 1.0 / cfg.peer_rate
         return True
 

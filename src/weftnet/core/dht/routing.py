@@ -197,19 +197,51 @@ class RoutingTable:
 
         Buckets are aligned power-of-two blocks of the ID space, and XOR with
         the target maps each block onto another aligned block, so the blocks
-        are totally ordered by distance: visit them nearest first and stop
-        once n contacts are in hand.
+        are totally ordered by distance (see _nearest_buckets): visit them
+        nearest first and stop once n contacts are in hand.
         """
         n = self.k if n is None else n
-        blocks = sorted(((b.lo ^ target) & ~(b.hi - b.lo), i) for i, b in enumerate(self._by_depth) if b.entries)
-        found: list[tuple[int, int, Contact]] = []
-        by_depth = self._by_depth
-        for _, i in blocks:
-            found.extend(sorted((c.node_id.int ^ target, i, c) for i, c in enumerate(by_depth[i].entries)
-                                if c.node_id.int != exclude))
-            if len(found) >= n:
+        found: list[Contact] = []
+        for b in self._nearest_buckets(target):
+            entries = b.entries
+            if not entries:
+                continue
+            found.extend(sorted(entries, key=lambda c: c.node_id.int ^ target))
+            if len(found) >= n + (exclude is not None):
                 break
-        return [c for _, _, c in found[:n]]
+        if exclude is not None:
+            found = [c for c in found if c.node_id.int != exclude]
+        return found[:n]
+
+    def _nearest_buckets(self, target: int):
+        """The buckets, nearest to ``target`` first.
+
+        With x = target XOR own and p the prefix length they share, a bucket
+        at depth d < p is at distance about 2^(255-d) (deeper is nearer); the
+        bucket at depth p holds the target's neighbourhood; a bucket at depth
+        d > p differs from the last (deepest) one first at bit d, and is nearer
+        than it exactly when bit d of x is set.
+        """
+        by_depth = self._by_depth
+        last = len(by_depth) - 1
+        x = target ^ self.own_key
+        p = ID_BITS - x.bit_length()
+        if p >= last:
+            yield by_depth[last]
+            for d in range(last - 1, -1, -1):
+                yield by_depth[d]
+            return
+        yield by_depth[p]
+        later = []
+        for d in range(p + 1, last):
+            if (x >> (ID_BITS - 1 - d)) & 1:
+                yield by_depth[d]
+            else:
+                later.append(by_depth[d])
+        yield by_depth[last]
+        yield from reversed(later)
+        for d in range(p - 1, -1, -1):
+            yield by_depth[d]
 
     def contacts(self) -> list[Contact]:
         return [c for b in self.buckets for c in b.entries]
