@@ -152,8 +152,8 @@ def sweep_from_dict(data: dict, where: str = "<dict>", relative_to: Path | None 
 #: The columns of the results table, from one run_size result.
 METRICS = (
     "lookups", "lookup_success", "hops_mean", "hops_p99", "latency_p50_ms", "latency_p99_ms",
-    "requests_per_lookup", "gets_ok", "gets", "churn_success", "churn_worst_minute", "departures",
-    "table_mean", "events",
+    "requests_per_lookup", "gets_ok", "gets", "churn_success", "churn_worst_minute", "churn_latency_p50_ms",
+    "churn_latency_p99_ms", "departures", "table_mean", "events",
 )
 
 
@@ -175,6 +175,8 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "gets": rec["gets_ok"] + rec["gets_failed"],
         "churn_success": clk.get("success_rate"),
         "churn_worst_minute": min((w["success_rate"] for w in windows), default=None),
+        "churn_latency_p50_ms": clk.get("latency_ms", {}).get("p50"),
+        "churn_latency_p99_ms": clk.get("latency_ms", {}).get("p99"),
         "departures": (churn.get("departures_crash", 0) + churn.get("departures_graceful", 0)) if churn else None,
         "table_mean": r["routing_table"].get("mean"),
         "events": r["events"],

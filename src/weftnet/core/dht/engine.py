@@ -102,6 +102,19 @@ class DhtConfig:
     hedge_max: float = 1.0
     #: Contacts whose RTT estimate is kept (the oldest estimate goes first).
     rtt_cache: int = 4096
+    #: Lookup latency (docs/dht.md, "Lookups at Internet latency"); each was
+    #: measured on its own in the simulator. A node lookup ends when the node
+    #: itself answers:
+    stop_at_target: bool = True
+    #: Requests in a lookup's first round, before any answer (0: alpha).
+    first_round: int = 0
+    #: A contact never measured gets the node-wide RTT estimate (mean + 4 x
+    #: mean deviation of all samples, clamped to [min_rto, initial_rto]) as
+    #: its timeout instead of initial_rto.
+    adaptive_rto: bool = True
+    #: Proximity neighbour selection: a contact that answers fast takes the
+    #: place of a slow (or, if it is near, an unmeasured) one in a full bucket.
+    proximity: bool = False
 
 
 class KbrApplication(Protocol):
@@ -202,6 +215,7 @@ class Dht:
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
+        self._rttvar_mean = 0.0  # their mean deviation, for the timeout of unmeasured contacts
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         self._replicate_at = now + cfg.replicate_interval
@@ -335,7 +349,7 @@ class Dht:
         cfg = self.config
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.quorum, self.key, has_session=self.has_session, cold_limit=cfg.cold_parallel,
-                    hedge=self._hedge_delay())
+                    hedge=self._hedge_delay(), first_round=cfg.first_round)
         if local is not None:
             lk.values.append(local)
         op.lookup = lk
@@ -394,9 +408,17 @@ class Dht:
     # -- requests and RTT -------------------------------------------------------
     def _rto(self, key: int) -> float:
         r = self._rtt.get(key)
+        cfg = self.config
         if r is None:
-            return self.config.initial_rto
-        return min(self.config.max_rto, max(self.config.min_rto, r.real + 4 * r.imag))
+            m = self._srtt_mean
+            if m is None or not cfg.adaptive_rto:
+                return cfg.initial_rto
+            return min(cfg.initial_rto, max(cfg.min_rto, m + 4 * self._rttvar_mean))
+        return min(cfg.max_rto, max(cfg.min_rto, r.real + 4 * r.imag))
+
+    def _srtt_of(self, key: int) -> float | None:
+        r = self._rtt.get(key)
+        return None if r is None else r.real
 
     def _hedge_delay(self) -> float:
         cfg = self.config
@@ -406,7 +428,11 @@ class Dht:
 
     def _rtt_sample(self, key: int, rtt: float) -> None:
         m = self._srtt_mean
-        self._srtt_mean = rtt if m is None else 0.9 * m + 0.1 * rtt
+        if m is None:
+            self._srtt_mean, self._rttvar_mean = rtt, rtt / 2
+        else:
+            self._rttvar_mean = 0.9 * self._rttvar_mean + 0.1 * abs(m - rtt)
+            self._srtt_mean = 0.9 * m + 0.1 * rtt
         rtts = self._rtt
         r = rtts.get(key)
         if r is None:
@@ -438,7 +464,11 @@ class Dht:
         del self._requests[msg.rid]
         self.stats["responses"] += 1
         if not req.timed_out:
-            self._rtt_sample(skey, now - req.sent)
+            rtt = now - req.sent
+            self._rtt_sample(skey, rtt)
+            if self.config.proximity:
+                assert self._srtt_mean is not None
+                self.table.prefer_nearer(sender, rtt, self._srtt_of, 0.5 * self._srtt_mean)
         op = self._ops.get(req.op_id)
         if op is None:
             return
@@ -494,7 +524,8 @@ class Dht:
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
-        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key)
+        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
+                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round)
         op.lookup = lk
         initial = self.table.closest(target, cfg.k)
         if seed:

@@ -163,6 +163,54 @@ class RoutingTable:
         near, far = (left, right) if self.own_key <= mid else (right, left)
         self._by_depth[-1:] = [far, near]
 
+    def prefer_nearer(self, contact: Contact, rtt: float, rtt_of, near: float) -> bool:
+        """Proximity neighbour selection: a contact that just answered in ``rtt`` s
+        takes the place of a slower one in its full bucket.
+
+        It replaces the entry whose known RTT (``rtt_of(key)``) is largest, if
+        that is more than twice ``rtt``; or, if ``rtt`` is below ``near`` (a
+        nearby node), the oldest entry never measured. The displaced contact
+        goes to the replacement cache, so it comes back if the bucket thins.
+        Returns True if the contact entered the table.
+        """
+        key = contact.node_id.int
+        if key in self._index or key == self.own_key:
+            return False
+        bucket = self.bucket_for(key)
+        entries = bucket.entries
+        if len(entries) < self.k or bucket is self._by_depth[-1]:
+            return False  # room, or the bucket splits: add() takes it as it is
+        victim, worst = None, 2 * rtt
+        unmeasured = None
+        for c in entries:
+            r = rtt_of(c.node_id.int)
+            if r is None:
+                if unmeasured is None:
+                    unmeasured = c
+            elif r > worst:
+                victim, worst = c, r
+        if victim is None and rtt < near:
+            victim = unmeasured
+        if victim is None or not self._prefix_ok_without(bucket, contact, victim):
+            return False
+        vkey = victim.node_id.int
+        _drop(entries, victim)
+        del self._index[vkey]
+        self._failures.pop(vkey, None)
+        entries.append(contact)
+        self._index[key] = contact
+        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+        self._add_replacement(bucket, victim, vkey)
+        return True
+
+    def _prefix_ok_without(self, bucket: KBucket, contact: Contact, leaving: Contact) -> bool:
+        if self.per_prefix is None:
+            return True
+        p = prefix_of(contact.endpoint)
+        if p is None:
+            return True
+        return sum(1 for c in bucket.entries if c is not leaving and prefix_of(c.endpoint) == p) < self.per_prefix
+
     def fail(self, key: int) -> bool:
         """A request to this contact failed. Returns True if it was evicted."""
         contact = self._index.get(key)
