@@ -78,7 +78,7 @@ class DhtConfig:
     maintenance_interval: float = 600.0
     default_ttl: float = 24 * 3600.0
     #: Request timeouts: RTO of a contact = srtt + 4*rttvar, clamped to these.
-    min_rto: float = 0.5
+    min_rto: float = 0.2
     max_rto: float = 5.0
     initial_rto: float = 2.0
     lookup_timeout: float = 30.0
