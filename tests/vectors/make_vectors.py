@@ -26,6 +26,8 @@ from weftnet.core.session.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
+from weftnet.core.identity import Identity
+from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -77,6 +79,11 @@ MESSAGES = [
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
     VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
+    OverlayPacket(bytes.fromhex("6000000000083a40fd776566") + b(12, 0x71) + bytes.fromhex("fd776566") + b(12, 0x72)
+                  + bytes.fromhex("8000000000070001")),
+    OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
+    # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
+    LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
 ]
 
 
