@@ -33,6 +33,11 @@ VARIANTS = {
     "tables filled after join": {"refresh_on_join": True},
     "proximity (PNS)": {"proximity": True},
     "kept together": None,  # filled from --kept
+    # Combinations, to see whether a change that does nothing alone helps with the others:
+    "stop + RTT timeouts": {"stop_at_target": True, "adaptive_rto": True, "min_rto": 0.2},
+    "stop + RTT timeouts + PNS": {"stop_at_target": True, "adaptive_rto": True, "min_rto": 0.2, "proximity": True},
+    "stop + RTT timeouts + PNS + filled tables": {"stop_at_target": True, "adaptive_rto": True, "min_rto": 0.2,
+                                                  "proximity": True, "refresh_on_join": True},
 }
 
 
