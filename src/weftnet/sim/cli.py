@@ -84,8 +84,11 @@ def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
 @click.option("--cluster", metavar="ADDRESS",
               help="Run the points on a Dask cluster (scheduler address, e.g. tcp://10.0.0.5:8786) "
                    "instead of local processes; its workers need the same weftnet installed.")
+@click.option("--cluster-timeout", type=click.FloatRange(0.1, 3600), default=15.0, show_default=True,
+              help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sweep_command(grid: str, out: str, workers: int | None, cluster: str | None, quiet: bool) -> None:
+def sweep_command(grid: str, out: str, workers: int | None, cluster: str | None, cluster_timeout: float,
+                  quiet: bool) -> None:
     """Run every point of the sweep GRID (a TOML file) and write one table and plots for all of them."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -97,7 +100,8 @@ def sweep_command(grid: str, out: str, workers: int | None, cluster: str | None,
     with Progress(TextColumn(f"[bold]{sw.name}[/] points"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as bar:
         task = bar.add_task("", total=n)
-        results, run_info = run_sweep(sw, workers, cluster, lambda done, total: bar.update(task, completed=done))
+        results, run_info = run_sweep(sw, workers, cluster, lambda done, total: bar.update(task, completed=done),
+                                      cluster_timeout)
     files = write_sweep_outputs(Path(out), results, run_info)
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"{n} points on {run_info['engine']} in {run_info['wall_seconds']} s; wrote "

@@ -229,13 +229,13 @@ def _local(tasks: list[tuple[int, dict, dict]], workers: int) -> Iterator[tuple[
         yield from pool.imap_unordered(_point_task, order, chunksize=1)
 
 
-def _dask(tasks: list[tuple[int, dict, dict]], address: str) -> Iterator[tuple[int, dict, dict]]:
+def _dask(tasks: list[tuple[int, dict, dict]], address: str, timeout: float) -> Iterator[tuple[int, dict, dict]]:
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise ConfigError("--cluster needs Dask: pip install 'weftnet[cluster]'") from None
     try:
-        client = Client(address, timeout="15s")
+        client = Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
@@ -249,7 +249,7 @@ def _dask(tasks: list[tuple[int, dict, dict]], address: str) -> Iterator[tuple[i
 
 
 def run_sweep(sw: Sweep, workers: int | None = None, cluster: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> tuple[dict, dict]:
+              progress: Callable[[int, int], None] | None = None, cluster_timeout: float = 15.0) -> tuple[dict, dict]:
     """Run every point. Returns (results, run_info): results is deterministic, run_info is not."""
     points = sw.points()
     tasks = [(i, sw.base, p) for i, p in enumerate(points)]
@@ -257,7 +257,7 @@ def run_sweep(sw: Sweep, workers: int | None = None, cluster: str | None = None,
     rows: list[dict | None] = [None] * len(points)
     timings: list[dict | None] = [None] * len(points)
     t0 = time.perf_counter()
-    engine = _dask(tasks, cluster) if cluster else _local(tasks, workers)
+    engine = _dask(tasks, cluster, cluster_timeout) if cluster else _local(tasks, workers)
     done = 0
     for i, row, timing in engine:
         rows[i], timings[i] = row, timing
