@@ -207,3 +207,26 @@ def test_rate_limit_state_stays_small_with_many_quiet_peers():
     assert d.stats["requests_received"] == 2000 and d.stats["rate_limited"] == 0
     assert len(d._buckets) < 100  # a peer whose bucket has refilled needs no entry
     assert d.summary()["stats"]["rate_limited"] == 0 and "timeouts" in d.summary()["stats"]
+
+
+# -- churn: live newcomers take the slots of failing contacts -----------------------------
+
+
+def test_a_newcomer_takes_the_slot_of_a_contact_that_failed_its_last_request():
+    t, far = full_far_bucket()
+    b = t.bucket_for(far[0].node_id.int)
+    assert not t.add(far[10], T0)  # a full bucket of healthy contacts: the newcomer waits
+    assert far[10] in b.replacements
+    assert not t.fail(far[2].node_id.int)  # one failure: not evicted (max_failures is 3)...
+    assert t.add(far[11], T0)  # ...but a node that talks to us is the better bet
+    assert far[11] in b.entries and far[2] not in b.entries and far[2] in b.replacements
+    assert t.failures(far[2].node_id.int) == 0 and len(b.entries) == 4
+    # An answer clears a failure: then there is no questionable slot to take.
+    t.fail(far[0].node_id.int)
+    t.add(far[0], T0)
+    assert not t.add(far[12], T0)
+    # Off, the bucket keeps its failing contact until max_failures evicts it.
+    plain, far2 = full_far_bucket()
+    plain.replace_failing = False
+    plain.fail(far2[1].node_id.int)
+    assert not plain.add(far2[11], T0)

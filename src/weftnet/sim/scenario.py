@@ -86,7 +86,7 @@ _TABLES = {
     "dht": {"k": int, "alpha": int, "disjoint_paths": int, "max_failures": int, "min_rto": (int, float),
             "max_rto": (int, float), "initial_rto": (int, float), "lookup_timeout": (int, float),
             "refresh_on_join": bool, "stop_at_target": bool, "first_round": int, "adaptive_rto": bool,
-            "proximity": bool, "maintenance_interval": (int, float), "refresh_interval": (int, float)},
+            "proximity": bool, "replace_failing": bool, "maintenance_interval": (int, float), "refresh_interval": (int, float)},
     "join": {"mode": str, "duration": (int, float)},
     "lookups": {"count": int, "duration": (int, float)},
     "records": {"count": int, "quorum": int},

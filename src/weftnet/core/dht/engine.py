@@ -116,6 +116,9 @@ class DhtConfig:
     #: Proximity neighbour selection: a contact that answers fast takes the
     #: place of a slow (or, if it is near, an unmeasured) one in a full bucket.
     proximity: bool = False
+    #: A node that talks to us takes the place of a contact whose last request
+    #: failed, in a full bucket (routing.py); off, it waits for the eviction.
+    replace_failing: bool = True
 
 
 class KbrApplication(Protocol):
@@ -194,7 +197,7 @@ class Dht:
         self.key = contact.node_id.int
         self.identity = identity
         self._rng = rng
-        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix)
+        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing)
         self.store: RecordStore = store if store is not None else MemoryStore()
         self._out: list[tuple[Contact, Message]] = []
         self._events: list = []  # a few at a time; an empty deque would be 624 bytes a node

@@ -10,6 +10,9 @@ Departures from the paper, and why:
   newcomers wait in a bounded **replacement cache** (section 4.1), and a
   contact is evicted only after ``max_failures`` *consecutive* failed
   requests, not one — a single lost datagram must not cost a good contact.
+  But a newcomer that talks to us takes the slot of an entry whose last
+  request failed (``replace_failing``), which waits in the replacement
+  cache instead: under churn, full buckets otherwise fill with departed nodes.
 * **Per-prefix limit**: at most ``per_prefix`` contacts of one bucket may share
   an IPv4 /24 or IPv6 /48, so one operator's address block cannot fill a
   bucket (an eclipse attempt). Loopback endpoints are exempt so a local test
@@ -73,8 +76,10 @@ class KBucket:
 
 
 class RoutingTable:
-    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2):
+    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
+                 replace_failing: bool = True):
         self.own_key = own_key
+        self.replace_failing = replace_failing
         self.k = k
         self.max_failures = max_failures
         self.per_prefix = per_prefix
@@ -136,8 +141,38 @@ class RoutingTable:
                 self._split(bucket)
                 bucket = self.bucket_for(key)
                 continue
+            if self.replace_failing and self._failures and self._take_failing_slot(bucket, contact, key):
+                return True
             self._add_replacement(bucket, contact, key)
             return False
+
+    def _take_failing_slot(self, bucket: KBucket, contact: Contact, key: int) -> bool:
+        """A node that talks to us takes the place of one whose last request failed.
+
+        Under churn a full bucket fills with departed nodes, each evicted only
+        after ``max_failures`` of *our* requests to it time out; meanwhile the
+        live newcomers that talk to us wait in the replacement cache, and no
+        one can find them. A contact that failed its last request is
+        questionable (Mainline DHT's word): one that just proved it is alive
+        is the better bet. The questionable one goes to the replacements.
+        """
+        failures = self._failures
+        worst, most = None, 0
+        for c in bucket.entries:
+            f = failures.get(c.node_id.int, 0)
+            if f > most:
+                worst, most = c, f
+        if worst is None or not self._prefix_ok_without(bucket, contact, worst):
+            return False
+        wkey = worst.node_id.int
+        _drop(bucket.entries, worst)
+        del self._index[wkey]
+        failures.pop(wkey, None)
+        bucket.entries.append(contact)
+        self._index[key] = contact
+        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+        self._add_replacement(bucket, worst, wkey)
+        return True
 
     def _prefix_ok(self, bucket: KBucket, contact: Contact) -> bool:
         if self.per_prefix is None:
