@@ -230,3 +230,25 @@ def test_a_newcomer_takes_the_slot_of_a_contact_that_failed_its_last_request():
     plain.replace_failing = False
     plain.fail(far2[1].node_id.int)
     assert not plain.add(far2[11], T0)
+
+
+def test_a_lookup_whose_every_contact_failed_goes_on_with_the_rest_of_the_table():
+    d = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None, k=5))
+    everyone = [contact(i) for i in range(1, 300)]
+    d.import_contacts(everyone, T0)
+    target = contact(5000).node_id
+    d.find_node(target, T0)
+    asked, now = set(), T0
+    for _ in range(40):  # nobody ever answers: every request times out
+        asked |= {c.node_id.int for c, _ in d.messages_to_send()}
+        t = d.get_timer()
+        if t is None or t > T0 + 60:
+            break
+        now = t
+        d.handle_timer(now)
+        if (ev := d.next_event()) is not None:
+            break
+    assert ev is not None and not ev.contacts
+    nearest = [c.node_id.int for c in d.table.closest(target.int, 15)]
+    # It asked the table's 5 nearest, then the next 5, then the next 5 (two reseeds), then gave up.
+    assert asked == set(nearest)

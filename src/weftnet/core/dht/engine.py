@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from weftnet.core.contact import Contact
 from weftnet.core.dht import events as ev
 from weftnet.core.histogram import LatencyHistogram
-from weftnet.core.dht.lookup import Lookup
+from weftnet.core.dht.lookup import ANSWERED, Lookup
 from weftnet.core.dht.messages import (
     MAX_CONTACTS,
     FindNode,
@@ -546,7 +546,8 @@ class Dht:
         if lk is None or op.op_id not in self._ops:
             return
         if lk.finished():
-            self._lookup_finished(op, now)
+            if not self._reseed(op, lk, now):
+                self._lookup_finished(op, now)
             return
         asks = lk.next_requests(now)
         for cand in asks:
@@ -561,7 +562,27 @@ class Dht:
                 op.hedge_at = hedge
                 heapq.heappush(self._timers, (hedge, 2, op.op_id))  # wake to send the hedged request
         if not asks and not any(r.op_id == op.op_id and not r.timed_out for r in self._requests.values()):
+            if self._reseed(op, lk, now):
+                return
             self._lookup_finished(op, now)
+
+    def _reseed(self, op: _Op, lk: Lookup, now: float) -> bool:
+        """Every contact the lookup had failed: go on with the next ones of the table.
+
+        The table's nearest contacts to a target are what a lookup starts from;
+        when all of them have left (a long-lived node's table under churn), the
+        lookup would end with nothing although the table holds more. Up to
+        twice, the next k of the table are added and asked.
+        """
+        if lk.reseeds >= 2 or any(c.state == ANSWERED for c in lk.candidates.values()):
+            return False
+        lk.reseeds += 1
+        before = len(lk.candidates)
+        lk.seed(self.table.closest(lk.target, self.config.k * (lk.reseeds + 1)))
+        if len(lk.candidates) == before:
+            return False
+        self._advance(op, now)
+        return True
 
     def _lookup_finished(self, op: _Op, now: float) -> None:
         lk = op.lookup

@@ -97,6 +97,7 @@ class Lookup:
     messages: int = 0
     done: bool = False
     result_hops: int = 0
+    reseeds: int = 0  # times the engine added more of its table after every candidate failed
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
