@@ -785,7 +785,8 @@ class VpnSwitch:
     even when their prefixes overlap.
     """
 
-    VPN_TYPES = frozenset({VpnPacket.TYPE, VpnChunk.TYPE, CertOffer.TYPE, RevocationList.TYPE})
+    #: 0x56 is a layer-2 network's L2Frame (core/vpn/l2network.py).
+    VPN_TYPES = frozenset({VpnPacket.TYPE, VpnChunk.TYPE, CertOffer.TYPE, RevocationList.TYPE, 0x56})
 
     def __init__(self) -> None:
         self.networks: dict[bytes, VpnNetwork] = {}
