@@ -187,7 +187,8 @@ class Daemon:
 
     # -- private networks -------------------------------------------------------
     async def _start_networks(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A TUN device and a VpnNetwork for every network this node holds a certificate for.
+        """A TUN device and a VpnNetwork for every network this node holds a certificate for
+        (a bridge, a TAP and an L2Network for a layer-2 network, runtime/l2dev.py).
 
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
@@ -201,7 +202,7 @@ class Daemon:
             try:
                 if nc.offload:
                     set_offload(tun)
-                configure_tun(tun.name, addresses=addrs, mtu=nc.mtu, netns=netns)
+                configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
             except BaseException:
                 tun.close()
@@ -221,31 +222,42 @@ class Daemon:
         for m in joined:
             name = m.descriptor.name
             nc = self.cfg.networks.get(name) or NetworkConfig(name)
-            try:
-                vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
-                                  firewall=Firewall.from_config(nc.effective_firewall))
-            except CertificateError as exc:
-                raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
-                                   f"(weft net join)") from None
-            netns = nc.netns or None
-            addrs = []
-            for a in m.certificate.addresses:
-                prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
-                addrs.append(f"{a}/{prefix.prefixlen}")
-            try:
-                tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
-            except NetworkError as exc:
-                raise NetworkError(f"network {name!r}: {exc}") from None
+            if m.descriptor.layer == 2:
+                from weftnet.runtime.l2dev import start_l2_network
+
+                vnet, tun, info = await start_l2_network(m, nc, now)
+            else:
+                vnet, tun, info = await self._start_l3(m, nc, now, make_tun)
             self._tuns[vnet.network_id] = tun
             tun.set_blocking(False)
             self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
             loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
-            self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
-            log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
-                                          "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
-                                          "directory_records": len(m.directory)})
+            self._tun_info[vnet.network_id.hex()] = info
         if self._tuns:
             self.driver.tun_writer = self._write_tun
+
+    async def _start_l3(self, m, nc: NetworkConfig, now: float, make_tun):
+        name = m.descriptor.name
+        mtu = nc.effective_mtu(3)
+        try:
+            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=mtu,
+                              firewall=Firewall.from_config(nc.effective_firewall))
+        except CertificateError as exc:
+            raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
+                               f"(weft net join)") from None
+        netns = nc.netns or None
+        addrs = []
+        for a in m.certificate.addresses:
+            prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
+            addrs.append(f"{a}/{prefix.prefixlen}")
+        try:
+            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
+        except NetworkError as exc:
+            raise NetworkError(f"network {name!r}: {exc}") from None
+        log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
+                                      "netns": netns or "-", "mtu": mtu, "offload": nc.offload,
+                                      "directory_records": len(m.directory)})
+        return vnet, tun, {"tun": tun.name, "netns": netns}
 
     def _close_networks(self, loop: asyncio.AbstractEventLoop) -> None:
         for tun in self._tuns.values():

@@ -575,7 +575,9 @@ class L2Network(VpnNetwork):
             owner = self.member_of(dst, now)
             if owner is not None and owner != peer and owner != self._own_node:
                 return self._drop("not-for-us", peer)
-        self.macs.learn(src, peer, None, now)
+        static = self._static_macs.get(src)
+        if static is None or static[0] != peer:  # certified and control-plane MACs need no learning
+            self.macs.learn(src, peer, None, now)
         self.l2["frames_in"] += 1
         c = self.peers[peer]
         c.packets_in += 1
