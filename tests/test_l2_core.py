@@ -179,16 +179,19 @@ def test_networks_refuse_the_other_layer(lab):
 
 
 def test_a_unicast_frame_reaches_the_member_and_its_source_mac_is_learned(lab):
-    frame = ip_frame(member_mac(lab.b.network_id, B.node_id.raw), MAC_A1, icmp_echo("10.1.0.17", "10.1.0.2", 7))
+    host = parse_mac("02:aa:00:00:00:02")  # in A's range, not bound in its certificate
+    frame = ip_frame(member_mac(lab.b.network_id, B.node_id.raw), host, icmp_echo("10.1.0.18", "10.1.0.2", 7))
     out = lab.a.outbound(frame, T0)
     assert isinstance(out, Send) and out.node_id == lab.b.node_id
     assert wire.decode(out.payloads[0]).TYPE == 0x53  # our certificate offer rides in front, the first time
     dst, res = lab.carry(lab.a, out)
     assert res == [Deliver(frame, b"")]
-    assert dst.member_of(MAC_A1, T0) == A.node_id.raw
+    assert dst.member_of(host, T0) == A.node_id.raw
     macs = {m["mac"]: m for m in dst.stats()["macs"]}
-    assert macs["02:aa:00:00:00:01"]["member"] == A.node_id.text()
-    assert dst.stats()["mac_table"]["learned"] >= 1
+    assert macs["02:aa:00:00:00:02"] == {"mac": "02:aa:00:00:00:02", "member": A.node_id.text(), "kind": "learned",
+                                         "age": 0.0}
+    assert macs["02:aa:00:00:00:01"]["kind"] == "cert"  # bound: known without learning
+    assert dst.stats()["mac_table"]["learned"] == 1
 
 
 def test_learned_macs_age_out_and_the_timer_says_when():
