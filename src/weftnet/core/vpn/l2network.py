@@ -21,7 +21,7 @@ MAC prefixes, IP sources and MAC/IP bindings.
 **Out** (a frame from our bridge), in order: the frame parses (untagged
 Ethernet II; IPv4, IPv6 or ARP); its source MAC is one our certificate grants
 (``bad-source-mac``); the IP or ARP sender address is one it grants
-(``bad-source``); an ARP request or neighbour solicitation for an address
+(``bad-source``; an ARP sender MAC must be the frame's, ``bad-arp``); an ARP request or neighbour solicitation for an address
 whose MAC we know is answered on the spot — from a member's certificate, from
 EVPN, or snooped from an earlier reply (``arp_suppressed`` /
 ``nd_suppressed``: nothing crosses the WAN) — or dropped if that address is
@@ -365,6 +365,8 @@ class L2Network(VpnNetwork):
                 arp = parse_arp(memoryview(frame)[ETH_HLEN:])
             except MalformedFrame as exc:
                 return self._drop("malformed:" + exc.reason)
+            if arp.sha != src:  # what remote caches would learn must be what we checked
+                return self._drop("bad-arp")
             if not arp.is_probe and not grant.ip_ok(arp.spa):
                 return self._drop("bad-source")
             if not arp.is_probe:
