@@ -244,13 +244,13 @@ def l2_grant(macs: Iterable[str], sources: Iterable[str], bindings: Iterable[str
             if not sep:
                 raise ValueError(f"binding {text!r} must be MAC=IP")
             bs.append(Binding(parse_mac(mac), ipaddress.ip_address(ip)))
+        for what, items, most in (("--mac", mp, MAX_MAC_PREFIXES), ("--source", sp, MAX_SOURCES),
+                                  ("--bind", bs, MAX_BINDINGS)):
+            if len(items) > most:
+                raise NetworkError(f"at most {most} {what} per certificate")
         grant = L2Grant(tuple(mp), tuple(sp), tuple(bs))
     except ValueError as exc:
         raise NetworkError(str(exc)) from None
-    for what, items, most in (("--mac", mp, MAX_MAC_PREFIXES), ("--source", sp, MAX_SOURCES),
-                              ("--bind", bs, MAX_BINDINGS)):
-        if len(items) > most:
-            raise NetworkError(f"at most {most} {what} per certificate")
     for m in mp:
         if m.mac[0] & 1:
             raise NetworkError(f"--mac {m}: a group (multicast) address cannot be a source")
