@@ -232,6 +232,7 @@ def test_each_host_gets_a_bridge_with_its_mac_a_tap_and_a_vtep(lab):
     addrs = json.loads(sh("ip", "-n", lab.name("H1"), "-j", "addr", "show", "wb-pods").stdout)[0]["addr_info"]
     assert {"local": "10.9.0.1", "prefixlen": 16} in [{"local": a["local"], "prefixlen": a["prefixlen"]}
                                                        for a in addrs]
+    assert f"layer 2: bridge wb-pods mac {net['mac']}, VXLAN wx-pods VNI 100" in weft(lab.state["H1"], "status")
 
 
 def test_members_find_each_other_before_any_frame_crosses(lab):
