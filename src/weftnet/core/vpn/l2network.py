@@ -91,14 +91,11 @@ from weftnet.core.vpn.firewall import (
 from weftnet.core.vpn.l2switch import AgingTable, TokenBucket
 from weftnet.core.vpn.netcert import L2Grant, NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.vpn.network import (
-    _CHUNK_FIELDS,
-    _CHUNK_HDR,
     CHUNK_SIZE,
     GSO_ECN,
     GSO_NONE,
     GSO_TCPV4,
     GSO_TCPV6,
-    MAX_CHUNKS,
     VNET_F_NEEDS_CSUM,
     VNET_HDR,
     VNET_HDR_LEN,
@@ -442,14 +439,7 @@ class L2Network(VpnNetwork):
     def _payloads(self, vnet: bytes, frame: bytes) -> list[bytes] | None:
         if vnet == VNET_NONE:
             return [_L2_HDR + self.network_id + frame]
-        blob = vnet + frame
-        step = self.chunk_size
-        count = -(-len(blob) // step)
-        if count > MAX_CHUNKS:
-            return None
-        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
-        head = _CHUNK_HDR + self.network_id
-        return [head + _CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step] for i in range(count)]
+        return self._chunks(vnet + frame)
 
     def _unicast(self, node: bytes, member: _Member, info, vnet: bytes, frame: bytes, now: float):
         if now >= member.cert.not_after:
