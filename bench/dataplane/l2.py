@@ -234,8 +234,25 @@ def measure(row: Row, weft: str, workroot: Path, seconds: int) -> dict:
     return out
 
 
+def combine(rows: list[dict]) -> dict:
+    """One row from several rounds: the median rate per direction, every round's figures kept."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = dict(ok[0] if ok else rows[0])
+    out["rounds"] = [{"status": r["status"], "load_1m": r["load_1m"],
+                      **({"forward": r["forward"]["gbit_s"], "reverse": r["reverse"]["gbit_s"]}
+                         if r["status"] == "ok" else {"error": r.get("error")})} for r in rows]
+    if ok and len(rows) > 1:
+        for d in ("forward", "reverse"):
+            rates = sorted(r[d]["gbit_s"] for r in ok)
+            out[d] = dict(out[d], gbit_s=rates[len(rates) // 2] if len(rates) % 2 else
+                          round((rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2, 3))
+        out["status"] = "ok" if len(ok) == len(rows) else f"ok in {len(ok)} of {len(rows)} rounds"
+    return out
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
+    rounds = report.get("rounds", 1)
     lines = [
         "# Layer-2 throughput (bench/dataplane/l2.py)",
         "",
@@ -248,17 +265,31 @@ def markdown(report: dict) -> str:
         "- both hosts, both containers and both tunnel ends share the same 2 cores: a figure is what one machine "
         "pushes through both ends at once, not a link speed. 'load before' is the 1-minute load average when "
         "the row was set up (it still holds the previous row's work)",
+    ]
+    if rounds > 1:
+        lines.append(f"- every row was measured {rounds} times, the rows in alternating order between rounds; "
+                     "the table gives the median, every round is listed below it")
+    if report.get("note"):
+        lines.append(f"- {report['note']}")
+    lines += [
         "",
         "| row | status | Gbit/s A→B | Gbit/s B→A (-R) | retransmits A→B | MTU | load before | version |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         fwd, rev = r.get("forward"), r.get("reverse")
-        lines.append(f"| {r['title']} | {r['status']} | {fwd['gbit_s']:.2f} | {rev['gbit_s']:.2f} | "
-                     f"{fwd['retransmits']} | {r.get('mtu')} | {r['load_1m']} | {r['version']} |"
-                     if fwd and rev else
-                     f"| {r['title']} | {r['status']} | — | — | — | {r.get('mtu', '')} | {r['load_1m']} | "
-                     f"{r['version']} |")
+        if fwd and rev:
+            lines.append(f"| {r['title']} | {r['status']} | {fwd['gbit_s']:.2f} | {rev['gbit_s']:.2f} | "
+                         f"{fwd['retransmits']} | {r.get('mtu')} | {r['load_1m']} | {r['version']} |")
+        else:
+            lines.append(f"| {r['title']} | {r['status']} | — | — | — | {r.get('mtu', '')} | {r['load_1m']} | "
+                         f"{r['version']} |")
+    if rounds > 1:
+        lines += ["", "## Every round (Gbit/s A→B / B→A, load before)", ""]
+        for r in report["results"]:
+            lines.append(f"- {r['title']}: " + "; ".join(
+                f"{x['forward']:.2f} / {x['reverse']:.2f} (load {x['load_1m']})" if x["status"] == "ok"
+                else f"{x['status']}: {x.get('error')}" for x in r["rounds"]))
     lines += ["", "## Configuration notes", ""]
     for r in report["results"]:
         bits = [f"{k}: {v}" for k, v in r.get("notes", {}).items()]
@@ -269,8 +300,6 @@ def markdown(report: dict) -> str:
         if r.get("error"):
             bits.append(f"**{r['status']}**: {r['error']}")
         lines.append(f"- **{r['title']}** — " + "; ".join(bits))
-    if report.get("note"):
-        lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
 
 
@@ -278,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help="comma-separated rows (default: all): vxlan-l2,weftnet-l2,weftnet-l2-host,weftnet-l3")
     p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=1, help="measure every row this many times (report the median)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT)
     p.add_argument("--note", default="", help="a line for the report (e.g. that other jobs shared the machine)")
@@ -297,15 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt(f"signal {s}")))
     workroot = Path(tempfile.mkdtemp(prefix=f"l2b-{os.getpid()}-"))
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": machine(), "seconds": args.seconds, "note": args.note, "results": []}
+              "machine": machine(), "seconds": args.seconds, "rounds": args.rounds, "note": args.note,
+              "results": []}
+    runs: dict[str, list[dict]] = {r.name: [] for r in rows}
     try:
+        for k in range(args.rounds):
+            # Rows alternate order each round, so a load that drifts during the run hits them evenly.
+            for row in rows if k % 2 == 0 else rows[::-1]:
+                print(f"[l2] round {k + 1}: {row.name} ...", file=sys.stderr, flush=True)
+                r = measure(row, str(args.weft), workroot / f"r{k}", args.seconds)
+                print(f"[l2] {row.name}: {r['status']} "
+                      + (f"{r['forward']['gbit_s']} / {r['reverse']['gbit_s']} Gbit/s" if r["status"] == "ok"
+                         else r.get("error", "")), file=sys.stderr, flush=True)
+                runs[row.name].append(r)
         for row in rows:
-            print(f"[l2] {row.name} ...", file=sys.stderr, flush=True)
-            r = measure(row, str(args.weft), workroot, args.seconds)
-            print(f"[l2] {row.name}: {r['status']} "
-                  + (f"{r['forward']['gbit_s']} / {r['reverse']['gbit_s']} Gbit/s" if r["status"] == "ok"
-                     else r.get("error", "")), file=sys.stderr, flush=True)
-            report["results"].append(r)
+            report["results"].append(combine(runs[row.name]))
     except KeyboardInterrupt as e:
         print(f"[l2] interrupted ({e}); torn down, no results written", file=sys.stderr)
         return 130
