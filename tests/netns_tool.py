@@ -55,8 +55,12 @@ def ping(dst: str, count: int = 3) -> int:
 
 
 def pingall(targets: list[str], timeout: float) -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    s.settimeout(0.2)
+    """Echo requests (ICMP or ICMPv6, by the target's family) until every target has answered once."""
+    socks = {}
+    for fam, proto in ((socket.AF_INET, socket.IPPROTO_ICMP), (socket.AF_INET6, socket.IPPROTO_ICMPV6)):
+        if any((":" in t) == (fam == socket.AF_INET6) for t in targets):
+            socks[fam] = socket.socket(fam, socket.SOCK_RAW, proto)
+            socks[fam].settimeout(0.1)
     ident = os.getpid() & 0xFFFF
     pending = {t: i for i, t in enumerate(targets)}
     deadline = time.monotonic() + timeout
@@ -64,19 +68,22 @@ def pingall(targets: list[str], timeout: float) -> int:
     while pending and time.monotonic() < deadline:
         rnd += 1
         for t, i in pending.items():
-            body = struct.pack("!BBHHH", 8, 0, 0, ident, (rnd << 8 | i) & 0xFFFF) + b"weftnet-test"
-            body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
-            s.sendto(body, (t, 0))
+            v6 = ":" in t
+            body = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, (rnd << 8 | i) & 0xFFFF) + b"weftnet-test"
+            if not v6:  # the kernel fills in an ICMPv6 checksum itself
+                body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+            socks[socket.AF_INET6 if v6 else socket.AF_INET].sendto(body, (t, 0))
         end = time.monotonic() + 0.5
         while pending and time.monotonic() < end:
-            try:
-                pkt, addr = s.recvfrom(2048)
-            except socket.timeout:
-                continue
-            ihl = (pkt[0] & 0x0F) * 4
-            typ, _, _, rid, _ = struct.unpack("!BBHHH", pkt[ihl : ihl + 8])
-            if typ == 0 and rid == ident:
-                pending.pop(addr[0], None)
+            for fam, s in socks.items():
+                try:
+                    pkt, addr = s.recvfrom(2048)
+                except socket.timeout:
+                    continue
+                icmp = pkt if fam == socket.AF_INET6 else pkt[(pkt[0] & 0x0F) * 4:]
+                typ, _, _, rid, _ = struct.unpack("!BBHHH", icmp[:8])
+                if typ == (129 if fam == socket.AF_INET6 else 0) and rid == ident:
+                    pending.pop(addr[0], None)
     if pending:
         print("unanswered: " + ",".join(sorted(pending)))
         return 1

@@ -9,11 +9,11 @@ their bridges, and kernel VXLAN fabrics bridged into the encrypted network acros
       H3 10.250.0.3  pods P31 P32 P33; its learned entries age after 6 s
       X  10.250.0.4  a member with a certificate but no daemon, sending frames it may not send
 
-Network "pods" (10.9.0.0/16, layer 2). Host h's certificate: --ip 10.9.0.h, --mac
-02:0h:00:00:00:00/40, --source 10.9.h.0/24, --bind for pods h1 and h2 (pod h3 and the fabric
-container Qh, 10.9.h.100, are learned by flooding). Pod hi has MAC 02:0h:00:00:00:0i and
-10.9.h.i/16. IPv6 is off in every namespace so no stray neighbour discovery muddles the flood
-counters. Every namespace is named with this process's pid and deleted at the end. Needs root,
+Network "pods" (10.9.0.0/16 and fd00:9::/64, layer 2). Host h's certificate: --ip 10.9.0.h,
+--mac 02:0h:00:00:00:00/40, --source 10.9.h.0/24 and fd00:9::h00/120, --bind for pods h1 and h2
+(pod h3 and the fabric container Qh, 10.9.h.100, are learned by flooding). Pod hi has MAC
+02:0h:00:00:00:0i and 10.9.h.i/16. IPv6 is off in every namespace, so no stray neighbour
+discovery muddles the flood counters, until the last test turns it on in two pods. Every namespace is named with this process's pid and deleted at the end. Needs root,
 /dev/net/tun, and `ip`/`bridge` (iproute2) to build the fabric side; skipped otherwise.
 """
 
@@ -99,9 +99,13 @@ class Lab:
         sh("ip", "netns", "add", ns)
         self.ns.append(ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for key in ("all", "default"):
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
+        self.ipv6(ns, False)
         return ns
+
+    def ipv6(self, ns: str, on: bool, dev: str | None = None) -> None:
+        for key in ("all", "default") + ((dev,) if dev else ()):
+            sh("ip", "netns", "exec", ns, "sh", "-c",
+               f"echo {0 if on else 1} > /proc/sys/net/ipv6/conf/{key}/disable_ipv6")
 
     def veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str, mtu: int = 1500) -> None:
         sh("ip", "-n", ns_a, "link", "add", dev_a, "mtu", str(mtu), "type", "veth", "peer", "name", dev_b,
@@ -120,7 +124,7 @@ class Lab:
         sh("ip", "-n", hub, "link", "set", "br0", "up")
         owner = self.tmp / "owner"
         weft(owner, "init")
-        weft(owner, "net", "create", "pods", "--ipv4", "10.9.0.0/16", "--l2")
+        weft(owner, "net", "create", "pods", "--ipv4", "10.9.0.0/16", "--ipv6", "fd00:9::/64", "--l2")
         for h, host in ((1, "H1"), (2, "H2"), (3, "H3"), (4, "X")):
             ns = self.add_ns(host)
             self.veth(hub, f"h{h}", ns, "u0")
@@ -133,7 +137,8 @@ class Lab:
             cert = self.tmp / f"{host}.cert"
             binds = [a for i in (1, 2) for a in ("--bind", f"{pod_mac(h, i)}={pod_ip(h, i)}")]
             weft(owner, "net", "sign", "pods", "--node", node, "--ip", f"10.9.0.{h}",
-                 "--mac", f"02:0{h}:00:00:00:00/40", "--source", f"10.9.{h}.0/24", *binds, "-o", str(cert))
+                 "--mac", f"02:0{h}:00:00:00:00/40", "--source", f"10.9.{h}.0/24", "--source", f"fd00:9::{h}00/120",
+                 *binds, "-o", str(cert))
             weft(st, "net", "join", str(cert))
             extra = 'mac_age = 6\n' if h == 3 else ""
             if h in FABRIC_HOSTS:
@@ -329,3 +334,20 @@ def test_vxlan_fabrics_at_two_sites_are_bridged_through_weftnet(lab):
     h1 = json.loads(weft(lab.state["H1"], "id", "--json"))["node_id"]
     macs = {m["mac"]: m for m in lab.status("H2")["macs"]}
     assert macs["02:01:00:00:00:64"]["member"] == h1
+
+
+def test_ipv6_neighbour_discovery_crosses_once_then_is_answered_on_the_host(lab):
+    for h in (1, 2):
+        pod = lab.name(f"P{h}2")
+        lab.ipv6(pod, True, "eth0")
+        sh("ip", "-n", pod, "addr", "add", f"fd00:9::{h}02/64", "dev", "eth0", "nodad")
+    # The first solicitation for fd00:9::202 is flooded; P22's advertisement comes back unicast and
+    # H1 snoops it. H1's own checks pass P12's link-local (EUI-64 of its MAC) and global sources.
+    assert "all 1 answered" in finish(lab.pingall("P12", ["fd00:9::202"]))
+    h1 = lab.status("H1")
+    assert {n["ip"]: n["mac"] for n in h1["neighbors"]}.get("fd00:9::202") == pod_mac(2, 2)
+    sh("ip", "-n", lab.name("P12"), "-6", "neigh", "flush", "all")
+    before = h1["l2"]["nd_suppressed"]
+    assert "all 1 answered" in finish(lab.pingall("P12", ["fd00:9::202"]))
+    # P12's kernel accepted the advertisement H1 wrote for P22 (checksum, flags, option).
+    assert lab.status("H1")["l2"]["nd_suppressed"] > before
