@@ -256,6 +256,9 @@ def test_an_arp_request_for_an_unknown_address_is_flooded_once_to_every_member(l
     assert isinstance(out, list) and sorted(s.node_id.raw for s in out) == sorted([B.node_id.raw, C.node_id.raw])
     ev = lab.a.next_event()
     assert isinstance(ev, RouteMiss) and str(ev.address) == "10.1.0.40"
+    # An address outside the network's prefixes is flooded too, but never looked up in the DHT.
+    assert isinstance(lab.a.outbound(arp_request(MAC_A1, "10.1.0.17", "192.0.2.1"), T0), list)
+    assert lab.a.next_event() is None
     # Split horizon: what a member receives goes to its bridge, never on to another member.
     for s in out:
         dst, res = lab.carry(lab.a, s)

@@ -376,7 +376,7 @@ class L2Network(VpnNetwork):
                         return self._drop("arp-local")
                     self.l2["arp_suppressed"] += 1
                     return Deliver(arp_reply(arp, known[0]))
-                self._route_miss(arp.tpa, now)
+                self._look_up(arp.tpa, now)
         elif etype == ETH_P_IPV4 or etype == ETH_P_IPV6:
             ip = memoryview(frame)[ETH_HLEN:]
             try:
@@ -399,7 +399,7 @@ class L2Network(VpnNetwork):
                                 return self._drop("nd-local")
                             self.l2["nd_suppressed"] += 1
                             return Deliver(neighbor_advert(nd, src, known[0]))
-                        self._route_miss(nd.target, now)
+                        self._look_up(nd.target, now)
                 info = None  # neighbour discovery is link signalling: no firewall, no flow
         else:
             return self._drop("ethertype")
@@ -415,6 +415,11 @@ class L2Network(VpnNetwork):
                 return self._unicast(node, member, info, vnet, frame, now)
             self.l2["unknown_unicast"] += 1
         return self._flood(info, vnet, frame, now)
+
+    def _look_up(self, ip: bytes, now: float) -> None:
+        """Ask the runtime to find the holder of an address in the DHT (only addresses of this network)."""
+        if self.descriptor.contains(ipaddress.ip_address(ip)):
+            self._route_miss(ip, now)
 
     def _source_ok(self, grant: _Grant, info, src_mac: bytes) -> bool:
         """May the holder of ``grant`` send an IP packet from ``info.src`` (in a frame from ``src_mac``)?"""
