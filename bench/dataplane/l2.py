@@ -171,6 +171,12 @@ class WeftnetL2Host(WeftnetL2):
     def target(self) -> str:
         return "10.98.0.2"
 
+    def setup(self, topo: PodTopology, wd: Path) -> Overlay:
+        ov = super().setup(topo, wd)
+        ov.notes.pop("containers", None)
+        ov.notes["hosts"] = "bridge wb-bench, MTU 1500, addresses from the certificates"
+        return ov
+
 
 class WeftnetL3(Row):
     name, title, client, server = "weftnet-l3", "weftnet layer 3 (hosts, TUN)", "a", "b"

@@ -128,6 +128,7 @@ class VpnPlane:
         self._pending: dict[bytes, deque[bytes]] = {}
         self._sweep_at: float | None = None
         # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("revocations", net id) | ("publish",)
+        #              | ("member", net id, serial)
         self._lookups: dict[int, tuple] = {}
         self._scans: dict[bytes, MemberScan] = {}  # layer-2 network ID -> member records being read
         self.stats = dict.fromkeys(
