@@ -60,6 +60,7 @@ def test_a_layer_2_network_from_create_to_join(tmp_path):
     assert m.descriptor.layer == 2 and m.certificate.l2.bindings[0].mac.hex() == "020100000001"
     assert len(m.directory) == 3
     assert "member (L2)" in run(member, "ls").output
+    assert "layer 2: mac 02:01:00:00:00:00/40; sources 10.9.1.0/24" in run(owner, "members", "pods").output
 
 
 @pytest.mark.parametrize("args,message", [

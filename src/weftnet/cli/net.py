@@ -65,6 +65,14 @@ def _expiry(cert: NetCert, now: float) -> str:
     return f"{left / DAY:.0f} days left" if left >= DAY else f"{left / 3600:.1f} h left"
 
 
+def _grant_text(cert: NetCert) -> str:
+    g = cert.l2
+    parts = [f"mac {', '.join(str(m) for m in g.macs)}" if g.macs else "",
+             f"sources {', '.join(str(p) for p in g.sources)}" if g.sources else "",
+             "bindings " + ", ".join(f"{b.mac.hex(':')}={b.address}" for b in g.bindings) if g.bindings else ""]
+    return "layer 2: " + ("; ".join(p for p in parts if p) or "its bridge's own MAC and addresses only")
+
+
 @click.group("net", cls=_NetGroup)
 def net() -> None:
     """Private networks: authorities, member certificates, revocation."""
@@ -124,11 +132,7 @@ def sign_cmd(ctx, name, node, ips, groups, days, macs, sources, bindings, out) -
                f"{', '.join(str(a) for a in cert.addresses)}"
                f"{' groups ' + ','.join(cert.groups) if cert.groups else ''}, {_expiry(cert, time.time())}")
     if cert.l2 is not None:
-        g = cert.l2
-        parts = [f"mac {', '.join(str(m) for m in g.macs)}" if g.macs else "",
-                 f"sources {', '.join(str(p) for p in g.sources)}" if g.sources else "",
-                 "bindings " + ", ".join(f"{b.mac.hex(':')}={b.address}" for b in g.bindings) if g.bindings else ""]
-        click.echo("layer 2: " + ("; ".join(p for p in parts if p) or "its bridge's own MAC and addresses only"))
+        click.echo(_grant_text(cert))
     click.echo(f"written to {path}; the member runs: weft net join {path.name}")
 
 
@@ -185,6 +189,8 @@ def members_cmd(ctx, name: str) -> None:
         status = "revoked" if m.revocations is not None and m.revocations.revokes(c) else _expiry(c, now)
         click.echo(f"#{c.serial:<4} {NodeId(c.node_id).text()}  {', '.join(str(a) for a in c.addresses):<28} "
                    f"{','.join(c.groups) or '-':<12} {status}")
+        if c.l2 is not None:
+            click.echo(f"      {_grant_text(c)}")
 
 
 @net.command("revoke")
