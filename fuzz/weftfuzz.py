@@ -23,6 +23,12 @@ Targets:
   come from a MAC the sending member's certificate grants; an answer it gives
   the TAP (ARP/ND) must be addressed to the frame's sender; nothing from the
   WAN is ever sent on (split horizon), and its tables stay within bounds.
+* ``overlay``: a whole node with the overlay interface on, fed hostile
+  overlay payloads (packets, offloaded chunks) from a peer's session and a
+  stranger's, hostile packets from its own overlay TUN, and hostile LAN
+  beacons: it must never raise; what reaches its TUN from a peer must be an
+  IPv6 packet for our address from that peer's own address, and what it
+  makes itself must be an ICMPv6 error addressed to us.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -97,7 +103,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         a.send(Contact(ib.public_key, B), wire.encode(Ping(i, b"")), T0)
     a.send(Contact(ib.public_key, B), b"\x01\x20" + bytes(3000), T0)  # a large payload: fragments
     out += [d for d, _ in a.datagrams_to_send(T0)]
-    return out + vpn_corpus() + l2_corpus()
+    return out + vpn_corpus() + l2_corpus() + overlay_corpus()
 
 
 def vpn_network(seed_node: int, ip: str):
@@ -219,6 +225,42 @@ def l2_corpus() -> list[bytes]:
     r = m.outbound_vnet(VNET_HDR.pack(1, 1, 14 + 40, 1448, 14 + 20, 16), big, T0)
     out += list(r.payloads) if isinstance(r, Send) else []
     return out + l2_frames(1, 2)
+
+
+def _ipv6_packets(src: bytes, dst: bytes) -> list[bytes]:
+    import struct
+
+    out = []
+    for proto, l4 in ((6, struct.pack("!HHIIBBHHH", 4000, 22, 1, 0, 0x50, 0x02, 512, 0, 0)),
+                      (17, struct.pack("!HHHH", 5000, 53, 8 + 4, 0) + b"abcd"),
+                      (58, struct.pack("!BBHHH", 128, 0, 0, 7, 1) + b"ping")):
+        out.append(struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst) + l4)
+    return out
+
+
+def overlay_corpus() -> list[bytes]:
+    """Overlay payloads from M to us, beacons, and packets from our own overlay TUN (with a vnet header)."""
+    import struct
+
+    from weftnet.core.overlay.dataplane import OverlayDataPlane
+    from weftnet.core.overlay.messages import LanBeacon
+    from weftnet.core.vpn.firewall import Firewall
+    from weftnet.core.vpn.network import VNET_HDR, VNET_NONE
+
+    us, m = Identity.from_seed(bytes([1]) * 32), Identity.from_seed(bytes([2]) * 32)
+    allow = [{"proto": "any", "port": "any", "host": "any"}]
+    mp = OverlayDataPlane(m.address.packed, firewall=Firewall.from_config({"outbound": allow}), chunk_size=1280)
+    out = []
+    for pkt in _ipv6_packets(m.address.packed, us.address.packed):
+        out += list(mp.send(mp.classify(b"", pkt, T0), b"", pkt, us.node_id, T0).payloads)
+    big = _ipv6_packets(m.address.packed, us.address.packed)[0]
+    big = big[:4] + struct.pack("!H", 20 + 4000) + big[6:] + bytes(4000)
+    vnet = VNET_HDR.pack(1, 4, 60, 1208, 40, 16)
+    out += list(mp.send(mp.classify(vnet, big, T0), vnet, big, us.node_id, T0).payloads)
+    out += [wire.encode(LanBeacon.create(m, 4500, int(T0 * 1000) + i)) for i in range(3)]
+    out += [VNET_NONE + p for p in _ipv6_packets(us.address.packed, m.address.packed)]
+    out.append(vnet + big.replace(m.address.packed, b"\x00" * 16).replace(us.address.packed, m.address.packed))
+    return out
 
 
 def mutate(data: bytes, rng: random.Random, corpus: list[bytes]) -> bytes:
@@ -404,6 +446,56 @@ class L2Target(_Target):
             us.handle_timer(self.now)
 
 
+class OverlayTarget(_Target):
+    """Our node with the overlay interface on: payloads from peer M or a stranger, TUN packets, beacons."""
+
+    def reset(self) -> None:
+        from weftnet.core.node import NodeCore
+        from weftnet.core.overlay import OVERLAY_TUN
+        from weftnet.core.vpn.firewall import Firewall, parse_packet
+
+        us = Identity.from_seed(bytes([1]) * 32)
+        self.m = Identity.from_seed(bytes([2]) * 32).node_id
+        self.stranger = Identity.from_seed(bytes([9]) * 32).node_id
+        self.core = NodeCore(us, random.Random(self.rng.random()), T0)
+        allow = [{"proto": "any", "port": "any", "host": "any"}]
+        self.core.overlay.enable(T0, firewall=Firewall.from_config({"inbound": allow, "outbound": allow}),
+                                 vnet=True, chunk_size=1280)
+        self.ours = us.address.packed
+        self.key = OVERLAY_TUN
+        self.parse = parse_packet
+        super().reset()
+        self.now = T0
+
+    def __call__(self, data: bytes) -> None:
+        self.tick()
+        r = self.rng.random()
+        core = self.core
+        tun_out = core.vpn.tun_out
+        kind = data[1] if len(data) > 1 else -1  # steer each input to the path its kind reaches deepest
+        if kind == 0x5A or r < 0.05:
+            core.lan_received(data, f"192.0.2.{self.rng.randrange(1, 255)}", self.now)
+        elif kind in (0x58, 0x59) or r < 0.4:
+            sender = self.m if self.rng.random() < 0.85 else self.stranger
+            core.overlay.on_payload(sender, data, self.now)
+            for key, vnet, packet in tun_out:
+                info = self.parse(packet)
+                if key != self.key or info.dst != self.ours or info.src[4:] != sender.raw[:12] or len(vnet) not in (0, 10):
+                    raise AssertionError("delivered a packet that is not from the sender's address to ours")
+        else:
+            core.overlay_outbound([data], self.now)
+            for key, vnet, packet in tun_out:
+                info = self.parse(packet)
+                if info.proto != 58 or info.icmp_type not in (1, 2) or info.dst != self.ours:
+                    raise AssertionError("the node wrote something other than an ICMPv6 error for us")
+        tun_out.clear()
+        core.datagrams_to_send(self.now)
+        while core.next_event() is not None:
+            pass
+        if self.inputs % 997 == 0:
+            core.handle_timer(self.now)
+
+
 def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     load_all_messages()
     rng = random.Random(seed)
@@ -416,13 +508,16 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     if target in ("vpn", "all"):
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
     if target in ("l2", "all"):
-        targets.append(("l2", L2Target(random.Random(seed + 3))))
+        targets.append(("l2", L2Target(random.Random(seed + 4))))
+    if target in ("overlay", "all"):
+        targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
-        own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus}.get(name, corpus)
+        own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
+               "overlay": overlay_corpus() * 4 + corpus}.get(name, corpus)
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -443,7 +538,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "all"), default="all")
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "overlay", "all"), default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()

@@ -27,6 +27,8 @@ from weftnet.core.session.packets import (
     CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
+from weftnet.core.identity import Identity
+from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -88,6 +90,11 @@ MESSAGES = [
                 (Binding(bytes.fromhex("02aabb000001"), ipaddress.ip_address("10.20.8.1")),)),
     ),
     L2Frame(b(32, 0x61), bytes.fromhex("ffffffffffff02aabb0000010806") + b(28, 0x69)),
+    OverlayPacket(bytes.fromhex("6000000000083a40fd776566") + b(12, 0x71) + bytes.fromhex("fd776566") + b(12, 0x72)
+                  + bytes.fromhex("8000000000070001")),
+    OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
+    # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
+    LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding)}

@@ -191,6 +191,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"sessions:        {len(st['sessions'])}")
     if st["sessions"]:
         _peer_table(st["sessions"])
+    ov = st.get("overlay") or {}
+    if ov.get("enabled"):
+        drops = ", ".join(f"{k} {v}" for k, v in ov["drops"].items()) or "none"
+        click.echo(f"overlay:         {ov.get('interface') or '?'} {ov['address']} mtu {ov['mtu']}, "
+                   f"{ov['cache']['entries']} addresses resolved, {ov['flows']} flows, "
+                   f"in {ov['packets_in']} / out {ov['packets_out']} pkts, drops: {drops}")
+    elif ov.get("error"):
+        click.echo(f"overlay:         off ({ov['error']})")
     for n in st.get("networks", []):
         drops = ", ".join(f"{k} {v}" for k, v in n["drops"].items()) or "none"
         where = f" in netns {n['netns']}" if n.get("netns") else ""
@@ -347,9 +355,12 @@ def demo(nodes: int, seed: int | None) -> None:
 
 
 from weftnet.cli.net import net  # noqa: E402
+from weftnet.cli.overlay import allow, deny, rules  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
 
 cli.add_command(net)
+for _cmd in (allow, deny, rules):
+    cli.add_command(_cmd)
 cli.add_command(sim_command)
 
 

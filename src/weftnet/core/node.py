@@ -40,6 +40,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.session.transport import (
     PongReceived,
     Received,
@@ -70,6 +71,7 @@ __all__ = [
     "PeerUp",
     "PeerDown",
     "AppText",
+    "LanPeer",
 ]
 
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
@@ -225,6 +227,15 @@ class PeerDown(NodeEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class LanPeer(NodeEvent):
+    """A node found by a LAN beacon proved its key: a session is up and the DHT knows it."""
+
+    kind: ClassVar[str] = "lan_peer"
+    node_id: NodeId
+    endpoint: Addr
+
+
 @dataclass
 class _Op:
     """A user request in flight."""
@@ -267,13 +278,21 @@ class NodeCore:
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
         self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
-        self.transport.sink = self.vpn.on_payload
-        self.transport.sink_types = VpnSwitch.VPN_TYPES
+        self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
+        self.lan = LanDiscovery(identity, now)
+        # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
+        self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
+        self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
+        self.transport.sink = self._sink
+        self.transport.sink_types = frozenset(self._sinks)
         self._mutable_seq = 0
         self.decode_errors = 0
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
+
+    def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        self._sinks[payload[1]](node_id, payload, now)
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:
@@ -286,9 +305,7 @@ class NodeCore:
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
-        receive = self.transport.receive_datagram
-        for data, addr in datagrams:
-            receive(data, addr, now)
+        self.transport.receive_datagrams(datagrams, now)
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
@@ -302,13 +319,17 @@ class NodeCore:
         t = self.vpn.get_timer()
         if t is not None and t <= now:
             self.vpn.handle_timer(now)
+        t = self.overlay.get_timer()
+        if t is not None and t <= now:
+            self.overlay.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
         self._pump(now)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer()) if t is not None]
+        times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
+                             self.overlay.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -351,9 +372,14 @@ class NodeCore:
         self._pump(now)
         return op.op_id
 
-    def trace(self, target: NodeId, now: float) -> int:
+    def trace(self, target: NodeId | ipaddress.IPv6Address, now: float) -> int:
         op = self._new_op("trace", now, target)
-        self._dht_ops[self.dht.route(target.raw, b"", now, trace=True)] = op.op_id
+        node_id = self._resolve_local(target)
+        if node_id is None:
+            self._find(op, target, now)  # an overlay address: find its node first
+        else:
+            op.target = node_id
+            self._dht_ops[self.dht.route(node_id.raw, b"", now, trace=True)] = op.op_id
         self._pump(now)
         return op.op_id
 
@@ -394,6 +420,29 @@ class NodeCore:
         self.vpn.outbound(network_id, packets, now)
         self._pump(now)
 
+    def overlay_outbound(self, packets: list[bytes], now: float) -> None:
+        """IPv6 packets read from the overlay interface (docs/overlay.md)."""
+        self.overlay.outbound(packets, now)
+        self._pump(now)
+
+    def lan_beacon(self, port: int, now: float) -> bytes:
+        """This node's signed LAN beacon, for the driver to broadcast (docs/overlay.md, "Discovery")."""
+        return self.lan.beacon(port, now)
+
+    def lan_received(self, data: bytes, source: str, now: float) -> None:
+        """A datagram heard on a discovery socket from IP ``source``; a valid beacon of a new key
+        starts a handshake to it (never moves an existing session or handshake)."""
+        contact = self.lan.receive(data, source, now)
+        if contact is None:
+            return
+        nid = contact.node_id
+        if self.transport.has_session(nid) or self.transport.handshaking(nid):
+            self.lan.stats["known"] += 1
+            return
+        self.lan.joining(contact)
+        self.transport.connect(contact.endpoint, now, contact.public_key)
+        self._pump(now)
+
     def vpn_publish(self, now: float) -> int:
         """Publish our directory (and held revocation) records in the DHT; returns how many."""
         n = self.vpn.publish(now)
@@ -427,6 +476,8 @@ class NodeCore:
             "requests_in_flight": len(self._ops),
             "networks": self.vpn.status(),
             "vpn": dict(self.vpn.stats),
+            "overlay": self.overlay.status(),
+            "discovery": dict(self.lan.stats),
         }
 
     # -- internals -----------------------------------------------------------
@@ -511,8 +562,8 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
-            if VpnSwitch.handles(ev.payload):  # e.g. early data in a handshake (the rest takes the sink)
-                self.vpn.on_payload(ev.node_id, ev.payload, now)
+            if len(ev.payload) >= 2 and ev.payload[1] in self._sinks and ev.payload[0] == wire.VERSION:
+                self._sink(ev.node_id, ev.payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
                 msg = wire.decode(ev.payload)
@@ -521,12 +572,17 @@ class NodeCore:
                 return
             self.dht.on_message(Contact(ev.public_key, ev.endpoint), msg, now)
         elif isinstance(ev, PongReceived):
+            self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
                 if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
             contact = Contact(ev.public_key, ev.endpoint)
+            self.overlay.on_session_up(ev.node_id)
+            if self.lan.joined(ev.node_id):
+                self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
+                self._events.append(LanPeer(ev.node_id, ev.endpoint))
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint:
                     if op.node_id is not None and op.node_id != ev.node_id:
@@ -541,7 +597,9 @@ class NodeCore:
             self._events.append(PeerDown(ev.node_id, ev.reason))
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
-                self.dht.on_unreachable(ev.node_id, now)
+                self.overlay.on_unreachable(ev.node_id, now)
+                if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
+                    self.dht.on_unreachable(ev.node_id, now)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint:
                     self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
@@ -558,7 +616,7 @@ class NodeCore:
             if isinstance(msg, AppText):
                 self._events.append(TextReceived(ev.origin, msg.text))
             return
-        if self.vpn.on_dht_event(ev, now):
+        if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
             return
         op_id = self._dht_ops.pop(getattr(ev, "op_id", -1), None)
         op = self._ops.get(op_id) if op_id is not None else None
@@ -598,6 +656,13 @@ class NodeCore:
                     self._fail(op, "no node with that ID or address was found in the overlay")
                 else:
                     self._start_ping(op, match.node_id, now, match)
+            elif op.kind == "trace":
+                match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
+                if match is None:
+                    self._fail(op, "no node with that address was found in the overlay")
+                else:
+                    op.target = match.node_id
+                    self._dht_ops[self.dht.route(match.node_id.raw, b"", now, trace=True)] = op.op_id
             elif op.kind == "lookup":
                 self._complete(
                     op,

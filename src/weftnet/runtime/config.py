@@ -17,7 +17,8 @@ from typing import Any
 from weftnet.core.identity import NodeId
 from weftnet.errors import ConfigError, ParseError, WeftError
 
-__all__ = ["Config", "NetworkConfig", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG", "DEFAULT_PORT"]
+__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG",
+           "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
 
 DEFAULT_PORT = 4500
 
@@ -66,6 +67,22 @@ socket = ""         # default: control.sock in the state directory
 # mac_quota = 1024    # learned MACs (and bindings) per member
 # flood_rate = 200    # broadcast/unknown frames per second, out and per member in
 # vxlan = {{ vni = 100, local = "192.0.2.1", remotes = ["192.0.2.2"] }}  # a VTEP on a fabric
+
+# The overlay interface: this node's key-derived address (weft id) on a TUN,
+# reaching every other node by its address (docs/overlay.md). Needs root or
+# CAP_NET_ADMIN; without them the node runs without it. All optional:
+# [overlay]
+# enable = true       # false: no overlay interface
+# interface = "weft0"
+# mtu = 1280          # 1280-9000
+# offload = true
+# txqueuelen = 1000
+# firewall.inbound  = [ {{ proto = "icmpv6", port = "any", host = "any" }} ]
+# firewall.outbound = [ {{ proto = "any", port = "any", host = "any" }} ]
+# Inbound is default-deny: add services with 'weft allow tcp 22 [--from NODE]'.
+# discovery.interfaces = ["eth0"]   # find nodes on these LANs (signed beacons)
+# discovery.port = 4501
+# discovery.interval = 5
 """
 
 
@@ -73,6 +90,30 @@ DEFAULT_FIREWALL = {
     "outbound": [{"proto": "any", "port": "any", "host": "any"}],
     "inbound": [{"proto": "icmp", "port": "any", "host": "any"}, {"proto": "icmpv6", "port": "any", "host": "any"}],
 }
+
+
+#: The overlay interface's rules when the config has none: inbound ICMPv6 only (ping, errors), all outbound.
+DEFAULT_OVERLAY_FIREWALL = {
+    "outbound": [{"proto": "any", "port": "any", "host": "any"}],
+    "inbound": [{"proto": "icmpv6", "port": "any", "host": "any"}],
+}
+
+
+@dataclass
+class OverlayConfig:
+    """``[overlay]``: the overlay interface (docs/overlay.md)."""
+
+    enable: bool = True
+    interface: str = "weft0"
+    mtu: int = 1280
+    offload: bool = True
+    txqueuelen: int = 1000
+    #: None: DEFAULT_OVERLAY_FIREWALL. Rules saved by ``weft allow`` are added to the inbound list.
+    firewall: dict | None = None
+    #: LAN discovery: interfaces to beacon on and listen to (empty: off).
+    discovery_interfaces: list[str] = field(default_factory=list)
+    discovery_port: int = 4501
+    discovery_interval: float = 5.0
 
 
 @dataclass
@@ -166,6 +207,7 @@ class Config:
     max_records: int = 100_000
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -214,8 +256,11 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         if section == "networks":
             cfg.networks = _networks(values, where)
             continue
+        if section == "overlay":
+            cfg.overlay = _overlay(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():
@@ -300,3 +345,62 @@ def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
             raise ConfigError(f"{where}: {exc}") from None
         out[name] = nc
     return out
+
+
+_OVERLAY_KEYS = {"enable": bool, "interface": str, "mtu": int, "offload": bool, "txqueuelen": int, "firewall": dict,
+                 "discovery": dict}
+_DISCOVERY_KEYS = {"interfaces": list, "port": int, "interval": (int, float)}
+
+
+def _overlay(values: Any, where: str) -> OverlayConfig:
+    from weftnet.core.vpn.firewall import Firewall
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: [overlay] must be a table")
+    oc = OverlayConfig()
+    for key, value in values.items():
+        typ = _OVERLAY_KEYS.get(key)
+        if typ is None:
+            raise ConfigError(f"{where}: unknown key [overlay] {key} (known: {', '.join(_OVERLAY_KEYS)})")
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            kind = {dict: "a table", bool: "true or false"}.get(typ) or _TYPE_NAMES[typ]
+            raise ConfigError(f"{where}: [overlay] {key} must be {kind}, not {value!r}")
+        if key == "discovery":
+            for dkey, dval in value.items():
+                dtyp = _DISCOVERY_KEYS.get(dkey)
+                if dtyp is None:
+                    raise ConfigError(f"{where}: unknown key [overlay] discovery.{dkey} "
+                                      f"(known: {', '.join(_DISCOVERY_KEYS)})")
+                if not isinstance(dval, dtyp) or isinstance(dval, bool):
+                    kind = {list: "a list of interface names", int: "an integer"}.get(dtyp, "a number")
+                    raise ConfigError(f"{where}: [overlay] discovery.{dkey} must be {kind}, not {dval!r}")
+                setattr(oc, "discovery_" + dkey, dval)
+            continue
+        setattr(oc, key, value)
+    if not 1280 <= oc.mtu <= 9000:
+        raise ConfigError(f"{where}: [overlay] mtu must be from 1280 to 9000 (IPv6 needs 1280), not {oc.mtu}")
+    if not 1 <= oc.txqueuelen <= 100_000:
+        raise ConfigError(f"{where}: [overlay] txqueuelen must be from 1 to 100000, not {oc.txqueuelen}")
+    name = oc.interface
+    if not 1 <= len(name.encode()) <= 15 or any(c in name for c in "/ \t\n:") or name in (".", ".."):
+        raise ConfigError(f"{where}: [overlay] interface {name!r} is not a valid interface name (1-15 characters, "
+                          "no '/', ':' or spaces)")
+    for ifname in oc.discovery_interfaces:
+        if not isinstance(ifname, str) or not 1 <= len(ifname.encode()) <= 15 or any(c in ifname for c in "/ :"):
+            raise ConfigError(f"{where}: [overlay] discovery.interfaces: {ifname!r} is not an interface name")
+    if not 1 <= oc.discovery_port <= 65535:
+        raise ConfigError(f"{where}: [overlay] discovery.port must be from 1 to 65535, not {oc.discovery_port}")
+    if not 0.5 <= oc.discovery_interval <= 3600:
+        raise ConfigError(f"{where}: [overlay] discovery.interval must be from 0.5 to 3600 seconds, "
+                          f"not {oc.discovery_interval}")
+    oc.discovery_interval = float(oc.discovery_interval)
+    if oc.firewall is not None:
+        try:
+            Firewall.from_config(oc.firewall, "[overlay] firewall")
+            from weftnet.runtime.overlay import _check_overlay_rules
+
+            for direction in ("inbound", "outbound"):
+                _check_overlay_rules(oc.firewall.get(direction, []), f"[overlay] firewall.{direction}")
+        except WeftError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return oc

@@ -27,12 +27,14 @@ from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
 from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
+from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.keystore import load_identity
+from weftnet.runtime.overlay import LanBeacons, OverlayInterface
 from weftnet.runtime.paths import StatePaths
 from weftnet.runtime.store import SqliteStore
 
@@ -96,6 +98,8 @@ class Daemon:
         self.tun_write_errors = 0
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
+        self.overlay: OverlayInterface | None = None
+        self.lan: LanBeacons | None = None
 
     @property
     def core(self) -> NodeCore:
@@ -117,6 +121,7 @@ class Daemon:
         self.driver.listeners.append(self._on_event)
         try:
             await self._start_networks(loop)
+            await self._start_overlay(loop)
         except WeftError:
             self._close_networks(loop)
             self.driver.close()
@@ -148,6 +153,8 @@ class Daemon:
                 for peer in self.cfg.peers:
                     tg.create_task(self._join(peer))
                 tg.create_task(self._save_periodically())
+                if self.lan is not None:
+                    tg.create_task(self.lan.run())
                 if self._tuns or self._owned_records:
                     tg.create_task(self._publish_periodically())
                 await self._stop.wait()
@@ -258,8 +265,25 @@ class Daemon:
                                       "netns": netns or "-", "mtu": mtu, "offload": nc.offload,
                                       "directory_records": len(m.directory)})
         return vnet, tun, {"tun": tun.name, "netns": netns}
+    async def _start_overlay(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The overlay interface and LAN discovery, as configured (docs/overlay.md)."""
+        oc = self.cfg.overlay
+        if oc.enable:
+            self.overlay = OverlayInterface(self.core, self.driver, oc, self.paths.root)
+            if await self.overlay.start(loop):
+                self.driver.tun_writer = self._write_tun
+        if oc.discovery_interfaces:
+            if ":" in self.cfg.listen:
+                raise ConfigError("[overlay] discovery uses IPv4 broadcast: it needs an IPv4 [node] listen address")
+            self.lan = LanBeacons(self.core, self.driver, oc.discovery_interfaces, oc.discovery_port,
+                                  oc.discovery_interval)
+            self.lan.start(loop)
 
     def _close_networks(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.lan is not None:
+            self.lan.close()
+        if self.overlay is not None:
+            self.overlay.close()
         for tun in self._tuns.values():
             loop.remove_reader(tun.fileno())
             tun.close()
@@ -283,6 +307,8 @@ class Daemon:
     def _write_tun(self, network_id: bytes, vnet: bytes, packet: bytes) -> None:
         tun = self._tuns.get(network_id)
         if tun is None:
+            if network_id == OVERLAY_TUN and self.overlay is not None:
+                self.overlay.write(vnet, packet)
             return
         try:
             os.writev(tun.fileno(), (vnet or VNET_NONE, packet))
@@ -331,6 +357,8 @@ class Daemon:
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
+        elif ev.kind == "lan_peer":
+            log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif isinstance(ev, VpnRevocations):
             from weftnet.runtime.netstate import save_revocations
 
@@ -351,6 +379,8 @@ class Daemon:
             for n in st["networks"]:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
+            if self.overlay is not None:
+                st["overlay"].update(self.overlay.status())
             return st
 
         async def peers(req):
@@ -368,7 +398,7 @@ class Daemon:
             return (await self.driver.request(lambda c, t: c.send_text(target, text, t))).to_dict()
 
         async def trace(req):
-            target = _target(req["target"])
+            target = parse_node_ref(str(req["target"]))
             return (await self.driver.request(lambda c, t: c.trace(target, t))).to_dict()
 
         async def put(req):
@@ -391,8 +421,15 @@ class Daemon:
             ev = await self.driver.request(lambda c, t: c.connect((peer.host, peer.port), t, peer.node_id))
             return ev.to_dict()
 
+        async def overlay_rules(req):
+            if self.overlay is None:
+                raise ConfigError("the overlay interface is off ([overlay] enable = false)")
+            if req.get("action") == "list":
+                return self.overlay.status()["rules"]
+            return self.overlay.apply_rules(str(req["action"]), req["rule"])
+
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
-                "put": put, "get": get, "lookup": lookup, "connect": connect}
+                "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules}
 
 
 def _is_hex_key(text: Any) -> bool:
