@@ -41,6 +41,7 @@ from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, Rec
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
+from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.session.transport import (
     PongReceived,
     Received,
@@ -183,6 +184,7 @@ class GetResult(NodeEvent):
     value: bytes | None = None
     seq: int | None = None
     error: str | None = None
+    copies: int = 0  # valid copies read (a quorum get fails with fewer than asked)
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ class _Op:
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
+    quorum: int = 1
 
 
 class NodeCore:
@@ -283,6 +286,8 @@ class NodeCore:
         # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
         self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
+        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
+        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
         self._mutable_seq = 0
@@ -399,6 +404,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float, quorum: int = 1) -> int:
         op = self._new_op("get", now, key)
+        op.quorum = quorum
         self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -443,6 +449,11 @@ class NodeCore:
         self.transport.connect(contact.endpoint, now, contact.public_key)
         self._pump(now)
 
+    def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from a VRF's TUN (docs/l3vpn.md)."""
+        self.l3vpn.outbound(vrf_key, packets, now)
+        self._pump(now)
+
     def vpn_publish(self, now: float) -> int:
         """Publish our directory (and held revocation) records in the DHT; returns how many."""
         n = self.vpn.publish(now)
@@ -478,6 +489,7 @@ class NodeCore:
             "vpn": dict(self.vpn.stats),
             "overlay": self.overlay.status(),
             "discovery": dict(self.lan.stats),
+            "l3vpn": self.l3vpn.status(),
         }
 
     # -- internals -----------------------------------------------------------
@@ -670,9 +682,14 @@ class NodeCore:
                                  None if ev.ok else "lookup failed"),
                 )
             elif op.kind == "get":
-                if ev.ok and ev.values:
+                if ev.ok and len(ev.values) < op.quorum:
+                    self._complete(op, GetResult(op.op_id, False, op.target, copies=len(ev.values),
+                                                 error=f"only {len(ev.values)} of the {op.quorum} copies asked for "
+                                                       "were found"))
+                elif ev.ok and ev.values:
                     best = ev.values[0]
-                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None)))
+                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None),
+                                                 copies=len(ev.values)))
                 else:
                     self._complete(op, GetResult(op.op_id, False, op.target, error="no record with that key was found"))
             elif op.kind == "put":

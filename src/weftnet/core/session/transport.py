@@ -376,6 +376,22 @@ class SecureTransport:
             ))
         return out
 
+    def session_counters(self) -> list[tuple[NodeId, int, int, int, int, float | None]]:
+        """``(node_id, bytes_in, bytes_out, packets_in, packets_out, srtt)`` per peer with a
+        session: what a metrics scrape needs, without building a PeerInfo per peer."""
+        return [(p.node_id, p.bytes_in, p.bytes_out, p.packets_in, p.packets_out, p.srtt)
+                for p in self._peers.values() if p.current is not None]
+
+    def traffic_totals(self) -> dict[str, int]:
+        """Bytes and packets to and from every peer ever known (monotonic: peers are never forgotten)."""
+        t = dict.fromkeys(("bytes_in", "bytes_out", "packets_in", "packets_out"), 0)
+        for p in self._peers.values():
+            t["bytes_in"] += p.bytes_in
+            t["bytes_out"] += p.bytes_out
+            t["packets_in"] += p.packets_in
+            t["packets_out"] += p.packets_out
+        return t
+
     def session_ages(self, now: float) -> dict[NodeId, float]:
         return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
 
