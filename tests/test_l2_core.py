@@ -25,7 +25,7 @@ from weftnet.core.vpn.ethernet import (
     parse_nd,
 )
 from weftnet.core.vpn.firewall import Firewall
-from weftnet.core.vpn.l2network import L2Frame, L2Network, MemberScan
+from weftnet.core.vpn.l2network import L2Frame, L2Network, LocalBinding, MemberScan
 from weftnet.core.vpn.l2switch import AgingTable, TokenBucket
 from weftnet.core.vpn.netcert import (
     BadSignature,
@@ -123,6 +123,13 @@ class L2Lab:
         dst = next(n for n in self.nets.values() if n.node_id == send.node_id)
         out = [dst.inbound(src.node_id, p, now) for p in send.payloads]
         return dst, [r for r in out if r is not None]
+
+
+def drain(net):
+    out = []
+    while (ev := net.next_event()) is not None:
+        out.append(ev)
+    return out
 
 
 @pytest.fixture
@@ -254,11 +261,14 @@ def test_a_mac_seen_behind_our_own_bridge_is_forgotten_as_remote(lab):
 def test_an_arp_request_for_an_unknown_address_is_flooded_once_to_every_member(lab):
     out = lab.a.outbound(arp_request(MAC_A1, "10.1.0.17", "10.1.0.40"), T0)
     assert isinstance(out, list) and sorted(s.node_id.raw for s in out) == sorted([B.node_id.raw, C.node_id.raw])
-    ev = lab.a.next_event()
-    assert isinstance(ev, RouteMiss) and str(ev.address) == "10.1.0.40"
+    events = drain(lab.a)
+    assert [str(e.address) for e in events if isinstance(e, RouteMiss)] == ["10.1.0.40"]
+    # The asker is a host behind A's bridge: reported once, for a control plane to advertise.
+    assert [e for e in events if isinstance(e, LocalBinding)] == [
+        LocalBinding(MAC_A1, ipaddress.ip_address("10.1.0.17").packed)]
     # An address outside the network's prefixes is flooded too, but never looked up in the DHT.
     assert isinstance(lab.a.outbound(arp_request(MAC_A1, "10.1.0.17", "192.0.2.1"), T0), list)
-    assert lab.a.next_event() is None
+    assert drain(lab.a) == []
     # Split horizon: what a member receives goes to its bridge, never on to another member.
     for s in out:
         dst, res = lab.carry(lab.a, s)
@@ -422,8 +432,16 @@ def test_a_control_plane_may_steer_frames_only_to_what_a_certificate_grants(lab)
     assert isinstance(out, Deliver) and parse_arp(out.packet[14:]).sha == host
     assert not lab.a.install_remote(C.node_id, parse_mac("02:bb:00:00:00:33"))  # B's MACs
     assert not lab.a.install_remote(C.node_id, parse_mac("02:cc:00:00:00:34"), "10.1.0.17")  # A's address
+    assert {"ip": "10.1.0.50", "mac": "02:cc:00:00:00:33", "member": C.node_id.text(), "kind": "evpn"} in \
+        lab.a.stats()["bindings"]
     lab.a.withdraw_remote(C.node_id, host, "10.1.0.50")
     assert lab.a.member_of(host, T0) is None
+    # A route for a MAC the certificate binds, withdrawn again, leaves the certificate's binding in place.
+    assert lab.a.install_remote(C.node_id, MAC_C1, "10.1.0.49")
+    assert {m["mac"]: m["kind"] for m in lab.a.stats()["macs"]}["02:cc:00:00:00:01"] == "evpn"
+    lab.a.withdraw_remote(C.node_id, MAC_C1, "10.1.0.49")
+    assert lab.a.member_of(MAC_C1, T0) == C.node_id.raw
+    assert lab.a.neighbor(ipaddress.ip_address("10.1.0.49").packed, T0) == (MAC_C1, C.node_id.raw)
 
 
 def test_the_member_scan_reads_unknown_serials_until_a_gap():

@@ -109,7 +109,7 @@ from weftnet.core.vpn.network import (
 from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, Fixed, Message, Rest, register
 from weftnet.errors import NetworkError
 
-__all__ = ["L2Frame", "L2Network", "LOCAL", "DEFAULT_L2_MTU"]
+__all__ = ["L2Frame", "L2Network", "LocalBinding", "MemberScan", "LOCAL", "DEFAULT_L2_MTU"]
 
 #: The IP MTU of a layer-2 network's bridge: Ethernet's, so VMs and containers need no change.
 #: Frames larger than one underlay datagram travel in transport fragments (docs/l2.md, "MTU").
@@ -131,6 +131,14 @@ class L2Frame(Message):
     network_id: bytes
     frame: bytes
     FIELDS: ClassVar = (("network_id", Fixed(32)), ("frame", Rest(MAX_MESSAGE_SIZE - 34, min_len=ETH_HLEN)))
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBinding:
+    """A host behind our own bridge showed its MAC and IP (in ARP or ND): a control plane may advertise it."""
+
+    mac: bytes
+    ip: bytes
 
 
 class _Grant:
@@ -212,9 +220,12 @@ class L2Network(VpnNetwork):
         self.macs = AgingTable(size, quota, age)
         #: IP (packed) -> MAC, owned by a member or LOCAL (snooped from ARP and ND).
         self.neighbors = AgingTable(size, quota, age)
-        #: MAC -> (member, source), IP -> (MAC, member, source): from certificates and the control plane (EVPN).
+        #: MAC -> (member, source), IP -> (MAC, member, source): from certificates ...
         self._static_macs: dict[bytes, tuple[bytes, str]] = {}
         self._static_ips: dict[bytes, tuple[bytes, bytes, str]] = {}
+        #: ... and from a control plane (EVPN), which takes precedence and can be withdrawn again.
+        self._cp_macs: dict[bytes, tuple[bytes, str]] = {}
+        self._cp_ips: dict[bytes, tuple[bytes, bytes, str]] = {}
         self._flood_out = TokenBucket(rate, 2 * rate, now)
         self._flood_in: dict[bytes, TokenBucket] = {}
         self.l2 = dict.fromkeys(
@@ -253,10 +264,11 @@ class L2Network(VpnNetwork):
             self._static_ips[b.address.packed] = (b.mac, node, source)
 
     def _drop_static(self, node: bytes, source: str | None) -> None:
-        for mac in [m for m, (n, s) in self._static_macs.items() if n == node and source in (None, s)]:
-            del self._static_macs[mac]
-        for ip in [i for i, (_m, n, s) in self._static_ips.items() if n == node and source in (None, s)]:
-            del self._static_ips[ip]
+        for macs, ips in ((self._static_macs, self._static_ips), (self._cp_macs, self._cp_ips)):
+            for mac in [m for m, (n, s) in macs.items() if n == node and source in (None, s)]:
+                del macs[mac]
+            for ip in [i for i, (_m, n, s) in ips.items() if n == node and source in (None, s)]:
+                del ips[ip]
 
     # -- the control plane (EVPN, docs/evpn.md) ----------------------------------
 
@@ -275,32 +287,27 @@ class L2Network(VpnNetwork):
         packed = ipaddress.ip_address(ip).packed if ip is not None else None
         if packed is not None and not grant.ip_ok(packed):
             return False
-        self._static_macs[mac] = (node, source)
+        self._cp_macs[mac] = (node, source)
         if packed is not None:
-            self._static_ips[packed] = (mac, node, source)
+            self._cp_ips[packed] = (mac, node, source)
         return True
 
     def withdraw_remote(self, node_id: NodeId | bytes, mac: bytes, ip: str | None = None,
                         source: str = "evpn") -> None:
         node = node_id.raw if isinstance(node_id, NodeId) else node_id
-        if self._static_macs.get(mac) == (node, source):
-            del self._static_macs[mac]
+        if self._cp_macs.get(mac) == (node, source):
+            del self._cp_macs[mac]
         if ip is not None:
             packed = ipaddress.ip_address(ip).packed
-            e = self._static_ips.get(packed)
+            e = self._cp_ips.get(packed)
             if e is not None and e[1] == node and e[2] == source:
-                del self._static_ips[packed]
-
-    def local_neighbors(self, now: float) -> list[tuple[bytes, bytes]]:
-        """``(MAC, IP packed)`` of hosts snooped behind our own bridge (for a control plane to advertise)."""
-        return [(value, key) for key, owner, value, age in self.neighbors.items(now)
-                if owner == LOCAL and age < self.neighbors.age]
+                del self._cp_ips[packed]
 
     # -- lookups ---------------------------------------------------------------
 
     def member_of(self, mac: bytes, now: float) -> bytes | None:
         """The member a unicast MAC is behind (our own node ID for our own), or None if unknown."""
-        s = self._static_macs.get(mac)
+        s = self._cp_macs.get(mac) or self._static_macs.get(mac)
         if s is not None:
             return s[0]
         e = self.macs.get(mac, now)
@@ -308,7 +315,7 @@ class L2Network(VpnNetwork):
 
     def neighbor(self, ip: bytes, now: float) -> tuple[bytes, bytes] | None:
         """``(MAC, owner)`` for an IP (owner: a member, our node ID or LOCAL), or None."""
-        s = self._static_ips.get(ip)
+        s = self._cp_ips.get(ip) or self._static_ips.get(ip)
         if s is not None:
             return s[0], s[1]
         e = self.neighbors.get(ip, now)
@@ -367,7 +374,7 @@ class L2Network(VpnNetwork):
             if not arp.is_probe and not grant.ip_ok(arp.spa):
                 return self._drop("bad-source")
             if not arp.is_probe:
-                self.neighbors.learn(arp.spa, LOCAL, arp.sha, now)
+                self._learn_local(arp.spa, arp.sha, now)
             if arp.op == ARP_REQUEST and not arp.is_probe and not arp.is_gratuitous:
                 known = self.neighbor(arp.tpa, now)
                 if known is not None:
@@ -439,7 +446,15 @@ class L2Network(VpnNetwork):
             return
         addr = nd.src if nd.kind == ND_NS else nd.target
         if addr != _ZERO6 and addr[:2] != b"\xfe\x80" and grant.ip_ok(addr):
-            self.neighbors.learn(addr, owner, nd.lladdr, now)
+            if owner == LOCAL:
+                self._learn_local(addr, nd.lladdr, now)
+            else:
+                self.neighbors.learn(addr, owner, nd.lladdr, now)
+
+    def _learn_local(self, ip: bytes, mac: bytes, now: float) -> None:
+        """A binding snooped behind our own bridge; a new one is reported (LocalBinding) for a control plane."""
+        if self.neighbors.get(ip, now) != (LOCAL, mac) and self.neighbors.learn(ip, LOCAL, mac, now):
+            self._events.append(LocalBinding(mac, ip))
 
     def _payloads(self, vnet: bytes, frame: bytes) -> list[bytes] | None:
         if vnet == VNET_NONE:
@@ -572,7 +587,7 @@ class L2Network(VpnNetwork):
             owner = self.member_of(dst, now)
             if owner is not None and owner != peer and owner != self._own_node:
                 return self._drop("not-for-us", peer)
-        static = self._static_macs.get(src)
+        static = self._cp_macs.get(src) or self._static_macs.get(src)
         if static is None or static[0] != peer:  # certified and control-plane MACs need no learning
             self.macs.learn(src, peer, None, now)
         self.l2["frames_in"] += 1
@@ -602,13 +617,17 @@ class L2Network(VpnNetwork):
     def l2_stats(self, now: float) -> dict:
         """The switch's counters and tables as of ``now`` (bounded: SHOW_MACS entries each)."""
         macs = []
-        for mac, (node, source) in sorted(self._static_macs.items()):
+        for mac, (node, source) in sorted({**self._static_macs, **self._cp_macs}.items()):
             if node != self._own_node:
                 macs.append({"mac": mac_text(mac), "member": NodeId(node).text(), "kind": source})
         for mac, owner, _v, age in self.macs.items(now):
             if age < self.macs.age:
                 macs.append({"mac": mac_text(mac), "member": NodeId(owner).text(), "kind": "learned",
                              "age": round(age, 1)})
+        bindings = [{"ip": str(ipaddress.ip_address(ip)), "mac": mac_text(mac), "member": NodeId(node).text(),
+                     "kind": source}
+                    for ip, (mac, node, source) in sorted({**self._static_ips, **self._cp_ips}.items())
+                    if node != self._own_node]
         neigh = []
         for ip, owner, mac, age in self.neighbors.items(now):
             if age < self.neighbors.age:
@@ -623,6 +642,7 @@ class L2Network(VpnNetwork):
             "mac_table": {"entries": len(self.macs), **self.macs.stats},
             "neighbor_table": {"entries": len(self.neighbors), **self.neighbors.stats},
             "macs": macs[: self.SHOW_MACS],
+            "bindings": bindings[: self.SHOW_MACS],
             "neighbors": neigh[: self.SHOW_MACS],
         }
 

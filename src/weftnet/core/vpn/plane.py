@@ -45,7 +45,7 @@ from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
-from weftnet.core.vpn.l2network import L2Network, MemberScan
+from weftnet.core.vpn.l2network import L2Network, LocalBinding, MemberScan
 from weftnet.core.vpn.netcert import (
     CertificateError,
     RevocationList,
@@ -70,7 +70,7 @@ from weftnet.core.vpn.network import (
     VpnSwitch,
 )
 
-__all__ = ["VpnPlane", "VpnMemberEvent", "VpnRevocations"]
+__all__ = ["VpnPlane", "VpnMemberEvent", "VpnRevocations", "VpnLocalBinding"]
 
 _CHUNK, _PACKET = VpnChunk.TYPE, VpnPacket.TYPE
 
@@ -103,6 +103,20 @@ class VpnRevocations:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "network": self.network, "seq": self.revocations.seq,
                 "serials": list(self.revocations.serials), "own_revoked": self.own_revoked}
+
+
+@dataclass(frozen=True)
+class VpnLocalBinding:
+    """A layer-2 network snooped a host's MAC and IP behind our own bridge (for EVPN, docs/l2.md)."""
+
+    kind: ClassVar[str] = "vpn_local_binding"
+    network: str
+    network_id: bytes
+    mac: bytes
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "network": self.network, "mac": self.mac.hex(":"), "ip": str(self.ip)}
 
 
 class VpnPlane:
@@ -242,6 +256,8 @@ class VpnPlane:
                                           ", ".join(str(a) for a in ev.certificate.addresses)))
             elif isinstance(ev, MemberRemoved):
                 self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "removed", ev.reason))
+            elif isinstance(ev, LocalBinding):
+                self._emit(VpnLocalBinding(net.descriptor.name, net.network_id, ev.mac, ipaddress.ip_address(ev.ip)))
 
     def send_to_node(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
         """Send data-plane payloads to a node: over its session, to its known contact, or after
