@@ -426,7 +426,11 @@ def test_an_offloaded_superframe_travels_in_chunks_with_its_header(lab):
 
 def test_a_control_plane_may_steer_frames_only_to_what_a_certificate_grants(lab):
     host = parse_mac("02:cc:00:00:00:33")
+    lab.a.inbound(C.node_id, wire.encode(L2Frame(lab.a.network_id, arp_request(host, "10.1.0.50", "10.1.0.1"))), T0)
+    assert [m["kind"] for m in lab.a.stats()["macs"] if m["mac"] == "02:cc:00:00:00:33"] == ["learned"]
     assert lab.a.install_remote(C.node_id, host, "10.1.0.50")
+    # The route replaces what the frame taught: one entry, of kind evpn.
+    assert [m["kind"] for m in lab.a.stats()["macs"] if m["mac"] == "02:cc:00:00:00:33"] == ["evpn"]
     assert lab.a.member_of(host, T0) == C.node_id.raw
     out = lab.a.outbound(arp_request(MAC_A1, "10.1.0.17", "10.1.0.50"), T0)
     assert isinstance(out, Deliver) and parse_arp(out.packet[14:]).sha == host

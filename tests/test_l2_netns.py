@@ -84,9 +84,10 @@ def pod_ip(h: int, i: int) -> str:
 
 
 class Lab:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, fabrics: tuple[int, ...] = FABRIC_HOSTS, tag: str = "l2"):
         self.tmp = tmp
-        self.tag = f"l2{os.getpid() % 100000}"
+        self.fabrics = fabrics
+        self.tag = f"{tag}{os.getpid() % 100000}"
         self.ns: list[str] = []
         self.procs: list[subprocess.Popen] = []
         self.state: dict[str, Path] = {}
@@ -141,7 +142,7 @@ class Lab:
                  *binds, "-o", str(cert))
             weft(st, "net", "join", str(cert))
             extra = 'mac_age = 6\n' if h == 3 else ""
-            if h in FABRIC_HOSTS:
+            if h in self.fabrics:
                 self.build_fabric(h, ns)
                 extra += (f'vxlan = {{ vni = 100, local = "192.168.1{h}.1", remotes = ["192.168.1{h}.2"], '
                           f'dev = "f0" }}\n')

@@ -28,7 +28,7 @@ from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
-from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
+from weftnet.core.vpn.plane import VpnLocalBinding, VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
@@ -161,8 +161,9 @@ class Daemon:
             raise
         if self.cfg.bgp is not None:
             from weftnet.runtime.bgp import BgpService
+            from weftnet.runtime.l2evpn import dataplane_for
 
-            self.bgp = BgpService(self.cfg.bgp, loop)
+            self.bgp = BgpService(self.cfg.bgp, loop, dataplane_for(self.cfg.bgp, self.core.vpn, self._tun_info))
         try:
             if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
                 from weftnet.runtime.l3vpn import L3vpnService
@@ -456,6 +457,10 @@ class Daemon:
         elif isinstance(ev, VpnMemberEvent):
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
+            if ev.change == "added" and hasattr(getattr(self.bgp, "dataplane", None), "retry_waiting"):
+                self.bgp.dataplane.retry_waiting()  # EVPN routes that named this member before we knew it
+        elif isinstance(ev, VpnLocalBinding) and hasattr(getattr(self.bgp, "dataplane", None), "local_binding"):
+            self.bgp.dataplane.local_binding(self.bgp, ev.network_id, ev.mac, ev.ip)
 
     # -- control handlers -------------------------------------------------------
     def _handlers(self) -> dict[str, Any]:

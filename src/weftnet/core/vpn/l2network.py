@@ -288,8 +288,10 @@ class L2Network(VpnNetwork):
         if packed is not None and not grant.ip_ok(packed):
             return False
         self._cp_macs[mac] = (node, source)
+        self.macs.forget(mac)  # the control plane's word replaces what frames taught us
         if packed is not None:
             self._cp_ips[packed] = (mac, node, source)
+            self.neighbors.forget(packed)
         return True
 
     def withdraw_remote(self, node_id: NodeId | bytes, mac: bytes, ip: str | None = None,
