@@ -122,8 +122,13 @@ def test_a_host_known_only_through_evpn_is_answered_locally(lab):
     pod = lab.add_ns("P14")
     lab.add_host_on(pod, "eth0", pod_mac(1, 4), f"{pod_ip(1, 4)}/16", lab.name("H1"), "p4", "wb-pods")
     finish(lab.pingall("P14", [pod_ip(1, 1)]))
-    wait_for(lambda: any(b["ip"] == pod_ip(1, 4) and b["kind"] == "evpn" for b in lab.status("H2")["bindings"]), 30,
-             "H2 to hold P14's MAC/IP route")
+    try:
+        wait_for(lambda: any(b["ip"] == pod_ip(1, 4) and b["kind"] == "evpn" for b in lab.status("H2")["bindings"]),
+                 30, "H2 to hold P14's MAC/IP route")
+    except AssertionError:
+        h1 = lab.bgp("H1")
+        raise AssertionError(f"H1 evpn {h1.get('evpn')} dataplane {h1.get('dataplane')}; H1 l2 {lab.status('H1')['l2']}"
+                             f"; H1 neighbors {lab.status('H1')['neighbors']}") from None
     before = {h: lab.status(h) for h in ("H1", "H2")}
     sh("ip", "-n", lab.name("P21"), "neigh", "flush", "all")
     assert "all 1 answered" in finish(lab.pingall("P21", [pod_ip(1, 4)]))

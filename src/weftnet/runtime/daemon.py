@@ -164,6 +164,8 @@ class Daemon:
             from weftnet.runtime.l2evpn import dataplane_for
 
             self.bgp = BgpService(self.cfg.bgp, loop, dataplane_for(self.cfg.bgp, self.core.vpn, self._tun_info))
+            if hasattr(self.bgp.dataplane, "attach"):
+                self.bgp.dataplane.attach(self.bgp)  # MAC/IP routes steer a layer-2 network (runtime/l2evpn.py)
         try:
             if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
                 from weftnet.runtime.l3vpn import L3vpnService

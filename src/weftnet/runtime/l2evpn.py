@@ -11,7 +11,9 @@ instance to the Linux driver:
 
 * **remote MAC/IP** (type 2) -> ``L2Network.install_remote``: the switch
   sends unicast to that member instead of flooding, and answers ARP and
-  neighbour solicitations for the IP on the spot. The route's next hop (the
+  neighbour solicitations for the IP on the spot. Where a MAC lives is the
+  EVPN instance's decision (best route, MAC mobility); the IPs come from
+  every MAC/IP route (a listener on the speaker, :meth:`attach`). The route's next hop (the
   member's ``local_vtep``) names the member: one of its certified addresses
   in the network, or its overlay address. A route for a member not known yet
   is kept and installed once the member is (the member scan finds it), and a
@@ -31,7 +33,6 @@ unset): the BGP runtime's bridge monitor listens there.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from typing import Any
@@ -56,8 +57,9 @@ class L2EvpnDataplane:
         self._fallback = fallback
         self.by_vni: dict[int, Any] = {}
         self._devices: dict[int, tuple[int, int]] = {}  # vni -> (bridge ifindex, excluded port: the TAP)
-        self.installed: dict[tuple[int, bytes], tuple[bytes, str | None]] = {}  # (vni, mac) -> (member, ip)
-        self.waiting: dict[tuple[int, bytes], tuple[str | None, ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+        # (vni, MAC, IP or None) -> the member it is installed for / the VTEP of a route waiting for its member
+        self.installed: dict[tuple[int, bytes, str | None], bytes] = {}
+        self.waiting: dict[tuple[int, bytes, str | None], Any] = {}
         self.l2_stats = {"remote_installed": 0, "remote_withdrawn": 0, "remote_refused": 0, "remote_waiting": 0,
                          "bum_endpoints": 0, "local_bindings": 0}
 
@@ -103,10 +105,10 @@ class L2EvpnDataplane:
                 self._fallback.cleanup_instance(cfg)
             return
         self._devices.pop(cfg.vni, None)
-        for (vni, mac), (node, ip) in list(self.installed.items()):
+        for (vni, mac, ip), node in list(self.installed.items()):
             if vni == cfg.vni:
-                net.withdraw_remote(node, mac, ip)
-                del self.installed[(vni, mac)]
+                self._uninstall(net, node, mac, ip)
+                del self.installed[(vni, mac, ip)]
 
     # -- remote side ---------------------------------------------------------------------------
     def _member(self, net: Any, vtep) -> bytes | None:
@@ -118,45 +120,83 @@ class L2EvpnDataplane:
                 return cert.node_id
         return None
 
-    def setup_dataplane_for_remote_endpoint(self, vni: int, mac: bytes, ip, vtep) -> None:
-        net = self._ours(vni)
-        if net is None:
-            return self._linux().setup_dataplane_for_remote_endpoint(vni, mac, ip, vtep)
-        text = str(ip) if ip is not None else None
+    def _install(self, vni: int, mac: bytes, ip: str | None, vtep) -> None:
+        """One remote MAC (``ip`` None) or MAC/IP binding, installed or left waiting for its member."""
+        net = self.by_vni[vni]
+        key = (vni, mac, ip)
         node = self._member(net, vtep)
         if node is None:
             if len(self.waiting) < MAX_WAITING:
-                self.waiting[(vni, mac)] = (text, vtep)
-                self.l2_stats["remote_waiting"] = len(self.waiting)
+                self.waiting[key] = vtep
+            self.l2_stats["remote_waiting"] = len(self.waiting)
             return
-        self.waiting.pop((vni, mac), None)
-        old = self.installed.pop((vni, mac), None)
-        if old is not None and old != (node, text):
-            net.withdraw_remote(old[0], mac, old[1])
-        if net.install_remote(node, mac, text):
-            self.installed[(vni, mac)] = (node, text)
+        self.waiting.pop(key, None)
+        old = self.installed.pop(key, None)
+        if old is not None and old != node:
+            self._uninstall(net, old, mac, ip)
+        if net.install_remote(node, mac, ip):
+            self.installed[key] = node
             self.l2_stats["remote_installed"] += 1
         else:
             self.l2_stats["remote_refused"] += 1
+        self.l2_stats["remote_waiting"] = len(self.waiting)
+
+    @staticmethod
+    def _uninstall(net: Any, node: bytes, mac: bytes, ip: str | None) -> None:
+        if ip is None:
+            net.withdraw_remote(node, mac)
+        else:
+            net.withdraw_binding(node, ip)
+
+    def _remove(self, vni: int, mac: bytes, ip: str | None) -> None:
+        key = (vni, mac, ip)
+        self.waiting.pop(key, None)
+        node = self.installed.pop(key, None)
+        if node is not None:
+            self._uninstall(self.by_vni[vni], node, mac, ip)
+            self.l2_stats["remote_withdrawn"] += 1
+        self.l2_stats["remote_waiting"] = len(self.waiting)
+
+    def setup_dataplane_for_remote_endpoint(self, vni: int, mac: bytes, ip, vtep) -> None:
+        """Where a MAC lives, as the EVPN instance decided (best route, MAC mobility): a unicast entry."""
+        if self._ours(vni) is None:
+            return self._linux().setup_dataplane_for_remote_endpoint(vni, mac, ip, vtep)
+        self._install(vni, mac, None, vtep)
 
     def remove_dataplane_for_remote_endpoint(self, vni: int, mac: bytes, ip, vtep) -> None:
-        net = self._ours(vni)
-        if net is None:
+        if self._ours(vni) is None:
             return self._linux().remove_dataplane_for_remote_endpoint(vni, mac, ip, vtep)
-        self.waiting.pop((vni, mac), None)
-        old = self.installed.pop((vni, mac), None)
-        if old is not None:
-            net.withdraw_remote(old[0], mac, old[1])
-            self.l2_stats["remote_withdrawn"] += 1
+        self._remove(vni, mac, None)
+
+    def attach(self, service: Any) -> None:
+        """Hear every best-path change of the speaker: MAC/IP routes become bindings (the instance itself
+        programs one entry per MAC, whichever of its routes carried an IP)."""
+        service.speaker.add_listener(self._on_best)
+
+    def _on_best(self, fam, key: bytes, old, new, now: float) -> None:
+        from weftnet.core.bgp.family import L2VPN_EVPN
+        from weftnet.core.bgp.nlri import EvpnMacIp
+
+        if fam != L2VPN_EVPN:
+            return
+        for path, add in ((old, False), (new, True)):
+            if path is None or path.local or not isinstance(path.nlri, EvpnMacIp) or path.nlri.ip is None:
+                continue
+            n = path.nlri
+            if n.vni not in self.by_vni or path.next_hop is None:
+                continue
+            if add:
+                self._install(n.vni, n.mac, str(n.ip), path.next_hop)
+            else:
+                self._remove(n.vni, n.mac, str(n.ip))
 
     def retry_waiting(self) -> int:
         """Install routes whose member was not known when they came (call when members change)."""
         done = 0
-        for (vni, mac), (ip, vtep) in list(self.waiting.items()):
+        for (vni, mac, ip), vtep in list(self.waiting.items()):
             net = self._ours(vni)
             if net is not None and self._member(net, vtep) is not None:
-                self.setup_dataplane_for_remote_endpoint(vni, mac, None if ip is None else ipaddress.ip_address(ip),
-                                                         vtep)
+                self._install(vni, mac, ip, vtep)
                 done += 1
         self.l2_stats["remote_waiting"] = len(self.waiting)
         return done

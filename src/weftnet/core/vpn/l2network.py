@@ -294,6 +294,14 @@ class L2Network(VpnNetwork):
             self.neighbors.forget(packed)
         return True
 
+    def withdraw_binding(self, node_id: NodeId | bytes, ip: str, source: str = "evpn") -> None:
+        """Take back only the MAC/IP binding a control plane installed for ``ip`` (the MAC entry stays)."""
+        node = node_id.raw if isinstance(node_id, NodeId) else node_id
+        packed = ipaddress.ip_address(ip).packed
+        e = self._cp_ips.get(packed)
+        if e is not None and e[1] == node and e[2] == source:
+            del self._cp_ips[packed]
+
     def withdraw_remote(self, node_id: NodeId | bytes, mac: bytes, ip: str | None = None,
                         source: str = "evpn") -> None:
         node = node_id.raw if isinstance(node_id, NodeId) else node_id
