@@ -23,6 +23,13 @@ Targets:
   a route really in flight, so the response paths are reached. It must never
   raise, everything it sends must encode, and its store must stay within its
   bounds (records, bytes, per-peer quota) and in step with its index.
+* ``l2``: a layer-2 network's switch (``L2Network``) fed hostile payloads
+  from a member and a stranger (``L2Frame``, offloaded chunks of frames,
+  offers) and hostile frames from its own TAP (``outbound_vnet``): it must
+  return a result, never raise; a frame it lets through to the bridge must
+  come from a MAC the sending member's certificate grants; an answer it gives
+  the TAP (ARP/ND) must be addressed to the frame's sender; nothing from the
+  WAN is ever sent on (split horizon), and its tables stay within bounds.
 * ``overlay``: a whole node with the overlay interface on, fed hostile
   overlay payloads (packets, offloaded chunks) from a peer's session and a
   stranger's, hostile packets from its own overlay TUN, and hostile LAN
@@ -122,7 +129,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         a.send(Contact(ib.public_key, B), wire.encode(Ping(i, b"")), T0)
     a.send(Contact(ib.public_key, B), b"\x01\x20" + bytes(3000), T0)  # a large payload: fragments
     out += [d for d, _ in a.datagrams_to_send(T0)]
-    return out + vpn_corpus() + overlay_corpus()
+    return out + vpn_corpus() + l2_corpus() + overlay_corpus()
 
 
 def vpn_network(seed_node: int, ip: str):
@@ -170,6 +177,80 @@ def vpn_corpus() -> list[bytes]:
     rl = auth.revocation_list(seq=1, issued_at=int(T0), serials=[99])
     out.append(wire.encode(rl))
     return out + ips
+
+
+def l2_network(seed_node: int, n: int):
+    """Member n of the layer-2 fuzz network: MACs 02:0n:00:00:00:00/40, sources 10.2.n.0/24, one binding."""
+    import ipaddress
+
+    from weftnet.core.vpn.firewall import Firewall
+    from weftnet.core.vpn.l2network import L2Network
+    from weftnet.core.vpn.netcert import Binding, L2Grant, MacPrefix, NetworkAuthority
+
+    auth = NetworkAuthority.create("fuzz2", ["10.2.0.0/16", "fd00:2::/64"], random.Random(43), T0, layer=2)
+    ident = Identity.from_seed(bytes([seed_node]) * 32)
+    grant = L2Grant((MacPrefix(bytes((2, n, 0, 0, 0, 0)), 40),),
+                    (ipaddress.ip_network(f"10.2.{n}.0/24"), ipaddress.ip_network(f"fd00:2::{n}00/120")),
+                    (Binding(bytes((2, n, 0, 0, 0, 1)), ipaddress.ip_address(f"10.2.{n}.1")),))
+    cert = auth.sign_member(ident.node_id, [f"10.2.0.{n}", f"fd00:2::{n}"], ["g"], not_before=int(T0) - 10,
+                            not_after=int(T0) + 86400, serial=n, l2=grant)
+    allow = [{"proto": "any", "port": "any", "host": "any"}]
+    return auth, ident, L2Network(auth.descriptor, cert, T0, firewall=Firewall.from_config(
+        {"inbound": allow, "outbound": allow}), chunk_size=1280, max_macs=64, mac_quota=16, flood_rate=1000)
+
+
+def l2_frames(n: int, to: int) -> list[bytes]:
+    """Frames member n's bridge sends towards member to: ARP, IPv4, IPv6 with ND, a TCP segment."""
+    import ipaddress
+    import struct
+
+    from weftnet.core.vpn.ethernet import member_mac
+
+    me, peer, bcast = bytes((2, n, 0, 0, 0, 1)), bytes((2, to, 0, 0, 0, 1)), b"\xff" * 6
+
+    def ip4(src, dst, proto, l4):
+        s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, s, d) + l4
+
+    def ip6(src, dst, proto, l4, hop=64):
+        s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+        return struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, hop, s, d) + l4
+
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, me, bytes((10, 2, n, 1)), bytes(6), bytes((10, 2, to, 9)))
+    reply = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, bytes((10, 2, n, 1)), peer, bytes((10, 2, to, 1)))
+    target = ipaddress.ip_address(f"fd00:2::{to}").packed
+    ns = struct.pack("!BBHI16s", 135, 0, 0, 0, target) + bytes((1, 1)) + me
+    na = struct.pack("!BBHI16s", 136, 0, 0, 0x60000000, ipaddress.ip_address(f"fd00:2::{n}00").packed) + bytes((2, 1)) + me
+    tcp = struct.pack("!HHIIBBHHH", 4000, 80, 1, 0, 0x50, 0x10, 512, 0, 0) + bytes(64)
+    return [
+        bcast + me + b"\x08\x06" + arp,
+        peer + me + b"\x08\x06" + reply,
+        peer + me + b"\x08\x00" + ip4(f"10.2.{n}.1", f"10.2.{to}.1", 1, struct.pack("!BBHHH", 8, 0, 0, 7, 1) + b"hi"),
+        peer + me + b"\x08\x00" + ip4(f"10.2.{n}.1", f"10.2.{to}.1", 6, tcp),
+        bytes.fromhex("3333ff") + target[13:] + me + b"\x86\xdd" + ip6(f"fd00:2::{n}", f"ff02::1:ff00:{to}", 58, ns, 255),
+        peer + me + b"\x86\xdd" + ip6(f"fd00:2::{n}00", f"fd00:2::{to}", 58, na, 255),
+        bcast + me + b"\x08\x00" + ip4("0.0.0.0", "255.255.255.255", 17, struct.pack("!HHHH", 68, 67, 8, 0)),
+        member_mac(bytes(32), bytes(32)) + me + b"\x88\xcc" + bytes(30),
+    ]
+
+
+def l2_corpus() -> list[bytes]:
+    """Payloads member 2 sends to member 1 (frames, chunks, its offer), and frames for 1's TAP."""
+    from weftnet.core.vpn.network import VNET_HDR
+
+    _, _, m = l2_network(2, 2)
+    _, _, us = l2_network(1, 1)
+    m.add_certificate(us.own_cert, T0)
+    out = []
+    for f in l2_frames(2, 1):
+        r = m.outbound(f, T0)
+        for s in (r if isinstance(r, list) else [r]):
+            out += list(s.payloads) if isinstance(s, Send) else []
+    seg = l2_frames(2, 1)[3]
+    big = seg[:16] + (20 + 20 + 3000).to_bytes(2, "big") + seg[18:] + bytes(3000)
+    r = m.outbound_vnet(VNET_HDR.pack(1, 1, 14 + 40, 1448, 14 + 20, 16), big, T0)
+    out += list(r.payloads) if isinstance(r, Send) else []
+    return out + l2_frames(1, 2)
 
 
 def _ipv6_packets(src: bytes, dst: bytes) -> list[bytes]:
@@ -506,6 +587,51 @@ class DhtTarget(_Target):
         for origin, (n, b) in d.index._origin.items():
             if n > cfg.records_per_peer:
                 raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
+class L2Target(_Target):
+    """Our member of the layer-2 fuzz network: payloads from member M or a stranger, frames from our TAP."""
+
+    def reset(self) -> None:
+        from weftnet.core.vpn.l2network import _Grant
+
+        _, self.m_ident, m = l2_network(2, 2)
+        _, _, self.us = l2_network(1, 1)
+        self.us.add_certificate(m.own_cert, T0)
+        self.m_grant = _Grant(self.us.network_id, m.own_cert)
+        self.stranger = Identity.from_seed(bytes([9]) * 32).node_id
+        super().reset()
+
+    def __call__(self, data: bytes) -> None:
+        self.tick()
+        us = self.us
+        r = self.rng.random()
+        if r < 0.6:
+            sender = self.m_ident.node_id if self.rng.random() < 0.85 else self.stranger
+            res = us.inbound(sender, data, self.now)
+            if isinstance(res, Deliver):
+                f = res.packet
+                if sender != self.m_ident.node_id or len(f) < 14 or not self.m_grant.mac_ok(f[6:12]) or f[6] & 1:
+                    raise AssertionError("delivered a frame its sender may not source")
+                if len(res.vnet) not in (0, 10):
+                    raise AssertionError("delivered a bad virtio_net_hdr")
+            elif res is not None and not isinstance(res, Drop):
+                raise AssertionError(f"inbound returned {res!r} (a frame from the WAN is never sent on)")
+        else:
+            frame = data[10:] if r < 0.8 else data
+            res = us.outbound_vnet(data[:10], frame, self.now) if r < 0.8 else us.outbound(frame, self.now)
+            for x in (res if isinstance(res, list) else [res]):
+                if isinstance(x, Deliver) and x.packet[:6] != frame[6:12]:
+                    raise AssertionError("answered a frame to someone other than its sender")
+                if not isinstance(x, (Send, Deliver, Drop)):
+                    raise AssertionError(f"outbound returned {x!r}")
+        if len(us.macs) > us.macs.max_entries or len(us.neighbors) > us.neighbors.max_entries:
+            raise AssertionError("a table outgrew its bound")
+        us.messages_to_send()
+        while us.next_event() is not None:
+            pass
+        if self.inputs % 997 == 0:
+            us.handle_timer(self.now)
+
+
 class OverlayTarget(_Target):
     """Our node with the overlay interface on: payloads from peer M or a stranger, TUN packets, beacons."""
 
@@ -637,8 +763,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("transport", TransportTarget(random.Random(seed + 1))))
     if target in ("vpn", "all"):
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
+    if target in ("l2", "all"):
+        targets.append(("l2", L2Target(random.Random(seed + 6))))
     if target in ("dht", "all"):
-        targets.append(("dht", DhtTarget(random.Random(seed + 6))))
+        targets.append(("dht", DhtTarget(random.Random(seed + 7))))
     if target in ("overlay", "all"):
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     if target in ("bgp", "all"):
@@ -652,8 +780,9 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     done = 0
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
-        own = {"vpn": vpn_corpus() * 4 + corpus, "overlay": overlay_corpus() * 4 + corpus,
-               "dht": dht_corpus() * 4 + corpus, "bgp": bgp_corpus()}.get(name, corpus)
+        own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
+               "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
+               "bgp": bgp_corpus()}.get(name, corpus)
         if name == "l3vpn":
             from l3vpn_target import corpus as l3vpn_corpus
 
@@ -678,7 +807,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "dht", "overlay", "bgp", "l3vpn", "all"),
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -58,7 +58,7 @@ def test_full_bucket_uses_replacement_cache_and_evicts_only_after_repeated_failu
     for c in far:
         t.add(c, T0)
     bucket = t.bucket_for(far[0].node_id.int)
-    assert [e.contact for e in bucket.entries] == far[:2]
+    assert bucket.entries == far[:2]
     assert far[2] in bucket.replacements and far[3] in bucket.replacements
     assert not t.fail(far[0].node_id.int) and not t.fail(far[0].node_id.int)
     assert far[0].node_id.int in t  # two failures are not enough

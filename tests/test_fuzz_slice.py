@@ -42,7 +42,7 @@ def test_dht_target_catches_the_hop_counter_overflow(monkeypatch):
             real(self, sender, Route(msg.msg_id, msg.key, msg.origin, msg.hops, msg.hop_limit, 0, msg.payload), now)
 
     monkeypatch.setattr(engine.Dht, "_on_route", old_on_route)
-    assert weftfuzz.run("dht", 60_000, 5, quiet=True) == 1
+    assert weftfuzz.run("dht", 60_000, 2, quiet=True) == 1
 
 
 def test_fuzzer_catches_a_bgp_parser_that_leaks(monkeypatch):

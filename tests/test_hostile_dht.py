@@ -20,7 +20,7 @@ from weftnet.core.dht.messages import (
     FindNode, FindValue, Nodes, ReplicaOffer, Replicate, Route, Store, StoreAck,
 )
 from weftnet.core.dht.routing import RoutingTable
-from weftnet.core.identity import Identity
+from weftnet.core.identity import Identity, NodeId
 from weftnet.core.node import GetResult, NodeConfig, NodeCore, PingResult
 from weftnet.core.puzzle import generate_identity, meets_puzzle
 from weftnet.core.vpn.firewall import Firewall
@@ -91,8 +91,9 @@ def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_rep
             from_attacker[0] += len(data)
 
     net.on_deliver = count
-    for _ in range(3):  # three lookups that each ask the attacker
-        wait(net, v, v.lookup(a.node_id, net.now))
+    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))  # a's neighbourhood, not a itself
+    for _ in range(3):  # three lookups that each ask the attacker (and do not stop at it)
+        wait(net, v, v.lookup(near, net.now))
     net.run_for(15.0)
     assert from_attacker[0] > 0
     assert sink.bytes <= from_attacker[0], (sink.bytes, from_attacker[0])

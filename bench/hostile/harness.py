@@ -103,7 +103,10 @@ def invented_contacts() -> dict:
 
     a.dht._reply_nodes = poisoned
     from_attacker = traffic(net, a.endpoint)
-    wait(net, v, v.lookup(a.node_id, net.now))
+    from weftnet.core.identity import NodeId
+
+    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))  # a's neighbourhood (a lookup of a
+    wait(net, v, v.lookup(near, net.now))                                   # node's own ID stops at it)
     net.run_for(15.0)
     sent = from_attacker.get(v.endpoint, 0)
     return {"bytes_from_attacker": sent, "bytes_to_victim": sink.bytes, "datagrams_to_victim": sink.datagrams,

@@ -20,7 +20,8 @@ from weftnet.core.dht.messages import (
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
-from weftnet.core.vpn.netcert import NetCert, NetworkDescriptor, RevocationList
+from weftnet.core.vpn.l2network import L2Frame
+from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
 from weftnet.core.session.packets import (
     CookieReply, EarlyData, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
@@ -80,6 +81,16 @@ MESSAGES = [
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
     VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
+    # Version 2 (layer-2 networks): the same types with a tail after the signature.
+    NetworkDescriptor("acme-l2", b(32, 0x64), (ipaddress.ip_network("10.20.0.0/16"),), 1_700_000_000, b(64, 0x65),
+                      L2Mode(2)),
+    NetCert(
+        "acme-l2", b(32, 0x61), b(32, 0x62), (ipaddress.ip_address("10.20.0.5"),), ("web",),
+        1_700_000_000, 1_731_536_000, 43, b(64, 0x63),
+        L2Grant((MacPrefix(bytes.fromhex("02aabb000000"), 24),), (ipaddress.ip_network("10.20.8.0/24"),),
+                (Binding(bytes.fromhex("02aabb000001"), ipaddress.ip_address("10.20.8.1")),)),
+    ),
+    L2Frame(b(32, 0x61), bytes.fromhex("ffffffffffff02aabb0000010806") + b(28, 0x69)),
     OverlayPacket(bytes.fromhex("6000000000083a40fd776566") + b(12, 0x71) + bytes.fromhex("fd776566") + b(12, 0x72)
                   + bytes.fromhex("8000000000070001")),
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
@@ -95,6 +106,8 @@ MESSAGES = [
     EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
 ]
 
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem)}
+
 
 def to_json(v):
     if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -103,10 +116,10 @@ def to_json(v):
         return {"net": str(v)}
     if isinstance(v, bytes):
         return {"hex": v.hex()}
+    if isinstance(v, MacPrefix):
+        return {"mac_prefix": str(v)}
     if isinstance(v, Contact):
         return {"contact": {"public_key": v.public_key.hex(), "endpoint": list(v.endpoint)}}
-    if isinstance(v, wire.Message) and v.TYPE is None:  # a nested record (Struct)
-        return {"record": {"type": type(v).__name__, "fields": {n: to_json(getattr(v, n)) for n, _ in v.FIELDS}}}
     if isinstance(v, wire.Message):
         return {"message": {"type": type(v).__name__, "fields": {n: to_json(getattr(v, n)) for n, _ in v.FIELDS}}}
     if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int):
@@ -130,13 +143,11 @@ def from_json(v):
             return ipaddress.ip_address(v["ip"])
         if "net" in v:
             return ipaddress.ip_network(v["net"])
-        if "record" in v:
-            import weftnet.core.dht.messages as dm
-
-            cls = getattr(dm, v["record"]["type"])
-            return cls(*[from_json(v["record"]["fields"][n]) for n, _ in cls.FIELDS])
+        if "mac_prefix" in v:
+            mac, length = v["mac_prefix"].split("/")
+            return MacPrefix(bytes.fromhex(mac.replace(":", "")), int(length))
         if "message" in v:
-            cls = {c.__name__: c for c in wire.registry().values()}[v["message"]["type"]]
+            cls = {c.__name__: c for c in wire.registry().values()}.get(v["message"]["type"]) or NESTED[v["message"]["type"]]
             return cls(*[from_json(v["message"]["fields"][n]) for n, _ in cls.FIELDS])
     return v
 

@@ -291,6 +291,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
         where = f" in netns {n['netns']}" if n.get("netns") else ""
         click.echo(f"network {n['network']}: {n.get('tun', '?')}{where} {', '.join(n['addresses'])} mtu {n['mtu']}, "
                    f"{n['members']} members known, {n['flows']} flows, drops: {drops}")
+        if n.get("layer") == 2:
+            l2, vx = n["l2"], n.get("vxlan")
+            click.echo(f"  layer 2: bridge {n.get('bridge', '?')} mac {n['mac']}"
+                       + (f", VXLAN {vx['device']} VNI {vx['vni']}" if vx else "")
+                       + f"; {n['mac_table']['entries']} MACs learned, {n['neighbor_table']['entries']} bindings; "
+                       f"flooded {l2['flooded']}, ARP/ND answered locally {l2['arp_suppressed'] + l2['nd_suppressed']}")
         for node, c in n["peers"].items():
             click.echo(f"  {node}  in {c['packets_in']} pkts / {c['bytes_in']} B  "
                        f"out {c['packets_out']} pkts / {c['bytes_out']} B"

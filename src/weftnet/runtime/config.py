@@ -79,6 +79,14 @@ socket = ""         # default: control.sock in the state directory
 # firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
 # The firewall denies everything that no rule allows (docs/vpn.md). Without a
 # firewall key a network allows all outbound traffic and inbound ICMP.
+# A layer-2 network (weft net create --l2, docs/l2.md) runs a bridge and a TAP
+# instead of a TUN (mtu defaults to 1500 there):
+# bridge = "wb-NAME"  # bridge for VMs/containers (created unless it exists)
+# tap = "wt-NAME"     # TAP device, a port of the bridge
+# mac_age = 300       # seconds a learned MAC or ARP/ND binding lives unconfirmed
+# mac_quota = 1024    # learned MACs (and bindings) per member
+# flood_rate = 200    # broadcast/unknown frames per second, out and per member in
+# vxlan = {{ vni = 100, local = "192.0.2.1", remotes = ["192.0.2.2"] }}  # a VTEP on a fabric
 
 # The overlay interface: this node's key-derived address (weft id) on a TUN,
 # reaching every other node by its address (docs/overlay.md). Needs root or
@@ -146,7 +154,8 @@ class NetworkConfig:
 
     name: str
     tun: str = ""
-    mtu: int = 1280
+    #: None: 1280 for a layer-3 network, 1500 for a layer-2 one (effective_mtu).
+    mtu: int | None = None
     netns: str = ""
     #: TCP segmentation and checksum offload on the TUN: TCP travels in 64 KiB superpackets.
     offload: bool = True
@@ -154,6 +163,25 @@ class NetworkConfig:
     txqueuelen: int = 1000
     #: None: the default rules (all outbound, ICMP inbound), as in Nebula's example config.
     firewall: dict | None = None
+
+    #: Layer-2 networks only (docs/l2.md).
+    bridge: str = ""
+    tap: str = ""
+    mac_age: int = 300
+    mac_quota: int = 1024
+    flood_rate: int = 200
+    vxlan: Any = None  # runtime.l2dev.VxlanConfig after validation
+
+    def effective_mtu(self, layer: int) -> int:
+        return self.mtu if self.mtu is not None else (1500 if layer == 2 else 1280)
+
+    @property
+    def bridge_name(self) -> str:
+        return self.bridge or ("wb-" + self.name)[:15]
+
+    @property
+    def tap_name(self) -> str:
+        return self.tap or ("wt-" + self.name)[:15]
 
     @property
     def effective_firewall(self) -> dict:
@@ -372,7 +400,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict}
+_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict,
+             "bridge": str, "tap": str, "mac_age": int, "mac_quota": int, "flood_rate": int, "vxlan": dict}
+_L2_RANGES = {"mac_age": (1, 86_400), "mac_quota": (1, 65_536), "flood_rate": (1, 1_000_000)}
 
 
 def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
@@ -401,12 +431,19 @@ def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
             setattr(nc, key, value)
         if not 1 <= nc.txqueuelen <= 100_000:
             raise ConfigError(f"{where}: [networks.{name}] txqueuelen must be from 1 to 100000, not {nc.txqueuelen}")
-        if not MIN_MTU <= nc.mtu <= MAX_MTU:
+        if nc.mtu is not None and not MIN_MTU <= nc.mtu <= MAX_MTU:
             raise ConfigError(f"{where}: [networks.{name}] mtu must be from {MIN_MTU} to {MAX_MTU}, not {nc.mtu}")
-        tun = nc.tun_name
-        if not 1 <= len(tun.encode()) <= 15 or any(c in tun for c in "/ \t\n:") or tun in (".", ".."):
-            raise ConfigError(f"{where}: [networks.{name}] tun {tun!r} is not a valid interface name (1-15 "
-                              "characters, no '/', ':' or spaces)")
+        for key, (lo, hi) in _L2_RANGES.items():
+            if not lo <= getattr(nc, key) <= hi:
+                raise ConfigError(f"{where}: [networks.{name}] {key} must be from {lo} to {hi}, not {getattr(nc, key)}")
+        for key, dev in (("tun", nc.tun_name), ("bridge", nc.bridge_name), ("tap", nc.tap_name)):
+            if not 1 <= len(dev.encode()) <= 15 or any(c in dev for c in "/ \t\n:") or dev in (".", ".."):
+                raise ConfigError(f"{where}: [networks.{name}] {key} {dev!r} is not a valid interface name (1-15 "
+                                  "characters, no '/', ':' or spaces)")
+        if nc.vxlan is not None:
+            from weftnet.runtime.l2dev import parse_vxlan
+
+            nc.vxlan = parse_vxlan(nc.vxlan, f"{where}: [networks.{name}]")
         try:
             Firewall.from_config(nc.effective_firewall, f"[networks.{name}] firewall")
         except WeftError as exc:

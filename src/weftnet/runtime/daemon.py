@@ -28,7 +28,7 @@ from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
-from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
+from weftnet.core.vpn.plane import VpnLocalBinding, VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
@@ -175,8 +175,11 @@ class Daemon:
             raise
         if self.cfg.bgp is not None:
             from weftnet.runtime.bgp import BgpService
+            from weftnet.runtime.l2evpn import dataplane_for
 
-            self.bgp = BgpService(self.cfg.bgp, loop)
+            self.bgp = BgpService(self.cfg.bgp, loop, dataplane_for(self.cfg.bgp, self.core.vpn, self._tun_info))
+            if hasattr(self.bgp.dataplane, "attach"):
+                self.bgp.dataplane.attach(self.bgp)  # MAC/IP routes steer a layer-2 network (runtime/l2evpn.py)
         try:
             if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
                 from weftnet.runtime.l3vpn import L3vpnService
@@ -289,7 +292,8 @@ class Daemon:
             await self._start_network(m, self.cfg.networks.get(m.descriptor.name) or NetworkConfig(m.descriptor.name))
 
     async def _start_network(self, m: Any, nc: NetworkConfig) -> None:
-        """One joined network (a netstate Membership): its VpnNetwork, TUN device and reader.
+        """One joined network (a netstate Membership): its VpnNetwork, TUN device and reader
+        (a layer-2 network: its L2Network, bridge and TAP).
 
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
@@ -304,7 +308,7 @@ class Daemon:
             try:
                 if nc.offload:
                     set_offload(tun)
-                configure_tun(tun.name, addresses=addrs, mtu=nc.mtu, netns=netns)
+                configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
             except BaseException:
                 tun.close()
@@ -312,9 +316,27 @@ class Daemon:
             return tun
 
         now = time.time()
+        if m.descriptor.layer == 2:  # a bridge, a TAP and an L2Network (runtime/l2dev.py, docs/l2.md)
+            from weftnet.runtime.l2dev import start_l2_network
+
+            vnet, tun, info = await start_l2_network(m, nc, now)
+        else:
+            vnet, tun, info = await self._start_l3(m, nc, now, make_tun)
+        self._tuns[vnet.network_id] = tun
+        tun.set_blocking(False)
+        self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
+        loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
+        self._tun_info[vnet.network_id.hex()] = info
+        self.driver.tun_writer = self._write_tun
+        if self._tg is not None:  # joined by a reload: announce it now
+            self._ensure_publisher()
+            self._publish()
+
+    async def _start_l3(self, m, nc: NetworkConfig, now: float, make_tun):
         name = m.descriptor.name
+        mtu = nc.effective_mtu(3)
         try:
-            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
+            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=mtu,
                               firewall=Firewall.from_config(nc.effective_firewall))
         except CertificateError as exc:
             raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
@@ -328,32 +350,10 @@ class Daemon:
             tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
         except NetworkError as exc:
             raise NetworkError(f"network {name!r}: {exc}") from None
-        self._tuns[vnet.network_id] = tun
-        tun.set_blocking(False)
-        self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
-        loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
-        self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
         log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
-                                      "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
+                                      "netns": netns or "-", "mtu": mtu, "offload": nc.offload,
                                       "directory_records": len(m.directory)})
-        self.driver.tun_writer = self._write_tun
-        if self._tg is not None:  # joined by a reload: announce it now
-            self._ensure_publisher()
-            self._publish()
-
-    def _stop_network(self, network_id: bytes) -> None:
-        """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
-        tun = self._tuns.pop(network_id, None)
-        if tun is not None:
-            asyncio.get_running_loop().remove_reader(tun.fileno())
-            tun.close()
-        self.core.vpn.remove_network(network_id)
-        info = self._tun_info.pop(network_id.hex(), None)
-        log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
-
-    def _ensure_publisher(self) -> None:
-        if (self._tuns or self._owned_records) and self._publisher is None:
-            self._publisher = self.spawn(self._publish_periodically())
+        return vnet, tun, {"tun": tun.name, "netns": netns}
 
     async def _start_overlay(self, loop: asyncio.AbstractEventLoop) -> None:
         """The overlay interface and LAN discovery, as configured (docs/overlay.md)."""
@@ -368,6 +368,20 @@ class Daemon:
             self.lan = LanBeacons(self.core, self.driver, oc.discovery_interfaces, oc.discovery_port,
                                   oc.discovery_interval)
             self.lan.start(loop)
+
+    def _stop_network(self, network_id: bytes) -> None:
+        """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
+        tun = self._tuns.pop(network_id, None)
+        if tun is not None:
+            asyncio.get_running_loop().remove_reader(tun.fileno())
+            tun.close()
+        self.core.vpn.remove_network(network_id)
+        info = self._tun_info.pop(network_id.hex(), None)
+        log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
+
+    def _ensure_publisher(self) -> None:
+        if (self._tuns or self._owned_records) and self._publisher is None:
+            self._publisher = self.spawn(self._publish_periodically())
 
     def _close_networks(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.lan is not None:
@@ -480,6 +494,10 @@ class Daemon:
         elif isinstance(ev, VpnMemberEvent):
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
+            if ev.change == "added" and hasattr(getattr(self.bgp, "dataplane", None), "retry_waiting"):
+                self.bgp.dataplane.retry_waiting()  # EVPN routes that named this member before we knew it
+        elif isinstance(ev, VpnLocalBinding) and hasattr(getattr(self.bgp, "dataplane", None), "local_binding"):
+            self.bgp.dataplane.local_binding(self.bgp, ev.network_id, ev.mac, ev.ip)
 
     # -- control handlers -------------------------------------------------------
     def _handlers(self) -> dict[str, Any]:

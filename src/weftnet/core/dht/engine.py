@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import events as ev
-from weftnet.core.dht.lookup import Candidate, Lookup
+from weftnet.core.dht.lookup import ANSWERED, Candidate, Lookup
 from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.dht.messages import (
     BACK_DELIVERED,
@@ -81,7 +81,7 @@ from weftnet.core.dht.records import ImmutableRecord, MutableRecord, Record, dec
 from weftnet.core.dht.routing import RoutingTable
 from weftnet.core.dht.store import MemoryStore, RecordStore, StoredRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource
-from weftnet.core.limits import ExemptPrefixes, TokenBuckets, address_key, prefix_key
+from weftnet.core.limits import ExemptPrefixes, Gcra, TokenBuckets, address_key, prefix_key
 from weftnet.core.puzzle import meets_puzzle
 from weftnet.core.wire import Message
 from weftnet.errors import RecordError, StorageError
@@ -107,7 +107,7 @@ class DhtConfig:
     maintenance_interval: float = 600.0
     default_ttl: float = 24 * 3600.0
     #: Request timeouts: RTO of a contact = srtt + 4*rttvar, clamped to these.
-    min_rto: float = 0.5
+    min_rto: float = 0.2
     max_rto: float = 5.0
     initial_rto: float = 2.0
     lookup_timeout: float = 30.0
@@ -165,6 +165,24 @@ class DhtConfig:
     hedge_rtts: float = 3.0
     hedge_min: float = 0.02
     hedge_max: float = 1.0
+    #: Contacts whose RTT estimate is kept (the oldest estimate goes first).
+    rtt_cache: int = 4096
+    #: Lookup latency (docs/dht.md, "Lookups at Internet latency"); each was
+    #: measured on its own in the simulator. A node lookup ends when the node
+    #: itself answers:
+    stop_at_target: bool = True
+    #: Requests in a lookup's first round, before any answer (0: alpha).
+    first_round: int = 0
+    #: A contact never measured gets the node-wide RTT estimate (mean + 4 x
+    #: mean deviation of all samples, clamped to [min_rto, initial_rto]) as
+    #: its timeout instead of initial_rto.
+    adaptive_rto: bool = True
+    #: Proximity neighbour selection: a contact that answers fast takes the
+    #: place of a slow (or, if it is near, an unmeasured) one in a full bucket.
+    proximity: bool = False
+    #: A node that talks to us takes the place of a contact whose last request
+    #: failed, in a full bucket (routing.py); off, it waits for the eviction.
+    replace_failing: bool = True
 
 
 class KbrApplication(Protocol):
@@ -213,10 +231,21 @@ class _Op:
     hedge_at: float = 0.0  # get: the hedge wake-up already scheduled
 
 
-@dataclass(slots=True)
-class _Rtt:
-    srtt: float
-    rttvar: float
+class _Stats(dict):
+    """Counters that exist once counted: a node that never hit one keeps no slot for it
+    (a million simulated nodes each saving the 13 zeros add up); reads of an unseen one give 0."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+_STATS = (
+    "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
+    "records_stored", "records_rejected", "records_evicted", "records_expired",
+    "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
+)
 
 
 class Dht:
@@ -238,14 +267,14 @@ class Dht:
         self.identity = identity
         self._rng = rng
         self.exempt = ExemptPrefixes(cfg.exempt_prefixes)
-        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, self.exempt,
-                                  cfg.id_difficulty)
+        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing,
+                                  self.exempt, cfg.id_difficulty)
         self.store: RecordStore = store if store is not None else MemoryStore()
         self.index = StoreIndex(self.key)
         for r in self.store.records():  # once, at start-up: the store may be a database
             self.index.add(r.key, r.expires, r.own, len(r.blob), r.origin, r.prefix, r.stored_at)
         self._out: list[tuple[Contact, Message]] = []
-        self._events: deque = deque()
+        self._events: list = []  # a few at a time; an empty deque would be 624 bytes a node
         self._requests: dict[int, _Request] = {}
         self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op 2=hedge, id)
         self._ops: dict[int, _Op] = {}
@@ -253,9 +282,10 @@ class Dht:
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
         #: msg_id -> (the contact it came from, or None at the origin; the key it went on to)
         self._route_back: OrderedDict[int, tuple[Contact | None, int]] = OrderedDict()
-        self._rtt: dict[int, _Rtt] = {}
-        self._peer_buckets = TokenBuckets(cfg.peer_rate, cfg.peer_burst)
-        self._prefix_buckets = TokenBuckets(cfg.prefix_rate, cfg.prefix_burst)
+        # Request limits per peer and per address prefix, one float per busy key (Gcra):
+        # bounded, and volume cannot wipe them.
+        self._peer_limit = Gcra(cfg.peer_rate, cfg.peer_burst)
+        self._prefix_limit = Gcra(cfg.prefix_rate, cfg.prefix_burst)
         # Each source starts with one request's worth (a small network answers with one or
         # two contacts: their reply alone would not pay for asking them).
         self._hint_credit = TokenBuckets(0.0, cfg.hint_credit_max, start=cfg.hint_cost)
@@ -263,27 +293,22 @@ class Dht:
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
         self._held: OrderedDict[int, list] = OrderedDict()  # sender key -> [(contact, msg, time)]
+        # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
+        # bounded (oldest first out), since every node that ever answered lands here.
+        self._rtt: dict[int, complex] = {}
         self._apps: list[Any] = []
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
+        self._rttvar_mean = 0.0  # their mean deviation, for the timeout of unmeasured contacts
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
         # Holders of one record must not all offer it at the same moment (each would send
         # it to the same newcomer): the first round comes at a random point of the interval.
         self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
         self._wanted: OrderedDict[bytes, float] = OrderedDict()  # keys asked for in a ReplicaWant, when
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
-                "records_stored", "records_rejected", "records_evicted", "records_expired",
-                "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
-                "held_unverified", "hints_deferred", "storage_errors",
-                "replica_offers", "replicas_sent", "failures_not_counted", "internal_errors",
-            ),
-            0,
-        )
+        self.stats: dict[str, int] = _Stats()
         self.reject_reasons: dict[str, int] = {}
         #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
         #: when a driver wants it (the daemon does; 100,000 simulated nodes do not).
@@ -307,7 +332,7 @@ class Dht:
         return self._hinted.get(contact.node_id.int) == contact.endpoint
 
     def next_event(self):
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         t = min(self._maintenance_at, self._republish_at, self._replicate_at)
@@ -469,7 +494,7 @@ class Dht:
         op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
-                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay())
+                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
@@ -525,16 +550,24 @@ class Dht:
             "puzzle_refusals": self.table.puzzle_refusals,
             "operations_in_flight": len(self._ops),
             "requests_in_flight": len(self._requests),
-            "stats": dict(self.stats),
+            "stats": {k: self.stats[k] for k in _STATS},
             "rejected": dict(sorted(self.reject_reasons.items())),
         }
 
     # -- requests and RTT -------------------------------------------------------
     def _rto(self, key: int) -> float:
         r = self._rtt.get(key)
+        cfg = self.config
         if r is None:
-            return self.config.initial_rto
-        return min(self.config.max_rto, max(self.config.min_rto, r.srtt + 4 * r.rttvar))
+            m = self._srtt_mean
+            if m is None or not cfg.adaptive_rto:
+                return cfg.initial_rto
+            return min(cfg.initial_rto, max(cfg.min_rto, m + 4 * self._rttvar_mean))
+        return min(cfg.max_rto, max(cfg.min_rto, r.real + 4 * r.imag))
+
+    def _srtt_of(self, key: int) -> float | None:
+        r = self._rtt.get(key)
+        return None if r is None else r.real
 
     def _hedge_delay(self) -> float:
         cfg = self.config
@@ -544,13 +577,20 @@ class Dht:
 
     def _rtt_sample(self, key: int, rtt: float) -> None:
         m = self._srtt_mean
-        self._srtt_mean = rtt if m is None else 0.9 * m + 0.1 * rtt
-        r = self._rtt.get(key)
-        if r is None:
-            self._rtt[key] = _Rtt(rtt, rtt / 2)
+        if m is None:
+            self._srtt_mean, self._rttvar_mean = rtt, rtt / 2
         else:
-            r.rttvar = 0.75 * r.rttvar + 0.25 * abs(r.srtt - rtt)
-            r.srtt = 0.875 * r.srtt + 0.125 * rtt
+            self._rttvar_mean = 0.9 * self._rttvar_mean + 0.1 * abs(m - rtt)
+            self._srtt_mean = 0.9 * m + 0.1 * rtt
+        rtts = self._rtt
+        r = rtts.get(key)
+        if r is None:
+            if len(rtts) >= self.config.rtt_cache:
+                del rtts[next(iter(rtts))]
+            rtts[key] = complex(rtt, rtt / 2)
+        else:
+            srtt = r.real
+            rtts[key] = complex(0.875 * srtt + 0.125 * rtt, 0.75 * r.imag + 0.25 * abs(srtt - rtt))
 
     def _request(self, contact: Contact, msg: Message, op_id: int, now: float, kind: str,
                  hint: tuple | None = None, data: Any = None) -> int:
@@ -601,7 +641,11 @@ class Dht:
             self._release_hint(req)
         self.stats["responses"] += 1
         if not req.timed_out:
-            self._rtt_sample(skey, now - req.sent)
+            rtt = now - req.sent
+            self._rtt_sample(skey, rtt)
+            if self.config.proximity:
+                assert self._srtt_mean is not None
+                self.table.prefer_nearer(sender, rtt, self._srtt_of, 0.5 * self._srtt_mean)
         if type(msg) is ReplicaWant:
             self._on_want(sender, req, msg, now)
             return
@@ -693,7 +737,8 @@ class Dht:
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
-        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key)
+        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
+                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round)
         op.lookup = lk
         initial = self.table.closest(target, cfg.k)
         if seed:
@@ -707,7 +752,8 @@ class Dht:
         if lk is None or op.op_id not in self._ops:
             return
         if lk.finished():
-            self._lookup_finished(op, now)
+            if not self._reseed(op, lk, now):
+                self._lookup_finished(op, now)
             return
         gate = None
         if self.config.hint_cost or self.config.hint_inflight_per_address:
@@ -725,7 +771,27 @@ class Dht:
                 op.hedge_at = hedge
                 heapq.heappush(self._timers, (hedge, 2, op.op_id))  # wake to send the hedged request
         if not asks and not any(r.op_id == op.op_id and not r.timed_out for r in self._requests.values()):
+            if self._reseed(op, lk, now):
+                return
             self._lookup_finished(op, now)
+
+    def _reseed(self, op: _Op, lk: Lookup, now: float) -> bool:
+        """Every contact the lookup had failed: go on with the next ones of the table.
+
+        The table's nearest contacts to a target are what a lookup starts from;
+        when all of them have left (a long-lived node's table under churn), the
+        lookup would end with nothing although the table holds more. Up to
+        twice, the next k of the table are added and asked.
+        """
+        if lk.reseeds >= 2 or any(c.state == ANSWERED for c in lk.candidates.values()):
+            return False
+        lk.reseeds += 1
+        before = len(lk.candidates)
+        lk.seed(self.table.closest(lk.target, self.config.k * (lk.reseeds + 1)))
+        if len(lk.candidates) == before:
+            return False
+        self._advance(op, now)
+        return True
 
     def _gate_hint(self, cand: Candidate, now: float) -> bool | None:
         """May we ask a contact we only heard of? (docs/security.md, item 6)
@@ -843,11 +909,13 @@ class Dht:
         return "" if self.exempt.covers(host) else prefix_key(host)
 
     def _allow(self, sender: Contact, key: int, now: float) -> bool:
-        """Token buckets per peer and per address prefix (bounded tables: volume cannot wipe them)."""
-        if not self._peer_buckets.allow(key, now):
+        """A token bucket per peer (``peer_rate``/s, burst ``peer_burst``) and one per address
+        prefix (``prefix_rate``, ``prefix_burst``), each kept as one float per busy key
+        (limits.Gcra): bounded, and no number of identities empties them."""
+        if not self._peer_limit.allow(key, now):
             return False
         prefix = self._source_prefix(sender)
-        return not prefix or self._prefix_buckets.allow(prefix, now)
+        return not prefix or self._prefix_limit.allow(prefix, now)
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int)

@@ -27,6 +27,15 @@ Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
 put) must hear from all ``k`` closest anyway and keep plain ``alpha``
 parallelism.
 
+**Ending early.** A lookup of a node ID that belongs to a live node (how a
+node is located before it is talked to) is over when that node itself
+answers: no contact can be closer than distance 0, so waiting for the rest
+of the k closest only adds round trips (Jimenez et al., "Sub-second lookups
+on a large-scale Kademlia-based overlay", P2P 2011, stop a lookup as soon as
+its answer is certain). The target is asked the moment any reply names it,
+even past ``alpha``. Lookups for a key (puts, refreshes, bootstrap) still
+need all k closest and keep the paper's rule.
+
 **Hints cost their source** (docs/security.md, item 6). Every candidate
 remembers which node told us about it (``source``; -1 for contacts from our
 own table). The engine may pass a ``gate`` to :meth:`next_requests`; a
@@ -41,6 +50,7 @@ answers back, so this logic is testable with scripted replies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable
 
 from weftnet.core.contact import Contact
@@ -50,8 +60,7 @@ __all__ = ["Lookup", "Candidate"]
 CANDIDATE, IN_FLIGHT, ANSWERED, FAILED, DEFERRED = 0, 1, 2, 3, 4
 
 
-def _distance(c: "Candidate") -> int:
-    return c.distance
+_distance = attrgetter("distance")  # the sort key, in C
 
 
 @dataclass(slots=True)
@@ -83,6 +92,12 @@ class Lookup:
     has_session: Callable[[Contact], bool] | None = None
     cold_limit: int = 1
     hedge: float = 0.05
+    #: Node lookups ("find_node"): end as soon as the node with exactly the
+    #: target ID has answered (nothing can be closer), and ask it the moment it
+    #: is heard of, even past alpha. See "Ending early" in the module docstring.
+    stop_at_target: bool = False
+    #: Requests in the first round (0: alpha), before any answer is in.
+    first_round: int = 0
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -91,6 +106,7 @@ class Lookup:
     messages: int = 0
     done: bool = False
     result_hops: int = 0
+    reseeds: int = 0  # times the engine added more of its table after every candidate failed
     refused: int = 0  # candidates the engine's gate would not pay for
 
     def __post_init__(self) -> None:
@@ -102,11 +118,11 @@ class Lookup:
         for i, c in enumerate(ordered):
             self._add(c, depth=1, path=i % self.disjoint)
 
-    def _add(self, contact: Contact, depth: int, path: int, source: int = -1) -> None:
+    def _add(self, contact: Contact, depth: int, path: int) -> None:
         key = contact.node_id.int
         if key == self.own_key or key in self.candidates:
             return
-        cand = Candidate(contact, key, key ^ self.target, depth, path, source=source)
+        cand = Candidate(contact, key, key ^ self.target, depth, path)
         self.candidates[key] = cand
         self.order.append(cand)
         self._dirty = True
@@ -118,8 +134,16 @@ class Lookup:
         if cand.state == IN_FLIGHT:
             self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
+        # _add, inlined: this loop sees every contact of every reply.
+        known, own, target, order = self.candidates, self.own_key, self.target, self.order
+        depth, path = cand.depth + 1, cand.path
         for c in contacts:
-            self._add(c, cand.depth + 1, cand.path, key)
+            ckey = c.node_id.int
+            if ckey == own or ckey in known:
+                continue
+            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, source=key)
+            order.append(new)
+            self._dirty = True
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)
@@ -139,37 +163,46 @@ class Lookup:
                       ) -> list[Candidate]:
         """Contacts to ask now (marked in flight). Empty when nothing more is useful.
 
-        ``gate(candidate)``: True = ask it, False = drop it (refused), None = not now."""
+        ``gate(candidate)``, for candidates heard of (``source`` >= 0): True = ask
+        it, False = drop it (refused), None = not now (it stays a candidate)."""
         if self.done:
             return []
         costed = self.has_session is not None and self.kind in ("find_value", "get")
         out: list[Candidate] = []
         deferred: list[Candidate] = []
+
+        def admit(c: Candidate) -> bool | None:
+            verdict = True if gate is None or c.source < 0 else gate(c)
+            if verdict is None:
+                c.state = DEFERRED
+                deferred.append(c)
+            elif not verdict:
+                c.state = FAILED
+                self.refused += 1
+            else:
+                c.state = IN_FLIGHT
+                self.in_flight[c.path] += 1
+                out.append(c)
+            return verdict
+
+        if self.stop_at_target:
+            exact = self.candidates.get(self.target)
+            if exact is not None and exact.state == CANDIDATE:
+                admit(exact)
+        first = self.first_round if self.first_round and not self.messages else 0
         for path in range(self.disjoint):
             while True:
-                room = self.alpha - self.in_flight[path]
+                room = max(self.alpha, first) - self.in_flight[path]
                 if room <= 0:
                     break
                 todo = self._unasked(path)
                 picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
                 if not picks:
                     break
-                dropped = False
+                refused = False
                 for c in picks:
-                    verdict = True if gate is None or c.source < 0 else gate(c)
-                    if verdict is None:
-                        c.state = DEFERRED
-                        deferred.append(c)
-                        continue
-                    if not verdict:
-                        c.state = FAILED
-                        self.refused += 1
-                        dropped = True
-                        continue
-                    c.state = IN_FLIGHT
-                    out.append(c)
-                    self.in_flight[path] += 1
-                if not dropped:
+                    refused |= admit(c) is False
+                if not refused:
                     break  # a refusal frees room: look again; a deferral does not
         for c in deferred:
             c.state = CANDIDATE
@@ -215,6 +248,10 @@ class Lookup:
             return True
         if self.kind in ("find_value", "get") and len(self.values) >= self.quorum:
             return True
+        if self.stop_at_target:
+            exact = self.candidates.get(self.target)
+            if exact is not None and exact.state == ANSWERED:
+                return True
         for path in range(self.disjoint):
             seen = 0
             for c in self._ordered():
