@@ -30,7 +30,9 @@ def main() -> None:
     w("# Hostile peers: before and after the hardening (issue 9)")
     w("")
     w(f"Run: `.venv/bin/python bench/hostile/run.py --before main` then `bench/hostile/report.py`; before = "
-      f"`{d['before_ref']}` (main before issue 9), after = `{d['after_ref']}` (this branch).")
+      f"`{d['before_ref']}` (main before issue 9), after = `{d['after_ref']}` (this branch; the harness and "
+      f"store figures rerun at `{d.get('after_ref_harness_store', d['after_ref'])}`, after merging the latest "
+      "main, with the same results).")
     w("")
     w(f"Machine: AMD EPYC, {d['machine']}, 24 GiB RAM. **Other jobs shared the machine** (load average "
       f"{d['load_average_at_start']:.1f} at the start, {d['load_average_at_end']:.1f} at the end, on 2 cores): "
@@ -60,6 +62,15 @@ def main() -> None:
           f"{sum(r['ping_flood_ms']['answered'] for r in rs)}/{sum(r['ping_flood_ms']['sent'] for r in rs)} | "
           f"{ok}/{len(rs)} connected, {rng([x['seconds'] * 1000 for x in nc if x.get('connected')], '{:.0f}')} ms |")
     w("")
+    rc = d.get("flood_after_recheck")
+    if rc:
+        w(f"Rechecked after merging the latest main (`{rc['ref']}`, load average {rc['load_average']}): "
+          f"{rc['inits_with_dh']} of {rc['offered']:,} Inits cost a DH, victim CPU {rc['victim_cpu_pct']}%, ping "
+          f"p50/p95 {rc['ping_quiet_ms']['p50']}/{rc['ping_quiet_ms']['p95']} ms quiet and "
+          f"{rc['ping_flood_ms']['p50']}/{rc['ping_flood_ms']['p95']} ms during the flood "
+          f"({rc['ping_flood_ms']['answered']}/{rc['ping_flood_ms']['sent']} answered), newcomer connected in "
+          f"{rc['newcomer']['seconds'] * 1000:.0f} ms.")
+        w("")
     w("Before, a few pings got through in 6 s (each waited behind thousands of handshakes) and the victim's CPU "
       "share was what the busy machine left it; after, the victim worked 151–153 DH in 6 s (20 before \"under "
       "load\", then 10 + 20 a second for the attacker's address) and the flood moved neither ping percentile "
