@@ -16,6 +16,13 @@ Targets:
   offloaded chunks, certificate offers, revocation lists) and hostile packets
   from its own TUN (``outbound`` and ``outbound_vnet``) must return a result,
   never raise; what it lets through to the TUN must parse as an IP packet.
+* ``dht``: the DHT message layer (``Dht.on_message``) of a node with a
+  routing table, records and operations in flight, fed every decodable
+  mutation from known contacts and strangers, verified or not; replies are
+  often aimed at a request really in flight (its rid and contact), reports at
+  a route really in flight, so the response paths are reached. It must never
+  raise, everything it sends must encode, and its store must stay within its
+  bounds (records, bytes, per-peer quota) and in step with its index.
 * ``l2``: a layer-2 network's switch (``L2Network``) fed hostile payloads
   from a member and a stranger (``L2Frame``, offloaded chunks of frames,
   offers) and hostile frames from its own TAP (``outbound_vnet``): it must
@@ -80,10 +87,11 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
     """Real messages of every kind: a handshake, session traffic, DHT and app messages."""
     from weftnet.core.dht import ImmutableRecord, MutableRecord
     from weftnet.core.dht.messages import (
-        FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store, StoreAck, Value,
+        FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        RouteHop, Store, StoreAck, Value,
     )
     from weftnet.core.node import AppText
-    from weftnet.core.session.packets import CookieReply, Hello, Ping, Pong
+    from weftnet.core.session.packets import CookieReply, EarlyData, Hello, Ping, Pong
 
     ia, ib = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
     c = Contact(ib.public_key, ("198.51.100.7", 4500))
@@ -97,6 +105,10 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
             Store(5, mut.encode()), StoreAck(6, 1, ""), Route(7, bytes(32), c, 1, 32, 1, b"payload"),
             RouteAck(8, 2, 1, ""), RouteHop(9, 1), AppText("hello"), Hello(1, bytes(60)), Ping(1, b"x"),
             Pong(2), CookieReply(1, bytes(12), bytes(32)),
+            RouteBack(9, 2, 1, c, ""), RouteBack(10, 1, 0, c6, "why"),
+            ReplicaOffer(11, (OfferItem(imm.key, 0), OfferItem(mut.key, 7))), ReplicaWant(12, 3),
+            EarlyData(wire.encode(FindNode(1, bytes(32))), bytes(40)),
+            Replicate(13, 600, mut.encode()), Replicate(14, 60, imm.encode()),
         )
     ]
     # A real handshake towards the fuzzed responder (B), and real session packets.
@@ -105,6 +117,10 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
     a.send(Contact(ib.public_key, B), wire.encode(AppText("early")), T0)
     (init, _), = a.datagrams_to_send(T0)
     out.append(init)
+    # A padded Init too (EarlyData inside), from another initiator.
+    a2 = SecureTransport(Identity.from_seed(bytes([3]) * 32), random.Random(rng.random()), T0)
+    a2.send(Contact(ib.public_key, B), wire.encode(FindNode(9, bytes(32))), T0, large_reply=True)
+    out += [d for d, _ in a2.datagrams_to_send(T0)]
     b.receive_datagram(init, A, T0)
     for d, _ in b.datagrams_to_send(T0):
         out.append(d)
@@ -459,6 +475,118 @@ class VpnTarget(_Target):
             self.us.handle_timer(self.now)
 
 
+def dht_corpus() -> list[bytes]:
+    """DHT messages about the fuzzed node's neighbourhood: its contacts, keys near it, records."""
+    from weftnet.core.dht import ImmutableRecord, MutableRecord
+    from weftnet.core.dht.messages import (
+        FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        RouteHop, Store, StoreAck, Value,
+    )
+
+    contacts = DhtTarget.contacts_for()
+    owner = Identity.from_seed(bytes([7]) * 32)
+    recs = [ImmutableRecord(b"v%d" % i) for i in range(4)]
+    recs += [MutableRecord.create(owner, b"s%d" % i, i + 1, 600 * (i + 1), b"m%d" % i) for i in range(3)]
+    out = []
+    for i, r in enumerate(recs):
+        blob = r.encode()
+        out += [wire.encode(Store(i, blob)), wire.encode(Replicate(i, 60 * i, blob)),
+                wire.encode(Value(i, blob, tuple(contacts[:i]))), wire.encode(FindValue(i, r.key))]
+    c = contacts[0]
+    out += [
+        wire.encode(FindNode(1, contacts[3].node_id.raw)), wire.encode(Nodes(2, tuple(contacts[:20]))),
+        wire.encode(Nodes(3, tuple(contacts[20:30]))), wire.encode(StoreAck(4, 1, "")),
+        wire.encode(StoreAck(5, 0, "store full")), wire.encode(Route(6, contacts[9].node_id.raw, c, 0, 32, 1, b"x")),
+        wire.encode(Route(7, bytes(32), c, 254, 255, 1, b"")), wire.encode(RouteAck(8, 3, 1, "")),
+        wire.encode(RouteHop(9, 2)), wire.encode(RouteBack(10, 2, 0, contacts[5], "")),
+        wire.encode(RouteBack(11, 4, 2, contacts[6], "hop limit reached")),
+        wire.encode(ReplicaOffer(12, tuple(OfferItem(r.key, r.seq or 0) for r in recs))),
+        wire.encode(ReplicaWant(13, 0x7F)),
+    ]
+    return out
+
+
+class DhtTarget(_Target):
+    """One node's DHT with a table, records and operations in flight (``Dht.on_message``)."""
+
+    N_CONTACTS = 40
+
+    @staticmethod
+    def contacts_for() -> list[Contact]:
+        out = []
+        for n in range(DhtTarget.N_CONTACTS):
+            ident = Identity.from_seed(bytes([n + 2]) * 32)
+            host = f"198.51.{n % 4}.{n + 1}" if n % 5 else f"2001:db8::{n + 1:x}"
+            out.append(Contact(ident.public_key, (host, 4000 + n)))
+        return out
+
+    def reset(self) -> None:
+        from weftnet.core.dht import Dht, DhtConfig, MemoryStore
+
+        me = Identity.from_seed(bytes([1]) * 32)
+        self.cfg = DhtConfig(k=8, max_records=48, max_store_bytes=32 * 1024, records_per_peer=12,
+                             records_per_prefix=30, hint_inflight_per_address=1, mutable_quorum=2,
+                             held_senders=8, seen_cache=64)
+        self.d = Dht(Contact(me.public_key, B), random.Random(self.rng.random()), T0, self.cfg, MemoryStore(), me)
+        self.contacts = self.contacts_for()
+        self.by_key = {c.node_id.int: c for c in self.contacts}
+        for c in self.contacts[:28]:
+            self.d.table.add(c, T0)
+        self.stranger = Contact(Identity.from_seed(bytes([99]) * 32).public_key, ("203.0.113.9", 9))
+        super().reset()
+
+    def __call__(self, data: bytes) -> None:
+        import dataclasses
+
+        from weftnet.core.dht import ImmutableRecord
+        from weftnet.core.dht.messages import Nodes, ReplicaWant, RouteAck, RouteBack, RouteHop, StoreAck, Value
+
+        self.tick()
+        rng, d = self.rng, self.d
+        if self.inputs % 1500 == 0:
+            self.now += 3700.0  # past the hourly republish and replication, and some expiries
+        try:
+            msg = wire.decode(data)
+        except DecodeError:
+            msg = None
+        if msg is not None:
+            sender = self.stranger if rng.random() < 0.1 else rng.choice(self.contacts)
+            if isinstance(msg, (Nodes, Value, StoreAck, ReplicaWant)) and d._requests and rng.random() < 0.6:
+                rid = rng.choice(sorted(d._requests))
+                msg = dataclasses.replace(msg, rid=rid)
+                sender = self.by_key.get(d._requests[rid].key, sender)
+            elif isinstance(msg, (RouteHop, RouteAck, RouteBack)) and d._route_back and rng.random() < 0.6:
+                mid = rng.choice(list(d._route_back))
+                msg = dataclasses.replace(msg, msg_id=mid)
+                sender = self.by_key.get(d._route_back[mid][1], sender)
+            d.on_message(sender, msg, self.now, rng.random() < 0.8)
+        r = rng.random()
+        if r < 0.02:
+            d.find_node(rng.choice(self.contacts).node_id, self.now)
+        elif r < 0.04:
+            d.get(rng.choice((ImmutableRecord(b"v1").key, rng.randbytes(32))), self.now)
+        elif r < 0.05:
+            d.put(ImmutableRecord(rng.randbytes(8)), self.now)
+        elif r < 0.06:
+            d.route(rng.randbytes(32), b"p", self.now, trace=rng.random() < 0.5)
+        elif r < 0.07:
+            d.on_verified(rng.choice(self.contacts).node_id, self.now)
+        elif r < 0.08:
+            c = rng.choice(self.contacts)
+            d.on_unreachable(c.node_id, self.now, c.endpoint if rng.random() < 0.5 else ("192.0.2.1", 1))
+        for _contact, out in d.messages_to_send():
+            wire.encode(out)  # everything it sends must be a valid message
+        while d.next_event() is not None:
+            pass
+        if self.inputs % 97 == 0:
+            d.handle_timer(self.now)
+        cfg = self.cfg
+        if len(d.index) > cfg.max_records or d.index.bytes > cfg.max_store_bytes or len(d.index) != len(d.store):
+            raise AssertionError(f"store out of bounds: {len(d.index)} records, {d.index.bytes} bytes, "
+                                 f"{len(d.store)} in the store")
+        for origin, (n, b) in d.index._origin.items():
+            if n > cfg.records_per_peer:
+                raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
 class L2Target(_Target):
     """Our member of the layer-2 fuzz network: payloads from member M or a stranger, frames from our TAP."""
 
@@ -637,6 +765,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
     if target in ("l2", "all"):
         targets.append(("l2", L2Target(random.Random(seed + 6))))
+    if target in ("dht", "all"):
+        targets.append(("dht", DhtTarget(random.Random(seed + 7))))
     if target in ("overlay", "all"):
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     if target in ("bgp", "all"):
@@ -651,7 +781,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
         own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
-               "overlay": overlay_corpus() * 4 + corpus, "bgp": bgp_corpus()}.get(name, corpus)
+               "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
+               "bgp": bgp_corpus()}.get(name, corpus)
         if name == "l3vpn":
             from l3vpn_target import corpus as l3vpn_corpus
 
@@ -676,7 +807,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "overlay", "bgp", "l3vpn", "all"),
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

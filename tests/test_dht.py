@@ -80,11 +80,18 @@ def test_per_prefix_limit_resists_one_address_block():
     assert t.prefix_refusals > 0
     honest = contact(5000, host="198.51.100.9")
     assert t.add(honest, T0)
-    # Loopback is exempt, so a local test overlay can fill buckets.
+    # Nothing is exempt silently: loopback counts like any block...
     t2 = RoutingTable(own.node_id.int, k=20, per_prefix=2)
     for i in range(1, 60):
         t2.add(contact(i, host="127.0.0.1"), T0)
-    assert len(t2) > 2
+    assert all(len(b.entries) <= 2 for b in t2.buckets)
+    # ...unless the configuration says so (a local test lab).
+    from weftnet.core.limits import LOOPBACK_LAB, ExemptPrefixes
+
+    t3 = RoutingTable(own.node_id.int, k=20, per_prefix=2, exempt=ExemptPrefixes(LOOPBACK_LAB))
+    for i in range(1, 60):
+        t3.add(contact(i, host="127.0.0.1"), T0)
+    assert len(t3) > 2
 
 
 # -- lookup state machine -----------------------------------------------------------

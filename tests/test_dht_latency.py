@@ -205,7 +205,7 @@ def test_rate_limit_state_stays_small_with_many_quiet_peers():
     for i, p in enumerate(peers):  # 2,000 peers, one request each, 10 ms apart
         d.on_message(p, FindNode(i + 1, bytes(32)), T0 + i * 0.01)
     assert d.stats["requests_received"] == 2000 and d.stats["rate_limited"] == 0
-    assert len(d._buckets) < 100  # a peer whose bucket has refilled needs no entry
+    assert len(d._peer_limit) < 100  # a peer whose bucket has refilled needs no entry
     assert d.summary()["stats"]["rate_limited"] == 0 and "timeouts" in d.summary()["stats"]
 
 

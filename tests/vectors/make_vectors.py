@@ -16,15 +16,15 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store,
-    StoreAck, Value,
+    FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.vpn.l2network import L2Frame
 from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText
 from weftnet.core.session.packets import (
-    CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
+    CookieReply, EarlyData, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
 from weftnet.core.identity import Identity
@@ -98,9 +98,15 @@ MESSAGES = [
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
     MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
+    # Hardening (docs/security.md): reports back along the path, replication by inventory.
+    RouteBack(7, 2, 1, C4, ""),
+    ReplicaOffer(8, (OfferItem(b(32, 0x71), 0), OfferItem(b(32, 0x72), 9))),
+    ReplicaWant(8, 0b10),
+    Replicate(9, 3600, bytes.fromhex("01290003616263")),
+    EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
 ]
 
-NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding)}
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem)}
 
 
 def to_json(v):

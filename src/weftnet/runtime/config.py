@@ -18,9 +18,12 @@ from weftnet.core.identity import NodeId
 from weftnet.errors import ConfigError, ParseError, WeftError
 
 __all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
-           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
+           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL", "DEFAULT_ID_DIFFICULTY"]
 
 DEFAULT_PORT = 4500
+#: The network's node-ID puzzle (core/puzzle.py): `weft init` pays 2^12 key generations
+#: (about 0.3-0.6 s here); an attacker pays that for every identity (docs/security.md).
+DEFAULT_ID_DIFFICULTY = 12
 
 DEFAULT_CONFIG = f"""\
 # weftnet node configuration (docs/operating.md lists every key).
@@ -43,6 +46,16 @@ cold_parallel = 1   # gets: requests at once to nodes without a session (each a 
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
 max_records = 100000
+id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
+
+[limits]
+# Per-source limits against one hostile host (docs/security.md). Sources in
+# these prefixes are exempt: only for a lab of many nodes on one address.
+exempt_prefixes = []
+max_peers = 20000          # sessions and remembered peers; a full table evicts the least valuable
+records_per_peer = 1000    # records one peer may have stored here
+records_per_prefix = 4000  # ... and one IPv4 /24 or IPv6 /48
+max_ttl = 86400            # seconds a stored record lives at most
 
 [control]
 socket = ""         # default: control.sock in the state directory
@@ -224,6 +237,12 @@ class Config:
     disjoint_paths: int = 1
     per_prefix: int = 2
     max_records: int = 100_000
+    id_difficulty: int = DEFAULT_ID_DIFFICULTY
+    exempt_prefixes: list[str] = field(default_factory=list)
+    max_peers: int = 20_000
+    records_per_peer: int = 1000
+    records_per_prefix: int = 4000
+    max_ttl: int = 86_400
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
     metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
@@ -233,6 +252,8 @@ class Config:
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
     vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
+    #: Where the settings came from: the file, or None if there was none (defaults in force).
+    source: str | None = None
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -245,6 +266,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "disjoint_paths": ("disjoint_paths", int),
         "per_prefix": ("per_prefix", int),
         "max_records": ("max_records", int),
+        "id_difficulty": ("id_difficulty", int),
+    },
+    "limits": {
+        "exempt_prefixes": ("exempt_prefixes", list),
+        "max_peers": ("max_peers", int),
+        "records_per_peer": ("records_per_peer", int),
+        "records_per_prefix": ("records_per_prefix", int),
+        "max_ttl": ("max_ttl", int),
     },
     "control": {"socket": ("control_socket", str)},
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
@@ -258,6 +287,11 @@ _RANGES = {
     "disjoint_paths": (1, 8),
     "per_prefix": (0, 64),
     "max_records": (1, 10_000_000),
+    "id_difficulty": (0, 32),
+    "max_peers": (16, 10_000_000),
+    "records_per_peer": (1, 10_000_000),
+    "records_per_prefix": (1, 10_000_000),
+    "max_ttl": (60, 30 * 86_400),
     "metrics_peer_series": (0, 10_000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list"}
@@ -268,14 +302,16 @@ def load_config(path: Path) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Config()
+        return Config()  # source None: the caller says that defaults are in force
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_dict(data, str(path))
+    cfg = config_from_dict(data, str(path))
+    cfg.source = str(path)
+    return cfg
 
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
@@ -333,6 +369,14 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         except ParseError as exc:
             raise ConfigError(f"{where}: [node] peers: {exc}") from None
     cfg.peers = peers
+    for p in cfg.exempt_prefixes:
+        try:
+            if not isinstance(p, str):
+                raise ValueError
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: [limits] exempt_prefixes must be IP prefixes like \"127.0.0.0/8\", "
+                              f"not {p!r}") from None
     for section, value in (("metrics", cfg.metrics_listen), ("dashboard", cfg.dashboard_listen)):
         if value:
             try:

@@ -32,6 +32,8 @@ from weftnet.core.vpn.plane import VpnLocalBinding, VpnMemberEvent, VpnRevocatio
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
+from weftnet.core.puzzle import meets_puzzle, puzzle_bits
+from weftnet.core.session.transport import TransportConfig
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
@@ -45,6 +47,9 @@ from weftnet.runtime.store import SqliteStore
 __all__ = ["Daemon", "run"]
 
 log = logging.getLogger("weftnet.daemon")
+#: The routing table is saved this soon after it changes (and after a join), so a node
+#: killed without warning rejoins from it; and in any case this often.
+SAVE_CHECK = 5.0
 SAVE_INTERVAL = 60.0
 #: Members republish their directory records this often (their DHT lifetime is 6 h).
 PUBLISH_INTERVAL = 1200.0
@@ -57,7 +62,9 @@ TUN_READ_SIZE = 10 + 65_535
 
 
 def node_config(cfg: Config) -> NodeConfig:
+    exempt = tuple(cfg.exempt_prefixes)
     return NodeConfig(
+        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt),
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,
@@ -65,7 +72,12 @@ def node_config(cfg: Config) -> NodeConfig:
             disjoint_paths=cfg.disjoint_paths,
             per_prefix=cfg.per_prefix or None,
             max_records=cfg.max_records,
-        )
+            id_difficulty=cfg.id_difficulty,
+            exempt_prefixes=exempt,
+            records_per_peer=cfg.records_per_peer,
+            records_per_prefix=cfg.records_per_prefix,
+            max_ttl=float(cfg.max_ttl),
+        ),
     )
 
 
@@ -107,6 +119,7 @@ class Daemon:
         self.tun_write_errors = 0
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
+        self._saved_changes = -1  # routing-table change count at the last save
         self.overlay: OverlayInterface | None = None
         self.lan: LanBeacons | None = None
         self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
@@ -151,6 +164,7 @@ class Daemon:
             self.store.close()
             raise
         sock_path = Path(self.cfg.control_socket) if self.cfg.control_socket else self.paths.control_socket
+        # Its directory is checked if it is the shared fallback one (runtime/paths.py).
         control = ControlServer(sock_path, self._handlers())
         try:
             await control.start()
@@ -195,6 +209,7 @@ class Daemon:
             "node up", extra={"node_id": core.node_id.text(), "address": str(core.address),
                               "listen": f"{ep[0]}:{ep[1]}", "control": str(sock_path)},
         )
+        self._warn_about_settings()
         try:
             saved = self.store.load_contacts()
             if saved:
@@ -250,6 +265,7 @@ class Daemon:
             if ev.ok:
                 log.info("joined", extra={"peer": str(peer), "node_id": ev.node_id.text()})
                 await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
+                self._save()  # now, not at the next periodic save: a crash must not cost the table
                 self._publish()
                 if self._tuns:  # a member back from being offline learns of revocations at once
                     self.core.vpn_check_revocations(time.time())
@@ -422,16 +438,35 @@ class Daemon:
                 last_publish = time.monotonic()
 
     async def _save_periodically(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(SAVE_INTERVAL)
-            self._save()
+            await asyncio.sleep(SAVE_CHECK)
+            if self.core.dht.table.changes != self._saved_changes or time.monotonic() - last >= SAVE_INTERVAL:
+                self._save()
+                last = time.monotonic()
 
     def _save(self) -> None:
         if self.store is not None and self.driver is not None:
+            changes = self.core.dht.table.changes
             try:
                 self.store.save_contacts(self.core.dht.export_contacts(), time.time())
-            except Exception as exc:  # persistence trouble must not kill the node
-                log.warning("could not save the routing table", extra={"error": str(exc)})
+                self._saved_changes = changes
+            except Exception as exc:  # persistence trouble must not kill the node (the store logs it)
+                log.debug("could not save the routing table", extra={"error": str(exc)})
+
+    def _warn_about_settings(self) -> None:
+        """Say which defaults are in force, and whether our own ID passes the network's puzzle."""
+        cfg = self.cfg
+        if cfg.source is None:
+            log.warning("no config file: built-in defaults in force",
+                        extra={"expected_at": str(self.paths.config), "listen": f"{cfg.listen}:{cfg.port}",
+                               "peers": len(cfg.peers), "id_difficulty": cfg.id_difficulty,
+                               "hint": "weft init writes one"})
+        if not meets_puzzle(self.identity.node_id, cfg.id_difficulty):
+            log.warning("this node's ID does not meet the network's ID puzzle: other nodes will not put it in "
+                        "their routing tables; create a new identity with 'weft init --force'",
+                        extra={"id_difficulty": cfg.id_difficulty,
+                               "id_bits": puzzle_bits(self.identity.node_id.raw)})
 
     def _on_event(self, ev: NodeEvent) -> None:
         if ev.kind == "peer_up":
@@ -505,7 +540,8 @@ class Daemon:
 
         async def get(req):
             key = _key(req["key"])
-            quorum = int(req.get("quorum", 1))
+            quorum = req.get("quorum")  # None: the safe read (mutable: highest seq of several holders)
+            quorum = None if quorum is None else int(quorum)
             return (await self.driver.request(lambda c, t: c.get(key, t, quorum=quorum))).to_dict()
 
         async def lookup(req):

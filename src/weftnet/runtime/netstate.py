@@ -125,7 +125,10 @@ def _read_blocks(path: Path) -> list:
         raise ConfigError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    return dearmor(text)
+    try:
+        return dearmor(text)
+    except NetworkError as exc:  # name the file: "no block found" alone helps nobody
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _read_one(path: Path, cls, items: list | None = None):

@@ -94,7 +94,7 @@ class Reloader:
             running = copy.copy(old)
             report = ReloadReport()
             changed = {f.name for f in fields(Config) if getattr(old, f.name) != getattr(new, f.name)}
-            handled = {"networks"}
+            handled = {"networks", "source"}  # source: where the config came from, not a setting
             for name, flds, hook in self._hooks:
                 touched = changed & set(flds)
                 handled |= set(flds)

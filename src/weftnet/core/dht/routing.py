@@ -15,8 +15,11 @@ Departures from the paper, and why:
   cache instead: under churn, full buckets otherwise fill with departed nodes.
 * **Per-prefix limit**: at most ``per_prefix`` contacts of one bucket may share
   an IPv4 /24 or IPv6 /48, so one operator's address block cannot fill a
-  bucket (an eclipse attempt). Loopback endpoints are exempt so a local test
-  overlay works.
+  bucket (an eclipse attempt). Nothing is exempt unless configured
+  (``exempt``: a loopback test lab lists 127.0.0.0/8 there).
+* **ID puzzle**: with ``difficulty`` > 0 a contact enters the table only if
+  its node ID passes the S/Kademlia static puzzle (core/puzzle.py), so every
+  entry an attacker holds cost it ``2**difficulty`` key generations.
 * Every bucket records when it was last touched, for refresh of idle buckets.
 * A bucket keeps its contacts in the order they entered it (oldest first),
   not re-sorted on every message: nothing here pings the oldest, so the
@@ -32,27 +35,20 @@ the length of the prefix it shares with us, without a search.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
+from weftnet.core.limits import ExemptPrefixes, prefix_key
+from weftnet.core.puzzle import meets_puzzle
 
 __all__ = ["RoutingTable", "KBucket", "prefix_of"]
 
 ID_BITS = 256
 
 
-def prefix_of(endpoint: tuple[str, int]) -> str | None:
-    """The address block a contact is counted against (None = exempt)."""
-    try:
-        ip = ipaddress.ip_address(endpoint[0])
-    except ValueError:
-        return endpoint[0]
-    if ip.is_loopback:
-        return None
-    if ip.version == 4:
-        return str(ipaddress.ip_network(f"{ip}/24", strict=False))
-    return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+def prefix_of(endpoint: tuple[str, int]) -> str:
+    """The address block a contact is counted against: its IPv4 /24 or IPv6 /48."""
+    return prefix_key(endpoint[0])
 
 
 def _drop(items: list, obj: object) -> None:
@@ -77,12 +73,14 @@ class KBucket:
 
 class RoutingTable:
     def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
-                 replace_failing: bool = True):
+                 replace_failing: bool = True, exempt: ExemptPrefixes | None = None, difficulty: int = 0):
         self.own_key = own_key
         self.replace_failing = replace_failing
         self.k = k
         self.max_failures = max_failures
         self.per_prefix = per_prefix
+        self.exempt = exempt or ExemptPrefixes()
+        self.difficulty = difficulty
         # _by_depth[d] holds the IDs that share exactly d leading bits with ours;
         # the last bucket holds all that share at least that many (it covers us).
         self._by_depth: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
@@ -90,6 +88,9 @@ class RoutingTable:
         self._failures: dict[int, int] = {}  # only contacts whose last request failed
         self.evictions = 0
         self.prefix_refusals = 0
+        self.puzzle_refusals = 0
+        #: Bumped whenever the set of contacts or an endpoint changes (the daemon saves then).
+        self.changes = 0
 
     @property
     def buckets(self) -> list[KBucket]:
@@ -128,7 +129,11 @@ class RoutingTable:
                 entries = bucket.entries
                 entries[next(i for i, c in enumerate(entries) if c is known)] = contact
                 self._index[key] = contact
+                self.changes += 1
             return True
+        if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
+            self.puzzle_refusals += 1
+            return False
         while True:
             if len(bucket.entries) < self.k:
                 if not self._prefix_ok(bucket, contact):
@@ -136,6 +141,7 @@ class RoutingTable:
                     return False
                 bucket.entries.append(contact)
                 self._index[key] = contact
+                self.changes += 1
                 return True
             if bucket is self._by_depth[-1] and bucket.lo != bucket.hi:
                 self._split(bucket)
@@ -172,14 +178,13 @@ class RoutingTable:
         self._index[key] = contact
         bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
         self._add_replacement(bucket, worst, wkey)
+        self.changes += 1
         return True
 
     def _prefix_ok(self, bucket: KBucket, contact: Contact) -> bool:
-        if self.per_prefix is None:
+        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
-        if p is None:
-            return True
         return sum(1 for c in bucket.entries if prefix_of(c.endpoint) == p) < self.per_prefix
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
@@ -211,6 +216,8 @@ class RoutingTable:
         key = contact.node_id.int
         if key in self._index or key == self.own_key:
             return False
+        if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
+            return False
         bucket = self.bucket_for(key)
         entries = bucket.entries
         if len(entries) < self.k or bucket is self._by_depth[-1]:
@@ -236,14 +243,13 @@ class RoutingTable:
         self._index[key] = contact
         bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
         self._add_replacement(bucket, victim, vkey)
+        self.changes += 1
         return True
 
     def _prefix_ok_without(self, bucket: KBucket, contact: Contact, leaving: Contact) -> bool:
-        if self.per_prefix is None:
+        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
-        if p is None:
-            return True
         return sum(1 for c in bucket.entries if c is not leaving and prefix_of(c.endpoint) == p) < self.per_prefix
 
     def fail(self, key: int) -> bool:
@@ -260,6 +266,7 @@ class RoutingTable:
         _drop(bucket.entries, contact)
         del self._index[key]
         self.evictions += 1
+        self.changes += 1
         while bucket.replacements:
             c = bucket.replacements.pop()
             ckey = c.node_id.int
@@ -274,6 +281,7 @@ class RoutingTable:
         if contact is not None:
             self._failures.pop(key, None)
             _drop(self.bucket_for(key).entries, contact)
+            self.changes += 1
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
         """The n contacts nearest to ``target`` by XOR.
