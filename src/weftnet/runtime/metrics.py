@@ -17,11 +17,14 @@ docs/metrics.md lists every metric; a test compares that table with a scrape.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from weftnet.runtime import opsview
 
 if TYPE_CHECKING:
     from weftnet.core.node import NodeCore
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeCollector", "make_registry", "exposition", "CONTENT_TYPE"]
 
+log = logging.getLogger("weftnet.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: transport ``stats`` key -> the ``reason`` of weftnet_transport_dropped_total
@@ -90,6 +94,9 @@ class NodeCollector:
         out += self._dht(core)
         out += self._vpn(core)
         out += self._overlay(core)
+        out += self._hardening(core)
+        if self.daemon is not None:
+            out += self._subsystems(self.daemon)
         out += self._extra()
         self.last_duration = time.perf_counter() - t0
         return iter(out)
@@ -336,6 +343,226 @@ class NodeCollector:
             for k, v in sorted(lan.stats.items()):
                 c.add_metric([k], v)
             yield c
+
+    def _hardening(self, core: "NodeCore") -> Iterator[Metric]:
+        """What the protections of docs/security.md refused (always present, zero until they act)."""
+        h = opsview.hardening_view(core)
+        yield CounterMetricFamily("weftnet_handshakes_rate_limited",
+                                  "Handshake Inits refused by admission (per-address and per-prefix rate).",
+                                  value=h["handshakes_rate_limited"])
+        yield GaugeMetricFamily("weftnet_half_open_peers",
+                                "Peers with a session that has not yet proven return routability.",
+                                value=h["half_open_peers"])
+        c = CounterMetricFamily("weftnet_half_open", "Half-open peers: admitted, confirmed (return routability "
+                                "proven), expired unconfirmed, and messages held until confirmed.", labels=["event"])
+        for k, v in h["half_open"].items():
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("weftnet_peer_table_events",
+                                "Peers pushed out of the bounded peer table (evicted) or dropped after idling.",
+                                labels=["event"])
+        c.add_metric(["evicted"], h["peers_evicted"])
+        c.add_metric(["forgotten"], h["peers_forgotten"])
+        yield c
+        c = CounterMetricFamily("weftnet_dht_contacts_refused",
+                                "Contacts kept out of the routing table, by reason (ID puzzle, per-prefix limit).",
+                                labels=["reason"])
+        for k, v in h["contacts_refused"].items():
+            c.add_metric([k], v)
+        yield c
+        yield CounterMetricFamily("weftnet_dht_contacts_evicted", "Contacts replaced in full k-buckets.",
+                                  value=h["contacts_evicted"])
+        c = CounterMetricFamily("weftnet_dht_store_refused",
+                                "Records refused: over a peer's or an address prefix's quota, or invalid (other).",
+                                labels=["reason"])
+        for k, v in h["store_refused"].items():
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("weftnet_dht_deferred",
+                                "DHT work put off for safety: messages held from unverified senders, hints not "
+                                "followed yet.", labels=["what"])
+        c.add_metric(["held-unverified"], h["dht_held_unverified"])
+        c.add_metric(["hint"], h["dht_hints_deferred"])
+        yield c
+        c = CounterMetricFamily("weftnet_texts_dropped",
+                                "Routed texts dropped because their origin is not proven.", labels=["reason"])
+        for k, v in h["texts_dropped"].items():
+            c.add_metric([k], v)
+        yield c
+        yield CounterMetricFamily("weftnet_internal_errors",
+                                  "Messages whose handling raised an unexpected error (logged; a bug).",
+                                  value=h["internal_errors"])
+
+    def _subsystems(self, daemon: Any) -> Iterator[Metric]:
+        """BGP, EVPN, VRFs and layer-2 networks: families only where the subsystem runs."""
+        for fn in (self._bgp, self._evpn, self._vrfs, self._l2):
+            try:
+                yield from fn(daemon)
+            except Exception:  # a subsystem's bug must not break the scrape (its families go missing)
+                log.exception("metrics: %s failed", fn.__name__)
+
+    def _bgp(self, daemon: Any) -> Iterator[Metric]:
+        speakers = opsview.bgp_view(daemon)
+        if not speakers:
+            return
+        lab = ["instance", "peer"]
+        info = GaugeMetricFamily("weftnet_bgp_peer_info", "A configured BGP neighbour: constant 1.",
+                                 labels=[*lab, "remote_as"])
+        state = GaugeMetricFamily("weftnet_bgp_peer_state",
+                                  "1 for the neighbour's current BGP state (RFC 4271 section 8), 0 for the others.",
+                                  labels=[*lab, "state"])
+        up = GaugeMetricFamily("weftnet_bgp_peer_uptime_seconds", "Seconds since the session was established.",
+                               labels=lab)
+        pfx = GaugeMetricFamily("weftnet_bgp_peer_prefixes",
+                                "Prefixes received from (accepted) and sent to the neighbour.",
+                                labels=[*lab, "direction"])
+        msgs = CounterMetricFamily("weftnet_bgp_peer_messages",
+                                   "BGP messages on the current session, by type (update, notification, other) and "
+                                   "direction.", labels=[*lab, "type", "direction"])
+        est = CounterMetricFamily("weftnet_bgp_peer_established",
+                                  "Times the session reached Established.", labels=lab)
+        routes = GaugeMetricFamily("weftnet_bgp_routes", "Prefixes in the speaker's Loc-RIB, by address family.",
+                                   labels=["instance", "family"])
+        events = CounterMetricFamily("weftnet_bgp_events", "The speaker's counters (updates, routes in, policy "
+                                     "and loop drops, connections rejected, ...).", labels=["instance", "event"])
+        for sp in speakers:
+            inst = sp["instance"]
+            for fam, n in sorted(sp["routes"].items()):
+                routes.add_metric([inst, fam], n)
+            for k, v in sorted(sp["stats"].items()):
+                events.add_metric([inst, k], v)
+            for p in sp["peers"]:
+                lv = [inst, p["peer"]]
+                info.add_metric([*lv, str(p["remote_as"])], 1)
+                for s in opsview.BGP_STATES:
+                    state.add_metric([*lv, s], 1 if p["state"] == s else 0)
+                if p["uptime"] is not None:
+                    up.add_metric(lv, p["uptime"])
+                pfx.add_metric([*lv, "received"], p["prefixes_received"])
+                pfx.add_metric([*lv, "sent"], p["prefixes_sent"])
+                for d in ("in", "out"):
+                    u, n, m = p[f"updates_{d}"], p[f"notifications_{d}"], p[f"messages_{d}"]
+                    msgs.add_metric([*lv, "update", d], u)
+                    msgs.add_metric([*lv, "notification", d], n)
+                    msgs.add_metric([*lv, "other", d], max(0, m - u - n))
+                est.add_metric(lv, p["established"])
+        yield from (info, state, up, pfx, msgs, est, routes, events)
+
+    def _evpn(self, daemon: Any) -> Iterator[Metric]:
+        ev = opsview.evpn_view(daemon)
+        if ev is None:
+            return
+        macs = GaugeMetricFamily("weftnet_evpn_macs", "MACs of the EVPN instance: local (learned on our bridge, "
+                                 "advertised) and remote (learned from BGP type-2 routes).", labels=["vni", "origin"])
+        ips = GaugeMetricFamily("weftnet_evpn_ips", "IP addresses bound to those MACs (MAC/IP routes).",
+                                labels=["vni", "origin"])
+        vteps = GaugeMetricFamily("weftnet_evpn_remote_vteps", "Remote VTEPs flooding for the VNI (type-3 routes).",
+                                  labels=["vni"])
+        prefixes = GaugeMetricFamily("weftnet_evpn_remote_prefixes", "IP prefixes learned (type-5 routes).",
+                                     labels=["vni"])
+        moves = CounterMetricFamily("weftnet_evpn_mac_moves", "MAC mobility events (RFC 7432 section 15).",
+                                    labels=["vni"])
+        limit = CounterMetricFamily("weftnet_evpn_mac_limit_drops", "MACs not learned: the instance's limit.",
+                                    labels=["vni"])
+        for v in ev["vnis"]:
+            vni = str(v["vni"])
+            for origin in ("local", "remote"):
+                macs.add_metric([vni, origin], v[f"{origin}_macs"])
+                ips.add_metric([vni, origin], v[f"{origin}_ips"])
+            vteps.add_metric([vni], v["remote_vteps"])
+            prefixes.add_metric([vni], v["remote_prefixes"])
+            moves.add_metric([vni], v["mac_moves"])
+            limit.add_metric([vni], v["mac_limit_drops"])
+        routes = CounterMetricFamily("weftnet_evpn_routes_received",
+                                     "EVPN routes received, by route type (ignored: no instance imports it).",
+                                     labels=["type"])
+        for k, n in sorted(ev["routes_in"].items()):
+            routes.add_metric([k[len("type"):-len("_in")] if k.startswith("type") else k], n)
+        dp = CounterMetricFamily("weftnet_evpn_dataplane_events",
+                                 "What the EVPN dataplane did (FDB and flood entries, routes, netlink errors).",
+                                 labels=["event"])
+        for k, n in sorted(ev["dataplane"].items()):
+            dp.add_metric([k], n)
+        yield from (macs, ips, vteps, prefixes, moves, limit, routes, dp)
+
+    def _vrfs(self, daemon: Any) -> Iterator[Metric]:
+        v = opsview.vrf_view(daemon)
+        if v is None:
+            return
+        routes = GaugeMetricFamily("weftnet_vrf_routes", "Forwarding entries of the VRF, by kind (local: a CE or "
+                                   "static route; remote: another PE; vrf: leaked from a VRF here; unresolved).",
+                                   labels=["vrf", "kind"])
+        exported = GaugeMetricFamily("weftnet_vrf_exported_routes", "VPN routes this PE exports for the VRF.",
+                                     labels=["vrf"])
+        refused = CounterMetricFamily("weftnet_vrf_routes_refused", "Routes refused by the VRF's max_routes.",
+                                      labels=["vrf"])
+        b = CounterMetricFamily("weftnet_vrf_bytes", "IP bytes through the VRF's data plane, by direction (in: from "
+                                "other PEs).", labels=["vrf", "direction"])
+        pk = CounterMetricFamily("weftnet_vrf_packets", "IP packets through the VRF's data plane, by direction.",
+                                 labels=["vrf", "direction"])
+        drops = CounterMetricFamily("weftnet_vrf_drops", "Packets the VRF dropped, by reason.", labels=["vrf", "reason"])
+        for r in v["vrfs"]:
+            name = r["vrf"]
+            for kind, n in r["routes"].items():
+                routes.add_metric([name, kind], n)
+            exported.add_metric([name], r["exported"])
+            refused.add_metric([name], r["refused"])
+            for d in ("in", "out"):
+                b.add_metric([name, d], r[f"bytes_{d}"])
+                pk.add_metric([name, d], r[f"packets_{d}"])
+            for reason, n in sorted(r["drops"].items()):
+                drops.add_metric([name, reason], n)
+        yield from (routes, exported, refused, b, pk, drops)
+        yield GaugeMetricFamily("weftnet_l3vpn_vpn_routes", "VPN routes from other PEs this PE holds.",
+                                value=v["vpn_routes"])
+        yield GaugeMetricFamily("weftnet_l3vpn_labels_in_use", "MPLS labels allocated by this PE.",
+                                value=v["labels_in_use"])
+        c = CounterMetricFamily("weftnet_l3vpn_drops", "Labelled payloads dropped before any VRF, by reason.",
+                                labels=["reason"])
+        for reason, n in sorted(v["drops"].items()):
+            c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily("weftnet_l3vpn_events", "The PE's counters (routes from CEs and other PEs, kernel "
+                                "route batches, refusals).", labels=["event"])
+        for k, n in sorted(v["stats"].items()):
+            if isinstance(n, int):
+                c.add_metric([k], n)
+        yield c
+
+    def _l2(self, daemon: Any) -> Iterator[Metric]:
+        nets = opsview.l2_view(daemon)
+        if not nets:
+            return
+        entries = GaugeMetricFamily("weftnet_l2_table_entries", "Entries of the network's switch tables: MACs "
+                                    "learned behind members, IP-to-MAC bindings snooped.", labels=["network", "table"])
+        tev = CounterMetricFamily("weftnet_l2_table_events", "Switch table events (learned, moved, aged, refused "
+                                  "by the per-member quota or a full table, removed).",
+                                  labels=["network", "table", "event"])
+        frames = CounterMetricFamily("weftnet_l2_frames", "Ethernet frames through the network, by direction.",
+                                     labels=["network", "direction"])
+        floods = CounterMetricFamily("weftnet_l2_floods", "Frames flooded to all members (out) or received as "
+                                     "floods (in).", labels=["network", "direction"])
+        limited = CounterMetricFamily("weftnet_l2_floods_rate_limited",
+                                      "Floods dropped by the flood rate limit (ours and each member's).",
+                                      labels=["network"])
+        events = CounterMetricFamily("weftnet_l2_events", "Other switch events (flood copies, unknown unicast, "
+                                     "ARP/ND answered on the host).", labels=["network", "event"])
+        for n in nets:
+            name = n["network"]
+            entries.add_metric([name, "mac"], n["macs"])
+            entries.add_metric([name, "neighbor"], n["neighbors"])
+            for table in ("mac", "neighbor"):
+                st = n[f"{table}_table"]
+                for e in opsview.L2_TABLE_EVENTS:
+                    tev.add_metric([name, table, e], st.get(e, 0))
+            frames.add_metric([name, "in"], n["frames_in"])
+            frames.add_metric([name, "out"], n["frames_out"])
+            floods.add_metric([name, "in"], n["floods_in"])
+            floods.add_metric([name, "out"], n["floods_out"])
+            limited.add_metric([name], n["floods_rate_limited"])
+            for k, v in n["events"].items():
+                events.add_metric([name, k], v)
+        yield from (entries, tev, frames, floods, limited, events)
 
     def _extra(self) -> Iterator[Metric]:
         if not self.extra:
