@@ -69,7 +69,7 @@ def documented_metrics(section: str | None = None) -> dict[str, str]:
         if line.startswith("#"):
             heading = line.lstrip("#").strip()
             continue
-        m = re.match(r"^\|\s*`([a-z_:]+)`\s*\|\s*(counter|gauge|histogram|info)\s*\|", line)
+        m = re.match(r"^\|\s*`([a-z0-9_:]+)`\s*\|\s*(counter|gauge|histogram|info)\s*\|", line)
         if m and (section is None or heading.startswith(section)):
             out[m.group(1)] = m.group(2)
     return out

@@ -12,6 +12,8 @@ MACs, and, once FRR shuts the neighbour down, the state leaving
 from __future__ import annotations
 
 import json
+import shutil
+import stat
 
 import pytest
 
@@ -92,6 +94,8 @@ def test_bgp_and_evpn_metrics_with_frr(lab):
     assert bgp["peers"][0]["prefixes_received"] == peer["prefixes_received"]
     assert snap["subsystems"]["evpn"]["vnis"][0]["remote_macs"] >= 1
 
+    show_in_browser(lab, w, peer["prefixes_received"])
+
     # FRR shuts the neighbour down: the state leaves established, its NOTIFICATION is counted
     sh("vtysh", "-N", frr, "-c", "configure terminal", "-c", "router bgp 65000", "-c", "neighbor 10.77.0.2 shutdown")
 
@@ -102,3 +106,35 @@ def test_bgp_and_evpn_metrics_with_frr(lab):
     assert sample(fams, "weftnet_bgp_peer_messages", **g, type="notification", direction="in") >= 1
     assert sum(s.value for s in fams["weftnet_bgp_peer_state"].samples) == 1  # exactly one state at a time
     assert "weftnet_bgp_peer_uptime_seconds" not in fams or not fams["weftnet_bgp_peer_uptime_seconds"].samples
+
+
+def show_in_browser(lab: Lab, ns: str, prefixes: int) -> None:
+    """The dashboard page, in Debian's chromium started inside the daemon's namespace, shows the neighbour."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        return  # tests/test_dashboard_browser.py skips with the reason
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return
+    from test_dashboard_browser import CHROMIUM_ARGS
+
+    wrapper = lab.tmp / "chromium-in-netns"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns} {chromium} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("http://127.0.0.1:9478/")
+            row = page.locator('#routing table[data-table="BGP neighbours"] tbody tr')
+            expect(row).to_have_count(1, timeout=15_000)
+            expect(row).to_contain_text("10.77.0.1")
+            expect(row).to_contain_text("established")
+            expect(row.locator("td").nth(5)).to_have_text(str(prefixes))
+            expect(page.locator('#routing table[data-table="EVPN instances"] tbody tr')).to_contain_text("100")
+            assert errors == [], errors
+        finally:
+            browser.close()
