@@ -5,7 +5,9 @@
 The setup is tests/test_bgp_frr.py's, smaller: one container on each side. What a
 user watching /metrics sees: the neighbour in state ``established`` with the
 prefix counts ``weft bgp summary`` shows, the EVPN instance's local and remote
-MACs, and, once FRR shuts the neighbour down, the state leaving
+MACs and the remote IP of a MAC/IP route (FRR's bridge gets an address and
+ARPs for C1), the same neighbour in the dashboard's BGP table in chromium,
+and, once FRR shuts the neighbour down, the state leaving
 ``established`` and the NOTIFICATION counted. Needs root, iproute2 and FRR.
 """
 
@@ -56,12 +58,15 @@ def test_bgp_and_evpn_metrics_with_frr(lab):
     wait_for(lambda: lab.weft_json(state, "bgp", "summary")["peers"][0]["state"] == "Established", 60,
              "the session with FRR")
     wait_for(lambda: lab.ping(c1, "10.100.0.2"), 30, "C1 to ping C2 across the two VTEPs")
+    # FRR's bridge gets an address and talks to C1: the ARP entry makes FRR advertise C1's MAC with its IP
+    sh("ip", "-n", f, "addr", "add", "10.100.0.254/24", "dev", "br100")
+    wait_for(lambda: lab.ping(f, "10.100.0.1"), 30, "FRR's host to ping C1")
 
     def learned():
         s = lab.weft_json(state, "bgp", "summary")
         evi = s["evpn"][0]
-        return evi["local_macs"] >= 1 and evi["remote_macs"] >= 1 and s["peers"][0]["prefixes_received"] >= 2 and s
-    wait_for(learned, 30, "C2's MAC learned here and C1's from FRR")
+        return evi["local_macs"] >= 1 and evi["remote_macs"] >= 1 and s["peers"][0]["prefixes_received"] >= 3 and s
+    wait_for(learned, 30, "C2's MAC learned here, C1's MAC and MAC/IP routes from FRR")
 
     fams = scrape_netns(w)
     summ = lab.weft_json(state, "bgp", "summary")
@@ -82,6 +87,7 @@ def test_bgp_and_evpn_metrics_with_frr(lab):
     assert sample(fams, "weftnet_evpn_macs", vni="100", origin="local") == evi["local_macs"] >= 1
     assert sample(fams, "weftnet_evpn_macs", vni="100", origin="remote") == evi["remote_macs"] >= 1
     assert sample(fams, "weftnet_evpn_remote_vteps", vni="100") == 1
+    assert sample(fams, "weftnet_evpn_ips", vni="100", origin="remote") >= 1  # C1's 10.100.0.1 (a MAC/IP route)
     assert sample(fams, "weftnet_evpn_routes_received", type="2") >= 1
     assert sample(fams, "weftnet_evpn_dataplane_events", event="fdb_installed") >= 1
     check_documented(fams, "BGP")
