@@ -5,7 +5,7 @@
 const SVGNS = "http://www.w3.org/2000/svg";
 // Keys of status() with a view of their own; every other key gets a generic section.
 const KNOWN = new Set(["node_id", "address", "public_key", "endpoint", "uptime", "sessions", "transport", "dht",
-  "requests_in_flight", "networks", "vpn", "tun_write_errors"]);
+  "requests_in_flight", "networks", "vpn", "tun_write_errors", "texts_dropped", "internal_errors"]);  // the last two: Protection
 let token = sessionStorage.getItem("weft-token") || "";
 let last = null;
 
