@@ -150,6 +150,15 @@ def get_in_netns(ns: str, url: str) -> str:
     return p.stdout
 
 
+def scrape_families(url: str) -> dict:
+    """A scrape: family name -> prometheus_client Metric (for :func:`sample`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _h, body = http_get(url)
+    assert status == 200, body
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
 def scrape_netns(ns: str, port: int = 9477) -> dict:
     """A scrape of the daemon in ``ns``: family name -> prometheus_client Metric."""
     from prometheus_client.parser import text_string_to_metric_families
