@@ -39,7 +39,7 @@ class SimLab:
 
     # -- building -------------------------------------------------------------
     def _core(self, name: str, addr, relay: bool, alt: bool, reach: dict | None = None) -> NodeCore:
-        rc = ReachConfig(enabled=True, **{**self.reach_overrides, **(reach or {})})
+        rc = ReachConfig(**{"enabled": True, **self.reach_overrides, **(reach or {})})
         cfg = NodeConfig(reach=rc, relay=RelayConfig(enabled=relay))
         core = NodeCore(Identity.generate(random.Random(self.rng.random())), random.Random(self.rng.random()),
                         self.net.now, cfg, endpoint=addr)

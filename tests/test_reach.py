@@ -104,3 +104,112 @@ def test_each_node_classifies_its_own_nat(kind, nat, reachable):
     assert st["nat"] == nat and st["reachable"] is reachable
     relays = lab.cores["X"].reach.status(lab.net.now)["relays"]
     assert bool(relays) is (not reachable)  # registered with relays exactly when strangers cannot reach it
+
+
+def steady_pings(lab: SimLab, a: str, b: str, seconds: float, every: float = 0.2) -> list[bool]:
+    """Ping b from a every ``every`` seconds for ``seconds``; one bool per ping (answered or not)."""
+    core = lab.cores[a]
+    ops = {}
+    end = lab.net.now + seconds
+    while lab.net.now < end:
+        ops[core.ping(lab.cores[b].node_id, lab.net.now)] = None
+        lab.net.flush(lab.addrs[a])
+        lab.net.run_for(every)
+        lab.drain()
+    lab.run(16)  # every ping completes (answered or timed out)
+    for _, ev in lab.events[a]:
+        if getattr(ev, "kind", "") == "ping" and ev.op_id in ops:
+            ops[ev.op_id] = ev.ok
+    return list(ops.values())
+
+
+def sessions_made(lab: SimLab, name: str) -> int:
+    return lab.cores[name].transport.stats["handshakes_completed"]
+
+
+@pytest.mark.parametrize("new_ports", [False, True])
+def test_nat_rebinding_mid_traffic_keeps_the_session(new_ports):
+    lab = lab_of("port-restricted", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    made = sessions_made(lab, "A") + sessions_made(lab, "B")
+    lab.net.run_for(0.05)
+    lab.net.flush_nat(lab.boxes["A"].ip, new_ports=new_ports)  # conntrack -F on A's router
+    answered = steady_pings(lab, "A", "B", 15.0)
+    assert all(answered[-20:])  # the last 4 s all answered
+    assert sum(answered) >= len(answered) - 30  # at most a heartbeat and a fallback's worth lost
+    lab.run(10)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+    new_port = lab.cores["B"].transport.current_path(lab.cores["A"].node_id)[1]
+    assert (new_port != 4500) is new_ports  # with new ports, B followed A to its new mapping
+    assert sessions_made(lab, "A") + sessions_made(lab, "B") == made  # no new handshake anywhere
+
+
+def test_rebinding_of_a_relayed_symmetric_client_keeps_the_session():
+    lab = lab_of("symmetric", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "relay"
+    made = sessions_made(lab, "A") + sessions_made(lab, "B")
+    lab.net.flush_nat(lab.boxes["A"].ip, new_ports=True)
+    answered = steady_pings(lab, "A", "B", 10.0)
+    assert all(answered[-20:]) and sum(answered) >= len(answered) - 2
+    assert sessions_made(lab, "A") + sessions_made(lab, "B") == made
+
+
+def test_keepalives_hold_a_punched_path_open_through_idle_time():
+    lab = lab_of("port-restricted", "port-restricted", nat_timeout=40.0)
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    lab.run(150)  # idle for almost four NAT timeouts; keepalives every 25 s
+    before = lab.forwarded()
+    assert lab.ping("A", "B").ok and lab.ping("B", "A").ok
+    assert lab.path("A", "B") == "direct" and lab.forwarded() == before
+    fell = [ev for _, ev in lab.events["A"] if getattr(ev, "what", "") == "path fell back to relay"]
+    assert not fell
+
+
+def test_without_keepalives_the_mapping_expires_and_the_session_falls_back_to_the_relay():
+    # Relay sessions are still kept open; the direct path between A and B is not.
+    lab = lab_of("port-restricted", "port-restricted", nat_timeout=40.0, reach={"keep_punched": 0.0})
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    lab.run(150)
+    answered = steady_pings(lab, "B", "A", 8.0)
+    assert answered[-1]  # it still works (through a relay, then punched again) ...
+    fell = [ev for _, ev in lab.events["B"] + lab.events["A"] if getattr(ev, "what", "") == "path fell back to relay"]
+    assert fell  # ... because the dead direct path was noticed
+
+
+def test_a_node_that_moves_to_another_network_is_followed_without_a_new_handshake():
+    lab = lab_of("port-restricted", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    a = lab.cores["A"]
+    seq_before = a.reach.status(lab.net.now)["record"]["seq"]
+    made = sessions_made(lab, "B")
+    # A's laptop moves: a new private address behind a new NAT with a new public address.
+    old = lab.addrs["A"]
+    new = ("10.9.9.2", 4500)
+    box = lab.net.add_box("port-restricted", "198.51.100.99")
+    lab.net.place(new[0], box)
+    lab.net.remove(old)
+    lab.addrs["A"] = new
+    lab.net.add(new, a)
+    a.set_local_endpoints([new], lab.net.now)
+    answered = steady_pings(lab, "A", "B", 10.0)
+    assert all(answered[-20:])
+    lab.run(30)
+    assert lab.cores["B"].transport.current_path(a.node_id)[0] == "198.51.100.99"  # B followed at once
+    st = a.reach.status(lab.net.now)
+    assert any("198.51.100.99" in c for c in st["candidates"])  # A re-learned its reflexive address ...
+    assert st["record"]["seq"] > seq_before  # ... and republished its endpoint record
+    assert sessions_made(lab, "B") == made

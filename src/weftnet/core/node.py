@@ -45,6 +45,7 @@ from weftnet.core.reach.paths import RELAY, StreamLink, Via, is_udp, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.transport import (
     PathChanged,
+    PathQuiet,
     PathsWanted,
     PongReceived,
     Received,
@@ -608,6 +609,8 @@ class NodeCore:
             self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
         elif isinstance(ev, PathsWanted):
             self.reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
+        elif isinstance(ev, PathQuiet):
+            self.reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
             for op in list(self._ops.values()):
                 if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:

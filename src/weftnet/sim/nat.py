@@ -70,8 +70,12 @@ class NatBox:
         self._in: dict[int, dict] = {}  # public port -> {"priv", "perms": {remote: last}, "last"}
         self.dropped_in = 0
         self.dropped_out = 0
+        self._burned: set[int] = set()
 
-    def flush(self) -> None:
+    def flush(self, new_ports: bool = False) -> None:
+        """Forget every mapping; ``new_ports``: never reuse the ports they had (a rebinding)."""
+        if new_ports:
+            self._burned.update(self._in)
         self._out.clear()
         self._in.clear()
 
@@ -94,11 +98,11 @@ class NatBox:
         if port is None or self._expired(port, now):
             if self.kind == "symmetric":
                 port = self.rng.randrange(1024, 65536)
-                while port in self._in:
+                while port in self._in or port in self._burned:
                     port = self.rng.randrange(1024, 65536)
             else:
                 port = priv[1]
-                while port in self._in and not self._expired(port, now):
+                while port in self._burned or (port in self._in and not self._expired(port, now)):
                     port = self.rng.randrange(1024, 65536)
             self._out[key] = port
             self._in[port] = {"priv": priv, "key": key, "perms": {}, "last": now}
@@ -166,9 +170,9 @@ class NatNetwork(SimNetwork):
         self._streams.pop(other, None)
         return other[1]
 
-    def flush_nat(self, public_ip: str) -> None:
-        """Forget every mapping of one box (``conntrack -F``)."""
-        self.boxes[public_ip].flush()
+    def flush_nat(self, public_ip: str, new_ports: bool = False) -> None:
+        """Forget every mapping of one box (``conntrack -F``); ``new_ports``: a rebinding to new ports."""
+        self.boxes[public_ip].flush(new_ports)
 
     # -- the wire ------------------------------------------------------------
     def _transmit(self, src: Addr, dst: Any, data: bytes) -> None:

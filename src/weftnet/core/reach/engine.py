@@ -94,8 +94,9 @@ class ReachConfig:
     #: A path in use that has not been heard from for this long while we send gets a probe;
     #: unanswered after as long again, it is dead.
     heartbeat: float = 2.0
-    #: A direct path heard from within this long is not left for a relay (PathPolicy.trust).
-    trust: float = 6.5
+    #: A direct path heard from within this long is not left when the peer's packets start coming
+    #: through a relay (PathPolicy.trust); quieter than that, we follow the peer to the relay.
+    trust: float = 2.0
     punch: bool = True
     punch_schedule: tuple = (0.0, 0.1, 0.3, 0.7, 1.5, 3.0)
     #: After a punch that did not work: try again after this long, doubling up to repunch_max.
@@ -131,7 +132,7 @@ class ReachEvent:
 
 class _PeerReach:
     __slots__ = ("node_id", "candidates", "punch_times", "punch_fails", "next_punch", "cmm_sent",
-                 "hb_target", "hb_sent", "kept_until", "probed")
+                 "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent")
 
     def __init__(self, node_id: NodeId):
         self.node_id = node_id
@@ -144,6 +145,8 @@ class _PeerReach:
         self.hb_sent = 0.0
         self.kept_until = 0.0
         self.probed: dict = {}  # target -> last probe time (reactive probes are rate-limited)
+        self.seen_out = 0  # the peer's packets_out when last tended
+        self.own_sent = 0  # of those, our probes
 
 
 class _Lease:
@@ -177,6 +180,7 @@ class Reach:
         transport.relay = self.relay
         transport.on_clear = self.on_clear
         transport.paths_wanted = cfg.enabled
+        transport.quiet_after = cfg.heartbeat if cfg.enabled else float("inf")
         transport.policy = PathPolicy(cfg.trust)
         self._peers: dict[NodeId, _PeerReach] = {}
         self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent, purpose)
@@ -185,7 +189,7 @@ class Reach:
         self._not_relay: dict[NodeId, float] = {}  # refused until
         self._cache: dict[NodeId, tuple[EndpointRecord, float]] = {}
         self._resolving: dict[int, tuple[NodeId, bytes]] = {}  # dht op -> (node, public key)
-        self._resolve_due: dict[NodeId, tuple[float, bytes]] = {}
+        self._resolve_due: dict[NodeId, tuple[float, bytes, bool]] = {}
         self._resolved_at: dict[NodeId, float] = {}
         self._wanted: dict[NodeId, float] = {}
         self._publishing: set[int] = set()
@@ -235,8 +239,12 @@ class Reach:
         kind = path_kind(endpoint)
         if kind == RELAY:
             self._start_punch(self._peer(node_id), now)
-        elif is_udp(endpoint) and self._want_report(endpoint[0], now):
-            self._probe(node_id, endpoint, "reflexive", now)
+        else:
+            if self.nat.classify(now) != NAT_PUBLIC:
+                # Through our NAT: keep the mapping open while the session is used (and a while after).
+                self._peer(node_id).kept_until = now + self.config.keep_punched
+            if is_udp(endpoint) and self._want_report(endpoint[0], now):
+                self._probe(node_id, endpoint, "reflexive", now)
         self._plan(now)
 
     def on_session_down(self, node_id: NodeId, now: float) -> None:
@@ -263,6 +271,16 @@ class Reach:
             pr.punch_times = []
             pr.punch_fails = 0
             self._emit(ReachEvent("path upgraded to direct", f"{node_id.text()} at {_short(target)}"))
+        self._plan(now)
+
+    def on_path_quiet(self, node_id: NodeId, target, now: float) -> None:
+        """We send to this peer and hear nothing: probe the path in use; unanswered, it is dead."""
+        if not self.config.enabled:
+            return
+        pr = self._peer(node_id)
+        if pr.hb_target is None and target is not None:
+            pr.hb_target, pr.hb_sent = target, now
+            self._probe(node_id, target, "heartbeat", now)
         self._plan(now)
 
     def on_paths_wanted(self, node_id: NodeId, public_key: bytes, attempt: int, now: float) -> None:
@@ -365,10 +383,10 @@ class Reach:
                     if self.nat.reachable is None and self.nat.set_reachable(False, now):
                         self._emit(ReachEvent("reachable unsolicited", "no"))
                         self._changed(now)
-            for node_id, (due, pk) in sorted(self._resolve_due.items(), key=lambda kv: kv[1][0]):
+            for node_id, (due, pk, force) in sorted(self._resolve_due.items(), key=lambda kv: kv[1][0]):
                 if due <= now and len(self._resolving) < cfg.max_resolving:
                     del self._resolve_due[node_id]
-                    if not self.transport.has_session(node_id):
+                    if force or not self.transport.has_session(node_id):
                         self._start_resolve(node_id, pk, now)
             for node_id in list(self._peers):
                 self._tend(self._peers[node_id], now)
@@ -391,7 +409,7 @@ class Reach:
             if pr.next_punch is not None:
                 times.append(pr.next_punch)
         if len(self._resolving) < cfg.max_resolving:
-            times.extend(due for due, _ in self._resolve_due.values())
+            times.extend(due for due, _, _ in self._resolve_due.values())
         times.extend(self._dialback.values())
         if self._publish_due is not None:
             times.append(self._publish_due)
@@ -421,11 +439,15 @@ class Reach:
                 self._peers.pop(node, None)
             return
         current = t.current_path(node)
+        out = t.traffic(node)[1]
+        if out - pr.seen_out > pr.own_sent and pr.kept_until > 0.0:
+            pr.kept_until = now + cfg.keep_punched  # in use (more than our own probes went out)
+        pr.seen_out, pr.own_sent = out, 0
         if pr.punch_times:
             self._punch_tick(pr, now)
         elif pr.next_punch is not None and now >= pr.next_punch:
             pr.next_punch = None
-            if path_kind(current) == RELAY:
+            if self._needs_punch(node, current):
                 self._start_punch(pr, now)
         if current is None:
             return
@@ -468,11 +490,18 @@ class Reach:
         self._send_call_me_maybe(pr, now)
         self._punch_tick(pr, now)
 
+    def _needs_punch(self, node: NodeId, current) -> bool:
+        """The session runs through a relay, or on a direct path that stopped answering."""
+        if path_kind(current) == RELAY:
+            return True
+        p = self.transport.path(node, current) if current is not None else None
+        return p is not None and p.dead
+
     def _punch_tick(self, pr: _PeerReach, now: float) -> None:
         node = pr.node_id
         current = self.transport.current_path(node)
-        if path_kind(current) != RELAY:
-            pr.punch_times = []  # done: the session moved to a direct path
+        if not self._needs_punch(node, current):
+            pr.punch_times = []  # done: the session moved to a working direct path
             return
         while pr.punch_times and pr.punch_times[0] <= now:
             pr.punch_times.pop(0)
@@ -518,7 +547,7 @@ class Reach:
                 break
             pr.candidates.setdefault(tuple(e), "callme")
         self.transport.add_paths(node_id, [tuple(e) for e in msg.candidates], "callme", now)
-        if path_kind(self.transport.current_path(node_id)) != RELAY:
+        if not self._needs_punch(node_id, self.transport.current_path(node_id)):
             return
         if now - pr.cmm_sent > 2.0:
             self._send_call_me_maybe(pr, now)
@@ -531,7 +560,7 @@ class Reach:
         if not self.config.enabled or path_kind(addr) == RELAY:
             return
         current = self.transport.current_path(node_id)
-        if addr == current or path_kind(current) != RELAY:
+        if addr == current or not self._needs_punch(node_id, current):
             return
         pr = self._peer(node_id)
         if now - pr.probed.get(addr, -1e18) < 0.05:
@@ -549,6 +578,7 @@ class Reach:
             self.stats["probes_sent"] += 1
             pr = self._peers.get(node_id)
             if pr is not None:
+                pr.own_sent += 1
                 if len(pr.probed) >= 2 * MAX_CANDIDATES:
                     pr.probed.pop(next(iter(pr.probed)))
                 pr.probed[target] = now
@@ -564,10 +594,14 @@ class Reach:
         if purpose == "punch" and path_kind(before) == RELAY and path_kind(self.transport.current_path(node_id)) != RELAY:
             self.stats["punch_success"] += 1
         if msg.observed is not None and is_udp(target) and self.config.enabled:
-            if self.nat.report(target[0], tuple(msg.observed), now):
-                self._changed(now)
+            self._report(target[0], msg.observed, now)
 
     # -- own endpoints -----------------------------------------------------------
+    def _report(self, peer_ip: str, observed, now: float) -> None:
+        if self.nat.report(peer_ip, tuple(observed), now):
+            self._refresh_at = now  # ask other peers too: is the change ours or only that path's?
+            self._changed(now)
+
     def _want_report(self, peer_ip: str, now: float) -> bool:
         return self.nat.reports(now) < 4 and not self.nat.has_report(peer_ip, now)
 
@@ -720,8 +754,7 @@ class Reach:
             if asked is None and lease is None:
                 return
             if msg.observed is not None and is_udp(addr):
-                if self.nat.report(addr[0], tuple(msg.observed), now):
-                    self._changed(now)
+                self._report(addr[0], msg.observed, now)
             if not msg.ok:
                 self.stats["relay_refusals"] += 1
                 self._not_relay[node_id] = now + 3600.0
@@ -797,7 +830,7 @@ class Reach:
             return
         if len(self._resolve_due) >= self.MAX_PEERS:
             return
-        self._resolve_due[node_id] = (now, public_key)
+        self._resolve_due[node_id] = (now, public_key, force)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:

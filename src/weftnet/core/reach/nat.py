@@ -68,9 +68,12 @@ class NatObserver:
         old = self._reports.pop(peer_ip, None)
         if old is None and len(self._reports) >= MAX_REPORTS:
             self._reports.pop(next(iter(self._reports)))
-        self._reports[peer_ip] = (tuple(observed), now)
         if old is not None and old[0] != tuple(observed):
-            self.reachable = None  # the mapping moved: what we knew about it is stale
+            # The mapping moved (a rebinding, a new network): every other report is older than
+            # that, so none of them says anything about the mapping now.
+            self._reports.clear()
+            self.reachable = None
+        self._reports[peer_ip] = (tuple(observed), now)
         return (self.classify(now), self.reflexive(now)) != before
 
     def set_reachable(self, value: bool, now: float) -> bool:

@@ -152,11 +152,12 @@ class PathPolicy:
     """Which path to use. Replaceable: the transport calls only these three methods.
 
     ``trust``: a direct path heard from within this long is kept even when the
-    peer's packets start arriving through a relay (Tailscale trusts a path for
-    6.5 s after its last pong; the same order of magnitude here).
+    peer's packets start arriving through a relay; one quieter than that is
+    left for the relay at once (the peer has most likely lost it: a NAT
+    rebinding), and punching wins it back.
     """
 
-    def __init__(self, trust: float = 6.5):
+    def __init__(self, trust: float = 2.0):
         self.trust = trust
 
     def on_rx(self, paths: PathSet, current, target, now: float) -> bool:

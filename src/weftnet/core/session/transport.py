@@ -80,6 +80,7 @@ __all__ = [
     "PeerInfo",
     "PathChanged",
     "PathsWanted",
+    "PathQuiet",
 ]
 
 _T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1, 2, 3, 4, 5, 6, 7
@@ -173,6 +174,14 @@ class PathChanged:
     node_id: NodeId
     target: object
     previous: object
+
+
+@dataclass(frozen=True)
+class PathQuiet:
+    """We keep sending to a peer that has not been heard from for ``quiet_after``: probe its path."""
+
+    node_id: NodeId
+    target: object
 
 
 @dataclass(frozen=True)
@@ -284,6 +293,7 @@ class Peer:
     pings: dict = field(default_factory=dict)
     early_rx: list = field(default_factory=list)
     paths: PathSet | None = None  # made when a second path is known (core/reach/paths.py)
+    quiet_at: float = -1.0  # when PathQuiet was last reported
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -335,6 +345,8 @@ class SecureTransport:
         self.on_clear = None
         #: Emit PathsWanted when a handshake starts and at each retry (set when reach is on).
         self.paths_wanted = False
+        #: Emit PathQuiet when sending to a peer not heard from for this long (reach sets it).
+        self.quiet_after = float("inf")
         self._depth = 0  # Forward nesting while receiving (bounded)
         self.stats: dict[str, int] = dict.fromkeys(
             (
@@ -432,6 +444,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return None if peer is None else peer.endpoint
 
+    def traffic(self, node_id: NodeId) -> tuple[int, int]:
+        """(packets in, packets out) of a peer so far."""
+        peer = self._by_node.get(node_id)
+        return (0, 0) if peer is None else (peer.packets_in, peer.packets_out)
+
     def last_sent(self, node_id: NodeId) -> float:
         peer = self._by_node.get(node_id)
         return 0.0 if peer is None else peer.last_sent
@@ -476,6 +493,9 @@ class SecureTransport:
             paths.add(t, origin, now, keep=peer.endpoint)
         if new and peer.pending is not None and peer.current is None:
             self._send_init(peer, now)
+        cur = paths.get(peer.endpoint)
+        if new and cur is not None and cur.dead:
+            self._rechoose(peer, now)  # the path in use stopped answering: one of these may do
         return new
 
     def send_on(self, node_id: NodeId, payload: bytes, target, now: float) -> bool:
@@ -831,6 +851,11 @@ class SecureTransport:
         cfg = self.config
         if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
             self._encrypt_and_send(peer, s, payload, now)
+            lr = peer.last_received
+            if lr is not None and now - lr >= self.quiet_after and peer.quiet_at <= lr:
+                # Sending, but nothing heard for a while: is the path still there? (reach probes it)
+                peer.quiet_at = now
+                self._events.append(PathQuiet(peer.node_id, peer.endpoint))
             if (
                 peer.pending is None
                 and (now - s.created >= cfg.rekey_after_time + (0 if s.initiator else 10.0)
