@@ -73,8 +73,8 @@ class RelayService:
         self._registered: dict[NodeId, float] = {}  # node -> lease end
         self._buckets: dict[NodeId, _Bucket] = {}
         self._total = _Bucket(config.total_rate, now)
-        #: Per peer: packets and bytes it had forwarded (as sender), bounded like the buckets.
-        self.by_peer: dict[NodeId, list[int]] = {}
+        #: Per (sender, receiver): packets and bytes forwarded — all a relay learns about its users.
+        self.by_pair: dict[tuple[NodeId, NodeId], list[int]] = {}
         self.stats = dict.fromkeys(
             ("forwarded", "forwarded_bytes", "registered", "registrations_refused", "expired",
              "refused_not_registered", "refused_peer_rate", "refused_total_rate", "refused_no_session"), 0)
@@ -131,11 +131,11 @@ class RelayService:
             return self.refused("total_rate")
         self.stats["forwarded"] += 1
         self.stats["forwarded_bytes"] += size
-        c = self.by_peer.get(src)
+        c = self.by_pair.get((src, dst))
         if c is None:
-            if len(self.by_peer) >= self.MAX_TRACKED:
-                self.by_peer.pop(next(iter(self.by_peer)))
-            c = self.by_peer[src] = [0, 0]
+            if len(self.by_pair) >= self.MAX_TRACKED:
+                self.by_pair.pop(next(iter(self.by_pair)))
+            c = self.by_pair[(src, dst)] = [0, 0]
         c[0] += 1
         c[1] += size
         return None
@@ -152,5 +152,6 @@ class RelayService:
             "limits": {"max_sessions": self.config.max_sessions, "peer_rate": self.config.peer_rate,
                        "total_rate": self.config.total_rate},
             "stats": dict(self.stats),
-            "by_peer": {n.text(): {"packets": c[0], "bytes": c[1]} for n, c in sorted(self.by_peer.items())},
+            "pairs": [{"from": s.text(), "to": d.text(), "packets": c[0], "bytes": c[1]}
+                      for (s, d), c in sorted(self.by_pair.items())],
         }
