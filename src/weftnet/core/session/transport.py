@@ -90,8 +90,8 @@ _T_REACH_TEST = 0x0C
 _FWD_BASE = 4
 #: What a Forward adds to an end-to-end datagram per session layer it crosses: data header, tag, header.
 _FWD_OVERHEAD = 14 + 16 + _FWD_BASE
-#: The largest packet a relay passes on: an end-to-end datagram the sender's transport sized for a path.
-MAX_RELAYED = 1500
+#: The largest packet a relay passes on: a whole end-to-end datagram (the hop sessions cut it in pieces).
+MAX_RELAYED = MAX_MESSAGE_SIZE
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
@@ -881,8 +881,14 @@ class SecureTransport:
         ep = peer.endpoint if target is None else target
         relayed = type(ep) is Via
         limit = self.config.max_datagram
-        if relayed:  # leave room for the Forward header and the hop session around it
-            limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
+        if relayed:
+            # Through a relay, a large payload goes whole inside one Forward and the hop session cuts
+            # that in pieces: one AEAD per hop per payload, not one per piece. A payload too large
+            # for that is cut here, leaving room for the Forward header and the hop session.
+            if len(ct) + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
+                limit = MAX_MESSAGE_SIZE
+            else:
+                limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
         step = limit - _FRAG_HEADER
         if (len(ct) + _DATA_HEADER <= limit or len(ct) > MAX_REASSEMBLED
                 or len(ct) > step * MAX_FRAGMENTS):
