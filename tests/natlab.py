@@ -214,11 +214,17 @@ class NatLab:
             self.procs[host] = subprocess.Popen(args, stdout=f, stderr=f)
         wait_for(lambda: (self.state[host] / "control.sock").exists(), 30, f"{host}'s control socket")
 
+    def control(self, host: str, op: str) -> dict | list:
+        """What ``weft status --json`` / ``weft peers --json`` print: the control API's answer, asked directly."""
+        from weftnet.runtime.control import call
+
+        return call(self.state[host] / "control.sock", op, timeout=30)
+
     def status(self, host: str) -> dict:
-        return json.loads(self.weft(host, "status", "--json"))
+        return self.control(host, "status")
 
     def peer_path(self, host: str, other: str) -> str | None:
-        for p in json.loads(self.weft(host, "peers", "--json")):
+        for p in self.control(host, "peers"):
             if p["node_id"] == self.node_id[other]:
                 return p["path"]
         return None
