@@ -317,6 +317,7 @@ class NodeCore:
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
+        self.transport.find_contact = self.dht.contact_for
         self._mutable_seq = 0
         self.decode_errors = 0
 

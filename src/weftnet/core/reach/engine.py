@@ -47,6 +47,7 @@ from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.reach.messages import (
     NAT_EDM,
+    NAT_UNKNOWN,
     NAT_NAMES,
     NAT_PUBLIC,
     NAT_UDP_BLOCKED,
@@ -287,6 +288,9 @@ class Reach:
         if not self.config.enabled:
             return
         urgent = self._wanted.get(node_id, 0.0) > now or (self.urgent is not None and self.urgent(node_id))
+        if self._leases and self.nat.stream_only:
+            # No UDP here at all: every peer is reached through our own relay (it opens the way on).
+            self.transport.add_paths(node_id, self._own_relay_paths(node_id), "own-relay", now)
         if attempt == 0 and not urgent:
             return  # a DHT contact that may well answer: look its record up only if it does not
         # Still no answer after what a cached record offered: it may be stale (relays change).
@@ -406,7 +410,7 @@ class Reach:
         for pr in self._peers.values():
             if pr.punch_times:
                 times.append(pr.punch_times[0])
-            if pr.next_punch is not None:
+            elif pr.next_punch is not None:
                 times.append(pr.next_punch)
         if len(self._resolving) < cfg.max_resolving:
             times.extend(due for due, _, _ in self._resolve_due.values())
@@ -487,6 +491,7 @@ class Reach:
                 self._resolve(pr.node_id, pk, now, urgent=True)
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
+        pr.next_punch = None
         self._send_call_me_maybe(pr, now)
         self._punch_tick(pr, now)
 
@@ -553,6 +558,7 @@ class Reach:
             self._send_call_me_maybe(pr, now)
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
+        pr.next_punch = None
         self._punch_tick(pr, now)
 
     def _reactive_probe(self, node_id: NodeId, addr, now: float) -> None:
@@ -658,11 +664,14 @@ class Reach:
         if cfg.relays <= 0 or self.relay is not None:
             return False
         cls = self.nat.classify(now)
-        if self.nat.reachable is False or cls in (NAT_EDM, NAT_UDP_BLOCKED):
+        if cls == NAT_PUBLIC:
+            return self.nat.reachable is False  # a firewall in front of a public address
+        # Behind any NAT. A dial-back from another port that gets in proves little about strangers
+        # at other addresses (an address-restricted NAT lets it in), so a node behind a NAT always
+        # keeps relays — once its NAT is known, or when it stays unknown after `settle`.
+        if cls != NAT_UNKNOWN:
             return True
-        if self.nat.reachable is None and self._first_session is not None and cls != NAT_PUBLIC:
-            return now - self._first_session >= cfg.settle
-        return False
+        return self._first_session is not None and now - self._first_session >= cfg.settle
 
     def _tend_relays(self, now: float) -> None:
         cfg = self.config
@@ -840,6 +849,9 @@ class Reach:
         op = self.dht.get(endpoint_record_key(public_key), now)
         self._resolving[op] = (node_id, public_key)
 
+    def _own_relay_paths(self, node_id: NodeId) -> list:
+        return [Via((r.raw,), node_id.raw) for r in sorted(self._leases, key=lambda n: n.raw) if r != node_id]
+
     def _apply(self, node_id: NodeId, rec: EndpointRecord, now: float) -> None:
         own = set(self.nat.local) | set(self.nat.reflexive(now))
         targets = []
@@ -856,6 +868,8 @@ class Reach:
                 continue
             self.transport.learn_endpoint(r.public_key, tuple(r.endpoint), now)
             targets.append(Via((rid.raw,), node_id.raw))
+        if self.nat.stream_only:
+            targets += self._own_relay_paths(node_id)
         self.transport.add_paths(node_id, targets, "record", now)
 
     # -- introspection -------------------------------------------------------------
