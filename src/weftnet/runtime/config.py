@@ -42,8 +42,8 @@ alt_port = -1       # second UDP port for dial-back tests: -1 = listen port + 1,
 [relay]
 enabled = false     # forward session packets for nodes registered with this one
 max_sessions = 64   # nodes registered at once
-peer_rate = 1000000     # bytes per second forwarded for one peer
-total_rate = 20000000   # bytes per second forwarded in all
+peer_rate = 5000000     # bytes per second forwarded for one peer (40 Mbit/s)
+total_rate = 50000000   # bytes per second forwarded in all (400 Mbit/s)
 tcp_port = 0        # also accept relay clients over TCP on this port (e.g. 443); 0 = off
 
 [log]
@@ -167,8 +167,8 @@ class Config:
     reach_alt_port: int = -1
     relay_enabled: bool = False
     relay_max_sessions: int = 64
-    relay_peer_rate: int = 1_000_000
-    relay_total_rate: int = 20_000_000
+    relay_peer_rate: int = 5_000_000
+    relay_total_rate: int = 50_000_000
     relay_tcp_port: int = 0
 
 

@@ -113,6 +113,9 @@ class ReachConfig:
     #: Without a dial-back answer this long after the first session, assume not reachable.
     settle: float = 4.0
     resolve_cache: float = 60.0
+    #: A handshake to a DHT contact with no answer after this long makes the node read the
+    #: contact's endpoint record (a user's own request: at once).
+    resolve_delay: float = 0.5
     max_resolving: int = 8
     #: Reflexive reports expire after this long (a changed mapping is noticed).
     report_ttl: float = 600.0
@@ -291,10 +294,11 @@ class Reach:
         if self._leases and self.nat.stream_only:
             # No UDP here at all: every peer is reached through our own relay (it opens the way on).
             self.transport.add_paths(node_id, self._own_relay_paths(node_id), "own-relay", now)
-        if attempt == 0 and not urgent:
-            return  # a DHT contact that may well answer: look its record up only if it does not
         # Still no answer after what a cached record offered: it may be stale (relays change).
-        self._resolve(node_id, public_key, now, urgent, force=attempt >= 2)
+        # A DHT contact that may well answer on its own is looked up only if it has not after
+        # ``resolve_delay`` (most handshakes complete in one round trip, well within that).
+        delay = 0.0 if urgent or attempt > 0 else self.config.resolve_delay
+        self._resolve(node_id, public_key, now, urgent, force=attempt >= 2, delay=delay)
         self._plan(now)
 
     def on_message(self, node_id: NodeId, payload: bytes, addr, now: float) -> None:
@@ -388,10 +392,19 @@ class Reach:
                         self._emit(ReachEvent("reachable unsolicited", "no"))
                         self._changed(now)
             for node_id, (due, pk, force) in sorted(self._resolve_due.items(), key=lambda kv: kv[1][0]):
-                if due <= now and len(self._resolving) < cfg.max_resolving:
-                    del self._resolve_due[node_id]
-                    if force or not self.transport.has_session(node_id):
-                        self._start_resolve(node_id, pk, now)
+                if due > now:
+                    continue
+                cached = self._cache.get(node_id)
+                fresh = cached is not None and now - cached[1] < cfg.resolve_cache and not force
+                if not fresh and len(self._resolving) >= cfg.max_resolving:
+                    continue  # wait for a slot
+                del self._resolve_due[node_id]
+                if not force and self.transport.has_session(node_id):
+                    continue  # it answered in the meantime
+                if fresh:
+                    self._apply(node_id, cached[0], now)
+                else:
+                    self._start_resolve(node_id, pk, now)
             for node_id in list(self._peers):
                 self._tend(self._peers[node_id], now)
             self._tend_relays(now)
@@ -412,8 +425,11 @@ class Reach:
                 times.append(pr.punch_times[0])
             elif pr.next_punch is not None:
                 times.append(pr.next_punch)
-        if len(self._resolving) < cfg.max_resolving:
-            times.extend(due for due, _, _ in self._resolve_due.values())
+        for node_id, (due, _, force) in self._resolve_due.items():
+            c = self._cache.get(node_id)
+            if len(self._resolving) < cfg.max_resolving or (c is not None and now - c[1] < cfg.resolve_cache
+                                                            and not force):
+                times.append(due)
         times.extend(self._dialback.values())
         if self._publish_due is not None:
             times.append(self._publish_due)
@@ -825,21 +841,23 @@ class Reach:
         self.stats["records_published"] += 1
 
     # -- resolution ----------------------------------------------------------------
-    def _resolve(self, node_id: NodeId, public_key: bytes, now: float, urgent: bool, force: bool = False) -> None:
+    def _resolve(self, node_id: NodeId, public_key: bytes, now: float, urgent: bool, force: bool = False,
+                 delay: float = 0.0) -> None:
         if node_id == self.node_id or node_id in self._resolve_due:
             return
         if any(n == node_id for n, _ in self._resolving.values()):
             return
         cached = self._cache.get(node_id)
-        if cached is not None and now - cached[1] < self.config.resolve_cache and not force:
+        fresh = cached is not None and now - cached[1] < self.config.resolve_cache and not force
+        if fresh and delay == 0.0:
             self._apply(node_id, cached[0], now)
             return
         last = self._resolved_at.get(node_id, -1e18)
-        if now - last < (2.0 if urgent else 10.0):
+        if not fresh and now - last < (2.0 if urgent else 10.0):
             return
         if len(self._resolve_due) >= self.MAX_PEERS:
             return
-        self._resolve_due[node_id] = (now, public_key, force)
+        self._resolve_due[node_id] = (now + delay, public_key, force)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:

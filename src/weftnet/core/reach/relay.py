@@ -40,10 +40,10 @@ class RelayConfig:
     enabled: bool = False
     #: Nodes registered to be reachable through this relay at once.
     max_sessions: int = 64
-    #: Bytes per second one peer may have forwarded (burst: one second's worth).
-    peer_rate: int = 1_000_000
-    #: Bytes per second forwarded in total.
-    total_rate: int = 20_000_000
+    #: Bytes per second one peer may have forwarded (burst: one second's worth): 40 Mbit/s.
+    peer_rate: int = 5_000_000
+    #: Bytes per second forwarded in total: 400 Mbit/s.
+    total_rate: int = 50_000_000
     #: Longest lease granted (seconds); the node renews at half of it.
     max_lease: int = 600
 
