@@ -202,7 +202,6 @@ class Reach:
         self._publish_due: float | None = None
         self._seq = 0
         self._dialback: dict[int, float] = {}  # nonce -> deadline
-        self._dialback_asker: dict[int, NodeId] = {}
         self._no_dialback: dict[NodeId, float] = {}  # peers that cannot test us, until
         self._dialback_next = 0.0
         self._dialback_by: dict[NodeId, float] = {}  # requester -> last served
@@ -328,7 +327,6 @@ class Reach:
             msg = decode_as(ReachTest, data)
         except DecodeError:
             return
-        self._dialback_asker.pop(msg.nonce, None)
         if self._dialback.pop(msg.nonce, None) is not None:
             self.stats["reach_tests_received"] += 1
             if self.transport.has_sent_to(addr):
@@ -387,7 +385,6 @@ class Reach:
             for nonce, deadline in list(self._dialback.items()):
                 if deadline <= now:
                     del self._dialback[nonce]
-                    self._dialback_asker.pop(nonce, None)
                     if self.nat.reachable is None and self.nat.set_reachable(False, now):
                         self._emit(ReachEvent("reachable unsolicited", "no"))
                         self._changed(now)
@@ -660,7 +657,6 @@ class Reach:
                     nonce = self._rng.getrandbits(64)
                     if self.transport.send_to(asker, encode(RelayRequest(OP_DIALBACK, 0, nonce)), now):
                         self._dialback[nonce] = now + 3.0
-                        self._dialback_asker[nonce] = asker
                         self._dialback_next = now + 10.0
                         self.stats["dialbacks"] += 1
         elif nat.reachable is not None and nat.reachable_at is not None and \
@@ -801,7 +797,6 @@ class Reach:
             if msg.nonce in self._dialback and not msg.ok:
                 # That peer cannot test us (no second port, or busy): ask another soon.
                 del self._dialback[msg.nonce]
-                self._dialback_asker.pop(msg.nonce, None)
                 if len(self._no_dialback) >= self.MAX_PEERS:
                     self._no_dialback.pop(next(iter(self._no_dialback)))
                 self._no_dialback[node_id] = now + (3600.0 if "alternate" in msg.reason else 60.0)
