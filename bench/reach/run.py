@@ -23,7 +23,8 @@ Measurements:
    From T's router's conntrack events (``conntrack -E -o timestamp``): the first packet T sends
    towards B's public address, and the first reply from it (the hole is open both ways). Also the
    time from T's start to its first ping reply, and for weftnet the time its log says the path to B
-   turned direct. T's and B's routers forget their mappings between repetitions (``conntrack -F``).
+   turned direct. Between repetitions T's router forgets everything and B's router every mapping
+   that involves T (``conntrack -F`` / ``-D``), so each repetition starts cold.
 2. **throughput**: iperf3 TCP (one stream, receiver's rate) over each private network between
    A and B (direct, across two NATs), A and C (through the relay: cone to symmetric), and for
    weftnet E and B (E over TCP to the relay).
@@ -47,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,25 +69,46 @@ class ConntrackWatch:
 
     def __init__(self, lab: NatLab, host: str, dst: str):
         self.dst = dst
+        self.first: float | None = None
+        self.reply: float | None = None
         self.proc = subprocess.Popen(["ip", "netns", "exec", lab.router(host), "conntrack", "-E", "-p", "udp",
                                       "-o", "timestamp", "--orig-dst", dst], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
         time.sleep(0.2)
 
-    def stop(self) -> tuple[float | None, float | None]:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=10)
-        first = reply = None
-        for line in out.splitlines():
+    def _read(self) -> None:
+        for line in self.proc.stdout:
             m = re.match(r"\[(\d+\.\d+)\]\s+\[(\w+)\]", line)
             if not m:
                 continue
             t, kind = float(m.group(1)), m.group(2)
-            if kind == "NEW" and first is None:
-                first = t
-            if kind == "UPDATE" and "UNREPLIED" not in line and reply is None:
-                reply = t
-        return first, reply
+            if kind == "NEW" and self.first is None:
+                self.first = t
+            if kind == "UPDATE" and "UNREPLIED" not in line and self.reply is None:
+                self.reply = t
+
+    def wait_reply(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while self.reply is None and time.monotonic() < end:
+            time.sleep(0.05)
+
+    def stop(self) -> tuple[float | None, float | None]:
+        time.sleep(0.2)
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+        self.thread.join(5)
+        return self.first, self.reply
+
+
+def forget_t(lab: NatLab) -> None:
+    """Before a repetition: T's router forgets everything (T is new), B's router forgets T only —
+    its mapping towards the relay must stay, as it would for a node that keeps its relay session up."""
+    lab.flush_conntrack("T")
+    for flag in ("--orig-dst", "--orig-src"):
+        sh("ip", "netns", "exec", lab.router("B"), "conntrack", "-D", flag, lab.wan["T"], check=False)
+    time.sleep(0.5)
 
 
 def iperf(lab: NatLab, client: str, server_ip: str, seconds: int) -> dict:
@@ -128,8 +151,7 @@ def weftnet_time_to_direct(lab: NatLab, reps: int) -> dict:
 
     rows = []
     for rep in range(reps):
-        lab.flush_conntrack("T")
-        lab.flush_conntrack("B")
+        forget_t(lab)
         st = lab.tmp / f"T{rep}"
         ensure_private_dir(st)
         write_identity(StatePaths(st).key, Identity.generate(random.SystemRandom()))
@@ -262,8 +284,7 @@ def nebula_run(lab: NatLab, reps: int, seconds: int) -> dict:
             start(host)
         rows = []
         for rep in range(reps):
-            lab.flush_conntrack("T")
-            lab.flush_conntrack("B")
+            forget_t(lab)
             watch = ConntrackWatch(lab, "T", lab.wan["B"])
             t_start = time.time()
             start("T")
@@ -272,7 +293,7 @@ def nebula_run(lab: NatLab, reps: int, seconds: int) -> dict:
             m = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", cp.stdout, re.M)
             if m:
                 reply = float(m.group(1))
-            time.sleep(3.0)  # nebula punches and may keep the relay a while: give it the same time as weftnet
+            watch.wait_reply(15.0)  # as long as weftnet gets for its direct path
             first, punched = watch.stop()
             stop("T")
             rows.append({
@@ -348,8 +369,8 @@ def report(res: dict) -> str:
         "",
         "## Time to a direct path across two cone NATs",
         "",
-        f"A fresh node T starts behind a cone NAT and pings B (behind another one); {res['reps']} repetitions, "
-        "routers' conntrack flushed between them. *first packet → two-way*: from the first packet T's router saw "
+        f"A fresh node T starts behind a cone NAT and pings B (behind another one); {res['reps']} repetitions; "
+        "between them T's router forgets every mapping and B's router every mapping involving T. *first packet → two-way*: from the first packet T's router saw "
         "leave towards B's public address to the first packet that came back from it (conntrack events: the hole "
         "is open both ways). *start → first reply*: from launching T to the first answered ping (through the "
         "relay or direct).",

@@ -41,7 +41,7 @@ from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, Rec
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
-from weftnet.core.reach.paths import RELAY, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.paths import RELAY, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.transport import (
     PathChanged,

@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from weftnet.core.session import handshake as hs
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
-from weftnet.core.reach.paths import PathPolicy, PathSet, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
