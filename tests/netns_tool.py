@@ -1,7 +1,8 @@
 """Small network tools the namespace tests run inside a namespace (``ip netns exec NS python netns_tool.py ...``).
 
     ping DST [COUNT]                    ICMP echo over a raw socket; exit 0 if any reply came
-    serve PORT TAG                      TCP: read to EOF, answer "TAG:<bytes read>", for every connection
+    serve PORT TAG [HOST]               TCP: read to EOF, answer "TAG:<bytes read>", for every connection
+                                        (HOST: the address to bind, "::" for IPv6; default 0.0.0.0)
     connect DST PORT NBYTES [TIMEOUT]   TCP: send NBYTES, print the answer; exit 1 if it cannot
     stream DST PORT SECONDS RATE        TCP: send at RATE bytes/s for SECONDS, print "sent N" and the answer
     forge HOST PORT PUBKEY NETID        as a non-member node: send forged VPN messages to a member
@@ -51,10 +52,10 @@ def ping(dst: str, count: int = 3) -> int:
     return 0 if got else 1
 
 
-def serve(port: int, tag: str) -> int:
-    srv = socket.socket()
+def serve(port: int, tag: str, host: str = "0.0.0.0") -> int:
+    srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", port))
+    srv.bind((host, port))
     srv.listen()
     print("listening", flush=True)
     while True:
@@ -157,7 +158,7 @@ if __name__ == "__main__":
     if cmd == "ping":
         sys.exit(ping(args[0], int(args[1]) if len(args) > 1 else 3))
     if cmd == "serve":
-        sys.exit(serve(int(args[0]), args[1]))
+        sys.exit(serve(int(args[0]), args[1], *args[2:3]))
     if cmd == "connect":
         sys.exit(connect(args[0], int(args[1]), int(args[2]), float(args[3]) if len(args) > 3 else 5.0))
     if cmd == "stream":

@@ -134,6 +134,10 @@ class Topology:
         self._procs.append((name, proc, log))
         return proc
 
+    def pids(self) -> list[int]:
+        """Process IDs of everything spawned so far that still runs (`ip netns exec` execs the command)."""
+        return [p.pid for _n, p, _l in self._procs if p.poll() is None]
+
     def check_alive(self) -> None:
         """Raise BenchError if a spawned process has exited."""
         for name, proc, log in self._procs:

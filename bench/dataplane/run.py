@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Data-plane throughput: iperf3 TCP between two network namespaces through several tunnels.
 
-For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet) the
+For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet with a
+private network, weftnet by overlay address) the
 benchmark creates two fresh namespaces joined by a veth pair (10.200.0.1/24 <-> 10.200.0.2/24),
 brings the tunnel up, runs an iperf3 server in B and a client in A against B's overlay address,
 and tears everything down again. A missing tool gives a "not installed" row and a failing system
@@ -39,12 +40,31 @@ REQUIRED = ("ip", "iperf3", "ping", "ss")
 
 # -- measurement ---------------------------------------------------------------------------------
 
-def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool) -> dict:
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU time so far of these processes (their threads included), or None if none."""
+    if not pids:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / tick
+
+
+def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool, tunnel_pids: list[int]) -> dict:
     """One iperf3 TCP run from A to `server` (or back with -R); receiver's rate and a few extras.
 
     The byte counters of the tunnel device `dev` in A are read around the run, and the run is
-    rejected if they saw less than the data iperf3 moved (traffic took another path).
+    rejected if they saw less than the data iperf3 moved (traffic took another path). The CPU time
+    the tunnel's own processes (both ends) spent during the run is read too: CPU seconds per GB
+    moved is the cost of the tunnel itself, which other work on a shared machine does not change
+    the way it changes the rate.
     """
+    cpu_before = cpu_seconds(tunnel_pids)
     before = topo.dev_bytes("a", dev)
     argv = ["iperf3", "-c", server, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
             "--connect-timeout", "5000"]
@@ -68,7 +88,11 @@ def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool) ->
     if seen < moved:
         raise BenchError(f"{dev} counted {seen} bytes but iperf3 moved {moved}: traffic bypassed the tunnel")
     cpu = end.get("cpu_utilization_percent", {})
+    cpu_after = cpu_seconds(tunnel_pids)
+    tunnel_cpu = None if cpu_before is None else round(cpu_after - cpu_before, 2)
     return {
+        "tunnel_cpu_s": tunnel_cpu,
+        "tunnel_cpu_s_per_gb": None if tunnel_cpu is None or not moved else round(tunnel_cpu / (moved / 1e9), 2),
         "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
         "bytes": moved,
         "dev_bytes": seen,
@@ -93,11 +117,12 @@ def measure(system: System, workroot: Path, seconds: int, reverse: bool) -> dict
         with Topology(wd) as topo:
             overlay = system.setup(topo, wd)
             row.update(server=overlay.server, dev=overlay.dev, mtu=overlay.mtu, notes=overlay.notes)
+            tunnel_pids = topo.pids()  # the system's own processes; iperf3 is not one of them
             topo.spawn("b", ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3-server")
             topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
-            row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, reverse=False)
+            row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, False, tunnel_pids)
             if reverse:
-                row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, reverse=True)
+                row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, True, tunnel_pids)
             topo.check_alive()
         row["status"] = "ok"
     except BenchError as e:
@@ -155,6 +180,11 @@ def _gbit(row: dict, key: str) -> str:
     return f"{res['gbit_s']:.2f}" if res else "—"
 
 
+def _cpu(row: dict, key: str) -> str:
+    res = row.get(key)
+    return f"{res['tunnel_cpu_s_per_gb']:.1f}" if res and res.get("tunnel_cpu_s_per_gb") is not None else "—"
+
+
 def markdown(report: dict) -> str:
     """The Markdown rendering of a report."""
     m = report["machine"]
@@ -172,17 +202,27 @@ def markdown(report: dict) -> str:
         "- client, server and both tunnel endpoints share the same cores, so each figure is the cost of "
         "both ends of a tunnel on one machine, not a link speed; 'load before' is the 1-minute load "
         "average when the system was set up (anything else running on the machine lowers the figures)",
-        "",
+        "- tunnel CPU s/GB: user + system CPU seconds the tunnel's own processes (both ends, all their "
+        "threads) spent per GB iperf3 moved — its cost, which other work on the machine changes far less "
+        "than the rate; '—' for the in-kernel rows (no process)",
     ]
+    out += [f"- note: {n}" for n in report.get("notes", [])]
+    out.append("")
     head = ["system", "status", "Gbit/s A→B"]
     if reverse:
         head.append("Gbit/s B→A (-R)")
+    head.append("tunnel CPU s/GB A→B")
+    if reverse:
+        head.append("tunnel CPU s/GB B→A")
     head += ["retransmits", "tunnel MTU", "load before", "version"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["results"]:
         cells = [row["title"], row["status"], _gbit(row, "forward")]
         if reverse:
             cells.append(_gbit(row, "reverse"))
+        cells.append(_cpu(row, "forward"))
+        if reverse:
+            cells.append(_cpu(row, "reverse"))
         cells += [row.get("forward", {}).get("retransmits"), row.get("mtu"), row.get("load_1m"),
                   row.get("version", "—")]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -217,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
+    p.add_argument("--note", action="append", default=[], metavar="TEXT",
+                   help="a line for the report, e.g. that other jobs shared the machine (repeatable)")
     args = p.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -243,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "seconds": args.seconds,
         "reverse": args.reverse,
+        "notes": args.note,
         "results": [],
     }
     try:

@@ -388,6 +388,38 @@ class Weftnet(System):
                         "offload (daemon log)": offload.group(1) if offload else "not logged"})
 
 
+# -- 8. weftnet by overlay address -------------------------------------------------------------
+
+class WeftnetOverlay(Weftnet):
+    """Every node's own key-derived address on its overlay interface (weft0): no private network,
+    no configuration but B's firewall opening the iperf3 port — the counterpart of Yggdrasil's row."""
+    name = "weftnet-overlay"
+    title = "weftnet, overlay addresses"
+
+    def setup(self, topo: Topology, wd: Path) -> Overlay:
+        sa, sb = wd / "sa", wd / "sb"
+        addrs = {}
+        for side, state in (("a", sa), ("b", sb)):
+            self.w(state, "init")
+            out = self.w(state, "id", "--json")
+            try:
+                addrs[side] = json.loads(out)["address"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise BenchError(f"weft id --json: no address in {out.strip()[:200]!r}") from e
+        self.w(sb, "allow", "tcp", "5201")  # the overlay interface is default-deny inbound
+        topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
+                         "--port", str(self.PORT)], "weft-b")
+        topo.wait_for(lambda: has_addr(topo, "b", "weft0", addrs["b"]), "weft0 in B", timeout=20)
+        topo.spawn("a", [self.weft, "--state-dir", str(sa), "up", "--listen", UNDERLAY_A,
+                         "--port", str(self.PORT), "--peer", f"{UNDERLAY_B}:{self.PORT}"], "weft-a")
+        topo.wait_for(lambda: has_addr(topo, "a", "weft0", addrs["a"]), "weft0 in A", timeout=20)
+        topo.wait_ping(addrs["b"], timeout=20)
+        return Overlay(addrs["b"], "weft0", link_mtu(topo, "a", "weft0"),
+                       {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
+                        "transport": f"UDP {self.PORT}", "addresses": "key-derived fd77:6566::/32, found via the DHT",
+                        "firewall": "default-deny inbound, weft allow tcp 5201 on B"})
+
+
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
-    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft)]
+    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft), WeftnetOverlay(weft)]

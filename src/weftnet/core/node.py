@@ -40,6 +40,8 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
+from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
 from weftnet.core.reach.paths import RELAY, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
@@ -78,6 +80,7 @@ __all__ = [
     "PathUpdate",
     "describe_path",
     "AppText",
+    "LanPeer",
 ]
 
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
@@ -216,6 +219,7 @@ class GetResult(NodeEvent):
     value: bytes | None = None
     seq: int | None = None
     error: str | None = None
+    copies: int = 0  # valid copies read (a quorum get fails with fewer than asked)
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,15 @@ class PeerDown(NodeEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class LanPeer(NodeEvent):
+    """A node found by a LAN beacon proved its key: a session is up and the DHT knows it."""
+
+    kind: ClassVar[str] = "lan_peer"
+    node_id: NodeId
+    endpoint: Addr
+
+
 @dataclass
 class _Op:
     """A user request in flight."""
@@ -283,6 +296,7 @@ class _Op:
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
+    quorum: int = 1
 
 
 class NodeCore:
@@ -312,8 +326,15 @@ class NodeCore:
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
         self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
-        self.transport.sink = self.vpn.on_payload
-        self.transport.sink_types = VpnSwitch.VPN_TYPES
+        self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
+        self.lan = LanDiscovery(identity, now)
+        # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
+        self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
+        self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
+        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
+        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
+        self.transport.sink = self._sink
+        self.transport.sink_types = frozenset(self._sinks)
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
@@ -327,6 +348,9 @@ class NodeCore:
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
+
+    def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        self._sinks[payload[1]](node_id, payload, now)
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:
@@ -349,9 +373,7 @@ class NodeCore:
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
-        receive = self.transport.receive_datagram
-        for data, addr in datagrams:
-            receive(data, addr, now)
+        self.transport.receive_datagrams(datagrams, now)
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
@@ -365,6 +387,9 @@ class NodeCore:
         t = self.vpn.get_timer()
         if t is not None and t <= now:
             self.vpn.handle_timer(now)
+        t = self.overlay.get_timer()
+        if t is not None and t <= now:
+            self.overlay.handle_timer(now)
         t = self.reach.get_timer()
         if t is not None and t <= now:
             self.reach.handle_timer(now)
@@ -375,7 +400,7 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.reach.get_timer()) if t is not None]
+                             self.overlay.get_timer(), self.reach.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -421,9 +446,14 @@ class NodeCore:
         self._pump(now)
         return op.op_id
 
-    def trace(self, target: NodeId, now: float) -> int:
+    def trace(self, target: NodeId | ipaddress.IPv6Address, now: float) -> int:
         op = self._new_op("trace", now, target)
-        self._dht_ops[self.dht.route(target.raw, b"", now, trace=True)] = op.op_id
+        node_id = self._resolve_local(target)
+        if node_id is None:
+            self._find(op, target, now)  # an overlay address: find its node first
+        else:
+            op.target = node_id
+            self._dht_ops[self.dht.route(node_id.raw, b"", now, trace=True)] = op.op_id
         self._pump(now)
         return op.op_id
 
@@ -443,6 +473,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float, quorum: int = 1) -> int:
         op = self._new_op("get", now, key)
+        op.quorum = quorum
         self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -462,6 +493,34 @@ class NodeCore:
     def vpn_outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
         """IP packets read from the TUN of a private network (docs/vpn.md)."""
         self.vpn.outbound(network_id, packets, now)
+        self._pump(now)
+
+    def overlay_outbound(self, packets: list[bytes], now: float) -> None:
+        """IPv6 packets read from the overlay interface (docs/overlay.md)."""
+        self.overlay.outbound(packets, now)
+        self._pump(now)
+
+    def lan_beacon(self, port: int, now: float) -> bytes:
+        """This node's signed LAN beacon, for the driver to broadcast (docs/overlay.md, "Discovery")."""
+        return self.lan.beacon(port, now)
+
+    def lan_received(self, data: bytes, source: str, now: float) -> None:
+        """A datagram heard on a discovery socket from IP ``source``; a valid beacon of a new key
+        starts a handshake to it (never moves an existing session or handshake)."""
+        contact = self.lan.receive(data, source, now)
+        if contact is None:
+            return
+        nid = contact.node_id
+        if self.transport.has_session(nid) or self.transport.handshaking(nid):
+            self.lan.stats["known"] += 1
+            return
+        self.lan.joining(contact)
+        self.transport.connect(contact.endpoint, now, contact.public_key)
+        self._pump(now)
+
+    def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from a VRF's TUN (docs/l3vpn.md)."""
+        self.l3vpn.outbound(vrf_key, packets, now)
         self._pump(now)
 
     def vpn_publish(self, now: float) -> int:
@@ -502,6 +561,9 @@ class NodeCore:
             "requests_in_flight": len(self._ops),
             "networks": self.vpn.status(),
             "vpn": dict(self.vpn.stats),
+            "overlay": self.overlay.status(),
+            "discovery": dict(self.lan.stats),
+            "l3vpn": self.l3vpn.status(),
             "reach": self.reach.status(now),
         }
 
@@ -591,8 +653,8 @@ class NodeCore:
             if len(payload) >= 2 and payload[1] in REACH_TYPES:
                 self.reach.on_message(ev.node_id, payload, ev.endpoint, now)
                 return
-            if VpnSwitch.handles(payload):  # e.g. early data in a handshake (the rest takes the sink)
-                self.vpn.on_payload(ev.node_id, payload, now)
+            if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
+                self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
                 msg = wire.decode(payload)
@@ -613,6 +675,7 @@ class NodeCore:
         elif isinstance(ev, PathQuiet):
             self.reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
+            self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
                 if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
@@ -620,6 +683,10 @@ class NodeCore:
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
             self.reach.on_session_up(ev.node_id, ev.endpoint, now)
             contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
+            self.overlay.on_session_up(ev.node_id)
+            if self.lan.joined(ev.node_id):
+                self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
+                self._events.append(LanPeer(ev.node_id, ev.endpoint))
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint:
                     if op.node_id is not None and op.node_id != ev.node_id:
@@ -635,7 +702,9 @@ class NodeCore:
             self.reach.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
-                self.dht.on_unreachable(ev.node_id, now)
+                self.overlay.on_unreachable(ev.node_id, now)
+                if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
+                    self.dht.on_unreachable(ev.node_id, now)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint:
                     self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
@@ -654,7 +723,7 @@ class NodeCore:
             return
         if self.reach.on_dht_event(ev, now):
             return
-        if self.vpn.on_dht_event(ev, now):
+        if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
             return
         op_id = self._dht_ops.pop(getattr(ev, "op_id", -1), None)
         op = self._ops.get(op_id) if op_id is not None else None
@@ -695,6 +764,13 @@ class NodeCore:
                 else:
                     self.reach.want(match.node_id, now)
                     self._start_ping(op, match.node_id, now, match)
+            elif op.kind == "trace":
+                match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
+                if match is None:
+                    self._fail(op, "no node with that address was found in the overlay")
+                else:
+                    op.target = match.node_id
+                    self._dht_ops[self.dht.route(match.node_id.raw, b"", now, trace=True)] = op.op_id
             elif op.kind == "lookup":
                 self._complete(
                     op,
@@ -702,9 +778,14 @@ class NodeCore:
                                  None if ev.ok else "lookup failed"),
                 )
             elif op.kind == "get":
-                if ev.ok and ev.values:
+                if ev.ok and len(ev.values) < op.quorum:
+                    self._complete(op, GetResult(op.op_id, False, op.target, copies=len(ev.values),
+                                                 error=f"only {len(ev.values)} of the {op.quorum} copies asked for "
+                                                       "were found"))
+                elif ev.ok and ev.values:
                     best = ev.values[0]
-                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None)))
+                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None),
+                                                 copies=len(ev.values)))
                 else:
                     self._complete(op, GetResult(op.op_id, False, op.target, error="no record with that key was found"))
             elif op.kind == "put":

@@ -17,7 +17,8 @@ from typing import Any
 from weftnet.core.identity import NodeId
 from weftnet.errors import ConfigError, ParseError, WeftError
 
-__all__ = ["Config", "NetworkConfig", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG", "DEFAULT_PORT"]
+__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
+           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
 
 DEFAULT_PORT = 4500
 
@@ -61,6 +62,13 @@ max_records = 100000
 [control]
 socket = ""         # default: control.sock in the state directory
 
+# [metrics]
+# listen = "127.0.0.1:9477"   # Prometheus endpoint /metrics (docs/metrics.md); off when absent
+# peer_series = 100           # per-peer series for at most this many peers (the busiest)
+# [dashboard]
+# listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
+#                             # dashboard.token (state directory) is presented
+
 # Private networks this node has joined (weft net join) run when the node is
 # up, each on its own TUN device. Per network, all optional:
 # [networks.NAME]
@@ -73,6 +81,34 @@ socket = ""         # default: control.sock in the state directory
 # firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
 # The firewall denies everything that no rule allows (docs/vpn.md). Without a
 # firewall key a network allows all outbound traffic and inbound ICMP.
+
+# The overlay interface: this node's key-derived address (weft id) on a TUN,
+# reaching every other node by its address (docs/overlay.md). Needs root or
+# CAP_NET_ADMIN; without them the node runs without it. All optional:
+# [overlay]
+# enable = true       # false: no overlay interface
+# interface = "weft0"
+# mtu = 1280          # 1280-9000
+# offload = true
+# txqueuelen = 1000
+# firewall.inbound  = [ {{ proto = "icmpv6", port = "any", host = "any" }} ]
+# firewall.outbound = [ {{ proto = "any", port = "any", host = "any" }} ]
+# Inbound is default-deny: add services with 'weft allow tcp 22 [--from NODE]'.
+# discovery.interfaces = ["eth0"]   # find nodes on these LANs (signed beacons)
+# discovery.port = 4501
+# discovery.interval = 5
+
+# A BGP speaker, with EVPN/VXLAN instances, runs when [bgp] is present
+# (docs/bgp.md, docs/evpn.md):
+# [bgp]
+# asn = 65001
+# router_id = "192.0.2.1"
+# families = ["evpn"]
+# [[bgp.peers]]
+# address = "192.0.2.2"
+# remote_as = 65002
+# [[bgp.evpn]]
+# vni = 100
 """
 
 
@@ -80,6 +116,30 @@ DEFAULT_FIREWALL = {
     "outbound": [{"proto": "any", "port": "any", "host": "any"}],
     "inbound": [{"proto": "icmp", "port": "any", "host": "any"}, {"proto": "icmpv6", "port": "any", "host": "any"}],
 }
+
+
+#: The overlay interface's rules when the config has none: inbound ICMPv6 only (ping, errors), all outbound.
+DEFAULT_OVERLAY_FIREWALL = {
+    "outbound": [{"proto": "any", "port": "any", "host": "any"}],
+    "inbound": [{"proto": "icmpv6", "port": "any", "host": "any"}],
+}
+
+
+@dataclass
+class OverlayConfig:
+    """``[overlay]``: the overlay interface (docs/overlay.md)."""
+
+    enable: bool = True
+    interface: str = "weft0"
+    mtu: int = 1280
+    offload: bool = True
+    txqueuelen: int = 1000
+    #: None: DEFAULT_OVERLAY_FIREWALL. Rules saved by ``weft allow`` are added to the inbound list.
+    firewall: dict | None = None
+    #: LAN discovery: interfaces to beacon on and listen to (empty: off).
+    discovery_interfaces: list[str] = field(default_factory=list)
+    discovery_port: int = 4501
+    discovery_interval: float = 5.0
 
 
 @dataclass
@@ -170,6 +230,13 @@ class Config:
     relay_peer_rate: int = 5_000_000
     relay_total_rate: int = 50_000_000
     relay_tcp_port: int = 0
+    metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
+    metrics_peer_series: int = 100
+    dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
+    l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
+    vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
 
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
@@ -198,6 +265,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "total_rate": ("relay_total_rate", int),
         "tcp_port": ("relay_tcp_port", int),
     },
+    "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
+    "dashboard": {"listen": ("dashboard_listen", str)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -214,6 +283,7 @@ _RANGES = {
     "relay_peer_rate": (1000, 10**10),
     "relay_total_rate": (1000, 10**11),
     "relay_tcp_port": (0, 65535),
+    "metrics_peer_series": (0, 10_000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
@@ -239,8 +309,24 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         if section == "networks":
             cfg.networks = _networks(values, where)
             continue
+        if section == "overlay":
+            cfg.overlay = _overlay(values, where)
+            continue
+        if section == "bgp":
+            from weftnet.runtime.bgpconfig import parse_bgp
+
+            cfg.bgp = parse_bgp(values, where)
+            continue
+        if section in ("l3vpn", "vrf"):
+            from weftnet.runtime.l3vpnconfig import parse_l3vpn, parse_vrfs
+
+            if section == "l3vpn":
+                cfg.l3vpn = parse_l3vpn(values, where)
+            else:
+                cfg.vrfs = parse_vrfs(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, bgp, l3vpn, vrf)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():
@@ -274,7 +360,27 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         except ParseError as exc:
             raise ConfigError(f"{where}: [node] peers: {exc}") from None
     cfg.peers = peers
+    for section, value in (("metrics", cfg.metrics_listen), ("dashboard", cfg.dashboard_listen)):
+        if value:
+            try:
+                parse_listen(value)
+            except ParseError as exc:
+                raise ConfigError(f"{where}: [{section}] listen: {exc}") from None
     return cfg
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``IP:PORT`` or ``[IPV6]:PORT`` of a local HTTP endpoint. Raises ParseError."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ParseError(f"expected IP:PORT like \"127.0.0.1:9477\", not {text!r}") from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ParseError(f"expected IP:PORT with a port from 1 to 65535, not {text!r}")
+    return host, int(port)
 
 
 _NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict}
@@ -318,3 +424,62 @@ def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
             raise ConfigError(f"{where}: {exc}") from None
         out[name] = nc
     return out
+
+
+_OVERLAY_KEYS = {"enable": bool, "interface": str, "mtu": int, "offload": bool, "txqueuelen": int, "firewall": dict,
+                 "discovery": dict}
+_DISCOVERY_KEYS = {"interfaces": list, "port": int, "interval": (int, float)}
+
+
+def _overlay(values: Any, where: str) -> OverlayConfig:
+    from weftnet.core.vpn.firewall import Firewall
+
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: [overlay] must be a table")
+    oc = OverlayConfig()
+    for key, value in values.items():
+        typ = _OVERLAY_KEYS.get(key)
+        if typ is None:
+            raise ConfigError(f"{where}: unknown key [overlay] {key} (known: {', '.join(_OVERLAY_KEYS)})")
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            kind = {dict: "a table", bool: "true or false"}.get(typ) or _TYPE_NAMES[typ]
+            raise ConfigError(f"{where}: [overlay] {key} must be {kind}, not {value!r}")
+        if key == "discovery":
+            for dkey, dval in value.items():
+                dtyp = _DISCOVERY_KEYS.get(dkey)
+                if dtyp is None:
+                    raise ConfigError(f"{where}: unknown key [overlay] discovery.{dkey} "
+                                      f"(known: {', '.join(_DISCOVERY_KEYS)})")
+                if not isinstance(dval, dtyp) or isinstance(dval, bool):
+                    kind = {list: "a list of interface names", int: "an integer"}.get(dtyp, "a number")
+                    raise ConfigError(f"{where}: [overlay] discovery.{dkey} must be {kind}, not {dval!r}")
+                setattr(oc, "discovery_" + dkey, dval)
+            continue
+        setattr(oc, key, value)
+    if not 1280 <= oc.mtu <= 9000:
+        raise ConfigError(f"{where}: [overlay] mtu must be from 1280 to 9000 (IPv6 needs 1280), not {oc.mtu}")
+    if not 1 <= oc.txqueuelen <= 100_000:
+        raise ConfigError(f"{where}: [overlay] txqueuelen must be from 1 to 100000, not {oc.txqueuelen}")
+    name = oc.interface
+    if not 1 <= len(name.encode()) <= 15 or any(c in name for c in "/ \t\n:") or name in (".", ".."):
+        raise ConfigError(f"{where}: [overlay] interface {name!r} is not a valid interface name (1-15 characters, "
+                          "no '/', ':' or spaces)")
+    for ifname in oc.discovery_interfaces:
+        if not isinstance(ifname, str) or not 1 <= len(ifname.encode()) <= 15 or any(c in ifname for c in "/ :"):
+            raise ConfigError(f"{where}: [overlay] discovery.interfaces: {ifname!r} is not an interface name")
+    if not 1 <= oc.discovery_port <= 65535:
+        raise ConfigError(f"{where}: [overlay] discovery.port must be from 1 to 65535, not {oc.discovery_port}")
+    if not 0.5 <= oc.discovery_interval <= 3600:
+        raise ConfigError(f"{where}: [overlay] discovery.interval must be from 0.5 to 3600 seconds, "
+                          f"not {oc.discovery_interval}")
+    oc.discovery_interval = float(oc.discovery_interval)
+    if oc.firewall is not None:
+        try:
+            Firewall.from_config(oc.firewall, "[overlay] firewall")
+            from weftnet.runtime.overlay import _check_overlay_rules
+
+            for direction in ("inbound", "outbound"):
+                _check_overlay_rules(oc.firewall.get(direction, []), f"[overlay] firewall.{direction}")
+        except WeftError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return oc

@@ -41,6 +41,12 @@ def sim_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
     from weftnet.sim.runner import run_scenario
     from weftnet.sim.scenario import load_scenario
 
+    try:  # before a run that may take minutes, not after it
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.UsageError("weft sim draws its plots with matplotlib, which is not installed: "
+                               "pip install 'weftnet[sim]'") from None
+
     sc = load_scenario(resolve_scenario(scenario))
     if sc.nat is not None:
         _run_nat(sc, seed, out, nodes, quiet)

@@ -99,6 +99,13 @@ class RelayService:
         self._registered[node] = now + lease
         return lease, ""
 
+    def set_rates(self, now: float) -> None:
+        """The config's rates changed (a reload): the buckets follow."""
+        self._total = _Bucket(self.config.total_rate, now)
+        for b in self._buckets.values():
+            b.rate = float(self.config.peer_rate)
+            b.tokens = min(b.tokens, b.rate)
+
     def unregister(self, node: NodeId) -> None:
         self._registered.pop(node, None)
 

@@ -40,8 +40,9 @@ datagrams, events and one timer deadline.
 
 from __future__ import annotations
 
-import hmac
 import heapq
+import hmac
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -94,6 +95,7 @@ _FWD_OVERHEAD = 14 + 16 + _FWD_BASE
 MAX_RELAYED = MAX_MESSAGE_SIZE
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _FRAG_HEADER = 16  # the same, then index u8, count u8
+_FRAG_FIELDS = struct.Struct("!2xIQBB")
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
 #: reassembly, each at most one wire message (so at most 128 x 64 KiB buffered).
 FRAGMENT_TIMEOUT = 2.0
@@ -420,6 +422,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return peer is not None and peer.current is not None
 
+    def handshaking(self, node_id: NodeId) -> bool:
+        """True while a handshake this node started with ``node_id`` is waiting for its answer."""
+        peer = self._by_node.get(node_id)
+        return peer is not None and peer.pending is not None
+
     def peers(self, now: float | None = None) -> list[PeerInfo]:
         out = []
         for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
@@ -433,6 +440,22 @@ class SecureTransport:
                 s.initiator, peer.rekeys,
             ))
         return out
+
+    def session_counters(self) -> list[tuple[NodeId, int, int, int, int, float | None]]:
+        """``(node_id, bytes_in, bytes_out, packets_in, packets_out, srtt)`` per peer with a
+        session: what a metrics scrape needs, without building a PeerInfo per peer."""
+        return [(p.node_id, p.bytes_in, p.bytes_out, p.packets_in, p.packets_out, p.srtt)
+                for p in self._peers.values() if p.current is not None]
+
+    def traffic_totals(self) -> dict[str, int]:
+        """Bytes and packets to and from every peer ever known (monotonic: peers are never forgotten)."""
+        t = dict.fromkeys(("bytes_in", "bytes_out", "packets_in", "packets_out"), 0)
+        for p in self._peers.values():
+            t["bytes_in"] += p.bytes_in
+            t["bytes_out"] += p.bytes_out
+            t["packets_in"] += p.packets_in
+            t["packets_out"] += p.packets_out
+        return t
 
     def session_ages(self, now: float) -> dict[NodeId, float]:
         return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
@@ -737,6 +760,45 @@ class SecureTransport:
             self.send(contact, out, now)  # queued until the handshake completes
 
     # -- sans-IO surface -------------------------------------------------------
+    def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
+        """A batch, as a driver reads it. All the fragments of one payload arriving together and in
+        order (as UDP GRO hands them over) are joined at once, with the checks ``_on_fragment`` makes
+        per piece made once; anything else goes through :meth:`receive_datagram` one by one."""
+        recv = self.receive_datagram
+        n = len(datagrams)
+        i = 0
+        while i < n:
+            data, addr = datagrams[i]
+            if len(data) > _FRAG_HEADER and data[1] == _T_FRAGMENT and data[14] == 0 and data[0] == VERSION:
+                count = data[15]
+                if 2 <= count <= MAX_FRAGMENTS and i + count <= n:
+                    head = data[:14]
+                    total = len(data) - _FRAG_HEADER
+                    for j in range(1, count):
+                        d, a = datagrams[i + j]
+                        if d[14] != j or d[15] != count or d[:14] != head or len(d) <= _FRAG_HEADER or a != addr:
+                            break
+                        total += len(d) - _FRAG_HEADER
+                        if total > MAX_REASSEMBLED:  # the piece-by-piece path refuses it, buffering nothing big
+                            break
+                    else:
+                        self._on_fragment_run(datagrams, i, count, addr, now)
+                        i += count
+                        continue
+            recv(data, addr, now)
+            i += 1
+
+    def _on_fragment_run(self, datagrams: list, i: int, count: int, addr: Addr, now: float) -> None:
+        local, counter, _index, _count = _FRAG_FIELDS.unpack_from(datagrams[i][0])
+        s = self._indices.get(local)
+        if type(s) is not Session:
+            self.stats["unknown_index_dropped"] += count  # nothing is buffered without a session
+            return
+        if not self._fresh(s, counter):
+            return
+        whole = b"".join([memoryview(d)[_FRAG_HEADER:] for d, _ in datagrams[i:i + count]])
+        self._open(s, counter, whole, 0, count, addr, now)
+
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         try:
             if len(data) < 2 or data[0] != VERSION:
@@ -920,13 +982,12 @@ class SecureTransport:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
             count = -(-len(ct) // step)
             head = b"\x01\x07" + head
+            mv = memoryview(ct)  # one copy per piece, not two
             if relayed:
                 for i in range(count):
-                    self._relay_out(head + bytes((i, count)) + ct[i * step:(i + 1) * step], ep, now)
+                    self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
             else:
-                out = self._out
-                for i in range(count):
-                    out.append((head + bytes((i, count)) + ct[i * step:(i + 1) * step], ep))
+                self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER
             peer.packets_out += count
         peer.last_sent = now
@@ -1015,19 +1076,18 @@ class SecureTransport:
         if len(data) < _FRAG_HEADER + 1:
             self.stats["malformed_dropped"] += 1
             return
-        owner = self._indices.get(int.from_bytes(data[2:6], "big"))
-        if not isinstance(owner, Session):
+        local, counter, index, count = _FRAG_FIELDS.unpack_from(data)
+        s = self._indices.get(local)
+        if type(s) is not Session:
             self.stats["unknown_index_dropped"] += 1  # nothing is buffered without a session
             return
-        s = owner
-        counter = int.from_bytes(data[6:14], "big")
-        index, count = data[14], data[15]
         if not 2 <= count <= MAX_FRAGMENTS or index >= count:
             self.stats["malformed_dropped"] += 1
             return
         if not self._fresh(s, counter):
             return
-        whole = self._reassembly.add((s.local_index, counter), index, count, data[16:], now)
+        # A view, not a copy: the pieces are copied once, when the whole is joined.
+        whole = self._reassembly.add((local, counter), index, count, memoryview(data)[16:], now)
         if whole is None:
             return
         if whole is REFUSED:  # a count that changed, or more bytes than any payload

@@ -43,7 +43,7 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from weftnet.core.identity import NodeId
 from weftnet.errors import ConfigError, NetworkError, ParseError
@@ -383,10 +383,11 @@ def parse_rules(config: Mapping[str, Any] | None, where: str = "firewall") -> tu
 # The firewall with its connection table
 
 
-@dataclass
+@dataclass(slots=True)
 class _Flow:
     expires: float
     proto: int
+    inbound: bool = False  # opened by an inbound packet (replace_rules re-checks it against inbound rules)
 
 
 class Firewall:
@@ -406,9 +407,12 @@ class Firewall:
         *,
         max_flows: int = 65_536,
         timeouts: Mapping[int | None, float] | None = None,
+        max_flows_per_peer: int | None = None,
     ):
         if max_flows < 1:
             raise ConfigError("conntrack max_flows must be at least 1")
+        if max_flows_per_peer is not None and max_flows_per_peer < 1:
+            raise ConfigError("conntrack max_flows_per_peer must be at least 1")
         self.inbound = list(inbound)
         self.outbound = list(outbound)
         self.max_flows = max_flows
@@ -418,15 +422,21 @@ class Firewall:
         self._flows: OrderedDict[tuple, _Flow] = OrderedDict()
         self._fragments: OrderedDict[tuple, float] = OrderedDict()
         self.counters: dict[str, int] = {"evicted": 0, "expired": 0, "tracked_pass": 0, "rule_pass": 0}
+        #: With a per-peer quota (the overlay interface, open to any node), flows per peer node ID:
+        #: one peer cannot evict everybody else's flows from the shared table.
+        self.max_flows_per_peer = max_flows_per_peer
+        self._per_peer: dict[bytes, int] | None = {} if max_flows_per_peer is not None else None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None, where: str = "firewall") -> "Firewall":
-        """Rules plus optional ``conntrack = {max_flows, tcp_timeout, udp_timeout, default_timeout}``."""
+    def from_config(cls, config: Mapping[str, Any] | None, where: str = "firewall", *,
+                    default_max_flows_per_peer: int | None = None) -> "Firewall":
+        """Rules plus optional ``conntrack = {max_flows, max_flows_per_peer, tcp_timeout, udp_timeout,
+        default_timeout}``."""
         inbound, outbound = parse_rules(config, where)
         ct = (config or {}).get("conntrack", {})
         if not isinstance(ct, Mapping):
             raise ConfigError(f"{where}.conntrack: must be a table")
-        keys = {"max_flows", "tcp_timeout", "udp_timeout", "default_timeout"}
+        keys = {"max_flows", "max_flows_per_peer", "tcp_timeout", "udp_timeout", "default_timeout"}
         unknown = sorted(set(ct) - keys)
         if unknown:
             raise ConfigError(f"{where}.conntrack: unknown key {unknown[0]!r}")
@@ -440,7 +450,10 @@ class Firewall:
         max_flows = ct.get("max_flows", 65_536)
         if isinstance(max_flows, bool) or not isinstance(max_flows, int) or max_flows < 1:
             raise ConfigError(f"{where}.conntrack.max_flows: must be a positive integer")
-        return cls(inbound, outbound, max_flows=max_flows, timeouts=timeouts)
+        per_peer = ct.get("max_flows_per_peer", default_max_flows_per_peer)
+        if per_peer is not None and (isinstance(per_peer, bool) or not isinstance(per_peer, int) or per_peer < 1):
+            raise ConfigError(f"{where}.conntrack.max_flows_per_peer: must be a positive integer")
+        return cls(inbound, outbound, max_flows=max_flows, timeouts=timeouts, max_flows_per_peer=per_peer)
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -462,25 +475,44 @@ class Firewall:
             return False
         if flow.expires <= now:
             del self._flows[key]
+            self._untrack(key)
             self.counters["expired"] += 1
             return False
         flow.expires = now + self.timeouts.get(flow.proto, self.timeouts[None])
         self._flows.move_to_end(key)
         return True
 
-    def _track(self, key: tuple, now: float) -> None:
+    def _track(self, key: tuple, now: float, inbound: bool = False) -> bool:
+        """Open or refresh the flow ``key``; False if its peer is over its quota of flows."""
         proto = key[0]
         timeout = self.timeouts.get(proto, self.timeouts[None])
         flow = self._flows.get(key)
         if flow is not None:
             flow.expires = now + timeout
             self._flows.move_to_end(key)
-            return
+            return True
+        per_peer = self._per_peer
+        if per_peer is not None:
+            if per_peer.get(key[5], 0) >= self.max_flows_per_peer:
+                self.counters["quota"] = self.counters.get("quota", 0) + 1
+                return False
+            per_peer[key[5]] = per_peer.get(key[5], 0) + 1
         while len(self._flows) >= self.max_flows:
             # Oldest-used first: it is also the likeliest to be expired already.
-            _k, old = self._flows.popitem(last=False)
+            k, old = self._flows.popitem(last=False)
+            self._untrack(k)
             self.counters["expired" if old.expires <= now else "evicted"] += 1
-        self._flows[key] = _Flow(now + timeout, proto)
+        self._flows[key] = _Flow(now + timeout, proto, inbound)
+        return True
+
+    def _untrack(self, key: tuple) -> None:
+        per_peer = self._per_peer
+        if per_peer is not None:
+            n = per_peer.get(key[5], 0) - 1
+            if n > 0:
+                per_peer[key[5]] = n
+            else:
+                per_peer.pop(key[5], None)
 
     def _fragment_key(self, info: PacketInfo, peer: bytes) -> tuple:
         return (info.proto, info.src, info.dst, info.frag_id, peer)
@@ -514,15 +546,46 @@ class Firewall:
                 break
         else:
             return "no-rule"
-        self.counters["rule_pass"] += 1
         if info.fragment == 2:
+            self.counters["rule_pass"] += 1
             return None
         if info.icmp_type >= 0 and info.inner is not None:
+            self.counters["rule_pass"] += 1
             return None  # errors open no flow
-        self._track(self.flow_key(direction, info, peer), now)
+        if not self._track(self.flow_key(direction, info, peer), now, direction == INBOUND):
+            return "flow-quota"
+        self.counters["rule_pass"] += 1
         if info.fragment == 1:
             self._remember_fragment(info, peer, now)
         return None
+
+    def replace_rules(self, inbound: Iterable[Rule], outbound: Iterable[Rule],
+                      groups_of: Callable[[bytes], frozenset[str]] = lambda peer: frozenset()) -> int:
+        """Install new rule lists; tracked flows the new rules would no longer open are closed.
+
+        A flow is re-checked in the direction that opened it (a connection
+        accepted under a removed inbound rule is cut, while one this host
+        opened stays). ``groups_of`` gives a peer's groups. Returns how many
+        flows were closed.
+        """
+        self.inbound = list(inbound)
+        self.outbound = list(outbound)
+        closed = 0
+        for key, flow in list(self._flows.items()):
+            proto, local, lport, remote, rport, peer = key
+            version = 4 if len(local) == 4 else 6
+            if flow.inbound:
+                info, rules = PacketInfo(version, remote, local, proto, rport, lport), self.inbound
+            else:
+                info, rules = PacketInfo(version, local, remote, proto, lport, rport), self.outbound
+            groups = groups_of(peer)
+            if not any(r.matches(info, remote, peer, groups) for r in rules):
+                del self._flows[key]
+                self._untrack(key)
+                closed += 1
+        self._fragments.clear()
+        self.counters["closed_by_rules"] = self.counters.get("closed_by_rules", 0) + closed
+        return closed
 
     def _remember_fragment(self, info: PacketInfo, peer: bytes, now: float) -> None:
         fkey = self._fragment_key(info, peer)
@@ -540,6 +603,7 @@ class Firewall:
             if flow.expires > now:
                 break
             del self._flows[key]
+            self._untrack(key)
             n += 1
         self.counters["expired"] += n
         while self._fragments:

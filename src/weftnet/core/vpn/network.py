@@ -113,6 +113,7 @@ __all__ = [
     "VpnSwitch",
     "icmp_too_big",
     "fragment_ipv4",
+    "offload_header_ok",
 ]
 
 #: Overlay MTU: the IPv6 minimum link MTU (RFC 8200 section 5), so overlay
@@ -283,6 +284,20 @@ def _cert_reason(exc: CertificateError) -> str:
         if isinstance(exc, cls):
             return reason
     return "bad-certificate"
+
+
+def offload_header_ok(vnet: bytes, packet: bytes) -> bool:
+    """True if a peer's ``virtio_net_hdr`` may go to our kernel with ``packet``.
+
+    The header reaches the kernel, so only what a TUN itself produces is let
+    through: TCPv4/TCPv6 segmentation (or none) with a segment size below the
+    packet length, and checksum offsets inside the packet.
+    """
+    flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+    kind = gso_type & ~GSO_ECN
+    return not (kind not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6) or flags & ~VNET_F_NEEDS_CSUM
+                or (kind != GSO_NONE and not 0 < gso_size < len(packet))
+                or (flags & VNET_F_NEEDS_CSUM and csum_start + csum_offset + 2 > len(packet)))
 
 
 # --- ICMP and fragmentation ---------------------------------------------------
@@ -693,12 +708,7 @@ class VpnNetwork:
         if len(blob) < VNET_HDR_LEN + 20:
             return self._drop("bad-chunk", peer)
         vnet, packet = blob[:VNET_HDR_LEN], blob[VNET_HDR_LEN:]
-        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
-        kind = gso_type & ~GSO_ECN
-        # The header reaches our kernel: only what a TUN itself produces is let through.
-        if (kind not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6) or flags & ~VNET_F_NEEDS_CSUM
-                or (kind != GSO_NONE and not 0 < gso_size < len(packet))
-                or (flags & VNET_F_NEEDS_CSUM and csum_start + csum_offset + 2 > len(packet))):
+        if not offload_header_ok(vnet, packet):
             return self._drop("bad-offload", peer)
         return self._admit(peer, member, packet, vnet, now)
 
