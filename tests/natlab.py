@@ -69,14 +69,16 @@ def sh(*args: str, check: bool = True, timeout: float = 60, input: str | None = 
     return p
 
 
-def wait_for(pred, timeout: float, what: str, every: float = 0.2):
+def wait_for(pred, timeout: float, what: str, every: float = 0.2, explain=None):
+    """Poll ``pred`` until it is true; on a timeout ``explain()`` (if given) says what was seen."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = pred()
         if v:
             return v
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = f"; {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
 
 
 class NatLab:

@@ -419,6 +419,7 @@ def main() -> int:
     ap.add_argument("--sim-nodes", type=int)
     ap.add_argument("--sim-pairs", type=int)
     ap.add_argument("--skip", default="", help="comma list of: weftnet, nebula, sim")
+    ap.add_argument("--sim-from", type=Path, help="with --skip sim: report this earlier sim/nat/summary.json")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
@@ -451,6 +452,8 @@ def main() -> int:
     if "sim" not in skip:
         print("simulator ...", file=sys.stderr)
         res["sim"] = sim_run(a.out, a.sim_nodes, a.sim_pairs)
+    elif a.sim_from is not None:
+        res["sim"] = json.loads(a.sim_from.read_text())
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "reach.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     (a.out / "reach.md").write_text(report(res))
