@@ -206,9 +206,9 @@ class NatLab:
                 text += ALLOW_ALL
             StatePaths(st).config.write_text(text)
 
-    def up(self, host: str, peer: str | None = None) -> None:
+    def up(self, host: str, peer: str | None = None, port: int = 4500) -> None:
         args = ["ip", "netns", "exec", self.name(host), *WEFT, "--state-dir", str(self.state[host]), "up",
-                "--listen", "0.0.0.0", "--port", "4500", "--log-format", "json"]
+                "--listen", "0.0.0.0", "--port", str(port), "--log-format", "json"]
         if peer:
             args += ["--peer", peer]
         log = self.logs[host] = self.tmp / f"{host}.log"
