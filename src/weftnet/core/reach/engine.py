@@ -234,10 +234,17 @@ class Reach:
             self._changed(now)
 
     def want(self, node_id: NodeId, now: float) -> None:
-        """The user asked for this node (ping, a VPN member): resolve its record at once if needed."""
+        """The user asked for this node (ping, send): resolve its record at once if needed."""
         if len(self._wanted) >= self.MAX_PEERS:
             self._wanted.pop(next(iter(self._wanted)))
         self._wanted[node_id] = now + 60.0
+        t = self.transport
+        if self.config.enabled and t.handshaking(node_id) and not t.has_session(node_id):
+            # A handshake (the DHT's, say) is already waiting: do not let the user wait out its delay.
+            pk = t.public_key_of(node_id)
+            if pk is not None:
+                self._resolve(node_id, pk, now, urgent=True)
+                self._plan(now, node_id, partial=True)
 
     def on_session_up(self, node_id: NodeId, endpoint, now: float) -> None:
         if self._first_session is None:
