@@ -6,6 +6,7 @@ from reach_lab import SimLab
 
 from weftnet.core.reach.messages import Forward
 from weftnet.core.reach.paths import Via
+from weftnet.core.session.admission import Admission
 from weftnet.core.wire import encode
 
 
@@ -141,6 +142,7 @@ def test_a_relayed_handshake_meets_the_same_cookie_challenge_as_a_direct_one():
     a, p, c = lab.cores["A"], lab.cores["P"], lab.cores["C"]
     p.reach.relay.register(c.node_id, 600, lab.net.now)
     c.transport.config.handshakes_per_second_under_load = 0  # every Init without a cookie gets a CookieReply
+    c.transport.admission = Admission(c.transport.config)  # (the load budget is made from the config)
     a.transport.learn_endpoint(c.identity.public_key, ("192.0.2.99", 9), lab.net.now)  # a dead direct address
     a.transport.add_paths(c.node_id, [Via((p.node_id.raw,), c.node_id.raw)], "test", lab.net.now)
     a.transport.send_to(c.node_id, b"\x01\x40\x02hi", lab.net.now)
