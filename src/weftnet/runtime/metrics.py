@@ -98,6 +98,7 @@ class NodeCollector:
         out += self._vpn(core)
         out += self._overlay(core)
         out += self._hardening(core)
+        out += self._reach(core, now)
         if self.daemon is not None:
             out += self._subsystems(self.daemon)
         out += self._extra()
@@ -172,6 +173,9 @@ class NodeCollector:
                     ("peer", "direction"))
         rtt = _Lines("weftnet_peer_rtt_seconds", "gauge", "Smoothed round-trip time to this peer (RFC 6298).",
                      ("peer",))
+        path = _Lines("weftnet_peer_path", "gauge", "Constant 1: the kind of path in use to this peer (direct, "
+                      "tcp, relay) and the peer's NAT class as its endpoint record says.", ("peer", "path", "nat"))
+        reach = getattr(core, "reach", None)
         names = self._labels
         if len(names) > 4 * max(self.peer_series, 1024):
             names.clear()  # bounded: peers come and go
@@ -190,9 +194,14 @@ class NodeCollector:
             p_rows.append((t_out, packets_out, v_out))
             if srtt is not None:
                 r_rows.append((t_peer, srtt, v_peer))
+            if reach is not None:
+                kind, nat = opsview.peer_reach(core, node_id)
+                path.rows.append((f'{t_peer},path="{kind}",nat="{nat}"', 1, (v_peer[0], kind, nat)))
         yield pb
         yield pp
         yield rtt
+        if reach is not None:
+            yield path
         yield GaugeMetricFamily("weftnet_peer_series_omitted",
                                 "Sessions left out of the per-peer series ([metrics] peer_series).",
                                 value=len(peers) - len(chosen))
@@ -413,6 +422,50 @@ class NodeCollector:
         yield CounterMetricFamily("weftnet_internal_errors",
                                   "Messages whose handling raised an unexpected error (logged; a bug).",
                                   value=h["internal_errors"])
+
+    def _reach(self, core: "NodeCore", now: float) -> Iterator[Metric]:
+        """NAT traversal and relays (docs/reach.md)."""
+        r = opsview.reach_view(core, now)
+        if r is None:
+            return
+        g = GaugeMetricFamily("weftnet_nat_class", "1 for this node's NAT class as its peers' reports show it, "
+                              "0 for the others.", labels=["class"])
+        for c in opsview.NAT_CLASSES:
+            g.add_metric([c], 1 if r["nat"] == c else 0)
+        yield g
+        yield GaugeMetricFamily("weftnet_reachable_unsolicited", "1 if a dial-back reached this node unasked, "
+                                "0 if not, -1 while unknown.",
+                                value=-1 if r["reachable"] is None else int(bool(r["reachable"])))
+        g = GaugeMetricFamily("weftnet_sessions_by_path", "Sessions by the kind of path in use: direct UDP, a TCP "
+                              "link, or through relays.", labels=["path"])
+        for k, n in r["sessions_by_path"].items():
+            g.add_metric([k], n)
+        yield g
+        yield GaugeMetricFamily("weftnet_relays_used", "Relays this node is registered with.", value=r["relays_used"])
+        c = CounterMetricFamily("weftnet_reach_events", "NAT traversal events (probes, punches and their "
+                                "results, paths upgraded or dead, fallbacks to a relay, records, dial-backs).",
+                                labels=["event"])
+        for k, n in sorted(r["stats"].items()):
+            c.add_metric([k], n)
+        yield c
+        rel = r.get("relay")
+        if rel is None:
+            return
+        yield GaugeMetricFamily("weftnet_relay_sessions", "Nodes registered with this relay.", value=rel["registered"])
+        yield GaugeMetricFamily("weftnet_relay_sessions_max", "Registrations this relay accepts at most "
+                                "([relay] max_sessions).", value=rel["max_sessions"])
+        yield CounterMetricFamily("weftnet_relay_registrations", "Registrations granted (a node's first lease).",
+                                  value=rel["registrations"])
+        yield CounterMetricFamily("weftnet_relay_forwarded_packets", "Packets this relay passed on.",
+                                  value=rel["forwarded"])
+        yield CounterMetricFamily("weftnet_relay_forwarded_bytes", "Bytes this relay passed on.",
+                                  value=rel["forwarded_bytes"])
+        c = CounterMetricFamily("weftnet_relay_refused", "What the relay refused, by limit: not registered, a "
+                                "sender's or the total rate, no session to the next hop, session opens per minute, "
+                                "registrations when full.", labels=["reason"])
+        for k, n in rel["refused"].items():
+            c.add_metric([k], n)
+        yield c
 
     def _subsystems(self, daemon: Any) -> Iterator[Metric]:
         """BGP, EVPN, VRFs and layer-2 networks: families only where the subsystem runs."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "BGP_STATES", "STORE_REFUSALS"]
+__all__ = ["bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "reach_view", "peer_reach",
+           "BGP_STATES", "STORE_REFUSALS", "PATH_KINDS", "NAT_CLASSES"]
 
 #: RFC 4271 section 8 states, as the label values of weftnet_bgp_peer_state.
 BGP_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
@@ -24,6 +25,13 @@ BGP_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "establish
 STORE_REFUSALS = {"quota of this peer reached": "peer-quota", "quota of this address prefix reached": "prefix-quota"}
 #: Layer-2 counters (core/vpn/l2network.py ``L2Network.l2``) other than frames and floods.
 L2_EVENTS = ("flood_copies", "unknown_unicast", "arp_suppressed", "nd_suppressed", "arp_local", "nd_local")
+#: Path kinds of core/reach/paths.py and NAT classes of core/reach/messages.py, as label values.
+PATH_KINDS = ("direct", "tcp", "relay")
+NAT_CLASSES = ("unknown", "public", "endpoint-independent", "endpoint-dependent", "udp-blocked")
+#: The relay's refusal counters (core/reach/relay.py ``RelayService.stats``) -> a label value.
+RELAY_REFUSALS = {"refused_not_registered": "not-registered", "refused_peer_rate": "peer-rate",
+                  "refused_total_rate": "total-rate", "refused_no_session": "no-session",
+                  "refused_open_rate": "open-rate", "registrations_refused": "relay-full"}
 #: Per-table counters of the layer-2 aging tables (core/vpn/l2switch.py).
 L2_TABLE_EVENTS = ("learned", "moved", "aged", "quota", "full", "removed")
 
@@ -148,3 +156,46 @@ def hardening_view(core: Any) -> dict:
                           "unsigned": core.texts_dropped.get("unsigned", 0)},
         "internal_errors": core.internal_errors,
     }
+
+
+def reach_view(core: Any, now: float) -> dict | None:
+    """NAT traversal and relaying (docs/reach.md): our NAT class, sessions by path kind, the relays we
+    use, and, on a relay, what it forwarded and refused."""
+    reach = getattr(core, "reach", None)
+    if reach is None:
+        return None
+    from weftnet.core.reach.messages import NAT_NAMES
+    from weftnet.core.reach.paths import path_kind
+
+    by_kind = dict.fromkeys(PATH_KINDS, 0)
+    for _node, target, _srtt in core.transport.sessions():
+        by_kind[path_kind(target)] += 1
+    out: dict[str, Any] = {
+        "nat": NAT_NAMES.get(reach.nat.classify(now), "unknown"), "reachable": reach.nat.reachable,
+        "sessions_by_path": by_kind, "relays_used": len(reach._leases), "stats": dict(reach.stats),
+    }
+    relay = getattr(reach, "relay", None)
+    if relay is not None:
+        st = relay.stats
+        refused = dict.fromkeys(RELAY_REFUSALS.values(), 0)
+        for key, label in RELAY_REFUSALS.items():
+            refused[label] += st.get(key, 0)
+        out["relay"] = {"registered": len(relay.registered(now)), "max_sessions": relay.config.max_sessions,
+                        "forwarded": st.get("forwarded", 0), "forwarded_bytes": st.get("forwarded_bytes", 0),
+                        "registrations": st.get("registered", 0), "expired": st.get("expired", 0),
+                        "opened_for_peers": st.get("opened_for_peers", 0), "refused": refused,
+                        "pairs": len(relay.by_pair)}
+    return out
+
+
+def peer_reach(core: Any, node_id: Any) -> tuple[str, str]:
+    """(path kind in use, the peer's NAT class from its endpoint record or "unknown") for one peer."""
+    reach = getattr(core, "reach", None)
+    if reach is None:
+        return "direct", "unknown"
+    from weftnet.core.reach.messages import NAT_NAMES
+    from weftnet.core.reach.paths import path_kind
+
+    cached = reach._cache.get(node_id)
+    nat = NAT_NAMES.get(cached[0].nat, "unknown") if cached is not None else "unknown"
+    return path_kind(core.transport.current_path(node_id)), nat

@@ -230,7 +230,7 @@ class Dashboard:
         from weftnet.runtime import opsview
 
         out: dict[str, Any] = {"hardening": opsview.hardening_view(self.daemon.core)}
-        for key, fn in (("bgp", opsview.bgp_view), ("evpn", opsview.evpn_view), ("vrfs", opsview.vrf_view),
+        for key, fn in (("reach", lambda d: opsview.reach_view(d.core, self.clock())), ("bgp", opsview.bgp_view), ("evpn", opsview.evpn_view), ("vrfs", opsview.vrf_view),
                         ("l2", opsview.l2_view)):
             try:
                 out[key] = fn(self.daemon)

@@ -236,6 +236,16 @@ function renderSubsystems(snap) {
   const body = document.getElementById("routing-body");
   const parts = [];
   const peers = (sub.bgp || []).flatMap(sp => sp.peers.map(p => Object.assign({ instance: sp.instance }, p)));
+  const r = sub.reach;
+  if (r) {
+    parts.push(table("NAT traversal", [["NAT", x => x.nat], ["reachable unsolicited", x => x.reachable === null ? "?" : (x.reachable ? "yes" : "no")],
+      ["sessions direct / tcp / relay", x => `${x.sessions_by_path.direct} / ${x.sessions_by_path.tcp} / ${x.sessions_by_path.relay}`],
+      ["relays used", x => x.relays_used], ["punches ok / failed", x => `${x.stats.punch_success || 0} / ${x.stats.punch_failed || 0}`]], [r]));
+    if (r.relay) {
+      parts.push(table("Relay", [["registered", x => `${x.registered} / ${x.max_sessions}`], ["forwarded", x => `${x.forwarded} pkts / ${bytes(x.forwarded_bytes)}`],
+        ["refused", x => Object.entries(x.refused).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", ") || "none"]], [r.relay]));
+    }
+  }
   if ((sub.bgp || []).length) {
     parts.push(table("BGP neighbours", [["speaker", r => r.instance], ["neighbour", r => r.peer], ["AS", r => r.remote_as],
       ["state", r => r.state], ["up", r => r.uptime === null ? "–" : dur(r.uptime)],
