@@ -77,6 +77,7 @@ class NodeCollector:
         self._version = _version()
         #: node ID -> its label values and label strings (its text form costs a SHA-256 and base32)
         self._labels: dict[bytes, tuple] = {}
+        self._path_texts: dict[tuple[str, str, str], str] = {}  # (peer label, path kind, NAT) -> label string
         #: How long the previous scrape's collection and rendering took on the event loop (seconds).
         self.last_duration = 0.0
 
@@ -176,6 +177,8 @@ class NodeCollector:
         path = _Lines("weftnet_peer_path", "gauge", "Constant 1: the kind of path in use to this peer (direct, "
                       "tcp, relay) and the peer's NAT class as its endpoint record says.", ("peer", "path", "nat"))
         reach = getattr(core, "reach", None)
+        peer_reach = opsview.peer_reach_reader(core) if reach is not None else None
+        path_texts = self._path_texts
         names = self._labels
         if len(names) > 4 * max(self.peer_series, 1024):
             names.clear()  # bounded: peers come and go
@@ -194,9 +197,15 @@ class NodeCollector:
             p_rows.append((t_out, packets_out, v_out))
             if srtt is not None:
                 r_rows.append((t_peer, srtt, v_peer))
-            if reach is not None:
-                kind, nat = opsview.peer_reach(core, node_id)
-                path.rows.append((f'{t_peer},path="{kind}",nat="{nat}"', 1, (v_peer[0], kind, nat)))
+            if peer_reach is not None:
+                kind, nat = peer_reach(node_id)
+                key = (t_peer, kind, nat)
+                text = path_texts.get(key)
+                if text is None:
+                    if len(path_texts) > 4 * max(self.peer_series, 1024):
+                        path_texts.clear()
+                    text = path_texts[key] = f'{t_peer},path="{kind}",nat="{nat}"'
+                path.rows.append((text, 1, (v_peer[0], kind, nat)))
         yield pb
         yield pp
         yield rtt

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "reach_view", "peer_reach",
+__all__ = ["bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "reach_view", "peer_reach_reader",
            "BGP_STATES", "STORE_REFUSALS", "PATH_KINDS", "NAT_CLASSES"]
 
 #: RFC 4271 section 8 states, as the label values of weftnet_bgp_peer_state.
@@ -188,14 +188,15 @@ def reach_view(core: Any, now: float) -> dict | None:
     return out
 
 
-def peer_reach(core: Any, node_id: Any) -> tuple[str, str]:
-    """(path kind in use, the peer's NAT class from its endpoint record or "unknown") for one peer."""
-    reach = getattr(core, "reach", None)
-    if reach is None:
-        return "direct", "unknown"
+def peer_reach_reader(core: Any):
+    """A function node ID -> (path kind in use, the peer's NAT class from its endpoint record, or
+    "unknown"), for one scrape: the lookups are bound once, not per peer."""
     from weftnet.core.reach.messages import NAT_NAMES
     from weftnet.core.reach.paths import path_kind
 
-    cached = reach._cache.get(node_id)
-    nat = NAT_NAMES.get(cached[0].nat, "unknown") if cached is not None else "unknown"
-    return path_kind(core.transport.current_path(node_id)), nat
+    cache, current = core.reach._cache, core.transport.current_path
+
+    def read(node_id: Any) -> tuple[str, str]:
+        cached = cache.get(node_id)
+        return path_kind(current(node_id)), "unknown" if cached is None else NAT_NAMES.get(cached[0].nat, "unknown")
+    return read
