@@ -407,6 +407,7 @@ class WeftnetOverlay(Weftnet):
             except (ValueError, KeyError, TypeError) as e:
                 raise BenchError(f"weft id --json: no address in {out.strip()[:200]!r}") from e
         self.w(sb, "allow", "tcp", "5201")  # the overlay interface is default-deny inbound
+        self.w(sb, "allow", "udp", "5201")
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "weft0", addrs["b"]), "weft0 in B", timeout=20)
@@ -417,7 +418,7 @@ class WeftnetOverlay(Weftnet):
         return Overlay(addrs["b"], "weft0", link_mtu(topo, "a", "weft0"),
                        {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
                         "transport": f"UDP {self.PORT}", "addresses": "key-derived fd77:6566::/32, found via the DHT",
-                        "firewall": "default-deny inbound, weft allow tcp 5201 on B"})
+                        "firewall": "default-deny inbound, weft allow tcp 5201 and udp 5201 on B"})
 
 
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:

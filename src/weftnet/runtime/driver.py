@@ -93,6 +93,8 @@ class UdpDriver:
         self.listeners: list[Callable[[NodeEvent], None]] = []
         #: Writes (network ID, virtio_net_hdr or b"", IP packet) to that network's TUN; set by the daemon.
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
+        #: Called once after a batch of TUN writes (the daemon reads what the writes made the kernel answer).
+        self.after_tun_writes: Callable[[], None] | None = None
         self.sent = 0
         self.received = 0
         self.errors = 0
@@ -228,6 +230,8 @@ class UdpDriver:
                 for network_id, vnet, packet in tun_out:
                     writer(network_id, vnet, packet)
             tun_out.clear()
+            if self.after_tun_writes is not None:
+                self.after_tun_writes()
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
