@@ -44,6 +44,7 @@ from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signatu
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
+from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
 from weftnet.core.session.transport import (
     PongReceived,
     Received,
@@ -60,6 +61,7 @@ from weftnet.errors import DecodeError, SessionError, WeftError
 
 __all__ = [
     "NodeConfig",
+    "PathMtuChanged",
     "NodeCore",
     "NodeEvent",
     "Connected",
@@ -132,6 +134,9 @@ class NodeConfig:
     request_timeout: float = 15.0
     #: Lifetime given to mutable records published with ``put(..., mutable_salt=...)``.
     record_ttl: int = 24 * 3600
+    #: Path MTU discovery on every session (core/session/pmtu.py): datagrams up to this many bytes
+    #: of UDP payload where the path carries them; 0 turns it off (datagrams stay at max_datagram).
+    pmtu_ceiling: int = 0
 
     @classmethod
     def lab(cls, prefixes: tuple = LOOPBACK_LAB) -> "NodeConfig":
@@ -266,6 +271,16 @@ class PeerUp(NodeEvent):
 
 
 @dataclass(frozen=True)
+class PathMtuChanged(NodeEvent):
+    """Path MTU discovery found how large a datagram reaches a peer (``link_mtu``: with IP and UDP)."""
+
+    kind: ClassVar[str] = "path_mtu"
+    node_id: NodeId
+    datagram: int
+    link_mtu: int
+
+
+@dataclass(frozen=True)
 class PeerDown(NodeEvent):
     kind: ClassVar[str] = "peer_down"
     node_id: NodeId
@@ -332,6 +347,10 @@ class NodeCore:
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
         self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
         self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
+        self.pmtu = PathMtu(self.config.transport.max_datagram,
+                            max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
+        self._sinks[PROBE_TYPE] = self._on_path_probe
+        self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
         self._mutable_seq = 0
@@ -349,6 +368,16 @@ class NodeCore:
 
     def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
         self._sinks[payload[1]](node_id, payload, now)
+
+    def _on_path_probe(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        ack = self.pmtu.on_payload(node_id, payload, now)
+        if ack is not None:
+            self.transport.send_to(node_id, ack, now)
+
+    def probes_to_send(self) -> list[tuple[bytes, Addr]]:
+        """Path MTU probes, sealed: the driver sends each with don't-fragment set (pmtu.py)."""
+        out, self._probes_out = self._probes_out, []
+        return out
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:
@@ -383,6 +412,9 @@ class NodeCore:
         t = self.overlay.get_timer()
         if t is not None and t <= now:
             self.overlay.handle_timer(now)
+        t = self.pmtu.get_timer()
+        if t is not None and t <= now:
+            self.pmtu.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -390,7 +422,7 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer()) if t is not None]
+                             self.overlay.get_timer(), self.pmtu.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -640,8 +672,19 @@ class NodeCore:
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)
+            if self.pmtu._out or self.pmtu._events:
+                self._pump_pmtu(now)
             if not busy:
                 return
+
+    def _pump_pmtu(self, now: float) -> None:
+        for node_id, payload in self.pmtu.probes_to_send():
+            sealed = self.transport.seal(node_id, payload, now)
+            if sealed is not None:
+                self._probes_out.append(sealed)
+        while (ev := self.pmtu.next_event()) is not None:
+            self.transport.set_max_datagram(ev.node_id, ev.datagram)
+            self._events.append(PathMtuChanged(ev.node_id, ev.datagram, ev.link_mtu))
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
@@ -664,6 +707,8 @@ class NodeCore:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
+            if self.config.pmtu_ceiling > self.config.transport.max_datagram:
+                self.pmtu.start(ev.node_id, 6 if ":" in ev.endpoint[0] else 4, now)
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
             contact = Contact(ev.public_key, ev.endpoint)
             self.overlay.on_session_up(ev.node_id)

@@ -39,6 +39,7 @@ from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
+from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
 from weftnet.runtime.paths import StatePaths
@@ -79,6 +80,7 @@ def node_config(cfg: Config) -> NodeConfig:
             records_per_prefix=cfg.records_per_prefix,
             max_ttl=float(cfg.max_ttl),
         ),
+        pmtu_ceiling=cfg.pmtu_max,
     )
 
 
@@ -156,6 +158,7 @@ class Daemon:
         try:
             self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
             self.driver.after_tun_writes = self._drain_tuns
+            self.tun_mtu = TunMtuFollower(core, self._tuns, lambda c: self.spawn(c) if self._tg else c.close())
         except OSError as exc:
             self.store.close()
             raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
@@ -332,6 +335,8 @@ class Daemon:
         self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
         if m.descriptor.layer != 2 and nc.offload:
             self._coalesce.add(vnet.network_id)
+        if m.descriptor.layer != 2 and nc.mtu is None:
+            self.tun_mtu.add(vnet.network_id)  # 1280 until path MTU discovery measured the members' paths
         loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
         self._tun_info[vnet.network_id.hex()] = info
         self.driver.tun_writer = self._write_tun
@@ -379,6 +384,8 @@ class Daemon:
     def _stop_network(self, network_id: bytes) -> None:
         """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
         tun = self._tuns.pop(network_id, None)
+        self.tun_mtu.discard(network_id)
+        self._coalesce.discard(network_id)
         if tun is not None:
             asyncio.get_running_loop().remove_reader(tun.fileno())
             tun.close()
@@ -511,6 +518,10 @@ class Daemon:
                 self._published_at = time.monotonic()
                 asyncio.get_running_loop().call_later(1.0, self._publish)
             log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
+        elif ev.kind == "path_mtu":
+            log.info("path MTU measured", extra={"peer": ev.node_id.text(), "datagram": ev.datagram,
+                                                 "link_mtu": ev.link_mtu})
+            self.tun_mtu.on_path_mtu(ev.node_id)
         elif ev.kind == "peer_down":
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
@@ -527,6 +538,7 @@ class Daemon:
             log.warning("revocation list installed", extra={"network": ev.network, "seq": ev.revocations.seq,
                                                            "own_certificate_revoked": ev.own_revoked})
         elif isinstance(ev, VpnMemberEvent):
+            self.tun_mtu.on_path_mtu(ev.node_id)  # a member whose path was measured before it was known
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
             if ev.change == "added" and hasattr(getattr(self.bgp, "dataplane", None), "retry_waiting"):
@@ -541,6 +553,8 @@ class Daemon:
             for n in st["networks"]:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
+            st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
+                               "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes}
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
             if self.bgp is not None:

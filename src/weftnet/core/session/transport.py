@@ -293,6 +293,7 @@ class Peer:
     attempts: int = 0  # Inits of the pending handshake
     max_attempts: int | None = None  # set for endpoints learned second-hand
     pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
+    max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -395,6 +396,30 @@ class SecureTransport:
             return False
         self._send_payload(peer, payload, now)
         return True
+
+    def seal(self, node_id: NodeId, payload: bytes, now: float) -> tuple[bytes, Addr] | None:
+        """``payload`` sealed on the current session as one datagram, returned instead of queued (a
+        path MTU probe, which the driver sends with don't-fragment set); None without a usable session."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.budget is not None or peer.endpoint is None:
+            return None
+        s = peer.current
+        if now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
+            return None
+        counter = s.counter
+        s.counter += 1
+        ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
+        pkt = b"\x01\x04" + s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big") + ct
+        peer.bytes_out += len(pkt)
+        peer.packets_out += 1
+        peer.last_sent = now
+        return pkt, peer.endpoint
+
+    def set_max_datagram(self, node_id: NodeId, size: int | None) -> None:
+        """Datagrams to ``node_id`` up to ``size`` bytes (None: ``config.max_datagram``)."""
+        peer = self._by_node.get(node_id)
+        if peer is not None:
+            peer.max_datagram = size
 
     def ping(self, node_id: NodeId, now: float) -> int:
         peer = self._by_node.get(node_id)
@@ -751,8 +776,9 @@ class SecureTransport:
         s.counter += 1
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
         head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
-        step = self.config.max_datagram - _FRAG_HEADER
-        if (len(ct) + _DATA_HEADER <= self.config.max_datagram or len(ct) > MAX_REASSEMBLED
+        max_datagram = peer.max_datagram or self.config.max_datagram
+        step = max_datagram - _FRAG_HEADER
+        if (len(ct) + _DATA_HEADER <= max_datagram or len(ct) > MAX_REASSEMBLED
                 or len(ct) > step * MAX_FRAGMENTS):
             pkt = b"\x01\x04" + head + ct
             self._out.append((pkt, peer.endpoint))
