@@ -51,6 +51,8 @@ _VNET_LEN = 10
 _NEEDS_CSUM = 1
 _U16 = struct.Struct("!H")
 _V4_SUM = struct.Struct("!10H")
+_LENS4 = struct.Struct("!H20xH")  # from the IPv4 total length to the UDP length
+_LENS6 = struct.Struct("!H38xH")  # from the IPv6 payload length to the UDP length
 _PROTO_UDP = 17
 
 
@@ -121,20 +123,39 @@ def coalesce_udp(packets: list[bytes], max_segments: int = MAX_SEGMENTS, max_byt
         p = packets[i]
         fk = _flow_key(p)
         j = i + 1
-        if fk is not None:
-            key, hl = fk
+        if fk is not None and j < n:
+            hl = fk[1]
             size = len(p)
-            total = size - _VNET_LEN
-            if size - _VNET_LEN - hl - 8 > 0:  # an empty datagram cannot be a segment
-                while j < n and j - i < max_segments:
+            head = _VNET_LEN + hl + 8
+            if size > head:  # an empty datagram cannot be a segment
+                # What every later datagram must repeat byte for byte (the reader's hot loop: slices, no
+                # parsing): the vnet flags and type; for IPv4 version/IHL/TOS, flags/fragment/TTL/protocol,
+                # addresses and ports; for IPv6 version/class/flow label, next header/hop limit,
+                # addresses and ports. The lengths are checked against the datagram's own size.
+                vh = p[:2]
+                if hl == 20:
+                    a, b, c = p[10:12], p[16:20], p[22:34]
+                    lens, la, lb = _LENS4, 10, 30
+                else:
+                    a, b, c = p[10:14], p[16:18], p[18:54]
+                    lens, la, lb = _LENS6, 50, 50
+                total = size - _VNET_LEN
+                limit = max_bytes
+                stop = min(n, i + max_segments)
+                while j < stop:
                     q = packets[j]
                     lq = len(q)
-                    if lq > size or total + lq - _VNET_LEN - hl - 8 > max_bytes or lq <= _VNET_LEN + hl + 8:
+                    if lq > size or lq <= head or total + lq - head > limit:
                         break
-                    qk = _flow_key(q)
-                    if qk is None or qk[0] != key:
+                    if hl == 20:
+                        if q[10:12] != a or q[16:20] != b or q[22:34] != c or q[:2] != vh:
+                            break
+                    elif q[10:14] != a or q[16:18] != b or q[18:54] != c or q[:2] != vh:
                         break
-                    total += lq - _VNET_LEN - hl - 8
+                    ip_len, udp_len = lens.unpack_from(q, _VNET_LEN + 2 if hl == 20 else _VNET_LEN + 4)
+                    if ip_len != lq - la or udp_len != lq - lb:
+                        break
+                    total += lq - head
                     j += 1
                     if lq < size:
                         break  # only the last segment may be shorter
