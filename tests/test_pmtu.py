@@ -96,12 +96,12 @@ def pair(pmtu_ceiling=8972):
     return a, b
 
 
-def run(a, b, path_datagram, seconds=6.0, sizes=None):
+def run(a, b, path_datagram, seconds=6.0, sizes=None, start=T0):
     """Carry datagrams both ways for ``seconds``, dropping those larger than the path allows."""
-    now = T0
+    now = start
     nodes = {a.endpoint: a, b.endpoint: b}
     src = {id(a): a.endpoint, id(b): b.endpoint}
-    end = T0 + seconds
+    end = start + seconds
     while now < end:
         moved = False
         for node in (a, b):
@@ -133,20 +133,29 @@ def test_two_nodes_measure_their_path_and_send_datagrams_that_size():
     a, b = pair()
     a.connect(b.endpoint, T0)
     run(a, b, 1472)
+    assert not events(a, PathMtuChanged)  # nothing large was sent: no probe, no cost
+    assert a.pmtu.stats["probes_sent"] == 0
+    # The first payload that needs fragments starts the search.
+    a.transport.send_to(b.node_id, b"\x01\x20" + bytes(5_000), T0 + 6)
+    a.handle_timer(T0 + 6)  # any pass through the node (a driver calls one after every input)
+    run(a, b, 1472, seconds=3.0, start=T0 + 6)
     (found,) = events(a, PathMtuChanged)
     assert found.node_id == b.node_id and found.datagram == 1472 and found.link_mtu == 1500
     assert a.pmtu.size_for(b.node_id) == 1472
     # A large payload now leaves in 1,472-byte fragments instead of 1,344-byte ones.
     sizes = []
-    a.transport.send_to(b.node_id, b"\x01\x20" + bytes(20_000), T0 + 7)
-    run(a, b, 1472, seconds=0.1, sizes=sizes)
+    a.transport.send_to(b.node_id, b"\x01\x20" + bytes(20_000), T0 + 9)
+    run(a, b, 1472, seconds=0.1, sizes=sizes, start=T0 + 9)
     assert max(sizes) == 1472 and len(sizes) == -(-(20_002 + 16) // (1472 - 16))
 
 
 def test_without_a_ceiling_nothing_is_probed():
     a, b = pair(pmtu_ceiling=0)
     a.connect(b.endpoint, T0)
+    run(a, b, 9000)
+    a.transport.send_to(b.node_id, b"\x01\x20" + bytes(5_000), T0 + 6)
+    a.handle_timer(T0 + 6)
     sizes = []
-    run(a, b, 9000, sizes=sizes)
+    run(a, b, 9000, seconds=3.0, sizes=sizes, start=T0 + 6)
     assert not events(a, PathMtuChanged) and max(sizes) <= 1344 + 100
     assert a.pmtu.stats["probes_sent"] == 0

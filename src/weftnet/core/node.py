@@ -339,7 +339,7 @@ class NodeCore:
         self._ops: dict[int, _Op] = {}
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
-        self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
+        self.vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
         self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
         self.lan = LanDiscovery(identity, now)
         # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
@@ -672,10 +672,29 @@ class NodeCore:
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)
+            if self.transport.pmtu_wanted:
+                self._pmtu_for(self.transport.pmtu_wanted, now)
+                self.transport.pmtu_wanted.clear()
             if self.pmtu._out or self.pmtu._events:
                 self._pump_pmtu(now)
             if not busy:
                 return
+
+    def _vpn_event(self, ev: Any) -> None:
+        self._events.append(ev)
+        if getattr(ev, "kind", None) == "vpn_member" and ev.change == "added":
+            self.transport.pmtu_wanted.append(ev.node_id)  # a member's path sets its network's TUN MTU
+
+    def _pmtu_for(self, node_ids: list[NodeId], now: float) -> None:
+        """Start a path MTU search to each of these peers that has a session and none yet (pmtu.py)."""
+        if self.config.pmtu_ceiling <= self.config.transport.max_datagram:
+            return
+        for node_id in node_ids:
+            if self.pmtu.tracking(node_id):
+                continue
+            endpoint = self.transport.endpoint_of(node_id)
+            if endpoint is not None and self.transport.has_session(node_id):
+                self.pmtu.start(node_id, 6 if ":" in endpoint[0] else 4, now)
 
     def _pump_pmtu(self, now: float) -> None:
         for node_id, payload in self.pmtu.probes_to_send():
@@ -707,8 +726,8 @@ class NodeCore:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
-            if self.config.pmtu_ceiling > self.config.transport.max_datagram:
-                self.pmtu.start(ev.node_id, 6 if ":" in ev.endpoint[0] else 4, now)
+            if any(ev.node_id.raw in net._members for net in self.vpn.switch.networks.values()):
+                self._pmtu_for([ev.node_id], now)  # a member: its path sets its network's TUN MTU
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
             contact = Contact(ev.public_key, ev.endpoint)
             self.overlay.on_session_up(ev.node_id)
@@ -726,6 +745,7 @@ class NodeCore:
                 elif op.kind == "ping" and op.stage == "connect" and op.node_id == ev.node_id:
                     self._start_ping(op, ev.node_id, now, contact)
         elif isinstance(ev, SessionDown):
+            self.pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:

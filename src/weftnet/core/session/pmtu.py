@@ -5,8 +5,10 @@ datagram PLPMTUD, RFC 8899 section 5, without relying on ICMP)
 --------------------------------------------------------------------------
 The transport starts every peer at ``TransportConfig.max_datagram`` (1,344
 bytes of UDP payload: it crosses any path whose MTU is at least 1,372 bytes
-on IPv4, 1,392 on IPv6). Once a session is up, :class:`PathMtu` searches for
-the largest datagram that actually arrives:
+on IPv4, 1,392 on IPv6). For a peer whose path matters (the node starts it:
+a network member with a session, or a peer first sent a payload that needs
+fragments), :class:`PathMtu` searches for the largest datagram that actually
+arrives:
 
 * A **round** sends up to :data:`PROBES_PER_ROUND` :class:`PathProbe`
   messages of different sizes inside the session, padded so that each sealed
@@ -148,6 +150,10 @@ class PathMtu:
         s = self._searches.pop(node_id.raw, None)
         if s is not None:
             self._drop_probes(s)
+
+    def tracking(self, node_id: NodeId) -> bool:
+        """A search for ``node_id`` is running or has a result (and will be repeated)."""
+        return node_id.raw in self._searches
 
     def size_for(self, node_id: NodeId) -> int | None:
         """The datagram size found for ``node_id``, or None (no search finished)."""

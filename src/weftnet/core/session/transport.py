@@ -294,6 +294,7 @@ class Peer:
     max_attempts: int | None = None  # set for endpoints learned second-hand
     pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
     max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
+    pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -325,6 +326,10 @@ class SecureTransport:
         #: VPN data plane's hot path (no event object, no dispatch per packet).
         self.sink = None
         self.sink_types: frozenset[int] = frozenset()
+        #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
+        #: each), or named by the node (a network member). The node starts a path MTU search for
+        #: those with a session (core/session/pmtu.py) and clears the list.
+        self.pmtu_wanted: list[NodeId] = []
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
         self.admission = Admission(self.config)
         self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
@@ -439,6 +444,10 @@ class SecureTransport:
             self._drop_sessions(peer)
             peer.pending = None
             peer.queue.clear()
+
+    def endpoint_of(self, node_id: NodeId) -> Addr | None:
+        peer = self._by_node.get(node_id)
+        return None if peer is None else peer.endpoint
 
     def has_session(self, node_id: NodeId) -> bool:
         peer = self._by_node.get(node_id)
@@ -792,6 +801,9 @@ class SecureTransport:
             self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER
             peer.packets_out += count
+            if not peer.pmtu_asked and len(self.pmtu_wanted) < 1024:  # its path is worth measuring
+                peer.pmtu_asked = True
+                self.pmtu_wanted.append(peer.node_id)
         peer.last_sent = now
 
     def _start_handshake(self, peer: Peer, now: float) -> None:
