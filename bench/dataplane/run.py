@@ -269,7 +269,7 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     reverse = report["reverse"]
     out = [
-        "# Data-plane throughput (bench/dataplane/run.py)",
+        "# Data plane: TCP and UDP throughput, ping latency (bench/dataplane/run.py)",
         "",
         f"- date: {report['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, kernel {m['kernel']}, "
