@@ -96,7 +96,7 @@ class Lab:
             r = self.add_ns("r")
             self.link(a, "10.251.1.1", r, "10.251.1.254", 9000, "u0")
             self.link(r, "10.251.2.254", b, "10.251.2.2", 1400, "u1")
-            sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            sh("ip", "netns", "exec", r, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
             sh("ip", "-n", a, "route", "add", "10.251.2.0/24", "via", "10.251.1.254")
             sh("ip", "-n", b, "route", "add", "10.251.1.0/24", "via", "10.251.2.254")
             a_ip, b_ip = "10.251.1.1", "10.251.2.2"
