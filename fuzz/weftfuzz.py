@@ -22,6 +22,13 @@ Targets:
   beacons: it must never raise; what reaches its TUN from a peer must be an
   IPv6 packet for our address from that peer's own address, and what it
   makes itself must be an ICMPv6 error addressed to us.
+* ``reach``: a relay R with sessions to A and C (C registered to be reachable
+  through R) gets hostile payloads from A over the real session (``Forward``
+  headers, probes, call-me-maybe, relay requests), the same straight into its
+  reach engine from a relayed path, and hostile endpoint-record values from a
+  DHT read. Nothing may raise, and R may never amplify: per input it passes on
+  at most one Forward, in as many datagrams towards C as A sent, each exactly
+  as long.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -370,6 +377,103 @@ class OverlayTarget(_Target):
             core.handle_timer(self.now)
 
 
+def reach_corpus() -> list[bytes]:
+    """Valid reach payloads (docs/wire/reach.md) around the ReachTarget's nodes."""
+    from weftnet.core.reach.messages import (
+        CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_DIALBACK, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord,
+        Forward, Probe, ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
+    )
+
+    c_id = Identity.from_seed(bytes([3]) * 32)
+    inner = bytes.fromhex("0104") + bytes(40)
+    return [wire.encode(m) for m in (
+        Forward((c_id.node_id.raw,), (), inner),
+        Forward((c_id.node_id.raw, bytes(32)), (), inner),
+        Forward((), (bytes(32),), inner),
+        Probe(1, b""), Probe(2, bytes(100)), ProbeReply(1, ("198.51.100.7", 4500)), ProbeReply(2, None),
+        CallMeMaybe((("198.51.100.7", 4500), ("10.0.0.2", 4500))),
+        RelayRequest(OP_REGISTER, 600, 0), RelayRequest(OP_DIALBACK, 0, 7),
+        RelayReply(OP_REGISTER, 1, 600, 0, ("198.51.100.7", 4500), ("203.0.113.1", 4500), ""),
+        ReachTest(7),
+        EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
+                                    Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
+                       (RelayRef(c_id.public_key, ("203.0.113.3", 4500)),)),
+    )]
+
+
+class ReachTarget(_Target):
+    """A relay R with sessions to A (the hostile sender) and C (registered with R)."""
+
+    ADDR = {"A": ("192.0.2.1", 1000), "R": ("192.0.2.2", 2000), "C": ("192.0.2.3", 3000)}
+
+    def reset(self) -> None:
+        from weftnet.core.node import NodeConfig, NodeCore
+        from weftnet.core.reach.engine import ReachConfig
+        from weftnet.core.reach.relay import RelayConfig
+
+        self.nodes = {}
+        for i, name in enumerate("ARC", start=1):
+            cfg = NodeConfig(reach=ReachConfig(enabled=True), relay=RelayConfig(enabled=name == "R"))
+            self.nodes[name] = NodeCore(Identity.from_seed(bytes([i]) * 32), random.Random(self.rng.random()),
+                                        T0, cfg, endpoint=self.ADDR[name])
+        a, r, c = (self.nodes[n] for n in "ARC")
+        for x in (a, c):
+            x.transport.connect(self.ADDR["R"], T0, r.identity.public_key)
+        self._exchange(T0)
+        r.reach.relay.register(c.node_id, 600, T0)
+        super().reset()
+
+    def _exchange(self, now: float) -> list:
+        """Deliver datagrams among the three until quiet; returns R's datagrams (to anyone)."""
+        from_r = []
+        for _ in range(20):
+            moved = False
+            for name, core in self.nodes.items():
+                for d, dst in core.datagrams_to_send(now):
+                    moved = True
+                    if name == "R":
+                        from_r.append((d, dst))
+                    target = next((n for n, ad in self.ADDR.items() if ad == dst), None)
+                    if target is not None:
+                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
+            if not moved:
+                break
+        for core in self.nodes.values():
+            while core.next_event() is not None:
+                pass
+        return from_r
+
+    def __call__(self, data: bytes) -> None:
+        from weftnet.core.dht import events as dht_events
+        from weftnet.core.dht.records import MutableRecord
+        from weftnet.core.reach.engine import ENDPOINT_SALT
+        from weftnet.core.reach.paths import Via
+
+        self.tick()
+        a, r, c = (self.nodes[n] for n in "ARC")
+        roll = self.rng.random()
+        if roll < 0.6:  # over the real A-R session
+            a.transport.send_to(r.node_id, data, self.now)
+            sent = a.datagrams_to_send(self.now)
+            before = r.transport.stats["relay_forwarded"]
+            r.receive_datagrams([(d, self.ADDR["A"]) for d, _ in sent], self.now)
+            to_c = [d for d, dst in r.datagrams_to_send(self.now) if dst == self.ADDR["C"]]
+            passed = r.transport.stats["relay_forwarded"] - before
+            if passed > 1 or (passed and sorted(len(d) for d in to_c[-len(sent):]) != sorted(len(d) for d, _ in sent)):
+                raise AssertionError(f"relay amplified: {[len(d) for d, _ in sent]} in, {[len(d) for d in to_c]} out")
+        elif roll < 0.85:  # straight into the reach engine, as if it came through a relay
+            r.reach.on_message(a.node_id, data, Via((c.node_id.raw,), a.node_id.raw), self.now)
+        else:  # an endpoint record value from a DHT read
+            op = 10**9 + self.inputs
+            r.reach._resolving[op] = (a.node_id, a.identity.public_key)
+            rec = MutableRecord.create(a.identity, ENDPOINT_SALT, self.inputs, 600, data[:1000])
+            r.reach.on_dht_event(dht_events.LookupDone(op, "get", rec.key, True, (), (rec,), 1, 0, 0.0, 0), self.now)
+        if self.inputs % 997 == 0:
+            for core in self.nodes.values():
+                core.handle_timer(self.now)
+        self._exchange(self.now)
+
+
 def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     load_all_messages()
     rng = random.Random(seed)
@@ -383,12 +487,15 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
     if target in ("overlay", "all"):
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
+    if target in ("reach", "all"):
+        targets.append(("reach", ReachTarget(random.Random(seed + 4))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
-        own = {"vpn": vpn_corpus() * 4 + corpus, "overlay": overlay_corpus() * 4 + corpus}.get(name, corpus)
+        own = {"vpn": vpn_corpus() * 4 + corpus, "overlay": overlay_corpus() * 4 + corpus,
+               "reach": reach_corpus() * 6 + corpus}.get(name, corpus)
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -409,7 +516,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "overlay", "all"), default="all")
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "overlay", "reach", "all"), default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()

@@ -29,6 +29,10 @@ from weftnet.core.session.packets import (
 from weftnet.core.identity import Identity
 from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
+from weftnet.core.reach.messages import (
+    CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord, Forward, Probe,
+    ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
+)
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -84,6 +88,19 @@ MESSAGES = [
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
     # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
+    # reach (docs/wire/reach.md): a Forward at its first relay (one hop left, nothing crossed yet)
+    Forward((b(32, 0x71),), (), bytes.fromhex("0104") + b(28, 0x72)),
+    Forward((), (b(32, 0x73), b(32, 0x74)), bytes.fromhex("0101") + b(20, 0x75)),
+    Probe(0x0102030405060708, b""),
+    ProbeReply(0x0102030405060708, ("198.51.100.7", 40001)),
+    ProbeReply(9, None),
+    CallMeMaybe((("198.51.100.7", 4500), ("2001:db8::7", 4500), ("10.0.0.2", 4500))),
+    RelayRequest(OP_REGISTER, 600, 0),
+    RelayReply(OP_REGISTER, 1, 600, 0, ("198.51.100.7", 4500), ("203.0.113.1", 4500), ""),
+    ReachTest(0x0A0B0C0D0E0F1011),
+    EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
+                                Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
+                   (RelayRef(b(32, 0x76), ("203.0.113.1", 4500)),)),
 ]
 
 
@@ -120,7 +137,7 @@ def from_json(v):
         if "net" in v:
             return ipaddress.ip_network(v["net"])
         if "message" in v:
-            cls = {c.__name__: c for c in wire.registry().values()}[v["message"]["type"]]
+            cls = {c.__name__: c for c in [*wire.registry().values(), Candidate, RelayRef]}[v["message"]["type"]]
             return cls(*[from_json(v["message"]["fields"][n]) for n, _ in cls.FIELDS])
     return v
 

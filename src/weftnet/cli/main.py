@@ -165,12 +165,29 @@ def _peer_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("node ID", "overlay address", "endpoint", "rtt", "in", "out", "age")
+    t = Table("node ID", "overlay address", "path", "endpoint", "rtt", "in", "out", "age")
     for p in rows:
-        t.add_row(p["node_id"][:24] + "…", p["address"], str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
+        kind = p.get("path", "direct")
+        path = f"relay via {', '.join(v[:16] + '…' for v in p.get('via', []))}" if kind == "relay" else kind
+        t.add_row(p["node_id"][:24] + "…", p["address"], path, str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
                   _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
                   "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s")
     Console().print(t)
+
+
+def _reach_lines(r: dict) -> None:
+    reachable = {True: "yes", False: "no", None: "not known yet"}[r.get("reachable")]
+    click.echo(f"nat:             {r['nat']}, reachable unsolicited: {reachable}")
+    click.echo(f"candidates:      {', '.join(r['candidates']) or '-'}")
+    relays = ", ".join(f"{x['node_id'][:24]}… at {x['endpoint']}" for x in r.get("relays", []))
+    click.echo(f"relays:          {relays or '-'}")
+    rec = r.get("record")
+    if rec:
+        click.echo(f"endpoint record: seq {rec['seq']}, published {rec['age']:.0f} s ago, ttl {rec['ttl']} s")
+    svc = r.get("relay")
+    if svc:
+        click.echo(f"relay service:   {len(svc['registered'])} registered, {svc['stats']['forwarded']} packets "
+                   f"({_fmt_bytes(svc['stats']['forwarded_bytes'])}) forwarded")
 
 
 @cli.command()
@@ -188,6 +205,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"uptime:          {st['uptime']:.0f} s")
     d = st["dht"]
     click.echo(f"dht:             {d['contacts']} contacts in {d['buckets']} buckets, {d['records']} records")
+    if st.get("reach"):
+        _reach_lines(st["reach"])
     click.echo(f"sessions:        {len(st['sessions'])}")
     if st["sessions"]:
         _peer_table(st["sessions"])
@@ -214,7 +233,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def peers(ctx: click.Context, as_json: bool) -> None:
-    """Peers with an established session."""
+    """Peers with an established session, and the path each uses (direct, TCP, or relayed through which node)."""
     rows = _call(ctx, "peers")
     if as_json:
         _emit_json(rows)

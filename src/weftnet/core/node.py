@@ -41,7 +41,13 @@ from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, Rec
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
+from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
+from weftnet.core.reach.paths import RELAY, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.transport import (
+    PathChanged,
+    PathQuiet,
+    PathsWanted,
     PongReceived,
     Received,
     SecureTransport,
@@ -70,6 +76,8 @@ __all__ = [
     "TextReceived",
     "PeerUp",
     "PeerDown",
+    "PathUpdate",
+    "describe_path",
     "AppText",
     "LanPeer",
 ]
@@ -96,6 +104,9 @@ class NodeConfig:
     request_timeout: float = 15.0
     #: Lifetime given to mutable records published with ``put(..., mutable_salt=...)``.
     record_ttl: int = 24 * 3600
+    #: NAT traversal (off by default in the library; the daemon turns it on) and the relay service.
+    reach: ReachConfig = field(default_factory=ReachConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
 
 def _jsonable(value: Any) -> Any:
@@ -107,6 +118,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, Contact):
         return {"node_id": value.node_id.text(), "endpoint": f"{value.endpoint[0]}:{value.endpoint[1]}"}
+    if isinstance(value, (Via, StreamLink)):
+        return describe_path(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -114,6 +127,28 @@ def _jsonable(value: Any) -> Any:
             return f"{value[0]}:{value[1]}" if ":" not in value[0] else f"[{value[0]}]:{value[1]}"
         return [_jsonable(v) for v in value]
     return value
+
+
+def describe_path(target: Any) -> str:
+    """A path as text: ``198.51.100.7:4500``, ``tcp 198.51.100.7:443`` or ``relay wn1…`` (node IDs of the hops)."""
+    if target is None:
+        return "-"
+    if type(target) is Via:
+        return "relay " + ",".join(NodeId(h).text() for h in target.hops)
+    if type(target) is StreamLink:
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        return f"tcp {host}:{target.port}"
+    host, port = target[0], target[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dht_endpoint(target: Any) -> Addr:
+    """What the DHT may record for a peer: its UDP endpoint; a TCP link's address; nothing for a relayed peer."""
+    if type(target) is StreamLink:
+        return (target.host, target.port)
+    if type(target) is Via or target is None:
+        return ("0.0.0.0", 0)
+    return (target[0], target[1])
 
 
 @dataclass(frozen=True)
@@ -221,6 +256,16 @@ class PeerUp(NodeEvent):
 
 
 @dataclass(frozen=True)
+class PathUpdate(NodeEvent):
+    """The path in use to a peer changed (direct, TCP or through a relay)."""
+
+    kind: ClassVar[str] = "path"
+    node_id: NodeId
+    path: str
+    previous: str
+
+
+@dataclass(frozen=True)
 class PeerDown(NodeEvent):
     kind: ClassVar[str] = "peer_down"
     node_id: NodeId
@@ -285,8 +330,15 @@ class NodeCore:
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
+        self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
+                           self._events.append)
+        self.reach.urgent = self._vpn_member
         self._mutable_seq = 0
         self.decode_errors = 0
+
+    def _vpn_member(self, node_id: NodeId) -> bool:
+        raw = node_id.raw
+        return any(raw in net._members for net in self.vpn.switch.networks.values())
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -298,6 +350,16 @@ class NodeCore:
     def set_local_endpoint(self, endpoint: Addr) -> None:
         self.endpoint = endpoint
         self.dht.set_local_contact(Contact(self.identity.public_key, endpoint))
+
+    def set_local_endpoints(self, endpoints: list[Addr], now: float) -> None:
+        """Every endpoint this node's socket can be reached at locally (its interface addresses)."""
+        self.reach.set_local_endpoints(endpoints, now)
+        self._pump(now)
+
+    def link_down(self, link: StreamLink, now: float) -> None:
+        """The runtime lost a TCP link (docs/reach.md): sessions over it end."""
+        self.transport.link_down(link, now)
+        self._pump(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.transport.receive_datagram(data, addr, now)
@@ -322,6 +384,9 @@ class NodeCore:
         t = self.overlay.get_timer()
         if t is not None and t <= now:
             self.overlay.handle_timer(now)
+        t = self.reach.get_timer()
+        if t is not None and t <= now:
+            self.reach.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -329,7 +394,7 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer()) if t is not None]
+                             self.overlay.get_timer(), self.reach.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -358,6 +423,7 @@ class NodeCore:
         op = self._new_op("ping", now, target)
         node_id = self._resolve_local(target)
         if node_id is not None:
+            self.reach.want(node_id, now)
             self._start_ping(op, node_id, now)
         else:
             self._find(op, target, now)
@@ -366,6 +432,8 @@ class NodeCore:
 
     def send_text(self, target: NodeId | bytes, text: str, now: float) -> int:
         op = self._new_op("send", now, target)
+        if isinstance(target, NodeId):
+            self.reach.want(target, now)
         op.payload = wire.encode(AppText(text))
         key = target.raw if isinstance(target, NodeId) else bytes(target)
         self._dht_ops[self.dht.route(key, op.payload, now)] = op.op_id
@@ -460,6 +528,11 @@ class NodeCore:
         for p in self.transport.peers(now):
             d = {f.name: _jsonable(getattr(p, f.name)) for f in fields(p)}
             d["address"] = str(p.node_id.address())
+            kind = path_kind(p.endpoint)
+            d["path"] = kind
+            d["via"] = [NodeId(h).text() for h in p.endpoint.hops] if kind == RELAY else []
+            d["paths"] = [{**{k: v for k, v in row.items() if k != "target"}, "target": describe_path(row["target"])}
+                          for row in self.transport.path_table(p.node_id, now)]
             out.append(d)
         return out
 
@@ -478,6 +551,7 @@ class NodeCore:
             "vpn": dict(self.vpn.stats),
             "overlay": self.overlay.status(),
             "discovery": dict(self.lan.stats),
+            "reach": self.reach.status(now),
         }
 
     # -- internals -----------------------------------------------------------
@@ -562,15 +636,31 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
-            if len(ev.payload) >= 2 and ev.payload[1] in self._sinks and ev.payload[0] == wire.VERSION:
-                self._sink(ev.node_id, ev.payload, now)  # early data in a handshake (the rest takes the sink)
+            payload = ev.payload
+            if len(payload) >= 2 and payload[1] in REACH_TYPES:
+                self.reach.on_message(ev.node_id, payload, ev.endpoint, now)
+                return
+            if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
+                self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
-                msg = wire.decode(ev.payload)
+                msg = wire.decode(payload)
             except DecodeError:
                 self.decode_errors += 1
                 return
-            self.dht.on_message(Contact(ev.public_key, ev.endpoint), msg, now)
+            # A peer heard only through a relay is known to others by its own address: answer it,
+            # but do not offer it as a contact. One on a TCP link is offered (at the link's address,
+            # which fails over UDP, so whoever tries reads its endpoint record and finds its relays):
+            # without that, a node that only speaks TCP could not be found by ID at all.
+            self.dht.on_message(Contact(ev.public_key, _dht_endpoint(ev.endpoint)), msg, now,
+                                learn=path_kind(ev.endpoint) != RELAY)
+        elif isinstance(ev, PathChanged):
+            self.reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+            self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
+        elif isinstance(ev, PathsWanted):
+            self.reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
+        elif isinstance(ev, PathQuiet):
+            self.reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
             self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
@@ -578,7 +668,8 @@ class NodeCore:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
-            contact = Contact(ev.public_key, ev.endpoint)
+            self.reach.on_session_up(ev.node_id, ev.endpoint, now)
+            contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
             self.overlay.on_session_up(ev.node_id)
             if self.lan.joined(ev.node_id):
                 self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
@@ -595,6 +686,7 @@ class NodeCore:
                     self._start_ping(op, ev.node_id, now, contact)
         elif isinstance(ev, SessionDown):
             self._events.append(PeerDown(ev.node_id, ev.reason))
+            self.reach.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
                 self.overlay.on_unreachable(ev.node_id, now)
@@ -615,6 +707,8 @@ class NodeCore:
                 return
             if isinstance(msg, AppText):
                 self._events.append(TextReceived(ev.origin, msg.text))
+            return
+        if self.reach.on_dht_event(ev, now):
             return
         if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
             return
@@ -655,6 +749,7 @@ class NodeCore:
                 if match is None:
                     self._fail(op, "no node with that ID or address was found in the overlay")
                 else:
+                    self.reach.want(match.node_id, now)
                     self._start_ping(op, match.node_id, now, match)
             elif op.kind == "trace":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)

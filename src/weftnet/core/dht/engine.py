@@ -276,9 +276,12 @@ class Dht:
                 del self._requests[rid]
                 self._on_request_failed(req, now, count_failure=False)
 
-    def on_message(self, sender: Contact, msg: Message, now: float) -> None:
+    def on_message(self, sender: Contact, msg: Message, now: float, learn: bool = True) -> None:
+        """``learn=False``: answer the sender but keep it out of the routing table (its endpoint
+        is not one others could use, e.g. it was heard only through a relay)."""
         skey = sender.node_id.int
-        self.table.add(sender, now, skey)
+        if learn:
+            self.table.add(sender, now, skey)
         t = type(msg)
         if t is Nodes or t is Value or t is StoreAck:
             self._on_response(sender, skey, msg, now)
