@@ -165,11 +165,21 @@ def _peer_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("node ID", "overlay address", "path", "endpoint", "rtt", "in", "out", "age")
+    t = Table("node ID", "overlay address", "path", "endpoint", "rtt", "loss", "paths up", "in", "out", "age")
     for p in rows:
         kind = p.get("path", "direct")
-        path = f"relay via {', '.join(v[:16] + '…' for v in p.get('via', []))}" if kind == "relay" else kind
-        t.add_row(p["node_id"][:24] + "…", p["address"], path, str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
+        measured = [r for r in p.get("paths", []) if r.get("measured")]
+        used = next((r for r in p.get("paths", []) if r.get("in_use")), {})
+        if kind == "relay":
+            kind = {"detour": "detour", "route": "route"}.get(used.get("role"), "relay")
+            path = f"{kind} via {', '.join(v[:16] + '…' for v in p.get('via', []))}"
+        else:
+            path = kind
+        m = used.get("measured") or {}
+        rtt = _fmt_rtt(p.get("srtt")) if m.get("rtt_ms") is None else f"{m['rtt_ms']:.2f} ms"
+        up = f"{sum(1 for r in measured if r['measured']['state'] == 'up')}/{len(measured)}" if measured else "-"
+        t.add_row(p["node_id"][:24] + "…", p["address"], path, str(p["endpoint"]), rtt,
+                  "-" if m.get("loss") is None else f"{m['loss'] * 100:.1f}%", up,
                   _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
                   "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s")
     Console().print(t)
@@ -227,6 +237,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  {node}  in {c['packets_in']} pkts / {c['bytes_in']} B  "
                        f"out {c['packets_out']} pkts / {c['bytes_out']} B"
                        + (f"  drops {sum(c['drops'].values())}" if c["drops"] else ""))
+    if st.get("paths"):
+        from weftnet.cli.paths import paths_lines
+
+        paths_lines(st["paths"])
 
 
 @cli.command()
@@ -299,6 +313,12 @@ def send(ctx: click.Context, target: str, text: str) -> None:
 def trace(ctx: click.Context, node: str) -> None:
     """Route a probe to NODE and print each overlay hop with its RTT."""
     _check_node(node)
+    via = _call(ctx, "trace_path", target=node)  # the path data takes, when it crosses other nodes
+    if via:
+        from weftnet.cli.paths import trace_lines
+
+        trace_lines(via)
+        click.echo("DHT route:")
     r = _call(ctx, "trace", target=node)
     for i, h in enumerate(r.get("hops", []), 1):
         click.echo(f"{i:>2}  {h['node_id']}  {h['endpoint']}  {_fmt_rtt(h['rtt'])}")
@@ -369,10 +389,11 @@ def demo(nodes: int, seed: int | None) -> None:
 
 from weftnet.cli.net import net  # noqa: E402
 from weftnet.cli.overlay import allow, deny, rules  # noqa: E402
+from weftnet.cli.paths import paths, route  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
 
 cli.add_command(net)
-for _cmd in (allow, deny, rules):
+for _cmd in (allow, deny, rules, route, paths):
     cli.add_command(_cmd)
 cli.add_command(sim_command)
 

@@ -34,6 +34,7 @@ from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
+from weftnet.runtime import pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.keystore import load_identity
@@ -71,6 +72,7 @@ def node_config(cfg: Config) -> NodeConfig:
                           punch=cfg.reach_punch),
         relay=RelayConfig(enabled=cfg.relay_enabled, max_sessions=cfg.relay_max_sessions,
                           peer_rate=cfg.relay_peer_rate, total_rate=cfg.relay_total_rate),
+        paths=cfg.paths,
     )
 
 
@@ -158,6 +160,7 @@ class Daemon:
             raise ConfigError(f"cannot listen for TCP relay clients on {self.cfg.listen}:{self.cfg.relay_tcp_port}: "
                               f"{exc.strerror}") from None
         try:
+            pathsctl.open_links(self)  # [[link]]: a socket per extra underlay link (docs/paths.md)
             await self._start_networks(loop)
             await self._start_overlay(loop)
         except WeftError:
@@ -451,7 +454,7 @@ class Daemon:
             log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif ev.kind == "path":
             log.info("path changed", extra={"peer": ev.node_id.text(), "path": ev.path, "previous": ev.previous})
-        elif ev.kind == "reach":
+        elif ev.kind in ("reach", "paths"):
             log.info(ev.what, extra={"detail": ev.detail})
         elif isinstance(ev, VpnRevocations):
             from weftnet.runtime.netstate import save_revocations
@@ -474,6 +477,9 @@ class Daemon:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
             st["reach"]["links"] = dict(self.driver.links.stats)
+            counters = pathsctl.link_counters(self)
+            for link in st["paths"]["links"]:
+                link.update(counters.get(link["name"], {}))
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
             return st
@@ -538,7 +544,7 @@ class Daemon:
 
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules,
-                "reach": reach}
+                "reach": reach, **pathsctl.handlers(self)}
 
 
 def _is_hex_key(text: Any) -> bool:

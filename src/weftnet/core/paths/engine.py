@@ -402,7 +402,10 @@ class Paths:
         if best_i is None:
             return best_d.target
         if best_d is None:
-            return best_i.target
+            cm = p.meters.get(current)
+            if type(current) is Via or (cm is not None and cm.state == DOWN):
+                return best_i.target
+            return None  # the direct path in use is not known to be down (it is new): keep it
         cfg = self.cfg
         md, mi = best_d.meter, best_i.meter
         if type(current) is Via and current not in p.detours:
@@ -833,10 +836,13 @@ class Paths:
         unmetered = [v for v in views if not v.metered]
         pool = unmetered or views
         best = min(pool, key=lambda v: (v.score, describe_target(v.target)))
-        cur = next((v for v in pool if v.target == current), None)
-        if cur is not None and cur.score <= best.score + max(_SWITCH_MARGIN, 0.1 * best.score):
-            return cur
-        return best
+        # Paths about as good as the best are equals: the cheapest of them, and among those the one in use.
+        margin = best.score + max(_SWITCH_MARGIN, 0.1 * best.score)
+        near = [v for v in pool if v.score <= margin]
+        cost = min(v.cost for v in near)
+        near = [v for v in near if v.cost == cost]
+        cur = next((v for v in near if v.target == current), None)
+        return cur if cur is not None else min(near, key=lambda v: (v.score, describe_target(v.target)))
 
     def _link_info(self, node: NodeId, target) -> tuple[str, int, bool]:
         """(our link name, cost of the pair, metered) of a path."""
@@ -975,6 +981,34 @@ class Paths:
                            "detour" if node_id in self._peers and target in self._peers[node_id].detours else "relay")
         if m is not None:
             row["measured"] = m.info(now)
+
+    def trace(self, node_id: NodeId, now: float) -> dict | None:
+        """The overlay path in use to a peer, hop by hop, when it goes through other nodes; else None."""
+        t = self.transport
+        current = t.current_path(node_id)
+        if type(current) is not Via:
+            return None
+        p = self._peers.get(node_id)
+        role = ("route" if current == self.route_target(node_id) else
+                "detour" if p is not None and current in p.detours else "relay")
+        hops = []
+        for i, raw in enumerate(current.hops):
+            hop = NodeId(raw)
+            row = {"node_id": hop.text(), "endpoint": None, "rtt": None}
+            if i == 0:
+                first = t.current_path(hop)
+                row["endpoint"] = describe_target(first)
+                q = self._peers.get(hop)
+                m = q.meters.get(first) if q is not None else None
+                path = t.path(hop, first) if first is not None else None
+                rtt = m.srtt if m is not None and m.srtt is not None else (path.rtt if path is not None else None)
+                row["rtt"] = None if rtt is None else round(rtt, 6)
+            hops.append(row)
+        m = p.meters.get(current) if p is not None else None
+        hops.append({"node_id": node_id.text(), "endpoint": "end to end",
+                     "rtt": None if m is None or m.srtt is None else round(m.srtt, 6)})
+        return {"role": role, "path": describe_target(current), "hops": hops,
+                "loss": None if m is None else round(m.loss, 4)}
 
     def peer_status(self, node_id: NodeId, now: float) -> dict | None:
         p = self._peers.get(node_id)
