@@ -226,7 +226,7 @@ class Paths:
         self._looked_up: dict[NodeId, float] = {}
         self._wake: float | None = now if self._routes else None
         self.stats = dict.fromkeys(
-            ("probes_sent", "probe_replies", "probes_lost", "probes_deferred", "probes_answered",
+            ("probes_sent", "probe_replies", "probes_lost", "probes_deferred",
              "replies_limited", "adverts_sent", "adverts_received", "paths_down", "paths_up", "switches",
              "detours_taken", "detours_left", "steered", "duplicated", "malformed"), 0)
 
@@ -305,6 +305,7 @@ class Paths:
         p = self._peers.get(node_id)
         if p is None:
             self._candidate(node_id, now)
+            self._wake = now
         else:
             if not p.active:
                 self._wake = now
