@@ -126,7 +126,7 @@ def test_config_tables_are_validated_with_one_line_errors():
     bad = [
         ({"intervall": 1}, None, None, None, "unknown key [paths] intervall"),
         ({"detect": 0.1, "interval": 0.2}, None, None, None, "at least one interval"),
-        (None, [{"name": "x"}], None, None, "exactly one of bind"),
+        (None, [{"name": "x"}], None, None, "give bind"),
         (None, [{"name": "Bad Name", "bind": "1.2.3.4:1"}], None, None, "name must be"),
         (None, {"name": "x"}, None, None, "write [[link]]"),
         (None, None, [{"name": "c", "dport": 80}], None, "ports need proto"),

@@ -102,7 +102,7 @@ def test_bad_routes_are_refused_in_one_line(four):
 def test_paths_config_errors_are_one_line(tmp_path):
     state = tmp_path / "bad"
     weft(state, "init")
-    for text, msg in (("[[link]]\nname = \"x\"\n", "exactly one of bind"),
+    for text, msg in (("[[link]]\nname = \"x\"\n", "give bind"),
                       ("[[class]]\nname = \"v\"\npolicy = \"fastest\"\n", "policy must be one of"),
                       ("[paths]\ninterval = \"fast\"\n", "interval must be a number")):
         (state / "config.toml").write_text(text)

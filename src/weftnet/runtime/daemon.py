@@ -160,7 +160,7 @@ class Daemon:
             raise ConfigError(f"cannot listen for TCP relay clients on {self.cfg.listen}:{self.cfg.relay_tcp_port}: "
                               f"{exc.strerror}") from None
         try:
-            pathsctl.open_links(self)  # [[link]]: a socket per extra underlay link (docs/paths.md)
+            await pathsctl.open_links(self)  # [[link]]: a socket per extra underlay link (docs/paths.md)
             await self._start_networks(loop)
             await self._start_overlay(loop)
         except WeftError:

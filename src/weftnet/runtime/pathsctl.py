@@ -11,6 +11,7 @@ Control API (docs/operating.md):
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -21,14 +22,15 @@ from weftnet.runtime.underlay import UnderlayLinks
 __all__ = ["open_links", "handlers", "link_counters"]
 
 
-def open_links(daemon: Any) -> None:
+async def open_links(daemon: Any) -> None:
     """Open a socket per extra link and tell the core its links (raises ConfigError)."""
     cfg = daemon.cfg
     drv = daemon.driver
     if not cfg.paths.links:
         return
+    resolved = await asyncio.to_thread(UnderlayLinks.resolve, cfg.link_tables)
     underlay = UnderlayLinks(drv)
-    specs = underlay.open(cfg.link_tables, cfg.paths.links, cfg.listen, cfg.port)
+    specs = underlay.open(cfg.link_tables, cfg.paths.links, cfg.listen, cfg.port, resolved)
     drv.underlay = underlay
     drv.core.paths.set_links(specs, drv.clock())
 

@@ -41,6 +41,26 @@ _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
+def interface_of(address: str) -> str | None:
+    """The name of the interface that has ``address`` (None if none has it)."""
+    from pyroute2 import IPRoute
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with IPRoute() as ipr:
+        for a in ipr.get_addr(family=family):
+            if a.get_attr("IFA_ADDRESS") == address or a.get_attr("IFA_LOCAL") == address:
+                links = ipr.get_links(a["index"])
+                return links[0].get_attr("IFLA_IFNAME") if links else None
+    return None
+
+
+def bind_to_device(sock: socket.socket, ifname: str, what: str) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot bind to interface {ifname}: {exc.strerror}") from None
+
+
 def interface_address(ifname: str, family: int = socket.AF_INET) -> str | None:
     """The first global address of an interface (None if it has none)."""
     from pyroute2 import IPRoute
@@ -77,10 +97,27 @@ class UnderlayLinks:
         self.driver = driver
         self.links: dict[str, _Link] = {}
         self.main_name: str | None = None
+        self._resolved: dict[str, tuple] = {}
 
     # -- setup -----------------------------------------------------------------------
-    def open(self, tables: list[dict], specs: tuple, listen: str, port: int) -> tuple:
+    @staticmethod
+    def resolve(tables: list[dict]) -> dict[str, tuple]:
+        """Per link: (its interface, the interface's address). Netlink: run it in a thread, not the loop."""
+        out = {}
+        for table in tables:
+            iface = table.get("interface")
+            bind = table.get("bind")
+            host = None
+            if iface is None and bind is not None:
+                iface = _interface_of_concrete(bind[0])
+            elif iface is not None and bind is None:
+                host = interface_address(iface)
+            out[table["name"]] = (iface, host)
+        return out
+
+    def open(self, tables: list[dict], specs: tuple, listen: str, port: int, resolved: dict) -> tuple:
         """Open a socket per link; returns the core's LinkSpecs with the endpoints peers should use."""
+        self._resolved = resolved
         out = []
         main_ep = self.driver.sock.getsockname()[:2]
         try:
@@ -88,10 +125,13 @@ class UnderlayLinks:
                 bind = table.get("bind")
                 advertise = table.get("advertise")
                 if bind is not None and (bind == (listen, port) or (bind[0] == listen and port == 0)):
-                    # This link is the main socket.
+                    # This link is the main socket: it, too, leaves by its link's interface only.
                     self.main_name = spec.name
                     ep = advertise or (bind[0], main_ep[1])
-                    self.links[spec.name] = _Link(spec.name, None, ep, None, spec)
+                    iface = resolved.get(spec.name, (None, None))[0]
+                    if iface is not None:
+                        bind_to_device(self.driver.sock, iface, f"[[link]] {spec.name}")
+                    self.links[spec.name] = _Link(spec.name, None, ep, iface, spec)
                     out.append(LinkSpec(spec.name, spec.cost, spec.metered, _concrete(ep), True))
                     continue
                 sock, ep, iface = self._open_one(spec.name, table)
@@ -110,9 +150,11 @@ class UnderlayLinks:
         return tuple(out)
 
     def _open_one(self, name: str, table: dict) -> tuple[socket.socket, tuple, str | None]:
-        iface = table.get("interface")
-        if iface is not None:
-            host = interface_address(iface) or "0.0.0.0"
+        # A socket bound to an address still leaves by whatever route the destination has;
+        # bound to the address's interface too, it leaves by its own link, or not at all.
+        iface, host = self._resolved.get(name, (table.get("interface"), None))
+        if "bind" not in table:
+            host = host or "0.0.0.0"
             bind = ("0.0.0.0", table.get("port", 0))
         else:
             host = None
@@ -127,10 +169,7 @@ class UnderlayLinks:
                 except OSError:
                     pass
             if iface is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.encode())
-                except OSError as exc:
-                    raise ConfigError(f"[[link]] {name}: cannot bind to interface {iface}: {exc.strerror}") from None
+                bind_to_device(sock, iface, f"[[link]] {name}")
             try:
                 sock.bind(bind)
             except OSError as exc:
@@ -237,6 +276,15 @@ class UnderlayLinks:
                 d.update({"tx_packets": drv.sent, "rx_packets": drv.received, "main": True})
             out[name] = d
         return out
+
+
+def _interface_of_concrete(address: str) -> str | None:
+    try:
+        if ipaddress.ip_address(address).is_unspecified:
+            return None
+    except ValueError:
+        return None
+    return interface_of(address)
 
 
 def _concrete(ep: tuple) -> tuple | None:

@@ -216,16 +216,17 @@ def _link(table: Any, where: str) -> tuple[dict, LinkSpec]:
         raise ConfigError(f"{where}: metered must be true or false, not {metered!r}")
     rt: dict[str, Any] = {"name": name}
     bind, iface = table.get("bind"), table.get("interface")
-    if (bind is None) == (iface is None):
-        raise ConfigError(f"{where}: give exactly one of bind = \"ADDRESS:PORT\" or interface = \"NAME\"")
+    if bind is None and iface is None:
+        raise ConfigError(f"{where}: give bind = \"ADDRESS:PORT\" or interface = \"NAME\" (or both)")
+    if iface is not None:
+        if not isinstance(iface, str) or not 1 <= len(iface.encode()) <= 15 or any(c in iface for c in "/ :"):
+            raise ConfigError(f"{where}: interface {iface!r} is not an interface name")
+        rt["interface"] = iface
     if bind is not None:
         rt["bind"] = _endpoint(bind, f"{where}: bind")
         if "port" in table:
             raise ConfigError(f"{where}: port goes in bind (\"ADDRESS:PORT\"), not beside it")
     else:
-        if not isinstance(iface, str) or not 1 <= len(iface.encode()) <= 15 or any(c in iface for c in "/ :"):
-            raise ConfigError(f"{where}: interface {iface!r} is not an interface name")
-        rt["interface"] = iface
         port = _number(table.get("port", 0), int, f"{where}: port")
         if not 0 <= port <= 65535:
             raise ConfigError(f"{where}: port must be from 0 to 65535, not {port}")

@@ -364,6 +364,9 @@ class Paths:
         if node_id in self._routes:
             return False  # pinned
         if p is None:
+            if type(target) is not Via and type(current) is not Via and current is not None and \
+                    self._local_link(target) != self._local_link(current):
+                return False  # the peer probing our other links: not a move (roaming is within one link)
             if type(current) is Via and type(target) is Via and paths is not None:
                 # The peer measures detours through several intermediates: its probes come through
                 # each. Stay on ours while it is heard from.
@@ -375,6 +378,9 @@ class Paths:
         if target in p.meters:
             return False  # measured: the choice follows measurements, not the peer's own choice of path
         m = p.meters.get(current)
+        if type(target) is not Via and type(current) is not Via and current is not None and \
+                self._local_link(target) != self._local_link(current) and (m is None or m.state != DOWN):
+            return False  # another of our links: the measurements will tell whether it is better
         if m is not None and m.state == UP:
             return False  # the path in use answers: a new source is the peer's business
         return _DEFER  # roaming: follow the peer at once (WireGuard), then measure it
@@ -844,6 +850,14 @@ class Paths:
         near = [v for v in near if v.cost == cost]
         cur = next((v for v in near if v.target == current), None)
         return cur if cur is not None else min(near, key=lambda v: (v.score, describe_target(v.target)))
+
+    def _local_link(self, target) -> str:
+        t = type(target)
+        if t is LinkAddr:
+            return target.link
+        if t is StreamLink:
+            return "tcp"
+        return self.main_link().name
 
     def _link_info(self, node: NodeId, target) -> tuple[str, int, bool]:
         """(our link name, cost of the pair, metered) of a path."""
