@@ -104,8 +104,7 @@ def test_three_daemons_through_the_cli(cluster):
     assert ids[2]["node_id"] in out and " ms" in out
 
     # A record put on node 1 is read on node 2.
-    out = weft(states[1], "put", "the answer is 42").stdout
-    key = out.split()[1]
+    key = weft(states[1], "put", "the answer is 42").stdout.strip()  # the key alone: K=$(weft put V)
     assert len(key) == 64
     assert weft(states[2], "get", key).stdout.strip() == "the answer is 42"
     out = weft(states[2], "lookup", ids[0]["node_id"]).stdout
@@ -143,7 +142,7 @@ def test_restarted_node_keeps_its_records(tmp_path):
 
     p = start()
     try:
-        key = weft(state, "put", "survives a restart").stdout.split()[1]
+        key = weft(state, "put", "survives a restart").stdout.strip()
         p.send_signal(signal.SIGINT)
         assert p.wait(15) == 0
         p = start()

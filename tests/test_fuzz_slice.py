@@ -25,3 +25,18 @@ def test_fuzzer_catches_a_broken_decoder(monkeypatch):
 
     monkeypatch.setattr(weftfuzz.wire, "decode", leaky)
     assert weftfuzz.run("wire", 20_000, 5, quiet=True) == 1
+
+
+def test_fuzzer_catches_a_bgp_parser_that_leaks(monkeypatch):
+    """The bgp target is not vacuous either: an UPDATE parser that leaks a KeyError is caught."""
+    import weftnet.core.bgp.update as upd
+
+    real = upd.parse_update
+
+    def leaky(body, ctx=upd.UpdateContext()):
+        if len(body) > 30 and body[-1] == 0x64:
+            raise KeyError("boom")
+        return real(body, ctx)
+
+    monkeypatch.setattr(upd, "parse_update", leaky)
+    assert weftfuzz.run("bgp", 5_000, 5, quiet=True) == 1

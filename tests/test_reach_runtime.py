@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
 
 import pytest
 
-from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.paths import StreamLink

@@ -135,3 +135,21 @@ def test_without_cap_net_admin_the_error_names_it():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "CAP_NET_ADMIN" in r.stdout
+
+
+@needs_root
+def test_namespace_work_forks_no_process(netns, monkeypatch):
+    """pyroute2's IPRoute(netns=...) forks a helper that it later ends with SIGTERM; forked after
+    the daemon installed its signal handlers, that SIGTERM reached the daemon (a reload that
+    restarted a network in a namespace stopped the node). Namespace work must not fork."""
+
+    def no_fork(*args, **kwargs):
+        raise AssertionError("a process was forked for namespace work")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.Process, "start", no_fork)
+    with open_tun("weft%d", netns=netns) as tun:
+        configure_tun(tun.name, addresses=["10.77.1.1/24"], mtu=1400, netns=netns)
+        assert link_info(tun.name, netns=netns)["mtu"] == 1400

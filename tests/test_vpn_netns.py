@@ -284,3 +284,5 @@ def _run_without_cap(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(st)})
     assert p.returncode == 1
     assert "CAP_NET_ADMIN" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    # The advice is a unit with that one capability, never setcap on the shared Python binary.
+    assert "AmbientCapabilities=CAP_NET_ADMIN" in p.stderr and "setcap" not in p.stderr, p.stderr

@@ -29,6 +29,7 @@ from weftnet.core.session.packets import (
 from weftnet.core.identity import Identity
 from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
+from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
 from weftnet.core.paths.messages import FLAG_TRANSIT, LinkInfo, PathAdvert, PathProbe, PathProbeReply
 from weftnet.core.reach.messages import (
     CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord, Forward, Probe,
@@ -89,6 +90,8 @@ MESSAGES = [
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
     # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
+    MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
+    MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
     # reach (docs/wire/reach.md): a Forward at its first relay (one hop left, nothing crossed yet)
     Forward((b(32, 0x71),), (), bytes.fromhex("0104") + b(28, 0x72)),
     Forward((), (b(32, 0x73), b(32, 0x74)), bytes.fromhex("0101") + b(20, 0x75)),

@@ -25,7 +25,14 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _state(ctx: click.Context) -> Path:
     from weftnet.runtime.paths import resolve_state_dir
 
-    return resolve_state_dir(ctx.obj.get("state_dir"))
+    return resolve_state_dir(ctx.find_root().obj.get("state_dir"))
+
+
+def _config_path(ctx: click.Context) -> Path:
+    from weftnet.runtime.paths import StatePaths
+
+    explicit = ctx.find_root().obj.get("config")
+    return Path(explicit).expanduser().absolute() if explicit else StatePaths(_state(ctx)).config
 
 
 def _socket(ctx: click.Context) -> Path:
@@ -33,7 +40,7 @@ def _socket(ctx: click.Context) -> Path:
     from weftnet.runtime.paths import StatePaths
 
     paths = StatePaths(_state(ctx))
-    cfg = load_config(paths.config)
+    cfg = load_config(_config_path(ctx))
     return Path(cfg.control_socket) if cfg.control_socket else paths.control_socket
 
 
@@ -48,7 +55,24 @@ def _emit_json(obj: Any) -> None:
 
 
 class WeftGroup(click.Group):
-    """Turns every weftnet error into one line and an exit code."""
+    """Turns every weftnet error, and every usage error, into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:  # also BadParameter, NoSuchOption, MissingParameter
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"weft: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("weft: interrupted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,6 +83,9 @@ class WeftGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("weft: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `weft status | head`: the reader has gone, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line, with a way to see more
@@ -71,18 +98,44 @@ class WeftGroup(click.Group):
 @click.group(cls=WeftGroup, context_settings=CONTEXT)
 @click.option("--state-dir", type=click.Path(file_okay=False), envvar="WEFTNET_STATE_DIR",
               help="State directory (default: $XDG_STATE_HOME/weftnet). Env: WEFTNET_STATE_DIR.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="WEFTNET_CONFIG",
+              help="Config file (default: config.toml in the state directory). Env: WEFTNET_CONFIG.")
 @click.version_option(package_name="weftnet")
 @click.pass_context
-def cli(ctx: click.Context, state_dir: str | None) -> None:
-    """weftnet: an overlay network with key-derived addresses, a DHT and secure sessions."""
+def cli(ctx: click.Context, state_dir: str | None, config: str | None) -> None:
+    """weftnet: an overlay network with key-derived addresses, a DHT and secure sessions.
+
+    --state-dir and --config may also follow the command (weft status --state-dir DIR).
+    """
     ctx.ensure_object(dict)
     ctx.obj["state_dir"] = state_dir
+    ctx.obj["config"] = config
+
+
+def _late_global(name: str):
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            ctx.find_root().obj[name] = value
+
+    return callback
+
+
+def _accept_globals_after_verb(group: click.Group) -> None:
+    """Let --state-dir and --config follow any command too, as people type them."""
+    for cmd in group.commands.values():
+        cmd.params.append(click.Option(["--state-dir"], type=click.Path(file_okay=False), expose_value=False,
+                                       callback=_late_global("state_dir"), help="As before the command."))
+        cmd.params.append(click.Option(["--config"], type=click.Path(dir_okay=False), expose_value=False,
+                                       callback=_late_global("config"), help="As before the command."))
+        if isinstance(cmd, click.Group):
+            _accept_globals_after_verb(cmd)
 
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Replace an existing identity (its node ID is lost).")
+@click.option("--exist-ok", is_flag=True, help="Keep an identity that is already there (exit 0); for scripts and containers.")
 @click.pass_context
-def init(ctx: click.Context, force: bool) -> None:
+def init(ctx: click.Context, force: bool, exist_ok: bool) -> None:
     """Create a node identity and a default config in the state directory."""
     import random
 
@@ -91,22 +144,29 @@ def init(ctx: click.Context, force: bool) -> None:
     from weftnet.runtime.keystore import ensure_private_dir, write_identity
     from weftnet.runtime.paths import StatePaths
 
+    from weftnet.runtime.keystore import load_identity
+
     paths = StatePaths(_state(ctx))
+    config = _config_path(ctx)
     ensure_private_dir(paths.root)
-    identity = Identity.generate(random.SystemRandom())
-    write_identity(paths.key, identity, force=force)
-    if not paths.config.exists() or force:
-        paths.config.write_text(DEFAULT_CONFIG)
+    if exist_ok and not force and paths.key.exists():
+        identity = load_identity(paths.key)
+    else:
+        identity = Identity.generate(random.SystemRandom())
+        write_identity(paths.key, identity, force=force)
+    if not config.exists() or force:
+        config.write_text(DEFAULT_CONFIG)
     click.echo(f"state dir:       {paths.root}")
     click.echo(f"node ID:         {identity.node_id.text()}")
     click.echo(f"overlay address: {identity.address}")
-    click.echo(f"config:          {paths.config}")
+    click.echo(f"config:          {config}")
 
 
 @cli.command("id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the node ID alone (for scripts: ID=$(weft id -q)).")
 @click.pass_context
-def show_id(ctx: click.Context, as_json: bool) -> None:
+def show_id(ctx: click.Context, as_json: bool, quiet: bool) -> None:
     """Show this node's ID, overlay address and public key."""
     from weftnet.runtime.keystore import load_identity
     from weftnet.runtime.paths import StatePaths
@@ -114,7 +174,9 @@ def show_id(ctx: click.Context, as_json: bool) -> None:
     identity = load_identity(StatePaths(_state(ctx)).key)
     info = {"node_id": identity.node_id.text(), "address": str(identity.address),
             "public_key": identity.public_key.hex()}
-    if as_json:
+    if quiet:
+        click.echo(info["node_id"])
+    elif as_json:
         _emit_json(info)
     else:
         for k, v in info.items():
@@ -136,17 +198,24 @@ def up(ctx: click.Context, listen, port, peers, log_format, log_level) -> None:
     from weftnet.runtime.paths import StatePaths
 
     paths = StatePaths(_state(ctx))
-    cfg = load_config(paths.config)
-    if listen is not None:
-        cfg.listen = listen
-    if port is not None:
-        cfg.port = port
-    if peers:
-        cfg.peers = [parse_peer(p) for p in peers]
-    cfg.log_format = log_format or cfg.log_format
-    cfg.log_level = log_level or cfg.log_level
+    config_path = _config_path(ctx)
+    pinned = [parse_peer(p) for p in peers]
+
+    def load():  # the file with this command line's flags on top, again at every reload
+        cfg = load_config(config_path)
+        if listen is not None:
+            cfg.listen = listen
+        if port is not None:
+            cfg.port = port
+        if pinned:
+            cfg.peers = pinned
+        cfg.log_format = log_format or cfg.log_format
+        cfg.log_level = log_level or cfg.log_level
+        return cfg
+
+    cfg = load()
     setup_logging(cfg.log_level, cfg.log_format)
-    run(paths.root, cfg)
+    run(paths.root, cfg, load)
 
 
 def _fmt_rtt(v: Any) -> str:
@@ -161,27 +230,44 @@ def _fmt_bytes(n: int) -> str:
     return str(n)
 
 
+def _path_text(p: dict, short: bool) -> str:
+    kind = p.get("path", "direct")
+    if kind != "relay":
+        return kind
+    used = next((r for r in p.get("paths", []) if r.get("in_use")), {})
+    kind = {"detour": "detour", "route": "route"}.get(used.get("role"), "relay")  # docs/paths.md
+    return f"{kind} via " + ", ".join(v[:16] + "…" if short else v for v in p.get("via", []))
+
+
+def _measured(p: dict) -> tuple[str, str, str]:
+    """(rtt, loss, paths up) of a peer, from its measured paths (docs/paths.md) where it has them."""
+    rows = p.get("paths", [])
+    measured = [r for r in rows if r.get("measured")]
+    m = next((r for r in rows if r.get("in_use")), {}).get("measured") or {}
+    rtt = _fmt_rtt(p.get("srtt")) if m.get("rtt_ms") is None else f"{m['rtt_ms']:.2f} ms"
+    loss = "-" if m.get("loss") is None else f"{m['loss'] * 100:.1f}%"
+    up = f"{sum(1 for r in measured if r['measured']['state'] == 'up')}/{len(measured)}" if measured else "-"
+    return rtt, loss, up
+
+
 def _peer_table(rows: list[dict]) -> None:
+    """A table for a person; for a pipe or a file, whole IDs and endpoints in plain columns."""
+    tty = sys.stdout.isatty()
+    cols = ("node ID", "overlay address", "path", "endpoint", "rtt", "loss", "paths up", "in", "out", "age")
+    cells = [(p["node_id"], p["address"], _path_text(p, tty), str(p["endpoint"]), *_measured(p),
+              _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
+              "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s") for p in rows]
+    if not tty:
+        widths = [max(len(r[i]) for r in [cols, *cells]) for i in range(len(cols))]
+        for r in [cols, *cells]:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        return
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("node ID", "overlay address", "path", "endpoint", "rtt", "loss", "paths up", "in", "out", "age")
-    for p in rows:
-        kind = p.get("path", "direct")
-        measured = [r for r in p.get("paths", []) if r.get("measured")]
-        used = next((r for r in p.get("paths", []) if r.get("in_use")), {})
-        if kind == "relay":
-            kind = {"detour": "detour", "route": "route"}.get(used.get("role"), "relay")
-            path = f"{kind} via {', '.join(v[:16] + '…' for v in p.get('via', []))}"
-        else:
-            path = kind
-        m = used.get("measured") or {}
-        rtt = _fmt_rtt(p.get("srtt")) if m.get("rtt_ms") is None else f"{m['rtt_ms']:.2f} ms"
-        up = f"{sum(1 for r in measured if r['measured']['state'] == 'up')}/{len(measured)}" if measured else "-"
-        t.add_row(p["node_id"][:24] + "…", p["address"], path, str(p["endpoint"]), rtt,
-                  "-" if m.get("loss") is None else f"{m['loss'] * 100:.1f}%", up,
-                  _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
-                  "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s")
+    t = Table(*cols)
+    for c in cells:
+        t.add_row(c[0][:24] + "…", *c[1:])
     Console().print(t)
 
 
@@ -329,9 +415,10 @@ def trace(ctx: click.Context, node: str) -> None:
 @cli.command()
 @click.argument("value")
 @click.option("--salt", help="Publish a mutable record signed by this node, named by this salt.")
+@click.option("--json", "as_json", is_flag=True, help="Key and replica count as JSON.")
 @click.pass_context
-def put(ctx: click.Context, value: str, salt: str | None) -> None:
-    """Store VALUE in the DHT; prints its key."""
+def put(ctx: click.Context, value: str, salt: str | None, as_json: bool) -> None:
+    """Store VALUE in the DHT; prints its key alone (K=$(weft put V); weft get $K), details on stderr."""
     if len(value.encode()) > 1000:
         raise click.BadParameter("a record value is at most 1000 bytes", param_hint="VALUE")
     params: dict[str, Any] = {"value": value}
@@ -340,13 +427,18 @@ def put(ctx: click.Context, value: str, salt: str | None) -> None:
     r = _call(ctx, "put", **params)
     if not r["ok"]:
         raise WeftError(f"put failed: {r['error']}")
-    click.echo(f"key {r['key']} (stored on {r['stored_at']} nodes)")
+    if as_json:
+        _emit_json({"key": r["key"], "stored_at": r["stored_at"]})
+        return
+    click.echo(r["key"])
+    click.echo(f"stored on {r['stored_at']} node(s)", err=True)
 
 
 @cli.command()
 @click.argument("key")
 @click.option("--quorum", type=click.IntRange(1, 20), default=1, show_default=True,
-              help="Wait for this many valid copies (mutable records: the highest seq wins).")
+              help="Read this many valid copies from different nodes, or fail (mutable records: the highest "
+                   "seq among them wins).")
 @click.pass_context
 def get(ctx: click.Context, key: str, quorum: int) -> None:
     """Read the record stored under KEY (64 hex digits)."""
@@ -387,15 +479,24 @@ def demo(nodes: int, seed: int | None) -> None:
         sys.exit(1)
 
 
+from weftnet.cli.bgp import bgp  # noqa: E402
 from weftnet.cli.net import net  # noqa: E402
 from weftnet.cli.overlay import allow, deny, rules  # noqa: E402
 from weftnet.cli.paths import paths, route  # noqa: E402
+from weftnet.cli.vrf import vrf  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
+
+from weftnet.cli.service import install_service, reload_command  # noqa: E402
 
 cli.add_command(net)
 for _cmd in (allow, deny, rules, route, paths):
     cli.add_command(_cmd)
+cli.add_command(bgp)
+cli.add_command(vrf)
 cli.add_command(sim_command)
+cli.add_command(reload_command)
+cli.add_command(install_service)
+_accept_globals_after_verb(cli)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from weftnet.runtime.netstate import (
     create_network,
     issued_certificates,
     join_network,
+    leave_network,
     list_networks,
     load_membership,
     load_revocation_record,
@@ -115,7 +116,8 @@ def sign_cmd(ctx, name, node, ips, groups, days, out) -> None:
     click.echo(f"certificate #{cert.serial} for {NodeId(cert.node_id).text()}: "
                f"{', '.join(str(a) for a in cert.addresses)}"
                f"{' groups ' + ','.join(cert.groups) if cert.groups else ''}, {_expiry(cert, time.time())}")
-    click.echo(f"written to {path}; the member runs: weft net join {path.name}")
+    click.echo(f"written to {path.absolute()}")
+    click.echo(f"copy it to the member, who runs: weft net join {path.name}")
 
 
 @net.command("join")
@@ -135,6 +137,17 @@ def join_cmd(ctx, certfile: Path) -> None:
     desc, cert = join_network(state, text, identity.node_id, time.time())
     click.echo(f"joined {desc.name!r} as {', '.join(str(a) for a in cert.addresses)} "
                f"(certificate #{cert.serial}, {_expiry(cert, time.time())})")
+    click.echo("a running node brings it up at the next 'weft reload' (or SIGHUP)")
+
+
+@net.command("leave")
+@click.argument("name")
+@click.pass_context
+def leave_cmd(ctx, name: str) -> None:
+    """Give up this node's membership of NAME (a running node drops it at 'weft reload')."""
+    kept = leave_network(_state_dir(ctx), name)
+    click.echo(f"left {name!r}" + (" (you still own it: its authority key stays)" if kept else ""))
+    click.echo("a running node takes its TUN down at the next 'weft reload' (or SIGHUP)")
 
 
 @net.command("ls")

@@ -40,12 +40,13 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.paths.config import PathsConfig
 from weftnet.core.paths.engine import Paths, describe_target
 from weftnet.core.paths.messages import PATHS_TYPES
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
-from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.transport import (
     PathChanged,
@@ -225,6 +226,7 @@ class GetResult(NodeEvent):
     value: bytes | None = None
     seq: int | None = None
     error: str | None = None
+    copies: int = 0  # valid copies read (a quorum get fails with fewer than asked)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,7 @@ class _Op:
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
+    quorum: int = 1
 
 
 class NodeCore:
@@ -335,11 +338,14 @@ class NodeCore:
         # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
         self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
+        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
+        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
+        self.transport.find_contact = self.dht.contact_for
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
         self._mutable_seq = 0
@@ -484,6 +490,7 @@ class NodeCore:
 
     def get(self, key: bytes, now: float, quorum: int = 1) -> int:
         op = self._new_op("get", now, key)
+        op.quorum = quorum
         self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -528,6 +535,11 @@ class NodeCore:
         self.transport.connect(contact.endpoint, now, contact.public_key)
         self._pump(now)
 
+    def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:
+        """IP packets read from a VRF's TUN (docs/l3vpn.md)."""
+        self.l3vpn.outbound(vrf_key, packets, now)
+        self._pump(now)
+
     def vpn_publish(self, now: float) -> int:
         """Publish our directory (and held revocation) records in the DHT; returns how many."""
         n = self.vpn.publish(now)
@@ -569,6 +581,7 @@ class NodeCore:
             "vpn": dict(self.vpn.stats),
             "overlay": self.overlay.status(),
             "discovery": dict(self.lan.stats),
+            "l3vpn": self.l3vpn.status(),
             "reach": self.reach.status(now),
             "paths": self.paths.status(now),
         }
@@ -790,9 +803,14 @@ class NodeCore:
                                  None if ev.ok else "lookup failed"),
                 )
             elif op.kind == "get":
-                if ev.ok and ev.values:
+                if ev.ok and len(ev.values) < op.quorum:
+                    self._complete(op, GetResult(op.op_id, False, op.target, copies=len(ev.values),
+                                                 error=f"only {len(ev.values)} of the {op.quorum} copies asked for "
+                                                       "were found"))
+                elif ev.ok and ev.values:
                     best = ev.values[0]
-                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None)))
+                    self._complete(op, GetResult(op.op_id, True, op.target, best.value, getattr(best, "seq", None),
+                                                 copies=len(ev.values)))
                 else:
                     self._complete(op, GetResult(op.op_id, False, op.target, error="no record with that key was found"))
             elif op.kind == "put":

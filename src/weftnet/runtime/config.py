@@ -18,8 +18,8 @@ from weftnet.core.identity import NodeId
 from weftnet.core.paths.config import PathsConfig, paths_config_from_dict
 from weftnet.errors import ConfigError, ParseError, WeftError
 
-__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "DEFAULT_CONFIG",
-           "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
+__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
+           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
 
 DEFAULT_PORT = 4500
 
@@ -44,8 +44,8 @@ alt_port = -1       # second UDP port for dial-back tests: -1 = listen port + 1,
 [relay]
 enabled = false     # forward session packets for nodes registered with this one
 max_sessions = 64   # nodes registered at once
-peer_rate = 1000000     # bytes per second forwarded for one peer
-total_rate = 20000000   # bytes per second forwarded in all
+peer_rate = 5000000     # bytes per second forwarded for one peer (40 Mbit/s)
+total_rate = 50000000   # bytes per second forwarded in all (400 Mbit/s)
 tcp_port = 0        # also accept relay clients over TCP on this port (e.g. 443); 0 = off
 
 [log]
@@ -62,6 +62,13 @@ max_records = 100000
 
 [control]
 socket = ""         # default: control.sock in the state directory
+
+# [metrics]
+# listen = "127.0.0.1:9477"   # Prometheus endpoint /metrics (docs/metrics.md); off when absent
+# peer_series = 100           # per-peer series for at most this many peers (the busiest)
+# [dashboard]
+# listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
+#                             # dashboard.token (state directory) is presented
 
 # Private networks this node has joined (weft net join) run when the node is
 # up, each on its own TUN device. Per network, all optional:
@@ -91,6 +98,18 @@ socket = ""         # default: control.sock in the state directory
 # discovery.interfaces = ["eth0"]   # find nodes on these LANs (signed beacons)
 # discovery.port = 4501
 # discovery.interval = 5
+
+# A BGP speaker, with EVPN/VXLAN instances, runs when [bgp] is present
+# (docs/bgp.md, docs/evpn.md):
+# [bgp]
+# asn = 65001
+# router_id = "192.0.2.1"
+# families = ["evpn"]
+# [[bgp.peers]]
+# address = "192.0.2.2"
+# remote_as = 65002
+# [[bgp.evpn]]
+# vni = 100
 
 # Paths (docs/paths.md): every path to a peer that carries traffic is measured;
 # traffic moves to a better one, or to a one-hop detour, when its path fails.
@@ -224,7 +243,6 @@ class Config:
     max_records: int = 100_000
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
     reach_enabled: bool = True
     reach_keepalive: float = 25.0
     reach_relays: int = 2
@@ -232,9 +250,16 @@ class Config:
     reach_alt_port: int = -1
     relay_enabled: bool = False
     relay_max_sessions: int = 64
-    relay_peer_rate: int = 1_000_000
-    relay_total_rate: int = 20_000_000
+    relay_peer_rate: int = 5_000_000
+    relay_total_rate: int = 50_000_000
     relay_tcp_port: int = 0
+    metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
+    metrics_peer_series: int = 100
+    dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
+    l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
+    vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
     #: [paths], [[link]], [[class]], [[route]] (docs/paths.md): the core's config, and the links' sockets.
     paths: PathsConfig = field(default_factory=PathsConfig)
     link_tables: list = field(default_factory=list)
@@ -269,6 +294,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "total_rate": ("relay_total_rate", int),
         "tcp_port": ("relay_tcp_port", int),
     },
+    "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
+    "dashboard": {"listen": ("dashboard_listen", str)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -285,6 +312,7 @@ _RANGES = {
     "relay_peer_rate": (1000, 10**10),
     "relay_total_rate": (1000, 10**11),
     "relay_tcp_port": (0, 65535),
+    "metrics_peer_series": (0, 10_000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
@@ -316,9 +344,22 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         if section == "overlay":
             cfg.overlay = _overlay(values, where)
             continue
+        if section == "bgp":
+            from weftnet.runtime.bgpconfig import parse_bgp
+
+            cfg.bgp = parse_bgp(values, where)
+            continue
+        if section in ("l3vpn", "vrf"):
+            from weftnet.runtime.l3vpnconfig import parse_l3vpn, parse_vrfs
+
+            if section == "l3vpn":
+                cfg.l3vpn = parse_l3vpn(values, where)
+            else:
+                cfg.vrfs = parse_vrfs(values, where)
+            continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, "
-                              "paths, [[link]], [[class]], [[route]])")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, bgp, "
+                              "l3vpn, vrf, paths, [[link]], [[class]], [[route]])")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():
@@ -352,11 +393,31 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         except ParseError as exc:
             raise ConfigError(f"{where}: [node] peers: {exc}") from None
     cfg.peers = peers
+    for section, value in (("metrics", cfg.metrics_listen), ("dashboard", cfg.dashboard_listen)):
+        if value:
+            try:
+                parse_listen(value)
+            except ParseError as exc:
+                raise ConfigError(f"{where}: [{section}] listen: {exc}") from None
     if paths_tables:
         cfg.paths, cfg.link_tables = paths_config_from_dict(
             paths_tables.get("paths"), paths_tables.get("link"), paths_tables.get("class"), paths_tables.get("route"),
             where)
     return cfg
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``IP:PORT`` or ``[IPV6]:PORT`` of a local HTTP endpoint. Raises ParseError."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ParseError(f"expected IP:PORT like \"127.0.0.1:9477\", not {text!r}") from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ParseError(f"expected IP:PORT with a port from 1 to 65535, not {text!r}")
+    return host, int(port)
 
 
 _NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict}

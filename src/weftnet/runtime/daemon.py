@@ -4,7 +4,9 @@ Binds the UDP socket, drives a NodeCore through :class:`UdpDriver`, joins the
 configured peers, brings up a TUN device for every private network the node
 has joined (docs/vpn.md), serves the control API, logs what happens, and on
 SIGINT or SIGTERM shuts down cleanly: routing table saved, TUN devices and
-socket closed, control socket removed, database closed. Every task it starts belongs to one
+socket closed, control socket removed, database closed. SIGHUP (or ``weft reload``)
+re-reads the config (runtime/reload.py); ``[metrics]`` and ``[dashboard]`` serve
+HTTP (runtime/metrics.py, runtime/web/). Every task it starts belongs to one
 ``asyncio.TaskGroup``.
 """
 
@@ -19,12 +21,13 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from weftnet.core.dht import DhtConfig
 from weftnet.core.node import describe_path
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.relay import RelayConfig
+from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
@@ -40,6 +43,7 @@ from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
 from weftnet.runtime.paths import StatePaths
+from weftnet.runtime.reload import Reloader
 from weftnet.runtime.store import SqliteStore
 
 __all__ = ["Daemon", "run"]
@@ -117,9 +121,16 @@ def _key(text: Any) -> bytes:
 
 
 class Daemon:
-    def __init__(self, state_dir: Path, cfg: Config):
+    def __init__(self, state_dir: Path, cfg: Config, loader: Callable[[], Config] | None = None):
         self.paths = StatePaths(state_dir)
         self.cfg = cfg
+        #: Re-reads the config on SIGHUP / `weft reload`; subsystems register hooks on it.
+        self.reloader = Reloader(self, loader)
+        self.reloader.register("reach", ("reach_keepalive", "reach_punch", "relay_max_sessions", "relay_peer_rate",
+                                         "relay_total_rate"), self._reload_reach)
+        self.http: Any = None  # HttpEndpoints: /metrics and the dashboard
+        self._tg: asyncio.TaskGroup | None = None
+        self._publisher: asyncio.Task | None = None
         self.identity = load_identity(self.paths.key)
         self.driver: UdpDriver | None = None
         self.store: SqliteStore | None = None
@@ -131,6 +142,8 @@ class Daemon:
         self._owned_records = 0  # revocation records of networks we own but are no member of
         self.overlay: OverlayInterface | None = None
         self.lan: LanBeacons | None = None
+        self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
+        self.l3vpn: Any = None  # runtime.l3vpn.L3vpnService when [vrf.NAME] tables are configured
 
     @property
     def core(self) -> NodeCore:
@@ -140,10 +153,22 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Start a task owned by the daemon's TaskGroup."""
+        assert self._tg is not None
+        return self._tg.create_task(coro)
+
+    async def _reload_from_signal(self) -> None:
+        try:
+            await self.reloader.reload()
+        except WeftError as exc:
+            log.error("reload refused", extra={"error": str(exc)})
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.store = SqliteStore(self.paths.database)
         core = NodeCore(self.identity, random.SystemRandom(), time.time(), node_config(self.cfg), self.store)
+        core.dht.latency = LatencyHistogram()  # for weftnet_dht_operation_duration_seconds
         try:
             self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
         except OSError as exc:
@@ -177,8 +202,34 @@ class Daemon:
             self.driver.close()
             self.store.close()
             raise
+        if self.cfg.bgp is not None:
+            from weftnet.runtime.bgp import BgpService
+
+            self.bgp = BgpService(self.cfg.bgp, loop)
+        try:
+            if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
+                from weftnet.runtime.l3vpn import L3vpnService
+
+                self.l3vpn = L3vpnService(core, self.driver, self.cfg, self._tuns, loop)
+                self.driver.tun_writer = self._write_tun
+                await self.l3vpn.start(self.bgp)
+            if self.bgp is not None:
+                await self.bgp.start()
+            if self.l3vpn is not None:
+                await self.l3vpn.start_ce()
+        except WeftError:
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
+            if self.bgp is not None:
+                await self.bgp.close()
+            await control.close()
+            self._close_networks(loop)
+            self.driver.close()
+            self.store.close()
+            raise
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._tg and self.spawn(self._reload_from_signal()))
         ep = core.endpoint
         log.info(
             "node up", extra={"node_id": core.node_id.text(), "address": str(core.address),
@@ -192,22 +243,36 @@ class Daemon:
                 self.driver.transmit()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_addresses())
+                self._tg = tg
+                from weftnet.runtime.web.server import HttpEndpoints
+
+                self.http = HttpEndpoints(self, control.handlers, self.spawn)
+                await self.http.configure(self.cfg)
                 for peer in self.cfg.peers:
                     tg.create_task(self._join_tcp(peer) if peer.tcp else self._join(peer))
                 tg.create_task(self._save_periodically())
                 if self.lan is not None:
                     tg.create_task(self.lan.run())
-                if self._tuns or self._owned_records:
-                    tg.create_task(self._publish_periodically())
+                if self.l3vpn is not None:
+                    tg.create_task(self.l3vpn.run())
+                self._ensure_publisher()
                 await self._stop.wait()
                 raise _Shutdown()
         except* _Shutdown:
             pass
+        except* WeftError as eg:  # e.g. a metrics address that cannot be bound: one line, as for the UDP port
+            raise eg.exceptions[0] from None
         finally:
             log.info("shutting down")
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self._save()
+            if self.http is not None:
+                await self.http.close()
+            if self.l3vpn is not None:
+                await self.l3vpn.close()
+            if self.bgp is not None:
+                await self.bgp.close()
             await control.close()
             self._close_networks(loop)
             self.driver.close()
@@ -250,6 +315,20 @@ class Daemon:
             log.warning("no second UDP port for dial-back tests", extra={"port": port, "error": exc.strerror})
             return
         self.core.reach.alt_port = True
+
+    async def _reload_reach(self, old: Config, new: Config) -> list[str]:
+        """``[reach] keepalive, punch`` and the relay's limits apply at once (the rest needs a restart)."""
+        reach = self.core.reach
+        reach.config.keepalive, reach.config.punch = new.reach_keepalive, new.reach_punch
+        out = [f"reach: keepalive {new.reach_keepalive:g} s, punch {'on' if new.reach_punch else 'off'}"]
+        if reach.relay is not None:
+            rc = reach.relay.config
+            rc.max_sessions, rc.peer_rate, rc.total_rate = (new.relay_max_sessions, new.relay_peer_rate,
+                                                            new.relay_total_rate)
+            reach.relay.set_rates(self.driver.clock())
+            out.append(f"relay: at most {rc.max_sessions} registered, {rc.peer_rate} B/s a peer, "
+                       f"{rc.total_rate} B/s in all")
+        return out
 
     async def _watch_addresses(self) -> None:
         """Tell the core our interface addresses now and whenever they change (a laptop changing networks)."""
@@ -298,13 +377,30 @@ class Daemon:
 
     # -- private networks -------------------------------------------------------
     async def _start_networks(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A TUN device and a VpnNetwork for every network this node holds a certificate for.
+        """A TUN device and a VpnNetwork for every network this node holds a certificate for."""
+        from weftnet.runtime.netstate import list_networks
+
+        every = list_networks(self.paths.root)
+        for m in every:
+            if m.certificate is None and m.owner and m.revocation_record is not None:
+                self.core.vpn.add_published(m.revocation_record)  # the owner spreads its revocations
+                self._owned_records += 1
+        joined = [m for m in every if m.certificate is not None]
+        names = {m.descriptor.name for m in joined}
+        for name in sorted(set(self.cfg.networks) - names):
+            log.warning("config names a network this node has not joined", extra={"network": name})
+        for m in joined:
+            await self._start_network(m, self.cfg.networks.get(m.descriptor.name) or NetworkConfig(m.descriptor.name))
+
+    async def _start_network(self, m: Any, nc: NetworkConfig) -> None:
+        """One joined network (a netstate Membership): its VpnNetwork, TUN device and reader.
 
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
         """
-        from weftnet.runtime.netstate import list_networks
         from weftnet.runtime.tun import configure_tun, open_tun, set_offload, set_txqueuelen
+
+        loop = asyncio.get_running_loop()
 
         def make_tun(tun_name: str, netns: str | None, addrs: list[str], nc: NetworkConfig):
             # Always with the virtio_net_hdr, so offloaded packets from peers can be written.
@@ -320,43 +416,48 @@ class Daemon:
             return tun
 
         now = time.time()
-        every = list_networks(self.paths.root)
-        for m in every:
-            if m.certificate is None and m.owner and m.revocation_record is not None:
-                self.core.vpn.add_published(m.revocation_record)  # the owner spreads its revocations
-                self._owned_records += 1
-        joined = [m for m in every if m.certificate is not None]
-        names = {m.descriptor.name for m in joined}
-        for name in sorted(set(self.cfg.networks) - names):
-            log.warning("config names a network this node has not joined", extra={"network": name})
-        for m in joined:
-            name = m.descriptor.name
-            nc = self.cfg.networks.get(name) or NetworkConfig(name)
-            try:
-                vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
-                                  firewall=Firewall.from_config(nc.effective_firewall))
-            except CertificateError as exc:
-                raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
-                                   f"(weft net join)") from None
-            netns = nc.netns or None
-            addrs = []
-            for a in m.certificate.addresses:
-                prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
-                addrs.append(f"{a}/{prefix.prefixlen}")
-            try:
-                tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
-            except NetworkError as exc:
-                raise NetworkError(f"network {name!r}: {exc}") from None
-            self._tuns[vnet.network_id] = tun
-            tun.set_blocking(False)
-            self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
-            loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
-            self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
-            log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
-                                          "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
-                                          "directory_records": len(m.directory)})
-        if self._tuns:
-            self.driver.tun_writer = self._write_tun
+        name = m.descriptor.name
+        try:
+            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
+                              firewall=Firewall.from_config(nc.effective_firewall))
+        except CertificateError as exc:
+            raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
+                               f"(weft net join)") from None
+        netns = nc.netns or None
+        addrs = []
+        for a in m.certificate.addresses:
+            prefix = next(p for p in m.descriptor.prefixes if p.version == a.version and a in p)
+            addrs.append(f"{a}/{prefix.prefixlen}")
+        try:
+            tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
+        except NetworkError as exc:
+            raise NetworkError(f"network {name!r}: {exc}") from None
+        self._tuns[vnet.network_id] = tun
+        tun.set_blocking(False)
+        self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
+        loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
+        self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
+        log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
+                                      "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
+                                      "directory_records": len(m.directory)})
+        self.driver.tun_writer = self._write_tun
+        if self._tg is not None:  # joined by a reload: announce it now
+            self._ensure_publisher()
+            self._publish()
+
+    def _stop_network(self, network_id: bytes) -> None:
+        """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
+        tun = self._tuns.pop(network_id, None)
+        if tun is not None:
+            asyncio.get_running_loop().remove_reader(tun.fileno())
+            tun.close()
+        self.core.vpn.remove_network(network_id)
+        info = self._tun_info.pop(network_id.hex(), None)
+        log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
+
+    def _ensure_publisher(self) -> None:
+        if (self._tuns or self._owned_records) and self._publisher is None:
+            self._publisher = self.spawn(self._publish_periodically())
 
     async def _start_overlay(self, loop: asyncio.AbstractEventLoop) -> None:
         """The overlay interface and LAN discovery, as configured (docs/overlay.md)."""
@@ -450,12 +551,12 @@ class Daemon:
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
-        elif ev.kind == "lan_peer":
-            log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif ev.kind == "path":
             log.info("path changed", extra={"peer": ev.node_id.text(), "path": ev.path, "previous": ev.previous})
         elif ev.kind in ("reach", "paths"):
             log.info(ev.what, extra={"detail": ev.detail})
+        elif ev.kind == "lan_peer":
+            log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif isinstance(ev, VpnRevocations):
             from weftnet.runtime.netstate import save_revocations
 
@@ -482,6 +583,10 @@ class Daemon:
                 link.update(counters.get(link["name"], {}))
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
+            if self.bgp is not None:
+                st["bgp"] = self.bgp.stats()
+            if self.l3vpn is not None:
+                st["l3vpn"].update(self.l3vpn.status())
             return st
 
         async def peers(req):
@@ -535,6 +640,9 @@ class Daemon:
             ev = await self.driver.request(lambda c, t: c.connect((peer.host, peer.port), t, peer.node_id))
             return ev.to_dict()
 
+        async def reload(req):
+            return (await self.reloader.reload()).to_dict()
+
         async def overlay_rules(req):
             if self.overlay is None:
                 raise ConfigError("the overlay interface is off ([overlay] enable = false)")
@@ -542,9 +650,28 @@ class Daemon:
                 return self.overlay.status()["rules"]
             return self.overlay.apply_rules(str(req["action"]), req["rule"])
 
+        async def bgp_summary(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.summary()
+
+        async def bgp_routes(req):
+            if self.bgp is None:
+                raise ConfigError("BGP is not configured on this node (no [bgp] section)")
+            return self.bgp.routes(req.get("afi"), int(req.get("limit", 100_000)))
+
+        async def vrf_ls(req):
+            return self.l3vpn.vrf_list() if self.l3vpn is not None else []
+
+        async def vrf_routes(req):
+            if self.l3vpn is None:
+                raise ConfigError("no VRF is configured on this node (no [vrf.NAME] tables)")
+            return await self.l3vpn.vrf_routes(str(req.get("name", "")), bool(req.get("kernel", False)))
+
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules,
-                "reach": reach, **pathsctl.handlers(self)}
+                "reload": reload, "bgp_summary": bgp_summary, "bgp_routes": bgp_routes,
+                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes, "reach": reach, **pathsctl.handlers(self)}
 
 
 def _is_hex_key(text: Any) -> bool:
@@ -555,5 +682,5 @@ class _Shutdown(Exception):
     pass
 
 
-def run(state_dir: Path, cfg: Config) -> None:
-    asyncio.run(Daemon(state_dir, cfg).run())
+def run(state_dir: Path, cfg: Config, loader: Callable[[], Config] | None = None) -> None:
+    asyncio.run(Daemon(state_dir, cfg, loader).run())

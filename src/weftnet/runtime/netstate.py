@@ -67,6 +67,27 @@ def network_dir(state_dir: Path, name: str) -> Path:
     return Path(state_dir) / "networks" / name
 
 
+def _make_network_dir(state_dir: Path, d: Path) -> None:
+    """The state directory (0700, as ``weft init`` makes it), networks/ and ``d``, all private."""
+    from weftnet.runtime.keystore import ensure_private_dir
+
+    ensure_private_dir(Path(state_dir))
+    for sub in (Path(state_dir) / "networks", d):
+        if not sub.exists():
+            sub.mkdir(mode=0o700)
+            _owner_like_parent(sub)
+
+
+def _owner_like_parent(path: Path) -> None:
+    """Run as root on a state directory that belongs to the service's user (systemd's
+    StateDirectory): hand what we wrote to that user, or the daemon could not read it."""
+    if os.geteuid() != 0:
+        return
+    st = path.parent.stat()
+    if st.st_uid != 0:
+        os.chown(path, st.st_uid, st.st_gid)
+
+
 def write_new(path: Path, data: str, mode: int = 0o644, replace: bool = False) -> None:
     """Write via a temporary file created with its final mode, then rename (atomic)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -84,6 +105,7 @@ def write_new(path: Path, data: str, mode: int = 0o644, replace: bool = False) -
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    _owner_like_parent(path)
 
 
 def _read_blocks(path: Path) -> list:
@@ -122,7 +144,7 @@ def create_network(state_dir: Path, name: str, prefixes: Iterable[str], now: flo
 
     key_pem = auth._sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()).decode("ascii")
-    d.mkdir(mode=0o700, parents=True)
+    _make_network_dir(state_dir, d)
     write_new(d / "authority.key", key_pem, mode=0o600)
     write_new(d / "network.pem", armor(auth.descriptor))
     (d / "issued").mkdir(mode=0o700)
@@ -276,7 +298,7 @@ def join_network(state_dir: Path, text: str, node: NodeId, now: float) -> tuple[
         if have.network_id != desc.network_id:
             raise NetworkError(f"a different network named {desc.name!r} is already installed in {d}")
     else:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_network_dir(state_dir, d)
         write_new(existing, armor(desc))
     write_new(d / "member.pem", armor(cert), replace=True)
     rec_path = d / "directory.pem"
@@ -297,6 +319,21 @@ class Membership:
     owner: bool
     directory: list[MutableRecord] = field(default_factory=list)
     revocation_record: MutableRecord | None = None
+
+
+def leave_network(state_dir: Path, name: str) -> bool:
+    """Give up this node's membership of ``name``; returns True if the network's files stay (owner)."""
+    import shutil
+
+    d = network_dir(state_dir, name)
+    if not (d / "member.pem").exists():
+        raise NetworkError(f"this node is no member of {name!r} (no {d / 'member.pem'})")
+    if (d / "authority.key").exists():
+        for f in ("member.pem", "directory.pem"):
+            (d / f).unlink(missing_ok=True)
+        return True
+    shutil.rmtree(d)
+    return False
 
 
 def load_membership(state_dir: Path, name: str) -> Membership:

@@ -55,7 +55,8 @@ IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq: name + flags, padded to 40 bytes
 
-_NEED_CAP = "needs CAP_NET_ADMIN (run as root, or grant it: setcap cap_net_admin+ep on the Python binary)"
+_NEED_CAP = ("needs CAP_NET_ADMIN: run weft up as root, or as a service that grants only that capability "
+             "(AmbientCapabilities=CAP_NET_ADMIN; 'weft install-service' writes such a systemd unit)")
 
 
 def _check_name(name: str) -> bytes:
@@ -183,10 +184,26 @@ def set_txqueuelen(name: str, qlen: int, *, netns: str | None = None) -> None:
 
 
 def _iproute(netns: str | None):
+    """An rtnetlink socket in ``netns`` (or here), opened by entering the namespace.
+
+    Not ``IPRoute(netns=...)``: that forks a helper process, and a child
+    forked after asyncio installed its signal handlers shares the event
+    loop's wake-up fd, so when pyroute2 ends it with SIGTERM the daemon sees
+    a SIGTERM of its own (a config reload that restarts a network in a
+    namespace would stop the node). A socket keeps the namespace it was made
+    in, so entering, opening and leaving on this thread is enough.
+    """
     from pyroute2 import IPRoute
+    from pyroute2 import netns as pr_netns
 
     try:
-        return IPRoute(netns=netns, flags=0) if netns else IPRoute()
+        if not netns:
+            return IPRoute()
+        pr_netns.pushns(netns)
+        try:
+            return IPRoute()
+        finally:
+            pr_netns.popns()
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise NetworkError(f"opening rtnetlink in {netns!r} {_NEED_CAP}") from None

@@ -135,8 +135,13 @@ class NatBox:
 class NatNetwork(SimNetwork):
     """A SimNetwork where some hosts sit behind NAT boxes (see the module docstring)."""
 
-    def __init__(self, seed: int, link: LinkModel | None = None, start: float = 1_000_000.0):
+    def __init__(self, seed: int, link: LinkModel | None = None, start: float = 1_000_000.0,
+                 underlay: Any = None):
         super().__init__(seed, link, start)
+        #: With an Underlay (sim/underlay.py), delays come from its latency model between the
+        #: hosts' node indices (``locate``); without, from ``link``.
+        self.underlay = underlay
+        self._where: dict[str, int] = {}
         self.boxes: dict[str, NatBox] = {}  # public IP -> box
         self.behind: dict[str, NatBox] = {}  # private host -> its box
         self._streams: dict[tuple[Addr, StreamLink], tuple[Addr, StreamLink]] = {}
@@ -150,6 +155,10 @@ class NatNetwork(SimNetwork):
 
     def place(self, private_host: str, box: NatBox) -> None:
         self.behind[private_host] = box
+
+    def locate(self, host: str, index: int) -> None:
+        """``host`` (an address of a node, or of its NAT) sits at node ``index`` of the underlay."""
+        self._where[host] = index
 
     def open_stream(self, client: Addr, server: Addr) -> tuple[StreamLink, StreamLink]:
         """A TCP connection from ``client`` to ``server``: (the client's link, the server's link)."""
@@ -200,6 +209,18 @@ class NatNetwork(SimNetwork):
                 return
             src = pub
         self.udp_sent[src] += 1
+        if self.underlay is not None:
+            a, b = self._where.get(src[0]), self._where.get(dst[0])
+            if a is not None and b is not None:
+                if frozenset((src, dst)) in self._blocked:
+                    self.dropped += 1
+                    return
+                delay = self.underlay.one_way(a, b)
+                if delay is None:
+                    self.dropped += 1
+                    return
+                self._push(self.now + delay, "deliver", (src, dst, data))
+                return
         super()._transmit(src, dst, data)
 
     def step(self) -> bool:
@@ -236,26 +257,32 @@ class NatMix:
     relays_per_node: int = 2
 
 
-def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = None,
-                     delay: float = 0.02, jitter: float = 0.005, settle: float = 90.0,
-                     progress=None) -> dict[str, Any]:
-    """Build ``nodes`` nodes behind ``mix``, join them, ping ``pairs`` random pairs; return the tables."""
+def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = None, settle: float = 90.0,
+                     underlay: Any = None, progress=None) -> dict[str, Any]:
+    """Build ``nodes`` nodes behind ``mix``, join them, ping ``pairs`` random pairs; return the tables.
+
+    Delays come from ``underlay`` (an UnderlayConfig; sim/underlay.py's latency model of the
+    Internet), one node per point. For each pair the ping's outcome and, 5 s later, the path in use
+    are recorded, with the time from the ping to the first direct path where there is one.
+    """
     from weftnet.core.identity import Identity
     from weftnet.core.node import NodeConfig, NodeCore
     from weftnet.core.reach.engine import ReachConfig
     from weftnet.core.reach.paths import path_kind
     from weftnet.core.reach.relay import RelayConfig
+    from weftnet.sim.underlay import Underlay, UnderlayConfig
 
     mix = mix or NatMix()
-    net = NatNetwork(seed, LinkModel(delay=delay, jitter=jitter))
     rng = random.Random(seed ^ 0x5EED)
+    net = NatNetwork(seed, LinkModel(delay=0.02, jitter=0.005),
+                     underlay=Underlay(underlay or UnderlayConfig(), random.Random(seed ^ 0xA11)))
     total = sum(mix.shares.values())
     kinds: list[str] = []
     for kind in NAT_KINDS:
         kinds += [kind] * round(nodes * mix.shares.get(kind, 0.0) / total)
     kinds = (kinds + ["public"] * nodes)[:nodes]
     rng.shuffle(kinds)
-    if "public" not in kinds[:1]:  # the first node is the bootstrap: public, and a relay
+    if kinds[0] != "public":  # the first node is the bootstrap: public, and a relay
         i = kinds.index("public") if "public" in kinds else 0
         kinds[0], kinds[i] = "public", kinds[0]
     public = [i for i, k in enumerate(kinds) if k == "public"]
@@ -264,12 +291,17 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
     cores: list[Any] = []
     addrs: list[Addr] = []
     for i, kind in enumerate(kinds):
+        where = net.underlay.add_node()
+        # Every public address in a /24 of its own, as on the Internet (the DHT keeps at most
+        # per_prefix contacts of one /24 in a bucket).
         if kind == "public":
-            addr = (f"198.18.{i // 250}.{i % 250 + 1}", 4500)
+            addr = (f"{11 + i // 65536}.{(i // 256) % 256}.{i % 256}.1", 4500)
         else:
-            addr = (f"10.{i // 250}.{i % 250}.2", 4500)
-            box = net.add_box(kind, f"198.19.{i // 250}.{i % 250 + 1}")
+            addr = (f"10.{(i // 256) % 256}.{i % 256}.2", 4500)
+            box = net.add_box(kind, f"{51 + i // 65536}.{(i // 256) % 256}.{i % 256}.1")
             net.place(addr[0], box)
+            net.locate(box.ip, where)
+        net.locate(addr[0], where)
         cfg = NodeConfig(reach=ReachConfig(enabled=True, relays=mix.relays_per_node),
                          relay=RelayConfig(enabled=i in relays))
         ident = Identity.generate(random.Random(rng.getrandbits(64)))
@@ -292,35 +324,45 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
             core.connect(boot, net.now)
         net.flush(addrs[i])
         net.run_for(0.2)
+        _drain(cores)
         if progress:
             progress("join", i / nodes)
-    net.run_for(settle)
+    for _ in range(int(settle)):
+        net.run_for(1.0)
+        _drain(cores)
     results = []
     for j in range(pairs):
         a, b = rng.sample(range(nodes), 2)
-        op = cores[a].ping(cores[b].node_id, net.now)
+        ca, cb = cores[a], cores[b]
+        t0 = net.now
+        op = ca.ping(cb.node_id, net.now)
         net.flush(addrs[a])
         done: dict[str, Any] = {}
 
         def finished() -> bool:
-            while (ev := cores[a].next_event()) is not None:
+            while (ev := ca.next_event()) is not None:
                 if getattr(ev, "op_id", None) == op:
                     done["ev"] = ev
             return "ev" in done
 
         net.run_for(20.0, until=finished)
         ok = bool(done.get("ev") and done["ev"].ok)
-        net.run_for(5.0)  # time to punch
-        path = path_kind(cores[a].transport.current_path(cores[b].node_id)) if ok else "none"
-        if ok and cores[a].transport.has_session(cores[b].node_id) is False:
+        t_direct = None
+        end = net.now + 5.0
+        while net.now < end:  # the punch schedule runs 3 s; give it 5
+            if t_direct is None and ok and path_kind(ca.transport.current_path(cb.node_id)) == "direct" \
+                    and ca.transport.has_session(cb.node_id):
+                t_direct = net.now - t0
+            net.run_for(0.05)
+        _drain(cores)
+        if not ok or not ca.transport.has_session(cb.node_id):
             path = "none"
-        results.append((kinds[a], kinds[b], "direct" if path in ("direct",) else
-                        ("relay" if path in ("relay", "tcp") else "none")))
+        else:
+            kind = path_kind(ca.transport.current_path(cb.node_id))
+            path = "direct" if kind == "direct" else "relay"
+        results.append((kinds[a], kinds[b], path, None if path != "direct" else t_direct))
         if progress:
             progress("pairs", (j + 1) / pairs)
-    for core in cores:
-        while core.next_event() is not None:
-            pass
     classified: dict[str, dict[str, int]] = {}
     for kind, core in zip(kinds, cores):
         st = core.reach.nat.status(net.now)
@@ -329,19 +371,32 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
         row[key] = row.get(key, 0) + 1
     out = _tables(results, kinds, relays, nodes, pairs, seed, mix)
     out["classified"] = {k: dict(sorted(v.items())) for k, v in sorted(classified.items())}
+    out["relay_forwarded"] = sum(cores[i].transport.stats["relay_forwarded"] for i in relays)
+    out["virtual_seconds"] = round(net.now - 1_000_000.0, 1)
     return out
 
 
+def _drain(cores) -> None:
+    for core in cores:
+        while core.next_event() is not None:
+            pass
+
+
 def _tables(results, kinds, relays, nodes, pairs, seed, mix) -> dict[str, Any]:
-    def shares(rows) -> dict[str, float]:
+    def shares(rows) -> dict[str, Any]:
         n = len(rows) or 1
-        return {k: round(sum(1 for r in rows if r[2] == k) / n, 4) for k in ("direct", "relay", "none")}
+        out: dict[str, Any] = {k: round(sum(1 for r in rows if r[2] == k) / n, 4) for k in ("direct", "relay", "none")}
+        times = sorted(r[3] for r in rows if r[3] is not None)
+        if times:
+            out["direct_p50_s"] = round(times[len(times) // 2], 3)
+            out["direct_max_s"] = round(times[-1], 3)
+        return out
 
     by_pair: dict[str, dict] = {}
-    for a in NAT_KINDS:
-        for b in NAT_KINDS:
-            rows = [r for r in results if {r[0], r[1]} == {a, b} and (a == b) == (r[0] == r[1])]
-            if rows and a <= b:
+    for i, a in enumerate(NAT_KINDS):
+        for b in NAT_KINDS[i:]:
+            rows = [r for r in results if sorted((r[0], r[1])) == sorted((a, b))]
+            if rows:
                 by_pair[f"{a} <-> {b}"] = {"pairs": len(rows), **shares(rows)}
     return {
         "nodes": nodes,
@@ -353,3 +408,62 @@ def _tables(results, kinds, relays, nodes, pairs, seed, mix) -> dict[str, Any]:
         "overall": shares(results),
         "by_pair": by_pair,
     }
+
+
+# -- `weft sim` with a [nat] table ---------------------------------------------------
+
+def run_nat_scenario(sc: Any, seed: int | None, nodes: int | None = None, progress=None) -> dict[str, Any]:
+    """The connectivity experiment of a scenario with a ``[nat]`` table (see sim/scenario.py)."""
+    from weftnet.sim.underlay import UnderlayConfig
+
+    nat = sc.nat
+    shares = {kind: float(nat.get(kind.replace("-", "_"), 0.0)) for kind in NAT_KINDS}
+    mix = NatMix(shares, float(nat.get("relay_share", 0.3)), int(nat.get("relays_per_node", 2)))
+    n = nodes or sc.sizes[0]
+    seed = sc.seed if seed is None else seed
+    return run_connectivity(n, int(nat.get("pairs", 300)), seed, mix, float(nat.get("settle", 90.0)),
+                            UnderlayConfig(**sc.underlay), progress)
+
+
+def nat_text(summary: dict[str, Any]) -> str:
+    """The connectivity table as text (also bench/results/reach.md's)."""
+    o = summary["overall"]
+    lines = [f"{summary['nodes']} nodes ({', '.join(f'{k} {v}' for k, v in summary['kinds'].items() if v)}), "
+             f"{summary['relays']} relays, {summary['pairs']} random pairs pinged",
+             f"overall: direct {o['direct']:.1%}, through a relay {o['relay']:.1%}, not connected {o['none']:.1%}"
+             + (f"; time to direct p50 {o['direct_p50_s']:.3f} s, max {o['direct_max_s']:.3f} s"
+                if "direct_p50_s" in o else ""),
+             "",
+             "| NAT pair | pairs | direct | relay | none | to direct, p50 |",
+             "|---|---|---|---|---|---|"]
+    for pair, row in summary["by_pair"].items():
+        p50 = f"{row['direct_p50_s']:.3f} s" if "direct_p50_s" in row else "-"
+        lines.append(f"| {pair} | {row['pairs']} | {row['direct']:.0%} | {row['relay']:.0%} | {row['none']:.0%} | {p50} |")
+    return "\n".join(lines)
+
+
+def nat_plot(out: Any, summary: dict[str, Any]) -> Any:
+    """connectivity.png: per NAT pair, the share direct / relayed / not connected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(summary["by_pair"])
+    rows = [summary["by_pair"][p] for p in pairs]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(pairs) + 1.5))
+    left = [0.0] * len(pairs)
+    for key, colour in (("direct", "#2a9d8f"), ("relay", "#e9c46a"), ("none", "#e76f51")):
+        vals = [r[key] for r in rows]
+        ax.barh(pairs, vals, left=left, color=colour, label=key)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of pairs")
+    ax.set_title(f"connectivity by NAT pair ({summary['nodes']} nodes, {summary['pairs']} pairs)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = out / "connectivity.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from weftnet.core.contact import Contact
 from weftnet.core.dht import events as ev
+from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.dht.lookup import Lookup
 from weftnet.core.dht.messages import (
     MAX_CONTACTS,
@@ -197,6 +198,9 @@ class Dht:
             0,
         )
         self.reject_reasons: dict[str, int] = {}
+        #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
+        #: when a driver wants it (the daemon does; 100,000 simulated nodes do not).
+        self.latency: LatencyHistogram | None = None
 
     # -- driver surface -------------------------------------------------------
     def set_local_contact(self, contact: Contact) -> None:
@@ -552,6 +556,9 @@ class Dht:
                 error: str | None = None) -> None:
         if self._ops.pop(op.op_id, None) is None:
             return
+        if self.latency is not None:
+            self.latency.observe(op.kind, "ok" if ok else ("timeout" if error == "timed out" else "failed"),
+                                 now - op.started)
         for rid in [rid for rid, r in self._requests.items() if r.op_id == op.op_id]:
             del self._requests[rid]
         lk = op.lookup

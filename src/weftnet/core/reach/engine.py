@@ -47,6 +47,7 @@ from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.reach.messages import (
     NAT_EDM,
+    NAT_UNKNOWN,
     NAT_NAMES,
     NAT_PUBLIC,
     NAT_UDP_BLOCKED,
@@ -112,6 +113,9 @@ class ReachConfig:
     #: Without a dial-back answer this long after the first session, assume not reachable.
     settle: float = 4.0
     resolve_cache: float = 60.0
+    #: A handshake to a DHT contact with no answer after this long makes the node read the
+    #: contact's endpoint record (a user's own request: at once).
+    resolve_delay: float = 0.5
     max_resolving: int = 8
     #: Reflexive reports expire after this long (a changed mapping is noticed).
     report_ttl: float = 600.0
@@ -198,7 +202,6 @@ class Reach:
         self._publish_due: float | None = None
         self._seq = 0
         self._dialback: dict[int, float] = {}  # nonce -> deadline
-        self._dialback_asker: dict[int, NodeId] = {}
         self._no_dialback: dict[NodeId, float] = {}  # peers that cannot test us, until
         self._dialback_next = 0.0
         self._dialback_by: dict[NodeId, float] = {}  # requester -> last served
@@ -287,10 +290,14 @@ class Reach:
         if not self.config.enabled:
             return
         urgent = self._wanted.get(node_id, 0.0) > now or (self.urgent is not None and self.urgent(node_id))
-        if attempt == 0 and not urgent:
-            return  # a DHT contact that may well answer: look its record up only if it does not
+        if self._leases and self.nat.stream_only:
+            # No UDP here at all: every peer is reached through our own relay (it opens the way on).
+            self.transport.add_paths(node_id, self._own_relay_paths(node_id), "own-relay", now)
         # Still no answer after what a cached record offered: it may be stale (relays change).
-        self._resolve(node_id, public_key, now, urgent, force=attempt >= 2)
+        # A DHT contact that may well answer on its own is looked up only if it has not after
+        # ``resolve_delay`` (most handshakes complete in one round trip, well within that).
+        delay = 0.0 if urgent or attempt > 0 else self.config.resolve_delay
+        self._resolve(node_id, public_key, now, urgent, force=attempt >= 2, delay=delay)
         self._plan(now)
 
     def on_message(self, node_id: NodeId, payload: bytes, addr, now: float) -> None:
@@ -320,7 +327,6 @@ class Reach:
             msg = decode_as(ReachTest, data)
         except DecodeError:
             return
-        self._dialback_asker.pop(msg.nonce, None)
         if self._dialback.pop(msg.nonce, None) is not None:
             self.stats["reach_tests_received"] += 1
             if self.transport.has_sent_to(addr):
@@ -379,15 +385,23 @@ class Reach:
             for nonce, deadline in list(self._dialback.items()):
                 if deadline <= now:
                     del self._dialback[nonce]
-                    self._dialback_asker.pop(nonce, None)
                     if self.nat.reachable is None and self.nat.set_reachable(False, now):
                         self._emit(ReachEvent("reachable unsolicited", "no"))
                         self._changed(now)
             for node_id, (due, pk, force) in sorted(self._resolve_due.items(), key=lambda kv: kv[1][0]):
-                if due <= now and len(self._resolving) < cfg.max_resolving:
-                    del self._resolve_due[node_id]
-                    if force or not self.transport.has_session(node_id):
-                        self._start_resolve(node_id, pk, now)
+                if due > now:
+                    continue
+                cached = self._cache.get(node_id)
+                fresh = cached is not None and now - cached[1] < cfg.resolve_cache and not force
+                if not fresh and len(self._resolving) >= cfg.max_resolving:
+                    continue  # wait for a slot
+                del self._resolve_due[node_id]
+                if not force and self.transport.has_session(node_id):
+                    continue  # it answered in the meantime
+                if fresh:
+                    self._apply(node_id, cached[0], now)
+                else:
+                    self._start_resolve(node_id, pk, now)
             for node_id in list(self._peers):
                 self._tend(self._peers[node_id], now)
             self._tend_relays(now)
@@ -406,10 +420,13 @@ class Reach:
         for pr in self._peers.values():
             if pr.punch_times:
                 times.append(pr.punch_times[0])
-            if pr.next_punch is not None:
+            elif pr.next_punch is not None:
                 times.append(pr.next_punch)
-        if len(self._resolving) < cfg.max_resolving:
-            times.extend(due for due, _, _ in self._resolve_due.values())
+        for node_id, (due, _, force) in self._resolve_due.items():
+            c = self._cache.get(node_id)
+            if len(self._resolving) < cfg.max_resolving or (c is not None and now - c[1] < cfg.resolve_cache
+                                                            and not force):
+                times.append(due)
         times.extend(self._dialback.values())
         if self._publish_due is not None:
             times.append(self._publish_due)
@@ -487,6 +504,7 @@ class Reach:
                 self._resolve(pr.node_id, pk, now, urgent=True)
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
+        pr.next_punch = None
         self._send_call_me_maybe(pr, now)
         self._punch_tick(pr, now)
 
@@ -553,6 +571,7 @@ class Reach:
             self._send_call_me_maybe(pr, now)
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
+        pr.next_punch = None
         self._punch_tick(pr, now)
 
     def _reactive_probe(self, node_id: NodeId, addr, now: float) -> None:
@@ -638,7 +657,6 @@ class Reach:
                     nonce = self._rng.getrandbits(64)
                     if self.transport.send_to(asker, encode(RelayRequest(OP_DIALBACK, 0, nonce)), now):
                         self._dialback[nonce] = now + 3.0
-                        self._dialback_asker[nonce] = asker
                         self._dialback_next = now + 10.0
                         self.stats["dialbacks"] += 1
         elif nat.reachable is not None and nat.reachable_at is not None and \
@@ -658,11 +676,14 @@ class Reach:
         if cfg.relays <= 0 or self.relay is not None:
             return False
         cls = self.nat.classify(now)
-        if self.nat.reachable is False or cls in (NAT_EDM, NAT_UDP_BLOCKED):
+        if cls == NAT_PUBLIC:
+            return self.nat.reachable is False  # a firewall in front of a public address
+        # Behind any NAT. A dial-back from another port that gets in proves little about strangers
+        # at other addresses (an address-restricted NAT lets it in), so a node behind a NAT always
+        # keeps relays — once its NAT is known, or when it stays unknown after `settle`.
+        if cls != NAT_UNKNOWN:
             return True
-        if self.nat.reachable is None and self._first_session is not None and cls != NAT_PUBLIC:
-            return now - self._first_session >= cfg.settle
-        return False
+        return self._first_session is not None and now - self._first_session >= cfg.settle
 
     def _tend_relays(self, now: float) -> None:
         cfg = self.config
@@ -776,7 +797,6 @@ class Reach:
             if msg.nonce in self._dialback and not msg.ok:
                 # That peer cannot test us (no second port, or busy): ask another soon.
                 del self._dialback[msg.nonce]
-                self._dialback_asker.pop(msg.nonce, None)
                 if len(self._no_dialback) >= self.MAX_PEERS:
                     self._no_dialback.pop(next(iter(self._no_dialback)))
                 self._no_dialback[node_id] = now + (3600.0 if "alternate" in msg.reason else 60.0)
@@ -816,21 +836,23 @@ class Reach:
         self.stats["records_published"] += 1
 
     # -- resolution ----------------------------------------------------------------
-    def _resolve(self, node_id: NodeId, public_key: bytes, now: float, urgent: bool, force: bool = False) -> None:
+    def _resolve(self, node_id: NodeId, public_key: bytes, now: float, urgent: bool, force: bool = False,
+                 delay: float = 0.0) -> None:
         if node_id == self.node_id or node_id in self._resolve_due:
             return
         if any(n == node_id for n, _ in self._resolving.values()):
             return
         cached = self._cache.get(node_id)
-        if cached is not None and now - cached[1] < self.config.resolve_cache and not force:
+        fresh = cached is not None and now - cached[1] < self.config.resolve_cache and not force
+        if fresh and delay == 0.0:
             self._apply(node_id, cached[0], now)
             return
         last = self._resolved_at.get(node_id, -1e18)
-        if now - last < (2.0 if urgent else 10.0):
+        if not fresh and now - last < (2.0 if urgent else 10.0):
             return
         if len(self._resolve_due) >= self.MAX_PEERS:
             return
-        self._resolve_due[node_id] = (now, public_key, force)
+        self._resolve_due[node_id] = (now + delay, public_key, force)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:
@@ -839,6 +861,9 @@ class Reach:
         self.stats["resolves"] += 1
         op = self.dht.get(endpoint_record_key(public_key), now)
         self._resolving[op] = (node_id, public_key)
+
+    def _own_relay_paths(self, node_id: NodeId) -> list:
+        return [Via((r.raw,), node_id.raw) for r in sorted(self._leases, key=lambda n: n.raw) if r != node_id]
 
     def _apply(self, node_id: NodeId, rec: EndpointRecord, now: float) -> None:
         own = set(self.nat.local) | set(self.nat.reflexive(now))
@@ -856,6 +881,8 @@ class Reach:
                 continue
             self.transport.learn_endpoint(r.public_key, tuple(r.endpoint), now)
             targets.append(Via((rid.raw,), node_id.raw))
+        if self.nat.stream_only:
+            targets += self._own_relay_paths(node_id)
         self.transport.add_paths(node_id, targets, "record", now)
 
     # -- introspection -------------------------------------------------------------

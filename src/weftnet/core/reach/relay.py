@@ -13,7 +13,10 @@ Rules (docs/reach.md, "Relays"):
 * **Who.** A Forward is passed on only if one of its two ends *at this
   relay* — the peer it came from or the peer it goes to — is registered.
   Replies to a registered node therefore pass, but the relay is no open
-  proxy between two strangers.
+  proxy between two strangers. The relay forwards over sessions it has;
+  for a registered sender only (which may have no other way out: UDP
+  blocked) it opens one to a next hop it finds in its own routing table, at
+  most ``OPENS_PER_MINUTE`` a minute.
 * **How much.** A token bucket per sending peer (``peer_rate`` bytes/s, with a
   burst of one second's worth) and one for everything (``total_rate``).
 * **Never more.** One packet out per packet in, of exactly the same size
@@ -37,10 +40,10 @@ class RelayConfig:
     enabled: bool = False
     #: Nodes registered to be reachable through this relay at once.
     max_sessions: int = 64
-    #: Bytes per second one peer may have forwarded (burst: one second's worth).
-    peer_rate: int = 1_000_000
-    #: Bytes per second forwarded in total.
-    total_rate: int = 20_000_000
+    #: Bytes per second one peer may have forwarded (burst: one second's worth): 40 Mbit/s.
+    peer_rate: int = 5_000_000
+    #: Bytes per second forwarded in total: 400 Mbit/s.
+    total_rate: int = 50_000_000
     #: Longest lease granted (seconds); the node renews at half of it.
     max_lease: int = 600
 
@@ -72,12 +75,14 @@ class RelayService:
         self.config = config
         self._registered: dict[NodeId, float] = {}  # node -> lease end
         self._buckets: dict[NodeId, _Bucket] = {}
+        self._opens: dict[NodeId, list[float]] = {}
         self._total = _Bucket(config.total_rate, now)
         #: Per (sender, receiver): packets and bytes forwarded — all a relay learns about its users.
         self.by_pair: dict[tuple[NodeId, NodeId], list[int]] = {}
         self.stats = dict.fromkeys(
             ("forwarded", "forwarded_bytes", "registered", "registrations_refused", "expired",
-             "refused_not_registered", "refused_peer_rate", "refused_total_rate", "refused_no_session"), 0)
+             "refused_not_registered", "refused_peer_rate", "refused_total_rate", "refused_no_session",
+             "opened_for_peers", "refused_open_rate"), 0)
 
     # -- registrations -----------------------------------------------------
     def register(self, node: NodeId, lease: int, now: float) -> tuple[int, str]:
@@ -93,6 +98,13 @@ class RelayService:
             self.stats["registered"] += 1
         self._registered[node] = now + lease
         return lease, ""
+
+    def set_rates(self, now: float) -> None:
+        """The config's rates changed (a reload): the buckets follow."""
+        self._total = _Bucket(self.config.total_rate, now)
+        for b in self._buckets.values():
+            b.rate = float(self.config.peer_rate)
+            b.tokens = min(b.tokens, b.rate)
 
     def unregister(self, node: NodeId) -> None:
         self._registered.pop(node, None)
@@ -112,6 +124,24 @@ class RelayService:
     def session_down(self, node: NodeId) -> None:
         self._registered.pop(node, None)
         self._buckets.pop(node, None)
+        self._opens.pop(node, None)
+
+    #: Sessions a registered node may have its relay open on its behalf, per minute.
+    OPENS_PER_MINUTE = 30
+
+    def may_open(self, src: NodeId, dst: NodeId, now: float) -> bool:
+        """Open a session to ``dst`` for a Forward from ``src``? Only for a registered ``src``
+        (a node that may have no other way out, e.g. UDP blocked), at most OPENS_PER_MINUTE."""
+        if not self.config.enabled or not self.is_registered(src, now):
+            return False
+        times = self._opens.setdefault(src, [])
+        times[:] = [t for t in times if now - t < 60.0]
+        if len(times) >= self.OPENS_PER_MINUTE:
+            self.stats["refused_open_rate"] = self.stats.get("refused_open_rate", 0) + 1
+            return False
+        times.append(now)
+        self.stats["opened_for_peers"] = self.stats.get("opened_for_peers", 0) + 1
+        return True
 
     # -- admission (called by the transport for every Forward to pass on) ---
     def admit(self, src: NodeId, dst: NodeId, size: int, now: float) -> str | None:

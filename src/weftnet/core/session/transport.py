@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from weftnet.core.session import handshake as hs
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
-from weftnet.core.reach.paths import PathPolicy, PathSet, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
@@ -346,6 +346,9 @@ class SecureTransport:
         self.relay = None
         #: In-the-clear reach messages (ReachTest) go to ``on_clear(data, addr, now)``.
         self.on_clear = None
+        #: ``find_contact(node_id) -> Contact | None``: where a relay may find a next hop it has no
+        #: session with (NodeCore: the routing table).
+        self.find_contact = None
         #: Emit PathsWanted when a handshake starts and at each retry (set when reach is on).
         self.paths_wanted = False
         #: Emit PathQuiet when sending to a peer not heard from for this long (reach sets it).
@@ -442,6 +445,22 @@ class SecureTransport:
                 s.initiator, peer.rekeys,
             ))
         return out
+
+    def session_counters(self) -> list[tuple[NodeId, int, int, int, int, float | None]]:
+        """``(node_id, bytes_in, bytes_out, packets_in, packets_out, srtt)`` per peer with a
+        session: what a metrics scrape needs, without building a PeerInfo per peer."""
+        return [(p.node_id, p.bytes_in, p.bytes_out, p.packets_in, p.packets_out, p.srtt)
+                for p in self._peers.values() if p.current is not None]
+
+    def traffic_totals(self) -> dict[str, int]:
+        """Bytes and packets to and from every peer ever known (monotonic: peers are never forgotten)."""
+        t = dict.fromkeys(("bytes_in", "bytes_out", "packets_in", "packets_out"), 0)
+        for p in self._peers.values():
+            t["bytes_in"] += p.bytes_in
+            t["bytes_out"] += p.bytes_out
+            t["packets_in"] += p.packets_in
+            t["packets_out"] += p.packets_out
+        return t
 
     def session_ages(self, now: float) -> dict[NodeId, float]:
         return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
@@ -718,16 +737,27 @@ class SecureTransport:
             self.stats["relay_refused"] += 1
             return
         try:
-            nxt = self._by_node.get(NodeId(nxt_raw))
+            nid = NodeId(nxt_raw)
         except Exception:
-            nxt = None
-        s = None if nxt is None else nxt.current
-        if (s is None or type(nxt.endpoint) is Via or nxt.endpoint is None
-                or now - s.created >= self.config.reject_after_time):
             self.stats["relay_refused"] += 1
-            relay.refused("no-session")
             return
-        reason = relay.admit(hop.node_id, nxt.node_id, n, now)
+        nxt = self._by_node.get(nid)
+        s = None if nxt is None else nxt.current
+        usable = (s is not None and type(nxt.endpoint) is not Via and nxt.endpoint is not None
+                  and now - s.created < self.config.reject_after_time)
+        if not usable:
+            # No session with the next hop. Only for a node registered here (one that may have no
+            # other way out, e.g. UDP blocked) does the relay open one, at a bounded rate, to an
+            # endpoint it knows itself; otherwise the packet is dropped.
+            contact = self.find_contact(nid) if self.find_contact is not None else None
+            if contact is None and nxt is not None and is_udp(nxt.endpoint):
+                contact = Contact(nxt.public_key, nxt.endpoint)
+            if (contact is None or nxt is not None and nxt.pending is not None and len(nxt.queue) >= 8
+                    or not relay.may_open(hop.node_id, nid, now)):
+                self.stats["relay_refused"] += 1
+                relay.refused("no-session")
+                return
+        reason = relay.admit(hop.node_id, nid, n, now)
         if reason is not None:
             self.stats["relay_refused"] += 1
             return
@@ -735,7 +765,10 @@ class SecureTransport:
         out = (b"\x01\x12" + bytes((hops - 1,)) + plain[35:h_end] + bytes((trail + 1,))
                + plain[h_end + 1:t_end] + hop.node_id.raw + packet)
         self.stats["relay_forwarded"] += 1
-        self._encrypt_and_send(nxt, s, out, now)
+        if usable:
+            self._encrypt_and_send(nxt, s, out, now)
+        else:
+            self.send(contact, out, now)  # queued until the handshake completes
 
     # -- sans-IO surface -------------------------------------------------------
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:

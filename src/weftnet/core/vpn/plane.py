@@ -143,6 +143,13 @@ class VpnPlane:
             self._sweep_at = 0.0  # sweep at the first timer, then every SWEEP_INTERVAL
         self._directory[network.network_id] = list(directory)
 
+    def remove_network(self, network_id: bytes) -> None:
+        """Leave a network (its TUN is gone): its traffic is dropped as for an unknown network."""
+        self.switch.remove(network_id)
+        self._vnet.discard(network_id)
+        self._directory.pop(network_id, None)
+        self._revocation_records.pop(network_id, None)
+
     def networks(self) -> list[VpnNetwork]:
         return list(self.switch.networks.values())
 
@@ -208,6 +215,11 @@ class VpnPlane:
                                           ", ".join(str(a) for a in ev.certificate.addresses)))
             elif isinstance(ev, MemberRemoved):
                 self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "removed", ev.reason))
+
+    def send_to_node(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
+        """Send data-plane payloads to a node: over its session, to its known contact, or after
+        locating it in the DHT (a bounded wait). The L3VPN plane sends through this too."""
+        self._send(node_id, payloads, now)
 
     def _send(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
         t = self.transport
