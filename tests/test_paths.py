@@ -373,3 +373,21 @@ def test_a_deterministic_run_for_a_seed():
         return lab.received("B", "A")
 
     assert run() == run()
+
+
+@pytest.mark.slow
+def test_the_ron_experiment_routes_around_cuts_that_the_direct_path_cannot():
+    from weftnet.sim.paths import OutageModel, run_ron
+
+    model = OutageModel(per_minute=6.0, region_share=0.3, cut_share=1.0, median=15.0)
+    with_d = run_ron(nodes=7, pairs=6, duration=90.0, seed=4, model=model, detour=True)
+    without = run_ron(nodes=7, pairs=6, duration=90.0, seed=4, model=model, detour=False)
+    assert with_d["outages"] == without["outages"]  # one schedule for both runs
+    cuts_with = [r for r in with_d["affected"] if r["cut"]]
+    cuts_without = [r for r in without["affected"] if r["cut"]]
+    assert cuts_with and len(cuts_with) == len(cuts_without)
+    assert not any(r["routed_around"] for r in cuts_without)  # nothing else carries the traffic
+    routed = [r for r in cuts_with if r["routed_around"]]
+    assert len(routed) >= 0.8 * len(cuts_with)
+    assert all(r["recovery"] < 2.0 for r in routed)  # virtual time: detection (0.6 s) + a probe interval + RTT
+    assert all(r["stretch"] >= 1.0 for r in routed if r["stretch"])

@@ -66,7 +66,7 @@ def test_route_set_pins_two_hops_and_trace_shows_them(four):
     ping = weft(a, "ping", ids["B"], "-c", "3", "-i", "0.2")
     assert "3 received" in ping.stdout
     for n in "XY":
-        assert status(states[n])["paths"]["transit"]["stats"]["forwarded"] >= before[n] + 6  # 3 pings, 3 pongs
+        assert status(states[n])["paths"]["transit"]["stats"]["forwarded"] >= before[n] + 3  # the 3 pings (pongs may come back direct)
     trace = weft(a, "trace", ids["B"]).stdout
     assert "overlay path (explicit route):" in trace
     lines = trace.splitlines()

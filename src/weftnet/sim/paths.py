@@ -401,8 +401,9 @@ def _ron_results(lab: PathLab, under, hosts, chosen, outages, t0, end, detour, r
             last_before = max([x for x in before if x <= start] or [start])
             # Recovery: the first packet sent after the outage began that arrived, and when.
             first = min((arr for s, sent, arr in during), default=None)
-            routed = first is not None and first < stop and (o["cut"] and first - start < (stop - start) - 1.0
-                                                             or not o["cut"])
+            # A cut is routed around when packets sent during it arrive before it ends (a second's
+            # margin: a packet sent just before the end may arrive after it by the direct path).
+            routed = o["cut"] and first is not None and first < stop - 1.0
             base = under.base_rtt(hosts[ha], hosts[hb]) / 2.0
             lat = [arr - sent for s, sent, arr in during if arr - sent > 0]
             late = sorted(lat)[len(lat) // 2] if lat else None
@@ -410,7 +411,7 @@ def _ron_results(lab: PathLab, under, hosts, chosen, outages, t0, end, detour, r
                 "scope": o["scope"][0], "cut": o["cut"], "duration": round(stop - start, 3),
                 "pair": [a, b], "regions": [region[a], region[b]],
                 "delivered": round(len(during) / expected, 4),
-                "recovery": None if first is None else round(first - max(start, last_before), 3),
+                "recovery": None if first is None or not o["cut"] else round(first - max(start, last_before), 3),
                 "routed_around": bool(routed),
                 "stretch": None if late is None or base <= 0 else round(late / base, 3),
             })
