@@ -302,6 +302,42 @@ def test_a_duplicate_class_survives_loss_on_both_links_with_far_less_loss():
     assert st["duplicated"] > 1800 and set(st["links"]) == {"isp1", "isp2"}
 
 
+def test_default_traffic_stays_off_a_metered_link_while_another_is_up():
+    lab = PathLab(6)
+    lab.net.routable = _by_isp
+    for name, i in (("A", 1), ("B", 2)):
+        # isp1 is the metered one here, and it is the main socket: traffic would start on it.
+        lab.node(name, {"isp1": f"10.1.0.{i}", "isp2": f"10.2.0.{i}"}, metered=("isp1",), costs={"isp1": 1, "isp2": 5})
+    lab.mesh()
+    lab.stream("A", "B", 3.0)
+    assert lab.path("A", "B") == LinkAddr("10.2.0.2", 4500, "isp2")
+    lab.net.cut_host("10.2.0.1")  # the unmetered link fails: the metered one is better than nothing
+    lab.stream("A", "B", 3.0, start_seq=1000)
+    assert lab.path("A", "B") == ("10.1.0.2", 4500)
+
+
+def test_a_reloaded_config_changes_classes_routes_and_timers_at_once():
+    lab = PathLab(7)
+    for name, i in (("A", 1), ("B", 2), ("X", 3)):
+        lab.node(name, {"isp": f"10.1.0.{i}"}, transit=name == "X")
+    lab.mesh()
+    a = lab.cores["A"].paths
+    from dataclasses import replace
+
+    from weftnet.core.paths.config import RouteSpec
+
+    route = RouteSpec(lab.node_id("B"), (lab.node_id("X"),))
+    voice = ClassSpec("voice", proto=17, dport=((5004, 5004),), policy="best")
+    lines = a.reconfigure(replace(a.cfg, interval=0.1, classes=(voice,), routes=(route,)), lab.net.now)
+    assert any("probe every 0.1 s" in x for x in lines) and any("route to" in x for x in lines)
+    lab.stream("A", "B", 2.0)
+    assert lab.path("A", "B") == Via((lab.node_id("X").raw,), lab.node_id("B").raw)
+    assert a.status(lab.net.now)["classes"][0]["packets"] == 100
+    a.reconfigure(replace(a.cfg, routes=()), lab.net.now)
+    lab.stream("A", "B", 2.0, start_seq=1000)
+    assert lab.path("A", "B") == ("10.1.0.2", 4500)
+
+
 def test_a_balanced_class_spreads_flows_over_both_links_and_keeps_each_flow_on_one():
     bulk = ClassSpec("bulk", proto=17, dport=((7000, 7000),), policy="balance")
     lab = two_sites(classes=(bulk,))

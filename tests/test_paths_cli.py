@@ -108,3 +108,40 @@ def test_paths_config_errors_are_one_line(tmp_path):
         (state / "config.toml").write_text(text)
         p = weft(state, "up", "--port", str(free_port()), check=False, timeout=20)
         assert p.returncode != 0 and msg in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_reload_applies_paths_classes_and_routes_and_asks_a_restart_for_links(four):
+    states, ids = four
+    y = states["Y"]
+    cfg = y / "config.toml"
+    before = cfg.read_text()
+    try:
+        cfg.write_text(before + f"""
+interval = 0.1
+
+[[class]]
+name = "voice"
+proto = "udp"
+dport = 5060
+latency = 0.1
+
+[[route]]
+node = "{ids['B']}"
+via = ["{ids['X']}"]
+
+[[link]]
+name = "extra"
+bind = "127.0.0.1:0"
+""")
+        report = json.loads(weft(y, "reload", "--json").stdout)
+        assert any("probe every 0.1 s" in line for line in report["applied"]), report
+        assert any("route to" in line for line in report["applied"])
+        assert any("link_tables" in line for line in report["restart_needed"])
+        st = json.loads(weft(y, "paths", "--json").stdout)
+        assert st["interval"] == 0.1 and [c["name"] for c in st["classes"]] == ["voice"]
+        assert [r["via"] for r in json.loads(weft(y, "route", "ls", "--json").stdout)] == [[ids["X"]]]
+        assert [link["name"] for link in st["links"]] == ["main"]  # the new link waits for a restart
+    finally:
+        cfg.write_text(before)
+        weft(y, "reload")
+    assert json.loads(weft(y, "route", "ls", "--json").stdout) == []

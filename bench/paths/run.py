@@ -154,8 +154,8 @@ def failover(tmp: Path, cuts: int, setting: str, tcp_cuts: int) -> dict:
         time.sleep(4.0)
         rows = []
         for i in range(cuts):
-            wait_for(lambda: in_use(lab, "A", "B") == "l1" and in_use(lab, "B", "A") == "l1", 30,
-                     "both ends back on l1")
+            wait_for(lambda: in_use(lab, "A", "B") == "l1" and in_use(lab, "B", "A") == "l1", 60,
+                     "both ends back on l1")  # (the link is cheaper)
             time.sleep(1.0)
             t = time.time()
             lab.link("A", "l1", up=False)

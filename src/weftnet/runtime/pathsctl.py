@@ -19,7 +19,7 @@ from weftnet.core.identity import NodeId
 from weftnet.errors import ParseError
 from weftnet.runtime.underlay import UnderlayLinks
 
-__all__ = ["open_links", "handlers", "link_counters"]
+__all__ = ["open_links", "handlers", "link_counters", "register_reload"]
 
 
 async def open_links(daemon: Any) -> None:
@@ -33,6 +33,16 @@ async def open_links(daemon: Any) -> None:
     specs = underlay.open(cfg.link_tables, cfg.paths.links, cfg.listen, cfg.port, resolved)
     drv.underlay = underlay
     drv.core.paths.set_links(specs, drv.clock())
+
+
+def register_reload(daemon: Any) -> None:
+    """``[paths]``, ``[[class]]`` and ``[[route]]`` apply on reload; ``[[link]]`` needs a restart
+    (its ``link_tables`` are left to the reloader, which reports them so)."""
+
+    async def hook(old, new) -> list[str]:
+        return daemon.core.paths.reconfigure(new.paths, time.time())
+
+    daemon.reloader.register("paths", ("paths",), hook)
 
 
 def link_counters(daemon: Any) -> dict:

@@ -210,6 +210,7 @@ class Paths:
         self._peers: dict[NodeId, _Peer] = {}
         self.set_links(cfg.links, now)
         self.classes: tuple[ClassSpec, ...] = cfg.classes
+        self._network_name = network_name
         self.classifier = Classifier(cfg.classes, network_name) if cfg.classes else None
         self._class_stats = [dict(packets=0, bytes=0, duplicated=0, sla_unmet=0, default=0, links={})
                              for _ in cfg.classes]
@@ -242,6 +243,42 @@ class Paths:
             p.advert_sent = False
             p.choice.clear()
         self._wake = now
+
+    def reconfigure(self, cfg: PathsConfig, now: float) -> list[str]:
+        """A reloaded [paths]/[[class]]/[[route]] config, in force at once; links keep their sockets
+        (a [[link]] change needs a restart). Routes the config no longer has go; API routes stay."""
+        old = self.cfg
+        from dataclasses import replace
+
+        self.cfg = replace(cfg, links=old.links)
+        self.transport.steer = self.steer if cfg.enabled else None
+        t = self.transit
+        t.enabled, t.peer_rate = cfg.transit, cfg.transit_peer_rate
+        t._total.rate = float(cfg.transit_total_rate)
+        for b in t._buckets.values():
+            b.rate = float(cfg.transit_peer_rate)
+        out = [f"paths: probe every {cfg.interval:g} s (idle {cfg.idle_interval:g} s), down after {cfg.detect:g} s, "
+               f"detours {'on' if cfg.detour else 'off'}, transit {'on' if cfg.transit else 'off'}"]
+        if cfg.classes != self.classes:
+            self.classes = cfg.classes
+            self.classifier = Classifier(cfg.classes, self._network_name) if cfg.classes else None
+            self._class_stats = [dict(packets=0, bytes=0, duplicated=0, sla_unmet=0, default=0, links={})
+                                 for _ in cfg.classes]
+            out.append(f"paths: {len(cfg.classes)} traffic classes (their counters start again)")
+        for p in self._peers.values():
+            p.choice.clear()
+        old_routes = {r.node: r for r in old.routes}
+        new_routes = {r.node: r for r in cfg.routes}
+        for node, r in old_routes.items():
+            if node not in new_routes and self._routes.get(node) == r:
+                self.clear_route(node, now)
+                out.append(f"paths: route to {node.text()} removed")
+        for node, r in new_routes.items():
+            if self._routes.get(node) != r:
+                self.set_route(node, r.via, now)
+                out.append(f"paths: route to {node.text()} via {', '.join(h.text() for h in r.via)}")
+        self._wake = now
+        return out
 
     def main_link(self) -> LinkSpec:
         for s in self.links:

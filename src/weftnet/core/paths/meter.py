@@ -13,8 +13,9 @@ and answers three questions: how good is this path (``srtt``, ``jitter``,
 * **Liveness** follows BFD's asynchronous mode with echo (RFC 5880/5881): a path
   is *up* after two answered probes in a row, and *down* once nothing has been
   answered for the detection time while probes went out at least twice in it.
-  Up again takes two answers in a row; ``up_since`` lets a policy ask for a path
-  to have been up for a while before it trusts it again (hysteresis).
+  Up again takes two answers in a row, and starts its loss and RTT afresh;
+  ``up_since`` lets a policy ask for a path to have been up for a while before
+  it trusts it again (hysteresis).
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ class PathMeter:
         self.changes += 1
         if state == UP:
             if self.down_since is not None:
-                self.outcomes = self.n = 0  # loss is measured while up: the outage's losses are history
+                # Back from down: the outage's losses are history, and so is the RTT of the first answer
+                # after it (queued probes, a neighbour resolved again): start from the latest sample.
+                self.outcomes = self.n = 0
+                self.srtt, self.rttvar, self.jitter = self.last_rtt, (self.last_rtt or 0.0) / 2, 0.0
             self.up_since = now
             self.down_since = None
         else:
