@@ -96,6 +96,9 @@ def test_classifier_matches_protocol_ports_dscp_prefixes_and_network():
     assert c.classify(b"\x01\x58" + _ipv6(6, 50000, 443))[0] == 2
     assert c.classify(b"\x01\x58" + _ipv6(17, 1, 2))[0] == 3
     assert c.classify(b"\x01\x58" + _ipv6(17, 1, 2, src="2001:db8::1")) is None
+    mpls = Classifier((ClassSpec("pe", proto=6, network="l3vpn"),))  # an L3VPN PE's labelled packets
+    assert mpls.classify(b"\x01\x5c" + bytes(4) + _ipv4(6, 1, 2))[0] == 0
+    assert mpls.classify(b"\x01\x52" + nid + _ipv4(6, 1, 2)) is None
     # One flow, one hash; another flow, (almost surely) another.
     a = c.classify(vpn + _ipv4(17, 4000, 5060, dscp=46))[1]
     assert a == c.classify(vpn + _ipv4(17, 4000, 5060, dscp=46))[1]

@@ -82,6 +82,10 @@ def test_route_set_pins_two_hops_and_trace_shows_them(four):
     assert any(r.get("role") == "route" and r["in_use"] for r in b["paths"])
     paths = json.loads(weft(a, "paths", "--json").stdout)
     assert any(p["node_id"] == ids["B"] and p["routed"] for p in paths["peers"])
+    text = weft(a, "paths").stdout
+    assert f"{ids['B']}: active, using via {ids['X']},{ids['Y']} (explicit route)" in text
+    assert "transit:         on," in weft(states["X"], "status").stdout
+    assert "route via" in weft(a, "peers").stdout  # not a terminal: whole IDs in plain columns
     assert "1 route removed" in weft(a, "route", "clear", ids["B"]).stdout
     weft(a, "ping", ids["B"], "-c", "2", "-i", "0.2")
     assert "overlay path" not in weft(a, "trace", ids["B"]).stdout

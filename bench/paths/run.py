@@ -140,7 +140,7 @@ def failover(tmp: Path, cuts: int, setting: str, tcp_cuts: int) -> dict:
         lab.overlay_ready("B", "A")
         lab.weft("A", "allow", "udp", "5004")
         period = 8.0
-        total = cuts * period + 15
+        total = cuts * period + 60
         rx_b = receiver(lab, "B", 5004, total)
         rx_a = receiver(lab, "A", 5004, total)
         tx_ab = lab.popen("A", *TOOL, "send", lab.addr["B"], "5004", str(total - 5), "500")
@@ -153,9 +153,13 @@ def failover(tmp: Path, cuts: int, setting: str, tcp_cuts: int) -> dict:
                               "-i", "0.1", "-J")
         time.sleep(4.0)
         rows = []
+        stuck = []
         for i in range(cuts):
-            wait_for(lambda: in_use(lab, "A", "B") == "l1" and in_use(lab, "B", "A") == "l1", 60,
-                     "both ends back on l1")  # (the link is cheaper)
+            try:  # both ends back on l1 (the cheaper link) before the next cut
+                wait_for(lambda: in_use(lab, "A", "B") == "l1" and in_use(lab, "B", "A") == "l1", 30, "l1")
+            except AssertionError:
+                stuck.append({"before_cut": i + 1, "a": lab.paths("A")["peers"], "b": lab.paths("B")["peers"]})
+                continue
             time.sleep(1.0)
             t = time.time()
             lab.link("A", "l1", up=False)
@@ -187,7 +191,7 @@ def failover(tmp: Path, cuts: int, setting: str, tcp_cuts: int) -> dict:
             r["gap_ba"] = round(gap_around(t_a, r["at"]), 4)
         st = lab.paths("A")
         return {"setting": setting, "paths": SETTINGS[setting].strip() or "defaults (interval 0.2, detect 0.6)",
-                "cuts": rows, "a_to_b": dist([r["gap_ab"] for r in rows]),
+                "cuts": rows, "not_back_on_l1": stuck, "a_to_b": dist([r["gap_ab"] for r in rows]),
                 "b_to_a": dist([r["gap_ba"] for r in rows]), "tcp": tcp,
                 "probes_per_second_a": round(st["stats"]["probes_sent"] / max(1.0, total), 1)}
     finally:

@@ -1,10 +1,11 @@
 """Traffic classes: which class an outgoing data-plane payload belongs to. Sans-IO, per packet.
 
 A class matches on the IP packet inside a private-network payload
-(``VpnPacket``/``VpnChunk``) or an overlay-interface payload
-(``OverlayPacket``/``OverlayChunk``): protocol, source or destination port
+(``VpnPacket``/``VpnChunk``), an overlay-interface payload
+(``OverlayPacket``/``OverlayChunk``) or an L3VPN provider edge's labelled
+payload (``MplsPacket``/``MplsChunk``): protocol, source or destination port
 ranges, DSCP, source and destination prefixes, and the network it travels
-in (a private network's name, or ``overlay``). Classes are tried in config
+in (a private network's name, ``overlay`` or ``l3vpn``). Classes are tried in config
 order; the first that matches wins, and a payload no class matches is
 default traffic (the path the policy picked for the peer).
 
@@ -26,10 +27,12 @@ from weftnet.core.paths.config import ClassSpec
 
 __all__ = ["Classifier", "DATA_TYPES", "packet_fields"]
 
-_VPN_PACKET, _VPN_CHUNK, _OV_PACKET, _OV_CHUNK = 0x52, 0x55, 0x58, 0x59
+_VPN_PACKET, _VPN_CHUNK, _OV_PACKET, _OV_CHUNK, _MPLS_PACKET, _MPLS_CHUNK = 0x52, 0x55, 0x58, 0x59, 0x5C, 0x5D
 #: Payload types that are data-plane traffic (they make a peer "active").
-DATA_TYPES = frozenset((_VPN_PACKET, _VPN_CHUNK, _OV_PACKET, _OV_CHUNK))
+DATA_TYPES = frozenset((_VPN_PACKET, _VPN_CHUNK, _OV_PACKET, _OV_CHUNK, _MPLS_PACKET, _MPLS_CHUNK))
 _OVERLAY = b"overlay"
+_L3VPN = b"l3vpn"
+_NAMES = {_OVERLAY: "overlay", _L3VPN: "l3vpn"}
 _VNET = 10  # virtio_net_hdr in front of an offloaded packet's first piece
 _PORTED = (6, 17, 132)
 _V6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options: skipped to find the ports
@@ -164,6 +167,15 @@ class Classifier:
             if payload[6] != 0:
                 return self._chunks.get(key)
             return self._remember(key, self._match(payload, 8 + _VNET, _OVERLAY))
+        if t == _MPLS_PACKET:  # version, type, label entry u32, IP packet
+            return self._match(payload, 6, _L3VPN)
+        if t == _MPLS_CHUNK:  # ... label entry u32, packet id u32, index u8, count u8, data
+            if len(payload) < 13:
+                return None
+            key = (_L3VPN, payload[6:10])
+            if payload[10] != 0:
+                return self._chunks.get(key)
+            return self._remember(key, self._match(payload, 12 + _VNET, _L3VPN))
         return None
 
     def _remember(self, key, answer):
@@ -177,9 +189,9 @@ class Classifier:
         f = packet_fields(payload, off)
         if f is None:
             return None
-        net = "overlay" if nid is _OVERLAY else None
+        net = _NAMES.get(nid) if nid is _OVERLAY or nid is _L3VPN else None
         for i, rule in enumerate(self.rules):
-            if rule.network is not None and net is None and nid is not _OVERLAY:
+            if rule.network is not None and net is None:
                 net = self.network(nid)
             if rule.matches(f, net):
                 proto, _, src, dst, sport, dport = f
