@@ -2,7 +2,7 @@
 
     send DST PORT SECONDS RATE [SIZE]   UDP: RATE packets a second of SIZE bytes, each with a sequence number
                                         and its send time; prints "sent N"
-    recv PORT SECONDS                   UDP on [::]: prints "listening", then after SECONDS a JSON line:
+    recv PORT SECONDS                   UDP on [::]: prints "listening", then after SECONDS (or SIGTERM) a JSON line:
                                         {"received": N, "arrivals": [[seq, arrival time], ...]}
     flood DST PORT SECONDS BPS SRC      UDP from SRC at BPS bits a second, outside the overlay (fills a link)
 
@@ -12,6 +12,7 @@ Standalone on purpose (stdlib only).
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import struct
 import sys
@@ -43,6 +44,8 @@ def send(dst: str, port: int, seconds: float, rate: float, size: int = 64) -> in
 
 
 def recv(port: int, seconds: float) -> int:
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # report now, not at the end
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(("::", port))
@@ -50,7 +53,7 @@ def recv(port: int, seconds: float) -> int:
     print("listening", flush=True)
     end = time.monotonic() + seconds
     seen: dict[int, float] = {}
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop:
         try:
             data = s.recv(65536)
         except socket.timeout:

@@ -716,10 +716,13 @@ class Paths:
             entry = self._probes.pop(txid, None)
             if entry is None:
                 continue
-            node, target, _sent = entry
+            node, target, sent = entry
             p = self._peers.get(node)
             m = p.meters.get(target) if p is not None else None
             if m is not None:
+                if m.up_since is not None and sent < m.up_since:
+                    m.pending = max(0, m.pending - 1)
+                    continue  # sent during the outage the path has since come back from: not a loss now
                 m.timed_out(now)
                 p.choice.clear()
                 self.stats["probes_lost"] += 1
