@@ -193,7 +193,8 @@ def failover(tmp: Path, cuts: int, setting: str, tcp_cuts: int) -> dict:
             r["gap_ab"] = round(gap_around(t_b, r["at"]), 4)
             r["gap_ba"] = round(gap_around(t_a, r["at"]), 4)
         st = lab.paths("A")
-        return {"setting": setting, "paths": SETTINGS[setting].strip() or "defaults (interval 0.2, detect 0.6)",
+        return {"setting": setting,
+                "paths": SETTINGS[setting].strip().replace("\n", ", ") or "interval = 0.2, detect = 0.6 (defaults)",
                 "cuts": rows, "not_back_on_l1": stuck, "a_to_b": dist([r["gap_ab"] for r in rows]),
                 "b_to_a": dist([r["gap_ba"] for r in rows]), "tcp": tcp,
                 "probes_per_second_a": round((st["stats"]["probes_sent"] - probes_before)
