@@ -69,14 +69,16 @@ def sh(*args: str, check: bool = True, timeout: float = 60, input: str | None = 
     return p
 
 
-def wait_for(pred, timeout: float, what: str, every: float = 0.2):
+def wait_for(pred, timeout: float, what: str, every: float = 0.2, explain=None):
+    """Poll ``pred`` until it is true; on a timeout ``explain()`` (if given) says what was seen."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = pred()
         if v:
             return v
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = f"; {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
 
 
 class NatLab:
@@ -204,9 +206,9 @@ class NatLab:
                 text += ALLOW_ALL
             StatePaths(st).config.write_text(text)
 
-    def up(self, host: str, peer: str | None = None) -> None:
+    def up(self, host: str, peer: str | None = None, port: int = 4500) -> None:
         args = ["ip", "netns", "exec", self.name(host), *WEFT, "--state-dir", str(self.state[host]), "up",
-                "--listen", "0.0.0.0", "--port", "4500", "--log-format", "json"]
+                "--listen", "0.0.0.0", "--port", str(port), "--log-format", "json"]
         if peer:
             args += ["--peer", peer]
         log = self.logs[host] = self.tmp / f"{host}.log"

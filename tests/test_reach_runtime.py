@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -126,3 +127,36 @@ def test_local_addresses_lists_global_interface_addresses_only():
     assert "127.0.0.1" not in found
     for a in found:
         socket.inet_aton(a)  # IPv4 only, for an IPv4 socket
+
+
+def test_reload_applies_keepalive_and_relay_limits_and_names_what_needs_a_restart(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    weft = [sys.executable, "-m", "weftnet.cli.main", "--state-dir", str(tmp_path)]
+    subprocess.run([*weft, "init"], check=True, capture_output=True)
+    conf = tmp_path / "config.toml"
+    text = conf.read_text().replace("[relay]\nenabled = false", "[relay]\nenabled = true")
+    conf.write_text(text)
+    proc = subprocess.Popen([*weft, "up", "--listen", "127.0.0.1", "--port", "0"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while not (tmp_path / "control.sock").exists():
+            assert time.monotonic() < end and proc.poll() is None, "the daemon did not come up"
+            time.sleep(0.1)
+        conf.write_text(text.replace("keepalive = 25 ", "keepalive = 15 ")
+                        .replace("peer_rate = 5000000 ", "peer_rate = 123456 ")
+                        .replace("tcp_port = 0 ", "tcp_port = 4443 "))
+        out = subprocess.run([*weft, "reload"], capture_output=True, text=True, timeout=30).stdout
+        assert "reach: keepalive 15 s, punch on" in out
+        assert "relay: at most 64 registered, 123456 B/s a peer" in out
+        assert "[relay] tcp_port (running with 0)" in out
+        r = subprocess.run([*weft, "status", "--json"], capture_output=True, text=True, timeout=30)
+        st = json.loads(r.stdout)["reach"]
+        assert st["keepalive"] == 15.0 and st["relay"]["limits"]["peer_rate"] == 123456
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)

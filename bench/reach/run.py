@@ -24,7 +24,8 @@ Measurements:
    towards B's public address, and the first reply from it (the hole is open both ways). Also the
    time from T's start to its first ping reply, and for weftnet the time its log says the path to B
    turned direct. Between repetitions T's router forgets everything and B's router every mapping
-   that involves T (``conntrack -F`` / ``-D``), so each repetition starts cold.
+   that involves T (``conntrack -F`` / ``-D``), and T uses another UDP port (B may still be
+   probing the T of the repetition before), so each repetition starts cold.
 2. **throughput**: iperf3 TCP (one stream, receiver's rate) over each private network between
    A and B (direct, across two NATs), A and C (through the relay: cone to symmetric), and for
    weftnet E and B (E over TCP to the relay).
@@ -59,6 +60,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from natlab import NatLab, sh, wait_for  # noqa: E402
 
 NEB_PORT = 4242
+#: T listens on another port each repetition (its NAT keeps the port): B, which still probes the
+#: T of the repetition before for a while, must not have the new one's hole open already.
+T_PORT = 4600
 NEB_IP = {"P1": "10.88.0.254", "A": "10.88.0.1", "B": "10.88.0.2", "C": "10.88.0.3", "T": "10.88.0.9"}
 
 
@@ -159,7 +163,7 @@ def weftnet_time_to_direct(lab: NatLab, reps: int) -> dict:
         lab.state["T"] = st
         watch = ConntrackWatch(lab, "T", lab.wan["B"])
         t_start = time.time()
-        lab.up("T", f"{lab.ip['P1']}:4500")
+        lab.up("T", f"{lab.ip['P1']}:4500", port=T_PORT + rep)
         wait_for(lambda: any(e.get("event") == "joined" for e in lab.log_events("T")), 20, "T to join")
         reply = None
         while time.time() - t_start < 30 and reply is None:
@@ -233,14 +237,13 @@ def weftnet_run(lab: NatLab, reps: int, seconds: int) -> dict:
 
 # -- nebula -----------------------------------------------------------------------------------------
 
-def nebula_config(lab: NatLab, wd: Path, host: str) -> Path:
-    me = NEB_IP[host]
+def nebula_config(lab: NatLab, wd: Path, host: str, port: int = NEB_PORT) -> Path:
     conf = {
         "pki": {"ca": str(wd / "ca.crt"), "cert": str(wd / f"{host}.crt"), "key": str(wd / f"{host}.key")},
         "static_host_map": {} if host == "P1" else {NEB_IP["P1"]: [f"{lab.ip['P1']}:{NEB_PORT}"]},
         "lighthouse": {"am_lighthouse": host == "P1", "interval": 60,
                        "hosts": [] if host == "P1" else [NEB_IP["P1"]]},
-        "listen": {"host": "0.0.0.0", "port": NEB_PORT},
+        "listen": {"host": "0.0.0.0", "port": port},
         "punchy": {"punch": True, "respond": True},
         "relay": {"am_relay": host == "P1", "use_relays": host != "P1",
                   "relays": [] if host == "P1" else [NEB_IP["P1"]]},
@@ -264,10 +267,11 @@ def nebula_run(lab: NatLab, reps: int, seconds: int) -> dict:
         sh("nebula", "-test", "-config", str(nebula_config(lab, wd, host)))
     procs: dict[str, subprocess.Popen] = {}
 
-    def start(host: str) -> None:
+    def start(host: str, port: int = NEB_PORT) -> None:
         log = open(wd / f"{host}.log", "a")
+        conf = nebula_config(lab, wd, host, port)
         procs[host] = subprocess.Popen(["ip", "netns", "exec", lab.name(host), "nebula", "-config",
-                                        str(wd / f"{host}.yml")], stdout=log, stderr=log)
+                                        str(conf)], stdout=log, stderr=log)
         wait_for(lambda: lab.in_ns(host, "ip", "addr", "show", "nebula0").returncode == 0, 15, f"nebula0 in {host}")
 
     def stop(host: str) -> None:
@@ -287,7 +291,7 @@ def nebula_run(lab: NatLab, reps: int, seconds: int) -> dict:
             forget_t(lab)
             watch = ConntrackWatch(lab, "T", lab.wan["B"])
             t_start = time.time()
-            start("T")
+            start("T", T_PORT + rep)
             reply = None
             cp = lab.in_ns("T", "ping", "-D", "-n", "-i", "0.05", "-c", "1", "-w", "20", NEB_IP["B"], timeout=30)
             m = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", cp.stdout, re.M)
@@ -370,7 +374,8 @@ def report(res: dict) -> str:
         "## Time to a direct path across two cone NATs",
         "",
         f"A fresh node T starts behind a cone NAT and pings B (behind another one); {res['reps']} repetitions; "
-        "between them T's router forgets every mapping and B's router every mapping involving T. *first packet → two-way*: from the first packet T's router saw "
+        "between them T's router forgets every mapping and B's router every mapping involving T, and T takes "
+        "another UDP port, so each starts cold. *first packet → two-way*: from the first packet T's router saw "
         "leave towards B's public address to the first packet that came back from it (conntrack events: the hole "
         "is open both ways). *start → first reply*: from launching T to the first answered ping (through the "
         "relay or direct).",
@@ -419,6 +424,7 @@ def main() -> int:
     ap.add_argument("--sim-nodes", type=int)
     ap.add_argument("--sim-pairs", type=int)
     ap.add_argument("--skip", default="", help="comma list of: weftnet, nebula, sim")
+    ap.add_argument("--sim-from", type=Path, help="with --skip sim: report this earlier sim/nat/summary.json")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
@@ -451,6 +457,8 @@ def main() -> int:
     if "sim" not in skip:
         print("simulator ...", file=sys.stderr)
         res["sim"] = sim_run(a.out, a.sim_nodes, a.sim_pairs)
+    elif a.sim_from is not None:
+        res["sim"] = json.loads(a.sim_from.read_text())
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "reach.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     (a.out / "reach.md").write_text(report(res))

@@ -39,7 +39,7 @@ enabled = true      # NAT traversal: endpoint records, relays, hole punching (do
 keepalive = 25      # seconds between keepalives on paths through a NAT
 relays = 2          # relays to register with when this node is not reachable unsolicited
 punch = true        # try to upgrade relayed sessions to direct ones
-alt_port = -1       # second UDP port for dial-back tests: -1 = listen port + 1, 0 = none
+alt_port = 0        # second UDP port dial-back tests go out from: 0 = any free one, -1 = none
 
 [relay]
 enabled = false     # forward session packets for nodes registered with this one
@@ -247,7 +247,7 @@ class Config:
     reach_keepalive: float = 25.0
     reach_relays: int = 2
     reach_punch: bool = True
-    reach_alt_port: int = -1
+    reach_alt_port: int = 0
     relay_enabled: bool = False
     relay_max_sessions: int = 64
     relay_peer_rate: int = 5_000_000

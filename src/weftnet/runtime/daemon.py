@@ -303,13 +303,9 @@ class Daemon:
     # -- reach (docs/reach.md) -----------------------------------------------------
     def _open_alt_port(self) -> None:
         """A second UDP socket, only for sending dial-back tests from another port (RFC 5780)."""
-        want = self.cfg.reach_alt_port
-        if want == 0 or not self.cfg.reach_enabled:
+        port = self.cfg.reach_alt_port  # 0: any free port (the test only needs another source port)
+        if port == -1 or not self.cfg.reach_enabled:
             return
-        port = self.core.endpoint[1] + 1 if want == -1 else want
-        oc = self.cfg.overlay
-        if want == -1 and oc.enable and oc.discovery_interfaces and port == oc.discovery_port:
-            port += 1  # LAN discovery's beacons own listen + 1 (4501) when the node listens on 4500
         try:
             self.driver.alt_sock = open_udp_socket(self.cfg.listen, port, buffer_bytes=1 << 16)
         except OSError as exc:

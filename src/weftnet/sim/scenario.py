@@ -50,7 +50,7 @@
     udp_blocked = 0.05
     relay_share = 0.3       # public nodes that are relays
     relays_per_node = 2
-    pairs = 300             # random pairs pinged
+    pairs = 200             # random pairs pinged
     settle = 90             # seconds after the joins before the pings
 
 Every problem is a ConfigError naming the file, the table and the key.

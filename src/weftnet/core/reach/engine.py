@@ -136,7 +136,7 @@ class ReachEvent:
 
 class _PeerReach:
     __slots__ = ("node_id", "candidates", "punch_times", "punch_fails", "next_punch", "cmm_sent",
-                 "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent")
+                 "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent", "tended")
 
     def __init__(self, node_id: NodeId):
         self.node_id = node_id
@@ -150,6 +150,7 @@ class _PeerReach:
         self.kept_until = 0.0
         self.probed: dict = {}  # target -> last probe time (reactive probes are rate-limited)
         self.seen_out = 0  # the peer's packets_out when last tended
+        self.tended = 0.0
         self.own_sent = 0  # of those, our probes
 
 
@@ -164,6 +165,9 @@ class Reach:
     """NAT traversal and relaying for one node. See the module docstring."""
 
     MAX_PEERS = 1024
+    #: Own endpoints (NAT class, dial-back, reports) and relay registrations are looked after this often,
+    #: and at once after anything that may change them.
+    OWN_EVERY = 5.0
     MAX_PROBES = 4096
     MAX_CACHE = 4096
     #: Dial-back tests run for others: at most this many per second in all.
@@ -210,6 +214,7 @@ class Reach:
         self._refresh_at = 0.0
         self._last_class = None
         self._wake: float | None = None
+        self._own_at = 0.0
         #: The runtime has a second UDP port to answer dial-back tests from (RFC 5780, CHANGE-PORT).
         self.alt_port = False
         #: ``urgent(node_id)``: handshakes to this node resolve its record at once (set by NodeCore: VPN members).
@@ -229,14 +234,22 @@ class Reach:
             self._changed(now)
 
     def want(self, node_id: NodeId, now: float) -> None:
-        """The user asked for this node (ping, a VPN member): resolve its record at once if needed."""
+        """The user asked for this node (ping, send): resolve its record at once if needed."""
         if len(self._wanted) >= self.MAX_PEERS:
             self._wanted.pop(next(iter(self._wanted)))
         self._wanted[node_id] = now + 60.0
+        t = self.transport
+        if self.config.enabled and t.handshaking(node_id) and not t.has_session(node_id):
+            # A handshake (the DHT's, say) is already waiting: do not let the user wait out its delay.
+            pk = t.public_key_of(node_id)
+            if pk is not None:
+                self._resolve(node_id, pk, now, urgent=True)
+                self._plan(now, node_id, partial=True)
 
     def on_session_up(self, node_id: NodeId, endpoint, now: float) -> None:
         if self._first_session is None:
             self._first_session = now
+            self._own_at = now
         if not self.config.enabled:
             return
         kind = path_kind(endpoint)
@@ -248,7 +261,7 @@ class Reach:
                 self._peer(node_id).kept_until = now + self.config.keep_punched
             if is_udp(endpoint) and self._want_report(endpoint[0], now):
                 self._probe(node_id, endpoint, "reflexive", now)
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
 
     def on_session_down(self, node_id: NodeId, now: float) -> None:
         if self.relay is not None:
@@ -274,7 +287,7 @@ class Reach:
             pr.punch_times = []
             pr.punch_fails = 0
             self._emit(ReachEvent("path upgraded to direct", f"{node_id.text()} at {_short(target)}"))
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
 
     def on_path_quiet(self, node_id: NodeId, target, now: float) -> None:
         """We send to this peer and hear nothing: probe the path in use; unanswered, it is dead."""
@@ -284,7 +297,7 @@ class Reach:
         if pr.hb_target is None and target is not None:
             pr.hb_target, pr.hb_sent = target, now
             self._probe(node_id, target, "heartbeat", now)
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
 
     def on_paths_wanted(self, node_id: NodeId, public_key: bytes, attempt: int, now: float) -> None:
         if not self.config.enabled:
@@ -298,7 +311,7 @@ class Reach:
         # ``resolve_delay`` (most handshakes complete in one round trip, well within that).
         delay = 0.0 if urgent or attempt > 0 else self.config.resolve_delay
         self._resolve(node_id, public_key, now, urgent, force=attempt >= 2, delay=delay)
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
 
     def on_message(self, node_id: NodeId, payload: bytes, addr, now: float) -> None:
         """A reach payload (REACH_TYPES) from an authenticated peer, arrived on path ``addr``."""
@@ -319,7 +332,7 @@ class Reach:
             self._on_relay_request(node_id, addr, msg, now)
         elif t is RelayReply:
             self._on_relay_reply(node_id, addr, msg, now)
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
 
     def on_clear(self, data: bytes, addr, now: float) -> None:
         """An in-the-clear ReachTest: the dial-back we asked for got through unsolicited."""
@@ -338,7 +351,7 @@ class Reach:
             if self.nat.set_reachable(True, now):
                 self._emit(ReachEvent("reachable unsolicited", "yes"))
                 self._changed(now)
-            self._plan(now)
+            self._plan(now, partial=True)
 
     def on_dht_event(self, ev: Any, now: float) -> bool:
         """Consume the completion of a DHT operation this engine started; False if it is not ours."""
@@ -370,7 +383,7 @@ class Reach:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[node_id] = (value, now)
             self._apply(node_id, value, now)
-        self._plan(now)
+        self._plan(now, node_id, partial=True)
         return True
 
     # -- timers --------------------------------------------------------------
@@ -403,25 +416,41 @@ class Reach:
                 else:
                     self._start_resolve(node_id, pk, now)
             for node_id in list(self._peers):
-                self._tend(self._peers[node_id], now)
-            self._tend_relays(now)
-            self._tend_own(now)
+                pr = self._peers.get(node_id)
+                if pr is not None and self._peer_due(node_id, pr, now) <= now:
+                    pr.tended = now
+                    self._tend(pr, now)
+            if now >= self._own_at:
+                self._own_at = now + self.OWN_EVERY
+                self._tend_relays(now)
+                self._tend_own(now)
             if self._publish_due is not None and now >= self._publish_due:
                 self._publish(now)
         self._plan(now)
 
-    def _plan(self, now: float) -> None:
-        """The next deadline: the earliest thing due, never more than a second away while anything is tended."""
+    def _peer_due(self, node: NodeId, pr: _PeerReach, now: float) -> float:
+        """When this peer next needs tending (punch step, heartbeat, keepalive, or a look now and then)."""
         cfg = self.config
-        if not cfg.enabled:
-            self._wake = None if self.relay is None else now + 60.0
-            return
-        times = [now + 1.0] if (self._peers or self._leases or self._asked or self._first_session) else []
-        for pr in self._peers.values():
-            if pr.punch_times:
-                times.append(pr.punch_times[0])
-            elif pr.next_punch is not None:
-                times.append(pr.next_punch)
+        due = float("inf")
+        if pr.punch_times:
+            due = pr.punch_times[0]
+        elif pr.next_punch is not None:
+            due = pr.next_punch
+        if pr.hb_target is not None:
+            due = min(due, pr.hb_sent + cfg.heartbeat)
+        if node in self._leases or now < pr.kept_until:
+            # The next keepalive (a second after the last look at the soonest: one that could not go out waits).
+            due = min(due, max(self.transport.last_sent(node) + cfg.keepalive, pr.tended + 1.0))
+        elif due == float("inf"):
+            due = pr.tended + cfg.keepalive  # looked at now and then, until its session ends
+        return due
+
+    def _global_due(self, now: float) -> float:
+        cfg = self.config
+        times = [self._own_at] if self._first_session is not None else []
+        for lease in self._leases.values():
+            times.append(min(lease.renew_at, lease.until))
+        times.extend(self._asked.values())
         for node_id, (due, _, force) in self._resolve_due.items():
             c = self._cache.get(node_id)
             if len(self._resolving) < cfg.max_resolving or (c is not None and now - c[1] < cfg.resolve_cache
@@ -430,8 +459,26 @@ class Reach:
         times.extend(self._dialback.values())
         if self._publish_due is not None:
             times.append(self._publish_due)
+        return min(times) if times else float("inf")
+
+    def _plan(self, now: float, node: NodeId | None = None, partial: bool = False) -> None:
+        """The next deadline. ``partial``: after an input that touched at most peer ``node``, so only
+        its deadlines and the global ones can have moved earlier (handle_timer makes a full pass)."""
+        if not self.config.enabled:
+            self._wake = None if self.relay is None else now + 60.0
+            return
+        due = self._global_due(now)
+        if partial:
+            pr = self._peers.get(node) if node is not None else None
+            if pr is not None:
+                due = min(due, self._peer_due(node, pr, now))
+            if self._wake is not None:
+                due = min(due, self._wake)
+        else:
+            for node, p in self._peers.items():
+                due = min(due, self._peer_due(node, p, now))
         # Anything already due was handled by the caller just now; what is left waits at least a tick.
-        self._wake = max(now + 0.001, min(times)) if times else None
+        self._wake = None if due == float("inf") else max(now + 0.001, due)
 
     # -- per peer ------------------------------------------------------------
     def _peer(self, node_id: NodeId) -> _PeerReach:
@@ -628,8 +675,9 @@ class Reach:
         cfg = self.config
         nat = self.nat
         # Stream-only: sessions exist, all over TCP links (UDP is blocked).
-        links = [n for n in self._session_nodes() if path_kind(self.transport.current_path(n)) == STREAM]
-        udp = [n for n in self._session_nodes() if is_udp(self.transport.current_path(n))]
+        sessions = self.transport.sessions()
+        links = [n for n, ep, _ in sessions if path_kind(ep) == STREAM]
+        udp = [n for n, ep, _ in sessions if is_udp(ep)]
         nat.stream_only = bool(links) and not udp
         cls = nat.classify(now)
         if cls != self._last_class:
@@ -668,9 +716,6 @@ class Reach:
         if self._published_at is not None and now - self._published_at >= cfg.record_ttl / 2:
             self._changed(now, force=True)
 
-    def _session_nodes(self) -> list[NodeId]:
-        return [p.node_id for p in self.transport.peers()]
-
     def _want_relays(self, now: float) -> bool:
         cfg = self.config
         if cfg.relays <= 0 or self.relay is not None:
@@ -704,14 +749,13 @@ class Reach:
         if need <= 0:
             return
         cands = []
-        for info in self.transport.peers(now):
-            n = info.node_id
+        for n, ep, srtt in self.transport.sessions():
             if n in self._leases or n in self._asked or self._not_relay.get(n, 0.0) > now:
                 continue
-            kind = path_kind(info.endpoint)
+            kind = path_kind(ep)
             if kind == RELAY:
                 continue
-            cands.append((0 if kind == STREAM else 1, info.srtt if info.srtt is not None else 1.0, n.raw, n))
+            cands.append((0 if kind == STREAM else 1, srtt if srtt is not None else 1.0, n.raw, n))
         cands.sort()
         for *_, n in cands[:need]:
             if self.transport.send_to(n, encode(RelayRequest(OP_REGISTER, cfg.lease, 0)), now):
@@ -779,6 +823,7 @@ class Reach:
             if not msg.ok:
                 self.stats["relay_refusals"] += 1
                 self._not_relay[node_id] = now + 3600.0
+                self._own_at = now  # ask another
                 if self._leases.pop(node_id, None) is not None:
                     self._changed(now)
                 return
@@ -814,6 +859,7 @@ class Reach:
     def _changed(self, now: float, force: bool = False) -> None:
         if not self.config.enabled:
             return
+        self._own_at = min(self._own_at, now)  # relays may be wanted now, or no longer
         value = encode(self.record(now))
         if value == self._published and not force:
             return
@@ -824,7 +870,7 @@ class Reach:
 
     def _publish(self, now: float) -> None:
         self._publish_due = None
-        if self._first_session is None or not self.transport.peers():
+        if self._first_session is None or not self.transport.sessions():
             self._publish_due = now + 5.0  # nobody to store it yet
             return
         rec = self.record(now)

@@ -466,6 +466,10 @@ class SecureTransport:
         return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
 
     # -- paths (core/reach/paths.py; driven by core/reach/engine.py) -------------
+    def sessions(self) -> list[tuple[NodeId, object, float | None]]:
+        """``(node_id, path in use, srtt)`` of every peer with a session (no PeerInfo per peer)."""
+        return [(p.node_id, p.endpoint, p.srtt) for p in self._peers.values() if p.current is not None]
+
     def public_key_of(self, node_id: NodeId) -> bytes | None:
         peer = self._by_node.get(node_id)
         return None if peer is None else peer.public_key
@@ -865,7 +869,7 @@ class SecureTransport:
                 self._give_up(peer, "handshake timed out")
             else:
                 self._send_init(peer, now)
-                if self.paths_wanted and peer.current is None:
+                if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
                     attempt = 1 + int((now - peer.pending_started) / cfg.handshake_retry)
                     self._events.append(PathsWanted(peer.node_id, peer.public_key, attempt))
         for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
@@ -939,6 +943,11 @@ class SecureTransport:
     def _send_payload(self, peer: Peer, payload: bytes, now: float) -> None:
         s = peer.current
         cfg = self.config
+        lr = peer.last_received
+        if lr is not None and now - lr >= self.quiet_after and peer.quiet_at <= lr:
+            # Sending, but nothing heard for a while: is the path still there? (reach probes it)
+            peer.quiet_at = now
+            self._events.append(PathQuiet(peer.node_id, peer.endpoint))
         if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
             steer = self.steer
             targets = None if steer is None else steer(peer.node_id, payload, now)
@@ -948,11 +957,6 @@ class SecureTransport:
                 self._encrypt_and_send(peer, s, payload, now, targets[0])
             else:
                 self._encrypt_and_send_twice(peer, s, payload, now, targets[0], targets[1])
-            lr = peer.last_received
-            if lr is not None and now - lr >= self.quiet_after and peer.quiet_at <= lr:
-                # Sending, but nothing heard for a while: is the path still there? (reach probes it)
-                peer.quiet_at = now
-                self._events.append(PathQuiet(peer.node_id, peer.endpoint))
             if (
                 peer.pending is None
                 and (now - s.created >= cfg.rekey_after_time + (0 if s.initiator else 10.0)
