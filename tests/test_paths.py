@@ -430,3 +430,22 @@ def test_the_ron_experiment_routes_around_cuts_that_the_direct_path_cannot():
     assert len(routed) >= 0.8 * len(cuts_with)
     assert all(r["recovery"] < 2.0 for r in routed)  # virtual time: detection (0.6 s) + a probe interval + RTT
     assert all(r["stretch"] >= 1.0 for r in routed if r["stretch"])
+
+
+def test_a_transit_hop_without_a_session_to_the_next_hop_opens_one_at_a_bounded_rate():
+    lab = PathLab(8)
+    for name, i in (("A", 1), ("B", 2), ("X", 3)):
+        lab.node(name, {"isp": f"10.1.0.{i}"}, transit=name == "X")
+    lab.mesh()
+    x, b = lab.cores["X"], lab.node_id("B")
+    x.transport.close(b, lab.net.now)  # X and B no longer have a session (an idle one expired)
+    lab.cores["B"].transport.close(lab.node_id("X"), lab.net.now)
+    assert not x.transport.has_session(b)
+    lab.cores["A"].paths.set_route(b, [lab.node_id("X")], lab.net.now)
+    lab.stream("A", "B", 2.0)
+    assert x.transport.has_session(b)
+    assert x.paths.transit.stats["opened_for_peers"] == 1 and len(lab.received("B", "A")) >= 90
+    t = x.paths.transit
+    for _ in range(20):  # another sender cannot make X open sessions without bound
+        t.may_open(lab.node_id("A"), b, lab.net.now)
+    assert t.stats["opened_for_peers"] == t.OPENS_PER_MINUTE and t.stats["refused_open_rate"] >= 10

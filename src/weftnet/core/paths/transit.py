@@ -39,6 +39,8 @@ class _Bucket:
 
 class Transit:
     MAX_TRACKED = 4096
+    #: Sessions opened to next hops for one sending peer, a minute at most.
+    OPENS_PER_MINUTE = 10
 
     def __init__(self, relay, enabled: bool, peer_rate: int, total_rate: int, now: float):
         self.relay = relay  # reach's RelayService, or None
@@ -47,8 +49,10 @@ class Transit:
         self._buckets: dict[NodeId, _Bucket] = {}
         self._total = _Bucket(total_rate, now)
         self.by_pair: dict[tuple[NodeId, NodeId], list[int]] = {}
+        self._opens: dict[NodeId, list[float]] = {}
         self.stats = dict.fromkeys(("forwarded", "forwarded_bytes", "refused_not_transit", "refused_peer_rate",
-                                    "refused_total_rate", "refused_no_session"), 0)
+                                    "refused_total_rate", "refused_no_session", "opened_for_peers",
+                                    "refused_open_rate"), 0)
 
     def admit(self, src: NodeId, dst: NodeId, size: int, now: float) -> str | None:
         relay = self.relay
@@ -75,6 +79,29 @@ class Transit:
         c[0] += 1
         c[1] += size
         return None
+
+    def may_open(self, src: NodeId, dst: NodeId, now: float) -> bool:
+        """Open a session to ``dst`` (found in our routing table) to pass on a Forward from ``src``?
+        The relay's rule for its registered nodes; with transit on, also for any peer, at most
+        :data:`OPENS_PER_MINUTE` per sending peer — so an explicit route's hops need no session
+        set up beforehand, and a peer cannot make us handshake with more than that."""
+        relay = self.relay
+        if relay is not None and relay.is_registered(src, now):
+            return relay.may_open(src, dst, now)
+        if not self.enabled:
+            return False
+        times = self._opens.get(src)
+        if times is None:
+            if len(self._opens) >= self.MAX_TRACKED:
+                self._opens.pop(next(iter(self._opens)))
+            times = self._opens[src] = []
+        times[:] = [t for t in times if now - t < 60.0]
+        if len(times) >= self.OPENS_PER_MINUTE:
+            self.stats["refused_open_rate"] += 1
+            return False
+        times.append(now)
+        self.stats["opened_for_peers"] += 1
+        return True
 
     def refused(self, reason: str) -> str:
         key = "refused_" + reason.replace("-", "_")
