@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import resource
@@ -45,16 +46,21 @@ def main() -> int:
     sc = load_scenario(resolve_scenario(a.scenario))
     sizes = [a.nodes] if a.nodes else sc.sizes
     t0 = time.perf_counter()
+    c0 = time.process_time()
     last = [0.0]
 
     def progress(n, phase, frac):
         now = time.perf_counter()
         if now - last[0] > 30:
             last[0] = now
-            print(f"  N={n:,} {phase} {100 * frac:.0f}%  ({now - t0:.0f} s)", file=sys.stderr, flush=True)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            print(f"  N={n:,} {phase} {100 * frac:.1f}%  ({now - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU, "
+                  f"{rss:.2f} GiB)", file=sys.stderr, flush=True)
 
     summary, info, results = run_scenario(sc, a.seed, sizes, progress)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    load = os.getloadavg()[1]
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     write_outputs(pathlib.Path(a.out), summary, info, results)
     print(text_summary(summary, info))
@@ -76,12 +82,14 @@ def main() -> int:
             f"| {time.strftime('%Y-%m-%d')} | {summary['scenario']} | {r['nodes']:,} | {r['join']['mode']} "
             f"({r['join']['ok']:,} ok) | {lk['count']:,} | {100 * (lk['success_rate'] or 0):.2f}% | "
             f"{h.get('mean')} / {h.get('p99')} / {h.get('max')} | {lat.get('p50')} / {lat.get('p99')} | "
-            f"{lk['messages'].get('mean')} | {r['events']:,} | {info['wall_seconds'][str(r['nodes'])]:.0f} s | "
+            f"{lk['messages'].get('mean')} | {r['events']:,} | {info['wall_seconds'][str(r['nodes'])]:.0f} s "
+            f"(CPU {cpu:.0f} s, load {load:.1f}) | "
             f"{rss_gib:.2f} GiB | {machine()} |\n"
         )
     md.write_text(text)
-    print(f"\ntotal wall {wall:.0f} s, peak RSS {rss_gib:.2f} GiB; appended to {md}")
-    (pathlib.Path(a.out) / "bench.json").write_text(json.dumps({"wall_s": wall, "rss_gib": rss_gib}) + "\n")
+    print(f"\ntotal wall {wall:.0f} s, CPU {cpu:.0f} s, peak RSS {rss_gib:.2f} GiB; appended to {md}")
+    (pathlib.Path(a.out) / "bench.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu, "rss_gib": rss_gib,
+                                                                 "loadavg_5min": load}) + "\n")
     return 0
 
 

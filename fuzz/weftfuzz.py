@@ -23,6 +23,20 @@ Targets:
   DHT read. Nothing may raise, and R may never amplify: per input it passes on
   at most one Forward, in as many datagrams towards C as A sent, each exactly
   as long.
+* ``dht``: the DHT message layer (``Dht.on_message``) of a node with a
+  routing table, records and operations in flight, fed every decodable
+  mutation from known contacts and strangers, verified or not; replies are
+  often aimed at a request really in flight (its rid and contact), reports at
+  a route really in flight, so the response paths are reached. It must never
+  raise, everything it sends must encode, and its store must stay within its
+  bounds (records, bytes, per-peer quota) and in step with its index.
+* ``l2``: a layer-2 network's switch (``L2Network``) fed hostile payloads
+  from a member and a stranger (``L2Frame``, offloaded chunks of frames,
+  offers) and hostile frames from its own TAP (``outbound_vnet``): it must
+  return a result, never raise; a frame it lets through to the bridge must
+  come from a MAC the sending member's certificate grants; an answer it gives
+  the TAP (ARP/ND) must be addressed to the frame's sender; nothing from the
+  WAN is ever sent on (split horizon), and its tables stay within bounds.
 * ``overlay``: a whole node with the overlay interface on, fed hostile
   overlay payloads (packets, offloaded chunks) from a peer's session and a
   stranger's, hostile packets from its own overlay TUN, and hostile LAN
@@ -88,10 +102,11 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
     """Real messages of every kind: a handshake, session traffic, DHT and app messages."""
     from weftnet.core.dht import ImmutableRecord, MutableRecord
     from weftnet.core.dht.messages import (
-        FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store, StoreAck, Value,
+        FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        RouteHop, Store, StoreAck, Value,
     )
-    from weftnet.core.node import AppText
-    from weftnet.core.session.packets import CookieReply, Hello, Ping, Pong
+    from weftnet.core.node import AppText, SignedText
+    from weftnet.core.session.packets import CookieReply, EarlyData, Hello, Ping, Pong
 
     ia, ib = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
     c = Contact(ib.public_key, ("198.51.100.7", 4500))
@@ -103,8 +118,12 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         for m in (
             FindNode(1, bytes(32)), Nodes(2, (c, c6)), FindValue(3, bytes(32)), Value(4, imm.encode(), (c,)),
             Store(5, mut.encode()), StoreAck(6, 1, ""), Route(7, bytes(32), c, 1, 32, 1, b"payload"),
-            RouteAck(8, 2, 1, ""), RouteHop(9, 1), AppText("hello"), Hello(1, bytes(60)), Ping(1, b"x"),
+            RouteAck(8, 2, 1, ""), RouteHop(9, 1), AppText("hello"), SignedText("hello", bytes(64)), Hello(1, bytes(60)), Ping(1, b"x"),
             Pong(2), CookieReply(1, bytes(12), bytes(32)),
+            RouteBack(9, 2, 1, c, ""), RouteBack(10, 1, 0, c6, "why"),
+            ReplicaOffer(11, (OfferItem(imm.key, 0), OfferItem(mut.key, 7))), ReplicaWant(12, 3),
+            EarlyData(wire.encode(FindNode(1, bytes(32))), bytes(40)),
+            Replicate(13, 600, mut.encode()), Replicate(14, 60, imm.encode()),
         )
     ]
     # A real handshake towards the fuzzed responder (B), and real session packets.
@@ -113,6 +132,10 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
     a.send(Contact(ib.public_key, B), wire.encode(AppText("early")), T0)
     (init, _), = a.datagrams_to_send(T0)
     out.append(init)
+    # A padded Init too (EarlyData inside), from another initiator.
+    a2 = SecureTransport(Identity.from_seed(bytes([3]) * 32), random.Random(rng.random()), T0)
+    a2.send(Contact(ib.public_key, B), wire.encode(FindNode(9, bytes(32))), T0, large_reply=True)
+    out += [d for d, _ in a2.datagrams_to_send(T0)]
     b.receive_datagram(init, A, T0)
     for d, _ in b.datagrams_to_send(T0):
         out.append(d)
@@ -121,7 +144,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         a.send(Contact(ib.public_key, B), wire.encode(Ping(i, b"")), T0)
     a.send(Contact(ib.public_key, B), b"\x01\x20" + bytes(3000), T0)  # a large payload: fragments
     out += [d for d, _ in a.datagrams_to_send(T0)]
-    return out + vpn_corpus() + overlay_corpus()
+    return out + vpn_corpus() + l2_corpus() + overlay_corpus()
 
 
 def vpn_network(seed_node: int, ip: str):
@@ -169,6 +192,80 @@ def vpn_corpus() -> list[bytes]:
     rl = auth.revocation_list(seq=1, issued_at=int(T0), serials=[99])
     out.append(wire.encode(rl))
     return out + ips
+
+
+def l2_network(seed_node: int, n: int):
+    """Member n of the layer-2 fuzz network: MACs 02:0n:00:00:00:00/40, sources 10.2.n.0/24, one binding."""
+    import ipaddress
+
+    from weftnet.core.vpn.firewall import Firewall
+    from weftnet.core.vpn.l2network import L2Network
+    from weftnet.core.vpn.netcert import Binding, L2Grant, MacPrefix, NetworkAuthority
+
+    auth = NetworkAuthority.create("fuzz2", ["10.2.0.0/16", "fd00:2::/64"], random.Random(43), T0, layer=2)
+    ident = Identity.from_seed(bytes([seed_node]) * 32)
+    grant = L2Grant((MacPrefix(bytes((2, n, 0, 0, 0, 0)), 40),),
+                    (ipaddress.ip_network(f"10.2.{n}.0/24"), ipaddress.ip_network(f"fd00:2::{n}00/120")),
+                    (Binding(bytes((2, n, 0, 0, 0, 1)), ipaddress.ip_address(f"10.2.{n}.1")),))
+    cert = auth.sign_member(ident.node_id, [f"10.2.0.{n}", f"fd00:2::{n}"], ["g"], not_before=int(T0) - 10,
+                            not_after=int(T0) + 86400, serial=n, l2=grant)
+    allow = [{"proto": "any", "port": "any", "host": "any"}]
+    return auth, ident, L2Network(auth.descriptor, cert, T0, firewall=Firewall.from_config(
+        {"inbound": allow, "outbound": allow}), chunk_size=1280, max_macs=64, mac_quota=16, flood_rate=1000)
+
+
+def l2_frames(n: int, to: int) -> list[bytes]:
+    """Frames member n's bridge sends towards member to: ARP, IPv4, IPv6 with ND, a TCP segment."""
+    import ipaddress
+    import struct
+
+    from weftnet.core.vpn.ethernet import member_mac
+
+    me, peer, bcast = bytes((2, n, 0, 0, 0, 1)), bytes((2, to, 0, 0, 0, 1)), b"\xff" * 6
+
+    def ip4(src, dst, proto, l4):
+        s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, s, d) + l4
+
+    def ip6(src, dst, proto, l4, hop=64):
+        s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+        return struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, hop, s, d) + l4
+
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, me, bytes((10, 2, n, 1)), bytes(6), bytes((10, 2, to, 9)))
+    reply = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, bytes((10, 2, n, 1)), peer, bytes((10, 2, to, 1)))
+    target = ipaddress.ip_address(f"fd00:2::{to}").packed
+    ns = struct.pack("!BBHI16s", 135, 0, 0, 0, target) + bytes((1, 1)) + me
+    na = struct.pack("!BBHI16s", 136, 0, 0, 0x60000000, ipaddress.ip_address(f"fd00:2::{n}00").packed) + bytes((2, 1)) + me
+    tcp = struct.pack("!HHIIBBHHH", 4000, 80, 1, 0, 0x50, 0x10, 512, 0, 0) + bytes(64)
+    return [
+        bcast + me + b"\x08\x06" + arp,
+        peer + me + b"\x08\x06" + reply,
+        peer + me + b"\x08\x00" + ip4(f"10.2.{n}.1", f"10.2.{to}.1", 1, struct.pack("!BBHHH", 8, 0, 0, 7, 1) + b"hi"),
+        peer + me + b"\x08\x00" + ip4(f"10.2.{n}.1", f"10.2.{to}.1", 6, tcp),
+        bytes.fromhex("3333ff") + target[13:] + me + b"\x86\xdd" + ip6(f"fd00:2::{n}", f"ff02::1:ff00:{to}", 58, ns, 255),
+        peer + me + b"\x86\xdd" + ip6(f"fd00:2::{n}00", f"fd00:2::{to}", 58, na, 255),
+        bcast + me + b"\x08\x00" + ip4("0.0.0.0", "255.255.255.255", 17, struct.pack("!HHHH", 68, 67, 8, 0)),
+        member_mac(bytes(32), bytes(32)) + me + b"\x88\xcc" + bytes(30),
+    ]
+
+
+def l2_corpus() -> list[bytes]:
+    """Payloads member 2 sends to member 1 (frames, chunks, its offer), and frames for 1's TAP."""
+    from weftnet.core.vpn.network import VNET_HDR
+
+    _, _, m = l2_network(2, 2)
+    _, _, us = l2_network(1, 1)
+    m.add_certificate(us.own_cert, T0)
+    out = []
+    for f in l2_frames(2, 1):
+        r = m.outbound(f, T0)
+        for s in (r if isinstance(r, list) else [r]):
+            out += list(s.payloads) if isinstance(s, Send) else []
+    seg = l2_frames(2, 1)[3]
+    big = seg[:16] + (20 + 20 + 3000).to_bytes(2, "big") + seg[18:] + bytes(3000)
+    r = m.outbound_vnet(VNET_HDR.pack(1, 1, 14 + 40, 1448, 14 + 20, 16), big, T0)
+    out += list(r.payloads) if isinstance(r, Send) else []
+    return out + l2_frames(1, 2)
 
 
 def _ipv6_packets(src: bytes, dst: bytes) -> list[bytes]:
@@ -491,6 +588,166 @@ class ReachTarget(_Target):
             for core in self.nodes.values():
                 core.handle_timer(self.now)
         self._exchange(self.now)
+
+
+def dht_corpus() -> list[bytes]:
+    """DHT messages about the fuzzed node's neighbourhood: its contacts, keys near it, records."""
+    from weftnet.core.dht import ImmutableRecord, MutableRecord
+    from weftnet.core.dht.messages import (
+        FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        RouteHop, Store, StoreAck, Value,
+    )
+
+    contacts = DhtTarget.contacts_for()
+    owner = Identity.from_seed(bytes([7]) * 32)
+    recs = [ImmutableRecord(b"v%d" % i) for i in range(4)]
+    recs += [MutableRecord.create(owner, b"s%d" % i, i + 1, 600 * (i + 1), b"m%d" % i) for i in range(3)]
+    out = []
+    for i, r in enumerate(recs):
+        blob = r.encode()
+        out += [wire.encode(Store(i, blob)), wire.encode(Replicate(i, 60 * i, blob)),
+                wire.encode(Value(i, blob, tuple(contacts[:i]))), wire.encode(FindValue(i, r.key))]
+    c = contacts[0]
+    out += [
+        wire.encode(FindNode(1, contacts[3].node_id.raw)), wire.encode(Nodes(2, tuple(contacts[:20]))),
+        wire.encode(Nodes(3, tuple(contacts[20:30]))), wire.encode(StoreAck(4, 1, "")),
+        wire.encode(StoreAck(5, 0, "store full")), wire.encode(Route(6, contacts[9].node_id.raw, c, 0, 32, 1, b"x")),
+        wire.encode(Route(7, bytes(32), c, 254, 255, 1, b"")), wire.encode(Route(7, bytes(32), c, 255, 255, 1, b"")),
+        wire.encode(RouteAck(8, 3, 1, "")),
+        wire.encode(RouteHop(9, 2)), wire.encode(RouteBack(10, 2, 0, contacts[5], "")),
+        wire.encode(RouteBack(11, 4, 2, contacts[6], "hop limit reached")),
+        wire.encode(ReplicaOffer(12, tuple(OfferItem(r.key, r.seq or 0) for r in recs))),
+        wire.encode(ReplicaWant(13, 0x7F)),
+    ]
+    return out
+
+
+class DhtTarget(_Target):
+    """One node's DHT with a table, records and operations in flight (``Dht.on_message``)."""
+
+    N_CONTACTS = 40
+
+    @staticmethod
+    def contacts_for() -> list[Contact]:
+        out = []
+        for n in range(DhtTarget.N_CONTACTS):
+            ident = Identity.from_seed(bytes([n + 2]) * 32)
+            host = f"198.51.{n % 4}.{n + 1}" if n % 5 else f"2001:db8::{n + 1:x}"
+            out.append(Contact(ident.public_key, (host, 4000 + n)))
+        return out
+
+    def reset(self) -> None:
+        from weftnet.core.dht import Dht, DhtConfig, MemoryStore
+
+        me = Identity.from_seed(bytes([1]) * 32)
+        self.cfg = DhtConfig(k=8, max_records=48, max_store_bytes=32 * 1024, records_per_peer=12,
+                             records_per_prefix=30, hint_inflight_per_address=1, mutable_quorum=2,
+                             held_senders=8, seen_cache=64)
+        self.d = Dht(Contact(me.public_key, B), random.Random(self.rng.random()), T0, self.cfg, MemoryStore(), me)
+        self.contacts = self.contacts_for()
+        self.by_key = {c.node_id.int: c for c in self.contacts}
+        for c in self.contacts[:28]:
+            self.d.table.add(c, T0)
+        self.stranger = Contact(Identity.from_seed(bytes([99]) * 32).public_key, ("203.0.113.9", 9))
+        super().reset()
+
+    def __call__(self, data: bytes) -> None:
+        import dataclasses
+
+        from weftnet.core.dht import ImmutableRecord
+        from weftnet.core.dht.messages import Nodes, ReplicaWant, RouteAck, RouteBack, RouteHop, StoreAck, Value
+
+        self.tick()
+        rng, d = self.rng, self.d
+        if self.inputs % 1500 == 0:
+            self.now += 3700.0  # past the hourly republish and replication, and some expiries
+        try:
+            msg = wire.decode(data)
+        except DecodeError:
+            msg = None
+        if msg is not None:
+            sender = self.stranger if rng.random() < 0.1 else rng.choice(self.contacts)
+            if isinstance(msg, (Nodes, Value, StoreAck, ReplicaWant)) and d._requests and rng.random() < 0.6:
+                rid = rng.choice(sorted(d._requests))
+                msg = dataclasses.replace(msg, rid=rid)
+                sender = self.by_key.get(d._requests[rid].key, sender)
+            elif isinstance(msg, (RouteHop, RouteAck, RouteBack)) and d._route_back and rng.random() < 0.6:
+                mid = rng.choice(list(d._route_back))
+                msg = dataclasses.replace(msg, msg_id=mid)
+                sender = self.by_key.get(d._route_back[mid][1], sender)
+            d.on_message(sender, msg, self.now, rng.random() < 0.8)
+        r = rng.random()
+        if r < 0.02:
+            d.find_node(rng.choice(self.contacts).node_id, self.now)
+        elif r < 0.04:
+            d.get(rng.choice((ImmutableRecord(b"v1").key, rng.randbytes(32))), self.now)
+        elif r < 0.05:
+            d.put(ImmutableRecord(rng.randbytes(8)), self.now)
+        elif r < 0.06:
+            d.route(rng.randbytes(32), b"p", self.now, trace=rng.random() < 0.5)
+        elif r < 0.07:
+            d.on_verified(rng.choice(self.contacts).node_id, self.now)
+        elif r < 0.08:
+            c = rng.choice(self.contacts)
+            d.on_unreachable(c.node_id, self.now, c.endpoint if rng.random() < 0.5 else ("192.0.2.1", 1))
+        for _contact, out in d.messages_to_send():
+            wire.encode(out)  # everything it sends must be a valid message
+        while d.next_event() is not None:
+            pass
+        if self.inputs % 97 == 0:
+            d.handle_timer(self.now)
+        cfg = self.cfg
+        if len(d.index) > cfg.max_records or d.index.bytes > cfg.max_store_bytes or len(d.index) != len(d.store):
+            raise AssertionError(f"store out of bounds: {len(d.index)} records, {d.index.bytes} bytes, "
+                                 f"{len(d.store)} in the store")
+        for origin, (n, b) in d.index._origin.items():
+            if n > cfg.records_per_peer:
+                raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
+class L2Target(_Target):
+    """Our member of the layer-2 fuzz network: payloads from member M or a stranger, frames from our TAP."""
+
+    def reset(self) -> None:
+        from weftnet.core.vpn.l2network import _Grant
+
+        _, self.m_ident, m = l2_network(2, 2)
+        _, _, self.us = l2_network(1, 1)
+        self.us.add_certificate(m.own_cert, T0)
+        self.m_grant = _Grant(self.us.network_id, m.own_cert)
+        self.stranger = Identity.from_seed(bytes([9]) * 32).node_id
+        super().reset()
+
+    def __call__(self, data: bytes) -> None:
+        self.tick()
+        us = self.us
+        r = self.rng.random()
+        if r < 0.6:
+            sender = self.m_ident.node_id if self.rng.random() < 0.85 else self.stranger
+            res = us.inbound(sender, data, self.now)
+            if isinstance(res, Deliver):
+                f = res.packet
+                if sender != self.m_ident.node_id or len(f) < 14 or not self.m_grant.mac_ok(f[6:12]) or f[6] & 1:
+                    raise AssertionError("delivered a frame its sender may not source")
+                if len(res.vnet) not in (0, 10):
+                    raise AssertionError("delivered a bad virtio_net_hdr")
+            elif res is not None and not isinstance(res, Drop):
+                raise AssertionError(f"inbound returned {res!r} (a frame from the WAN is never sent on)")
+        else:
+            frame = data[10:] if r < 0.8 else data
+            res = us.outbound_vnet(data[:10], frame, self.now) if r < 0.8 else us.outbound(frame, self.now)
+            for x in (res if isinstance(res, list) else [res]):
+                if isinstance(x, Deliver) and x.packet[:6] != frame[6:12]:
+                    raise AssertionError("answered a frame to someone other than its sender")
+                if not isinstance(x, (Send, Deliver, Drop)):
+                    raise AssertionError(f"outbound returned {x!r}")
+        if len(us.macs) > us.macs.max_entries or len(us.neighbors) > us.neighbors.max_entries:
+            raise AssertionError("a table outgrew its bound")
+        us.messages_to_send()
+        while us.next_event() is not None:
+            pass
+        if self.inputs % 997 == 0:
+            us.handle_timer(self.now)
+
+
 class OverlayTarget(_Target):
     """Our node with the overlay interface on: payloads from peer M or a stranger, TUN packets, beacons."""
 
@@ -718,8 +975,12 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("transport", TransportTarget(random.Random(seed + 1))))
     if target in ("vpn", "all"):
         targets.append(("vpn", VpnTarget(random.Random(seed + 2))))
+    if target in ("l2", "all"):
+        targets.append(("l2", L2Target(random.Random(seed + 6))))
+    if target in ("dht", "all"):
+        targets.append(("dht", DhtTarget(random.Random(seed + 7))))
     if target in ("reach", "all"):
-        targets.append(("reach", ReachTarget(random.Random(seed + 6))))
+        targets.append(("reach", ReachTarget(random.Random(seed + 8))))
     if target in ("overlay", "all"):
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     if target in ("bgp", "all"):
@@ -729,13 +990,14 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
         targets.append(("l3vpn", L3vpnTarget(random.Random(seed + 5))))
     if target in ("paths", "all"):
-        targets.append(("paths", PathsTarget(random.Random(seed + 7))))
+        targets.append(("paths", PathsTarget(random.Random(seed + 9))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
     for name, fn in targets:
         # The data plane gets mostly its own messages, so mutations go deep into it.
-        own = {"vpn": vpn_corpus() * 4 + corpus, "overlay": overlay_corpus() * 4 + corpus,
+        own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
+               "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
                "bgp": bgp_corpus(), "reach": reach_corpus() * 6 + corpus,
                "paths": paths_corpus() * 6 + corpus}.get(name, corpus)
         if name == "l3vpn":
@@ -762,8 +1024,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "overlay", "bgp", "l3vpn", "reach", "paths",
-                                                "all"),
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
+                                         "paths", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

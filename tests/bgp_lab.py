@@ -147,13 +147,14 @@ class Lab:
             f.write(config)
         return st
 
-    def weft_up(self, ns: str, state: Path) -> subprocess.Popen:
+    def weft_up(self, ns: str, state: Path, args: tuple[str, ...] = ("--port", "0", "--listen", "127.0.0.1")
+                ) -> subprocess.Popen:
         log = open(state / "daemon.log", "w")
         self.logs.append(state / "daemon.log")
         self.traces.append(state / "bgp-trace.txt")  # every message the speaker sends (tests/bgp_exabgp.py)
         env = {**os.environ, "WEFTNET_BGP_TRACE": str(state / "bgp-trace.txt")}
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *WEFT, "--state-dir", str(state), "up", "--port", "0",
-                              "--listen", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *WEFT, "--state-dir", str(state), "up", *args],
+                             stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs.append(p)
         wait_for(lambda: (state / "control.sock").exists() or p.poll() is not None, 30, "weft daemon to start")
         assert p.poll() is None, (state / "daemon.log").read_text()

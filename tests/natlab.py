@@ -178,8 +178,8 @@ class NatLab:
         (what ``weft init`` and ``weft net create/sign/join`` do; the CLI path has its own tests)."""
         import random
 
-        from weftnet.core.identity import Identity
-        from weftnet.runtime.config import DEFAULT_CONFIG
+        from weftnet.core.puzzle import generate_identity
+        from weftnet.runtime.config import DEFAULT_CONFIG, DEFAULT_ID_DIFFICULTY
         from weftnet.runtime.keystore import ensure_private_dir, write_identity
         from weftnet.runtime.netstate import create_network, join_network, sign_member_cert
         from weftnet.runtime.paths import StatePaths
@@ -192,7 +192,7 @@ class NatLab:
         for host in self.kind:
             st = self.state[host] = self.tmp / host
             ensure_private_dir(st)
-            ident = Identity.generate(rng)
+            ident = generate_identity(rng, DEFAULT_ID_DIFFICULTY)  # the node-ID puzzle the default config asks
             write_identity(StatePaths(st).key, ident)
             self.node_id[host] = ident.node_id.text()
             text = DEFAULT_CONFIG

@@ -6,6 +6,10 @@
     connect DST PORT NBYTES [TIMEOUT]   TCP: send NBYTES, print the answer; exit 1 if it cannot
     stream DST PORT SECONDS RATE        TCP: send at RATE bytes/s for SECONDS, print "sent N" and the answer
     forge HOST PORT PUBKEY NETID        as a non-member node: send forged VPN messages to a member
+    pingall DST[,DST...] TIMEOUT        ICMP echo to every DST until each has answered once; exit 1 if not
+    forge-l2 STATE HOST PORT PUBKEY MAC IP
+                                        as the layer-2 member of state dir STATE: send a member frames from
+                                        MAC (not ours) and from IP (not ours) and ARP claiming MAC
 
 Standalone on purpose (stdlib only, except ``forge``, which uses weftnet as a library).
 """
@@ -50,6 +54,98 @@ def ping(dst: str, count: int = 3) -> int:
                 print(f"reply from {dst} seq {seq} in {(time.monotonic() - t0) * 1000:.2f} ms")
                 break
     return 0 if got else 1
+
+
+def pingall(targets: list[str], timeout: float) -> int:
+    """Echo requests (ICMP or ICMPv6, by the target's family) until every target has answered once."""
+    socks = {}
+    for fam, proto in ((socket.AF_INET, socket.IPPROTO_ICMP), (socket.AF_INET6, socket.IPPROTO_ICMPV6)):
+        if any((":" in t) == (fam == socket.AF_INET6) for t in targets):
+            socks[fam] = socket.socket(fam, socket.SOCK_RAW, proto)
+            socks[fam].settimeout(0.1)
+    ident = os.getpid() & 0xFFFF
+    pending = {t: i for i, t in enumerate(targets)}
+    deadline = time.monotonic() + timeout
+    rnd = 0
+    while pending and time.monotonic() < deadline:
+        rnd += 1
+        for t, i in pending.items():
+            v6 = ":" in t
+            body = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, (rnd << 8 | i) & 0xFFFF) + b"weftnet-test"
+            if not v6:  # the kernel fills in an ICMPv6 checksum itself
+                body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+            socks[socket.AF_INET6 if v6 else socket.AF_INET].sendto(body, (t, 0))
+        end = time.monotonic() + 0.5
+        while pending and time.monotonic() < end:
+            for fam, s in socks.items():
+                try:
+                    pkt, addr = s.recvfrom(2048)
+                except socket.timeout:
+                    continue
+                icmp = pkt if fam == socket.AF_INET6 else pkt[(pkt[0] & 0x0F) * 4:]
+                typ, _, _, rid, _ = struct.unpack("!BBHHH", icmp[:8])
+                if typ == (129 if fam == socket.AF_INET6 else 0) and rid == ident:
+                    pending.pop(addr[0], None)
+    if pending:
+        print("unanswered: " + ",".join(sorted(pending)))
+        return 1
+    print(f"all {len(targets)} answered")
+    return 0
+
+
+def forge_l2(state: str, host: str, port: int, pubkey_hex: str, mac: str, ip: str) -> int:
+    """A genuine member of a layer-2 network sending frames its certificate does not grant."""
+    import asyncio
+    import ipaddress
+    from pathlib import Path
+
+    from weftnet.core.contact import Contact
+    from weftnet.core.vpn.ethernet import member_mac, parse_mac
+    from weftnet.core.vpn.l2network import L2Frame
+    from weftnet.core.vpn.network import CertOffer
+    from weftnet.core.wire import encode
+    from weftnet.runtime.driver import start_node
+    from weftnet.runtime.keystore import load_identity
+    from weftnet.runtime.netstate import list_networks
+    from weftnet.runtime.paths import StatePaths
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from vpn_packets import icmp_echo
+
+    def eth(dst, src, etype, payload):
+        return dst + src + struct.pack("!H", etype) + payload
+
+    def arp(sha, spa, tpa):
+        return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, sha, ipaddress.ip_address(spa).packed, bytes(6),
+                           ipaddress.ip_address(tpa).packed)
+
+    async def main() -> None:
+        ident = load_identity(StatePaths(Path(state)).key)
+        (m,) = [m for m in list_networks(Path(state)) if m.certificate is not None]
+        netid = m.descriptor.network_id
+        own_mac = member_mac(netid, ident.node_id.raw)
+        own_ip = str(m.certificate.addresses[0])
+        driver = await start_node(ident, host="0.0.0.0")
+        core = driver.core
+        victim = Contact(bytes.fromhex(pubkey_hex), (host, port))
+        core.transport.send(victim, encode(CertOffer(netid, m.certificate, 0)), time.time())
+        bcast = b"\xff" * 6
+        frames = [
+            eth(bcast, parse_mac(mac), 0x0806, arp(parse_mac(mac), own_ip, ip)),  # a MAC it may not use
+            eth(bcast, own_mac, 0x0800, icmp_echo(ip, own_ip, 4242)),  # an IP it may not use
+            eth(bcast, own_mac, 0x0806, arp(parse_mac(mac), own_ip, ip)),  # ARP claiming another's MAC
+        ]
+        for _ in range(5):
+            for f in frames:
+                core.transport.send(victim, encode(L2Frame(netid, f)), time.time())
+            driver.transmit()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        print(f"sent; sessions: {len(core.transport.peers())}")
+        driver.close()
+
+    asyncio.run(main())
+    return 0
 
 
 def serve(port: int, tag: str, host: str = "0.0.0.0") -> int:
@@ -165,4 +261,8 @@ if __name__ == "__main__":
         sys.exit(stream(args[0], int(args[1]), float(args[2]), float(args[3])))
     if cmd == "forge":
         sys.exit(forge(args[0], int(args[1]), args[2], args[3]))
+    if cmd == "pingall":
+        sys.exit(pingall(args[0].split(","), float(args[1])))
+    if cmd == "forge-l2":
+        sys.exit(forge_l2(args[0], args[1], int(args[2]), args[3], args[4], args[5]))
     sys.exit(f"unknown command {cmd!r}")

@@ -27,6 +27,24 @@ def test_fuzzer_catches_a_broken_decoder(monkeypatch):
     assert weftfuzz.run("wire", 20_000, 5, quiet=True) == 1
 
 
+def test_dht_target_catches_the_hop_counter_overflow(monkeypatch):
+    """The DHT target is not vacuous either: the hop counter that overflowed before
+    the hardening (a Route at hops 255 with the trace flag) is found again if it returns."""
+    from weftnet.core.dht import engine
+    from weftnet.core.dht.messages import Route, RouteHop
+
+    real = engine.Dht._on_route
+
+    def old_on_route(self, sender, msg, now):
+        if msg.flags & 1:
+            self._out.append((sender, RouteHop(msg.msg_id, msg.hops + 1)))  # no check: 255 + 1
+        if msg.hops < msg.hop_limit:
+            real(self, sender, Route(msg.msg_id, msg.key, msg.origin, msg.hops, msg.hop_limit, 0, msg.payload), now)
+
+    monkeypatch.setattr(engine.Dht, "_on_route", old_on_route)
+    assert weftfuzz.run("dht", 60_000, 2, quiet=True) == 1
+
+
 def test_fuzzer_catches_a_bgp_parser_that_leaks(monkeypatch):
     """The bgp target is not vacuous either: an UPDATE parser that leaks a KeyError is caught."""
     import weftnet.core.bgp.update as upd

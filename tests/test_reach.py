@@ -213,3 +213,19 @@ def test_a_node_that_moves_to_another_network_is_followed_without_a_new_handshak
     assert any("198.51.100.99" in c for c in st["candidates"])  # A re-learned its reflexive address ...
     assert st["record"]["seq"] > seq_before  # ... and republished its endpoint record
     assert sessions_made(lab, "B") == made
+
+
+def test_two_nodes_without_udp_on_different_relays_meet_through_both():
+    """A -> (TCP) P -> Q -> (TCP) B: the two-hop path, the same Forward mechanism as one hop."""
+    lab = lab_of("udp-blocked", "udp-blocked")
+    lab.join("P", "Q")
+    lab.run(1)
+    lab.join("A", "P")  # A's only link: TCP to P
+    lab.join("B", "Q")  # B's: TCP to Q
+    lab.run(30)
+    assert lab.path("A", "P") == "tcp" and lab.path("B", "Q") == "tcp"
+    r = lab.ping("A", "B")
+    assert r.ok, r.error
+    via = lab.cores["A"].transport.current_path(lab.cores["B"].node_id)
+    assert via.hops == (lab.cores["P"].node_id.raw, lab.cores["Q"].node_id.raw)
+    assert lab.send("B", "A", "two relays").ok

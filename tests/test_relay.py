@@ -6,6 +6,7 @@ from reach_lab import SimLab
 
 from weftnet.core.reach.messages import Forward
 from weftnet.core.reach.paths import Via
+from weftnet.core.session.admission import Admission
 from weftnet.core.wire import encode
 
 
@@ -141,6 +142,7 @@ def test_a_relayed_handshake_meets_the_same_cookie_challenge_as_a_direct_one():
     a, p, c = lab.cores["A"], lab.cores["P"], lab.cores["C"]
     p.reach.relay.register(c.node_id, 600, lab.net.now)
     c.transport.config.handshakes_per_second_under_load = 0  # every Init without a cookie gets a CookieReply
+    c.transport.admission = Admission(c.transport.config)  # (the load budget is made from the config)
     a.transport.learn_endpoint(c.identity.public_key, ("192.0.2.99", 9), lab.net.now)  # a dead direct address
     a.transport.add_paths(c.node_id, [Via((p.node_id.raw,), c.node_id.raw)], "test", lab.net.now)
     a.transport.send_to(c.node_id, b"\x01\x40\x02hi", lab.net.now)
@@ -173,3 +175,26 @@ def test_two_relays_in_a_row_carry_a_session_end_to_end():
     back = c.transport.current_path(a.node_id)
     assert back == Via((p2.node_id.raw, p1.node_id.raw), a.node_id.raw)  # the way back, reversed
     assert p1.reach.relay.stats["forwarded"] >= 2 and p2.reach.relay.stats["forwarded"] >= 2
+
+
+def test_a_relay_passes_on_nothing_for_a_sender_that_has_not_proven_its_address():
+    """A Forward riding in an Init's early data (the source may be spoofed: the node never sees
+    the Response) is not passed on; the same sender, once it answers, is relayed as any other."""
+    from weftnet.core.contact import Contact
+
+    lab = three()
+    p, c = lab.cores["P"], lab.cores["C"]
+    p.reach.relay.register(c.node_id, 600, lab.net.now)
+    x = lab.public("X")
+    fwd = encode(Forward((c.node_id.raw,), (), bytes.fromhex("0104") + bytes(40)))
+    x.transport.send(Contact(p.identity.public_key, lab.addrs["P"]), fwd, lab.net.now)
+    (init, _), = x.transport.datagrams_to_send(lab.net.now)
+    to_c = tap(lab, "P", "C")
+    before = p.transport.stats["relay_refused"]
+    p.receive_datagram(init, lab.addrs["X"], lab.net.now)  # the Init alone: X never gets the Response
+    lab.net.flush(lab.addrs["P"])
+    lab.run(1)
+    assert p.transport.stats["relay_forwarded"] == 0 and p.transport.stats["relay_refused"] == before + 1
+    assert to_c == []
+    forward(lab, "X", (c.node_id.raw,), bytes.fromhex("0104") + bytes(40))  # X's next Init gets its answer
+    assert p.transport.stats["relay_forwarded"] == 1 and len(to_c) == 1

@@ -83,8 +83,11 @@ def test_handshake_and_transport_both_ways():
     ea, eb = events(p.a), events(p.b)
     assert [type(e) for e in ea] == [SessionUp]
     assert ea[0].initiator and ea[0].node_id == p.ib.node_id
-    assert [type(e) for e in eb] == [SessionUp, Received]
-    assert eb[1].payload == msg(1) and eb[1].node_id == p.ia.node_id  # early data, delivered once
+    # Early data is delivered at once, marked unverified; the session is B's only once A
+    # has sent under it (its confirmation keepalive), proving it receives at its address.
+    assert [type(e) for e in eb] == [Received, SessionUp]
+    assert eb[0].payload == msg(1) and eb[0].node_id == p.ia.node_id and not eb[0].verified
+    assert not eb[1].initiator
     p.b.send_to(p.ia.node_id, msg(2), p.now)
     p.a.send(p.contact_b(), msg(3), p.now)
     p.deliver()

@@ -9,6 +9,7 @@ import random
 from common import emit, now, rss_bytes, summarize, workload_plan
 
 from weftnet.core.identity import Identity
+from weftnet.core.node import NodeConfig
 from weftnet.runtime.driver import start_node
 
 
@@ -19,7 +20,7 @@ async def main(nodes: int, records: int, seed: int) -> None:
     drivers = []
     t0 = now()
     for i in range(nodes):
-        d = await start_node(Identity.generate(rng), rng=random.SystemRandom())
+        d = await start_node(Identity.generate(rng), rng=random.SystemRandom(), config=NodeConfig.lab())
         if joins[i] is not None:
             ep = drivers[joins[i]].core.endpoint
             ev = await d.request(lambda c, t, ep=ep: c.connect(ep, t))

@@ -147,8 +147,8 @@ def weftnet_time_to_direct(lab: NatLab, reps: int) -> dict:
     """A fresh node T (new identity each time) starts and pings B; see the module docstring."""
     import random
 
-    from weftnet.core.identity import Identity
-    from weftnet.runtime.config import DEFAULT_CONFIG
+    from weftnet.core.puzzle import generate_identity
+    from weftnet.runtime.config import DEFAULT_CONFIG, DEFAULT_ID_DIFFICULTY
     from weftnet.runtime.control import call
     from weftnet.runtime.keystore import ensure_private_dir, write_identity
     from weftnet.runtime.paths import StatePaths
@@ -158,7 +158,7 @@ def weftnet_time_to_direct(lab: NatLab, reps: int) -> dict:
         forget_t(lab)
         st = lab.tmp / f"T{rep}"
         ensure_private_dir(st)
-        write_identity(StatePaths(st).key, Identity.generate(random.SystemRandom()))
+        write_identity(StatePaths(st).key, generate_identity(random.SystemRandom(), DEFAULT_ID_DIFFICULTY))
         StatePaths(st).config.write_text(DEFAULT_CONFIG)
         lab.state["T"] = st
         watch = ConntrackWatch(lab, "T", lab.wan["B"])

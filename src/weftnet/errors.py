@@ -14,7 +14,8 @@ can catch one class. The tree::
     ├── SessionError           use of a session that does not exist or is closed
     ├── RecordError            a DHT record that fails validation
     ├── ControlError           the local control API failed or refused a request
-    └── NetworkError           VPN membership, certificate or data-plane problem
+    ├── NetworkError           VPN membership, certificate or data-plane problem
+    └── StorageError           the node's database refused a write (e.g. a full disk)
 
 The CLI turns any of these into one line on stderr and a non-zero exit code.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "RecordError",
     "ControlError",
     "NetworkError",
+    "StorageError",
 ]
 
 
@@ -73,3 +75,7 @@ class ControlError(WeftError):
 
 class NetworkError(WeftError):
     """A private-network (VPN) membership, certificate or data-plane problem."""
+
+
+class StorageError(WeftError):
+    """The node's database refused a write (a full disk, a damaged file)."""

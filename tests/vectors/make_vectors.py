@@ -16,14 +16,15 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Nodes, Route, RouteAck, RouteHop, Store,
-    StoreAck, Value,
+    FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
-from weftnet.core.vpn.netcert import NetCert, NetworkDescriptor, RevocationList
-from weftnet.core.node import AppText
+from weftnet.core.vpn.l2network import L2Frame
+from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
+from weftnet.core.node import AppText, SignedText
 from weftnet.core.session.packets import (
-    CookieReply, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
+    CookieReply, EarlyData, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
 )
 from weftnet.core.identity import Identity
@@ -75,6 +76,7 @@ MESSAGES = [
     ImmutableRecord(b"abc"),
     MutableRecord(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
     AppText("héllo"),
+    SignedText("héllo", b(64, 0x41)),
     NetworkDescriptor(
         "acme", b(32, 0x64),
         (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00:ac::/64")),
@@ -85,6 +87,16 @@ MESSAGES = [
     VpnPacket(b(32, 0x61), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     CertOffer(b(32, 0x61), CERT, 1),
     VpnChunk(b(32, 0x61), 0x01020304, 1, 3, b(40, 0x68)),
+    # Version 2 (layer-2 networks): the same types with a tail after the signature.
+    NetworkDescriptor("acme-l2", b(32, 0x64), (ipaddress.ip_network("10.20.0.0/16"),), 1_700_000_000, b(64, 0x65),
+                      L2Mode(2)),
+    NetCert(
+        "acme-l2", b(32, 0x61), b(32, 0x62), (ipaddress.ip_address("10.20.0.5"),), ("web",),
+        1_700_000_000, 1_731_536_000, 43, b(64, 0x63),
+        L2Grant((MacPrefix(bytes.fromhex("02aabb000000"), 24),), (ipaddress.ip_network("10.20.8.0/24"),),
+                (Binding(bytes.fromhex("02aabb000001"), ipaddress.ip_address("10.20.8.1")),)),
+    ),
+    L2Frame(b(32, 0x61), bytes.fromhex("ffffffffffff02aabb0000010806") + b(28, 0x69)),
     OverlayPacket(bytes.fromhex("6000000000083a40fd776566") + b(12, 0x71) + bytes.fromhex("fd776566") + b(12, 0x72)
                   + bytes.fromhex("8000000000070001")),
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
@@ -92,6 +104,12 @@ MESSAGES = [
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
     MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
+    # Hardening (docs/security.md): reports back along the path, replication by inventory.
+    RouteBack(7, 2, 1, C4, ""),
+    ReplicaOffer(8, (OfferItem(b(32, 0x71), 0), OfferItem(b(32, 0x72), 9))),
+    ReplicaWant(8, 0b10),
+    Replicate(9, 3600, bytes.fromhex("01290003616263")),
+    EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
     # reach (docs/wire/reach.md): a Forward at its first relay (one hop left, nothing crossed yet)
     Forward((b(32, 0x71),), (), bytes.fromhex("0104") + b(28, 0x72)),
     Forward((), (b(32, 0x73), b(32, 0x74)), bytes.fromhex("0101") + b(20, 0x75)),
@@ -113,6 +131,8 @@ MESSAGES = [
     PathAdvert(0, ()),
 ]
 
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}
+
 
 def to_json(v):
     if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -121,6 +141,8 @@ def to_json(v):
         return {"net": str(v)}
     if isinstance(v, bytes):
         return {"hex": v.hex()}
+    if isinstance(v, MacPrefix):
+        return {"mac_prefix": str(v)}
     if isinstance(v, Contact):
         return {"contact": {"public_key": v.public_key.hex(), "endpoint": list(v.endpoint)}}
     if isinstance(v, wire.Message):
@@ -146,8 +168,11 @@ def from_json(v):
             return ipaddress.ip_address(v["ip"])
         if "net" in v:
             return ipaddress.ip_network(v["net"])
+        if "mac_prefix" in v:
+            mac, length = v["mac_prefix"].split("/")
+            return MacPrefix(bytes.fromhex(mac.replace(":", "")), int(length))
         if "message" in v:
-            cls = {c.__name__: c for c in [*wire.registry().values(), Candidate, RelayRef, LinkInfo]}[v["message"]["type"]]
+            cls = {c.__name__: c for c in wire.registry().values()}.get(v["message"]["type"]) or NESTED[v["message"]["type"]]
             return cls(*[from_json(v["message"]["fields"][n]) for n, _ in cls.FIELDS])
     return v
 

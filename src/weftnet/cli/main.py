@@ -36,6 +36,7 @@ def _config_path(ctx: click.Context) -> Path:
 
 
 def _socket(ctx: click.Context) -> Path:
+    """The control socket (runtime/control.py checks its directory if it is the shared fallback)."""
     from weftnet.runtime.config import load_config
     from weftnet.runtime.paths import StatePaths
 
@@ -136,23 +137,31 @@ def _accept_globals_after_verb(group: click.Group) -> None:
 @click.option("--exist-ok", is_flag=True, help="Keep an identity that is already there (exit 0); for scripts and containers.")
 @click.pass_context
 def init(ctx: click.Context, force: bool, exist_ok: bool) -> None:
-    """Create a node identity and a default config in the state directory."""
+    """Create a node identity and a default config in the state directory.
+
+    The identity meets the network's node-ID puzzle ([dht] id_difficulty of an
+    existing config, else the default): 2^difficulty key generations, once."""
     import random
 
-    from weftnet.core.identity import Identity
-    from weftnet.runtime.config import DEFAULT_CONFIG
-    from weftnet.runtime.keystore import ensure_private_dir, write_identity
+    from weftnet.core.puzzle import generate_identity
+    from weftnet.errors import ConfigError
+    from weftnet.runtime.config import DEFAULT_CONFIG, load_config
+    from weftnet.runtime.keystore import ensure_private_dir, load_identity, write_identity
     from weftnet.runtime.paths import StatePaths
-
-    from weftnet.runtime.keystore import load_identity
 
     paths = StatePaths(_state(ctx))
     config = _config_path(ctx)
-    ensure_private_dir(paths.root)
+    note = ensure_private_dir(paths.root)
+    if note:
+        click.echo(f"weft: note: {note}", err=True)
+    difficulty = load_config(config).id_difficulty
     if exist_ok and not force and paths.key.exists():
         identity = load_identity(paths.key)
     else:
-        identity = Identity.generate(random.SystemRandom())
+        if paths.key.exists() and not force:  # before spending the puzzle's work
+            raise ConfigError(f"{paths.key} already holds an identity; use --force to replace it "
+                              "(the old node ID is lost)")
+        identity = generate_identity(random.SystemRandom(), difficulty)
         write_identity(paths.key, identity, force=force)
     if not config.exists() or force:
         config.write_text(DEFAULT_CONFIG)
@@ -160,6 +169,7 @@ def init(ctx: click.Context, force: bool, exist_ok: bool) -> None:
     click.echo(f"node ID:         {identity.node_id.text()}")
     click.echo(f"overlay address: {identity.address}")
     click.echo(f"config:          {config}")
+    click.echo(f"id puzzle:       {difficulty} bits")
 
 
 @cli.command("id")
@@ -319,6 +329,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
         where = f" in netns {n['netns']}" if n.get("netns") else ""
         click.echo(f"network {n['network']}: {n.get('tun', '?')}{where} {', '.join(n['addresses'])} mtu {n['mtu']}, "
                    f"{n['members']} members known, {n['flows']} flows, drops: {drops}")
+        if n.get("layer") == 2:
+            l2, vx = n["l2"], n.get("vxlan")
+            click.echo(f"  layer 2: bridge {n.get('bridge', '?')} mac {n['mac']}"
+                       + (f", VXLAN {vx['device']} VNI {vx['vni']}" if vx else "")
+                       + f"; {n['mac_table']['entries']} MACs learned, {n['neighbor_table']['entries']} bindings; "
+                       f"flooded {l2['flooded']}, ARP/ND answered locally {l2['arp_suppressed'] + l2['nd_suppressed']}")
         for node, c in n["peers"].items():
             click.echo(f"  {node}  in {c['packets_in']} pkts / {c['bytes_in']} B  "
                        f"out {c['packets_out']} pkts / {c['bytes_out']} B"
@@ -436,15 +452,20 @@ def put(ctx: click.Context, value: str, salt: str | None, as_json: bool) -> None
 
 @cli.command()
 @click.argument("key")
-@click.option("--quorum", type=click.IntRange(1, 20), default=1, show_default=True,
+@click.option("--quorum", type=click.IntRange(1, 20), default=None,
               help="Read this many valid copies from different nodes, or fail (mutable records: the highest "
-                   "seq among them wins).")
+                   "seq among them wins). Default: the safe read: an immutable record needs one copy, a "
+                   "mutable one the highest seq of several holders' copies (an older copy replayed to one "
+                   "holder cannot roll it back).")
 @click.pass_context
-def get(ctx: click.Context, key: str, quorum: int) -> None:
+def get(ctx: click.Context, key: str, quorum: int | None) -> None:
     """Read the record stored under KEY (64 hex digits)."""
     if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
         raise click.BadParameter("a key is 64 hex digits, as printed by 'weft put'", param_hint="KEY")
-    r = _call(ctx, "get", key=key, quorum=quorum)
+    params: dict[str, Any] = {"key": key}
+    if quorum is not None:
+        params["quorum"] = quorum
+    r = _call(ctx, "get", **params)
     if not r["ok"]:
         raise WeftError(r["error"])
     value = bytes.fromhex(r["value"])

@@ -66,6 +66,14 @@ def _expiry(cert: NetCert, now: float) -> str:
     return f"{left / DAY:.0f} days left" if left >= DAY else f"{left / 3600:.1f} h left"
 
 
+def _grant_text(cert: NetCert) -> str:
+    g = cert.l2
+    parts = [f"mac {', '.join(str(m) for m in g.macs)}" if g.macs else "",
+             f"sources {', '.join(str(p) for p in g.sources)}" if g.sources else "",
+             "bindings " + ", ".join(f"{b.mac.hex(':')}={b.address}" for b in g.bindings) if g.bindings else ""]
+    return "layer 2: " + ("; ".join(p for p in parts if p) or "its bridge's own MAC and addresses only")
+
+
 @click.group("net", cls=_NetGroup)
 def net() -> None:
     """Private networks: authorities, member certificates, revocation."""
@@ -75,8 +83,9 @@ def net() -> None:
 @click.argument("name")
 @click.option("--ipv4", "ipv4", multiple=True, metavar="CIDR", help="An IPv4 prefix of the network (repeatable).")
 @click.option("--ipv6", "ipv6", multiple=True, metavar="CIDR", help="An IPv6 prefix of the network (repeatable).")
+@click.option("--l2", is_flag=True, help="A layer-2 network: Ethernet frames between bridges (docs/l2.md).")
 @click.pass_context
-def create_cmd(ctx: click.Context, name: str, ipv4: tuple[str, ...], ipv6: tuple[str, ...]) -> None:
+def create_cmd(ctx: click.Context, name: str, ipv4: tuple[str, ...], ipv6: tuple[str, ...], l2: bool) -> None:
     """Create network NAME with a new authority key (kept in the state directory, mode 0600)."""
     for v, nets in ((4, ipv4), (6, ipv6)):
         for n in nets:
@@ -87,8 +96,8 @@ def create_cmd(ctx: click.Context, name: str, ipv4: tuple[str, ...], ipv6: tuple
                 raise NetworkError(f"--ipv{v} {n}: {exc}") from None
     if not ipv4 and not ipv6:
         raise NetworkError("give at least one prefix with --ipv4 or --ipv6")
-    auth = create_network(_state_dir(ctx), name, [*ipv4, *ipv6], time.time())
-    click.echo(f"network:    {name}")
+    auth = create_network(_state_dir(ctx), name, [*ipv4, *ipv6], time.time(), layer=2 if l2 else 3)
+    click.echo(f"network:    {name}{' (layer 2)' if l2 else ''}")
     click.echo(f"network ID: {auth.network_id.hex()}")
     click.echo(f"prefixes:   {', '.join(str(p) for p in auth.descriptor.prefixes)}")
     click.echo(f"authority:  {network_dir(_state_dir(ctx), name) / 'authority.key'} (keep it secret)")
@@ -100,22 +109,31 @@ def create_cmd(ctx: click.Context, name: str, ipv4: tuple[str, ...], ipv6: tuple
 @click.option("--ip", "ips", multiple=True, required=True, help="An overlay address for the member (repeatable).")
 @click.option("--group", "groups", multiple=True, help="A firewall group (repeatable).")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True)
+@click.option("--mac", "macs", multiple=True, metavar="MAC[/LEN]",
+              help="Layer 2: MACs the member may source, e.g. 02:aa:bb:00:00:00/24 (repeatable).")
+@click.option("--source", "sources", multiple=True, metavar="CIDR",
+              help="Layer 2: IP prefixes the member may source besides its addresses (repeatable).")
+@click.option("--bind", "bindings", multiple=True, metavar="MAC=IP",
+              help="Layer 2: a host behind the member, answered for without a broadcast (repeatable).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the certificate file (default: NAME-SERIAL.cert here).")
 @click.pass_context
-def sign_cmd(ctx, name, node, ips, groups, days, out) -> None:
+def sign_cmd(ctx, name, node, ips, groups, days, macs, sources, bindings, out) -> None:
     """Sign a member certificate for NODE in network NAME (owner only)."""
     for g in groups:
         try:
             check_name("group", g)
         except ValueError as exc:
             raise NetworkError(str(exc)) from None
-    cert, text = sign_member_cert(_state_dir(ctx), name, NodeId.parse(node), ips, groups, time.time(), days)
+    cert, text = sign_member_cert(_state_dir(ctx), name, NodeId.parse(node), ips, groups, time.time(), days,
+                                  macs=macs, sources=sources, bindings=bindings)
     path = out or Path(f"{name}-{cert.serial}.cert")
     write_new(path, text, replace=out is not None)
     click.echo(f"certificate #{cert.serial} for {NodeId(cert.node_id).text()}: "
                f"{', '.join(str(a) for a in cert.addresses)}"
                f"{' groups ' + ','.join(cert.groups) if cert.groups else ''}, {_expiry(cert, time.time())}")
+    if cert.l2 is not None:
+        click.echo(_grant_text(cert))
     click.echo(f"written to {path.absolute()}")
     click.echo(f"copy it to the member, who runs: weft net join {path.name}")
 
@@ -163,7 +181,8 @@ def ls_cmd(ctx) -> None:
         role = "owner" + (" + member" if m.certificate else "") if m.owner else "member"
         mine = ", ".join(str(a) for a in m.certificate.addresses) if m.certificate else "-"
         exp = _expiry(m.certificate, now) if m.certificate else ""
-        click.echo(f"{m.descriptor.name:<16} {m.descriptor.network_id.hex()[:16]}  {role:<14} "
+        role += " (L2)" if m.descriptor.layer == 2 else ""
+        click.echo(f"{m.descriptor.name:<16} {m.descriptor.network_id.hex()[:16]}  {role:<19} "
                    f"{', '.join(str(p) for p in m.descriptor.prefixes):<30} {mine} {exp}".rstrip())
 
 
@@ -183,6 +202,8 @@ def members_cmd(ctx, name: str) -> None:
         status = "revoked" if m.revocations is not None and m.revocations.revokes(c) else _expiry(c, now)
         click.echo(f"#{c.serial:<4} {NodeId(c.node_id).text()}  {', '.join(str(a) for a in c.addresses):<28} "
                    f"{','.join(c.groups) or '-':<12} {status}")
+        if c.l2 is not None:
+            click.echo(f"      {_grant_text(c)}")
 
 
 @net.command("revoke")

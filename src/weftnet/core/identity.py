@@ -27,6 +27,7 @@ This module does no I/O; key generation takes a random source.
 from __future__ import annotations
 
 import base64
+import builtins
 import functools
 import hashlib
 import ipaddress
@@ -76,17 +77,14 @@ class NodeId:
     """A 256-bit node ID. Compare, hash and XOR-distance as bytes."""
 
     raw: bytes
-    _int: int = field(init=False, repr=False, compare=False, default=0)
+    #: The ID as an integer (XOR distance is one operation on these). A slot,
+    #: not a property: the DHT reads it for every contact of every reply.
+    int: "builtins.int" = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, bytes) or len(self.raw) != 32:
             raise IdentityError("a node ID is exactly 32 bytes")
-        object.__setattr__(self, "_int", int.from_bytes(self.raw, "big"))
-
-    @property
-    def int(self) -> int:
-        """The ID as an integer (XOR distance is one operation on these)."""
-        return self._int
+        object.__setattr__(self, "int", int.from_bytes(self.raw, "big"))
 
     def distance(self, other: "NodeId | bytes") -> int:
         o = other.raw if isinstance(other, NodeId) else other

@@ -39,7 +39,9 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
-from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.dht.messages import FindNode, FindValue
+from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signature
+from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.paths.config import PathsConfig
@@ -62,7 +64,7 @@ from weftnet.core.session.transport import (
 )
 from weftnet.core.vpn.network import VpnSwitch
 from weftnet.core.vpn.plane import VpnPlane
-from weftnet.core.wire import Message, Text, register
+from weftnet.core.wire import Fixed, Message, Text, register
 from weftnet.errors import DecodeError, SessionError, WeftError
 
 __all__ = [
@@ -83,21 +85,54 @@ __all__ = [
     "PathUpdate",
     "describe_path",
     "AppText",
+    "SignedText",
     "LanPeer",
 ]
 
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
 TEXT_MAX = 1000
+#: Requests whose answers are larger than the Init that could carry them.
+_LARGE_REPLY = frozenset((FindNode, FindValue))
 
 
 @register
 @dataclass(frozen=True)
 class AppText(Message):
-    """A short text message routed to a node ID or key (``weft send``)."""
+    """An unsigned short text (the first form of ``weft send``): still decoded, never shown.
+
+    A routed message names its origin, and nothing along the route can check
+    that claim, so a text without its origin's signature could put words in
+    anyone's mouth. Nodes drop it and count it (``texts_unsigned``).
+    """
 
     TYPE: ClassVar = 0x40
     text: str
     FIELDS: ClassVar = (("text", Text(TEXT_MAX)),)
+
+
+_TEXT_TAG = b"weftnet-text-v1"
+
+
+@register
+@dataclass(frozen=True)
+class SignedText(Message):
+    """A short text routed to a node ID or key (``weft send``), signed by its origin.
+
+    The signature is Ed25519 by the origin's identity over ``"weftnet-text-v1"
+    || routed key (32 bytes) || text (UTF-8)``; the receiver checks it against
+    the key the routed message names as its origin, so the sender a user is
+    shown is proven. (A node on the route can deliver a copy again: the same
+    words from the same sender to the same key, nothing new.)
+    """
+
+    TYPE: ClassVar = 0x41
+    text: str
+    signature: bytes
+    FIELDS: ClassVar = (("text", Text(TEXT_MAX)), ("signature", Fixed(64)))
+
+    @staticmethod
+    def signing_input(key: bytes, text: str) -> bytes:
+        return _TEXT_TAG + key + text.encode("utf-8")
 
 
 @dataclass
@@ -113,6 +148,14 @@ class NodeConfig:
     relay: RelayConfig = field(default_factory=RelayConfig)
     #: Path measurement, detours, underlay links, traffic classes, explicit routes (docs/paths.md).
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+    @classmethod
+    def lab(cls, prefixes: tuple = LOOPBACK_LAB) -> "NodeConfig":
+        """For a lab of many honest nodes on one address (the demo, tests, benches on
+        127.0.0.1): per-address and per-prefix limits do not apply to ``prefixes``. Said
+        out loud, never implied: a real node's defaults exempt nothing."""
+        return cls(transport=TransportConfig(exempt_prefixes=tuple(prefixes)),
+                   dht=DhtConfig(exempt_prefixes=tuple(prefixes)))
 
 
 def _jsonable(value: Any) -> Any:
@@ -326,6 +369,7 @@ class NodeCore:
         self.transport = SecureTransport(identity, rng, now, self.config.transport)
         self.dht = Dht(Contact(identity.public_key, endpoint), rng, now, self.config.dht, store, identity)
         self.dht.has_session = self._has_session  # gets spare handshakes (dht/lookup.py)
+        self.transport.keep = self._is_contact  # a full peer table keeps routing-table contacts
         self.endpoint = endpoint
         self.started = now
         self._next_op = 1
@@ -350,6 +394,20 @@ class NodeCore:
                            self._network_name)
         self._mutable_seq = 0
         self.decode_errors = 0
+        self._reach_held: dict[NodeId, list] = {}  # reach and paths early data from half-open peers
+        self.texts_dropped = {"forged": 0, "unsigned": 0}  # routed texts whose origin is not proven
+        #: Messages an engine failed on (a bug, counted and skipped: one bad message must
+        #: not cost the rest of a receive batch; the fuzzer hunts these down).
+        self.internal_errors = 0
+
+    def _hold_reach(self, node_id: NodeId, payload: bytes, endpoint: Any) -> None:
+        """Keep a reach or paths message from a half-open peer until its SessionUp (bounded, oldest out)."""
+        held = self._reach_held
+        if node_id not in held and len(held) >= 256:
+            del held[next(iter(held))]
+        q = held.setdefault(node_id, [])
+        if len(q) < 4:
+            q.append((payload, endpoint))
 
     def _vpn_member(self, node_id: NodeId) -> bool:
         raw = node_id.raw
@@ -361,6 +419,9 @@ class NodeCore:
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
+
+    def _is_contact(self, node_id: NodeId) -> bool:
+        return node_id.int in self.dht.table
 
     def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
         self._sinks[payload[1]](node_id, payload, now)
@@ -381,12 +442,17 @@ class NodeCore:
         self._pump(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        self.transport.receive_datagram(data, addr, now)
-        self._pump(now)
+        self.receive_datagrams([(data, addr)], now)
 
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
-        """A batch of datagrams that arrived together (one pass of the engines afterwards)."""
-        self.transport.receive_datagrams(datagrams, now)
+        """A batch of datagrams that arrived together (one pass of the engines afterwards).
+
+        A failure inside an engine is counted in ``internal_errors``, and the
+        engines still run over what did arrive: the node goes on."""
+        try:
+            self.transport.receive_datagrams(datagrams, now)
+        except Exception:  # noqa: BLE001 - a bug must not stop the node (docs/security.md, item 14)
+            self.internal_errors += 1
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
@@ -457,8 +523,9 @@ class NodeCore:
         op = self._new_op("send", now, target)
         if isinstance(target, NodeId):
             self.reach.want(target, now)
-        op.payload = wire.encode(AppText(text))
         key = target.raw if isinstance(target, NodeId) else bytes(target)
+        sig = self.identity.sign(SignedText.signing_input(key, text))
+        op.payload = wire.encode(SignedText(text, sig))
         self._dht_ops[self.dht.route(key, op.payload, now)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -488,9 +555,11 @@ class NodeCore:
         self._pump(now)
         return op.op_id
 
-    def get(self, key: bytes, now: float, quorum: int = 1) -> int:
+    def get(self, key: bytes, now: float, quorum: int | None = None) -> int:
+        """Read a record; ``quorum`` None is the safe read (mutable records: the highest
+        seq of several holders, docs/dht.md)."""
         op = self._new_op("get", now, key)
-        op.quorum = quorum
+        op.quorum = quorum or 1  # an explicit quorum is enforced; the safe read takes what it finds
         self._dht_ops[self.dht.get(key, now, quorum=quorum)] = op.op_id
         self._pump(now)
         return op.op_id
@@ -577,6 +646,8 @@ class NodeCore:
             "transport": dict(self.transport.stats),
             "dht": self.dht.summary(),
             "requests_in_flight": len(self._ops),
+            "texts_dropped": dict(self.texts_dropped),
+            "internal_errors": self.internal_errors,
             "networks": self.vpn.status(),
             "vpn": dict(self.vpn.stats),
             "overlay": self.overlay.status(),
@@ -659,7 +730,17 @@ class NodeCore:
                 self._on_transport_event(ev, now)
             for contact, msg in self.dht.messages_to_send():
                 busy = True
-                self.transport.send(contact, wire.encode(msg), now)
+                try:
+                    payload = wire.encode(msg)
+                except ValueError:
+                    self.internal_errors += 1
+                    continue
+                hint = self.dht.is_hint(contact)
+                # A first request whose answer is large pads its Init, so the answer fits in
+                # what a responder may send before we prove our address (not for hints:
+                # what those cost is paid by their source, docs/dht.md).
+                self.transport.send(contact, payload, now, unverified=hint,
+                                    large_reply=not hint and type(msg) in _LARGE_REPLY)
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)
@@ -670,10 +751,18 @@ class NodeCore:
         if isinstance(ev, Received):
             payload = ev.payload
             if len(payload) >= 2 and payload[1] in REACH_TYPES:
-                self.reach.on_message(ev.node_id, payload, ev.endpoint, now)
+                if ev.verified:
+                    self.reach.on_message(ev.node_id, payload, ev.endpoint, now)
+                else:
+                    # Early data from a half-open peer (a relay request, a probe): nothing is
+                    # granted or answered on another path before it proves its address.
+                    self._hold_reach(ev.node_id, payload, ev.endpoint)
                 return
             if len(payload) >= 2 and payload[1] in PATHS_TYPES:
-                self.paths.on_message(ev.node_id, payload, ev.endpoint, now)
+                if ev.verified:
+                    self.paths.on_message(ev.node_id, payload, ev.endpoint, now)
+                else:
+                    self._hold_reach(ev.node_id, payload, ev.endpoint)  # as reach's: until its SessionUp
                 return
             if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
                 self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
@@ -687,8 +776,11 @@ class NodeCore:
             # but do not offer it as a contact. One on a TCP link is offered (at the link's address,
             # which fails over UDP, so whoever tries reads its endpoint record and finds its relays):
             # without that, a node that only speaks TCP could not be found by ID at all.
-            self.dht.on_message(Contact(ev.public_key, _dht_endpoint(ev.endpoint)), msg, now,
-                                learn=path_kind(ev.endpoint) != RELAY and type(ev.endpoint) is not LinkAddr)
+            try:
+                self.dht.on_message(Contact(ev.public_key, _dht_endpoint(ev.endpoint)), msg, now, ev.verified,
+                                    learn=path_kind(ev.endpoint) != RELAY and type(ev.endpoint) is not LinkAddr)
+            except Exception:  # noqa: BLE001 - counted; the rest of the batch still runs
+                self.internal_errors += 1
         elif isinstance(ev, PathChanged):
             self.reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
             self.paths.on_path_changed(ev.node_id, ev.target, ev.previous, now)
@@ -706,6 +798,12 @@ class NodeCore:
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
             self.reach.on_session_up(ev.node_id, ev.endpoint, now)
             self.paths.on_session_up(ev.node_id, ev.endpoint, now)
+            self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
+            for payload, endpoint in self._reach_held.pop(ev.node_id, ()):
+                if payload[1] in REACH_TYPES:
+                    self.reach.on_message(ev.node_id, payload, endpoint, now)
+                else:
+                    self.paths.on_message(ev.node_id, payload, endpoint, now)
             contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
             self.overlay.on_session_up(ev.node_id)
             if self.lan.joined(ev.node_id):
@@ -729,7 +827,7 @@ class NodeCore:
             if ev.node_id is not None:
                 self.overlay.on_unreachable(ev.node_id, now)
                 if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
-                    self.dht.on_unreachable(ev.node_id, now)
+                    self.dht.on_unreachable(ev.node_id, now, ev.endpoint)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint:
                     self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
@@ -743,8 +841,14 @@ class NodeCore:
             except DecodeError:
                 self.decode_errors += 1
                 return
-            if isinstance(msg, AppText):
-                self._events.append(TextReceived(ev.origin, msg.text))
+            if isinstance(msg, SignedText):
+                if len(ev.origin_key) == 32 and verify_signature(
+                        ev.origin_key, msg.signature, SignedText.signing_input(ev.key, msg.text)):
+                    self._events.append(TextReceived(ev.origin, msg.text))
+                else:
+                    self.texts_dropped["forged"] += 1
+            elif isinstance(msg, AppText):
+                self.texts_dropped["unsigned"] += 1
             return
         if self.reach.on_dht_event(ev, now) or self.paths.on_dht_event(ev, now):
             return
@@ -784,7 +888,12 @@ class NodeCore:
                     self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=match)] = op.op_id
             elif op.kind == "ping":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
-                if match is None:
+                if match is None and isinstance(op.target, NodeId) and self.transport.reaching(op.target):
+                    # Named in answers but not answering within the lookup's timeout: a node
+                    # behind NAT whose handshake goes through its endpoint record (docs/reach.md).
+                    # Its session ends the wait (SessionUp), or its handshake's end does.
+                    op.node_id, op.stage = op.target, "connect"
+                elif match is None:
                     self._fail(op, "no node with that ID or address was found in the overlay")
                 else:
                     self.reach.want(match.node_id, now)

@@ -19,9 +19,12 @@ from weftnet.core.paths.config import PathsConfig, paths_config_from_dict
 from weftnet.errors import ConfigError, ParseError, WeftError
 
 __all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
-           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL"]
+           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL", "DEFAULT_ID_DIFFICULTY"]
 
 DEFAULT_PORT = 4500
+#: The network's node-ID puzzle (core/puzzle.py): `weft init` pays 2^12 key generations
+#: (about 0.3-0.6 s here); an attacker pays that for every identity (docs/security.md).
+DEFAULT_ID_DIFFICULTY = 12
 
 DEFAULT_CONFIG = f"""\
 # weftnet node configuration (docs/operating.md lists every key).
@@ -59,6 +62,16 @@ cold_parallel = 1   # gets: requests at once to nodes without a session (each a 
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
 max_records = 100000
+id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
+
+[limits]
+# Per-source limits against one hostile host (docs/security.md). Sources in
+# these prefixes are exempt: only for a lab of many nodes on one address.
+exempt_prefixes = []
+max_peers = 20000          # sessions and remembered peers; a full table evicts the least valuable
+records_per_peer = 1000    # records one peer may have stored here
+records_per_prefix = 4000  # ... and one IPv4 /24 or IPv6 /48
+max_ttl = 86400            # seconds a stored record lives at most
 
 [control]
 socket = ""         # default: control.sock in the state directory
@@ -82,6 +95,14 @@ socket = ""         # default: control.sock in the state directory
 # firewall.inbound  = [ {{ proto = "icmp", port = "any", host = "any" }} ]
 # The firewall denies everything that no rule allows (docs/vpn.md). Without a
 # firewall key a network allows all outbound traffic and inbound ICMP.
+# A layer-2 network (weft net create --l2, docs/l2.md) runs a bridge and a TAP
+# instead of a TUN (mtu defaults to 1500 there):
+# bridge = "wb-NAME"  # bridge for VMs/containers (created unless it exists)
+# tap = "wt-NAME"     # TAP device, a port of the bridge
+# mac_age = 300       # seconds a learned MAC or ARP/ND binding lives unconfirmed
+# mac_quota = 1024    # learned MACs (and bindings) per member
+# flood_rate = 200    # broadcast/unknown frames per second, out and per member in
+# vxlan = {{ vni = 100, local = "192.0.2.1", remotes = ["192.0.2.2"] }}  # a VTEP on a fabric
 
 # The overlay interface: this node's key-derived address (weft id) on a TUN,
 # reaching every other node by its address (docs/overlay.md). Needs root or
@@ -171,7 +192,8 @@ class NetworkConfig:
 
     name: str
     tun: str = ""
-    mtu: int = 1280
+    #: None: 1280 for a layer-3 network, 1500 for a layer-2 one (effective_mtu).
+    mtu: int | None = None
     netns: str = ""
     #: TCP segmentation and checksum offload on the TUN: TCP travels in 64 KiB superpackets.
     offload: bool = True
@@ -179,6 +201,25 @@ class NetworkConfig:
     txqueuelen: int = 1000
     #: None: the default rules (all outbound, ICMP inbound), as in Nebula's example config.
     firewall: dict | None = None
+
+    #: Layer-2 networks only (docs/l2.md).
+    bridge: str = ""
+    tap: str = ""
+    mac_age: int = 300
+    mac_quota: int = 1024
+    flood_rate: int = 200
+    vxlan: Any = None  # runtime.l2dev.VxlanConfig after validation
+
+    def effective_mtu(self, layer: int) -> int:
+        return self.mtu if self.mtu is not None else (1500 if layer == 2 else 1280)
+
+    @property
+    def bridge_name(self) -> str:
+        return self.bridge or ("wb-" + self.name)[:15]
+
+    @property
+    def tap_name(self) -> str:
+        return self.tap or ("wt-" + self.name)[:15]
 
     @property
     def effective_firewall(self) -> dict:
@@ -241,6 +282,12 @@ class Config:
     disjoint_paths: int = 1
     per_prefix: int = 2
     max_records: int = 100_000
+    id_difficulty: int = DEFAULT_ID_DIFFICULTY
+    exempt_prefixes: list[str] = field(default_factory=list)
+    max_peers: int = 20_000
+    records_per_peer: int = 1000
+    records_per_prefix: int = 4000
+    max_ttl: int = 86_400
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
     reach_enabled: bool = True
@@ -263,6 +310,8 @@ class Config:
     #: [paths], [[link]], [[class]], [[route]] (docs/paths.md): the core's config, and the links' sockets.
     paths: PathsConfig = field(default_factory=PathsConfig)
     link_tables: list = field(default_factory=list)
+    #: Where the settings came from: the file, or None if there was none (defaults in force).
+    source: str | None = None
 
 
 #: Validated by core/paths/config.py (docs/paths.md).
@@ -278,6 +327,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "disjoint_paths": ("disjoint_paths", int),
         "per_prefix": ("per_prefix", int),
         "max_records": ("max_records", int),
+        "id_difficulty": ("id_difficulty", int),
+    },
+    "limits": {
+        "exempt_prefixes": ("exempt_prefixes", list),
+        "max_peers": ("max_peers", int),
+        "records_per_peer": ("records_per_peer", int),
+        "records_per_prefix": ("records_per_prefix", int),
+        "max_ttl": ("max_ttl", int),
     },
     "control": {"socket": ("control_socket", str)},
     "reach": {
@@ -305,6 +362,11 @@ _RANGES = {
     "disjoint_paths": (1, 8),
     "per_prefix": (0, 64),
     "max_records": (1, 10_000_000),
+    "id_difficulty": (0, 32),
+    "max_peers": (16, 10_000_000),
+    "records_per_peer": (1, 10_000_000),
+    "records_per_prefix": (1, 10_000_000),
+    "max_ttl": (60, 30 * 86_400),
     "reach_keepalive": (1, 3600),
     "reach_relays": (0, 4),
     "reach_alt_port": (-1, 65535),
@@ -322,14 +384,16 @@ def load_config(path: Path) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Config()
+        return Config()  # source None: the caller says that defaults are in force
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_dict(data, str(path))
+    cfg = config_from_dict(data, str(path))
+    cfg.source = str(path)
+    return cfg
 
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
@@ -393,6 +457,14 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         except ParseError as exc:
             raise ConfigError(f"{where}: [node] peers: {exc}") from None
     cfg.peers = peers
+    for p in cfg.exempt_prefixes:
+        try:
+            if not isinstance(p, str):
+                raise ValueError
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: [limits] exempt_prefixes must be IP prefixes like \"127.0.0.0/8\", "
+                              f"not {p!r}") from None
     for section, value in (("metrics", cfg.metrics_listen), ("dashboard", cfg.dashboard_listen)):
         if value:
             try:
@@ -420,7 +492,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict}
+_NET_KEYS = {"tun": str, "mtu": int, "netns": str, "offload": bool, "txqueuelen": int, "firewall": dict,
+             "bridge": str, "tap": str, "mac_age": int, "mac_quota": int, "flood_rate": int, "vxlan": dict}
+_L2_RANGES = {"mac_age": (1, 86_400), "mac_quota": (1, 65_536), "flood_rate": (1, 1_000_000)}
 
 
 def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
@@ -449,12 +523,19 @@ def _networks(values: Any, where: str) -> dict[str, NetworkConfig]:
             setattr(nc, key, value)
         if not 1 <= nc.txqueuelen <= 100_000:
             raise ConfigError(f"{where}: [networks.{name}] txqueuelen must be from 1 to 100000, not {nc.txqueuelen}")
-        if not MIN_MTU <= nc.mtu <= MAX_MTU:
+        if nc.mtu is not None and not MIN_MTU <= nc.mtu <= MAX_MTU:
             raise ConfigError(f"{where}: [networks.{name}] mtu must be from {MIN_MTU} to {MAX_MTU}, not {nc.mtu}")
-        tun = nc.tun_name
-        if not 1 <= len(tun.encode()) <= 15 or any(c in tun for c in "/ \t\n:") or tun in (".", ".."):
-            raise ConfigError(f"{where}: [networks.{name}] tun {tun!r} is not a valid interface name (1-15 "
-                              "characters, no '/', ':' or spaces)")
+        for key, (lo, hi) in _L2_RANGES.items():
+            if not lo <= getattr(nc, key) <= hi:
+                raise ConfigError(f"{where}: [networks.{name}] {key} must be from {lo} to {hi}, not {getattr(nc, key)}")
+        for key, dev in (("tun", nc.tun_name), ("bridge", nc.bridge_name), ("tap", nc.tap_name)):
+            if not 1 <= len(dev.encode()) <= 15 or any(c in dev for c in "/ \t\n:") or dev in (".", ".."):
+                raise ConfigError(f"{where}: [networks.{name}] {key} {dev!r} is not a valid interface name (1-15 "
+                                  "characters, no '/', ':' or spaces)")
+        if nc.vxlan is not None:
+            from weftnet.runtime.l2dev import parse_vxlan
+
+            nc.vxlan = parse_vxlan(nc.vxlan, f"{where}: [networks.{name}]")
         try:
             Firewall.from_config(nc.effective_firewall, f"[networks.{name}] firewall")
         except WeftError as exc:

@@ -29,13 +29,22 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler]):
+    def __init__(self, path: Path, handlers: dict[str, Handler], check_dir: bool | None = None):
         self.path = path
         self.handlers = handlers
+        #: Check the socket's directory (paths.check_socket_dir). None: only if it is the shared
+        #: per-user fallback directory (paths.runtime_dir), where someone else could have made it.
+        self.check_dir = _in_fallback(path) if check_dir is None else check_dir
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        from weftnet.runtime.paths import check_socket_dir
+
+        if self.check_dir:
+            self.path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_socket_dir(self.path.parent, create=True)
+        else:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.path.exists():
             if _alive(self.path):
                 raise ControlError(f"another weftnet daemon is already running on {self.path}")
@@ -112,8 +121,22 @@ def _alive(path: Path) -> bool:
         s.close()
 
 
-def call(path: Path, op: str, timeout: float = 30.0, **params: Any) -> Any:
-    """Send one request to the daemon and return its result, or raise ControlError."""
+def _in_fallback(path: Path) -> bool:
+    from weftnet.runtime.paths import runtime_dir
+
+    return Path(path).parent == runtime_dir()
+
+
+def call(path: Path, op: str, timeout: float = 30.0, check_dir: bool | None = None, **params: Any) -> Any:
+    """Send one request to the daemon and return its result, or raise ControlError.
+
+    ``check_dir``: refuse a socket in a directory another user controls (it
+    could be answering in the daemon's place); None: only for the shared
+    fallback directory (paths.runtime_dir)."""
+    if _in_fallback(path) if check_dir is None else check_dir:
+        from weftnet.runtime.paths import check_socket_dir
+
+        check_socket_dir(Path(path).parent, create=False)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:

@@ -31,10 +31,12 @@ from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
-from weftnet.core.vpn.plane import VpnMemberEvent, VpnRevocations
+from weftnet.core.vpn.plane import VpnLocalBinding, VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
+from weftnet.core.puzzle import meets_puzzle, puzzle_bits
+from weftnet.core.session.transport import TransportConfig
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime import pathsctl
@@ -49,6 +51,9 @@ from weftnet.runtime.store import SqliteStore
 __all__ = ["Daemon", "run"]
 
 log = logging.getLogger("weftnet.daemon")
+#: The routing table is saved this soon after it changes (and after a join), so a node
+#: killed without warning rejoins from it; and in any case this often.
+SAVE_CHECK = 5.0
 SAVE_INTERVAL = 60.0
 #: Members republish their directory records this often (their DHT lifetime is 6 h).
 PUBLISH_INTERVAL = 1200.0
@@ -63,7 +68,9 @@ ADDRESS_INTERVAL = 10.0
 
 
 def node_config(cfg: Config) -> NodeConfig:
+    exempt = tuple(cfg.exempt_prefixes)
     return NodeConfig(
+        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt),
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,
@@ -71,6 +78,11 @@ def node_config(cfg: Config) -> NodeConfig:
             disjoint_paths=cfg.disjoint_paths,
             per_prefix=cfg.per_prefix or None,
             max_records=cfg.max_records,
+            id_difficulty=cfg.id_difficulty,
+            exempt_prefixes=exempt,
+            records_per_peer=cfg.records_per_peer,
+            records_per_prefix=cfg.records_per_prefix,
+            max_ttl=float(cfg.max_ttl),
         ),
         reach=ReachConfig(enabled=cfg.reach_enabled, keepalive=cfg.reach_keepalive, relays=cfg.reach_relays,
                           punch=cfg.reach_punch),
@@ -141,6 +153,7 @@ class Daemon:
         self.tun_write_errors = 0
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
+        self._saved_changes = -1  # routing-table change count at the last save
         self.overlay: OverlayInterface | None = None
         self.lan: LanBeacons | None = None
         self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
@@ -195,6 +208,7 @@ class Daemon:
             self.store.close()
             raise
         sock_path = Path(self.cfg.control_socket) if self.cfg.control_socket else self.paths.control_socket
+        # Its directory is checked if it is the shared fallback one (runtime/paths.py).
         control = ControlServer(sock_path, self._handlers())
         try:
             await control.start()
@@ -205,8 +219,11 @@ class Daemon:
             raise
         if self.cfg.bgp is not None:
             from weftnet.runtime.bgp import BgpService
+            from weftnet.runtime.l2evpn import dataplane_for
 
-            self.bgp = BgpService(self.cfg.bgp, loop)
+            self.bgp = BgpService(self.cfg.bgp, loop, dataplane_for(self.cfg.bgp, self.core.vpn, self._tun_info))
+            if hasattr(self.bgp.dataplane, "attach"):
+                self.bgp.dataplane.attach(self.bgp)  # MAC/IP routes steer a layer-2 network (runtime/l2evpn.py)
         try:
             if self.cfg.vrfs:  # before the PE speaker starts, so no VPN route is missed (docs/l3vpn.md)
                 from weftnet.runtime.l3vpn import L3vpnService
@@ -236,6 +253,7 @@ class Daemon:
             "node up", extra={"node_id": core.node_id.text(), "address": str(core.address),
                               "listen": f"{ep[0]}:{ep[1]}", "control": str(sock_path)},
         )
+        self._warn_about_settings()
         try:
             saved = self.store.load_contacts()
             if saved:
@@ -292,6 +310,7 @@ class Daemon:
             if ev.ok:
                 log.info("joined", extra={"peer": str(peer), "node_id": ev.node_id.text()})
                 await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
+                self._save()  # now, not at the next periodic save: a crash must not cost the table
                 self._publish()
                 if self._tuns:  # a member back from being offline learns of revocations at once
                     self.core.vpn_check_revocations(time.time())
@@ -390,7 +409,8 @@ class Daemon:
             await self._start_network(m, self.cfg.networks.get(m.descriptor.name) or NetworkConfig(m.descriptor.name))
 
     async def _start_network(self, m: Any, nc: NetworkConfig) -> None:
-        """One joined network (a netstate Membership): its VpnNetwork, TUN device and reader.
+        """One joined network (a netstate Membership): its VpnNetwork, TUN device and reader
+        (a layer-2 network: its L2Network, bridge and TAP).
 
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
@@ -405,7 +425,7 @@ class Daemon:
             try:
                 if nc.offload:
                     set_offload(tun)
-                configure_tun(tun.name, addresses=addrs, mtu=nc.mtu, netns=netns)
+                configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
             except BaseException:
                 tun.close()
@@ -413,9 +433,27 @@ class Daemon:
             return tun
 
         now = time.time()
+        if m.descriptor.layer == 2:  # a bridge, a TAP and an L2Network (runtime/l2dev.py, docs/l2.md)
+            from weftnet.runtime.l2dev import start_l2_network
+
+            vnet, tun, info = await start_l2_network(m, nc, now)
+        else:
+            vnet, tun, info = await self._start_l3(m, nc, now, make_tun)
+        self._tuns[vnet.network_id] = tun
+        tun.set_blocking(False)
+        self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
+        loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
+        self._tun_info[vnet.network_id.hex()] = info
+        self.driver.tun_writer = self._write_tun
+        if self._tg is not None:  # joined by a reload: announce it now
+            self._ensure_publisher()
+            self._publish()
+
+    async def _start_l3(self, m, nc: NetworkConfig, now: float, make_tun):
         name = m.descriptor.name
+        mtu = nc.effective_mtu(3)
         try:
-            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=nc.mtu,
+            vnet = VpnNetwork(m.descriptor, m.certificate, now, revocations=m.revocations, mtu=mtu,
                               firewall=Firewall.from_config(nc.effective_firewall))
         except CertificateError as exc:
             raise NetworkError(f"network {name!r}: {exc}; ask the owner for a new certificate "
@@ -429,32 +467,10 @@ class Daemon:
             tun = await asyncio.to_thread(make_tun, nc.tun_name, netns, addrs, nc)
         except NetworkError as exc:
             raise NetworkError(f"network {name!r}: {exc}") from None
-        self._tuns[vnet.network_id] = tun
-        tun.set_blocking(False)
-        self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
-        loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
-        self._tun_info[vnet.network_id.hex()] = {"tun": tun.name, "netns": netns}
         log.info("network up", extra={"network": name, "tun": tun.name, "addresses": ", ".join(addrs),
-                                      "netns": netns or "-", "mtu": nc.mtu, "offload": nc.offload,
+                                      "netns": netns or "-", "mtu": mtu, "offload": nc.offload,
                                       "directory_records": len(m.directory)})
-        self.driver.tun_writer = self._write_tun
-        if self._tg is not None:  # joined by a reload: announce it now
-            self._ensure_publisher()
-            self._publish()
-
-    def _stop_network(self, network_id: bytes) -> None:
-        """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
-        tun = self._tuns.pop(network_id, None)
-        if tun is not None:
-            asyncio.get_running_loop().remove_reader(tun.fileno())
-            tun.close()
-        self.core.vpn.remove_network(network_id)
-        info = self._tun_info.pop(network_id.hex(), None)
-        log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
-
-    def _ensure_publisher(self) -> None:
-        if (self._tuns or self._owned_records) and self._publisher is None:
-            self._publisher = self.spawn(self._publish_periodically())
+        return vnet, tun, {"tun": tun.name, "netns": netns}
 
     async def _start_overlay(self, loop: asyncio.AbstractEventLoop) -> None:
         """The overlay interface and LAN discovery, as configured (docs/overlay.md)."""
@@ -469,6 +485,20 @@ class Daemon:
             self.lan = LanBeacons(self.core, self.driver, oc.discovery_interfaces, oc.discovery_port,
                                   oc.discovery_interval)
             self.lan.start(loop)
+
+    def _stop_network(self, network_id: bytes) -> None:
+        """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
+        tun = self._tuns.pop(network_id, None)
+        if tun is not None:
+            asyncio.get_running_loop().remove_reader(tun.fileno())
+            tun.close()
+        self.core.vpn.remove_network(network_id)
+        info = self._tun_info.pop(network_id.hex(), None)
+        log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
+
+    def _ensure_publisher(self) -> None:
+        if (self._tuns or self._owned_records) and self._publisher is None:
+            self._publisher = self.spawn(self._publish_periodically())
 
     def _close_networks(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.lan is not None:
@@ -525,16 +555,35 @@ class Daemon:
                 last_publish = time.monotonic()
 
     async def _save_periodically(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(SAVE_INTERVAL)
-            self._save()
+            await asyncio.sleep(SAVE_CHECK)
+            if self.core.dht.table.changes != self._saved_changes or time.monotonic() - last >= SAVE_INTERVAL:
+                self._save()
+                last = time.monotonic()
 
     def _save(self) -> None:
         if self.store is not None and self.driver is not None:
+            changes = self.core.dht.table.changes
             try:
                 self.store.save_contacts(self.core.dht.export_contacts(), time.time())
-            except Exception as exc:  # persistence trouble must not kill the node
-                log.warning("could not save the routing table", extra={"error": str(exc)})
+                self._saved_changes = changes
+            except Exception as exc:  # persistence trouble must not kill the node (the store logs it)
+                log.debug("could not save the routing table", extra={"error": str(exc)})
+
+    def _warn_about_settings(self) -> None:
+        """Say which defaults are in force, and whether our own ID passes the network's puzzle."""
+        cfg = self.cfg
+        if cfg.source is None:
+            log.warning("no config file: built-in defaults in force",
+                        extra={"expected_at": str(self.paths.config), "listen": f"{cfg.listen}:{cfg.port}",
+                               "peers": len(cfg.peers), "id_difficulty": cfg.id_difficulty,
+                               "hint": "weft init writes one"})
+        if not meets_puzzle(self.identity.node_id, cfg.id_difficulty):
+            log.warning("this node's ID does not meet the network's ID puzzle: other nodes will not put it in "
+                        "their routing tables; create a new identity with 'weft init --force'",
+                        extra={"id_difficulty": cfg.id_difficulty,
+                               "id_bits": puzzle_bits(self.identity.node_id.raw)})
 
     def _on_event(self, ev: NodeEvent) -> None:
         if ev.kind == "peer_up":
@@ -566,6 +615,10 @@ class Daemon:
         elif isinstance(ev, VpnMemberEvent):
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
+            if ev.change == "added" and hasattr(getattr(self.bgp, "dataplane", None), "retry_waiting"):
+                self.bgp.dataplane.retry_waiting()  # EVPN routes that named this member before we knew it
+        elif isinstance(ev, VpnLocalBinding) and hasattr(getattr(self.bgp, "dataplane", None), "local_binding"):
+            self.bgp.dataplane.local_binding(self.bgp, ev.network_id, ev.mac, ev.ip)
 
     # -- control handlers -------------------------------------------------------
     def _handlers(self) -> dict[str, Any]:
@@ -617,7 +670,8 @@ class Daemon:
 
         async def get(req):
             key = _key(req["key"])
-            quorum = int(req.get("quorum", 1))
+            quorum = req.get("quorum")  # None: the safe read (mutable: highest seq of several holders)
+            quorum = None if quorum is None else int(quorum)
             return (await self.driver.request(lambda c, t: c.get(key, t, quorum=quorum))).to_dict()
 
         async def lookup(req):

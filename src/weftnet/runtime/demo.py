@@ -17,7 +17,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from weftnet.core.node import NodeEvent, TextReceived
+from weftnet.core.node import NodeConfig, NodeEvent, TextReceived
 from weftnet.runtime.driver import UdpDriver, start_node
 
 __all__ = ["run_demo"]
@@ -41,7 +41,7 @@ async def _demo(n: int, console: Console, seed: int | None) -> bool:
     try:
         step(f"1. Starting {n} nodes on 127.0.0.1")
         for i in range(n):
-            d = await start_node()
+            d = await start_node(config=NodeConfig.lab())  # 127.0.0.1 exempt from per-address limits
             d.listeners.append(lambda ev, i=i: inbox.append((i, ev)) if isinstance(ev, TextReceived) else None)
             drivers.append(d)
         table = Table("#", "node ID", "overlay address", "UDP endpoint")

@@ -56,6 +56,8 @@ RECV_BATCH = 64
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
 BACKLOG_MAX = 4096
+#: At most one log line about failures inside the core per this many seconds.
+ERROR_LOG_INTERVAL = 60.0
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 
@@ -100,6 +102,8 @@ class UdpDriver:
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
         self.sent = 0
         self.received = 0
+        self.errors = 0
+        self._error_logged_at: float | None = None
         self.send_errors = 0
         self.dropped = 0
         self.gso_sends = 0
@@ -152,8 +156,20 @@ class UdpDriver:
                 batch.append((data, src))
         if batch:
             self.received += len(batch)
-            self.core.receive_datagrams(batch, self.clock())
+            try:
+                self.core.receive_datagrams(batch, self.clock())
+            except Exception as exc:  # noqa: BLE001 - the packet loop must go on (docs/security.md, item 8)
+                self._failed("receive", exc)
         self.transmit()
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        """Count a failure inside the core; one log line per ERROR_LOG_INTERVAL at most."""
+        self.errors += 1
+        t = time.monotonic()
+        if self._error_logged_at is None or t - self._error_logged_at >= ERROR_LOG_INTERVAL:
+            self._error_logged_at = t
+            log.error("node core failed; continuing", extra={"where": where, "error": f"{type(exc).__name__}: {exc}",
+                                                             "failures_total": self.errors})
 
     # -- send -----------------------------------------------------------------
     def _send_all(self, out: list[tuple[bytes, Any]]) -> None:
@@ -267,7 +283,10 @@ class UdpDriver:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.core.handle_timer(self.clock())
+        try:
+            self.core.handle_timer(self.clock())
+        except Exception as exc:  # noqa: BLE001
+            self._failed("timer", exc)
         self.transmit()
 
     async def request(self, start: Callable[[NodeCore, float], int], timeout: float | None = None) -> NodeEvent:

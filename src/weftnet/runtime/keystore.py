@@ -17,11 +17,34 @@ from weftnet.errors import ConfigError, IdentityError
 __all__ = ["write_identity", "load_identity", "ensure_private_dir"]
 
 
-def ensure_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def ensure_private_dir(path: Path) -> str | None:
+    """Create ``path`` mode 0700, or check an existing one is private.
+
+    An existing *empty* directory that others can read is made 0700, and the
+    returned note says so; a non-empty one is refused (its mode is the
+    user's business, and chmodding it silently would change more than
+    weftnet's files). A directory of another user is refused.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+        return None
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
     st = path.stat()
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} exists and is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"{path} belongs to another user (uid {st.st_uid}); use a directory of your own")
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return None
+    if any(path.iterdir()):
+        raise ConfigError(f"{path} exists, is not empty and other users can read it (mode {mode:o}); weftnet keeps "
+                          f"its private key there: use a new or empty directory, or 'chmod 700 {path}' first")
+    os.chmod(path, 0o700)
+    return f"{path} existed with mode {mode:o}; it is now 700 (it holds the node's private key)"
 
 
 def write_identity(path: Path, identity: Identity, force: bool = False) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -37,9 +38,20 @@ def _plain(v):
     return str(v)
 
 
+# Whitespace, quotes, backslash, '=' and every control or line-breaking character.
+_UNSAFE = re.compile(r'[\s"\\=\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in [chr(i) for i in range(0x7F, 0xA0)] + ["\u2028", "\u2029"]})
+
+
 def _quote(v) -> str:
+    """A field value for a text log line. Values come from peers too (a routed text, a
+    reason), so anything that could end the line or fake a field is escaped: one event
+    is always one line (docs/security.md, item 4)."""
     s = str(v)
-    return f'"{s}"' if (" " in s or not s) else s
+    if s and not _UNSAFE.search(s):
+        return s
+    # json.dumps escapes quotes, backslashes and C0 controls; the table, C1 and U+2028/9.
+    return json.dumps(s, ensure_ascii=False).translate(_BREAKS)
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> logging.Logger:

@@ -25,16 +25,24 @@ from typing import Iterable
 from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
 from weftnet.core.vpn.netcert import (
+    MAX_BINDINGS,
+    MAX_MAC_PREFIXES,
+    MAX_SOURCES,
+    Binding,
     CertificateError,
+    L2Grant,
+    MacPrefix,
     NetCert,
     NetworkAuthority,
     NetworkDescriptor,
     RevocationList,
     armor,
     cert_from_directory,
+    cert_from_member_record,
     check_name,
     dearmor,
     directory_salt,
+    member_salt,
 )
 from weftnet.errors import ConfigError, NetworkError
 
@@ -45,6 +53,7 @@ __all__ = [
     "create_network",
     "load_authority",
     "sign_member_cert",
+    "l2_grant",
     "join_network",
     "load_membership",
     "list_networks",
@@ -116,7 +125,10 @@ def _read_blocks(path: Path) -> list:
         raise ConfigError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    return dearmor(text)
+    try:
+        return dearmor(text)
+    except NetworkError as exc:  # name the file: "no block found" alone helps nobody
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _read_one(path: Path, cls, items: list | None = None):
@@ -134,12 +146,15 @@ def _descriptor(state_dir: Path, name: str) -> NetworkDescriptor:
 
 
 def create_network(state_dir: Path, name: str, prefixes: Iterable[str], now: float,
-                   rng: random.Random | None = None) -> NetworkAuthority:
-    """Make a new authority key and network descriptor; refuses an existing name."""
+                   rng: random.Random | None = None, layer: int = 3) -> NetworkAuthority:
+    """Make a new authority key and network descriptor; refuses an existing name.
+
+    ``layer`` 2: a network of Ethernet frames (docs/l2.md), recorded in the signed descriptor.
+    """
     d = network_dir(state_dir, name)
     if d.exists():
         raise NetworkError(f"network {name!r} already exists in {d}")
-    auth = NetworkAuthority.create(name, list(prefixes), rng or random.SystemRandom(), now)
+    auth = NetworkAuthority.create(name, list(prefixes), rng or random.SystemRandom(), now, layer=layer)
     from cryptography.hazmat.primitives import serialization
 
     key_pem = auth._sk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -183,17 +198,27 @@ def issued_certificates(state_dir: Path, name: str) -> list[NetCert]:
 
 
 def sign_member_cert(state_dir: Path, name: str, node: NodeId, ips: Iterable[str], groups: Iterable[str],
-                     now: float, days: float = 365.0) -> tuple[NetCert, str]:
+                     now: float, days: float = 365.0, *, macs: Iterable[str] = (), sources: Iterable[str] = (),
+                     bindings: Iterable[str] = ()) -> tuple[NetCert, str]:
     """Owner side: sign a certificate, record it, and return it with the text to give the member.
 
     The text holds the network descriptor, the certificate and its signed
     directory records (one per address, which the member publishes in the
     DHT so other members can find it); that is all ``weft net join`` needs.
     Serial numbers count up from 1 per network.
+
+    Layer-2 networks (docs/l2.md): ``macs`` are MAC prefixes (``02:aa:bb:00:00:00/24``
+    or one MAC), ``sources`` IP prefixes, ``bindings`` ``MAC=IP`` pairs the member may source.
     """
     if days <= 0:
         raise NetworkError("--days must be positive")
     auth = load_authority(state_dir, name)
+    macs, sources, bindings = list(macs), list(sources), list(bindings)
+    l2 = None
+    if auth.descriptor.layer == 2:
+        l2 = l2_grant(macs, sources, bindings)
+    elif macs or sources or bindings:
+        raise NetworkError(f"network {name!r} is layer 3: --mac, --source and --bind are for layer-2 networks")
     issued = issued_certificates(state_dir, name)
     try:
         addrs = [ipaddress.ip_address(ip) for ip in ips]
@@ -214,11 +239,47 @@ def sign_member_cert(state_dir: Path, name: str, node: NodeId, ips: Iterable[str
                 f"revoke it first"
             )
     serial = max((c.serial for c in issued), default=0) + 1
+    if l2 is not None:
+        bound = [b.address for b in l2.bindings]
+        for c in issued:
+            if (revoked is not None and revoked.revokes(c)) or now >= c.not_after or c.node_id == node.raw:
+                continue
+            held = set(c.addresses) | {b.address for b in (c.l2.bindings if c.l2 else ())}
+            taken = held & set(bound + addrs)
+            if taken:
+                raise NetworkError(f"{sorted(taken)[0]} is already held by certificate #{c.serial} "
+                                   f"({NodeId(c.node_id).text()}); revoke it first")
     cert = auth.sign_member(node, addrs, list(groups), not_before=int(now) - 60,
-                            not_after=int(now + days * DAY), serial=serial)
+                            not_after=int(now + days * DAY), serial=serial, l2=l2)
     write_new(network_dir(state_dir, name) / "issued" / f"{serial}.pem", armor(cert))
     records = "".join(armor(r) for r in auth.directory_records(cert))
     return cert, armor(auth.descriptor) + armor(cert) + records
+
+
+def l2_grant(macs: Iterable[str], sources: Iterable[str], bindings: Iterable[str]) -> L2Grant:
+    """A layer-2 grant from command-line text: MAC prefixes, IP prefixes and ``MAC=IP`` bindings."""
+    from weftnet.core.vpn.ethernet import parse_mac, parse_mac_prefix
+
+    try:
+        mp = [MacPrefix(*parse_mac_prefix(m)) for m in macs]
+        sp = [ipaddress.ip_network(s, strict=True) for s in sources]
+        bs = []
+        for text in bindings:
+            mac, sep, ip = text.partition("=")
+            if not sep:
+                raise ValueError(f"binding {text!r} must be MAC=IP")
+            bs.append(Binding(parse_mac(mac), ipaddress.ip_address(ip)))
+        for what, items, most in (("--mac", mp, MAX_MAC_PREFIXES), ("--source", sp, MAX_SOURCES),
+                                  ("--bind", bs, MAX_BINDINGS)):
+            if len(items) > most:
+                raise NetworkError(f"at most {most} {what} per certificate")
+        grant = L2Grant(tuple(mp), tuple(sp), tuple(bs))
+    except ValueError as exc:
+        raise NetworkError(str(exc)) from None
+    for m in mp:
+        if m.mac[0] & 1:
+            raise NetworkError(f"--mac {m}: a group (multicast) address cannot be a source")
+    return grant
 
 
 def _revocations_file(state_dir: Path, name: str) -> tuple[RevocationList | None, MutableRecord | None]:
@@ -280,8 +341,16 @@ def join_network(state_dir: Path, text: str, node: NodeId, now: float) -> tuple[
                            f"({node.text()})")
     cert.verify(desc, now)
     records = [x for x in items if isinstance(x, MutableRecord)]
+    bound = [b.address for b in cert.l2.bindings] if cert.l2 is not None else []
     for r in records:
-        for a in cert.addresses:
+        if cert.l2 is not None and r.salt == member_salt(cert.serial):
+            try:
+                if cert_from_member_record(r, desc, cert.serial) != cert:
+                    raise CertificateError("it holds another certificate")
+            except CertificateError as exc:
+                raise NetworkError(f"the member record is not valid: {exc}") from None
+            continue
+        for a in list(cert.addresses) + bound:
             if r.salt == directory_salt(a):
                 try:
                     if cert_from_directory(r, desc, a) != cert:

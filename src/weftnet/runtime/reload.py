@@ -94,7 +94,7 @@ class Reloader:
             running = copy.copy(old)
             report = ReloadReport()
             changed = {f.name for f in fields(Config) if getattr(old, f.name) != getattr(new, f.name)}
-            handled = {"networks"}
+            handled = {"networks", "source"}  # source: where the config came from, not a setting
             for name, flds, hook in self._hooks:
                 touched = changed & set(flds)
                 handled |= set(flds)
@@ -202,12 +202,18 @@ class Reloader:
             onc = old.networks.get(name) or NetworkConfig(name)
             nnc = new.networks.get(name) or NetworkConfig(name)
             renewed = (m.certificate.serial, m.certificate.not_after) != (vnet.own_cert.serial, vnet.own_cert.not_after)
-            settings = [k for k in ("tun", "mtu", "netns", "offload", "txqueuelen") if getattr(onc, k) != getattr(nnc, k)]
+            layer = vnet.descriptor.layer
+
+            def val(c: NetworkConfig, k: str, layer: int = layer):
+                return c.effective_mtu(layer) if k == "mtu" else getattr(c, k)  # unset: the layer's default
+
+            settings = [k for k in ("tun", "mtu", "netns", "offload", "txqueuelen", "bridge", "tap", "mac_age",
+                                    "mac_quota", "flood_rate", "vxlan") if val(onc, k) != val(nnc, k)]
             try:
                 if settings or renewed:
                     d._stop_network(nid)
                     await d._start_network(m, nnc)
-                    why = ", ".join(f"{k} {getattr(onc, k)!r} -> {getattr(nnc, k)!r}" for k in settings)
+                    why = ", ".join(f"{k} {val(onc, k)!r} -> {val(nnc, k)!r}" for k in settings)
                     report.applied.append(f"network {name}: restarted ({why or 'renewed certificate'})")
                 elif onc.effective_firewall != nnc.effective_firewall:
                     fresh = Firewall.from_config(nnc.effective_firewall, f"[networks.{name}] firewall")

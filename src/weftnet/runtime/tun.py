@@ -50,6 +50,7 @@ TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
 IFF_TUN = 0x0001
+IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
@@ -106,7 +107,7 @@ class TunDevice:
         self.close()
 
 
-def _open_here(name: str, vnet_hdr: bool, persist: bool) -> tuple[int, str]:
+def _open_here(name: str, vnet_hdr: bool, persist: bool, tap: bool = False) -> tuple[int, str]:
     raw = _check_name(name)
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
@@ -115,7 +116,7 @@ def _open_here(name: str, vnet_hdr: bool, persist: bool) -> tuple[int, str]:
                            "container the device") from None
     except PermissionError:
         raise NetworkError(f"opening {TUN_PATH} {_NEED_CAP}") from None
-    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+    flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
     try:
         res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
         if persist:
@@ -127,22 +128,24 @@ def _open_here(name: str, vnet_hdr: bool, persist: bool) -> tuple[int, str]:
         if exc.errno == errno.EBUSY:
             raise NetworkError(f"TUN device {name!r} is already open by another process") from None
         if exc.errno == errno.EINVAL:
-            raise NetworkError(f"{name!r} exists and is not a TUN device this process may open") from None
+            raise NetworkError(f"{name!r} exists and is not a {'TAP' if tap else 'TUN'} device this process may "
+                               "open") from None
         raise NetworkError(f"creating TUN device {name!r}: {exc.strerror}") from None
     actual = _IFREQ.unpack(res)[0].rstrip(b"\x00").decode("ascii")
     return fd, actual
 
 
 def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool = False,
-             persist: bool = False) -> TunDevice:
+             persist: bool = False, tap: bool = False) -> TunDevice:
     """Create (or attach to) a TUN device, optionally inside the named network namespace.
 
     ``name`` may hold ``%d`` for the kernel to pick the number. The namespace
     must exist (``/run/netns/<name>``). The device lives as long as the file
-    descriptor unless ``persist`` is set.
+    descriptor unless ``persist`` is set. ``tap``: a TAP device (``IFF_TAP``,
+    Ethernet frames) for a layer-2 network (runtime/l2dev.py).
     """
     if netns is None:
-        fd, actual = _open_here(name, vnet_hdr, persist)
+        fd, actual = _open_here(name, vnet_hdr, persist, tap)
         return TunDevice(fd, actual, None, vnet_hdr)
     from pyroute2 import netns as pr_netns
 
@@ -155,7 +158,7 @@ def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool =
             raise NetworkError(f"entering network namespace {netns!r} {_NEED_CAP}") from None
         raise NetworkError(f"entering network namespace {netns!r}: {exc}") from None
     try:
-        fd, actual = _open_here(name, vnet_hdr, persist)
+        fd, actual = _open_here(name, vnet_hdr, persist, tap)
     finally:
         pr_netns.popns()
     return TunDevice(fd, actual, netns, vnet_hdr)

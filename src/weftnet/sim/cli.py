@@ -1,7 +1,8 @@
-"""`weft sim SCENARIO --seed S --out DIR`: run a simulation scenario and report.
+"""`weft sim SCENARIO --seed S --out DIR`: run a simulation scenario and report;
+`weft sim sweep GRID.toml`: run a grid of them in parallel (sim/sweep.py).
 
 SCENARIO is a TOML file, or the name of a bundled scenario (small, churn,
-kademlia-paper, scale-100k).
+kademlia-paper, scale-100k, scale-1m).
 """
 
 from __future__ import annotations
@@ -25,14 +26,29 @@ def resolve_scenario(name: str) -> Path:
                              param_hint="SCENARIO")
 
 
-@click.command("sim")
+class _SimGroup(click.Group):
+    """`weft sim SCENARIO ...` runs one scenario (the `run` subcommand), so the
+    short form keeps working next to `weft sim sweep GRID.toml`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("sim", cls=_SimGroup)
+def sim_command() -> None:
+    """Discrete-event simulation: `weft sim SCENARIO` runs one, `weft sim sweep GRID` a grid."""
+
+
+@sim_command.command("run")
 @click.argument("scenario")
 @click.option("--seed", type=int, help="Random seed (default: the scenario's).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="sim-out", show_default=True,
               help="Directory for summary.json, run.json and the plots.")
 @click.option("--nodes", type=click.IntRange(2, 2_000_000), help="Override the scenario's node count.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sim_command(scenario: str, seed: int | None, out: str, nodes: int | None, quiet: bool) -> None:
+def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, quiet: bool) -> None:
     """Run SCENARIO (a TOML file or a bundled name) in the discrete-event simulator."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -94,3 +110,35 @@ def _run_nat(sc, seed: int | None, out: str, nodes: int | None, quiet: bool) -> 
     plot = nat_plot(outdir, summary)
     click.echo(nat_text(summary))
     click.echo(f"\nwrote {outdir / 'summary.json'}, {outdir / 'run.json'}, {plot}")
+
+
+@sim_command.command("sweep")
+@click.argument("grid", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), default="sweep-out", show_default=True,
+              help="Directory for results.csv/.md, sweep.json, run.json and sweep.png.")
+@click.option("--workers", type=click.IntRange(1, 1024), help="Local worker processes (default: all cores).")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Run the points on a Dask cluster (scheduler address, e.g. tcp://10.0.0.5:8786) "
+                   "instead of local processes; its workers need the same weftnet installed.")
+@click.option("--cluster-timeout", type=click.FloatRange(0.1, 3600), default=15.0, show_default=True,
+              help="Seconds to wait for the Dask scheduler to answer.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep_command(grid: str, out: str, workers: int | None, cluster: str | None, cluster_timeout: float,
+                  quiet: bool) -> None:
+    """Run every point of the sweep GRID (a TOML file) and write one table and plots for all of them."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from weftnet.sim.sweep import load_sweep, run_sweep, write_sweep_outputs
+
+    sw = load_sweep(Path(grid))
+    n = len(sw.points())
+    with Progress(TextColumn(f"[bold]{sw.name}[/] points"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task("", total=n)
+        results, run_info = run_sweep(sw, workers, cluster, lambda done, total: bar.update(task, completed=done),
+                                      cluster_timeout)
+    files = write_sweep_outputs(Path(out), results, run_info)
+    click.echo((Path(out) / "results.md").read_text())
+    click.echo(f"{n} points on {run_info['engine']} in {run_info['wall_seconds']} s; wrote "
+               + ", ".join(str(f) for f in files))

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from weftnet.core.dht import DhtConfig
 from weftnet.sim import report
-from weftnet.sim.engine import Simulation, lookup_windows
+from weftnet.sim.engine import SIM_DHT, Simulation, lookup_windows
 from weftnet.sim.scenario import Scenario
 from weftnet.sim.underlay import UnderlayConfig
 
@@ -46,7 +46,7 @@ def _session(sim: Simulation, sc: Scenario) -> float:
 
 
 def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
-    dcfg = DhtConfig(per_prefix=None, **sc.dht)
+    dcfg = DhtConfig(**{**SIM_DHT, **sc.dht})
     sim = Simulation(seed, dcfg, UnderlayConfig(**sc.underlay))
     phase = {"name": "join"}
     total = (sc.join_duration if sc.join_mode == "storm" else 0) + SETTLE + sc.lookup_duration + \

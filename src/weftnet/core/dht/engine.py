@@ -10,8 +10,12 @@ pairs to send (:meth:`messages_to_send`) and events (:meth:`next_event`).
 Time and randomness come in as arguments, so the simulator can run 100,000
 of these in one process and replay a run from a seed.
 
-* Every authenticated sender is offered to the routing table (contacts are
-  learned from all traffic).
+* Every authenticated sender that has proven it receives at its address
+  (``verified``) is offered to the routing table (contacts are learned from
+  all traffic); a sender whose session is still half-open (early data in a
+  handshake) gets answers to FIND_NODE and FIND_VALUE (the transport keeps
+  them within the bytes of its Init), while its STORE, routed and
+  replication messages wait until it is verified (:meth:`on_verified`).
 * Requests (FIND_NODE, FIND_VALUE, STORE) carry a random request ID and a
   deadline of ``srtt + 4·rttvar`` of that contact (RFC 6298's rule, clamped);
   a reply is accepted only from the node asked, with the ID it was asked.
@@ -24,40 +28,63 @@ of these in one process and replay a run from a seed.
   Peer-to-Peer Overlays", IPTPS 2003): ``route(key, payload)`` forwards
   greedily, each hop strictly closer to the key by XOR, through the
   application's ``forward`` upcall, until no closer node is known; that node
-  calls ``deliver`` and acknowledges to the origin.
+  calls ``deliver``. Trace reports and the acknowledgement travel back
+  along the path, hop by hop over sessions that already exist: nothing is
+  ever sent to an endpoint a routed message names (docs/security.md, item 4).
 * Maintenance runs on one timer: refresh of idle buckets, republishing of
-  own records, re-replication of held records, expiry.
+  own records, re-replication of held records (an inventory first, then
+  only what a neighbour lacks, with the lifetime the record has left),
+  expiry.
+
+Limits against one hostile host (docs/security.md): requests per peer and
+per address prefix (token buckets that volume cannot wipe); records per
+peer and per prefix, in count and bytes, a TTL cap, and STOREs only for keys
+this node is among the k closest known to; an O(log n) index for admission,
+expiry and eviction (quota.py); hinted contacts cost their source; the
+S/Kademlia ID puzzle for routing-table entries.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from weftnet.core.contact import Contact
+from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import events as ev
+from weftnet.core.dht.lookup import ANSWERED, Candidate, Lookup
 from weftnet.core.histogram import LatencyHistogram
-from weftnet.core.dht.lookup import Lookup
 from weftnet.core.dht.messages import (
+    BACK_DELIVERED,
+    BACK_FAILED,
+    BACK_HOP,
     MAX_CONTACTS,
+    MAX_OFFER,
     FindNode,
     FindValue,
     Nodes,
+    OfferItem,
+    ReplicaOffer,
+    ReplicaWant,
+    Replicate,
     Route,
     RouteAck,
+    RouteBack,
     RouteHop,
     Store,
     StoreAck,
     Value,
 )
+from weftnet.core.dht.quota import StoreIndex
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord, Record, decode_record
 from weftnet.core.dht.routing import RoutingTable
 from weftnet.core.dht.store import MemoryStore, RecordStore, StoredRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource
+from weftnet.core.limits import ExemptPrefixes, Gcra, TokenBuckets, address_key, prefix_key
+from weftnet.core.puzzle import meets_puzzle
 from weftnet.core.wire import Message
-from weftnet.errors import RecordError
+from weftnet.errors import RecordError, StorageError
 
 __all__ = ["Dht", "DhtConfig", "KbrApplication"]
 
@@ -80,17 +107,53 @@ class DhtConfig:
     maintenance_interval: float = 600.0
     default_ttl: float = 24 * 3600.0
     #: Request timeouts: RTO of a contact = srtt + 4*rttvar, clamped to these.
-    min_rto: float = 0.5
+    min_rto: float = 0.2
     max_rto: float = 5.0
     initial_rto: float = 2.0
     lookup_timeout: float = 30.0
     route_timeout: float = 10.0
     hop_limit: int = 32
     max_records: int = 100_000
-    #: Incoming requests per peer: token bucket refill rate and burst.
+    #: Record bytes held at most (blobs; 100,000 full records would be ~130 MB).
+    max_store_bytes: int = 64 * 1024 * 1024
+    #: Records one peer (node ID), and one address prefix, may have stored here.
+    records_per_peer: int = 1000
+    bytes_per_peer: int = 1024 * 1024
+    records_per_prefix: int = 4000
+    bytes_per_prefix: int = 4 * 1024 * 1024
+    #: No record is kept longer than this after it was stored, whatever its TTL says.
+    max_ttl: float = 24 * 3600.0
+    #: Reads of a mutable record wait for this many copies from the network (not our own)
+    #: and return the highest seq, as BEP 44 readers do; a local copy never answers alone.
+    mutable_quorum: int = 5
+    #: Incoming requests per peer, and per address prefix: token bucket refill rate and burst.
     peer_rate: float = 200.0
     peer_burst: float = 400.0
+    prefix_rate: float = 1000.0
+    prefix_burst: float = 2000.0
     seen_cache: int = 4096
+    #: S/Kademlia static puzzle (core/puzzle.py): leading zero bits a contact's ID hash needs
+    #: to enter the routing table. A network parameter; 0 = off (the library default, for
+    #: tests and the simulator); the daemon's default is ``runtime.config.DEFAULT_ID_DIFFICULTY``.
+    id_difficulty: int = 0
+    #: Sources exempt from the per-prefix limits here (CIDR strings). Empty for a real node;
+    #: a loopback test lab sets ``weftnet.core.limits.LOOPBACK_LAB``.
+    exempt_prefixes: tuple = ()
+    #: A request to a contact we only heard of (a hint) costs its source this many bytes of
+    #: credit (one HandshakeInit with the request as early data, ~206 bytes: the transport
+    #: sends one only to such an endpoint), earned by the bytes of the source's replies and
+    #: given back when the hinted contact answers. Each source starts with one (0 = off).
+    hint_cost: int = 256
+    hint_credit_max: float = 16384.0
+    #: Requests to hinted contacts in flight per target address (0 = no limit), and what
+    #: one target address may be sent because of hints: a burst of two requests, then one
+    #: every four seconds (whatever the number of sources naming it).
+    hint_inflight_per_address: int = 2
+    hint_target_burst: float = 512.0
+    hint_target_rate: float = 64.0
+    #: STORE, routed and replication messages held per half-open sender, and senders held.
+    held_per_sender: int = 4
+    held_senders: int = 256
     #: After the bootstrap lookup, refresh every bucket farther than our own
     #: (Kademlia section 2.3), so a new node's table fills at once.
     refresh_on_join: bool = True
@@ -102,6 +165,24 @@ class DhtConfig:
     hedge_rtts: float = 3.0
     hedge_min: float = 0.02
     hedge_max: float = 1.0
+    #: Contacts whose RTT estimate is kept (the oldest estimate goes first).
+    rtt_cache: int = 4096
+    #: Lookup latency (docs/dht.md, "Lookups at Internet latency"); each was
+    #: measured on its own in the simulator. A node lookup ends when the node
+    #: itself answers:
+    stop_at_target: bool = True
+    #: Requests in a lookup's first round, before any answer (0: alpha).
+    first_round: int = 0
+    #: A contact never measured gets the node-wide RTT estimate (mean + 4 x
+    #: mean deviation of all samples, clamped to [min_rto, initial_rto]) as
+    #: its timeout instead of initial_rto.
+    adaptive_rto: bool = True
+    #: Proximity neighbour selection: a contact that answers fast takes the
+    #: place of a slow (or, if it is near, an unmeasured) one in a full bucket.
+    proximity: bool = False
+    #: A node that talks to us takes the place of a contact whose last request
+    #: failed, in a full bucket (routing.py); off, it waits for the eviction.
+    replace_failing: bool = True
 
 
 class KbrApplication(Protocol):
@@ -121,6 +202,9 @@ class _Request:
     sent: float
     kind: str
     timed_out: bool = False
+    endpoint: Addr | None = None  # where it was sent (a failure counts only against that endpoint)
+    hint: tuple | None = None  # (source key, address key) if the contact was only heard of
+    data: Any = None  # a ReplicaOffer's items
 
 
 @dataclass
@@ -133,6 +217,8 @@ class _Op:
     record: Record | None = None
     key: bytes = b""
     quorum: int = 1
+    mutable_quorum: int = 1
+    local: Record | None = None  # get: our own copy, compared but never counted
     pending_stores: set = field(default_factory=set)
     stored: int = 0
     store_failed: int = 0
@@ -145,10 +231,21 @@ class _Op:
     hedge_at: float = 0.0  # get: the hedge wake-up already scheduled
 
 
-@dataclass(slots=True)
-class _Rtt:
-    srtt: float
-    rttvar: float
+class _Stats(dict):
+    """Counters that exist once counted: a node that never hit one keeps no slot for it
+    (a million simulated nodes each saving the 13 zeros add up); reads of an unseen one give 0."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+_STATS = (
+    "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
+    "records_stored", "records_rejected", "records_evicted", "records_expired",
+    "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
+)
 
 
 class Dht:
@@ -169,34 +266,49 @@ class Dht:
         self.key = contact.node_id.int
         self.identity = identity
         self._rng = rng
-        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix)
+        self.exempt = ExemptPrefixes(cfg.exempt_prefixes)
+        self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing,
+                                  self.exempt, cfg.id_difficulty)
         self.store: RecordStore = store if store is not None else MemoryStore()
+        self.index = StoreIndex(self.key)
+        for r in self.store.records():  # once, at start-up: the store may be a database
+            self.index.add(r.key, r.expires, r.own, len(r.blob), r.origin, r.prefix, r.stored_at)
         self._out: list[tuple[Contact, Message]] = []
-        self._events: deque = deque()
+        self._events: list = []  # a few at a time; an empty deque would be 624 bytes a node
         self._requests: dict[int, _Request] = {}
         self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op 2=hedge, id)
         self._ops: dict[int, _Op] = {}
         self._next_op = 1
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
-        self._seen: dict[int, None] = {}
-        self._rtt: dict[int, _Rtt] = {}
-        self._buckets: dict[int, list[float]] = {}  # peer key -> [tokens, last]
+        #: msg_id -> (the contact it came from, or None at the origin; the key it went on to)
+        self._route_back: OrderedDict[int, tuple[Contact | None, int]] = OrderedDict()
+        # Request limits per peer and per address prefix, one float per busy key (Gcra):
+        # bounded, and volume cannot wipe them.
+        self._peer_limit = Gcra(cfg.peer_rate, cfg.peer_burst)
+        self._prefix_limit = Gcra(cfg.prefix_rate, cfg.prefix_burst)
+        # Each source starts with one request's worth (a small network answers with one or
+        # two contacts: their reply alone would not pay for asking them).
+        self._hint_credit = TokenBuckets(0.0, cfg.hint_credit_max, start=cfg.hint_cost)
+        self._hint_inflight: dict[str, int] = {}
+        self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
+        self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
+        self._held: OrderedDict[int, list] = OrderedDict()  # sender key -> [(contact, msg, time, learn)]
+        # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
+        # bounded (oldest first out), since every node that ever answered lands here.
+        self._rtt: dict[int, complex] = {}
         self._apps: list[Any] = []
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
+        self._rttvar_mean = 0.0  # their mean deviation, for the timeout of unmeasured contacts
         self._maintenance_at = now + cfg.maintenance_interval
         self._republish_at = now + cfg.republish_interval
-        self._replicate_at = now + cfg.replicate_interval
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "requests_sent", "requests_received", "responses", "timeouts", "rate_limited",
-                "records_stored", "records_rejected", "records_evicted", "records_expired",
-                "routes_forwarded", "routes_delivered", "routes_dropped", "unsolicited",
-            ),
-            0,
-        )
+        # Holders of one record must not all offer it at the same moment (each would send
+        # it to the same newcomer): the first round comes at a random point of the interval.
+        self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
+        self._wanted: OrderedDict[bytes, float] = OrderedDict()  # keys asked for in a ReplicaWant, when
+        self.stats: dict[str, int] = _Stats()
         self.reject_reasons: dict[str, int] = {}
         #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
         #: when a driver wants it (the daemon does; 100,000 simulated nodes do not).
@@ -215,8 +327,12 @@ class Dht:
         out, self._out = self._out, []
         return out
 
+    def is_hint(self, contact: Contact) -> bool:
+        """True if a message to ``contact`` goes to an endpoint we only heard of (for the transport)."""
+        return self._hinted.get(contact.node_id.int) == contact.endpoint
+
     def next_event(self):
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         t = min(self._maintenance_at, self._republish_at, self._replicate_at)
@@ -246,7 +362,7 @@ class Dht:
                 if req is None or req.deadline > now:
                     continue
                 if req.timed_out:
-                    del self._requests[ident]  # the grace period for a late answer is over
+                    self._drop_request(ident)  # the grace period for a late answer is over
                     continue
                 # Count the failure and move the lookup on, but keep listening
                 # a while: a late answer is still an answer (a busy peer is not a dead one).
@@ -267,33 +383,46 @@ class Dht:
             self._maintain(now)
         if now >= self._republish_at:
             self._republish_at = now + self.config.republish_interval
-            self._republish(now, own=True)
+            self._republish(now)
         if now >= self._replicate_at:
             self._replicate_at = now + self.config.replicate_interval
-            self._republish(now, own=False)
+            self._replicate(now)
 
-    def on_unreachable(self, node_id: NodeId, now: float) -> None:
+    def on_unreachable(self, node_id: NodeId, now: float, endpoint: Addr | None = None) -> None:
+        """The transport gave up on ``node_id`` at ``endpoint``.
+
+        Only a failure at the endpoint our table has for it counts against the
+        contact: a dead address someone else told us about must not evict a
+        live contact (docs/security.md, item 4)."""
         key = node_id.int
-        self.table.fail(key)
+        self._fail_contact(key, endpoint)
         for rid, req in sorted(self._requests.items()):
             if req.key == key:
-                del self._requests[rid]
+                self._drop_request(rid)
                 self._on_request_failed(req, now, count_failure=False)
 
-    def on_message(self, sender: Contact, msg: Message, now: float, learn: bool = True) -> None:
-        """``learn=False``: answer the sender but keep it out of the routing table (its endpoint
+    def on_message(self, sender: Contact, msg: Message, now: float, verified: bool = True,
+                   learn: bool = True) -> None:
+        """A decoded message from an authenticated sender.
+
+        ``verified``: the sender has proven it receives at ``sender.endpoint``
+        (False for early data in a handshake the transport has not confirmed).
+        ``learn=False``: answer the sender but keep it out of the routing table (its endpoint
         is not one others could use, e.g. it was heard only through a relay)."""
         skey = sender.node_id.int
-        if learn:
+        if verified and learn:
             self.table.add(sender, now, skey)
         t = type(msg)
-        if t is Nodes or t is Value or t is StoreAck:
+        if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant:
             self._on_response(sender, skey, msg, now)
             return
-        if t is RouteAck or t is RouteHop:
+        if t is RouteAck or t is RouteHop or t is RouteBack:
             self._on_route_report(sender, msg, now)
             return
-        if not self._allow(skey, now):
+        if not verified and (t is Store or t is Route or t is Replicate or t is ReplicaOffer):
+            self._hold(sender, skey, msg, now, learn)
+            return
+        if not self._allow(sender, skey, now):
             self.stats["rate_limited"] += 1
             return
         self.stats["requests_received"] += 1
@@ -302,9 +431,33 @@ class Dht:
         elif t is FindValue:
             self._on_find_value(sender, msg, now)
         elif t is Store:
-            self._on_store(sender, msg, now)
+            self._on_store(sender, msg.rid, msg.record, None, now)
+        elif t is Replicate:
+            self._on_store(sender, msg.rid, msg.record, float(msg.remaining), now)
+        elif t is ReplicaOffer:
+            self._on_offer(sender, msg, now)
         elif t is Route:
             self._on_route(sender, msg, now)
+
+    def on_verified(self, node_id: NodeId, now: float) -> None:
+        """The transport confirmed ``node_id`` receives at its address: handle what it held."""
+        held = self._held.pop(node_id.int, None)
+        for contact, msg, at, learn in held or ():
+            if now - at <= self.config.lookup_timeout:
+                self.on_message(contact, msg, now, verified=True, learn=learn)
+
+    def _hold(self, sender: Contact, skey: int, msg: Message, now: float, learn: bool = True) -> None:
+        """Keep a message from a half-open sender until it is verified (bounded, oldest out)."""
+        cfg = self.config
+        q = self._held.get(skey)
+        if q is None:
+            if len(self._held) >= cfg.held_senders:
+                self._held.popitem(last=False)
+            q = self._held[skey] = []
+        if len(q) >= cfg.held_per_sender:
+            del q[0]
+        q.append((sender, msg, now, learn))
+        self.stats["held_unverified"] += 1
 
     # -- API ----------------------------------------------------------------
     def bootstrap(self, contacts: list[Contact], now: float) -> int:
@@ -322,19 +475,31 @@ class Dht:
         self._store_local(key, record, now, own=True)
         return self._start_lookup("store", int.from_bytes(key, "big"), now, record=record).op_id
 
-    def get(self, key: bytes, now: float, quorum: int = 1) -> int:
-        op = self._new_op("get", now, self.config.lookup_timeout)
-        op.key, op.quorum = key, max(1, quorum)
+    def get(self, key: bytes, now: float, quorum: int | None = None) -> int:
+        """Read a record.
+
+        An immutable record is self-certifying: the first valid copy (ours
+        included) answers, or ``quorum`` of them, ours counted. A mutable one is not — an older copy, validly
+        signed, could be replayed to any holder — so it waits for
+        ``quorum`` (default ``mutable_quorum``) copies from *other* nodes and
+        returns the highest seq of those and ours (BEP 44's rule). If a newer
+        one turns up than ours, ours is replaced (read repair)."""
+        cfg = self.config
+        op = self._new_op("get", now, cfg.lookup_timeout)
+        op.key = key
+        op.quorum = max(1, quorum or 1)
+        op.mutable_quorum = max(1, quorum if quorum is not None else cfg.mutable_quorum)
         local = self._valid_local(key, now)
-        if local is not None and op.quorum == 1:
+        if isinstance(local, ImmutableRecord) and op.quorum <= 1:
             self._complete_get(op, [local], now, hops=0, messages=0)
             return op.op_id
-        cfg = self.config
+        mutable = isinstance(local, MutableRecord)
+        op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
-                    op.quorum, self.key, has_session=self.has_session, cold_limit=cfg.cold_parallel,
-                    hedge=self._hedge_delay())
-        if local is not None:
-            lk.values.append(local)
+                    op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
+                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
+        if local is not None and not mutable:
+            lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
         lk.seed(self.table.closest(lk.target, self.config.k))
         self._advance(op, now)
@@ -347,19 +512,20 @@ class Dht:
         op.msg_id = self._rng.getrandbits(64)
         self._routes[op.msg_id] = op.op_id
         msg = Route(op.msg_id, key, self.contact, 0, self.config.hop_limit, 1 if trace else 0, payload)
-        self._remember(op.msg_id)
-        self._forward(msg, now, exclude=None, first_hop=first_hop)
+        self._forward(msg, now, exclude=None, first_hop=first_hop, prev=None)
         return op.op_id
 
     def leave(self, now: float) -> int:
-        """Hand every held record to the closest other nodes before going away."""
+        """Hand every held record to the closest other nodes before going away (with the
+        lifetime each has left: leaving extends nothing)."""
         op = self._new_op("leave", now, self.config.lookup_timeout)
         for rec in list(self.store.records()):
-            if rec.expires <= now:
+            left = int(rec.expires - now)
+            if left <= 0:
                 continue
             target = int.from_bytes(rec.key, "big")
             for c in self.table.closest(target, self.config.k):
-                rid = self._request(c, Store(0, rec.blob), op.op_id, now, "store")
+                rid = self._request(c, Replicate(0, min(left, 2**32 - 1), rec.blob), op.op_id, now, "store")
                 op.pending_stores.add(rid)
         if not op.pending_stores:
             self._finish(op, now, ok=True)
@@ -380,20 +546,31 @@ class Dht:
         return {
             "contacts": len(self.table),
             "buckets": len(self.table.buckets),
-            "records": len(self.store),
+            "records": len(self.index),
+            "record_bytes": self.index.bytes,
             "evictions": self.table.evictions,
+            "prefix_refusals": self.table.prefix_refusals,
+            "puzzle_refusals": self.table.puzzle_refusals,
             "operations_in_flight": len(self._ops),
             "requests_in_flight": len(self._requests),
-            "stats": dict(self.stats),
+            "stats": {k: self.stats[k] for k in _STATS},
             "rejected": dict(sorted(self.reject_reasons.items())),
         }
 
     # -- requests and RTT -------------------------------------------------------
     def _rto(self, key: int) -> float:
         r = self._rtt.get(key)
+        cfg = self.config
         if r is None:
-            return self.config.initial_rto
-        return min(self.config.max_rto, max(self.config.min_rto, r.srtt + 4 * r.rttvar))
+            m = self._srtt_mean
+            if m is None or not cfg.adaptive_rto:
+                return cfg.initial_rto
+            return min(cfg.initial_rto, max(cfg.min_rto, m + 4 * self._rttvar_mean))
+        return min(cfg.max_rto, max(cfg.min_rto, r.real + 4 * r.imag))
+
+    def _srtt_of(self, key: int) -> float | None:
+        r = self._rtt.get(key)
+        return None if r is None else r.real
 
     def _hedge_delay(self) -> float:
         cfg = self.config
@@ -403,26 +580,55 @@ class Dht:
 
     def _rtt_sample(self, key: int, rtt: float) -> None:
         m = self._srtt_mean
-        self._srtt_mean = rtt if m is None else 0.9 * m + 0.1 * rtt
-        r = self._rtt.get(key)
-        if r is None:
-            self._rtt[key] = _Rtt(rtt, rtt / 2)
+        if m is None:
+            self._srtt_mean, self._rttvar_mean = rtt, rtt / 2
         else:
-            r.rttvar = 0.75 * r.rttvar + 0.25 * abs(r.srtt - rtt)
-            r.srtt = 0.875 * r.srtt + 0.125 * rtt
+            self._rttvar_mean = 0.9 * self._rttvar_mean + 0.1 * abs(m - rtt)
+            self._srtt_mean = 0.9 * m + 0.1 * rtt
+        rtts = self._rtt
+        r = rtts.get(key)
+        if r is None:
+            if len(rtts) >= self.config.rtt_cache:
+                del rtts[next(iter(rtts))]
+            rtts[key] = complex(rtt, rtt / 2)
+        else:
+            srtt = r.real
+            rtts[key] = complex(0.875 * srtt + 0.125 * rtt, 0.75 * r.imag + 0.25 * abs(srtt - rtt))
 
-    def _request(self, contact: Contact, msg: Message, op_id: int, now: float, kind: str) -> int:
+    def _request(self, contact: Contact, msg: Message, op_id: int, now: float, kind: str,
+                 hint: tuple | None = None, data: Any = None) -> int:
         rid = self._rng.getrandbits(64)
         while rid in self._requests or rid == 0:
             rid = self._rng.getrandbits(64)
         msg = type(msg)(rid, *[getattr(msg, n) for n, _ in msg.FIELDS[1:]])
         key = contact.node_id.int
-        req = _Request(rid, key, op_id, now + self._rto(key), now, kind)
+        req = _Request(rid, key, op_id, now + self._rto(key), now, kind, endpoint=contact.endpoint, hint=hint,
+                       data=data)
         self._requests[rid] = req
         heapq.heappush(self._timers, (req.deadline, 0, rid))
+        if hint is not None:
+            self._hinted[key] = contact.endpoint
         self._out.append((contact, msg))
         self.stats["requests_sent"] += 1
         return rid
+
+    def _drop_request(self, rid: int) -> _Request | None:
+        """Forget a request; a hinted one gives back its slot at the target address."""
+        req = self._requests.pop(rid, None)
+        if req is not None and req.hint is not None:
+            self._release_hint(req)
+        return req
+
+    def _release_hint(self, req: _Request) -> None:
+        _source, where = req.hint
+        n = self._hint_inflight.get(where, 0) - 1
+        if n > 0:
+            self._hint_inflight[where] = n
+        else:
+            self._hint_inflight.pop(where, None)
+        if self._hinted.get(req.key) == req.endpoint:
+            del self._hinted[req.key]
+        req.hint = None
 
     def _on_response(self, sender: Contact, skey: int, msg: Message, now: float) -> None:
         req = self._requests.get(msg.rid)
@@ -430,9 +636,22 @@ class Dht:
             self.stats["unsolicited"] += 1
             return
         del self._requests[msg.rid]
+        if req.hint is not None:
+            # The hinted contact answered: it is a willing node, not a victim. Its
+            # source, and its address, get back what asking it cost.
+            self._hint_credit.refund(req.hint[0], self.config.hint_cost)
+            self._hint_target.refund(req.hint[1], self.config.hint_cost)
+            self._release_hint(req)
         self.stats["responses"] += 1
         if not req.timed_out:
-            self._rtt_sample(skey, now - req.sent)
+            rtt = now - req.sent
+            self._rtt_sample(skey, rtt)
+            if self.config.proximity:
+                assert self._srtt_mean is not None
+                self.table.prefer_nearer(sender, rtt, self._srtt_of, 0.5 * self._srtt_mean)
+        if type(msg) is ReplicaWant:
+            self._on_want(sender, req, msg, now)
+            return
         op = self._ops.get(req.op_id)
         if op is None:
             return
@@ -448,19 +667,52 @@ class Dht:
         lk = op.lookup
         if lk is None:
             return
-        contacts = list(msg.contacts)
+        contacts = self._candidates(msg.contacts)
+        # What this answer weighed is what the contacts it names may cost us if they
+        # never answer (item 6): 11 bytes of header, 39 or 51 per contact.
+        if self.config.hint_cost:
+            size = 11 + sum(39 if ":" not in c.endpoint[0] else 51 for c in msg.contacts)
+            if isinstance(msg, Value):
+                size += len(msg.record)
+            self._hint_credit.credit(skey, size, now)
         if isinstance(msg, Value):
             rec = self._validate_blob(msg.record, op.key, sender)
             if rec is not None:
                 lk.values.append(rec)
+                if isinstance(rec, MutableRecord):
+                    lk.quorum = max(lk.quorum, op.mutable_quorum)
         # Contacts heard of are candidates for this lookup only; the table learns
         # a node when it talks to us (the paper's rule), so hearsay cannot fill it.
         lk.answered(skey, contacts)  # the lookup skips our own contact itself
         self._advance(op, now)
 
+    def _candidates(self, contacts) -> list[Contact]:
+        """Contacts named in an answer, as lookup candidates: a node in our table is asked
+        at the endpoint we learned first-hand; one that fails the ID puzzle is dropped."""
+        out = []
+        table, difficulty = self.table, self.config.id_difficulty
+        for c in contacts:
+            known = table.get(c.node_id.int)
+            if known is not None:
+                out.append(known)
+            elif not difficulty or meets_puzzle(c.node_id, difficulty):
+                out.append(c)
+        return out
+
+    def _fail_contact(self, key: int, endpoint: Addr | None) -> None:
+        known = self.table.get(key)
+        if known is None:
+            return
+        if endpoint is not None and known.endpoint != endpoint:
+            self.stats["failures_not_counted"] += 1  # a second-hand address failed, not the contact
+            return
+        self.table.fail(key)
+
     def _on_request_failed(self, req: _Request, now: float, count_failure: bool = True) -> None:
+        if req.hint is not None:
+            self._release_hint(req)
         if count_failure:
-            self.table.fail(req.key)
+            self._fail_contact(req.key, req.endpoint)
         op = self._ops.get(req.op_id)
         if op is None:
             return
@@ -488,7 +740,8 @@ class Dht:
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
-        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key)
+        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
+                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round)
         op.lookup = lk
         initial = self.table.closest(target, cfg.k)
         if seed:
@@ -502,22 +755,82 @@ class Dht:
         if lk is None or op.op_id not in self._ops:
             return
         if lk.finished():
-            self._lookup_finished(op, now)
+            if not self._reseed(op, lk, now):
+                self._lookup_finished(op, now)
             return
-        asks = lk.next_requests(now)
+        gate = None
+        if self.config.hint_cost or self.config.hint_inflight_per_address:
+            gate = lambda cand: self._gate_hint(cand, now)  # noqa: E731
+        asks = lk.next_requests(now, gate)
         for cand in asks:
             if op.kind == "get":
                 msg: Message = FindValue(0, op.key)
             else:
                 msg = FindNode(0, lk.target.to_bytes(32, "big"))
-            self._request(cand.contact, msg, op.op_id, now, "lookup")
+            self._request(cand.contact, msg, op.op_id, now, "lookup", hint=cand.hint_slot)
         if lk.has_session is not None:
             hedge = lk.next_hedge(now)
             if hedge is not None and hedge != op.hedge_at:
                 op.hedge_at = hedge
                 heapq.heappush(self._timers, (hedge, 2, op.op_id))  # wake to send the hedged request
         if not asks and not any(r.op_id == op.op_id and not r.timed_out for r in self._requests.values()):
+            if self._reseed(op, lk, now):
+                return
             self._lookup_finished(op, now)
+
+    def _reseed(self, op: _Op, lk: Lookup, now: float) -> bool:
+        """Every contact the lookup had failed: go on with the next ones of the table.
+
+        The table's nearest contacts to a target are what a lookup starts from;
+        when all of them have left (a long-lived node's table under churn), the
+        lookup would end with nothing although the table holds more. Up to
+        twice, the next k of the table are added and asked.
+        """
+        if lk.reseeds >= 2 or any(c.state == ANSWERED for c in lk.candidates.values()):
+            return False
+        lk.reseeds += 1
+        before = len(lk.candidates)
+        lk.seed(self.table.closest(lk.target, self.config.k * (lk.reseeds + 1)))
+        if len(lk.candidates) == before:
+            return False
+        self._advance(op, now)
+        return True
+
+    def _gate_hint(self, cand: Candidate, now: float) -> bool | None:
+        """May we ask a contact we only heard of? (docs/security.md, item 6)
+
+        A contact in our table at the same endpoint, or one we have a session
+        with, is first-hand: yes. Otherwise the request must fit in its
+        source's credit (earned by the bytes of that source's answers, given
+        back when the hinted contact answers), and at most
+        ``hint_inflight_per_address`` such requests may be in flight to one
+        address; otherwise it waits (None), and a lookup whose remaining
+        candidates all wait ends with what it has. Exempt prefixes skip both."""
+        c = cand.contact
+        known = self.table.get(cand.key)
+        cand.hint_slot = None
+        if known is not None and known.endpoint == c.endpoint:
+            return True
+        if self.has_session is not None and self.has_session(c):
+            return True
+        if self.exempt.covers(c.endpoint[0]):
+            return True
+        cfg = self.config
+        where = address_key(c.endpoint[0])
+        if cfg.hint_inflight_per_address and self._hint_inflight.get(where, 0) >= cfg.hint_inflight_per_address:
+            self.stats["hints_deferred"] += 1
+            return None
+        if cfg.hint_cost:
+            if not self._hint_target.allow(where, now, cfg.hint_cost):
+                self.stats["hints_deferred"] += 1
+                return None  # this address has had its share for now
+            if not self._hint_credit.allow(cand.source, now, cfg.hint_cost):
+                self._hint_target.refund(where, cfg.hint_cost)
+                self.stats["hints_deferred"] += 1
+                return None  # until an answer from one of its hints gives the credit back
+        self._hint_inflight[where] = self._hint_inflight.get(where, 0) + 1
+        cand.hint_slot = (cand.source, where)
+        return True
 
     def _lookup_finished(self, op: _Op, now: float) -> None:
         lk = op.lookup
@@ -545,11 +858,25 @@ class Dht:
                         self._start_lookup("refresh", target, now)
 
     def _complete_get(self, op: _Op, values: list, now: float, hops: int, messages: int) -> None:
+        values = list(values)
+        local = op.local
+        if isinstance(local, MutableRecord):
+            values.append(local)
         ok = bool(values)
         if values and isinstance(values[0], MutableRecord):
             values = sorted(values, key=lambda r: -r.seq)
+            best = values[0]
+            if isinstance(local, MutableRecord) and best.seq > local.seq:
+                self._repair(op.key, best, now)
         self._finish(op, now, ok=ok, values=values, hops=hops, messages=messages,
                      error=None if ok else "not found")
+
+    def _repair(self, key: bytes, rec: MutableRecord, now: float) -> None:
+        """A read found a newer copy than ours: hold that one instead (our own records excepted)."""
+        existing = self.store.get(key)
+        if existing is None or existing.own:
+            return
+        self._store_local(key, rec, now, own=False, origin=existing.origin, prefix=existing.prefix)
 
     def _finish(self, op: _Op, now: float, ok: bool, contacts: list | None = None, values: list | None = None,
                 hops: int | None = None, messages: int | None = None, stored: int | None = None,
@@ -560,7 +887,7 @@ class Dht:
             self.latency.observe(op.kind, "ok" if ok else ("timeout" if error == "timed out" else "failed"),
                                  now - op.started)
         for rid in [rid for rid, r in self._requests.items() if r.op_id == op.op_id]:
-            del self._requests[rid]
+            self._drop_request(rid)
         lk = op.lookup
         if op.kind == "route":
             self._routes.pop(op.msg_id, None)
@@ -579,19 +906,19 @@ class Dht:
         ))
 
     # -- serving requests ---------------------------------------------------
-    def _allow(self, key: int, now: float) -> bool:
-        cfg = self.config
-        b = self._buckets.get(key)
-        if b is None:
-            if len(self._buckets) > 10_000:
-                self._buckets.clear()  # bounded memory; a fresh start is generous, not unsafe
-            b = self._buckets[key] = [cfg.peer_burst, now]
-        b[0] = min(cfg.peer_burst, b[0] + (now - b[1]) * cfg.peer_rate)
-        b[1] = now
-        if b[0] < 1.0:
+    def _source_prefix(self, sender: Contact) -> str:
+        """The sender's address prefix for limits and quotas; "" if exempt."""
+        host = sender.endpoint[0]
+        return "" if self.exempt.covers(host) else prefix_key(host)
+
+    def _allow(self, sender: Contact, key: int, now: float) -> bool:
+        """A token bucket per peer (``peer_rate``/s, burst ``peer_burst``) and one per address
+        prefix (``prefix_rate``, ``prefix_burst``), each kept as one float per busy key
+        (limits.Gcra): bounded, and no number of identities empties them."""
+        if not self._peer_limit.allow(key, now):
             return False
-        b[0] -= 1.0
-        return True
+        prefix = self._source_prefix(sender)
+        return not prefix or self._prefix_limit.allow(prefix, now)
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int)
@@ -602,14 +929,21 @@ class Dht:
         if rec is None:
             return None
         if rec.expires <= now:
-            self.store.delete(key)
+            self._delete(key)
             self.stats["records_expired"] += 1
             return None
         try:
             return decode_record(rec.blob)
         except RecordError:
-            self.store.delete(key)
+            self._delete(key)
             return None
+
+    def _delete(self, key: bytes) -> None:
+        self.index.remove(key)
+        try:
+            self.store.delete(key)
+        except StorageError:
+            self.stats["storage_errors"] += 1
 
     def _on_find_value(self, sender: Contact, msg: FindValue, now: float) -> None:
         rec = self.store.get(msg.key)
@@ -622,6 +956,8 @@ class Dht:
 
     def _reject(self, reason: str, sender: Contact | None) -> None:
         self.stats["records_rejected"] += 1
+        if reason not in self.reject_reasons and len(self.reject_reasons) >= 64:
+            reason = "other"  # reasons can carry numbers from a peer: the table stays small
         self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
         self._events.append(ev.Rejected(reason, sender.node_id if sender else None))
 
@@ -634,17 +970,47 @@ class Dht:
             self._reject(str(exc), sender)
             return None
 
-    def _on_store(self, sender: Contact, msg: Store, now: float) -> None:
-        rec = self._validate_blob(msg.record, None, sender)
-        if rec is None:
-            self._out.append((sender, StoreAck(msg.rid, 0, "invalid record")))
-            return
-        ok, reason = self._store_local(rec.key, rec, now, own=False)
-        self._out.append((sender, StoreAck(msg.rid, 1 if ok else 0, reason)))
+    def _responsible(self, key: bytes, sender: int | None = None) -> bool:
+        """Plausibly responsible for ``key``: among the 2k nodes closest to it that we know
+        of, the sender aside. (k exactly would refuse the next holders when the current
+        ones leave: their tables still list the ones that went. 2k keeps a STORE to the
+        neighbourhood of our ID, which is what bounds a flood of arbitrary keys.)"""
+        target = int.from_bytes(key, "big")
+        n = 2 * self.config.k
+        closest = self.table.closest(target, n, exclude=sender)
+        return len(closest) < n or self.key ^ target <= closest[-1].node_id.int ^ target
 
-    def _store_local(self, key: bytes, rec: Record, now: float, own: bool) -> tuple[bool, str]:
+    def _on_store(self, sender: Contact, rid: int, blob: bytes, remaining: float | None, now: float) -> None:
+        """A STORE (``remaining`` None: from the publisher, its full TTL) or a Replicate."""
+        rec = self._validate_blob(blob, None, sender)
+        if rec is None:
+            self._out.append((sender, StoreAck(rid, 0, "invalid record")))
+            return
+        if not self._responsible(rec.key, sender.node_id.int):
+            self._reject("not among the k closest nodes this node knows for the key", sender)
+            self._out.append((sender, StoreAck(rid, 0, "not responsible for this key")))
+            return
+        ok, reason = self._store_local(rec.key, rec, now, own=False, origin=sender.node_id.raw,
+                                       prefix=self._source_prefix(sender), remaining=remaining)
+        self._out.append((sender, StoreAck(rid, 1 if ok else 0, reason)))
+
+    def _lifetime(self, rec: Record, remaining: float | None) -> float:
+        cfg = self.config
+        life = float(rec.ttl) if isinstance(rec, MutableRecord) else cfg.default_ttl
+        if remaining is not None:
+            life = min(life, remaining)
+        return max(0.0, min(life, cfg.max_ttl))
+
+    def _store_local(self, key: bytes, rec: Record, now: float, own: bool, origin: bytes = b"",
+                     prefix: str = "", remaining: float | None = None) -> tuple[bool, str]:
+        """Admission (quotas, capacity, eviction) in O(log n), then one write."""
+        cfg = self.config
         existing = self.store.get(key)
-        if isinstance(rec, MutableRecord) and existing is not None and existing.expires > now:
+        if existing is not None and existing.expires <= now:
+            self._delete(key)
+            existing = None
+        same = False
+        if isinstance(rec, MutableRecord) and existing is not None:
             old = decode_record(existing.blob)
             if isinstance(old, MutableRecord):
                 if rec.seq < old.seq:
@@ -653,57 +1019,155 @@ class Dht:
                 if rec.seq == old.seq and rec.value != old.value:
                     self._reject("same sequence number, different value", None)
                     return False, "same sequence number, different value"
-        ttl = rec.ttl if isinstance(rec, MutableRecord) else self.config.default_ttl
-        if existing is None and len(self.store) >= self.config.max_records:
-            if not self._evict_one(key, now, own):
-                return False, "store full"
-        self.store.put(StoredRecord(key, rec.encode(), now + ttl, own or bool(existing and existing.own),
-                                    rec.seq, now))
+                same = rec.seq == old.seq
+        elif existing is not None:
+            same = True  # an immutable record is its key
+        blob = rec.encode()
+        expires = now + self._lifetime(rec, remaining)
+        meta = self.index.get(key)
+        if same and existing is not None and not own:
+            # The record we hold, again. A holder's replica never extends its life (item 7);
+            # a STORE is its publisher's republish, and does. Either way a peer holds it, so
+            # replication can skip it this round.
+            if meta is not None:
+                meta.touched = now
+            if remaining is None and expires > existing.expires:
+                existing.expires = expires
+                try:
+                    self.store.put(existing)
+                except StorageError:
+                    self.stats["storage_errors"] += 1
+                    return False, "storage error"
+                self.index.add(key, expires, existing.own, len(existing.blob), existing.origin, existing.prefix, now)
+            return True, ""
+        if existing is None and not own:
+            reason = self._over_quota(origin, prefix, len(blob))
+            if reason:
+                self._reject(reason, None)
+                return False, reason
+        if existing is None:
+            # A newcomer: make room, or refuse it if it is the least useful record.
+            while len(self.index) >= cfg.max_records or self.index.bytes + len(blob) > cfg.max_store_bytes:
+                if not self._evict_one(key, now, own):
+                    return False, "store full"
+        keep_own = own or bool(existing and existing.own)
+        if not own and existing is not None and existing.own:
+            origin, prefix = b"", ""
+        try:
+            self.store.put(StoredRecord(key, blob, expires, keep_own, rec.seq, now, origin, prefix))
+        except StorageError:
+            self.stats["storage_errors"] += 1
+            return False, "storage error"
+        self.index.add(key, expires, keep_own, len(blob), origin, prefix, now)
         self.stats["records_stored"] += 1
         return True, ""
 
+    def _over_quota(self, origin: bytes, prefix: str, size: int) -> str:
+        cfg = self.config
+        n_o, b_o, n_p, b_p = self.index.usage(origin, prefix)
+        if origin and (n_o >= cfg.records_per_peer or b_o + size > cfg.bytes_per_peer):
+            return "quota of this peer reached"
+        if prefix and (n_p >= cfg.records_per_prefix or b_p + size > cfg.bytes_per_prefix):
+            return "quota of this address prefix reached"
+        return ""
+
     def _evict_one(self, incoming: bytes, now: float, incoming_own: bool) -> bool:
-        """Eviction policy of store.py: expired first, then the farthest non-own record."""
-        victim, worst = None, -1
-        mine = int.from_bytes(incoming, "big") ^ self.key
-        for r in self.store.records():
-            if r.expires <= now:
-                victim = r
-                break
-            if r.own:
-                continue
-            d = int.from_bytes(r.key, "big") ^ self.key
-            if d > worst:
-                victim, worst = r, d
-        if victim is None or (victim.expires > now and not incoming_own and worst < mine):
+        """Eviction policy of store.py, in O(log n): expired first, then the farthest
+        record not our own if the newcomer is closer (or ours)."""
+        for key in self.index.pop_expired(now, limit=1):
+            self._delete(key)
+            self.stats["records_expired"] += 1
+            return True
+        far = self.index.farthest()
+        if far is None:
+            return False
+        victim, dist = far
+        if not incoming_own and dist < int.from_bytes(incoming, "big") ^ self.key:
             return False  # the newcomer is the least useful record: refuse it instead
-        self.store.delete(victim.key)
+        self._delete(victim)
         self.stats["records_evicted"] += 1
         return True
 
+    # -- replication (item 7) -------------------------------------------------
+    def _on_offer(self, sender: Contact, msg: ReplicaOffer, now: float) -> None:
+        """Which of the offered records do we lack (or hold older), and should hold?"""
+        wanted = 0
+        asked = self._wanted
+        for i, item in enumerate(msg.items):
+            meta = self.index.get(item.key)
+            if meta is not None and meta.expires > now:
+                held = self.store.get(item.key)
+                if held is not None and (held.seq or 0) >= item.seq:
+                    meta.touched = now  # someone holds it and offers it: no need to offer it ourselves
+                    continue
+            if now - asked.get(item.key, -1e18) < 2 * self.config.max_rto:
+                continue  # already asked another holder for it: one copy is enough
+            if self._responsible(item.key, sender.node_id.int):
+                wanted |= 1 << i
+                asked[item.key] = now
+                asked.move_to_end(item.key)
+                if len(asked) > 4096:
+                    asked.popitem(last=False)
+        self.stats["replica_offers"] += 1
+        self._out.append((sender, ReplicaWant(msg.rid, wanted)))
+
+    def _on_want(self, sender: Contact, req: _Request, msg: ReplicaWant, now: float) -> None:
+        items = req.data or ()
+        for i, item in enumerate(items):
+            if not msg.wanted >> i & 1:
+                continue
+            rec = self.store.get(item.key)
+            if rec is None or rec.expires <= now:
+                continue
+            left = min(int(rec.expires - now), 2**32 - 1)
+            self._request(sender, Replicate(0, left, rec.blob), 0, now, "store")
+            self.stats["replicas_sent"] += 1
+
+    def _replicate(self, now: float) -> None:
+        """Hourly: offer each record we hold (not our own, not stored or offered to us
+        within the last interval) to the k closest nodes we know for its key."""
+        interval = self.config.replicate_interval
+        offers: dict[int, tuple[Contact, list[OfferItem]]] = {}
+        for r in list(self.store.records()):
+            if r.own or r.expires <= now:
+                continue
+            meta = self.index.get(r.key)
+            if meta is not None and now - meta.touched < interval:
+                continue  # recently stored or offered here: its other holders have it
+            target = int.from_bytes(r.key, "big")
+            for c in self.table.closest(target, self.config.k):
+                entry = offers.get(c.node_id.int)
+                if entry is None:
+                    entry = offers[c.node_id.int] = (c, [])
+                entry[1].append(OfferItem(r.key, r.seq or 0))
+        for contact, items in offers.values():
+            for i in range(0, len(items), MAX_OFFER):
+                chunk = tuple(items[i:i + MAX_OFFER])
+                self._request(contact, ReplicaOffer(0, chunk), 0, now, "offer", data=chunk)
+
     # -- key-based routing ----------------------------------------------------
-    def _remember(self, msg_id: int) -> None:
-        self._seen[msg_id] = None
-        if len(self._seen) > self.config.seen_cache:
-            del self._seen[next(iter(self._seen))]
+    def _remember_route(self, msg_id: int, prev: Contact | None, nxt: int) -> None:
+        back = self._route_back
+        back[msg_id] = (prev, nxt)
+        if len(back) > self.config.seen_cache:
+            back.popitem(last=False)
 
     def _on_route(self, sender: Contact, msg: Route, now: float) -> None:
-        if msg.msg_id in self._seen:
+        if msg.msg_id in self._route_back or msg.msg_id in self._routes:
             self.stats["routes_dropped"] += 1
             return
-        self._remember(msg.msg_id)
-        origin = msg.origin
-        if sender.node_id == origin.node_id:
-            origin = sender  # the endpoint we actually see beats the one it believes it has
+        # Reports go to the node the message came from (authenticated), never to the
+        # origin the message names: that endpoint is the sender's claim.
+        if msg.hops >= msg.hop_limit:  # checked before counting: a u8 field never overflows
+            self.stats["routes_dropped"] += 1
+            self._remember_route(msg.msg_id, sender, -1)
+            self._out.append((sender, RouteAck(msg.msg_id, min(255, msg.hops + 1), 0, "hop limit reached")))
+            return
         hops = msg.hops + 1
-        msg = Route(msg.msg_id, msg.key, origin, hops, msg.hop_limit, msg.flags, msg.payload)
         if msg.flags & 1:
-            self._out.append((origin, RouteHop(msg.msg_id, hops)))
-        if hops > msg.hop_limit:
-            self.stats["routes_dropped"] += 1
-            self._out.append((origin, RouteAck(msg.msg_id, hops, 0, "hop limit reached")))
-            return
-        self._forward(msg, now, exclude=sender.node_id.int)
+            self._out.append((sender, RouteHop(msg.msg_id, hops)))
+        msg = Route(msg.msg_id, msg.key, msg.origin, hops, msg.hop_limit, msg.flags, msg.payload)
+        self._forward(msg, now, exclude=sender.node_id.int, prev=sender)
 
     def _next_hop(self, key: bytes, exclude: int | None) -> Contact | None:
         target = int.from_bytes(key, "big")
@@ -712,7 +1176,8 @@ class Dht:
             return best[0]
         return None
 
-    def _forward(self, msg: Route, now: float, exclude: int | None, first_hop: Contact | None = None) -> None:
+    def _forward(self, msg: Route, now: float, exclude: int | None, first_hop: Contact | None = None,
+                 prev: Contact | None = None) -> None:
         nxt = first_hop if first_hop is not None else self._next_hop(msg.key, exclude)
         for app in self._apps:
             if nxt is None:
@@ -722,50 +1187,73 @@ class Dht:
                 nxt = hook(msg.key, msg.payload, nxt)
         if nxt is not None:
             self.stats["routes_forwarded"] += 1
+            self._remember_route(msg.msg_id, prev, nxt.node_id.int)
             self._out.append((nxt, msg))
             return
         # No closer node is known: this node is the root for the key.
         self.stats["routes_delivered"] += 1
+        self._remember_route(msg.msg_id, prev, -1)
         for app in self._apps:
             hook = getattr(app, "deliver", None)
             if hook is not None:
                 hook(msg.key, msg.payload, msg.origin)
-        self._events.append(ev.Delivered(msg.key, msg.payload, msg.origin.node_id, msg.hops))
-        if msg.origin.node_id == self.node_id:
-            self._on_route_report(self.contact, RouteAck(msg.msg_id, 0, 1, ""), now)
+        self._events.append(ev.Delivered(msg.key, msg.payload, msg.origin.node_id, msg.hops, msg.origin.public_key))
+        if prev is None:
+            op = self._ops.get(self._routes.get(msg.msg_id, -1))
+            if op is not None:
+                self._route_report(op, 0, BACK_DELIVERED, self.contact, "", now)
         else:
-            self._out.append((msg.origin, RouteAck(msg.msg_id, msg.hops, 1, "")))
+            self._out.append((prev, RouteAck(msg.msg_id, msg.hops, 1, "")))
 
     def _on_route_report(self, sender: Contact, msg: Message, now: float) -> None:
+        """A RouteHop or RouteAck from the next hop, or a RouteBack passed along the path."""
+        entry = self._route_back.get(msg.msg_id)
+        if entry is None or entry[1] != sender.node_id.int:
+            self.stats["unsolicited"] += 1  # only the node we handed the message to may report on it
+            return
+        t = type(msg)
+        if t is RouteBack:
+            back = msg
+        elif t is RouteHop:
+            back = RouteBack(msg.msg_id, msg.hop, BACK_HOP, sender, "")
+        else:
+            back = RouteBack(msg.msg_id, msg.hops, BACK_DELIVERED if msg.ok else BACK_FAILED, sender, msg.reason)
+        prev = entry[0]
+        if prev is not None:
+            self._out.append((prev, back))  # on towards the origin, over the session it came by
+            return
         op = self._ops.get(self._routes.get(msg.msg_id, -1))
         if op is None:
             self.stats["unsolicited"] += 1
             return
-        hop = ev.Hop(sender.node_id, sender.endpoint, now - op.started)
-        if isinstance(msg, RouteHop):
+        self._route_report(op, back.hop, back.kind, back.node, back.reason, now)
+
+    def _route_report(self, op: _Op, number: int, kind: int, node: Contact, reason: str, now: float) -> None:
+        hop = ev.Hop(node.node_id, node.endpoint, now - op.started)
+        if kind == BACK_HOP:
             if op.trace and len(op.hops) < 64:
-                op.hops.setdefault(msg.hop, hop)
+                op.hops.setdefault(number, hop)
                 if op.acked and len(op.hops) >= op.hop_count:
                     self._finish(op, now, ok=True)
             return
-        op.hops.setdefault(msg.hops, hop)
-        op.hop_count = msg.hops
+        ok = kind == BACK_DELIVERED
+        op.hops.setdefault(number, hop)
+        op.hop_count = number
         if not op.trace:
-            op.hops = {msg.hops: op.hops[msg.hops]}
-        elif msg.ok and len(op.hops) < msg.hops:
+            op.hops = {number: op.hops[number]}
+        elif ok and len(op.hops) < number:
             # Hop reports travel separately and may still be on their way.
             op.acked = True
             op.deadline = now + 2 * self.config.min_rto
             heapq.heappush(self._timers, (op.deadline, 1, op.op_id))
             return
-        self._finish(op, now, ok=bool(msg.ok), error=None if msg.ok else msg.reason)
+        self._finish(op, now, ok=ok, error=None if ok else reason)
 
     # -- maintenance -----------------------------------------------------------
     def _maintain(self, now: float) -> None:
-        for r in list(self.store.records()):
-            if r.expires <= now:
-                self.store.delete(r.key)
-                self.stats["records_expired"] += 1
+        for key in self.index.pop_expired(now):  # the index knows what expired: no scan
+            self._delete(key)
+            self.stats["records_expired"] += 1
         for b in self.table.idle_buckets(now, self.config.refresh_interval):
             if not b.entries:
                 continue
@@ -773,15 +1261,21 @@ class Dht:
             b.touched = now
             self._start_lookup("refresh", target, now)
 
-    def _republish(self, now: float, own: bool) -> None:
+    def _republish(self, now: float) -> None:
+        """Hourly: the publisher stores its own records again (and so keeps them alive)."""
         for r in list(self.store.records()):
-            if r.own != own or r.expires <= now:
+            if not r.own or r.expires <= now:
                 continue
             try:
                 rec = decode_record(r.blob)
             except RecordError:
                 continue
-            if own and isinstance(rec, ImmutableRecord):
+            if isinstance(rec, ImmutableRecord):
                 r.expires = now + self.config.default_ttl
-                self.store.put(r)
+                try:
+                    self.store.put(r)
+                except StorageError:
+                    self.stats["storage_errors"] += 1
+                    continue
+                self.index.add(r.key, r.expires, True, len(r.blob), now=now)
             self._start_lookup("store", int.from_bytes(r.key, "big"), now, record=rec)

@@ -27,6 +27,22 @@ Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
 put) must hear from all ``k`` closest anyway and keep plain ``alpha``
 parallelism.
 
+**Ending early.** A lookup of a node ID that belongs to a live node (how a
+node is located before it is talked to) is over when that node itself
+answers: no contact can be closer than distance 0, so waiting for the rest
+of the k closest only adds round trips (Jimenez et al., "Sub-second lookups
+on a large-scale Kademlia-based overlay", P2P 2011, stop a lookup as soon as
+its answer is certain). The target is asked the moment any reply names it,
+even past ``alpha``. Lookups for a key (puts, refreshes, bootstrap) still
+need all k closest and keep the paper's rule.
+
+**Hints cost their source** (docs/security.md, item 6). Every candidate
+remembers which node told us about it (``source``; -1 for contacts from our
+own table). The engine may pass a ``gate`` to :meth:`next_requests`; a
+candidate the gate refuses is dropped from the lookup (``refused``, not a
+failure of anyone's), and one it defers (``None``) stays a candidate for a
+later round.
+
 The class only decides; the engine (``Dht``) sends the requests and feeds the
 answers back, so this logic is testable with scripted replies.
 """
@@ -34,17 +50,17 @@ answers back, so this logic is testable with scripted replies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable
 
 from weftnet.core.contact import Contact
 
 __all__ = ["Lookup", "Candidate"]
 
-CANDIDATE, IN_FLIGHT, ANSWERED, FAILED = 0, 1, 2, 3
+CANDIDATE, IN_FLIGHT, ANSWERED, FAILED, DEFERRED = 0, 1, 2, 3, 4
 
 
-def _distance(c: "Candidate") -> int:
-    return c.distance
+_distance = attrgetter("distance")  # the sort key, in C
 
 
 @dataclass(slots=True)
@@ -56,6 +72,8 @@ class Candidate:
     path: int
     state: int = CANDIDATE
     cold_until: float = 0.0  # a cold request counts against the cold limit until then
+    source: int = -1  # the node whose answer named it (-1: from our own table)
+    hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
 
 
 @dataclass
@@ -74,6 +92,12 @@ class Lookup:
     has_session: Callable[[Contact], bool] | None = None
     cold_limit: int = 1
     hedge: float = 0.05
+    #: Node lookups ("find_node"): end as soon as the node with exactly the
+    #: target ID has answered (nothing can be closer), and ask it the moment it
+    #: is heard of, even past alpha. See "Ending early" in the module docstring.
+    stop_at_target: bool = False
+    #: Requests in the first round (0: alpha), before any answer is in.
+    first_round: int = 0
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -82,6 +106,8 @@ class Lookup:
     messages: int = 0
     done: bool = False
     result_hops: int = 0
+    reseeds: int = 0  # times the engine added more of its table after every candidate failed
+    refused: int = 0  # candidates the engine's gate would not pay for
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
@@ -108,8 +134,16 @@ class Lookup:
         if cand.state == IN_FLIGHT:
             self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
+        # _add, inlined: this loop sees every contact of every reply.
+        known, own, target, order = self.candidates, self.own_key, self.target, self.order
+        depth, path = cand.depth + 1, cand.path
         for c in contacts:
-            self._add(c, cand.depth + 1, cand.path)
+            ckey = c.node_id.int
+            if ckey == own or ckey in known:
+                continue
+            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, source=key)
+            order.append(new)
+            self._dirty = True
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)
@@ -125,22 +159,53 @@ class Lookup:
             self._dirty = False
         return self.order
 
-    def next_requests(self, now: float = 0.0) -> list[Candidate]:
-        """Contacts to ask now (marked in flight). Empty when nothing more is useful."""
+    def next_requests(self, now: float = 0.0, gate: Callable[[Candidate], bool | None] | None = None
+                      ) -> list[Candidate]:
+        """Contacts to ask now (marked in flight). Empty when nothing more is useful.
+
+        ``gate(candidate)``, for candidates heard of (``source`` >= 0): True = ask
+        it, False = drop it (refused), None = not now (it stays a candidate)."""
         if self.done:
             return []
         costed = self.has_session is not None and self.kind in ("find_value", "get")
-        out = []
-        for path in range(self.disjoint):
-            room = self.alpha - self.in_flight[path]
-            if room <= 0:
-                continue
-            todo = self._unasked(path)
-            picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
-            for c in picks:
+        out: list[Candidate] = []
+        deferred: list[Candidate] = []
+
+        def admit(c: Candidate) -> bool | None:
+            verdict = True if gate is None or c.source < 0 else gate(c)
+            if verdict is None:
+                c.state = DEFERRED
+                deferred.append(c)
+            elif not verdict:
+                c.state = FAILED
+                self.refused += 1
+            else:
                 c.state = IN_FLIGHT
+                self.in_flight[c.path] += 1
                 out.append(c)
-            self.in_flight[path] += len(picks)
+            return verdict
+
+        if self.stop_at_target:
+            exact = self.candidates.get(self.target)
+            if exact is not None and exact.state == CANDIDATE:
+                admit(exact)
+        first = self.first_round if self.first_round and not self.messages else 0
+        for path in range(self.disjoint):
+            while True:
+                room = max(self.alpha, first) - self.in_flight[path]
+                if room <= 0:
+                    break
+                todo = self._unasked(path)
+                picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
+                if not picks:
+                    break
+                refused = False
+                for c in picks:
+                    refused |= admit(c) is False
+                if not refused:
+                    break  # a refusal frees room: look again; a deferral does not
+        for c in deferred:
+            c.state = CANDIDATE
         self.messages += len(out)
         return out
 
@@ -183,6 +248,10 @@ class Lookup:
             return True
         if self.kind in ("find_value", "get") and len(self.values) >= self.quorum:
             return True
+        if self.stop_at_target:
+            exact = self.candidates.get(self.target)
+            if exact is not None and exact.state == ANSWERED:
+                return True
         for path in range(self.disjoint):
             seen = 0
             for c in self._ordered():

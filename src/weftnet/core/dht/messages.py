@@ -3,6 +3,11 @@
 Byte layouts: docs/wire/dht.md. Requests carry a random 64-bit request ID;
 a reply is matched only if it comes from the node that was asked and carries
 the ID it was asked with.
+
+0x2B-0x2E came with the hardening (docs/security.md): reports of routed
+messages travel back along the path (RouteBack) instead of to an endpoint
+the message names, and holders replicate with an inventory first
+(ReplicaOffer / ReplicaWant) and carry the remaining lifetime (Replicate).
 """
 
 from __future__ import annotations
@@ -27,12 +32,20 @@ __all__ = [
     "Route",
     "RouteAck",
     "RouteHop",
+    "RouteBack",
+    "OfferItem",
+    "MAX_OFFER",
+    "ReplicaOffer",
+    "ReplicaWant",
+    "Replicate",
 ]
 
 MAX_CONTACTS = 20
 MAX_VALUE = 1000
 MAX_SALT = 64
 MAX_ROUTE_PAYLOAD = 1100
+#: Records offered in one ReplicaOffer (one datagram: 24 x 40 bytes).
+MAX_OFFER = 24
 _RECORD_BLOB = Bytes(1400)
 _CONTACTS = Seq(Struct(Contact), MAX_CONTACTS)
 
@@ -145,3 +158,75 @@ class RouteHop(Message):
 
 # Records themselves (0x29 ImmutableRecord, 0x2A MutableRecord) are wire messages
 # too; they live in records.py with their validation.
+
+#: RouteBack kinds: a hop's trace report, or the root's acknowledgement.
+BACK_HOP, BACK_DELIVERED, BACK_FAILED = 0, 1, 2
+
+
+@register
+@dataclass(frozen=True)
+class RouteBack(Message):
+    """A hop report or acknowledgement of a routed message, on its way back along the path.
+
+    A node that forwarded message ``msg_id`` to N and hears a RouteHop or RouteAck
+    from N sends this to the node it got the message from, naming N as it
+    authenticated it; the nodes before it pass it on unchanged. Nothing is ever
+    sent to an endpoint a routed message merely names.
+    """
+
+    TYPE: ClassVar = 0x2B
+    msg_id: int
+    hop: int
+    kind: int  # BACK_HOP, BACK_DELIVERED or BACK_FAILED
+    node: Contact
+    reason: str
+    FIELDS: ClassVar = (("msg_id", U64), ("hop", U8), ("kind", U8), ("node", Struct(Contact)), ("reason", Text(120)))
+
+    def __post_init__(self) -> None:
+        if self.kind not in (BACK_HOP, BACK_DELIVERED, BACK_FAILED):
+            raise ValueError(f"RouteBack kind {self.kind} is not 0, 1 or 2")
+
+
+@dataclass(frozen=True)
+class OfferItem(Message):
+    """One record in a ReplicaOffer: its key and sequence number (0 for immutable records)."""
+
+    key: bytes
+    seq: int
+    FIELDS: ClassVar = (("key", Fixed(32)), ("seq", U64))
+
+
+@register
+@dataclass(frozen=True)
+class ReplicaOffer(Message):
+    """Replication, step 1: "I hold these records; which do you lack?" (answered by ReplicaWant)."""
+
+    TYPE: ClassVar = 0x2C
+    rid: int
+    items: tuple
+    FIELDS: ClassVar = (("rid", U64), ("items", Seq(Struct(OfferItem), MAX_OFFER)))
+
+
+@register
+@dataclass(frozen=True)
+class ReplicaWant(Message):
+    """Replication, step 2: bit i set = send item i of the offer (missing here, or older)."""
+
+    TYPE: ClassVar = 0x2D
+    rid: int
+    wanted: int
+    FIELDS: ClassVar = (("rid", U64), ("wanted", U32))
+
+
+@register
+@dataclass(frozen=True)
+class Replicate(Message):
+    """Replication, step 3: a record and the lifetime it has left (holders never extend it).
+
+    Answered by StoreAck, like Store. ``remaining`` is in seconds."""
+
+    TYPE: ClassVar = 0x2E
+    rid: int
+    remaining: int
+    record: bytes
+    FIELDS: ClassVar = (("rid", U64), ("remaining", U32), ("record", _RECORD_BLOB))

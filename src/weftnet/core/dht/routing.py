@@ -10,54 +10,61 @@ Departures from the paper, and why:
   newcomers wait in a bounded **replacement cache** (section 4.1), and a
   contact is evicted only after ``max_failures`` *consecutive* failed
   requests, not one — a single lost datagram must not cost a good contact.
+  But a newcomer that talks to us takes the slot of an entry whose last
+  request failed (``replace_failing``), which waits in the replacement
+  cache instead: under churn, full buckets otherwise fill with departed nodes.
 * **Per-prefix limit**: at most ``per_prefix`` contacts of one bucket may share
   an IPv4 /24 or IPv6 /48, so one operator's address block cannot fill a
-  bucket (an eclipse attempt). Loopback endpoints are exempt so a local test
-  overlay works.
+  bucket (an eclipse attempt). Nothing is exempt unless configured
+  (``exempt``: a loopback test lab lists 127.0.0.0/8 there).
+* **ID puzzle**: with ``difficulty`` > 0 a contact enters the table only if
+  its node ID passes the S/Kademlia static puzzle (core/puzzle.py), so every
+  entry an attacker holds cost it ``2**difficulty`` key generations.
 * Every bucket records when it was last touched, for refresh of idle buckets.
+* A bucket keeps its contacts in the order they entered it (oldest first),
+  not re-sorted on every message: nothing here pings the oldest, so the
+  order the paper keeps would cost a list move per message for nothing.
 
-Contacts are kept with their integer ID so XOR distance is one operation.
+Compact on purpose (the simulator holds a million of these): a bucket lists
+the ``Contact`` objects themselves (shared with every other table that knows
+the node), an index maps the integer ID to the contact, and failure counts
+live in a side table that only holds contacts that have failed lately. The
+splits only ever happen along our own ID, so the bucket of a key is found from
+the length of the prefix it shares with us, without a search.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from weftnet.core.contact import Contact
+from weftnet.core.limits import ExemptPrefixes, prefix_key
+from weftnet.core.puzzle import meets_puzzle
 
-__all__ = ["RoutingTable", "KBucket", "Entry", "prefix_of"]
+__all__ = ["RoutingTable", "KBucket", "prefix_of"]
 
 ID_BITS = 256
 
 
-def prefix_of(endpoint: tuple[str, int]) -> str | None:
-    """The address block a contact is counted against (None = exempt)."""
-    try:
-        ip = ipaddress.ip_address(endpoint[0])
-    except ValueError:
-        return endpoint[0]
-    if ip.is_loopback:
-        return None
-    if ip.version == 4:
-        return str(ipaddress.ip_network(f"{ip}/24", strict=False))
-    return str(ipaddress.ip_network(f"{ip}/48", strict=False))
+def prefix_of(endpoint: tuple[str, int]) -> str:
+    """The address block a contact is counted against: its IPv4 /24 or IPv6 /48."""
+    return prefix_key(endpoint[0])
 
 
-@dataclass(slots=True, eq=False)  # compared by identity: list.remove on a bucket is one scan, not field compares
-class Entry:
-    contact: Contact
-    key: int
-    failures: int = 0
-    last_seen: float = 0.0
+def _drop(items: list, obj: object) -> None:
+    """Remove ``obj`` itself from ``items`` (by identity: no field-by-field compares)."""
+    for i, x in enumerate(items):
+        if x is obj:
+            del items[i]
+            return
 
 
-@dataclass
+@dataclass(slots=True)
 class KBucket:
     lo: int  # inclusive range of node-ID integers
     hi: int
-    entries: list = field(default_factory=list)  # least recently seen first
-    replacements: list = field(default_factory=list)  # most recent last
+    entries: list = field(default_factory=list)  # Contacts, oldest first
+    replacements: list | tuple = ()  # most recent last; () until the first one
     touched: float = 0.0
 
     def covers(self, key: int) -> bool:
@@ -65,15 +72,30 @@ class KBucket:
 
 
 class RoutingTable:
-    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2):
+    def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
+                 replace_failing: bool = True, exempt: ExemptPrefixes | None = None, difficulty: int = 0):
         self.own_key = own_key
+        self.replace_failing = replace_failing
         self.k = k
         self.max_failures = max_failures
         self.per_prefix = per_prefix
-        self.buckets: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
-        self._index: dict[int, Entry] = {}
+        self.exempt = exempt or ExemptPrefixes()
+        self.difficulty = difficulty
+        # _by_depth[d] holds the IDs that share exactly d leading bits with ours;
+        # the last bucket holds all that share at least that many (it covers us).
+        self._by_depth: list[KBucket] = [KBucket(0, 2**ID_BITS - 1)]
+        self._index: dict[int, Contact] = {}
+        self._failures: dict[int, int] = {}  # only contacts whose last request failed
         self.evictions = 0
         self.prefix_refusals = 0
+        self.puzzle_refusals = 0
+        #: Bumped whenever the set of contacts or an endpoint changes (the daemon saves then).
+        self.changes = 0
+
+    @property
+    def buckets(self) -> list[KBucket]:
+        """The buckets in ID order (contiguous ranges covering the whole space)."""
+        return sorted(self._by_depth, key=lambda b: b.lo)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -82,58 +104,88 @@ class RoutingTable:
         return key in self._index
 
     def get(self, key: int) -> Contact | None:
-        e = self._index.get(key)
-        return e.contact if e is not None else None
+        return self._index.get(key)
+
+    def failures(self, key: int) -> int:
+        return self._failures.get(key, 0)
 
     def bucket_for(self, key: int) -> KBucket:
-        lo, hi = 0, len(self.buckets) - 1
-        while lo < hi:  # buckets are sorted, contiguous ranges
-            mid = (lo + hi) // 2
-            if key > self.buckets[mid].hi:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self.buckets[lo]
+        by_depth = self._by_depth
+        d = ID_BITS - (key ^ self.own_key).bit_length()
+        return by_depth[d] if d < len(by_depth) else by_depth[-1]
 
     def add(self, contact: Contact, now: float, key: int | None = None) -> bool:
         """Learn (or refresh) a contact. Returns True if it is in the table now."""
         key = contact.node_id.int if key is None else key
         if key == self.own_key:
             return False
-        entry = self._index.get(key)
         bucket = self.bucket_for(key)
         bucket.touched = now
-        if entry is not None:
-            entry.failures = 0
-            entry.last_seen = now
-            if entry.contact.endpoint != contact.endpoint:
-                entry.contact = contact
-            bucket.entries.remove(entry)
-            bucket.entries.append(entry)
+        known = self._index.get(key)
+        if known is not None:
+            if self._failures:
+                self._failures.pop(key, None)
+            if known is not contact and known.endpoint != contact.endpoint:
+                entries = bucket.entries
+                entries[next(i for i, c in enumerate(entries) if c is known)] = contact
+                self._index[key] = contact
+                self.changes += 1
             return True
+        if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
+            self.puzzle_refusals += 1
+            return False
         while True:
             if len(bucket.entries) < self.k:
                 if not self._prefix_ok(bucket, contact):
                     self.prefix_refusals += 1
                     return False
-                entry = Entry(contact, key, 0, now)
-                bucket.entries.append(entry)
-                self._index[key] = entry
+                bucket.entries.append(contact)
+                self._index[key] = contact
+                self.changes += 1
                 return True
-            if bucket.covers(self.own_key) and bucket.lo != bucket.hi:
+            if bucket is self._by_depth[-1] and bucket.lo != bucket.hi:
                 self._split(bucket)
                 bucket = self.bucket_for(key)
                 continue
+            if self.replace_failing and self._failures and self._take_failing_slot(bucket, contact, key):
+                return True
             self._add_replacement(bucket, contact, key)
             return False
 
+    def _take_failing_slot(self, bucket: KBucket, contact: Contact, key: int) -> bool:
+        """A node that talks to us takes the place of one whose last request failed.
+
+        Under churn a full bucket fills with departed nodes, each evicted only
+        after ``max_failures`` of *our* requests to it time out; meanwhile the
+        live newcomers that talk to us wait in the replacement cache, and no
+        one can find them. A contact that failed its last request is
+        questionable (Mainline DHT's word): one that just proved it is alive
+        is the better bet. The questionable one goes to the replacements.
+        """
+        failures = self._failures
+        worst, most = None, 0
+        for c in bucket.entries:
+            f = failures.get(c.node_id.int, 0)
+            if f > most:
+                worst, most = c, f
+        if worst is None or not self._prefix_ok_without(bucket, contact, worst):
+            return False
+        wkey = worst.node_id.int
+        _drop(bucket.entries, worst)
+        del self._index[wkey]
+        failures.pop(wkey, None)
+        bucket.entries.append(contact)
+        self._index[key] = contact
+        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+        self._add_replacement(bucket, worst, wkey)
+        self.changes += 1
+        return True
+
     def _prefix_ok(self, bucket: KBucket, contact: Contact) -> bool:
-        if self.per_prefix is None:
+        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
-        if p is None:
-            return True
-        return sum(1 for e in bucket.entries if prefix_of(e.contact.endpoint) == p) < self.per_prefix
+        return sum(1 for c in bucket.entries if prefix_of(c.endpoint) == p) < self.per_prefix
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
         bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
@@ -142,61 +194,148 @@ class RoutingTable:
             bucket.replacements.pop(0)
 
     def _split(self, bucket: KBucket) -> None:
+        """Split the last bucket (the one covering our ID) in two halves."""
         mid = (bucket.lo + bucket.hi) // 2
-        left = KBucket(bucket.lo, mid, touched=bucket.touched)
-        right = KBucket(mid + 1, bucket.hi, touched=bucket.touched)
-        for e in bucket.entries:
-            (left if e.key <= mid else right).entries.append(e)
-        for c in bucket.replacements:
-            (left if c.node_id.int <= mid else right).replacements.append(c)
-        i = self.buckets.index(bucket)
-        self.buckets[i : i + 1] = [left, right]
+        left = KBucket(bucket.lo, mid, [c for c in bucket.entries if c.node_id.int <= mid],
+                       [c for c in bucket.replacements if c.node_id.int <= mid] or (), bucket.touched)
+        right = KBucket(mid + 1, bucket.hi, [c for c in bucket.entries if c.node_id.int > mid],
+                        [c for c in bucket.replacements if c.node_id.int > mid] or (), bucket.touched)
+        near, far = (left, right) if self.own_key <= mid else (right, left)
+        self._by_depth[-1:] = [far, near]
+
+    def prefer_nearer(self, contact: Contact, rtt: float, rtt_of, near: float) -> bool:
+        """Proximity neighbour selection: a contact that just answered in ``rtt`` s
+        takes the place of a slower one in its full bucket.
+
+        It replaces the entry whose known RTT (``rtt_of(key)``) is largest, if
+        that is more than twice ``rtt``; or, if ``rtt`` is below ``near`` (a
+        nearby node), the oldest entry never measured. The displaced contact
+        goes to the replacement cache, so it comes back if the bucket thins.
+        Returns True if the contact entered the table.
+        """
+        key = contact.node_id.int
+        if key in self._index or key == self.own_key:
+            return False
+        if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
+            return False
+        bucket = self.bucket_for(key)
+        entries = bucket.entries
+        if len(entries) < self.k or bucket is self._by_depth[-1]:
+            return False  # room, or the bucket splits: add() takes it as it is
+        victim, worst = None, 2 * rtt
+        unmeasured = None
+        for c in entries:
+            r = rtt_of(c.node_id.int)
+            if r is None:
+                if unmeasured is None:
+                    unmeasured = c
+            elif r > worst:
+                victim, worst = c, r
+        if victim is None and rtt < near:
+            victim = unmeasured
+        if victim is None or not self._prefix_ok_without(bucket, contact, victim):
+            return False
+        vkey = victim.node_id.int
+        _drop(entries, victim)
+        del self._index[vkey]
+        self._failures.pop(vkey, None)
+        entries.append(contact)
+        self._index[key] = contact
+        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+        self._add_replacement(bucket, victim, vkey)
+        self.changes += 1
+        return True
+
+    def _prefix_ok_without(self, bucket: KBucket, contact: Contact, leaving: Contact) -> bool:
+        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
+            return True
+        p = prefix_of(contact.endpoint)
+        return sum(1 for c in bucket.entries if c is not leaving and prefix_of(c.endpoint) == p) < self.per_prefix
 
     def fail(self, key: int) -> bool:
         """A request to this contact failed. Returns True if it was evicted."""
-        entry = self._index.get(key)
-        if entry is None:
+        contact = self._index.get(key)
+        if contact is None:
             return False
-        entry.failures += 1
-        if entry.failures < self.max_failures:
+        failures = self._failures.get(key, 0) + 1
+        if failures < self.max_failures:
+            self._failures[key] = failures
             return False
+        self._failures.pop(key, None)
         bucket = self.bucket_for(key)
-        bucket.entries.remove(entry)
+        _drop(bucket.entries, contact)
         del self._index[key]
         self.evictions += 1
+        self.changes += 1
         while bucket.replacements:
             c = bucket.replacements.pop()
-            if self._prefix_ok(bucket, c) and c.node_id.int not in self._index:
-                e = Entry(c, c.node_id.int, 0, entry.last_seen)
-                bucket.entries.append(e)
-                self._index[e.key] = e
+            ckey = c.node_id.int
+            if self._prefix_ok(bucket, c) and ckey not in self._index:
+                bucket.entries.append(c)
+                self._index[ckey] = c
                 break
         return True
 
     def remove(self, key: int) -> None:
-        entry = self._index.pop(key, None)
-        if entry is not None:
-            self.bucket_for(key).entries.remove(entry)
+        contact = self._index.pop(key, None)
+        if contact is not None:
+            self._failures.pop(key, None)
+            _drop(self.bucket_for(key).entries, contact)
+            self.changes += 1
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None) -> list[Contact]:
         """The n contacts nearest to ``target`` by XOR.
 
         Buckets are aligned power-of-two blocks of the ID space, and XOR with
         the target maps each block onto another aligned block, so the blocks
-        are totally ordered by distance: visit them nearest first and stop
-        once n contacts are in hand.
+        are totally ordered by distance (see _nearest_buckets): visit them
+        nearest first and stop once n contacts are in hand.
         """
         n = self.k if n is None else n
-        blocks = sorted(((b.lo ^ target) & ~(b.hi - b.lo), i) for i, b in enumerate(self.buckets) if b.entries)
-        found: list[tuple[int, int]] = []
-        for _, i in blocks:
-            found.extend(sorted((e.key ^ target, e.key) for e in self.buckets[i].entries if e.key != exclude))
-            if len(found) >= n:
+        found: list[Contact] = []
+        for b in self._nearest_buckets(target):
+            entries = b.entries
+            if not entries:
+                continue
+            found.extend(sorted(entries, key=lambda c: c.node_id.int ^ target))
+            if len(found) >= n + (exclude is not None):
                 break
-        return [self._index[key].contact for _, key in found[:n]]
+        if exclude is not None:
+            found = [c for c in found if c.node_id.int != exclude]
+        return found[:n]
+
+    def _nearest_buckets(self, target: int):
+        """The buckets, nearest to ``target`` first.
+
+        With x = target XOR own and p the prefix length they share, a bucket
+        at depth d < p is at distance about 2^(255-d) (deeper is nearer); the
+        bucket at depth p holds the target's neighbourhood; a bucket at depth
+        d > p differs from the last (deepest) one first at bit d, and is nearer
+        than it exactly when bit d of x is set.
+        """
+        by_depth = self._by_depth
+        last = len(by_depth) - 1
+        x = target ^ self.own_key
+        p = ID_BITS - x.bit_length()
+        if p >= last:
+            yield by_depth[last]
+            for d in range(last - 1, -1, -1):
+                yield by_depth[d]
+            return
+        yield by_depth[p]
+        later = []
+        for d in range(p + 1, last):
+            if (x >> (ID_BITS - 1 - d)) & 1:
+                yield by_depth[d]
+            else:
+                later.append(by_depth[d])
+        yield by_depth[last]
+        yield from reversed(later)
+        for d in range(p - 1, -1, -1):
+            yield by_depth[d]
 
     def contacts(self) -> list[Contact]:
-        return [e.contact for b in self.buckets for e in b.entries]
+        return [c for b in self.buckets for c in b.entries]
 
     def idle_buckets(self, now: float, interval: float) -> list[KBucket]:
         return [b for b in self.buckets if now - b.touched >= interval]

@@ -3,10 +3,16 @@
 The daemon uses ``weftnet.runtime.store.SqliteStore`` (same protocol, on disk);
 the simulator and tests use :class:`MemoryStore`.
 
-Eviction policy (applied by the DHT when the store is full): expired records
-go first; then, among records this node did not publish itself, the one whose
-key is farthest (XOR) from this node's ID — the node least responsible for it.
-A node's own published records are evicted last.
+Eviction policy (applied by the DHT when the store is full, in O(log n)
+through its in-memory index, core/dht/quota.py): expired records go first;
+then, among records this node did not publish itself, the one whose key is
+farthest (XOR) from this node's ID — the node least responsible for it — but
+only if the newcomer is closer than it (else the newcomer is refused). A
+node's own published records are never evicted for a peer's.
+
+A store may raise :class:`~weftnet.errors.StorageError` from ``put`` or
+``delete`` (a full disk); the DHT counts it and answers the STORE with a
+refusal, and nothing else stops.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class StoredRecord:
     own: bool  # published by this node (republished by it)
     seq: int | None = None
     stored_at: float = 0.0
+    origin: bytes = b""  # node ID of the peer that stored it here (quota accounting)
+    prefix: str = ""  # that peer's address prefix, "" if exempt
 
 
 class RecordStore(Protocol):

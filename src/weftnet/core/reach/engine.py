@@ -921,12 +921,15 @@ class Reach:
                 continue
             pr.candidates.setdefault(ep, "record")
             targets.append(ep)
+        own = sorted(self._leases, key=lambda n: n.raw) if self.nat.stream_only else []
         for r in rec.relays:
             rid = node_id_for(r.public_key)
             if rid == self.node_id or rid == node_id:
                 continue
             self.transport.learn_endpoint(r.public_key, tuple(r.endpoint), now)
             targets.append(Via((rid.raw,), node_id.raw))
+            # With no UDP of our own, its relay is reached through ours: two hops.
+            targets += [Via((mine.raw, rid.raw), node_id.raw) for mine in own if mine != rid]
         if self.nat.stream_only:
             targets += self._own_relay_paths(node_id)
         self.transport.add_paths(node_id, targets, "record", now)

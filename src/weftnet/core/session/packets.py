@@ -26,6 +26,7 @@ __all__ = [
     "MAX_EARLY_DATA",
     "HELLO_MIN_SIZE",
     "TRANSPORT_HEADER",
+    "EarlyData",
 ]
 
 #: Largest upper-layer payload that may ride inside a handshake message.
@@ -154,6 +155,23 @@ class HelloReply(Message):
     nonce: int
     public_key: bytes
     FIELDS: ClassVar = (("nonce", U64), ("public_key", Fixed(32)))
+
+
+@register
+@dataclass(frozen=True)
+class EarlyData(Message):
+    """Early data padded to make its HandshakeInit larger (inside the Init's encryption).
+
+    A responder that does not know the initiator may send it only as many bytes
+    as its Init weighed until it proves its address (docs/handshake.md, "Return
+    routability"); an initiator that expects a large answer (a FIND_NODE's 20
+    contacts) pads its Init so the answer fits and comes in the same round trip.
+    Unpadded early data is the payload itself."""
+
+    TYPE: ClassVar = 0x08
+    payload: bytes
+    padding: bytes
+    FIELDS: ClassVar = (("payload", Bytes(MAX_EARLY_DATA)), ("padding", Rest(max_len=MAX_EARLY_DATA)))
 
 
 @register

@@ -20,9 +20,21 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
   (``Unreachable``), rekey after a time or message count, refusal to send on
   an expired session, optional keepalives after receiving without sending, idle expiry
   (``SessionDown``), and cookie-secret rotation.
-* Under load (more than ``handshakes_per_second_under_load`` Inits in the
-  last second) an Init without a valid mac2 is answered with a CookieReply
-  binding a cookie to the source address, instead of costing any DH.
+* Under load (Inits beyond ``handshakes_per_second_under_load`` a second,
+  burst a tenth of it; admission.py) an Init without a valid mac2 is answered with a CookieReply
+  binding a cookie to the source address, instead of costing any DH; one
+  with a valid mac2 still passes a token bucket per source address and
+  prefix (admission.py) before any DH.
+* **Return routability before state** (docs/security.md): a responder keeps
+  an Init from an identity it does not know as a *half-open* peer, in a
+  small bounded table, until the initiator proves it receives at its
+  address by sending under the new session (the initiator sends a
+  keepalive at once if it has nothing queued). Until then: no
+  ``SessionUp``, early data is delivered marked ``verified=False``, and
+  everything sent to it (Response included) fits in the bytes of its Init.
+  Half-open peers expire; idle peers are forgotten; a full peer table
+  evicts its least valuable entry (half-open, then idle, never a pinned
+  routing-table contact) instead of refusing newcomers.
 * Paths (core/reach/paths.py, docs/reach.md): a peer is reached over a path —
   a UDP endpoint, a TCP link, or a ``Via`` through overlay nodes. A peer with
   more than one known path keeps a ``PathSet``; ``policy`` picks the one in
@@ -31,7 +43,8 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
   arrives is either for us (its packet is received as if it came from the
   ``Via`` back) or passed on if ``relay`` admits it — one packet out per
   packet in, of the same size. Packets that arrive through a relay go
-  through exactly the same checks as any other, plus one: the peer the
+  through exactly the same checks as any other (admission counts a relayed
+  Init against the relay it came through), plus one: the peer the
   end-to-end session authenticates must be the origin the relays vouch for.
 
 Inputs are bytes, ``now`` and the ``rng`` given at construction; outputs are
@@ -41,21 +54,23 @@ datagrams, events and one timer deadline.
 from __future__ import annotations
 
 import heapq
-import hmac
+import itertools
 import struct
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.session import handshake as hs
+from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
+    EarlyData,
     MAX_FRAGMENTS,
     CookieReply,
     HandshakeInit,
@@ -103,6 +118,8 @@ FRAGMENT_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 128
 MAX_REASSEMBLED = MAX_MESSAGE_SIZE + 16
 _COOKIE_LIFETIME = 120.0
+#: The smallest datagram that can be a HandshakeInit (empty early-data field).
+_INIT_MIN = 148
 #: Messages one direction of a session carries before it keeps its AEAD object (see Session).
 HOT_AFTER = 32
 
@@ -123,9 +140,27 @@ class TransportConfig:
     idle_timeout: float = 540.0
     max_queued: int = 256
     handshakes_per_second_under_load: int = 200
-    hello_per_second: int = 100
+    #: Under load, Inits with a valid mac2 that may cost a DH, per second, per source address
+    #: (IPv4 address or IPv6 /64) and per IPv4 /24 or IPv6 /48 (admission.py).
+    handshake_rate_per_address: float = 20.0
+    handshake_burst_per_address: float = 10.0
+    handshake_rate_per_prefix: float = 100.0
+    handshake_burst_per_prefix: float = 50.0
+    hello_per_second: int = 1000
     hello_per_source_per_second: int = 5
-    max_peers: int = 100_000
+    hello_per_prefix_per_second: int = 20
+    #: Peers kept (sessions and what the node remembers of past ones); a full table evicts.
+    max_peers: int = 20_000
+    #: Responder-side handshakes from unknown identities awaiting proof of return routability.
+    max_half_open: int = 1024
+    half_open_timeout: float = 10.0
+    #: A peer with no session, nothing queued and nothing received for this long is forgotten.
+    forget_after: float = 3600.0
+    #: Inits sent to an endpoint learned second-hand (``send(..., unverified=True)``) before giving up.
+    unverified_attempts: int = 1
+    #: Sources exempt from per-address and per-prefix limits (CIDR strings). Empty for a real
+    #: node; a loopback test lab sets ``weftnet.core.limits.LOOPBACK_LAB``.
+    exempt_prefixes: tuple = ()
     #: Largest UDP payload sent: 1392-byte underlay paths (see docs/vpn.md, MTU) minus IPv6 and UDP headers.
     #: A payload whose datagram would be larger is sealed once and sent in TransportFragment pieces.
     max_datagram: int = 1344
@@ -154,6 +189,8 @@ class Received:
     public_key: bytes
     endpoint: Addr
     payload: bytes
+    #: False for early data from a peer that has not yet proven it receives at ``endpoint``.
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -297,6 +334,16 @@ class Peer:
     early_rx: list = field(default_factory=list)
     paths: PathSet | None = None  # made when a second path is known (core/reach/paths.py)
     quiet_at: float = -1.0  # when PathQuiet was last reported
+    #: Responder side, before return routability is proven: bytes it may still be sent
+    #: (None: confirmed, no limit), what waits for the proof, and since when it waits.
+    budget: int | None = None
+    held: list = field(default_factory=list)
+    half_open_at: float = 0.0
+    #: The endpoint an authenticated packet last came from (or the user gave).
+    verified_endpoint: Addr | None = None
+    attempts: int = 0  # Inits of the pending handshake
+    max_attempts: int | None = None  # set for endpoints learned second-hand
+    pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -329,9 +376,11 @@ class SecureTransport:
         self.sink = None
         self.sink_types: frozenset[int] = frozenset()
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
-        self._hello_times: deque[float] = deque()
-        self._hello_by_source: dict[str, deque[float]] = {}
-        self._init_times: deque[float] = deque()
+        self.admission = Admission(self.config)
+        self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
+        #: Set by the node: True for peers it wants kept when the peer table is full
+        #: (its routing-table contacts). None: only activity counts.
+        self.keep = None
         self._cookie_secret = rng.randbytes(32)
         self._cookie_rotate_at = now + _COOKIE_LIFETIME
         self._retries: list = []  # (retry time, seq, peer)
@@ -366,6 +415,8 @@ class SecureTransport:
                 "expired_dropped", "queue_dropped", "fragments_expired",
                 "relayed_out", "relayed_in", "relay_forwarded", "relay_refused", "relay_no_path",
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
+                "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
+                "held_until_confirmed", "peers_evicted", "peers_forgotten",
             ),
             0,
         )
@@ -373,9 +424,11 @@ class SecureTransport:
     # -- API ---------------------------------------------------------------------
     def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None) -> None:
         if public_key is not None:
-            peer = self._peer(public_key)
+            peer = self._peer(public_key, now)
             if peer.endpoint is None or peer.current is None:
                 self._set_endpoint(peer, endpoint, "contact", now)
+                peer.verified_endpoint = endpoint  # given by the user, or it answered our Hello
+                peer.max_attempts = None
             if peer.current is None and peer.pending is None:
                 self._start_handshake(peer, now)
             elif peer.current is not None and peer.endpoint == endpoint:
@@ -391,10 +444,20 @@ class SecureTransport:
             self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
             self._send_hello(endpoint, nonce)
 
-    def send(self, contact: Contact, payload: bytes, now: float) -> None:
-        peer = self._peer(contact.public_key)
+    def send(self, contact: Contact, payload: bytes, now: float, *, unverified: bool = False,
+             large_reply: bool = False) -> None:
+        """Send to ``contact``. ``unverified``: its endpoint was learned second-hand (a DHT
+        hint), so a handshake to it gets ``unverified_attempts`` Inits, not retries for
+        ``handshake_timeout`` (docs/security.md, item 6). ``large_reply``: the payload asks
+        for an answer larger than a bare Init, so if it rides in one, the Init is padded to
+        ``max_datagram`` and the answer can come before return routability is proven."""
+        peer = self._peer(contact.public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             self._set_endpoint(peer, contact.endpoint, "contact", now)
+            hinted = unverified and contact.endpoint != peer.verified_endpoint
+            peer.max_attempts = self.config.unverified_attempts if hinted else None
+            if large_reply and not hinted and peer.current is None:
+                peer.pad_to = self.config.max_datagram
         self._send_payload(peer, payload, now)
 
     def send_to(self, node_id: NodeId, payload: bytes, now: float) -> bool:
@@ -425,7 +488,7 @@ class SecureTransport:
 
     def has_session(self, node_id: NodeId) -> bool:
         peer = self._by_node.get(node_id)
-        return peer is not None and peer.current is not None
+        return peer is not None and peer.current is not None and peer.budget is None
 
     def handshaking(self, node_id: NodeId) -> bool:
         """True while a handshake this node started with ``node_id`` is waiting for its answer."""
@@ -436,7 +499,7 @@ class SecureTransport:
         out = []
         for peer in sorted(self._peers.values(), key=lambda p: p.node_id.raw):
             s = peer.current
-            if s is None:
+            if s is None or peer.budget is not None:
                 continue
             out.append(PeerInfo(
                 peer.node_id, peer.public_key, peer.endpoint,
@@ -463,12 +526,18 @@ class SecureTransport:
         return t
 
     def session_ages(self, now: float) -> dict[NodeId, float]:
-        return {p.node_id: now - p.current.created for p in self._peers.values() if p.current is not None}
+        return {p.node_id: now - p.current.created for p in self._peers.values()
+                if p.current is not None and p.budget is None}
 
     # -- paths (core/reach/paths.py; driven by core/reach/engine.py) -------------
     def sessions(self) -> list[tuple[NodeId, object, float | None]]:
         """``(node_id, path in use, srtt)`` of every peer with a session (no PeerInfo per peer)."""
         return [(p.node_id, p.endpoint, p.srtt) for p in self._peers.values() if p.current is not None]
+
+    def reaching(self, node_id: NodeId) -> bool:
+        """Whether a handshake with ``node_id`` is under way (no session yet)."""
+        peer = self._by_node.get(node_id)
+        return peer is not None and peer.current is None and peer.pending is not None
 
     def public_key_of(self, node_id: NodeId) -> bytes | None:
         peer = self._by_node.get(node_id)
@@ -503,7 +572,7 @@ class SecureTransport:
         peer = self._peers.get(public_key)
         if peer is None and len(self._peers) >= self.config.max_peers:
             return
-        peer = self._peer(public_key)
+        peer = self._peer(public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             self._set_endpoint(peer, endpoint, "record", now)
         else:
@@ -527,6 +596,10 @@ class SecureTransport:
                 new += 1
             paths.add(t, origin, now, keep=peer.endpoint)
         if new and peer.pending is not None and peer.current is None:
+            # The node's own signed record (or its call-me-maybe) named these paths: the
+            # handshake is no longer only to an endpoint someone else told us about, so it
+            # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md).
+            peer.max_attempts = None
             self._send_init(peer, now)
         cur = paths.get(peer.endpoint)
         if new and cur is not None and cur.dead:
@@ -546,6 +619,8 @@ class SecureTransport:
         s = peer.current
         if s is None or now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
             return False
+        if peer.budget is not None:
+            return False  # half-open: no probes elsewhere before it proves its own address
         if type(target) is Via and self.node_id.raw in target.hops:
             return False
         p = self._paths(peer, now).add(target, "probe", now, keep=peer.endpoint)
@@ -697,8 +772,9 @@ class SecureTransport:
         self.stats["relayed_out"] += 1
         self._send_payload(relay, fwd, now)
 
-    def _on_forward(self, hop: Peer, plain: bytes, now: float) -> None:
-        """A Forward from ``hop`` (authenticated): for us, or to pass on if ``relay`` admits it."""
+    def _on_forward(self, hop: Peer, plain: bytes, now: float, verified: bool = True) -> None:
+        """A Forward from ``hop`` (authenticated): for us, or to pass on if ``relay`` admits it
+        and ``hop`` has proven it receives at its address (a relay works for no half-open peer)."""
         n = len(plain)
         if n < _FWD_BASE:
             self.stats["malformed_dropped"] += 1
@@ -737,7 +813,8 @@ class SecureTransport:
         # Pass on: only as a relay that admits it, to a peer with a session on a path of its own.
         nxt_raw = plain[3:35]
         relay = self.relay
-        if relay is None or nxt_raw == me or nxt_raw == hop.node_id.raw or len(packet) > MAX_RELAYED:
+        if (relay is None or not verified or nxt_raw == me or nxt_raw == hop.node_id.raw
+                or len(packet) > MAX_RELAYED):
             self.stats["relay_refused"] += 1
             return
         try:
@@ -756,8 +833,10 @@ class SecureTransport:
             contact = self.find_contact(nid) if self.find_contact is not None else None
             if contact is None and nxt is not None and is_udp(nxt.endpoint):
                 contact = Contact(nxt.public_key, nxt.endpoint)
-            if (contact is None or nxt is not None and nxt.pending is not None and len(nxt.queue) >= 8
-                    or not relay.may_open(hop.node_id, nid, now)):
+            # A handshake already under way is one open, however many packets wait for it.
+            opening = nxt is not None and nxt.pending is not None
+            if (contact is None or opening and len(nxt.queue) >= 8
+                    or not opening and not relay.may_open(hop.node_id, nid, now)):
                 self.stats["relay_refused"] += 1
                 relay.refused("no-session")
                 return
@@ -867,11 +946,15 @@ class SecureTransport:
                 continue  # answered, or re-armed since
             if now - peer.pending_started >= cfg.handshake_timeout:
                 self._give_up(peer, "handshake timed out")
+            elif peer.max_attempts is not None and peer.attempts >= peer.max_attempts:
+                self._give_up(peer, "no answer from an endpoint learned second-hand")
             else:
                 self._send_init(peer, now)
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
                     attempt = 1 + int((now - peer.pending_started) / cfg.handshake_retry)
                     self._events.append(PathsWanted(peer.node_id, peer.public_key, attempt))
+        if self._half_open:
+            self._expire_half_open(now)
         for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
             if now - started >= cfg.handshake_timeout:
                 del self._hello_pending[endpoint]
@@ -889,6 +972,13 @@ class SecureTransport:
         for peer in list(self._peers.values()):
             s = peer.current
             if s is None:
+                if peer.pending is None and not peer.queue and peer.budget is None:
+                    forget_at = max(peer.last_received or 0.0, peer.last_sent) + cfg.forget_after
+                    if now >= forget_at:
+                        self.stats["peers_forgotten"] += 1
+                        self._forget(peer)
+                    else:
+                        nxt = min(nxt, forget_at)
                 continue
             idle_at = (peer.last_received or s.created) + cfg.idle_timeout
             expire_at = s.created + 3 * cfg.reject_after_time
@@ -910,6 +1000,8 @@ class SecureTransport:
         deadline = min(self._cookie_rotate_at, self._next_sweep)
         if self._retries:
             deadline = min(deadline, self._retries[0][0])
+        if self._half_open:
+            deadline = min(deadline, next(iter(self._half_open.values())).half_open_at + self.config.half_open_timeout)
         for _nonce, started, retry_at in self._hello_pending.values():
             deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
         return deadline
@@ -921,15 +1013,105 @@ class SecureTransport:
     def next_event(self):
         return self._events.popleft() if self._events else None
 
-    # -- sending --------------------------------------------------------------
-    def _peer(self, public_key: bytes) -> Peer:
+    # -- the peer table (docs/security.md, item 1) -----------------------------
+    def _peer(self, public_key: bytes, now: float) -> Peer:
         peer = self._peers.get(public_key)
         if peer is None:
+            if len(self._peers) >= self.config.max_peers:
+                self._evict_one(now)
             peer = Peer(public_key, node_id_for(public_key))
             self._peers[public_key] = peer
             self._by_node[peer.node_id] = peer
         return peer
 
+    def _touch(self, peer: Peer) -> None:
+        """Move a peer to the young end of the table (the eviction scan starts at the old end)."""
+        peers = self._peers
+        if peers.get(peer.public_key) is peer:
+            del peers[peer.public_key]
+            peers[peer.public_key] = peer
+
+    def _evict_one(self, now: float) -> None:
+        """Make room for a newcomer: the least valuable peer goes.
+
+        Half-open handshakes first (oldest first); then, among the oldest 64
+        peers, the one without a session that has been quiet longest, else
+        the quietest session. Peers with a handshake we started and peers the
+        node wants kept (``keep``: its routing-table contacts) are skipped
+        and moved to the young end, so each eviction costs O(1) amortised.
+        """
+        if self._half_open:
+            victim = next(iter(self._half_open.values()))
+        else:
+            keep = self.keep
+            victim, best = None, None
+            scanned = [self._peers[pk] for pk in itertools.islice(self._peers, 64)]
+            for peer in scanned:
+                if peer.pending is not None or (keep is not None and keep(peer.node_id)):
+                    self._touch(peer)
+                    continue
+                score = (peer.current is None, now - max(peer.last_received or 0.0, peer.last_sent))
+                if best is None or score > best:
+                    victim, best = peer, score
+            if victim is None:
+                victim = scanned[0]  # every one is valuable: the table must stay bounded anyway
+        self.stats["peers_evicted"] += 1
+        if victim.current is not None and victim.budget is None:
+            self._events.append(SessionDown(victim.node_id, "evicted"))
+        self._forget(victim)
+
+    def _forget(self, peer: Peer) -> None:
+        """Drop every trace of a peer: sessions, pending handshake, queues."""
+        self._drop_sessions(peer)
+        if peer.pending is not None:
+            self._indices.pop(peer.pending.local_index, None)
+        peer.pending = None
+        peer.pending_retry_at = None
+        peer.queue = []
+        peer.held = []
+        if self._peers.get(peer.public_key) is peer:
+            del self._peers[peer.public_key]
+        if self._by_node.get(peer.node_id) is peer:
+            del self._by_node[peer.node_id]
+        self._half_open.pop(peer.public_key, None)
+
+    def _expire_half_open(self, now: float) -> None:
+        ho, limit = self._half_open, self.config.half_open_timeout
+        while ho:
+            peer = next(iter(ho.values()))
+            if now - peer.half_open_at < limit:
+                return
+            self.stats["half_open_expired"] += 1
+            self._forget(peer)
+
+    def _confirm(self, peer: Peer, addr: Addr, now: float) -> None:
+        """A half-open peer sent under its new session: it receives at ``addr``. Keep it."""
+        peer.budget = None
+        peer.verified_endpoint = addr
+        self._half_open.pop(peer.public_key, None)
+        self.stats["confirmed"] += 1
+        self.admission.remember(self._source(addr), now)
+        self._events.append(SessionUp(peer.node_id, peer.public_key, addr, False))
+        held, peer.held = peer.held, []
+        s = peer.current
+        for payload in held:
+            if s is not None:
+                self._encrypt_and_send(peer, s, payload, now)
+
+    def _within_budget(self, peer: Peer, payload: bytes) -> bool:
+        """Before return routability: spend the Init's bytes on this payload, or hold it."""
+        size = len(payload) + _DATA_HEADER + 16
+        if size > self.config.max_datagram:
+            size += -(-size // (self.config.max_datagram - _FRAG_HEADER)) * 2
+        if size <= peer.budget:
+            peer.budget -= size
+            return True
+        if len(peer.held) < 16:
+            peer.held.append(payload)
+        self.stats["held_until_confirmed"] += 1
+        return False
+
+    # -- sending --------------------------------------------------------------
     def _jitter(self, base: float) -> float:
         return base * (1.0 + 0.3 * self._rng.random())
 
@@ -949,8 +1131,10 @@ class SecureTransport:
             peer.quiet_at = now
             self._events.append(PathQuiet(peer.node_id, peer.endpoint))
         if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
+            if peer.budget is not None and not self._within_budget(peer, payload):
+                return
             steer = self.steer
-            targets = None if steer is None else steer(peer.node_id, payload, now)
+            targets = None if steer is None or peer.budget is not None else steer(peer.node_id, payload, now)
             if targets is None:
                 self._encrypt_and_send(peer, s, payload, now)
             elif len(targets) == 1:
@@ -1037,11 +1221,22 @@ class SecureTransport:
         if self.paths_wanted and peer.current is None:
             self._events.append(PathsWanted(peer.node_id, peer.public_key, 0))
         peer.pending_started = now
+        peer.attempts = 0
         peer.pending_early = b""
         if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
-            peer.pending_early = peer.queue.pop(0)
+            peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to)
+        peer.pad_to = 0
         self.stats["handshakes_initiated"] += 1
         self._send_init(peer, now)
+
+    @staticmethod
+    def _padded(early: bytes, pad_to: int) -> bytes:
+        """Early data wrapped in EarlyData so that its Init is ``pad_to`` bytes (if it can be)."""
+        # An Init is 164 bytes plus its early data; EarlyData adds 4 (header, length).
+        room = min(pad_to - 164, MAX_EARLY_DATA) - 4 - len(early)
+        if pad_to <= 0 or room <= 0:
+            return early
+        return encode(EarlyData(early, bytes(room)))
 
     def _send_init(self, peer: Peer, now: float) -> None:
         if peer.pending is not None:
@@ -1060,6 +1255,7 @@ class SecureTransport:
             self._give_up(peer, str(exc))
             return
         peer.pending = state
+        peer.attempts += 1
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
         self._wake_retry(peer)
@@ -1084,6 +1280,8 @@ class SecureTransport:
         self.stats["handshakes_failed"] += 1
         self.stats["queue_dropped"] += dropped
         self._events.append(Unreachable(peer.node_id, peer.endpoint, reason))
+        if peer.current is None and not peer.older:
+            self._forget(peer)  # never had a session: nothing worth remembering
 
     def _send_hello(self, endpoint: Addr, nonce: int) -> None:
         pkt = encode(Hello(nonce, bytes(HELLO_MIN_SIZE - 10)))
@@ -1169,19 +1367,24 @@ class SecureTransport:
             p = peer.paths.paths.get(addr)
             if p is not None:
                 p.last_rx = now
+        peer.verified_endpoint = addr
         peer.last_received = now
         peer.bytes_in += size if datagrams == 1 else len(ct) + datagrams * _FRAG_HEADER
         peer.packets_in += datagrams
+        if peer.budget is not None:
+            self._confirm(peer, addr, now)  # it derived keys from our Response: it receives at addr
         if not plain:
             return  # keepalive
         peer.last_data_received = now
         if peer.keepalive_due is None and self.config.keepalive > 0:
             peer.keepalive_due = now + self.config.keepalive
             self._sweep_by(peer.keepalive_due)
-        self._dispatch(peer, s, plain, addr, now)
+        self._deliver(peer, s, plain, addr, now, True)
 
-    def _dispatch(self, peer: Peer, s: Session, plain: bytes, addr, now: float) -> None:
-        """One authenticated payload (from a session, or early data in an Init) to whoever handles it."""
+    def _deliver(self, peer: Peer, s: Session, plain: bytes, addr, now: float, verified: bool) -> None:
+        """One authenticated payload (transport data, or early data in an Init): pings and pongs
+        are the transport's own, a Forward is relayed or received; the rest goes to the sink or
+        out as ``Received``."""
         kind = plain[1] if len(plain) >= 2 and plain[0] == VERSION else None
         if kind == _PING:
             try:
@@ -1189,7 +1392,9 @@ class SecureTransport:
             except DecodeError:
                 self.stats["malformed_dropped"] += 1
                 return
-            self._encrypt_and_send(peer, peer.current or s, encode(Pong(ping.ping_id)), now)
+            pong = encode(Pong(ping.ping_id))
+            if peer.budget is None or self._within_budget(peer, pong):
+                self._encrypt_and_send(peer, peer.current or s, pong, now)
         elif kind == _PONG:
             try:
                 pong = decode(plain)
@@ -1204,42 +1409,63 @@ class SecureTransport:
         elif kind in self.sink_types:
             self.sink(peer.node_id, plain, now)
         elif kind == _FORWARD:
-            self._on_forward(peer, plain, now)
+            self._on_forward(peer, plain, now, verified)
         else:
-            self._events.append(Received(peer.node_id, peer.public_key, addr, plain))
-
-    def _under_load(self, now: float) -> bool:
-        times = self._init_times
-        while times and times[0] <= now - 1.0:
-            times.popleft()
-        return len(times) > self.config.handshakes_per_second_under_load
+            self._events.append(Received(peer.node_id, peer.public_key, addr, plain, verified))
 
     def _cookie_for(self, addr: Addr) -> bytes:
         return hs.MAC(self._cookie_secret, f"{addr[0]}|{addr[1]}".encode())
 
     def _on_init(self, data: bytes, addr: Addr, now: float) -> None:
-        msg = decode(data)
-        assert isinstance(msg, HandshakeInit)
+        # Cheapest first: size and mac1 (one keyed hash) on the raw bytes, then
+        # the admission checks, and only then a decode and the first DH.
+        if len(data) < _INIT_MIN:
+            self.stats["malformed_dropped"] += 1
+            return
         if not hs.check_mac1(data, self.identity.public_key):
             self.stats["auth_failures"] += 1
             return
-        self._init_times.append(now)
-        if self._under_load(now) and not hs.check_mac2(data, self._cookie_for(addr)):
-            nonce = self._rng.randbytes(12)
-            enc = ChaCha20Poly1305(self._own_cookie_key).encrypt(nonce, self._cookie_for(addr), msg.mac1)
-            self._emit(encode(CookieReply(msg.sender_index, nonce, enc)), addr, now)
-            self.stats["cookies_sent"] += 1
+        if not self._admit_init(data, addr, now):
             return
+        msg = decode(data)
+        assert isinstance(msg, HandshakeInit)
         result = hs.consume_init(self.identity, msg)
         if type(addr) is Via and node_id_for(result.peer_public).raw != addr.peer:
             self.stats["relay_spoofed"] += 1  # the relays vouch for another origin than the Init proves
             return
+        self._accept_init(result, len(data), addr, now)
+
+    def _source(self, addr):
+        """The address a packet's sender is limited by (admission.py): its own, or for one that
+        came through relays, the address of the relay that handed it to us (a relay is one
+        source however many nodes it carries; it has per-peer limits of its own)."""
+        if type(addr) is Via:
+            hop = self._by_node.get(NodeId(addr.hops[0]))
+            ep = None if hop is None else hop.endpoint
+            return ep if ep is not None and type(ep) is not Via else ("0.0.0.0", 0)
+        return addr
+
+    def _admit_init(self, data: bytes, addr: Addr, now: float) -> bool:
+        """Under load: a cookie round trip first, then a token bucket per source (admission.py)."""
+        if not self.admission.note_init(now):
+            return True
+        if not hs.check_mac2(data, self._cookie_for(addr)):
+            # CookieReply (50 bytes) < any Init (148+): no amplification towards a spoofed source.
+            nonce = self._rng.randbytes(12)
+            enc = ChaCha20Poly1305(self._own_cookie_key).encrypt(nonce, self._cookie_for(addr), data[-32:-16])
+            self._emit(encode(CookieReply(int.from_bytes(data[2:6], "big"), nonce, enc)), addr, now)
+            self.stats["cookies_sent"] += 1
+            return False
+        if not self.admission.allow_handshake(self._source(addr), now):
+            self.stats["handshakes_rate_limited"] += 1
+            return False
+        return True
+
+    def _accept_init(self, result: hs.ResponderResult, init_size: int, addr: Addr, now: float) -> None:
         peer = self._peers.get(result.peer_public)
-        if peer is None and len(self._peers) >= self.config.max_peers:
-            self.stats["handshakes_failed"] += 1
-            return
-        peer = self._peer(result.peer_public)
-        if result.timestamp <= peer.greatest_timestamp:
+        if peer is None:
+            peer = self._half_open_peer(result.peer_public, now)
+        elif result.timestamp <= peer.greatest_timestamp:
             self.stats["replays_dropped"] += 1
             return
         peer.greatest_timestamp = result.timestamp
@@ -1249,14 +1475,40 @@ class SecureTransport:
         session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer)
         self._indices[idx] = session
         self._emit(raw, addr, now)
+        if peer.budget is not None:
+            # Half-open: a retransmitted Init replaces the session, and what may be sent
+            # to it before it proves return routability is what its Init weighed.
+            self._drop_sessions(peer)
+            peer.budget = max(0, init_size - len(raw))
+            peer.half_open_at = now
+            self._half_open.move_to_end(peer.public_key)
         if addr != peer.endpoint:
             self._rx_path(peer, addr, now)
         peer.last_received = now
         peer.last_sent = now
         self._install(peer, session, now)
-        if result.payload:
+        payload = result.payload
+        if payload[:2] == b"\x01\x08":  # padded early data (EarlyData): the payload is inside
+            try:
+                payload = decode(payload).payload
+            except DecodeError:
+                self.stats["malformed_dropped"] += 1
+                payload = b""
+        if payload:
             peer.last_data_received = now
-            self._dispatch(peer, session, result.payload, addr, now)
+            self._deliver(peer, session, payload, addr, now, peer.budget is None)
+
+    def _half_open_peer(self, public_key: bytes, now: float) -> Peer:
+        """A peer for an identity we do not know, on probation until it proves return routability."""
+        if len(self._half_open) >= self.config.max_half_open:
+            self.stats["peers_evicted"] += 1
+            self._forget(next(iter(self._half_open.values())))
+        peer = self._peer(public_key, now)
+        peer.budget = 0
+        peer.half_open_at = now
+        self._half_open[public_key] = peer
+        self.stats["half_open"] += 1
+        return peer
 
     def _on_response(self, data: bytes, addr: Addr, now: float) -> None:
         msg = decode(data)
@@ -1286,7 +1538,14 @@ class SecureTransport:
             self._switch(peer, addr)
         peer.last_received = now
         peer.rtt_sample(rtt)
+        peer.verified_endpoint = addr
+        peer.max_attempts = None
+        self.admission.remember(self._source(addr), now)
         self._install(peer, session, now)
+        if session.counter == 0:
+            # Nothing queued: confirm at once, so the responder keeps the session
+            # and releases what it holds for us (WireGuard's first keepalive).
+            self._encrypt_and_send(peer, session, b"", now)
         held, peer.early_rx = peer.early_rx, []
         for data_held, addr_held in held:
             self._on_data(data_held, addr_held, now)
@@ -1300,8 +1559,9 @@ class SecureTransport:
             self._indices.pop(peer.older.pop().local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
+        self._touch(peer)
         self._sweep_by(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
-        if not was_up:
+        if not was_up and peer.budget is None:
             self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
         queued, peer.queue = peer.queue, []
         for payload in queued:
@@ -1340,23 +1600,11 @@ class SecureTransport:
             return
         msg = decode(data)
         assert isinstance(msg, Hello)
-        cutoff = now - 1.0
-        times = self._hello_times
-        while times and times[0] <= cutoff:
-            times.popleft()
-        src = self._hello_by_source.setdefault(addr[0], deque())
-        while src and src[0] <= cutoff:
-            src.popleft()
-        if len(times) >= self.config.hello_per_second or len(src) >= self.config.hello_per_source_per_second:
+        if not self.admission.allow_hello(self._source(addr), now):  # per address, per prefix, then in all
             self.stats["hello_dropped"] += 1
             return
-        if len(self._hello_by_source) > 4096:  # bounded memory under a spoofed-source flood
-            for key in [k for k, v in self._hello_by_source.items() if not v]:
-                del self._hello_by_source[key]
-        times.append(now)
-        src.append(now)
         self.stats["hello_replies"] += 1
-        self._out.append((encode(HelloReply(msg.nonce, self.identity.public_key)), addr))
+        self._emit(encode(HelloReply(msg.nonce, self.identity.public_key)), addr, now)
 
     def _on_hello_reply(self, data: bytes, addr: Addr, now: float) -> None:
         msg = decode(data)

@@ -32,6 +32,15 @@ for one kind can never be replayed as another; the field encoding is the one
 wire codec (core/wire.py), which is canonical (decode then encode gives the
 same bytes). docs/wire/vpn.md lists the layouts byte by byte.
 
+**Version 2** (layer-2 networks, docs/l2.md): a descriptor may end, after its
+signature, with ``02 | layer:u8`` (:class:`L2Mode`, the network carries
+Ethernet frames), and a certificate with ``02 | macs | sources | bindings``
+(:class:`L2Grant`, the MACs and IPs the member may source). Such a statement
+is signed under the ``-v2`` tag, over the version-1 fields followed by this
+tail. Version-1 statements have no tail and keep their exact bytes and
+signatures; a version-1 decoder refuses a version-2 statement (trailing
+bytes) rather than misread it.
+
 Files use a PEM-like text armour (RFC 7468 shape: ``-----BEGIN WEFTNET
 CERTIFICATE-----``, base64 of the wire encoding, ``-----END ...-----``).
 
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -59,6 +69,7 @@ from weftnet.core.wire import (
     Fixed,
     Message,
     Seq,
+    Struct,
     Text,
     decode,
     encode,
@@ -81,6 +92,13 @@ __all__ = [
     "AddressOutsideNetwork",
     "NetworkDescriptor",
     "NetCert",
+    "L2Mode",
+    "L2Grant",
+    "MacPrefix",
+    "Binding",
+    "MAX_MAC_PREFIXES",
+    "MAX_SOURCES",
+    "MAX_BINDINGS",
     "RevocationList",
     "NetworkAuthority",
     "network_id_for",
@@ -90,6 +108,9 @@ __all__ = [
     "DIRECTORY_TTL",
     "directory_salt",
     "directory_key",
+    "member_salt",
+    "member_key",
+    "cert_from_member_record",
     "cert_from_directory",
     "revocation_key",
     "revocations_from_record",
@@ -104,10 +125,21 @@ MAX_PREFIXES = 8
 MAX_REVOKED_SERIALS = 2048
 MAX_REVOKED_NODES = 1024
 
+# Kept small so a full certificate still fits one DHT record value (1,000 bytes).
+MAX_MAC_PREFIXES = 8
+MAX_SOURCES = 8
+MAX_BINDINGS = 16
+
 _TAG_NETWORK = b"weftnet-network-v1\x00"
+_TAG_NETWORK_V2 = b"weftnet-network-v2\x00"
 _TAG_CERT = b"weftnet-netcert-v1\x00"
+_TAG_CERT_V2 = b"weftnet-netcert-v2\x00"
+#: First byte of a version-2 tail; never a valid byte after a version-1 statement where one is embedded
+#: (a CertOffer's want_reply is 0 or 1).
+_V2 = 2
 _TAG_REVOCATION = b"weftnet-revocation-v1\x00"
 _DIRECTORY_SALT = b"weftnet-vpn-addr"
+_MEMBER_SALT = b"weftnet-vpn-member"
 _REVOCATION_SALT = b"weftnet-vpn-revocations"
 #: Lifetime of a directory record in a DHT node's store; members republish
 #: theirs well before (runtime: every 20 minutes).
@@ -229,16 +261,140 @@ _Signature = Fixed(64)
 
 
 def _signed_bytes(tag: bytes, msg: Message) -> bytes:
-    """``tag | fields except the trailing signature``, in wire encoding."""
+    """``tag | every field except the signature``, in wire (field) order."""
     out = bytearray(tag)
-    for name, codec in msg.FIELDS[:-1]:
-        codec.pack(getattr(msg, name), out)
+    for name, codec in msg.FIELDS:
+        if name != "signature":
+            codec.pack(getattr(msg, name), out)
     return bytes(out)
+
+
+class _MacPrefixCodec(Codec):
+    """``mac:6 | length:u8 (0-48)`` with the bits after the length zero."""
+
+    def pack(self, value: "MacPrefix", out: bytearray) -> None:
+        out += value.mac
+        out.append(value.length)
+
+    def unpack(self, buf: memoryview, off: int) -> tuple["MacPrefix", int]:
+        raw, off = Fixed(6).unpack(buf, off)
+        n, off = U8.unpack(buf, off)
+        try:
+            return MacPrefix(raw, n), off
+        except ValueError as exc:
+            raise DecodeError(f"bad field: {exc}") from None
+
+    def describe(self) -> str:
+        return "MAC prefix (6 bytes, u8 length 0-48, host bits zero)"
+
+
+class _Tail(Codec):
+    """An optional version-2 tail after a statement's signature: absent, or ``02 | fields of cls``."""
+
+    def __init__(self, cls: type[Message]):
+        self.cls = cls
+
+    def pack(self, value, out: bytearray) -> None:
+        if value is not None:
+            out.append(_V2)
+            value._pack_body(out)
+
+    def unpack(self, buf: memoryview, off: int):
+        if off >= len(buf) or buf[off] != _V2:
+            return None, off
+        return self.cls._unpack_body(buf, off + 1)
+
+    def describe(self) -> str:
+        return f"nothing (version 1), or u8 2 + {self.cls.__name__} (version 2)"
 
 
 def _sorted_unique(kind: str, values: Sequence) -> None:
     if list(values) != sorted(set(values)):
         raise ValueError(f"{kind} must be sorted and without duplicates")
+
+
+# ---------------------------------------------------------------------------
+# Version-2 parts: layer-2 networks (docs/l2.md).
+
+
+@dataclass(frozen=True)
+class MacPrefix:
+    """A range of MAC addresses: the first ``length`` bits of ``mac`` (48: exactly one address)."""
+
+    mac: bytes
+    length: int
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6 or not 0 <= self.length <= 48:
+            raise ValueError("a MAC prefix is 6 bytes and a length of 0-48")
+        if int.from_bytes(self.mac, "big") & ((1 << (48 - self.length)) - 1):
+            raise ValueError("a MAC prefix has bits set after its length")
+
+    def contains(self, mac: bytes) -> bool:
+        shift = 48 - self.length
+        return int.from_bytes(mac, "big") >> shift == int.from_bytes(self.mac, "big") >> shift
+
+    def __str__(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.mac) + f"/{self.length}"
+
+
+@dataclass(frozen=True)
+class Binding(Message):
+    """A MAC address and the IP address of one host behind a member (a VM or a container)."""
+
+    mac: bytes
+    address: IPAddress
+    FIELDS: ClassVar = (("mac", Fixed(6)), ("address", Address))
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6 or self.mac[0] & 1:
+            raise ValueError("a binding's MAC must be a unicast address")
+
+
+@dataclass(frozen=True)
+class L2Mode(Message):
+    """The version-2 tail of a network descriptor: the network's layer (2: Ethernet frames)."""
+
+    layer: int
+    FIELDS: ClassVar = (("layer", U8),)
+
+    def __post_init__(self) -> None:
+        if self.layer != 2:
+            raise ValueError(f"layer {self.layer} is not 2 (a layer-3 network has no tail)")
+
+
+@dataclass(frozen=True)
+class L2Grant(Message):
+    """The version-2 tail of a certificate: what a member of a layer-2 network may source.
+
+    * ``macs``: MAC prefixes its frames may come from (besides its own bridge's
+      MAC, derived from its node ID, and its bindings' MACs);
+    * ``sources``: IP prefixes its packets may come from (besides its
+      addresses and its bindings' addresses); may lie outside the network's
+      prefixes, for a member that routes (a gateway);
+    * ``bindings``: hosts behind the member whose MAC and IP the authority
+      knows, so other members answer ARP and neighbour solicitations for them
+      without a broadcast, and find the member through the DHT by that IP.
+    """
+
+    macs: tuple[MacPrefix, ...] = ()
+    sources: tuple[IPNetwork, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    FIELDS: ClassVar = (
+        ("macs", Seq(_MacPrefixCodec(), MAX_MAC_PREFIXES)),
+        ("sources", Seq(Prefix, MAX_SOURCES)),
+        ("bindings", Seq(Struct(Binding), MAX_BINDINGS)),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("macs", "sources", "bindings"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(set(self.macs)) != len(self.macs):
+            raise ValueError("a certificate lists a MAC prefix twice")
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError("a certificate lists a source prefix twice")
+        if len({b.address for b in self.bindings}) != len(self.bindings):
+            raise ValueError("a certificate binds an address twice")
 
 
 # ---------------------------------------------------------------------------
@@ -259,12 +415,14 @@ class NetworkDescriptor(Message):
     prefixes: tuple[IPNetwork, ...]
     created: int
     signature: bytes
+    l2: L2Mode | None = None
     FIELDS: ClassVar = (
         ("name", Text(64)),
         ("authority_key", Fixed(32)),
         ("prefixes", Seq(Prefix, MAX_PREFIXES)),
         ("created", U64),
         ("signature", _Signature),
+        ("l2", _Tail(L2Mode)),
     )
 
     def __post_init__(self) -> None:
@@ -282,8 +440,13 @@ class NetworkDescriptor(Message):
     def network_id(self) -> bytes:
         return network_id_for(self.authority_key)
 
+    @property
+    def layer(self) -> int:
+        """2 for a network of Ethernet frames (docs/l2.md), 3 for one of IP packets."""
+        return 3 if self.l2 is None else self.l2.layer
+
     def signing_input(self) -> bytes:
-        return _signed_bytes(_TAG_NETWORK, self)
+        return _signed_bytes(_TAG_NETWORK if self.l2 is None else _TAG_NETWORK_V2, self)
 
     def verify(self, network_id: bytes | None = None) -> "NetworkDescriptor":
         """Check the self-signature (and, if given, that this is ``network_id``)."""
@@ -319,6 +482,7 @@ class NetCert(Message):
     not_after: int
     serial: int
     signature: bytes
+    l2: L2Grant | None = None
     FIELDS: ClassVar = (
         ("network_name", Text(64)),
         ("network_id", Fixed(32)),
@@ -329,6 +493,7 @@ class NetCert(Message):
         ("not_after", U64),
         ("serial", U64),
         ("signature", _Signature),
+        ("l2", _Tail(L2Grant)),
     )
 
     def __post_init__(self) -> None:
@@ -350,7 +515,7 @@ class NetCert(Message):
         return NodeId(self.node_id)
 
     def signing_input(self) -> bytes:
-        return _signed_bytes(_TAG_CERT, self)
+        return _signed_bytes(_TAG_CERT if self.l2 is None else _TAG_CERT_V2, self)
 
     def verify(
         self,
@@ -375,7 +540,7 @@ class NetCert(Message):
             raise WrongNetwork(f"{who} names network {self.network_name!r}, not {descriptor.name!r}")
         if not verify_signature(descriptor.authority_key, self.signature, self.signing_input()):
             raise BadSignature(f"{who} has a bad signature for network {descriptor.name!r}")
-        for a in self.addresses:
+        for a in self.addresses + tuple(b.address for b in (self.l2.bindings if self.l2 else ())):
             if not descriptor.contains(a):
                 nets = ", ".join(str(p) for p in descriptor.prefixes)
                 raise AddressOutsideNetwork(f"{who}: address {a} is outside the network's prefixes ({nets})")
@@ -461,24 +626,30 @@ class NetworkAuthority:
 
     @classmethod
     def create(
-        cls, name: str, prefixes: Iterable[IPNetwork | str], rng: RandomSource, now: float
+        cls, name: str, prefixes: Iterable[IPNetwork | str], rng: RandomSource, now: float, layer: int = 3
     ) -> "NetworkAuthority":
-        """A new network: a fresh authority key (from ``rng``) and its signed descriptor."""
+        """A new network: a fresh authority key (from ``rng``) and its signed descriptor.
+
+        ``layer`` 2 makes a network of Ethernet frames (docs/l2.md); 3, of IP packets.
+        """
+        if layer not in (2, 3):
+            raise NetworkError(f"a network is layer 2 or layer 3, not {layer}")
         try:
             nets = tuple(ipaddress.ip_network(p, strict=True) if isinstance(p, str) else p for p in prefixes)
         except ValueError as exc:
             raise NetworkError(f"bad network prefix: {exc}") from None
         sk = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
-        return cls(sk, cls._sign_descriptor(sk, name, nets, int(now)))
+        return cls(sk, cls._sign_descriptor(sk, name, nets, int(now), L2Mode(2) if layer == 2 else None))
 
     @staticmethod
-    def _sign_descriptor(sk: Ed25519PrivateKey, name: str, nets: tuple, created: int) -> NetworkDescriptor:
+    def _sign_descriptor(sk: Ed25519PrivateKey, name: str, nets: tuple, created: int,
+                         l2: "L2Mode | None" = None) -> NetworkDescriptor:
         pub = sk.public_key().public_bytes_raw()
         try:
-            unsigned = NetworkDescriptor(name, pub, nets, created, bytes(64))
+            unsigned = NetworkDescriptor(name, pub, nets, created, bytes(64), l2)
         except ValueError as exc:
             raise NetworkError(str(exc)) from None
-        return NetworkDescriptor(name, pub, nets, created, sk.sign(unsigned.signing_input()))
+        return dataclasses.replace(unsigned, signature=sk.sign(unsigned.signing_input()))
 
     @classmethod
     def from_seed(cls, seed: bytes, descriptor: NetworkDescriptor) -> "NetworkAuthority":
@@ -507,30 +678,52 @@ class NetworkAuthority:
         not_before: int,
         not_after: int,
         serial: int,
+        l2: L2Grant | None = None,
     ) -> NetCert:
-        """Sign a member certificate. Refuses addresses outside the network's prefixes."""
+        """Sign a member certificate. Refuses addresses outside the network's prefixes.
+
+        ``l2`` (layer-2 networks only) states the MACs and IPs the member may source.
+        """
         raw = node_id.raw if isinstance(node_id, NodeId) else node_id
+        if self.descriptor.layer == 2 and l2 is None:
+            l2 = L2Grant()
+        if l2 is not None and self.descriptor.layer != 2:
+            raise NetworkError(f"network {self.descriptor.name!r} is layer 3: its certificates grant no MACs")
         try:
             addrs = tuple(ipaddress.ip_address(a) if isinstance(a, str) else a for a in addresses)
             unsigned = NetCert(
                 self.descriptor.name, self.network_id, raw, addrs, tuple(sorted(set(groups))),
-                int(not_before), int(not_after), serial, bytes(64),
+                int(not_before), int(not_after), serial, bytes(64), l2,
             )
         except (ValueError, TypeError) as exc:
             raise NetworkError(f"cannot sign certificate: {exc}") from None
-        for a in addrs:
+        for a in addrs + tuple(b.address for b in (l2.bindings if l2 else ())):
             if not self.descriptor.contains(a):
                 nets = ", ".join(str(p) for p in self.descriptor.prefixes)
                 raise AddressOutsideNetwork(f"address {a} is outside network {self.descriptor.name!r} ({nets})")
-        return NetCert(*[getattr(unsigned, n) for n, _ in NetCert.FIELDS[:-1]], self._sk.sign(unsigned.signing_input()))
+        return dataclasses.replace(unsigned, signature=self._sk.sign(unsigned.signing_input()))
 
     def directory_records(self, cert: NetCert, ttl: int = DIRECTORY_TTL) -> list[MutableRecord]:
-        """One signed DHT record per address of ``cert`` (module docstring), for the member to publish."""
+        """Signed DHT records for ``cert`` (module docstring), for the member to publish.
+
+        One per address; in a layer-2 network also one per bound address and
+        one member record under the certificate's serial (docs/l2.md, "Finding members").
+        """
         if cert.network_id != self.network_id:
             raise WrongNetwork(f"certificate #{cert.serial} is for another network")
         owner = Identity(self._sk)
         value = encode(cert)
-        return [MutableRecord.create(owner, directory_salt(a), cert.serial, ttl, value) for a in cert.addresses]
+        salts = [directory_salt(a) for a in cert.addresses]
+        if cert.l2 is not None:
+            salts += [directory_salt(b.address) for b in cert.l2.bindings if b.address not in cert.addresses]
+            salts.append(member_salt(cert.serial))
+        try:
+            return [MutableRecord.create(owner, salt, cert.serial, ttl, value) for salt in salts]
+        except RecordError:
+            raise NetworkError(
+                f"certificate #{cert.serial} is {len(value)} bytes, too long for a DHT record: "
+                "give it fewer addresses, groups, MAC prefixes, sources or bindings"
+            ) from None
 
     def revocation_record(self, rl: RevocationList, ttl: int = DIRECTORY_TTL) -> MutableRecord:
         """``rl`` as a signed DHT record; NetworkError if the list is too long for one record."""
@@ -573,6 +766,35 @@ def directory_key(authority_key: bytes, address: IPAddress | str) -> bytes:
     return hashlib.sha256(authority_key + directory_salt(addr)).digest()
 
 
+def member_salt(serial: int) -> bytes:
+    return _MEMBER_SALT + serial.to_bytes(8, "big")
+
+
+def member_key(authority_key: bytes, serial: int) -> bytes:
+    """The DHT key of the member record of certificate ``serial`` (layer-2 networks)."""
+    return hashlib.sha256(authority_key + member_salt(serial)).digest()
+
+
+def _record_cert(record: MutableRecord, descriptor: NetworkDescriptor, salt: bytes, what: str) -> NetCert:
+    if record.public_key != descriptor.authority_key or record.salt != salt:
+        raise CertificateError(f"{what} is not this network's")
+    record.validate(record.key)
+    try:
+        cert = decode(record.value)
+    except DecodeError as exc:
+        raise CertificateError(f"{what} does not hold a certificate: {exc}") from None
+    if not isinstance(cert, NetCert):
+        raise CertificateError(f"{what} holds a {type(cert).__name__}, not a certificate")
+    if cert.serial != record.seq:
+        raise CertificateError(f"{what} holds a certificate with another serial")
+    return cert
+
+
+def cert_from_member_record(record: MutableRecord, descriptor: NetworkDescriptor, serial: int) -> NetCert:
+    """The certificate in the member record for ``serial``, checked against the network (not yet verified)."""
+    return _record_cert(record, descriptor, member_salt(serial), f"member record #{serial}")
+
+
 def cert_from_directory(record: MutableRecord, descriptor: NetworkDescriptor, address: IPAddress) -> NetCert:
     """The certificate in a directory record found for ``address``, checked against the network.
 
@@ -581,16 +803,9 @@ def cert_from_directory(record: MutableRecord, descriptor: NetworkDescriptor, ad
     The certificate's own validity (signature, expiry, revocation) is left to
     :meth:`NetCert.verify`, which the data plane runs when installing it.
     """
-    if record.public_key != descriptor.authority_key or record.salt != directory_salt(address):
-        raise CertificateError(f"directory record for {address} is not this network's")
-    record.validate(record.key)
-    try:
-        cert = decode(record.value)
-    except DecodeError as exc:
-        raise CertificateError(f"directory record for {address} does not hold a certificate: {exc}") from None
-    if not isinstance(cert, NetCert):
-        raise CertificateError(f"directory record for {address} holds a {type(cert).__name__}, not a certificate")
-    if address not in cert.addresses or cert.serial != record.seq:
+    cert = _record_cert(record, descriptor, directory_salt(address), f"directory record for {address}")
+    bound = cert.l2.bindings if cert.l2 is not None else ()
+    if address not in cert.addresses and all(b.address != address for b in bound):
         raise CertificateError(f"directory record for {address} holds a certificate for other addresses")
     return cert
 

@@ -599,18 +599,23 @@ class VpnNetwork:
         if type(r) is Drop:
             return r
         info, node, member = r
-        blob = vnet + packet
-        step = self.chunk_size
-        count = -(-len(blob) // step)
-        if count > MAX_CHUNKS:
+        payloads = self._chunks(vnet + packet)
+        if payloads is None:
             return self._drop("too-big", node)
-        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
-        head = _CHUNK_HDR + self.network_id
-        payloads = [head + _CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step] for i in range(count)]
         c = self.peers[node]
         c.packets_out += 1
         c.bytes_out += len(packet)
         return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
+
+    def _chunks(self, blob: bytes) -> list[bytes] | None:
+        """``blob`` (virtio_net_hdr + packet or frame) as VpnChunk payloads; None if it needs too many."""
+        step = self.chunk_size
+        count = -(-len(blob) // step)
+        if count > MAX_CHUNKS:
+            return None
+        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
+        head = _CHUNK_HDR + self.network_id
+        return [head + _CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step] for i in range(count)]
 
     def outbound_batch(self, packets: Iterable[bytes], now: float) -> list[Send | Deliver | Drop]:
         return [self.outbound(p, now) for p in packets]
@@ -795,7 +800,8 @@ class VpnSwitch:
     even when their prefixes overlap.
     """
 
-    VPN_TYPES = frozenset({VpnPacket.TYPE, VpnChunk.TYPE, CertOffer.TYPE, RevocationList.TYPE})
+    #: 0x56 is a layer-2 network's L2Frame (core/vpn/l2network.py).
+    VPN_TYPES = frozenset({VpnPacket.TYPE, VpnChunk.TYPE, CertOffer.TYPE, RevocationList.TYPE, 0x56})
 
     def __init__(self) -> None:
         self.networks: dict[bytes, VpnNetwork] = {}

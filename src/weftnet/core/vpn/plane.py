@@ -24,7 +24,11 @@ the node:
   DHT (``netcert.directory_key``), checks the certificate in it and installs
   it, and offers its own certificate to the member so the session comes up
   before the sender retries. Each member publishes its own directory records
-  (:meth:`publish`), signed by the network authority.
+  (:meth:`publish`), signed by the network authority. A layer-2 network
+  floods to every member, so it must know them all before anyone asks for
+  an address: :meth:`check_revocations` also reads the member records of
+  certificate serials 1, 2, 3, ... (``netcert.member_key``) that it does not
+  hold, up to 16 past the highest found (docs/l2.md, "Finding members").
 
 The driver writes :attr:`tun_out` to the TUN devices after each input and
 calls :meth:`handle_timer` at :meth:`get_timer` (through NodeCore).
@@ -41,11 +45,14 @@ from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.records import MutableRecord
 from weftnet.core.identity import NodeId
+from weftnet.core.vpn.l2network import L2Network, LocalBinding, MemberScan
 from weftnet.core.vpn.netcert import (
     CertificateError,
     RevocationList,
     cert_from_directory,
+    cert_from_member_record,
     directory_key,
+    member_key,
     revocation_key,
     revocations_from_record,
 )
@@ -63,7 +70,7 @@ from weftnet.core.vpn.network import (
     VpnSwitch,
 )
 
-__all__ = ["VpnPlane", "VpnMemberEvent", "VpnRevocations"]
+__all__ = ["VpnPlane", "VpnMemberEvent", "VpnRevocations", "VpnLocalBinding"]
 
 _CHUNK, _PACKET = VpnChunk.TYPE, VpnPacket.TYPE
 
@@ -98,6 +105,20 @@ class VpnRevocations:
                 "serials": list(self.revocations.serials), "own_revoked": self.own_revoked}
 
 
+@dataclass(frozen=True)
+class VpnLocalBinding:
+    """A layer-2 network snooped a host's MAC and IP behind our own bridge (for EVPN, docs/l2.md)."""
+
+    kind: ClassVar[str] = "vpn_local_binding"
+    network: str
+    network_id: bytes
+    mac: bytes
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "network": self.network, "mac": self.mac.hex(":"), "ip": str(self.ip)}
+
+
 class VpnPlane:
     """All private networks of one node, wired to its transport and DHT."""
 
@@ -121,10 +142,12 @@ class VpnPlane:
         self._pending: dict[bytes, deque[bytes]] = {}
         self._sweep_at: float | None = None
         # dht op id -> ("locate", node) | ("resolve", net id, addr) | ("revocations", net id) | ("publish",)
+        #              | ("member", net id, serial)
         self._lookups: dict[int, tuple] = {}
+        self._scans: dict[bytes, MemberScan] = {}  # layer-2 network ID -> member records being read
         self.stats = dict.fromkeys(
             ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
-             "resolve_failed", "published", "revocations_installed"), 0)
+             "resolve_failed", "published", "revocations_installed", "member_scans", "members_found"), 0)
 
     # -- networks ----------------------------------------------------------
     def add_network(self, network: VpnNetwork, directory: list[MutableRecord] = (), *, vnet: bool = False,
@@ -149,6 +172,7 @@ class VpnPlane:
         self._vnet.discard(network_id)
         self._directory.pop(network_id, None)
         self._revocation_records.pop(network_id, None)
+        self._scans.pop(network_id, None)
 
     def networks(self) -> list[VpnNetwork]:
         return list(self.switch.networks.values())
@@ -168,10 +192,24 @@ class VpnPlane:
         return len(records)
 
     def check_revocations(self, now: float) -> None:
-        """Look for a newer revocation list of every network in the DHT."""
+        """Look for a newer revocation list of every network in the DHT (and members of layer-2 networks)."""
         for net in self.switch.networks.values():
             key = revocation_key(net.descriptor.authority_key)
             self._lookups[self.dht.get(key, now)] = ("revocations", net.network_id)
+            if isinstance(net, L2Network):
+                self._scans[net.network_id] = MemberScan(net)
+                self._scan_more(net, now)
+
+    def _scan_more(self, net: VpnNetwork, now: float) -> None:
+        scan = self._scans.get(net.network_id)
+        if scan is None:
+            return
+        for serial in scan.next_serials():
+            key = member_key(net.descriptor.authority_key, serial)
+            self._lookups[self.dht.get(key, now)] = ("member", net.network_id, serial)
+            self.stats["member_scans"] += 1
+        if scan.done():
+            del self._scans[net.network_id]
 
     # -- data ------------------------------------------------------------
     def outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
@@ -184,6 +222,9 @@ class VpnPlane:
                 self._send(r.node_id, r.payloads, now)
             elif type(r) is Deliver:
                 self.tun_out.append((network_id, r.vnet, r.packet))
+            elif type(r) is list:  # a layer-2 flood: one Send per member
+                for s in r:
+                    self._send(s.node_id, s.payloads, now)
         self._after(net, now)
 
     def on_payload(self, sender: NodeId, payload: bytes, now: float) -> None:
@@ -215,6 +256,8 @@ class VpnPlane:
                                           ", ".join(str(a) for a in ev.certificate.addresses)))
             elif isinstance(ev, MemberRemoved):
                 self._emit(VpnMemberEvent(net.descriptor.name, ev.node_id, "removed", ev.reason))
+            elif isinstance(ev, LocalBinding):
+                self._emit(VpnLocalBinding(net.descriptor.name, net.network_id, ev.mac, ipaddress.ip_address(ev.ip)))
 
     def send_to_node(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
         """Send data-plane payloads to a node: over its session, to its known contact, or after
@@ -273,6 +316,34 @@ class VpnPlane:
             net = self.switch.networks.get(entry[1])
             if net is not None:
                 self._install_revocations(net, ev.values, now)
+        elif entry[0] == "member":
+            net = self.switch.networks.get(entry[1])
+            scan = self._scans.get(entry[1])
+            if net is None:
+                return True
+            serial = entry[2]
+            found = None
+            for rec in ev.values:
+                if not isinstance(rec, MutableRecord):
+                    continue
+                try:
+                    cert = cert_from_member_record(rec, net.descriptor, serial)
+                    if net.add_certificate(cert, now):
+                        found = cert
+                    elif scan is not None:
+                        scan.found(serial)  # already held, or our own
+                    break
+                except CertificateError:
+                    continue
+            if found is not None:
+                self.stats["members_found"] += 1
+                if scan is not None:
+                    scan.found(serial)
+                net.offer_to(found.node_id, now, want_reply=False)
+            if scan is not None:
+                scan.answered(serial)
+                self._scan_more(net, now)
+            self._after(net, now)
         elif entry[0] == "resolve":
             net = self.switch.networks.get(entry[1])
             if net is None:

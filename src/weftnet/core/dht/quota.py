@@ -1,0 +1,139 @@
+"""The record store's index in memory: eviction order, expiry order and per-source quotas.
+
+The DHT asks it, for every STORE, four questions that must not cost a scan
+of the store (a full store of 100,000 records made each STORE take 0.4 s
+before; docs/security.md, item 3):
+
+* how much does this sender (node ID) and its address prefix hold? — two
+  dict lookups (counts and bytes, kept up to date on every add and remove);
+* which records have expired? — a heap by expiry time;
+* which record is this node least responsible for? — a heap by XOR distance
+  from the node's own ID, of records it did not publish itself;
+* how many records and bytes are held? — two counters.
+
+Heaps use lazy deletion (an entry is checked against the current metadata
+when it surfaces) and are rebuilt when stale entries outnumber live ones,
+so every operation is O(log n) amortised. The index is rebuilt from the
+store once when the node starts (``SqliteStore`` keeps the sender and prefix
+of each record, so quotas survive a restart).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+__all__ = ["StoreIndex", "Meta"]
+
+
+@dataclass(slots=True)
+class Meta:
+    expires: float
+    own: bool
+    size: int
+    origin: bytes  # node ID of the peer that stored it (b"" for our own records)
+    prefix: str  # that peer's address prefix ("" if exempt or own)
+    dist: int  # XOR distance of the key from this node's ID
+    touched: float = 0.0  # last time a peer stored or offered it (replication skips it then)
+
+
+class StoreIndex:
+    def __init__(self, own_key: int):
+        self.own_key = own_key
+        self._meta: dict[bytes, Meta] = {}
+        self._by_expiry: list[tuple[float, bytes]] = []
+        self._by_far: list[tuple[int, bytes]] = []  # (-distance, key), records not our own
+        self._origin: dict[bytes, list[int]] = {}  # node ID -> [records, bytes]
+        self._prefix: dict[str, list[int]] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._meta
+
+    def get(self, key: bytes) -> Meta | None:
+        return self._meta.get(key)
+
+    def add(self, key: bytes, expires: float, own: bool, size: int, origin: bytes = b"", prefix: str = "",
+            now: float = 0.0) -> None:
+        """Index a record (replacing what was indexed for that key)."""
+        self.remove(key)
+        dist = int.from_bytes(key, "big") ^ self.own_key
+        m = Meta(expires, own, size, origin, prefix, dist, now)
+        self._meta[key] = m
+        self.bytes += size
+        heapq.heappush(self._by_expiry, (expires, key))
+        if not own:
+            heapq.heappush(self._by_far, (-dist, key))
+        for table, k in ((self._origin, origin), (self._prefix, prefix)):
+            if k:
+                u = table.get(k)
+                if u is None:
+                    u = table[k] = [0, 0]
+                u[0] += 1
+                u[1] += size
+        self._compact()
+
+    def remove(self, key: bytes) -> Meta | None:
+        m = self._meta.pop(key, None)
+        if m is None:
+            return None
+        self.bytes -= m.size
+        for table, k in ((self._origin, m.origin), (self._prefix, m.prefix)):
+            if k:
+                u = table[k]
+                u[0] -= 1
+                u[1] -= m.size
+                if u[0] <= 0:
+                    del table[k]
+        return m
+
+    def usage(self, origin: bytes = b"", prefix: str = "") -> tuple[int, int, int, int]:
+        """(records, bytes) held for this sender, then for its prefix."""
+        o = self._origin.get(origin, (0, 0)) if origin else (0, 0)
+        p = self._prefix.get(prefix, (0, 0)) if prefix else (0, 0)
+        return o[0], o[1], p[0], p[1]
+
+    def next_expiry(self) -> float | None:
+        h = self._by_expiry
+        while h:
+            exp, key = h[0]
+            m = self._meta.get(key)
+            if m is not None and m.expires == exp:
+                return exp
+            heapq.heappop(h)
+        return None
+
+    def pop_expired(self, now: float, limit: int | None = None) -> list[bytes]:
+        """Keys whose expiry has passed, removed from the index (the caller deletes them)."""
+        out: list[bytes] = []
+        h = self._by_expiry
+        while h and h[0][0] <= now and (limit is None or len(out) < limit):
+            exp, key = heapq.heappop(h)
+            m = self._meta.get(key)
+            if m is not None and m.expires == exp:
+                self.remove(key)
+                out.append(key)
+        return out
+
+    def farthest(self) -> tuple[bytes, int] | None:
+        """The record (not our own) whose key is farthest from our ID, and that distance."""
+        h = self._by_far
+        while h:
+            neg, key = h[0]
+            m = self._meta.get(key)
+            if m is not None and not m.own and m.dist == -neg:
+                return key, -neg
+            heapq.heappop(h)
+        return None
+
+    def _compact(self) -> None:
+        n = len(self._meta)
+        if len(self._by_expiry) > 2 * n + 1024:
+            self._by_expiry = [(m.expires, k) for k, m in self._meta.items()]
+            heapq.heapify(self._by_expiry)
+        if len(self._by_far) > 2 * n + 1024:
+            self._by_far = [(-m.dist, k) for k, m in self._meta.items() if not m.own]
+            heapq.heapify(self._by_far)

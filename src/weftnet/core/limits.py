@@ -1,0 +1,204 @@
+"""Per-source limits shared by the transport and the DHT: address keys, prefixes, exemptions, token buckets.
+
+A hostile host has one address, or a few addresses in one block; it can
+have as many identities as it can afford keys. So every limit that must
+hold against one host is keyed by where packets come from, not by who
+they claim to be:
+
+* **address** (:func:`address_key`): an IPv4 address, or the IPv6 /64 it is
+  in (one host normally holds a whole /64, as in WireGuard's rate limiter);
+* **prefix** (:func:`prefix_key`): the IPv4 /24 or IPv6 /48 around it, what
+  one operator typically holds.
+
+:class:`ExemptPrefixes` is the one, explicit, way to lift these limits for
+some sources (a test lab on 127.0.0.1 runs hundreds of honest nodes on one
+address). It is empty unless configured; nothing is exempt silently.
+
+:class:`TokenBuckets` is a bounded table of token buckets. When it is full,
+the least recently used bucket goes. A bucket unused for ``burst / rate``
+seconds is full again, i.e. the same as a new one, so evicting it forgets
+nothing; the table is sized so that forgetting a *non*-full bucket needs
+more distinct sources than one host has (``evicted_active`` counts it).
+Nothing here reads a clock: ``now`` comes in.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections import OrderedDict
+from typing import Iterable
+
+__all__ = ["address_key", "prefix_key", "ExemptPrefixes", "TokenBuckets", "Gcra", "LOOPBACK_LAB"]
+
+#: What a loopback test lab, the demo and the benches exempt (``exempt_prefixes``).
+LOOPBACK_LAB = ("127.0.0.0/8", "::1/128")
+
+
+@functools.lru_cache(maxsize=65536)
+def address_key(host: str) -> str:
+    """The IPv4 address itself, or the IPv6 /64 containing it."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
+@functools.lru_cache(maxsize=65536)
+def prefix_key(host: str) -> str:
+    """The IPv4 /24 or IPv6 /48 containing ``host``."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+class ExemptPrefixes:
+    """Address blocks whose sources are not subject to per-address or per-prefix limits."""
+
+    __slots__ = ("networks", "_cache")
+
+    def __init__(self, prefixes: Iterable[str] = ()):
+        nets = []
+        for p in prefixes:
+            try:
+                nets.append(ipaddress.ip_network(p, strict=False))
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP prefix such as 127.0.0.0/8") from None
+        self.networks = tuple(nets)
+        self._cache: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def covers(self, host: str) -> bool:
+        if not self.networks:
+            return False
+        hit = self._cache.get(host)
+        if hit is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                hit = False
+            else:
+                hit = any(ip.version == n.version and ip in n for n in self.networks)
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            self._cache[host] = hit
+        return hit
+
+
+class TokenBuckets:
+    """Token buckets by key: ``rate`` tokens per second, at most ``burst``; at most ``max_keys`` keys."""
+
+    __slots__ = ("rate", "burst", "max_keys", "start", "_b", "evicted", "evicted_active")
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 65536, start: float | None = None):
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        #: A new key's tokens: a full bucket by default, or less for a budget mostly
+        #: earned with :meth:`credit`.
+        self.start = self.burst if start is None else float(start)
+        self._b: OrderedDict[str, list[float]] = OrderedDict()  # key -> [tokens, last]
+        self.evicted = 0
+        self.evicted_active = 0  # evicted before it had refilled (a sign of a table too small)
+
+    def __len__(self) -> int:
+        return len(self._b)
+
+    def allow(self, key, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket if it has them."""
+        b = self._b.get(key)
+        if b is None:
+            if len(self._b) >= self.max_keys:
+                _, old = self._b.popitem(last=False)
+                self.evicted += 1
+                if self.rate and old[0] + (now - old[1]) * self.rate < self.burst:
+                    self.evicted_active += 1
+            b = self._b[key] = [self.start, now]
+        else:
+            self._b.move_to_end(key)
+            if now > b[1] and self.rate:
+                b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
+                b[1] = now
+        if b[0] < cost:
+            return False
+        b[0] -= cost
+        return True
+
+    def credit(self, key, amount: float, now: float) -> None:
+        """Add tokens to ``key`` (up to ``burst``): for budgets earned rather than refilled by time."""
+        b = self._b.get(key)
+        if b is None:
+            if len(self._b) >= self.max_keys:
+                self._b.popitem(last=False)
+                self.evicted += 1
+            b = self._b[key] = [self.start, now]
+        else:
+            self._b.move_to_end(key)
+            if now > b[1] and self.rate:
+                b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
+                b[1] = now
+        b[0] = min(self.burst, b[0] + amount)
+
+    def refund(self, key, amount: float) -> None:
+        """Give back tokens taken for something that did not happen."""
+        b = self._b.get(key)
+        if b is not None:
+            b[0] = min(self.burst, b[0] + amount)
+
+
+class Gcra:
+    """Token buckets by key kept as one float each (GCRA, the ATM cell-rate algorithm).
+
+    Per key, the time at which its bucket will be full again; a request is
+    allowed if that time is at most ``(burst - 1) / rate`` ahead of now, and
+    moves it ``1 / rate`` later. A key whose time has passed has a full
+    bucket and needs no entry, so entries are swept out whenever the table has
+    doubled since the last sweep: a table of busy keys only, about 100 bytes
+    each (what a simulated million-node DHT can afford). It never empties for
+    volume: past ``max_keys`` busy keys, the ones nearest to full go first.
+    """
+
+    __slots__ = ("rate", "burst", "max_keys", "_t", "_sweep_at", "evicted_active")
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 65536):
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self._t: dict = {}
+        self._sweep_at = 16
+        self.evicted_active = 0
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def allow(self, key, now: float) -> bool:
+        t = self._t
+        full_at = t.get(key, now)
+        if full_at < now:
+            full_at = now
+        if full_at - now > (self.burst - 1.0) / self.rate + 1e-9:  # + rounding of the sums
+            return False
+        if key not in t and len(t) >= self._sweep_at:
+            for k in [k for k, v in t.items() if v <= now]:
+                del t[k]
+            if len(t) >= self.max_keys:
+                drop = sorted(t, key=t.__getitem__)[: len(t) - self.max_keys // 2]
+                self.evicted_active += len(drop)
+                for k in drop:
+                    del t[k]
+            self._sweep_at = max(16, 2 * len(t))
+        t[key] = full_at + 1.0 / self.rate
+        return True
+

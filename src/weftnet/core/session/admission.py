@@ -1,0 +1,100 @@
+"""Who gets the responder's work: load detection and per-source limits for handshakes and hellos.
+
+The transport (transport.py) asks this module before spending anything on
+an unauthenticated packet, cheapest check first (docs/security.md, item 1):
+
+1. ``mac1`` (one keyed hash; in the transport, before this module);
+2. **load**: Inits with a valid mac1 draw on a budget of
+   ``handshakes_per_second_under_load`` a second with a burst of a tenth of
+   that; once it is spent the node is *under load* for a second at least
+   (sticky, as WireGuard's). The small burst matters: every Init worked
+   outside load costs a DH, and 200 in a row stalled a busy node for half a
+   second on this machine, so a flood's first moments cost at most 20;
+3. under load, a valid **mac2** (the cookie proves the source receives at its
+   address; the transport sends a CookieReply otherwise);
+4. under load, a **token bucket per source address and per prefix**, as
+   WireGuard's rate limiter does: a sender that echoes cookies still gets at
+   most ``handshake_rate_per_address`` handshakes a second, and one address
+   block at most ``handshake_rate_per_prefix``. Sources that recently
+   completed a handshake or confirmed a session (**known** endpoints) skip
+   the prefix bucket, so a flood from their block cannot lock them out;
+
+and only then does the transport decode the Init and spend a Diffie-Hellman.
+
+Hellos (key discovery, no cryptography) get a bucket per address, one per
+prefix and a global ceiling, so many addresses of one block cannot use up
+what a joiner elsewhere needs.
+
+Sources covered by ``exempt_prefixes`` skip the per-address and per-prefix
+buckets (never the global ones); the list is empty unless configured.
+Sans-IO: ``now`` comes in.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from weftnet.core.limits import ExemptPrefixes, TokenBuckets, address_key, prefix_key
+
+__all__ = ["Admission"]
+
+Addr = tuple[str, int]
+
+
+class Admission:
+    def __init__(self, config) -> None:
+        c = config
+        self.config = c
+        self.exempt = ExemptPrefixes(c.exempt_prefixes)
+        self._hs_addr = TokenBuckets(c.handshake_rate_per_address, c.handshake_burst_per_address)
+        self._hs_prefix = TokenBuckets(c.handshake_rate_per_prefix, c.handshake_burst_per_prefix)
+        self._hello_addr = TokenBuckets(c.hello_per_source_per_second, c.hello_per_source_per_second)
+        self._hello_prefix = TokenBuckets(c.hello_per_prefix_per_second, c.hello_per_prefix_per_second)
+        self._hello_all = TokenBuckets(c.hello_per_second, c.hello_per_second, 1)
+        self._known: OrderedDict[Addr, float] = OrderedDict()
+        rate = c.handshakes_per_second_under_load
+        self._budget = TokenBuckets(rate, rate / 10, 1)
+        self._under_load_until = float("-inf")
+
+    # -- load -----------------------------------------------------------------
+    def note_init(self, now: float) -> bool:
+        """One Init with a valid mac1 arrived; True if the responder is under load."""
+        # Every Init draws on the budget, under load too: a flood keeps it empty, so load
+        # ends only a second after the arrivals fall below the rate.
+        if not self._budget.allow("*", now):
+            self._under_load_until = now + 1.0
+        return now < self._under_load_until
+
+    # -- handshakes -----------------------------------------------------------
+    def allow_handshake(self, addr: Addr, now: float) -> bool:
+        """Under load, with a valid mac2: may this source have a handshake now?"""
+        host = addr[0]
+        if self.exempt.covers(host):
+            return True
+        if not self._hs_addr.allow(address_key(host), now):
+            return False
+        if addr in self._known:
+            return True  # a source that completed a handshake keeps its place, whatever its block does
+        return self._hs_prefix.allow(prefix_key(host), now)
+
+    def remember(self, addr: Addr, now: float) -> None:
+        """``addr`` completed a handshake or confirmed a session (proven return routability)."""
+        known = self._known
+        if addr in known:
+            known.move_to_end(addr)
+        elif len(known) >= self.config.max_peers:
+            known.popitem(last=False)
+        known[addr] = now
+
+    def is_known(self, addr: Addr) -> bool:
+        return addr in self._known
+
+    # -- hellos ---------------------------------------------------------------
+    def allow_hello(self, addr: Addr, now: float) -> bool:
+        host = addr[0]
+        if not self.exempt.covers(host):
+            if not self._hello_addr.allow(address_key(host), now):
+                return False
+            if not self._hello_prefix.allow(prefix_key(host), now):
+                return False
+        return self._hello_all.allow("*", now)

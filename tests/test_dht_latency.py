@@ -1,0 +1,254 @@
+"""Issue 16: lookup-latency techniques and the compact routing state, each checked on its own."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from weftnet.core.contact import Contact
+from weftnet.core.dht import Dht, DhtConfig
+from weftnet.core.dht.lookup import ANSWERED, IN_FLIGHT, Lookup
+from weftnet.core.dht.messages import FindNode, Nodes
+from weftnet.core.dht.routing import RoutingTable
+
+T0 = 1000.0
+
+
+def contact(i: int, host: str | None = None) -> Contact:
+    pk = random.Random(i).randbytes(32)
+    return Contact(pk, (host or f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 4000))
+
+
+def by_distance(cs, target):
+    return sorted(cs, key=lambda c: c.node_id.int ^ target)
+
+
+# -- ending a node lookup when the node answers ------------------------------------------
+
+
+def test_node_lookup_asks_the_target_at_once_and_ends_when_it_answers():
+    cs = [contact(i) for i in range(1, 60)]
+    target = cs[50]
+    t = target.node_id.int
+    lk = Lookup(1, "find_node", t, T0, k=5, alpha=3, stop_at_target=True)
+    lk.seed(by_distance(cs[:20], t)[5:15])  # the target is not among the first contacts
+    first = lk.next_requests()
+    assert len(first) == 3
+    lk.answered(first[0].key, [target, *cs[20:25]])
+    # The reply named the target: the freed slot goes to it, ahead of anything else.
+    nxt = lk.next_requests()
+    assert [c.key for c in nxt] == [t]
+    assert not lk.finished()
+    lk.answered(t, cs[25:30])
+    # Nothing can be closer than distance 0: the lookup is over with requests still out.
+    assert lk.finished() and lk.closest()[0] == target
+    assert sum(1 for c in lk.candidates.values() if c.state == IN_FLIGHT) == 2
+
+
+def test_key_lookups_still_wait_for_the_k_closest():
+    cs = [contact(i) for i in range(1, 60)]
+    t = cs[50].node_id.int
+    for kind, stop in (("store", True), ("find_node", False)):
+        lk = Lookup(1, kind, t, T0, k=5, alpha=3, stop_at_target=stop and kind == "find_node")
+        lk.seed([cs[50], *cs[:10]])
+        for c in lk.next_requests():
+            lk.answered(c.key, [])
+        assert lk.candidates[t].state == ANSWERED and not lk.finished()
+
+
+def test_engine_uses_stop_at_target_for_find_node_only():
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+    others = [contact(i) for i in range(2, 30)]
+    d.import_contacts(others, T0)
+    target = others[7]
+    d.find_node(target.node_id, T0)
+    sent = d.messages_to_send()
+    assert any(c == target for c, _ in sent)  # it is in our table, so among the nearest asked
+    req = next(m for c, m in sent if c == target)
+    d.on_message(target, Nodes(req.rid, ()), T0 + 0.05)
+    done = d.next_event()
+    assert done.ok and done.contacts[0] == target and done.duration == pytest.approx(0.05)
+
+
+def test_first_round_is_wider_then_alpha():
+    cs = [contact(i) for i in range(1, 60)]
+    lk = Lookup(1, "find_node", 0, T0, k=20, alpha=3, first_round=8)
+    lk.seed(cs[:30])
+    first = lk.next_requests()
+    assert len(first) == 8
+    lk.answered(first[0].key, [])
+    assert len(lk.next_requests()) == 0  # 7 still out: back to alpha
+    for c in first[1:6]:
+        lk.answered(c.key, [])
+    assert len(lk.next_requests()) == 1  # 2 out -> one more keeps alpha = 3
+
+
+# -- timeouts from measured round trips ---------------------------------------------------
+
+
+def timeout_of_first_request(cfg: DhtConfig, rtt: float | None) -> float:
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    peers = [contact(i) for i in range(2, 40)]
+    d.import_contacts(peers, T0)
+    now = T0
+    if rtt is not None:  # measure a few contacts at `rtt`
+        for p in peers[:5]:
+            d.find_node(p.node_id, now)
+            for c, m in d.messages_to_send():
+                if c == p:
+                    d.on_message(p, Nodes(m.rid, ()), now + rtt)
+            now += 1.0
+    d.find_node(contact(999).node_id, now)
+    sent = [c for c, m in d.messages_to_send() if isinstance(m, FindNode)]
+    fresh = next(c for c in sent if c.node_id.int not in {p.node_id.int for p in peers[:5]})
+    req = next(r for r in d._requests.values() if r.key == fresh.node_id.int)
+    return req.deadline - now
+
+
+def test_unmeasured_contacts_get_a_timeout_from_the_nodes_own_round_trips():
+    cfg = DhtConfig(per_prefix=None, min_rto=0.2)
+    assert timeout_of_first_request(cfg, None) == pytest.approx(cfg.initial_rto)  # nothing measured yet
+    assert timeout_of_first_request(cfg, 0.01) == pytest.approx(0.2)  # 10 ms paths: the floor
+    assert 0.25 < timeout_of_first_request(cfg, 0.15) < 1.0  # ~150 ms paths: mean + 4 deviations
+    off = DhtConfig(per_prefix=None, min_rto=0.2, adaptive_rto=False)
+    assert timeout_of_first_request(off, 0.01) == pytest.approx(off.initial_rto)
+
+
+# -- proximity neighbour selection -------------------------------------------------------
+
+
+def full_far_bucket(k=4):
+    own = contact(0)
+    t = RoutingTable(own.node_id.int, k=k, per_prefix=None)
+    far = [c for c in (contact(i) for i in range(1, 400)) if (c.node_id.int ^ own.node_id.int) >> 255]
+    near = next(c for c in (contact(i) for i in range(1, 400)) if not (c.node_id.int ^ own.node_id.int) >> 255)
+    for c in far[:k] + [near]:  # the near one makes the first bucket split: the far half is full
+        t.add(c, T0)
+    assert len(t.buckets) == 2
+    return t, far
+
+
+def test_a_fast_answer_displaces_a_slow_contact_which_waits_in_the_replacements():
+    t, far = full_far_bucket()
+    rtts = {far[0].node_id.int: 0.250, far[1].node_id.int: 0.040, far[2].node_id.int: 0.300}
+    newcomer = far[10]
+    assert not t.prefer_nearer(newcomer, 0.200, rtts.get, near=0.05)  # not twice as fast as anyone
+    assert t.prefer_nearer(newcomer, 0.030, rtts.get, near=0.0)  # 30 ms: the 300 ms one goes
+    b = t.bucket_for(newcomer.node_id.int)
+    assert newcomer in b.entries and far[2] not in b.entries and far[2] in b.replacements
+    assert len(b.entries) == 4 and len(t) == 5 and t.get(far[2].node_id.int) is None
+
+
+def test_only_a_near_contact_displaces_one_never_measured():
+    t, far = full_far_bucket()
+    rtts = {c.node_id.int: 0.010 for c in far[1:4]}  # far[0] was never measured
+    assert not t.prefer_nearer(far[10], 0.030, rtts.get, near=0.020)
+    assert t.prefer_nearer(far[10], 0.005, rtts.get, near=0.020)
+    assert far[0] not in t.bucket_for(far[0].node_id.int).entries
+    # A bucket with room, or the one holding our own ID, is not this method's business.
+    assert not RoutingTable(contact(0).node_id.int, k=4).prefer_nearer(far[11], 0.001, rtts.get, 1.0)
+
+
+def test_proximity_in_the_engine_prefers_contacts_that_answer_fast():
+    cfg = DhtConfig(k=2, per_prefix=None, proximity=True)
+    d = Dht(contact(0), random.Random(1), T0, cfg)
+    far = [c for c in (contact(i) for i in range(1, 400)) if (c.node_id.int ^ d.key) >> 255]
+    near = [c for c in (contact(i) for i in range(1, 400)) if not (c.node_id.int ^ d.key) >> 255]
+    d.import_contacts(near[:3] + far[:2], T0)  # the far half of the ID space: a full bucket of two
+    d.find_node(far[5].node_id, T0)
+    newcomer_asked = False
+    for _ in range(4):  # everyone answers in 200 ms, naming far[5]; far[5] answers in 10 ms
+        for dst, m in d.messages_to_send():
+            if dst == far[5]:
+                d.on_message(far[5], Nodes(m.rid, ()), T0 + 0.21)  # asked at T0 + 0.2
+                newcomer_asked = True
+            else:
+                d.on_message(dst, Nodes(m.rid, (far[5],)), T0 + 0.2)
+    assert newcomer_asked
+    assert far[5] in d.table.bucket_for(far[5].node_id.int).entries
+    assert len(d.table.bucket_for(far[5].node_id.int).entries) == 2
+    # Without the setting the bucket keeps its first two, as plain Kademlia does.
+    plain = Dht(contact(0), random.Random(1), T0, DhtConfig(k=2, per_prefix=None))
+    plain.import_contacts(near[:3] + far[:2], T0)
+    plain.on_message(far[5], FindNode(1, bytes(32)), T0)
+    assert far[5] not in plain.table.bucket_for(far[5].node_id.int).entries
+
+
+# -- the compact routing table ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closest_matches_brute_force_and_buckets_tile_the_space(seed):
+    rng = random.Random(seed)
+    own = rng.getrandbits(256)
+    t = RoutingTable(own, rng.choice([2, 4, 20]), 3, None)
+    cs = [Contact(rng.randbytes(32), ("10.0.0.1", i)) for i in range(rng.choice([5, 300, 2000]))]
+    cs += [Contact(rng.randbytes(32), ("10.0.0.2", i)) for i in range(50)]
+    for c in cs:
+        t.add(c, T0)
+    kept = t.contacts()
+    assert len(kept) == len(t) and all(t.bucket_for(c.node_id.int).covers(c.node_id.int) for c in kept)
+    assert all(a.hi + 1 == b.lo for a, b in zip(t.buckets, t.buckets[1:])) and t.bucket_for(own).covers(own)
+    for _ in range(100):
+        target = rng.choice([rng.getrandbits(256), own ^ rng.getrandbits(rng.randrange(1, 256)),
+                             rng.choice(kept).node_id.int])
+        n = rng.choice([1, 3, 20, 50])
+        exclude = rng.choice([None, rng.choice(kept).node_id.int])
+        want = by_distance([c for c in kept if c.node_id.int != exclude], target)[:n]
+        assert t.closest(target, n, exclude) == want
+
+
+def test_rate_limit_state_stays_small_with_many_quiet_peers():
+    d = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None, peer_rate=10, peer_burst=20))
+    peers = [contact(i) for i in range(1, 2001)]
+    for i, p in enumerate(peers):  # 2,000 peers, one request each, 10 ms apart
+        d.on_message(p, FindNode(i + 1, bytes(32)), T0 + i * 0.01)
+    assert d.stats["requests_received"] == 2000 and d.stats["rate_limited"] == 0
+    assert len(d._peer_limit) < 100  # a peer whose bucket has refilled needs no entry
+    assert d.summary()["stats"]["rate_limited"] == 0 and "timeouts" in d.summary()["stats"]
+
+
+# -- churn: live newcomers take the slots of failing contacts -----------------------------
+
+
+def test_a_newcomer_takes_the_slot_of_a_contact_that_failed_its_last_request():
+    t, far = full_far_bucket()
+    b = t.bucket_for(far[0].node_id.int)
+    assert not t.add(far[10], T0)  # a full bucket of healthy contacts: the newcomer waits
+    assert far[10] in b.replacements
+    assert not t.fail(far[2].node_id.int)  # one failure: not evicted (max_failures is 3)...
+    assert t.add(far[11], T0)  # ...but a node that talks to us is the better bet
+    assert far[11] in b.entries and far[2] not in b.entries and far[2] in b.replacements
+    assert t.failures(far[2].node_id.int) == 0 and len(b.entries) == 4
+    # An answer clears a failure: then there is no questionable slot to take.
+    t.fail(far[0].node_id.int)
+    t.add(far[0], T0)
+    assert not t.add(far[12], T0)
+    # Off, the bucket keeps its failing contact until max_failures evicts it.
+    plain, far2 = full_far_bucket()
+    plain.replace_failing = False
+    plain.fail(far2[1].node_id.int)
+    assert not plain.add(far2[11], T0)
+
+
+def test_a_lookup_whose_every_contact_failed_goes_on_with_the_rest_of_the_table():
+    d = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None, k=5))
+    everyone = [contact(i) for i in range(1, 300)]
+    d.import_contacts(everyone, T0)
+    target = contact(5000).node_id
+    d.find_node(target, T0)
+    asked, now = set(), T0
+    for _ in range(40):  # nobody ever answers: every request times out
+        asked |= {c.node_id.int for c, _ in d.messages_to_send()}
+        t = d.get_timer()
+        if t is None or t > T0 + 60:
+            break
+        now = t
+        d.handle_timer(now)
+        if (ev := d.next_event()) is not None:
+            break
+    assert ev is not None and not ev.contacts
+    nearest = [c.node_id.int for c in d.table.closest(target.int, 15)]
+    # It asked the table's 5 nearest, then the next 5, then the next 5 (two reseeds), then gave up.
+    assert asked == set(nearest)
