@@ -114,7 +114,7 @@ def test_paths_config_errors_are_one_line(tmp_path):
         assert p.returncode != 0 and msg in p.stderr and p.stderr.count("\n") == 1, p.stderr
 
 
-def test_reload_applies_paths_classes_and_routes_and_asks_a_restart_for_links(four):
+def test_reload_applies_paths_classes_routes_and_links_at_once(four):
     states, ids = four
     y = states["Y"]
     cfg = y / "config.toml"
@@ -140,12 +140,32 @@ bind = "127.0.0.1:0"
         report = json.loads(weft(y, "reload", "--json").stdout)
         assert any("probe every 0.1 s" in line for line in report["applied"]), report
         assert any("route to" in line for line in report["applied"])
-        assert any("link_tables" in line for line in report["restart_needed"])
+        assert any("links now extra" in line for line in report["applied"]), report
+        assert not report["restart_needed"] and not report["failed"], report
         st = json.loads(weft(y, "paths", "--json").stdout)
         assert st["interval"] == 0.1 and [c["name"] for c in st["classes"]] == ["voice"]
         assert [r["via"] for r in json.loads(weft(y, "route", "ls", "--json").stdout)] == [[ids["X"]]]
-        assert [link["name"] for link in st["links"]] == ["main"]  # the new link waits for a restart
+        extra = {link["name"]: link for link in st["links"]}["extra"]  # its own socket, bound now
+        host, port = extra["endpoint"].rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        # A link that cannot be opened (the address is taken) is refused in one line; the link
+        # in force before stays.
+        cfg.write_text(before + f"""
+[[link]]
+name = "other"
+bind = "127.0.0.1:{port}"
+
+[[link]]
+name = "clash"
+bind = "127.0.0.1:{port}"
+""")
+        bad = json.loads(weft(y, "reload", "--json").stdout)
+        assert any(line.startswith("links: ") and "cannot listen" in line for line in bad["failed"]), bad
+        assert "extra" in [link["name"] for link in json.loads(weft(y, "paths", "--json").stdout)["links"]]
     finally:
         cfg.write_text(before)
         weft(y, "reload")
     assert json.loads(weft(y, "route", "ls", "--json").stdout) == []
+    assert [link["name"] for link in json.loads(weft(y, "paths", "--json").stdout)["links"]] == ["main"]
+    # The node still reaches its peers after its links came and went.
+    assert "1 received" in weft(y, "ping", "-c", "1", ids["A"]).stdout

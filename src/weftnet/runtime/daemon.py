@@ -140,7 +140,7 @@ class Daemon:
         self.reloader = Reloader(self, loader)
         self.reloader.register("reach", ("reach_keepalive", "reach_punch", "relay_max_sessions", "relay_peer_rate",
                                          "relay_total_rate"), self._reload_reach)
-        pathsctl.register_reload(self)  # [paths], [[class]], [[route]] on reload; [[link]] at restart
+        pathsctl.register_reload(self)  # [paths], [[class]], [[route]], [[link]] on reload
         self.http: Any = None  # HttpEndpoints: /metrics and the dashboard
         self._tg: asyncio.TaskGroup | None = None
         self._publisher: asyncio.Task | None = None

@@ -16,15 +16,15 @@ import time
 from typing import Any
 
 from weftnet.core.identity import NodeId
-from weftnet.errors import ParseError
+from weftnet.errors import ConfigError, ParseError, WeftError
 from weftnet.runtime.underlay import UnderlayLinks
 
-__all__ = ["open_links", "handlers", "link_counters", "register_reload"]
+__all__ = ["open_links", "relink", "handlers", "link_counters", "register_reload"]
 
 
-async def open_links(daemon: Any) -> None:
+async def open_links(daemon: Any, cfg: Any = None) -> None:
     """Open a socket per extra link and tell the core its links (raises ConfigError)."""
-    cfg = daemon.cfg
+    cfg = cfg or daemon.cfg
     drv = daemon.driver
     if not cfg.paths.links:
         return
@@ -35,14 +35,43 @@ async def open_links(daemon: Any) -> None:
     drv.core.paths.set_links(specs, drv.clock())
 
 
+async def relink(daemon: Any, old: Any, new: Any) -> list[str]:
+    """``[[link]]`` changed: close the old links' sockets and open the new ones, at once.
+
+    Sessions stay; their paths over a link that went stop answering and the
+    paths engine moves them (as for a cut link), and peers learn the new
+    links' endpoints from the next advert. If a new link cannot be opened,
+    the old ones are opened again and the error is reported (ConfigError)."""
+    drv = daemon.driver
+    before = drv.underlay
+    if before is not None:
+        before.close()  # the main socket, if a link had bound it to an interface, is unbound too
+        drv.underlay = None
+    drv.core.paths.set_links((), drv.clock())
+    try:
+        await open_links(daemon, new)
+    except WeftError as exc:
+        try:
+            await open_links(daemon, old)
+        except WeftError:
+            pass
+        raise ConfigError(f"{exc} (the links in force before are kept)") from None
+    drv.transmit()
+    names = [s.name for s in drv.core.paths.links]
+    return [f"paths: links now {', '.join(names) if names else 'the main socket only'}"]
+
+
 def register_reload(daemon: Any) -> None:
-    """``[paths]``, ``[[class]]`` and ``[[route]]`` apply on reload; ``[[link]]`` needs a restart
-    (its ``link_tables`` are left to the reloader, which reports them so)."""
+    """``[paths]``, ``[[class]]``, ``[[route]]`` and ``[[link]]`` apply on reload."""
 
     async def hook(old, new) -> list[str]:
         return daemon.core.paths.reconfigure(new.paths, time.time())
 
+    async def links(old, new) -> list[str]:
+        return await relink(daemon, old, new)
+
     daemon.reloader.register("paths", ("paths",), hook)
+    daemon.reloader.register("links", ("link_tables",), links)
 
 
 def link_counters(daemon: Any) -> dict:

@@ -98,6 +98,7 @@ class UnderlayLinks:
         self.links: dict[str, _Link] = {}
         self.main_name: str | None = None
         self._resolved: dict[str, tuple] = {}
+        self._main_bound = False  # the main socket was bound to a link's interface (undone by close)
 
     # -- setup -----------------------------------------------------------------------
     @staticmethod
@@ -131,6 +132,7 @@ class UnderlayLinks:
                     iface = resolved.get(spec.name, (None, None))[0]
                     if iface is not None:
                         bind_to_device(self.driver.sock, iface, f"[[link]] {spec.name}")
+                        self._main_bound = True
                     self.links[spec.name] = _Link(spec.name, None, ep, iface, spec)
                     out.append(LinkSpec(spec.name, spec.cost, spec.metered, _concrete(ep), True))
                     continue
@@ -190,6 +192,14 @@ class UnderlayLinks:
                 loop.remove_reader(link.sock.fileno())
                 link.sock.close()
         self.links.clear()
+        self.main_name = None
+        main = self.driver.sock
+        if self._main_bound and main.fileno() >= 0:
+            try:  # a reload that drops the link: the main socket may leave by any interface again
+                main.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, b"")
+            except OSError:
+                pass
+        self._main_bound = False
 
     # -- the data path ---------------------------------------------------------------
     def _on_readable(self, link: _Link) -> None:

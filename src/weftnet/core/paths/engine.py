@@ -246,7 +246,8 @@ class Paths:
 
     def reconfigure(self, cfg: PathsConfig, now: float) -> list[str]:
         """A reloaded [paths]/[[class]]/[[route]] config, in force at once; links keep their sockets
-        (a [[link]] change needs a restart). Routes the config no longer has go; API routes stay."""
+        (a [[link]] change is the runtime's: runtime/pathsctl.relink re-opens the sockets and calls
+        set_links). Routes the config no longer has go; API routes stay."""
         old = self.cfg
         from dataclasses import replace
 
