@@ -343,11 +343,14 @@ def plots(out_dir: Path, res: dict) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 def report(res: dict) -> str:
+    runs = res.get("runs") or {}
+    when = "; ".join(f"{k}: {v['date']} (load average before {v['load_before']})" for k, v in sorted(runs.items()))
     lines = ["# Paths (bench/paths/run.py)", "",
-             f"- date: {res['date']}",
+             f"- date: {when or res['date']}" if when else f"- date: {res['date']}",
              f"- machine: {res['machine']}",
-             f"- load average before: {res['load_before']}; other engineers' test suites and benches shared the "
-             "machine during the run, so the figures are one run's on a busy host, not a capacity",
+             ("- " if when else f"- load average before: {res['load_before']}; ") + "other engineers' test suites "
+             "and benches shared the machine during the runs, so the figures are one run's on a busy host, "
+             "not a capacity",
              "- lab: tests/sdwan_lab.py — namespaces, sites A and B joined by veth links l1 (cost 1) and l2 "
              "(cost 10), a third site C (transit) on a third link; no propagation delay on the links", ""]
     for fo in res.get("failover", []):
@@ -417,11 +420,16 @@ def main() -> int:
     res: dict = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "machine": machine(), "load_before": round(load(), 2)}
     out_json = a.out / "paths.json"
-    if out_json.exists():  # keep the parts not rerun
+    res["runs"] = {}
+    if out_json.exists():  # keep the parts not rerun, with when they ran
         old = json.loads(out_json.read_text())
         for key in ("failover", "duplicate", "balance", "ron"):
             if key not in only and key in old:
                 res[key] = old[key]
+                res["runs"][key] = (old.get("runs") or {}).get(key) or {"date": old["date"],
+                                                                         "load_before": old["load_before"]}
+    for key in only:
+        res["runs"][key] = {"date": res["date"], "load_before": res["load_before"]}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "failover" in only:
