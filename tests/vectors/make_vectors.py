@@ -32,6 +32,7 @@ from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.session.pmtu import PathProbe
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
+from weftnet.core.paths.messages import FLAG_TRANSIT, LinkInfo, PathAdvert, PathProbe, PathProbeReply
 from weftnet.core.reach.messages import (
     CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord, Forward, Probe,
     ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
@@ -125,9 +126,15 @@ MESSAGES = [
     EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
                                 Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
                    (RelayRef(b(32, 0x76), ("203.0.113.1", 4500)),)),
+    # paths (docs/wire/paths.md)
+    PathProbe(0x0102030405060708, 17),
+    PathProbeReply(0x0102030405060708, 17),
+    PathAdvert(FLAG_TRANSIT, (LinkInfo("fiber", ("192.0.2.10", 4500), 1, 0),
+                              LinkInfo("lte", ("2001:db8::10", 4600), 50, 1))),
+    PathAdvert(0, ()),
 ]
 
-NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef)}
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}
 
 
 def to_json(v):
