@@ -53,7 +53,7 @@ Targets:
   fed hostile MplsPacket/MplsChunk payloads from a PE and a stranger, and
   hostile packets from its VRFs' TUNs: never raises, delivers only to a
   VRF's own site, sends only to the route's PE.
-* ``pmtu``: path MTU discovery (fuzz/pmtu_target.py) fed hostile PathProbe
+* ``pmtu``: path MTU discovery (fuzz/pmtu_target.py) fed hostile MtuProbe
   payloads from the peer it searches and a stranger: never raises, answers
   only well-formed probes with a bare ack, moves only on that peer's acks.
 * ``paths``: a node T offering transit, with sessions to A (the hostile
