@@ -9,13 +9,22 @@ Config errors in [[link]]/[[class]]/[[route]] come back as one line.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from opstools import check_documented, sample, scrape_families
+from opstools import free_port as free_tcp_port
 from test_e2e_cli import WEFT, free_port, node_info, wait_for, weft
 
 NO_OVERLAY = "\n[overlay]\nenable = false\n"
+
+
+def metrics_listen(state: Path) -> str:
+    import tomllib
+
+    return tomllib.loads((state / "config.toml").read_text())["metrics"]["listen"]
 
 
 def status(state: Path) -> dict:
@@ -37,8 +46,9 @@ def four(tmp_path_factory):
             # contacts of 127.0.0.0/24 per bucket and a DHT trace may end one node short.
             text = cfg.read_text().replace("exempt_prefixes = []", 'exempt_prefixes = ["127.0.0.0/8"]')
             assert "127.0.0.0/8" in text
-            cfg.write_text(text + NO_OVERLAY + ("\n[paths]\ntransit = true\n" if name in "XY" else ""))
             port = free_port()
+            metrics = f'\n[metrics]\nlisten = "127.0.0.1:{free_tcp_port(socket.SOCK_STREAM)}"\n'
+            cfg.write_text(text + metrics + NO_OVERLAY + ("\n[paths]\ntransit = true\n" if name in "XY" else ""))
             args = ["up", "--listen", "127.0.0.1", "--port", str(port), "--log-format", "json"]
             if first is not None:
                 args += ["--peer", f"127.0.0.1:{first}"]
@@ -153,6 +163,11 @@ bind = "127.0.0.1:0"
         extra = {link["name"]: link for link in st["links"]}["extra"]  # its own socket, bound now
         host, port = extra["endpoint"].rsplit(":", 1)
         assert host == "127.0.0.1" and int(port) > 0
+        # The link and the class are in the metrics too.
+        fams = scrape_families(f"http://{metrics_listen(y)}/metrics")
+        check_documented(fams, "Links and traffic classes")
+        assert {s.labels["link"] for s in fams["weftnet_link_paths"].samples} == {"extra"}
+        assert sample(fams, "weftnet_class_packets", **{"class": "voice"}) == 0
         # A link that cannot be opened (the address is taken) is refused in one line; the link
         # in force before stays.
         cfg.write_text(before + f"""
@@ -174,3 +189,33 @@ bind = "127.0.0.1:{port}"
     assert [link["name"] for link in json.loads(weft(y, "paths", "--json").stdout)["links"]] == ["main"]
     # The node still reaches its peers after its links came and went.
     assert "1 received" in weft(y, "ping", "-c", "1", ids["A"]).stdout
+
+
+def test_measured_paths_are_in_the_metrics_as_weft_paths_shows_them(four):
+    """A scrape of A shows each measured path to B (up, in use, RTT, loss) as `weft paths` does,
+    the engine's counters, and every family the docs list under "Paths"."""
+    states, ids = four
+    a = states["A"]
+    listen = metrics_listen(a)
+    weft(a, "ping", ids["B"], "-c", "3", "-i", "0.2")
+
+    def b_measured():
+        st = json.loads(weft(a, "paths", "--json").stdout)
+        peer = next((p for p in st["peers"] if p["node_id"] == ids["B"]), None)
+        return peer if peer and any(x["rtt_ms"] is not None for x in peer["paths"]) else None
+
+    wait_for(b_measured, 15, "A to measure a path to B")
+    fams = scrape_families(f"http://{listen}/metrics")
+    check_documented(fams, "Paths")
+    peer = b_measured()
+    in_use = [x for x in peer["paths"] if x["in_use"]]
+    mine = [s for s in fams["weftnet_path_in_use"].samples if s.labels["peer"] == ids["B"]]
+    assert {s.labels["path"] for s in mine} == {x["path"] for x in peer["paths"]}
+    assert [s.labels["path"] for s in mine if s.value == 1] == [x["path"] for x in in_use]
+    used = in_use[0]
+    labels = dict(peer=ids["B"], path=used["path"], kind=used["kind"], link=used["link"])
+    assert sample(fams, "weftnet_path_up", **labels) == (1 if used["state"] == "up" else 0)
+    assert 0 < sample(fams, "weftnet_path_rtt_seconds", **labels) < 5
+    assert 0 <= sample(fams, "weftnet_path_loss_ratio", **labels) <= 1
+    assert sample(fams, "weftnet_paths_events", event="probes_sent") > 0
+    assert sample(fams, "weftnet_paths_events", event="probe_replies") > 0

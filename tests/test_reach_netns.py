@@ -87,6 +87,13 @@ def ping(lab: NatLab, a: str, b: str) -> str:
     return lab.weft(a, "ping", lab.node_id[b], "-c", "3", "-i", "0.2")
 
 
+def answers(lab: NatLab, a: str, b: str) -> bool:
+    try:
+        return "1 received" in lab.weft(a, "ping", lab.node_id[b], "-c", "1")
+    except AssertionError:  # weft ping exits non-zero without a reply
+        return False
+
+
 def vpn_transfer(lab: NatLab, a: str, b: str, nbytes: int = 4 << 20) -> None:
     # The first packets may go while a looks b's address up in the DHT.
     wait_for(lambda: lab.in_ns(a, *TOOL, "ping", lab.vpn_ip[b], "1").returncode == 0, 30,
@@ -158,6 +165,10 @@ def test_cone_nat_clients_go_direct_within_seconds_and_then_stay_off_the_relay(l
 @pytest.mark.parametrize("a, b", [("A", "C"), ("C", "D"), ("E", "B")],
                          ids=["cone-symmetric", "symmetric-symmetric", "tcp_only-cone"])
 def test_clients_a_punch_cannot_join_are_connected_through_the_relay(lab, a, b):
+    # The first contact between two NATed nodes can still miss (docs/reach.md, "Known limits":
+    # symmetric to symmetric, the first handshake sometimes times out after 10 s and the next
+    # one, which reads the endpoint record afresh, gets through): wait for one reply, then ask for all.
+    wait_for(lambda: answers(lab, a, b), 40, f"a first reply from {b}")
     assert "3 received" in ping(lab, a, b)
     assert "3 received" in ping(lab, b, a)
     send(lab, a, b)
@@ -173,8 +184,8 @@ def test_metrics_show_nat_classes_paths_and_what_the_relay_forwarded(lab):
     from opstools import check_documented, sample, scrape_netns
 
     assert "3 received" in ping(lab, "C", "D")  # a pair only a relay joins (the test before)
+    st = lab.status("P1")["reach"]["relay"]  # before the scrape: the relay's counters only grow
     relay, c, e = (scrape_netns(lab.name(h)) for h in ("P1", "C", "E"))
-    st = lab.status("P1")["reach"]["relay"]
     check_documented(relay, "Relays")
     assert sample(relay, "weftnet_relay_sessions") == len(st["registered"]) >= 5  # A to E
     assert sample(relay, "weftnet_relay_forwarded_bytes") >= st["stats"]["forwarded_bytes"] > 1_000_000

@@ -529,3 +529,37 @@ def test_fragments_that_add_up_to_more_than_any_payload_are_dropped():
                              + bytes((i, 8)) + piece, A, p.now)
     assert 3 * 30_000 > MAX_REASSEMBLED and not p.b._reassembly
     assert p.b.stats["malformed_dropped"] == 1
+
+
+def test_a_handshake_that_times_out_after_the_peers_own_came_through_is_no_failure():
+    """Two symmetric NATs: only one direction's Init gets through. Ours waits unanswered while the
+    peer's completes, and when ours times out no one is told the peer is unreachable (a user's
+    ping to it used to fail with "handshake timed out" while the session carried traffic). The
+    payload that rode in our lost Init as early data is lost with it; upper layers resend."""
+    p = Pair()
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.b.send(Contact(p.ia.public_key, A), msg(2), p.now)
+
+    def step():
+        for d, dst in p.a.datagrams_to_send(p.now):
+            if not isinstance(decode(d) if d[1] == HandshakeInit.TYPE else None, HandshakeInit):
+                p.b.receive_datagram(d, A, p.now)  # A's Inits are lost on the way
+        for d, dst in p.b.datagrams_to_send(p.now):
+            p.a.receive_datagram(d, B, p.now)
+
+    for _ in range(5):
+        step()
+    assert any(isinstance(e, SessionUp) for e in events(p.b))
+    ev_a = events(p.a)
+    assert any(isinstance(e, SessionUp) for e in ev_a) and [e.payload for e in ev_a if isinstance(e, Received)] == [msg(2)]
+    end = p.now + p.a.config.handshake_timeout + 5
+    while p.now < end:  # A's retries go unanswered until it gives up on its own handshake
+        p.now += 0.25
+        p.a.handle_timer(p.now)
+        p.b.handle_timer(p.now)
+        step()
+    assert p.a.stats["handshakes_failed"] == 1
+    assert not [e for e in events(p.a) if isinstance(e, (Unreachable, SessionDown))]
+    p.a.send(p.contact_b(), msg(3), p.now)  # the session still carries traffic
+    step()
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(3)]

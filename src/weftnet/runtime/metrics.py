@@ -78,6 +78,7 @@ class NodeCollector:
         #: node ID -> its label values and label strings (its text form costs a SHA-256 and base32)
         self._labels: dict[bytes, tuple] = {}
         self._path_texts: dict[tuple[str, str, str], str] = {}  # (peer label, path kind, NAT) -> label string
+        self._chosen: list = []  # this scrape's peers with per-peer series (node IDs)
         #: How long the previous scrape's collection and rendering took on the event loop (seconds).
         self.last_duration = 0.0
 
@@ -100,6 +101,7 @@ class NodeCollector:
         out += self._overlay(core)
         out += self._hardening(core)
         out += self._reach(core, now)
+        out += self._paths(core, now)
         if self.daemon is not None:
             out += self._subsystems(self.daemon)
         out += self._extra()
@@ -168,6 +170,7 @@ class NodeCollector:
         # Per peer: the busiest `peer_series` sessions only (bounded cardinality).
         chosen = peers if len(peers) <= self.peer_series else heapq.nlargest(
             self.peer_series, peers, key=lambda i: (i[1] + i[2], i[0].raw))
+        self._chosen = [row[0] for row in chosen]
         pb = _Lines("weftnet_peer_bytes", "counter", "Payload bytes through this peer's session, by direction.",
                     ("peer", "direction"))
         pp = _Lines("weftnet_peer_packets", "counter", "Payloads through this peer's session, by direction.",
@@ -475,6 +478,77 @@ class NodeCollector:
         for k, n in rel["refused"].items():
             c.add_metric([k], n)
         yield c
+
+    def _paths(self, core: "NodeCore", now: float) -> Iterator[Metric]:
+        """Measured paths, detours, links and traffic classes (docs/paths.md): per path only for
+        the peers that have per-peer series (``peer_series``), so the cardinality stays bounded."""
+        v = opsview.paths_view(core, now, self._chosen)
+        if v is None:
+            return
+        labels = ["peer", "path", "kind", "link"]
+        up = GaugeMetricFamily("weftnet_path_up", "1 while the path answers its probes, 0 once declared down "
+                               "(absent while not yet measured).", labels=labels)
+        use = GaugeMetricFamily("weftnet_path_in_use", "1 for the path carrying the peer's traffic, 0 for the "
+                                "others measured.", labels=labels)
+        rtt = GaugeMetricFamily("weftnet_path_rtt_seconds", "Smoothed round-trip time of the path's probes.",
+                                labels=labels)
+        jit = GaugeMetricFamily("weftnet_path_jitter_seconds", "Mean deviation of the path's round-trip times.",
+                                labels=labels)
+        loss = GaugeMetricFamily("weftnet_path_loss_ratio", "Share of the path's recent probes unanswered.",
+                                 labels=labels)
+        for row in v["paths"]:
+            lv = [self._peer_text(row["peer"]), row["path"], row["kind"], row["link"]]
+            if row["state"] != "unknown":
+                up.add_metric(lv, 1 if row["state"] == "up" else 0)
+            use.add_metric(lv, 1 if row["in_use"] else 0)
+            if row["rtt"] is not None:
+                rtt.add_metric(lv, row["rtt"])
+                jit.add_metric(lv, row["jitter"])
+            loss.add_metric(lv, row["loss"])
+        yield from (up, use, rtt, jit, loss)
+        yield GaugeMetricFamily("weftnet_peers_on_detour", "Peers whose traffic takes a one-hop detour "
+                                "because the direct path is down or worse.", value=v["on_detour"])
+        c = CounterMetricFamily("weftnet_paths_events", "Path measurement and choice: probes, replies, losses, "
+                                "paths up and down, switches, detours taken and left, steering.", labels=["event"])
+        for k, n in sorted(v["stats"].items()):
+            c.add_metric([k], n)
+        yield c
+        if v["links"]:
+            g = GaugeMetricFamily("weftnet_link_paths", "Measured paths over the link, by state.",
+                                  labels=["link", "state"])
+            pk = CounterMetricFamily("weftnet_link_packets", "Datagrams over the underlay link, by direction.",
+                                     labels=["link", "direction"])
+            counters = self._link_counters()
+            for link in v["links"]:
+                g.add_metric([link["name"], "up"], link["paths_up"])
+                g.add_metric([link["name"], "down"], link["paths_down"])
+                lc = counters.get(link["name"])
+                if lc is not None:
+                    pk.add_metric([link["name"], "out"], lc.get("tx_packets", 0))
+                    pk.add_metric([link["name"], "in"], lc.get("rx_packets", 0))
+            yield g
+            yield pk
+        if v["classes"]:
+            fams = {k: CounterMetricFamily(f"weftnet_class_{k}", text, labels=["class"]) for k, text in (
+                ("packets", "Payloads of the traffic class steered."), ("bytes", "Bytes of the traffic class."),
+                ("duplicated", "Payloads of the class sent on two links."),
+                ("sla_unmet", "Payloads sent while no path met the class's SLA."))}
+            for cl in v["classes"]:
+                for k, fam in fams.items():
+                    fam.add_metric([cl["name"]], cl.get(k, 0))
+            yield from fams.values()
+
+    def _peer_text(self, node_id: Any) -> str:
+        lab = self._labels.get(node_id.raw)
+        return lab[4][0] if lab is not None else node_id.text()
+
+    def _link_counters(self) -> dict:
+        d = self.driver
+        if d is None:
+            return {}
+        if getattr(d, "underlay", None) is None:
+            return {"main": {"tx_packets": d.sent, "rx_packets": d.received}}
+        return d.underlay.status()
 
     def _subsystems(self, daemon: Any) -> Iterator[Metric]:
         """BGP, EVPN, VRFs and layer-2 networks: families only where the subsystem runs."""

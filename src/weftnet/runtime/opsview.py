@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "reach_view", "peer_reach_reader",
+__all__ = ["paths_view", "bgp_view", "evpn_view", "vrf_view", "l2_view", "hardening_view", "reach_view", "peer_reach_reader",
            "BGP_STATES", "STORE_REFUSALS", "PATH_KINDS", "NAT_CLASSES"]
 
 #: RFC 4271 section 8 states, as the label values of weftnet_bgp_peer_state.
@@ -200,3 +200,35 @@ def peer_reach_reader(core: Any):
         cached = cache.get(node_id)
         return path_kind(current(node_id)), "unknown" if cached is None else NAT_NAMES.get(cached[0].nat, "unknown")
     return read
+
+
+def paths_view(core: Any, now: float, peers: Any) -> dict | None:
+    """Measured paths (docs/paths.md) of ``peers`` (node IDs: the caller bounds them), the
+    engine's counters, its links, traffic classes and detours."""
+    engine = getattr(core, "paths", None)
+    if engine is None:
+        return None
+    from weftnet.core.paths.engine import describe_target
+    from weftnet.core.reach.paths import path_kind
+
+    current_path = core.transport.current_path
+    rows = []
+    table = engine._peers
+    for node_id in peers:
+        p = table.get(node_id)
+        if p is None:
+            continue
+        current = current_path(node_id)
+        for target, m in p.meters.items():
+            rows.append({"peer": node_id, "path": describe_target(target), "kind": path_kind(target),
+                         "link": engine._link_info(node_id, target)[0], "in_use": target == current,
+                         "state": m.state, "rtt": m.srtt, "jitter": m.jitter if m.srtt is not None else None,
+                         "loss": m.loss})
+    st = engine.status(now) if engine.links or engine.classes else None
+    return {
+        "paths": rows,
+        "stats": dict(engine.stats),
+        "on_detour": sum(1 for p in table.values() if p.on_detour),
+        "links": [] if st is None else st["links"],
+        "classes": [] if st is None else st["classes"],
+    }

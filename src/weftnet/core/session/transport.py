@@ -1311,6 +1311,7 @@ class SecureTransport:
 
     def _give_up(self, peer: Peer, reason: str) -> None:
         peer.early_rx = []
+        started = peer.pending_started
         if peer.pending is not None:
             self._indices.pop(peer.pending.local_index, None)
         peer.pending = None
@@ -1320,6 +1321,12 @@ class SecureTransport:
         peer.pending_early = b""
         self.stats["handshakes_failed"] += 1
         self.stats["queue_dropped"] += dropped
+        cur = peer.current
+        if cur is not None and not cur.initiator and cur.created >= started:
+            # The peer's own Init reached us while ours waited (two symmetric NATs: only one
+            # direction's Init gets through): it is reachable, and what ours queued went in
+            # the session that came up. Not a failure anyone should act on.
+            return
         self._events.append(Unreachable(peer.node_id, peer.endpoint, reason))
         if peer.current is None and not peer.older:
             self._forget(peer)  # never had a session: nothing worth remembering
