@@ -248,8 +248,40 @@ _STATS = (
 )
 
 
+class _NoEntries:
+    """What an OrderedDict that was never written to answers (one shared object: most
+    nodes never hold a message, route one or get an offer, and a million simulated
+    nodes would otherwise keep three empty OrderedDicts each). Writers swap in a real one."""
+
+    __slots__ = ()
+
+    def get(self, key, default=None):
+        return default
+
+    def pop(self, key, default=None):
+        return default
+
+    def __contains__(self, key) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_ENTRIES: Any = _NoEntries()
+
+
 class Dht:
     """One node's DHT. See the module docstring for how to drive it."""
+
+    # Slots: a million of these in the simulator (a dict of 40 attributes is 1.6 KiB each).
+    # "__dict__" stays, so a test can still replace a method on one instance.
+    __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
+                 "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
+                 "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
+                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
+                 "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
+                 "reject_reasons", "latency", "__dict__")
 
     def __init__(
         self,
@@ -266,7 +298,7 @@ class Dht:
         self.key = contact.node_id.int
         self.identity = identity
         self._rng = rng
-        self.exempt = ExemptPrefixes(cfg.exempt_prefixes)
+        self.exempt = ExemptPrefixes.shared(tuple(cfg.exempt_prefixes))
         self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing,
                                   self.exempt, cfg.id_difficulty)
         self.store: RecordStore = store if store is not None else MemoryStore()
@@ -281,7 +313,7 @@ class Dht:
         self._next_op = 1
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
         #: msg_id -> (the contact it came from, or None at the origin; the key it went on to)
-        self._route_back: OrderedDict[int, tuple[Contact | None, int]] = OrderedDict()
+        self._route_back: OrderedDict[int, tuple[Contact | None, int]] = _NO_ENTRIES
         # Request limits per peer and per address prefix, one float per busy key (Gcra):
         # bounded, and volume cannot wipe them.
         self._peer_limit = Gcra(cfg.peer_rate, cfg.peer_burst)
@@ -292,7 +324,7 @@ class Dht:
         self._hint_inflight: dict[str, int] = {}
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
-        self._held: OrderedDict[int, list] = OrderedDict()  # sender key -> [(contact, msg, time)]
+        self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time)]
         # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
         # bounded (oldest first out), since every node that ever answered lands here.
         self._rtt: dict[int, complex] = {}
@@ -307,7 +339,7 @@ class Dht:
         # Holders of one record must not all offer it at the same moment (each would send
         # it to the same newcomer): the first round comes at a random point of the interval.
         self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
-        self._wanted: OrderedDict[bytes, float] = OrderedDict()  # keys asked for in a ReplicaWant, when
+        self._wanted: OrderedDict[bytes, float] = _NO_ENTRIES  # keys asked for in a ReplicaWant, when
         self.stats: dict[str, int] = _Stats()
         self.reject_reasons: dict[str, int] = {}
         #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
@@ -446,6 +478,8 @@ class Dht:
     def _hold(self, sender: Contact, skey: int, msg: Message, now: float) -> None:
         """Keep a message from a half-open sender until it is verified (bounded, oldest out)."""
         cfg = self.config
+        if self._held is _NO_ENTRIES:
+            self._held = OrderedDict()
         q = self._held.get(skey)
         if q is None:
             if len(self._held) >= cfg.held_senders:
@@ -667,7 +701,7 @@ class Dht:
         contacts = self._candidates(msg.contacts)
         # What this answer weighed is what the contacts it names may cost us if they
         # never answer (item 6): 11 bytes of header, 39 or 51 per contact.
-        if self.config.hint_cost:
+        if self.config.hint_cost and not self.exempt.everything:  # (if it is, no hint is ever charged)
             size = 11 + sum(39 if ":" not in c.endpoint[0] else 51 for c in msg.contacts)
             if isinstance(msg, Value):
                 size += len(msg.record)
@@ -686,8 +720,10 @@ class Dht:
     def _candidates(self, contacts) -> list[Contact]:
         """Contacts named in an answer, as lookup candidates: a node in our table is asked
         at the endpoint we learned first-hand; one that fails the ID puzzle is dropped."""
-        out = []
         table, difficulty = self.table, self.config.id_difficulty
+        if not difficulty:
+            return table.first_hand(contacts)
+        out = []
         for c in contacts:
             known = table.get(c.node_id.int)
             if known is not None:
@@ -918,7 +954,9 @@ class Dht:
         return not prefix or self._prefix_limit.allow(prefix, now)
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:
-        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int)
+        # In no particular order: a reader sorts what it receives by its own distance.
+        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int,
+                                      ordered=False)
         self._out.append((sender, Nodes(rid, tuple(contacts))))
 
     def _valid_local(self, key: bytes, now: float) -> Record | None:
@@ -974,8 +1012,8 @@ class Dht:
         neighbourhood of our ID, which is what bounds a flood of arbitrary keys.)"""
         target = int.from_bytes(key, "big")
         n = 2 * self.config.k
-        closest = self.table.closest(target, n, exclude=sender)
-        return len(closest) < n or self.key ^ target <= closest[-1].node_id.int ^ target
+        closest = self.table.closest(target, n, exclude=sender, ordered=False)
+        return len(closest) < n or self.key ^ target <= max(c.node_id.int ^ target for c in closest)
 
     def _on_store(self, sender: Contact, rid: int, blob: bytes, remaining: float | None, now: float) -> None:
         """A STORE (``remaining`` None: from the publisher, its full TTL) or a Replicate."""
@@ -1089,6 +1127,8 @@ class Dht:
     def _on_offer(self, sender: Contact, msg: ReplicaOffer, now: float) -> None:
         """Which of the offered records do we lack (or hold older), and should hold?"""
         wanted = 0
+        if self._wanted is _NO_ENTRIES:
+            self._wanted = OrderedDict()
         asked = self._wanted
         for i, item in enumerate(msg.items):
             meta = self.index.get(item.key)
@@ -1145,6 +1185,8 @@ class Dht:
     # -- key-based routing ----------------------------------------------------
     def _remember_route(self, msg_id: int, prev: Contact | None, nxt: int) -> None:
         back = self._route_back
+        if back is _NO_ENTRIES:
+            back = self._route_back = OrderedDict()
         back[msg_id] = (prev, nxt)
         if len(back) > self.config.seen_cache:
             back.popitem(last=False)
