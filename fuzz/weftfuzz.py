@@ -90,7 +90,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
         RouteHop, Store, StoreAck, Value,
     )
-    from weftnet.core.node import AppText
+    from weftnet.core.node import AppText, SignedText
     from weftnet.core.session.packets import CookieReply, EarlyData, Hello, Ping, Pong
 
     ia, ib = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
@@ -103,7 +103,7 @@ def valid_corpus(rng: random.Random) -> list[bytes]:
         for m in (
             FindNode(1, bytes(32)), Nodes(2, (c, c6)), FindValue(3, bytes(32)), Value(4, imm.encode(), (c,)),
             Store(5, mut.encode()), StoreAck(6, 1, ""), Route(7, bytes(32), c, 1, 32, 1, b"payload"),
-            RouteAck(8, 2, 1, ""), RouteHop(9, 1), AppText("hello"), Hello(1, bytes(60)), Ping(1, b"x"),
+            RouteAck(8, 2, 1, ""), RouteHop(9, 1), AppText("hello"), SignedText("hello", bytes(64)), Hello(1, bytes(60)), Ping(1, b"x"),
             Pong(2), CookieReply(1, bytes(12), bytes(32)),
             RouteBack(9, 2, 1, c, ""), RouteBack(10, 1, 0, c6, "why"),
             ReplicaOffer(11, (OfferItem(imm.key, 0), OfferItem(mut.key, 7))), ReplicaWant(12, 3),
@@ -497,7 +497,8 @@ def dht_corpus() -> list[bytes]:
         wire.encode(FindNode(1, contacts[3].node_id.raw)), wire.encode(Nodes(2, tuple(contacts[:20]))),
         wire.encode(Nodes(3, tuple(contacts[20:30]))), wire.encode(StoreAck(4, 1, "")),
         wire.encode(StoreAck(5, 0, "store full")), wire.encode(Route(6, contacts[9].node_id.raw, c, 0, 32, 1, b"x")),
-        wire.encode(Route(7, bytes(32), c, 254, 255, 1, b"")), wire.encode(RouteAck(8, 3, 1, "")),
+        wire.encode(Route(7, bytes(32), c, 254, 255, 1, b"")), wire.encode(Route(7, bytes(32), c, 255, 255, 1, b"")),
+        wire.encode(RouteAck(8, 3, 1, "")),
         wire.encode(RouteHop(9, 2)), wire.encode(RouteBack(10, 2, 0, contacts[5], "")),
         wire.encode(RouteBack(11, 4, 2, contacts[6], "hop limit reached")),
         wire.encode(ReplicaOffer(12, tuple(OfferItem(r.key, r.seq or 0) for r in recs))),

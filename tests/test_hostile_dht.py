@@ -152,6 +152,36 @@ def test_text_from_a_peer_cannot_forge_a_log_line():
     assert "\n" not in line and line.count("warning") == 1 and '\\n2026' in line
 
 
+def test_a_routed_text_shows_only_a_sender_who_signed_it():
+    """A routed message names its origin and no hop can check the claim: a text that names
+    an honest node as its sender reaches the user only with that node's signature."""
+    from weftnet.core.node import AppText, SendResult, SignedText, TextReceived
+
+    net, nodes = overlay(8, seed=12)
+    honest, target, mallory = nodes[1], nodes[5], nodes[6]
+    events(target)
+    r = wait(net, honest, honest.send_text(target.node_id, "meet at noon", net.now))
+    assert isinstance(r, SendResult) and r.ok
+    got = [e for e in events(target) if isinstance(e, TextReceived)]
+    assert [(e.origin, e.text) for e in got] == [(honest.node_id, "meet at noon")]
+
+    # Mallory routes texts that name the honest node as their origin: one signed with her own
+    # key, one unsigned in the older form. Neither is shown; both are counted.
+    key = target.node_id.raw
+    forged = [
+        SignedText("send the money", mallory.identity.sign(SignedText.signing_input(key, "send the money"))),
+        AppText("send the money"),
+    ]
+    for i, msg in enumerate(forged):
+        route = Route(900 + i, key, contact(honest), 0, 32, 0, encode(msg))
+        mallory.transport.send(contact(target), encode(route), net.now)
+        net.flush(mallory.endpoint)
+        net.run_for(2.0)
+    assert not [e for e in events(target) if isinstance(e, TextReceived)]
+    assert target.texts_dropped == {"forged": 1, "unsigned": 1}
+    assert target.dht.stats["routes_delivered"] >= 3  # the routes were delivered; the texts refused
+
+
 # -- item 3: storage quotas and O(log n) admission ----------------------------------------
 
 

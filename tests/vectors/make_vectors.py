@@ -22,7 +22,7 @@ from weftnet.core.dht.messages import (
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.vpn.l2network import L2Frame
 from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
-from weftnet.core.node import AppText
+from weftnet.core.node import AppText, SignedText
 from weftnet.core.session.packets import (
     CookieReply, EarlyData, HandshakeInit, HandshakeResponse, Hello, HelloReply, Ping, Pong, TransportData,
     TransportFragment,
@@ -71,6 +71,7 @@ MESSAGES = [
     ImmutableRecord(b"abc"),
     MutableRecord(b(32, 0x34), b"salt", 9, 3600, b"value", b(64, 0x56)),
     AppText("héllo"),
+    SignedText("héllo", b(64, 0x41)),
     NetworkDescriptor(
         "acme", b(32, 0x64),
         (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd00:ac::/64")),

@@ -1236,7 +1236,7 @@ class Dht:
             hook = getattr(app, "deliver", None)
             if hook is not None:
                 hook(msg.key, msg.payload, msg.origin)
-        self._events.append(ev.Delivered(msg.key, msg.payload, msg.origin.node_id, msg.hops))
+        self._events.append(ev.Delivered(msg.key, msg.payload, msg.origin.node_id, msg.hops, msg.origin.public_key))
         if prev is None:
             op = self._ops.get(self._routes.get(msg.msg_id, -1))
             if op is not None:

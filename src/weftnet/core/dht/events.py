@@ -51,6 +51,9 @@ class Delivered:
     payload: bytes
     origin: NodeId
     hops: int
+    #: The Ed25519 key the message names as its origin: a claim, which an application that
+    #: cares checks against a signature in its payload (node.py's SignedText does).
+    origin_key: bytes = b""
 
 
 @dataclass(frozen=True)
