@@ -16,7 +16,7 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    FindNode, FindValue, Leave, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
@@ -105,6 +105,8 @@ MESSAGES = [
     ReplicaWant(8, 0b10),
     Replicate(9, 3600, bytes.fromhex("01290003616263")),
     EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
+    # Issue 16: a node going away says so.
+    Leave(),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem)}

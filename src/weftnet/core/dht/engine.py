@@ -63,6 +63,7 @@ from weftnet.core.dht.messages import (
     MAX_OFFER,
     FindNode,
     FindValue,
+    Leave,
     Nodes,
     OfferItem,
     ReplicaOffer,
@@ -157,6 +158,20 @@ class DhtConfig:
     #: After the bootstrap lookup, refresh every bucket farther than our own
     #: (Kademlia section 2.3), so a new node's table fills at once.
     refresh_on_join: bool = True
+    #: Without ``refresh_on_join``: after the bootstrap lookup, each farther bucket
+    #: that is not full gets a lookup of a random ID in its range that starts from
+    #: the one contact nearest to it and sends at most this many requests (0 = none):
+    #: the rest go to nodes its answer named. Whoever answers enters the table (and
+    #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
+    join_fill: int = 0
+    #: Every ``maintenance_interval``, look up our own ID: our current k nearest
+    #: hear from us and keep us in their tables. Under churn the nodes that learned
+    #: a node at its join leave, and a node none of its live neighbours knows
+    #: cannot be found (docs/dht.md, "Churn").
+    self_refresh: bool = False
+    #: ``leave()`` tells every contact (Leave, 0x30), which drops us from its table at
+    #: once and fails what it asked us, instead of timing out on us for minutes.
+    say_leave: bool = True
     #: Gets, when the driver says which contacts have a session (``Dht.has_session``):
     #: cold requests (each a handshake) outstanding at once, and the hedge delay
     #: after which one more goes out = ``hedge_rtts`` x the mean smoothed RTT,
@@ -439,9 +454,12 @@ class Dht:
         ``verified``: the sender has proven it receives at ``sender.endpoint``
         (False for early data in a handshake the transport has not confirmed)."""
         skey = sender.node_id.int
+        t = type(msg)
+        if t is Leave:
+            self._on_leave(sender, skey, now)
+            return
         if verified:
             self.table.add(sender, now, skey)
-        t = type(msg)
         if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant:
             self._on_response(sender, skey, msg, now)
             return
@@ -467,6 +485,21 @@ class Dht:
             self._on_offer(sender, msg, now)
         elif t is Route:
             self._on_route(sender, msg, now)
+
+    def _on_leave(self, sender: Contact, skey: int, now: float) -> None:
+        """The sender is going away: out of the table now (a replacement takes its slot),
+        and what we asked it fails at once, so no lookup waits for its timeout."""
+        if not self._allow(sender, skey, now):
+            self.stats["rate_limited"] += 1
+            return
+        self.stats["leaves"] += 1
+        self.table.remove(skey)
+        self._rtt.pop(skey, None)
+        self._held.pop(skey, None)
+        for rid, req in sorted(self._requests.items()):
+            if req.key == skey and not req.timed_out:
+                self._drop_request(rid)
+                self._on_request_failed(req, now, count_failure=False)
 
     def on_verified(self, node_id: NodeId, now: float) -> None:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""
@@ -558,6 +591,13 @@ class Dht:
             for c in self.table.closest(target, self.config.k):
                 rid = self._request(c, Replicate(0, min(left, 2**32 - 1), rec.blob), op.op_id, now, "store")
                 op.pending_stores.add(rid)
+        if self.config.say_leave:
+            # Then tell every contact (only those with a session, when the driver says
+            # which have one: a handshake per contact is not worth a goodbye).
+            has = self.has_session
+            for c in self.table.contacts():
+                if has is None or has(c):
+                    self._out.append((c, Leave()))
         if not op.pending_stores:
             self._finish(op, now, ok=True)
         return op.op_id
@@ -768,15 +808,16 @@ class Dht:
         return op
 
     def _start_lookup(self, kind: str, target: int, now: float, seed: list[Contact] | None = None,
-                      record: Record | None = None) -> _Op:
+                      record: Record | None = None, budget: int = 0) -> _Op:
         op = self._new_op(kind, now, self.config.lookup_timeout)
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
         lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
-                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round)
+                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round,
+                    budget=budget)
         op.lookup = lk
-        initial = self.table.closest(target, cfg.k)
+        initial = self.table.closest(target, 1 if budget else cfg.k)
         if seed:
             initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
         lk.seed([c for c in initial if c.node_id.int != self.key])
@@ -883,12 +924,25 @@ class Dht:
                 self._finish(op, now, ok=True, contacts=[], hops=lk.hops(), messages=lk.messages, stored=1)
         else:
             self._finish(op, now, ok=True, contacts=lk.closest(), hops=lk.hops(), messages=lk.messages)
-            if op.kind == "bootstrap" and self.config.refresh_on_join:
-                for b in list(self.table.buckets):
-                    if not b.covers(self.key):
-                        b.touched = now
-                        target = b.lo + self._rng.getrandbits(256) % (b.hi - b.lo + 1)
-                        self._start_lookup("refresh", target, now)
+            if op.kind == "bootstrap":
+                self._fill_after_join(now)
+
+    def _fill_after_join(self, now: float) -> None:
+        """Kademlia section 2.3: a new node refreshes every bucket farther than its
+        nearest neighbour (``refresh_on_join``), or, cheaper, sends a few requests
+        into each farther bucket that is not full (``join_fill``)."""
+        cfg = self.config
+        if not cfg.refresh_on_join and not cfg.join_fill:
+            return
+        for b in list(self.table.buckets):
+            if b.covers(self.key) or (not cfg.refresh_on_join and len(b.entries) >= cfg.k):
+                continue
+            target = b.lo + self._rng.getrandbits(256) % (b.hi - b.lo + 1)
+            if cfg.refresh_on_join:
+                b.touched = now
+                self._start_lookup("refresh", target, now)
+            else:
+                self._start_lookup("fill", target, now, budget=cfg.join_fill)
 
     def _complete_get(self, op: _Op, values: list, now: float, hops: int, messages: int) -> None:
         values = list(values)
@@ -1293,6 +1347,8 @@ class Dht:
         for key in self.index.pop_expired(now):  # the index knows what expired: no scan
             self._delete(key)
             self.stats["records_expired"] += 1
+        if self.config.self_refresh and len(self.table):
+            self._start_lookup("refresh", self.key, now)
         for b in self.table.idle_buckets(now, self.config.refresh_interval):
             if not b.entries:
                 continue

@@ -308,6 +308,26 @@ class RoutingTable:
         del self._index[key]
         self.evictions += 1
         self.changes += 1
+        self._promote(bucket)
+        return True
+
+    def remove(self, key: int) -> bool:
+        """Forget a contact that said it is leaving (from the replacements too); a
+        replacement takes its slot. Returns True if it was in the table."""
+        bucket = self.bucket_for(key)
+        if bucket.replacements and any(c.node_id.int == key for c in bucket.replacements):
+            bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key] or ()
+        contact = self._index.pop(key, None)
+        if contact is None:
+            return False
+        self._failures.pop(key, None)
+        _drop(bucket.entries, contact)
+        self.changes += 1
+        self._promote(bucket)
+        return True
+
+    def _promote(self, bucket: KBucket) -> None:
+        """A slot came free: the most recent replacement that fits takes it."""
         while bucket.replacements:
             c = bucket.replacements.pop()
             ckey = c.node_id.int
@@ -315,14 +335,6 @@ class RoutingTable:
                 bucket.entries.append(c)
                 self._index[ckey] = c
                 break
-        return True
-
-    def remove(self, key: int) -> None:
-        contact = self._index.pop(key, None)
-        if contact is not None:
-            self._failures.pop(key, None)
-            _drop(self.bucket_for(key).entries, contact)
-            self.changes += 1
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None,
                 ordered: bool = True) -> list[Contact]:
