@@ -24,9 +24,11 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 VARIANTS = {
     "defaults": {},
-    "self refresh (own-ID lookup every 10 min)": {"self_refresh": True},
-    "refresh idle buckets every 15 min": {"refresh_interval": 900.0},
-    "self refresh + idle buckets 15 min": {"self_refresh": True, "refresh_interval": 900.0},
+    "without Leave messages": {"say_leave": False},
+    "without self refresh": {"self_refresh": False},
+    "full refresh after join instead of join fill": {"refresh_on_join": True},
+    "before issue 16's second round": {"say_leave": False, "self_refresh": False, "join_fill": 0,
+                                       "refresh_on_join": True},
 }
 
 

@@ -290,7 +290,7 @@ def join_through(cfg: DhtConfig, peers: list[Contact]) -> tuple[Dht, list]:
 
 def test_join_fill_sends_a_few_requests_into_each_farther_bucket():
     peers = [contact(i) for i in range(1, 3000)]
-    plain, asked_plain = join_through(DhtConfig(per_prefix=None, refresh_on_join=False), peers)
+    plain, asked_plain = join_through(DhtConfig(per_prefix=None, refresh_on_join=False, join_fill=0), peers)
     filled, asked = join_through(DhtConfig(per_prefix=None, refresh_on_join=False, join_fill=3), peers)
     full, asked_full = join_through(DhtConfig(per_prefix=None, refresh_on_join=True), peers)
     own = filled.key

@@ -156,19 +156,20 @@ class DhtConfig:
     held_per_sender: int = 4
     held_senders: int = 256
     #: After the bootstrap lookup, refresh every bucket farther than our own
-    #: (Kademlia section 2.3), so a new node's table fills at once.
-    refresh_on_join: bool = True
+    #: (Kademlia section 2.3), so a new node's table fills at once. Off: ``join_fill``
+    #: does as well for lookup latency with a fraction of the requests (docs/dht.md).
+    refresh_on_join: bool = False
     #: Without ``refresh_on_join``: after the bootstrap lookup, each farther bucket
     #: that is not full gets a lookup of a random ID in its range that starts from
     #: the one contact nearest to it and sends at most this many requests (0 = none):
     #: the rest go to nodes its answer named. Whoever answers enters the table (and
     #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
-    join_fill: int = 0
+    join_fill: int = 8
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
     #: cannot be found (docs/dht.md, "Churn").
-    self_refresh: bool = False
+    self_refresh: bool = True
     #: ``leave()`` tells every contact (Leave, 0x30), which drops us from its table at
     #: once and fails what it asked us, instead of timing out on us for minutes.
     say_leave: bool = True
