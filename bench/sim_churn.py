@@ -27,6 +27,8 @@ VARIANTS = {
     "without Leave messages": {"say_leave": False},
     "without self refresh": {"self_refresh": False},
     "full refresh after join instead of join fill": {"refresh_on_join": True},
+    "own-ID lookup every 5 min": {"maintenance_interval": 300.0},
+    "idle buckets refreshed after 15 min": {"refresh_interval": 900.0},
     "before issue 16's second round": {"say_leave": False, "self_refresh": False, "join_fill": 0,
                                        "refresh_on_join": True},
 }
