@@ -16,6 +16,13 @@ Targets:
   offloaded chunks, certificate offers, revocation lists) and hostile packets
   from its own TUN (``outbound`` and ``outbound_vnet``) must return a result,
   never raise; what it lets through to the TUN must parse as an IP packet.
+* ``reach``: a relay R with sessions to A and C (C registered to be reachable
+  through R) gets hostile payloads from A over the real session (``Forward``
+  headers, probes, call-me-maybe, relay requests), the same straight into its
+  reach engine from a relayed path, and hostile endpoint-record values from a
+  DHT read. Nothing may raise, and R may never amplify: per input it passes on
+  at most one Forward, in as many datagrams towards C as A sent, each exactly
+  as long.
 * ``dht``: the DHT message layer (``Dht.on_message``) of a node with a
   routing table, records and operations in flight, fed every decodable
   mutation from known contacts and strangers, verified or not; replies are
@@ -58,6 +65,7 @@ Exit status 1 and a reproducer (hex) on the first failure.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import importlib
 import pkgutil
 import random
@@ -475,6 +483,106 @@ class VpnTarget(_Target):
             self.us.handle_timer(self.now)
 
 
+def reach_corpus() -> list[bytes]:
+    """Valid reach payloads (docs/wire/reach.md) around the ReachTarget's nodes."""
+    from weftnet.core.reach.messages import (
+        CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_DIALBACK, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord,
+        Forward, Probe, ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
+    )
+
+    c_id = Identity.from_seed(bytes([3]) * 32)
+    inner = bytes.fromhex("0104") + bytes(40)
+    return [wire.encode(m) for m in (
+        Forward((c_id.node_id.raw,), (), inner),
+        Forward((c_id.node_id.raw, bytes(32)), (), inner),
+        Forward((), (bytes(32),), inner),
+        Probe(1, b""), Probe(2, bytes(100)), ProbeReply(1, ("198.51.100.7", 4500)), ProbeReply(2, None),
+        CallMeMaybe((("198.51.100.7", 4500), ("10.0.0.2", 4500))),
+        RelayRequest(OP_REGISTER, 600, 0), RelayRequest(OP_DIALBACK, 0, 7),
+        RelayReply(OP_REGISTER, 1, 600, 0, ("198.51.100.7", 4500), ("203.0.113.1", 4500), ""),
+        ReachTest(7),
+        EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
+                                    Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
+                       (RelayRef(c_id.public_key, ("203.0.113.3", 4500)),)),
+    )]
+
+
+class ReachTarget(_Target):
+    """A relay R with sessions to A (the hostile sender) and C (registered with R)."""
+
+    ADDR = {"A": ("192.0.2.1", 1000), "R": ("192.0.2.2", 2000), "C": ("192.0.2.3", 3000)}
+
+    def reset(self) -> None:
+        from weftnet.core.node import NodeConfig, NodeCore
+        from weftnet.core.reach.engine import ReachConfig
+        from weftnet.core.reach.relay import RelayConfig
+
+        self.nodes = {}
+        for i, name in enumerate("ARC", start=1):
+            cfg = NodeConfig(reach=ReachConfig(enabled=True), relay=RelayConfig(enabled=name == "R"))
+            self.nodes[name] = NodeCore(Identity.from_seed(bytes([i]) * 32), random.Random(self.rng.random()),
+                                        T0, cfg, endpoint=self.ADDR[name])
+        a, r, c = (self.nodes[n] for n in "ARC")
+        for x in (a, c):
+            x.transport.connect(self.ADDR["R"], T0, r.identity.public_key)
+        self._exchange(T0)
+        r.reach.relay.register(c.node_id, 600, T0)
+        super().reset()
+
+    def _exchange(self, now: float) -> list:
+        """Deliver datagrams among the three until quiet; returns R's datagrams (to anyone)."""
+        from_r = []
+        for _ in range(20):
+            moved = False
+            for name, core in self.nodes.items():
+                for d, dst in core.datagrams_to_send(now):
+                    moved = True
+                    if name == "R":
+                        from_r.append((d, dst))
+                    target = next((n for n, ad in self.ADDR.items() if ad == dst), None)
+                    if target is not None:
+                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
+            if not moved:
+                break
+        for core in self.nodes.values():
+            while core.next_event() is not None:
+                pass
+        return from_r
+
+    def __call__(self, data: bytes) -> None:
+        from weftnet.core.dht import events as dht_events
+        from weftnet.core.dht.records import MutableRecord
+        from weftnet.core.reach.engine import ENDPOINT_SALT
+        from weftnet.core.reach.paths import Via
+
+        self.tick()
+        a, r, c = (self.nodes[n] for n in "ARC")
+        roll = self.rng.random()
+        if roll < 0.6:  # over the real A-R session
+            a.transport.send_to(r.node_id, data, self.now)
+            sent = a.datagrams_to_send(self.now)
+            before = r.transport.stats["relay_forwarded"]
+            r.receive_datagrams([(d, self.ADDR["A"]) for d, _ in sent], self.now)
+            to_c = [d for d, dst in r.datagrams_to_send(self.now) if dst == self.ADDR["C"]]
+            passed = r.transport.stats["relay_forwarded"] - before
+            # R's own traffic to C (a heartbeat probe, say) may go out in the same step: the forwarded
+            # datagrams must be among what went to C, each exactly as long as one A sent.
+            missing = Counter(len(d) for d, _ in sent) - Counter(len(d) for d in to_c)
+            if passed > 1 or (passed and missing) or len(to_c) > len(sent) * passed + 2:
+                raise AssertionError(f"relay amplified: {[len(d) for d, _ in sent]} in, {[len(d) for d in to_c]} out")
+        elif roll < 0.85:  # straight into the reach engine, as if it came through a relay
+            r.reach.on_message(a.node_id, data, Via((c.node_id.raw,), a.node_id.raw), self.now)
+        else:  # an endpoint record value from a DHT read
+            op = 10**9 + self.inputs
+            r.reach._resolving[op] = (a.node_id, a.identity.public_key)
+            rec = MutableRecord.create(a.identity, ENDPOINT_SALT, self.inputs, 600, data[:1000])
+            r.reach.on_dht_event(dht_events.LookupDone(op, "get", rec.key, True, (), (rec,), 1, 0, 0.0, 0), self.now)
+        if self.inputs % 997 == 0:
+            for core in self.nodes.values():
+                core.handle_timer(self.now)
+        self._exchange(self.now)
+
+
 def dht_corpus() -> list[bytes]:
     """DHT messages about the fuzzed node's neighbourhood: its contacts, keys near it, records."""
     from weftnet.core.dht import ImmutableRecord, MutableRecord
@@ -769,6 +877,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("l2", L2Target(random.Random(seed + 6))))
     if target in ("dht", "all"):
         targets.append(("dht", DhtTarget(random.Random(seed + 7))))
+    if target in ("reach", "all"):
+        targets.append(("reach", ReachTarget(random.Random(seed + 8))))
     if target in ("overlay", "all"):
         targets.append(("overlay", OverlayTarget(random.Random(seed + 3))))
     if target in ("bgp", "all"):
@@ -784,7 +894,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         # The data plane gets mostly its own messages, so mutations go deep into it.
         own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
                "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
-               "bgp": bgp_corpus()}.get(name, corpus)
+               "bgp": bgp_corpus(), "reach": reach_corpus() * 6 + corpus}.get(name, corpus)
         if name == "l3vpn":
             from l3vpn_target import corpus as l3vpn_corpus
 
@@ -809,7 +919,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "all"),
+    ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
+                                         "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

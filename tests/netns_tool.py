@@ -4,6 +4,7 @@
     serve PORT TAG [HOST]               TCP: read to EOF, answer "TAG:<bytes read>", for every connection
                                         (HOST: the address to bind, "::" for IPv6; default 0.0.0.0)
     connect DST PORT NBYTES [TIMEOUT]   TCP: send NBYTES, print the answer; exit 1 if it cannot
+    stream DST PORT SECONDS RATE        TCP: send at RATE bytes/s for SECONDS, print "sent N" and the answer
     forge HOST PORT PUBKEY NETID        as a non-member node: send forged VPN messages to a member
     pingall DST[,DST...] TIMEOUT        ICMP echo to every DST until each has answered once; exit 1 if not
     forge-l2 STATE HOST PORT PUBKEY MAC IP
@@ -182,6 +183,29 @@ def connect(dst: str, port: int, nbytes: int, timeout: float = 5.0) -> int:
         return 1
 
 
+def stream(dst: str, port: int, seconds: float, rate: float) -> int:
+    """A paced TCP transfer (long enough to disturb the path under it while it runs)."""
+    try:
+        s = socket.create_connection((dst, port), timeout=10)
+        s.settimeout(60)
+        chunk = b"s" * 16384
+        sent = 0
+        t0 = time.monotonic()
+        while (now := time.monotonic() - t0) < seconds:
+            if sent < rate * now:
+                s.sendall(chunk)
+                sent += len(chunk)
+            else:
+                time.sleep(0.002)
+        s.shutdown(socket.SHUT_WR)
+        print(f"sent {sent}")
+        print(s.recv(200).decode(), flush=True)
+        return 0
+    except OSError as exc:
+        print(f"stream failed: {exc}")
+        return 1
+
+
 def forge(host: str, port: int, pubkey_hex: str, netid_hex: str) -> int:
     """Join as a node that is no member, and send a member forged VPN traffic."""
     import asyncio
@@ -233,6 +257,8 @@ if __name__ == "__main__":
         sys.exit(serve(int(args[0]), args[1], *args[2:3]))
     if cmd == "connect":
         sys.exit(connect(args[0], int(args[1]), int(args[2]), float(args[3]) if len(args) > 3 else 5.0))
+    if cmd == "stream":
+        sys.exit(stream(args[0], int(args[1]), float(args[2]), float(args[3])))
     if cmd == "forge":
         sys.exit(forge(args[0], int(args[1]), args[2], args[3]))
     if cmd == "pingall":

@@ -31,6 +31,10 @@ from weftnet.core.identity import Identity
 from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
+from weftnet.core.reach.messages import (
+    CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord, Forward, Probe,
+    ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
+)
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -105,11 +109,24 @@ MESSAGES = [
     ReplicaWant(8, 0b10),
     Replicate(9, 3600, bytes.fromhex("01290003616263")),
     EarlyData(bytes.fromhex("012000000000000000") + b(32, 0x75)[:8], bytes(6)),
+    # reach (docs/wire/reach.md): a Forward at its first relay (one hop left, nothing crossed yet)
+    Forward((b(32, 0x71),), (), bytes.fromhex("0104") + b(28, 0x72)),
+    Forward((), (b(32, 0x73), b(32, 0x74)), bytes.fromhex("0101") + b(20, 0x75)),
+    Probe(0x0102030405060708, b""),
+    ProbeReply(0x0102030405060708, ("198.51.100.7", 40001)),
+    ProbeReply(9, None),
+    CallMeMaybe((("198.51.100.7", 4500), ("2001:db8::7", 4500), ("10.0.0.2", 4500))),
+    RelayRequest(OP_REGISTER, 600, 0),
+    RelayReply(OP_REGISTER, 1, 600, 0, ("198.51.100.7", 4500), ("203.0.113.1", 4500), ""),
+    ReachTest(0x0A0B0C0D0E0F1011),
+    EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
+                                Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
+                   (RelayRef(b(32, 0x76), ("203.0.113.1", 4500)),)),
     # Issue 16: a node going away says so.
     Leave(),
 ]
 
-NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem)}
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef)}
 
 
 def to_json(v):

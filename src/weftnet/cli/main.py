@@ -240,13 +240,21 @@ def _fmt_bytes(n: int) -> str:
     return str(n)
 
 
+def _path_text(p: dict, short: bool) -> str:
+    kind = p.get("path", "direct")
+    if kind != "relay":
+        return kind
+    return "relay via " + ", ".join(v[:16] + "…" if short else v for v in p.get("via", []))
+
+
 def _peer_table(rows: list[dict]) -> None:
     """A table for a person; for a pipe or a file, whole IDs and endpoints in plain columns."""
-    cols = ("node ID", "overlay address", "endpoint", "rtt", "in", "out", "age")
-    cells = [(p["node_id"], p["address"], str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
+    tty = sys.stdout.isatty()
+    cols = ("node ID", "overlay address", "path", "endpoint", "rtt", "in", "out", "age")
+    cells = [(p["node_id"], p["address"], _path_text(p, tty), str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
               _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
               "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s") for p in rows]
-    if not sys.stdout.isatty():
+    if not tty:
         widths = [max(len(r[i]) for r in [cols, *cells]) for i in range(len(cols))]
         for r in [cols, *cells]:
             click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -258,6 +266,21 @@ def _peer_table(rows: list[dict]) -> None:
     for c in cells:
         t.add_row(c[0][:24] + "…", *c[1:])
     Console().print(t)
+
+
+def _reach_lines(r: dict) -> None:
+    reachable = {True: "yes", False: "no", None: "not known yet"}[r.get("reachable")]
+    click.echo(f"nat:             {r['nat']}, reachable unsolicited: {reachable}")
+    click.echo(f"candidates:      {', '.join(r['candidates']) or '-'}")
+    relays = ", ".join(f"{x['node_id'][:24]}… at {x['endpoint']}" for x in r.get("relays", []))
+    click.echo(f"relays:          {relays or '-'}")
+    rec = r.get("record")
+    if rec:
+        click.echo(f"endpoint record: seq {rec['seq']}, published {rec['age']:.0f} s ago, ttl {rec['ttl']} s")
+    svc = r.get("relay")
+    if svc:
+        click.echo(f"relay service:   {len(svc['registered'])} registered, {svc['stats']['forwarded']} packets "
+                   f"({_fmt_bytes(svc['stats']['forwarded_bytes'])}) forwarded")
 
 
 @cli.command()
@@ -275,6 +298,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"uptime:          {st['uptime']:.0f} s")
     d = st["dht"]
     click.echo(f"dht:             {d['contacts']} contacts in {d['buckets']} buckets, {d['records']} records")
+    if st.get("reach"):
+        _reach_lines(st["reach"])
     click.echo(f"sessions:        {len(st['sessions'])}")
     if st["sessions"]:
         _peer_table(st["sessions"])
@@ -307,7 +332,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def peers(ctx: click.Context, as_json: bool) -> None:
-    """Peers with an established session."""
+    """Peers with an established session, and the path each uses (direct, TCP, or relayed through which node)."""
     rows = _call(ctx, "peers")
     if as_json:
         _emit_json(rows)

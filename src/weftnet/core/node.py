@@ -42,9 +42,15 @@ from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.messages import FindNode, FindValue
 from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
-from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
+from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
+from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
+from weftnet.core.reach.paths import RELAY, StreamLink, Via, path_kind
+from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.transport import (
+    PathChanged,
+    PathQuiet,
+    PathsWanted,
     PongReceived,
     Received,
     SecureTransport,
@@ -73,6 +79,8 @@ __all__ = [
     "TextReceived",
     "PeerUp",
     "PeerDown",
+    "PathUpdate",
+    "describe_path",
     "AppText",
     "SignedText",
     "LanPeer",
@@ -132,6 +140,9 @@ class NodeConfig:
     request_timeout: float = 15.0
     #: Lifetime given to mutable records published with ``put(..., mutable_salt=...)``.
     record_ttl: int = 24 * 3600
+    #: NAT traversal (off by default in the library; the daemon turns it on) and the relay service.
+    reach: ReachConfig = field(default_factory=ReachConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
     @classmethod
     def lab(cls, prefixes: tuple = LOOPBACK_LAB) -> "NodeConfig":
@@ -151,6 +162,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, Contact):
         return {"node_id": value.node_id.text(), "endpoint": f"{value.endpoint[0]}:{value.endpoint[1]}"}
+    if isinstance(value, (Via, StreamLink)):
+        return describe_path(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -158,6 +171,28 @@ def _jsonable(value: Any) -> Any:
             return f"{value[0]}:{value[1]}" if ":" not in value[0] else f"[{value[0]}]:{value[1]}"
         return [_jsonable(v) for v in value]
     return value
+
+
+def describe_path(target: Any) -> str:
+    """A path as text: ``198.51.100.7:4500``, ``tcp 198.51.100.7:443`` or ``relay wn1…`` (node IDs of the hops)."""
+    if target is None:
+        return "-"
+    if type(target) is Via:
+        return "relay " + ",".join(NodeId(h).text() for h in target.hops)
+    if type(target) is StreamLink:
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        return f"tcp {host}:{target.port}"
+    host, port = target[0], target[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _dht_endpoint(target: Any) -> Addr:
+    """What the DHT may record for a peer: its UDP endpoint; a TCP link's address; nothing for a relayed peer."""
+    if type(target) is StreamLink:
+        return (target.host, target.port)
+    if type(target) is Via or target is None:
+        return ("0.0.0.0", 0)
+    return (target[0], target[1])
 
 
 @dataclass(frozen=True)
@@ -266,6 +301,16 @@ class PeerUp(NodeEvent):
 
 
 @dataclass(frozen=True)
+class PathUpdate(NodeEvent):
+    """The path in use to a peer changed (direct, TCP or through a relay)."""
+
+    kind: ClassVar[str] = "path"
+    node_id: NodeId
+    path: str
+    previous: str
+
+
+@dataclass(frozen=True)
 class PeerDown(NodeEvent):
     kind: ClassVar[str] = "peer_down"
     node_id: NodeId
@@ -334,12 +379,30 @@ class NodeCore:
         self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
+        self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
+                           self._events.append)
+        self.reach.urgent = self._vpn_member
+        self.transport.find_contact = self.dht.contact_for
         self._mutable_seq = 0
         self.decode_errors = 0
+        self._reach_held: dict[NodeId, list] = {}  # reach early data from half-open peers
         self.texts_dropped = {"forged": 0, "unsigned": 0}  # routed texts whose origin is not proven
         #: Messages an engine failed on (a bug, counted and skipped: one bad message must
         #: not cost the rest of a receive batch; the fuzzer hunts these down).
         self.internal_errors = 0
+
+    def _hold_reach(self, node_id: NodeId, payload: bytes, endpoint: Any) -> None:
+        """Keep a reach message from a half-open peer until its SessionUp (bounded, oldest out)."""
+        held = self._reach_held
+        if node_id not in held and len(held) >= 256:
+            del held[next(iter(held))]
+        q = held.setdefault(node_id, [])
+        if len(q) < 4:
+            q.append((payload, endpoint))
+
+    def _vpn_member(self, node_id: NodeId) -> bool:
+        raw = node_id.raw
+        return any(raw in net._members for net in self.vpn.switch.networks.values())
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -354,6 +417,16 @@ class NodeCore:
     def set_local_endpoint(self, endpoint: Addr) -> None:
         self.endpoint = endpoint
         self.dht.set_local_contact(Contact(self.identity.public_key, endpoint))
+
+    def set_local_endpoints(self, endpoints: list[Addr], now: float) -> None:
+        """Every endpoint this node's socket can be reached at locally (its interface addresses)."""
+        self.reach.set_local_endpoints(endpoints, now)
+        self._pump(now)
+
+    def link_down(self, link: StreamLink, now: float) -> None:
+        """The runtime lost a TCP link (docs/reach.md): sessions over it end."""
+        self.transport.link_down(link, now)
+        self._pump(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         self.receive_datagrams([(data, addr)], now)
@@ -383,6 +456,9 @@ class NodeCore:
         t = self.overlay.get_timer()
         if t is not None and t <= now:
             self.overlay.handle_timer(now)
+        t = self.reach.get_timer()
+        if t is not None and t <= now:
+            self.reach.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -390,7 +466,7 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer()) if t is not None]
+                             self.overlay.get_timer(), self.reach.get_timer()) if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -419,6 +495,7 @@ class NodeCore:
         op = self._new_op("ping", now, target)
         node_id = self._resolve_local(target)
         if node_id is not None:
+            self.reach.want(node_id, now)
             self._start_ping(op, node_id, now)
         else:
             self._find(op, target, now)
@@ -427,6 +504,8 @@ class NodeCore:
 
     def send_text(self, target: NodeId | bytes, text: str, now: float) -> int:
         op = self._new_op("send", now, target)
+        if isinstance(target, NodeId):
+            self.reach.want(target, now)
         key = target.raw if isinstance(target, NodeId) else bytes(target)
         sig = self.identity.sign(SignedText.signing_input(key, text))
         op.payload = wire.encode(SignedText(text, sig))
@@ -530,6 +609,11 @@ class NodeCore:
         for p in self.transport.peers(now):
             d = {f.name: _jsonable(getattr(p, f.name)) for f in fields(p)}
             d["address"] = str(p.node_id.address())
+            kind = path_kind(p.endpoint)
+            d["path"] = kind
+            d["via"] = [NodeId(h).text() for h in p.endpoint.hops] if kind == RELAY else []
+            d["paths"] = [{**{k: v for k, v in row.items() if k != "target"}, "target": describe_path(row["target"])}
+                          for row in self.transport.path_table(p.node_id, now)]
             out.append(d)
         return out
 
@@ -551,6 +635,7 @@ class NodeCore:
             "overlay": self.overlay.status(),
             "discovery": dict(self.lan.stats),
             "l3vpn": self.l3vpn.status(),
+            "reach": self.reach.status(now),
         }
 
     # -- internals -----------------------------------------------------------
@@ -645,18 +730,39 @@ class NodeCore:
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
-            if len(ev.payload) >= 2 and ev.payload[1] in self._sinks and ev.payload[0] == wire.VERSION:
-                self._sink(ev.node_id, ev.payload, now)  # early data in a handshake (the rest takes the sink)
+            payload = ev.payload
+            if len(payload) >= 2 and payload[1] in REACH_TYPES:
+                if ev.verified:
+                    self.reach.on_message(ev.node_id, payload, ev.endpoint, now)
+                else:
+                    # Early data from a half-open peer (a relay request, a probe): nothing is
+                    # granted or answered on another path before it proves its address.
+                    self._hold_reach(ev.node_id, payload, ev.endpoint)
+                return
+            if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
+                self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
-                msg = wire.decode(ev.payload)
+                msg = wire.decode(payload)
             except DecodeError:
                 self.decode_errors += 1
                 return
+            # A peer heard only through a relay is known to others by its own address: answer it,
+            # but do not offer it as a contact. One on a TCP link is offered (at the link's address,
+            # which fails over UDP, so whoever tries reads its endpoint record and finds its relays):
+            # without that, a node that only speaks TCP could not be found by ID at all.
             try:
-                self.dht.on_message(Contact(ev.public_key, ev.endpoint), msg, now, ev.verified)
+                self.dht.on_message(Contact(ev.public_key, _dht_endpoint(ev.endpoint)), msg, now, ev.verified,
+                                    learn=path_kind(ev.endpoint) != RELAY)
             except Exception:  # noqa: BLE001 - counted; the rest of the batch still runs
                 self.internal_errors += 1
+        elif isinstance(ev, PathChanged):
+            self.reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+            self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
+        elif isinstance(ev, PathsWanted):
+            self.reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
+        elif isinstance(ev, PathQuiet):
+            self.reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
             self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
@@ -664,8 +770,11 @@ class NodeCore:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
+            self.reach.on_session_up(ev.node_id, ev.endpoint, now)
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
-            contact = Contact(ev.public_key, ev.endpoint)
+            for payload, endpoint in self._reach_held.pop(ev.node_id, ()):
+                self.reach.on_message(ev.node_id, payload, endpoint, now)
+            contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
             self.overlay.on_session_up(ev.node_id)
             if self.lan.joined(ev.node_id):
                 self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
@@ -682,6 +791,7 @@ class NodeCore:
                     self._start_ping(op, ev.node_id, now, contact)
         elif isinstance(ev, SessionDown):
             self._events.append(PeerDown(ev.node_id, ev.reason))
+            self.reach.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
                 self.overlay.on_unreachable(ev.node_id, now)
@@ -708,6 +818,8 @@ class NodeCore:
                     self.texts_dropped["forged"] += 1
             elif isinstance(msg, AppText):
                 self.texts_dropped["unsigned"] += 1
+            return
+        if self.reach.on_dht_event(ev, now):
             return
         if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
             return
@@ -745,9 +857,15 @@ class NodeCore:
                     self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=match)] = op.op_id
             elif op.kind == "ping":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
-                if match is None:
+                if match is None and isinstance(op.target, NodeId) and self.transport.reaching(op.target):
+                    # Named in answers but not answering within the lookup's timeout: a node
+                    # behind NAT whose handshake goes through its endpoint record (docs/reach.md).
+                    # Its session ends the wait (SessionUp), or its handshake's end does.
+                    op.node_id, op.stage = op.target, "connect"
+                elif match is None:
                     self._fail(op, "no node with that ID or address was found in the overlay")
                 else:
+                    self.reach.want(match.node_id, now)
                     self._start_ping(op, match.node_id, now, match)
             elif op.kind == "trace":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)

@@ -32,8 +32,23 @@ DEFAULT_CONFIG = f"""\
 # Address and UDP port to listen on. Port 0 picks a free port.
 listen = "0.0.0.0"
 port = {DEFAULT_PORT}
-# Peers to join through: "HOST:PORT", or "NODEID@HOST:PORT" to pin the key.
+# Peers to join through: "HOST:PORT", or "NODEID@HOST:PORT" to pin the key;
+# "tcp://[NODEID@]HOST:PORT" joins a relay over TCP (where UDP is blocked).
 peers = []
+
+[reach]
+enabled = true      # NAT traversal: endpoint records, relays, hole punching (docs/reach.md)
+keepalive = 25      # seconds between keepalives on paths through a NAT
+relays = 2          # relays to register with when this node is not reachable unsolicited
+punch = true        # try to upgrade relayed sessions to direct ones
+alt_port = 0        # second UDP port dial-back tests go out from: 0 = any free one, -1 = none
+
+[relay]
+enabled = false     # forward session packets for nodes registered with this one
+max_sessions = 64   # nodes registered at once
+peer_rate = 5000000     # bytes per second forwarded for one peer (40 Mbit/s)
+total_rate = 50000000   # bytes per second forwarded in all (400 Mbit/s)
+tcp_port = 0        # also accept relay clients over TCP on this port (e.g. 443); 0 = off
 
 [log]
 level = "info"      # debug | info | warning | error
@@ -197,16 +212,23 @@ class PeerSpec:
     host: str
     port: int
     node_id: NodeId | None = None
+    #: Join over a TCP link (a relay's ``[relay] tcp_port``) instead of UDP.
+    tcp: bool = False
 
     def __str__(self) -> str:
         pin = f"{self.node_id.text()}@" if self.node_id else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{pin}{host}:{self.port}"
+        return f"{'tcp://' if self.tcp else ''}{pin}{host}:{self.port}"
 
 
 def parse_peer(text: str) -> PeerSpec:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``NODEID@HOST:PORT``. Raises ParseError."""
+    """``HOST:PORT``, ``[V6]:PORT`` or ``NODEID@HOST:PORT``, each optionally ``tcp://``. Raises ParseError."""
     s = text.strip()
+    tcp = False
+    if s.lower().startswith("tcp://"):
+        tcp, s = True, s[6:]
+    elif "://" in s:
+        raise ParseError(f"peer {text!r}: the only scheme is tcp:// (plain HOST:PORT is UDP)")
     node_id = None
     if "@" in s:
         pin, s = s.split("@", 1)
@@ -221,7 +243,7 @@ def parse_peer(text: str) -> PeerSpec:
             raise ParseError(f"peer {text!r}: expected HOST:PORT")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ParseError(f"peer {text!r}: port must be a number from 1 to 65535")
-    return PeerSpec(host, int(port), node_id)
+    return PeerSpec(host, int(port), node_id, tcp)
 
 
 @dataclass
@@ -245,6 +267,16 @@ class Config:
     max_ttl: int = 86_400
     control_socket: str = ""
     networks: dict[str, NetworkConfig] = field(default_factory=dict)
+    reach_enabled: bool = True
+    reach_keepalive: float = 25.0
+    reach_relays: int = 2
+    reach_punch: bool = True
+    reach_alt_port: int = 0
+    relay_enabled: bool = False
+    relay_max_sessions: int = 64
+    relay_peer_rate: int = 5_000_000
+    relay_total_rate: int = 50_000_000
+    relay_tcp_port: int = 0
     metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
     metrics_peer_series: int = 100
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
@@ -276,6 +308,20 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_ttl": ("max_ttl", int),
     },
     "control": {"socket": ("control_socket", str)},
+    "reach": {
+        "enabled": ("reach_enabled", bool),
+        "keepalive": ("reach_keepalive", float),
+        "relays": ("reach_relays", int),
+        "punch": ("reach_punch", bool),
+        "alt_port": ("reach_alt_port", int),
+    },
+    "relay": {
+        "enabled": ("relay_enabled", bool),
+        "max_sessions": ("relay_max_sessions", int),
+        "peer_rate": ("relay_peer_rate", int),
+        "total_rate": ("relay_total_rate", int),
+        "tcp_port": ("relay_tcp_port", int),
+    },
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
 }
@@ -292,9 +338,16 @@ _RANGES = {
     "records_per_peer": (1, 10_000_000),
     "records_per_prefix": (1, 10_000_000),
     "max_ttl": (60, 30 * 86_400),
+    "reach_keepalive": (1, 3600),
+    "reach_relays": (0, 4),
+    "reach_alt_port": (-1, 65535),
+    "relay_max_sessions": (1, 100_000),
+    "relay_peer_rate": (1000, 10**10),
+    "relay_total_rate": (1000, 10**11),
+    "relay_tcp_port": (0, 65535),
     "metrics_peer_series": (0, 10_000),
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list"}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
 
 def load_config(path: Path) -> Config:
@@ -345,7 +398,9 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
                 known = ", ".join(_SCHEMA[section])
                 raise ConfigError(f"{where}: unknown key [{section}] {key} (known: {known})")
             attr, typ = _SCHEMA[section][key]
-            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
                 raise ConfigError(f"{where}: [{section}] {key} must be {_TYPE_NAMES[typ]}, not {value!r}")
             if attr in _RANGES:
                 lo, hi = _RANGES[attr]

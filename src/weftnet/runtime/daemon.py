@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from weftnet.core.dht import DhtConfig
+from weftnet.core.node import describe_path
+from weftnet.core.reach.engine import ReachConfig
+from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
@@ -59,6 +62,8 @@ REVOCATION_INTERVAL = 300.0
 TUN_BATCH = 64
 #: virtio_net_hdr + the largest superpacket the kernel hands over.
 TUN_READ_SIZE = 10 + 65_535
+#: Interface addresses are read again this often: a changed address is a new network (roaming).
+ADDRESS_INTERVAL = 10.0
 
 
 def node_config(cfg: Config) -> NodeConfig:
@@ -78,7 +83,31 @@ def node_config(cfg: Config) -> NodeConfig:
             records_per_prefix=cfg.records_per_prefix,
             max_ttl=float(cfg.max_ttl),
         ),
+        reach=ReachConfig(enabled=cfg.reach_enabled, keepalive=cfg.reach_keepalive, relays=cfg.reach_relays,
+                          punch=cfg.reach_punch),
+        relay=RelayConfig(enabled=cfg.relay_enabled, max_sessions=cfg.relay_max_sessions,
+                          peer_rate=cfg.relay_peer_rate, total_rate=cfg.relay_total_rate),
     )
+
+
+def local_addresses(listen: str, exclude_ifaces: set[str]) -> list[str]:
+    """The addresses this node's UDP socket can be reached at on its own interfaces (global scope,
+    not loopback, not our TUN devices). For a specific listen address, just that one."""
+    if listen not in ("0.0.0.0", "::"):
+        return [listen]
+    from pyroute2 import IPRoute
+
+    family = socket.AF_INET6 if listen == "::" else socket.AF_INET
+    out = []
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr(family=family):
+            if a["scope"] != 0 or names.get(a["index"]) in exclude_ifaces:
+                continue
+            addr = a.get_attr("IFA_ADDRESS")
+            if addr and not ipaddress.ip_address(addr).is_loopback:
+                out.append(addr)
+    return sorted(set(out))
 
 
 def _target(text: Any) -> NodeId:
@@ -107,6 +136,8 @@ class Daemon:
         self.cfg = cfg
         #: Re-reads the config on SIGHUP / `weft reload`; subsystems register hooks on it.
         self.reloader = Reloader(self, loader)
+        self.reloader.register("reach", ("reach_keepalive", "reach_punch", "relay_max_sessions", "relay_peer_rate",
+                                         "relay_total_rate"), self._reload_reach)
         self.http: Any = None  # HttpEndpoints: /metrics and the dashboard
         self._tg: asyncio.TaskGroup | None = None
         self._publisher: asyncio.Task | None = None
@@ -155,6 +186,15 @@ class Daemon:
             self.store.close()
             raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
         self.driver.listeners.append(self._on_event)
+        self._open_alt_port()
+        try:
+            if self.cfg.relay_tcp_port:
+                await self.driver.links.listen(self.cfg.listen, self.cfg.relay_tcp_port)
+        except OSError as exc:
+            self.driver.close()
+            self.store.close()
+            raise ConfigError(f"cannot listen for TCP relay clients on {self.cfg.listen}:{self.cfg.relay_tcp_port}: "
+                              f"{exc.strerror}") from None
         try:
             await self._start_networks(loop)
             await self._start_overlay(loop)
@@ -217,13 +257,14 @@ class Daemon:
                 core.bootstrap(saved, time.time())
                 self.driver.transmit()
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch_addresses())
                 self._tg = tg
                 from weftnet.runtime.web.server import HttpEndpoints
 
                 self.http = HttpEndpoints(self, control.handlers, self.spawn)
                 await self.http.configure(self.cfg)
                 for peer in self.cfg.peers:
-                    tg.create_task(self._join(peer))
+                    tg.create_task(self._join_tcp(peer) if peer.tcp else self._join(peer))
                 tg.create_task(self._save_periodically())
                 if self.lan is not None:
                     tg.create_task(self.lan.run())
@@ -273,6 +314,78 @@ class Daemon:
                 return
             log.warning("join failed", extra={"peer": str(peer), "error": ev.error, "attempt": attempt})
             await asyncio.sleep(min(30.0, 2.0**attempt))
+
+    # -- reach (docs/reach.md) -----------------------------------------------------
+    def _open_alt_port(self) -> None:
+        """A second UDP socket, only for sending dial-back tests from another port (RFC 5780)."""
+        port = self.cfg.reach_alt_port  # 0: any free port (the test only needs another source port)
+        if port == -1 or not self.cfg.reach_enabled:
+            return
+        try:
+            self.driver.alt_sock = open_udp_socket(self.cfg.listen, port, buffer_bytes=1 << 16)
+        except OSError as exc:
+            log.warning("no second UDP port for dial-back tests", extra={"port": port, "error": exc.strerror})
+            return
+        self.core.reach.alt_port = True
+
+    async def _reload_reach(self, old: Config, new: Config) -> list[str]:
+        """``[reach] keepalive, punch`` and the relay's limits apply at once (the rest needs a restart)."""
+        reach = self.core.reach
+        reach.config.keepalive, reach.config.punch = new.reach_keepalive, new.reach_punch
+        out = [f"reach: keepalive {new.reach_keepalive:g} s, punch {'on' if new.reach_punch else 'off'}"]
+        if reach.relay is not None:
+            rc = reach.relay.config
+            rc.max_sessions, rc.peer_rate, rc.total_rate = (new.relay_max_sessions, new.relay_peer_rate,
+                                                            new.relay_total_rate)
+            reach.relay.set_rates(self.driver.clock())
+            out.append(f"relay: at most {rc.max_sessions} registered, {rc.peer_rate} B/s a peer, "
+                       f"{rc.total_rate} B/s in all")
+        return out
+
+    async def _watch_addresses(self) -> None:
+        """Tell the core our interface addresses now and whenever they change (a laptop changing networks)."""
+        last = None
+        while True:
+            try:
+                addrs = await asyncio.to_thread(local_addresses, self.cfg.listen,
+                                                {i["tun"] for i in self._tun_info.values()})
+            except Exception as exc:  # netlink trouble must not stop the node
+                log.warning("cannot list interface addresses", extra={"error": str(exc)})
+                addrs = last or []
+            if addrs != last:
+                if last is not None:
+                    log.info("local addresses changed", extra={"addresses": ", ".join(addrs) or "-"})
+                last = addrs
+                port = self.core.endpoint[1]
+                self.core.set_local_endpoints([(a, port) for a in addrs], time.time())
+                self.driver.transmit()
+            await asyncio.sleep(ADDRESS_INTERVAL)
+
+    async def _join_tcp(self, peer: PeerSpec) -> None:
+        """Keep a TCP link to a relay up (reconnecting with back-off) and a session over it."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                link, closed = await self.driver.links.connect(peer.host, peer.port)
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.warning("TCP link failed", extra={"peer": str(peer), "error": str(exc), "attempt": attempt})
+                await asyncio.sleep(min(30.0, 2.0 ** min(attempt, 5)))
+                continue
+            ev = await self.driver.request(lambda c, t: c.connect(link, t, peer.node_id))
+            if ev.ok:
+                attempt = 0
+                log.info("joined over TCP", extra={"peer": str(peer), "node_id": ev.node_id.text()})
+                await self.driver.request(lambda c, t: c.lookup(c.node_id, t))
+                self._publish()
+            else:
+                log.warning("join over TCP failed", extra={"peer": str(peer), "error": ev.error})
+                proto = self.driver.links.links.get(link)
+                if proto is not None and proto.transport is not None:
+                    proto.transport.close()
+            await closed
+            log.warning("TCP link closed", extra={"peer": str(peer)})
+            await asyncio.sleep(min(30.0, 2.0 ** min(attempt, 5)))
 
     # -- private networks -------------------------------------------------------
     async def _start_networks(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -475,11 +588,15 @@ class Daemon:
             if (self._tuns or self._owned_records) and (self._published_at is None or time.monotonic() - self._published_at > 30.0):
                 self._published_at = time.monotonic()
                 asyncio.get_running_loop().call_later(1.0, self._publish)
-            log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
+            log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": describe_path(ev.endpoint)})
         elif ev.kind == "peer_down":
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
+        elif ev.kind == "path":
+            log.info("path changed", extra={"peer": ev.node_id.text(), "path": ev.path, "previous": ev.previous})
+        elif ev.kind == "reach":
+            log.info(ev.what, extra={"detail": ev.detail})
         elif ev.kind == "lan_peer":
             log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
         elif isinstance(ev, VpnRevocations):
@@ -506,6 +623,7 @@ class Daemon:
             for n in st["networks"]:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
+            st["reach"]["links"] = dict(self.driver.links.stats)
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
             if self.bgp is not None:
@@ -516,6 +634,11 @@ class Daemon:
 
         async def peers(req):
             return self.core.peers(time.time())
+
+        async def reach(req):
+            st = self.core.reach.status(time.time())
+            st["links"] = dict(self.driver.links.stats)
+            return st
 
         async def ping(req):
             ref = parse_node_ref(str(req["target"]))
@@ -550,6 +673,14 @@ class Daemon:
 
         async def connect(req):
             peer = parse_peer(str(req["peer"]))
+            if peer.tcp:
+                try:
+                    link, _closed = await self.driver.links.connect(peer.host, peer.port)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    return {"kind": "connected", "op_id": 0, "ok": False, "node_id": None,
+                            "error": f"TCP connection to {peer.host}:{peer.port} failed: {exc}"}
+                ev = await self.driver.request(lambda c, t: c.connect(link, t, peer.node_id))
+                return ev.to_dict()
             ev = await self.driver.request(lambda c, t: c.connect((peer.host, peer.port), t, peer.node_id))
             return ev.to_dict()
 
@@ -584,7 +715,7 @@ class Daemon:
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules,
                 "reload": reload, "bgp_summary": bgp_summary, "bgp_routes": bgp_routes,
-                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes}
+                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes, "reach": reach}
 
 
 def _is_hex_key(text: Any) -> bool:

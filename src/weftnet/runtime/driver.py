@@ -20,6 +20,9 @@ It works in batches, because the VPN data plane makes it a hot path:
 * When the socket buffer is full the rest waits in a bounded backlog until
   the socket is writable again (beyond the bound, datagrams are dropped and
   counted, as a congested link would).
+* Two other kinds of address the core may send to (docs/reach.md): a
+  ``StreamLink`` is a TCP link (runtime/links.py), an ``AltSource`` goes out
+  of the second UDP socket (``alt_sock``, for dial-back tests).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import Any, Callable
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
+from weftnet.core.reach.paths import StreamLink
+from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
 
@@ -100,6 +105,10 @@ class UdpDriver:
         self.send_errors = 0
         self.dropped = 0
         self.gso_sends = 0
+        #: TCP links to and from relays (runtime/links.py).
+        self.links = StreamLinks(self)
+        #: A second UDP socket that only sends (dial-back tests from another port); None = none.
+        self.alt_sock: socket.socket | None = None
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -167,6 +176,10 @@ class UdpDriver:
         i, n = 0, len(out)
         while i < n:
             data, addr = out[i]
+            if type(addr) is not tuple:  # a TCP link or the second port (rare; plain tuples are UDP)
+                self._send_special(data, addr)
+                i += 1
+                continue
             j = i + 1
             if self.gso:
                 size, total = len(data), len(data)
@@ -195,6 +208,18 @@ class UdpDriver:
                 self.send_errors += j - i  # e.g. an address family the socket lacks
                 log.debug("send to %s failed: %s", addr, exc)
             i = j
+
+    def _send_special(self, data: bytes, addr: Any) -> None:
+        if type(addr) is StreamLink:
+            self.links.send(addr, data)
+            self.sent += 1
+        elif self.alt_sock is not None:  # an AltSource
+            try:
+                self.alt_sock.sendto(data, (addr[0], addr[1]))
+                self.sent += 1
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("send from the second port to %s failed: %s", addr, exc)
 
     def _send_gso(self, out: list[tuple[bytes, Any]], i: int, j: int) -> None:
         size = len(out[i][0])
@@ -278,6 +303,9 @@ class UdpDriver:
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
         self.sock.close()
+        self.links.close()
+        if self.alt_sock is not None:
+            self.alt_sock.close()
 
 
 async def start_node(

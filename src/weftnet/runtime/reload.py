@@ -132,7 +132,7 @@ class Reloader:
     async def _peers(self, old: Config, new: Config) -> list[str]:
         added = [p for p in new.peers if p not in old.peers]
         for p in added:
-            self.daemon.spawn(self.daemon._join(p))
+            self.daemon.spawn(self.daemon._join_tcp(p) if getattr(p, "tcp", False) else self.daemon._join(p))
         out = [f"peers: joining {p}" for p in added]
         removed = [p for p in old.peers if p not in new.peers]
         if removed:

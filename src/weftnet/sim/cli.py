@@ -64,6 +64,9 @@ def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
                                "pip install 'weftnet[sim]'") from None
 
     sc = load_scenario(resolve_scenario(scenario))
+    if sc.nat is not None:
+        _run_nat(sc, seed, out, nodes, quiet)
+        return
     sizes = [nodes] if nodes else sc.sizes
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]N={task.fields[n]:,}[/] {task.fields[phase]:<8}"), BarColumn(),
@@ -80,6 +83,33 @@ def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
     files = write_outputs(Path(out), summary, run_info, results)
     click.echo(text_summary(summary, run_info))
     click.echo("\nwrote " + ", ".join(str(f) for f in files))
+
+
+def _run_nat(sc, seed: int | None, out: str, nodes: int | None, quiet: bool) -> None:
+    """A scenario with a [nat] table: the NAT connectivity experiment (sim/nat.py)."""
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from weftnet.sim.nat import nat_plot, nat_text, run_nat_scenario
+    from weftnet.sim.report import machine_info
+
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.fields[phase]:<6}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task("", total=1.0, phase="join")
+        summary = run_nat_scenario(sc, seed, nodes, lambda phase, frac: bar.update(task, completed=frac, phase=phase))
+    summary["scenario"] = sc.name
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    (outdir / "run.json").write_text(json.dumps({"wall_seconds": round(time.perf_counter() - t0, 1),
+                                                 "machine": machine_info()}, indent=1) + "\n")
+    plot = nat_plot(outdir, summary)
+    click.echo(nat_text(summary))
+    click.echo(f"\nwrote {outdir / 'summary.json'}, {outdir / 'run.json'}, {plot}")
 
 
 @sim_command.command("sweep")

@@ -41,6 +41,18 @@
     a = [0]
     b = [1, 2]
 
+    [nat]                   # instead of the DHT phases: the NAT connectivity experiment (sim/nat.py)
+    public = 0.15           # shares of nodes behind each kind of NAT (normalised)
+    full_cone = 0.05
+    restricted = 0.05
+    port_restricted = 0.5
+    symmetric = 0.2
+    udp_blocked = 0.05
+    relay_share = 0.3       # public nodes that are relays
+    relays_per_node = 2
+    pairs = 200             # random pairs pinged
+    settle = 90             # seconds after the joins before the pings
+
 Every problem is a ConfigError naming the file, the table and the key.
 """
 
@@ -76,6 +88,8 @@ class Scenario:
     crash_fraction: float = 0.5
     churn_lookups_per_minute: float = 60.0
     partitions: list[dict[str, Any]] = field(default_factory=list)
+    #: The [nat] table: run the NAT connectivity experiment (sim/nat.py) instead of the DHT phases.
+    nat: dict[str, Any] | None = None
     source: str = "<dict>"
 
 
@@ -93,6 +107,9 @@ _TABLES = {
     "records": {"count": int, "quorum": int},
     "churn": {"duration": (int, float), "distribution": str, "median_session": (int, float),
               "pareto_shape": (int, float), "crash_fraction": (int, float), "lookups_per_minute": (int, float)},
+    "nat": {"public": (int, float), "full_cone": (int, float), "restricted": (int, float),
+            "port_restricted": (int, float), "symmetric": (int, float), "udp_blocked": (int, float),
+            "relay_share": (int, float), "relays_per_node": int, "pairs": int, "settle": (int, float)},
 }
 
 
@@ -176,4 +193,14 @@ def scenario_from_dict(data: dict, where: str = "<dict>") -> Scenario:
     for name, v in (("[lookups] count", sc.lookups), ("[records] count", sc.records)):
         if v < 0:
             raise ConfigError(f"{where}: {name} must not be negative")
+    if "nat" in data:
+        sc.nat = dict(data["nat"])
+        for key, v in sc.nat.items():
+            if v < 0:
+                raise ConfigError(f"{where}: [nat] {key} must not be negative")
+        if not any(sc.nat.get(k, 0) for k in ("public", "full_cone", "restricted", "port_restricted", "symmetric",
+                                                "udp_blocked")):
+            raise ConfigError(f"{where}: [nat] needs a share above 0 for at least one kind of NAT")
+        if not 0 < sc.nat.get("relay_share", 0.3) <= 1:
+            raise ConfigError(f"{where}: [nat] relay_share must be above 0 and at most 1")
     return sc

@@ -340,7 +340,7 @@ class Dht:
         self._hint_inflight: dict[str, int] = {}
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
-        self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time)]
+        self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time, learn)]
         # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
         # bounded (oldest first out), since every node that ever answered lands here.
         self._rtt: dict[int, complex] = {}
@@ -449,17 +449,20 @@ class Dht:
                 self._drop_request(rid)
                 self._on_request_failed(req, now, count_failure=False)
 
-    def on_message(self, sender: Contact, msg: Message, now: float, verified: bool = True) -> None:
+    def on_message(self, sender: Contact, msg: Message, now: float, verified: bool = True,
+                   learn: bool = True) -> None:
         """A decoded message from an authenticated sender.
 
         ``verified``: the sender has proven it receives at ``sender.endpoint``
-        (False for early data in a handshake the transport has not confirmed)."""
+        (False for early data in a handshake the transport has not confirmed).
+        ``learn=False``: answer the sender but keep it out of the routing table (its endpoint
+        is not one others could use, e.g. it was heard only through a relay)."""
         skey = sender.node_id.int
         t = type(msg)
         if t is Leave:
             self._on_leave(sender, skey, now)
             return
-        if verified:
+        if verified and learn:
             self.table.add(sender, now, skey)
         if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant:
             self._on_response(sender, skey, msg, now)
@@ -468,7 +471,7 @@ class Dht:
             self._on_route_report(sender, msg, now)
             return
         if not verified and (t is Store or t is Route or t is Replicate or t is ReplicaOffer):
-            self._hold(sender, skey, msg, now)
+            self._hold(sender, skey, msg, now, learn)
             return
         if not self._allow(sender, skey, now):
             self.stats["rate_limited"] += 1
@@ -505,11 +508,11 @@ class Dht:
     def on_verified(self, node_id: NodeId, now: float) -> None:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""
         held = self._held.pop(node_id.int, None)
-        for contact, msg, at in held or ():
+        for contact, msg, at, learn in held or ():
             if now - at <= self.config.lookup_timeout:
-                self.on_message(contact, msg, now, verified=True)
+                self.on_message(contact, msg, now, verified=True, learn=learn)
 
-    def _hold(self, sender: Contact, skey: int, msg: Message, now: float) -> None:
+    def _hold(self, sender: Contact, skey: int, msg: Message, now: float, learn: bool = True) -> None:
         """Keep a message from a half-open sender until it is verified (bounded, oldest out)."""
         cfg = self.config
         if self._held is _NO_ENTRIES:
@@ -521,7 +524,7 @@ class Dht:
             q = self._held[skey] = []
         if len(q) >= cfg.held_per_sender:
             del q[0]
-        q.append((sender, msg, now))
+        q.append((sender, msg, now, learn))
         self.stats["held_unverified"] += 1
 
     # -- API ----------------------------------------------------------------

@@ -35,6 +35,17 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
   Half-open peers expire; idle peers are forgotten; a full peer table
   evicts its least valuable entry (half-open, then idle, never a pinned
   routing-table contact) instead of refusing newcomers.
+* Paths (core/reach/paths.py, docs/reach.md): a peer is reached over a path —
+  a UDP endpoint, a TCP link, or a ``Via`` through overlay nodes. A peer with
+  more than one known path keeps a ``PathSet``; ``policy`` picks the one in
+  use (``peer.endpoint``). Session packets bound for a ``Via`` travel inside
+  the first hop's session under a ``Forward`` header; a ``Forward`` that
+  arrives is either for us (its packet is received as if it came from the
+  ``Via`` back) or passed on if ``relay`` admits it — one packet out per
+  packet in, of the same size. Packets that arrive through a relay go
+  through exactly the same checks as any other (admission counts a relayed
+  Init against the relay it came through), plus one: the peer the
+  end-to-end session authenticates must be the origin the relays vouch for.
 
 Inputs are bytes, ``now`` and the ``rng`` given at construction; outputs are
 datagrams, events and one timer deadline.
@@ -55,6 +66,7 @@ from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
+from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
@@ -82,10 +94,20 @@ __all__ = [
     "PongReceived",
     "Unreachable",
     "PeerInfo",
+    "PathChanged",
+    "PathsWanted",
+    "PathQuiet",
 ]
 
 _T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1, 2, 3, 4, 5, 6, 7
-_PING, _PONG = 0x10, 0x11
+_PING, _PONG, _FORWARD = 0x10, 0x11, 0x12
+_T_REACH_TEST = 0x0C
+#: A Forward header: version, type, hop count, trail count, then 32 bytes a node (hops + trail).
+_FWD_BASE = 4
+#: What a Forward adds to an end-to-end datagram per session layer it crosses: data header, tag, header.
+_FWD_OVERHEAD = 14 + 16 + _FWD_BASE
+#: The largest packet a relay passes on: a whole end-to-end datagram (the hop sessions cut it in pieces).
+MAX_RELAYED = MAX_MESSAGE_SIZE
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
@@ -182,6 +204,32 @@ class Unreachable:
     node_id: NodeId | None
     endpoint: Addr
     reason: str
+
+
+@dataclass(frozen=True)
+class PathChanged:
+    """The path in use to a peer changed (``previous`` None: the first one)."""
+
+    node_id: NodeId
+    target: object
+    previous: object
+
+
+@dataclass(frozen=True)
+class PathQuiet:
+    """We keep sending to a peer that has not been heard from for ``quiet_after``: probe its path."""
+
+    node_id: NodeId
+    target: object
+
+
+@dataclass(frozen=True)
+class PathsWanted:
+    """A handshake to a peer is waiting for an answer (``attempt`` Inits sent so far): more paths would help."""
+
+    node_id: NodeId
+    public_key: bytes
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -283,6 +331,8 @@ class Peer:
     rekeys: int = 0
     pings: dict = field(default_factory=dict)
     early_rx: list = field(default_factory=list)
+    paths: PathSet | None = None  # made when a second path is known (core/reach/paths.py)
+    quiet_at: float = -1.0  # when PathQuiet was last reported
     #: Responder side, before return routability is proven: bytes it may still be sent
     #: (None: confirmed, no limit), what waits for the proof, and since when it waits.
     budget: int | None = None
@@ -338,12 +388,28 @@ class SecureTransport:
         self._own_mac1_key = hs.mac1_key(identity.public_key)
         self._own_cookie_key = hs.cookie_key(identity.public_key)
         self._next_ping = 1
+        #: Picks the path in use per peer (core/reach/paths.py); replaceable.
+        self.policy = PathPolicy()
+        #: Admits Forward packets to pass on (``admit(src, dst, size, now) -> None | reason``); None = no relaying.
+        self.relay = None
+        #: In-the-clear reach messages (ReachTest) go to ``on_clear(data, addr, now)``.
+        self.on_clear = None
+        #: ``find_contact(node_id) -> Contact | None``: where a relay may find a next hop it has no
+        #: session with (NodeCore: the routing table).
+        self.find_contact = None
+        #: Emit PathsWanted when a handshake starts and at each retry (set when reach is on).
+        self.paths_wanted = False
+        #: Emit PathQuiet when sending to a peer not heard from for this long (reach sets it).
+        self.quiet_after = float("inf")
+        self._depth = 0  # Forward nesting while receiving (bounded)
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
                 "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
                 "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
                 "expired_dropped", "queue_dropped", "fragments_expired",
+                "relayed_out", "relayed_in", "relay_forwarded", "relay_refused", "relay_no_path",
+                "relay_spoofed", "path_changes",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten",
             ),
@@ -355,7 +421,7 @@ class SecureTransport:
         if public_key is not None:
             peer = self._peer(public_key, now)
             if peer.endpoint is None or peer.current is None:
-                peer.endpoint = endpoint
+                self._set_endpoint(peer, endpoint, "contact", now)
                 peer.verified_endpoint = endpoint  # given by the user, or it answered our Hello
                 peer.max_attempts = None
             if peer.current is None and peer.pending is None:
@@ -382,7 +448,7 @@ class SecureTransport:
         ``max_datagram`` and the answer can come before return routability is proven."""
         peer = self._peer(contact.public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
-            peer.endpoint = contact.endpoint
+            self._set_endpoint(peer, contact.endpoint, "contact", now)
             hinted = unverified and contact.endpoint != peer.verified_endpoint
             peer.max_attempts = self.config.unverified_attempts if hinted else None
             if large_reply and not hinted and peer.current is None:
@@ -458,6 +524,322 @@ class SecureTransport:
         return {p.node_id: now - p.current.created for p in self._peers.values()
                 if p.current is not None and p.budget is None}
 
+    # -- paths (core/reach/paths.py; driven by core/reach/engine.py) -------------
+    def sessions(self) -> list[tuple[NodeId, object, float | None]]:
+        """``(node_id, path in use, srtt)`` of every peer with a session (no PeerInfo per peer)."""
+        return [(p.node_id, p.endpoint, p.srtt) for p in self._peers.values() if p.current is not None]
+
+    def reaching(self, node_id: NodeId) -> bool:
+        """Whether a handshake with ``node_id`` is under way (no session yet)."""
+        peer = self._by_node.get(node_id)
+        return peer is not None and peer.current is None and peer.pending is not None
+
+    def public_key_of(self, node_id: NodeId) -> bytes | None:
+        peer = self._by_node.get(node_id)
+        return None if peer is None else peer.public_key
+
+    def current_path(self, node_id: NodeId):
+        """The path in use to a peer (an endpoint, a StreamLink or a Via), or None."""
+        peer = self._by_node.get(node_id)
+        return None if peer is None else peer.endpoint
+
+    def traffic(self, node_id: NodeId) -> tuple[int, int]:
+        """(packets in, packets out) of a peer so far."""
+        peer = self._by_node.get(node_id)
+        return (0, 0) if peer is None else (peer.packets_in, peer.packets_out)
+
+    def last_sent(self, node_id: NodeId) -> float:
+        peer = self._by_node.get(node_id)
+        return 0.0 if peer is None else peer.last_sent
+
+    def path(self, node_id: NodeId, target):
+        """The :class:`Path` record of one path to a peer (made if the peer is known), or None."""
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return None
+        p = self._paths(peer, 0.0).get(target)
+        return p
+
+    def learn_endpoint(self, public_key: bytes, endpoint, now: float) -> None:
+        """Remember how to reach a node we may need as a relay (no handshake yet)."""
+        if public_key == self.identity.public_key:
+            return
+        peer = self._peers.get(public_key)
+        if peer is None and len(self._peers) >= self.config.max_peers:
+            return
+        peer = self._peer(public_key, now)
+        if peer.endpoint is None or (peer.current is None and peer.pending is None):
+            self._set_endpoint(peer, endpoint, "record", now)
+        else:
+            self._paths(peer, now).add(endpoint, "record", now, keep=peer.endpoint)
+
+    def add_paths(self, node_id: NodeId, targets, origin: str, now: float) -> int:
+        """Candidate paths to a known peer (from its endpoint record or its call-me-maybe).
+
+        A handshake waiting for an answer is sent again at once, on every path.
+        Returns how many paths were new.
+        """
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return 0
+        paths = self._paths(peer, now)
+        new = 0
+        for t in targets:
+            if t == peer.endpoint or (type(t) is Via and (self.node_id.raw in t.hops or t.peer != node_id.raw)):
+                continue
+            if paths.get(t) is None:
+                new += 1
+            paths.add(t, origin, now, keep=peer.endpoint)
+        if new and peer.pending is not None and peer.current is None:
+            # The node's own signed record (or its call-me-maybe) named these paths: the
+            # handshake is no longer only to an endpoint someone else told us about, so it
+            # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md).
+            peer.max_attempts = None
+            self._send_init(peer, now)
+        cur = paths.get(peer.endpoint)
+        if new and cur is not None and cur.dead:
+            self._rechoose(peer, now)  # the path in use stopped answering: one of these may do
+        return new
+
+    def send_on(self, node_id: NodeId, payload: bytes, target, now: float) -> bool:
+        """Send one payload over the current session on a chosen path (probes); False without a session."""
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return False
+        if target == peer.endpoint:
+            if peer.current is None:
+                return False
+            self._send_payload(peer, payload, now)
+            return True
+        s = peer.current
+        if s is None or now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
+            return False
+        if peer.budget is not None:
+            return False  # half-open: no probes elsewhere before it proves its own address
+        if type(target) is Via and self.node_id.raw in target.hops:
+            return False
+        p = self._paths(peer, now).add(target, "probe", now, keep=peer.endpoint)
+        p.last_tx = now
+        last = peer.last_sent
+        self._encrypt_and_send(peer, s, payload, now, target)
+        peer.last_sent = last  # a probe elsewhere says nothing about the path in use
+        return True
+
+    def confirm_path(self, node_id: NodeId, target, rtt: float | None, now: float) -> None:
+        """An answer came back on ``target`` (a probe reply): it works both ways. The policy may move to it."""
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return
+        p = self._paths(peer, now).add(target, "probe", now, keep=peer.endpoint)
+        p.dead = False
+        p.confirmed = p.last_rx = now
+        if rtt is not None:
+            p.rtt = rtt if p.rtt is None else 0.875 * p.rtt + 0.125 * rtt
+        self._rechoose(peer, now)
+
+    def path_dead(self, node_id: NodeId, target, now: float) -> None:
+        """``target`` stopped answering: never chosen again until it answers or is offered anew."""
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return
+        p = self._paths(peer, now).get(target)
+        if p is None:
+            p = self._paths(peer, now).add(target, "probe", now)
+        p.dead = True
+        p.confirmed = None
+        self._rechoose(peer, now)
+
+    def path_table(self, node_id: NodeId, now: float | None = None) -> list[dict]:
+        """Every known path to a peer, the one in use first."""
+        peer = self._by_node.get(node_id)
+        if peer is None:
+            return []
+        rows = []
+        known = list(peer.paths) if peer.paths is not None else []
+        if peer.endpoint is not None and (peer.paths is None or peer.paths.get(peer.endpoint) is None):
+            rows.append({"target": peer.endpoint, "in_use": True, "kind": path_kind(peer.endpoint),
+                         "origin": "contact", "rx_age": None if now is None or peer.last_received is None
+                         else round(now - peer.last_received, 3), "confirmed_age": None, "rtt": peer.srtt,
+                         "dead": False})
+        for p in known:
+            d = p.info(now)
+            d["target"] = p.target
+            d["in_use"] = p.target == peer.endpoint
+            rows.append(d)
+        rows.sort(key=lambda d: not d["in_use"])
+        return rows
+
+    def has_sent_to(self, endpoint) -> bool:
+        """Whether any peer is, or was tried, at this endpoint (a NAT would let its packets in)."""
+        endpoint = tuple(endpoint)
+        for peer in self._peers.values():
+            if peer.endpoint == endpoint:
+                return True
+            if peer.paths is not None and endpoint in peer.paths.paths:
+                return True
+        return endpoint in self._hello_pending
+
+    def send_clear(self, data: bytes, addr) -> None:
+        """A datagram in the clear (a dial-back ReachTest; ``addr`` may be an AltSource)."""
+        self._out.append((data, addr))
+
+    def link_down(self, link, now: float) -> None:
+        """The runtime lost a stream link: sessions that used it end, and it is forgotten as a path."""
+        for peer in list(self._peers.values()):
+            if peer.paths is not None:
+                peer.paths.remove(link)
+            if peer.endpoint == link:
+                had = peer.current is not None
+                self._drop_sessions(peer)
+                peer.endpoint = None
+                if peer.pending is not None:
+                    self._indices.pop(peer.pending.local_index, None)
+                    peer.pending = None
+                    peer.pending_retry_at = None
+                if had:
+                    self._events.append(SessionDown(peer.node_id, "link closed"))
+
+    def _paths(self, peer: Peer, now: float) -> PathSet:
+        paths = peer.paths
+        if paths is None:
+            paths = peer.paths = PathSet()
+            if peer.endpoint is not None:
+                p = paths.add(peer.endpoint, "contact", now)
+                p.last_rx = peer.last_received
+        return paths
+
+    def _set_endpoint(self, peer: Peer, target, origin: str, now: float) -> None:
+        if peer.endpoint is not None and peer.endpoint != target:
+            self._paths(peer, now)  # the old endpoint stays a candidate
+        if peer.paths is not None:
+            peer.paths.add(target, origin, now, keep=peer.endpoint)
+        peer.endpoint = target
+
+    def _switch(self, peer: Peer, target) -> None:
+        previous, peer.endpoint = peer.endpoint, target
+        if peer.current is not None:  # before the first session, SessionUp names the path
+            self.stats["path_changes"] += 1
+            self._events.append(PathChanged(peer.node_id, target, previous))
+
+    def _rechoose(self, peer: Peer, now: float) -> None:
+        best = self.policy.choose(peer.paths, peer.endpoint, now)
+        if best is not None and best != peer.endpoint:
+            self._switch(peer, best)
+
+    def _rx_path(self, peer: Peer, addr, now: float) -> bool:
+        """An authenticated packet from ``peer`` on a path other than the one in use. False: drop it."""
+        if type(addr) is Via and addr.peer != peer.node_id.raw:
+            self.stats["relay_spoofed"] += 1  # relays vouch for another origin than the session proves
+            return False
+        if peer.endpoint is None:
+            peer.endpoint = addr
+            return True
+        paths = self._paths(peer, now)
+        p = paths.add(addr, "peer", now, keep=peer.endpoint)
+        p.last_rx = now
+        p.dead = False
+        if self.policy.on_rx(paths, peer.endpoint, addr, now):
+            self._switch(peer, addr)
+        return True
+
+    def _emit(self, pkt: bytes, target, now: float) -> None:
+        if type(target) is Via:
+            self._relay_out(pkt, target, now)
+        elif target is not None:
+            self._out.append((pkt, target))
+
+    def _relay_out(self, pkt: bytes, via: Via, now: float) -> None:
+        """Send an end-to-end packet along ``via``: inside the first hop's session, under a Forward header."""
+        try:
+            relay = self._by_node.get(NodeId(via.hops[0]))
+        except Exception:  # not a 32-byte node ID
+            relay = None
+        if relay is None or relay.endpoint is None or type(relay.endpoint) is Via or not 1 <= len(via.hops) < 4:
+            self.stats["relay_no_path"] += 1
+            return
+        fwd = b"\x01\x12" + bytes((len(via.hops),)) + b"".join(via.hops[1:]) + via.peer + b"\x00" + pkt
+        self.stats["relayed_out"] += 1
+        self._send_payload(relay, fwd, now)
+
+    def _on_forward(self, hop: Peer, plain: bytes, now: float, verified: bool = True) -> None:
+        """A Forward from ``hop`` (authenticated): for us, or to pass on if ``relay`` admits it
+        and ``hop`` has proven it receives at its address (a relay works for no half-open peer)."""
+        n = len(plain)
+        if n < _FWD_BASE:
+            self.stats["malformed_dropped"] += 1
+            return
+        hops = plain[2]
+        h_end = 3 + 32 * hops
+        if n <= h_end:
+            self.stats["malformed_dropped"] += 1
+            return
+        trail = plain[h_end]
+        t_end = h_end + 1 + 32 * trail
+        if not 1 <= hops + trail <= 4 or n <= t_end:
+            self.stats["malformed_dropped"] += 1
+            return
+        me = self.node_id.raw
+        packet = plain[t_end:]
+        if hops == 0:
+            # For us: the first trail entry is the origin, the rest is the way back (reversed).
+            if trail == 0 or self._depth >= 2:
+                self.stats["malformed_dropped"] += 1
+                return
+            origin = plain[h_end + 1:h_end + 33]
+            back = [hop.node_id.raw]
+            for i in range(trail - 1, 0, -1):
+                back.append(plain[h_end + 1 + 32 * i:h_end + 33 + 32 * i])
+            if origin == me or me in back or len(set(back)) != len(back) or origin in back:
+                self.stats["relay_refused"] += 1  # a loop
+                return
+            self.stats["relayed_in"] += 1
+            self._depth += 1
+            try:
+                self.receive_datagram(packet, Via(tuple(back), origin), now)
+            finally:
+                self._depth -= 1
+            return
+        # Pass on: only as a relay that admits it, to a peer with a session on a path of its own.
+        nxt_raw = plain[3:35]
+        relay = self.relay
+        if (relay is None or not verified or nxt_raw == me or nxt_raw == hop.node_id.raw
+                or len(packet) > MAX_RELAYED):
+            self.stats["relay_refused"] += 1
+            return
+        try:
+            nid = NodeId(nxt_raw)
+        except Exception:
+            self.stats["relay_refused"] += 1
+            return
+        nxt = self._by_node.get(nid)
+        s = None if nxt is None else nxt.current
+        usable = (s is not None and type(nxt.endpoint) is not Via and nxt.endpoint is not None
+                  and now - s.created < self.config.reject_after_time)
+        if not usable:
+            # No session with the next hop. Only for a node registered here (one that may have no
+            # other way out, e.g. UDP blocked) does the relay open one, at a bounded rate, to an
+            # endpoint it knows itself; otherwise the packet is dropped.
+            contact = self.find_contact(nid) if self.find_contact is not None else None
+            if contact is None and nxt is not None and is_udp(nxt.endpoint):
+                contact = Contact(nxt.public_key, nxt.endpoint)
+            if (contact is None or nxt is not None and nxt.pending is not None and len(nxt.queue) >= 8
+                    or not relay.may_open(hop.node_id, nid, now)):
+                self.stats["relay_refused"] += 1
+                relay.refused("no-session")
+                return
+        reason = relay.admit(hop.node_id, nid, n, now)
+        if reason is not None:
+            self.stats["relay_refused"] += 1
+            return
+        # The hop leaves the list, the sender joins the trail: the output is exactly as long as the input.
+        out = (b"\x01\x12" + bytes((hops - 1,)) + plain[35:h_end] + bytes((trail + 1,))
+               + plain[h_end + 1:t_end] + hop.node_id.raw + packet)
+        self.stats["relay_forwarded"] += 1
+        if usable:
+            self._encrypt_and_send(nxt, s, out, now)
+        else:
+            self.send(contact, out, now)  # queued until the handshake completes
+
     # -- sans-IO surface -------------------------------------------------------
     def receive_datagrams(self, datagrams: list[tuple[bytes, Addr]], now: float) -> None:
         """A batch, as a driver reads it. All the fragments of one payload arriving together and in
@@ -518,6 +900,8 @@ class SecureTransport:
                 self._on_hello(data, addr, now)
             elif kind == _T_HELLO_REPLY:
                 self._on_hello_reply(data, addr, now)
+            elif kind == _T_REACH_TEST and self.on_clear is not None and is_udp(addr):
+                self.on_clear(data, addr, now)
             else:
                 self.stats["malformed_dropped"] += 1
         except DecodeError:
@@ -553,6 +937,9 @@ class SecureTransport:
                 self._give_up(peer, "no answer from an endpoint learned second-hand")
             else:
                 self._send_init(peer, now)
+                if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
+                    attempt = 1 + int((now - peer.pending_started) / cfg.handshake_retry)
+                    self._events.append(PathsWanted(peer.node_id, peer.public_key, attempt))
         if self._half_open:
             self._expire_half_open(now)
         for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
@@ -690,7 +1077,7 @@ class SecureTransport:
         peer.verified_endpoint = addr
         self._half_open.pop(peer.public_key, None)
         self.stats["confirmed"] += 1
-        self.admission.remember(addr, now)
+        self.admission.remember(self._source(addr), now)
         self._events.append(SessionUp(peer.node_id, peer.public_key, addr, False))
         held, peer.held = peer.held, []
         s = peer.current
@@ -725,6 +1112,11 @@ class SecureTransport:
     def _send_payload(self, peer: Peer, payload: bytes, now: float) -> None:
         s = peer.current
         cfg = self.config
+        lr = peer.last_received
+        if lr is not None and now - lr >= self.quiet_after and peer.quiet_at <= lr:
+            # Sending, but nothing heard for a while: is the path still there? (reach probes it)
+            peer.quiet_at = now
+            self._events.append(PathQuiet(peer.node_id, peer.endpoint))
         if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
             if peer.budget is not None and not self._within_budget(peer, payload):
                 return
@@ -746,24 +1138,42 @@ class SecureTransport:
                 peer.rekeys += 1
             self._start_handshake(peer, now)
 
-    def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float) -> None:
+    def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float, target=None) -> None:
         counter = s.counter
         s.counter += 1
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
         head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
-        step = self.config.max_datagram - _FRAG_HEADER
-        if (len(ct) + _DATA_HEADER <= self.config.max_datagram or len(ct) > MAX_REASSEMBLED
+        ep = peer.endpoint if target is None else target
+        relayed = type(ep) is Via
+        limit = self.config.max_datagram
+        if relayed:
+            # Through a relay, a large payload goes whole inside one Forward and the hop session cuts
+            # that in pieces: one AEAD per hop per payload, not one per piece. A payload too large
+            # for that is cut here, leaving room for the Forward header and the hop session.
+            if len(ct) + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
+                limit = MAX_MESSAGE_SIZE
+            else:
+                limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
+        step = limit - _FRAG_HEADER
+        if (len(ct) + _DATA_HEADER <= limit or len(ct) > MAX_REASSEMBLED
                 or len(ct) > step * MAX_FRAGMENTS):
             pkt = b"\x01\x04" + head + ct
-            self._out.append((pkt, peer.endpoint))
+            if relayed:
+                self._relay_out(pkt, ep, now)
+            else:
+                self._out.append((pkt, ep))
             peer.bytes_out += len(pkt)
             peer.packets_out += 1
         else:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
             count = -(-len(ct) // step)
             head = b"\x01\x07" + head
-            ep, mv = peer.endpoint, memoryview(ct)  # one copy per piece, not two
-            self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
+            mv = memoryview(ct)  # one copy per piece, not two
+            if relayed:
+                for i in range(count):
+                    self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
+            else:
+                self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER
             peer.packets_out += count
         peer.last_sent = now
@@ -771,6 +1181,8 @@ class SecureTransport:
     def _start_handshake(self, peer: Peer, now: float) -> None:
         if peer.endpoint is None:
             return
+        if self.paths_wanted and peer.current is None:
+            self._events.append(PathsWanted(peer.node_id, peer.public_key, 0))
         peer.pending_started = now
         peer.attempts = 0
         peer.pending_early = b""
@@ -810,7 +1222,13 @@ class SecureTransport:
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
         self._wake_retry(peer)
-        self._out.append((raw, peer.endpoint))
+        if peer.current is None and peer.paths is not None:
+            # A first handshake goes out on every live path at once (the first to arrive wins;
+            # the responder drops the others as replays of the same timestamp).
+            for target in self.policy.handshake_targets(peer.paths, peer.endpoint):
+                self._emit(raw, target, now)
+        else:
+            self._emit(raw, peer.endpoint, now)
         peer.last_sent = now
 
     def _give_up(self, peer: Peer, reason: str) -> None:
@@ -902,7 +1320,13 @@ class SecureTransport:
             return
         s.opened += 1
         peer = s.peer
-        peer.endpoint = addr  # roaming: follow the latest authenticated source
+        if addr != peer.endpoint:
+            if not self._rx_path(peer, addr, now):
+                return
+        elif peer.paths is not None:
+            p = peer.paths.paths.get(addr)
+            if p is not None:
+                p.last_rx = now
         peer.verified_endpoint = addr
         peer.last_received = now
         peer.bytes_in += size if datagrams == 1 else len(ct) + datagrams * _FRAG_HEADER
@@ -917,9 +1341,10 @@ class SecureTransport:
             self._sweep_by(peer.keepalive_due)
         self._deliver(peer, s, plain, addr, now, True)
 
-    def _deliver(self, peer: Peer, s: Session, plain: bytes, addr: Addr, now: float, verified: bool) -> None:
+    def _deliver(self, peer: Peer, s: Session, plain: bytes, addr, now: float, verified: bool) -> None:
         """One authenticated payload (transport data, or early data in an Init): pings and pongs
-        are the transport's own; the rest goes to the sink or out as ``Received``."""
+        are the transport's own, a Forward is relayed or received; the rest goes to the sink or
+        out as ``Received``."""
         kind = plain[1] if len(plain) >= 2 and plain[0] == VERSION else None
         if kind == _PING:
             try:
@@ -943,6 +1368,8 @@ class SecureTransport:
                 self._events.append(PongReceived(peer.node_id, pong.ping_id, rtt))
         elif kind in self.sink_types:
             self.sink(peer.node_id, plain, now)
+        elif kind == _FORWARD:
+            self._on_forward(peer, plain, now, verified)
         else:
             self._events.append(Received(peer.node_id, peer.public_key, addr, plain, verified))
 
@@ -963,7 +1390,20 @@ class SecureTransport:
         msg = decode(data)
         assert isinstance(msg, HandshakeInit)
         result = hs.consume_init(self.identity, msg)
+        if type(addr) is Via and node_id_for(result.peer_public).raw != addr.peer:
+            self.stats["relay_spoofed"] += 1  # the relays vouch for another origin than the Init proves
+            return
         self._accept_init(result, len(data), addr, now)
+
+    def _source(self, addr):
+        """The address a packet's sender is limited by (admission.py): its own, or for one that
+        came through relays, the address of the relay that handed it to us (a relay is one
+        source however many nodes it carries; it has per-peer limits of its own)."""
+        if type(addr) is Via:
+            hop = self._by_node.get(NodeId(addr.hops[0]))
+            ep = None if hop is None else hop.endpoint
+            return ep if ep is not None and type(ep) is not Via else ("0.0.0.0", 0)
+        return addr
 
     def _admit_init(self, data: bytes, addr: Addr, now: float) -> bool:
         """Under load: a cookie round trip first, then a token bucket per source (admission.py)."""
@@ -973,10 +1413,10 @@ class SecureTransport:
             # CookieReply (50 bytes) < any Init (148+): no amplification towards a spoofed source.
             nonce = self._rng.randbytes(12)
             enc = ChaCha20Poly1305(self._own_cookie_key).encrypt(nonce, self._cookie_for(addr), data[-32:-16])
-            self._out.append((encode(CookieReply(int.from_bytes(data[2:6], "big"), nonce, enc)), addr))
+            self._emit(encode(CookieReply(int.from_bytes(data[2:6], "big"), nonce, enc)), addr, now)
             self.stats["cookies_sent"] += 1
             return False
-        if not self.admission.allow_handshake(addr, now):
+        if not self.admission.allow_handshake(self._source(addr), now):
             self.stats["handshakes_rate_limited"] += 1
             return False
         return True
@@ -994,7 +1434,7 @@ class SecureTransport:
         raw, send_key, recv_key = hs.create_response(result, idx, self._rng, b"", cookie)
         session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer)
         self._indices[idx] = session
-        self._out.append((raw, addr))
+        self._emit(raw, addr, now)
         if peer.budget is not None:
             # Half-open: a retransmitted Init replaces the session, and what may be sent
             # to it before it proves return routability is what its Init weighed.
@@ -1002,7 +1442,8 @@ class SecureTransport:
             peer.budget = max(0, init_size - len(raw))
             peer.half_open_at = now
             self._half_open.move_to_end(peer.public_key)
-        peer.endpoint = addr
+        if addr != peer.endpoint:
+            self._rx_path(peer, addr, now)
         peer.last_received = now
         peer.last_sent = now
         self._install(peer, session, now)
@@ -1039,6 +1480,9 @@ class SecureTransport:
         if not hs.check_mac1(data, self.identity.public_key):
             self.stats["auth_failures"] += 1
             return
+        if type(addr) is Via and addr.peer != peer.node_id.raw:
+            self.stats["relay_spoofed"] += 1
+            return
         state = peer.pending
         _payload, send_key, recv_key = hs.consume_response(self.identity, state, msg)
         session = Session(state.local_index, msg.sender_index, send_key, recv_key, now, True, peer)
@@ -1046,12 +1490,17 @@ class SecureTransport:
         peer.pending = None
         peer.pending_retry_at = None
         peer.pending_early = b""
-        peer.endpoint = addr
+        rtt = max(0.0, now - peer.pending_sent)
+        if peer.paths is not None or addr != peer.endpoint:
+            p = self._paths(peer, now).add(addr, "handshake", now)
+            p.confirmed, p.rtt, p.last_rx = now, rtt, now  # a round trip on it: an answer came back
+        if addr != peer.endpoint:
+            self._switch(peer, addr)
+        peer.last_received = now
+        peer.rtt_sample(rtt)
         peer.verified_endpoint = addr
         peer.max_attempts = None
-        peer.last_received = now
-        peer.rtt_sample(max(0.0, now - peer.pending_sent))
-        self.admission.remember(addr, now)
+        self.admission.remember(self._source(addr), now)
         self._install(peer, session, now)
         if session.counter == 0:
             # Nothing queued: confirm at once, so the responder keeps the session
@@ -1106,16 +1555,16 @@ class SecureTransport:
         self._send_init(peer, now)
 
     def _on_hello(self, data: bytes, addr: Addr, now: float) -> None:
-        if len(data) < HELLO_MIN_SIZE:
+        if len(data) < HELLO_MIN_SIZE or type(addr) is Via:  # key discovery is for underlay endpoints
             self.stats["hello_dropped"] += 1
             return
         msg = decode(data)
         assert isinstance(msg, Hello)
-        if not self.admission.allow_hello(addr, now):  # per address, per prefix, then in all
+        if not self.admission.allow_hello(self._source(addr), now):  # per address, per prefix, then in all
             self.stats["hello_dropped"] += 1
             return
         self.stats["hello_replies"] += 1
-        self._out.append((encode(HelloReply(msg.nonce, self.identity.public_key)), addr))
+        self._emit(encode(HelloReply(msg.nonce, self.identity.public_key)), addr, now)
 
     def _on_hello_reply(self, data: bytes, addr: Addr, now: float) -> None:
         msg = decode(data)

@@ -1,0 +1,231 @@
+"""Reach in the simulator: real NodeCores behind modelled NATs (tests/reach_lab.py, weftnet.sim.nat).
+
+Virtual time, so the latency figures here are exact for the model (10 ms one way);
+the real NAT lab in namespaces is tests/test_reach_netns.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reach_lab import SimLab
+
+from weftnet.core.node import TextReceived
+
+
+def lab_of(*kinds: str, seed: int = 1, **kw) -> SimLab:
+    """Two public relays (P, Q), then clients A, B, ... behind the given NAT kinds."""
+    lab = SimLab(seed=seed, **kw)
+    lab.public("P", relay=True)
+    lab.public("Q", relay=True)
+    for name, kind in zip("ABCD", kinds):
+        lab.behind(name, kind)
+    return lab
+
+
+def first_event_time(lab: SimLab, name: str, kind: str, since: float) -> float | None:
+    for t, ev in lab.events[name]:
+        if t >= since and getattr(ev, "kind", None) == kind:
+            return t
+    return None
+
+
+def test_endpoint_independent_pair_goes_direct_within_two_seconds_and_relays_stay_quiet():
+    lab = lab_of("port-restricted", "port-restricted")
+    lab.join("P", "Q")
+    lab.run(1)
+    lab.join("B", "P")
+    lab.run(20)  # B is settled (registered with relays, record published) before A arrives
+    t0 = lab.net.now
+    lab.join("A", "P")
+    lab.run(20)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+    upgraded = [t for t, ev in lab.events["A"] if getattr(ev, "kind", "") == "path" and ev.path[0].isdigit()]
+    assert upgraded and upgraded[0] - t0 < 2.0  # A's first packet to B went out at t0 (its bootstrap lookup)
+    before = lab.forwarded()
+    for _ in range(5):
+        assert lab.ping("A", "B").ok and lab.ping("B", "A").ok
+    r = lab.send("A", "B", "hello")
+    assert r.ok
+    assert any(isinstance(ev, TextReceived) and ev.text == "hello" for _, ev in lab.events["B"])
+    assert lab.forwarded() == before  # every packet after the upgrade took the direct path
+
+
+@pytest.mark.parametrize("kinds", [("port-restricted", "symmetric"), ("symmetric", "symmetric")])
+def test_symmetric_nat_is_reached_through_a_relay(kinds):
+    lab = lab_of(*kinds)
+    lab.join_all()
+    r = lab.ping("A", "B")
+    assert r.ok, r.error
+    lab.run(5)
+    assert lab.path("A", "B") == "relay" and lab.path("B", "A") == "relay"
+    before = lab.forwarded()
+    assert lab.ping("B", "A").ok
+    assert lab.send("A", "B", "through a relay").ok
+    assert any(isinstance(ev, TextReceived) and ev.text == "through a relay" for _, ev in lab.events["B"])
+    assert lab.forwarded() > before
+
+
+@pytest.mark.parametrize("kinds", [("full-cone", "symmetric"), ("restricted", "port-restricted")])
+def test_a_punch_towards_a_permissive_nat_upgrades_to_direct(kinds):
+    lab = lab_of(*kinds)
+    lab.join_all()
+    assert lab.ping("B", "A").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+
+
+def test_udp_blocked_client_reaches_and_is_reached_over_tcp_to_a_relay():
+    lab = lab_of("udp-blocked", "port-restricted")
+    lab.join_all()
+    assert lab.nat("A")["nat"] == "udp-blocked"
+    assert lab.path("A", "P") == "tcp"
+    assert lab.ping("B", "A").ok and lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "relay" and lab.path("B", "A") == "relay"
+    assert lab.send("B", "A", "over tcp").ok
+
+
+@pytest.mark.parametrize("kind, nat, reachable", [
+    ("public", "public", True),
+    ("full-cone", "endpoint-independent", True),
+    ("port-restricted", "endpoint-independent", False),
+    ("symmetric", "endpoint-dependent", False),
+    ("udp-blocked", "udp-blocked", False),
+])
+def test_each_node_classifies_its_own_nat(kind, nat, reachable):
+    lab = lab_of("port-restricted")
+    if kind == "public":
+        lab.public("X")
+    else:
+        lab.behind("X", kind)
+    lab.join_all()
+    st = lab.nat("X")
+    assert st["nat"] == nat and st["reachable"] is reachable
+    relays = lab.cores["X"].reach.status(lab.net.now)["relays"]
+    assert bool(relays) is (kind != "public")  # a node behind any NAT keeps relays
+
+
+def steady_pings(lab: SimLab, a: str, b: str, seconds: float, every: float = 0.2) -> list[bool]:
+    """Ping b from a every ``every`` seconds for ``seconds``; one bool per ping (answered or not)."""
+    core = lab.cores[a]
+    ops = {}
+    end = lab.net.now + seconds
+    while lab.net.now < end:
+        ops[core.ping(lab.cores[b].node_id, lab.net.now)] = None
+        lab.net.flush(lab.addrs[a])
+        lab.net.run_for(every)
+        lab.drain()
+    lab.run(16)  # every ping completes (answered or timed out)
+    for _, ev in lab.events[a]:
+        if getattr(ev, "kind", "") == "ping" and ev.op_id in ops:
+            ops[ev.op_id] = ev.ok
+    return list(ops.values())
+
+
+def sessions_made(lab: SimLab, name: str) -> int:
+    return lab.cores[name].transport.stats["handshakes_completed"]
+
+
+@pytest.mark.parametrize("new_ports", [False, True])
+def test_nat_rebinding_mid_traffic_keeps_the_session(new_ports):
+    lab = lab_of("port-restricted", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    made = sessions_made(lab, "A") + sessions_made(lab, "B")
+    lab.net.run_for(0.05)
+    lab.net.flush_nat(lab.boxes["A"].ip, new_ports=new_ports)  # conntrack -F on A's router
+    answered = steady_pings(lab, "A", "B", 15.0)
+    assert all(answered[-20:])  # the last 4 s all answered
+    assert sum(answered) >= len(answered) - 30  # at most a heartbeat and a fallback's worth lost
+    lab.run(10)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+    new_port = lab.cores["B"].transport.current_path(lab.cores["A"].node_id)[1]
+    assert (new_port != 4500) is new_ports  # with new ports, B followed A to its new mapping
+    assert sessions_made(lab, "A") + sessions_made(lab, "B") == made  # no new handshake anywhere
+
+
+def test_rebinding_of_a_relayed_symmetric_client_keeps_the_session():
+    lab = lab_of("symmetric", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "relay"
+    made = sessions_made(lab, "A") + sessions_made(lab, "B")
+    lab.net.flush_nat(lab.boxes["A"].ip, new_ports=True)
+    answered = steady_pings(lab, "A", "B", 10.0)
+    assert all(answered[-20:]) and sum(answered) >= len(answered) - 2
+    assert sessions_made(lab, "A") + sessions_made(lab, "B") == made
+
+
+def test_keepalives_hold_a_punched_path_open_through_idle_time():
+    lab = lab_of("port-restricted", "port-restricted", nat_timeout=40.0)
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    lab.run(150)  # idle for almost four NAT timeouts; keepalives every 25 s
+    before = lab.forwarded()
+    assert lab.ping("A", "B").ok and lab.ping("B", "A").ok
+    assert lab.path("A", "B") == "direct" and lab.forwarded() == before
+    fell = [ev for _, ev in lab.events["A"] if getattr(ev, "what", "") == "path fell back to relay"]
+    assert not fell
+
+
+def test_without_keepalives_the_mapping_expires_and_the_session_falls_back_to_the_relay():
+    # Relay sessions are still kept open; the direct path between A and B is not.
+    lab = lab_of("port-restricted", "port-restricted", nat_timeout=40.0, reach={"keep_punched": 0.0})
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    assert lab.path("A", "B") == "direct"
+    lab.run(150)
+    answered = steady_pings(lab, "B", "A", 8.0)
+    assert answered[-1]  # it still works (through a relay, then punched again) ...
+    fell = [ev for _, ev in lab.events["B"] + lab.events["A"] if getattr(ev, "what", "") == "path fell back to relay"]
+    assert fell  # ... because the dead direct path was noticed
+
+
+def test_a_node_that_moves_to_another_network_is_followed_without_a_new_handshake():
+    lab = lab_of("port-restricted", "port-restricted")
+    lab.join_all()
+    assert lab.ping("A", "B").ok
+    lab.run(5)
+    a = lab.cores["A"]
+    seq_before = a.reach.status(lab.net.now)["record"]["seq"]
+    made = sessions_made(lab, "B")
+    # A's laptop moves: a new private address behind a new NAT with a new public address.
+    old = lab.addrs["A"]
+    new = ("10.9.9.2", 4500)
+    box = lab.net.add_box("port-restricted", "198.51.100.99")
+    lab.net.place(new[0], box)
+    lab.net.remove(old)
+    lab.addrs["A"] = new
+    lab.net.add(new, a)
+    a.set_local_endpoints([new], lab.net.now)
+    answered = steady_pings(lab, "A", "B", 10.0)
+    assert all(answered[-20:])
+    lab.run(30)
+    assert lab.cores["B"].transport.current_path(a.node_id)[0] == "198.51.100.99"  # B followed at once
+    st = a.reach.status(lab.net.now)
+    assert any("198.51.100.99" in c for c in st["candidates"])  # A re-learned its reflexive address ...
+    assert st["record"]["seq"] > seq_before  # ... and republished its endpoint record
+    assert sessions_made(lab, "B") == made
+
+
+def test_two_nodes_without_udp_on_different_relays_meet_through_both():
+    """A -> (TCP) P -> Q -> (TCP) B: the two-hop path, the same Forward mechanism as one hop."""
+    lab = lab_of("udp-blocked", "udp-blocked")
+    lab.join("P", "Q")
+    lab.run(1)
+    lab.join("A", "P")  # A's only link: TCP to P
+    lab.join("B", "Q")  # B's: TCP to Q
+    lab.run(30)
+    assert lab.path("A", "P") == "tcp" and lab.path("B", "Q") == "tcp"
+    r = lab.ping("A", "B")
+    assert r.ok, r.error
+    via = lab.cores["A"].transport.current_path(lab.cores["B"].node_id)
+    assert via.hops == (lab.cores["P"].node_id.raw, lab.cores["Q"].node_id.raw)
+    assert lab.send("B", "A", "two relays").ok
