@@ -99,7 +99,9 @@ class DhtConfig:
     max_failures: int = 3
     #: Contacts per IPv4 /24 or IPv6 /48 in one bucket (None = no limit).
     per_prefix: int | None = 2
-    refresh_interval: float = 3600.0
+    #: A bucket none of whose range has talked to us for this long gets a refresh lookup.
+    #: 15 min, as Mainline DHT (BEP 5): under churn, 1 h let tables rot (bench/results/sim_churn.md).
+    refresh_interval: float = 900.0
     republish_interval: float = 3600.0
     replicate_interval: float = 3600.0
     #: Expiry sweep and idle-bucket check. Reads check expiry themselves, so this
