@@ -23,7 +23,7 @@ from weftnet.sim.sweep import run_point
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 BASELINE = {"stop_at_target": False, "first_round": 0, "adaptive_rto": False, "refresh_on_join": False,
-            "min_rto": 0.5, "join_fill": 0, "self_refresh": False, "say_leave": False}
+            "min_rto": 0.5, "join_fill": 0, "self_refresh": False, "say_leave": False, "refresh_interval": 3600.0}
 VARIANTS = {
     "baseline (before)": {},
     "stop at target": {"stop_at_target": True},
@@ -44,7 +44,8 @@ VARIANTS = {
 #: them (no full refresh after join: at 100,000 nodes it multiplies the join traffic by
 #: the bucket count; no join fill, own-ID refresh or Leave, which came with it), and each
 #: variant changes one thing from there.
-BASELINE2 = {"refresh_on_join": False, "join_fill": 0, "self_refresh": False, "say_leave": False}
+BASELINE2 = {"refresh_on_join": False, "join_fill": 0, "self_refresh": False, "say_leave": False,
+             "refresh_interval": 3600.0}
 VARIANTS2 = {
     "defaults, no refresh (base)": {},
     "full refresh after join": {"refresh_on_join": True},
