@@ -53,6 +53,9 @@ Targets:
   fed hostile MplsPacket/MplsChunk payloads from a PE and a stranger, and
   hostile packets from its VRFs' TUNs: never raises, delivers only to a
   VRF's own site, sends only to the route's PE.
+* ``pmtu``: path MTU discovery (fuzz/pmtu_target.py) fed hostile PathProbe
+  payloads from the peer it searches and a stranger: never raises, answers
+  only well-formed probes with a bare ack, moves only on that peer's acks.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -887,6 +890,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from l3vpn_target import L3vpnTarget
 
         targets.append(("l3vpn", L3vpnTarget(random.Random(seed + 5))))
+    if target in ("pmtu", "all"):
+        from pmtu_target import PmtuTarget
+
+        targets.append(("pmtu", PmtuTarget(random.Random(seed + 9))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -899,6 +906,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from l3vpn_target import corpus as l3vpn_corpus
 
             own = l3vpn_corpus() * 4 + corpus
+        if name == "pmtu":
+            from pmtu_target import corpus as pmtu_corpus
+
+            own = pmtu_corpus() * 4 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -920,7 +931,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "all"),
+                                         "pmtu", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Data-plane throughput: iperf3 TCP between two network namespaces through several tunnels.
+"""Data plane: iperf3 TCP and UDP and ping latency between two network namespaces through several tunnels.
 
 For each system (raw veth, kernel VXLAN, wireguard-go, tinc, nebula, yggdrasil, weftnet with a
 private network, weftnet by overlay address) the
@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -102,7 +103,69 @@ def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool, tu
     }
 
 
-def measure(system: System, workroot: Path, seconds: int, reverse: bool) -> dict:
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of values, nearest-rank (no interpolation: a real sample)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
+    return ordered[int(rank) - 1]
+
+
+def ping_latency(topo: Topology, server: str, count: int) -> dict:
+    """`count` pings from A to B through the idle tunnel, 10 ms apart: p50, p99, max and loss.
+
+    Each reply's own round-trip time is read from ping's output (`time=0.123 ms`), so the
+    percentiles are of individual packets, not ping's summary average."""
+    argv = ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "1", server]
+    cp = topo.exec("a", argv, timeout=count * 0.05 + 30, check=False)
+    rtts = [float(m) for m in re.findall(r"time=([0-9.]+) ms", cp.stdout)]
+    if not rtts:
+        raise BenchError(f"ping through the tunnel got no reply: {(cp.stderr or cp.stdout).strip()[-300:]}")
+    return {
+        "count": count,
+        "received": len(rtts),
+        "p50_ms": round(percentile(rtts, 50), 3),
+        "p99_ms": round(percentile(rtts, 99), 3),
+        "max_ms": round(max(rtts), 3),
+        "mean_ms": round(sum(rtts) / len(rtts), 3),
+    }
+
+
+def iperf_udp(topo: Topology, server: str, seconds: int, length: int, tunnel_pids: list[int]) -> dict:
+    """iperf3 UDP from A to B with `length`-byte datagrams sent as fast as the client can
+    (`-b 0`): the rate the server received, the loss it counted, and the tunnel's CPU per GB."""
+    cpu_before = cpu_seconds(tunnel_pids)
+    argv = ["iperf3", "-c", server, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", "-u",
+            "-l", str(length), "-b", "0", "--connect-timeout", "5000"]
+    cp = topo.exec("a", argv, timeout=seconds + 20, check=False)
+    try:
+        data = json.loads(cp.stdout)
+    except ValueError as e:
+        raise BenchError(f"iperf3 -u gave no JSON (exit {cp.returncode}): {(cp.stderr or cp.stdout).strip()[:300]}") from e
+    if data.get("error"):
+        raise BenchError(f"iperf3 -u: {data['error']}")
+    end = data["end"]
+    # iperf3 3.12 puts the server's view (received packets, lost packets) in end.sum; newer
+    # versions also give sum_received. Delivered = datagrams that arrived, times their length.
+    summ = end.get("sum_received") or end["sum"]
+    packets = summ.get("packets") or 0
+    lost = summ.get("lost_packets") or 0
+    delivered_bytes = (packets - lost) * length
+    duration = summ.get("seconds") or seconds
+    cpu_after = cpu_seconds(tunnel_pids)
+    tunnel_cpu = None if cpu_before is None else round(cpu_after - cpu_before, 2)
+    return {
+        "delivered_mbit_s": round(delivered_bytes * 8 / duration / 1e6, 1),
+        "sent_packets": packets,
+        "lost_packets": lost,
+        "lost_percent": round(100.0 * lost / packets, 1) if packets else None,
+        "tunnel_cpu_s": tunnel_cpu,
+        "tunnel_cpu_s_per_gb": (None if tunnel_cpu is None or not delivered_bytes
+                                else round(tunnel_cpu / (delivered_bytes / 1e9), 2)),
+    }
+
+
+def measure(system: System, workroot: Path, seconds: int, reverse: bool, ping_count: int = 200,
+            udp_length: int = 1200) -> dict:
     """Set up, measure and tear down one system; always returns a result row."""
     row: dict = {"name": system.name, "title": system.title}
     missing = system.missing()
@@ -120,9 +183,13 @@ def measure(system: System, workroot: Path, seconds: int, reverse: bool) -> dict
             tunnel_pids = topo.pids()  # the system's own processes; iperf3 is not one of them
             topo.spawn("b", ["iperf3", "-s", "-p", str(IPERF_PORT)], "iperf3-server")
             topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
+            if ping_count:
+                row["ping"] = ping_latency(topo, overlay.server, ping_count)
             row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, False, tunnel_pids)
             if reverse:
                 row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, True, tunnel_pids)
+            if udp_length:
+                row["udp"] = iperf_udp(topo, overlay.server, seconds, udp_length, tunnel_pids)
             topo.check_alive()
         row["status"] = "ok"
     except BenchError as e:
@@ -185,12 +252,24 @@ def _cpu(row: dict, key: str) -> str:
     return f"{res['tunnel_cpu_s_per_gb']:.1f}" if res and res.get("tunnel_cpu_s_per_gb") is not None else "—"
 
 
+def _ping(row: dict, key: str) -> str:
+    res = row.get("ping")
+    return f"{res[key]:.3f}" if res else "—"
+
+
+def _udp(row: dict) -> str:
+    res = row.get("udp")
+    if not res:
+        return "—"
+    return f"{res['delivered_mbit_s']:.0f} ({res['lost_percent']:.0f} % lost)"
+
+
 def markdown(report: dict) -> str:
     """The Markdown rendering of a report."""
     m = report["machine"]
     reverse = report["reverse"]
     out = [
-        "# Data-plane throughput (bench/dataplane/run.py)",
+        "# Data plane: TCP and UDP throughput, ping latency (bench/dataplane/run.py)",
         "",
         f"- date: {report['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, kernel {m['kernel']}, "
@@ -205,6 +284,11 @@ def markdown(report: dict) -> str:
         "- tunnel CPU s/GB: user + system CPU seconds the tunnel's own processes (both ends, all their "
         "threads) spent per GB iperf3 moved — its cost, which other work on the machine changes far less "
         "than the rate; '—' for the in-kernel rows (no process)",
+        f"- ping: {report.get('ping_count', 200)} pings A→B through the idle tunnel, 10 ms apart, before the "
+        "iperf3 runs; p50 and p99 of the individual round-trip times",
+        f"- UDP: iperf3 -u -l {report.get('udp_length', 1200)} -b 0 A→B for the same time (the client sends as "
+        "fast as it can); Mbit/s delivered = datagrams the server received × their length / time, with "
+        "the share the server counted lost; its tunnel CPU s/GB is per GB delivered",
     ]
     out += [f"- note: {n}" for n in report.get("notes", [])]
     out.append("")
@@ -214,7 +298,8 @@ def markdown(report: dict) -> str:
     head.append("tunnel CPU s/GB A→B")
     if reverse:
         head.append("tunnel CPU s/GB B→A")
-    head += ["retransmits", "tunnel MTU", "load before", "version"]
+    head += ["ping p50 ms", "ping p99 ms", "UDP Mbit/s delivered (loss)", "UDP tunnel CPU s/GB",
+             "retransmits", "tunnel MTU", "load before", "version"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["results"]:
         cells = [row["title"], row["status"], _gbit(row, "forward")]
@@ -223,7 +308,8 @@ def markdown(report: dict) -> str:
         cells.append(_cpu(row, "forward"))
         if reverse:
             cells.append(_cpu(row, "reverse"))
-        cells += [row.get("forward", {}).get("retransmits"), row.get("mtu"), row.get("load_1m"),
+        cells += [_ping(row, "p50_ms"), _ping(row, "p99_ms"), _udp(row), _cpu(row, "udp"),
+                  row.get("forward", {}).get("retransmits"), row.get("mtu"), row.get("load_1m"),
                   row.get("version", "—")]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     out += ["", "## Configuration notes", ""]
@@ -253,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                    + ",".join(s.name for s in all_systems()))
     p.add_argument("--seconds", type=int, default=10, help="iperf3 -t per direction (default 10)")
     p.add_argument("--reverse", action="store_true", help="also measure B->A with iperf3 -R")
+    p.add_argument("--pings", type=int, default=200, help="pings through each tunnel for the latency "
+                   "columns (default 200; 0 skips them)")
+    p.add_argument("--udp-length", type=int, default=1200, help="iperf3 -u -l for the UDP column "
+                   "(default 1200; 0 skips it)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
@@ -285,18 +375,24 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "seconds": args.seconds,
         "reverse": args.reverse,
+        "ping_count": args.pings,
+        "udp_length": args.udp_length,
         "notes": args.note,
         "results": [],
     }
     try:
         for system in systems:
             print(f"[dataplane] {system.name} ...", file=sys.stderr, flush=True)
-            row = measure(system, workroot, args.seconds, args.reverse)
+            row = measure(system, workroot, args.seconds, args.reverse, args.pings, args.udp_length)
             summary = row["status"]
             if row["status"] == "ok":
                 summary += f", {_gbit(row, 'forward')} Gbit/s"
                 if args.reverse:
                     summary += f", reverse {_gbit(row, 'reverse')} Gbit/s"
+                if row.get("ping"):
+                    summary += f", ping p50 {_ping(row, 'p50_ms')} p99 {_ping(row, 'p99_ms')} ms"
+                if row.get("udp"):
+                    summary += f", UDP {_udp(row)}"
             elif row.get("error"):
                 summary += f": {row['error']}"
             print(f"[dataplane] {system.name}: {summary}", file=sys.stderr, flush=True)

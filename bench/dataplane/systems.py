@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -352,6 +353,21 @@ class Weftnet(System):
     def w(self, state: Path, *args: str, timeout: float = 60) -> str:
         return run([self.weft, "--state-dir", str(state), *args], timeout=timeout).stdout
 
+    def wait_pmtu(self, topo: Topology, state: Path) -> None:
+        """Wait (up to 10 s) until path MTU discovery measured the path to the peer, so the run sees the
+        datagram size and tunnel MTU the daemon settles on, not the 1,344/1,280 it starts with."""
+        def measured() -> bool:
+            try:
+                st = json.loads(self.w(state, "status", "--json", timeout=10))
+            except (BenchError, ValueError):
+                return False
+            return bool(st.get("dataplane", {}).get("pmtu", {}).get("peers"))
+        try:
+            topo.wait_for(measured, "path MTU measured", timeout=10)
+        except BenchError:
+            pass  # a daemon without path MTU discovery: run at its fixed sizes
+        time.sleep(0.5)  # the TUN MTU is set by a worker thread right after the measurement
+
     def setup(self, topo: Topology, wd: Path) -> Overlay:
         owner, sa, sb = wd / "owner", wd / "sa", wd / "sb"
         inner = {"a": "10.99.0.1", "b": "10.99.0.2"}
@@ -381,6 +397,7 @@ class Weftnet(System):
             topo.wait_for(lambda s=side: has_addr(topo, s, "wn-bench", inner[s]), f"wn-bench in {side}",
                           timeout=20)
         topo.wait_ping(inner["b"], timeout=20)
+        self.wait_pmtu(topo, sa)
         offload = re.search(r"\boffload=(\S+)", topo.log_text("weft-a"))
         return Overlay(inner["b"], "wn-bench", link_mtu(topo, "a", "wn-bench"),
                        {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
@@ -407,17 +424,18 @@ class WeftnetOverlay(Weftnet):
             except (ValueError, KeyError, TypeError) as e:
                 raise BenchError(f"weft id --json: no address in {out.strip()[:200]!r}") from e
         self.w(sb, "allow", "tcp", "5201")  # the overlay interface is default-deny inbound
+        self.w(sb, "allow", "udp", "5201")
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "weft0", addrs["b"]), "weft0 in B", timeout=20)
         topo.spawn("a", [self.weft, "--state-dir", str(sa), "up", "--listen", UNDERLAY_A,
                          "--port", str(self.PORT), "--peer", f"{UNDERLAY_B}:{self.PORT}"], "weft-a")
         topo.wait_for(lambda: has_addr(topo, "a", "weft0", addrs["a"]), "weft0 in A", timeout=20)
-        topo.wait_ping(addrs["b"], timeout=20)
+        topo.wait_ping(addrs["b"], timeout=20)  # (its path is measured when iperf3's first superpacket leaves)
         return Overlay(addrs["b"], "weft0", link_mtu(topo, "a", "weft0"),
                        {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
                         "transport": f"UDP {self.PORT}", "addresses": "key-derived fd77:6566::/32, found via the DHT",
-                        "firewall": "default-deny inbound, weft allow tcp 5201 on B"})
+                        "firewall": "default-deny inbound, weft allow tcp 5201 and udp 5201 on B"})
 
 
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:

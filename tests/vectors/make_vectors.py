@@ -29,6 +29,7 @@ from weftnet.core.session.packets import (
 )
 from weftnet.core.identity import Identity
 from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
+from weftnet.core.session.pmtu import PathProbe
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
 from weftnet.core.reach.messages import (
@@ -101,6 +102,8 @@ MESSAGES = [
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
     # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
+    PathProbe(0x01020304, 0, b(9, 0)),
+    PathProbe(0x01020304, 1),
     MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
     # Hardening (docs/security.md): reports back along the path, replication by inventory.

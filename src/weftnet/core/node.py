@@ -47,6 +47,7 @@ from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
 from weftnet.core.reach.paths import RELAY, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
+from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
 from weftnet.core.session.transport import (
     PathChanged,
     PathQuiet,
@@ -66,6 +67,7 @@ from weftnet.errors import DecodeError, SessionError, WeftError
 
 __all__ = [
     "NodeConfig",
+    "PathMtuChanged",
     "NodeCore",
     "NodeEvent",
     "Connected",
@@ -140,6 +142,9 @@ class NodeConfig:
     request_timeout: float = 15.0
     #: Lifetime given to mutable records published with ``put(..., mutable_salt=...)``.
     record_ttl: int = 24 * 3600
+    #: Path MTU discovery on every session (core/session/pmtu.py): datagrams up to this many bytes
+    #: of UDP payload where the path carries them; 0 turns it off (datagrams stay at max_datagram).
+    pmtu_ceiling: int = 0
     #: NAT traversal (off by default in the library; the daemon turns it on) and the relay service.
     reach: ReachConfig = field(default_factory=ReachConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
@@ -301,6 +306,16 @@ class PeerUp(NodeEvent):
 
 
 @dataclass(frozen=True)
+class PathMtuChanged(NodeEvent):
+    """Path MTU discovery found how large a datagram reaches a peer (``link_mtu``: with IP and UDP)."""
+
+    kind: ClassVar[str] = "path_mtu"
+    node_id: NodeId
+    datagram: int
+    link_mtu: int
+
+
+@dataclass(frozen=True)
 class PathUpdate(NodeEvent):
     """The path in use to a peer changed (direct, TCP or through a relay)."""
 
@@ -369,7 +384,7 @@ class NodeCore:
         self._ops: dict[int, _Op] = {}
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: deque[NodeEvent] = deque()
-        self.vpn = VpnPlane(self.transport, self.dht, self._events.append)
+        self.vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
         self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
         self.lan = LanDiscovery(identity, now)
         # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
@@ -377,6 +392,10 @@ class NodeCore:
         self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
         self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
         self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
+        self.pmtu = PathMtu(self.config.transport.max_datagram,
+                            max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
+        self._sinks[PROBE_TYPE] = self._on_path_probe
+        self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
@@ -412,6 +431,16 @@ class NodeCore:
 
     def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
         self._sinks[payload[1]](node_id, payload, now)
+
+    def _on_path_probe(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        ack = self.pmtu.on_payload(node_id, payload, now)
+        if ack is not None:
+            self.transport.send_to(node_id, ack, now)
+
+    def probes_to_send(self) -> list[tuple[bytes, Addr]]:
+        """Path MTU probes, sealed: the driver sends each with don't-fragment set (pmtu.py)."""
+        out, self._probes_out = self._probes_out, []
+        return out
 
     # -- driver surface -------------------------------------------------------
     def set_local_endpoint(self, endpoint: Addr) -> None:
@@ -456,6 +485,9 @@ class NodeCore:
         t = self.overlay.get_timer()
         if t is not None and t <= now:
             self.overlay.handle_timer(now)
+        t = self.pmtu.get_timer()
+        if t is not None and t <= now:
+            self.pmtu.handle_timer(now)
         t = self.reach.get_timer()
         if t is not None and t <= now:
             self.reach.handle_timer(now)
@@ -466,7 +498,8 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer(), self.reach.get_timer()) if t is not None]
+                             self.overlay.get_timer(), self.reach.get_timer(), self.pmtu.get_timer())
+                     if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
 
@@ -725,8 +758,38 @@ class NodeCore:
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)
+            if self.transport.pmtu_wanted:
+                self._pmtu_for(self.transport.pmtu_wanted, now)
+                self.transport.pmtu_wanted.clear()
+            if self.pmtu._out or self.pmtu._events:
+                self._pump_pmtu(now)
             if not busy:
                 return
+
+    def _vpn_event(self, ev: Any) -> None:
+        self._events.append(ev)
+        if getattr(ev, "kind", None) == "vpn_member" and ev.change == "added":
+            self.transport.pmtu_wanted.append(ev.node_id)  # a member's path sets its network's TUN MTU
+
+    def _pmtu_for(self, node_ids: list[NodeId], now: float) -> None:
+        """Start a path MTU search to each of these peers that has a session and none yet (pmtu.py)."""
+        if self.config.pmtu_ceiling <= self.config.transport.max_datagram:
+            return
+        for node_id in node_ids:
+            if self.pmtu.tracking(node_id):
+                continue
+            endpoint = self.transport.endpoint_of(node_id)
+            if type(endpoint) is tuple and self.transport.has_session(node_id):  # a direct UDP path
+                self.pmtu.start(node_id, 6 if ":" in endpoint[0] else 4, now)
+
+    def _pump_pmtu(self, now: float) -> None:
+        for node_id, payload in self.pmtu.probes_to_send():
+            sealed = self.transport.seal(node_id, payload, now)
+            if sealed is not None:
+                self._probes_out.append(sealed)
+        while (ev := self.pmtu.next_event()) is not None:
+            self.transport.set_max_datagram(ev.node_id, ev.datagram)
+            self._events.append(PathMtuChanged(ev.node_id, ev.datagram, ev.link_mtu))
 
     def _on_transport_event(self, ev: Any, now: float) -> None:
         if isinstance(ev, Received):
@@ -771,6 +834,8 @@ class NodeCore:
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
             self.reach.on_session_up(ev.node_id, ev.endpoint, now)
+            if any(ev.node_id.raw in net._members for net in self.vpn.switch.networks.values()):
+                self._pmtu_for([ev.node_id], now)  # a member: its path sets its network's TUN MTU
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
             for payload, endpoint in self._reach_held.pop(ev.node_id, ()):
                 self.reach.on_message(ev.node_id, payload, endpoint, now)
@@ -790,6 +855,7 @@ class NodeCore:
                 elif op.kind == "ping" and op.stage == "connect" and op.node_id == ev.node_id:
                     self._start_ping(op, ev.node_id, now, contact)
         elif isinstance(ev, SessionDown):
+            self.pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
             self.reach.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):

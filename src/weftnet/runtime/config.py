@@ -78,6 +78,9 @@ socket = ""         # default: control.sock in the state directory
 # [metrics]
 # listen = "127.0.0.1:9477"   # Prometheus endpoint /metrics (docs/metrics.md); off when absent
 # peer_series = 100           # per-peer series for at most this many peers (the busiest)
+# [dataplane]
+# pmtu_max = 8972     # path MTU discovery: datagrams up to this many bytes where the
+#                     # path carries them (docs/dataplane.md); 0 keeps them at 1344
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -86,7 +89,8 @@ socket = ""         # default: control.sock in the state directory
 # up, each on its own TUN device. Per network, all optional:
 # [networks.NAME]
 # tun = "wn-NAME"     # device name (at most 15 characters)
-# mtu = 1280          # overlay MTU, 576-9000
+# mtu = 1280          # overlay MTU, 576-9000; unset: 1280, raised to what the paths
+#                     # to the members carry once path MTU discovery has measured them
 # netns = ""          # an existing network namespace to put the TUN in
 # offload = true      # TCP segmentation offload: TCP crosses in 64 KiB superpackets
 # txqueuelen = 1000   # packets the kernel queues on the TUN
@@ -280,6 +284,7 @@ class Config:
     metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
     metrics_peer_series: int = 100
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
+    pmtu_max: int = 8972  # [dataplane]: path MTU discovery's largest datagram (0: off)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -324,6 +329,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
+    "dataplane": {"pmtu_max": ("pmtu_max", int)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -346,6 +352,7 @@ _RANGES = {
     "relay_total_rate": (1000, 10**11),
     "relay_tcp_port": (0, 65535),
     "metrics_peer_series": (0, 10_000),
+    "pmtu_max": (0, 65_000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 

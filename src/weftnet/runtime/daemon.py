@@ -13,6 +13,7 @@ HTTP (runtime/metrics.py, runtime/web/). Every task it starts belongs to one
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -28,6 +29,7 @@ from weftnet.core.node import describe_path
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.histogram import LatencyHistogram
+from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
@@ -41,6 +43,7 @@ from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
+from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
 from weftnet.runtime.paths import StatePaths
@@ -66,6 +69,16 @@ TUN_READ_SIZE = 10 + 65_535
 ADDRESS_INTERVAL = 10.0
 
 
+def quiet_collector() -> None:
+    """Keep the cyclic garbage collector off the packet path: everything built at start-up
+    (modules, tables, the node) is frozen out of its scans, and the young generation is
+    collected every 50,000 allocations instead of 700, each packet allocating a few dozen
+    short-lived objects that reference counting frees anyway (docs/dataplane.md, "Latency")."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def node_config(cfg: Config) -> NodeConfig:
     exempt = tuple(cfg.exempt_prefixes)
     return NodeConfig(
@@ -83,6 +96,7 @@ def node_config(cfg: Config) -> NodeConfig:
             records_per_prefix=cfg.records_per_prefix,
             max_ttl=float(cfg.max_ttl),
         ),
+        pmtu_ceiling=cfg.pmtu_max,
         reach=ReachConfig(enabled=cfg.reach_enabled, keepalive=cfg.reach_keepalive, relays=cfg.reach_relays,
                           punch=cfg.reach_punch),
         relay=RelayConfig(enabled=cfg.relay_enabled, max_sessions=cfg.relay_max_sessions,
@@ -136,6 +150,8 @@ class Daemon:
         self.cfg = cfg
         #: Re-reads the config on SIGHUP / `weft reload`; subsystems register hooks on it.
         self.reloader = Reloader(self, loader)
+        #: The daemon is the whole process (``weft up``): it may tune process-wide settings (the collector).
+        self.own_process = False
         self.reloader.register("reach", ("reach_keepalive", "reach_punch", "relay_max_sessions", "relay_peer_rate",
                                          "relay_total_rate"), self._reload_reach)
         self.http: Any = None  # HttpEndpoints: /metrics and the dashboard
@@ -148,6 +164,9 @@ class Daemon:
         self._tuns: dict[bytes, Any] = {}  # network ID -> TunDevice
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
+        self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
+        self._draining = False
+        self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
         self._saved_changes = -1  # routing-table change count at the last save
@@ -182,6 +201,8 @@ class Daemon:
         core.dht.latency = LatencyHistogram()  # for weftnet_dht_operation_duration_seconds
         try:
             self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
+            self.driver.after_tun_writes = self._drain_tuns
+            self.tun_mtu = TunMtuFollower(core, self._tuns, lambda c: self.spawn(c) if self._tg else c.close())
         except OSError as exc:
             self.store.close()
             raise ConfigError(f"cannot listen on {self.cfg.listen}:{self.cfg.port}: {exc.strerror}") from None
@@ -241,6 +262,8 @@ class Daemon:
             self.driver.close()
             self.store.close()
             raise
+        if self.own_process:
+            quiet_collector()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tg and self.spawn(self._reload_from_signal()))
@@ -420,7 +443,7 @@ class Daemon:
             tun = open_tun(tun_name, netns=netns, vnet_hdr=True)
             try:
                 if nc.offload:
-                    set_offload(tun)
+                    set_offload(tun, uso=True)
                 configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
             except BaseException:
@@ -438,6 +461,10 @@ class Daemon:
         self._tuns[vnet.network_id] = tun
         tun.set_blocking(False)
         self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
+        if m.descriptor.layer != 2 and nc.offload:
+            self._coalesce.add(vnet.network_id)
+        if m.descriptor.layer != 2 and nc.mtu is None:
+            self.tun_mtu.add(vnet.network_id)  # 1280 until path MTU discovery measured the members' paths
         loop.add_reader(tun.fileno(), self._on_tun_readable, vnet.network_id, tun)
         self._tun_info[vnet.network_id.hex()] = info
         self.driver.tun_writer = self._write_tun
@@ -485,6 +512,8 @@ class Daemon:
     def _stop_network(self, network_id: bytes) -> None:
         """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
         tun = self._tuns.pop(network_id, None)
+        self.tun_mtu.discard(network_id)
+        self._coalesce.discard(network_id)
         if tun is not None:
             asyncio.get_running_loop().remove_reader(tun.fileno())
             tun.close()
@@ -518,10 +547,13 @@ class Daemon:
                 log.warning("TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
                 break
         if packets:
+            if len(packets) > 1 and network_id in self._coalesce:
+                packets = coalesce_udp(packets)
             self.core.vpn_outbound(network_id, packets, time.time())
             self.driver.transmit()
 
     def _write_tun(self, network_id: bytes, vnet: bytes, packet: bytes) -> None:
+        self._tun_written[network_id] = None
         tun = self._tuns.get(network_id)
         if tun is None:
             if network_id == OVERLAY_TUN and self.overlay is not None:
@@ -531,6 +563,31 @@ class Daemon:
             os.writev(tun.fileno(), (vnet or VNET_NONE, packet))
         except OSError:  # full queue (EAGAIN) or a packet the kernel refuses: like a congested link
             self.tun_write_errors += 1
+
+    def _drain_tuns(self) -> None:
+        """Read the TUNs just written to, before going back to the event loop.
+
+        A packet written to a TUN goes through the kernel's stack inside the
+        write, so what it makes the host answer (an echo reply, TCP ACKs, a
+        local server's response) is already queued on the TUN when the write
+        returns. Reading it now sends it on without a loop iteration and an
+        epoll wake-up in between: that is half the work of a round trip
+        through this node (docs/dataplane.md, "Latency").
+        """
+        if self._draining or not self._tun_written:
+            return
+        self._draining = True
+        try:
+            written, self._tun_written = self._tun_written, {}
+            for network_id in written:
+                tun = self._tuns.get(network_id)
+                if tun is not None:
+                    if network_id in self.core.vpn.switch.networks:  # not a VRF's (runtime/l3vpn.py reads those)
+                        self._on_tun_readable(network_id, tun)
+                elif network_id == OVERLAY_TUN and self.overlay is not None and self.overlay.tun is not None:
+                    self.overlay._on_readable()
+        finally:
+            self._draining = False
 
     def _publish(self) -> None:
         if self.core.vpn_publish(time.time()):
@@ -589,6 +646,10 @@ class Daemon:
                 self._published_at = time.monotonic()
                 asyncio.get_running_loop().call_later(1.0, self._publish)
             log.info("session up", extra={"peer": ev.node_id.text(), "endpoint": describe_path(ev.endpoint)})
+        elif ev.kind == "path_mtu":
+            log.info("path MTU measured", extra={"peer": ev.node_id.text(), "datagram": ev.datagram,
+                                                 "link_mtu": ev.link_mtu})
+            self.tun_mtu.on_path_mtu(ev.node_id)
         elif ev.kind == "peer_down":
             log.info("session down", extra={"peer": ev.node_id.text(), "reason": ev.reason})
         elif ev.kind == "text":
@@ -609,6 +670,7 @@ class Daemon:
             log.warning("revocation list installed", extra={"network": ev.network, "seq": ev.revocations.seq,
                                                            "own_certificate_revoked": ev.own_revoked})
         elif isinstance(ev, VpnMemberEvent):
+            self.tun_mtu.on_path_mtu(ev.node_id)  # a member whose path was measured before it was known
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
             if ev.change == "added" and hasattr(getattr(self.bgp, "dataplane", None), "retry_waiting"):
@@ -624,6 +686,8 @@ class Daemon:
                 n.update(self._tun_info.get(n["network_id"], {}))
             st["tun_write_errors"] = self.tun_write_errors
             st["reach"]["links"] = dict(self.driver.links.stats)
+            st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
+                               "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes}
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
             if self.bgp is not None:
@@ -727,4 +791,6 @@ class _Shutdown(Exception):
 
 
 def run(state_dir: Path, cfg: Config, loader: Callable[[], Config] | None = None) -> None:
-    asyncio.run(Daemon(state_dir, cfg, loader).run())
+    daemon = Daemon(state_dir, cfg, loader)
+    daemon.own_process = True
+    asyncio.run(daemon.run())

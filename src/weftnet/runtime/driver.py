@@ -17,6 +17,10 @@ It works in batches, because the VPN data plane makes it a hot path:
   ``UDP_SEGMENT`` (UDP GSO), so the kernel segments them, once per run
   instead of once per datagram. If the kernel or the route refuses GSO, the
   driver falls back to one ``sendto`` per datagram for good.
+* Path MTU probes (core/session/pmtu.py) go out one by one with the
+  don't-fragment bit forced (``IP_PMTUDISC_PROBE`` for the duration of the
+  send): a probe too large for a link on the way is dropped there, never
+  fragmented, which is what makes its ack a proof.
 * When the socket buffer is full the rest waits in a bounded backlog until
   the socket is writable again (beyond the bound, datagrams are dropped and
   counted, as a congested link would).
@@ -57,6 +61,7 @@ BACKLOG_MAX = 4096
 #: At most one log line about failures inside the core per this many seconds.
 ERROR_LOG_INTERVAL = 60.0
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_PROBE = 10, 23, 3  # linux/in.h, linux/in6.h
 
 
 def open_udp_socket(host: str, port: int, buffer_bytes: int = 4 << 20) -> socket.socket:
@@ -98,6 +103,8 @@ class UdpDriver:
         self.listeners: list[Callable[[NodeEvent], None]] = []
         #: Writes (network ID, virtio_net_hdr or b"", IP packet) to that network's TUN; set by the daemon.
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
+        #: Called once after a batch of TUN writes (the daemon reads what the writes made the kernel answer).
+        self.after_tun_writes: Callable[[], None] | None = None
         self.sent = 0
         self.received = 0
         self.errors = 0
@@ -105,6 +112,8 @@ class UdpDriver:
         self.send_errors = 0
         self.dropped = 0
         self.gso_sends = 0
+        self.probes_sent = 0
+        self.probe_errors = 0
         #: TCP links to and from relays (runtime/links.py).
         self.links = StreamLinks(self)
         #: A second UDP socket that only sends (dial-back tests from another port); None = none.
@@ -228,6 +237,33 @@ class UdpDriver:
         self.sent += j - i
         self.gso_sends += 1
 
+    def _send_probes(self, probes: list[tuple[bytes, Any]]) -> None:
+        """Send path MTU probes with don't-fragment set, then restore the socket's own setting."""
+        sock = self.sock
+        opts = [(socket.IPPROTO_IP, IP_MTU_DISCOVER)]
+        if sock.family == socket.AF_INET6:
+            opts.append((socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER))
+        saved = []
+        for level, opt in opts:
+            try:
+                saved.append((level, opt, sock.getsockopt(level, opt)))
+                sock.setsockopt(level, opt, PMTUDISC_PROBE)
+            except OSError:
+                pass
+        try:
+            for data, addr in probes:
+                try:
+                    sock.sendto(data, addr)
+                    self.probes_sent += 1
+                except OSError:  # EMSGSIZE above our own link's MTU, a full buffer: the probe is lost
+                    self.probe_errors += 1
+        finally:
+            for level, opt, value in saved:
+                try:
+                    sock.setsockopt(level, opt, value)
+                except OSError:
+                    pass
+
     def _trim_backlog(self) -> None:
         while len(self._backlog) > BACKLOG_MAX:
             self._backlog.popleft()
@@ -246,6 +282,9 @@ class UdpDriver:
         out = self.core.datagrams_to_send(now)
         if out and not self._closed:
             self._send_all(out)
+        probes = self.core.probes_to_send()
+        if probes and not self._closed:
+            self._send_probes(probes)
         tun_out = self.core.vpn.tun_out
         if tun_out:
             if self.tun_writer is not None:
@@ -253,6 +292,8 @@ class UdpDriver:
                 for network_id, vnet, packet in tun_out:
                     writer(network_id, vnet, packet)
             tun_out.clear()
+            if self.after_tun_writes is not None:
+                self.after_tun_writes()
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None

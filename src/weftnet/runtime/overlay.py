@@ -33,6 +33,7 @@ from typing import Any
 
 from weftnet.core.identity import NodeId
 from weftnet.core.overlay.dataplane import GSO_MAX_SIZE
+from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall, parse_rule
 from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
@@ -193,7 +194,7 @@ class OverlayInterface:
             tun = open_tun(cfg.interface, vnet_hdr=True)
             try:
                 if cfg.offload:
-                    set_offload(tun)
+                    set_offload(tun, uso=True)
                 configure_tun(tun.name, mtu=cfg.mtu)
                 _add_address(tun.name, address, GSO_MAX_SIZE if cfg.offload else None)
                 set_txqueuelen(tun.name, cfg.txqueuelen)
@@ -237,6 +238,8 @@ class OverlayInterface:
                 log.warning("TUN read failed", extra={"tun": self.tun.name, "error": exc.strerror})
                 break
         if packets:
+            if len(packets) > 1 and self.cfg.offload:
+                packets = coalesce_udp(packets)
             self.core.overlay_outbound(packets, time.time())
             self.driver.transmit()
 

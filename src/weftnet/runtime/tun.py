@@ -49,6 +49,8 @@ TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
 TUN_F_TSO6 = 0x04
+TUN_F_USO4 = 0x20  # Linux 6.2: UDP segmentation offload (UDP_SEGMENT packets reach us whole)
+TUN_F_USO6 = 0x40
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
@@ -164,15 +166,30 @@ def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool =
     return TunDevice(fd, actual, netns, vnet_hdr)
 
 
-def set_offload(tun: TunDevice, tso: bool = True) -> None:
-    """Ask the kernel for checksum offload and TCP segmentation offload (needs ``vnet_hdr``)."""
+def set_offload(tun: TunDevice, tso: bool = True, uso: bool = False) -> bool:
+    """Ask the kernel for checksum offload and TCP segmentation offload (needs ``vnet_hdr``).
+
+    ``uso``: UDP segmentation offload too (``TUN_F_USO4/6``, Linux 6.2), so a
+    burst an application sent with ``UDP_SEGMENT`` is read as one packet. Only
+    for a data plane that carries ``GSO_UDP_L4`` packets (layer 3); an older
+    kernel refuses the flags and the TUN keeps TCP offload. Returns whether
+    UDP offload is on.
+    """
     if not tun.vnet_hdr:
         raise NetworkError(f"offload on {tun.name!r} needs a TUN opened with vnet_hdr=True")
     flags = TUN_F_CSUM | (TUN_F_TSO4 | TUN_F_TSO6 if tso else 0)
+    if uso:
+        try:
+            fcntl.ioctl(tun.fd, TUNSETOFFLOAD, flags | TUN_F_USO4 | TUN_F_USO6)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise NetworkError(f"enabling offload on {tun.name!r}: {exc.strerror}") from None
     try:
         fcntl.ioctl(tun.fd, TUNSETOFFLOAD, flags)
     except OSError as exc:
         raise NetworkError(f"enabling offload on {tun.name!r}: {exc.strerror}") from None
+    return False
 
 
 def set_txqueuelen(name: str, qlen: int, *, netns: str | None = None) -> None:

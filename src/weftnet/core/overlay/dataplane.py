@@ -51,9 +51,7 @@ from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.vpn.firewall import INBOUND, OUTBOUND, PROTO_ICMPV6, Firewall, MalformedPacket, PacketInfo, parse_packet
 from weftnet.core.vpn.network import (
     GSO_ECN,
-    GSO_NONE,
-    GSO_TCPV4,
-    GSO_TCPV6,
+    GSO_KINDS,
     MAX_REASSEMBLED,
     VNET_HDR,
     VNET_HDR_LEN,
@@ -164,7 +162,7 @@ class OverlayDataPlane:
         if offloaded:
             if len(vnet) != VNET_HDR_LEN:
                 return self.drop("malformed:vnet-header")
-            if VNET_HDR.unpack(vnet)[1] & ~GSO_ECN not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6):
+            if VNET_HDR.unpack(vnet)[1] & ~GSO_ECN not in GSO_KINDS:
                 return self.drop("unsupported-offload")
         try:
             info = parse_packet(packet)

@@ -343,6 +343,9 @@ class Peer:
     attempts: int = 0  # Inits of the pending handshake
     max_attempts: int | None = None  # set for endpoints learned second-hand
     pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
+    max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
+    max_datagram_path: Addr | None = None  # ... for this UDP endpoint (another path uses the default)
+    pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -374,6 +377,10 @@ class SecureTransport:
         #: VPN data plane's hot path (no event object, no dispatch per packet).
         self.sink = None
         self.sink_types: frozenset[int] = frozenset()
+        #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
+        #: each), or named by the node (a network member). The node starts a path MTU search for
+        #: those with a session (core/session/pmtu.py) and clears the list.
+        self.pmtu_wanted: list[NodeId] = []
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
         self.admission = Admission(self.config)
         self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
@@ -462,6 +469,31 @@ class SecureTransport:
         self._send_payload(peer, payload, now)
         return True
 
+    def seal(self, node_id: NodeId, payload: bytes, now: float) -> tuple[bytes, Addr] | None:
+        """``payload`` sealed on the current session as one datagram, returned instead of queued (a
+        path MTU probe, which the driver sends with don't-fragment set); None without a usable session."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.budget is not None or type(peer.endpoint) is not tuple:
+            return None  # no session, or a path (a relay, a TCP link) whose datagram size is not ours to probe
+        s = peer.current
+        if now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
+            return None
+        counter = s.counter
+        s.counter += 1
+        ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
+        pkt = b"\x01\x04" + s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big") + ct
+        peer.bytes_out += len(pkt)
+        peer.packets_out += 1
+        peer.last_sent = now
+        return pkt, peer.endpoint
+
+    def set_max_datagram(self, node_id: NodeId, size: int | None) -> None:
+        """Datagrams to ``node_id`` up to ``size`` bytes (None: ``config.max_datagram``)."""
+        peer = self._by_node.get(node_id)
+        if peer is not None:
+            peer.max_datagram = size
+            peer.max_datagram_path = peer.endpoint if type(peer.endpoint) is tuple else None
+
     def ping(self, node_id: NodeId, now: float) -> int:
         peer = self._by_node.get(node_id)
         if peer is None or peer.endpoint is None:
@@ -480,6 +512,10 @@ class SecureTransport:
             self._drop_sessions(peer)
             peer.pending = None
             peer.queue.clear()
+
+    def endpoint_of(self, node_id: NodeId) -> Addr | None:
+        peer = self._by_node.get(node_id)
+        return None if peer is None else peer.endpoint
 
     def has_session(self, node_id: NodeId) -> bool:
         peer = self._by_node.get(node_id)
@@ -1154,6 +1190,8 @@ class SecureTransport:
                 limit = MAX_MESSAGE_SIZE
             else:
                 limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
+        elif peer.max_datagram and ep == peer.max_datagram_path:  # the UDP path path MTU discovery measured
+            limit = peer.max_datagram
         step = limit - _FRAG_HEADER
         if (len(ct) + _DATA_HEADER <= limit or len(ct) > MAX_REASSEMBLED
                 or len(ct) > step * MAX_FRAGMENTS):
@@ -1176,6 +1214,9 @@ class SecureTransport:
                 self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER
             peer.packets_out += count
+            if not peer.pmtu_asked and type(ep) is tuple and len(self.pmtu_wanted) < 1024:  # worth measuring
+                peer.pmtu_asked = True
+                self.pmtu_wanted.append(peer.node_id)
         peer.last_sent = now
 
     def _start_handshake(self, peer: Peer, now: float) -> None:

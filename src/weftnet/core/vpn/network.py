@@ -135,7 +135,9 @@ VNET_HDR = struct.Struct("=BBHHHH")
 VNET_HDR_LEN = 10
 VNET_NONE = bytes(VNET_HDR_LEN)
 VNET_F_NEEDS_CSUM = 1
-GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_ECN = 0, 1, 4, 0x80
+GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 4, 5, 0x80
+#: The offloads a TUN hands over and a peer may send: TCP segmentation, UDP segmentation (core/vpn/coalesce.py).
+GSO_KINDS = (GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4)
 MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
 #: piece once and fragments it to datagram size (TransportFragment).
@@ -295,7 +297,13 @@ def offload_header_ok(vnet: bytes, packet: bytes) -> bool:
     """
     flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
     kind = gso_type & ~GSO_ECN
-    return not (kind not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6) or flags & ~VNET_F_NEEDS_CSUM
+    if kind == GSO_UDP_L4:  # UDP segmentation: a UDP packet whose checksum the kernel completes
+        if gso_type != kind or flags != VNET_F_NEEDS_CSUM or csum_offset != 6 or len(packet) < 29:
+            return False
+        version = packet[0] >> 4
+        if not ((version == 4 and packet[9] == 17) or (version == 6 and len(packet) >= 49 and packet[6] == 17)):
+            return False
+    return not (kind not in GSO_KINDS or flags & ~VNET_F_NEEDS_CSUM
                 or (kind != GSO_NONE and not 0 < gso_size < len(packet))
                 or (flags & VNET_F_NEEDS_CSUM and csum_start + csum_offset + 2 > len(packet)))
 
@@ -584,7 +592,7 @@ class VpnNetwork:
         """Route one packet read from a TUN with offload: ``vnet`` is its virtio_net_hdr.
 
         A plain packet (no segmentation, checksum complete) takes the normal
-        path. A TCP superpacket, or a packet with a partial checksum, travels
+        path. A TCP or UDP superpacket, or a packet with a partial checksum, travels
         whole in :class:`VpnChunk` pieces of ``chunk_size`` bytes (the
         receiver's kernel segments it or completes the checksum).
         """
@@ -593,7 +601,7 @@ class VpnNetwork:
         if len(vnet) != VNET_HDR_LEN:
             return self._drop("malformed:vnet-header")
         flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
-        if gso_type & ~GSO_ECN not in (GSO_NONE, GSO_TCPV4, GSO_TCPV6):
+        if gso_type & ~GSO_ECN not in GSO_KINDS:
             return self._drop("unsupported-offload")
         r = self._route_out(packet, now)
         if type(r) is Drop:
