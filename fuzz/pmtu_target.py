@@ -1,6 +1,6 @@
 """The ``pmtu`` fuzz target (fuzz/weftfuzz.py): path MTU discovery (core/session/pmtu.py) under hostile input.
 
-Our node has a search in flight towards peer M. Inputs are PathProbe payloads
+Our node has a search in flight towards peer M. Inputs are MtuProbe payloads
 (0x5B: probes and acks, mostly with the probe IDs really in flight, and
 mutations of them) from M or from a stranger with a session. Nothing may
 raise; an answer is given only to a well-formed probe and is never larger
@@ -11,7 +11,7 @@ for M's own probes move the search; the tables stay bounded and in step.
 from __future__ import annotations
 
 from weftnet.core.identity import Identity
-from weftnet.core.session.pmtu import PathMtu, PathProbe
+from weftnet.core.session.pmtu import PathMtu, MtuProbe
 from weftnet.core.wire import encode
 
 T0 = 1_700_000_000.0
@@ -20,8 +20,8 @@ STRANGER = Identity.from_seed(bytes([9]) * 32).node_id
 
 
 def corpus() -> list[bytes]:
-    out = [encode(PathProbe(i, 1)) for i in range(1, 40)]
-    out += [encode(PathProbe(i, 0, bytes(n))) for i, n in ((1, 0), (7, 100), (0xFFFFFFFF, 1400), (3, 8000))]
+    out = [encode(MtuProbe(i, 1)) for i in range(1, 40)]
+    out += [encode(MtuProbe(i, 0, bytes(n))) for i, n in ((1, 0), (7, 100), (0xFFFFFFFF, 1400), (3, 8000))]
     return out
 
 
@@ -55,7 +55,7 @@ class PmtuTarget:
         if len(p._by_probe) != sum(len(s.outstanding) for s in p._searches.values()):
             raise AssertionError("the probe index is out of step with the searches")
         for _node, probe in p.probes_to_send():
-            encode_ok = probe[1] == PathProbe.TYPE and len(probe) <= 8972
+            encode_ok = probe[1] == MtuProbe.TYPE and len(probe) <= 8972
             if not encode_ok:
                 raise AssertionError("emitted something other than a probe within the ceiling")
         if self.inputs % 97 == 0:

@@ -53,9 +53,16 @@ Targets:
   fed hostile MplsPacket/MplsChunk payloads from a PE and a stranger, and
   hostile packets from its VRFs' TUNs: never raises, delivers only to a
   VRF's own site, sends only to the route's PE.
-* ``pmtu``: path MTU discovery (fuzz/pmtu_target.py) fed hostile PathProbe
+* ``pmtu``: path MTU discovery (fuzz/pmtu_target.py) fed hostile MtuProbe
   payloads from the peer it searches and a stranger: never raises, answers
   only well-formed probes with a bare ack, moves only on that peer's acks.
+* ``paths``: a node T offering transit, with sessions to A (the hostile
+  sender) and C, gets hostile payloads from A over the real session (path
+  probes, replies, link adverts, ``Forward`` headers through it), the same
+  straight into its paths engine from a detoured path, and hostile data-plane
+  payloads through its class steering. Nothing may raise; T answers a probe
+  with at most one reply no longer than the probe, and passes on at most one
+  Forward per input, each exactly as long as what A sent.
 
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
@@ -865,6 +872,102 @@ class BgpTarget(_Target):
             self._establish()
 
 
+def paths_corpus() -> list[bytes]:
+    """Valid paths payloads (docs/wire/paths.md) and data-plane payloads for the classes."""
+    from weftnet.core.paths.messages import FLAG_TRANSIT, LinkInfo, PathAdvert, PathProbe, PathProbeReply
+    from weftnet.core.reach.messages import Forward
+
+    c_id = Identity.from_seed(bytes([3]) * 32)
+    inner = bytes.fromhex("0104") + bytes(40)
+    ip4 = bytes.fromhex("450000200000000040110000") + bytes([10, 9, 0, 1, 10, 9, 0, 2]) + bytes.fromhex("13c413c4000c0000")
+    ip6 = bytes.fromhex("6b80000000081140") + b"\xfd" + bytes(15) + b"\xfd" + bytes(14) + b"\x02" + bytes.fromhex("13c4177000080000")
+    return [wire.encode(m) for m in (
+        PathProbe(1, 1), PathProbeReply(1, 1), PathProbeReply(2**64 - 1, 7),
+        PathAdvert(FLAG_TRANSIT, (LinkInfo("fiber", ("192.0.2.10", 4500), 1, 0),
+                                  LinkInfo("lte", ("2001:db8::10", 4600), 50, 1))),
+        Forward((c_id.node_id.raw,), (), inner),
+    )] + [b"\x01\x52" + bytes(32) + ip4, b"\x01\x58" + ip6 + b"0",
+          b"\x01\x55" + bytes(32) + bytes.fromhex("000000070002") + bytes(10) + ip4]
+
+
+class PathsTarget(_Target):
+    """A transit node T with sessions to A (the hostile sender) and C, and classes configured."""
+
+    ADDR = {"A": ("192.0.2.1", 1000), "T": ("192.0.2.2", 2000), "C": ("192.0.2.3", 3000)}
+
+    def reset(self) -> None:
+        from weftnet.core.node import NodeConfig, NodeCore
+        from weftnet.core.paths.config import ClassSpec, LinkSpec, PathsConfig
+
+        classes = (ClassSpec("voice", proto=17, dport=((5060, 5060),), latency=0.1, policy="duplicate"),
+                   ClassSpec("bulk", proto=6, policy="balance"), ClassSpec("rest", policy="cheapest"))
+        self.nodes = {}
+        for i, name in enumerate("ATC", start=1):
+            pc = PathsConfig(transit=name == "T", classes=classes if name == "T" else (),
+                             links=(LinkSpec("main", 1, False, self.ADDR[name], True),
+                                    LinkSpec("lte", 9, True, ("198.51.100.9", 4600), False)))
+            self.nodes[name] = NodeCore(Identity.from_seed(bytes([i]) * 32), random.Random(self.rng.random()),
+                                        T0, NodeConfig(paths=pc), endpoint=self.ADDR[name])
+        a, t, c = (self.nodes[n] for n in "ATC")
+        for x in (a, c):
+            x.transport.connect(self.ADDR["T"], T0, t.identity.public_key)
+        self._exchange(T0)
+        t.paths.track(c.node_id, T0)
+        t.paths.track(a.node_id, T0)
+        t.handle_timer(T0)  # both tracked: steering classifies, probes go out
+        self._exchange(T0)
+        super().reset()
+
+    def _exchange(self, now: float) -> list:
+        from_t = []
+        for _ in range(20):
+            moved = False
+            for name, core in self.nodes.items():
+                for d, dst in core.datagrams_to_send(now):
+                    moved = True
+                    if name == "T":
+                        from_t.append((d, dst))
+                    target = next((n for n, ad in self.ADDR.items() if ad == tuple(dst)[:2]), None)
+                    if target is not None:
+                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
+            if not moved:
+                break
+        for core in self.nodes.values():
+            while core.next_event() is not None:
+                pass
+        return from_t
+
+    def __call__(self, data: bytes) -> None:
+        from weftnet.core.reach.paths import Via
+
+        self.tick()
+        a, t, c = (self.nodes[n] for n in "ATC")
+        roll = self.rng.random()
+        if roll < 0.55:  # over the real A-T session
+            a.transport.send_to(t.node_id, data, self.now)
+            sent = a.datagrams_to_send(self.now)
+            before = t.transport.stats["relay_forwarded"]
+            t.receive_datagrams([(d, self.ADDR["A"]) for d, _ in sent], self.now)
+            out = t.datagrams_to_send(self.now)
+            to_c = [d for d, dst in out if tuple(dst)[:2] == self.ADDR["C"]]
+            to_a = [d for d, dst in out if tuple(dst)[:2] == self.ADDR["A"]]
+            passed = t.transport.stats["relay_forwarded"] - before
+            if passed > 1 or (passed and sorted(len(d) for d in to_c[-len(sent):]) != sorted(len(d) for d, _ in sent)):
+                raise AssertionError(f"transit amplified: {[len(d) for d, _ in sent]} in, {[len(d) for d in to_c]} out")
+            if len(data) > 1 and data[1] == 0x18 and sent and to_a and max(len(d) for d in to_a) > max(len(d) for d, _ in sent):
+                raise AssertionError("a probe reply was larger than the probe")
+        elif roll < 0.8:  # straight into the paths engine, as if it came over a detour through C
+            t.paths.on_message(a.node_id, data, Via((c.node_id.raw,), a.node_id.raw), self.now)
+        else:  # our own data plane, steered by class
+            r = t.paths.steer(c.node_id, data, self.now)
+            if r is not None and not 1 <= len(r) <= 2:
+                raise AssertionError(f"steer gave {r!r}")
+        if self.inputs % 997 == 0:
+            for core in self.nodes.values():
+                core.handle_timer(self.now)
+        self._exchange(self.now)
+
+
 def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
     load_all_messages()
     rng = random.Random(seed)
@@ -894,6 +997,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from pmtu_target import PmtuTarget
 
         targets.append(("pmtu", PmtuTarget(random.Random(seed + 9))))
+    if target in ("paths", "all"):
+        targets.append(("paths", PathsTarget(random.Random(seed + 10))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -901,7 +1006,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         # The data plane gets mostly its own messages, so mutations go deep into it.
         own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
                "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
-               "bgp": bgp_corpus(), "reach": reach_corpus() * 6 + corpus}.get(name, corpus)
+               "bgp": bgp_corpus(), "reach": reach_corpus() * 6 + corpus,
+               "paths": paths_corpus() * 6 + corpus}.get(name, corpus)
         if name == "l3vpn":
             from l3vpn_target import corpus as l3vpn_corpus
 
@@ -931,7 +1037,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "all"),
+                                         "pmtu", "paths", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

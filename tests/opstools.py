@@ -60,12 +60,17 @@ def http_post(url: str, body: dict, headers: dict | None = None, timeout: float 
         return e.code, json.loads(e.read())
 
 
-def documented_metrics() -> dict[str, str]:
-    """Metric names in docs/metrics.md's tables -> their type column."""
+def documented_metrics(section: str | None = None) -> dict[str, str]:
+    """Metric names in docs/metrics.md's tables -> their type column; with ``section``, only the
+    tables under the heading (## or ###) that starts with it."""
     out = {}
+    heading = ""
     for line in (ROOT / "docs" / "metrics.md").read_text().splitlines():
-        m = re.match(r"^\|\s*`([a-z_:]+)`\s*\|\s*(counter|gauge|histogram|info)\s*\|", line)
-        if m:
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            continue
+        m = re.match(r"^\|\s*`([a-z0-9_:]+)`\s*\|\s*(counter|gauge|histogram|info)\s*\|", line)
+        if m and (section is None or heading.startswith(section)):
             out[m.group(1)] = m.group(2)
     return out
 
@@ -133,3 +138,48 @@ class Daemons:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+
+
+def get_in_netns(ns: str, url: str) -> str:
+    """GET ``url`` from inside network namespace ``ns`` (where the daemon's 127.0.0.1 listener is)."""
+    code = ("import sys, urllib.request; "
+            f"sys.stdout.write(urllib.request.urlopen({url!r}, timeout=10).read().decode())")
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def scrape_families(url: str) -> dict:
+    """A scrape: family name -> prometheus_client Metric (for :func:`sample`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _h, body = http_get(url)
+    assert status == 200, body
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def scrape_netns(ns: str, port: int = 9477) -> dict:
+    """A scrape of the daemon in ``ns``: family name -> prometheus_client Metric."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: f for f in text_string_to_metric_families(get_in_netns(ns, f"http://127.0.0.1:{port}/metrics"))}
+
+
+def sample(fams: dict, name: str, **labels) -> float:
+    """The value of the one sample of family ``name`` (without _total) with ``labels``."""
+    fam = fams[name]
+    for s in fam.samples:
+        if s.name in (name, name + "_total") and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise AssertionError(f"no sample of {name} with {labels}: {fam.samples[:20]}")
+
+
+def check_documented(fams: dict, section: str) -> None:
+    """Every metric of docs/metrics.md's ``section`` is in the scrape, with its documented type."""
+    documented = documented_metrics(section)
+    assert documented, section
+    for name, typ in documented.items():
+        fam = fams.get(name[:-len("_total")] if typ == "counter" else name)
+        assert fam is not None, f"{name} (docs/metrics.md, {section}) is not in the scrape"
+        assert fam.type == typ, f"{name}: {fam.type}, documented as {typ}"

@@ -46,6 +46,9 @@ def test_dashboard_shows_peers_and_updates_live(tmp_path):
                 expect(page.locator("#peer-count")).to_have_text("1", timeout=15_000)
                 expect(page.locator(f'#peers-table tr[data-node="{b_id}"]')).to_have_count(1)
                 expect(page.locator("#node-facts")).to_contain_text(d.status("a")["node_id"])
+                expect(page.locator("#protection-facts")).to_contain_text("handshakes rate-limited")
+                nat = page.locator('#routing table[data-table="NAT traversal"] tbody tr')
+                expect(nat).to_contain_text("1 / 0 / 0")  # one session, direct (a and b on loopback)
                 page.evaluate("window.__notReloaded = true")
                 d.up("c", peer="a")
                 c_id = d.status("c")["node_id"]

@@ -32,8 +32,20 @@ import pytest
 
 from opstools import ROOT
 
-SITES = {"site-a": "203.0.113.1", "site-b": "203.0.113.2", "site-c": "203.0.113.3"}
-TOOLS = ("ip", "setpriv", "unshare", "ping", "curl", "mknod")
+SITES = {"site-a": "203.0.113.1", "site-b": "203.0.113.2", "site-c": "203.0.113.3", "site-r": "203.0.113.4",
+         "site-d": "192.168.50.2"}
+#: Sites behind a router namespace: (the router's LAN address, its public address). Its nftables
+#: masquerade and drop every forwarded UDP packet (docs/deploy.md, step 10).
+ROUTED = {"site-d": ("192.168.50.1", "203.0.113.5")}
+ROUTER_NFT = """table ip nat {
+  chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan" masquerade; }
+}
+table inet filter {
+  chain forwarding { type filter hook forward priority 0; policy accept; meta l4proto udp drop; }
+  chain inbound { type filter hook input priority 0; policy accept; iifname "wan" ct state new drop; }
+}
+"""
+TOOLS = ("ip", "setpriv", "unshare", "ping", "curl", "mknod", "nft")
 
 pytestmark = [
     pytest.mark.netns,
@@ -132,10 +144,30 @@ def test_deploy_page_word_by_word(tmp_path):
             sh("ip", "netns", "add", ns)
             made_ns.append(ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "link", "add", f"{tag}v{i}", "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "-n", hub, "link", "set", f"{tag}v{i}", "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            if site in ROUTED:  # the site's LAN -> its router -> the public bridge
+                lan, wan = ROUTED[site]
+                rt = f"{tag}r{i}"
+                sh("ip", "netns", "add", rt)
+                made_ns.append(rt)
+                sh("ip", "link", "add", f"{tag}v{i}", "netns", hub, "type", "veth", "peer", "name", "wan", "netns", rt)
+                sh("ip", "-n", hub, "link", "set", f"{tag}v{i}", "master", "br0", "up")
+                sh("ip", "-n", rt, "addr", "add", f"{wan}/24", "dev", "wan")
+                sh("ip", "link", "add", "lan0", "netns", rt, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                sh("ip", "-n", rt, "addr", "add", f"{lan}/24", "dev", "lan0")
+                for dev in ("lo", "wan", "lan0"):
+                    sh("ip", "-n", rt, "link", "set", dev, "up")
+                sh("ip", "netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+                p = subprocess.run(["ip", "netns", "exec", rt, "nft", "-f", "-"], input=ROUTER_NFT, text=True,
+                                   capture_output=True)
+                assert p.returncode == 0, p.stderr
+                sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+                sh("ip", "-n", ns, "link", "set", "eth0", "up")
+                sh("ip", "-n", ns, "route", "add", "default", "via", lan)
+            else:
+                sh("ip", "link", "add", f"{tag}v{i}", "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                sh("ip", "-n", hub, "link", "set", f"{tag}v{i}", "master", "br0", "up")
+                sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+                sh("ip", "-n", ns, "link", "set", "eth0", "up")
             d = tmp_path / site
             for sub in ("home", "lib", "units"):
                 (d / sub).mkdir(parents=True)
@@ -167,6 +199,11 @@ def test_deploy_page_word_by_word(tmp_path):
         assert "3 packets transmitted" in out and " 0 received" not in out  # site-c pinged B and A
         assert re.search(r"^weftnet_sessions [1-9]", out, re.M)  # metrics after a reload
         assert "network corp: new firewall rules (3 inbound, 1 outbound), same TUN" in out
+        # step 10: site D, with no UDP out, pinged site B through the relay over TCP
+        d_out = "".join(t for t in transcript if t.startswith("--- site-d\n") and "ping -c 10" in t)
+        got = re.search(r"10 packets transmitted, (\d+) received", d_out)
+        assert got and int(got.group(1)) >= 5, d_out  # the first ones: while site D looks site B up
+        assert "udp-blocked" in d_out and "relay via" in d_out and " tcp" in d_out, d_out
         for s in SITES:  # each node ran unprivileged and never lost a session
             log = (tmp_path / s / "journal.log").read_text()
             assert " node up " in log and " session down " not in log, log[-3000:]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hostile_tools import InitForge
+from opstools import sample, scrape_families
 from test_e2e_cli import WEFT, wait_for, weft
 
 from weftnet.core.identity import NodeId
@@ -27,6 +28,14 @@ from weftnet.core.session.packets import CookieReply
 from weftnet.runtime.config import DEFAULT_ID_DIFFICULTY
 
 pytestmark = pytest.mark.slow
+
+
+def free_tcp_port(host: str) -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def free_port(host: str) -> int:
@@ -94,7 +103,11 @@ def test_a_cookie_echoing_init_flood_from_one_address_locks_nobody_out(tmp_path,
     """Item 1 against a real daemon: a few thousand Inits a second from one address, every
     cookie echoed. Counts, not latencies: almost all are dropped before any DH, the
     existing session keeps answering, a newcomer from another address joins."""
-    v = Daemon(tmp_path, "victim", "127.0.1.1").start()
+    v = Daemon(tmp_path, "victim", "127.0.1.1")
+    mport = free_tcp_port("127.0.1.1")
+    with open(v.state / "config.toml", "a") as f:
+        f.write(f'[metrics]\nlisten = "127.0.1.1:{mport}"\n')
+    v.start()
     daemons.append(v)
     h = Daemon(tmp_path, "honest", "127.0.2.1", peers=(v.endpoint,)).start()
     daemons.append(h)
@@ -151,6 +164,11 @@ def test_a_cookie_echoing_init_flood_from_one_address_locks_nobody_out(tmp_path,
     assert limited >= offered - processed - after["cookies_sent"]
     out = weft(h.state, "ping", "-c", "2", "-i", "0.2", vid["node_id"]).stdout
     assert "2 received" in out
+    # what an operator's Prometheus sees of the flood: the admission's refusals and the cookies
+    fams = scrape_families(f"http://127.0.1.1:{mport}/metrics")
+    now = v.status()["transport"]
+    assert sample(fams, "weftnet_handshakes_rate_limited") == now["handshakes_rate_limited"] >= limited > 0
+    assert sample(fams, "weftnet_cookies", direction="sent") == now["cookies_sent"] > 0
 
 
 def test_a_hijacked_socket_directory_is_refused_by_the_daemon_and_the_cli(tmp_path, daemons):

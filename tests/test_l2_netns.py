@@ -49,6 +49,7 @@ CONF = """
 {extra}firewall.outbound = [ {{ proto = "any", port = "any", host = "any" }} ]
 firewall.inbound = [ {{ proto = "any", port = "any", host = "any" }} ]
 """
+METRICS = '[metrics]\nlisten = "127.0.0.1:9477"\n'  # in each host's namespace
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -146,7 +147,7 @@ class Lab:
                 self.build_fabric(h, ns)
                 extra += (f'vxlan = {{ vni = 100, local = "192.168.1{h}.1", remotes = ["192.168.1{h}.2"], '
                           f'dev = "f0" }}\n')
-            (st / "config.toml").write_text(CONF.format(extra=extra))
+            (st / "config.toml").write_text(CONF.format(extra=extra) + METRICS)
 
     def build_fabric(self, h: int, host_ns: str) -> None:
         """A data-centre fabric behind host h: a kernel VTEP with its own bridge and a container Qh."""
@@ -279,6 +280,27 @@ def test_an_arp_for_a_known_address_is_answered_on_the_host_and_no_broadcast_cro
     assert after["H1"]["l2"]["flooded"] == before["H1"]["l2"]["flooded"]
     for h in ("H2", "H3"):
         assert after[h]["l2"]["floods_in"] == before[h]["l2"]["floods_in"], h
+
+
+def test_metrics_show_the_switch_tables_and_floods(lab):
+    from opstools import check_documented, sample, scrape_netns
+
+    finish(lab.pingall("P13", [pod_ip(2, 1), pod_ip(2, 3)]))
+    net = lab.status("H2")
+    fams = scrape_netns(lab.name("H2"))
+    after = lab.status("H2")
+    check_documented(fams, "Layer-2")
+    n = {"network": "pods"}
+    # nothing crosses between the two status calls: the scrape sees what weft status shows
+    assert net["mac_table"] == after["mac_table"] and net["l2"] == after["l2"]
+    assert sample(fams, "weftnet_l2_table_entries", **n, table="mac") == net["mac_table"]["entries"] >= 1
+    assert sample(fams, "weftnet_l2_table_events", **n, table="mac", event="learned") == net["mac_table"]["learned"]
+    assert sample(fams, "weftnet_l2_table_entries", **n, table="neighbor") == net["neighbor_table"]["entries"]
+    assert sample(fams, "weftnet_l2_frames", **n, direction="in") == net["l2"]["frames_in"] > 0
+    assert sample(fams, "weftnet_l2_floods", **n, direction="in") == net["l2"]["floods_in"]
+    assert sample(fams, "weftnet_l2_floods", **n, direction="out") == net["l2"]["flooded"]
+    assert sample(fams, "weftnet_l2_floods_rate_limited", **n) == net["drops"].get("flood-rate", 0)
+    assert sample(fams, "weftnet_l2_events", **n, event="arp_suppressed") == net["l2"]["arp_suppressed"]
 
 
 def test_learned_macs_age_out(lab):

@@ -122,6 +122,7 @@ def build(lab: Lab) -> None:
         lab.start_gobgp(lab.n("gb"), GOBGP_CONF, 50051 + (lab.tag.__hash__() % 1000))
         c1 = pe_config(lab, 1, nodes["pe2"], [("10.251.0.3", 0), ("10.251.0.4", 0)])
         c1 += HUB.format(ns=lab.n("p1hub"), ns_a=lab.n("p1sa"))
+        c1 += '\n[metrics]\nlisten = "127.0.0.1:9477"\n'  # in pe1's namespace
         c2 = pe_config(lab, 2, nodes["pe1"], [("10.251.0.3", 0)]) + SPOKE_B.format(ns=lab.n("p2sb"))
         lab.start_pe("pe1", lab.n("pe1"), "10.251.0.1", c1)
         lab.start_pe("pe2", lab.n("pe2"), "10.251.0.2", c2, peer="10.251.0.1:4500")
@@ -236,6 +237,38 @@ def test_hub_and_spoke_spokes_reach_the_hub_but_not_each_other(lab):
     assert not lab.ping(lab.n("h2sb"), "172.16.1.5", 2)
     assert set(table(lab, "pe2", "spoke-b")) == {"172.16.0.0/24", "172.16.2.0/24"}
     assert set(table(lab, "pe1", "hub")) == {"172.16.0.0/24", "172.16.1.0/24", "172.16.2.0/24"}
+
+
+def test_metrics_show_the_neighbours_and_the_vrfs(lab):
+    from opstools import check_documented, sample, scrape_netns
+
+    ping_until(lab, lab.n("h1red"), "10.0.0.200")
+    before = vrf(lab, "pe1", "red")
+    summ = lab.weft_json("pe1", "bgp", "summary")
+    fams = scrape_netns(lab.n("pe1"))
+    check_documented(fams, "BGP")
+    check_documented(fams, "VRFs")
+    # the route reflector (FRR) and GoBGP: established, with the prefix counts weft bgp summary shows
+    for p in summ["peers"]:
+        g = {"instance": "global", "peer": p["peer"]}
+        assert sample(fams, "weftnet_bgp_peer_state", **g, state="established") == 1, p["peer"]
+        assert sample(fams, "weftnet_bgp_peer_prefixes", **g, direction="received") == p["prefixes_received"]
+        assert sample(fams, "weftnet_bgp_peer_prefixes", **g, direction="sent") == p["prefixes_sent"] > 0
+    assert {p["peer"] for p in summ["peers"]} == {"10.251.0.3", "10.251.0.4"}
+    assert sample(fams, "weftnet_bgp_peer_prefixes", instance="global", peer="10.251.0.4", direction="received") >= 1
+    # each VRF's CE session (FRR) is a neighbour of its own speaker
+    ce = before["ce"][0]
+    assert sample(fams, "weftnet_bgp_peer_state", instance="vrf:red", peer=ce["peer"], state="established") == 1
+    assert sample(fams, "weftnet_bgp_peer_prefixes", instance="vrf:red", peer=ce["peer"],
+                  direction="received") == ce["prefixes_received"] >= 1
+    # routes per VRF by kind, as weft vrf ls counts them; traffic at least what it showed just before
+    for kind, n in before["routes"].items():
+        assert sample(fams, "weftnet_vrf_routes", vrf="red", kind=kind) == n, kind
+    assert before["routes"]["local"] >= 1 and before["routes"]["remote"] >= 1
+    for d in ("in", "out"):
+        assert sample(fams, "weftnet_vrf_packets", vrf="red", direction=d) >= before["counters"][f"packets_{d}"] > 0
+        assert sample(fams, "weftnet_vrf_bytes", vrf="red", direction=d) >= before["counters"][f"bytes_{d}"] > 0
+    assert sample(fams, "weftnet_vrf_routes", vrf="hub", kind="vrf") >= 1  # spoke-a's route leaked in on this PE
 
 
 def test_withdrawals_and_a_lost_ce_session_propagate_within_the_hold_time(lab):

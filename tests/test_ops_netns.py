@@ -180,7 +180,7 @@ def test_metrics_under_load_match_the_doc(site):
     exposed = {}
     for name, fam in fams.items():
         exposed[name + "_total" if fam.type == "counter" else name] = fam
-    documented = documented_metrics()
+    documented = documented_metrics("Every metric")  # BGP, EVPN, VRF and layer-2 tables: their own tests
     assert set(exposed) == set(documented), (
         f"missing from the scrape: {sorted(set(documented) - set(exposed))}; "
         f"missing from docs/metrics.md: {sorted(set(exposed) - set(documented))}")

@@ -6,7 +6,7 @@ import pytest
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, PathMtuChanged
-from weftnet.core.session.pmtu import GRANULARITY, MAX_ROUNDS, SEAL_OVERHEAD, PathMtu, PathMtuFound, PathProbe
+from weftnet.core.session.pmtu import GRANULARITY, MAX_ROUNDS, SEAL_OVERHEAD, PathMtu, PathMtuFound, MtuProbe
 from weftnet.core.wire import decode, encode
 
 T0 = 1_000_000.0
@@ -68,14 +68,14 @@ def test_acks_from_someone_else_or_for_nothing_change_nothing():
     a.start(B, 4, T0)
     probes = a.probes_to_send()
     pid = decode(probes[0][1]).probe_id
-    ack = encode(PathProbe(pid, 1))
+    ack = encode(MtuProbe(pid, 1))
     stranger = Identity.from_seed(bytes(31) + b"\x09").node_id
     assert a.on_payload(stranger, ack, T0) is None
-    assert a.on_payload(B, encode(PathProbe(0xFFFF, 1)), T0) is None
+    assert a.on_payload(B, encode(MtuProbe(0xFFFF, 1)), T0) is None
     assert a.stats["unexpected_acks"] == 2
     assert a.on_payload(B, b"\x01\x5b\x00", T0) is None and a.stats["malformed"] == 1
     with pytest.raises(ValueError):
-        PathProbe(1, 1, b"pad")  # an ack is never padded: answering costs less than asking
+        MtuProbe(1, 1, b"pad")  # an ack is never padded: answering costs less than asking
 
 
 def test_the_table_is_bounded():

@@ -51,6 +51,9 @@ def lab(tmp_path_factory):
         for host, kind in CLIENTS.items():
             lab.add_client(host, kind)
         lab.init_nodes()
+        for host in ("P1", "C", "E"):  # metrics on each one's own loopback (test_metrics_...)
+            with open(lab.state[host] / "config.toml", "a") as f:
+                f.write('\n[metrics]\nlisten = "127.0.0.1:9477"\n')
         lab.up("P1")
         lab.up("P2", "198.18.1.1:4500")
         # B, C, D, E first and settled (NAT known, registered with the relay, record published);
@@ -164,6 +167,28 @@ def test_clients_a_punch_cannot_join_are_connected_through_the_relay(lab, a, b):
     assert after.get((a, b), 0) > before.get((a, b), 0) + 100  # megabytes through the relay
     # The punch schedule (3 s) is over by now; none of these can work.
     assert lab.peer_path(a, b) == "relay" and lab.peer_path(b, a) == "relay"
+
+
+def test_metrics_show_nat_classes_paths_and_what_the_relay_forwarded(lab):
+    from opstools import check_documented, sample, scrape_netns
+
+    assert "3 received" in ping(lab, "C", "D")  # a pair only a relay joins (the test before)
+    relay, c, e = (scrape_netns(lab.name(h)) for h in ("P1", "C", "E"))
+    st = lab.status("P1")["reach"]["relay"]
+    check_documented(relay, "Relays")
+    assert sample(relay, "weftnet_relay_sessions") == len(st["registered"]) >= 5  # A to E
+    assert sample(relay, "weftnet_relay_forwarded_bytes") >= st["stats"]["forwarded_bytes"] > 1_000_000
+    assert sample(relay, "weftnet_relay_forwarded_packets") >= st["stats"]["forwarded"] > 0
+    assert sample(relay, "weftnet_relay_refused", reason="peer-rate") == st["stats"]["refused_peer_rate"]
+    assert sample(relay, "weftnet_nat_class", **{"class": "public"}) == 1
+    assert sample(c, "weftnet_nat_class", **{"class": "endpoint-dependent"}) == 1
+    assert sample(c, "weftnet_nat_class", **{"class": "public"}) == 0
+    assert sample(c, "weftnet_peer_path", peer=lab.node_id["D"], path="relay", nat="endpoint-dependent") == 1
+    assert sample(c, "weftnet_sessions_by_path", path="relay") >= 1
+    assert sample(c, "weftnet_relays_used") == 1
+    assert sample(e, "weftnet_nat_class", **{"class": "udp-blocked"}) == 1
+    # E's bootstrap over TCP: never looked up, so its NAT class is the default "unknown"
+    assert sample(e, "weftnet_peer_path", peer=lab.node_id["P1"], path="tcp") == 1
 
 
 @pytest.mark.parametrize("a, b", [("A", "B"), ("C", "D")], ids=["direct", "relayed"])

@@ -29,9 +29,10 @@ from weftnet.core.session.packets import (
 )
 from weftnet.core.identity import Identity
 from weftnet.core.overlay.messages import LanBeacon, OverlayChunk, OverlayPacket
-from weftnet.core.session.pmtu import PathProbe
+from weftnet.core.session.pmtu import MtuProbe
 from weftnet.core.vpn.network import CertOffer, VpnChunk, VpnPacket
 from weftnet.core.l3vpn.messages import MplsChunk, MplsPacket, label_entry
+from weftnet.core.paths.messages import FLAG_TRANSIT, LinkInfo, PathAdvert, PathProbe, PathProbeReply
 from weftnet.core.reach.messages import (
     CAND_LOCAL, CAND_REFLEXIVE, NAT_EIM, OP_REGISTER, CallMeMaybe, Candidate, EndpointRecord, Forward, Probe,
     ProbeReply, ReachTest, RelayRef, RelayReply, RelayRequest,
@@ -102,8 +103,8 @@ MESSAGES = [
     OverlayChunk(0x01020304, 1, 3, b(40, 0x73)),
     # A real signature (Ed25519 is deterministic): the vector pins the signing input too.
     LanBeacon.create(Identity.from_seed(b(32, 0x74)), 4500, 1_700_000_000_123),
-    PathProbe(0x01020304, 0, b(9, 0)),
-    PathProbe(0x01020304, 1),
+    MtuProbe(0x01020304, 0, b(9, 0)),
+    MtuProbe(0x01020304, 1),
     MplsPacket(label_entry(1000), bytes.fromhex("4500001c000040004001") + b(18, 0x00)),
     MplsChunk(label_entry(16, ttl=1, tc=5), 0x01020304, 0, 2, b(40, 0x69)),
     # Hardening (docs/security.md): reports back along the path, replication by inventory.
@@ -125,11 +126,17 @@ MESSAGES = [
     EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, ("198.51.100.7", 4500)),
                                 Candidate(CAND_LOCAL, ("10.0.0.2", 4500))),
                    (RelayRef(b(32, 0x76), ("203.0.113.1", 4500)),)),
+    # paths (docs/wire/paths.md)
+    PathProbe(0x0102030405060708, 17),
+    PathProbeReply(0x0102030405060708, 17),
+    PathAdvert(FLAG_TRANSIT, (LinkInfo("fiber", ("192.0.2.10", 4500), 1, 0),
+                              LinkInfo("lte", ("2001:db8::10", 4600), 50, 1))),
+    PathAdvert(0, ()),
     # Issue 16: a node going away says so.
     Leave(),
 ]
 
-NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef)}
+NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}
 
 
 def to_json(v):

@@ -244,14 +244,27 @@ def _path_text(p: dict, short: bool) -> str:
     kind = p.get("path", "direct")
     if kind != "relay":
         return kind
-    return "relay via " + ", ".join(v[:16] + "…" if short else v for v in p.get("via", []))
+    used = next((r for r in p.get("paths", []) if r.get("in_use")), {})
+    kind = {"detour": "detour", "route": "route"}.get(used.get("role"), "relay")  # docs/paths.md
+    return f"{kind} via " + ", ".join(v[:16] + "…" if short else v for v in p.get("via", []))
+
+
+def _measured(p: dict) -> tuple[str, str, str]:
+    """(rtt, loss, paths up) of a peer, from its measured paths (docs/paths.md) where it has them."""
+    rows = p.get("paths", [])
+    measured = [r for r in rows if r.get("measured")]
+    m = next((r for r in rows if r.get("in_use")), {}).get("measured") or {}
+    rtt = _fmt_rtt(p.get("srtt")) if m.get("rtt_ms") is None else f"{m['rtt_ms']:.2f} ms"
+    loss = "-" if m.get("loss") is None else f"{m['loss'] * 100:.1f}%"
+    up = f"{sum(1 for r in measured if r['measured']['state'] == 'up')}/{len(measured)}" if measured else "-"
+    return rtt, loss, up
 
 
 def _peer_table(rows: list[dict]) -> None:
     """A table for a person; for a pipe or a file, whole IDs and endpoints in plain columns."""
     tty = sys.stdout.isatty()
-    cols = ("node ID", "overlay address", "path", "endpoint", "rtt", "in", "out", "age")
-    cells = [(p["node_id"], p["address"], _path_text(p, tty), str(p["endpoint"]), _fmt_rtt(p.get("srtt")),
+    cols = ("node ID", "overlay address", "path", "endpoint", "rtt", "loss", "paths up", "in", "out", "age")
+    cells = [(p["node_id"], p["address"], _path_text(p, tty), str(p["endpoint"]), *_measured(p),
               _fmt_bytes(p["bytes_in"]), _fmt_bytes(p["bytes_out"]),
               "-" if p.get("session_age") is None else f"{p['session_age']:.0f} s") for p in rows]
     if not tty:
@@ -326,6 +339,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  {node}  in {c['packets_in']} pkts / {c['bytes_in']} B  "
                        f"out {c['packets_out']} pkts / {c['bytes_out']} B"
                        + (f"  drops {sum(c['drops'].values())}" if c["drops"] else ""))
+    if st.get("paths"):
+        from weftnet.cli.paths import paths_lines
+
+        paths_lines(st["paths"])
 
 
 @cli.command()
@@ -398,6 +415,12 @@ def send(ctx: click.Context, target: str, text: str) -> None:
 def trace(ctx: click.Context, node: str) -> None:
     """Route a probe to NODE and print each overlay hop with its RTT."""
     _check_node(node)
+    via = _call(ctx, "trace_path", target=node)  # the path data takes, when it crosses other nodes
+    if via:
+        from weftnet.cli.paths import trace_lines
+
+        trace_lines(via)
+        click.echo("DHT route:")
     r = _call(ctx, "trace", target=node)
     for i, h in enumerate(r.get("hops", []), 1):
         click.echo(f"{i:>2}  {h['node_id']}  {h['endpoint']}  {_fmt_rtt(h['rtt'])}")
@@ -480,13 +503,14 @@ def demo(nodes: int, seed: int | None) -> None:
 from weftnet.cli.bgp import bgp  # noqa: E402
 from weftnet.cli.net import net  # noqa: E402
 from weftnet.cli.overlay import allow, deny, rules  # noqa: E402
+from weftnet.cli.paths import paths, route  # noqa: E402
 from weftnet.cli.vrf import vrf  # noqa: E402
 from weftnet.sim.cli import sim_command  # noqa: E402  (its heavy imports are inside the command)
 
 from weftnet.cli.service import install_service, reload_command  # noqa: E402
 
 cli.add_command(net)
-for _cmd in (allow, deny, rules):
+for _cmd in (allow, deny, rules, route, paths):
     cli.add_command(_cmd)
 cli.add_command(bgp)
 cli.add_command(vrf)

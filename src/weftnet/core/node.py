@@ -44,8 +44,11 @@ from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signatu
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
+from weftnet.core.paths.config import PathsConfig
+from weftnet.core.paths.engine import Paths, describe_target
+from weftnet.core.paths.messages import PATHS_TYPES
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
-from weftnet.core.reach.paths import RELAY, StreamLink, Via, path_kind
+from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
 from weftnet.core.session.transport import (
@@ -148,6 +151,8 @@ class NodeConfig:
     #: NAT traversal (off by default in the library; the daemon turns it on) and the relay service.
     reach: ReachConfig = field(default_factory=ReachConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    #: Path measurement, detours, underlay links, traffic classes, explicit routes (docs/paths.md).
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
     @classmethod
     def lab(cls, prefixes: tuple = LOOPBACK_LAB) -> "NodeConfig":
@@ -167,7 +172,7 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, Contact):
         return {"node_id": value.node_id.text(), "endpoint": f"{value.endpoint[0]}:{value.endpoint[1]}"}
-    if isinstance(value, (Via, StreamLink)):
+    if isinstance(value, (Via, StreamLink, LinkAddr)):
         return describe_path(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -187,6 +192,8 @@ def describe_path(target: Any) -> str:
     if type(target) is StreamLink:
         host = f"[{target.host}]" if ":" in target.host else target.host
         return f"tcp {host}:{target.port}"
+    if type(target) is LinkAddr:
+        return describe_target(target)
     host, port = target[0], target[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -402,16 +409,18 @@ class NodeCore:
                            self._events.append)
         self.reach.urgent = self._vpn_member
         self.transport.find_contact = self.dht.contact_for
+        self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
+                           self._network_name)
         self._mutable_seq = 0
         self.decode_errors = 0
-        self._reach_held: dict[NodeId, list] = {}  # reach early data from half-open peers
+        self._reach_held: dict[NodeId, list] = {}  # reach and paths early data from half-open peers
         self.texts_dropped = {"forged": 0, "unsigned": 0}  # routed texts whose origin is not proven
         #: Messages an engine failed on (a bug, counted and skipped: one bad message must
         #: not cost the rest of a receive batch; the fuzzer hunts these down).
         self.internal_errors = 0
 
     def _hold_reach(self, node_id: NodeId, payload: bytes, endpoint: Any) -> None:
-        """Keep a reach message from a half-open peer until its SessionUp (bounded, oldest out)."""
+        """Keep a reach or paths message from a half-open peer until its SessionUp (bounded, oldest out)."""
         held = self._reach_held
         if node_id not in held and len(held) >= 256:
             del held[next(iter(held))]
@@ -422,6 +431,10 @@ class NodeCore:
     def _vpn_member(self, node_id: NodeId) -> bool:
         raw = node_id.raw
         return any(raw in net._members for net in self.vpn.switch.networks.values())
+
+    def _network_name(self, network_id: bytes) -> str | None:
+        net = self.vpn.switch.networks.get(network_id)
+        return None if net is None else net.descriptor.name
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -491,6 +504,9 @@ class NodeCore:
         t = self.reach.get_timer()
         if t is not None and t <= now:
             self.reach.handle_timer(now)
+        t = self.paths.get_timer()
+        if t is not None and t <= now:
+            self.paths.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -498,7 +514,8 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer(), self.reach.get_timer(), self.pmtu.get_timer())
+                             self.overlay.get_timer(), self.reach.get_timer(), self.pmtu.get_timer(),
+                             self.paths.get_timer())
                      if t is not None]
         times.extend(op.deadline for op in self._ops.values())
         return min(times) if times else None
@@ -645,8 +662,9 @@ class NodeCore:
             kind = path_kind(p.endpoint)
             d["path"] = kind
             d["via"] = [NodeId(h).text() for h in p.endpoint.hops] if kind == RELAY else []
+            rows = self.paths.path_rows(p.node_id, self.transport.path_table(p.node_id, now), now)
             d["paths"] = [{**{k: v for k, v in row.items() if k != "target"}, "target": describe_path(row["target"])}
-                          for row in self.transport.path_table(p.node_id, now)]
+                          for row in rows]
             out.append(d)
         return out
 
@@ -669,6 +687,7 @@ class NodeCore:
             "discovery": dict(self.lan.stats),
             "l3vpn": self.l3vpn.status(),
             "reach": self.reach.status(now),
+            "paths": self.paths.status(now),
         }
 
     # -- internals -----------------------------------------------------------
@@ -802,6 +821,12 @@ class NodeCore:
                     # granted or answered on another path before it proves its address.
                     self._hold_reach(ev.node_id, payload, ev.endpoint)
                 return
+            if len(payload) >= 2 and payload[1] in PATHS_TYPES:
+                if ev.verified:
+                    self.paths.on_message(ev.node_id, payload, ev.endpoint, now)
+                else:
+                    self._hold_reach(ev.node_id, payload, ev.endpoint)  # as reach's: until its SessionUp
+                return
             if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
                 self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
                 return
@@ -816,11 +841,12 @@ class NodeCore:
             # without that, a node that only speaks TCP could not be found by ID at all.
             try:
                 self.dht.on_message(Contact(ev.public_key, _dht_endpoint(ev.endpoint)), msg, now, ev.verified,
-                                    learn=path_kind(ev.endpoint) != RELAY)
+                                    learn=path_kind(ev.endpoint) != RELAY and type(ev.endpoint) is not LinkAddr)
             except Exception:  # noqa: BLE001 - counted; the rest of the batch still runs
                 self.internal_errors += 1
         elif isinstance(ev, PathChanged):
             self.reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+            self.paths.on_path_changed(ev.node_id, ev.target, ev.previous, now)
             self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
         elif isinstance(ev, PathsWanted):
             self.reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
@@ -836,9 +862,13 @@ class NodeCore:
             self.reach.on_session_up(ev.node_id, ev.endpoint, now)
             if any(ev.node_id.raw in net._members for net in self.vpn.switch.networks.values()):
                 self._pmtu_for([ev.node_id], now)  # a member: its path sets its network's TUN MTU
+            self.paths.on_session_up(ev.node_id, ev.endpoint, now)
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
             for payload, endpoint in self._reach_held.pop(ev.node_id, ()):
-                self.reach.on_message(ev.node_id, payload, endpoint, now)
+                if payload[1] in REACH_TYPES:
+                    self.reach.on_message(ev.node_id, payload, endpoint, now)
+                else:
+                    self.paths.on_message(ev.node_id, payload, endpoint, now)
             contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
             self.overlay.on_session_up(ev.node_id)
             if self.lan.joined(ev.node_id):
@@ -858,6 +888,7 @@ class NodeCore:
             self.pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
             self.reach.on_session_down(ev.node_id, now)
+            self.paths.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
                 self.overlay.on_unreachable(ev.node_id, now)
@@ -885,7 +916,7 @@ class NodeCore:
             elif isinstance(msg, AppText):
                 self.texts_dropped["unsigned"] += 1
             return
-        if self.reach.on_dht_event(ev, now):
+        if self.reach.on_dht_event(ev, now) or self.paths.on_dht_event(ev, now):
             return
         if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
             return

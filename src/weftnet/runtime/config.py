@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from weftnet.core.identity import NodeId
+from weftnet.core.paths.config import PathsConfig, paths_config_from_dict
 from weftnet.errors import ConfigError, ParseError, WeftError
 
 __all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
@@ -134,6 +135,28 @@ socket = ""         # default: control.sock in the state directory
 # remote_as = 65002
 # [[bgp.evpn]]
 # vni = 100
+
+# Paths (docs/paths.md): every path to a peer that carries traffic is measured;
+# traffic moves to a better one, or to a one-hop detour, when its path fails.
+# [paths]
+# interval = 0.2      # probe interval while traffic flows (idle_interval = 5)
+# detect = 0.6        # a path is down after this long without an answer
+# transit = false     # forward between our peers (be a detour or route hop)
+# Several underlay links (SD-WAN), traffic classes, explicit routes:
+# [[link]]
+# name = "fiber"
+# bind = "192.0.2.10:4500"    # or interface = "eth1" with port = 4500
+# cost = 1
+# metered = false
+# [[class]]
+# name = "voice"
+# proto = "udp"
+# dport = "5060,10000-20000"
+# latency = 0.15      # SLA: round-trip seconds (also jitter, loss)
+# policy = "cheapest" # best | cheapest | balance | duplicate
+# [[route]]
+# node = "wn1..."
+# via = ["wn1...", "wn1..."]
 """
 
 
@@ -289,9 +312,15 @@ class Config:
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
     vrfs: dict[str, Any] = field(default_factory=dict)  # [vrf.NAME]: runtime.l3vpnconfig.VrfSettings
+    #: [paths], [[link]], [[class]], [[route]] (docs/paths.md): the core's config, and the links' sockets.
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    link_tables: list = field(default_factory=list)
     #: Where the settings came from: the file, or None if there was none (defaults in force).
     source: str | None = None
 
+
+#: Validated by core/paths/config.py (docs/paths.md).
+_PATHS_SECTIONS = ("paths", "link", "class", "route")
 
 _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "node": {"listen": ("listen", str), "port": ("port", int), "peers": ("peers", list)},
@@ -376,7 +405,10 @@ def load_config(path: Path) -> Config:
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
     cfg = Config()
+    paths_tables = {k: data[k] for k in _PATHS_SECTIONS if k in data}
     for section, values in data.items():
+        if section in _PATHS_SECTIONS:
+            continue
         if section == "networks":
             cfg.networks = _networks(values, where)
             continue
@@ -397,7 +429,8 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
                 cfg.vrfs = parse_vrfs(values, where)
             continue
         if section not in _SCHEMA:
-            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, bgp, l3vpn, vrf)")
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(_SCHEMA)}, networks, overlay, bgp, "
+                              "l3vpn, vrf, paths, [[link]], [[class]], [[route]])")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in values.items():
@@ -445,6 +478,10 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
                 parse_listen(value)
             except ParseError as exc:
                 raise ConfigError(f"{where}: [{section}] listen: {exc}") from None
+    if paths_tables:
+        cfg.paths, cfg.link_tables = paths_config_from_dict(
+            paths_tables.get("paths"), paths_tables.get("link"), paths_tables.get("class"), paths_tables.get("route"),
+            where)
     return cfg
 
 

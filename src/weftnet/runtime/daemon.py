@@ -41,6 +41,7 @@ from weftnet.core.puzzle import meets_puzzle, puzzle_bits
 from weftnet.core.session.transport import TransportConfig
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
+from weftnet.runtime import pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.tunmtu import TunMtuFollower
@@ -101,6 +102,7 @@ def node_config(cfg: Config) -> NodeConfig:
                           punch=cfg.reach_punch),
         relay=RelayConfig(enabled=cfg.relay_enabled, max_sessions=cfg.relay_max_sessions,
                           peer_rate=cfg.relay_peer_rate, total_rate=cfg.relay_total_rate),
+        paths=cfg.paths,
     )
 
 
@@ -154,6 +156,7 @@ class Daemon:
         self.own_process = False
         self.reloader.register("reach", ("reach_keepalive", "reach_punch", "relay_max_sessions", "relay_peer_rate",
                                          "relay_total_rate"), self._reload_reach)
+        pathsctl.register_reload(self)  # [paths], [[class]], [[route]], [[link]] on reload
         self.http: Any = None  # HttpEndpoints: /metrics and the dashboard
         self._tg: asyncio.TaskGroup | None = None
         self._publisher: asyncio.Task | None = None
@@ -217,6 +220,7 @@ class Daemon:
             raise ConfigError(f"cannot listen for TCP relay clients on {self.cfg.listen}:{self.cfg.relay_tcp_port}: "
                               f"{exc.strerror}") from None
         try:
+            await pathsctl.open_links(self)  # [[link]]: a socket per extra underlay link (docs/paths.md)
             await self._start_networks(loop)
             await self._start_overlay(loop)
         except WeftError:
@@ -656,7 +660,7 @@ class Daemon:
             log.info("message received", extra={"origin": ev.origin.text(), "text": ev.text})
         elif ev.kind == "path":
             log.info("path changed", extra={"peer": ev.node_id.text(), "path": ev.path, "previous": ev.previous})
-        elif ev.kind == "reach":
+        elif ev.kind in ("reach", "paths"):
             log.info(ev.what, extra={"detail": ev.detail})
         elif ev.kind == "lan_peer":
             log.info("LAN peer found", extra={"peer": ev.node_id.text(), "endpoint": f"{ev.endpoint[0]}:{ev.endpoint[1]}"})
@@ -688,6 +692,9 @@ class Daemon:
             st["reach"]["links"] = dict(self.driver.links.stats)
             st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
                                "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes}
+            counters = pathsctl.link_counters(self)
+            for link in st["paths"]["links"]:
+                link.update(counters.get(link["name"], {}))
             if self.overlay is not None:
                 st["overlay"].update(self.overlay.status())
             if self.bgp is not None:
@@ -779,7 +786,7 @@ class Daemon:
         return {"status": status, "peers": peers, "ping": ping, "send": send, "trace": trace,
                 "put": put, "get": get, "lookup": lookup, "connect": connect, "overlay_rules": overlay_rules,
                 "reload": reload, "bgp_summary": bgp_summary, "bgp_routes": bgp_routes,
-                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes, "reach": reach}
+                "vrf_ls": vrf_ls, "vrf_routes": vrf_routes, "reach": reach, **pathsctl.handlers(self)}
 
 
 def _is_hex_key(text: Any) -> bool:

@@ -24,9 +24,11 @@ It works in batches, because the VPN data plane makes it a hot path:
 * When the socket buffer is full the rest waits in a bounded backlog until
   the socket is writable again (beyond the bound, datagrams are dropped and
   counted, as a congested link would).
-* Two other kinds of address the core may send to (docs/reach.md): a
-  ``StreamLink`` is a TCP link (runtime/links.py), an ``AltSource`` goes out
-  of the second UDP socket (``alt_sock``, for dial-back tests).
+* Three other kinds of address the core may send to (docs/reach.md,
+  docs/paths.md): a ``StreamLink`` is a TCP link (runtime/links.py), an
+  ``AltSource`` goes out of the second UDP socket (``alt_sock``, for dial-back
+  tests), a ``LinkAddr`` out of an extra underlay link's socket
+  (runtime/underlay.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any, Callable
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
-from weftnet.core.reach.paths import StreamLink
+from weftnet.core.reach.paths import LinkAddr, StreamLink
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -118,6 +120,8 @@ class UdpDriver:
         self.links = StreamLinks(self)
         #: A second UDP socket that only sends (dial-back tests from another port); None = none.
         self.alt_sock: socket.socket | None = None
+        #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
+        self.underlay = None
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -185,7 +189,14 @@ class UdpDriver:
         i, n = 0, len(out)
         while i < n:
             data, addr = out[i]
-            if type(addr) is not tuple:  # a TCP link or the second port (rare; plain tuples are UDP)
+            if type(addr) is not tuple:  # a TCP link, an extra underlay link or the second port
+                if type(addr) is LinkAddr and self.underlay is not None:
+                    j = i + 1
+                    while j < n and out[j][1] == addr:
+                        j += 1
+                    self.underlay.send_run(out, i, j)  # runtime/underlay.py: that link's own socket
+                    i = j
+                    continue
                 self._send_special(data, addr)
                 i += 1
                 continue
@@ -345,6 +356,8 @@ class UdpDriver:
             self._loop.remove_writer(fd)
         self.sock.close()
         self.links.close()
+        if self.underlay is not None:
+            self.underlay.close()
         if self.alt_sock is not None:
             self.alt_sock.close()
 

@@ -17,18 +17,23 @@ docs/metrics.md lists every metric; a test compares that table with a scrape.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.utils import floatToGoString
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from weftnet.runtime import opsview
 
 if TYPE_CHECKING:
     from weftnet.core.node import NodeCore
     from weftnet.runtime.driver import UdpDriver
 
-__all__ = ["NodeCollector", "make_registry", "exposition", "CONTENT_TYPE"]
+__all__ = ["NodeCollector", "Exposition", "render_text", "make_registry", "exposition", "CONTENT_TYPE"]
 
+log = logging.getLogger("weftnet.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: transport ``stats`` key -> the ``reason`` of weftnet_transport_dropped_total
@@ -70,29 +75,49 @@ class NodeCollector:
         self.clock = clock
         self.extra: dict[str, Callable[[], dict[str, int]]] = {}
         self._version = _version()
-        self._names: dict[bytes, str] = {}  # node ID -> its text form (a SHA-256 and base32 each)
-        #: How long the previous scrape's collection took on the event loop (seconds).
+        #: node ID -> its label values and label strings (its text form costs a SHA-256 and base32)
+        self._labels: dict[bytes, tuple] = {}
+        self._path_texts: dict[tuple[str, str, str], str] = {}  # (peer label, path kind, NAT) -> label string
+        #: How long the previous scrape's collection and rendering took on the event loop (seconds).
         self.last_duration = 0.0
 
     def describe(self) -> list:
         return []  # families are dynamic; registering must not trigger a collection
 
-    def collect(self) -> Iterator[Metric]:
-        t0 = time.perf_counter()
+    def families(self) -> list:
+        """This scrape's families: prometheus_client Metrics, and the per-peer ones as :class:`_Lines`."""
         now = self.clock()
         core = self.core
-        out: list[Metric] = [
+        out: list = [
             GaugeMetricFamily("weftnet_metrics_collect_seconds",
-                              "How long the previous scrape took to collect these metrics.", value=self.last_duration)]
+                              "How long the previous scrape took to collect and render these metrics on the "
+                              "event loop.", value=self.last_duration)]
         out += self._node(core, now)
         out += self._transport(core, now)
         out += self._udp()
         out += self._dht(core)
         out += self._vpn(core)
         out += self._overlay(core)
+        out += self._hardening(core)
+        out += self._reach(core, now)
+        if self.daemon is not None:
+            out += self._subsystems(self.daemon)
         out += self._extra()
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        """The registry protocol (for a caller's own prometheus_client registry); /metrics uses :meth:`render`."""
+        t0 = time.perf_counter()
+        out = [f.to_metric() if isinstance(f, _Lines) else f for f in self.families()]
         self.last_duration = time.perf_counter() - t0
         return iter(out)
+
+    def render(self) -> str:
+        """The text exposition (0.0.4) of this node's families, built in one pass."""
+        t0 = time.perf_counter()
+        text = render_text(self.families())
+        self.last_duration = time.perf_counter() - t0
+        return text
 
     # -- families -------------------------------------------------------------
     def _node(self, core: "NodeCore", now: float) -> Iterator[Metric]:
@@ -143,28 +168,49 @@ class NodeCollector:
         # Per peer: the busiest `peer_series` sessions only (bounded cardinality).
         chosen = peers if len(peers) <= self.peer_series else heapq.nlargest(
             self.peer_series, peers, key=lambda i: (i[1] + i[2], i[0].raw))
-        pb = CounterMetricFamily("weftnet_peer_bytes", "Payload bytes through this peer's session, by direction.",
-                                 labels=["peer", "direction"])
-        pp = CounterMetricFamily("weftnet_peer_packets", "Payloads through this peer's session, by direction.",
-                                 labels=["peer", "direction"])
-        rtt = GaugeMetricFamily("weftnet_peer_rtt_seconds", "Smoothed round-trip time to this peer (RFC 6298).",
-                                labels=["peer"])
-        names = self._names
+        pb = _Lines("weftnet_peer_bytes", "counter", "Payload bytes through this peer's session, by direction.",
+                    ("peer", "direction"))
+        pp = _Lines("weftnet_peer_packets", "counter", "Payloads through this peer's session, by direction.",
+                    ("peer", "direction"))
+        rtt = _Lines("weftnet_peer_rtt_seconds", "gauge", "Smoothed round-trip time to this peer (RFC 6298).",
+                     ("peer",))
+        path = _Lines("weftnet_peer_path", "gauge", "Constant 1: the kind of path in use to this peer (direct, "
+                      "tcp, relay) and the peer's NAT class as its endpoint record says.", ("peer", "path", "nat"))
+        reach = getattr(core, "reach", None)
+        peer_reach = opsview.peer_reach_reader(core) if reach is not None else None
+        path_texts = self._path_texts
+        names = self._labels
         if len(names) > 4 * max(self.peer_series, 1024):
             names.clear()  # bounded: peers come and go
+        b_rows, p_rows, r_rows = pb.rows, pp.rows, rtt.rows
         for node_id, bytes_in, bytes_out, packets_in, packets_out, srtt in chosen:
-            peer = names.get(node_id.raw)
-            if peer is None:
-                peer = names[node_id.raw] = node_id.text()
-            pb.add_metric([peer, "in"], bytes_in)
-            pb.add_metric([peer, "out"], bytes_out)
-            pp.add_metric([peer, "in"], packets_in)
-            pp.add_metric([peer, "out"], packets_out)
+            lab = names.get(node_id.raw)
+            if lab is None:  # the ID's text form (a hash and base32) and its label strings, once per peer
+                peer = node_id.text()
+                q = _escape(peer)
+                lab = names[node_id.raw] = ((peer, "in"), f'peer="{q}",direction="in"',
+                                            (peer, "out"), f'peer="{q}",direction="out"', (peer,), f'peer="{q}"')
+            v_in, t_in, v_out, t_out, v_peer, t_peer = lab
+            b_rows.append((t_in, bytes_in, v_in))
+            b_rows.append((t_out, bytes_out, v_out))
+            p_rows.append((t_in, packets_in, v_in))
+            p_rows.append((t_out, packets_out, v_out))
             if srtt is not None:
-                rtt.add_metric([peer], srtt)
+                r_rows.append((t_peer, srtt, v_peer))
+            if peer_reach is not None:
+                kind, nat = peer_reach(node_id)
+                key = (t_peer, kind, nat)
+                text = path_texts.get(key)
+                if text is None:
+                    if len(path_texts) > 4 * max(self.peer_series, 1024):
+                        path_texts.clear()
+                    text = path_texts[key] = f'{t_peer},path="{kind}",nat="{nat}"'
+                path.rows.append((text, 1, (v_peer[0], kind, nat)))
         yield pb
         yield pp
         yield rtt
+        if reach is not None:
+            yield path
         yield GaugeMetricFamily("weftnet_peer_series_omitted",
                                 "Sessions left out of the per-peer series ([metrics] peer_series).",
                                 value=len(peers) - len(chosen))
@@ -337,6 +383,270 @@ class NodeCollector:
                 c.add_metric([k], v)
             yield c
 
+    def _hardening(self, core: "NodeCore") -> Iterator[Metric]:
+        """What the protections of docs/security.md refused (always present, zero until they act)."""
+        h = opsview.hardening_view(core)
+        yield CounterMetricFamily("weftnet_handshakes_rate_limited",
+                                  "Handshake Inits refused by admission (per-address and per-prefix rate).",
+                                  value=h["handshakes_rate_limited"])
+        yield GaugeMetricFamily("weftnet_half_open_peers",
+                                "Peers with a session that has not yet proven return routability.",
+                                value=h["half_open_peers"])
+        c = CounterMetricFamily("weftnet_half_open", "Half-open peers: admitted, confirmed (return routability "
+                                "proven), expired unconfirmed, and messages held until confirmed.", labels=["event"])
+        for k, v in h["half_open"].items():
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("weftnet_peer_table_events",
+                                "Peers pushed out of the bounded peer table (evicted) or dropped after idling.",
+                                labels=["event"])
+        c.add_metric(["evicted"], h["peers_evicted"])
+        c.add_metric(["forgotten"], h["peers_forgotten"])
+        yield c
+        c = CounterMetricFamily("weftnet_dht_contacts_refused",
+                                "Contacts kept out of the routing table, by reason (ID puzzle, per-prefix limit).",
+                                labels=["reason"])
+        for k, v in h["contacts_refused"].items():
+            c.add_metric([k], v)
+        yield c
+        yield CounterMetricFamily("weftnet_dht_contacts_evicted", "Contacts replaced in full k-buckets.",
+                                  value=h["contacts_evicted"])
+        c = CounterMetricFamily("weftnet_dht_store_refused",
+                                "Records refused: over a peer's or an address prefix's quota, or invalid (other).",
+                                labels=["reason"])
+        for k, v in h["store_refused"].items():
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("weftnet_dht_deferred",
+                                "DHT work put off for safety: messages held from unverified senders, hints not "
+                                "followed yet.", labels=["what"])
+        c.add_metric(["held-unverified"], h["dht_held_unverified"])
+        c.add_metric(["hint"], h["dht_hints_deferred"])
+        yield c
+        c = CounterMetricFamily("weftnet_texts_dropped",
+                                "Routed texts dropped because their origin is not proven.", labels=["reason"])
+        for k, v in h["texts_dropped"].items():
+            c.add_metric([k], v)
+        yield c
+        yield CounterMetricFamily("weftnet_internal_errors",
+                                  "Messages whose handling raised an unexpected error (logged; a bug).",
+                                  value=h["internal_errors"])
+
+    def _reach(self, core: "NodeCore", now: float) -> Iterator[Metric]:
+        """NAT traversal and relays (docs/reach.md)."""
+        r = opsview.reach_view(core, now)
+        if r is None:
+            return
+        g = GaugeMetricFamily("weftnet_nat_class", "1 for this node's NAT class as its peers' reports show it, "
+                              "0 for the others.", labels=["class"])
+        for c in opsview.NAT_CLASSES:
+            g.add_metric([c], 1 if r["nat"] == c else 0)
+        yield g
+        yield GaugeMetricFamily("weftnet_reachable_unsolicited", "1 if a dial-back reached this node unasked, "
+                                "0 if not, -1 while unknown.",
+                                value=-1 if r["reachable"] is None else int(bool(r["reachable"])))
+        g = GaugeMetricFamily("weftnet_sessions_by_path", "Sessions by the kind of path in use: direct UDP, a TCP "
+                              "link, or through relays.", labels=["path"])
+        for k, n in r["sessions_by_path"].items():
+            g.add_metric([k], n)
+        yield g
+        yield GaugeMetricFamily("weftnet_relays_used", "Relays this node is registered with.", value=r["relays_used"])
+        c = CounterMetricFamily("weftnet_reach_events", "NAT traversal events (probes, punches and their "
+                                "results, paths upgraded or dead, fallbacks to a relay, records, dial-backs).",
+                                labels=["event"])
+        for k, n in sorted(r["stats"].items()):
+            c.add_metric([k], n)
+        yield c
+        rel = r.get("relay")
+        if rel is None:
+            return
+        yield GaugeMetricFamily("weftnet_relay_sessions", "Nodes registered with this relay.", value=rel["registered"])
+        yield GaugeMetricFamily("weftnet_relay_sessions_max", "Registrations this relay accepts at most "
+                                "([relay] max_sessions).", value=rel["max_sessions"])
+        yield CounterMetricFamily("weftnet_relay_registrations", "Registrations granted (a node's first lease).",
+                                  value=rel["registrations"])
+        yield CounterMetricFamily("weftnet_relay_forwarded_packets", "Packets this relay passed on.",
+                                  value=rel["forwarded"])
+        yield CounterMetricFamily("weftnet_relay_forwarded_bytes", "Bytes this relay passed on.",
+                                  value=rel["forwarded_bytes"])
+        c = CounterMetricFamily("weftnet_relay_refused", "What the relay refused, by limit: not registered, a "
+                                "sender's or the total rate, no session to the next hop, session opens per minute, "
+                                "registrations when full.", labels=["reason"])
+        for k, n in rel["refused"].items():
+            c.add_metric([k], n)
+        yield c
+
+    def _subsystems(self, daemon: Any) -> Iterator[Metric]:
+        """BGP, EVPN, VRFs and layer-2 networks: families only where the subsystem runs."""
+        for fn in (self._bgp, self._evpn, self._vrfs, self._l2):
+            try:
+                yield from fn(daemon)
+            except Exception:  # a subsystem's bug must not break the scrape (its families go missing)
+                log.exception("metrics: %s failed", fn.__name__)
+
+    def _bgp(self, daemon: Any) -> Iterator[Metric]:
+        speakers = opsview.bgp_view(daemon)
+        if not speakers:
+            return
+        lab = ["instance", "peer"]
+        info = GaugeMetricFamily("weftnet_bgp_peer_info", "A configured BGP neighbour: constant 1.",
+                                 labels=[*lab, "remote_as"])
+        state = GaugeMetricFamily("weftnet_bgp_peer_state",
+                                  "1 for the neighbour's current BGP state (RFC 4271 section 8), 0 for the others.",
+                                  labels=[*lab, "state"])
+        up = GaugeMetricFamily("weftnet_bgp_peer_uptime_seconds", "Seconds since the session was established.",
+                               labels=lab)
+        pfx = GaugeMetricFamily("weftnet_bgp_peer_prefixes",
+                                "Prefixes received from (accepted) and sent to the neighbour.",
+                                labels=[*lab, "direction"])
+        msgs = CounterMetricFamily("weftnet_bgp_peer_messages",
+                                   "BGP messages on the current session, by type (update, notification, other) and "
+                                   "direction.", labels=[*lab, "type", "direction"])
+        est = CounterMetricFamily("weftnet_bgp_peer_established",
+                                  "Times the session reached Established.", labels=lab)
+        routes = GaugeMetricFamily("weftnet_bgp_routes", "Prefixes in the speaker's Loc-RIB, by address family.",
+                                   labels=["instance", "family"])
+        events = CounterMetricFamily("weftnet_bgp_events", "The speaker's counters (updates, routes in, policy "
+                                     "and loop drops, connections rejected, ...).", labels=["instance", "event"])
+        for sp in speakers:
+            inst = sp["instance"]
+            for fam, n in sorted(sp["routes"].items()):
+                routes.add_metric([inst, fam], n)
+            for k, v in sorted(sp["stats"].items()):
+                events.add_metric([inst, k], v)
+            for p in sp["peers"]:
+                lv = [inst, p["peer"]]
+                info.add_metric([*lv, str(p["remote_as"])], 1)
+                for s in opsview.BGP_STATES:
+                    state.add_metric([*lv, s], 1 if p["state"] == s else 0)
+                if p["uptime"] is not None:
+                    up.add_metric(lv, p["uptime"])
+                pfx.add_metric([*lv, "received"], p["prefixes_received"])
+                pfx.add_metric([*lv, "sent"], p["prefixes_sent"])
+                for d in ("in", "out"):
+                    u, n, m = p[f"updates_{d}"], p[f"notifications_{d}"], p[f"messages_{d}"]
+                    msgs.add_metric([*lv, "update", d], u)
+                    msgs.add_metric([*lv, "notification", d], n)
+                    msgs.add_metric([*lv, "other", d], max(0, m - u - n))
+                est.add_metric(lv, p["established"])
+        yield from (info, state, up, pfx, msgs, est, routes, events)
+
+    def _evpn(self, daemon: Any) -> Iterator[Metric]:
+        ev = opsview.evpn_view(daemon)
+        if ev is None:
+            return
+        macs = GaugeMetricFamily("weftnet_evpn_macs", "MACs of the EVPN instance: local (learned on our bridge, "
+                                 "advertised) and remote (learned from BGP type-2 routes).", labels=["vni", "origin"])
+        ips = GaugeMetricFamily("weftnet_evpn_ips", "IP addresses bound to those MACs (MAC/IP routes).",
+                                labels=["vni", "origin"])
+        vteps = GaugeMetricFamily("weftnet_evpn_remote_vteps", "Remote VTEPs flooding for the VNI (type-3 routes).",
+                                  labels=["vni"])
+        prefixes = GaugeMetricFamily("weftnet_evpn_remote_prefixes", "IP prefixes learned (type-5 routes).",
+                                     labels=["vni"])
+        moves = CounterMetricFamily("weftnet_evpn_mac_moves", "MAC mobility events (RFC 7432 section 15).",
+                                    labels=["vni"])
+        limit = CounterMetricFamily("weftnet_evpn_mac_limit_drops", "MACs not learned: the instance's limit.",
+                                    labels=["vni"])
+        for v in ev["vnis"]:
+            vni = str(v["vni"])
+            for origin in ("local", "remote"):
+                macs.add_metric([vni, origin], v[f"{origin}_macs"])
+                ips.add_metric([vni, origin], v[f"{origin}_ips"])
+            vteps.add_metric([vni], v["remote_vteps"])
+            prefixes.add_metric([vni], v["remote_prefixes"])
+            moves.add_metric([vni], v["mac_moves"])
+            limit.add_metric([vni], v["mac_limit_drops"])
+        routes = CounterMetricFamily("weftnet_evpn_routes_received",
+                                     "EVPN routes received, by route type (ignored: no instance imports it).",
+                                     labels=["type"])
+        for k, n in sorted(ev["routes_in"].items()):
+            routes.add_metric([k[len("type"):-len("_in")] if k.startswith("type") else k], n)
+        dp = CounterMetricFamily("weftnet_evpn_dataplane_events",
+                                 "What the EVPN dataplane did (FDB and flood entries, routes, netlink errors).",
+                                 labels=["event"])
+        for k, n in sorted(ev["dataplane"].items()):
+            dp.add_metric([k], n)
+        yield from (macs, ips, vteps, prefixes, moves, limit, routes, dp)
+
+    def _vrfs(self, daemon: Any) -> Iterator[Metric]:
+        v = opsview.vrf_view(daemon)
+        if v is None:
+            return
+        routes = GaugeMetricFamily("weftnet_vrf_routes", "Forwarding entries of the VRF, by kind (local: a CE or "
+                                   "static route; remote: another PE; vrf: leaked from a VRF here; unresolved).",
+                                   labels=["vrf", "kind"])
+        exported = GaugeMetricFamily("weftnet_vrf_exported_routes", "VPN routes this PE exports for the VRF.",
+                                     labels=["vrf"])
+        refused = CounterMetricFamily("weftnet_vrf_routes_refused", "Routes refused by the VRF's max_routes.",
+                                      labels=["vrf"])
+        b = CounterMetricFamily("weftnet_vrf_bytes", "IP bytes through the VRF's data plane, by direction (in: from "
+                                "other PEs).", labels=["vrf", "direction"])
+        pk = CounterMetricFamily("weftnet_vrf_packets", "IP packets through the VRF's data plane, by direction.",
+                                 labels=["vrf", "direction"])
+        drops = CounterMetricFamily("weftnet_vrf_drops", "Packets the VRF dropped, by reason.", labels=["vrf", "reason"])
+        for r in v["vrfs"]:
+            name = r["vrf"]
+            for kind, n in r["routes"].items():
+                routes.add_metric([name, kind], n)
+            exported.add_metric([name], r["exported"])
+            refused.add_metric([name], r["refused"])
+            for d in ("in", "out"):
+                b.add_metric([name, d], r[f"bytes_{d}"])
+                pk.add_metric([name, d], r[f"packets_{d}"])
+            for reason, n in sorted(r["drops"].items()):
+                drops.add_metric([name, reason], n)
+        yield from (routes, exported, refused, b, pk, drops)
+        yield GaugeMetricFamily("weftnet_l3vpn_vpn_routes", "VPN routes from other PEs this PE holds.",
+                                value=v["vpn_routes"])
+        yield GaugeMetricFamily("weftnet_l3vpn_labels_in_use", "MPLS labels allocated by this PE.",
+                                value=v["labels_in_use"])
+        c = CounterMetricFamily("weftnet_l3vpn_drops", "Labelled payloads dropped before any VRF, by reason.",
+                                labels=["reason"])
+        for reason, n in sorted(v["drops"].items()):
+            c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily("weftnet_l3vpn_events", "The PE's counters (routes from CEs and other PEs, kernel "
+                                "route batches, refusals).", labels=["event"])
+        for k, n in sorted(v["stats"].items()):
+            if isinstance(n, int):
+                c.add_metric([k], n)
+        yield c
+
+    def _l2(self, daemon: Any) -> Iterator[Metric]:
+        nets = opsview.l2_view(daemon)
+        if not nets:
+            return
+        entries = GaugeMetricFamily("weftnet_l2_table_entries", "Entries of the network's switch tables: MACs "
+                                    "learned behind members, IP-to-MAC bindings snooped.", labels=["network", "table"])
+        tev = CounterMetricFamily("weftnet_l2_table_events", "Switch table events (learned, moved, aged, refused "
+                                  "by the per-member quota or a full table, removed).",
+                                  labels=["network", "table", "event"])
+        frames = CounterMetricFamily("weftnet_l2_frames", "Ethernet frames through the network, by direction.",
+                                     labels=["network", "direction"])
+        floods = CounterMetricFamily("weftnet_l2_floods", "Frames flooded to all members (out) or received as "
+                                     "floods (in).", labels=["network", "direction"])
+        limited = CounterMetricFamily("weftnet_l2_floods_rate_limited",
+                                      "Floods dropped by the flood rate limit (ours and each member's).",
+                                      labels=["network"])
+        events = CounterMetricFamily("weftnet_l2_events", "Other switch events (flood copies, unknown unicast, "
+                                     "ARP/ND answered on the host).", labels=["network", "event"])
+        for n in nets:
+            name = n["network"]
+            entries.add_metric([name, "mac"], n["macs"])
+            entries.add_metric([name, "neighbor"], n["neighbors"])
+            for table in ("mac", "neighbor"):
+                st = n[f"{table}_table"]
+                for e in opsview.L2_TABLE_EVENTS:
+                    tev.add_metric([name, table, e], st.get(e, 0))
+            frames.add_metric([name, "in"], n["frames_in"])
+            frames.add_metric([name, "out"], n["frames_out"])
+            floods.add_metric([name, "in"], n["floods_in"])
+            floods.add_metric([name, "out"], n["floods_out"])
+            limited.add_metric([name], n["floods_rate_limited"])
+            for k, v in n["events"].items():
+                events.add_metric([name, k], v)
+        yield from (entries, tev, frames, floods, limited, events)
+
     def _extra(self) -> Iterator[Metric]:
         if not self.extra:
             return
@@ -352,6 +662,76 @@ class NodeCollector:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     c.add_metric([name, str(key)], value)
         yield c
+
+
+class _Lines:
+    """A family whose samples are kept as ready label strings: the per-peer series, which are
+    most of a scrape's lines, are rendered without building a label dict per sample."""
+
+    __slots__ = ("name", "type", "documentation", "labelnames", "rows")
+
+    def __init__(self, name: str, typ: str, documentation: str, labelnames: tuple[str, ...]):
+        self.name, self.type, self.documentation, self.labelnames = name, typ, documentation, labelnames
+        self.rows: list[tuple[str, float, tuple[str, ...]]] = []  # (label string, value, label values)
+
+    def to_metric(self) -> Metric:
+        cls = CounterMetricFamily if self.type == "counter" else GaugeMetricFamily
+        m = cls(self.name, self.documentation, labels=list(self.labelnames))
+        for _text, value, values in self.rows:
+            m.add_metric(list(values), value)
+        return m
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or "\"" in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\"", "\\\"")
+    return value
+
+
+def _number(v: float) -> str:
+    if type(v) is int:
+        return str(v)
+    return floatToGoString(v)
+
+
+def render_text(families: list) -> str:
+    """The text exposition format 0.0.4 of ``families`` (prometheus_client Metrics and :class:`_Lines`).
+
+    What prometheus_client's ``generate_latest`` writes for the same families, without its
+    per-sample validation of names that are constants here: a scrape of 1,000 peers spends
+    most of its time in that loop otherwise (bench/results/metrics.md).
+    """
+    out: list[str] = []
+    add = out.append
+    for m in families:
+        name = m.name + "_total" if m.type == "counter" else m.name
+        doc = m.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        add(f"# HELP {name} {doc}\n# TYPE {name} {m.type}\n")
+        if isinstance(m, _Lines):
+            out.extend([f"{name}{{{text}}} {_number(v)}\n" for text, v, _values in m.rows])
+            continue
+        for s in m.samples:
+            if s.labels:
+                labels = ",".join([f'{k}="{_escape(v)}"' for k, v in s.labels.items()])
+                add(f"{s.name}{{{labels}}} {_number(s.value)}\n")
+            else:
+                add(f"{s.name} {_number(s.value)}\n")
+    return "".join(out)
+
+
+class Exposition:
+    """What ``/metrics`` serves: the node's families (:meth:`NodeCollector.render`), then the
+    process, platform and garbage-collector families of prometheus_client."""
+
+    def __init__(self, collector: NodeCollector):
+        self.collector = collector
+        self.process = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.process)
+        PlatformCollector(registry=self.process)
+        GCCollector(registry=self.process)
+
+    def __call__(self) -> bytes:
+        return self.collector.render().encode() + generate_latest(self.process)
 
 
 def make_registry(collector: NodeCollector) -> CollectorRegistry:

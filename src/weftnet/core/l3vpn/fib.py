@@ -74,6 +74,12 @@ class PrefixTable(Generic[V]):
                 return v
         return None
 
+    def values(self) -> Iterator[V]:
+        """Every value, in no particular order (no network objects built: cheap enough for a scrape)."""
+        for by_len in self._tables.values():
+            for table in by_len.values():
+                yield from table.values()
+
     def items(self) -> Iterator[tuple[IPNetwork, V]]:
         for version, bits, cls in ((4, 32, ipaddress.IPv4Network), (6, 128, ipaddress.IPv6Network)):
             for plen in sorted(self._tables[version]):

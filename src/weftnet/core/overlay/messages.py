@@ -13,7 +13,7 @@
   the receiver start a Noise handshake to that key at the beacon's source
   address, which proves the key or fails (docs/overlay.md, "Discovery").
 
-0x5B is :class:`~weftnet.core.session.pmtu.PathProbe` (path MTU discovery on every session).
+0x5B is :class:`~weftnet.core.session.pmtu.MtuProbe` (path MTU discovery on every session).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ A peer is reached over a *path*. Its target is one of:
 * a :class:`StreamLink` — a TCP connection the runtime keeps (to a relay when
   UDP is blocked); to the core it is just another address datagrams come from
   and go to;
+* a :class:`LinkAddr` — a UDP endpoint reached from one of the node's extra
+  underlay links (``[[link]]``, docs/paths.md): the runtime sends it from, and
+  receives it on, that link's own socket;
 * a :class:`Via` — through a sequence of overlay nodes: the end-to-end session
   packets travel inside each hop's own session under a ``Forward`` header
   (docs/wire/reach.md). A relay is a one-hop ``Via`` chosen for reachability;
@@ -27,6 +30,7 @@ __all__ = [
     "Via",
     "StreamLink",
     "AltSource",
+    "LinkAddr",
     "Path",
     "PathSet",
     "PathPolicy",
@@ -39,8 +43,8 @@ __all__ = [
 ]
 
 DIRECT, RELAY, STREAM = "direct", "relay", "tcp"
-#: Paths remembered per peer (direct candidates, relays, links); the oldest unused one makes room.
-MAX_PATHS = 12
+#: Paths remembered per peer (direct candidates, relays, link pairs, detours); the oldest unused one makes room.
+MAX_PATHS = 24
 
 
 class Via(NamedTuple):
@@ -67,6 +71,16 @@ class AltSource(NamedTuple):
     alt: int = 1
 
 
+class LinkAddr(NamedTuple):
+    """A UDP endpoint ``(host, port)`` as seen from the node's underlay link named ``link``
+    (not the main socket): datagrams to it leave from that link's socket; datagrams that
+    arrive on that socket carry it as their source."""
+
+    host: str
+    port: int
+    link: str
+
+
 def path_kind(target) -> str:
     t = type(target)
     if t is Via:
@@ -77,8 +91,9 @@ def path_kind(target) -> str:
 
 
 def is_udp(target) -> bool:
-    """A plain underlay UDP endpoint (the only kind a reflexive address can be learned on)."""
-    return type(target) is not Via and type(target) is not StreamLink and target is not None
+    """A plain underlay UDP endpoint of the main socket (the only kind a reflexive address can be learned on)."""
+    t = type(target)
+    return t is not Via and t is not StreamLink and t is not LinkAddr and target is not None
 
 
 class Path:
@@ -112,10 +127,11 @@ class Path:
 class PathSet:
     """All known paths to one peer, in insertion order, at most :data:`MAX_PATHS`."""
 
-    __slots__ = ("paths",)
+    __slots__ = ("paths", "node_id")
 
-    def __init__(self) -> None:
+    def __init__(self, node_id=None) -> None:
         self.paths: dict = {}
+        self.node_id = node_id  # the peer (a measuring policy keeps its measurements by peer)
 
     def get(self, target) -> Path | None:
         return self.paths.get(target)

@@ -10,7 +10,7 @@ a network member with a session, or a peer first sent a payload that needs
 fragments), :class:`PathMtu` searches for the largest datagram that actually
 arrives:
 
-* A **round** sends up to :data:`PROBES_PER_ROUND` :class:`PathProbe`
+* A **round** sends up to :data:`PROBES_PER_ROUND` :class:`MtuProbe`
   messages of different sizes inside the session, padded so that each sealed
   datagram is exactly the size probed. The driver sends them with the IP
   don't-fragment bit (``IP_PMTUDISC_PROBE``): a probe larger than some link
@@ -47,7 +47,7 @@ from weftnet.core.identity import NodeId
 from weftnet.core.wire import U8, U32, MAX_MESSAGE_SIZE, Message, Rest, decode, encode, register
 from weftnet.errors import DecodeError
 
-__all__ = ["PathProbe", "PathMtu", "PathMtuFound", "PROBE_TYPE", "SEAL_OVERHEAD", "UDP_IP_OVERHEAD"]
+__all__ = ["MtuProbe", "PathMtu", "PathMtuFound", "PROBE_TYPE", "SEAL_OVERHEAD", "UDP_IP_OVERHEAD"]
 
 #: Bytes the transport adds around a payload in one data datagram: version, type, receiver
 #: index u32, counter u64 (14), then the AEAD tag (16).
@@ -64,7 +64,7 @@ _PROBE, _ACK = 0, 1
 
 @register
 @dataclass(frozen=True)
-class PathProbe(Message):
+class MtuProbe(Message):
     """A path MTU probe (``kind`` 0, padded to the size probed) or its ack (``kind`` 1, no padding)."""
 
     TYPE: ClassVar = 0x5B
@@ -80,7 +80,7 @@ class PathProbe(Message):
             raise ValueError("an ack carries no padding")
 
 
-PROBE_TYPE = PathProbe.TYPE
+PROBE_TYPE = MtuProbe.TYPE
 _HEADER = 2 + 4 + 1  # version, type, probe_id, kind
 
 
@@ -161,18 +161,18 @@ class PathMtu:
         return None if s is None else s.result
 
     def on_payload(self, sender: NodeId, payload: bytes, now: float) -> bytes | None:
-        """A PathProbe from an authenticated ``sender``: the ack to send back for a probe, else None."""
+        """A MtuProbe from an authenticated ``sender``: the ack to send back for a probe, else None."""
         try:
             msg = decode(payload)
         except DecodeError:
             self.stats["malformed"] += 1
             return None
-        if not isinstance(msg, PathProbe):
+        if not isinstance(msg, MtuProbe):
             self.stats["malformed"] += 1
             return None
         if msg.kind == _PROBE:
             self.stats["acks_sent"] += 1
-            return encode(PathProbe(msg.probe_id, _ACK))
+            return encode(MtuProbe(msg.probe_id, _ACK))
         key = self._by_probe.get(msg.probe_id)
         s = self._searches.get(key) if key is not None else None
         if s is None or key != sender.raw or msg.probe_id not in s.outstanding:
@@ -238,7 +238,7 @@ class PathMtu:
             s.outstanding[pid] = size
             self._by_probe[pid] = s.node_id.raw
             pad = size - SEAL_OVERHEAD - _HEADER
-            self._out.append((s.node_id, encode(PathProbe(pid, _PROBE, bytes(pad)))))
+            self._out.append((s.node_id, encode(MtuProbe(pid, _PROBE, bytes(pad)))))
         s.probes += len(sizes)
         self.stats["probes_sent"] += len(sizes)
         s.deadline = now + self.timeout

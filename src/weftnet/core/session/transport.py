@@ -109,6 +109,7 @@ _FWD_OVERHEAD = 14 + 16 + _FWD_BASE
 #: The largest packet a relay passes on: a whole end-to-end datagram (the hop sessions cut it in pieces).
 MAX_RELAYED = MAX_MESSAGE_SIZE
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
+_CAPTURE = ("", 0)  # a stand-in direct target: the datagrams are collected, then sent on the real paths
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
@@ -408,6 +409,10 @@ class SecureTransport:
         self.paths_wanted = False
         #: Emit PathQuiet when sending to a peer not heard from for this long (reach sets it).
         self.quiet_after = float("inf")
+        #: Per-payload path choice (core/paths): ``steer(node_id, payload, now)`` returns None (the
+        #: path in use) or a tuple of one or two targets; with two, the payload is sealed once and
+        #: the same datagrams go out on both (the receiver's replay window drops the later copy).
+        self.steer = None
         self._depth = 0  # Forward nesting while receiving (bounded)
         self.stats: dict[str, int] = dict.fromkeys(
             (
@@ -416,7 +421,7 @@ class SecureTransport:
                 "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
                 "expired_dropped", "queue_dropped", "fragments_expired",
                 "relayed_out", "relayed_in", "relay_forwarded", "relay_refused", "relay_no_path",
-                "relay_spoofed", "path_changes",
+                "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten",
             ),
@@ -673,6 +678,12 @@ class SecureTransport:
             p.rtt = rtt if p.rtt is None else 0.875 * p.rtt + 0.125 * rtt
         self._rechoose(peer, now)
 
+    def rechoose(self, node_id: NodeId, now: float) -> None:
+        """Ask the policy again which path to use (its measurements changed)."""
+        peer = self._by_node.get(node_id)
+        if peer is not None and peer.paths is not None and peer.current is not None:
+            self._rechoose(peer, now)
+
     def path_dead(self, node_id: NodeId, target, now: float) -> None:
         """``target`` stopped answering: never chosen again until it answers or is offered anew."""
         peer = self._by_node.get(node_id)
@@ -738,7 +749,7 @@ class SecureTransport:
     def _paths(self, peer: Peer, now: float) -> PathSet:
         paths = peer.paths
         if paths is None:
-            paths = peer.paths = PathSet()
+            paths = peer.paths = PathSet(peer.node_id)
             if peer.endpoint is not None:
                 p = paths.add(peer.endpoint, "contact", now)
                 p.last_rx = peer.last_received
@@ -858,8 +869,10 @@ class SecureTransport:
             contact = self.find_contact(nid) if self.find_contact is not None else None
             if contact is None and nxt is not None and is_udp(nxt.endpoint):
                 contact = Contact(nxt.public_key, nxt.endpoint)
-            if (contact is None or nxt is not None and nxt.pending is not None and len(nxt.queue) >= 8
-                    or not relay.may_open(hop.node_id, nid, now)):
+            # A handshake already under way is one open, however many packets wait for it.
+            opening = nxt is not None and nxt.pending is not None
+            if (contact is None or opening and len(nxt.queue) >= 8
+                    or not opening and not relay.may_open(hop.node_id, nid, now)):
                 self.stats["relay_refused"] += 1
                 relay.refused("no-session")
                 return
@@ -1156,7 +1169,14 @@ class SecureTransport:
         if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
             if peer.budget is not None and not self._within_budget(peer, payload):
                 return
-            self._encrypt_and_send(peer, s, payload, now)
+            steer = self.steer
+            targets = None if steer is None or peer.budget is not None else steer(peer.node_id, payload, now)
+            if targets is None:
+                self._encrypt_and_send(peer, s, payload, now)
+            elif len(targets) == 1:
+                self._encrypt_and_send(peer, s, payload, now, targets[0])
+            else:
+                self._encrypt_and_send_twice(peer, s, payload, now, targets[0], targets[1])
             if (
                 peer.pending is None
                 and (now - s.created >= cfg.rekey_after_time + (0 if s.initiator else 10.0)
@@ -1218,6 +1238,23 @@ class SecureTransport:
                 peer.pmtu_asked = True
                 self.pmtu_wanted.append(peer.node_id)
         peer.last_sent = now
+
+    def _encrypt_and_send_twice(self, peer: Peer, s: Session, payload: bytes, now: float, first, second) -> None:
+        """Seal once, send the same datagrams on two paths (a duplicated traffic class). Pieces are
+        cut to the direct datagram size even for a relayed copy, so both copies are the same bytes."""
+        out, self._out = self._out, []
+        try:
+            self._encrypt_and_send(peer, s, payload, now, _CAPTURE)
+            made = self._out
+        finally:
+            self._out = out
+        for target in (first, second):
+            for pkt, _ in made:
+                self._emit(pkt, target, now)
+        n = len(made)
+        peer.packets_out += n
+        peer.bytes_out += sum(len(p) for p, _ in made)
+        self.stats["duplicated_out"] += n
 
     def _start_handshake(self, peer: Peer, now: float) -> None:
         if peer.endpoint is None:
@@ -1338,8 +1375,11 @@ class SecureTransport:
 
     def _fresh(self, s: Session, counter: int) -> bool:
         """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
-        if not s.window.check(counter) or counter >= self.config.reject_after_messages:
+        w = s.window
+        if not w.check(counter) or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
+            if counter <= w.top and w.top - counter < w.size:
+                self.stats["duplicates_dropped"] += 1  # a copy of one accepted (a duplicated class, or the network)
             return False
         return True
 

@@ -221,7 +221,22 @@ class Dashboard:
             "network_throughput": {name: {"in": [round(v) for v in r["in"]], "out": [round(v) for v in r["out"]]}
                                    for name, r in self._net_rates.items()},
             "urls": self.daemon.http.urls() if getattr(self.daemon, "http", None) else {},
+            "subsystems": self._subsystems(),
         }
+
+    def _subsystems(self) -> dict:
+        """BGP neighbours, EVPN instances, VRFs, layer-2 tables and what the protections refused:
+        the same reader as the metrics (runtime/opsview.py), bounded by the config."""
+        from weftnet.runtime import opsview
+
+        out: dict[str, Any] = {"hardening": opsview.hardening_view(self.daemon.core)}
+        for key, fn in (("reach", lambda d: opsview.reach_view(d.core, self.clock())), ("bgp", opsview.bgp_view), ("evpn", opsview.evpn_view), ("vrfs", opsview.vrf_view),
+                        ("l2", opsview.l2_view)):
+            try:
+                out[key] = fn(self.daemon)
+            except Exception:  # one subsystem's bug must not blank the page
+                log.exception("dashboard: %s view failed", key)
+        return out
 
     # -- handlers -------------------------------------------------------------
     async def _index(self, request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from weftnet.errors import NetworkError
 from weftnet.runtime.config import Config, parse_listen
-from weftnet.runtime.metrics import CONTENT_TYPE, NodeCollector, exposition, make_registry
+from weftnet.runtime.metrics import CONTENT_TYPE, Exposition, NodeCollector
 
 __all__ = ["HttpEndpoints"]
 
@@ -33,7 +33,7 @@ class HttpEndpoints:
         self.handlers = handlers
         self.spawn = spawn
         self.collector = NodeCollector(daemon.core, daemon.driver, daemon=daemon)
-        self.registry = make_registry(self.collector)
+        self.exposition = Exposition(self.collector)
         self.dashboard = None  # Dashboard while [dashboard] listen is set
         self._sites: dict[Addr, tuple[frozenset[str], web.AppRunner]] = {}
 
@@ -119,7 +119,7 @@ class HttpEndpoints:
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = exposition(self.registry)  # on the event loop: one consistent view of the cores
+        body = self.exposition()  # on the event loop: one consistent view of the cores
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
 

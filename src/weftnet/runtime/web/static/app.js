@@ -5,7 +5,7 @@
 const SVGNS = "http://www.w3.org/2000/svg";
 // Keys of status() with a view of their own; every other key gets a generic section.
 const KNOWN = new Set(["node_id", "address", "public_key", "endpoint", "uptime", "sessions", "transport", "dht",
-  "requests_in_flight", "networks", "vpn", "tun_write_errors"]);
+  "requests_in_flight", "networks", "vpn", "tun_write_errors", "texts_dropped", "internal_errors"]);  // the last two: Protection
 let token = sessionStorage.getItem("weft-token") || "";
 let last = null;
 
@@ -211,6 +211,69 @@ function renderDht(snap) {
     { vpn: snap.status.vpn, tun_write_errors: snap.status.tun_write_errors }), "", []));
 }
 
+function table(caption, cols, rows) {
+  const t = h("table", { "data-table": caption }, h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, ...cols.map(c => h("th", {}, c[0])))));
+  const tb = h("tbody");
+  for (const r of rows) tb.append(h("tr", {}, ...cols.map(c => h("td", { class: "mono" }, c[1](r) ?? "–"))));
+  t.append(tb);
+  return t;
+}
+function sum(obj) { return Object.values(obj || {}).reduce((a, b) => a + b, 0); }
+
+// The routing subsystems and the protections: snap.subsystems, read by runtime/opsview.py (as the metrics are).
+function renderSubsystems(snap) {
+  const sub = snap.subsystems || {};
+  const hd = sub.hardening || {};
+  facts(document.getElementById("protection-facts"), [
+    ["handshakes rate-limited", hd.handshakes_rate_limited], ["cookies sent", hd.cookies_sent],
+    ["half-open peers now", hd.half_open_peers],
+    ["half-open expired / confirmed", `${(hd.half_open || {}).expired ?? 0} / ${(hd.half_open || {}).confirmed ?? 0}`],
+    ["contacts refused (ID puzzle / prefix)", `${(hd.contacts_refused || {})["id-puzzle"] ?? 0} / ${(hd.contacts_refused || {})["prefix-limit"] ?? 0}`],
+    ["records refused (peer / prefix quota)", `${(hd.store_refused || {})["peer-quota"] ?? 0} / ${(hd.store_refused || {})["prefix-quota"] ?? 0}`],
+    ["texts dropped (forged / unsigned)", `${(hd.texts_dropped || {}).forged ?? 0} / ${(hd.texts_dropped || {}).unsigned ?? 0}`],
+    ["peers evicted", hd.peers_evicted], ["internal errors", hd.internal_errors]]);
+  const body = document.getElementById("routing-body");
+  const parts = [];
+  const peers = (sub.bgp || []).flatMap(sp => sp.peers.map(p => Object.assign({ instance: sp.instance }, p)));
+  const r = sub.reach;
+  if (r) {
+    parts.push(table("NAT traversal", [["NAT", x => x.nat], ["reachable unsolicited", x => x.reachable === null ? "?" : (x.reachable ? "yes" : "no")],
+      ["sessions direct / tcp / relay", x => `${x.sessions_by_path.direct} / ${x.sessions_by_path.tcp} / ${x.sessions_by_path.relay}`],
+      ["relays used", x => x.relays_used], ["punches ok / failed", x => `${x.stats.punch_success || 0} / ${x.stats.punch_failed || 0}`]], [r]));
+    if (r.relay) {
+      parts.push(table("Relay", [["registered", x => `${x.registered} / ${x.max_sessions}`], ["forwarded", x => `${x.forwarded} pkts / ${bytes(x.forwarded_bytes)}`],
+        ["refused", x => Object.entries(x.refused).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", ") || "none"]], [r.relay]));
+    }
+  }
+  if ((sub.bgp || []).length) {
+    parts.push(table("BGP neighbours", [["speaker", r => r.instance], ["neighbour", r => r.peer], ["AS", r => r.remote_as],
+      ["state", r => r.state], ["up", r => r.uptime === null ? "–" : dur(r.uptime)],
+      ["prefixes in", r => r.prefixes_received], ["prefixes out", r => r.prefixes_sent],
+      ["updates in/out", r => `${r.updates_in} / ${r.updates_out}`],
+      ["notifications in/out", r => `${r.notifications_in} / ${r.notifications_out}`], ["last error", r => r.last_error || "–"]], peers));
+  }
+  if (sub.evpn && sub.evpn.vnis.length) {
+    parts.push(table("EVPN instances", [["VNI", r => r.vni], ["MACs local", r => r.local_macs], ["MACs remote", r => r.remote_macs],
+      ["IPs local", r => r.local_ips], ["IPs remote", r => r.remote_ips], ["remote VTEPs", r => r.remote_vteps],
+      ["prefixes", r => r.remote_prefixes], ["MAC moves", r => r.mac_moves]], sub.evpn.vnis));
+  }
+  if (sub.vrfs && sub.vrfs.vrfs.length) {
+    parts.push(table("VRFs", [["VRF", r => r.vrf], ["local routes", r => r.routes.local], ["remote routes", r => r.routes.remote],
+      ["leaked", r => r.routes.vrf], ["unresolved", r => r.routes.unresolved], ["exported", r => r.exported],
+      ["in", r => `${r.packets_in} pkts / ${bytes(r.bytes_in)}`], ["out", r => `${r.packets_out} pkts / ${bytes(r.bytes_out)}`],
+      ["drops", r => sum(r.drops)]], sub.vrfs.vrfs));
+  }
+  if ((sub.l2 || []).length) {
+    parts.push(table("Layer-2 networks", [["network", r => r.network], ["MACs learned", r => r.macs],
+      ["IP bindings", r => r.neighbors], ["frames in/out", r => `${r.frames_in} / ${r.frames_out}`],
+      ["floods out/in", r => `${r.floods_out} / ${r.floods_in}`], ["floods rate-limited", r => r.floods_rate_limited],
+      ["MACs refused (quota/full)", r => `${r.mac_table.quota || 0} / ${r.mac_table.full || 0}`]], sub.l2));
+  }
+  document.getElementById("routing").hidden = !parts.length;
+  body.replaceChildren(...parts);
+}
+
 // Sections for subsystems this page has no view of its own for (paths, relays, BGP, EVPN, VRF, links, …).
 function renderExtra(snap) {
   const box = document.getElementById("extra-sections");
@@ -249,6 +312,7 @@ function render(snap) {
   renderPeers(snap);
   renderNetworks(snap);
   renderDht(snap);
+  renderSubsystems(snap);
   renderExtra(snap);
 }
 
