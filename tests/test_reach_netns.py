@@ -173,8 +173,10 @@ def test_metrics_show_nat_classes_paths_and_what_the_relay_forwarded(lab):
     from opstools import check_documented, sample, scrape_netns
 
     assert "3 received" in ping(lab, "C", "D")  # a pair only a relay joins (the test before)
-    relay, c, e = (scrape_netns(lab.name(h)) for h in ("P1", "C", "E"))
+    # Status first, then the metrics: counters only grow, so metrics read later are >= status
+    # (the other order failed whenever DHT upkeep crossed the relay between the two reads).
     st = lab.status("P1")["reach"]["relay"]
+    relay, c, e = (scrape_netns(lab.name(h)) for h in ("P1", "C", "E"))
     check_documented(relay, "Relays")
     assert sample(relay, "weftnet_relay_sessions") == len(st["registered"]) >= 5  # A to E
     assert sample(relay, "weftnet_relay_forwarded_bytes") >= st["stats"]["forwarded_bytes"] > 1_000_000
