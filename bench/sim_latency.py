@@ -23,7 +23,7 @@ from weftnet.sim.sweep import run_point
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 BASELINE = {"stop_at_target": False, "first_round": 0, "adaptive_rto": False, "refresh_on_join": False,
-            "min_rto": 0.5}
+            "min_rto": 0.5, "join_fill": 0, "self_refresh": False, "say_leave": False, "refresh_interval": 3600.0}
 VARIANTS = {
     "baseline (before)": {},
     "stop at target": {"stop_at_target": True},
@@ -38,6 +38,22 @@ VARIANTS = {
     "stop + RTT timeouts + PNS": {"stop_at_target": True, "adaptive_rto": True, "min_rto": 0.2, "proximity": True},
     "stop + RTT timeouts + PNS + filled tables": {"stop_at_target": True, "adaptive_rto": True, "min_rto": 0.2,
                                                   "proximity": True, "refresh_on_join": True},
+}
+
+#: Round two (--round 2): the base is the defaults before it as the large scenarios ran
+#: them (no full refresh after join: at 100,000 nodes it multiplies the join traffic by
+#: the bucket count; no join fill, own-ID refresh or Leave, which came with it), and each
+#: variant changes one thing from there.
+BASELINE2 = {"refresh_on_join": False, "join_fill": 0, "self_refresh": False, "say_leave": False,
+             "refresh_interval": 3600.0}
+VARIANTS2 = {
+    "defaults, no refresh (base)": {},
+    "full refresh after join": {"refresh_on_join": True},
+    "join fill 4": {"join_fill": 4},
+    "join fill 8": {"join_fill": 8},
+    "proximity (PNS)": {"proximity": True},
+    "join fill 8 + PNS": {"join_fill": 8, "proximity": True},
+    "full refresh + PNS": {"refresh_on_join": True, "proximity": True},
 }
 
 
@@ -61,6 +77,8 @@ def main() -> int:
     ap.add_argument("--variants", help="comma-separated names (default: all)")
     ap.add_argument("--kept", default="stop_at_target,adaptive_rto,refresh_on_join",
                     help="settings of 'kept together', as names from the variants")
+    ap.add_argument("--round", type=int, default=1, help="2: round two's base and variants")
+    ap.add_argument("--no-save", action="store_true", help="print only (do not append to bench/results)")
     ap.add_argument("--out", default="out/sim-latency")
     a = ap.parse_args()
     kept = {}
@@ -69,9 +87,12 @@ def main() -> int:
             if v and name in v:
                 kept.update(v)
     variants = dict(VARIANTS, **{"kept together": kept})
+    base = BASELINE
+    if a.round == 2:
+        variants, base = dict(VARIANTS2), BASELINE2
     if a.variants:
         variants = {k: v for k, v in variants.items() if any(w.strip() in k for w in a.variants.split(","))}
-    tasks = [(name, scenario(a.nodes, a.churn_minutes, {**BASELINE, **v}))
+    tasks = [(name, scenario(a.nodes, a.churn_minutes, {**base, **v}))
              for name, v in variants.items()]
     point = {"nodes": a.nodes, "seed": a.seed, "settings": {}}
     t0 = time.perf_counter()
@@ -96,6 +117,8 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     print(f"wall {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if a.no_save:
+        return 0
     md = RESULTS / "sim_latency.md"
     if not md.exists():
         md.write_text("# Lookup latency in the simulator, one technique at a time\n\n"

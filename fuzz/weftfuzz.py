@@ -597,7 +597,7 @@ def dht_corpus() -> list[bytes]:
     """DHT messages about the fuzzed node's neighbourhood: its contacts, keys near it, records."""
     from weftnet.core.dht import ImmutableRecord, MutableRecord
     from weftnet.core.dht.messages import (
-        FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        FindNode, FindValue, Leave, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
         RouteHop, Store, StoreAck, Value,
     )
 
@@ -621,6 +621,7 @@ def dht_corpus() -> list[bytes]:
         wire.encode(RouteBack(11, 4, 2, contacts[6], "hop limit reached")),
         wire.encode(ReplicaOffer(12, tuple(OfferItem(r.key, r.seq or 0) for r in recs))),
         wire.encode(ReplicaWant(13, 0x7F)),
+        wire.encode(Leave()),  # issue 16: the sender leaves our table
     ]
     return out
 

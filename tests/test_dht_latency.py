@@ -252,3 +252,114 @@ def test_a_lookup_whose_every_contact_failed_goes_on_with_the_rest_of_the_table(
     nearest = [c.node_id.int for c in d.table.closest(target.int, 15)]
     # It asked the table's 5 nearest, then the next 5, then the next 5 (two reseeds), then gave up.
     assert asked == set(nearest)
+
+
+# -- filling the table after the join, and keeping our neighbours aware of us ---------------
+
+
+def test_a_budgeted_lookup_sends_no_more_than_its_budget():
+    cs = [contact(i) for i in range(1, 200)]
+    t = contact(5000).node_id.int
+    lk = Lookup(1, "fill", t, T0, k=20, alpha=3, budget=5)
+    lk.seed(cs[:10])
+    sent, rest = [], iter(cs[10:])
+    while (asks := lk.next_requests()):
+        sent += asks
+        for c in asks:  # every answer names five more nodes
+            lk.answered(c.key, [next(rest) for _ in range(5)])
+    assert len(sent) == 5 and lk.messages == 5
+
+
+def join_through(cfg: DhtConfig, peers: list[Contact]) -> tuple[Dht, list]:
+    """A node joins through peers[0]; every peer answers at once with its own nearest to the
+    asked ID among ``peers``. Returns the node and the IDs it asked for, in order."""
+    d = Dht(contact(0), random.Random(7), T0, cfg)
+    d.bootstrap([peers[0]], T0)
+    asked = []
+    for _ in range(200):
+        out = d.messages_to_send()
+        if not out:
+            break
+        for dst, m in out:
+            if isinstance(m, FindNode):
+                tgt = int.from_bytes(m.target, "big")
+                asked.append(tgt)
+                d.on_message(dst, Nodes(m.rid, tuple(by_distance(peers, tgt)[:20])), T0 + 0.05)
+    return d, asked
+
+
+def test_join_fill_sends_a_few_requests_into_each_farther_bucket():
+    peers = [contact(i) for i in range(1, 3000)]
+    plain, asked_plain = join_through(DhtConfig(per_prefix=None, refresh_on_join=False, join_fill=0), peers)
+    filled, asked = join_through(DhtConfig(per_prefix=None, refresh_on_join=False, join_fill=3), peers)
+    full, asked_full = join_through(DhtConfig(per_prefix=None, refresh_on_join=True), peers)
+    own = filled.key
+    far_buckets = [b for b in filled.table.buckets if not b.covers(own)]
+    # Each farther bucket that was not full after the bootstrap got at most 3 requests:
+    fills = [a for a in asked if a != own]
+    assert 0 < len(fills) <= 3 * len(far_buckets)
+    assert len(filled.table) > len(plain.table)  # whoever answered is in the table now
+    # ... and far fewer than a full refresh (a whole lookup per bucket) sends.
+    assert len(asked) < len(asked_full)
+    # The buckets farthest away (half and a quarter of the ID space) are no longer thin.
+    for d in (0, 1):
+        assert len(filled.table.buckets[d].entries) >= min(3, len(plain.table.buckets[d].entries) + 1)
+
+
+def test_self_refresh_looks_up_our_own_id_at_each_maintenance_round():
+    peers = [contact(i) for i in range(1, 50)]
+    for on in (True, False):
+        cfg = DhtConfig(per_prefix=None, self_refresh=on, maintenance_interval=600.0)
+        d = Dht(contact(0), random.Random(1), T0, cfg)
+        d.import_contacts(peers, T0)
+        d.handle_timer(T0 + 600.0)
+        targets = {m.target for _, m in d.messages_to_send() if isinstance(m, FindNode)}
+        assert (d.contact.node_id.raw in targets) is on
+
+
+# -- a node going away says so ---------------------------------------------------------------
+
+
+def test_a_leaving_node_is_dropped_at_once_and_no_lookup_waits_for_it():
+    from weftnet.core.dht.messages import Leave
+
+    d = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None, k=5))
+    everyone = [contact(i) for i in range(1, 300)]
+    d.import_contacts(everyone, T0)
+    target = contact(5000).node_id
+    d.find_node(target, T0)
+    asked = [c for c, m in d.messages_to_send() if isinstance(m, FindNode)]
+    gone = asked[0]
+    size = len(d.table)
+    d.on_message(gone, Leave(), T0 + 0.01)
+    assert d.table.get(gone.node_id.int) is None and d.stats["leaves"] == 1
+    # Its request failed at once: the lookup asked someone else without waiting for a timeout,
+    # and the leaver's slot went to a replacement (the table did not shrink).
+    again = [c for c, m in d.messages_to_send() if isinstance(m, FindNode)]
+    assert len(again) == 1 and again[0] not in asked
+    assert len(d.table) == size - 1 + (len(d.table.bucket_for(gone.node_id.int).entries) == 5)
+    assert d.messages_to_send() == []  # a Leave is never answered
+    # ... and a Leave names no one but its sender: nobody else is touched.
+    d.on_message(asked[1], Leave(), T0 + 0.02)
+    assert all(d.table.get(c.node_id.int) is not None for c in asked[2:])
+
+
+def test_leave_tells_every_contact_with_a_session():
+    from weftnet.core.dht.messages import Leave
+
+    d = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None))
+    peers = [contact(i) for i in range(1, 40)]
+    d.import_contacts(peers, T0)
+    d.leave(T0)
+    told = {c.node_id.int for c, m in d.messages_to_send() if isinstance(m, Leave)}
+    assert told == {c.node_id.int for c in d.table.contacts()}
+    d2 = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None))
+    d2.import_contacts(peers, T0)
+    d2.has_session = lambda c: c.node_id.int % 2 == 0
+    d2.leave(T0)
+    told = {c.node_id.int for c, m in d2.messages_to_send() if isinstance(m, Leave)}
+    assert told and all(k % 2 == 0 for k in told)
+    quiet = Dht(contact(0), random.Random(1), T0, DhtConfig(per_prefix=None, say_leave=False))
+    quiet.import_contacts(peers, T0)
+    quiet.leave(T0)
+    assert not [m for _, m in quiet.messages_to_send() if isinstance(m, Leave)]

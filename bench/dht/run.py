@@ -33,9 +33,10 @@ session (Noise IK, docs/handshake.md); kademlia sends plain msgpack over UDP.
 The first message to a node therefore costs weftnet a handshake, about ten
 X25519 operations across both ends, and in this one-process benchmark both
 ends' CPU lands on the caller's clock. That is why puts (a FIND_NODE lookup,
-then STORE to the 20 closest, most of them never met before) and joins
-(refresh of every bucket) are slower, and why memory per node is higher (a
-session per contact). Gets keep at most one handshake outstanding and hedge
+then STORE to the 20 closest, most of them never met before) and joins (the
+own-ID lookup, then a few requests into each farther bucket: `join_fill`,
+docs/dht.md; before issue 16's second round, a full lookup per bucket) are
+slower, and why memory per node is higher (a session per contact). Gets keep at most one handshake outstanding and hedge
 the next (docs/dht.md, "Cost-aware gets").
 """
 

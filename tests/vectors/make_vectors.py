@@ -16,7 +16,7 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    FindNode, FindValue, Leave, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
@@ -132,6 +132,8 @@ MESSAGES = [
     PathAdvert(FLAG_TRANSIT, (LinkInfo("fiber", ("192.0.2.10", 4500), 1, 0),
                               LinkInfo("lte", ("2001:db8::10", 4600), 50, 1))),
     PathAdvert(0, ()),
+    # Issue 16: a node going away says so.
+    Leave(),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}

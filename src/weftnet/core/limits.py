@@ -65,7 +65,7 @@ def prefix_key(host: str) -> str:
 class ExemptPrefixes:
     """Address blocks whose sources are not subject to per-address or per-prefix limits."""
 
-    __slots__ = ("networks", "_cache")
+    __slots__ = ("networks", "_cache", "everything")
 
     def __init__(self, prefixes: Iterable[str] = ()):
         nets = []
@@ -76,6 +76,15 @@ class ExemptPrefixes:
                 raise ValueError(f"{p!r} is not an IP prefix such as 127.0.0.0/8") from None
         self.networks = tuple(nets)
         self._cache: dict[str, bool] = {}
+        #: Every address of both families is exempt (the simulator: its endpoints are labels).
+        self.everything = {n.version for n in nets if n.prefixlen == 0} == {4, 6}
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def shared(prefixes: tuple) -> "ExemptPrefixes":
+        """One instance per list of prefixes, shared by every node of a process (its
+        cache of answers too): a simulator of a million nodes keeps one, not a million."""
+        return ExemptPrefixes(prefixes)
 
     def __bool__(self) -> bool:
         return bool(self.networks)

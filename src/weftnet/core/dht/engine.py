@@ -63,6 +63,7 @@ from weftnet.core.dht.messages import (
     MAX_OFFER,
     FindNode,
     FindValue,
+    Leave,
     Nodes,
     OfferItem,
     ReplicaOffer,
@@ -98,7 +99,9 @@ class DhtConfig:
     max_failures: int = 3
     #: Contacts per IPv4 /24 or IPv6 /48 in one bucket (None = no limit).
     per_prefix: int | None = 2
-    refresh_interval: float = 3600.0
+    #: A bucket none of whose range has talked to us for this long gets a refresh lookup.
+    #: 15 min, as Mainline DHT (BEP 5): under churn, 1 h let tables rot (bench/results/sim_churn.md).
+    refresh_interval: float = 900.0
     republish_interval: float = 3600.0
     replicate_interval: float = 3600.0
     #: Expiry sweep and idle-bucket check. Reads check expiry themselves, so this
@@ -155,8 +158,23 @@ class DhtConfig:
     held_per_sender: int = 4
     held_senders: int = 256
     #: After the bootstrap lookup, refresh every bucket farther than our own
-    #: (Kademlia section 2.3), so a new node's table fills at once.
-    refresh_on_join: bool = True
+    #: (Kademlia section 2.3), so a new node's table fills at once. Off: ``join_fill``
+    #: does as well for lookup latency with a fraction of the requests (docs/dht.md).
+    refresh_on_join: bool = False
+    #: Without ``refresh_on_join``: after the bootstrap lookup, each farther bucket
+    #: that is not full gets a lookup of a random ID in its range that starts from
+    #: the one contact nearest to it and sends at most this many requests (0 = none):
+    #: the rest go to nodes its answer named. Whoever answers enters the table (and
+    #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
+    join_fill: int = 8
+    #: Every ``maintenance_interval``, look up our own ID: our current k nearest
+    #: hear from us and keep us in their tables. Under churn the nodes that learned
+    #: a node at its join leave, and a node none of its live neighbours knows
+    #: cannot be found (docs/dht.md, "Churn").
+    self_refresh: bool = True
+    #: ``leave()`` tells every contact (Leave, 0x30), which drops us from its table at
+    #: once and fails what it asked us, instead of timing out on us for minutes.
+    say_leave: bool = True
     #: Gets, when the driver says which contacts have a session (``Dht.has_session``):
     #: cold requests (each a handshake) outstanding at once, and the hedge delay
     #: after which one more goes out = ``hedge_rtts`` x the mean smoothed RTT,
@@ -248,8 +266,40 @@ _STATS = (
 )
 
 
+class _NoEntries:
+    """What an OrderedDict that was never written to answers (one shared object: most
+    nodes never hold a message, route one or get an offer, and a million simulated
+    nodes would otherwise keep three empty OrderedDicts each). Writers swap in a real one."""
+
+    __slots__ = ()
+
+    def get(self, key, default=None):
+        return default
+
+    def pop(self, key, default=None):
+        return default
+
+    def __contains__(self, key) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_ENTRIES: Any = _NoEntries()
+
+
 class Dht:
     """One node's DHT. See the module docstring for how to drive it."""
+
+    # Slots: a million of these in the simulator (a dict of 40 attributes is 1.6 KiB each).
+    # "__dict__" stays, so a test can still replace a method on one instance.
+    __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
+                 "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
+                 "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
+                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
+                 "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
+                 "reject_reasons", "latency", "__dict__")
 
     def __init__(
         self,
@@ -266,7 +316,7 @@ class Dht:
         self.key = contact.node_id.int
         self.identity = identity
         self._rng = rng
-        self.exempt = ExemptPrefixes(cfg.exempt_prefixes)
+        self.exempt = ExemptPrefixes.shared(tuple(cfg.exempt_prefixes))
         self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing,
                                   self.exempt, cfg.id_difficulty)
         self.store: RecordStore = store if store is not None else MemoryStore()
@@ -281,7 +331,7 @@ class Dht:
         self._next_op = 1
         self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
         #: msg_id -> (the contact it came from, or None at the origin; the key it went on to)
-        self._route_back: OrderedDict[int, tuple[Contact | None, int]] = OrderedDict()
+        self._route_back: OrderedDict[int, tuple[Contact | None, int]] = _NO_ENTRIES
         # Request limits per peer and per address prefix, one float per busy key (Gcra):
         # bounded, and volume cannot wipe them.
         self._peer_limit = Gcra(cfg.peer_rate, cfg.peer_burst)
@@ -292,7 +342,7 @@ class Dht:
         self._hint_inflight: dict[str, int] = {}
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
-        self._held: OrderedDict[int, list] = OrderedDict()  # sender key -> [(contact, msg, time, learn)]
+        self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time, learn)]
         # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
         # bounded (oldest first out), since every node that ever answered lands here.
         self._rtt: dict[int, complex] = {}
@@ -307,7 +357,7 @@ class Dht:
         # Holders of one record must not all offer it at the same moment (each would send
         # it to the same newcomer): the first round comes at a random point of the interval.
         self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
-        self._wanted: OrderedDict[bytes, float] = OrderedDict()  # keys asked for in a ReplicaWant, when
+        self._wanted: OrderedDict[bytes, float] = _NO_ENTRIES  # keys asked for in a ReplicaWant, when
         self.stats: dict[str, int] = _Stats()
         self.reject_reasons: dict[str, int] = {}
         #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
@@ -410,9 +460,12 @@ class Dht:
         ``learn=False``: answer the sender but keep it out of the routing table (its endpoint
         is not one others could use, e.g. it was heard only through a relay)."""
         skey = sender.node_id.int
+        t = type(msg)
+        if t is Leave:
+            self._on_leave(sender, skey, now)
+            return
         if verified and learn:
             self.table.add(sender, now, skey)
-        t = type(msg)
         if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant:
             self._on_response(sender, skey, msg, now)
             return
@@ -439,6 +492,21 @@ class Dht:
         elif t is Route:
             self._on_route(sender, msg, now)
 
+    def _on_leave(self, sender: Contact, skey: int, now: float) -> None:
+        """The sender is going away: out of the table now (a replacement takes its slot),
+        and what we asked it fails at once, so no lookup waits for its timeout."""
+        if not self._allow(sender, skey, now):
+            self.stats["rate_limited"] += 1
+            return
+        self.stats["leaves"] += 1
+        self.table.remove(skey)
+        self._rtt.pop(skey, None)
+        self._held.pop(skey, None)
+        for rid, req in sorted(self._requests.items()):
+            if req.key == skey and not req.timed_out:
+                self._drop_request(rid)
+                self._on_request_failed(req, now, count_failure=False)
+
     def on_verified(self, node_id: NodeId, now: float) -> None:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""
         held = self._held.pop(node_id.int, None)
@@ -449,6 +517,8 @@ class Dht:
     def _hold(self, sender: Contact, skey: int, msg: Message, now: float, learn: bool = True) -> None:
         """Keep a message from a half-open sender until it is verified (bounded, oldest out)."""
         cfg = self.config
+        if self._held is _NO_ENTRIES:
+            self._held = OrderedDict()
         q = self._held.get(skey)
         if q is None:
             if len(self._held) >= cfg.held_senders:
@@ -527,6 +597,13 @@ class Dht:
             for c in self.table.closest(target, self.config.k):
                 rid = self._request(c, Replicate(0, min(left, 2**32 - 1), rec.blob), op.op_id, now, "store")
                 op.pending_stores.add(rid)
+        if self.config.say_leave:
+            # Then tell every contact (only those with a session, when the driver says
+            # which have one: a handshake per contact is not worth a goodbye).
+            has = self.has_session
+            for c in self.table.contacts():
+                if has is None or has(c):
+                    self._out.append((c, Leave()))
         if not op.pending_stores:
             self._finish(op, now, ok=True)
         return op.op_id
@@ -670,7 +747,7 @@ class Dht:
         contacts = self._candidates(msg.contacts)
         # What this answer weighed is what the contacts it names may cost us if they
         # never answer (item 6): 11 bytes of header, 39 or 51 per contact.
-        if self.config.hint_cost:
+        if self.config.hint_cost and not self.exempt.everything:  # (if it is, no hint is ever charged)
             size = 11 + sum(39 if ":" not in c.endpoint[0] else 51 for c in msg.contacts)
             if isinstance(msg, Value):
                 size += len(msg.record)
@@ -689,8 +766,10 @@ class Dht:
     def _candidates(self, contacts) -> list[Contact]:
         """Contacts named in an answer, as lookup candidates: a node in our table is asked
         at the endpoint we learned first-hand; one that fails the ID puzzle is dropped."""
-        out = []
         table, difficulty = self.table, self.config.id_difficulty
+        if not difficulty:
+            return table.first_hand(contacts)
+        out = []
         for c in contacts:
             known = table.get(c.node_id.int)
             if known is not None:
@@ -735,15 +814,16 @@ class Dht:
         return op
 
     def _start_lookup(self, kind: str, target: int, now: float, seed: list[Contact] | None = None,
-                      record: Record | None = None) -> _Op:
+                      record: Record | None = None, budget: int = 0) -> _Op:
         op = self._new_op(kind, now, self.config.lookup_timeout)
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
         lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
-                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round)
+                    stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round,
+                    budget=budget)
         op.lookup = lk
-        initial = self.table.closest(target, cfg.k)
+        initial = self.table.closest(target, 1 if budget else cfg.k)
         if seed:
             initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
         lk.seed([c for c in initial if c.node_id.int != self.key])
@@ -850,12 +930,25 @@ class Dht:
                 self._finish(op, now, ok=True, contacts=[], hops=lk.hops(), messages=lk.messages, stored=1)
         else:
             self._finish(op, now, ok=True, contacts=lk.closest(), hops=lk.hops(), messages=lk.messages)
-            if op.kind == "bootstrap" and self.config.refresh_on_join:
-                for b in list(self.table.buckets):
-                    if not b.covers(self.key):
-                        b.touched = now
-                        target = b.lo + self._rng.getrandbits(256) % (b.hi - b.lo + 1)
-                        self._start_lookup("refresh", target, now)
+            if op.kind == "bootstrap":
+                self._fill_after_join(now)
+
+    def _fill_after_join(self, now: float) -> None:
+        """Kademlia section 2.3: a new node refreshes every bucket farther than its
+        nearest neighbour (``refresh_on_join``), or, cheaper, sends a few requests
+        into each farther bucket that is not full (``join_fill``)."""
+        cfg = self.config
+        if not cfg.refresh_on_join and not cfg.join_fill:
+            return
+        for b in list(self.table.buckets):
+            if b.covers(self.key) or (not cfg.refresh_on_join and len(b.entries) >= cfg.k):
+                continue
+            target = b.lo + self._rng.getrandbits(256) % (b.hi - b.lo + 1)
+            if cfg.refresh_on_join:
+                b.touched = now
+                self._start_lookup("refresh", target, now)
+            else:
+                self._start_lookup("fill", target, now, budget=cfg.join_fill)
 
     def _complete_get(self, op: _Op, values: list, now: float, hops: int, messages: int) -> None:
         values = list(values)
@@ -921,7 +1014,9 @@ class Dht:
         return not prefix or self._prefix_limit.allow(prefix, now)
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:
-        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int)
+        # In no particular order: a reader sorts what it receives by its own distance.
+        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int,
+                                      ordered=False)
         self._out.append((sender, Nodes(rid, tuple(contacts))))
 
     def _valid_local(self, key: bytes, now: float) -> Record | None:
@@ -977,8 +1072,8 @@ class Dht:
         neighbourhood of our ID, which is what bounds a flood of arbitrary keys.)"""
         target = int.from_bytes(key, "big")
         n = 2 * self.config.k
-        closest = self.table.closest(target, n, exclude=sender)
-        return len(closest) < n or self.key ^ target <= closest[-1].node_id.int ^ target
+        closest = self.table.closest(target, n, exclude=sender, ordered=False)
+        return len(closest) < n or self.key ^ target <= max(c.node_id.int ^ target for c in closest)
 
     def _on_store(self, sender: Contact, rid: int, blob: bytes, remaining: float | None, now: float) -> None:
         """A STORE (``remaining`` None: from the publisher, its full TTL) or a Replicate."""
@@ -1092,6 +1187,8 @@ class Dht:
     def _on_offer(self, sender: Contact, msg: ReplicaOffer, now: float) -> None:
         """Which of the offered records do we lack (or hold older), and should hold?"""
         wanted = 0
+        if self._wanted is _NO_ENTRIES:
+            self._wanted = OrderedDict()
         asked = self._wanted
         for i, item in enumerate(msg.items):
             meta = self.index.get(item.key)
@@ -1148,6 +1245,8 @@ class Dht:
     # -- key-based routing ----------------------------------------------------
     def _remember_route(self, msg_id: int, prev: Contact | None, nxt: int) -> None:
         back = self._route_back
+        if back is _NO_ENTRIES:
+            back = self._route_back = OrderedDict()
         back[msg_id] = (prev, nxt)
         if len(back) > self.config.seen_cache:
             back.popitem(last=False)
@@ -1254,6 +1353,8 @@ class Dht:
         for key in self.index.pop_expired(now):  # the index knows what expired: no scan
             self._delete(key)
             self.stats["records_expired"] += 1
+        if self.config.self_refresh and len(self.table):
+            self._start_lookup("refresh", self.key, now)
         for b in self.table.idle_buckets(now, self.config.refresh_interval):
             if not b.entries:
                 continue

@@ -98,6 +98,9 @@ class Lookup:
     stop_at_target: bool = False
     #: Requests in the first round (0: alpha), before any answer is in.
     first_round: int = 0
+    #: Requests this lookup may send in all (0: no limit). A table fill after the
+    #: join needs a few nodes of a bucket to talk to us, not the k closest to a point.
+    budget: int = 0
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -193,6 +196,8 @@ class Lookup:
         for path in range(self.disjoint):
             while True:
                 room = max(self.alpha, first) - self.in_flight[path]
+                if self.budget:
+                    room = min(room, self.budget - self.messages - len(out))
                 if room <= 0:
                     break
                 todo = self._unasked(path)

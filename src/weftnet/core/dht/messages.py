@@ -8,6 +8,7 @@ the ID it was asked with.
 messages travel back along the path (RouteBack) instead of to an endpoint
 the message names, and holders replicate with an inventory first
 (ReplicaOffer / ReplicaWant) and carry the remaining lifetime (Replicate).
+0x30 (Leave) came with issue 16: a node going away says so.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "ReplicaOffer",
     "ReplicaWant",
     "Replicate",
+    "Leave",
 ]
 
 MAX_CONTACTS = 20
@@ -230,3 +232,16 @@ class Replicate(Message):
     remaining: int
     record: bytes
     FIELDS: ClassVar = (("rid", U64), ("remaining", U32), ("record", _RECORD_BLOB))
+
+
+@register
+@dataclass(frozen=True)
+class Leave(Message):
+    """"I am going away": the sender (authenticated by its session) asks to be dropped
+    from the receiver's routing table at once, instead of after its requests time out.
+
+    It names no one but its sender, is never answered, and costs the receiver one
+    table removal: the leaving node sends one to each contact it has (issue 16)."""
+
+    TYPE: ClassVar = 0x30
+    FIELDS: ClassVar = ()

@@ -38,6 +38,8 @@ class Meta:
 
 
 class StoreIndex:
+    __slots__ = ("own_key", "_meta", "_by_expiry", "_by_far", "_origin", "_prefix", "bytes")
+
     def __init__(self, own_key: int):
         self.own_key = own_key
         self._meta: dict[bytes, Meta] = {}

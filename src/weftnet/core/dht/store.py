@@ -48,6 +48,8 @@ class RecordStore(Protocol):
 
 
 class MemoryStore:
+    __slots__ = ("_records",)
+
     def __init__(self) -> None:
         self._records: dict[bytes, StoredRecord] = {}
 
