@@ -934,16 +934,7 @@ class SecureTransport:
             if now - peer.pending_started >= cfg.handshake_timeout:
                 self._give_up(peer, "handshake timed out")
             elif peer.max_attempts is not None and peer.attempts >= peer.max_attempts:
-                if not self.paths_wanted or peer.current is not None:
-                    self._give_up(peer, "no answer from an endpoint learned second-hand")
-                    continue
-                # No more Inits to an address someone else gave us (docs/security.md, item 6); the
-                # handshake waits, silent, until its timeout for paths from the node's own endpoint
-                # record (reach reads it now: PathsWanted), which lift the cap (add_paths).
-                peer.pending_retry_at = now + self._jitter(cfg.handshake_retry)
-                self._wake_retry(peer)
-                self._events.append(PathsWanted(peer.node_id, peer.public_key,
-                                                1 + int((now - peer.pending_started) / cfg.handshake_retry)))
+                self._give_up(peer, "no answer from an endpoint learned second-hand")
             else:
                 self._send_init(peer, now)
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
