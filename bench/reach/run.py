@@ -413,7 +413,9 @@ def report(res: dict) -> str:
         lines += ["", "## Simulator: connectivity for a mix of NATs (`weft sim nat-mix`)", "",
                   "Real nodes (NodeCore, sessions, DHT, reach) behind modelled NATs (sim/nat.py) over the "
                   "underlay latency model; the mix is the scenario's assumption, not a measurement. "
-                  f"Wall time {res['sim']['wall_seconds']} s.", "", nat_text(res["sim"])]
+                  f"Wall time {res['sim']['wall_seconds']} s"
+                  + (f"; run {res['sim_date']} (load average before {res['sim_load_before']})"
+                     if res.get("sim_date") else "") + ".", "", nat_text(res["sim"])]
     return "\n".join(lines) + "\n"
 
 
@@ -457,6 +459,7 @@ def main() -> int:
     if "sim" not in skip:
         print("simulator ...", file=sys.stderr)
         res["sim"] = sim_run(a.out, a.sim_nodes, a.sim_pairs)
+        res["sim_date"], res["sim_load_before"] = res["date"], res["load_before"]
     elif a.sim_from is not None:
         res["sim"] = json.loads(a.sim_from.read_text())
     a.out.mkdir(parents=True, exist_ok=True)
