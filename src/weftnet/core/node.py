@@ -66,7 +66,7 @@ from weftnet.core.session.transport import (
 from weftnet.core.vpn.network import VpnSwitch
 from weftnet.core.vpn.plane import VpnPlane
 from weftnet.core.wire import Fixed, Message, Text, register
-from weftnet.errors import DecodeError, SessionError, WeftError
+from weftnet.errors import DecodeError, SessionError
 
 __all__ = [
     "NodeConfig",

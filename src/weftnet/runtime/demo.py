@@ -17,7 +17,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from weftnet.core.node import NodeConfig, NodeEvent, TextReceived
+from weftnet.core.node import NodeConfig, TextReceived
 from weftnet.runtime.driver import UdpDriver, start_node
 
 __all__ = ["run_demo"]

@@ -47,7 +47,7 @@ S/Kademlia ID puzzle for routing-table entries.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 

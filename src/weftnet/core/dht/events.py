@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from weftnet.core.contact import Addr, Contact
+from weftnet.core.contact import Addr
 from weftnet.core.identity import NodeId
 
 __all__ = ["LookupDone", "RouteResult", "Delivered", "Rejected", "Hop"]

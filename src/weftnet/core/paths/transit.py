@@ -15,30 +15,12 @@ and one in total bound what it costs (the same buckets as a relay's).
 from __future__ import annotations
 
 from weftnet.core.identity import NodeId
+from weftnet.core.reach.relay import ForwardBooks, _Bucket
 
 __all__ = ["Transit"]
 
 
-class _Bucket:
-    """Bytes per second with a burst of one second's worth."""
-
-    __slots__ = ("rate", "tokens", "at")
-
-    def __init__(self, rate: float, now: float):
-        self.rate = self.tokens = float(rate)
-        self.at = now
-
-    def take(self, n: int, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < n:
-            return False
-        self.tokens -= n
-        return True
-
-
-class Transit:
-    MAX_TRACKED = 4096
+class Transit(ForwardBooks):
     #: Sessions opened to next hops for one sending peer, a minute at most.
     OPENS_PER_MINUTE = 10
 
@@ -60,25 +42,7 @@ class Transit:
             return relay.admit(src, dst, size, now)
         if not self.enabled:
             return relay.admit(src, dst, size, now) if relay is not None else self.refused("not_transit")
-        bucket = self._buckets.get(src)
-        if bucket is None:
-            if len(self._buckets) >= self.MAX_TRACKED:
-                self._buckets.pop(next(iter(self._buckets)))
-            bucket = self._buckets[src] = _Bucket(self.peer_rate, now)
-        if not bucket.take(size, now):
-            return self.refused("peer_rate")
-        if not self._total.take(size, now):
-            return self.refused("total_rate")
-        self.stats["forwarded"] += 1
-        self.stats["forwarded_bytes"] += size
-        c = self.by_pair.get((src, dst))
-        if c is None:
-            if len(self.by_pair) >= self.MAX_TRACKED:
-                self.by_pair.pop(next(iter(self.by_pair)))
-            c = self.by_pair[(src, dst)] = [0, 0]
-        c[0] += 1
-        c[1] += size
-        return None
+        return self._charge(src, dst, size, self.peer_rate, now)
 
     def may_open(self, src: NodeId, dst: NodeId, now: float) -> bool:
         """Open a session to ``dst`` (found in our routing table) to pass on a Forward from ``src``?

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from weftnet.core.identity import NodeId
 
-__all__ = ["RelayConfig", "RelayService"]
+__all__ = ["ForwardBooks", "RelayConfig", "RelayService"]
 
 
 @dataclass
@@ -49,6 +49,8 @@ class RelayConfig:
 
 
 class _Bucket:
+    """Bytes per second with a burst of one second's worth."""
+
     __slots__ = ("rate", "tokens", "at")
 
     def __init__(self, rate: float, now: float):
@@ -65,11 +67,40 @@ class _Bucket:
         return True
 
 
-class RelayService:
+class ForwardBooks:
+    """What a node that passes Forward packets on keeps (a relay, a transit hop): a token bucket
+    per sending peer and one for everything, counters, and packets and bytes per (sender,
+    receiver) pair — each table bounded at ``MAX_TRACKED``. The owner sets ``_buckets``,
+    ``_total``, ``by_pair`` and ``stats`` and defines ``refused``."""
+
+    MAX_TRACKED = 4096
+
+    def _charge(self, src: NodeId, dst: NodeId, size: int, peer_rate: float, now: float) -> str | None:
+        """Take ``size`` bytes from ``src``'s bucket and the total; None and counted, or the refusal."""
+        bucket = self._buckets.get(src)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_TRACKED:
+                self._buckets.pop(next(iter(self._buckets)))
+            bucket = self._buckets[src] = _Bucket(peer_rate, now)
+        if not bucket.take(size, now):
+            return self.refused("peer_rate")
+        if not self._total.take(size, now):
+            return self.refused("total_rate")
+        self.stats["forwarded"] += 1
+        self.stats["forwarded_bytes"] += size
+        c = self.by_pair.get((src, dst))
+        if c is None:
+            if len(self.by_pair) >= self.MAX_TRACKED:
+                self.by_pair.pop(next(iter(self.by_pair)))
+            c = self.by_pair[(src, dst)] = [0, 0]
+        c[0] += 1
+        c[1] += size
+        return None
+
+
+class RelayService(ForwardBooks):
     """Registrations, admission and counters of one relay (``transport.relay``)."""
 
-    #: Per-peer state kept at most for this many peers (registered or not).
-    MAX_TRACKED = 4096
 
     def __init__(self, config: RelayConfig, now: float):
         self.config = config
@@ -150,25 +181,7 @@ class RelayService:
             return self.refused("not_registered")
         if not (self.is_registered(src, now) or self.is_registered(dst, now)):
             return self.refused("not_registered")
-        bucket = self._buckets.get(src)
-        if bucket is None:
-            if len(self._buckets) >= self.MAX_TRACKED:
-                self._buckets.pop(next(iter(self._buckets)))
-            bucket = self._buckets[src] = _Bucket(self.config.peer_rate, now)
-        if not bucket.take(size, now):
-            return self.refused("peer_rate")
-        if not self._total.take(size, now):
-            return self.refused("total_rate")
-        self.stats["forwarded"] += 1
-        self.stats["forwarded_bytes"] += size
-        c = self.by_pair.get((src, dst))
-        if c is None:
-            if len(self.by_pair) >= self.MAX_TRACKED:
-                self.by_pair.pop(next(iter(self.by_pair)))
-            c = self.by_pair[(src, dst)] = [0, 0]
-        c[0] += 1
-        c[1] += size
-        return None
+        return self._charge(src, dst, size, self.config.peer_rate, now)
 
     def refused(self, reason: str) -> str:
         key = "refused_" + reason.replace("-", "_")
