@@ -517,10 +517,43 @@ def reach_corpus() -> list[bytes]:
     )]
 
 
-class ReachTarget(_Target):
+class _Trio(_Target):
+    """Three NodeCores, A (the hostile sender), a node in the middle and C, wired by hand."""
+
+    ADDR: dict[str, tuple[str, int]]
+    MIDDLE: str
+
+    @staticmethod
+    def _dest(dst) -> tuple:
+        return dst
+
+    def _exchange(self, now: float) -> list:
+        """Deliver datagrams among the three until quiet; returns the middle node's (to anyone)."""
+        from_middle = []
+        for _ in range(20):
+            moved = False
+            for name, core in self.nodes.items():
+                for d, dst in core.datagrams_to_send(now):
+                    moved = True
+                    if name == self.MIDDLE:
+                        from_middle.append((d, dst))
+                    to = self._dest(dst)
+                    target = next((n for n, ad in self.ADDR.items() if ad == to), None)
+                    if target is not None:
+                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
+            if not moved:
+                break
+        for core in self.nodes.values():
+            while core.next_event() is not None:
+                pass
+        return from_middle
+
+
+class ReachTarget(_Trio):
     """A relay R with sessions to A (the hostile sender) and C (registered with R)."""
 
     ADDR = {"A": ("192.0.2.1", 1000), "R": ("192.0.2.2", 2000), "C": ("192.0.2.3", 3000)}
+    MIDDLE = "R"
 
     def reset(self) -> None:
         from weftnet.core.node import NodeConfig, NodeCore
@@ -539,25 +572,6 @@ class ReachTarget(_Target):
         r.reach.relay.register(c.node_id, 600, T0)
         super().reset()
 
-    def _exchange(self, now: float) -> list:
-        """Deliver datagrams among the three until quiet; returns R's datagrams (to anyone)."""
-        from_r = []
-        for _ in range(20):
-            moved = False
-            for name, core in self.nodes.items():
-                for d, dst in core.datagrams_to_send(now):
-                    moved = True
-                    if name == "R":
-                        from_r.append((d, dst))
-                    target = next((n for n, ad in self.ADDR.items() if ad == dst), None)
-                    if target is not None:
-                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
-            if not moved:
-                break
-        for core in self.nodes.values():
-            while core.next_event() is not None:
-                pass
-        return from_r
 
     def __call__(self, data: bytes) -> None:
         from weftnet.core.dht import events as dht_events
@@ -890,10 +904,11 @@ def paths_corpus() -> list[bytes]:
           b"\x01\x55" + bytes(32) + bytes.fromhex("000000070002") + bytes(10) + ip4]
 
 
-class PathsTarget(_Target):
+class PathsTarget(_Trio):
     """A transit node T with sessions to A (the hostile sender) and C, and classes configured."""
 
     ADDR = {"A": ("192.0.2.1", 1000), "T": ("192.0.2.2", 2000), "C": ("192.0.2.3", 3000)}
+    MIDDLE = "T"
 
     def reset(self) -> None:
         from weftnet.core.node import NodeConfig, NodeCore
@@ -918,24 +933,9 @@ class PathsTarget(_Target):
         self._exchange(T0)
         super().reset()
 
-    def _exchange(self, now: float) -> list:
-        from_t = []
-        for _ in range(20):
-            moved = False
-            for name, core in self.nodes.items():
-                for d, dst in core.datagrams_to_send(now):
-                    moved = True
-                    if name == "T":
-                        from_t.append((d, dst))
-                    target = next((n for n, ad in self.ADDR.items() if ad == tuple(dst)[:2]), None)
-                    if target is not None:
-                        self.nodes[target].receive_datagram(d, self.ADDR[name], now)
-            if not moved:
-                break
-        for core in self.nodes.values():
-            while core.next_event() is not None:
-                pass
-        return from_t
+    @staticmethod
+    def _dest(dst) -> tuple:
+        return tuple(dst)[:2]  # a LinkAddr (one of the lte link's datagrams) is its host and port
 
     def __call__(self, data: bytes) -> None:
         from weftnet.core.reach.paths import Via
