@@ -32,10 +32,12 @@ class Contact(Message):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_id", node_id_for(self.public_key))
-        host, port = self.endpoint
+        ep = self.endpoint
+        host, port = ep
         if not 0 <= port <= 0xFFFF:
             raise ValueError(f"port {port} out of range")
-        object.__setattr__(self, "endpoint", (host, port))
+        if type(ep) is not tuple:  # a tuple is kept as given: the driver shares one per endpoint
+            object.__setattr__(self, "endpoint", (host, port))
 
     @classmethod
     def _unpack_body(cls, buf, off):

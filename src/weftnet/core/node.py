@@ -204,6 +204,8 @@ def _dht_endpoint(target: Any) -> Addr:
         return (target.host, target.port)
     if type(target) is Via or target is None:
         return ("0.0.0.0", 0)
+    if type(target) is tuple and len(target) == 2:
+        return target  # shared: the driver hands one tuple per endpoint
     return (target[0], target[1])
 
 
