@@ -1385,7 +1385,7 @@ class SecureTransport:
         w = s.window
         if not w.check(counter) or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
-            if counter <= w.top and w.top - counter < w.size:
+            if w.is_duplicate(counter):
                 self.stats["duplicates_dropped"] += 1  # a copy of one accepted (a duplicated class, or the network)
             return False
         return True
