@@ -45,7 +45,8 @@ def test_partitions_reach_their_worker_and_everything_else_the_main_socket():
             _datagram(4, partition_byte(0, 0)): 0,  # the main process's own partition (and older senders')
             _datagram(4, partition_byte(5, 0)): 0,  # a slot this node has no worker for
             _datagram(1, partition_byte(1, 0)): 0,  # a handshake whose byte 6 looks like a partition
-            _datagram(7, partition_byte(2, 0)): 0,  # fragments: the main process reassembles
+            _datagram(7, partition_byte(2, 0)): 2,  # a fragment: its worker reassembles it
+            _datagram(6, partition_byte(2, 0)): 0,  # a HelloReply
             _datagram(4, 1, size=10): 0,  # too short to be data
         }
         for data in cases:

@@ -343,9 +343,13 @@ class Weftnet(System):
     title = "weftnet"
     PORT = 4500
 
-    def __init__(self, weft: Path = WEFT_DEFAULT):
+    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1):
         self.weft = str(weft)
         self.tools = (self.weft,)
+        self.workers = workers
+        if workers > 1:
+            self.name = f"{type(self).name}-workers{workers}"
+            self.title = f"{type(self).title}, {workers} data-plane workers"
 
     def _version(self) -> str:
         return first_line([self.weft, "--version"])
@@ -388,6 +392,8 @@ class Weftnet(System):
             self.w(state, "net", "join", str(cert))
             with open(state / "config.toml", "a") as fh:
                 fh.write(allow_all)
+                if self.workers > 1:
+                    fh.write(f"\n[dataplane]\nworkers = {self.workers}\n")
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "wn-bench", inner["b"]), "wn-bench in B", timeout=20)

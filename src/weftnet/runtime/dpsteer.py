@@ -8,12 +8,12 @@ process, without the workers talking to each other per packet:
   see one endpoint; the NAT mapping stays one mapping). A classic BPF program
   attached to the group (``SO_ATTACH_REUSEPORT_CBPF``) reads two bytes of
   each datagram's UDP payload: its type (byte 1) and the top byte of its
-  transport counter (byte 6, docs/wire/packets.md). A ``TransportData``
-  datagram whose counter partition names worker slot ``k`` (its low four
-  bits, :func:`partition_slot`) with ``1 <= k < n`` goes to the ``k``-th
-  socket of the group; everything else — handshakes, cookies, hellos,
-  fragments, partition 0 (the main process's and every older sender's) —
-  goes to socket 0, the main process. So each partition is always opened by
+  transport counter (byte 6, docs/wire/packets.md). A ``TransportData`` or
+  ``TransportFragment`` datagram whose counter partition names worker slot
+  ``k`` (its low four bits, :func:`partition_slot`) with ``1 <= k < n`` goes
+  to the ``k``-th socket of the group; everything else — handshakes,
+  cookies, hellos, partition 0 (the main process's and every older
+  sender's) — goes to socket 0, the main process. So each partition is always opened by
   one process, the only one that holds its replay window
   (core/session/replay.py).
 
@@ -53,7 +53,7 @@ __all__ = ["MAX_WORKERS", "IFF_MULTI_QUEUE", "partition_slot", "partition_byte",
 MAX_WORKERS = 16
 IFF_MULTI_QUEUE = 0x0100
 SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h
-_T_DATA = 4  # TransportData (core/session/transport.py)
+_T_DATA, _T_FRAGMENT = 4, 7  # TransportData, TransportFragment (core/session/transport.py)
 _PARTITION_OFFSET = 6  # version u8, type u8, receiver index u32, then the counter u64 big-endian
 
 # Classic BPF opcodes (linux/filter.h).
@@ -85,9 +85,10 @@ def steering_program(workers: int) -> list[tuple[int, int, int, int]]:
         raise ValueError(f"workers must be 1-{MAX_WORKERS}")
     return [
         (_LD_W_LEN, 0, 0, 0),
-        (_JGE_K, 0, 6, 14),  # shorter than a data header: main
+        (_JGE_K, 0, 7, 14),  # shorter than a data header: main
         (_LD_B_ABS, 0, 0, 1),
-        (_JEQ_K, 0, 4, _T_DATA),  # not TransportData: main
+        (_JEQ_K, 1, 0, _T_DATA),
+        (_JEQ_K, 0, 4, _T_FRAGMENT),  # neither TransportData nor a fragment of one: main
         (_LD_B_ABS, 0, 0, _PARTITION_OFFSET),
         (_AND_K, 0, 0, MAX_WORKERS - 1),
         (_JGE_K, 1, 0, workers),  # a slot this node has no worker for: main
@@ -138,9 +139,17 @@ def open_steered_group(host: str, port: int, workers: int, buffer_bytes: int = 4
     return socks
 
 
-def open_tun_queues(name: str, queues: int, *, vnet_hdr: bool = False) -> list[TunDevice]:
-    """Create (or attach to) the multi-queue TUN ``name`` in this network namespace and open
-    ``queues`` queues of it, one file descriptor each (non-blocking)."""
+def open_tun_queues(name: str, queues: int, *, vnet_hdr: bool = False, netns: str | None = None) -> list[TunDevice]:
+    """Create (or attach to) the multi-queue TUN ``name`` in this network namespace (or in
+    ``netns``) and open ``queues`` queues of it, one file descriptor each (non-blocking)."""
+    if netns is not None:
+        from pyroute2 import netns as pr_netns
+
+        pr_netns.pushns(netns)
+        try:
+            return open_tun_queues(name, queues, vnet_hdr=vnet_hdr)
+        finally:
+            pr_netns.popns()
     raw = _check_name(name)
     flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (IFF_VNET_HDR if vnet_hdr else 0)
     out: list[TunDevice] = []

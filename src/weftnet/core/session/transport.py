@@ -545,6 +545,25 @@ class SecureTransport:
             ))
         return out
 
+    def worker_keys(self, node_ids) -> tuple[list, dict[bytes, int]]:
+        """The keys data-plane workers need for these peers (docs/dataplane.md, "Several workers"):
+        every session of theirs that may still receive, and per peer reached over plain UDP the
+        local index of the one to send with (core/session/workers.py)."""
+        from weftnet.core.session.workers import SessionKeys
+
+        keys, current = [], {}
+        default = self.config.max_datagram
+        for nid in node_ids:
+            peer = self._by_node.get(nid)
+            if peer is None or peer.current is None or peer.budget is not None or type(peer.endpoint) is not tuple:
+                continue
+            size = peer.max_datagram if peer.max_datagram and peer.max_datagram_path in (None, peer.endpoint) else default
+            for s in (peer.current, *peer.older):
+                keys.append(SessionKeys(nid.raw, s.local_index, s.remote_index, s.send_key, s.recv_key, s.created,
+                                        peer.endpoint, size))
+            current[nid.raw] = peer.current.local_index
+        return keys, current
+
     def session_counters(self) -> list[tuple[NodeId, int, int, int, int, float | None]]:
         """``(node_id, bytes_in, bytes_out, packets_in, packets_out, srtt)`` per peer with a
         session: what a metrics scrape needs, without building a PeerInfo per peer."""
