@@ -13,6 +13,7 @@ import ipaddress
 import json
 import pathlib
 
+from weftnet.core.session.workers import WorkerSlots
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
@@ -134,6 +135,8 @@ MESSAGES = [
     PathAdvert(0, ()),
     # Issue 16: a node going away says so.
     Leave(),
+    # Issue 16: a node with several data-plane workers tells the members of its networks (docs/dataplane.md).
+    WorkerSlots(4),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}
