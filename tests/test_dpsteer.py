@@ -41,7 +41,7 @@ def test_partitions_reach_their_worker_and_everything_else_the_main_socket():
         cases = {
             _datagram(4, partition_byte(1, 0)): 1,
             _datagram(4, partition_byte(2, 0)): 2,
-            _datagram(4, partition_byte(2, 5)): 2,  # a restarted worker's new generation: the same slot
+            _datagram(4, partition_byte(2, 5)): 2,  # the high four bits do not matter to steering
             _datagram(4, partition_byte(0, 0)): 0,  # the main process's own partition (and older senders')
             _datagram(4, partition_byte(5, 0)): 0,  # a slot this node has no worker for
             _datagram(1, partition_byte(1, 0)): 0,  # a handshake whose byte 6 looks like a partition

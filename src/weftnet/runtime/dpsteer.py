@@ -29,8 +29,8 @@ process, without the workers talking to each other per packet:
   that delivers a flow's inbound packets is the one that reads its outbound
   ones, so a worker's firewall sees both directions of the flows it carries.
 
-This module is the runtime side only (file descriptors and socket options);
-it does no I/O of its own.
+This module is the kernel side only (file descriptors and socket options);
+runtime/dpworkers.py runs the workers on them.
 """
 
 from __future__ import annotations
@@ -71,12 +71,13 @@ def partition_slot(partition: int) -> int:
     return partition & (MAX_WORKERS - 1)
 
 
-def partition_byte(slot: int, generation: int) -> int:
-    """The partition a worker in ``slot`` seals with in its ``generation`` (0-15): a restarted
-    worker takes a new generation, so it never reuses a counter its predecessor sent under a key."""
-    if not 0 <= slot < MAX_WORKERS or not 0 <= generation < 16:
-        raise ValueError("slot and generation must be 0-15")
-    return (generation << 4) | slot
+def partition_byte(slot: int, high: int = 0) -> int:
+    """A counter's partition byte for worker ``slot``. Workers seal with ``high`` 0 (a restarted
+    worker starts above its predecessor's counters instead: runtime/dpworkers.py); steering reads
+    only the low four bits, so the high four are free for a later use."""
+    if not 0 <= slot < MAX_WORKERS or not 0 <= high < 16:
+        raise ValueError("slot and high must be 0-15")
+    return (high << 4) | slot
 
 
 def steering_program(workers: int) -> list[tuple[int, int, int, int]]:

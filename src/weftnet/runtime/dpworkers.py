@@ -293,18 +293,35 @@ class WorkerPool:
                 core.vpn.on_payload(NodeId(msg[1]), msg[2], now)
                 self.upcalls["in"] += 1
                 sent = True
+            elif kind == "rekey":  # a worker's session is old: our send on it starts the rekey
+                nid = NodeId(msg[1])
+                if core.transport.has_session(nid):
+                    core.transport.send_to(nid, b"", now)  # a keepalive
+                    sent = True
             elif kind == "stats":
                 s.stats = msg[1]
         if sent:
             self.daemon.driver.transmit()
 
     def status(self) -> dict[str, Any]:
+        """Per slot: its process and what it carried; slot 0 is this process (its share of the
+        networks' packets, upcalls included)."""
+        main = {"packets_out": 0, "packets_in": 0, "bytes_out": 0, "bytes_in": 0}
+        for net in self.daemon.core.vpn.switch.networks.values():
+            if net.network_id in self.queues:
+                for c in net.peers.values():
+                    main["packets_out"] += c.packets_out
+                    main["packets_in"] += c.packets_in
+                    main["bytes_out"] += c.bytes_out
+                    main["bytes_in"] += c.bytes_in
+        slots = [{"slot": 0, "pid": os.getpid(), **main}]
+        slots += [{"slot": s.slot, "pid": s.pid, **s.stats} for s in sorted(self.slots.values(), key=lambda x: x.slot)]
         return {
             "workers": self.n,
             "restarts": self.restarts,
             "upcalls": dict(self.upcalls),
             "peers_with_workers": sum(1 for m in self._members() if self.daemon.core.worker_slots.get(m.raw) == self.n),
-            "slots": [{"slot": s.slot, "pid": s.pid, **s.stats} for s in sorted(self.slots.values(), key=lambda x: x.slot)],
+            "slots": slots,
         }
 
     # -- the worker ------------------------------------------------------------------
@@ -343,6 +360,8 @@ class _WorkerLoop:
                       "tun_write_errors": 0, "send_errors": 0}
         self.gso = True
         self._written: set[int] = set()
+        self._nudged: dict[bytes, float] = {}
+        self.installs = 0
 
     def run(self) -> None:
         ep = select.epoll()
@@ -367,7 +386,8 @@ class _WorkerLoop:
                 next_stats = t + STATS_INTERVAL
                 if os.getppid() != self.parent:
                     return
-                self._upcall(("stats", {**self.stats, **self.crypto.stats,
+                self._upcall(("stats", {**self.stats, **self.crypto.stats, "key_installs": self.installs,
+                                        "sessions": len(self.crypto._by_index),
                                         "flows": sum(len(getattr(n.firewall, "_flows", ())) for n in self.nets.values())}))
             if t >= next_sweep:  # idle firewall flows, expired members: bounded tables
                 next_sweep = t + 5.0
@@ -395,6 +415,8 @@ class _WorkerLoop:
                 _, keys, current, rekey_after, reject_after = msg
                 self.crypto.rekey_after, self.crypto.reject_after = rekey_after, reject_after
                 self.crypto.install(keys, current)
+                self.installs += 1
+                self._nudged = {}
                 self.endpoints = {k.node: k.endpoint for k in keys if current.get(k.node) == k.local_index}
 
     def _upcall(self, msg: tuple) -> None:
@@ -438,6 +460,9 @@ class _WorkerLoop:
                         sealed.extend(d)
                 if ep is not None and d is not None:
                     out.extend((d, ep) for d in sealed)
+                    if crypto.wants_rekey(node, now) and now - self._nudged.get(node, 0.0) >= 1.0:
+                        self._nudged[node] = now  # the main process's send on the session starts the rekey
+                        self._upcall(("rekey", node))
                     self.stats["packets_out"] += 1
                     self.stats["bytes_out"] += len(pkt) - VNET_HDR_LEN
                 else:

@@ -15,9 +15,12 @@ with two differences:
   elsewhere; anything else that arrives is dropped), each session with its
   own replay window.
 
-A session is used to send for at most ``rekey_after`` seconds: after that the
-worker hands the packet to the main process, whose sending starts the rekey,
-and gets the new keys. Keys older than ``reject_after`` open nothing.
+A session older than ``rekey_after`` seconds :meth:`wants_rekey`: the runtime
+asks the main process to send on it (its sending starts the rekey) and hands
+the worker the new keys once they are up; until then the worker goes on
+sealing with the old ones, up to :data:`SEND_MARGIN` seconds before
+``reject_after`` (after that it hands its packets to the main process). Keys
+older than ``reject_after`` open nothing.
 
 :class:`WorkerSlots` (0x31) is what a node with several workers tells the
 members of its networks: how many worker slots it runs. A sender seals with a
@@ -46,6 +49,8 @@ __all__ = ["WorkerSlots", "WORKER_SLOTS_TYPE", "SessionKeys", "WorkerCrypto", "C
 WORKER_SLOTS_TYPE = 0x31
 #: The runtime records a new counter floor every this many counters (a restarted worker skips at most this many).
 COUNTER_BLOCK = 1 << 20
+#: A worker stops sealing with a session this long before the receiver would refuse it.
+SEND_MARGIN = 10.0
 _LOW = (1 << PARTITION_SHIFT) - 1
 _DATA = b"\x01\x04"
 _FRAG = b"\x01\x07"
@@ -127,19 +132,17 @@ class WorkerCrypto:
             self._by_index[k.local_index] = entry
         self._send = {node: self._by_index[i] for node, i in current.items() if i in self._by_index}
 
-    def sendable(self, node: bytes, now: float) -> SessionKeys | None:
-        """The session to seal with towards ``node``, if there is one young enough."""
+    def wants_rekey(self, node: bytes, now: float) -> bool:
+        """Whether the session we seal with towards ``node`` is old enough to be replaced."""
         e = self._send.get(node)
-        if e is None or now - e.k.created >= self.rekey_after:
-            return None
-        return e.k
+        return e is not None and now - e.k.created >= self.rekey_after
 
     def seal(self, node: bytes, payload: bytes, now: float) -> list[bytes] | None:
         """The datagrams carrying ``payload`` to ``node`` — one TransportData, or the
         TransportFragment pieces of a payload sealed once as SecureTransport cuts it — or None
         (no session young enough, or too large: the main process sends those)."""
         e = self._send.get(node)
-        if e is None or now - e.k.created >= self.rekey_after:
+        if e is None or now - e.k.created >= self.reject_after - SEND_MARGIN:
             return None
         limit = e.k.max_datagram
         step = limit - _FRAG_HEADER
