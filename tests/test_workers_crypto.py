@@ -96,6 +96,19 @@ def test_a_restarted_worker_starts_above_every_counter_its_predecessor_used():
     assert nxt > max(used) and nxt == (1 << PARTITION_SHIFT) | floor
 
 
+def test_a_worker_stopped_on_purpose_hands_its_windows_on_and_nothing_opens_twice():
+    p = Pair()
+    _up(p)
+    wa, wb = _worker(p.a, p.ib.node_id, 1), _worker(p.b, p.ia.node_id, 1)
+    sent = [wa.seal(p.ib.node_id.raw, msg(i), p.now)[0] for i in range(3)]
+    assert all(wb.open(d, p.now) for d in sent)
+    successor = WorkerCrypto(1, 0)
+    successor.install(*p.b.worker_keys([p.ia.node_id]), wb.windows())
+    assert [successor.open(d, p.now) for d in sent] == [None] * 3  # replays, after the handover too
+    later = wa.seal(p.ib.node_id.raw, msg(9), p.now)[0]
+    assert successor.open(later, p.now)[1] == msg(9)
+
+
 def test_worker_slots_is_a_one_byte_message():
     assert encode(WorkerSlots(4)) == b"\x01\x31\x04"
     assert decode(b"\x01\x31\x10") == WorkerSlots(16)

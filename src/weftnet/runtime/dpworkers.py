@@ -102,7 +102,11 @@ class WorkerPool:
         self.restarts = 0
         self._recent: deque[float] = deque()
         self._keys_sig: Any = None
-        self._keys_msg: bytes | None = None
+        self._keys: tuple = ([], {})
+        #: Per slot: keys made before this time are not handed over (its last worker died with
+        #: their replay windows), and the windows a worker stopped on purpose handed over.
+        self._not_before: dict[int, float] = {}
+        self._windows: dict[int, dict] = {}
         self._dirty = False
         self._announced: dict[bytes, float] = {}
         self.upcalls = {"out": 0, "in": 0}
@@ -134,15 +138,31 @@ class WorkerPool:
         parent.setblocking(False)
         self.slots[slot] = _Slot(slot, pid, parent)
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_ctrl, slot)
-        if self._keys_msg is not None:
-            self._send(slot, self._keys_msg)
+        self._send_keys(slot, self._windows.pop(slot, None))
 
     def _stop_slot(self, slot: int, wait: float = 2.0) -> int | None:
+        """Stop a worker; it hands over its replay windows first (for its successor), or, if it
+        cannot, its slot gets only keys made after now."""
         s = self.slots.pop(slot, None)
         if s is None:
             return None
         asyncio.get_running_loop().remove_reader(s.ctrl.fileno())
+        windows = None
+        try:
+            s.ctrl.setblocking(True)
+            s.ctrl.settimeout(1.0)
+            s.ctrl.send(pickle.dumps(("stop",)))
+            while windows is None:
+                msg = pickle.loads(s.ctrl.recv(1 << 22))
+                if msg[0] == "windows":
+                    windows = msg[1]
+        except (OSError, EOFError, pickle.UnpicklingError):
+            pass
         s.ctrl.close()
+        if windows is None and not self._closed:
+            self._forget_keys(slot)
+        else:
+            self._windows[slot] = windows
         try:
             os.kill(s.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -218,6 +238,7 @@ class WorkerPool:
                                    f"{RESTART_WINDOW:.0f} s (last: {how}); stopping")
             log.error("data-plane worker died; restarting it", extra={"slot": slot, "pid": s.pid, "how": how,
                                                                       "restarts": self.restarts})
+            self._forget_keys(slot)
             self._spawn(slot)
 
     # -- keys and announcements -----------------------------------------------------
@@ -229,6 +250,17 @@ class WorkerPool:
         out.discard(self.daemon.core.node_id.raw)
         return [NodeId(raw) for raw in sorted(out)]
 
+    def _forget_keys(self, slot: int) -> None:
+        """A worker died with its replay windows: its successor gets only keys made from now on,
+        and the sessions it could have opened are rekeyed at once (else a packet it opened could
+        be opened again by the next worker)."""
+        core, now = self.daemon.core, time.time()
+        self._not_before[slot] = now
+        self._windows.pop(slot, None)
+        for nid in self._members():
+            core.transport.rekey(nid, now)
+        self.daemon.driver.transmit()
+
     def _push_keys(self) -> None:
         core = self.daemon.core
         members = [m for m in self._members() if core.worker_slots.get(m.raw) == self.n]
@@ -238,10 +270,20 @@ class WorkerPool:
         if sig == self._keys_sig:
             return
         self._keys_sig = sig
-        self._keys_msg = pickle.dumps(("keys", keys, current, core.transport.config.rekey_after_time,
-                                       core.transport.config.reject_after_time))
+        self._keys = (keys, current)
         for slot in self.slots:
-            self._send(slot, self._keys_msg)
+            self._send_keys(slot)
+
+    def _send_keys(self, slot: int, windows: dict | None = None) -> None:
+        keys, current = self._keys
+        floor = self._not_before.get(slot)
+        if floor is not None:
+            keys = [k for k in keys if k.created >= floor]
+            ok = {k.local_index for k in keys}
+            current = {node: i for node, i in current.items() if i in ok}
+        cfg = self.daemon.core.transport.config
+        self._send(slot, pickle.dumps(("keys", keys, current, cfg.rekey_after_time, cfg.reject_after_time,
+                                       windows or {})))
 
     def _send(self, slot: int, msg: bytes) -> None:
         s = self.slots.get(slot)
@@ -411,10 +453,14 @@ class _WorkerLoop:
             if not raw:
                 return False  # the main process went away
             msg = pickle.loads(raw)
+            if msg[0] == "stop":  # stopped on purpose: hand our replay windows to our successor
+                self.ctrl.setblocking(True)
+                self.ctrl.send(pickle.dumps(("windows", self.crypto.windows())))
+                return False
             if msg[0] == "keys":
-                _, keys, current, rekey_after, reject_after = msg
+                _, keys, current, rekey_after, reject_after, windows = msg
                 self.crypto.rekey_after, self.crypto.reject_after = rekey_after, reject_after
-                self.crypto.install(keys, current)
+                self.crypto.install(keys, current, windows)
                 self.installs += 1
                 self._nudged = {}
                 self.endpoints = {k.node: k.endpoint for k in keys if current.get(k.node) == k.local_index}

@@ -545,6 +545,16 @@ class SecureTransport:
             ))
         return out
 
+    def rekey(self, node_id: NodeId, now: float) -> bool:
+        """Start a new handshake with a peer we have a session with, now (a data-plane worker that
+        died took its replay windows with it: its successor opens only with keys made after)."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.pending is not None or peer.endpoint is None:
+            return False
+        peer.rekeys += 1
+        self._start_handshake(peer, now)
+        return True
+
     def worker_keys(self, node_ids) -> tuple[list, dict[bytes, int]]:
         """The keys data-plane workers need for these peers (docs/dataplane.md, "Several workers"):
         every session of theirs that may still receive, and per peer reached over plain UDP the

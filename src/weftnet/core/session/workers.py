@@ -118,19 +118,28 @@ class WorkerCrypto:
     def _expired(self, key) -> None:
         self.stats["fragments_expired"] += 1
 
-    def install(self, sessions: list[SessionKeys], current: dict[bytes, int]) -> None:
+    def install(self, sessions: list[SessionKeys], current: dict[bytes, int],
+                windows: dict[int, ReplayWindow] | None = None) -> None:
         """Replace the key table: every session that may still receive, and per peer the one
-        to send with (by local index). Windows of sessions kept are kept."""
+        to send with (by local index). Windows of sessions kept are kept; ``windows`` are those
+        a predecessor of this worker handed over (:meth:`windows`) for sessions new here."""
         old = self._by_index
         self._by_index = {}
         for k in sessions:
             entry = old.get(k.local_index)
             if entry is None or entry.k.recv_key != k.recv_key:
                 entry = _Keys(k)
+                if windows and k.local_index in windows:
+                    entry.window = windows[k.local_index]
             else:
                 entry.k = k  # the endpoint or the datagram size may have changed
             self._by_index[k.local_index] = entry
         self._send = {node: self._by_index[i] for node, i in current.items() if i in self._by_index}
+
+    def windows(self) -> dict[int, ReplayWindow]:
+        """Every session's replay window, for the worker that takes over from this one: a worker
+        stopped on purpose hands them on, so nothing it opened can be opened again."""
+        return {i: e.window for i, e in self._by_index.items()}
 
     def wants_rekey(self, node: bytes, now: float) -> bool:
         """Whether the session we seal with towards ``node`` is old enough to be replaced."""
