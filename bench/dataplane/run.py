@@ -41,18 +41,41 @@ REQUIRED = ("ip", "iperf3", "ping", "ss")
 
 # -- measurement ---------------------------------------------------------------------------------
 
+def _descendants(pids: list[int]) -> list[int]:
+    """These processes and every living process below them (weftnet's data-plane workers are
+    forked children of the daemon)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = set(pids), list(pids)
+    while todo:
+        p = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in out:
+                out.add(child)
+                todo.append(child)
+    return sorted(out)
+
+
 def cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU time so far of these processes (their threads included), or None if none."""
+    """User + system CPU time so far of these processes, their threads and their children (living
+    ones, and those that ended and were waited for), or None if none."""
     if not pids:
         return None
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
+    for pid in _descendants(pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+        # utime, stime, cutime, cstime (fields 14-17 of stat(5)): a worker that was restarted
+        # during the run is counted through its parent's cutime/cstime.
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / tick
 
 

@@ -219,7 +219,8 @@ class Daemon:
                 except WeftError:
                     self.store.close()
                     raise
-                self.driver = UdpDriver(core, self._group[0], gro=False)
+                self.driver = UdpDriver(core, self._group[0])
+                core.transport.worker_slots = frozenset(range(1, self.cfg.workers))
             else:
                 self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
             self.driver.after_tun_writes = self._drain_tuns

@@ -378,6 +378,10 @@ class SecureTransport:
         #: VPN data plane's hot path (no event object, no dispatch per packet).
         self.sink = None
         self.sink_types: frozenset[int] = frozenset()
+        #: Counter partitions whose low four bits are in here belong to this node's data-plane
+        #: workers (docs/dataplane.md, "Several workers"): their windows are there, so this
+        #: transport never opens them (a datagram GRO joined behind one of ours lands here).
+        self.worker_slots: frozenset[int] = frozenset()
         #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
         #: each), or named by the node (a network member). The node starts a path MTU search for
         #: those with a session (core/session/pmtu.py) and clears the list.
@@ -1412,6 +1416,9 @@ class SecureTransport:
     def _fresh(self, s: Session, counter: int) -> bool:
         """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
         w = s.window
+        if counter >> 56 and (counter >> 56) & 15 in self.worker_slots:
+            self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
+            return False
         if not w.check(counter) or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
             if w.is_duplicate(counter):
