@@ -112,3 +112,13 @@ def test_a_worker_stopped_on_purpose_hands_its_windows_on_and_nothing_opens_twic
 def test_worker_slots_is_a_one_byte_message():
     assert encode(WorkerSlots(4)) == b"\x01\x31\x04"
     assert decode(b"\x01\x31\x10") == WorkerSlots(16)
+
+
+def test_the_main_transport_never_opens_a_partition_of_its_own_workers():
+    p = Pair()
+    _up(p)
+    p.b.worker_slots = frozenset({1})  # B runs a worker in slot 1: that window is the worker's
+    w1, w2 = _worker(p.a, p.ib.node_id, 1), _worker(p.a, p.ib.node_id, 2)
+    for d in w1.seal(p.ib.node_id.raw, msg(1), p.now) + w2.seal(p.ib.node_id.raw, msg(2), p.now):
+        p.b.receive_datagram(d, A, p.now)
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(2)]
