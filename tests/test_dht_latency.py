@@ -363,3 +363,86 @@ def test_leave_tells_every_contact_with_a_session():
     quiet.import_contacts(peers, T0)
     quiet.leave(T0)
     assert not [m for _, m in quiet.messages_to_send() if isinstance(m, Leave)]
+
+
+# -- proximity route selection and hedged requests ------------------------------------------
+
+
+def _same_level(cs, target, n):
+    """n contacts whose distance to target has the same highest bit (the same progress)."""
+    groups: dict[int, list] = {}
+    for c in cs:
+        groups.setdefault((c.node_id.int ^ target).bit_length(), []).append(c)
+    return next(g for g in sorted(groups.values(), key=len, reverse=True) if len(g) >= n)[:n]
+
+
+def test_proximity_route_selection_asks_the_fastest_of_equally_close_candidates_first():
+    cs = [contact(i) for i in range(1, 400)]
+    t = contact(999).node_id.int
+    level = by_distance(_same_level(cs, t, 6), t)
+    rtts = {c.node_id.int: 0.2 for c in level}
+    fast = level[4]  # fifth nearest, but the only near one
+    rtts[fast.node_id.int] = 0.005
+    plain = Lookup(1, "find_node", t, T0, k=20, alpha=1)
+    plain.seed(level)
+    assert plain.next_requests()[0].contact == level[0]  # nearest first
+    prs = Lookup(1, "find_node", t, T0, k=20, alpha=1, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=0)
+    prs.seed(level)
+    assert prs.next_requests()[0].contact == fast
+    # Never measured counts as the node's mean RTT: faster than 0.2 s, slower than 5 ms.
+    del rtts[level[2].node_id.int]
+    prs2 = Lookup(1, "find_node", t, T0, k=20, alpha=2, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=0)
+    prs2.seed(level)
+    assert [c.contact for c in prs2.next_requests()] == [fast, level[2]]
+
+
+def test_proximity_route_selection_gives_up_no_more_progress_than_allowed():
+    cs = [contact(i) for i in range(1, 400)]
+    t = contact(999).node_id.int
+    ordered = by_distance(cs, t)
+    near, far = ordered[0], ordered[-1]  # far is many bits behind near
+    assert (far.node_id.int ^ t).bit_length() > (near.node_id.int ^ t).bit_length() + 2
+    rtts = {near.node_id.int: 0.3, far.node_id.int: 0.001}
+    lk = Lookup(1, "find_node", t, T0, k=20, alpha=1, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=2)
+    lk.seed([near, far])
+    assert lk.next_requests()[0].contact == near
+
+
+def test_a_request_slower_than_expected_lets_the_next_candidate_go_without_a_timeout():
+    cs = [contact(i) for i in range(1, 60)]
+    t = contact(999).node_id.int
+    rtts = {c.node_id.int: 0.1 for c in cs}
+    lk = Lookup(1, "find_node", t, T0, k=20, alpha=2, rtt_of=rtts.get, unknown_rtt=0.1, hedge_rtts=1.5)
+    lk.seed(cs[:30])
+    first = lk.next_requests(T0)
+    assert len(first) == 2
+    assert lk.next_requests(T0 + 0.1) == []  # both still within 1.5 x their RTT
+    assert lk.next_hedge(T0) == pytest.approx(T0 + 0.15)
+    more = lk.next_requests(T0 + 0.16)  # both are late: two more go out, still listening to the first
+    assert len(more) == 2 and all(c.state == IN_FLIGHT for c in first)
+    # At most twice alpha in flight, however late they all are.
+    assert lk.next_requests(T0 + 10) == []
+    lk.answered(first[0].key, [])
+    assert len(lk.next_requests(T0 + 10)) == 1
+    # Without hedging, nothing goes out until an answer or a timeout.
+    plain = Lookup(1, "find_node", t, T0, k=20, alpha=2)
+    plain.seed(cs[:30])
+    plain.next_requests(T0)
+    assert plain.next_requests(T0 + 10) == []
+
+
+def test_engine_hedges_a_slow_lookup_request_on_its_timer():
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, lookup_hedge=1.5))
+    others = [contact(i) for i in range(2, 30)]
+    d.import_contacts(others, T0)
+    # One measured round trip of 40 ms to every contact (a ping each).
+    for c in others:
+        d._rtt_sample(c.node_id.int, 0.04)
+    target = contact(500).node_id
+    d.find_node(target, T0)
+    assert len(d.messages_to_send()) == 1
+    wake = d.get_timer()
+    assert wake == pytest.approx(T0 + 0.06)  # 1.5 x 40 ms, long before the request's timeout
+    d.handle_timer(wake)
+    assert len(d.messages_to_send()) == 1  # the next candidate, without waiting for a timeout
+    assert d.stats["timeouts"] == 0

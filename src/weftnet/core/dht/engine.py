@@ -201,6 +201,14 @@ class DhtConfig:
     #: A node that talks to us takes the place of a contact whose last request
     #: failed, in a full bucket (routing.py); off, it waits for the eviction.
     replace_failing: bool = True
+    #: Proximity route selection: a lookup asks, among its unasked candidates within
+    #: this many bits of progress of the nearest one, the one with the lowest measured
+    #: RTT first (never measured: the node's mean RTT). -1 = off (nearest first).
+    prs_bits: int = -1
+    #: Hedged requests in lookups: a request not answered after this many times its
+    #: contact's expected RTT stops counting against alpha, so the next candidate goes
+    #: out without waiting for the timeout (0 = off).
+    lookup_hedge: float = 0.0
 
 
 class KbrApplication(Protocol):
@@ -568,6 +576,7 @@ class Dht:
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
                     cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
+        self._latency_knobs(lk)
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
@@ -822,6 +831,7 @@ class Dht:
         lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
                     stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round,
                     budget=budget)
+        self._latency_knobs(lk)
         op.lookup = lk
         initial = self.table.closest(target, 1 if budget else cfg.k)
         if seed:
@@ -829,6 +839,14 @@ class Dht:
         lk.seed([c for c in initial if c.node_id.int != self.key])
         self._advance(op, now)
         return op
+
+    def _latency_knobs(self, lk: Lookup) -> None:
+        cfg = self.config
+        if cfg.prs_bits >= 0 or cfg.lookup_hedge:
+            lk.rtt_of = self._srtt_of
+            lk.unknown_rtt = self._srtt_mean or 0.0
+            lk.prs_bits = cfg.prs_bits
+            lk.hedge_rtts = cfg.lookup_hedge
 
     def _advance(self, op: _Op, now: float) -> None:
         lk = op.lookup
@@ -848,7 +866,7 @@ class Dht:
             else:
                 msg = FindNode(0, lk.target.to_bytes(32, "big"))
             self._request(cand.contact, msg, op.op_id, now, "lookup", hint=cand.hint_slot)
-        if lk.has_session is not None:
+        if lk.has_session is not None or lk.hedge_rtts:
             hedge = lk.next_hedge(now)
             if hedge is not None and hedge != op.hedge_at:
                 op.hedge_at = hedge
