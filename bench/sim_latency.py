@@ -62,13 +62,13 @@ BASELINE3 = {"self_refresh": False, "refresh_interval": 3600.0}
 VARIANTS3 = {
     "defaults (base)": {},
     "alpha 5": {"alpha": 5},
-    "PRS 0 bits": {"prs_bits": 0},
-    "PRS 1 bit": {"prs_bits": 1},
-    "PRS 2 bits": {"prs_bits": 2},
     "hedge 1.5 RTT": {"lookup_hedge": 1.5},
-    "PNS": {"proximity": True},
-    "PRS 1 bit + PNS": {"prs_bits": 1, "proximity": True},
-    "PRS 1 bit + hedge 1.5": {"prs_bits": 1, "lookup_hedge": 1.5},
+    "PRS 2 bits": {"prs_bits": 2},
+    "PRS 4 bits": {"prs_bits": 4},
+    "PRS 4 bits + RTT hints": {"prs_bits": 4, "rtt_hints": True},
+    "PRS 2 bits + RTT hints": {"prs_bits": 2, "rtt_hints": True},
+    "PRS 4 bits + RTT hints + hedge 1.5": {"prs_bits": 4, "rtt_hints": True, "lookup_hedge": 1.5},
+    "PRS 4 bits + RTT hints + PNS": {"prs_bits": 4, "rtt_hints": True, "proximity": True},
 }
 
 

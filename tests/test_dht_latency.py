@@ -446,3 +446,71 @@ def test_engine_hedges_a_slow_lookup_request_on_its_timer():
     d.handle_timer(wake)
     assert len(d.messages_to_send()) == 1  # the next candidate, without waiting for a timeout
     assert d.stats["timeouts"] == 0
+
+
+def test_find_near_is_answered_with_the_rtts_we_measured():
+    from weftnet.core.dht.messages import RTT_UNKNOWN, FindNear, NearNodes
+
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+    others = [contact(i) for i in range(2, 8)]
+    d.import_contacts(others, T0)
+    d._rtt_sample(others[0].node_id.int, 0.0123)
+    asker = contact(100)
+    d.on_message(asker, FindNear(7, others[0].node_id.raw), T0)
+    [(to, reply)] = d.messages_to_send()
+    assert to == asker and isinstance(reply, NearNodes) and reply.rid == 7
+    assert len(reply.rtts) == len(reply.contacts) == len(others)
+    hints = dict(zip(reply.contacts, reply.rtts))
+    assert hints[others[0]] == 123  # 0.1 ms units
+    assert all(hints[c] == RTT_UNKNOWN for c in others[1:])
+
+
+def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
+    from weftnet.core.dht.messages import RTT_UNKNOWN, FindNear, NearNodes
+
+    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    t = contact(999).node_id.int
+    pool = [contact(i) for i in range(2, 600)]
+    seed_c = by_distance(pool, t)[-1]  # far from the target: whatever it names is closer
+    d.import_contacts([seed_c], T0)
+    for i in range(5):
+        d._rtt_sample(10_000 + i, 0.2)  # the node's mean RTT, assumed for contacts without a hint
+    d._rtt_sample(seed_c.node_id.int, 0.004)
+    d.find_node(contact(999).node_id, T0)
+    [(to, req)] = d.messages_to_send()
+    assert to == seed_c and isinstance(req, FindNear)
+    named = by_distance(_same_level(pool[:-1], t, 5), t)
+    rtts = [RTT_UNKNOWN] * 5
+    rtts[3] = 20  # 2 ms from the namer: the fourth nearest is the one near us
+    d.on_message(seed_c, NearNodes(req.rid, tuple(named), tuple(rtts)), T0 + 0.004)
+    [(to2, _)] = d.messages_to_send()
+    assert to2 == named[3]
+    # Without hints (plain Nodes) the nearest goes first.
+    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, prs_bits=3))
+    d2.import_contacts([seed_c], T0)
+    d2._rtt_sample(seed_c.node_id.int, 0.004)
+    d2.find_node(contact(999).node_id, T0)
+    [(_, req2)] = d2.messages_to_send()
+    assert type(req2) is FindNode
+    d2.on_message(seed_c, Nodes(req2.rid, tuple(named)), T0 + 0.004)
+    [(to3, _)] = d2.messages_to_send()
+    assert to3 == named[0]
+
+
+def test_near_nodes_with_mismatched_lists_are_used_without_hints():
+    from weftnet.core.dht.messages import NearNodes
+
+    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    t = contact(999).node_id.int
+    pool = [contact(i) for i in range(2, 600)]
+    seed_c = by_distance(pool, t)[-1]
+    d.import_contacts([seed_c], T0)
+    d._rtt_sample(seed_c.node_id.int, 0.004)
+    d.find_node(contact(999).node_id, T0)
+    [(_, req)] = d.messages_to_send()
+    named = by_distance(_same_level(pool[:-1], t, 5), t)
+    d.on_message(seed_c, NearNodes(req.rid, tuple(named), (1,)), T0 + 0.004)
+    [(to, _)] = d.messages_to_send()
+    assert to == named[0] and d.stats["near_nodes_mismatched"] == 1

@@ -102,7 +102,7 @@ _TABLES = {
             "refresh_on_join": bool, "stop_at_target": bool, "first_round": int, "adaptive_rto": bool,
             "proximity": bool, "replace_failing": bool, "maintenance_interval": (int, float), "refresh_interval": (int, float),
             "join_fill": int, "self_refresh": bool, "say_leave": bool, "prs_bits": int,
-            "lookup_hedge": (int, float)},
+            "lookup_hedge": (int, float), "rtt_hints": bool},
     "join": {"mode": str, "duration": (int, float)},
     "lookups": {"count": int, "duration": (int, float)},
     "records": {"count": int, "quorum": int},

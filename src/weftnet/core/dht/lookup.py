@@ -73,6 +73,7 @@ class Candidate:
     state: int = CANDIDATE
     cold_until: float = 0.0  # a cold request counts against the cold limit until then
     source: int = -1  # the node whose answer named it (-1: from our own table)
+    via_rtt: float = 0.0  # RTT expected from the NearNodes that named it (0: no hint)
     slow_at: float = 0.0  # hedging: in flight and not answered by then, it stops counting against alpha
     hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
 
@@ -141,7 +142,9 @@ class Lookup:
         self.order.append(cand)
         self._dirty = True
 
-    def answered(self, key: int, contacts: list[Contact]) -> None:
+    def answered(self, key: int, contacts: list[Contact], via: dict | None = None) -> None:
+        """``key`` answered, naming ``contacts``; ``via``: expected RTTs of some of them
+        (node key -> seconds) from the answer's hints (proximity route selection)."""
         cand = self.candidates.get(key)
         if cand is None or cand.state not in (IN_FLIGHT, FAILED):
             return
@@ -158,6 +161,11 @@ class Lookup:
             new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, source=key)
             order.append(new)
             self._dirty = True
+        if via:
+            for ckey, rtt in via.items():
+                c = known.get(ckey)
+                if c is not None and c.state == CANDIDATE and (not c.via_rtt or rtt < c.via_rtt):
+                    c.via_rtt = rtt
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)
@@ -256,7 +264,10 @@ class Lookup:
 
     def _expected_rtt(self, key: int) -> float:
         rtt = self.rtt_of(key) if self.rtt_of is not None else None
-        return self.unknown_rtt if rtt is None else rtt
+        if rtt is None:
+            via = self.candidates[key].via_rtt
+            return via if via else self.unknown_rtt
+        return rtt
 
     def _stale(self, path: int, now: float) -> int:
         """Requests of a path in flight past their hedge time."""
