@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from weftnet.core.contact import Contact
 from weftnet.core.dht import Dht, DhtConfig
 from weftnet.core.dht.lookup import ANSWERED, IN_FLIGHT, Lookup
-from weftnet.core.dht.messages import FindNode, Nodes
+from weftnet.core.dht.messages import FindNear, FindNode, Nodes
 from weftnet.core.dht.routing import RoutingTable
 
 T0 = 1000.0
@@ -88,6 +89,7 @@ def test_first_round_is_wider_then_alpha():
 
 
 def timeout_of_first_request(cfg: DhtConfig, rtt: float | None) -> float:
+    cfg = dataclasses.replace(cfg, prs_bits=-1)  # nearest first: the measured contacts are not preferred
     d = Dht(contact(1), random.Random(1), T0, cfg)
     peers = [contact(i) for i in range(2, 40)]
     d.import_contacts(peers, T0)
@@ -100,7 +102,7 @@ def timeout_of_first_request(cfg: DhtConfig, rtt: float | None) -> float:
                     d.on_message(p, Nodes(m.rid, ()), now + rtt)
             now += 1.0
     d.find_node(contact(999).node_id, now)
-    sent = [c for c, m in d.messages_to_send() if isinstance(m, FindNode)]
+    sent = [c for c, m in d.messages_to_send() if isinstance(m, (FindNode, FindNear))]
     fresh = next(c for c in sent if c.node_id.int not in {p.node_id.int for p in peers[:5]})
     req = next(r for r in d._requests.values() if r.key == fresh.node_id.int)
     return req.deadline - now
@@ -487,7 +489,7 @@ def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
     [(to2, _)] = d.messages_to_send()
     assert to2 == named[3]
     # Without hints (plain Nodes) the nearest goes first.
-    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, prs_bits=3))
+    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=False))
     d2.import_contacts([seed_c], T0)
     d2._rtt_sample(seed_c.node_id.int, 0.004)
     d2.find_node(contact(999).node_id, T0)

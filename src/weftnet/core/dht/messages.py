@@ -258,18 +258,17 @@ RTT_UNKNOWN = 0xFFFF
 
 @register
 @dataclass(frozen=True)
-class FindNear(Message):
-    """FindNode, asking the answer to say what the answerer measured to each contact it names."""
+class FindNear(FindNode):
+    """FindNode, asking the answer to say what the answerer measured to each contact it names
+    (a subclass: whatever treats a FindNode as a node lookup's request treats this one so)."""
 
     TYPE: ClassVar = 0x36
-    rid: int
-    target: bytes
     FIELDS: ClassVar = (("rid", U64), ("target", Fixed(32)))
 
 
 @register
 @dataclass(frozen=True)
-class NearNodes(Message):
+class NearNodes(Nodes):
     """The answer to FindNear: Nodes, plus the sender's smoothed RTT to each contact in
     units of 0.1 ms (``RTT_UNKNOWN``: never measured), in the order of ``contacts``.
 
@@ -277,7 +276,5 @@ class NearNodes(Message):
     close to its target (docs/dht.md, "Proximity route selection")."""
 
     TYPE: ClassVar = 0x37
-    rid: int
-    contacts: tuple
-    rtts: tuple
+    rtts: tuple = ()
     FIELDS: ClassVar = (("rid", U64), ("contacts", _CONTACTS), ("rtts", Seq(U16, MAX_CONTACTS)))
