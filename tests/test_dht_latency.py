@@ -516,3 +516,17 @@ def test_near_nodes_with_mismatched_lists_are_used_without_hints():
     d.on_message(seed_c, NearNodes(req.rid, tuple(named), (1,)), T0 + 0.004)
     [(to, _)] = d.messages_to_send()
     assert to == named[0] and d.stats["near_nodes_mismatched"] == 1
+
+
+def test_a_half_open_find_near_is_answered_and_its_sender_learned_once_confirmed():
+    from weftnet.core.dht.messages import FindNear, NearNodes
+
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+    d.import_contacts([contact(i) for i in range(2, 8)], T0)
+    asker = contact(100)
+    d.on_message(asker, FindNear(9, contact(5).node_id.raw), T0, verified=False)
+    [(to, reply)] = d.messages_to_send()
+    assert to == asker and isinstance(reply, NearNodes)  # answered at once, as a FindNode is
+    assert asker.node_id.int not in d.table
+    d.on_verified(asker.node_id, T0 + 0.1)
+    assert asker.node_id.int in d.table
