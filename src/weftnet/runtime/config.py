@@ -62,6 +62,8 @@ cold_parallel = 1   # gets: requests at once to nodes without a session (each a 
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
 max_records = 100000
+prs_bits = 4        # lookups: bits of progress a faster candidate may give up (-1 = nearest first)
+rtt_hints = true    # node lookups ask FindNear: answers carry the answerer's RTTs (docs/dht.md)
 id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
 
 [limits]
@@ -82,6 +84,7 @@ socket = ""         # default: control.sock in the state directory
 # [dataplane]
 # pmtu_max = 8972     # path MTU discovery: datagrams up to this many bytes where the
 #                     # path carries them (docs/dataplane.md); 0 keeps them at 1344
+# workers = 1         # data-plane processes for private networks (1-16; docs/dataplane.md)
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -286,6 +289,8 @@ class Config:
     disjoint_paths: int = 1
     per_prefix: int = 2
     max_records: int = 100_000
+    prs_bits: int = 4
+    rtt_hints: bool = True
     id_difficulty: int = DEFAULT_ID_DIFFICULTY
     exempt_prefixes: list[str] = field(default_factory=list)
     max_peers: int = 20_000
@@ -308,6 +313,7 @@ class Config:
     metrics_peer_series: int = 100
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
     pmtu_max: int = 8972  # [dataplane]: path MTU discovery's largest datagram (0: off)
+    workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -332,6 +338,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "disjoint_paths": ("disjoint_paths", int),
         "per_prefix": ("per_prefix", int),
         "max_records": ("max_records", int),
+        "prs_bits": ("prs_bits", int),
+        "rtt_hints": ("rtt_hints", bool),
         "id_difficulty": ("id_difficulty", int),
     },
     "limits": {
@@ -358,7 +366,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
-    "dataplane": {"pmtu_max": ("pmtu_max", int)},
+    "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -368,6 +376,7 @@ _RANGES = {
     "disjoint_paths": (1, 8),
     "per_prefix": (0, 64),
     "max_records": (1, 10_000_000),
+    "prs_bits": (-1, 32),
     "id_difficulty": (0, 32),
     "max_peers": (16, 10_000_000),
     "records_per_peer": (1, 10_000_000),
@@ -382,6 +391,7 @@ _RANGES = {
     "relay_tcp_port": (0, 65535),
     "metrics_peer_series": (0, 10_000),
     "pmtu_max": (0, 65_000),
+    "workers": (1, 16),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
