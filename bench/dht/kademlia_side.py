@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 
-from common import emit, now, rss_bytes, summarize, workload_plan
+from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
 
 
 async def main(nodes: int, records: int, seed: int) -> None:
@@ -28,7 +28,7 @@ async def main(nodes: int, records: int, seed: int) -> None:
     joins, puts, gets = workload_plan(seed, nodes, records)
     rss0 = rss_bytes()
     servers: list[Server] = []
-    t0 = now()
+    t0, c0 = now(), cpu_now()
     for i in range(nodes):
         s = Server()
         await s.listen(0, interface="127.0.0.1")
@@ -36,7 +36,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
         if joins[i] is not None:
             await s.bootstrap([("127.0.0.1", servers[joins[i]].port)])
         servers.append(s)
-    join_s = now() - t0
+    join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    c0 = cpu_now()
 
     put_lat, put_ok = [], 0
     for key, value, who in puts:
@@ -45,6 +46,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
         put_lat.append(now() - t)
         put_ok += bool(ok)
     rss1 = rss_bytes()
+    cpu["put"] = cpu_now() - c0
+    c0 = cpu_now()
 
     received[0] = 0
     get_lat, get_ok = [], 0
@@ -54,10 +57,11 @@ async def main(nodes: int, records: int, seed: int) -> None:
         get_lat.append(now() - t)
         get_ok += got == value
     msgs = received[0]
+    cpu["get"] = cpu_now() - c0
     for s in servers:
         s.stop()
     emit(summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes))
+                   (rss1 - rss0) / nodes, cpu))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,22 @@
 
 Each (implementation, size) pair runs the same workload (bench/dht/common.py)
 in a fresh Python process on 127.0.0.1, one after the other, and the script
-prints one table and writes bench/results/dht.md and dht.json.
+prints one table, writes bench/results/dht.json and appends a dated section
+to bench/results/dht.md (earlier runs stay there). Next to wall-clock times
+it reports each side's CPU seconds per phase and the load average while that
+side ran: on a shared machine wall time says more about the other jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import subprocess
 import sys
+import threading
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -24,21 +29,9 @@ COLUMNS = [
     ("impl", "implementation"), ("nodes", "nodes"), ("get_ok", "gets ok"), ("put_ok", "puts ok"),
     ("get_p50_ms", "get p50 ms"), ("get_p95_ms", "get p95 ms"), ("put_p50_ms", "put p50 ms"),
     ("put_p95_ms", "put p95 ms"), ("datagrams_per_get", "datagrams/get"), ("rss_kib_per_node", "KiB/node"),
-    ("join_seconds", "join s"),
+    ("join_seconds", "join s"), ("join_cpu_seconds", "join CPU s"), ("put_cpu_seconds", "put CPU s"),
+    ("get_cpu_seconds", "get CPU s"), ("load", "load avg"),
 ]
-
-NOTES = """\
-Reading the table: every weftnet message rides an authenticated, encrypted
-session (Noise IK, docs/handshake.md); kademlia sends plain msgpack over UDP.
-The first message to a node therefore costs weftnet a handshake, about ten
-X25519 operations across both ends, and in this one-process benchmark both
-ends' CPU lands on the caller's clock. That is why puts (a FIND_NODE lookup,
-then STORE to the 20 closest, most of them never met before) and joins (the
-own-ID lookup, then a few requests into each farther bucket: `join_fill`,
-docs/dht.md; before issue 16's second round, a full lookup per bucket) are
-slower, and why memory per node is higher (a session per contact). Gets keep at most one handshake outstanding and hedge
-the next (docs/dht.md, "Cost-aware gets").
-"""
 
 
 def machine() -> str:
@@ -50,10 +43,29 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def run_side(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, list[float]]:
+    """Run one side; sample the 1-minute load average every 5 s while it runs."""
+    loads: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            loads.append(os.getloadavg()[0])
+            if stop.wait(5.0):
+                return
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    finally:
+        stop.set()
+        t.join()
+    return proc, loads
 
 
 def main() -> int:
@@ -63,14 +75,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/results")
+    ap.add_argument("--title", default="rerun", help="heading of the section appended to dht.md")
     a = ap.parse_args()
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
         for name, script in SIDES.items():
             t = time.time()
-            proc = subprocess.run(
+            proc, loads = run_side(
                 [sys.executable, str(HERE / script), "--nodes", str(n), "--records", str(a.records), "--seed", str(a.seed)],
-                capture_output=True, text=True, timeout=a.timeout, cwd=HERE,
+                a.timeout,
             )
             if proc.returncode != 0:
                 print(f"{name} at {n} nodes failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -78,6 +91,7 @@ def main() -> int:
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             row["wall_seconds"] = round(time.time() - t, 1)
+            row["load"] = f"{min(loads):.1f}-{max(loads):.1f}"
             rows.append(row)
             print(json.dumps(row), flush=True)
     header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
@@ -93,15 +107,15 @@ def main() -> int:
     if not a.no_write:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "dht.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
-        (RESULTS / "dht.md").write_text(
-            "# DHT benchmark: weftnet vs bmuller's kademlia 2.2.3\n\n"
-            f"Run: `.venv/bin/python bench/dht/run.py --sizes {a.sizes} --records {a.records} --seed {a.seed}`"
-            f" on {time.strftime('%Y-%m-%d')}.\n\nMachine: {machine()}.\n\n"
-            "Workload (bench/dht/common.py): N nodes on 127.0.0.1 in one process each, joined one by one "
-            "from a random joined node; R records put from random nodes; each read back from a different "
-            "random node. Latencies are wall-clock per operation; datagrams/get counts every datagram any "
-            "node received during the get phase, divided by R; KiB/node is RSS growth divided by N.\n\n"
-            + table + "\n\n" + NOTES
+        md = RESULTS / "dht.md"
+        head = md.read_text() if md.exists() else "# DHT benchmark: weftnet vs bmuller's kademlia 2.2.3\n"
+        md.write_text(
+            head.rstrip("\n") + "\n\n"
+            f"## {time.strftime('%Y-%m-%d')}: {a.title}\n\n"
+            f"Run: `.venv/bin/python bench/dht/run.py --sizes {a.sizes} --records {a.records} --seed {a.seed}`.\n"
+            f"Machine: {machine()}. Load avg: the 1-minute load average sampled every 5 s while that side ran "
+            "(lowest-highest); CPU s: the CPU seconds of that side's process in each phase.\n\n"
+            + table + "\n"
         )
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import random
 
-from common import emit, now, rss_bytes, summarize, workload_plan
+from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig
@@ -18,17 +18,19 @@ async def main(nodes: int, records: int, seed: int) -> None:
     rng = random.Random(seed)
     rss0 = rss_bytes()
     drivers = []
-    t0 = now()
+    t0, c0 = now(), cpu_now()
     for i in range(nodes):
         d = await start_node(Identity.generate(rng), rng=random.SystemRandom(), config=NodeConfig.lab())
         if joins[i] is not None:
             ep = drivers[joins[i]].core.endpoint
-            ev = await d.request(lambda c, t, ep=ep: c.connect(ep, t))
+            # Joined = a session with the bootstrap peer and the lookup of our own ID
+            # through it has ended (kademlia's bootstrap(): a ping, then the same lookup).
+            ev = await d.request(lambda c, t, ep=ep: c.connect(ep, t, join=True))
             if not ev.ok:
                 raise SystemExit(f"join of node {i} failed: {ev.error}")
-            await d.request(lambda c, t: c.lookup(c.node_id, t))
         drivers.append(d)
-    join_s = now() - t0
+    join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    c0 = cpu_now()
 
     put_lat, put_ok, keys = [], 0, []
     for key, value, who in puts:
@@ -38,6 +40,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
         put_ok += ev.ok
         keys.append(ev.key)
     rss1 = rss_bytes()
+    cpu["put"] = cpu_now() - c0
+    c0 = cpu_now()
 
     base = sum(d.received for d in drivers)
     get_lat, get_ok = [], 0
@@ -47,10 +51,11 @@ async def main(nodes: int, records: int, seed: int) -> None:
         get_lat.append(now() - t)
         get_ok += ev.ok and ev.value == value
     msgs = sum(d.received for d in drivers) - base
+    cpu["get"] = cpu_now() - c0
     for d in drivers:
         d.close()
     emit(summarize("weftnet", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes))
+                   (rss1 - rss0) / nodes, cpu))
 
 
 if __name__ == "__main__":

@@ -204,6 +204,8 @@ def _dht_endpoint(target: Any) -> Addr:
         return (target.host, target.port)
     if type(target) is Via or target is None:
         return ("0.0.0.0", 0)
+    if type(target) is tuple and len(target) == 2:
+        return target  # shared: the driver hands one tuple per endpoint
     return (target[0], target[1])
 
 
@@ -527,10 +529,17 @@ class NodeCore:
         return self._events.popleft() if self._events else None
 
     # -- requests ----------------------------------------------------------
-    def connect(self, endpoint: Addr, now: float, node_id: NodeId | None = None) -> int:
-        """Open a session to an endpoint and join the overlay through it."""
+    def connect(self, endpoint: Addr, now: float, node_id: NodeId | None = None, *, join: bool = False) -> int:
+        """Open a session to an endpoint and join the overlay through it.
+
+        The join (a lookup of our own ID through that peer, docs/dht.md) always
+        starts once the session is up; ``join=True`` completes the request only
+        when that lookup has ended, i.e. when this node is in its neighbours'
+        tables and can put and get (the farther buckets are filled after, in
+        the background: ``join_fill``)."""
         op = self._new_op("connect", now, endpoint)
         op.node_id = node_id
+        op.stage = "join" if join else ""
         self.transport.connect(endpoint, now)
         self._pump(now)
         return op.op_id
@@ -885,13 +894,17 @@ class NodeCore:
                 self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
                 self._events.append(LanPeer(ev.node_id, ev.endpoint))
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
-                if op.kind == "connect" and op.target == ev.endpoint:
+                if op.kind == "connect" and op.target == ev.endpoint and op.stage != "bootstrap":
                     if op.node_id is not None and op.node_id != ev.node_id:
                         self.transport.close(ev.node_id, now)
                         self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} is {ev.node_id.text()}, not the pinned {op.node_id.text()}")
                         continue
-                    self.dht.bootstrap([contact], now)
-                    self._complete(op, Connected(op.op_id, True, ev.node_id))
+                    dht_op = self.dht.bootstrap([contact], now)
+                    if op.stage == "join":  # complete when the join lookup ends (below, LookupDone)
+                        op.node_id, op.stage = ev.node_id, "bootstrap"
+                        self._dht_ops[dht_op] = op.op_id
+                    else:
+                        self._complete(op, Connected(op.op_id, True, ev.node_id))
                 elif op.kind == "ping" and op.stage == "connect" and op.node_id == ev.node_id:
                     self._start_ping(op, ev.node_id, now, contact)
         elif isinstance(ev, SessionDown):
@@ -905,7 +918,7 @@ class NodeCore:
                 if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
                     self.dht.on_unreachable(ev.node_id, now, ev.endpoint)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
-                if op.kind == "connect" and op.target == ev.endpoint:
+                if op.kind == "connect" and op.target == ev.endpoint and op.stage != "bootstrap":
                     self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
                 elif op.kind == "ping" and op.node_id is not None and op.node_id == ev.node_id:
                     self._fail(op, f"{ev.node_id.text()} is unreachable: {ev.reason}")
@@ -1014,3 +1027,5 @@ class NodeCore:
                 )
             elif op.kind == "leave":
                 self._complete(op, LeaveResult(op.op_id, ev.ok, getattr(ev, "stored", 0)))
+            elif op.kind == "connect":  # connect(join=True): the join lookup has ended
+                self._complete(op, Connected(op.op_id, True, op.node_id))

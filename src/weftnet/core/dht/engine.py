@@ -475,6 +475,8 @@ class Dht:
         if not verified and (t is Store or t is Route or t is Replicate or t is ReplicaOffer):
             self._hold(sender, skey, msg, now, learn)
             return
+        if not verified and learn and (t is FindNode or t is FindValue):
+            self._remember_asker(sender, skey, now)
         if not self._allow(sender, skey, now):
             self.stats["rate_limited"] += 1
             return
@@ -511,7 +513,11 @@ class Dht:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""
         held = self._held.pop(node_id.int, None)
         for contact, msg, at, learn in held or ():
-            if now - at <= self.config.lookup_timeout:
+            if now - at > self.config.lookup_timeout:
+                continue
+            if msg is None:  # it asked us something while half-open: learn it now
+                self.table.add(contact, now, node_id.int)
+            else:
                 self.on_message(contact, msg, now, verified=True, learn=learn)
 
     def _hold(self, sender: Contact, skey: int, msg: Message, now: float, learn: bool = True) -> None:
@@ -528,6 +534,25 @@ class Dht:
             del q[0]
         q.append((sender, msg, now, learn))
         self.stats["held_unverified"] += 1
+
+    def _remember_asker(self, sender: Contact, skey: int, now: float) -> None:
+        """A half-open sender's FIND_NODE / FIND_VALUE is answered at once (docs/handshake.md,
+        "Return routability") but teaches the table nothing; a marker among its held messages
+        (same bounds) adds it to the table when the transport confirms it. Without this, a
+        joining node's lookup, whose every first request rides in a handshake, put it in no
+        table but its bootstrap peer's."""
+        q = self._held.get(skey) if self._held is not _NO_ENTRIES else None
+        if q is not None and any(m is None for _c, m, _a, _l in q):
+            return
+        if self._held is _NO_ENTRIES:
+            self._held = OrderedDict()
+        if q is None:
+            if len(self._held) >= self.config.held_senders:
+                self._held.popitem(last=False)
+            q = self._held[skey] = []
+        if len(q) >= self.config.held_per_sender:
+            del q[0]
+        q.append((sender, None, now, True))
 
     # -- API ----------------------------------------------------------------
     def bootstrap(self, contacts: list[Contact], now: float) -> int:
