@@ -979,7 +979,12 @@ class NodeCore:
                 self._located(op, ev, now)
             elif op.kind == "ping":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
-                if match is None and isinstance(op.target, NodeId) and self.config.reach.enabled \
+                if match is None and isinstance(op.target, NodeId) and self.transport.has_session(op.target):
+                    # It did not answer the lookup in time, but a session came up meanwhile (its
+                    # handshake through a relay, say): ping over it.
+                    self.reach.want(op.target, now)
+                    self._start_ping(op, op.target, now)
+                elif match is None and isinstance(op.target, NodeId) and self.config.reach.enabled \
                         and not self.transport.reaching(op.target):
                     # No lookup names a node without UDP (it talks to everyone through a relay):
                     # read the public key it stores under its ID (docs/reach.md, "TCP links").
