@@ -56,6 +56,21 @@ VARIANTS2 = {
     "full refresh + PNS": {"refresh_on_join": True, "proximity": True},
 }
 
+#: Round three (--round 3): the base is today's defaults as latency-100k runs them
+#: (join fill 8, no own-ID refresh, hourly bucket refresh); each variant changes one thing.
+BASELINE3 = {"self_refresh": False, "refresh_interval": 3600.0}
+VARIANTS3 = {
+    "defaults (base)": {},
+    "alpha 5": {"alpha": 5},
+    "hedge 1.5 RTT": {"lookup_hedge": 1.5},
+    "PRS 2 bits": {"prs_bits": 2},
+    "PRS 4 bits": {"prs_bits": 4},
+    "PRS 4 bits + RTT hints": {"prs_bits": 4, "rtt_hints": True},
+    "PRS 2 bits + RTT hints": {"prs_bits": 2, "rtt_hints": True},
+    "PRS 4 bits + RTT hints + hedge 1.5": {"prs_bits": 4, "rtt_hints": True, "lookup_hedge": 1.5},
+    "PRS 4 bits + RTT hints + PNS": {"prs_bits": 4, "rtt_hints": True, "proximity": True},
+}
+
 
 def scenario(n: int, churn_minutes: float, dht: dict) -> dict:
     return {
@@ -77,7 +92,7 @@ def main() -> int:
     ap.add_argument("--variants", help="comma-separated names (default: all)")
     ap.add_argument("--kept", default="stop_at_target,adaptive_rto,refresh_on_join",
                     help="settings of 'kept together', as names from the variants")
-    ap.add_argument("--round", type=int, default=1, help="2: round two's base and variants")
+    ap.add_argument("--round", type=int, default=1, help="2 or 3: that round's base and variants")
     ap.add_argument("--no-save", action="store_true", help="print only (do not append to bench/results)")
     ap.add_argument("--out", default="out/sim-latency")
     a = ap.parse_args()
@@ -90,6 +105,8 @@ def main() -> int:
     base = BASELINE
     if a.round == 2:
         variants, base = dict(VARIANTS2), BASELINE2
+    if a.round == 3:
+        variants, base = dict(VARIANTS3), BASELINE3
     if a.variants:
         variants = {k: v for k, v in variants.items() if any(w.strip() in k for w in a.variants.split(","))}
     tasks = [(name, scenario(a.nodes, a.churn_minutes, {**base, **v}))

@@ -611,7 +611,7 @@ def dht_corpus() -> list[bytes]:
     """DHT messages about the fuzzed node's neighbourhood: its contacts, keys near it, records."""
     from weftnet.core.dht import ImmutableRecord, MutableRecord
     from weftnet.core.dht.messages import (
-        FindNode, FindValue, Leave, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
+        FindNear, FindNode, FindValue, Leave, NearNodes, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck, RouteBack,
         RouteHop, Store, StoreAck, Value,
     )
 
@@ -636,6 +636,9 @@ def dht_corpus() -> list[bytes]:
         wire.encode(ReplicaOffer(12, tuple(OfferItem(r.key, r.seq or 0) for r in recs))),
         wire.encode(ReplicaWant(13, 0x7F)),
         wire.encode(Leave()),  # issue 16: the sender leaves our table
+        wire.encode(FindNear(14, contacts[4].node_id.raw)),  # issue 16: answers with our RTTs
+        wire.encode(NearNodes(15, tuple(contacts[:20]), tuple(range(0, 40000, 2000)))),
+        wire.encode(NearNodes(16, tuple(contacts[:3]), (1,))),  # lists that do not match
     ]
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from weftnet.core.contact import Contact
 from weftnet.core.dht import Dht, DhtConfig
 from weftnet.core.dht.lookup import ANSWERED, IN_FLIGHT, Lookup
-from weftnet.core.dht.messages import FindNode, Nodes
+from weftnet.core.dht.messages import FindNear, FindNode, Nodes
 from weftnet.core.dht.routing import RoutingTable
 
 T0 = 1000.0
@@ -88,6 +89,7 @@ def test_first_round_is_wider_then_alpha():
 
 
 def timeout_of_first_request(cfg: DhtConfig, rtt: float | None) -> float:
+    cfg = dataclasses.replace(cfg, prs_bits=-1)  # nearest first: the measured contacts are not preferred
     d = Dht(contact(1), random.Random(1), T0, cfg)
     peers = [contact(i) for i in range(2, 40)]
     d.import_contacts(peers, T0)
@@ -100,7 +102,7 @@ def timeout_of_first_request(cfg: DhtConfig, rtt: float | None) -> float:
                     d.on_message(p, Nodes(m.rid, ()), now + rtt)
             now += 1.0
     d.find_node(contact(999).node_id, now)
-    sent = [c for c, m in d.messages_to_send() if isinstance(m, FindNode)]
+    sent = [c for c, m in d.messages_to_send() if isinstance(m, (FindNode, FindNear))]
     fresh = next(c for c in sent if c.node_id.int not in {p.node_id.int for p in peers[:5]})
     req = next(r for r in d._requests.values() if r.key == fresh.node_id.int)
     return req.deadline - now
@@ -363,3 +365,168 @@ def test_leave_tells_every_contact_with_a_session():
     quiet.import_contacts(peers, T0)
     quiet.leave(T0)
     assert not [m for _, m in quiet.messages_to_send() if isinstance(m, Leave)]
+
+
+# -- proximity route selection and hedged requests ------------------------------------------
+
+
+def _same_level(cs, target, n):
+    """n contacts whose distance to target has the same highest bit (the same progress)."""
+    groups: dict[int, list] = {}
+    for c in cs:
+        groups.setdefault((c.node_id.int ^ target).bit_length(), []).append(c)
+    return next(g for g in sorted(groups.values(), key=len, reverse=True) if len(g) >= n)[:n]
+
+
+def test_proximity_route_selection_asks_the_fastest_of_equally_close_candidates_first():
+    cs = [contact(i) for i in range(1, 400)]
+    t = contact(999).node_id.int
+    level = by_distance(_same_level(cs, t, 6), t)
+    rtts = {c.node_id.int: 0.2 for c in level}
+    fast = level[4]  # fifth nearest, but the only near one
+    rtts[fast.node_id.int] = 0.005
+    plain = Lookup(1, "find_node", t, T0, k=20, alpha=1)
+    plain.seed(level)
+    assert plain.next_requests()[0].contact == level[0]  # nearest first
+    prs = Lookup(1, "find_node", t, T0, k=20, alpha=1, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=0)
+    prs.seed(level)
+    assert prs.next_requests()[0].contact == fast
+    # Never measured counts as the node's mean RTT: faster than 0.2 s, slower than 5 ms.
+    del rtts[level[2].node_id.int]
+    prs2 = Lookup(1, "find_node", t, T0, k=20, alpha=2, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=0)
+    prs2.seed(level)
+    assert [c.contact for c in prs2.next_requests()] == [fast, level[2]]
+
+
+def test_proximity_route_selection_gives_up_no_more_progress_than_allowed():
+    cs = [contact(i) for i in range(1, 400)]
+    t = contact(999).node_id.int
+    ordered = by_distance(cs, t)
+    near, far = ordered[0], ordered[-1]  # far is many bits behind near
+    assert (far.node_id.int ^ t).bit_length() > (near.node_id.int ^ t).bit_length() + 2
+    rtts = {near.node_id.int: 0.3, far.node_id.int: 0.001}
+    lk = Lookup(1, "find_node", t, T0, k=20, alpha=1, rtt_of=rtts.get, unknown_rtt=0.1, prs_bits=2)
+    lk.seed([near, far])
+    assert lk.next_requests()[0].contact == near
+
+
+def test_a_request_slower_than_expected_lets_the_next_candidate_go_without_a_timeout():
+    cs = [contact(i) for i in range(1, 60)]
+    t = contact(999).node_id.int
+    rtts = {c.node_id.int: 0.1 for c in cs}
+    lk = Lookup(1, "find_node", t, T0, k=20, alpha=2, rtt_of=rtts.get, unknown_rtt=0.1, hedge_rtts=1.5)
+    lk.seed(cs[:30])
+    first = lk.next_requests(T0)
+    assert len(first) == 2
+    assert lk.next_requests(T0 + 0.1) == []  # both still within 1.5 x their RTT
+    assert lk.next_hedge(T0) == pytest.approx(T0 + 0.15)
+    more = lk.next_requests(T0 + 0.16)  # both are late: two more go out, still listening to the first
+    assert len(more) == 2 and all(c.state == IN_FLIGHT for c in first)
+    # At most twice alpha in flight, however late they all are.
+    assert lk.next_requests(T0 + 10) == []
+    lk.answered(first[0].key, [])
+    assert len(lk.next_requests(T0 + 10)) == 1
+    # Without hedging, nothing goes out until an answer or a timeout.
+    plain = Lookup(1, "find_node", t, T0, k=20, alpha=2)
+    plain.seed(cs[:30])
+    plain.next_requests(T0)
+    assert plain.next_requests(T0 + 10) == []
+
+
+def test_engine_hedges_a_slow_lookup_request_on_its_timer():
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, lookup_hedge=1.5))
+    others = [contact(i) for i in range(2, 30)]
+    d.import_contacts(others, T0)
+    # One measured round trip of 40 ms to every contact (a ping each).
+    for c in others:
+        d._rtt_sample(c.node_id.int, 0.04)
+    target = contact(500).node_id
+    d.find_node(target, T0)
+    assert len(d.messages_to_send()) == 1
+    wake = d.get_timer()
+    assert wake == pytest.approx(T0 + 0.06)  # 1.5 x 40 ms, long before the request's timeout
+    d.handle_timer(wake)
+    assert len(d.messages_to_send()) == 1  # the next candidate, without waiting for a timeout
+    assert d.stats["timeouts"] == 0
+
+
+def test_find_near_is_answered_with_the_rtts_we_measured():
+    from weftnet.core.dht.messages import RTT_UNKNOWN, FindNear, NearNodes
+
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+    others = [contact(i) for i in range(2, 8)]
+    d.import_contacts(others, T0)
+    d._rtt_sample(others[0].node_id.int, 0.0123)
+    asker = contact(100)
+    d.on_message(asker, FindNear(7, others[0].node_id.raw), T0)
+    [(to, reply)] = d.messages_to_send()
+    assert to == asker and isinstance(reply, NearNodes) and reply.rid == 7
+    assert len(reply.rtts) == len(reply.contacts) == len(others)
+    hints = dict(zip(reply.contacts, reply.rtts))
+    assert hints[others[0]] == 123  # 0.1 ms units
+    assert all(hints[c] == RTT_UNKNOWN for c in others[1:])
+
+
+def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
+    from weftnet.core.dht.messages import RTT_UNKNOWN, FindNear, NearNodes
+
+    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    t = contact(999).node_id.int
+    pool = [contact(i) for i in range(2, 600)]
+    seed_c = by_distance(pool, t)[-1]  # far from the target: whatever it names is closer
+    d.import_contacts([seed_c], T0)
+    for i in range(5):
+        d._rtt_sample(10_000 + i, 0.2)  # the node's mean RTT, assumed for contacts without a hint
+    d._rtt_sample(seed_c.node_id.int, 0.004)
+    d.find_node(contact(999).node_id, T0)
+    [(to, req)] = d.messages_to_send()
+    assert to == seed_c and isinstance(req, FindNear)
+    named = by_distance(_same_level(pool[:-1], t, 5), t)
+    rtts = [RTT_UNKNOWN] * 5
+    rtts[3] = 20  # 2 ms from the namer: the fourth nearest is the one near us
+    d.on_message(seed_c, NearNodes(req.rid, tuple(named), tuple(rtts)), T0 + 0.004)
+    [(to2, _)] = d.messages_to_send()
+    assert to2 == named[3]
+    # Without hints (plain Nodes) the nearest goes first.
+    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=False))
+    d2.import_contacts([seed_c], T0)
+    d2._rtt_sample(seed_c.node_id.int, 0.004)
+    d2.find_node(contact(999).node_id, T0)
+    [(_, req2)] = d2.messages_to_send()
+    assert type(req2) is FindNode
+    d2.on_message(seed_c, Nodes(req2.rid, tuple(named)), T0 + 0.004)
+    [(to3, _)] = d2.messages_to_send()
+    assert to3 == named[0]
+
+
+def test_near_nodes_with_mismatched_lists_are_used_without_hints():
+    from weftnet.core.dht.messages import NearNodes
+
+    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    t = contact(999).node_id.int
+    pool = [contact(i) for i in range(2, 600)]
+    seed_c = by_distance(pool, t)[-1]
+    d.import_contacts([seed_c], T0)
+    d._rtt_sample(seed_c.node_id.int, 0.004)
+    d.find_node(contact(999).node_id, T0)
+    [(_, req)] = d.messages_to_send()
+    named = by_distance(_same_level(pool[:-1], t, 5), t)
+    d.on_message(seed_c, NearNodes(req.rid, tuple(named), (1,)), T0 + 0.004)
+    [(to, _)] = d.messages_to_send()
+    assert to == named[0] and d.stats["near_nodes_mismatched"] == 1
+
+
+def test_a_half_open_find_near_is_answered_and_its_sender_learned_once_confirmed():
+    from weftnet.core.dht.messages import FindNear, NearNodes
+
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
+    d.import_contacts([contact(i) for i in range(2, 8)], T0)
+    asker = contact(100)
+    d.on_message(asker, FindNear(9, contact(5).node_id.raw), T0, verified=False)
+    [(to, reply)] = d.messages_to_send()
+    assert to == asker and isinstance(reply, NearNodes)  # answered at once, as a FindNode is
+    assert asker.node_id.int not in d.table
+    d.on_verified(asker.node_id, T0 + 0.1)
+    assert asker.node_id.int in d.table

@@ -80,7 +80,7 @@ def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_rep
     rng = random.Random(3)
     invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
 
-    def poisoned(sender, rid, target):  # the attacker answers every FIND_NODE with its list
+    def poisoned(sender, rid, target, near=False):  # the attacker answers every FIND_NODE (and FindNear) with its list
         a.dht._out.append((sender, Nodes(rid, invented)))
 
     a.dht._reply_nodes = poisoned

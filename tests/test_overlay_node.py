@@ -131,9 +131,9 @@ def test_a_node_that_does_not_hold_the_key_never_receives_the_traffic():
     # Mallory answers every lookup with the victim's key at Mallory's own endpoint.
     real_reply = mallory.dht._reply_nodes
 
-    def poisoned(sender, rid, target):
+    def poisoned(sender, rid, target, near=False):
         mallory.dht.table.add(Contact(victim.public_key, mallory.endpoint), net.now)
-        real_reply(sender, rid, target)
+        real_reply(sender, rid, target, near)
 
     mallory.dht._reply_nodes = poisoned
     tun(mallory)

@@ -35,6 +35,8 @@ def test_config_validation_messages():
     cfg = config_from_dict({"node": {"port": 0, "peers": ["127.0.0.1:1"]}, "dht": {"k": 8, "cold_parallel": 3}})
     assert cfg.port == 0 and cfg.k == 8 and cfg.peers[0].port == 1
     assert node_config(cfg).dht.cold_parallel == 3
+    cfg = config_from_dict({"dht": {"prs_bits": -1, "rtt_hints": False}})
+    assert node_config(cfg).dht.prs_bits == -1 and node_config(cfg).dht.rtt_hints is False
     cases = [
         ({"node": {"port": 70000}}, "[node] port must be from 0 to 65535"),
         ({"node": {"listen": "nowhere"}}, "must be an IP address"),
@@ -43,6 +45,8 @@ def test_config_validation_messages():
         ({"log": {"format": "xml"}}, "text or json"),
         ({"dht": {"alpha": True}}, "must be an integer"),
         ({"dht": {"cold_parallel": 0}}, "[dht] cold_parallel must be from 1 to 16"),
+        ({"dht": {"prs_bits": 40}}, "[dht] prs_bits must be from -1 to 32"),
+        ({"dht": {"rtt_hints": 1}}, "[dht] rtt_hints must be"),
         ({"dht": {"kk": 1}}, "unknown key [dht] kk"),
     ]
     for data, words in cases:

@@ -16,7 +16,7 @@ import pathlib
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
-    FindNode, FindValue, Leave, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
+    FindNear, FindNode, FindValue, Leave, NearNodes, Nodes, OfferItem, ReplicaOffer, ReplicaWant, Replicate, Route, RouteAck,
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
@@ -134,6 +134,9 @@ MESSAGES = [
     PathAdvert(0, ()),
     # Issue 16: a node going away says so.
     Leave(),
+    # Issue 16: node lookups with the answerer's RTT to each contact (0xFFFF: never measured).
+    FindNear(0x0102030405060708, b(32, 0x71)),
+    NearNodes(3, (C4, C6), (412, 0xFFFF)),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}

@@ -39,7 +39,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
-from weftnet.core.dht.messages import FindNode, FindValue
+from weftnet.core.dht.messages import FindNear, FindNode, FindValue
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
@@ -94,7 +94,7 @@ __all__ = [
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
 TEXT_MAX = 1000
 #: Requests whose answers are larger than the Init that could carry them.
-_LARGE_REPLY = frozenset((FindNode, FindValue))
+_LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 
 
 @register

@@ -62,6 +62,8 @@ cold_parallel = 1   # gets: requests at once to nodes without a session (each a 
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
 max_records = 100000
+prs_bits = 4        # lookups: bits of progress a faster candidate may give up (-1 = nearest first)
+rtt_hints = true    # node lookups ask FindNear: answers carry the answerer's RTTs (docs/dht.md)
 id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
 
 [limits]
@@ -286,6 +288,8 @@ class Config:
     disjoint_paths: int = 1
     per_prefix: int = 2
     max_records: int = 100_000
+    prs_bits: int = 4
+    rtt_hints: bool = True
     id_difficulty: int = DEFAULT_ID_DIFFICULTY
     exempt_prefixes: list[str] = field(default_factory=list)
     max_peers: int = 20_000
@@ -332,6 +336,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "disjoint_paths": ("disjoint_paths", int),
         "per_prefix": ("per_prefix", int),
         "max_records": ("max_records", int),
+        "prs_bits": ("prs_bits", int),
+        "rtt_hints": ("rtt_hints", bool),
         "id_difficulty": ("id_difficulty", int),
     },
     "limits": {
@@ -368,6 +374,7 @@ _RANGES = {
     "disjoint_paths": (1, 8),
     "per_prefix": (0, 64),
     "max_records": (1, 10_000_000),
+    "prs_bits": (-1, 32),
     "id_difficulty": (0, 32),
     "max_peers": (16, 10_000_000),
     "records_per_peer": (1, 10_000_000),

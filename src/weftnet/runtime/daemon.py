@@ -91,6 +91,8 @@ def node_config(cfg: Config) -> NodeConfig:
             disjoint_paths=cfg.disjoint_paths,
             per_prefix=cfg.per_prefix or None,
             max_records=cfg.max_records,
+            prs_bits=cfg.prs_bits,
+            rtt_hints=cfg.rtt_hints,
             id_difficulty=cfg.id_difficulty,
             exempt_prefixes=exempt,
             records_per_peer=cfg.records_per_peer,

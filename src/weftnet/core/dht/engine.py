@@ -61,9 +61,12 @@ from weftnet.core.dht.messages import (
     BACK_HOP,
     MAX_CONTACTS,
     MAX_OFFER,
+    RTT_UNKNOWN,
+    FindNear,
     FindNode,
     FindValue,
     Leave,
+    NearNodes,
     Nodes,
     OfferItem,
     ReplicaOffer,
@@ -201,6 +204,19 @@ class DhtConfig:
     #: A node that talks to us takes the place of a contact whose last request
     #: failed, in a full bucket (routing.py); off, it waits for the eviction.
     replace_failing: bool = True
+    #: Proximity route selection: a lookup asks, among its unasked candidates within
+    #: this many bits of progress of the nearest one, the one with the lowest measured
+    #: RTT first (never measured: the node's mean RTT). -1 = off (nearest first).
+    prs_bits: int = 4
+    #: Hedged requests in lookups: a request not answered after this many times its
+    #: contact's expected RTT stops counting against alpha, so the next candidate goes
+    #: out without waiting for the timeout (0 = off).
+    lookup_hedge: float = 0.0
+    #: Node lookups ask with FindNear (0x36), whose answer (NearNodes, 0x37) says what
+    #: its sender measured to each contact it names; a contact never measured by us is
+    #: then expected at (our RTT to the sender + the sender's to it) for ``prs_bits``.
+    #: Every node answers FindNear; turn asking on once the whole network does.
+    rtt_hints: bool = True
 
 
 class KbrApplication(Protocol):
@@ -466,7 +482,7 @@ class Dht:
             return
         if verified and learn:
             self.table.add(sender, now, skey)
-        if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant:
+        if t is Nodes or t is Value or t is StoreAck or t is ReplicaWant or t is NearNodes:
             self._on_response(sender, skey, msg, now)
             return
         if t is RouteAck or t is RouteHop or t is RouteBack:
@@ -475,7 +491,7 @@ class Dht:
         if not verified and (t is Store or t is Route or t is Replicate or t is ReplicaOffer):
             self._hold(sender, skey, msg, now, learn)
             return
-        if not verified and learn and (t is FindNode or t is FindValue):
+        if not verified and learn and (t is FindNode or t is FindNear or t is FindValue):
             self._remember_asker(sender, skey, now)
         if not self._allow(sender, skey, now):
             self.stats["rate_limited"] += 1
@@ -483,6 +499,8 @@ class Dht:
         self.stats["requests_received"] += 1
         if t is FindNode:
             self._reply_nodes(sender, msg.rid, msg.target)
+        elif t is FindNear:
+            self._reply_nodes(sender, msg.rid, msg.target, near=True)
         elif t is FindValue:
             self._on_find_value(sender, msg, now)
         elif t is Store:
@@ -593,6 +611,7 @@ class Dht:
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
                     cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
+        self._latency_knobs(lk)
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
@@ -785,8 +804,22 @@ class Dht:
                     lk.quorum = max(lk.quorum, op.mutable_quorum)
         # Contacts heard of are candidates for this lookup only; the table learns
         # a node when it talks to us (the paper's rule), so hearsay cannot fill it.
-        lk.answered(skey, contacts)  # the lookup skips our own contact itself
+        via = None
+        if type(msg) is NearNodes and lk.rtt_of is not None:
+            via = self._via_rtts(skey, msg)
+        lk.answered(skey, contacts, via)  # the lookup skips our own contact itself
         self._advance(op, now)
+
+    def _via_rtts(self, skey: int, msg: NearNodes) -> dict | None:
+        """Expected RTTs of the contacts a NearNodes names: ours to its sender plus its
+        own to each (a hint; mismatched lists are ignored and counted)."""
+        if len(msg.rtts) != len(msg.contacts):
+            self.stats["near_nodes_mismatched"] += 1
+            return None
+        base = self._srtt_of(skey)
+        if base is None:
+            return None
+        return {c.node_id.int: base + r / 10000 for c, r in zip(msg.contacts, msg.rtts) if r != RTT_UNKNOWN}
 
     def _candidates(self, contacts) -> list[Contact]:
         """Contacts named in an answer, as lookup candidates: a node in our table is asked
@@ -847,6 +880,7 @@ class Dht:
         lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
                     stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round,
                     budget=budget)
+        self._latency_knobs(lk)
         op.lookup = lk
         initial = self.table.closest(target, 1 if budget else cfg.k)
         if seed:
@@ -854,6 +888,16 @@ class Dht:
         lk.seed([c for c in initial if c.node_id.int != self.key])
         self._advance(op, now)
         return op
+
+    def _latency_knobs(self, lk: Lookup) -> None:
+        """Proximity route selection, RTT hints and hedging, for the lookups someone waits
+        for (a node, a record). Joins, fills, refreshes and puts stay nearest first."""
+        cfg = self.config
+        if (cfg.prs_bits >= 0 or cfg.lookup_hedge) and lk.kind in ("find_node", "get"):
+            lk.rtt_of = self._srtt_of
+            lk.unknown_rtt = self._srtt_mean or 0.0
+            lk.prs_bits = cfg.prs_bits
+            lk.hedge_rtts = cfg.lookup_hedge
 
     def _advance(self, op: _Op, now: float) -> None:
         lk = op.lookup
@@ -870,10 +914,12 @@ class Dht:
         for cand in asks:
             if op.kind == "get":
                 msg: Message = FindValue(0, op.key)
+            elif self.config.rtt_hints and lk.rtt_of is not None:
+                msg = FindNear(0, lk.target.to_bytes(32, "big"))
             else:
                 msg = FindNode(0, lk.target.to_bytes(32, "big"))
             self._request(cand.contact, msg, op.op_id, now, "lookup", hint=cand.hint_slot)
-        if lk.has_session is not None:
+        if lk.has_session is not None or lk.hedge_rtts:
             hedge = lk.next_hedge(now)
             if hedge is not None and hedge != op.hedge_at:
                 op.hedge_at = hedge
@@ -1038,11 +1084,17 @@ class Dht:
         prefix = self._source_prefix(sender)
         return not prefix or self._prefix_limit.allow(prefix, now)
 
-    def _reply_nodes(self, sender: Contact, rid: int, target: bytes) -> None:
+    def _reply_nodes(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> None:
         # In no particular order: a reader sorts what it receives by its own distance.
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int,
                                       ordered=False)
-        self._out.append((sender, Nodes(rid, tuple(contacts))))
+        if near:
+            rtts = self._rtt
+            hints = tuple(RTT_UNKNOWN if (r := rtts.get(c.node_id.int)) is None
+                          else min(RTT_UNKNOWN - 1, int(r.real * 10000)) for c in contacts)
+            self._out.append((sender, NearNodes(rid, tuple(contacts), hints)))
+        else:
+            self._out.append((sender, Nodes(rid, tuple(contacts))))
 
     def _valid_local(self, key: bytes, now: float) -> Record | None:
         rec = self.store.get(key)

@@ -73,6 +73,8 @@ class Candidate:
     state: int = CANDIDATE
     cold_until: float = 0.0  # a cold request counts against the cold limit until then
     source: int = -1  # the node whose answer named it (-1: from our own table)
+    via_rtt: float = 0.0  # RTT expected from the NearNodes that named it (0: no hint)
+    slow_at: float = 0.0  # hedging: in flight and not answered by then, it stops counting against alpha
     hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
 
 
@@ -101,6 +103,16 @@ class Lookup:
     #: Requests this lookup may send in all (0: no limit). A table fill after the
     #: join needs a few nodes of a bucket to talk to us, not the k closest to a point.
     budget: int = 0
+    #: Proximity route selection (see "Choosing by RTT"): the RTT we measured to a
+    #: node (by key; None: never measured) and what to assume for one never measured.
+    rtt_of: Callable[[int], float | None] | None = None
+    unknown_rtt: float = 0.0
+    #: How many bits of progress toward the target a faster contact may give up
+    #: (-1: off, strictly nearest first).
+    prs_bits: int = -1
+    #: Hedging (see "Hedged requests"): a request not answered after this many times
+    #: its contact's expected RTT stops counting against alpha (0: off).
+    hedge_rtts: float = 0.0
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -130,7 +142,9 @@ class Lookup:
         self.order.append(cand)
         self._dirty = True
 
-    def answered(self, key: int, contacts: list[Contact]) -> None:
+    def answered(self, key: int, contacts: list[Contact], via: dict | None = None) -> None:
+        """``key`` answered, naming ``contacts``; ``via``: expected RTTs of some of them
+        (node key -> seconds) from the answer's hints (proximity route selection)."""
         cand = self.candidates.get(key)
         if cand is None or cand.state not in (IN_FLIGHT, FAILED):
             return
@@ -147,6 +161,11 @@ class Lookup:
             new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, source=key)
             order.append(new)
             self._dirty = True
+        if via:
+            for ckey, rtt in via.items():
+                c = known.get(ckey)
+                if c is not None and c.state == CANDIDATE and (not c.via_rtt or rtt < c.via_rtt):
+                    c.via_rtt = rtt
 
     def failed(self, key: int) -> None:
         cand = self.candidates.get(key)
@@ -171,6 +190,8 @@ class Lookup:
         if self.done:
             return []
         costed = self.has_session is not None and self.kind in ("find_value", "get")
+        hedge = self.hedge_rtts
+        prs = self.prs_bits >= 0 and self.rtt_of is not None
         out: list[Candidate] = []
         deferred: list[Candidate] = []
 
@@ -185,6 +206,10 @@ class Lookup:
             else:
                 c.state = IN_FLIGHT
                 self.in_flight[c.path] += 1
+                if hedge:
+                    expect = self._expected_rtt(c.key)
+                    if expect > 0:
+                        c.slow_at = now + hedge * expect
                 out.append(c)
             return verdict
 
@@ -195,13 +220,23 @@ class Lookup:
         first = self.first_round if self.first_round and not self.messages else 0
         for path in range(self.disjoint):
             while True:
-                room = max(self.alpha, first) - self.in_flight[path]
+                width = max(self.alpha, first)
+                room = width - self.in_flight[path]
+                if hedge:
+                    # Requests slower than expected stop holding the next ones back,
+                    # up to twice alpha in flight.
+                    room = min(room + self._stale(path, now), 2 * width - self.in_flight[path])
                 if self.budget:
                     room = min(room, self.budget - self.messages - len(out))
                 if room <= 0:
                     break
                 todo = self._unasked(path)
-                picks = self._pick_costed(path, todo, room, now) if costed else todo[:room]
+                if costed:
+                    picks = self._pick_costed(path, todo, room, now)
+                elif prs:
+                    picks = self._pick_near(todo, room)
+                else:
+                    picks = todo[:room]
                 if not picks:
                     break
                 refused = False
@@ -227,6 +262,35 @@ class Lookup:
                 break
         return todo
 
+    def _expected_rtt(self, key: int) -> float:
+        rtt = self.rtt_of(key) if self.rtt_of is not None else None
+        if rtt is None:
+            via = self.candidates[key].via_rtt
+            return via if via else self.unknown_rtt
+        return rtt
+
+    def _stale(self, path: int, now: float) -> int:
+        """Requests of a path in flight past their hedge time."""
+        if not self.in_flight[path]:
+            return 0
+        return sum(1 for c in self.order if c.state == IN_FLIGHT and c.path == path and 0.0 < c.slow_at <= now)
+
+    def _pick_near(self, todo: list[Candidate], room: int) -> list[Candidate]:
+        """Proximity route selection: among the unasked candidates that are within
+        ``prs_bits`` bits of progress of the nearest one, the lowest expected RTT first
+        (ties: nearest first); the rest of ``room`` nearest first."""
+        if len(todo) <= 1 or room <= 0:
+            return todo[:room]
+        limit = todo[0].distance.bit_length() + self.prs_bits
+        pool = [c for c in todo if c.distance.bit_length() <= limit]
+        if len(pool) > 1:
+            pool.sort(key=lambda c: self._expected_rtt(c.key))  # stable: equal RTTs stay nearest first
+        picks = pool[:room]
+        if len(picks) < room:
+            chosen = {id(c) for c in picks}
+            picks += [c for c in todo if id(c) not in chosen][:room - len(picks)]
+        return picks
+
     def _pick_costed(self, path: int, todo: list[Candidate], room: int, now: float) -> list[Candidate]:
         """Nearest first, but at most ``cold_limit`` unhedged cold requests outstanding."""
         cold_out = sum(1 for c in self.order if c.path == path and c.state == IN_FLIGHT and c.cold_until > now)
@@ -245,6 +309,8 @@ class Lookup:
     def next_hedge(self, now: float) -> float | None:
         """When an outstanding cold request stops holding the next one back (None: none does)."""
         times = [c.cold_until for c in self.order if c.state == IN_FLIGHT and c.cold_until > now]
+        if self.hedge_rtts:
+            times += [c.slow_at for c in self.order if c.state == IN_FLIGHT and c.slow_at > now]
         return min(times) if times else None
 
     def finished(self) -> bool:

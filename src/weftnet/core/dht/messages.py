@@ -8,7 +8,9 @@ the ID it was asked with.
 messages travel back along the path (RouteBack) instead of to an endpoint
 the message names, and holders replicate with an inventory first
 (ReplicaOffer / ReplicaWant) and carry the remaining lifetime (Replicate).
-0x30 (Leave) came with issue 16: a node going away says so.
+0x30 (Leave) came with issue 16: a node going away says so. 0x36/0x37
+(FindNear / NearNodes) too: a node lookup's answer can say what its sender
+measured to each contact it names, for proximity route selection.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from weftnet.core.contact import Contact
-from weftnet.core.wire import U8, U32, U64, Bytes, Fixed, Message, Seq, Struct, Text, register
+from weftnet.core.wire import U8, U16, U32, U64, Bytes, Fixed, Message, Seq, Struct, Text, register
 
 __all__ = [
     "MAX_CONTACTS",
@@ -40,6 +42,9 @@ __all__ = [
     "ReplicaWant",
     "Replicate",
     "Leave",
+    "FindNear",
+    "NearNodes",
+    "RTT_UNKNOWN",
 ]
 
 MAX_CONTACTS = 20
@@ -245,3 +250,31 @@ class Leave(Message):
 
     TYPE: ClassVar = 0x30
     FIELDS: ClassVar = ()
+
+
+#: A NearNodes RTT meaning "never measured".
+RTT_UNKNOWN = 0xFFFF
+
+
+@register
+@dataclass(frozen=True)
+class FindNear(FindNode):
+    """FindNode, asking the answer to say what the answerer measured to each contact it names
+    (a subclass: whatever treats a FindNode as a node lookup's request treats this one so)."""
+
+    TYPE: ClassVar = 0x36
+    FIELDS: ClassVar = (("rid", U64), ("target", Fixed(32)))
+
+
+@register
+@dataclass(frozen=True)
+class NearNodes(Nodes):
+    """The answer to FindNear: Nodes, plus the sender's smoothed RTT to each contact in
+    units of 0.1 ms (``RTT_UNKNOWN``: never measured), in the order of ``contacts``.
+
+    A hint, unverifiable: the asker uses it only to order candidates that are equally
+    close to its target (docs/dht.md, "Proximity route selection")."""
+
+    TYPE: ClassVar = 0x37
+    rtts: tuple = ()
+    FIELDS: ClassVar = (("rid", U64), ("contacts", _CONTACTS), ("rtts", Seq(U16, MAX_CONTACTS)))
