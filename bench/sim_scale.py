@@ -21,7 +21,7 @@ import time
 
 from weftnet.sim.cli import resolve_scenario
 from weftnet.sim.report import text_summary, write_outputs
-from weftnet.sim.runner import run_scenario
+from weftnet.sim.runner import SETTLE, run_scenario
 from weftnet.sim.scenario import load_scenario
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -49,13 +49,21 @@ def main() -> int:
     c0 = time.process_time()
     last = [0.0]
 
+    def total_virtual(n: int) -> float:  # runner.run_size's ``total``
+        return ((sc.join_duration if sc.join_mode == "storm" else 0) + SETTLE + sc.lookup_duration
+                + (60.0 if sc.records else 0) + sc.churn_duration + 60.0)
+
     def progress(n, phase, frac):
         now = time.perf_counter()
-        if now - last[0] > 30:
+        if now - last[0] > 60:
             last[0] = now
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            print(f"  N={n:,} {phase} {100 * frac:.1f}%  ({now - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU, "
-                  f"{rss:.2f} GiB)", file=sys.stderr, flush=True)
+            # In a storm join node i arrives at i * duration / (N - 1): the virtual time says how many are in.
+            virt = frac * total_virtual(n)
+            joined = n if sc.join_mode != "storm" else min(n, 1 + int(virt / sc.join_duration * (n - 1)))
+            print(f"  N={n:,} {phase} {100 * frac:.1f}% (virtual {virt:.0f} s, {joined:,} nodes in)  "
+                  f"({now - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU, peak RSS {rss:.2f} GiB, "
+                  f"load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
 
     summary, info, results = run_scenario(sc, a.seed, sizes, progress)
     wall = time.perf_counter() - t0

@@ -908,7 +908,8 @@ class Dht:
                 self._lookup_finished(op, now)
             return
         gate = None
-        if self.config.hint_cost or self.config.hint_inflight_per_address:
+        # (With every source exempt the gate would say yes to each candidate: skip it.)
+        if (self.config.hint_cost or self.config.hint_inflight_per_address) and not self.exempt.everything:
             gate = lambda cand: self._gate_hint(cand, now)  # noqa: E731
         asks = lk.next_requests(now, gate)
         for cand in asks:

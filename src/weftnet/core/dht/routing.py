@@ -35,8 +35,6 @@ the length of the prefix it shares with us, without a search.
 
 from __future__ import annotations
 
-import heapq
-
 from weftnet.core.contact import Contact
 from weftnet.core.limits import ExemptPrefixes, prefix_key
 from weftnet.core.puzzle import meets_puzzle
@@ -352,11 +350,13 @@ class RoutingTable:
         found: list[Contact] = []
         if n <= 0:
             return found
+        # The bucket that holds ``exclude`` (if we hold it), found once, not per bucket.
+        skip = self.bucket_for(exclude) if exclude is not None and exclude in self._index else None
         for b in self._nearest_buckets(target):
             entries = b.entries
             if not entries:
                 continue
-            if exclude is not None and exclude in self._index and self.bucket_for(exclude) is b:
+            if b is skip:
                 entries = [c for c in entries if c.node_id.int != exclude]
             room = n - len(found)
             if len(entries) <= room:
@@ -364,7 +364,8 @@ class RoutingTable:
                 if len(entries) == room:
                     break
             else:
-                found.extend(heapq.nsmallest(room, entries, key=lambda c: c.node_id.int ^ target))
+                # A bucket holds at most k: one sort in C beats heapq.nsmallest's Python loop.
+                found.extend(sorted(entries, key=lambda c: c.node_id.int ^ target)[:room])
                 break
         if ordered and len(found) > 1:
             found.sort(key=lambda c: c.node_id.int ^ target)
