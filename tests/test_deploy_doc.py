@@ -202,7 +202,9 @@ def test_deploy_page_word_by_word(tmp_path):
         # step 10: site D, with no UDP out, pinged site B through the relay over TCP
         d_out = "".join(t for t in transcript if t.startswith("--- site-d\n") and "ping -c 20" in t)
         got = re.search(r"20 packets transmitted, (\d+) received", d_out)
-        assert got and int(got.group(1)) >= 5, d_out  # the first ones: while site D looks site B up
+        # All but the first: site D drops the packet that finds no route while it looks site B's
+        # address up (docs/deploy.md, step 10); its sessions are up from its relay registration on.
+        assert got and int(got.group(1)) >= 19, d_out + journal[-6000:]
         assert "udp-blocked" in d_out and "relay via" in d_out and " tcp" in d_out, d_out
         for s in SITES:  # each node ran unprivileged and never lost a session
             log = (tmp_path / s / "journal.log").read_text()

@@ -229,3 +229,27 @@ def test_two_nodes_without_udp_on_different_relays_meet_through_both():
     via = lab.cores["A"].transport.current_path(lab.cores["B"].node_id)
     assert via.hops == (lab.cores["P"].node_id.raw, lab.cores["Q"].node_id.raw)
     assert lab.send("B", "A", "two relays").ok
+
+
+def test_a_node_without_udp_can_be_found_by_its_id_and_reached_through_its_record():
+    """No node learns a UDP-blocked node as a DHT contact (it talks to all through its relay), so a
+    lookup for its ID may name nobody; it stores its public key under its ID instead, and a ping
+    that no lookup answered reads that, then its endpoint record, and goes through its relay."""
+    lab = lab_of("udp-blocked", "port-restricted")
+    lab.join_all()
+    a, b = lab.cores["A"], lab.cores["B"]
+    got = lab.request("B", b.get(a.node_id.raw, lab.net.now))
+    assert got.ok and got.value == a.identity.public_key
+    # B forgets A (sessions closed both ways, no record cached): from A's public key alone (what the
+    # ID record gave), B reads A's endpoint record and reaches A through A's relay.
+    for x, y in ((a, b), (b, a)):
+        x.transport.close(y.node_id, lab.net.now)
+    b.reach._cache.clear()
+    lab.run(1)
+    assert not b.transport.has_session(a.node_id) and not b.transport.handshaking(a.node_id)
+    resolved = b.reach.stats["resolved"]
+    b.reach.reach_node(a.identity.public_key, lab.net.now)
+    lab.run(5)
+    assert b.reach.stats["resolved"] == resolved + 1 and b.transport.has_session(a.node_id)
+    assert lab.path("B", "A") == "relay"
+    assert lab.ping("B", "A").ok and lab.send("B", "A", "found by its ID").ok

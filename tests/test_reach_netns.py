@@ -3,7 +3,11 @@
     public:  P1 (relay, TCP 443, bootstrap) 198.18.1.1   P2 198.18.2.1
     clients: A, B behind endpoint-independent NATs ("cone": masquerade)
              C, D behind endpoint-dependent NATs ("symmetric": masquerade random)
-             E behind a router that drops all UDP (TCP to the relay only)
+             E, F behind routers that drop all UDP (TCP to the relay only)
+
+Every NAT combination gets a `weft ping` (the first one counts), a `weft send` and a TCP
+transfer over the private network: cone-cone (direct), cone-symmetric, symmetric-symmetric,
+UDP-blocked with cone, with symmetric and with UDP-blocked (through the relay).
 
 Latency figures are asserted here with a wide margin only (a shared, noisy machine); the
 measured ones are in bench/results/reach.md (bench/reach/run.py).
@@ -31,7 +35,7 @@ pytestmark = [
     ),
 ]
 
-CLIENTS = {"A": "eim", "B": "eim", "C": "edm", "D": "edm", "E": "udp-blocked"}
+CLIENTS = {"A": "eim", "B": "eim", "C": "edm", "D": "edm", "E": "udp-blocked", "F": "udp-blocked"}
 
 
 def settled(lab: NatLab, host: str) -> bool:
@@ -56,11 +60,11 @@ def lab(tmp_path_factory):
                 f.write('\n[metrics]\nlisten = "127.0.0.1:9477"\n')
         lab.up("P1")
         lab.up("P2", "198.18.1.1:4500")
-        # B, C, D, E first and settled (NAT known, registered with the relay, record published);
+        # B to F first and settled (NAT known, registered with the relay, record published);
         # A arrives last, so the A-B case starts from A's first packet.
-        for host in "BCDE":
-            lab.up(host, "tcp://198.18.1.1:443" if host == "E" else "198.18.1.1:4500")
-        for host in "BCDE":
+        for host in "BCDEF":
+            lab.up(host, "tcp://198.18.1.1:443" if CLIENTS[host] == "udp-blocked" else "198.18.1.1:4500")
+        for host in "BCDEF":
             wait_for(lambda h=host: settled(lab, h), 60, f"{host} to settle")
         lab.up("A", "198.18.1.1:4500")
         for host in ("A", "P1", "P2"):
@@ -85,13 +89,6 @@ def ts(event: dict) -> float:
 
 def ping(lab: NatLab, a: str, b: str) -> str:
     return lab.weft(a, "ping", lab.node_id[b], "-c", "3", "-i", "0.2")
-
-
-def answers(lab: NatLab, a: str, b: str) -> bool:
-    try:
-        return "1 received" in lab.weft(a, "ping", lab.node_id[b], "-c", "1")
-    except AssertionError:  # weft ping exits non-zero without a reply
-        return False
 
 
 def vpn_transfer(lab: NatLab, a: str, b: str, nbytes: int = 4 << 20) -> None:
@@ -122,7 +119,7 @@ def test_weft_status_shows_nat_candidates_relays_and_paths(lab):
 def test_every_node_knows_its_nat_and_publishes_where_it_can_be_reached(lab):
     want = {"P1": ("public", True), "P2": ("public", True), "A": ("endpoint-independent", False),
             "B": ("endpoint-independent", False), "C": ("endpoint-dependent", False),
-            "D": ("endpoint-dependent", False), "E": ("udp-blocked", False)}
+            "D": ("endpoint-dependent", False), "E": ("udp-blocked", False), "F": ("udp-blocked", False)}
     for host, (nat, reachable) in want.items():
         r = lab.status(host)["reach"]
         assert (r["nat"], r["reachable"]) == (nat, reachable), (host, r)
@@ -162,21 +159,27 @@ def test_cone_nat_clients_go_direct_within_seconds_and_then_stay_off_the_relay(l
     assert lab.peer_path("A", "B") == "direct"
 
 
-@pytest.mark.parametrize("a, b", [("A", "C"), ("C", "D"), ("E", "B")],
-                         ids=["cone-symmetric", "symmetric-symmetric", "tcp_only-cone"])
+@pytest.mark.parametrize("a, b", [("A", "C"), ("C", "D"), ("E", "B"), ("C", "E"), ("F", "E")],
+                         ids=["cone-symmetric", "symmetric-symmetric", "tcp_only-cone", "symmetric-tcp_only",
+                              "tcp_only-tcp_only"])
 def test_clients_a_punch_cannot_join_are_connected_through_the_relay(lab, a, b):
-    # The first contact between two NATed nodes can still miss (docs/reach.md, "Known limits":
-    # symmetric to symmetric, the first handshake sometimes times out after 10 s and the next
-    # one, which reads the endpoint record afresh, gets through): wait for one reply, then ask for all.
-    wait_for(lambda: answers(lab, a, b), 40, f"a first reply from {b}")
-    assert "3 received" in ping(lab, a, b)
+    # The first ping counts: the first contact between two NATed nodes must get through.
+    before = (paths(lab, a, b), lab.status(a)["transport"], lab.status(a)["reach"]["stats"])
+    try:
+        first = ping(lab, a, b)
+    except AssertionError as exc:
+        first = str(exc)
+    assert "3 received" in first, (first, before, paths(lab, a, b), lab.status(a)["transport"],
+                                   lab.status(a)["reach"]["stats"])
     assert "3 received" in ping(lab, b, a)
     send(lab, a, b)
     before = lab.relay_pairs()
     vpn_transfer(lab, a, b)
     after = lab.relay_pairs()
     assert after.get((a, b), 0) > before.get((a, b), 0) + 100  # megabytes through the relay
-    # The punch schedule (3 s) is over by now; none of these can work.
+    # The punch schedule (3 s) is over by now; none of these can work. Cone-symmetric: the lab's
+    # cone NAT (masquerade) filters by address and port, and the symmetric side's mapping towards
+    # it has a port nobody can know in advance (no port prediction: docs/reach.md, "Not built").
     assert lab.peer_path(a, b) == "relay" and lab.peer_path(b, a) == "relay"
 
 
@@ -187,7 +190,7 @@ def test_metrics_show_nat_classes_paths_and_what_the_relay_forwarded(lab):
     st = lab.status("P1")["reach"]["relay"]  # before the scrape: the relay's counters only grow
     relay, c, e = (scrape_netns(lab.name(h)) for h in ("P1", "C", "E"))
     check_documented(relay, "Relays")
-    assert sample(relay, "weftnet_relay_sessions") == len(st["registered"]) >= 5  # A to E
+    assert sample(relay, "weftnet_relay_sessions") == len(st["registered"]) >= 6  # A to F
     assert sample(relay, "weftnet_relay_forwarded_bytes") >= st["stats"]["forwarded_bytes"] > 1_000_000
     assert sample(relay, "weftnet_relay_forwarded_packets") >= st["stats"]["forwarded"] > 0
     assert sample(relay, "weftnet_relay_refused", reason="peer-rate") == st["stats"]["refused_peer_rate"]

@@ -95,3 +95,79 @@ def test_relay_registrations_are_bounded_and_expire():
     relay.expire(31)
     assert relay.registered(31) == [ids[0]]
     assert RelayService(RelayConfig(enabled=False), 0).register(ids[0], 60, 0) == (0, "not a relay")
+
+
+def _pump(a, b, now: float, a_addr, b_addr) -> None:
+    """Deliver what each transport sends to the other (to b only what is sent to ``b_addr``)."""
+    for _ in range(10):
+        moved = False
+        for data, addr in a.datagrams_to_send(now):
+            if addr == b_addr:
+                b.receive_datagram(data, a_addr, now)
+                moved = True
+        for data, addr in b.datagrams_to_send(now):
+            if addr == a_addr:
+                a.receive_datagram(data, b_addr, now)
+                moved = True
+        if not moved:
+            return
+
+
+def _run(a, b, until: float, now: float, a_addr, b_addr) -> float:
+    while now < until:
+        _pump(a, b, now, a_addr, b_addr)
+        t = a.get_timer()
+        now = t if t is not None and t < until else until
+        a.handle_timer(now)
+    _pump(a, b, now, a_addr, b_addr)
+    return now
+
+
+def test_a_second_hand_handshake_waits_for_the_endpoint_record_being_read():
+    """The first contact with a NATed node: its address came second-hand (one Init), and its
+    endpoint record, read meanwhile, takes longer than that Init's retry interval. The handshake
+    must wait for the record's paths instead of giving up (and the node being forgotten, so that
+    the record's paths had nowhere to go), and send nothing more to the second-hand address."""
+    import random
+
+    from weftnet.core.contact import Contact
+    from weftnet.core.session.transport import SecureTransport
+
+    rng = random.Random(7)
+    t0 = 1_700_000_000.0
+    a = SecureTransport(Identity.generate(rng), random.Random(8), t0)
+    b = SecureTransport(Identity.generate(rng), random.Random(9), t0)
+    a.paths_wanted = True
+    a_addr, b_addr, hinted = ("198.51.100.1", 4500), ("203.0.113.7", 4500), ("203.0.113.7", 31000)
+    a.send(Contact(b.identity.public_key, hinted), b"\x01\x20hello", t0, unverified=True)
+    assert [addr for _, addr in a.datagrams_to_send(t0)] == [hinted]
+    assert a.await_record(b.node_id, True)  # reach reads b's endpoint record now
+    now = _run(a, b, t0 + 4.0, t0, a_addr, b_addr)
+    assert a.handshaking(b.node_id) and a.stats["handshakes_failed"] == 0  # still waiting, 4 s on
+    assert [addr for _, addr in a.datagrams_to_send(now)] == []  # and no second Init to the hinted address
+    # The record arrives: its paths are the node's own; the handshake goes out on them at once.
+    assert a.add_paths(b.node_id, [b_addr], "record", now) == 1
+    _run(a, b, now + 0.1, now, a_addr, b_addr)
+    assert a.has_session(b.node_id) and a.current_path(b.node_id) == b_addr
+
+
+def test_a_record_naming_paths_already_known_still_lifts_the_second_hand_limit():
+    """An earlier record (cached) had named the same paths: no path is new, but they are the node's
+    own, so the handshake retries on them instead of giving up after its one Init."""
+    import random
+
+    from weftnet.core.contact import Contact
+    from weftnet.core.session.transport import SecureTransport
+
+    rng = random.Random(17)
+    t0 = 1_700_000_000.0
+    a = SecureTransport(Identity.generate(rng), random.Random(18), t0)
+    b = SecureTransport(Identity.generate(rng), random.Random(19), t0)
+    a.paths_wanted = True
+    a_addr, b_addr, hinted = ("198.51.100.1", 4500), ("203.0.113.7", 4500), ("203.0.113.7", 31000)
+    a.learn_endpoint(b.identity.public_key, b_addr, t0)  # known before (a relay reference, say)
+    a.send(Contact(b.identity.public_key, hinted), b"\x01\x20hello", t0, unverified=True)
+    a.datagrams_to_send(t0)  # the one Init to the hinted address (and b_addr, known already), lost
+    assert a.add_paths(b.node_id, [b_addr, hinted], "record", t0 + 0.5) == 0  # nothing new ...
+    now = _run(a, b, t0 + 3.0, t0 + 0.5, a_addr, b_addr)
+    assert a.has_session(b.node_id)  # ... and still answered on the record's path

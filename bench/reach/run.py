@@ -334,8 +334,10 @@ def sim_run(out: Path, nodes: int | None, pairs: int | None) -> dict:
     if pairs:
         sc.nat["pairs"] = pairs
     t0 = time.perf_counter()
+    c0 = time.process_time()
     summary = run_nat_scenario(sc, None, nodes)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["cpu_seconds"] = round(time.process_time() - c0, 1)
     d = out / "sim" / "nat"
     d.mkdir(parents=True, exist_ok=True)
     (d / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
@@ -414,8 +416,9 @@ def report(res: dict) -> str:
                   "Real nodes (NodeCore, sessions, DHT, reach) behind modelled NATs (sim/nat.py) over the "
                   "underlay latency model; the mix is the scenario's assumption, not a measurement. "
                   f"Wall time {res['sim']['wall_seconds']} s"
-                  + (f"; run {res['sim_date']} (load average before {res['sim_load_before']})"
-                     if res.get("sim_date") else "") + ".", "", nat_text(res["sim"])]
+                  + (f", CPU time {res['sim']['cpu_seconds']} s" if "cpu_seconds" in res["sim"] else "")
+                  + (f"; run {res['sim_date']} (load average before {res['sim_load_before']}; other jobs "
+                     "shared the machine)" if res.get("sim_date") else "") + ".", "", nat_text(res["sim"])]
     return "\n".join(lines) + "\n"
 
 

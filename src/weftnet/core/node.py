@@ -40,7 +40,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue
-from weftnet.core.identity import Identity, NodeId, RandomSource, verify_signature
+from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
@@ -756,6 +756,16 @@ class NodeCore:
             op.stage = "connect"
             self.transport.connect(contact.endpoint, now, contact.public_key)
 
+    def _located(self, op: _Op, ev: Any, now: float) -> None:
+        """A ping's read of the ID record of a node no lookup named: its public key, then its endpoint record."""
+        pk = next((r.value for r in ev.values if isinstance(r, ImmutableRecord) and len(r.value) == 32
+                   and node_id_for(r.value) == op.target), None)
+        if pk is None:
+            self._fail(op, "no node with that ID or address was found in the overlay")
+            return
+        op.node_id, op.stage = op.target, "connect"  # its SessionUp ends the wait, or its handshake's end
+        self.reach.reach_node(pk, now)
+
     def _complete(self, op: _Op, event: NodeEvent) -> None:
         if self._ops.pop(op.op_id, None) is not None:
             for dht_op, node_op in list(self._dht_ops.items()):
@@ -977,9 +987,22 @@ class NodeCore:
                     self._fail(op, "no node with that ID is in the overlay")
                 else:
                     self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=match)] = op.op_id
+            elif op.kind == "ping" and op.stage == "locate":
+                self._located(op, ev, now)
             elif op.kind == "ping":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
-                if match is None and isinstance(op.target, NodeId) and self.transport.reaching(op.target):
+                if match is None and isinstance(op.target, NodeId) and self.transport.has_session(op.target):
+                    # It did not answer the lookup in time, but a session came up meanwhile (its
+                    # handshake through a relay, say): ping over it.
+                    self.reach.want(op.target, now)
+                    self._start_ping(op, op.target, now)
+                elif match is None and isinstance(op.target, NodeId) and self.config.reach.enabled \
+                        and not self.transport.reaching(op.target):
+                    # No lookup names a node without UDP (it talks to everyone through a relay):
+                    # read the public key it stores under its ID (docs/reach.md, "TCP links").
+                    op.stage = "locate"
+                    self._dht_ops[self.dht.get(op.target.raw, now)] = op.op_id
+                elif match is None and isinstance(op.target, NodeId) and self.transport.reaching(op.target):
                     # Named in answers but not answering within the lookup's timeout: a node
                     # behind NAT whose handshake goes through its endpoint record (docs/reach.md).
                     # Its session ends the wait (SessionUp), or its handshake's end does.

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from weftnet.core.dht import events as dht_events
-from weftnet.core.dht.records import MutableRecord
+from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
 from weftnet.core.reach.messages import (
     NAT_EDM,
@@ -200,6 +200,7 @@ class Reach:
         self._resolve_due: dict[NodeId, tuple[float, bytes, bool]] = {}
         self._resolved_at: dict[NodeId, float] = {}
         self._wanted: dict[NodeId, float] = {}
+        self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
         self._publishing: set[int] = set()
         self._published: bytes | None = None
         self._published_at: float | None = None
@@ -377,12 +378,14 @@ class Reach:
                 value = None
         if value is None:
             self.stats["resolve_failed"] += 1
+            self._connect_to.pop(node_id, None)
         else:
             self.stats["resolved"] += 1
             if len(self._cache) >= self.MAX_CACHE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[node_id] = (value, now)
             self._apply(node_id, value, now)
+        self.transport.await_record(node_id, False)  # read: a handshake still out of Inits ends as it would have
         self._plan(now, node_id, partial=True)
         return True
 
@@ -413,6 +416,7 @@ class Reach:
                     continue  # it answered in the meantime
                 if fresh:
                     self._apply(node_id, cached[0], now)
+                    self.transport.await_record(node_id, False)
                 else:
                     self._start_resolve(node_id, pk, now)
             for node_id in list(self._peers):
@@ -838,6 +842,13 @@ class Reach:
                 self.stats["relay_registrations"] += 1
                 self._emit(ReachEvent("relay registered", f"{node_id.text()} at {_short(ep)}"))
                 self._changed(now)
+                if self.nat.stream_only:
+                    # No UDP here: the handshakes already waiting (the join's lookup started them
+                    # before this relay took us) can only get through it. Offer them the way now
+                    # rather than let them time out.
+                    for n in self.transport.pending_handshakes():
+                        if n != node_id:
+                            self.transport.add_paths(n, [Via((node_id.raw,), n.raw)], "own-relay", now)
         elif msg.op == OP_DIALBACK:
             if msg.nonce in self._dialback and not msg.ok:
                 # That peer cannot test us (no second port, or busy): ask another soon.
@@ -878,15 +889,27 @@ class Reach:
         self._seq = max(self._seq + 1, int(now * 1000))
         record = MutableRecord.create(self.identity, ENDPOINT_SALT, self._seq, self.config.record_ttl, value)
         self._publishing.add(self.dht.put(record, now))
+        if self.nat.stream_only:
+            # No UDP: no node learns us as a contact (we talk to everyone through a relay), so a
+            # lookup for our ID finds nobody. Our public key, stored under our ID (SHA-256 of it:
+            # a self-certifying immutable record), lets others read our endpoint record (reach_node).
+            self._publishing.add(self.dht.put(ImmutableRecord(self.identity.public_key), now))
         self._published, self._published_at = value, now
         self.stats["records_published"] += 1
 
     # -- resolution ----------------------------------------------------------------
     def _resolve(self, node_id: NodeId, public_key: bytes, now: float, urgent: bool, force: bool = False,
                  delay: float = 0.0) -> None:
-        if node_id == self.node_id or node_id in self._resolve_due:
+        if node_id == self.node_id:
+            return
+        due = self._resolve_due.get(node_id)
+        if due is not None:
+            if now + delay < due[0]:  # asked for sooner (a user's request): bring the read forward
+                self._resolve_due[node_id] = (now + delay, due[1], due[2] or force)
+            self.transport.await_record(node_id, True)
             return
         if any(n == node_id for n, _ in self._resolving.values()):
+            self.transport.await_record(node_id, True)  # a new handshake waits for the read under way
             return
         cached = self._cache.get(node_id)
         fresh = cached is not None and now - cached[1] < self.config.resolve_cache and not force
@@ -899,6 +922,27 @@ class Reach:
         if len(self._resolve_due) >= self.MAX_PEERS:
             return
         self._resolve_due[node_id] = (now + delay, public_key, force)
+        # A handshake to a second-hand endpoint would give up after its one Init, perhaps before
+        # the record is read: it waits for the record's paths instead (still within its timeout).
+        self.transport.await_record(node_id, True)
+
+    def reach_node(self, public_key: bytes, now: float) -> None:
+        """Reach a node no lookup named (one without UDP, found by its ID record): read its endpoint
+        record and start a handshake on the paths it names."""
+        node_id = node_id_for(public_key)
+        if not self.config.enabled or node_id == self.node_id or self.transport.has_session(node_id):
+            return
+        self.want(node_id, now)
+        if len(self._connect_to) >= self.MAX_PEERS:
+            self._connect_to.pop(next(iter(self._connect_to)))
+        self._connect_to[node_id] = public_key
+        cached = self._cache.get(node_id)
+        if cached is not None and now - cached[1] < self.config.resolve_cache:
+            self._apply(node_id, cached[0], now)
+        elif not any(n == node_id for n, _ in self._resolving.values()):
+            self._resolve_due.pop(node_id, None)
+            self._start_resolve(node_id, public_key, now)
+        self._plan(now, node_id, partial=True)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:
@@ -932,6 +976,11 @@ class Reach:
             targets += [Via((mine.raw, rid.raw), node_id.raw) for mine in own if mine != rid]
         if self.nat.stream_only:
             targets += self._own_relay_paths(node_id)
+        pk = self._connect_to.pop(node_id, None)
+        if pk is not None and targets and not self.transport.handshaking(node_id) \
+                and not self.transport.has_session(node_id):
+            # Found by its ID record, not by a lookup: no handshake to it yet. Its own record names the paths.
+            self.transport.connect(targets[0], now, pk)
         self.transport.add_paths(node_id, targets, "record", now)
 
     # -- introspection -------------------------------------------------------------

@@ -343,6 +343,8 @@ class Peer:
     verified_endpoint: Addr | None = None
     attempts: int = 0  # Inits of the pending handshake
     max_attempts: int | None = None  # set for endpoints learned second-hand
+    #: The peer's endpoint record is being read (reach): a handshake out of Inits waits for it.
+    awaiting_record: bool = False
     pad_to: int = 0  # the next Init carrying early data is padded to this many bytes
     max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
     max_datagram_path: Addr | None = None  # ... for this UDP endpoint (another path uses the default)
@@ -664,16 +666,33 @@ class SecureTransport:
             if paths.get(t) is None:
                 new += 1
             paths.add(t, origin, now, keep=peer.endpoint)
-        if new and peer.pending is not None and peer.current is None:
+        if peer.pending is not None and peer.current is None and (new or peer.max_attempts is not None):
             # The node's own signed record (or its call-me-maybe) named these paths: the
             # handshake is no longer only to an endpoint someone else told us about, so it
-            # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md).
+            # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md),
+            # also when an earlier record had named the same paths already.
             peer.max_attempts = None
+            peer.awaiting_record = False
             self._send_init(peer, now)
         cur = paths.get(peer.endpoint)
         if new and cur is not None and cur.dead:
             self._rechoose(peer, now)  # the path in use stopped answering: one of these may do
         return new
+
+    def await_record(self, node_id: NodeId, waiting: bool) -> bool:
+        """Reach reads the endpoint record of ``node_id`` (``waiting``), or is done with it: a pending
+        handshake to a second-hand endpoint that has sent its one Init waits for the record's paths
+        instead of giving up (still within ``handshake_timeout``; no Init goes out meanwhile).
+        False if no handshake is pending."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.pending is None:
+            return False
+        peer.awaiting_record = waiting
+        return True
+
+    def pending_handshakes(self) -> list[NodeId]:
+        """Peers a first handshake is waiting on (no session yet)."""
+        return [p.node_id for p in self._peers.values() if p.pending is not None and p.current is None]
 
     def send_on(self, node_id: NodeId, payload: bytes, target, now: float) -> bool:
         """Send one payload over the current session on a chosen path (probes); False without a session."""
@@ -1016,7 +1035,13 @@ class SecureTransport:
             if now - peer.pending_started >= cfg.handshake_timeout:
                 self._give_up(peer, "handshake timed out")
             elif peer.max_attempts is not None and peer.attempts >= peer.max_attempts:
-                self._give_up(peer, "no answer from an endpoint learned second-hand")
+                if peer.awaiting_record:
+                    # No more Inits to the second-hand endpoint, but the record being read may
+                    # name paths of the peer's own (add_paths): wait for it, within the timeout.
+                    peer.pending_retry_at = now + self._jitter(cfg.handshake_retry)
+                    self._wake_retry(peer)
+                else:
+                    self._give_up(peer, "no answer from an endpoint learned second-hand")
             else:
                 self._send_init(peer, now)
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
@@ -1296,6 +1321,7 @@ class SecureTransport:
             self._events.append(PathsWanted(peer.node_id, peer.public_key, 0))
         peer.pending_started = now
         peer.attempts = 0
+        peer.awaiting_record = False
         peer.pending_early = b""
         if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
             peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to)
