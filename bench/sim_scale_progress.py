@@ -37,6 +37,34 @@ def parse(path: pathlib.Path) -> list[dict]:
     return rows
 
 
+def project(rows: list[dict], n_end: int) -> str | None:
+    """Least-squares fit of the marginal CPU per join against log2(nodes in), summed
+    from the last measured point to ``n_end``; peak RSS extrapolated from its slope over
+    the second half of the measured joins. A projection, labelled as one."""
+    import math
+
+    pts = [(math.log2(r["nodes"]), r["ms_cpu_per_join"], r["nodes"]) for r in rows if "ms_cpu_per_join" in r]
+    join = [r for r in rows if r["phase"] == "join"]
+    if len(pts) < 4 or join[-1]["nodes"] >= n_end:
+        return None
+    w = [p[2] for p in pts]  # weight later points (more nodes) more
+    sw = sum(w)
+    mx = sum(wi * p[0] for wi, p in zip(w, pts)) / sw
+    my = sum(wi * p[1] for wi, p in zip(w, pts)) / sw
+    b = sum(wi * (p[0] - mx) * (p[1] - my) for wi, p in zip(w, pts)) / sum(wi * (p[0] - mx) ** 2 for wi, p in zip(w, pts))
+    a = my - b * mx
+    last = join[-1]
+    step = 1000
+    more = sum((a + b * math.log2(n + step / 2)) * step for n in range(last["nodes"], n_end, step)) / 1000
+    half = [r for r in join if r["nodes"] >= last["nodes"] / 2]
+    slope = (half[-1]["peak_rss_gib"] - half[0]["peak_rss_gib"]) / max(1, half[-1]["nodes"] - half[0]["nodes"])
+    rss = last["peak_rss_gib"] + slope * (n_end - last["nodes"])
+    return (f"projection to {n_end:,} joined (fit ms CPU/join = {a:.2f} + {b:.3f} * log2 N over {len(pts)} points; "
+            f"{a + b * math.log2(n_end):.2f} ms at {n_end:,}): join CPU {last['cpu_s'] + more:,.0f} s "
+            f"(measured {last['cpu_s']:,} s to {last['nodes']:,}), peak RSS {rss:.1f} GiB "
+            f"({slope * 2**20:.1f} KiB per node); the lookups phase not included")
+
+
 def main() -> int:
     log = pathlib.Path(sys.argv[1])
     rows = parse(log)
@@ -71,6 +99,10 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(log.with_name("progress.png"), dpi=90)
     last = rows[-1]
+    proj = project(rows, 1_000_000)
+    if proj:
+        print(proj)
+        log.with_name("projection.txt").write_text(proj + "\n")
     print(f"{len(rows)} lines; last: {last['nodes']:,} nodes, {last['cpu_s']} s CPU, {last['wall_s']} s wall, "
           f"{last['peak_rss_gib']} GiB")
     return 0
