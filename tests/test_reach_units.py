@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
+from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
 from weftnet.core.reach.messages import NAT_EDM, NAT_EIM, NAT_PUBLIC, NAT_UDP_BLOCKED, NAT_UNKNOWN
 from weftnet.core.reach.nat import MAX_REPORTS, NatObserver
 from weftnet.core.reach.paths import MAX_PATHS, PathPolicy, PathSet, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig, RelayService
+from weftnet.core.session.transport import SecureTransport
 
 LOCAL = ("10.0.0.2", 4500)
 
@@ -123,51 +127,45 @@ def _run(a, b, until: float, now: float, a_addr, b_addr) -> float:
     return now
 
 
+T0 = 1_700_000_000.0
+A_ADDR, B_ADDR, HINTED = ("198.51.100.1", 4500), ("203.0.113.7", 4500), ("203.0.113.7", 31000)
+
+
+def _two_transports(seed: int) -> tuple[SecureTransport, SecureTransport]:
+    """a (which wants paths: it runs reach) and b, seeded: b is at B_ADDR, and HINTED is
+    the second-hand address a hears of it at."""
+    rng = random.Random(seed)
+    a = SecureTransport(Identity.generate(rng), random.Random(seed + 1), T0)
+    b = SecureTransport(Identity.generate(rng), random.Random(seed + 2), T0)
+    a.paths_wanted = True
+    return a, b
+
+
 def test_a_second_hand_handshake_waits_for_the_endpoint_record_being_read():
     """The first contact with a NATed node: its address came second-hand (one Init), and its
     endpoint record, read meanwhile, takes longer than that Init's retry interval. The handshake
     must wait for the record's paths instead of giving up (and the node being forgotten, so that
     the record's paths had nowhere to go), and send nothing more to the second-hand address."""
-    import random
-
-    from weftnet.core.contact import Contact
-    from weftnet.core.session.transport import SecureTransport
-
-    rng = random.Random(7)
-    t0 = 1_700_000_000.0
-    a = SecureTransport(Identity.generate(rng), random.Random(8), t0)
-    b = SecureTransport(Identity.generate(rng), random.Random(9), t0)
-    a.paths_wanted = True
-    a_addr, b_addr, hinted = ("198.51.100.1", 4500), ("203.0.113.7", 4500), ("203.0.113.7", 31000)
-    a.send(Contact(b.identity.public_key, hinted), b"\x01\x20hello", t0, unverified=True)
-    assert [addr for _, addr in a.datagrams_to_send(t0)] == [hinted]
+    t0, (a, b) = T0, _two_transports(7)
+    a.send(Contact(b.identity.public_key, HINTED), b"\x01\x20hello", t0, unverified=True)
+    assert [addr for _, addr in a.datagrams_to_send(t0)] == [HINTED]
     assert a.await_record(b.node_id, True)  # reach reads b's endpoint record now
-    now = _run(a, b, t0 + 4.0, t0, a_addr, b_addr)
+    now = _run(a, b, t0 + 4.0, t0, A_ADDR, B_ADDR)
     assert a.handshaking(b.node_id) and a.stats["handshakes_failed"] == 0  # still waiting, 4 s on
-    assert [addr for _, addr in a.datagrams_to_send(now)] == []  # and no second Init to the hinted address
+    assert [addr for _, addr in a.datagrams_to_send(now)] == []  # and no second Init to the HINTED address
     # The record arrives: its paths are the node's own; the handshake goes out on them at once.
-    assert a.add_paths(b.node_id, [b_addr], "record", now) == 1
-    _run(a, b, now + 0.1, now, a_addr, b_addr)
-    assert a.has_session(b.node_id) and a.current_path(b.node_id) == b_addr
+    assert a.add_paths(b.node_id, [B_ADDR], "record", now) == 1
+    _run(a, b, now + 0.1, now, A_ADDR, B_ADDR)
+    assert a.has_session(b.node_id) and a.current_path(b.node_id) == B_ADDR
 
 
 def test_a_record_naming_paths_already_known_still_lifts_the_second_hand_limit():
     """An earlier record (cached) had named the same paths: no path is new, but they are the node's
     own, so the handshake retries on them instead of giving up after its one Init."""
-    import random
-
-    from weftnet.core.contact import Contact
-    from weftnet.core.session.transport import SecureTransport
-
-    rng = random.Random(17)
-    t0 = 1_700_000_000.0
-    a = SecureTransport(Identity.generate(rng), random.Random(18), t0)
-    b = SecureTransport(Identity.generate(rng), random.Random(19), t0)
-    a.paths_wanted = True
-    a_addr, b_addr, hinted = ("198.51.100.1", 4500), ("203.0.113.7", 4500), ("203.0.113.7", 31000)
-    a.learn_endpoint(b.identity.public_key, b_addr, t0)  # known before (a relay reference, say)
-    a.send(Contact(b.identity.public_key, hinted), b"\x01\x20hello", t0, unverified=True)
-    a.datagrams_to_send(t0)  # the one Init to the hinted address (and b_addr, known already), lost
-    assert a.add_paths(b.node_id, [b_addr, hinted], "record", t0 + 0.5) == 0  # nothing new ...
-    now = _run(a, b, t0 + 3.0, t0 + 0.5, a_addr, b_addr)
+    t0, (a, b) = T0, _two_transports(17)
+    a.learn_endpoint(b.identity.public_key, B_ADDR, t0)  # known before (a relay reference, say)
+    a.send(Contact(b.identity.public_key, HINTED), b"\x01\x20hello", t0, unverified=True)
+    a.datagrams_to_send(t0)  # the one Init to the HINTED address (and B_ADDR, known already), lost
+    assert a.add_paths(b.node_id, [B_ADDR, HINTED], "record", t0 + 0.5) == 0  # nothing new ...
+    _run(a, b, t0 + 3.0, t0 + 0.5, A_ADDR, B_ADDR)
     assert a.has_session(b.node_id)  # ... and still answered on the record's path
