@@ -556,7 +556,7 @@ class Reach:
             # also when its call-me-maybe came first and named candidates.
             pk = self.transport.public_key_of(pr.node_id)
             if pk is not None:
-                self._resolve(pr.node_id, pk, now, urgent=True)
+                self._resolve(pr.node_id, pk, now, urgent=True, force=True)  # read though the session is up
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
         pr.next_punch = None
