@@ -243,3 +243,24 @@ def test_a_handshake_rereads_an_endpoint_record_that_named_no_working_path():
     assert a.has_session(b.node_id) and a.current_path(b.node_id) == B_ADDR
     assert a.stats["handshakes_failed"] == 0
 
+
+def test_a_node_behind_a_symmetric_nat_offers_its_nat_address_in_call_me_maybe():
+    """Its mappings fit nobody else, so its endpoint record names none; but a peer behind an
+    address-restricted NAT that sends to the NAT's address lets the node's later probes in, from
+    any port. The call-me-maybe (through the relay) carries the newest reflexive endpoint."""
+    from weftnet.core.reach.engine import Reach, ReachConfig
+    from weftnet.core.reach.messages import CallMeMaybe
+    from weftnet.core.wire import decode
+
+    t0, (a, b) = T0, _two_transports(37)
+    reach = Reach(a.identity, a, _RecordStore(b.identity), random.Random(5), t0, ReachConfig(enabled=True))
+    reach.set_local_endpoints([LOCAL], t0)
+    reach.nat.report("198.51.100.1", ("203.0.113.5", 40001), t0)
+    reach.nat.report("198.51.100.2", ("203.0.113.5", 40002), t0)
+    assert reach.nat.classify(t0) == NAT_EDM
+    assert all(c.endpoint[0] != "203.0.113.5" for c in reach.record(t0).candidates)  # the record: none of them
+    sent = []
+    a.send_to = lambda node_id, payload, now: sent.append(payload) or True
+    reach._send_call_me_maybe(reach._peer(b.node_id), t0)
+    msg = decode(sent[0])
+    assert type(msg) is CallMeMaybe and msg.candidates == (("203.0.113.5", 40002), LOCAL)

@@ -605,7 +605,14 @@ class Reach:
         return [c for c in list(pr.candidates)[:2 * MAX_CANDIDATES] if c not in own]
 
     def _send_call_me_maybe(self, pr: _PeerReach, now: float) -> None:
-        cands = tuple(e for _, e in self.nat.candidates(now))
+        cands = [e for _, e in self.nat.candidates(now)]
+        if self.nat.classify(now) == NAT_EDM:
+            # No mapping of ours fits the peer (each destination gets another port), but our NAT's
+            # address does: a peer behind an address-restricted NAT that probes it opens its filter
+            # to every port of that address, so our probes from the fresh mapping get in and are
+            # answered there (a peer-reflexive candidate). The newest mapping: one address, one entry.
+            cands = [e for e in self.nat.reflexive(now)[-1:] if e not in cands] + cands
+        cands = tuple(cands[:MAX_CANDIDATES])
         if self.transport.send_to(pr.node_id, encode(CallMeMaybe(cands)), now):
             pr.cmm_sent = now
             self.stats["call_me_maybe_sent"] += 1
