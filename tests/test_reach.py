@@ -253,3 +253,28 @@ def test_a_node_without_udp_can_be_found_by_its_id_and_reached_through_its_recor
     assert b.reach.stats["resolved"] == resolved + 1 and b.transport.has_session(a.node_id)
     assert lab.path("B", "A") == "relay"
     assert lab.ping("B", "A").ok and lab.send("B", "A", "found by its ID").ok
+
+
+def test_send_and_private_network_traffic_reach_a_node_without_udp_that_no_lookup_names():
+    """As a ping does, `weft send` and a private network's traffic to a member read the public key
+    a UDP-blocked node stores under its ID when no lookup names the node (docs/reach.md, "TCP
+    links"): here no routing table holds it, and two late joiners reach it through its relay."""
+    lab = lab_of("udp-blocked", "port-restricted")
+    lab.join_all()
+    a = lab.cores["A"]
+    for core in lab.cores.values():  # a large overlay: nobody close to its ID knows it
+        core.dht.table.remove(int.from_bytes(a.node_id.raw, "big"))
+    for name in "CD":
+        lab.behind(name, "port-restricted")
+        lab.join(name, "P")
+    lab.run(20)
+    c, d = lab.cores["C"], lab.cores["D"]
+    assert not any(x.transport.reaching(a.node_id) or x.dht.contact_for(a.node_id) for x in (c, d))
+    r = lab.send("C", "A", "found by its ID")
+    assert r.ok, r.error
+    assert any(isinstance(ev, TextReceived) and ev.text == "found by its ID" for _, ev in lab.events["A"])
+    # Private-network traffic: the lookup for the member names nobody; its ID record does.
+    d.vpn.send_to_node(a.node_id, (b"\x01\x20x",), lab.net.now)
+    lab.run(10)
+    assert d.vpn.stats["locate_failed"] == 1 and d.transport.has_session(a.node_id)
+    assert lab.path("D", "A") == "relay"

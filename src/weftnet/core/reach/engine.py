@@ -204,6 +204,8 @@ class Reach:
         self._reread: dict[NodeId, float] = {}  # node -> its record's last early re-read (one per 10 s)
         self._wanted: dict[NodeId, float] = {}
         self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
+        self._locating: dict[int, NodeId] = {}  # dht op -> node whose ID record is read (locate)
+        self._located_at: dict[NodeId, float] = {}
         self._publishing: set[int] = set()
         self._published: bytes | None = None
         self._published_at: float | None = None
@@ -362,6 +364,13 @@ class Reach:
         op = getattr(ev, "op_id", None)
         if op in self._publishing:
             self._publishing.discard(op)
+            return True
+        located = self._locating.pop(op, None)
+        if located is not None:
+            pk = next((r.value for r in getattr(ev, "values", ()) if isinstance(r, ImmutableRecord)
+                       and len(r.value) == 32 and node_id_for(r.value) == located), None)
+            if pk is not None:
+                self.reach_node(pk, now)
             return True
         entry = self._resolving.pop(op, None)
         if entry is None:
@@ -962,6 +971,21 @@ class Reach:
             self._resolve_due.pop(node_id, None)
             self._start_resolve(node_id, public_key, now)
         self._plan(now, node_id, partial=True)
+
+    def locate(self, node_id: NodeId, now: float) -> bool:
+        """Reach a node a lookup did not name (private-network traffic to a member, say): read the
+        public key it stores under its ID, then go on as ``reach_node``. At most one read per node
+        in flight and one every 10 s. False if nothing was started."""
+        t = self.transport
+        if (not self.config.enabled or node_id == self.node_id or t.has_session(node_id) or t.reaching(node_id)
+                or node_id in self._locating.values() or now - self._located_at.get(node_id, -1e18) < 10.0
+                or len(self._locating) >= self.config.max_resolving):
+            return False
+        if len(self._located_at) >= self.MAX_CACHE:
+            self._located_at.pop(next(iter(self._located_at)))
+        self._located_at[node_id] = now
+        self._locating[self.dht.get(node_id.raw, now)] = node_id
+        return True
 
     def _fresh(self, cached, now: float) -> bool:
         """A cached record still good to use instead of a read (``resolve_cache``). One that names no
