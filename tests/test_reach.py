@@ -75,6 +75,26 @@ def test_a_punch_towards_a_permissive_nat_upgrades_to_direct(kinds):
     assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_an_address_restricted_nat_lets_a_symmetric_one_in_once_it_probed_the_nat_address(seed):
+    """A behind an address-restricted NAT, B behind a symmetric one, meeting through a relay, A never
+    having sent to B's NAT before (its NAT forgot everything). B's record names no reflexive endpoint
+    (its ports fit nobody); its call-me-maybe names its NAT's address, A's probe there opens A's filter
+    to that address, B's next probes get in from their fresh port and the pair goes direct. Before,
+    with these seeds, it stayed relayed."""
+    lab = lab_of("restricted", "symmetric", seed=seed)
+    lab.join_all()
+    a, b = lab.cores["A"], lab.cores["B"]
+    for x, y in ((a, b), (b, a)):
+        x.transport.close(y.node_id, lab.net.now)
+    lab.run(1)
+    lab.boxes["A"].flush()
+    lab.run(30)  # A's relay keepalives open new mappings
+    assert lab.ping("B", "A").ok
+    lab.run(10)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+
+
 def test_udp_blocked_client_reaches_and_is_reached_over_tcp_to_a_relay():
     lab = lab_of("udp-blocked", "port-restricted")
     lab.join_all()
