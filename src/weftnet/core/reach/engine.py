@@ -560,9 +560,10 @@ class Reach:
     def _start_punch(self, pr: _PeerReach, now: float) -> None:
         if not self.config.punch:
             return
-        if pr.node_id not in self._cache:
+        if not self._fresh(self._cache.get(pr.node_id), now):
             # Its record: relays to fall back on, and its NAT class (a futile punch is not repeated),
-            # also when its call-me-maybe came first and named candidates.
+            # also when its call-me-maybe came first and named candidates, or the copy we have was
+            # read before it had registered with its relay.
             pk = self.transport.public_key_of(pr.node_id)
             if pk is not None:
                 self._resolve(pr.node_id, pk, now, urgent=True, force=True)  # read though the session is up
