@@ -352,6 +352,8 @@ class Peer:
     max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
     max_datagram_path: Addr | None = None  # ... for this UDP endpoint (another path uses the default)
     pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
+    #: The static-static DH with this peer's key (handshake.py): one X25519 less per later handshake.
+    static_dh: bytes | None = None
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -1325,12 +1327,13 @@ class SecureTransport:
         idx = self._new_index(peer)
         try:
             raw, state = hs.create_init(self.identity, peer.public_key, idx, now, self._rng,
-                                        peer.pending_early, cookie, ts)
+                                        peer.pending_early, cookie, ts, peer.static_dh)
         except HandshakeError as exc:
             self._indices.pop(idx, None)
             self._give_up(peer, str(exc))
             return
         peer.pending = state
+        peer.static_dh = state.static_dh
         peer.attempts += 1
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
@@ -1514,11 +1517,15 @@ class SecureTransport:
             return
         msg = decode(data)
         assert isinstance(msg, HandshakeInit)
-        result = hs.consume_init(self.identity, msg)
+        result = hs.consume_init(self.identity, msg, self._static_dh_of)
         if type(addr) is Via and node_id_for(result.peer_public).raw != addr.peer:
             self.stats["relay_spoofed"] += 1  # the relays vouch for another origin than the Init proves
             return
         self._accept_init(result, len(data), addr, now)
+
+    def _static_dh_of(self, public_key: bytes) -> bytes | None:
+        peer = self._peers.get(public_key)
+        return None if peer is None else peer.static_dh
 
     def _source(self, addr):
         """The address a packet's sender is limited by (admission.py): its own, or for one that
@@ -1554,6 +1561,7 @@ class SecureTransport:
             self.stats["replays_dropped"] += 1
             return
         peer.greatest_timestamp = result.timestamp
+        peer.static_dh = result.static_dh
         idx = self._new_index(None)
         cookie = peer.cookie if peer.cookie is not None and now - peer.cookie_at < _COOKIE_LIFETIME else None
         raw, send_key, recv_key = hs.create_response(result, idx, self._rng, b"", cookie)
