@@ -32,7 +32,6 @@ Sans-IO: ``now`` comes in.
 
 from __future__ import annotations
 
-
 from weftnet.core.limits import ExemptPrefixes, TokenBuckets, address_key, prefix_key
 
 __all__ = ["Admission"]
