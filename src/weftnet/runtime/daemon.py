@@ -213,7 +213,7 @@ class Daemon:
         core = NodeCore(self.identity, random.SystemRandom(), time.time(), node_config(self.cfg), self.store)
         core.dht.latency = LatencyHistogram()  # for weftnet_dht_operation_duration_seconds
         try:
-            if self.cfg.workers > 1:  # one steered reuseport group, GRO off (docs/dataplane.md, "Several workers")
+            if self.cfg.workers > 1:  # one steered reuseport group (docs/dataplane.md, "Several workers")
                 from weftnet.runtime.dpsteer import open_steered_group
 
                 try:

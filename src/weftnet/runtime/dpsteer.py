@@ -15,7 +15,9 @@ process, without the workers talking to each other per packet:
   cookies, hellos, partition 0 (the main process's and every older
   sender's) — goes to socket 0, the main process. So each partition is always opened by
   one process, the only one that holds its replay window
-  (core/session/replay.py).
+  (core/session/replay.py). The program sees the first datagram of a UDP GRO read only;
+  the pieces behind it are sorted by :func:`steer_slot`, the same rule, in the process
+  that read them, which hands the others over (runtime/dpworkers.py, ``Handoff``).
 
   The kernel indexes a group by the order sockets joined it and moves the
   last socket into a closed one's slot, so the process that builds the group
@@ -46,7 +48,7 @@ from weftnet.errors import NetworkError
 from weftnet.runtime.tun import (IFF_NO_PI, IFF_TUN, IFF_VNET_HDR, TUN_PATH, TUNSETIFF, TunDevice,
                                  _IFREQ, _check_name)
 
-__all__ = ["MAX_WORKERS", "IFF_MULTI_QUEUE", "partition_slot", "partition_byte", "steering_program",
+__all__ = ["MAX_WORKERS", "IFF_MULTI_QUEUE", "partition_slot", "partition_byte", "steering_program", "steer_slot",
            "open_steered_group", "attach_partition_steering", "open_tun_queues"]
 
 #: Worker slots a partition byte can name (its low four bits; slot 0 is the main process).
@@ -96,6 +98,18 @@ def steering_program(workers: int) -> list[tuple[int, int, int, int]]:
         (_RET_A, 0, 0, 0),
         (_RET_K, 0, 0, 0),
     ]
+
+
+def steer_slot(datagram: bytes, workers: int) -> int:
+    """The slot :func:`steering_program` sends ``datagram`` to: its twin in Python, for the pieces
+    of a UDP GRO read. The kernel steers a GRO read by its first piece only; the pieces behind it
+    (GRO joins the datagrams of one address pair, whatever their partition) are steered here,
+    by the same rule (runtime/dpworkers.py, :class:`~weftnet.runtime.dpworkers.Handoff`)."""
+    if len(datagram) >= 14 and datagram[1] in (_T_DATA, _T_FRAGMENT):
+        slot = datagram[_PARTITION_OFFSET] & (MAX_WORKERS - 1)
+        if slot < workers:
+            return slot
+    return 0
 
 
 def attach_partition_steering(sock: socket.socket, workers: int) -> None:

@@ -58,8 +58,9 @@ from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnPacket
 from weftnet.core.wire import encode
 from weftnet.errors import NetworkError
+from weftnet.runtime.dpsteer import MAX_WORKERS, steer_slot
 
-__all__ = ["WorkerPool", "MAX_RESTARTS"]
+__all__ = ["WorkerPool", "Handoff", "MAX_RESTARTS"]
 
 log = logging.getLogger("weftnet.dpworkers")
 
@@ -79,6 +80,86 @@ _SLOT = struct.Struct("=Q")
 _GSO_SEGMENTS, _GSO_BYTES = 64, 65_000
 SOL_UDP, UDP_SEGMENT, UDP_GRO = 17, 103, 104
 _GRO_CMSG = socket.CMSG_SPACE(4)
+
+
+class Handoff:
+    """Pieces of a UDP GRO read that belong to another process go to that process.
+
+    The kernel steers a GRO read by its first datagram (runtime/dpsteer.py), but GRO joins the
+    datagrams of one address pair whatever their counter partition, and every partition of a
+    peer shares one address pair. So a read can hold pieces that only another process can open
+    (it holds their replay window). Each slot has an inbox, a datagram socketpair made before
+    the workers are forked: any process writes to slot ``k``'s sending end, slot ``k`` reads its
+    receiving end. A message is one read's pieces for one slot with their source address, so a
+    piece costs its owner no more than if the kernel had steered it there; nothing is dropped
+    for belonging to another partition. An inbox whose buffer is full (its owner is far behind)
+    loses the message, as a full socket buffer would; that is counted (``lost``).
+    """
+
+    def __init__(self, workers: int, buffer_bytes: int = 4 << 20):
+        if not 2 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 2-{MAX_WORKERS}")
+        self.n = workers
+        self.rx: list[socket.socket] = []
+        self.tx: list[socket.socket] = []
+        for _ in range(workers):
+            rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            for s, opt, plain in ((tx, getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF),
+                                  (rx, getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF)):
+                s.setblocking(False)
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, opt, buffer_bytes)
+                except OSError:
+                    try:
+                        s.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
+                    except OSError:
+                        pass
+            self.rx.append(rx)
+            self.tx.append(tx)
+        self.stats = {"handed": 0, "handed_in": 0, "lost": 0}
+
+    def split(self, slot: int, data: bytes, seg: int, addr: Any) -> list[bytes]:
+        """The pieces of a GRO read (``seg`` bytes each, the last maybe shorter) that ``slot``
+        opens itself; the others are handed to their slots."""
+        n = self.n
+        mine: list[bytes] = []
+        other: dict[int, list[bytes]] | None = None
+        for off in range(0, len(data), seg):
+            piece = data[off:off + seg]
+            k = steer_slot(piece, n)
+            if k == slot:
+                mine.append(piece)
+            else:
+                if other is None:
+                    other = {}
+                other.setdefault(k, []).append(piece)
+        if other:
+            for k, pieces in other.items():
+                self.hand(k, addr, pieces)
+        return mine
+
+    def hand(self, slot: int, addr: Any, pieces: list[bytes]) -> None:
+        try:
+            self.tx[slot].send(pickle.dumps((addr, pieces), 5))
+            self.stats["handed"] += len(pieces)
+        except OSError:  # full (or, while closing, gone): lost as in a full socket buffer
+            self.stats["lost"] += len(pieces)
+
+    def receive(self, slot: int):
+        """(source address, pieces) handed to ``slot``, as many as are waiting (up to a batch)."""
+        rx = self.rx[slot]
+        for _ in range(_BATCH):
+            try:
+                raw = rx.recv(1 << 18)
+            except (BlockingIOError, InterruptedError):
+                return
+            addr, pieces = pickle.loads(raw)  # from a process of this node: the socketpair is ours alone
+            self.stats["handed_in"] += len(pieces)
+            yield addr, pieces
+
+    def close(self) -> None:
+        for s in self.rx + self.tx:
+            s.close()
 
 
 class _Slot:
@@ -112,9 +193,14 @@ class WorkerPool:
         self._announced: dict[bytes, float] = {}
         self.upcalls = {"out": 0, "in": 0}
         self._closed = False
+        #: Pieces of a GRO read that another slot opens are handed to it (Handoff).
+        self.handoff = Handoff(workers)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
+        driver = self.daemon.driver
+        driver.divert = self._divert
+        asyncio.get_running_loop().add_reader(self.handoff.rx[0].fileno(), self._on_handoff)
         for slot in range(1, self.n):
             self._spawn(slot)
         log.info("data-plane workers up", extra={"workers": self.n, "pids": ", ".join(
@@ -193,6 +279,13 @@ class WorkerPool:
         self._closed = True
         for slot in list(self.slots):
             self._stop_slot(slot)
+        if getattr(self.daemon.driver, "divert", None) == self._divert:
+            self.daemon.driver.divert = None
+        try:
+            asyncio.get_running_loop().remove_reader(self.handoff.rx[0].fileno())
+        except RuntimeError:
+            pass
+        self.handoff.close()
         for s in self.socks[1:]:
             s.close()
         for qs in self.queues.values():
@@ -310,6 +403,30 @@ class WorkerPool:
             if now - self._announced.get(m.raw, -1e9) >= ANNOUNCE_INTERVAL:
                 self.announce(m)
 
+    # -- pieces of other slots ---------------------------------------------------------
+    def _divert(self, data: bytes, seg: int, addr: Any) -> list[bytes]:
+        """The driver's GRO split: our pieces stay, a worker's go to it."""
+        return self.handoff.split(0, data, seg, addr)
+
+    def _on_handoff(self) -> None:
+        """Pieces a worker read that are ours (partition 0, handshakes, DHT): the core's, as if
+        the kernel had steered them here."""
+        driver = self.daemon.driver
+        batch: list[tuple[bytes, Any]] = []
+        try:
+            for addr, pieces in self.handoff.receive(0):
+                src = driver._endpoint(addr)
+                batch.extend((p, src) for p in pieces)
+        except (OSError, pickle.UnpicklingError, ValueError):
+            return
+        if batch:
+            driver.received += len(batch)
+            try:
+                driver.core.receive_datagrams(batch, time.time())
+            except Exception as exc:  # noqa: BLE001 - as the driver's own receive path
+                driver._failed("receive", exc)
+            driver.transmit()
+
     # -- what the workers send back -------------------------------------------------
     def _on_ctrl(self, slot: int) -> None:
         s = self.slots.get(slot)
@@ -363,6 +480,7 @@ class WorkerPool:
             "workers": self.n,
             "restarts": self.restarts,
             "upcalls": dict(self.upcalls),
+            "handoff": dict(self.handoff.stats),
             "peers_with_workers": sum(1 for m in self._members() if self.daemon.core.worker_slots.get(m.raw) == self.n),
             "slots": slots,
         }
@@ -380,15 +498,17 @@ class WorkerPool:
         d = self.daemon
         nets = {nid: d.core.vpn.switch.networks[nid] for nid in self.queues}
         _WorkerLoop(slot, nets, set(d._coalesce), {nid: qs[slot - 1].fileno() for nid, qs in self.queues.items()},
-                    self.socks[slot], ctrl, self.floors, os.getppid()).run()
+                    self.socks[slot], ctrl, self.floors, os.getppid(), self.handoff).run()
 
 
 class _WorkerLoop:
     """One worker's loop: epoll over its TUN queues, its socket and its pipe to the main process."""
 
     def __init__(self, slot: int, nets: dict[bytes, Any], coalesce: set[bytes], queues: dict[bytes, int],
-                 sock: socket.socket, ctrl: socket.socket, floors: mmap.mmap, parent: int):
+                 sock: socket.socket, ctrl: socket.socket, floors: mmap.mmap, parent: int, handoff: Handoff):
         self.slot = slot
+        self.handoff = handoff
+        handoff.stats = dict.fromkeys(handoff.stats, 0)  # ours from here on, not the main process's
         self.nets = nets
         self.coalesce = coalesce
         self.queue_of = queues
@@ -412,9 +532,11 @@ class _WorkerLoop:
             ep.register(fd, select.EPOLLIN)
         ep.register(self.sock.fileno(), select.EPOLLIN)
         ep.register(self.ctrl.fileno(), select.EPOLLIN)
+        inbox = self.handoff.rx[self.slot].fileno()
+        ep.register(inbox, select.EPOLLIN)
         ctrl_fd, sock_fd = self.ctrl.fileno(), self.sock.fileno()
         self.ctrl.setblocking(False)
-        try:  # GRO: the pieces of a 60 kB payload in one read (a piece of another partition is dropped)
+        try:  # GRO: the pieces of a 60 kB payload in one read (a piece of another slot is handed to it)
             self.sock.setsockopt(SOL_UDP, UDP_GRO, 1)
         except OSError:
             pass
@@ -422,7 +544,9 @@ class _WorkerLoop:
         while True:
             for fd, _ev in ep.poll(STATS_INTERVAL):
                 if fd == sock_fd:
-                    self._on_udp()
+                    self._on_udp(self._datagrams())
+                elif fd == inbox:
+                    self._on_udp(self._handed())
                 elif fd == ctrl_fd:
                     if not self._on_ctrl():
                         return
@@ -434,6 +558,7 @@ class _WorkerLoop:
                 if os.getppid() != self.parent:
                     return
                 self._upcall(("stats", {**self.stats, **self.crypto.stats, "key_installs": self.installs,
+                                        **{f"handoff_{k}": v for k, v in self.handoff.stats.items()},
                                         "sessions": len(self.crypto._by_index),
                                         "flows": sum(len(getattr(n.firewall, "_flows", ())) for n in self.nets.values())}))
             if t >= next_sweep:  # idle firewall flows, expired members: bounded tables
@@ -564,7 +689,7 @@ class _WorkerLoop:
         sock = self.sock
         for _ in range(_BATCH):
             try:
-                data, anc, _flags, _addr = sock.recvmsg(65_535, _GRO_CMSG)
+                data, anc, _flags, addr = sock.recvmsg(65_535, _GRO_CMSG)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -573,15 +698,19 @@ class _WorkerLoop:
             for level, kind, value in anc:
                 if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                     seg = struct.unpack("=i", value[:4])[0]
-            if 0 < seg < len(data):
-                for off in range(0, len(data), seg):
-                    yield data[off:off + seg]
+            if 0 < seg < len(data):  # the kernel steered the read by its first piece: the others may not be ours
+                yield from self.handoff.split(self.slot, data, seg, addr)
             else:
                 yield data
 
-    def _on_udp(self) -> None:
+    def _handed(self):
+        """Pieces another process read that are ours (Handoff)."""
+        for _addr, pieces in self.handoff.receive(self.slot):
+            yield from pieces
+
+    def _on_udp(self, datagrams) -> None:
         crypto, now = self.crypto, time.time()
-        for data in self._datagrams():
+        for data in datagrams:
             r = crypto.open(data, now)
             if r is None:
                 continue

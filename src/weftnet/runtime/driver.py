@@ -127,6 +127,9 @@ class UdpDriver:
         self.alt_sock: socket.socket | None = None
         #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
         self.underlay = None
+        #: With data-plane workers: ``divert(data, seg, addr)`` keeps the pieces of a GRO read
+        #: this process opens and hands the others to their worker (runtime/dpworkers.py).
+        self.divert: Callable[[bytes, int, Any], list[bytes]] | None = None
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -181,7 +184,10 @@ class UdpDriver:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < len(data):
-                batch.extend((data[off : off + seg], src) for off in range(0, len(data), seg))
+                if self.divert is not None:
+                    batch.extend((p, src) for p in self.divert(data, seg, addr))
+                else:
+                    batch.extend((data[off : off + seg], src) for off in range(0, len(data), seg))
             else:
                 batch.append((data, src))
         if batch:
