@@ -3,7 +3,8 @@
 Two `weft up` daemons in namespaces joined by a veth, each with `[dataplane] workers = 2` and a
 private network whose firewall is default-deny inbound (A accepts new flows on port 7100 only,
 B on 7000 only, so every reply is admitted by connection tracking). Twelve TCP and twelve UDP
-flows each way must be echoed whole; both the main process and the worker must have carried
+flows each way, all at once, must be echoed whole (with pieces of both processes' partitions joined in
+one UDP GRO read, none may be dropped); both the main process and the worker must have carried
 some of them at both ends; a worker killed with SIGKILL is restarted and traffic goes on; and
 after the sessions' first rekey (120 s) the workers carry traffic with the new keys. Needs root,
 /dev/net/tun, ip and ping; skipped otherwise.
@@ -166,6 +167,11 @@ def test_tcp_and_udp_cross_both_ways_and_flows_spread_over_the_workers(lab):
         assert _carried(slots[0]) and _carried(slots[1]), (h, slots)  # flows on both, in both directions
         assert slots[1]["flows"] > 0  # the worker's own connection tracking admitted replies
         assert slots[1]["auth_failures"] == 0 and slots[1]["replays_dropped"] == 0
+        # No piece is dropped for belonging to another process's partition: pieces that UDP GRO
+        # joined behind another partition's are handed to their owner (runtime/dpworkers.py).
+        handoff = lab.status(h)["dataplane"]["workers"]["handoff"]
+        assert slots[1]["foreign_dropped"] == 0 and slots[1]["handoff_lost"] == 0 and handoff["lost"] == 0
+        print(h, "pieces handed over: main", handoff["handed"], "worker", slots[1]["handoff_handed"])
 
 
 def test_a_killed_worker_is_restarted_and_traffic_goes_on(lab):
