@@ -11,6 +11,7 @@ import json
 import socket
 import sys
 import threading
+import time
 
 
 def serve(host: str, port: int) -> None:
@@ -37,20 +38,29 @@ def serve(host: str, port: int) -> None:
         udp.sendto(data, addr)
 
 
-def tcp_flow(host: str, port: int, i: int, size: int) -> bool:
+def tcp_flow(host: str, port: int, i: int, size: int, notes: list) -> bool:
     payload = bytes([i % 251]) * size
-    with socket.create_connection((host, port), timeout=20) as s:
-        s.settimeout(20)
-        got = bytearray()
-        sender = threading.Thread(target=s.sendall, args=(payload,))
-        sender.start()
-        while len(got) < size:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        sender.join()
-        return bytes(got) == payload
+    t0 = time.monotonic()
+    got = bytearray()
+    try:
+        with socket.create_connection((host, port), timeout=20) as s:
+            s.settimeout(20)
+            sender = threading.Thread(target=s.sendall, args=(payload,))
+            sender.start()
+            while len(got) < size:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            sender.join()
+            if bytes(got) == payload:
+                return True
+            notes.append(f"tcp flow {i}: {len(got)} of {size} bytes back after {time.monotonic() - t0:.1f} s")
+            return False
+    except OSError as exc:  # the note says where it stopped, for the test's failure message
+        notes.append(f"tcp flow {i}: {type(exc).__name__} {exc} with {len(got)} of {size} bytes back "
+                     f"after {time.monotonic() - t0:.1f} s")
+        raise
 
 
 def udp_flow(host: str, port: int, i: int, count: int) -> bool:
@@ -73,10 +83,11 @@ def udp_flow(host: str, port: int, i: int, count: int) -> bool:
 
 def client(host: str, port: int, flows: int) -> None:
     results = {"tcp": [False] * flows, "udp": [False] * flows}
+    notes: list[str] = []
 
     def run(kind: str, i: int) -> None:
         try:
-            results[kind][i] = (tcp_flow(host, port, i, 300_000) if kind == "tcp" else udp_flow(host, port, i, 20))
+            results[kind][i] = (tcp_flow(host, port, i, 300_000, notes) if kind == "tcp" else udp_flow(host, port, i, 20))
         except OSError:
             results[kind][i] = False
 
@@ -85,6 +96,8 @@ def client(host: str, port: int, flows: int) -> None:
         t.start()
     for t in threads:
         t.join()
+    for note in notes:
+        print(note)
     print(json.dumps({"tcp_ok": sum(results["tcp"]), "udp_ok": sum(results["udp"]), "flows": flows}))
 
 

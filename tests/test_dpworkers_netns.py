@@ -121,7 +121,26 @@ class Lab:
     def traffic(self, src: str, dst: str) -> dict:
         out = sh("ip", "netns", "exec", self.ns[src], sys.executable, TRAFFIC, "client", IPS[dst], str(PORTS[dst]),
                  str(FLOWS), timeout=120)
-        return json.loads(out.strip().splitlines()[-1])
+        got = json.loads(out.strip().splitlines()[-1])
+        if got != {"tcp_ok": FLOWS, "udp_ok": FLOWS, "flows": FLOWS}:
+            print(out)
+            self.diagnose()
+        return got
+
+    def diagnose(self) -> None:
+        """Where packets went, for a failure's report: both daemons' counters and the kernel's."""
+        for h in "ab":
+            try:
+                st = self.status(h)
+                print(h, "transport", st["transport"])
+                print(h, "vpn", st["vpn"], "tun_write_errors", st["tun_write_errors"])
+                print(h, "networks", [{k: v for k, v in n.items() if k != "members"} for n in st["networks"]])
+                print(h, "workers", json.dumps(st["dataplane"]["workers"]))
+            except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure
+                print(h, "status failed:", exc)
+            for cmd in (["ip", "-s", "link"], ["cat", "/proc/net/snmp"]):
+                p = subprocess.run(["ip", "netns", "exec", self.ns[h], *cmd], capture_output=True, text=True)
+                print(h, " ".join(cmd), p.stdout)
 
     def logs(self) -> str:
         return "".join((self.tmp / f"{h}.log").read_text()[-3000:] for h in "ab" if (self.tmp / f"{h}.log").exists())
