@@ -64,6 +64,25 @@ def wait_for(pred, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _gro_on(ns: str, dev: str) -> None:
+    """GRO on the underlay veth, as a NIC has it (a veth has it off): the kernel may then join
+    datagrams of several counter partitions into one read, which the workers must sort out."""
+    from pyroute2 import netns as pr_netns
+    from pyroute2.ethtool import Ethtool
+
+    pr_netns.pushns(ns)
+    try:
+        e = Ethtool()
+        try:
+            features = e.get_features(dev)
+            features.features["rx-gro"].enable = True
+            e.set_features(dev, features)
+        finally:
+            e.close()
+    finally:
+        pr_netns.popns()
+
+
 class Lab:
     def __init__(self, tmp: Path):
         self.tmp = tmp
@@ -89,6 +108,7 @@ class Lab:
         for h, ns in self.ns.items():
             sh("ip", "-n", ns, "addr", "add", f"10.252.0.{1 if h == 'a' else 2}/24", "dev", "u0")
             sh("ip", "-n", ns, "link", "set", "u0", "up")
+            _gro_on(ns, "u0")
         owner = self.tmp / "owner"
         sh(*WEFT, "--state-dir", str(owner), "init")
         sh(*WEFT, "--state-dir", str(owner), "net", "create", "dpw", "--ipv4", "10.4.0.0/24")
@@ -117,6 +137,13 @@ class Lab:
         for h in "ab":
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.ns[h], sys.executable, TRAFFIC, "serve",
                                                 IPS[h], str(PORTS[h])]))
+        for h in "ab":  # a client started before the echo server listens would be refused, not slow
+            wait_for(lambda h=h: self._listening(h), 30, f"{h}'s echo server")
+
+    def _listening(self, host: str) -> bool:
+        p = subprocess.run(["ip", "netns", "exec", self.ns[host], "ss", "-Hln", "sport", "=", f":{PORTS[host]}"],
+                           capture_output=True, text=True)
+        return sum(1 for line in p.stdout.splitlines() if line.startswith(("tcp", "udp"))) >= 2
 
     def traffic(self, src: str, dst: str) -> dict:
         out = sh("ip", "netns", "exec", self.ns[src], sys.executable, TRAFFIC, "client", IPS[dst], str(PORTS[dst]),

@@ -649,6 +649,8 @@ class _WorkerLoop:
             elif getattr(r, "reason", "") == "no-route":  # the main process looks the address up
                 self._upcall(("out", nid, pkt))
                 self.stats["upcalls"] += 1
+            else:
+                self._count_drop("out", r)
         self._discard(net)
         if out:
             self._send_all(out)
@@ -728,11 +730,19 @@ class _WorkerLoop:
                 self.stats["packets_in"] += 1
                 self.stats["bytes_in"] += len(res.packet)
                 self._write(self.queue_of[net.network_id], res.vnet, res.packet)
+            elif res is not None:  # None: a piece of a chunk, kept until the chunk is whole
+                self._count_drop("in", res)
             self._discard(net)
         if self._written:  # what the writes made the host answer is queued already (Daemon._drain_tuns)
             written, self._written = self._written, set()
             for fd in written:
                 self._on_tun(fd)
+
+    def _count_drop(self, way: str, r: Any) -> None:
+        """What a network refused (a firewall, a filter), by reason, as the main process counts it."""
+        key = f"dropped_{way}_{getattr(r, 'reason', type(r).__name__)}"
+        if key in self.stats or len(self.stats) < 64:
+            self.stats[key] = self.stats.get(key, 0) + 1
 
     def _write(self, fd: int, vnet: bytes, packet: bytes) -> None:
         try:
