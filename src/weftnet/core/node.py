@@ -527,12 +527,16 @@ class NodeCore:
         self._pump(now)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer(), self.reach.get_timer(), self.pmtu.get_timer(),
-                             self.paths.get_timer())
-                     if t is not None]
-        times.extend(op.deadline for op in self._ops.values())
-        return min(times) if times else None
+        # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
+        best = self.transport.get_timer()
+        for t in (self.dht.get_timer(), self.vpn.get_timer(), self.overlay.get_timer(), self.reach.get_timer(),
+                  self.pmtu.get_timer(), self.paths.get_timer()):
+            if t is not None and (best is None or t < best):
+                best = t
+        for op in self._ops.values():
+            if best is None or op.deadline < best:
+                best = op.deadline
+        return best
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         return self.transport.datagrams_to_send(now)
