@@ -349,12 +349,16 @@ def markdown(report: dict) -> str:
                 f"The same private network as the weftnet row, each iperf3 run with {n} parallel streams "
                 "(TCP, and UDP `-u -l` as above), so flows can spread; '[dataplane] workers' set in both "
                 "daemons. 'Packets per slot' is what each process of A's daemon sent and received "
-                "(slot 0 is the main process) over the whole run, read from `weft status --json`.", "",
+                "(slot 0 is the main process) over the whole run, read from `weft status --json`, and how many "
+                "pieces of UDP GRO reads the processes handed to the one owning their partition.", "",
                 "| workers | status | Gbit/s A→B | Gbit/s B→A (-R) | tunnel CPU s/GB A→B | UDP Mbit/s delivered (loss) "
                 "| UDP tunnel CPU s/GB | packets per slot at A (out / in) | load before |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for row in report["scaling"]:
             per = "; ".join(f"{s['slot']}: {s['packets_out']} / {s['packets_in']}" for s in row.get("slots", [])) or "—"
+            if row.get("handoff"):  # pieces of a UDP GRO read that another process opens (docs/dataplane.md)
+                handed = row["handoff"].get("handed", 0) + sum(s.get("handoff_handed", 0) for s in row["slots"][1:])
+                per += f"; GRO pieces handed to another process: {handed}, lost {row['handoff'].get('lost', 0)}"
             out.append("| " + " | ".join(_cell(c) for c in (
                 row.get("workers", 1), row["status"] + (f": {row['error']}" if row.get("error") else ""),
                 _gbit(row, "forward"), _gbit(row, "reverse"), _cpu(row, "forward"), _udp(row), _cpu(row, "udp"),

@@ -392,8 +392,9 @@ class Weftnet(System):
             w = json.loads(self.w(wd / "sa", "status", "--json", timeout=10))["dataplane"]["workers"]
         except (BenchError, ValueError, KeyError):
             return {}
-        return {"slots": [{k: s.get(k, 0) for k in ("slot", "packets_out", "packets_in")} for s in w["slots"]],
-                "worker_restarts": w["restarts"]}
+        return {"slots": [{k: s.get(k, 0) for k in ("slot", "packets_out", "packets_in", "handoff_handed")}
+                          for s in w["slots"]],
+                "worker_restarts": w["restarts"], "handoff": w.get("handoff", {})}
 
     def setup(self, topo: Topology, wd: Path) -> Overlay:
         owner, sa, sb = wd / "owner", wd / "sa", wd / "sb"

@@ -107,6 +107,8 @@ class UdpDriver:
         #: Source address as the socket gives it -> the tuple handed to the core (:meth:`_endpoint`).
         self._endpoints: dict[Any, tuple[str, int]] = {}
         self._closed = False
+        #: transmit() calls in progress: the TUN drain after a write calls it again from inside.
+        self._depth = 0
         self.listeners: list[Callable[[NodeEvent], None]] = []
         #: Writes (network ID, virtio_net_hdr or b"", IP packet) to that network's TUN; set by the daemon.
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
@@ -331,7 +333,11 @@ class UdpDriver:
                     writer(network_id, vnet, packet)
             tun_out.clear()
             if self.after_tun_writes is not None:
-                self.after_tun_writes()
+                self._depth += 1
+                try:
+                    self.after_tun_writes()  # its own transmit() leaves the timer to this one
+                finally:
+                    self._depth -= 1
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
@@ -339,6 +345,8 @@ class UdpDriver:
                 fut.set_result(ev)
             for listener in self.listeners:
                 listener(ev)
+        if self._depth:
+            return  # called from inside another transmit(), which re-arms the timer when it ends
         deadline = self.core.get_timer()
         if deadline != self._timer_at and not self._closed:
             if self._timer is not None:
