@@ -210,6 +210,26 @@ def test_rekey_by_message_count_loses_nothing():
     assert p.a.stats["handshakes_completed"] >= 5
 
 
+def test_a_rekey_reuses_the_static_dh_each_end_keeps_with_the_peer(monkeypatch):
+    p = Pair(TransportConfig(rekey_after_messages=3))
+    p.a.send(p.contact_b(), msg(0), p.now)
+    p.deliver()
+    ss_a = p.a._by_node[p.ib.node_id].static_dh
+    assert ss_a and ss_a == p.b._by_node[p.ia.node_id].static_dh  # ss: the same from both ends
+    dh_calls = []
+    real_dh = hs.DH
+    monkeypatch.setattr(hs, "DH", lambda key, pub: dh_calls.append(pub) or real_dh(key, pub))
+    before = p.a.stats["handshakes_initiated"]
+    for i in range(1, 10):
+        p.a.send(p.contact_b(), msg(i), p.now)
+        p.deliver()
+    rekeys = p.a.stats["handshakes_initiated"] - before
+    assert rekeys >= 2
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(i) for i in range(10)]
+    # es, ee, se at each end: the ss of the first handshake is not computed again
+    assert len(dh_calls) == 6 * rekeys
+
+
 def test_rekey_by_time_and_refusal_after_reject_time():
     cfg = TransportConfig(rekey_after_time=120, reject_after_time=180)
     p = Pair(cfg)

@@ -118,7 +118,9 @@ class TokenBuckets:
         #: A new key's tokens: a full bucket by default, or less for a budget mostly
         #: earned with :meth:`credit`.
         self.start = self.burst if start is None else float(start)
-        self._b: OrderedDict[str, list[float]] = OrderedDict()  # key -> [tokens, last]
+        #: key -> [tokens, last], least recently used first (a plain dict: an OrderedDict entry
+        #: costs ~30 bytes more, and the DHT keeps one bucket per contact that answered it)
+        self._b: dict = {}
         self.evicted = 0
         self.evicted_active = 0  # evicted before it had refilled (a sign of a table too small)
 
@@ -127,16 +129,16 @@ class TokenBuckets:
 
     def allow(self, key, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens from ``key``'s bucket if it has them."""
-        b = self._b.get(key)
+        b = self._b.pop(key, None)
         if b is None:
             if len(self._b) >= self.max_keys:
-                _, old = self._b.popitem(last=False)
+                old = self._b.pop(next(iter(self._b)))
                 self.evicted += 1
                 if self.rate and old[0] + (now - old[1]) * self.rate < self.burst:
                     self.evicted_active += 1
             b = self._b[key] = [self.start, now]
         else:
-            self._b.move_to_end(key)
+            self._b[key] = b  # the most recently used
             if now > b[1] and self.rate:
                 b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
                 b[1] = now
@@ -147,14 +149,14 @@ class TokenBuckets:
 
     def credit(self, key, amount: float, now: float) -> None:
         """Add tokens to ``key`` (up to ``burst``): for budgets earned rather than refilled by time."""
-        b = self._b.get(key)
+        b = self._b.pop(key, None)
         if b is None:
             if len(self._b) >= self.max_keys:
-                self._b.popitem(last=False)
+                del self._b[next(iter(self._b))]
                 self.evicted += 1
             b = self._b[key] = [self.start, now]
         else:
-            self._b.move_to_end(key)
+            self._b[key] = b  # the most recently used
             if now > b[1] and self.rate:
                 b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
                 b[1] = now

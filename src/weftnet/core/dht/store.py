@@ -23,7 +23,7 @@ from typing import Iterator, Protocol
 __all__ = ["StoredRecord", "RecordStore", "MemoryStore"]
 
 
-@dataclass
+@dataclass(slots=True)  # one per record held
 class StoredRecord:
     key: bytes
     blob: bytes  # the encoded record, exactly as validated

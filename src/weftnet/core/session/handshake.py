@@ -18,11 +18,11 @@ objects it returns; nothing does I/O; ephemeral keys come from ``rng``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -115,13 +115,6 @@ def DH(private: X25519PrivateKey, public: bytes) -> bytes:
         raise HandshakeError("degenerate Diffie-Hellman result") from None
 
 
-@functools.lru_cache(maxsize=65536)
-def _static_dh(identity: Identity, peer_x: bytes) -> bytes:
-    """The static-static DH (ss) never changes for a pair of keys: compute it once
-    (WireGuard precomputes it the same way)."""
-    return DH(identity.x25519_private, peer_x)
-
-
 _C0 = HASH(CONSTRUCTION)
 _H0 = HASH(_C0 + PROLOGUE)
 
@@ -163,6 +156,9 @@ class InitiatorHandshake:
     h: bytes
     mac1: bytes  # of the Init we sent (associated data of a cookie reply)
     timestamp: bytes
+    #: The static-static DH (ss): it never changes for a pair of keys, so the caller keeps it
+    #: with the peer and passes it to the next handshake (WireGuard precomputes it the same way).
+    static_dh: bytes = b""
 
 
 def create_init(
@@ -174,8 +170,10 @@ def create_init(
     payload: bytes = b"",
     cookie: bytes | None = None,
     timestamp: bytes | None = None,
+    static_dh: bytes | None = None,
 ) -> tuple[bytes, InitiatorHandshake]:
-    """Build a HandshakeInit datagram to the node with Ed25519 key ``peer_public``."""
+    """Build a HandshakeInit datagram to the node with Ed25519 key ``peer_public``
+    (``static_dh``: the ss of this pair of keys, if an earlier handshake computed it)."""
     try:
         rs = ed25519_public_to_x25519(peer_public)
     except IdentityError as exc:
@@ -188,7 +186,8 @@ def create_init(
     ck, k = KDF(ck, DH(e, rs), 2)
     enc_static = aead_encrypt(k, 0, identity.public_key, h)
     h = HASH(h + enc_static)
-    ck, k = KDF(ck, _static_dh(identity, rs), 2)
+    ss = static_dh or DH(identity.x25519_private, rs)
+    ck, k = KDF(ck, ss, 2)
     ts = timestamp or tai64n(now)
     enc_ts = aead_encrypt(k, 0, ts, h)
     h = HASH(h + enc_ts)
@@ -197,7 +196,7 @@ def create_init(
     body = encode(HandshakeInit(local_index, e_pub, enc_static, enc_ts, enc_payload, bytes(16), bytes(16)))
     m1, m2 = _mac_fields(_without_macs(body), peer_public, cookie)
     raw = _without_macs(body) + m1 + m2
-    return raw, InitiatorHandshake(local_index, peer_public, e, ck, h, m1, ts)
+    return raw, InitiatorHandshake(local_index, peer_public, e, ck, h, m1, ts, ss)
 
 
 def check_mac1(raw: bytes, own_public: bytes) -> bool:
@@ -220,10 +219,13 @@ class ResponderResult:
     h: bytes
     peer_ephemeral: bytes
     peer_static_x: bytes
+    static_dh: bytes = b""  # ss, for the caller to keep with the peer (InitiatorHandshake.static_dh)
 
 
-def consume_init(identity: Identity, msg: HandshakeInit) -> ResponderResult:
-    """Authenticate and open a HandshakeInit. Raises HandshakeError on any failure."""
+def consume_init(identity: Identity, msg: HandshakeInit,
+                 static_dh: Callable[[bytes], bytes | None] | None = None) -> ResponderResult:
+    """Authenticate and open a HandshakeInit. Raises HandshakeError on any failure.
+    ``static_dh(initiator's Ed25519 key)``: the ss kept from an earlier handshake, or None."""
     s_pub = identity.x25519_public
     ck, h = _C0, HASH(_H0 + s_pub)
     ck = KDF(ck, msg.ephemeral, 1)[0]
@@ -235,12 +237,14 @@ def consume_init(identity: Identity, msg: HandshakeInit) -> ResponderResult:
         peer_x = ed25519_public_to_x25519(peer_public)
     except IdentityError as exc:
         raise HandshakeError(str(exc)) from None
-    ck, k = KDF(ck, _static_dh(identity, peer_x), 2)
+    ss = static_dh(peer_public) if static_dh is not None else None
+    ss = ss or DH(identity.x25519_private, peer_x)
+    ck, k = KDF(ck, ss, 2)
     ts = aead_decrypt(k, 0, msg.encrypted_timestamp, h)
     h = HASH(h + msg.encrypted_timestamp)
     payload = aead_decrypt(k, 1, msg.encrypted_payload, h)
     h = HASH(h + msg.encrypted_payload)
-    return ResponderResult(peer_public, msg.sender_index, ts, payload, ck, h, msg.ephemeral, peer_x)
+    return ResponderResult(peer_public, msg.sender_index, ts, payload, ck, h, msg.ephemeral, peer_x, ss)
 
 
 def create_response(

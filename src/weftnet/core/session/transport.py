@@ -57,7 +57,7 @@ import heapq
 import itertools
 import struct
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -307,13 +307,16 @@ class Peer:
     node_id: NodeId
     endpoint: Addr | None = None
     current: Session | None = None
-    older: list = field(default_factory=list)  # retired sessions, still receiving
+    # The five containers below start as the shared empty tuple and become a list (dict) on first
+    # write: a DHT contact's peer never uses most of them, and four empty lists and a dict were
+    # 290 bytes of every peer (bench/results/dht.md).
+    older: list | tuple = ()  # retired sessions, still receiving
     pending: hs.InitiatorHandshake | None = None
     pending_sent: float = 0.0
     pending_started: float = 0.0
     pending_retry_at: float | None = None
     pending_early: bytes = b""
-    queue: list = field(default_factory=list)  # payloads waiting for a session (an empty deque is 10x a list)
+    queue: list | tuple = ()  # payloads waiting for a session (an empty deque is 10x a list)
     greatest_timestamp: bytes = b""
     last_timestamp_sent: bytes = b""
     last_sent: float = 0.0
@@ -330,14 +333,14 @@ class Peer:
     packets_in: int = 0
     packets_out: int = 0
     rekeys: int = 0
-    pings: dict = field(default_factory=dict)
-    early_rx: list = field(default_factory=list)
+    pings: dict | None = None
+    early_rx: list | tuple = ()
     paths: PathSet | None = None  # made when a second path is known (core/reach/paths.py)
     quiet_at: float = -1.0  # when PathQuiet was last reported
     #: Responder side, before return routability is proven: bytes it may still be sent
     #: (None: confirmed, no limit), what waits for the proof, and since when it waits.
     budget: int | None = None
-    held: list = field(default_factory=list)
+    held: list | tuple = ()
     half_open_at: float = 0.0
     #: The endpoint an authenticated packet last came from (or the user gave).
     verified_endpoint: Addr | None = None
@@ -349,6 +352,8 @@ class Peer:
     max_datagram: int | None = None  # the path's datagram size when path MTU discovery found it (pmtu.py)
     max_datagram_path: Addr | None = None  # ... for this UDP endpoint (another path uses the default)
     pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
+    #: The static-static DH with this peer's key (handshake.py): one X25519 less per later handshake.
+    static_dh: bytes | None = None
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -507,6 +512,8 @@ class SecureTransport:
             raise SessionError(f"no session with {node_id.text()} and no known endpoint")
         ping_id = self._next_ping
         self._next_ping += 1
+        if peer.pings is None:
+            peer.pings = {}
         peer.pings[ping_id] = now
         if len(peer.pings) > 64:  # unanswered pings must not pile up
             del peer.pings[min(peer.pings)]
@@ -518,7 +525,7 @@ class SecureTransport:
         if peer is not None:
             self._drop_sessions(peer)
             peer.pending = None
-            peer.queue.clear()
+            peer.queue = ()
 
     def endpoint_of(self, node_id: NodeId) -> Addr | None:
         peer = self._by_node.get(node_id)
@@ -1128,8 +1135,8 @@ class SecureTransport:
             self._indices.pop(peer.pending.local_index, None)
         peer.pending = None
         peer.pending_retry_at = None
-        peer.queue = []
-        peer.held = []
+        peer.queue = ()
+        peer.held = ()
         if self._peers.get(peer.public_key) is peer:
             del self._peers[peer.public_key]
         if self._by_node.get(peer.node_id) is peer:
@@ -1153,7 +1160,7 @@ class SecureTransport:
         self.stats["confirmed"] += 1
         self.admission.remember(self._source(addr), now)
         self._events.append(SessionUp(peer.node_id, peer.public_key, addr, False))
-        held, peer.held = peer.held, []
+        held, peer.held = peer.held, ()
         s = peer.current
         for payload in held:
             if s is not None:
@@ -1167,7 +1174,9 @@ class SecureTransport:
         if size <= peer.budget:
             peer.budget -= size
             return True
-        if len(peer.held) < 16:
+        if not peer.held:
+            peer.held = [payload]
+        elif len(peer.held) < 16:
             peer.held.append(payload)
         self.stats["held_until_confirmed"] += 1
         return False
@@ -1210,7 +1219,9 @@ class SecureTransport:
                 peer.rekeys += 1
                 self._start_handshake(peer, now)
             return
-        if len(peer.queue) >= cfg.max_queued:
+        if not peer.queue:
+            peer.queue = []
+        elif len(peer.queue) >= cfg.max_queued:
             del peer.queue[0]
             self.stats["queue_dropped"] += 1
         peer.queue.append(payload)
@@ -1316,12 +1327,13 @@ class SecureTransport:
         idx = self._new_index(peer)
         try:
             raw, state = hs.create_init(self.identity, peer.public_key, idx, now, self._rng,
-                                        peer.pending_early, cookie, ts)
+                                        peer.pending_early, cookie, ts, peer.static_dh)
         except HandshakeError as exc:
             self._indices.pop(idx, None)
             self._give_up(peer, str(exc))
             return
         peer.pending = state
+        peer.static_dh = state.static_dh
         peer.attempts += 1
         peer.pending_sent = now
         peer.pending_retry_at = now + self._jitter(self.config.handshake_retry)
@@ -1336,14 +1348,14 @@ class SecureTransport:
         peer.last_sent = now
 
     def _give_up(self, peer: Peer, reason: str) -> None:
-        peer.early_rx = []
+        peer.early_rx = ()
         started = peer.pending_started
         if peer.pending is not None:
             self._indices.pop(peer.pending.local_index, None)
         peer.pending = None
         peer.pending_retry_at = None
         dropped = len(peer.queue) + (1 if peer.pending_early else 0)
-        peer.queue.clear()
+        peer.queue = ()
         peer.pending_early = b""
         self.stats["handshakes_failed"] += 1
         self.stats["queue_dropped"] += dropped
@@ -1372,6 +1384,8 @@ class SecureTransport:
                 # The responder may send right after its Response, and the two
                 # can swap places on the way: hold the data until the Response
                 # arrives (it is authenticated then, not now).
+                if not owner.early_rx:
+                    owner.early_rx = []
                 owner.early_rx.append((data, addr))
                 return
             self.stats["unknown_index_dropped"] += 1
@@ -1475,7 +1489,7 @@ class SecureTransport:
             except DecodeError:
                 self.stats["malformed_dropped"] += 1
                 return
-            sent = peer.pings.pop(pong.ping_id, None)
+            sent = None if peer.pings is None else peer.pings.pop(pong.ping_id, None)
             if sent is not None:
                 rtt = max(0.0, now - sent)
                 peer.rtt_sample(rtt)
@@ -1503,11 +1517,15 @@ class SecureTransport:
             return
         msg = decode(data)
         assert isinstance(msg, HandshakeInit)
-        result = hs.consume_init(self.identity, msg)
+        result = hs.consume_init(self.identity, msg, self._static_dh_of)
         if type(addr) is Via and node_id_for(result.peer_public).raw != addr.peer:
             self.stats["relay_spoofed"] += 1  # the relays vouch for another origin than the Init proves
             return
         self._accept_init(result, len(data), addr, now)
+
+    def _static_dh_of(self, public_key: bytes) -> bytes | None:
+        peer = self._peers.get(public_key)
+        return None if peer is None else peer.static_dh
 
     def _source(self, addr):
         """The address a packet's sender is limited by (admission.py): its own, or for one that
@@ -1543,6 +1561,7 @@ class SecureTransport:
             self.stats["replays_dropped"] += 1
             return
         peer.greatest_timestamp = result.timestamp
+        peer.static_dh = result.static_dh
         idx = self._new_index(None)
         cookie = peer.cookie if peer.cookie is not None and now - peer.cookie_at < _COOKIE_LIFETIME else None
         raw, send_key, recv_key = hs.create_response(result, idx, self._rng, b"", cookie)
@@ -1620,7 +1639,7 @@ class SecureTransport:
             # Nothing queued: confirm at once, so the responder keeps the session
             # and releases what it holds for us (WireGuard's first keepalive).
             self._encrypt_and_send(peer, session, b"", now)
-        held, peer.early_rx = peer.early_rx, []
+        held, peer.early_rx = peer.early_rx, ()
         for data_held, addr_held in held:
             self._on_data(data_held, addr_held, now)
 
@@ -1628,7 +1647,7 @@ class SecureTransport:
         """Make a new session current; the old current keeps receiving for a while."""
         was_up = peer.current is not None
         if peer.current is not None:
-            peer.older.insert(0, peer.current)
+            peer.older = [peer.current, *peer.older]
         while len(peer.older) > 2:
             self._indices.pop(peer.older.pop().local_index, None)
         peer.current = session
@@ -1637,16 +1656,16 @@ class SecureTransport:
         self._sweep_by(now + min(self.config.idle_timeout, 3 * self.config.reject_after_time))
         if not was_up and peer.budget is None:
             self._events.append(SessionUp(peer.node_id, peer.public_key, peer.endpoint, session.initiator))
-        queued, peer.queue = peer.queue, []
+        queued, peer.queue = peer.queue, ()
         for payload in queued:
             self._encrypt_and_send(peer, session, payload, now)
 
     def _drop_sessions(self, peer: Peer) -> None:
-        for s in [peer.current] + peer.older:
+        for s in (peer.current, *peer.older):
             if s is not None:
                 self._indices.pop(s.local_index, None)
         peer.current = None
-        peer.older = []
+        peer.older = ()
         peer.keepalive_due = None
 
     def _on_cookie(self, data: bytes, addr: Addr, now: float) -> None:
