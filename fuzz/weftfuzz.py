@@ -64,6 +64,12 @@ Targets:
   with at most one reply no longer than the probe, and passes on at most one
   Forward per input, each exactly as long as what A sent.
 
+* ``workers``: a data-plane worker's crypto (fuzz/workers_target.py) fed
+  hostile datagrams around a live session (real data and fragments of its
+  partition, mutations, other partitions) and hostile WorkerSlots payloads to
+  a node: never raises, opens only what the peer sealed and each counter
+  once, reassembly and the table of peers' slots stay bounded.
+
 Inputs are a mix of pure random bytes and mutations (bit flips, byte
 overwrites, truncation, extension, splicing, length-field edits, type and
 version swaps) of a corpus of *valid* messages of every registered type —
@@ -1002,6 +1008,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("pmtu", PmtuTarget(random.Random(seed + 9))))
     if target in ("paths", "all"):
         targets.append(("paths", PathsTarget(random.Random(seed + 10))))
+    if target in ("workers", "all"):
+        from workers_target import WorkersTarget
+
+        targets.append(("workers", WorkersTarget(random.Random(seed + 11))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1019,6 +1029,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from pmtu_target import corpus as pmtu_corpus
 
             own = pmtu_corpus() * 4 + corpus
+        if name == "workers":
+            from workers_target import corpus as workers_corpus
+
+            own = workers_corpus() * 6 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -1040,7 +1054,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "all"),
+                                         "pmtu", "paths", "workers", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -105,6 +105,8 @@ def test_broken_config_is_one_clear_line(run, tmp_path):
     r = run("status")
     assert r.exit_code == 1
     assert "[dht] k must be an integer" in r.output
+    (tmp_path / "state" / "config.toml").write_text("[dataplane]\nworkers = 17\n")
+    assert "[dataplane] workers must be from 1 to 16, not 17" in run("status").output
     (tmp_path / "state" / "config.toml").write_text("[nodee]\nport = 1\n")
     r = run("status")
     assert "unknown section [nodee]" in r.output

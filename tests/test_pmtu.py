@@ -159,3 +159,31 @@ def test_without_a_ceiling_nothing_is_probed():
     run(a, b, 9000, seconds=3.0, sizes=sizes, start=T0 + 6)
     assert not events(a, PathMtuChanged) and max(sizes) <= 1344 + 100
     assert a.pmtu.stats["probes_sent"] == 0
+
+
+def test_the_cached_timer_is_always_the_earliest_deadline_of_the_searches():
+    """get_timer is kept between changes (drivers ask after every batch): after any mix of starts,
+    acks, losses, timers and forgotten peers it equals the minimum over the searches."""
+    rng = random.Random(7)
+    a, b = PathMtu(1344, 8972), PathMtu(1344, 8972)
+    peers = [Identity.from_seed(bytes(30) + bytes((1, i))).node_id for i in range(4)]
+    now = T0
+
+    def truth():
+        times = [t for s in a._searches.values() for t in (s.deadline, s.done_at) if t is not None]
+        return min(times) if times else None
+
+    for _ in range(400):
+        step = rng.randrange(4)
+        if step == 0:
+            a.start(rng.choice(peers), 4, now)
+        elif step == 1:
+            for node_id, payload in a.probes_to_send():
+                if rng.random() < 0.7:
+                    a.on_payload(node_id, b.on_payload(A, payload, now), now)
+        elif step == 2:
+            now = max(now + 0.1, a.get_timer() or now)
+            a.handle_timer(now)
+        else:
+            a.forget(rng.choice(peers))
+        assert a.get_timer() == truth()

@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, System, all_systems, first_line  # noqa: E402
+from systems import REPO, WEFT_DEFAULT, System, Weftnet, all_systems, first_line  # noqa: E402
 
 IPERF_PORT = 5201
 REQUIRED = ("ip", "iperf3", "ping", "ss")
@@ -41,22 +41,46 @@ REQUIRED = ("ip", "iperf3", "ping", "ss")
 
 # -- measurement ---------------------------------------------------------------------------------
 
+def _descendants(pids: list[int]) -> list[int]:
+    """These processes and every living process below them (weftnet's data-plane workers are
+    forked children of the daemon)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = set(pids), list(pids)
+    while todo:
+        p = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in out:
+                out.add(child)
+                todo.append(child)
+    return sorted(out)
+
+
 def cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU time so far of these processes (their threads included), or None if none."""
+    """User + system CPU time so far of these processes, their threads and their children (living
+    ones, and those that ended and were waited for), or None if none."""
     if not pids:
         return None
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
+    for pid in _descendants(pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+        # utime, stime, cutime, cstime (fields 14-17 of stat(5)): a worker that was restarted
+        # during the run is counted through its parent's cutime/cstime.
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / tick
 
 
-def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool, tunnel_pids: list[int]) -> dict:
+def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool, tunnel_pids: list[int],
+          parallel: int = 1) -> dict:
     """One iperf3 TCP run from A to `server` (or back with -R); receiver's rate and a few extras.
 
     The byte counters of the tunnel device `dev` in A are read around the run, and the run is
@@ -71,6 +95,8 @@ def iperf(topo: Topology, server: str, dev: str, seconds: int, reverse: bool, tu
             "--connect-timeout", "5000"]
     if reverse:
         argv.append("-R")
+    if parallel > 1:
+        argv += ["-P", str(parallel)]
     try:
         cp = topo.exec("a", argv, timeout=seconds + 20, check=False)
     except BenchError:
@@ -130,12 +156,15 @@ def ping_latency(topo: Topology, server: str, count: int) -> dict:
     }
 
 
-def iperf_udp(topo: Topology, server: str, seconds: int, length: int, tunnel_pids: list[int]) -> dict:
+def iperf_udp(topo: Topology, server: str, seconds: int, length: int, tunnel_pids: list[int],
+              parallel: int = 1) -> dict:
     """iperf3 UDP from A to B with `length`-byte datagrams sent as fast as the client can
     (`-b 0`): the rate the server received, the loss it counted, and the tunnel's CPU per GB."""
     cpu_before = cpu_seconds(tunnel_pids)
     argv = ["iperf3", "-c", server, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", "-u",
             "-l", str(length), "-b", "0", "--connect-timeout", "5000"]
+    if parallel > 1:
+        argv += ["-P", str(parallel)]
     cp = topo.exec("a", argv, timeout=seconds + 20, check=False)
     try:
         data = json.loads(cp.stdout)
@@ -165,16 +194,16 @@ def iperf_udp(topo: Topology, server: str, seconds: int, length: int, tunnel_pid
 
 
 def measure(system: System, workroot: Path, seconds: int, reverse: bool, ping_count: int = 200,
-            udp_length: int = 1200) -> dict:
+            udp_length: int = 1200, parallel: int = 1) -> dict:
     """Set up, measure and tear down one system; always returns a result row."""
-    row: dict = {"name": system.name, "title": system.title}
+    row: dict = {"name": system.name, "title": system.title, "parallel": parallel}
     missing = system.missing()
     if missing:
         row.update(status="not installed", error=f"missing: {', '.join(missing)}")
         return row
     row["version"] = system.version()
     row["load_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
-    wd = workroot / system.name
+    wd = workroot / (system.name + (f"-P{parallel}" if parallel > 1 else ""))
     wd.mkdir(parents=True)
     try:
         with Topology(wd) as topo:
@@ -185,12 +214,14 @@ def measure(system: System, workroot: Path, seconds: int, reverse: bool, ping_co
             topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
             if ping_count:
                 row["ping"] = ping_latency(topo, overlay.server, ping_count)
-            row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, False, tunnel_pids)
+            row["forward"] = iperf(topo, overlay.server, overlay.dev, seconds, False, tunnel_pids, parallel)
             if reverse:
-                row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, True, tunnel_pids)
+                row["reverse"] = iperf(topo, overlay.server, overlay.dev, seconds, True, tunnel_pids, parallel)
             if udp_length:
-                row["udp"] = iperf_udp(topo, overlay.server, seconds, udp_length, tunnel_pids)
+                row["udp"] = iperf_udp(topo, overlay.server, seconds, udp_length, tunnel_pids, parallel)
             topo.check_alive()
+            if hasattr(system, "after"):  # e.g. weftnet's packets per data-plane worker
+                row.update(system.after(topo, wd))
         row["status"] = "ok"
     except BenchError as e:
         row.update(status="error", error=str(e))
@@ -274,7 +305,7 @@ def markdown(report: dict) -> str:
         f"- date: {report['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, kernel {m['kernel']}, "
         f"{m['os']}, Python {m['python']}",
-        f"- load: {m['iperf3']}, one TCP stream, {report['seconds']} s per direction, client in A, "
+        f"- load: {m['iperf3']}, one TCP stream (main table), {report['seconds']} s per direction, client in A, "
         f"server in B; the rate is the receiver's",
         f"- underlay: veth pair {UNDERLAY_A}/24 <-> {UNDERLAY_B}/24 between two fresh network namespaces "
         f"per system, MTU {UNDERLAY_MTU}",
@@ -312,6 +343,26 @@ def markdown(report: dict) -> str:
                   row.get("forward", {}).get("retransmits"), row.get("mtu"), row.get("load_1m"),
                   row.get("version", "—")]
         out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if report.get("scaling"):
+        n = report["scaling_streams"]
+        out += ["", f"## Scaling: weftnet with 1 and 2 data-plane workers, iperf3 -P {n}", "",
+                f"The same private network as the weftnet row, each iperf3 run with {n} parallel streams "
+                "(TCP, and UDP `-u -l` as above), so flows can spread; '[dataplane] workers' set in both "
+                "daemons. 'Packets per slot' is what each process of A's daemon sent and received "
+                "(slot 0 is the main process) over the whole run, read from `weft status --json`, and how many "
+                "pieces of UDP GRO reads the processes handed to the one owning their partition.", "",
+                "| workers | status | Gbit/s A→B | Gbit/s B→A (-R) | tunnel CPU s/GB A→B | UDP Mbit/s delivered (loss) "
+                "| UDP tunnel CPU s/GB | packets per slot at A (out / in) | load before |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for row in report["scaling"]:
+            per = "; ".join(f"{s['slot']}: {s['packets_out']} / {s['packets_in']}" for s in row.get("slots", [])) or "—"
+            if row.get("handoff"):  # pieces of a UDP GRO read that another process opens (docs/dataplane.md)
+                handed = row["handoff"].get("handed", 0) + sum(s.get("handoff_handed", 0) for s in row["slots"][1:])
+                per += f"; GRO pieces handed to another process: {handed}, lost {row['handoff'].get('lost', 0)}"
+            out.append("| " + " | ".join(_cell(c) for c in (
+                row.get("workers", 1), row["status"] + (f": {row['error']}" if row.get("error") else ""),
+                _gbit(row, "forward"), _gbit(row, "reverse"), _cpu(row, "forward"), _udp(row), _cpu(row, "udp"),
+                per, row.get("load_1m"))) + " |")
     out += ["", "## Configuration notes", ""]
     for row in report["results"]:
         bits = [f"{k}: {v}" for k, v in row.get("notes", {}).items()]
@@ -347,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
+    p.add_argument("--scaling", type=int, default=4, metavar="STREAMS",
+                   help="also run weftnet with 1 and 2 data-plane workers with iperf3 -P STREAMS "
+                   "(default 4; 0 skips it; with --only, only if weftnet is among the systems)")
     p.add_argument("--note", action="append", default=[], metavar="TEXT",
                    help="a line for the report, e.g. that other jobs shared the machine (repeatable)")
     args = p.parse_args(argv)
@@ -397,6 +451,18 @@ def main(argv: list[str] | None = None) -> int:
                 summary += f": {row['error']}"
             print(f"[dataplane] {system.name}: {summary}", file=sys.stderr, flush=True)
             report["results"].append(row)
+        if args.scaling and (not args.only or "weftnet" in args.only.split(",")):
+            report["scaling_streams"] = args.scaling
+            report["scaling"] = []
+            for workers in (1, 2):
+                system = Weftnet(args.weft, workers=workers)
+                print(f"[dataplane] scaling: {system.name}, -P {args.scaling} ...", file=sys.stderr, flush=True)
+                row = measure(system, workroot, args.seconds, True, 0, args.udp_length, args.scaling)
+                row["workers"] = workers
+                print(f"[dataplane] scaling: {system.name}: {row['status']}, {_gbit(row, 'forward')} / "
+                      f"{_gbit(row, 'reverse')} Gbit/s, UDP {_udp(row)} {row.get('error', '')}",
+                      file=sys.stderr, flush=True)
+                report["scaling"].append(row)
     except KeyboardInterrupt as e:
         print(f"[dataplane] interrupted ({e or 'SIGINT'}); torn down, no results written", file=sys.stderr)
         return 130

@@ -343,9 +343,13 @@ class Weftnet(System):
     title = "weftnet"
     PORT = 4500
 
-    def __init__(self, weft: Path = WEFT_DEFAULT):
+    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1):
         self.weft = str(weft)
         self.tools = (self.weft,)
+        self.workers = workers
+        if workers > 1:
+            self.name = f"{type(self).name}-workers{workers}"
+            self.title = f"{type(self).title}, {workers} data-plane workers"
 
     def _version(self) -> str:
         return first_line([self.weft, "--version"])
@@ -368,6 +372,30 @@ class Weftnet(System):
             pass  # a daemon without path MTU discovery: run at its fixed sizes
         time.sleep(0.5)  # the TUN MTU is set by a worker thread right after the measurement
 
+    def wait_workers(self, topo: Topology, state: Path) -> None:
+        """With data-plane workers: wait (up to 15 s) until A's worker holds B's keys (B announced
+        as many slots), so the run starts with the workers in use."""
+        def ready() -> bool:
+            try:
+                w = json.loads(self.w(state, "status", "--json", timeout=10))["dataplane"]["workers"]
+            except (BenchError, ValueError, KeyError):
+                return False
+            return w["peers_with_workers"] >= 1 and all(s.get("sessions", 0) >= 1 for s in w["slots"][1:])
+        topo.wait_for(ready, "data-plane workers holding the peer's keys", timeout=15)
+
+    def after(self, topo: Topology, wd: Path) -> dict:
+        """Packets each process of A's daemon carried (slot 0: the main process), with workers."""
+        if self.workers <= 1:
+            return {}
+        time.sleep(1.2)  # workers report every second
+        try:
+            w = json.loads(self.w(wd / "sa", "status", "--json", timeout=10))["dataplane"]["workers"]
+        except (BenchError, ValueError, KeyError):
+            return {}
+        return {"slots": [{k: s.get(k, 0) for k in ("slot", "packets_out", "packets_in", "handoff_handed")}
+                          for s in w["slots"]],
+                "worker_restarts": w["restarts"], "handoff": w.get("handoff", {})}
+
     def setup(self, topo: Topology, wd: Path) -> Overlay:
         owner, sa, sb = wd / "owner", wd / "sa", wd / "sb"
         inner = {"a": "10.99.0.1", "b": "10.99.0.2"}
@@ -388,6 +416,8 @@ class Weftnet(System):
             self.w(state, "net", "join", str(cert))
             with open(state / "config.toml", "a") as fh:
                 fh.write(allow_all)
+                if self.workers > 1:
+                    fh.write(f"\n[dataplane]\nworkers = {self.workers}\n")
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "wn-bench", inner["b"]), "wn-bench in B", timeout=20)
@@ -398,6 +428,8 @@ class Weftnet(System):
                           timeout=20)
         topo.wait_ping(inner["b"], timeout=20)
         self.wait_pmtu(topo, sa)
+        if self.workers > 1:
+            self.wait_workers(topo, sa)
         offload = re.search(r"\boffload=(\S+)", topo.log_text("weft-a"))
         return Overlay(inner["b"], "wn-bench", link_mtu(topo, "a", "wn-bench"),
                        {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
@@ -440,4 +472,5 @@ class WeftnetOverlay(Weftnet):
 
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
-    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft), WeftnetOverlay(weft)]
+    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft), Weftnet(weft, workers=2),
+            WeftnetOverlay(weft)]

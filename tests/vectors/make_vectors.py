@@ -13,6 +13,7 @@ import ipaddress
 import json
 import pathlib
 
+from weftnet.core.session.workers import WorkerSlots
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import (
@@ -137,6 +138,8 @@ MESSAGES = [
     # Issue 16: node lookups with the answerer's RTT to each contact (0xFFFF: never measured).
     FindNear(0x0102030405060708, b(32, 0x71)),
     NearNodes(3, (C4, C6), (412, 0xFFFF)),
+    # Issue 16: a node with several data-plane workers tells the members of its networks (docs/dataplane.md).
+    WorkerSlots(4),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}

@@ -51,6 +51,7 @@ from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
 from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
+from weftnet.core.session.workers import WORKER_SLOTS_TYPE, WorkerSlots
 from weftnet.core.session.transport import (
     PathChanged,
     PathQuiet,
@@ -404,6 +405,9 @@ class NodeCore:
         self.pmtu = PathMtu(self.config.transport.max_datagram,
                             max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
         self._sinks[PROBE_TYPE] = self._on_path_probe
+        #: Peers that run several data-plane workers: node ID -> their worker slots (WorkerSlots, docs/dataplane.md).
+        self.worker_slots: dict[bytes, int] = {}
+        self._sinks[WORKER_SLOTS_TYPE] = self._on_worker_slots
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
         self.transport.sink_types = frozenset(self._sinks)
@@ -446,6 +450,14 @@ class NodeCore:
 
     def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
         self._sinks[payload[1]](node_id, payload, now)
+
+    def _on_worker_slots(self, node_id: NodeId, payload: bytes, now: float) -> None:
+        try:
+            slots = wire.decode_as(WorkerSlots, payload).slots
+        except DecodeError:
+            return
+        if 2 <= slots <= 16 and (node_id.raw in self.worker_slots or len(self.worker_slots) < 4096):
+            self.worker_slots[node_id.raw] = slots
 
     def _on_path_probe(self, node_id: NodeId, payload: bytes, now: float) -> None:
         ack = self.pmtu.on_payload(node_id, payload, now)
@@ -515,12 +527,16 @@ class NodeCore:
         self._pump(now)
 
     def get_timer(self) -> float | None:
-        times = [t for t in (self.transport.get_timer(), self.dht.get_timer(), self.vpn.get_timer(),
-                             self.overlay.get_timer(), self.reach.get_timer(), self.pmtu.get_timer(),
-                             self.paths.get_timer())
-                     if t is not None]
-        times.extend(op.deadline for op in self._ops.values())
-        return min(times) if times else None
+        # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
+        best = self.transport.get_timer()
+        for t in (self.dht.get_timer(), self.vpn.get_timer(), self.overlay.get_timer(), self.reach.get_timer(),
+                  self.pmtu.get_timer(), self.paths.get_timer()):
+            if t is not None and (best is None or t < best):
+                best = t
+        for op in self._ops.values():
+            if best is None or op.deadline < best:
+                best = op.deadline
+        return best
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         return self.transport.datagrams_to_send(now)

@@ -84,6 +84,7 @@ socket = ""         # default: control.sock in the state directory
 # [dataplane]
 # pmtu_max = 8972     # path MTU discovery: datagrams up to this many bytes where the
 #                     # path carries them (docs/dataplane.md); 0 keeps them at 1344
+# workers = 1         # data-plane processes for private networks (1-16; docs/dataplane.md)
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -312,6 +313,7 @@ class Config:
     metrics_peer_series: int = 100
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
     pmtu_max: int = 8972  # [dataplane]: path MTU discovery's largest datagram (0: off)
+    workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -364,7 +366,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
-    "dataplane": {"pmtu_max": ("pmtu_max", int)},
+    "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -389,6 +391,7 @@ _RANGES = {
     "relay_tcp_port": (0, 65535),
     "metrics_peer_series": (0, 10_000),
     "pmtu_max": (0, 65_000),
+    "workers": (1, 16),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 

@@ -179,6 +179,12 @@ class Daemon:
         self.lan: LanBeacons | None = None
         self.bgp: Any = None  # runtime.bgp.BgpService when [bgp] is configured
         self.l3vpn: Any = None  # runtime.l3vpn.L3vpnService when [vrf.NAME] tables are configured
+        #: [dataplane] workers > 1 (runtime/dpworkers.py): the steered UDP sockets, each layer-3
+        #: network's TUN queues for slots 1..n-1, and the pool of worker processes.
+        self._group: list[socket.socket] = []
+        self._wq: dict[bytes, list[Any]] = {}
+        self._new_queues: dict[str, list[Any]] = {}
+        self.workers: Any = None
 
     @property
     def core(self) -> NodeCore:
@@ -196,6 +202,8 @@ class Daemon:
     async def _reload_from_signal(self) -> None:
         try:
             await self.reloader.reload()
+            if self.workers is not None:
+                self.workers.resync()
         except WeftError as exc:
             log.error("reload refused", extra={"error": str(exc)})
 
@@ -205,7 +213,18 @@ class Daemon:
         core = NodeCore(self.identity, random.SystemRandom(), time.time(), node_config(self.cfg), self.store)
         core.dht.latency = LatencyHistogram()  # for weftnet_dht_operation_duration_seconds
         try:
-            self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
+            if self.cfg.workers > 1:  # one steered reuseport group (docs/dataplane.md, "Several workers")
+                from weftnet.runtime.dpsteer import open_steered_group
+
+                try:
+                    self._group = open_steered_group(self.cfg.listen, self.cfg.port, self.cfg.workers)
+                except WeftError:
+                    self.store.close()
+                    raise
+                self.driver = UdpDriver(core, self._group[0])
+                core.transport.worker_slots = frozenset(range(1, self.cfg.workers))
+            else:
+                self.driver = UdpDriver(core, open_udp_socket(self.cfg.listen, self.cfg.port))
             self.driver.after_tun_writes = self._drain_tuns
             self.tun_mtu = TunMtuFollower(core, self._tuns, lambda c: self.spawn(c) if self._tg else c.close())
         except OSError as exc:
@@ -285,8 +304,11 @@ class Daemon:
                 log.info("rejoining from saved routing table", extra={"contacts": len(saved)})
                 core.bootstrap(saved, time.time())
                 self.driver.transmit()
+            self._start_workers()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_addresses())
+                if self.workers is not None:
+                    tg.create_task(self.workers.run())
                 self._tg = tg
                 from weftnet.runtime.web.server import HttpEndpoints
 
@@ -310,6 +332,8 @@ class Daemon:
             log.info("shutting down")
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            if self.workers is not None:
+                self.workers.close()
             self._save()
             if self.http is not None:
                 await self.http.close()
@@ -446,12 +470,17 @@ class Daemon:
 
         def make_tun(tun_name: str, netns: str | None, addrs: list[str], nc: NetworkConfig):
             # Always with the virtio_net_hdr, so offloaded packets from peers can be written.
-            tun = open_tun(tun_name, netns=netns, vnet_hdr=True)
+            workers = self.cfg.workers
+            tun = open_tun(tun_name, netns=netns, vnet_hdr=True, multi_queue=workers > 1)
             try:
                 if nc.offload:
                     set_offload(tun, uso=True)
                 configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
+                if workers > 1:  # a queue for each worker slot (runtime/dpworkers.py)
+                    from weftnet.runtime.dpsteer import open_tun_queues
+
+                    self._new_queues[tun.name] = open_tun_queues(tun.name, workers - 1, vnet_hdr=True, netns=netns)
             except BaseException:
                 tun.close()
                 raise
@@ -466,6 +495,10 @@ class Daemon:
             vnet, tun, info = await self._start_l3(m, nc, now, make_tun)
         self._tuns[vnet.network_id] = tun
         tun.set_blocking(False)
+        if tun.name in self._new_queues:
+            self._wq[vnet.network_id] = self._new_queues.pop(tun.name)
+            if self.workers is not None:
+                self.workers.resync()
         self.core.vpn.add_network(vnet, m.directory, vnet=True, revocation_record=m.revocation_record)
         if m.descriptor.layer != 2 and nc.offload:
             self._coalesce.add(vnet.network_id)
@@ -518,6 +551,10 @@ class Daemon:
     def _stop_network(self, network_id: bytes) -> None:
         """Leave one running network: TUN closed, the core forgets it (sessions stay)."""
         tun = self._tuns.pop(network_id, None)
+        for q in self._wq.pop(network_id, ()):
+            q.close()
+        if self.workers is not None:
+            self.workers.resync()
         self.tun_mtu.discard(network_id)
         self._coalesce.discard(network_id)
         if tun is not None:
@@ -526,6 +563,15 @@ class Daemon:
         self.core.vpn.remove_network(network_id)
         info = self._tun_info.pop(network_id.hex(), None)
         log.info("network down", extra={"network_id": network_id.hex(), "tun": (info or {}).get("tun", "-")})
+
+    def _start_workers(self) -> None:
+        """Fork the data-plane workers once the layer-3 networks are up (runtime/dpworkers.py)."""
+        if self.cfg.workers <= 1:
+            return
+        from weftnet.runtime.dpworkers import WorkerPool
+
+        self.workers = WorkerPool(self, self._group, self._wq, self.cfg.workers)
+        self.workers.start()
 
     def _ensure_publisher(self) -> None:
         if (self._tuns or self._owned_records) and self._publisher is None:
@@ -540,6 +586,12 @@ class Daemon:
             loop.remove_reader(tun.fileno())
             tun.close()
         self._tuns.clear()
+        for qs in self._wq.values():  # the worker slots' queues (the pool closes them too, if it ran)
+            for q in qs:
+                q.close()
+        self._wq.clear()
+        for sock in self._group[1:]:
+            sock.close()
 
     def _on_tun_readable(self, network_id: bytes, tun: Any) -> None:
         fd = tun.fileno()
@@ -669,6 +721,9 @@ class Daemon:
         elif isinstance(ev, VpnRevocations):
             from weftnet.runtime.netstate import save_revocations
 
+            if self.workers is not None:
+                self.workers.resync()  # a revoked member must not keep a worker's copy of its routes
+
             try:
                 save_revocations(self.paths.root, ev.network, ev.revocations, ev.record)
             except (OSError, WeftError) as exc:
@@ -676,6 +731,8 @@ class Daemon:
             log.warning("revocation list installed", extra={"network": ev.network, "seq": ev.revocations.seq,
                                                            "own_certificate_revoked": ev.own_revoked})
         elif isinstance(ev, VpnMemberEvent):
+            if self.workers is not None:
+                self.workers.resync()  # the workers restart from the main process's members and routes
             self.tun_mtu.on_path_mtu(ev.node_id)  # a member whose path was measured before it was known
             log.info(f"network member {ev.change}", extra={"network": ev.network, "member": ev.node_id.text(),
                                                           "detail": ev.detail})
@@ -694,6 +751,8 @@ class Daemon:
             st["reach"]["links"] = dict(self.driver.links.stats)
             st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
                                "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes}
+            if self.workers is not None:
+                st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)
             for link in st["paths"]["links"]:
                 link.update(counters.get(link["name"], {}))
@@ -758,7 +817,10 @@ class Daemon:
             return ev.to_dict()
 
         async def reload(req):
-            return (await self.reloader.reload()).to_dict()
+            report = await self.reloader.reload()
+            if self.workers is not None:
+                self.workers.resync()  # firewall rules and networks as reloaded
+            return report.to_dict()
 
         async def overlay_rules(req):
             if self.overlay is None:

@@ -107,6 +107,8 @@ class UdpDriver:
         #: Source address as the socket gives it -> the tuple handed to the core (:meth:`_endpoint`).
         self._endpoints: dict[Any, tuple[str, int]] = {}
         self._closed = False
+        #: transmit() calls in progress: the TUN drain after a write calls it again from inside.
+        self._depth = 0
         self.listeners: list[Callable[[NodeEvent], None]] = []
         #: Writes (network ID, virtio_net_hdr or b"", IP packet) to that network's TUN; set by the daemon.
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
@@ -127,6 +129,9 @@ class UdpDriver:
         self.alt_sock: socket.socket | None = None
         #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
         self.underlay = None
+        #: With data-plane workers: ``divert(data, seg, addr)`` keeps the pieces of a GRO read
+        #: this process opens and hands the others to their worker (runtime/dpworkers.py).
+        self.divert: Callable[[bytes, int, Any], list[bytes]] | None = None
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -181,7 +186,10 @@ class UdpDriver:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < len(data):
-                batch.extend((data[off : off + seg], src) for off in range(0, len(data), seg))
+                if self.divert is not None:
+                    batch.extend((p, src) for p in self.divert(data, seg, addr))
+                else:
+                    batch.extend((data[off : off + seg], src) for off in range(0, len(data), seg))
             else:
                 batch.append((data, src))
         if batch:
@@ -325,7 +333,11 @@ class UdpDriver:
                     writer(network_id, vnet, packet)
             tun_out.clear()
             if self.after_tun_writes is not None:
-                self.after_tun_writes()
+                self._depth += 1
+                try:
+                    self.after_tun_writes()  # its own transmit() leaves the timer to this one
+                finally:
+                    self._depth -= 1
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
@@ -333,6 +345,8 @@ class UdpDriver:
                 fut.set_result(ev)
             for listener in self.listeners:
                 listener(ev)
+        if self._depth:
+            return  # called from inside another transmit(), which re-arms the timer when it ends
         deadline = self.core.get_timer()
         if deadline != self._timer_at and not self._closed:
             if self._timer is not None:

@@ -109,7 +109,8 @@ class TunDevice:
         self.close()
 
 
-def _open_here(name: str, vnet_hdr: bool, persist: bool, tap: bool = False) -> tuple[int, str]:
+def _open_here(name: str, vnet_hdr: bool, persist: bool, tap: bool = False,
+               multi_queue: bool = False) -> tuple[int, str]:
     raw = _check_name(name)
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
@@ -119,6 +120,8 @@ def _open_here(name: str, vnet_hdr: bool, persist: bool, tap: bool = False) -> t
     except PermissionError:
         raise NetworkError(f"opening {TUN_PATH} {_NEED_CAP}") from None
     flags = (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+    if multi_queue:
+        flags |= 0x0100  # IFF_MULTI_QUEUE: more queues attach later (runtime/dpsteer.py)
     try:
         res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
         if persist:
@@ -138,7 +141,7 @@ def _open_here(name: str, vnet_hdr: bool, persist: bool, tap: bool = False) -> t
 
 
 def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool = False,
-             persist: bool = False, tap: bool = False) -> TunDevice:
+             persist: bool = False, tap: bool = False, multi_queue: bool = False) -> TunDevice:
     """Create (or attach to) a TUN device, optionally inside the named network namespace.
 
     ``name`` may hold ``%d`` for the kernel to pick the number. The namespace
@@ -147,7 +150,7 @@ def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool =
     Ethernet frames) for a layer-2 network (runtime/l2dev.py).
     """
     if netns is None:
-        fd, actual = _open_here(name, vnet_hdr, persist, tap)
+        fd, actual = _open_here(name, vnet_hdr, persist, tap, multi_queue)
         return TunDevice(fd, actual, None, vnet_hdr)
     from pyroute2 import netns as pr_netns
 
@@ -160,7 +163,7 @@ def open_tun(name: str = "weft%d", *, netns: str | None = None, vnet_hdr: bool =
             raise NetworkError(f"entering network namespace {netns!r} {_NEED_CAP}") from None
         raise NetworkError(f"entering network namespace {netns!r}: {exc}") from None
     try:
-        fd, actual = _open_here(name, vnet_hdr, persist, tap)
+        fd, actual = _open_here(name, vnet_hdr, persist, tap, multi_queue)
     finally:
         pr_netns.popns()
     return TunDevice(fd, actual, netns, vnet_hdr)

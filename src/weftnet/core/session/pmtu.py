@@ -128,6 +128,10 @@ class PathMtu:
         self._next_id = 1
         self._out: list[tuple[NodeId, bytes]] = []
         self._events: deque[PathMtuFound] = deque()
+        #: get_timer's answer, recomputed only after a search started, moved or ended (the
+        #: drivers ask after every batch of packets; docs/dataplane.md, "Latency").
+        self._timer: float | None = None
+        self._timer_stale = False
         self.stats = dict.fromkeys(("searches", "probes_sent", "acks_received", "acks_sent", "found",
                                     "unexpected_acks", "malformed"), 0)
 
@@ -143,6 +147,7 @@ class PathMtu:
             self._drop_probes(victim)
         s = _Search(node_id, UDP_IP_OVERHEAD.get(ip_version, 48), self.base, self.ceiling + 1)
         self._searches[key] = s
+        self._timer_stale = True
         self.stats["searches"] += 1
         self._round(s, now)
 
@@ -150,6 +155,7 @@ class PathMtu:
         s = self._searches.pop(node_id.raw, None)
         if s is not None:
             self._drop_probes(s)
+            self._timer_stale = True
 
     def tracking(self, node_id: NodeId) -> bool:
         """A search for ``node_id`` is running or has a result (and will be repeated)."""
@@ -194,10 +200,14 @@ class PathMtu:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [t for s in self._searches.values() for t in (s.deadline, s.done_at) if t is not None]
-        return min(times) if times else None
+        if self._timer_stale:
+            self._timer_stale = False
+            times = [t for s in self._searches.values() for t in (s.deadline, s.done_at) if t is not None]
+            self._timer = min(times) if times else None
+        return self._timer
 
     def handle_timer(self, now: float) -> None:
+        self._timer_stale = True
         for s in list(self._searches.values()):
             if s.deadline is not None and now >= s.deadline:
                 self._conclude(s, now)
@@ -242,11 +252,13 @@ class PathMtu:
         s.probes += len(sizes)
         self.stats["probes_sent"] += len(sizes)
         s.deadline = now + self.timeout
+        self._timer_stale = True
 
     def _conclude(self, s: _Search, now: float) -> None:
         """A round is over: move the bounds, then probe again or finish."""
         self._drop_probes(s)
         s.deadline = None
+        self._timer_stale = True
         if s.acked:
             s.floor = max(s.floor, max(s.acked))
         lost = [x for x in s.sent if x not in s.acked and x > s.floor]
@@ -260,6 +272,7 @@ class PathMtu:
     def _finish(self, s: _Search, now: float) -> None:
         s.deadline = None
         s.done_at = now + self.interval
+        self._timer_stale = True
         changed = s.result != s.floor
         s.result = s.floor
         if changed:

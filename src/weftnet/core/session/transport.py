@@ -385,6 +385,10 @@ class SecureTransport:
         #: VPN data plane's hot path (no event object, no dispatch per packet).
         self.sink = None
         self.sink_types: frozenset[int] = frozenset()
+        #: Counter partitions whose low four bits are in here belong to this node's data-plane
+        #: workers (docs/dataplane.md, "Several workers"): their windows are there, so this
+        #: transport never opens them (a datagram GRO joined behind one of ours lands here).
+        self.worker_slots: frozenset[int] = frozenset()
         #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
         #: each), or named by the node (a network member). The node starts a path MTU search for
         #: those with a session (core/session/pmtu.py) and clears the list.
@@ -553,6 +557,35 @@ class SecureTransport:
                 s.initiator, peer.rekeys,
             ))
         return out
+
+    def rekey(self, node_id: NodeId, now: float) -> bool:
+        """Start a new handshake with a peer we have a session with, now (a data-plane worker that
+        died took its replay windows with it: its successor opens only with keys made after)."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.pending is not None or peer.endpoint is None:
+            return False
+        peer.rekeys += 1
+        self._start_handshake(peer, now)
+        return True
+
+    def worker_keys(self, node_ids) -> tuple[list, dict[bytes, int]]:
+        """The keys data-plane workers need for these peers (docs/dataplane.md, "Several workers"):
+        every session of theirs that may still receive, and per peer reached over plain UDP the
+        local index of the one to send with (core/session/workers.py)."""
+        from weftnet.core.session.workers import SessionKeys
+
+        keys, current = [], {}
+        default = self.config.max_datagram
+        for nid in node_ids:
+            peer = self._by_node.get(nid)
+            if peer is None or peer.current is None or peer.budget is not None or type(peer.endpoint) is not tuple:
+                continue
+            size = peer.max_datagram if peer.max_datagram and peer.max_datagram_path in (None, peer.endpoint) else default
+            for s in (peer.current, *peer.older):
+                keys.append(SessionKeys(nid.raw, s.local_index, s.remote_index, s.send_key, s.recv_key, s.created,
+                                        peer.endpoint, size))
+            current[nid.raw] = peer.current.local_index
+        return keys, current
 
     def session_counters(self) -> list[tuple[NodeId, int, int, int, int, float | None]]:
         """``(node_id, bytes_in, bytes_out, packets_in, packets_out, srtt)`` per peer with a
@@ -1423,9 +1456,12 @@ class SecureTransport:
     def _fresh(self, s: Session, counter: int) -> bool:
         """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
         w = s.window
+        if counter >> 56 and (counter >> 56) & 15 in self.worker_slots:
+            self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
+            return False
         if not w.check(counter) or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
-            if counter <= w.top and w.top - counter < w.size:
+            if w.is_duplicate(counter):
                 self.stats["duplicates_dropped"] += 1  # a copy of one accepted (a duplicated class, or the network)
             return False
         return True
