@@ -69,6 +69,9 @@ VARIANTS3 = {
     "PRS 2 bits + RTT hints": {"prs_bits": 2, "rtt_hints": True},
     "PRS 4 bits + RTT hints + hedge 1.5": {"prs_bits": 4, "rtt_hints": True, "lookup_hedge": 1.5},
     "PRS 4 bits + RTT hints + PNS": {"prs_bits": 4, "rtt_hints": True, "proximity": True},
+    # Round four: what churn costs (idle buckets refreshed after 15 min, the default; own-ID refresh).
+    "bucket refresh 15 min": {"refresh_interval": 900.0},
+    "own-ID refresh": {"self_refresh": True},
 }
 
 

@@ -66,14 +66,20 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
         t = 0.0
     else:
         gap = sc.join_duration / max(1, n - 1)
+        nxt = [1]
 
         def arrive() -> None:
+            # Arrivals are queued one at a time, each by the one before: a million of
+            # them queued up front would deepen every heap operation of the run.
+            i = nxt[0] = nxt[0] + 1
+            if i < n:
+                sim.at(i * gap, arrive)
             via = sim.random_alive()
             node = sim.add_node()
             sim.join(node, via)
 
-        for i in range(1, n):
-            sim.at(i * gap, arrive)
+        if n > 1:
+            sim.at(gap, arrive)
         t = sc.join_duration
     sim.run_until(t + SETTLE, tick)
     t += SETTLE

@@ -716,12 +716,15 @@ class Dht:
             srtt = r.real
             rtts[key] = complex(0.875 * srtt + 0.125 * rtt, 0.75 * r.imag + 0.25 * abs(srtt - rtt))
 
-    def _request(self, contact: Contact, msg: Message, op_id: int, now: float, kind: str,
+    def _request(self, contact: Contact, msg: Message | tuple, op_id: int, now: float, kind: str,
                  hint: tuple | None = None, data: Any = None) -> int:
         rid = self._rng.getrandbits(64)
         while rid in self._requests or rid == 0:
             rid = self._rng.getrandbits(64)
-        msg = type(msg)(rid, *[getattr(msg, n) for n, _ in msg.FIELDS[1:]])
+        if type(msg) is tuple:  # (class, its one field after rid): built once, with the rid
+            msg = msg[0](rid, msg[1])
+        else:
+            msg = type(msg)(rid, *[getattr(msg, n) for n, _ in msg.FIELDS[1:]])
         key = contact.node_id.int
         req = _Request(rid, key, op_id, now + self._rto(key), now, kind, endpoint=contact.endpoint, hint=hint,
                        data=data)
@@ -788,7 +791,6 @@ class Dht:
         lk = op.lookup
         if lk is None:
             return
-        contacts = self._candidates(msg.contacts)
         # What this answer weighed is what the contacts it names may cost us if they
         # never answer (item 6): 11 bytes of header, 39 or 51 per contact.
         if self.config.hint_cost and not self.exempt.everything:  # (if it is, no hint is ever charged)
@@ -807,7 +809,11 @@ class Dht:
         via = None
         if type(msg) is NearNodes and lk.rtt_of is not None:
             via = self._via_rtts(skey, msg)
-        lk.answered(skey, contacts, via)  # the lookup skips our own contact itself
+        # A named contact our table holds is asked at the endpoint we learned first-hand;
+        # one that fails the ID puzzle is dropped (both only for contacts new to the lookup).
+        difficulty = self.config.id_difficulty
+        lk.answered(skey, msg.contacts, via, self.table.by_key,  # the lookup skips our own contact itself
+                    (lambda c: meets_puzzle(c.node_id, difficulty)) if difficulty else None)
         self._advance(op, now)
 
     def _via_rtts(self, skey: int, msg: NearNodes) -> dict | None:
@@ -820,21 +826,6 @@ class Dht:
         if base is None:
             return None
         return {c.node_id.int: base + r / 10000 for c, r in zip(msg.contacts, msg.rtts) if r != RTT_UNKNOWN}
-
-    def _candidates(self, contacts) -> list[Contact]:
-        """Contacts named in an answer, as lookup candidates: a node in our table is asked
-        at the endpoint we learned first-hand; one that fails the ID puzzle is dropped."""
-        table, difficulty = self.table, self.config.id_difficulty
-        if not difficulty:
-            return table.first_hand(contacts)
-        out = []
-        for c in contacts:
-            known = table.get(c.node_id.int)
-            if known is not None:
-                out.append(known)
-            elif not difficulty or meets_puzzle(c.node_id, difficulty):
-                out.append(c)
-        return out
 
     def _fail_contact(self, key: int, endpoint: Addr | None) -> None:
         known = self.table.get(key)
@@ -912,14 +903,15 @@ class Dht:
         if (self.config.hint_cost or self.config.hint_inflight_per_address) and not self.exempt.everything:
             gate = lambda cand: self._gate_hint(cand, now)  # noqa: E731
         asks = lk.next_requests(now, gate)
-        for cand in asks:
+        if asks:
             if op.kind == "get":
-                msg: Message = FindValue(0, op.key)
+                msg: tuple = (FindValue, op.key)
             elif self.config.rtt_hints and lk.rtt_of is not None:
-                msg = FindNear(0, lk.target.to_bytes(32, "big"))
+                msg = (FindNear, lk.target.to_bytes(32, "big"))
             else:
-                msg = FindNode(0, lk.target.to_bytes(32, "big"))
-            self._request(cand.contact, msg, op.op_id, now, "lookup", hint=cand.hint_slot)
+                msg = (FindNode, lk.target.to_bytes(32, "big"))
+            for cand in asks:
+                self._request(cand.contact, msg, op.op_id, now, "lookup", hint=cand.hint_slot)
         if lk.has_session is not None or lk.hedge_rtts:
             hedge = lk.next_hedge(now)
             if hedge is not None and hedge != op.hedge_at:
@@ -1091,8 +1083,8 @@ class Dht:
                                       ordered=False)
         if near:
             rtts = self._rtt
-            hints = tuple(RTT_UNKNOWN if (r := rtts.get(c.node_id.int)) is None
-                          else min(RTT_UNKNOWN - 1, int(r.real * 10000)) for c in contacts)
+            hints = tuple([RTT_UNKNOWN if (r := rtts.get(c.node_id.int)) is None
+                           else min(RTT_UNKNOWN - 1, int(r.real * 10000)) for c in contacts])
             self._out.append((sender, NearNodes(rid, tuple(contacts), hints)))
         else:
             self._out.append((sender, Nodes(rid, tuple(contacts))))

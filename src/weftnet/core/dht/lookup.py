@@ -54,6 +54,7 @@ from operator import attrgetter
 from typing import Callable
 
 from weftnet.core.contact import Contact
+from weftnet.core.dht.routing import nearest
 
 __all__ = ["Lookup", "Candidate"]
 
@@ -70,9 +71,9 @@ class Candidate:
     distance: int
     depth: int
     path: int
+    source: int = -1  # the node whose answer named it (-1: from our own table)
     state: int = CANDIDATE
     cold_until: float = 0.0  # a cold request counts against the cold limit until then
-    source: int = -1  # the node whose answer named it (-1: from our own table)
     via_rtt: float = 0.0  # RTT expected from the NearNodes that named it (0: no hint)
     slow_at: float = 0.0  # hedging: in flight and not answered by then, it stops counting against alpha
     hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
@@ -129,8 +130,7 @@ class Lookup:
         self._dirty = False
 
     def seed(self, contacts: list[Contact]) -> None:
-        ordered = sorted(contacts, key=lambda c: c.node_id.int ^ self.target)
-        for i, c in enumerate(ordered):
+        for i, c in enumerate(nearest(contacts, self.target)):
             self._add(c, depth=1, path=i % self.disjoint)
 
     def _add(self, contact: Contact, depth: int, path: int) -> None:
@@ -142,9 +142,16 @@ class Lookup:
         self.order.append(cand)
         self._dirty = True
 
-    def answered(self, key: int, contacts: list[Contact], via: dict | None = None) -> None:
+    def answered(self, key: int, contacts, via: dict | None = None, first_hand: dict | None = None,
+                 admit: Callable[[Contact], bool] | None = None) -> None:
         """``key`` answered, naming ``contacts``; ``via``: expected RTTs of some of them
-        (node key -> seconds) from the answer's hints (proximity route selection)."""
+        (node key -> seconds) from the answer's hints (proximity route selection).
+
+        ``first_hand``: the routing table's contacts by key; a named contact the table
+        holds becomes a candidate at the table's endpoint (learnt first-hand), not
+        the one the answer gave. ``admit``: a test a new candidate must pass (the ID
+        puzzle). Both are applied only to contacts this lookup has not seen yet: most
+        contacts of a reply were named before, and they cost one dict probe here."""
         cand = self.candidates.get(key)
         if cand is None or cand.state not in (IN_FLIGHT, FAILED):
             return
@@ -154,12 +161,19 @@ class Lookup:
         # _add, inlined: this loop sees every contact of every reply.
         known, own, target, order = self.candidates, self.own_key, self.target, self.order
         depth, path = cand.depth + 1, cand.path
+        added = False
         for c in contacts:
             ckey = c.node_id.int
-            if ckey == own or ckey in known:
+            if ckey in known or ckey == own:
                 continue
-            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, source=key)
+            if first_hand is not None:
+                c = first_hand.get(ckey, c)
+            if admit is not None and not admit(c):
+                continue
+            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, key)
             order.append(new)
+            added = True
+        if added:
             self._dirty = True
         if via:
             for ckey, rtt in via.items():
@@ -230,13 +244,12 @@ class Lookup:
                     room = min(room, self.budget - self.messages - len(out))
                 if room <= 0:
                     break
-                todo = self._unasked(path)
                 if costed:
-                    picks = self._pick_costed(path, todo, room, now)
+                    picks = self._pick_costed(path, self._unasked(path), room, now)
                 elif prs:
-                    picks = self._pick_near(todo, room)
+                    picks = self._pick_near(self._unasked(path), room)
                 else:
-                    picks = todo[:room]
+                    picks = self._unasked(path, room)
                 if not picks:
                     break
                 refused = False
@@ -249,16 +262,20 @@ class Lookup:
         self.messages += len(out)
         return out
 
-    def _unasked(self, path: int) -> list[Candidate]:
-        """The not yet asked among the k nearest live candidates of a path, nearest first."""
-        todo, seen = [], 0
+    def _unasked(self, path: int, limit: int = 0) -> list[Candidate]:
+        """The not yet asked among the k nearest live candidates of a path, nearest first
+        (only the first ``limit`` of them, if given: nearest first needs no more)."""
+        todo, seen, k = [], 0, self.k
         for c in self._ordered():  # only the k nearest live ones matter
-            if c.path != path or c.state == FAILED:
+            state = c.state
+            if state == FAILED or c.path != path:
                 continue
             seen += 1
-            if c.state == CANDIDATE:
+            if state == CANDIDATE:
                 todo.append(c)
-            if seen >= self.k:
+                if len(todo) == limit:
+                    break
+            if seen >= k:
                 break
         return todo
 
@@ -323,15 +340,17 @@ class Lookup:
             exact = self.candidates.get(self.target)
             if exact is not None and exact.state == ANSWERED:
                 return True
+        order, k = self._ordered(), self.k
         for path in range(self.disjoint):
             seen = 0
-            for c in self._ordered():
-                if c.path != path or c.state == FAILED:
+            for c in order:
+                state = c.state
+                if state == FAILED or c.path != path:
                     continue
-                if c.state != ANSWERED:
+                if state != ANSWERED:
                     return False
                 seen += 1
-                if seen >= self.k:
+                if seen >= k:
                     break
         return True
 
