@@ -166,9 +166,12 @@ class NatLab:
         sh("ip", "netns", "exec", self.router(host), "conntrack", "-F", check=False)
 
     # -- nodes ------------------------------------------------------------------
-    def weft(self, host: str, *args: str, timeout: float = 60) -> str:
+    def weft(self, host: str, *args: str, timeout: float = 60, check: bool = True) -> str:
+        """``weft ARGS`` on ``host``; its output (with ``check``, an AssertionError if it fails)."""
         p = subprocess.run([*WEFT, "--state-dir", str(self.state[host]), *args], capture_output=True, text=True,
                            timeout=timeout)
+        if not check:
+            return p.stdout + p.stderr
         if p.returncode:
             raise AssertionError(f"weft {' '.join(args)} on {host} failed: {p.stdout}{p.stderr}")
         return p.stdout

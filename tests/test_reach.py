@@ -75,6 +75,26 @@ def test_a_punch_towards_a_permissive_nat_upgrades_to_direct(kinds):
     assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_an_address_restricted_nat_lets_a_symmetric_one_in_once_it_probed_the_nat_address(seed):
+    """A behind an address-restricted NAT, B behind a symmetric one, meeting through a relay, A never
+    having sent to B's NAT before (its NAT forgot everything). B's record names no reflexive endpoint
+    (its ports fit nobody); its call-me-maybe names its NAT's address, A's probe there opens A's filter
+    to that address, B's next probes get in from their fresh port and the pair goes direct. Before,
+    with these seeds, it stayed relayed."""
+    lab = lab_of("restricted", "symmetric", seed=seed)
+    lab.join_all()
+    a, b = lab.cores["A"], lab.cores["B"]
+    for x, y in ((a, b), (b, a)):
+        x.transport.close(y.node_id, lab.net.now)
+    lab.run(1)
+    lab.boxes["A"].flush()
+    lab.run(30)  # A's relay keepalives open new mappings
+    assert lab.ping("B", "A").ok
+    lab.run(10)
+    assert lab.path("A", "B") == "direct" and lab.path("B", "A") == "direct"
+
+
 def test_udp_blocked_client_reaches_and_is_reached_over_tcp_to_a_relay():
     lab = lab_of("udp-blocked", "port-restricted")
     lab.join_all()
@@ -253,3 +273,28 @@ def test_a_node_without_udp_can_be_found_by_its_id_and_reached_through_its_recor
     assert b.reach.stats["resolved"] == resolved + 1 and b.transport.has_session(a.node_id)
     assert lab.path("B", "A") == "relay"
     assert lab.ping("B", "A").ok and lab.send("B", "A", "found by its ID").ok
+
+
+def test_send_and_private_network_traffic_reach_a_node_without_udp_that_no_lookup_names():
+    """As a ping does, `weft send` and a private network's traffic to a member read the public key
+    a UDP-blocked node stores under its ID when no lookup names the node (docs/reach.md, "TCP
+    links"): here no routing table holds it, and two late joiners reach it through its relay."""
+    lab = lab_of("udp-blocked", "port-restricted")
+    lab.join_all()
+    a = lab.cores["A"]
+    for core in lab.cores.values():  # a large overlay: nobody close to its ID knows it
+        core.dht.table.remove(int.from_bytes(a.node_id.raw, "big"))
+    for name in "CD":
+        lab.behind(name, "port-restricted")
+        lab.join(name, "P")
+    lab.run(20)
+    c, d = lab.cores["C"], lab.cores["D"]
+    assert not any(x.transport.reaching(a.node_id) or x.dht.contact_for(a.node_id) for x in (c, d))
+    r = lab.send("C", "A", "found by its ID")
+    assert r.ok, r.error
+    assert any(isinstance(ev, TextReceived) and ev.text == "found by its ID" for _, ev in lab.events["A"])
+    # Private-network traffic: the lookup for the member names nobody; its ID record does.
+    d.vpn.send_to_node(a.node_id, (b"\x01\x20x",), lab.net.now)
+    lab.run(10)
+    assert d.vpn.stats["locate_failed"] == 1 and d.transport.has_session(a.node_id)
+    assert lab.path("D", "A") == "relay"

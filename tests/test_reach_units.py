@@ -169,3 +169,98 @@ def test_a_record_naming_paths_already_known_still_lifts_the_second_hand_limit()
     assert a.add_paths(b.node_id, [B_ADDR, HINTED], "record", t0 + 0.5) == 0  # nothing new ...
     _run(a, b, t0 + 3.0, t0 + 0.5, A_ADDR, B_ADDR)
     assert a.has_session(b.node_id)  # ... and still answered on the record's path
+
+
+class _RecordStore:
+    """The DHT as reach sees it: ``get`` starts a read that the test answers with the peer's
+    endpoint record as it is published *now* (``value``); ``put`` is accepted."""
+
+    def __init__(self, owner: Identity):
+        self.owner, self.value, self.gets, self._op = owner, None, [], 0
+
+    def get(self, key: bytes, now: float) -> int:
+        self._op += 1
+        self.gets.append((self._op, now))
+        return self._op
+
+    def put(self, record, now: float) -> int:
+        self._op += 1
+        return self._op
+
+    def answer(self, reach, now: float) -> None:
+        from weftnet.core.dht.events import LookupDone
+        from weftnet.core.dht.records import MutableRecord
+        from weftnet.core.reach.engine import ENDPOINT_SALT
+        from weftnet.core.wire import encode
+
+        while self.gets:
+            op, _ = self.gets.pop(0)
+            rec = MutableRecord.create(self.owner, ENDPOINT_SALT, int(now * 1000), 600, encode(self.value))
+            reach.on_dht_event(LookupDone(op, "get", b"", True, (), (rec,), 1, 1, 0.01, 0), now)
+
+
+def _drive(a, b, reach, store, until: float, now: float) -> float:
+    """a (running reach) and b at B_ADDR, in virtual time; a's handshake events go to reach."""
+    from weftnet.core.session.transport import PathsWanted, SessionUp
+
+    reads = 0
+    while now < until:
+        _pump(a, b, now, A_ADDR, B_ADDR)
+        while (ev := a.next_event()) is not None:
+            if type(ev) is PathsWanted:
+                reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
+            elif type(ev) is SessionUp:
+                reach.on_session_up(ev.node_id, ev.endpoint, now)
+        reads += len(store.gets)
+        store.answer(reach, now)
+        b.datagrams_to_send(now)  # b has nowhere else to send
+        deadlines = [t for t in (a.get_timer(), reach.get_timer()) if t is not None]
+        now = min([until] + [max(t, now + 0.001) for t in deadlines])
+        a.handle_timer(now)
+        reach.handle_timer(now)
+    return reads
+
+
+def test_a_handshake_rereads_an_endpoint_record_that_named_no_working_path():
+    """The first contact's miss (docs/reach.md): a node that has just joined is contacted, and its
+    endpoint record is read before it has registered with its relay — the record names no path
+    that works. The handshake's later attempts must read the record again (it has changed since),
+    within the handshake's 10 s; before, a DHT contact's record was re-read at most every 10 s,
+    so the handshake ran out on the stale record's paths and failed."""
+    from weftnet.core.reach.engine import Reach, ReachConfig
+    from weftnet.core.reach.messages import CAND_LOCAL, CAND_REFLEXIVE, Candidate, EndpointRecord
+
+    t0, (a, b) = T0, _two_transports(27)
+    store = _RecordStore(b.identity)
+    reach = Reach(a.identity, a, store, random.Random(5), t0, ReachConfig(enabled=True))
+    # What b published when it had just joined: its LAN address only (unreachable from a).
+    store.value = EndpointRecord(NAT_EDM, 2, (Candidate(CAND_LOCAL, ("10.9.9.9", 4500)),), ())
+    a.send(Contact(b.identity.public_key, HINTED), b"\x01\x20hello", t0, unverified=True)  # a DHT contact
+    now = _drive(a, b, reach, store, t0 + 1.5, t0)
+    assert not a.has_session(b.node_id) and a.handshaking(b.node_id)  # the stale record did not help
+    store.value = EndpointRecord(NAT_EIM, 2, (Candidate(CAND_REFLEXIVE, B_ADDR),), ())  # b's record now
+    _drive(a, b, reach, store, t0 + 9.5, now)
+    assert a.has_session(b.node_id) and a.current_path(b.node_id) == B_ADDR
+    assert a.stats["handshakes_failed"] == 0
+
+
+def test_a_node_behind_a_symmetric_nat_offers_its_nat_address_in_call_me_maybe():
+    """Its mappings fit nobody else, so its endpoint record names none; but a peer behind an
+    address-restricted NAT that sends to the NAT's address lets the node's later probes in, from
+    any port. The call-me-maybe (through the relay) carries the newest reflexive endpoint."""
+    from weftnet.core.reach.engine import Reach, ReachConfig
+    from weftnet.core.reach.messages import CallMeMaybe
+    from weftnet.core.wire import decode
+
+    t0, (a, b) = T0, _two_transports(37)
+    reach = Reach(a.identity, a, _RecordStore(b.identity), random.Random(5), t0, ReachConfig(enabled=True))
+    reach.set_local_endpoints([LOCAL], t0)
+    reach.nat.report("198.51.100.1", ("203.0.113.5", 40001), t0)
+    reach.nat.report("198.51.100.2", ("203.0.113.5", 40002), t0)
+    assert reach.nat.classify(t0) == NAT_EDM
+    assert all(c.endpoint[0] != "203.0.113.5" for c in reach.record(t0).candidates)  # the record: none of them
+    sent = []
+    a.send_to = lambda node_id, payload, now: sent.append(payload) or True
+    reach._send_call_me_maybe(reach._peer(b.node_id), t0)
+    msg = decode(sent[0])
+    assert type(msg) is CallMeMaybe and msg.candidates == (("203.0.113.5", 40002), LOCAL)

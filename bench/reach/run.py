@@ -411,6 +411,12 @@ def report(res: dict) -> str:
         wv = wr.get("mbit_s", wr.get("error", "-"))
         nv = "no TCP transport" if key == "E->B" else (nr or {}).get("mbit_s", (nr or {}).get("error", "-"))
         lines.append(f"| {key} | {what}{' (weftnet path: ' + wr['path'] + ')' if wr.get('path') else ''} | {wv} | {nv} |")
+    fc = res.get("first_contact")
+    if fc:  # recorded by hand from traced runs of tests/test_reach_netns.py (docs/reach.md, "Known limits")
+        lines += ["", "## First contact between NATed clients (the NAT lab's module, traced)", "", fc["how"], "",
+                  "| code | runs | setup handshakes between clients timed out | first pings (of 6 pairs) that failed "
+                  "| first C→D ping: handshake wait |", "|---|---|---|---|---|"]
+        lines += [f"| {r['code']} | {r['runs']} | {r['timeouts']} | {r['failed']} | {r['cd_wait']} |" for r in fc["rows"]]
     if "sim" in res:
         lines += ["", "## Simulator: connectivity for a mix of NATs (`weft sim nat-mix`)", "",
                   "Real nodes (NodeCore, sessions, DHT, reach) behind modelled NATs (sim/nat.py) over the "

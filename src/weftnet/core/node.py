@@ -414,6 +414,7 @@ class NodeCore:
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
+        self.vpn.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
         self.transport.find_contact = self.dht.contact_for
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
@@ -760,6 +761,18 @@ class NodeCore:
             op.stage = "connect"
             self.transport.connect(contact.endpoint, now, contact.public_key)
 
+    def _send_over_session(self, op: _Op, now: float, contact: Contact | None = None) -> None:
+        """Route a send's text to its target as the first hop, over the session that came up with it."""
+        if contact is None:
+            pk = self.transport.public_key_of(op.target)
+            ep = self.transport.endpoint_of(op.target)
+            if pk is None or ep is None:
+                self._fail(op, "no node with that ID is in the overlay")
+                return
+            contact = Contact(pk, _dht_endpoint(ep))
+        op.stage = "routed"
+        self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=contact)] = op.op_id
+
     def _located(self, op: _Op, ev: Any, now: float) -> None:
         """A ping's read of the ID record of a node no lookup named: its public key, then its endpoint record."""
         pk = next((r.value for r in ev.values if isinstance(r, ImmutableRecord) and len(r.value) == 32
@@ -923,6 +936,8 @@ class NodeCore:
                         self._complete(op, Connected(op.op_id, True, ev.node_id))
                 elif op.kind == "ping" and op.stage == "connect" and op.node_id == ev.node_id:
                     self._start_ping(op, ev.node_id, now, contact)
+                elif op.kind == "send" and op.stage == "connect" and op.node_id == ev.node_id:
+                    self._send_over_session(op, now, contact)
         elif isinstance(ev, SessionDown):
             self.pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
@@ -936,7 +951,8 @@ class NodeCore:
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint and op.stage != "bootstrap":
                     self._fail(op, f"{ev.endpoint[0]}:{ev.endpoint[1]} did not answer: {ev.reason}")
-                elif op.kind == "ping" and op.node_id is not None and op.node_id == ev.node_id:
+                elif op.kind in ("ping", "send") and op.node_id is not None and op.node_id == ev.node_id \
+                        and op.stage != "routed":
                     self._fail(op, f"{ev.node_id.text()} is unreachable: {ev.reason}")
 
     def _on_dht_event(self, ev: Any, now: float) -> None:
@@ -985,14 +1001,22 @@ class NodeCore:
                     err = ev.error or "no node with that ID is in the overlay (the route ended at the closest node)"
                 self._complete(op, SendResult(op.op_id, ok, final, ev.hop_count, err))
         elif isinstance(ev, dht_events.LookupDone):
-            if op.kind == "send":
+            if op.stage == "locate":  # a ping or a send: the ID record of a node no lookup named
+                self._located(op, ev, now)
+            elif op.kind == "send":
                 match = next((c for c in ev.contacts if c.node_id == op.target), None)
-                if match is None:
+                if match is None and self.transport.has_session(op.target):
+                    self._send_over_session(op, now)  # it did not answer the lookup, but a session came up
+                elif match is None and self.config.reach.enabled and not self.transport.reaching(op.target):
+                    # As a ping does: a node without UDP is named by no lookup (docs/reach.md, "TCP links").
+                    op.stage = "locate"
+                    self._dht_ops[self.dht.get(op.target.raw, now)] = op.op_id
+                elif match is None and self.transport.reaching(op.target):
+                    op.node_id, op.stage = op.target, "connect"  # its SessionUp routes the text
+                elif match is None:
                     self._fail(op, "no node with that ID is in the overlay")
                 else:
                     self._dht_ops[self.dht.route(op.target.raw, op.payload, now, first_hop=match)] = op.op_id
-            elif op.kind == "ping" and op.stage == "locate":
-                self._located(op, ev, now)
             elif op.kind == "ping":
                 match = next((c for c in ev.contacts if self._matches(op, c.node_id)), None)
                 if match is None and isinstance(op.target, NodeId) and self.transport.has_session(op.target):

@@ -170,6 +170,8 @@ class Reach:
     OWN_EVERY = 5.0
     MAX_PROBES = 4096
     MAX_CACHE = 4096
+    #: How long a record that names no way in (no relay, not reachable unsolicited) is reused.
+    STALE_CACHE = 5.0
     #: Dial-back tests run for others: at most this many per second in all.
     DIALBACK_PER_SECOND = 10
 
@@ -199,8 +201,11 @@ class Reach:
         self._resolving: dict[int, tuple[NodeId, bytes]] = {}  # dht op -> (node, public key)
         self._resolve_due: dict[NodeId, tuple[float, bytes, bool]] = {}
         self._resolved_at: dict[NodeId, float] = {}
+        self._reread: dict[NodeId, float] = {}  # node -> its record's last early re-read (one per 10 s)
         self._wanted: dict[NodeId, float] = {}
         self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
+        self._locating: dict[int, NodeId] = {}  # dht op -> node whose ID record is read (locate)
+        self._located_at: dict[NodeId, float] = {}
         self._publishing: set[int] = set()
         self._published: bytes | None = None
         self._published_at: float | None = None
@@ -360,6 +365,13 @@ class Reach:
         if op in self._publishing:
             self._publishing.discard(op)
             return True
+        located = self._locating.pop(op, None)
+        if located is not None:
+            pk = next((r.value for r in getattr(ev, "values", ()) if isinstance(r, ImmutableRecord)
+                       and len(r.value) == 32 and node_id_for(r.value) == located), None)
+            if pk is not None:
+                self.reach_node(pk, now)
+            return True
         entry = self._resolving.pop(op, None)
         if entry is None:
             return False
@@ -408,7 +420,7 @@ class Reach:
                 if due > now:
                     continue
                 cached = self._cache.get(node_id)
-                fresh = cached is not None and now - cached[1] < cfg.resolve_cache and not force
+                fresh = self._fresh(cached, now) and not force
                 if not fresh and len(self._resolving) >= cfg.max_resolving:
                     continue  # wait for a slot
                 del self._resolve_due[node_id]
@@ -457,8 +469,7 @@ class Reach:
         times.extend(self._asked.values())
         for node_id, (due, _, force) in self._resolve_due.items():
             c = self._cache.get(node_id)
-            if len(self._resolving) < cfg.max_resolving or (c is not None and now - c[1] < cfg.resolve_cache
-                                                            and not force):
+            if len(self._resolving) < cfg.max_resolving or (self._fresh(c, now) and not force):
                 times.append(due)
         times.extend(self._dialback.values())
         if self._publish_due is not None:
@@ -549,10 +560,13 @@ class Reach:
     def _start_punch(self, pr: _PeerReach, now: float) -> None:
         if not self.config.punch:
             return
-        if not pr.candidates and pr.node_id not in self._cache:
+        if not self._fresh(self._cache.get(pr.node_id), now):
+            # Its record: relays to fall back on, and its NAT class (a futile punch is not repeated),
+            # also when its call-me-maybe came first and named candidates, or the copy we have was
+            # read before it had registered with its relay.
             pk = self.transport.public_key_of(pr.node_id)
             if pk is not None:
-                self._resolve(pr.node_id, pk, now, urgent=True)
+                self._resolve(pr.node_id, pk, now, urgent=True, force=True)  # read though the session is up
         self.stats["punches"] += 1
         pr.punch_times = [now + d for d in self.config.punch_schedule]
         pr.next_punch = None
@@ -601,7 +615,14 @@ class Reach:
         return [c for c in list(pr.candidates)[:2 * MAX_CANDIDATES] if c not in own]
 
     def _send_call_me_maybe(self, pr: _PeerReach, now: float) -> None:
-        cands = tuple(e for _, e in self.nat.candidates(now))
+        cands = [e for _, e in self.nat.candidates(now)]
+        if self.nat.classify(now) == NAT_EDM:
+            # No mapping of ours fits the peer (each destination gets another port), but our NAT's
+            # address does: a peer behind an address-restricted NAT that probes it opens its filter
+            # to every port of that address, so our probes from the fresh mapping get in and are
+            # answered there (a peer-reflexive candidate). The newest mapping: one address, one entry.
+            cands = [e for e in self.nat.reflexive(now)[-1:] if e not in cands] + cands
+        cands = tuple(cands[:MAX_CANDIDATES])
         if self.transport.send_to(pr.node_id, encode(CallMeMaybe(cands)), now):
             pr.cmm_sent = now
             self.stats["call_me_maybe_sent"] += 1
@@ -912,13 +933,21 @@ class Reach:
             self.transport.await_record(node_id, True)  # a new handshake waits for the read under way
             return
         cached = self._cache.get(node_id)
-        fresh = cached is not None and now - cached[1] < self.config.resolve_cache and not force
+        fresh = self._fresh(cached, now) and not force
         if fresh and delay == 0.0:
             self._apply(node_id, cached[0], now)
             return
         last = self._resolved_at.get(node_id, -1e18)
         if not fresh and now - last < (2.0 if urgent else 10.0):
-            return
+            # A DHT contact's record is read at most every 10 s, but a handshake that still gets no
+            # answer after the record's paths may have read it just before the node registered with
+            # its relay (a node that has just joined): one early re-read, or the handshake (10 s)
+            # runs out on the stale copy's paths — the first contact between NATed nodes missed.
+            if not (force and now - last >= 2.0 and now - self._reread.get(node_id, -1e18) >= 10.0):
+                return
+            if len(self._reread) >= self.MAX_CACHE:
+                self._reread.pop(next(iter(self._reread)))
+            self._reread[node_id] = now
         if len(self._resolve_due) >= self.MAX_PEERS:
             return
         self._resolve_due[node_id] = (now + delay, public_key, force)
@@ -937,12 +966,38 @@ class Reach:
             self._connect_to.pop(next(iter(self._connect_to)))
         self._connect_to[node_id] = public_key
         cached = self._cache.get(node_id)
-        if cached is not None and now - cached[1] < self.config.resolve_cache:
+        if self._fresh(cached, now):
             self._apply(node_id, cached[0], now)
         elif not any(n == node_id for n, _ in self._resolving.values()):
             self._resolve_due.pop(node_id, None)
             self._start_resolve(node_id, public_key, now)
         self._plan(now, node_id, partial=True)
+
+    def locate(self, node_id: NodeId, now: float) -> bool:
+        """Reach a node a lookup did not name (private-network traffic to a member, say): read the
+        public key it stores under its ID, then go on as ``reach_node``. At most one read per node
+        in flight and one every 10 s. False if nothing was started."""
+        t = self.transport
+        if (not self.config.enabled or node_id == self.node_id or t.has_session(node_id) or t.reaching(node_id)
+                or node_id in self._locating.values() or now - self._located_at.get(node_id, -1e18) < 10.0
+                or len(self._locating) >= self.config.max_resolving):
+            return False
+        if len(self._located_at) >= self.MAX_CACHE:
+            self._located_at.pop(next(iter(self._located_at)))
+        self._located_at[node_id] = now
+        self._locating[self.dht.get(node_id.raw, now)] = node_id
+        return True
+
+    def _fresh(self, cached, now: float) -> bool:
+        """A cached record still good to use instead of a read (``resolve_cache``). One that names no
+        relay of a node not reachable unsolicited was most likely read before the node had registered
+        with its relays (it had just joined): it is good for ``STALE_CACHE`` seconds only, or every
+        handshake to that node in the next minute starts on its paths alone, none of which works."""
+        if cached is None:
+            return False
+        rec, at = cached
+        ttl = self.config.resolve_cache if rec.relays or rec.reachable == 1 else self.STALE_CACHE
+        return now - at < ttl
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:

@@ -1040,7 +1040,7 @@ class SecureTransport:
             if peer.pending is None or peer.pending_retry_at != when:
                 continue  # answered, or re-armed since
             if now - peer.pending_started >= cfg.handshake_timeout:
-                self._give_up(peer, "handshake timed out")
+                self._give_up(peer, "handshake timed out", now)
             elif peer.max_attempts is not None and peer.attempts >= peer.max_attempts:
                 if peer.awaiting_record:
                     # No more Inits to the second-hand endpoint, but the record being read may
@@ -1048,7 +1048,7 @@ class SecureTransport:
                     peer.pending_retry_at = now + self._jitter(cfg.handshake_retry)
                     self._wake_retry(peer)
                 else:
-                    self._give_up(peer, "no answer from an endpoint learned second-hand")
+                    self._give_up(peer, "no answer from an endpoint learned second-hand", now)
             else:
                 self._send_init(peer, now)
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
@@ -1363,7 +1363,7 @@ class SecureTransport:
                                         peer.pending_early, cookie, ts, peer.static_dh)
         except HandshakeError as exc:
             self._indices.pop(idx, None)
-            self._give_up(peer, str(exc))
+            self._give_up(peer, str(exc), now)
             return
         peer.pending = state
         peer.static_dh = state.static_dh
@@ -1380,24 +1380,34 @@ class SecureTransport:
             self._emit(raw, peer.endpoint, now)
         peer.last_sent = now
 
-    def _give_up(self, peer: Peer, reason: str) -> None:
+    def _give_up(self, peer: Peer, reason: str, now: float) -> None:
         peer.early_rx = ()
         started = peer.pending_started
         if peer.pending is not None:
             self._indices.pop(peer.pending.local_index, None)
         peer.pending = None
         peer.pending_retry_at = None
-        dropped = len(peer.queue) + (1 if peer.pending_early else 0)
+        early, peer.pending_early = peer.pending_early, b""
+        dropped = len(peer.queue) + (1 if early else 0)
         peer.queue = ()
-        peer.pending_early = b""
         self.stats["handshakes_failed"] += 1
-        self.stats["queue_dropped"] += dropped
         cur = peer.current
         if cur is not None and not cur.initiator and cur.created >= started:
             # The peer's own Init reached us while ours waited (two symmetric NATs: only one
             # direction's Init gets through): it is reachable, and what ours queued went in
-            # the session that came up. Not a failure anyone should act on.
+            # the session that came up. Not a failure anyone should act on. What our Init
+            # carried as early data goes there now (a ping waited for its deadline before).
+            if early[:2] == b"\x01\x08":
+                try:
+                    early = decode(early).payload
+                except DecodeError:
+                    early = b""
+            if early and now - cur.created < self.config.reject_after_time:
+                self._encrypt_and_send(peer, cur, early, now)
+                dropped -= 1
+            self.stats["queue_dropped"] += dropped
             return
+        self.stats["queue_dropped"] += dropped
         self._events.append(Unreachable(peer.node_id, peer.endpoint, reason))
         if peer.current is None and not peer.older:
             self._forget(peer)  # never had a session: nothing worth remembering

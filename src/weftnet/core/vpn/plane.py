@@ -145,6 +145,8 @@ class VpnPlane:
         #              | ("member", net id, serial)
         self._lookups: dict[int, tuple] = {}
         self._scans: dict[bytes, MemberScan] = {}  # layer-2 network ID -> member records being read
+        #: ``locate_fallback(node_id, now)``: a member no lookup named (set by NodeCore: reach reads its ID record).
+        self.locate_fallback: Callable[[NodeId, float], Any] | None = None
         self.stats = dict.fromkeys(
             ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
              "resolve_failed", "published", "revocations_installed", "member_scans", "members_found"), 0)
@@ -309,6 +311,8 @@ class VpnPlane:
             if contact is None:
                 self.stats["locate_failed"] += 1
                 self.stats["pending_dropped"] += len(q)
+                if self.locate_fallback is not None:
+                    self.locate_fallback(node_id, now)  # reach: a node without UDP no lookup names
                 return True
             for p in q:
                 self.transport.send(contact, p, now)
