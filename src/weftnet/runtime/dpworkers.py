@@ -59,6 +59,7 @@ from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, Vpn
 from weftnet.core.wire import encode
 from weftnet.errors import NetworkError
 from weftnet.runtime.dpsteer import MAX_WORKERS, steer_slot
+from weftnet.runtime.driver import set_buffers
 
 __all__ = ["WorkerPool", "Handoff", "MAX_RESTARTS"]
 
@@ -104,16 +105,10 @@ class Handoff:
         self.tx: list[socket.socket] = []
         for _ in range(workers):
             rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            for s, opt, plain in ((tx, getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF),
-                                  (rx, getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF)):
-                s.setblocking(False)
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, opt, buffer_bytes)
-                except OSError:
-                    try:
-                        s.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
-                    except OSError:
-                        pass
+            rx.setblocking(False)
+            tx.setblocking(False)
+            set_buffers(tx, buffer_bytes, receive=False)
+            set_buffers(rx, buffer_bytes, send=False)
             self.rx.append(rx)
             self.tx.append(tx)
         self.stats = {"handed": 0, "handed_in": 0, "lost": 0}

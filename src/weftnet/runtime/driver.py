@@ -69,21 +69,29 @@ _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_PROBE = 10, 23, 3  # linux/in.h, linux/in6.h
 
 
+def set_buffers(sock: socket.socket, buffer_bytes: int, receive: bool = True, send: bool = True) -> None:
+    """Give ``sock`` receive and/or send buffers of ``buffer_bytes``: forced past the sysctl limits
+    where we may (root), else as large as the limits allow; never an error."""
+    for wanted, force, plain in ((receive, getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
+                                 (send, getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
+        if not wanted:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
+            except OSError:
+                pass
+
+
 def open_udp_socket(host: str, port: int, buffer_bytes: int = 4 << 20) -> socket.socket:
     """A non-blocking UDP socket bound to ``host:port``, with large buffers (forced if root)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
-                             (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
-            except OSError:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
-                except OSError:
-                    pass
+        set_buffers(sock, buffer_bytes)
         sock.bind((host, port))
     except BaseException:
         sock.close()
