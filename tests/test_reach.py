@@ -298,3 +298,50 @@ def test_send_and_private_network_traffic_reach_a_node_without_udp_that_no_looku
     lab.run(10)
     assert d.vpn.stats["locate_failed"] == 1 and d.transport.has_session(a.node_id)
     assert lab.path("D", "A") == "relay"
+
+
+@pytest.mark.parametrize("what", ["ping", "send"])
+def test_a_ping_is_answered_when_its_target_connects_while_the_id_record_is_read(what):
+    """A ping to a UDP-blocked node no lookup names reads the node's ID record ("locate"); when the
+    session comes up meanwhile (here the node reaches us first), the record's answer must go on to
+    the ping, not wait for a SessionUp that has gone by (nat-mix seed 1: full-cone -> udp-blocked
+    ended "none", timed out with the session up both ways)."""
+    lab = lab_of("udp-blocked", "port-restricted")
+    lab.join_all()
+    a = lab.cores["A"]
+    for core in lab.cores.values():  # a large overlay: nobody close to its ID knows it
+        core.dht.table.remove(int.from_bytes(a.node_id.raw, "big"))
+    lab.behind("C", "port-restricted")
+    lab.join("C", "P")
+    lab.run(20)
+    c = lab.cores["C"]
+    assert not c.transport.has_session(a.node_id) and not c.dht.contact_for(a.node_id)
+    # The ID record's holders answer slowly: C gets their answer only once A's session is up.
+    held: list = []
+    real = c.dht.next_event
+
+    def slow_next_event():
+        ev = real()
+        if ev is not None and getattr(ev, "kind", "") == "get" and ev.target == a.node_id.raw \
+                and not c.transport.has_session(a.node_id):
+            held.append(ev)
+            return real()
+        if ev is None and held and c.transport.has_session(a.node_id):
+            return held.pop()
+        return ev
+
+    c.dht.next_event = slow_next_event
+    if what == "ping":
+        op = c.ping(a.node_id, lab.net.now)
+    else:
+        op = c.send_text(a.node_id, "after the ID record", lab.net.now)
+    lab.net.flush(lab.addrs["C"])
+    lab.net.run_for(10, until=lambda: bool(held))
+    assert held  # the ping (send) reads A's ID record
+    a.ping(c.node_id, lab.net.now)  # A reaches C meanwhile (its own traffic)
+    lab.net.flush(lab.addrs["A"])
+    r = lab.request("C", op)
+    assert not held and c.transport.has_session(a.node_id)
+    assert r.ok, r.error
+    if what == "send":
+        assert any(isinstance(ev, TextReceived) and ev.text == "after the ID record" for _, ev in lab.events["A"])

@@ -780,7 +780,18 @@ class NodeCore:
         if pk is None:
             self._fail(op, "no node with that ID or address was found in the overlay")
             return
-        op.node_id, op.stage = op.target, "connect"  # its SessionUp ends the wait, or its handshake's end
+        op.node_id = op.target
+        if self.transport.has_session(op.target):
+            # The session came up while the record was read (reach's own read of its endpoint
+            # record, or the node reached us): its SessionUp went by in the "locate" stage, and
+            # reach_node starts nothing for a node we have a session with, so nothing would end
+            # the wait but the deadline (nat-mix seed 1: a full-cone -> udp-blocked ping).
+            if op.kind == "ping":
+                self._start_ping(op, op.target, now)
+            else:
+                self._send_over_session(op, now)
+            return
+        op.stage = "connect"  # its SessionUp ends the wait, or its handshake's end
         self.reach.reach_node(pk, now)
 
     def _complete(self, op: _Op, event: NodeEvent) -> None:
