@@ -151,12 +151,6 @@ class RoutingTable:
         """Every contact by its integer ID (read only: change the table through its methods)."""
         return self._index
 
-    def first_hand(self, contacts) -> list[Contact]:
-        """``contacts`` with each one this table holds replaced by the table's own entry
-        (the endpoint learned first-hand, not the one someone named)."""
-        index = self._index
-        return [index.get(c.node_id.int, c) for c in contacts]
-
     def failures(self, key: int) -> int:
         return self._failures.get(key, 0)
 
