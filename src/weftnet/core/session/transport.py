@@ -1349,6 +1349,17 @@ class SecureTransport:
             return early
         return encode(EarlyData(early, bytes(room)))
 
+    @staticmethod
+    def _unpadded(early: bytes) -> bytes | None:
+        """Early data as the Init carried it, out of its EarlyData padding if padded (``_padded``);
+        None if it claims to be padded but does not decode."""
+        if early[:2] != b"\x01\x08":  # version 1, EarlyData
+            return early
+        try:
+            return decode(early).payload
+        except DecodeError:
+            return None
+
     def _send_init(self, peer: Peer, now: float) -> None:
         if peer.pending is not None:
             self._indices.pop(peer.pending.local_index, None)
@@ -1397,11 +1408,7 @@ class SecureTransport:
             # direction's Init gets through): it is reachable, and what ours queued went in
             # the session that came up. Not a failure anyone should act on. What our Init
             # carried as early data goes there now (a ping waited for its deadline before).
-            if early[:2] == b"\x01\x08":
-                try:
-                    early = decode(early).payload
-                except DecodeError:
-                    early = b""
+            early = self._unpadded(early) or b""
             if early and now - cur.created < self.config.reject_after_time:
                 self._encrypt_and_send(peer, cur, early, now)
                 dropped -= 1
@@ -1626,13 +1633,10 @@ class SecureTransport:
         peer.last_received = now
         peer.last_sent = now
         self._install(peer, session, now)
-        payload = result.payload
-        if payload[:2] == b"\x01\x08":  # padded early data (EarlyData): the payload is inside
-            try:
-                payload = decode(payload).payload
-            except DecodeError:
-                self.stats["malformed_dropped"] += 1
-                payload = b""
+        payload = self._unpadded(result.payload)
+        if payload is None:
+            self.stats["malformed_dropped"] += 1
+            payload = b""
         if payload:
             peer.last_data_received = now
             self._deliver(peer, session, payload, addr, now, peer.budget is None)
