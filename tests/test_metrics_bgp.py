@@ -93,8 +93,13 @@ def test_bgp_and_evpn_metrics_with_frr(lab):
     check_documented(fams, "BGP")
     check_documented(fams, "EVPN")
 
-    # the dashboard reads the same view
-    snap = json.loads(get_in_netns(w, "http://127.0.0.1:9478/api/snapshot"))
+    # the dashboard reads the same view (its snapshot is taken once a second: wait for one taken
+    # after the summary above, or a route that arrived just before it is not in it yet)
+    def dashboard_snapshot():
+        snap = json.loads(get_in_netns(w, "http://127.0.0.1:9478/api/snapshot"))
+        received = snap["subsystems"]["bgp"][0]["peers"][0]["prefixes_received"]
+        return snap if received == peer["prefixes_received"] else None
+    snap = wait_for(dashboard_snapshot, 10, "the dashboard's snapshot to show the routes the summary shows")
     bgp = snap["subsystems"]["bgp"][0]
     assert bgp["instance"] == "global" and bgp["peers"][0]["state"] == "established"
     assert bgp["peers"][0]["prefixes_received"] == peer["prefixes_received"]
