@@ -85,6 +85,35 @@ def test_first_round_is_wider_then_alpha():
     assert len(lk.next_requests()) == 1  # 2 out -> one more keeps alpha = 3
 
 
+def test_early_extras_go_out_before_any_answer_and_never_hold_alpha_back():
+    cs = [contact(i) for i in range(1, 60)]
+    lk = Lookup(1, "find_node", 0, T0, k=20, alpha=3, early_extra=2)
+    lk.seed(cs[:30])
+    first = lk.next_requests()
+    assert len(first) == 5 and sum(c.extra for c in first) == 2
+    lk.failed(first[0].key)  # a departed contact, before any answer: its place is taken at once
+    assert len(lk.next_requests()) == 1
+    lk.answered(first[1].key, [])
+    # 5 still out, 2 of them extras: alpha counts 3, and one answer frees one slot as without extras
+    assert len(lk.next_requests()) == 1
+    assert len(lk.next_requests()) == 0
+    plain = Lookup(1, "find_node", 0, T0, k=20, alpha=3)
+    plain.seed(cs[:30])
+    assert len(plain.next_requests()) == 3
+
+
+def test_engine_sends_early_extras_for_node_lookups_only():
+    cfg = DhtConfig(early_extra=2, per_prefix=None)
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    d.import_contacts([contact(i) for i in range(2, 40)], T0)
+    d.messages_to_send()
+    d.find_node(contact(77).node_id, T0)
+    assert len(d.messages_to_send()) == cfg.alpha + 2
+    # a put's FIND_NODE half (kind "store") keeps plain alpha
+    d._start_lookup("store", contact(78).node_id.int, T0)
+    assert len(d.messages_to_send()) == cfg.alpha
+
+
 # -- timeouts from measured round trips ---------------------------------------------------
 
 
