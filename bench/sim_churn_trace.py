@@ -167,13 +167,37 @@ def main() -> int:
     ap.add_argument("--dht", default="{}", help="DHT settings over the round-three base (JSON)")
     ap.add_argument("--out", help="write the per-lookup records here (JSON)")
     ap.add_argument("--oracle", action="store_true", help="upper bound: node lookups never ask a departed node")
+    ap.add_argument("--scenario", help="a bundled scenario (e.g. latency-100k) instead of sim_latency's; --dht "
+                                       "settings go over its [dht]; --nodes and --churn-minutes are ignored")
+    ap.add_argument("--write", help="also write summary.json, run.json and the plots here (as weft sim does)")
     a = ap.parse_args()
+    if a.scenario:
+        import dataclasses
+
+        from weftnet.sim.cli import resolve_scenario
+        from weftnet.sim.scenario import load_scenario
+
+        sc = load_scenario(resolve_scenario(a.scenario))
+        sc = dataclasses.replace(sc, dht={**sc.dht, **json.loads(a.dht)})
+        a.nodes = sc.sizes[0]
+    else:
+        dht = {**sim_latency.BASELINE3, **json.loads(a.dht)}
+        sc = scenario_from_dict(sim_latency.scenario(a.nodes, a.churn_minutes, dht), "<trace>")
     install(a.nodes, a.oracle)
-    dht = {**sim_latency.BASELINE3, **json.loads(a.dht)}
-    sc = scenario_from_dict(sim_latency.scenario(a.nodes, a.churn_minutes, dht), "<trace>")
     t0, c0 = time.perf_counter(), time.process_time()
     r = run_size(sc, a.nodes, a.seed)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if a.write:
+        import os
+        import pathlib
+        import resource
+
+        from weftnet.sim import report as sim_report
+
+        info = {"wall_seconds": {str(a.nodes): round(wall, 2)}, "cpu_seconds": round(cpu, 1),
+                "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "loadavg_5min_at_end": round(os.getloadavg()[1], 2), **sim_report.machine_info()}
+        sim_report.write_outputs(pathlib.Path(a.write), sim_report.summary(sc, a.seed, [r]), info, [r])
     n_before = r["lookups"]["count"] if "count" in r["lookups"] else len(r["lookup_records"])
     report(RECORDS[:n_before], "without churn")
     report(RECORDS[n_before:], "under churn")

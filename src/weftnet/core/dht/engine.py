@@ -224,6 +224,8 @@ class DhtConfig:
     #: Contacts whose last request failed are neither named in our answers nor
     #: asked first by our lookups (while others are at hand).
     avoid_failing: bool = False
+    #: Requests in flight for node lookups and gets (0: ``alpha``); joins, fills and puts keep ``alpha``.
+    lookup_alpha: int = 0
 
 
 class KbrApplication(Protocol):
@@ -899,6 +901,8 @@ class Dht:
             lk.unknown_rtt = self._srtt_mean or 0.0
             lk.prs_bits = cfg.prs_bits
             lk.hedge_rtts = cfg.lookup_hedge
+        if cfg.lookup_alpha and lk.kind in ("find_node", "get"):
+            lk.alpha = cfg.lookup_alpha
         if lk.kind == "find_node" or (lk.kind == "get" and lk.has_session is None):
             lk.early_extra = cfg.early_extra  # (not for reads that pay a handshake per cold request)
 
