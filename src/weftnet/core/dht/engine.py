@@ -217,15 +217,10 @@ class DhtConfig:
     #: then expected at (our RTT to the sender + the sender's to it) for ``prs_bits``.
     #: Every node answers FindNear; turn asking on once the whole network does.
     rtt_hints: bool = True
-    #: Node lookups and gets: requests beyond alpha while no answer has come back
-    #: (a departed contact among the first ones then costs no progress); they
-    #: never count against alpha afterwards (0 = off).
-    early_extra: int = 0
-    #: Contacts whose last request failed are neither named in our answers nor
-    #: asked first by our lookups (while others are at hand).
-    avoid_failing: bool = False
-    #: Requests in flight for node lookups and gets (0: ``alpha``); joins, fills and puts keep ``alpha``.
-    lookup_alpha: int = 0
+    #: Requests in flight for node lookups (0: ``alpha``): a fourth answers for a
+    #: departed contact among the first three, and for a slow one (docs/dht.md,
+    #: "Churn"). Gets, puts, joins and fills keep ``alpha``.
+    lookup_alpha: int = 4
 
 
 class KbrApplication(Protocol):
@@ -624,8 +619,7 @@ class Dht:
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
         op.lookup = lk
-        seeds = self.table.closest(lk.target, self.config.k)
-        lk.seed(self.table.without_failing(seeds) if self.config.avoid_failing else seeds)
+        lk.seed(self.table.closest(lk.target, self.config.k))
         self._advance(op, now)
         return op.op_id
 
@@ -884,8 +878,6 @@ class Dht:
         self._latency_knobs(lk)
         op.lookup = lk
         initial = self.table.closest(target, 1 if budget else cfg.k)
-        if cfg.avoid_failing:
-            initial = self.table.without_failing(initial)
         if seed:
             initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
         lk.seed([c for c in initial if c.node_id.int != self.key])
@@ -901,10 +893,8 @@ class Dht:
             lk.unknown_rtt = self._srtt_mean or 0.0
             lk.prs_bits = cfg.prs_bits
             lk.hedge_rtts = cfg.lookup_hedge
-        if cfg.lookup_alpha and lk.kind in ("find_node", "get"):
+        if cfg.lookup_alpha and lk.kind == "find_node":
             lk.alpha = cfg.lookup_alpha
-        if lk.kind == "find_node" or (lk.kind == "get" and lk.has_session is None):
-            lk.early_extra = cfg.early_extra  # (not for reads that pay a handshake per cold request)
 
     def _advance(self, op: _Op, now: float) -> None:
         lk = op.lookup
@@ -1097,8 +1087,6 @@ class Dht:
         # In no particular order: a reader sorts what it receives by its own distance.
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int,
                                       ordered=False)
-        if self.config.avoid_failing:
-            contacts = self.table.without_failing(contacts)
         if near:
             rtts = self._rtt
             hints = tuple([RTT_UNKNOWN if (r := rtts.get(c.node_id.int)) is None

@@ -77,7 +77,6 @@ class Candidate:
     via_rtt: float = 0.0  # RTT expected from the NearNodes that named it (0: no hint)
     slow_at: float = 0.0  # hedging: in flight and not answered by then, it stops counting against alpha
     hint_slot: tuple | None = None  # set by the engine's gate when asking it costs its source
-    extra: bool = False  # sent beyond alpha before any answer came back (``early_extra``): never holds alpha
 
 
 @dataclass
@@ -115,9 +114,6 @@ class Lookup:
     #: Hedging (see "Hedged requests"): a request not answered after this many times
     #: its contact's expected RTT stops counting against alpha (0: off).
     hedge_rtts: float = 0.0
-    #: Requests beyond alpha while no answer has come back yet; they never count
-    #: against alpha, so the first answers move the lookup on at once (0: off).
-    early_extra: int = 0
     candidates: dict = field(default_factory=dict)  # key -> Candidate
     order: list = field(default_factory=list)  # the same candidates, nearest first
     in_flight: list = field(default_factory=list)  # requests out, per path
@@ -131,8 +127,6 @@ class Lookup:
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
-        self.extras = [0] * self.disjoint  # early extras in flight, per path
-        self.answers = 0
         self._dirty = False
 
     def seed(self, contacts: list[Contact]) -> None:
@@ -163,10 +157,7 @@ class Lookup:
             return
         if cand.state == IN_FLIGHT:
             self.in_flight[cand.path] -= 1
-            if cand.extra:
-                self.extras[cand.path] -= 1
         cand.state = ANSWERED
-        self.answers += 1
         # _add, inlined: this loop sees every contact of every reply.
         known, own, target, order = self.candidates, self.own_key, self.target, self.order
         depth, path = cand.depth + 1, cand.path
@@ -195,8 +186,6 @@ class Lookup:
         if cand is not None and cand.state == IN_FLIGHT:
             cand.state = FAILED
             self.in_flight[cand.path] -= 1
-            if cand.extra:
-                self.extras[cand.path] -= 1
 
     def _ordered(self) -> list[Candidate]:
         if self._dirty:
@@ -219,7 +208,6 @@ class Lookup:
         prs = self.prs_bits >= 0 and self.rtt_of is not None
         out: list[Candidate] = []
         deferred: list[Candidate] = []
-        early = self.early_extra if not self.answers else 0
 
         def admit(c: Candidate) -> bool | None:
             verdict = True if gate is None or c.source < 0 else gate(c)
@@ -231,9 +219,6 @@ class Lookup:
                 self.refused += 1
             else:
                 c.state = IN_FLIGHT
-                if early and self.in_flight[c.path] - self.extras[c.path] >= self.alpha:
-                    c.extra = True
-                    self.extras[c.path] += 1
                 self.in_flight[c.path] += 1
                 if hedge:
                     expect = self._expected_rtt(c.key)
@@ -251,10 +236,6 @@ class Lookup:
             while True:
                 width = max(self.alpha, first)
                 room = width - self.in_flight[path]
-                if self.early_extra:
-                    room = self.alpha + early - (self.in_flight[path] - self.extras[path])
-                    if early:
-                        room -= self.extras[path]
                 if hedge:
                     # Requests slower than expected stop holding the next ones back,
                     # up to twice alpha in flight.

@@ -154,15 +154,6 @@ class RoutingTable:
     def failures(self, key: int) -> int:
         return self._failures.get(key, 0)
 
-    def without_failing(self, contacts: list[Contact]) -> list[Contact]:
-        """``contacts`` less those whose last request failed (questionable: under churn most
-        of them have left), unless that leaves none."""
-        failing = self._failures
-        if not failing:
-            return contacts
-        good = [c for c in contacts if c.node_id.int not in failing]
-        return good or contacts
-
     def bucket_for(self, key: int) -> KBucket:
         by_depth = self._by_depth
         d = ID_BITS - (key ^ self.own_key).bit_length()
