@@ -1,16 +1,18 @@
 """Where lookups lose time under churn: one `bench/sim_latency.py` scenario, traced.
 
-    .venv/bin/python bench/sim_churn_trace.py [--nodes 20000] [--churn-minutes 10] [--dht '{"k": v}']
+    .venv/bin/python bench/sim_churn_trace.py [--nodes 20000] [--churn-minutes 10] [--dht '{"k": v}'] [--oracle]
+    .venv/bin/python bench/sim_churn_trace.py --scenario latency-100k --write DIR   # a bundled scenario
 
 Runs the round-three scenario of bench/sim_latency.py (storm join, lookups, then
-churn with 600 lookups a minute) with the real code and watches every node lookup
-of the measured phases from outside (wrappers that only record, so the run is the
-same as an untraced one). For each lookup it keeps: latency, whether its source
-and its target joined during churn, the requests that failed (timeout, Leave or
-unreachable), on which hop (depth 1 = a contact from our own table) and how long
-each was outstanding, and whether a failed request was still outstanding when the
-lookup's last answer came in ("waited on"). Prints the latency split by those
-classes, with and without churn.
+churn with 600 lookups a minute; its base settings, then --dht over them) with the
+real code and watches every node lookup of the measured phases from outside
+(wrappers that only record, so the run is the same as an untraced one). For each
+lookup it keeps: latency, whether its source and its target joined during churn,
+which departed nodes it asked and on which hop (depth 1 = a contact from our own
+table), and the requests whose timeout fired before it ended, with how long they
+had waited. Prints the latency split by those classes, with and without churn, and
+the row bench/sim_latency.py would print. ``--oracle`` is an upper bound, not a
+mechanism: node lookups never ask a departed node.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from weftnet.sim import engine as sim_engine  # noqa: E402
 from weftnet.sim.runner import run_size  # noqa: E402
 from weftnet.sim.scenario import scenario_from_dict  # noqa: E402
 
-TRACE: dict = {}  # (id(dht), op_id) -> {"fails": [...], "sent": n}
+TRACE: dict = {}  # (id(dht), op_id) -> {"fails": [...], "asked": [...]}
 RECORDS: list = []
 SIM: list = []  # the Simulation, once known
 
