@@ -343,19 +343,27 @@ class Weftnet(System):
     title = "weftnet"
     PORT = 4500
 
-    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1, plain: bool = False):
+    #: Variants with other [dataplane] settings in both daemons: name suffix -> (title, settings).
+    VARIANTS = {
+        # The settings before uvloop and the short slice (docs/dataplane.md, "Latency").
+        "asyncio": ("asyncio loop and default time slice", {"event_loop": "asyncio", "sched_slice_us": 0}),
+        "noslice": ("uvloop, default time slice", {"event_loop": "auto", "sched_slice_us": 0}),
+        "asyncio-slice": ("asyncio loop, 100 µs time slice", {"event_loop": "asyncio", "sched_slice_us": 100}),
+    }
+
+    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1, variant: str | None = None):
         self.weft = str(weft)
         self.tools = (self.weft,)
         self.workers = workers
-        #: Both daemons on asyncio's own loop with the kernel's default time slice ([dataplane]
-        #: event_loop = "asyncio", sched_slice_us = 0): the settings before uvloop and the short slice.
-        self.plain = plain
+        self.dataplane: dict = {"workers": workers} if workers > 1 else {}
         if workers > 1:
             self.name = f"{type(self).name}-workers{workers}"
             self.title = f"{type(self).title}, {workers} data-plane workers"
-        if plain:
-            self.name = f"{self.name}-asyncio"
-            self.title = f"{self.title}, asyncio loop and default time slice"
+        if variant is not None:
+            label, settings = self.VARIANTS[variant]
+            self.dataplane.update(settings)
+            self.name = f"{self.name}-{variant}"
+            self.title = f"{self.title}, {label}"
 
     def _version(self) -> str:
         return first_line([self.weft, "--version"])
@@ -422,10 +430,8 @@ class Weftnet(System):
             self.w(state, "net", "join", str(cert))
             with open(state / "config.toml", "a") as fh:
                 fh.write(allow_all)
-                if self.workers > 1 or self.plain:
-                    fh.write(f"\n[dataplane]\nworkers = {self.workers}\n")
-                if self.plain:
-                    fh.write('event_loop = "asyncio"\nsched_slice_us = 0\n')
+                if self.dataplane:
+                    fh.write("\n[dataplane]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.dataplane.items()))
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "wn-bench", inner["b"]), "wn-bench in B", timeout=20)
@@ -485,4 +491,4 @@ class WeftnetOverlay(Weftnet):
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
     return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft),
-            Weftnet(weft, plain=True), Weftnet(weft, workers=2), WeftnetOverlay(weft)]
+            Weftnet(weft, variant="asyncio"), Weftnet(weft, workers=2), WeftnetOverlay(weft)]
