@@ -15,7 +15,9 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
 * A peer has one *current* session for sending and up to two *older* ones
   that still receive during a changeover (rekey, simultaneous open — where
   each side ends up sending on a different one of two sessions), so no packet
-  in flight is lost to a new session.
+  in flight is lost to a new session. Beyond two, the one the peer has gone
+  longest without using is retired, never simply the oldest (the peer may
+  still be sending on it).
 * Timers: handshake retransmit with jitter and a give-up deadline
   (``Unreachable``), rekey after a time or message count, refusal to send on
   an expired session, optional keepalives after receiving without sending, idle expiry
@@ -118,6 +120,8 @@ FRAGMENT_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 128
 MAX_REASSEMBLED = MAX_MESSAGE_SIZE + 16
 _COOKIE_LIFETIME = 120.0
+#: Older sessions a peer keeps receiving on beside its current one (``SecureTransport._install``).
+MAX_OLDER = 2
 #: The smallest datagram that can be a HandshakeInit (empty early-data field).
 _INIT_MIN = 148
 #: Messages one direction of a session carries before it keeps its AEAD object (see Session).
@@ -253,6 +257,10 @@ class PeerInfo:
 # -- sessions and peers ---------------------------------------------------------
 
 
+def _heard(s: "Session") -> float:
+    return s.heard
+
+
 class Session:
     """One set of transport keys: a send counter and a receive replay window.
 
@@ -265,7 +273,7 @@ class Session:
     """
 
     __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
-                 "counter", "window", "created", "initiator", "peer")
+                 "counter", "window", "created", "initiator", "peer", "heard")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
                  created: float, initiator: bool, peer: "Peer"):
@@ -281,6 +289,7 @@ class Session:
         self.created = created
         self.initiator = initiator
         self.peer = peer
+        self.heard = created  # made, or last opened a packet from the peer: what _install keeps by
 
     @property
     def send(self) -> ChaCha20Poly1305:
@@ -1500,6 +1509,7 @@ class SecureTransport:
             self.stats["replays_dropped"] += 1
             return
         s.opened += 1
+        s.heard = now
         peer = s.peer
         if addr != peer.endpoint:
             if not self._rx_path(peer, addr, now):
@@ -1694,12 +1704,21 @@ class SecureTransport:
             self._on_data(data_held, addr_held, now)
 
     def _install(self, peer: Peer, session: Session, now: float) -> None:
-        """Make a new session current; the old current keeps receiving for a while."""
+        """Make a new session current; the old current keeps receiving for a while.
+
+        At most ``MAX_OLDER`` older sessions stay; beyond that the one the peer has gone longest
+        without using goes (by ``heard``: made, or last opened a packet), not simply the oldest:
+        after a crossed first handshake each end sends on the session it started, so the one
+        the peer sends on can be the oldest we have, and a crossed rekey then brings two new
+        sessions at once. Retiring by age dropped everything the peer still sent until it
+        switched (nat-mix: a Pong lost as an unknown index)."""
         was_up = peer.current is not None
         if peer.current is not None:
             peer.older = [peer.current, *peer.older]
-        while len(peer.older) > 2:
-            self._indices.pop(peer.older.pop().local_index, None)
+            while len(peer.older) > MAX_OLDER:
+                stale = min(reversed(peer.older), key=_heard)  # on a tie, the one installed first
+                peer.older.remove(stale)
+                self._indices.pop(stale.local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
         self._touch(peer)
