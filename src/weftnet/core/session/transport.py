@@ -830,16 +830,24 @@ class SecureTransport:
             peer.paths.add(target, origin, now, keep=peer.endpoint)
         peer.endpoint = target
 
-    def _switch(self, peer: Peer, target) -> None:
+    def _switch(self, peer: Peer, target, now: float) -> None:
         previous, peer.endpoint = peer.endpoint, target
         if peer.current is not None:  # before the first session, SessionUp names the path
             self.stats["path_changes"] += 1
             self._events.append(PathChanged(peer.node_id, target, previous))
+            if peer.pending is not None and peer.paths is not None:
+                left = peer.paths.get(previous)
+                if left is not None and left.dead:
+                    # A rekey's Init went on the path in use only, and that path died: send it
+                    # again now on this one, not a retry period later (the deadline runs from
+                    # the start). Only then: a path change while both work would cost an Init
+                    # each and could starve the handshake.
+                    self._send_init(peer, now)
 
     def _rechoose(self, peer: Peer, now: float) -> None:
         best = self.policy.choose(peer.paths, peer.endpoint, now)
         if best is not None and best != peer.endpoint:
-            self._switch(peer, best)
+            self._switch(peer, best, now)
 
     def _rx_path(self, peer: Peer, addr, now: float) -> bool:
         """An authenticated packet from ``peer`` on a path other than the one in use. False: drop it."""
@@ -854,7 +862,7 @@ class SecureTransport:
         p.last_rx = now
         p.dead = False
         if self.policy.on_rx(paths, peer.endpoint, addr, now):
-            self._switch(peer, addr)
+            self._switch(peer, addr, now)
         return True
 
     def _emit(self, pkt: bytes, target, now: float) -> None:
@@ -1688,7 +1696,7 @@ class SecureTransport:
             p = self._paths(peer, now).add(addr, "handshake", now)
             p.confirmed, p.rtt, p.last_rx = now, rtt, now  # a round trip on it: an answer came back
         if addr != peer.endpoint:
-            self._switch(peer, addr)
+            self._switch(peer, addr, now)
         peer.last_received = now
         peer.rtt_sample(rtt)
         peer.verified_endpoint = addr
