@@ -584,3 +584,107 @@ def test_a_handshake_that_times_out_after_the_peers_own_came_through_is_no_failu
     p.a.send(p.contact_b(), msg(3), p.now)  # the session still carries traffic
     step()
     assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(1), msg(3)]
+
+
+def test_crossed_open_converges_on_one_session_so_only_one_end_rekeys():
+    """After a crossed first handshake each end sends on the session it started, so both are
+    initiators and both would rekey at the same moment, crossing again. The end with the larger
+    key moves to the peer's session once the peer sends on it: then both send on one session,
+    only its initiator rekeys on time, and nothing in flight is lost."""
+    p = Pair(TransportConfig(rekey_after_time=120, reject_after_time=180))
+    ca = Contact(p.ia.public_key, A)
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.b.send(ca, msg(2), p.now)
+    p.deliver()
+    sa, sb = p.a._by_node[p.ib.node_id], p.b._by_node[p.ia.node_id]
+    for i in range(3, 6):  # traffic both ways
+        p.now += 1
+        p.a.send(p.contact_b(), msg(i), p.now)
+        p.b.send_to(p.ia.node_id, msg(100 + i), p.now)
+        p.deliver()
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(1)] + [msg(i) for i in range(3, 6)]
+    assert [e.payload for e in events(p.a) if isinstance(e, Received)] == [msg(2)] + [msg(100 + i) for i in range(3, 6)]
+    # One session, the same at both ends; its initiator is the end with the smaller key.
+    assert sa.current.local_index == sb.current.remote_index and sb.current.local_index == sa.current.remote_index
+    big, small = (p.a, p.b) if p.ia.public_key > p.ib.public_key else (p.b, p.a)
+    assert big.stats["crossed_adopted"] == 1 and small.stats["crossed_adopted"] == 0
+    assert small._by_node[(p.ia if small is p.b else p.ib).node_id].current.initiator
+    # At the rekey time both send: only the initiator starts a handshake; nothing is lost.
+    p.now += 118
+    inits = []
+    for i in range(6, 12):
+        p.now += 1
+        p.a.send(p.contact_b(), msg(i), p.now)
+        p.b.send_to(p.ia.node_id, msg(100 + i), p.now)
+        for t in (p.a, p.b):
+            out = t.datagrams_to_send(p.now)
+            inits += [t for d, _ in out if d[1] == HandshakeInit.TYPE]
+            dst = p.b if t is p.a else p.a
+            for d, _ in out:
+                dst.receive_datagram(d, A if t is p.a else B, p.now)
+        p.deliver()
+    assert inits == [small]
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(i) for i in range(6, 12)]
+    assert [e.payload for e in events(p.a) if isinstance(e, Received)] == [msg(100 + i) for i in range(6, 12)]
+    assert p.a.stats["unknown_index_dropped"] == 0 and p.b.stats["unknown_index_dropped"] == 0
+
+
+def test_crossed_rekeys_after_a_crossed_open_keep_the_session_the_peer_still_sends_on():
+    """nat-mix, traced: a crossed first handshake leaves each end sending on the session it
+    started, so the one the peer sends on is our *older* one. Both ends then rekey at once
+    (each is the initiator of its current session) and the two new sessions arrive together.
+    Retiring the oldest older session dropped the one the peer still sent on: its Pong, sent
+    before it switched, came in for an unknown index and the ping failed. Now the session the
+    peer went longest without using is retired, and the list stays bounded."""
+    from weftnet.core.session.transport import MAX_OLDER
+
+    p = Pair(TransportConfig(rekey_after_time=120, reject_after_time=180))
+    # Neither end gives way (as with a peer of an earlier version: test_crossed_open_converges_
+    # on_one_session shows what this version does), so the sessions stay crossed.
+    p.a._adopt = p.b._adopt = lambda peer, s: None
+    ca = Contact(p.ia.public_key, A)
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.b.send(ca, msg(2), p.now)
+    p.deliver()
+    sa, sb = p.a._by_node[p.ib.node_id], p.b._by_node[p.ia.node_id]
+    assert sa.current.initiator and sb.current.initiator  # crossed: each sends on its own
+    assert sa.current.local_index != sb.current.remote_index
+    p.now += 60  # traffic both ways on the crossed pair
+    p.a.send(p.contact_b(), msg(3), p.now)
+    p.b.send_to(p.ia.node_id, msg(4), p.now)
+    p.deliver()
+    events(p.a), events(p.b)
+
+    p.now += 61  # both sessions due for a rekey; both ends send at the same moment
+    pid = p.a.ping(p.ib.node_id, p.now)  # on the old session, then an Init
+    p.b.send_to(p.ia.node_id, msg(5), p.now)  # likewise
+    from_a, from_b = p.a.datagrams_to_send(p.now), p.b.datagrams_to_send(p.now)
+    assert [d[1] for d, _ in from_a] == [4, HandshakeInit.TYPE]
+    assert [d[1] for d, _ in from_b] == [4, HandshakeInit.TYPE]
+    p.now += 0.01
+    p.b.receive_datagram(from_a[0][0], A, p.now)  # the Ping: B answers on the session it sends on
+    (pong,) = p.b.datagrams_to_send(p.now)
+    held = pong[0]
+    for d, _ in from_a[1:]:  # A's Init
+        p.b.receive_datagram(d, A, p.now)
+    for d, _ in from_b:  # B's data and Init
+        p.a.receive_datagram(d, B, p.now)
+    p.now += 0.01
+    p.deliver()  # the Responses cross: each end installs two new sessions; the Pong is still on its way
+    assert sa.pending is None and sb.pending is None
+    assert len(sa.older) <= MAX_OLDER and len(sb.older) <= MAX_OLDER
+    p.now += 0.01
+    dropped = p.a.stats["unknown_index_dropped"]
+    p.a.receive_datagram(held, B, p.now)  # the Pong, late: on the peer's previous session
+    assert p.a.stats["unknown_index_dropped"] == dropped
+    got = events(p.a)
+    assert [e.ping_id for e in got if isinstance(e, PongReceived)] == [pid]
+    assert [e.payload for e in got if isinstance(e, Received)] == [msg(5)]
+    for i in range(6, 10):  # and the new sessions carry traffic both ways, nothing lost
+        p.now += 1
+        p.a.send(p.contact_b(), msg(i), p.now)
+        p.b.send_to(p.ia.node_id, msg(100 + i), p.now)
+        p.deliver()
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(i) for i in range(6, 10)]
+    assert [e.payload for e in events(p.a) if isinstance(e, Received)] == [msg(100 + i) for i in range(6, 10)]
+    assert p.a.stats["unknown_index_dropped"] == dropped and p.b.stats["unknown_index_dropped"] == 0
