@@ -40,6 +40,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue
+from weftnet.core.dht.sessionless import Sessionless
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
@@ -416,6 +417,14 @@ class NodeCore:
         self.reach.urgent = self._vpn_member
         self.vpn.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
         self.transport.find_contact = self.dht.contact_for
+        #: Lookup requests to nodes without a session, without a handshake (core/dht/sessionless.py).
+        self.sessionless: Sessionless | None = None
+        if self.config.dht.sessionless:
+            self.sessionless = Sessionless(identity, rng, now, self.transport, self.dht, fallback=self._over_session)
+            self.transport.on_query = self.sessionless.on_datagram
+            self.transport.on_query_cookie = lambda m, t: self.sessionless.on_cookie(
+                m.receiver_index, m.nonce, m.encrypted_cookie, t)
+            self.dht.cold_is_cheap = True
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
         self._mutable_seq = 0
@@ -442,6 +451,11 @@ class NodeCore:
     def _network_name(self, network_id: bytes) -> str | None:
         net = self.vpn.switch.networks.get(network_id)
         return None if net is None else net.descriptor.name
+
+    def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False) -> None:
+        """A sessionless query went unanswered, or its answer could not carry the reply (a large
+        record): ask again over a session (core/dht/sessionless.py)."""
+        self.transport.send(contact, wire.encode(msg), now, unverified=hint, large_reply=not hint)
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -522,6 +536,8 @@ class NodeCore:
         t = self.paths.get_timer()
         if t is not None and t <= now:
             self.paths.handle_timer(now)
+        if self.sessionless is not None and (t := self.sessionless.get_timer()) is not None and t <= now:
+            self.sessionless.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -531,7 +547,8 @@ class NodeCore:
         # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
         best = self.transport.get_timer()
         for t in (self.dht.get_timer(), self.vpn.get_timer(), self.overlay.get_timer(), self.reach.get_timer(),
-                  self.pmtu.get_timer(), self.paths.get_timer()):
+                  self.pmtu.get_timer(), self.paths.get_timer(),
+                  self.sessionless.get_timer() if self.sessionless is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
         for op in self._ops.values():
@@ -704,6 +721,7 @@ class NodeCore:
             "sessions": self.peers(now),
             "transport": dict(self.transport.stats),
             "dht": self.dht.summary(),
+            "sessionless": self.sessionless.summary() if self.sessionless is not None else None,
             "requests_in_flight": len(self._ops),
             "texts_dropped": dict(self.texts_dropped),
             "internal_errors": self.internal_errors,
@@ -828,6 +846,13 @@ class NodeCore:
                     self.internal_errors += 1
                     continue
                 hint = self.dht.is_hint(contact)
+                # A lookup request to a node we have no session with, at a UDP endpoint: one
+                # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
+                if (sl := self.sessionless) is not None and type(msg) in _LARGE_REPLY \
+                        and type(contact.endpoint) is tuple and contact.endpoint[1] \
+                        and not self.transport.has_session(contact.node_id) \
+                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint):
+                    continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
                 # what those cost is paid by their source, docs/dht.md).

@@ -217,6 +217,11 @@ class DhtConfig:
     #: then expected at (our RTT to the sender + the sender's to it) for ``prs_bits``.
     #: Every node answers FindNear; turn asking on once the whole network does.
     rtt_hints: bool = True
+    #: Lookup requests (FIND_NODE, FindNear, FIND_VALUE) to a node without a session go as one
+    #: sessionless DhtQuery (0x32) answered by one DhtAnswer (0x33), keyed by the static-static DH,
+    #: instead of a handshake (core/dht/sessionless.py). Off: every exchange rides a Noise IK
+    #: session, which hides the asker's identity on the wire (docs/security.md).
+    sessionless: bool = True
 
 
 class KbrApplication(Protocol):
@@ -313,7 +318,7 @@ class Dht:
     __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
                  "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
                  "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
-                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
+                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "cold_is_cheap", "_srtt_mean",
                  "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
                  "reject_reasons", "latency", "__dict__")
 
@@ -366,6 +371,9 @@ class Dht:
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
+        #: Set by the driver when a request to a contact without a session costs no handshake
+        #: (sessionless queries): gets then ask as many at once as warm ones (no cold limit).
+        self.cold_is_cheap = False
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
         self._rttvar_mean = 0.0  # their mean deviation, for the timeout of unmeasured contacts
         self._maintenance_at = now + cfg.maintenance_interval
@@ -527,6 +535,26 @@ class Dht:
                 self._drop_request(rid)
                 self._on_request_failed(req, now, count_failure=False)
 
+    def learn(self, contact: Contact, now: float) -> bool:
+        """``contact`` proved it receives at its endpoint outside a session (a sessionless query
+        that echoed a valid cookie, core/dht/sessionless.py): offer it to the routing table,
+        within the same per-peer and per-prefix request quotas as any message. True if it is there."""
+        key = contact.node_id.int
+        if key == self.key or not self._allow(contact, key, now):
+            return False
+        return self.table.add(contact, now, key)
+
+    def take_reply(self, key: int, rid: int) -> Message | None:
+        """Take the answer to request ``rid`` of contact ``key`` out of what is to be sent (the
+        driver seals it itself: core/dht/sessionless.py). None if there is none (rate-limited)."""
+        out = self._out
+        for i in range(len(out) - 1, -1, -1):
+            c, m = out[i]
+            if getattr(m, "rid", None) == rid and c.node_id.int == key:
+                del out[i]
+                return m
+        return None
+
     def on_verified(self, node_id: NodeId, now: float) -> None:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""
         held = self._held.pop(node_id.int, None)
@@ -609,7 +637,8 @@ class Dht:
         mutable = isinstance(local, MutableRecord)
         op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
-                    op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
+                    op.mutable_quorum if mutable else op.quorum, self.key,
+                    has_session=None if self.cold_is_cheap else self.has_session,
                     cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
         self._latency_knobs(lk)
         if local is not None and not mutable:
