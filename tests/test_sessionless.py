@@ -308,3 +308,53 @@ def test_off_every_lookup_request_rides_a_handshake_as_before():
     assert 0x32 not in [d[1] for _s, _d, d in w.log] and a.transport.stats["handshakes_initiated"] == 1
     cfg = config_from_dict({"dht": {"sessionless": False}})
     assert cfg.sessionless is False and config_from_dict({}).sessionless is True
+
+
+def test_a_put_stores_without_a_session_where_the_lookup_proved_our_address():
+    a, b, w = _pair()
+    a.put(b"stored without a session", w.now)
+    w.pump()
+    from weftnet.core.node import PutResult
+
+    res = _events(a, PutResult)
+    assert res and res[0].ok
+    key = res[0].key
+    assert b.dht.store.get(key) is not None  # B holds it, counted against A's quota
+    assert a.sessionless.stats["stores_sent"] == 1 and b.sessionless.stats["stores_unproven"] == 0
+    assert a.transport.stats["handshakes_initiated"] == b.transport.stats["handshakes_initiated"] == 0
+    assert not a.transport.has_session(b.node_id)
+
+
+def test_a_store_from_an_unproven_address_is_not_stored():
+    from weftnet.core.dht.messages import Store
+
+    a, b, w = _pair()
+    record = ImmutableRecord(b"from nowhere proven")
+    raw, _ = _query(a.identity, b.identity, wire.encode(Store(9, record.encode())), pad=200)  # no echo
+    b.receive_datagram(raw, a.endpoint, w.now)
+    assert b.datagrams_to_send(w.now) == [] and b.dht.store.get(record.key) is None
+    assert b.sessionless.stats["stores_unproven"] == 1
+    # A proof-of-address cookie B gave A, echoed from another address (a replay by a spoofer): still refused.
+    a.lookup(b.node_id, w.now)
+    w.pump()
+    cookie = a.sessionless._cookies[b.identity.public_key][0]
+    raw, _ = _query(a.identity, b.identity, wire.encode(Store(9, record.encode())), echo=cookie, pad=200, tag=9)
+    b.receive_datagram(raw, ("203.0.113.5", 4500), w.now)
+    assert b.datagrams_to_send(w.now) == [] and b.dht.store.get(record.key) is None
+    # From A's own address: stored, and acknowledged in no more bytes than the query.
+    b.receive_datagram(raw, a.endpoint, w.now)
+    (ack, _), = b.datagrams_to_send(w.now)
+    assert len(ack) <= len(raw) and b.dht.store.get(record.key) is not None
+
+
+def test_without_a_fresh_cookie_a_store_rides_a_session():
+    a, b, w = _pair()
+    a.put(b"first put", w.now)
+    w.pump()
+    w.now += 61.0  # A's cookie from B is older than a STORE may lean on
+    a.dht.handle_timer(w.now)
+    a.put(b"second put", w.now)
+    w.pump(drop=lambda s, d, data: data[1] in (0x32, 0x33))  # and this lookup's queries are lost: no new cookie
+    w.advance(3.0)
+    assert a.sessionless.stats["stores_sent"] == 1
+    assert a.transport.has_session(b.node_id)

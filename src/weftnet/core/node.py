@@ -39,7 +39,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
-from weftnet.core.dht.messages import FindNear, FindNode, FindValue
+from weftnet.core.dht.messages import FindNear, FindNode, FindValue, Store
 from weftnet.core.dht.sessionless import Sessionless
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
@@ -49,6 +49,7 @@ from weftnet.core.paths.config import PathsConfig
 from weftnet.core.paths.engine import Paths, describe_target
 from weftnet.core.paths.messages import PATHS_TYPES
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
+from weftnet.core.reach.messages import NAT_PUBLIC
 from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
@@ -97,6 +98,8 @@ __all__ = [
 TEXT_MAX = 1000
 #: Requests whose answers are larger than the Init that could carry them.
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
+#: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
+_SESSIONLESS = _LARGE_REPLY | {Store}
 
 
 @register
@@ -421,10 +424,10 @@ class NodeCore:
         self.sessionless: Sessionless | None = None
         if self.config.dht.sessionless:
             self.sessionless = Sessionless(identity, rng, now, self.transport, self.dht, fallback=self._over_session)
+            self.sessionless.may_store = self._public
             self.transport.on_query = self.sessionless.on_datagram
             self.transport.on_query_cookie = lambda m, t: self.sessionless.on_cookie(
                 m.receiver_index, m.nonce, m.encrypted_cookie, t)
-            self.dht.cold_is_cheap = True
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
         self._mutable_seq = 0
@@ -451,6 +454,11 @@ class NodeCore:
     def _network_name(self, network_id: bytes) -> str | None:
         net = self.vpn.switch.networks.get(network_id)
         return None if net is None else net.descriptor.name
+
+    def _public(self, now: float) -> bool:
+        """Not behind a NAT, as far as reach can tell. A node behind one keeps its STOREs on sessions:
+        reach learns the NAT's mapping from the peers it has sessions with (core/reach/nat.py)."""
+        return not self.config.reach.enabled or self.reach.nat.classify(now) == NAT_PUBLIC
 
     def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False) -> None:
         """A sessionless query went unanswered, or its answer could not carry the reply (a large
@@ -848,7 +856,7 @@ class NodeCore:
                 hint = self.dht.is_hint(contact)
                 # A lookup request to a node we have no session with, at a UDP endpoint: one
                 # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
-                if (sl := self.sessionless) is not None and type(msg) in _LARGE_REPLY \
+                if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
                         and not self.transport.has_session(contact.node_id) \
                         and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint):

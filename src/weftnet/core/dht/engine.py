@@ -318,7 +318,7 @@ class Dht:
     __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
                  "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
                  "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
-                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "cold_is_cheap", "_srtt_mean",
+                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
                  "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
                  "reject_reasons", "latency", "__dict__")
 
@@ -371,9 +371,6 @@ class Dht:
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
-        #: Set by the driver when a request to a contact without a session costs no handshake
-        #: (sessionless queries): gets then ask as many at once as warm ones (no cold limit).
-        self.cold_is_cheap = False
         self._srtt_mean: float | None = None  # over all RTT samples, for the hedge delay
         self._rttvar_mean = 0.0  # their mean deviation, for the timeout of unmeasured contacts
         self._maintenance_at = now + cfg.maintenance_interval
@@ -637,8 +634,7 @@ class Dht:
         mutable = isinstance(local, MutableRecord)
         op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
-                    op.mutable_quorum if mutable else op.quorum, self.key,
-                    has_session=None if self.cold_is_cheap else self.has_session,
+                    op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
                     cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
         self._latency_knobs(lk)
         if local is not None and not mutable:

@@ -61,7 +61,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
-from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Value
+from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519
 from weftnet.core.session import handshake as hs
 from weftnet.core.wire import U32, VERSION, Bytes, Fixed, Message, Rest, register
@@ -101,7 +101,12 @@ _PENDING_TIMEOUT = 10.0
 _SILENT_LIMIT = 3
 _SILENT_PAUSE = 30.0
 _ASKABLE = (FindNode, FindNear, FindValue)
-_REPLIES = (Nodes, NearNodes, Value)
+_REPLIES = (Nodes, NearNodes, Value, StoreAck)
+#: A STORE goes sessionless only to a node whose cookie for us is younger than this: its answerer
+#: accepts a STORE only from a proven address (the cookie of this or the previous two-minute slot).
+_STORE_COOKIE_AGE = 60.0
+#: The largest StoreAck: rid, ok, a reason of at most 120 bytes.
+_STORE_ACK_MAX = 2 + 8 + 1 + 1 + 120
 
 
 @register
@@ -226,6 +231,8 @@ def fit_reply(reply: Message, room: int, target: int = 0) -> tuple[bytes, int]:
     if len(raw) <= room:
         return raw, 0
     t = type(reply)
+    if t is not Nodes and t is not NearNodes and t is not Value:
+        return b"", 0  # (a StoreAck always fits: a STORE's query is padded for the largest)
     pairs = list(zip(reply.contacts, reply.rtts)) if t is NearNodes else [(c, 0) for c in reply.contacts]
     pairs.sort(key=lambda p: p[0].node_id.int ^ target)
     while True:
@@ -277,6 +284,8 @@ class Sessionless:
         #: within ``fallback_after``, or an answer too large to carry the reply).
         self.fallback = fallback
         self.fallback_after = fallback_after
+        #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
+        self.may_store = None
         self._ss: dict[bytes, bytes] = {}  # peer key -> ss, oldest first (bounded)
         self._cookies: dict[bytes, tuple[bytes, float]] = {}  # answerer key -> (its cookie for us, when)
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
@@ -291,7 +300,7 @@ class Sessionless:
         self.stats: dict[str, int] = dict.fromkeys((
             "queries_sent", "answers_received", "proofs_sent", "queries_answered", "queries_dropped",
             "answers_truncated", "too_large", "askers_learned", "auth_failures", "malformed", "unknown_tag",
-            "cookies_received", "fallbacks", "too_large_fallbacks"), 0)
+            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven"), 0)
 
     # -- keys ---------------------------------------------------------------------
     def _static_dh(self, peer_public: bytes) -> bytes:
@@ -322,7 +331,14 @@ class Sessionless:
         transport instead (not a lookup request). ``hint``: the endpoint was only heard of, and
         the DHT charged its source ``hint_cost`` bytes for asking it: the query is no larger
         (docs/security.md, item 6), so its answer carries the few contacts nearest the target."""
-        if type(msg) not in _ASKABLE:
+        t = type(msg)
+        if t is Store:
+            if self.may_store is not None and not self.may_store(now):
+                return False  # (a node behind a NAT keeps its STORE sessions: reach learns its mapping on them)
+            kept = self._cookies.get(contact.public_key)
+            if kept is None or now - kept[1] >= _STORE_COOKIE_AGE:
+                return False  # no fresh proof of our address there: over a session
+        elif t not in _ASKABLE:
             return False
         if self._silent >= _SILENT_LIMIT and now < self._retry_at:
             return False  # our last queries all went unanswered (UDP blocked here?): the transport's paths
@@ -332,13 +348,15 @@ class Sessionless:
         if hint and cost:
             pad_to = min(pad_to, max(cost, QUERY_OVERHEAD + len(request)))
         self._send_query(contact, msg, request, pad_to, now, hint)
-        self.stats["queries_sent"] += 1
+        self.stats["stores_sent" if t is Store else "queries_sent"] += 1
         return True
 
     def _pad_for(self, msg: Message, contact: Contact) -> int:
         """The size of the query: room for the largest answer it may get (20 contacts of the
         answerer's address family, their RTT hints; a Value: the largest datagram we send)."""
         cap = self.transport.config.max_datagram
+        if type(msg) is Store:
+            return ANSWER_OVERHEAD + _STORE_ACK_MAX
         if type(msg) is FindValue:
             return cap
         per = 51 if ":" in contact.endpoint[0] else 39
@@ -464,16 +482,23 @@ class Sessionless:
         if not request:
             return  # a proof: never answered
         req = wire.decode(request)
-        if type(req) not in _ASKABLE:
+        t = type(req)
+        if t is Store:
+            if not proven:
+                self.stats["stores_unproven"] += 1  # a STORE only from a proven address (docs/security.md)
+                return
+            self.dht.on_message(contact, req, now, verified=True, learn=False)
+        elif t in _ASKABLE:
+            # Answer only: the asker entered the table above if its address is proven, not here.
+            self.dht.on_message(contact, req, now, verified=False, learn=False)
+        else:
             self.stats["malformed"] += 1
             return
-        # Answer only: the asker entered the table above if its address is proven, not here.
-        self.dht.on_message(contact, req, now, verified=False, learn=False)
         reply = self.dht.take_reply(contact.node_id.int, req.rid)
         if reply is None:
             self.stats["queries_dropped"] += 1  # rate-limited by the DHT's per-peer and per-prefix quotas
             return
-        target = req.key if type(req) is FindValue else req.target
+        target = req.key if t is FindValue else req.target if t is not Store else bytes(32)
         raw_reply, flags = fit_reply(reply, answer_room(len(data)), int.from_bytes(target, "big"))
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large"] += 1
