@@ -337,7 +337,7 @@ def test_a_store_from_an_unproven_address_is_not_stored():
     # A proof-of-address cookie B gave A, echoed from another address (a replay by a spoofer): still refused.
     a.lookup(b.node_id, w.now)
     w.pump()
-    cookie = a.sessionless._cookies[b.identity.public_key][0]
+    cookie = a.sessionless._cookie_from(b.identity.public_key, w.now, 60.0)
     raw, _ = _query(a.identity, b.identity, wire.encode(Store(9, record.encode())), echo=cookie, pad=200, tag=9)
     b.receive_datagram(raw, ("203.0.113.5", 4500), w.now)
     assert b.datagrams_to_send(w.now) == [] and b.dht.store.get(record.key) is None

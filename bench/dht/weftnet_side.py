@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 
 from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
 
@@ -38,6 +39,8 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True) ->
         ev = await drivers[who].request(lambda c, t, v=value: c.put(v, t))
         put_lat.append(now() - t)
         put_ok += ev.ok
+        if not ev.ok:
+            print(f"put from node {who} failed: {ev.error}", file=sys.stderr)
         keys.append(ev.key)
     rss1 = rss_bytes()
     cpu["put"] = cpu_now() - c0

@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
-from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519
+from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_id_for
 from weftnet.core.session import handshake as hs
 from weftnet.core.wire import U32, VERSION, Bytes, Fixed, Message, Rest, register
 from weftnet.errors import DecodeError, HandshakeError, IdentityError
@@ -165,7 +165,9 @@ def query_keys(ss: bytes, asker: bytes, answerer: bytes, nonce: bytes) -> QueryK
     return QueryKeys(kq, ka)
 
 
+_AT = struct.Struct("d")
 _ZERO12 = bytes(12)
+_ZEROS = bytes(MAX_SEALED)
 _ZERO16 = bytes(16)
 
 
@@ -200,7 +202,7 @@ def open_query(msg: DhtQuery, keys: QueryKeys) -> tuple[bytes, bytes]:
     n = struct.unpack_from("!H", plain, 16)[0]
     if 18 + n > len(plain):
         raise DecodeError("query request runs past its plaintext")
-    if any(plain[18 + n:]):
+    if plain[18 + n:] != _ZEROS[:len(plain) - 18 - n]:
         raise DecodeError("query padding is not zeros")
     return plain[:16], plain[18:18 + n]
 
@@ -224,9 +226,13 @@ def answer_room(query_size: int) -> int:
     return query_size - ANSWER_OVERHEAD
 
 
+_TRUNCATED = 0x100  # (fit_reply's report only, never on the wire)
+
+
 def fit_reply(reply: Message, room: int, target: int = 0) -> tuple[bytes, int]:
     """``reply`` encoded within ``room`` bytes: the contacts farthest from ``target`` (XOR) are
-    dropped until it fits; (b"", FLAG_TOO_LARGE) if even without contacts it does not (a record too large)."""
+    dropped until it fits (flags: an internal TRUNCATED bit); (b"", FLAG_TOO_LARGE) if even without
+    contacts it does not (a record too large)."""
     raw = wire.encode(reply)
     if len(raw) <= room:
         return raw, 0
@@ -235,6 +241,13 @@ def fit_reply(reply: Message, room: int, target: int = 0) -> tuple[bytes, int]:
         return b"", 0  # (a StoreAck always fits: a STORE's query is padded for the largest)
     pairs = list(zip(reply.contacts, reply.rtts)) if t is NearNodes else [(c, 0) for c in reply.contacts]
     pairs.sort(key=lambda p: p[0].node_id.int ^ target)
+    # Drop from the far end what the sizes say (a contact is 39 bytes, 51 for IPv6; an RTT hint 2),
+    # then encode once (again with one fewer, should a count be off).
+    extra = 2 if t is NearNodes else 0
+    size = len(raw)
+    while pairs and size > room:
+        size -= (51 if ":" in pairs[-1][0].endpoint[0] else 39) + extra
+        pairs.pop()
     while True:
         if t is NearNodes:
             smaller = NearNodes(reply.rid, tuple(c for c, _ in pairs), tuple(r for _, r in pairs))
@@ -244,7 +257,7 @@ def fit_reply(reply: Message, room: int, target: int = 0) -> tuple[bytes, int]:
             smaller = Value(reply.rid, reply.record, tuple(c for c, _ in pairs))
         raw = wire.encode(smaller)
         if len(raw) <= room:
-            return raw, 0
+            return raw, _TRUNCATED
         if not pairs:
             return b"", (FLAG_TOO_LARGE if t is Value else 0)
         pairs.pop()
@@ -286,8 +299,10 @@ class Sessionless:
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
         self.may_store = None
-        self._ss: dict[bytes, bytes] = {}  # peer key -> ss, oldest first (bounded)
-        self._cookies: dict[bytes, tuple[bytes, float]] = {}  # answerer key -> (its cookie for us, when)
+        #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
+        #: it (a double), one bytes object per peer (one dict entry, no tuple or float objects: memory per
+        #: node is a bench column), oldest written first, at most ``cache``.
+        self._keys: dict[bytes, bytes] = {}
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
         self._silent = 0  # queries in a row that fell back unanswered
         self._retry_at = 0.0
@@ -304,18 +319,28 @@ class Sessionless:
 
     # -- keys ---------------------------------------------------------------------
     def _static_dh(self, peer_public: bytes) -> bytes:
-        ss = self._ss.get(peer_public)
-        if ss is not None:
-            return ss
+        e = self._keys.get(peer_public)
+        if e is not None:
+            return e[:32]
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
-        self._keep_ss(peer_public, ss)
+        self._keep(peer_public, ss)
         return ss
 
-    def _keep_ss(self, peer_public: bytes, ss: bytes) -> None:
-        cache = self._ss
-        if peer_public not in cache and len(cache) >= self.cache:
-            del cache[next(iter(cache))]
-        cache[peer_public] = ss
+    def _keep(self, peer_public: bytes, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
+        keys = self._keys
+        if peer_public in keys:
+            del keys[peer_public]  # written last: the young end
+        elif len(keys) >= self.cache:
+            del keys[next(iter(keys))]
+        keys[peer_public] = ss + cookie + _AT.pack(at)
+
+    def _cookie_from(self, peer_public: bytes, now: float, max_age: float) -> bytes | None:
+        """The proof-of-address cookie ``peer_public`` gave us, if younger than ``max_age``."""
+        e = self._keys.get(peer_public)
+        if e is None:
+            return None
+        at = _AT.unpack_from(e, 48)[0]
+        return e[32:48] if at and now - at < max_age else None
 
     def _cookie(self, secret: bytes, asker: bytes, addr: Addr) -> bytes:
         return hs.MAC(secret, asker + f"{addr[0]}|{addr[1]}".encode())
@@ -335,8 +360,7 @@ class Sessionless:
         if t is Store:
             if self.may_store is not None and not self.may_store(now):
                 return False  # (a node behind a NAT keeps its STORE sessions: reach learns its mapping on them)
-            kept = self._cookies.get(contact.public_key)
-            if kept is None or now - kept[1] >= _STORE_COOKIE_AGE:
+            if self._cookie_from(contact.public_key, now, _STORE_COOKIE_AGE) is None:
                 return False  # no fresh proof of our address there: over a session
         elif t not in _ASKABLE:
             return False
@@ -369,10 +393,7 @@ class Sessionless:
         ss = self._static_dh(pk)
         nonce = self._rng.randbytes(16)
         tag = self._new_tag()
-        echo = None
-        kept = self._cookies.get(pk)
-        if kept is not None and now - kept[1] < _COOKIE_LIFETIME / 2:
-            echo = kept[0]
+        echo = self._cookie_from(pk, now, _COOKIE_LIFETIME / 2)
         under_load = self._load_cookies.get(pk)
         cookie = under_load[0] if under_load is not None and now - under_load[1] < _COOKIE_LIFETIME else None
         raw, keys = seal_query(self.public_key, pk, ss, tag, nonce, request, echo, pad_to, cookie)
@@ -467,16 +488,21 @@ class Sessionless:
         if asker == self.public_key:
             self.stats["malformed"] += 1
             return
-        cached = self._ss.get(asker)
-        ss = cached or self.transport._static_dh_of(asker) or static_dh(self.identity, asker)
+        cached = self._keys.get(asker)
+        ss = cached[:32] if cached is not None else self.transport._static_dh_of(asker) or static_dh(self.identity, asker)
         keys = query_keys(ss, asker, self.public_key, msg.nonce)
         echo, request = open_query(msg, keys)  # raises before anything is kept
+        # The contact our table has for it, if at this address (its key object and node ID shared).
+        node_id = node_id_for(asker)
+        known = self.dht.table.get(node_id.int)
+        if known is not None:
+            asker = known.public_key
+        contact = known if known is not None and known.endpoint == addr else Contact(asker, addr)
         if cached is None:
-            self._keep_ss(asker, ss)
+            self._keep(asker, ss)
         self._rotate(now)
         proven = echo != _ZERO16 and (hmac.compare_digest(echo, self._cookie(self._secret, asker, addr))
                                       or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
-        contact = Contact(asker, addr)
         if proven and self.dht.learn(contact, now):
             self.stats["askers_learned"] += 1
         if not request:
@@ -502,8 +528,9 @@ class Sessionless:
         raw_reply, flags = fit_reply(reply, answer_room(len(data)), int.from_bytes(target, "big"))
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large"] += 1
-        elif len(raw_reply) < len(wire.encode(reply)):
+        elif flags:
             self.stats["answers_truncated"] += 1
+            flags = 0
         if proven:
             flags |= FLAG_LEARNED
         answer = seal_answer(keys, msg.tag, self._rng.randbytes(12), flags,
@@ -527,9 +554,7 @@ class Sessionless:
         self.stats["answers_received"] += 1
         self._silent = 0
         pk = p.contact.public_key
-        if len(self._cookies) >= self.cache and pk not in self._cookies:
-            del self._cookies[next(iter(self._cookies))]
-        self._cookies[pk] = (cookie, now)
+        self._keep(pk, self._static_dh(pk), cookie, now)
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
@@ -550,4 +575,4 @@ class Sessionless:
         self.dht.on_message(p.contact, msg, now, verified=verified, learn=verified)
 
     def summary(self) -> dict[str, int]:
-        return {**self.stats, "pending": len(self._pending) + len(self._late), "static_dh_cached": len(self._ss)}
+        return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys)}
