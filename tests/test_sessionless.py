@@ -358,3 +358,17 @@ def test_without_a_fresh_cookie_a_store_rides_a_session():
     w.advance(3.0)
     assert a.sessionless.stats["stores_sent"] == 1
     assert a.transport.has_session(b.node_id)
+
+
+def test_no_proof_is_sent_where_the_answerers_table_has_no_room_for_the_asker():
+    a, b, w = _pair(dht_b=DhtConfig(k=2, per_prefix=None))
+    for n in range(60):
+        ident = Identity.from_seed(bytes([100 + n]) * 32)
+        b.dht.table.add(Contact(ident.public_key, (f"198.19.{n}.1", 4500)), T0)
+    a_contact = Contact(a.identity.public_key, a.endpoint)
+    assert not b.dht.table.has_room(a_contact, a.node_id.int)  # A's bucket at B is full and cannot split
+    a.lookup(b.node_id, w.now)
+    w.pump()
+    assert _events(a, LookupResult)[0].ok
+    assert [d[1] for _s, _d, d in w.log] == [0x32, 0x33]  # no proof: it would only reach B's replacements
+    assert a.sessionless.stats["proofs_sent"] == 0 and b.dht.table.get(a.node_id.int) is None

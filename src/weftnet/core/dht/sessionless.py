@@ -38,7 +38,8 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   valid cookie proves the asker receives at its source address, and only
   then does the answerer offer it to its routing table (bounded, with the
   DHT's per-peer and per-prefix request quotas). An asker whose answer says
-  it was not learned sends a proof at once (one datagram, no answer).
+  it was not learned, and that the answerer's table has room for it (flag
+  WANTED), sends a proof at once (one datagram, no answer).
 * **No state per query** on the answerer; per-source limits and the
   under-load cookie round trip are the transport's, as for Inits
   (admission.py). A replay costs the answerer one KDF and one AEAD, and
@@ -79,6 +80,7 @@ __all__ = [
     "query_keys",
     "FLAG_LEARNED",
     "FLAG_TOO_LARGE",
+    "FLAG_WANTED",
     "QUERY_OVERHEAD",
     "ANSWER_OVERHEAD",
 ]
@@ -86,6 +88,7 @@ __all__ = [
 LABEL_QUERY = b"weftnet dht query v1"
 FLAG_LEARNED = 0x01  # the echoed cookie was valid: the answerer offered the asker to its table
 FLAG_TOO_LARGE = 0x02  # the reply did not fit in the query's size: ask over a session
+FLAG_WANTED = 0x04  # not learned, but the answerer's table has room for the asker: a proof would get it in
 MAX_SEALED = 1400
 _TAG = 16
 #: version, type, tag, key, nonce, sealed length; plaintext echo and request length; AEAD tag; mac1, mac2.
@@ -533,6 +536,8 @@ class Sessionless:
             flags = 0
         if proven:
             flags |= FLAG_LEARNED
+        elif self.dht.table.has_room(contact, contact.node_id.int):
+            flags |= FLAG_WANTED
         answer = seal_answer(keys, msg.tag, self._rng.randbytes(12), flags,
                              self._cookie(self._secret, asker, addr), raw_reply)
         assert len(answer) <= len(data)  # never more back than came in (fit_reply)
@@ -564,9 +569,10 @@ class Sessionless:
         if type(msg) not in _REPLIES or msg.rid != p.msg.rid:
             self.stats["malformed"] += 1
             return
-        if not flags & FLAG_LEARNED and addr == p.contact.endpoint:
-            # Prove our address now (one datagram, never answered), so the answerer learns us
-            # as a handshake's confirmation made it before.
+        if flags & FLAG_WANTED and addr == p.contact.endpoint:
+            # Prove our address now (one datagram, never answered), so the answerer learns us as a
+            # handshake's confirmation made it before; only where its table has room for us (a full
+            # bucket far from us would only put us among its replacements).
             self.stats["proofs_sent"] += 1
             self._send_query(p.contact, None, b"", 0, now)
         # The answer proves its sender holds the answerer's key and received our nonce at the
