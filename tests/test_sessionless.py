@@ -372,3 +372,44 @@ def test_no_proof_is_sent_where_the_answerers_table_has_no_room_for_the_asker():
     assert _events(a, LookupResult)[0].ok
     assert [d[1] for _s, _d, d in w.log] == [0x32, 0x33]  # no proof: it would only reach B's replacements
     assert a.sessionless.stats["proofs_sent"] == 0 and b.dht.table.get(a.node_id.int) is None
+
+
+def test_a_peer_that_restarted_elsewhere_and_asks_outside_a_session_gets_its_stale_session_dropped():
+    from weftnet.core.node import PingResult
+
+    a, b, w = _pair()
+    b.dht.table.add(Contact(a.identity.public_key, a.endpoint), T0)
+    b.ping(a.node_id, w.now)  # B and A have a session
+    w.pump()
+    assert b.transport.has_session(a.node_id) and _events(b, PingResult)[0].ok
+    # A restarts at another address, with no session, and looks B up: a query, B's WANTED, A's proof.
+    del w.by_ep[a.endpoint]
+    a2 = _node(1, "198.18.3.1")
+    a2.dht.table.add(Contact(b.identity.public_key, b.endpoint), T0)
+    w.by_ep[a2.endpoint] = a2
+    w.now += 5.0
+    a2.lookup(b.node_id, w.now)
+    w.pump()
+    assert b.sessionless.stats["sessions_lost_by_peer"] == 1 and not b.transport.has_session(a.node_id)
+    assert b.transport.endpoint_of(a.node_id) == a2.endpoint
+    # B's next ping starts a handshake at the new address, and it answers.
+    b.ping(a.node_id, w.now)
+    w.pump()
+    assert _events(b, PingResult)[-1].ok and b.transport.has_session(a.node_id)
+
+
+def test_a_session_that_just_carried_something_is_not_dropped_by_a_query():
+    a, b, w = _pair()
+    b.dht.table.add(Contact(a.identity.public_key, a.endpoint), T0)
+    b.ping(a.node_id, w.now)
+    w.pump()
+    assert b.transport.has_session(a.node_id)
+    # A sessionless query from A's address with a valid cookie, moments after A was heard on the session.
+    a.transport.close(b.node_id, w.now)  # A's side lost it, B's has heard from A within the last 2 s
+    a.lookup(b.node_id, w.now)
+    w.pump()
+    a.lookup(b.node_id, w.now + 0.5)
+    w.now += 0.5
+    w.pump()
+    assert b.sessionless.stats["askers_learned"] >= 1  # the second query's echo proved A's address
+    assert b.sessionless.stats["sessions_lost_by_peer"] == 0 and b.transport.has_session(a.node_id)

@@ -1,4 +1,5 @@
-"""Sessionless DHT queries: FIND_NODE / FIND_NEAR / FIND_VALUE to a node without a session.
+"""Sessionless DHT queries: FIND_NODE / FindNear / FIND_VALUE (and STORE where our address is
+proven) to a node without a session.
 
 Theory of operation
 -------------------
@@ -26,7 +27,7 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   An empty request is a *proof*: it is never answered.
 * **Answer**: the query's tag, a random 12-byte AEAD nonce, and ``flags |
   cookie | reply`` sealed under k_answer. It is **never larger than the
-  query** it answers: contacts are dropped from the end until it fits; a
+  query** it answers: the contacts farthest from the target are dropped until it fits; a
   record that still does not fit is not sent (flag TOO_LARGE: the asker
   asks again over a session). A random nonce, because the answerer keeps no
   state: a replayed query gets a new answer under the same key, never the
@@ -45,7 +46,13 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   (admission.py). A replay costs the answerer one KDF and one AEAD, and
   sends at most the replay's size back to its source.
 
-The asker keeps its own requests (tag -> keys) until answered or 10 s old.
+* **STORE** rides a query only to a node whose cookie for us is younger than
+  60 s (one our lookup just asked), and is stored only if the echo proves
+  the address; otherwise it goes over a session.
+
+The asker keeps its own requests (tag -> keys) until answered; one without an
+answer after ``fallback_after`` (0.5 s) goes on over the transport (a handshake,
+with its retries and path search), its late answer still welcome for 10 s.
 Security argument: docs/security.md, "Sessionless DHT queries"; layouts:
 docs/wire/dht.md. Sans-IO: ``now`` and the ``rng`` come in.
 """
@@ -289,7 +296,7 @@ class Sessionless:
     for load, its peer entries for ss)."""
 
     def __init__(self, identity: Identity, rng: RandomSource, now: float, transport, dht,
-                 cache: int = 256, fallback=None, fallback_after: float = 1.0):
+                 cache: int = 256, fallback=None, fallback_after: float = 0.5):
         self.identity = identity
         self.public_key = identity.public_key
         self._rng = rng
@@ -318,7 +325,7 @@ class Sessionless:
         self.stats: dict[str, int] = dict.fromkeys((
             "queries_sent", "answers_received", "proofs_sent", "queries_answered", "queries_dropped",
             "answers_truncated", "too_large", "askers_learned", "auth_failures", "malformed", "unknown_tag",
-            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven"), 0)
+            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer"), 0)
 
     # -- keys ---------------------------------------------------------------------
     def _static_dh(self, peer_public: bytes) -> bytes:
@@ -506,6 +513,8 @@ class Sessionless:
         self._rotate(now)
         proven = echo != _ZERO16 and (hmac.compare_digest(echo, self._cookie(self._secret, asker, addr))
                                       or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
+        if proven and self.transport.lost_by_peer(node_id, addr, now):
+            self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
         if proven and self.dht.learn(contact, now):
             self.stats["askers_learned"] += 1
         if not request:

@@ -439,7 +439,7 @@ class SecureTransport:
                 "relayed_out", "relayed_in", "relay_forwarded", "relay_refused", "relay_no_path",
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
-                "held_until_confirmed", "peers_evicted", "peers_forgotten",
+                "held_until_confirmed", "peers_evicted", "peers_forgotten", "sessions_lost_by_peer",
             ),
             0,
         )
@@ -1596,6 +1596,24 @@ class SecureTransport:
             ep = None if hop is None else hop.endpoint
             return ep if ep is not None and type(ep) is not Via else ("0.0.0.0", 0)
         return addr
+
+    def lost_by_peer(self, node_id: NodeId, addr: Addr, now: float, quiet: float = 2.0) -> bool:
+        """``node_id`` proved it receives at ``addr`` in a sessionless query (core/dht/sessionless.py),
+        which it sends only when it holds no session with us: a session of ours with it that has
+        carried nothing from it for ``quiet`` seconds is one it lost (it restarted, maybe elsewhere).
+        Drop it and make ``addr`` its endpoint, so the next payload starts a handshake there."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.pending is not None or peer.budget is not None:
+            return False
+        if (peer.last_received or 0.0) > now - quiet:
+            return False  # (a handshake it answered a moment ago: its confirmation may still be on the way)
+        self._drop_sessions(peer)
+        self._events.append(SessionDown(peer.node_id, "lost by the peer"))
+        if addr != peer.endpoint:
+            self._set_endpoint(peer, addr, "contact", now)
+        peer.verified_endpoint = addr
+        self.stats["sessions_lost_by_peer"] += 1
+        return True
 
     def admit_query(self, data: bytes, addr: Addr, now: float) -> bool:
         """A sessionless DHT query (its tag where an Init has its index, its macs last, as an
