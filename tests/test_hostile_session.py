@@ -226,6 +226,25 @@ def test_ping_after_rekey_and_after_expiry_succeeds():
     assert a.transport.stats["handshakes_initiated"] >= 2  # the later pings needed new sessions
 
 
+def test_a_ping_whose_ping_is_lost_is_answered_by_a_retry_within_its_deadline():
+    """nat-mix, traced: a ping op sent one Ping, so one packet lost (or dropped for an unknown
+    index) failed the ping after 15 s with the session up. It sends another within its deadline."""
+    net, (a, b) = overlay(2, seed=43)
+    assert wait(net, a, a.ping(b.node_id, net.now)).ok  # the session is up
+    sent = a.transport.stats["handshakes_initiated"]
+    net.partition([a.endpoint], [b.endpoint])
+    t0 = net.now
+    op = a.ping(b.node_id, net.now)
+    net.flush(a.endpoint)
+    net.run_for(0.5)  # the Ping is lost on the way
+    net.heal()
+    ev = wait(net, a, op)
+    assert isinstance(ev, PingResult) and ev.ok, ev
+    assert net.now - t0 < a.config.request_timeout
+    assert ev.rtt < 0.5  # the answered Ping's own round trip, not the time since the first
+    assert a.transport.stats["handshakes_initiated"] == sent  # over the same session
+
+
 def test_a_second_hand_endpoint_gets_one_init_not_ten_seconds_of_retries():
     """Item 6 (session layer): an endpoint learned from a hint gets one Init."""
     rng = random.Random(51)

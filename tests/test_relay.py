@@ -198,3 +198,33 @@ def test_a_relay_passes_on_nothing_for_a_sender_that_has_not_proven_its_address(
     assert to_c == []
     forward(lab, "X", (c.node_id.raw,), bytes.fromhex("0104") + bytes(40))  # X's next Init gets its answer
     assert p.transport.stats["relay_forwarded"] == 1 and len(to_c) == 1
+
+
+def test_a_rekey_whose_path_died_goes_at_once_on_the_relay_a_record_names():
+    """A rekey's Init goes on the path in use only. When that path dies with the Init on it and
+    the peer's endpoint record then names a relay, the Init goes again at once on the relay the
+    session moves to, not a retry period later (the handshake's deadline counts from its start)."""
+    lab = three()
+    a, p, c = (lab.cores[n] for n in "APC")
+    p.reach.relay.register(c.node_id, 600, lab.net.now)
+    ta = a.transport
+    ta.connect(lab.addrs["C"], lab.net.now, c.identity.public_key)
+    lab.net.flush(lab.addrs["A"])
+    lab.run(2)
+    assert ta.has_session(c.node_id)
+    lab.run(ta.config.rekey_after_time)
+    lab.net.partition([lab.addrs["A"]], [lab.addrs["C"]])  # the direct path dies
+    pc = ta._by_node[c.node_id]
+    old = pc.current
+    ta.ping(c.node_id, lab.net.now)  # on the old session, then the rekey's Init: both lost
+    lab.net.flush(lab.addrs["A"])
+    assert pc.pending is not None and pc.rekeys == 1
+    ta.path_dead(c.node_id, lab.addrs["C"], lab.net.now)
+    via = Via((p.node_id.raw,), c.node_id.raw)
+    ta.add_paths(c.node_id, [via], "record", lab.net.now)
+    assert ta.current_path(c.node_id) == via
+    lab.net.flush(lab.addrs["A"])
+    lab.run(0.5)  # less than the first retry (1 to 1.3 s)
+    assert pc.pending is None and pc.current is not old  # the rekey came through the relay
+    assert pc.rekeys == 1  # the same handshake, not a new one
+    assert c.transport.current_path(a.node_id) == Via((p.node_id.raw,), a.node_id.raw)

@@ -584,3 +584,61 @@ def test_a_handshake_that_times_out_after_the_peers_own_came_through_is_no_failu
     p.a.send(p.contact_b(), msg(3), p.now)  # the session still carries traffic
     step()
     assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(1), msg(3)]
+
+
+def test_crossed_rekeys_after_a_crossed_open_keep_the_session_the_peer_still_sends_on():
+    """nat-mix, traced: a crossed first handshake leaves each end sending on the session it
+    started, so the one the peer sends on is our *older* one. Both ends then rekey at once
+    (each is the initiator of its current session) and the two new sessions arrive together.
+    Retiring the oldest older session dropped the one the peer still sent on: its Pong, sent
+    before it switched, came in for an unknown index and the ping failed. Now the session the
+    peer went longest without using is retired, and the list stays bounded."""
+    from weftnet.core.session.transport import MAX_OLDER
+
+    p = Pair(TransportConfig(rekey_after_time=120, reject_after_time=180))
+    ca = Contact(p.ia.public_key, A)
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.b.send(ca, msg(2), p.now)
+    p.deliver()
+    sa, sb = p.a._by_node[p.ib.node_id], p.b._by_node[p.ia.node_id]
+    assert sa.current.initiator and sb.current.initiator  # crossed: each sends on its own
+    assert sa.current.local_index != sb.current.remote_index
+    p.now += 60  # traffic both ways on the crossed pair
+    p.a.send(p.contact_b(), msg(3), p.now)
+    p.b.send_to(p.ia.node_id, msg(4), p.now)
+    p.deliver()
+    events(p.a), events(p.b)
+
+    p.now += 61  # both sessions due for a rekey; both ends send at the same moment
+    pid = p.a.ping(p.ib.node_id, p.now)  # on the old session, then an Init
+    p.b.send_to(p.ia.node_id, msg(5), p.now)  # likewise
+    from_a, from_b = p.a.datagrams_to_send(p.now), p.b.datagrams_to_send(p.now)
+    assert [d[1] for d, _ in from_a] == [4, HandshakeInit.TYPE]
+    assert [d[1] for d, _ in from_b] == [4, HandshakeInit.TYPE]
+    p.now += 0.01
+    p.b.receive_datagram(from_a[0][0], A, p.now)  # the Ping: B answers on the session it sends on
+    (pong,) = p.b.datagrams_to_send(p.now)
+    held = pong[0]
+    for d, _ in from_a[1:]:  # A's Init
+        p.b.receive_datagram(d, A, p.now)
+    for d, _ in from_b:  # B's data and Init
+        p.a.receive_datagram(d, B, p.now)
+    p.now += 0.01
+    p.deliver()  # the Responses cross: each end installs two new sessions; the Pong is still on its way
+    assert sa.pending is None and sb.pending is None
+    assert len(sa.older) <= MAX_OLDER and len(sb.older) <= MAX_OLDER
+    p.now += 0.01
+    dropped = p.a.stats["unknown_index_dropped"]
+    p.a.receive_datagram(held, B, p.now)  # the Pong, late: on the peer's previous session
+    assert p.a.stats["unknown_index_dropped"] == dropped
+    got = events(p.a)
+    assert [e.ping_id for e in got if isinstance(e, PongReceived)] == [pid]
+    assert [e.payload for e in got if isinstance(e, Received)] == [msg(5)]
+    for i in range(6, 10):  # and the new sessions carry traffic both ways, nothing lost
+        p.now += 1
+        p.a.send(p.contact_b(), msg(i), p.now)
+        p.b.send_to(p.ia.node_id, msg(100 + i), p.now)
+        p.deliver()
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(i) for i in range(6, 10)]
+    assert [e.payload for e in events(p.a) if isinstance(e, Received)] == [msg(100 + i) for i in range(6, 10)]
+    assert p.a.stats["unknown_index_dropped"] == dropped and p.b.stats["unknown_index_dropped"] == 0

@@ -425,6 +425,8 @@ def report(res: dict) -> str:
                   + (f", CPU time {res['sim']['cpu_seconds']} s" if "cpu_seconds" in res["sim"] else "")
                   + (f"; run {res['sim_date']} (load average before {res['sim_load_before']}; other jobs "
                      "shared the machine)" if res.get("sim_date") else "") + ".", "", nat_text(res["sim"])]
+        if res.get("sim_note"):  # what the run's misses were traced to, written with the run (docs/reach.md)
+            lines += ["", res["sim_note"]]
     return "\n".join(lines) + "\n"
 
 

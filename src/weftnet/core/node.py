@@ -96,6 +96,9 @@ __all__ = [
 
 #: Type codes 0x40-0x4F are node-level application payloads carried by KBR.
 TEXT_MAX = 1000
+#: A ping op with no Pong after this long sends another Ping, then after twice as long, and so on
+#: until its deadline (``NodeCore._retry_ping``).
+_PING_RETRY = 1.0
 #: Requests whose answers are larger than the Init that could carry them.
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
@@ -365,6 +368,8 @@ class _Op:
     started: float
     target: Any = None  # NodeId, IPv6Address, endpoint or key
     ping_id: int | None = None
+    ping_ids: tuple = ()  # every Ping this op sent (it resends: _PING_RETRY); a Pong to any ends it
+    retry_at: float | None = None
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
@@ -549,6 +554,8 @@ class NodeCore:
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
+            elif op.retry_at is not None and op.retry_at <= now:
+                self._retry_ping(op, now)
         self._pump(now)
 
     def get_timer(self) -> float | None:
@@ -562,6 +569,8 @@ class NodeCore:
         for op in self._ops.values():
             if best is None or op.deadline < best:
                 best = op.deadline
+            if op.retry_at is not None and op.retry_at < best:
+                best = op.retry_at
         return best
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
@@ -778,6 +787,8 @@ class NodeCore:
         op.stage = "ping"
         try:
             op.ping_id = self.transport.ping(node_id, now)
+            op.ping_ids += (op.ping_id,)
+            op.retry_at = now + _PING_RETRY
         except SessionError:
             if contact is None:
                 contact = self.dht.contact_for(node_id)
@@ -786,6 +797,22 @@ class NodeCore:
                 return
             op.stage = "connect"
             self.transport.connect(contact.endpoint, now, contact.public_key)
+
+    def _retry_ping(self, op: _Op, now: float) -> None:
+        """No Pong yet: one lost packet must not fail the ping, so it sends another Ping within
+        its deadline, 1 s after the first and then twice as long each time (1, 3, 7 s in). Only
+        over a session: without one the transport queues the Ping and retries its own handshake."""
+        op.retry_at = None
+        if op.kind != "ping" or op.stage != "ping" or op.node_id is None:
+            return
+        op.retry_at = now + _PING_RETRY * 2 ** len(op.ping_ids)
+        if not self.transport.has_session(op.node_id):
+            return
+        try:
+            op.ping_id = self.transport.ping(op.node_id, now)
+        except SessionError:
+            return
+        op.ping_ids += (op.ping_id,)
 
     def _send_over_session(self, op: _Op, now: float, contact: Contact | None = None) -> None:
         """Route a send's text to its target as the first hop, over the session that came up with it."""
@@ -947,7 +974,7 @@ class NodeCore:
         elif isinstance(ev, PongReceived):
             self.overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
-                if op.kind == "ping" and op.ping_id == ev.ping_id and op.node_id == ev.node_id:
+                if op.kind == "ping" and ev.ping_id in op.ping_ids and op.node_id == ev.node_id:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))

@@ -263,7 +263,8 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
 
     Delays come from ``underlay`` (an UnderlayConfig; sim/underlay.py's latency model of the
     Internet), one node per point. For each pair the ping's outcome and, 5 s later, the path in use
-    are recorded, with the time from the ping to the first direct path where there is one.
+    are recorded, with the time from the ping to its answer and to the first direct path where
+    there is one.
     """
     from weftnet.core.identity import Identity
     from weftnet.core.node import NodeConfig, NodeCore
@@ -347,6 +348,7 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
 
         net.run_for(20.0, until=finished)
         ok = bool(done.get("ev") and done["ev"].ok)
+        t_reply = net.now - t0 if ok else None
         t_direct = None
         end = net.now + 5.0
         while net.now < end:  # the punch schedule runs 3 s; give it 5
@@ -360,7 +362,7 @@ def run_connectivity(nodes: int, pairs: int, seed: int, mix: NatMix | None = Non
         else:
             kind = path_kind(ca.transport.current_path(cb.node_id))
             path = "direct" if kind == "direct" else "relay"
-        results.append((kinds[a], kinds[b], path, None if path != "direct" else t_direct))
+        results.append((kinds[a], kinds[b], path, None if path != "direct" else t_direct, t_reply))
         if progress:
             progress("pairs", (j + 1) / pairs)
     classified: dict[str, dict[str, int]] = {}
@@ -392,6 +394,13 @@ def _tables(results, kinds, relays, nodes, pairs, seed, mix) -> dict[str, Any]:
             out["direct_max_s"] = round(times[-1], 3)
         return out
 
+    replies = sorted(r[4] for r in results if r[4] is not None)
+    reply: dict[str, Any] = {}
+    if replies:  # from the ping to its answer, whatever the path (a ping op resends its Ping: core/node.py)
+        reply = {"p50_s": round(replies[len(replies) // 2], 3), "p90_s": round(replies[int(len(replies) * 0.9)], 3),
+                 "max_s": round(replies[-1], 3), "over_1s": sum(1 for t in replies if t > 1.0),
+                 "over_5s": sum(1 for t in replies if t > 5.0)}
+
     by_pair: dict[str, dict] = {}
     for i, a in enumerate(NAT_KINDS):
         for b in NAT_KINDS[i:]:
@@ -406,6 +415,7 @@ def _tables(results, kinds, relays, nodes, pairs, seed, mix) -> dict[str, Any]:
         "relays": len(relays),
         "kinds": {k: kinds.count(k) for k in NAT_KINDS},
         "overall": shares(results),
+        "reply": reply,
         "by_pair": by_pair,
     }
 
@@ -432,10 +442,12 @@ def nat_text(summary: dict[str, Any]) -> str:
              f"{summary['relays']} relays, {summary['pairs']} random pairs pinged",
              f"overall: direct {o['direct']:.1%}, through a relay {o['relay']:.1%}, not connected {o['none']:.1%}"
              + (f"; time to direct p50 {o['direct_p50_s']:.3f} s, max {o['direct_max_s']:.3f} s"
-                if "direct_p50_s" in o else ""),
-             "",
-             "| NAT pair | pairs | direct | relay | none | to direct, p50 |",
-             "|---|---|---|---|---|---|"]
+                if "direct_p50_s" in o else "")]
+    r = summary.get("reply")
+    if r:
+        lines.append(f"ping to reply (any path): p50 {r['p50_s']:.3f} s, p90 {r['p90_s']:.3f} s, max {r['max_s']:.3f} s; "
+                     f"{r['over_1s']} answered after more than 1 s, {r['over_5s']} after more than 5 s")
+    lines += ["", "| NAT pair | pairs | direct | relay | none | to direct, p50 |", "|---|---|---|---|---|---|"]
     for pair, row in summary["by_pair"].items():
         p50 = f"{row['direct_p50_s']:.3f} s" if "direct_p50_s" in row else "-"
         lines.append(f"| {pair} | {row['pairs']} | {row['direct']:.0%} | {row['relay']:.0%} | {row['none']:.0%} | {p50} |")

@@ -15,7 +15,9 @@ with other nodes, named by their Ed25519 public keys (docs/handshake.md).
 * A peer has one *current* session for sending and up to two *older* ones
   that still receive during a changeover (rekey, simultaneous open — where
   each side ends up sending on a different one of two sessions), so no packet
-  in flight is lost to a new session.
+  in flight is lost to a new session. Beyond two, the one the peer has gone
+  longest without using is retired, never simply the oldest (the peer may
+  still be sending on it).
 * Timers: handshake retransmit with jitter and a give-up deadline
   (``Unreachable``), rekey after a time or message count, refusal to send on
   an expired session, optional keepalives after receiving without sending, idle expiry
@@ -119,6 +121,8 @@ FRAGMENT_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 128
 MAX_REASSEMBLED = MAX_MESSAGE_SIZE + 16
 _COOKIE_LIFETIME = 120.0
+#: Older sessions a peer keeps receiving on beside its current one (``SecureTransport._install``).
+MAX_OLDER = 2
 #: The smallest datagram that can be a HandshakeInit (empty early-data field).
 _INIT_MIN = 148
 #: Messages one direction of a session carries before it keeps its AEAD object (see Session).
@@ -254,6 +258,10 @@ class PeerInfo:
 # -- sessions and peers ---------------------------------------------------------
 
 
+def _heard(s: "Session") -> float:
+    return s.heard
+
+
 class Session:
     """One set of transport keys: a send counter and a receive replay window.
 
@@ -266,7 +274,7 @@ class Session:
     """
 
     __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
-                 "counter", "window", "created", "initiator", "peer")
+                 "counter", "window", "created", "initiator", "peer", "heard")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
                  created: float, initiator: bool, peer: "Peer"):
@@ -282,6 +290,7 @@ class Session:
         self.created = created
         self.initiator = initiator
         self.peer = peer
+        self.heard = created  # made, or last opened a packet from the peer: what _install keeps by
 
     @property
     def send(self) -> ChaCha20Poly1305:
@@ -826,16 +835,24 @@ class SecureTransport:
             peer.paths.add(target, origin, now, keep=peer.endpoint)
         peer.endpoint = target
 
-    def _switch(self, peer: Peer, target) -> None:
+    def _switch(self, peer: Peer, target, now: float) -> None:
         previous, peer.endpoint = peer.endpoint, target
         if peer.current is not None:  # before the first session, SessionUp names the path
             self.stats["path_changes"] += 1
             self._events.append(PathChanged(peer.node_id, target, previous))
+            if peer.pending is not None and peer.paths is not None:
+                left = peer.paths.get(previous)
+                if left is not None and left.dead:
+                    # A rekey's Init went on the path in use only, and that path died: send it
+                    # again now on this one, not a retry period later (the deadline runs from
+                    # the start). Only then: a path change while both work would cost an Init
+                    # each and could starve the handshake.
+                    self._send_init(peer, now)
 
     def _rechoose(self, peer: Peer, now: float) -> None:
         best = self.policy.choose(peer.paths, peer.endpoint, now)
         if best is not None and best != peer.endpoint:
-            self._switch(peer, best)
+            self._switch(peer, best, now)
 
     def _rx_path(self, peer: Peer, addr, now: float) -> bool:
         """An authenticated packet from ``peer`` on a path other than the one in use. False: drop it."""
@@ -850,7 +867,7 @@ class SecureTransport:
         p.last_rx = now
         p.dead = False
         if self.policy.on_rx(paths, peer.endpoint, addr, now):
-            self._switch(peer, addr)
+            self._switch(peer, addr, now)
         return True
 
     def _emit(self, pkt: bytes, target, now: float) -> None:
@@ -1507,6 +1524,7 @@ class SecureTransport:
             self.stats["replays_dropped"] += 1
             return
         s.opened += 1
+        s.heard = now
         peer = s.peer
         if addr != peer.endpoint:
             if not self._rx_path(peer, addr, now):
@@ -1708,7 +1726,7 @@ class SecureTransport:
             p = self._paths(peer, now).add(addr, "handshake", now)
             p.confirmed, p.rtt, p.last_rx = now, rtt, now  # a round trip on it: an answer came back
         if addr != peer.endpoint:
-            self._switch(peer, addr)
+            self._switch(peer, addr, now)
         peer.last_received = now
         peer.rtt_sample(rtt)
         peer.verified_endpoint = addr
@@ -1724,12 +1742,21 @@ class SecureTransport:
             self._on_data(data_held, addr_held, now)
 
     def _install(self, peer: Peer, session: Session, now: float) -> None:
-        """Make a new session current; the old current keeps receiving for a while."""
+        """Make a new session current; the old current keeps receiving for a while.
+
+        At most ``MAX_OLDER`` older sessions stay; beyond that the one the peer has gone longest
+        without using goes (by ``heard``: made, or last opened a packet), not simply the oldest:
+        after a crossed first handshake each end sends on the session it started, so the one
+        the peer sends on can be the oldest we have, and a crossed rekey then brings two new
+        sessions at once. Retiring by age dropped everything the peer still sent until it
+        switched (nat-mix: a Pong lost as an unknown index)."""
         was_up = peer.current is not None
         if peer.current is not None:
             peer.older = [peer.current, *peer.older]
-        while len(peer.older) > 2:
-            self._indices.pop(peer.older.pop().local_index, None)
+            while len(peer.older) > MAX_OLDER:
+                stale = min(reversed(peer.older), key=_heard)  # on a tie, the one installed first
+                peer.older.remove(stale)
+                self._indices.pop(stale.local_index, None)
         peer.current = session
         self.stats["handshakes_completed"] += 1
         self._touch(peer)
