@@ -415,11 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     systems = all_systems(args.weft)
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        # weftnet's other [dataplane] variants (weftnet-noslice, weftnet-asyncio-slice) run only when named
+        systems += [Weftnet(args.weft, variant=v) for v in Weftnet.VARIANTS
+                    if f"weftnet-{v}" not in {s.name for s in systems}]
         known = {s.name for s in systems}
         unknown = [n for n in wanted if n not in known]
         if unknown:
             p.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-        systems = [s for s in systems if s.name in wanted]
+        systems = sorted((s for s in systems if s.name in wanted), key=lambda s: wanted.index(s.name))
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)

@@ -343,13 +343,27 @@ class Weftnet(System):
     title = "weftnet"
     PORT = 4500
 
-    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1):
+    #: Variants with other [dataplane] settings in both daemons: name suffix -> (title, settings).
+    VARIANTS = {
+        # The settings before uvloop and the short slice (docs/dataplane.md, "Latency").
+        "asyncio": ("asyncio loop and default time slice", {"event_loop": "asyncio", "sched_slice_us": 0}),
+        "noslice": ("uvloop, default time slice", {"event_loop": "auto", "sched_slice_us": 0}),
+        "asyncio-slice": ("asyncio loop, 100 µs time slice", {"event_loop": "asyncio", "sched_slice_us": 100}),
+    }
+
+    def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1, variant: str | None = None):
         self.weft = str(weft)
         self.tools = (self.weft,)
         self.workers = workers
+        self.dataplane: dict = {"workers": workers} if workers > 1 else {}
         if workers > 1:
             self.name = f"{type(self).name}-workers{workers}"
             self.title = f"{type(self).title}, {workers} data-plane workers"
+        if variant is not None:
+            label, settings = self.VARIANTS[variant]
+            self.dataplane.update(settings)
+            self.name = f"{self.name}-{variant}"
+            self.title = f"{self.title}, {label}"
 
     def _version(self) -> str:
         return first_line([self.weft, "--version"])
@@ -416,8 +430,8 @@ class Weftnet(System):
             self.w(state, "net", "join", str(cert))
             with open(state / "config.toml", "a") as fh:
                 fh.write(allow_all)
-                if self.workers > 1:
-                    fh.write(f"\n[dataplane]\nworkers = {self.workers}\n")
+                if self.dataplane:
+                    fh.write("\n[dataplane]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.dataplane.items()))
         topo.spawn("b", [self.weft, "--state-dir", str(sb), "up", "--listen", UNDERLAY_B,
                          "--port", str(self.PORT)], "weft-b")
         topo.wait_for(lambda: has_addr(topo, "b", "wn-bench", inner["b"]), "wn-bench in B", timeout=20)
@@ -431,10 +445,14 @@ class Weftnet(System):
         if self.workers > 1:
             self.wait_workers(topo, sa)
         offload = re.search(r"\boffload=(\S+)", topo.log_text("weft-a"))
+        loop = re.search(r"\bevent_loop=(\S+)", topo.log_text("weft-a"))
+        slice_us = re.search(r"\bsched_slice_us=(\S+)", topo.log_text("weft-a"))
         return Overlay(inner["b"], "wn-bench", link_mtu(topo, "a", "wn-bench"),
                        {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
                         "transport": f"UDP {self.PORT}", "firewall": "allow all (both directions)",
-                        "offload (daemon log)": offload.group(1) if offload else "not logged"})
+                        "offload (daemon log)": offload.group(1) if offload else "not logged",
+                        "event loop (daemon log)": loop.group(1) if loop else "not logged (asyncio)",
+                        "time slice µs (daemon log)": slice_us.group(1) if slice_us else "not logged (kernel default)"})
 
 
 # -- 8. weftnet by overlay address -------------------------------------------------------------
@@ -472,5 +490,5 @@ class WeftnetOverlay(Weftnet):
 
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
-    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft), Weftnet(weft, workers=2),
-            WeftnetOverlay(weft)]
+    return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft),
+            Weftnet(weft, variant="asyncio"), Weftnet(weft, workers=2), WeftnetOverlay(weft)]

@@ -86,6 +86,8 @@ socket = ""         # default: control.sock in the state directory
 # pmtu_max = 8972     # path MTU discovery: datagrams up to this many bytes where the
 #                     # path carries them (docs/dataplane.md); 0 keeps them at 1344
 # workers = 1         # data-plane processes for private networks (1-16; docs/dataplane.md)
+# event_loop = "auto" # "auto" (uvloop if installed), "uvloop" or "asyncio" (docs/dataplane.md, "Latency")
+# sched_slice_us = 100 # kernel time slice the daemon asks for (100-100000 µs; 0: the kernel's default)
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -316,6 +318,8 @@ class Config:
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
     pmtu_max: int = 8972  # [dataplane]: path MTU discovery's largest datagram (0: off)
     workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
+    event_loop: str = "auto"  # [dataplane]: the daemon's event loop (runtime/evloop.py)
+    sched_slice_us: int = 100  # [dataplane]: kernel time slice asked for, µs; 0 = kernel default (runtime/evloop.py)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -369,7 +373,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
-    "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int)},
+    "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
+                  "sched_slice_us": ("sched_slice_us", int)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -395,6 +400,7 @@ _RANGES = {
     "metrics_peer_series": (0, 10_000),
     "pmtu_max": (0, 65_000),
     "workers": (1, 16),
+    "sched_slice_us": (0, 100_000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
@@ -466,6 +472,11 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         raise ConfigError(f"{where}: [node] listen must be an IP address, not {cfg.listen!r}") from None
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{where}: [log] level must be debug, info, warning or error, not {cfg.log_level!r}")
+    if cfg.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError(f"{where}: [dataplane] event_loop must be auto, uvloop or asyncio, not {cfg.event_loop!r}")
+    if 0 < cfg.sched_slice_us < 100:
+        raise ConfigError(f"{where}: [dataplane] sched_slice_us must be 0 (the kernel's default) or from 100 "
+                          f"to 100000, not {cfg.sched_slice_us}")
     if cfg.log_format not in ("text", "json"):
         raise ConfigError(f"{where}: [log] format must be text or json, not {cfg.log_format!r}")
     peers = []

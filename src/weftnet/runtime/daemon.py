@@ -41,7 +41,7 @@ from weftnet.core.puzzle import meets_puzzle, puzzle_bits
 from weftnet.core.session.transport import TransportConfig
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
-from weftnet.runtime import pathsctl
+from weftnet.runtime import evloop, pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.tunmtu import TunMtuFollower
@@ -296,7 +296,8 @@ class Daemon:
         ep = core.endpoint
         log.info(
             "node up", extra={"node_id": core.node_id.text(), "address": str(core.address),
-                              "listen": f"{ep[0]}:{ep[1]}", "control": str(sock_path)},
+                              "listen": f"{ep[0]}:{ep[1]}", "control": str(sock_path),
+                              "event_loop": evloop.loop_name(loop), "sched_slice_us": evloop.current_slice()},
         )
         self._warn_about_settings()
         try:
@@ -751,7 +752,9 @@ class Daemon:
             st["tun_write_errors"] = self.tun_write_errors
             st["reach"]["links"] = dict(self.driver.links.stats)
             st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
-                               "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes}
+                               "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes,
+                               "event_loop": evloop.loop_name(asyncio.get_running_loop()),
+                               "sched_slice_us": evloop.current_slice()}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)
@@ -865,4 +868,6 @@ class _Shutdown(Exception):
 def run(state_dir: Path, cfg: Config, loader: Callable[[], Config] | None = None) -> None:
     daemon = Daemon(state_dir, cfg, loader)
     daemon.own_process = True
-    asyncio.run(daemon.run())
+    if cfg.sched_slice_us:  # a short slice: a packet's wake-up preempts sooner (runtime/evloop.py)
+        evloop.request_slice(cfg.sched_slice_us)
+    evloop.run(daemon.run(), cfg.event_loop)  # uvloop where installed

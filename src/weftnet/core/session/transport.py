@@ -448,7 +448,8 @@ class SecureTransport:
                 "relayed_out", "relayed_in", "relay_forwarded", "relay_refused", "relay_no_path",
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
-                "held_until_confirmed", "peers_evicted", "peers_forgotten", "sessions_lost_by_peer",
+                "held_until_confirmed", "peers_evicted", "peers_forgotten", "crossed_adopted",
+                "sessions_lost_by_peer",
             ),
             0,
         )
@@ -1526,6 +1527,8 @@ class SecureTransport:
         s.opened += 1
         s.heard = now
         peer = s.peer
+        if s is not peer.current:
+            self._adopt(peer, s)
         if addr != peer.endpoint:
             if not self._rx_path(peer, addr, now):
                 return
@@ -1740,6 +1743,31 @@ class SecureTransport:
         held, peer.early_rx = peer.early_rx, ()
         for data_held, addr_held in held:
             self._on_data(data_held, addr_held, now)
+
+    def _adopt(self, peer: Peer, s: Session) -> None:
+        """A packet opened on an older session: after a crossed first handshake, move to it.
+
+        When both ends' Inits cross, each installs the other's session and then its own, and
+        sends on the one it started: both are initiators, so both rekey at the same moment and
+        the rekeys cross again, two handshakes every rekey interval where one would do. The end
+        with the larger key gives way: once the peer sends on the session the peer started
+        (proof the peer has it), that session becomes current and ours older, so only the peer
+        rekeys on time. Only for sessions made within one handshake's life of each other, and
+        never while a handshake of ours is pending."""
+        cur = peer.current
+        if (
+            cur is None
+            or s.initiator
+            or not cur.initiator
+            or peer.pending is not None
+            or abs(s.created - cur.created) > self.config.handshake_timeout
+            or self.identity.public_key < peer.public_key
+        ):
+            return
+        older = [cur, *(o for o in peer.older if o is not s)]
+        peer.older = older
+        peer.current = s
+        self.stats["crossed_adopted"] += 1
 
     def _install(self, peer: Peer, session: Session, now: float) -> None:
         """Make a new session current; the old current keeps receiving for a while.

@@ -1,0 +1,205 @@
+"""A lone packet goes straight through the daemon (docs/dataplane.md, "Latency").
+
+The daemon's own callbacks (``Daemon._on_tun_readable``, ``UdpDriver._on_readable`` with the
+TUN drain) carry a ping between two members of a private network over real UDP sockets on
+loopback. The TUNs are stand-ins (one end of a SOCK_SEQPACKET pair, which keeps packet
+boundaries as a TUN does). Each step is one callback called once, and what it must have sent is
+already waiting in the receiving socket when it returns: no batching timer, no queue between
+reader and writer, no later loop turn holds a lone packet. The same holds on asyncio's loop and
+on uvloop (runtime/evloop.py). No timing is asserted, only where each packet is when the callback
+returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import select
+import socket
+import threading
+import time
+
+import pytest
+from vpn_packets import icmp_echo
+
+from weftnet.core.identity import Identity
+from weftnet.core.node import NodeCore
+from weftnet.core.vpn.firewall import Firewall
+from weftnet.core.vpn.netcert import NetworkAuthority
+from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
+from weftnet.errors import ConfigError
+from weftnet.runtime import evloop
+from weftnet.runtime.config import Config, config_from_dict
+from weftnet.runtime.daemon import Daemon
+from weftnet.runtime.driver import UdpDriver
+from weftnet.runtime.keystore import write_identity
+from weftnet.runtime.paths import StatePaths
+from weftnet.sim.harness import SimNetwork
+
+ALLOW_ALL = {"outbound": [{"proto": "any", "port": "any", "host": "any"}],
+             "inbound": [{"proto": "any", "port": "any", "host": "any"}]}
+LOOPS = ["asyncio"] + (["uvloop"] if evloop.loop_factory("auto")[0] == "uvloop" else [])
+
+
+class _Tun:
+    """The daemon's end of a SOCK_SEQPACKET pair stands in for a TUN; ``kernel`` is the host's end."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._end, self.kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._end.setblocking(False)
+        self.kernel.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._end.fileno()
+
+    def close(self) -> None:
+        self._end.close()
+        self.kernel.close()
+
+
+def _now_readable(sock: socket.socket) -> bool:
+    """Something is already queued on ``sock`` (a zero timeout: nothing is waited for)."""
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _members(tmp_path, socks):
+    """Two members of one network whose sessions and routes were set up in the simulator, at the
+    loopback addresses of ``socks`` (node 0 is the simulator's bootstrap node only)."""
+    net = SimNetwork(3, start=time.time())
+    rng = random.Random(3)
+    cores = []
+    for i, s in enumerate(socks):
+        core = NodeCore(Identity.generate(rng), random.Random(300 + i), net.now)
+        core.set_local_endpoint(s.getsockname())
+        net.add(s.getsockname(), core)
+        cores.append(core)
+    for core in cores[1:]:
+        core.connect(cores[0].endpoint, net.now)
+        net.flush(core.endpoint)
+    net.run_for(10.0)
+    auth = NetworkAuthority.create("lab", ["10.1.0.0/24"], rng, net.now)
+    nets = []
+    for serial, (core, ip) in enumerate(((cores[1], "10.1.0.1"), (cores[2], "10.1.0.2")), start=1):
+        cert = auth.sign_member(core.node_id, [ip], not_before=int(net.now) - 10, not_after=int(net.now) + 86400,
+                                serial=serial)
+        vnet = VpnNetwork(auth.descriptor, cert, net.now, firewall=Firewall.from_config(ALLOW_ALL))
+        core.vpn.add_network(vnet, auth.directory_records(cert))
+        core.vpn_publish(net.now)
+        net.flush(core.endpoint)
+        nets.append(vnet)
+    net.run_for(5.0)
+    # The first packet starts the lookup of 10.1.0.2's holder and is dropped; then the route is known both ways.
+    for core, vnet, ping in ((cores[1], nets[0], icmp_echo("10.1.0.1", "10.1.0.2", ident=1)),
+                             (cores[1], nets[0], icmp_echo("10.1.0.1", "10.1.0.2", ident=1)),
+                             (cores[2], nets[1], icmp_echo("10.1.0.2", "10.1.0.1", ident=1, reply=True))):
+        core.vpn_outbound(vnet.network_id, [ping], net.now)
+        net.flush(core.endpoint)
+        net.run_for(2.0)
+    assert nets[0].route("10.1.0.2") == cores[2].node_id and nets[1].route("10.1.0.1") == cores[1].node_id
+    for core in cores:
+        core.vpn.tun_out.clear()
+        while core.next_event() is not None:
+            pass
+    offset = net.now - time.time()  # the drivers' clock carries on from the simulator's
+    daemons = []
+    for i, core in enumerate(cores[1:], start=1):
+        state = tmp_path / f"n{i}"
+        state.mkdir()
+        write_identity(StatePaths(state).key, core.identity)
+        d = Daemon(state, Config())
+        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
+        d.driver.after_tun_writes = d._drain_tuns
+        d.driver.tun_writer = d._write_tun
+        tun = _Tun(f"wn-test{i}")
+        d._tuns[nets[0].network_id] = tun
+        daemons.append(d)
+    return daemons, nets[0].network_id
+
+
+def _round_trip(tmp_path) -> None:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    daemons = []
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        daemons, nid = _members(tmp_path, socks)
+        a, b = daemons
+        tun_a, tun_b = a._tuns[nid], b._tuns[nid]
+        ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=1)
+        reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=1, reply=True)
+        for seq in range(1, 4):
+            # A: the ping is read from the TUN, sealed and sent in the one callback.
+            tun_a.kernel.send(ping)
+            a._on_tun_readable(nid, tun_a)
+            assert _now_readable(b.driver.sock), "A's callback returned before sending the lone packet"
+            # B: the datagram is opened and written to the TUN, and the answer the host queued on
+            # the TUN by then (here put there in advance) is read and sent back in the same callback.
+            tun_b.kernel.send(reply)
+            b.driver._on_readable()
+            assert tun_b.kernel.recv(65_535) == VNET_NONE + ping
+            assert _now_readable(a.driver.sock), "B's callback returned before sending the reply"
+            # A: the reply reaches A's TUN in the callback of its datagram.
+            a.driver._on_readable()
+            assert tun_a.kernel.recv(65_535) == VNET_NONE + reply
+            assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
+            assert not _now_readable(a.driver.sock) and not _now_readable(b.driver.sock)
+        assert a.driver.sent >= 3 and b.driver.sent >= 3 and a.tun_write_errors == b.tun_write_errors == 0
+    finally:
+        for d in daemons:
+            for tun in d._tuns.values():
+                tun.close()
+            d.driver.close()
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_lone_ping_crosses_each_daemon_in_the_callback_that_reads_it(tmp_path, loop):
+    async def main():
+        assert evloop.loop_name(asyncio.get_running_loop()) == loop
+        _round_trip(tmp_path)
+
+    evloop.run(main(), loop)
+
+
+def test_the_event_loop_setting_is_checked_and_falls_back_without_uvloop(monkeypatch):
+    assert config_from_dict({"dataplane": {"event_loop": "asyncio"}}).event_loop == "asyncio"
+    assert Config().event_loop == "auto"
+    with pytest.raises(ConfigError, match="event_loop must be auto, uvloop or asyncio"):
+        config_from_dict({"dataplane": {"event_loop": "trio"}})
+    assert evloop.loop_factory("asyncio") == ("asyncio", None)
+    monkeypatch.setitem(__import__("sys").modules, "uvloop", None)  # as if it were not installed
+    assert evloop.loop_factory("auto") == ("asyncio", None)
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        evloop.loop_factory("uvloop")
+    assert evloop.run(asyncio.sleep(0, "ran"), "auto") == "ran"
+
+
+def test_the_daemon_thread_gets_the_time_slice_it_asks_for_and_keeps_its_nice_value():
+    if evloop.current_slice() is None:
+        pytest.skip("sched_getattr is not available for this machine type")
+    seen = []
+
+    def thread():  # a thread of its own: the test runner's threads keep their slice
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        seen.append((evloop.request_slice(100), evloop.current_slice(), os.getpriority(os.PRIO_PROCESS, 0) == before,
+                     evloop.request_slice(0)))
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    got, now, same_nice, back = seen[0]
+    if got != 100:
+        pytest.skip(f"this kernel ({os.uname().release}) ignores a requested slice (Linux 6.12+ honours it)")
+    assert now == 100 and same_nice
+    assert back == evloop.current_slice()  # 0 gives the kernel's default again, as the main thread has
+    with pytest.raises(ValueError):
+        evloop.request_slice(50)
+    assert Config().sched_slice_us == 100
+    assert config_from_dict({"dataplane": {"sched_slice_us": 0}}).sched_slice_us == 0
+    for bad in (50, 200_000, -1):
+        with pytest.raises(ConfigError, match="sched_slice_us"):
+            config_from_dict({"dataplane": {"sched_slice_us": bad}})
