@@ -75,6 +75,11 @@ overwrites, truncation, extension, splicing, length-field edits, type and
 version swaps) of a corpus of *valid* messages of every registered type —
 including real handshake messages addressed to the fuzzed node and real
 transport packets of a live session — so mutations reach deep code paths.
+
+* ``sessionless``: sessionless DHT queries and answers (core/dht/sessionless.py):
+  queries from known askers and strangers, proofs, and answers to the node's
+  own queries in flight, some sealed for real around hostile plaintext; an
+  answer larger than the query it answers is a failure.
 Exit status 1 and a reproducer (hex) on the first failure.
 """
 
@@ -730,6 +735,108 @@ class DhtTarget(_Target):
         for origin, (n, b) in d.index._origin.items():
             if n > cfg.records_per_peer:
                 raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
+def sessionless_corpus() -> list[bytes]:
+    """Sessionless DHT queries (0x32) to the fuzzed node from known askers, proofs, and answers (0x33)
+    to the queries it has in flight (SessionlessTarget re-tags those), all of them valid."""
+    from weftnet.core.dht.messages import FindNear, FindNode, FindValue, Nodes
+    from weftnet.core.dht.sessionless import QUERY_OVERHEAD, seal_answer, seal_query, static_dh
+
+    me = Identity.from_seed(bytes([1]) * 32)
+    out = []
+    for n, req in enumerate((FindNode(1, bytes(32)), FindNear(2, bytes([7]) * 32), FindValue(3, bytes([9]) * 32))):
+        asker = Identity.from_seed(bytes([n + 2]) * 32)
+        ss = static_dh(asker, me.public_key)
+        for pad in (0, 300, 900):
+            raw, keys = seal_query(asker.public_key, me.public_key, ss, 100 + n, bytes([n]) * 16, wire.encode(req),
+                                   None, pad)
+            out.append(raw)
+        out.append(seal_query(asker.public_key, me.public_key, ss, 200 + n, bytes([n + 5]) * 16, b"", bytes(16))[0])
+        reply = wire.encode(Nodes(req.rid, tuple(DhtTarget.contacts_for()[:n * 4])))
+        out.append(seal_answer(keys, 100 + n, bytes(12), 0, bytes(16), reply))
+    out.append(bytes((1, 0x32)) + bytes(QUERY_OVERHEAD))
+    return out
+
+
+class SessionlessTarget(_Target):
+    """Both ends of sessionless queries on one node (core/dht/sessionless.py): queries from strangers and
+    from askers it knows, answers to its own queries in flight. Checked: nothing it sends back to a
+    query is larger than the query, and every datagram it sends decodes."""
+
+    def reset(self) -> None:
+        from weftnet.core.dht import Dht, DhtConfig, MemoryStore
+        from weftnet.core.dht.sessionless import Sessionless
+
+        from weftnet.core.session.transport import TransportConfig
+
+        me = Identity.from_seed(bytes([1]) * 32)
+        rng = random.Random(self.rng.random())
+        # One run in three under load (cookie round trips), the others answering (an input a millisecond).
+        load = self.rng.choice((50, 10**6, 10**6))
+        self.t = SecureTransport(me, rng, T0, TransportConfig(handshakes_per_second_under_load=load))
+        self.d = Dht(Contact(me.public_key, B), rng, T0, DhtConfig(k=8, peer_burst=50, prefix_burst=200), MemoryStore(), me)
+        for c in DhtTarget.contacts_for()[:24]:
+            self.d.table.add(c, T0)
+        self.s = Sessionless(me, rng, T0, self.t, self.d, cache=16, fallback=lambda *a: None)
+        self.t.on_query = self.s.on_datagram
+        self.t.on_query_cookie = lambda m, now: self.s.on_cookie(m.receiver_index, m.nonce, m.encrypted_cookie, now)
+        self.targets = DhtTarget.contacts_for()[:6]
+        self.queries = [q for q in sessionless_corpus() if q[1] == 0x32]
+        super().reset()
+
+    def __call__(self, data: bytes) -> None:
+        from weftnet.core.dht.messages import FindNode
+
+        self.tick()
+        rng, s = self.rng, self.s
+        if rng.random() < 0.05:  # a query of our own, whose answer the corpus may match
+            c = rng.choice(self.targets)
+            s.ask(c, FindNode(rng.getrandbits(64), rng.randbytes(32)), self.now)
+        if len(data) >= 6 and data[:2] == b"\x01\x33" and s._pending and rng.random() < 0.5:
+            data = data[:2] + rng.choice(list(s._pending)).to_bytes(4, "big") + data[6:]  # an answer to one in flight
+        elif rng.random() < 0.1:
+            data = rng.choice(self.queries)  # a replay, maybe from another source
+        elif rng.random() < 0.15:
+            # A query that authenticates (sealed by a known asker), carrying the input as its plaintext.
+            import struct
+
+            from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+            from weftnet.core.dht.sessionless import query_keys, static_dh
+            from weftnet.core.session import handshake as hs
+
+            asker = Identity.from_seed(bytes([rng.randrange(2, 5)]) * 32)
+            nonce = rng.randbytes(16)
+            keys = query_keys(static_dh(asker, s.public_key), asker.public_key, s.public_key, nonce)
+            head = bytes((1, 0x32)) + rng.randbytes(4) + asker.public_key + nonce
+            sealed = ChaCha20Poly1305(keys.query).encrypt(bytes(12), data[:1300], head)
+            body = head + struct.pack("!H", len(sealed)) + sealed
+            data = body + hs.MAC(hs.mac1_key(s.public_key), body) + bytes(16)
+        elif s._pending and rng.random() < 0.2:
+            # An answer that authenticates (sealed by the node asked), carrying the input as its plaintext.
+            from weftnet.core.dht.sessionless import query_keys, static_dh
+
+            tag = rng.choice(list(s._pending))
+            p = s._pending[tag]
+            n = self.targets.index(p.contact)
+            ident = Identity.from_seed(bytes([n + 2]) * 32)
+            keys = query_keys(static_dh(ident, s.public_key), s.public_key, ident.public_key, p.nonce)
+            head = bytes((1, 0x33)) + tag.to_bytes(4, "big") + bytes(12)
+            from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+            data = head + ChaCha20Poly1305(keys.answer).encrypt(bytes(12), data[:1200], head)
+        src = A if rng.random() < 0.7 else (f"203.0.113.{rng.randrange(256)}", rng.randrange(1, 65536))
+        self.t.receive_datagram(data, src, self.now)
+        for d, _ in self.t.datagrams_to_send(self.now):
+            wire.decode(d)
+            if d[1] == 0x33 and len(d) > len(data):
+                raise AssertionError(f"answered {len(data)} bytes with {len(d)}")
+        self.d.messages_to_send()
+        while self.d.next_event() is not None or self.t.next_event() is not None:
+            pass
+        if self.inputs % 97 == 0:
+            s.handle_timer(self.now + 2.0)
+
+
 class L2Target(_Target):
     """Our member of the layer-2 fuzz network: payloads from member M or a stranger, frames from our TAP."""
 
@@ -1008,6 +1115,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         targets.append(("pmtu", PmtuTarget(random.Random(seed + 9))))
     if target in ("paths", "all"):
         targets.append(("paths", PathsTarget(random.Random(seed + 10))))
+    if target in ("sessionless", "all"):
+        targets.append(("sessionless", SessionlessTarget(random.Random(seed + 12))))
     if target in ("workers", "all"):
         from workers_target import WorkersTarget
 
@@ -1020,7 +1129,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         own = {"vpn": vpn_corpus() * 4 + corpus, "l2": l2_corpus() * 4 + corpus,
                "overlay": overlay_corpus() * 4 + corpus, "dht": dht_corpus() * 4 + corpus,
                "bgp": bgp_corpus(), "reach": reach_corpus() * 6 + corpus,
-               "paths": paths_corpus() * 6 + corpus}.get(name, corpus)
+               "paths": paths_corpus() * 6 + corpus,
+               "sessionless": sessionless_corpus() * 8 + corpus}.get(name, corpus)
         if name == "l3vpn":
             from l3vpn_target import corpus as l3vpn_corpus
 
@@ -1054,7 +1164,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "workers", "all"),
+                                         "pmtu", "paths", "workers", "sessionless", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -59,6 +59,11 @@ def four(tmp_path_factory):
             wait_for(lambda: (state / "control.sock").exists(), what=f"{name}'s control socket")
         ids = {n: node_info(s)["node_id"] for n, s in states.items()}
         for name, state in states.items():
+            # A session with each of the others: a ping opens it (DHT lookups alone open none
+            # since sessionless queries, [dht] sessionless), as a user's first traffic would.
+            for other, oid in ids.items():
+                if other != name:
+                    weft(state, "ping", oid, "-c", "1")
             wait_for(lambda: len(status(state)["sessions"]) >= 3, 30, f"{name} to have sessions with all")
         yield states, ids
     finally:

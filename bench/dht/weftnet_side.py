@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 
 from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
 
@@ -13,14 +14,14 @@ from weftnet.core.node import NodeConfig
 from weftnet.runtime.driver import start_node
 
 
-async def main(nodes: int, records: int, seed: int) -> None:
+async def main(nodes: int, records: int, seed: int, sessionless: bool = True) -> None:
     joins, puts, gets = workload_plan(seed, nodes, records)
     rng = random.Random(seed)
     rss0 = rss_bytes()
     drivers = []
     t0, c0 = now(), cpu_now()
     for i in range(nodes):
-        d = await start_node(Identity.generate(rng), rng=random.SystemRandom(), config=NodeConfig.lab())
+        d = await start_node(Identity.generate(rng), rng=random.SystemRandom(), config=_config(sessionless))
         if joins[i] is not None:
             ep = drivers[joins[i]].core.endpoint
             # Joined = a session with the bootstrap peer and the lookup of our own ID
@@ -38,6 +39,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
         ev = await drivers[who].request(lambda c, t, v=value: c.put(v, t))
         put_lat.append(now() - t)
         put_ok += ev.ok
+        if not ev.ok:
+            print(f"put from node {who} failed: {ev.error}", file=sys.stderr)
         keys.append(ev.key)
     rss1 = rss_bytes()
     cpu["put"] = cpu_now() - c0
@@ -58,10 +61,17 @@ async def main(nodes: int, records: int, seed: int) -> None:
                    (rss1 - rss0) / nodes, cpu))
 
 
+def _config(sessionless: bool) -> NodeConfig:
+    cfg = NodeConfig.lab()
+    cfg.dht.sessionless = sessionless  # [dht] sessionless: lookup requests without a handshake (on by default)
+    return cfg
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-sessionless", action="store_true", help="every request over a Noise session (before issue 16's fifth round)")
     a = ap.parse_args()
-    asyncio.run(main(a.nodes, a.records, a.seed))
+    asyncio.run(main(a.nodes, a.records, a.seed, not a.no_sessionless))

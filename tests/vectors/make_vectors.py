@@ -21,6 +21,7 @@ from weftnet.core.dht.messages import (
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
+from weftnet.core.dht.sessionless import DhtAnswer, DhtQuery
 from weftnet.core.vpn.l2network import L2Frame
 from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText, SignedText
@@ -140,6 +141,10 @@ MESSAGES = [
     NearNodes(3, (C4, C6), (412, 0xFFFF)),
     # Issue 16: a node with several data-plane workers tells the members of its networks (docs/dataplane.md).
     WorkerSlots(4),
+    # Issue 16: sessionless DHT queries (docs/wire/dht.md); the sealed fields are fill bytes here,
+    # real ciphertexts are pinned in dhtquery.json.
+    DhtQuery(0x01020304, b(32, 0x81), b(16, 0x82), b(36, 0x83), b(16, 0x84), b(16, 0)),
+    DhtAnswer(0x01020304, b(12, 0x85), b(40, 0x86)),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}
@@ -197,6 +202,31 @@ def vector(msg) -> dict:
     }
 
 
+def dhtquery_vector() -> dict:
+    """A sessionless query and its answer with fixed keys, nonces and tag (tests/test_sessionless.py)."""
+    from weftnet.core.dht import sessionless as sl
+
+    asker, answerer = Identity.from_seed(b(32, 0x01)), Identity.from_seed(b(32, 0x02))
+    ss = sl.static_dh(asker, answerer.public_key)
+    request = wire.encode(FindNode(0x1122334455667788, b(32, 0x42)))
+    echo, cookie = b(16, 0x5A), b(16, 0x6B)
+    query, keys = sl.seal_query(asker.public_key, answerer.public_key, ss, 0xA1B2C3D4, b(16, 0x10), request,
+                                echo, pad_to=300)
+    reply = wire.encode(Nodes(0x1122334455667788, (C4,)))
+    answer = sl.seal_answer(keys, 0xA1B2C3D4, b(12, 0x20), sl.FLAG_LEARNED, cookie, reply)
+    return {
+        "description": "DhtQuery (FindNode, echo, padded to 300 bytes) from seed 01.. to seed 02.., and its "
+                       "DhtAnswer (flags LEARNED, a cookie, Nodes of one contact); docs/wire/dht.md",
+        "asker_seed": b(32, 0x01).hex(), "answerer_seed": b(32, 0x02).hex(),
+        "tag": 0xA1B2C3D4, "query_nonce": b(16, 0x10).hex(), "answer_nonce": b(12, 0x20).hex(),
+        "request": request.hex(), "echo": echo.hex(), "pad_to": 300,
+        "flags": sl.FLAG_LEARNED, "cookie": cookie.hex(), "reply": reply.hex(),
+        "static_dh": ss.hex(), "query_key": keys.query.hex(), "answer_key": keys.answer.hex(),
+        "query_hex": query.hex(), "answer_hex": answer.hex(),
+    }
+
+
 if __name__ == "__main__":
     (HERE / "messages.json").write_text(json.dumps([vector(m) for m in MESSAGES], indent=1) + "\n")
-    print(f"wrote {len(MESSAGES)} vectors")
+    (HERE / "dhtquery.json").write_text(json.dumps(dhtquery_vector(), indent=1) + "\n")
+    print(f"wrote {len(MESSAGES)} vectors and dhtquery.json")

@@ -39,7 +39,8 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MutableRecord, RecordStore
 from weftnet.core.dht import events as dht_events
-from weftnet.core.dht.messages import FindNear, FindNode, FindValue
+from weftnet.core.dht.messages import FindNear, FindNode, FindValue, Store
+from weftnet.core.dht.sessionless import Sessionless
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
 from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
@@ -48,6 +49,7 @@ from weftnet.core.paths.config import PathsConfig
 from weftnet.core.paths.engine import Paths, describe_target
 from weftnet.core.paths.messages import PATHS_TYPES
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
+from weftnet.core.reach.messages import NAT_PUBLIC
 from weftnet.core.reach.paths import RELAY, LinkAddr, StreamLink, Via, path_kind
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.session.pmtu import PROBE_TYPE, PathMtu
@@ -99,6 +101,8 @@ TEXT_MAX = 1000
 _PING_RETRY = 1.0
 #: Requests whose answers are larger than the Init that could carry them.
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
+#: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
+_SESSIONLESS = _LARGE_REPLY | {Store}
 
 
 @register
@@ -421,6 +425,14 @@ class NodeCore:
         self.reach.urgent = self._vpn_member
         self.vpn.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
         self.transport.find_contact = self.dht.contact_for
+        #: Lookup requests to nodes without a session, without a handshake (core/dht/sessionless.py).
+        self.sessionless: Sessionless | None = None
+        if self.config.dht.sessionless:
+            self.sessionless = Sessionless(identity, rng, now, self.transport, self.dht, fallback=self._over_session)
+            self.sessionless.may_store = self._public
+            self.transport.on_query = self.sessionless.on_datagram
+            self.transport.on_query_cookie = lambda m, t: self.sessionless.on_cookie(
+                m.receiver_index, m.nonce, m.encrypted_cookie, t)
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
         self._mutable_seq = 0
@@ -447,6 +459,16 @@ class NodeCore:
     def _network_name(self, network_id: bytes) -> str | None:
         net = self.vpn.switch.networks.get(network_id)
         return None if net is None else net.descriptor.name
+
+    def _public(self, now: float) -> bool:
+        """Not behind a NAT, as far as reach can tell. A node behind one keeps its STOREs on sessions:
+        reach learns the NAT's mapping from the peers it has sessions with (core/reach/nat.py)."""
+        return not self.config.reach.enabled or self.reach.nat.classify(now) == NAT_PUBLIC
+
+    def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False) -> None:
+        """A sessionless query went unanswered, or its answer could not carry the reply (a large
+        record): ask again over a session (core/dht/sessionless.py)."""
+        self.transport.send(contact, wire.encode(msg), now, unverified=hint, large_reply=not hint)
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -527,6 +549,8 @@ class NodeCore:
         t = self.paths.get_timer()
         if t is not None and t <= now:
             self.paths.handle_timer(now)
+        if self.sessionless is not None and (t := self.sessionless.get_timer()) is not None and t <= now:
+            self.sessionless.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
             if op.deadline <= now:
                 self._fail(op, "timed out: no answer from the overlay")
@@ -538,7 +562,8 @@ class NodeCore:
         # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
         best = self.transport.get_timer()
         for t in (self.dht.get_timer(), self.vpn.get_timer(), self.overlay.get_timer(), self.reach.get_timer(),
-                  self.pmtu.get_timer(), self.paths.get_timer()):
+                  self.pmtu.get_timer(), self.paths.get_timer(),
+                  self.sessionless.get_timer() if self.sessionless is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
         for op in self._ops.values():
@@ -713,6 +738,7 @@ class NodeCore:
             "sessions": self.peers(now),
             "transport": dict(self.transport.stats),
             "dht": self.dht.summary(),
+            "sessionless": self.sessionless.summary() if self.sessionless is not None else None,
             "requests_in_flight": len(self._ops),
             "texts_dropped": dict(self.texts_dropped),
             "internal_errors": self.internal_errors,
@@ -855,6 +881,13 @@ class NodeCore:
                     self.internal_errors += 1
                     continue
                 hint = self.dht.is_hint(contact)
+                # A lookup request to a node we have no session with, at a UDP endpoint: one
+                # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
+                if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
+                        and type(contact.endpoint) is tuple and contact.endpoint[1] \
+                        and not self.transport.has_session(contact.node_id) \
+                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint):
+                    continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
                 # what those cost is paid by their source, docs/dht.md).

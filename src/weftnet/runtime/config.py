@@ -58,13 +58,14 @@ format = "text"     # text | json
 [dht]
 k = 20              # bucket size and replication factor
 alpha = 3           # parallel requests per lookup
-lookup_alpha = 4    # node lookups: parallel requests (0 = alpha; docs/dht.md, "Churn")
+lookup_alpha = 4    # node lookups: parallel requests (0 = alpha; docs/dht.md)
 cold_parallel = 1   # gets: requests at once to nodes without a session (each a handshake)
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
 max_records = 100000
 prs_bits = 4        # lookups: bits of progress a faster candidate may give up (-1 = nearest first)
 rtt_hints = true    # node lookups ask FindNear: answers carry the answerer's RTTs (docs/dht.md)
+sessionless = true  # lookup requests to nodes without a session: one sealed datagram each way, no handshake
 id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
 
 [limits]
@@ -295,6 +296,7 @@ class Config:
     max_records: int = 100_000
     prs_bits: int = 4
     rtt_hints: bool = True
+    sessionless: bool = True
     id_difficulty: int = DEFAULT_ID_DIFFICULTY
     exempt_prefixes: list[str] = field(default_factory=list)
     max_peers: int = 20_000
@@ -347,6 +349,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_records": ("max_records", int),
         "prs_bits": ("prs_bits", int),
         "rtt_hints": ("rtt_hints", bool),
+        "sessionless": ("sessionless", bool),
         "id_difficulty": ("id_difficulty", int),
     },
     "limits": {

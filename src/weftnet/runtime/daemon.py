@@ -94,6 +94,7 @@ def node_config(cfg: Config) -> NodeConfig:
             max_records=cfg.max_records,
             prs_bits=cfg.prs_bits,
             rtt_hints=cfg.rtt_hints,
+            sessionless=cfg.sessionless,
             id_difficulty=cfg.id_difficulty,
             exempt_prefixes=exempt,
             records_per_peer=cfg.records_per_peer,

@@ -219,8 +219,13 @@ class DhtConfig:
     rtt_hints: bool = True
     #: Requests in flight for node lookups (0: ``alpha``): a fourth answers for a
     #: departed contact among the first three, and for a slow one (docs/dht.md,
-    #: "Churn"). Gets, puts, joins and fills keep ``alpha``.
+    #: "Lookups"). Gets, puts, joins and fills keep ``alpha``.
     lookup_alpha: int = 4
+    #: Lookup requests (FIND_NODE, FindNear, FIND_VALUE) to a node without a session go as one
+    #: sessionless DhtQuery (0x32) answered by one DhtAnswer (0x33), keyed by the static-static DH,
+    #: instead of a handshake (core/dht/sessionless.py). Off: every exchange rides a Noise IK
+    #: session, which hides the asker's identity on the wire (docs/security.md).
+    sessionless: bool = True
 
 
 class KbrApplication(Protocol):
@@ -530,6 +535,26 @@ class Dht:
             if req.key == skey and not req.timed_out:
                 self._drop_request(rid)
                 self._on_request_failed(req, now, count_failure=False)
+
+    def learn(self, contact: Contact, now: float) -> bool:
+        """``contact`` proved it receives at its endpoint outside a session (a sessionless query
+        that echoed a valid cookie, core/dht/sessionless.py): offer it to the routing table,
+        within the same per-peer and per-prefix request quotas as any message. True if it is there."""
+        key = contact.node_id.int
+        if key == self.key or not self._allow(contact, key, now):
+            return False
+        return self.table.add(contact, now, key)
+
+    def take_reply(self, key: int, rid: int) -> Message | None:
+        """Take the answer to request ``rid`` of contact ``key`` out of what is to be sent (the
+        driver seals it itself: core/dht/sessionless.py). None if there is none (rate-limited)."""
+        out = self._out
+        for i in range(len(out) - 1, -1, -1):
+            c, m = out[i]
+            if getattr(m, "rid", None) == rid and c.node_id.int == key:
+                del out[i]
+                return m
+        return None
 
     def on_verified(self, node_id: NodeId, now: float) -> None:
         """The transport confirmed ``node_id`` receives at its address: handle what it held."""

@@ -159,6 +159,22 @@ class RoutingTable:
         d = ID_BITS - (key ^ self.own_key).bit_length()
         return by_depth[d] if d < len(by_depth) else by_depth[-1]
 
+    def has_room(self, contact: Contact, key: int) -> bool:
+        """Would :meth:`add` put ``contact`` in the table proper now (not only in a replacement
+        cache)? A contact already there at another endpoint counts (its address would change)."""
+        known = self._index.get(key)
+        if known is not None:
+            return known.endpoint != contact.endpoint
+        if key == self.own_key or (self.difficulty and not meets_puzzle(contact.node_id, self.difficulty)):
+            return False
+        bucket = self.bucket_for(key)
+        if len(bucket.entries) < self.k:
+            return self._prefix_ok(bucket, contact)
+        if bucket.last and bucket.depth < ID_BITS:
+            return True  # it splits
+        failures = self._failures
+        return self.replace_failing and bool(failures) and any(failures.get(c.node_id.int, 0) for c in bucket.entries)
+
     def add(self, contact: Contact, now: float, key: int | None = None) -> bool:
         """Learn (or refresh) a contact. Returns True if it is in the table now."""
         key = contact.node_id.int if key is None else key

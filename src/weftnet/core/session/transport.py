@@ -104,6 +104,7 @@ __all__ = [
 _T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1, 2, 3, 4, 5, 6, 7
 _PING, _PONG, _FORWARD = 0x10, 0x11, 0x12
 _T_REACH_TEST = 0x0C
+_T_QUERY, _T_ANSWER = 0x32, 0x33  # sessionless DHT queries (core/dht/sessionless.py)
 #: A Forward header: version, type, hop count, trail count, then 32 bytes a node (hops + trail).
 _FWD_BASE = 4
 #: What a Forward adds to an end-to-end datagram per session layer it crosses: data header, tag, header.
@@ -422,6 +423,10 @@ class SecureTransport:
         self.relay = None
         #: In-the-clear reach messages (ReachTest) go to ``on_clear(data, addr, now)``.
         self.on_clear = None
+        #: Sessionless DHT queries and answers (0x32, 0x33) go to ``on_query(data, addr, now)``, and a
+        #: CookieReply for no handshake of ours to ``on_query_cookie(msg, now) -> bool`` (core/dht/sessionless.py).
+        self.on_query = None
+        self.on_query_cookie = None
         #: ``find_contact(node_id) -> Contact | None``: where a relay may find a next hop it has no
         #: session with (NodeCore: the routing table).
         self.find_contact = None
@@ -444,6 +449,7 @@ class SecureTransport:
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten", "crossed_adopted",
+                "sessions_lost_by_peer",
             ),
             0,
         )
@@ -1027,6 +1033,8 @@ class SecureTransport:
                 self._on_hello_reply(data, addr, now)
             elif kind == _T_REACH_TEST and self.on_clear is not None and is_udp(addr):
                 self.on_clear(data, addr, now)
+            elif (kind == _T_QUERY or kind == _T_ANSWER) and self.on_query is not None and is_udp(addr):
+                self.on_query(data, addr, now)
             else:
                 self.stats["malformed_dropped"] += 1
         except DecodeError:
@@ -1610,6 +1618,29 @@ class SecureTransport:
             return ep if ep is not None and type(ep) is not Via else ("0.0.0.0", 0)
         return addr
 
+    def lost_by_peer(self, node_id: NodeId, addr: Addr, now: float, quiet: float = 2.0) -> bool:
+        """``node_id`` proved it receives at ``addr`` in a sessionless query (core/dht/sessionless.py),
+        which it sends only when it holds no session with us: a session of ours with it that has
+        carried nothing from it for ``quiet`` seconds is one it lost (it restarted, maybe elsewhere).
+        Drop it and make ``addr`` its endpoint, so the next payload starts a handshake there."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or peer.pending is not None or peer.budget is not None:
+            return False
+        if (peer.last_received or 0.0) > now - quiet:
+            return False  # (a handshake it answered a moment ago: its confirmation may still be on the way)
+        self._drop_sessions(peer)
+        self._events.append(SessionDown(peer.node_id, "lost by the peer"))
+        if addr != peer.endpoint:
+            self._set_endpoint(peer, addr, "contact", now)
+        peer.verified_endpoint = addr
+        self.stats["sessions_lost_by_peer"] += 1
+        return True
+
+    def admit_query(self, data: bytes, addr: Addr, now: float) -> bool:
+        """A sessionless DHT query (its tag where an Init has its index, its macs last, as an
+        Init's) passes the same load check, cookie round trip and per-source buckets as an Init."""
+        return self._admit_init(data, addr, now)
+
     def _admit_init(self, data: bytes, addr: Addr, now: float) -> bool:
         """Under load: a cookie round trip first, then a token bucket per source (admission.py)."""
         if not self.admission.note_init(now):
@@ -1777,7 +1808,8 @@ class SecureTransport:
         assert isinstance(msg, CookieReply)
         peer = self._indices.get(msg.receiver_index)
         if not isinstance(peer, Peer) or peer.pending is None:
-            self.stats["unknown_index_dropped"] += 1
+            if self.on_query_cookie is None or not self.on_query_cookie(msg, now):
+                self.stats["unknown_index_dropped"] += 1
             return
         try:
             cookie = ChaCha20Poly1305(hs.cookie_key(peer.public_key)).decrypt(
