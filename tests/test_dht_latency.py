@@ -11,6 +11,7 @@ from weftnet.core.contact import Contact
 from weftnet.core.dht import Dht, DhtConfig
 from weftnet.core.dht.lookup import ANSWERED, IN_FLIGHT, Lookup
 from weftnet.core.dht.messages import FindNear, FindNode, Nodes
+from weftnet.core.dht.records import ImmutableRecord
 from weftnet.core.dht.routing import RoutingTable
 
 T0 = 1000.0
@@ -83,6 +84,27 @@ def test_first_round_is_wider_then_alpha():
     for c in first[1:6]:
         lk.answered(c.key, [])
     assert len(lk.next_requests()) == 1  # 2 out -> one more keeps alpha = 3
+
+
+def test_node_lookups_keep_lookup_alpha_in_flight_and_other_lookups_alpha():
+    cfg = DhtConfig(per_prefix=None)
+    assert cfg.lookup_alpha == 4 and cfg.alpha == 3
+    d = Dht(contact(1), random.Random(1), T0, cfg)
+    d.import_contacts([contact(i) for i in range(2, 40)], T0)
+    d.messages_to_send()
+    d.find_node(contact(77).node_id, T0)
+    first = d.messages_to_send()
+    assert len(first) == 4
+    # A departed contact among them: its timeout sends the next candidate, 4 stay in flight.
+    d.handle_timer(T0 + cfg.initial_rto + 0.01)
+    assert len(d.messages_to_send()) == 4
+    d.put(ImmutableRecord(b"churn"), T0 + 3)  # a put's FIND_NODE half keeps plain alpha
+    assert len(d.messages_to_send()) == cfg.alpha
+    off = Dht(contact(1), random.Random(1), T0, dataclasses.replace(cfg, lookup_alpha=0))
+    off.import_contacts([contact(i) for i in range(2, 40)], T0)
+    off.messages_to_send()
+    off.find_node(contact(77).node_id, T0)
+    assert len(off.messages_to_send()) == cfg.alpha
 
 
 # -- timeouts from measured round trips ---------------------------------------------------
@@ -434,7 +456,7 @@ def test_a_request_slower_than_expected_lets_the_next_candidate_go_without_a_tim
 
 
 def test_engine_hedges_a_slow_lookup_request_on_its_timer():
-    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, lookup_hedge=1.5))
+    d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, lookup_alpha=0, lookup_hedge=1.5))
     others = [contact(i) for i in range(2, 30)]
     d.import_contacts(others, T0)
     # One measured round trip of 40 ms to every contact (a ping each).
@@ -470,7 +492,7 @@ def test_find_near_is_answered_with_the_rtts_we_measured():
 def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
     from weftnet.core.dht.messages import RTT_UNKNOWN, FindNear, NearNodes
 
-    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    cfg = DhtConfig(per_prefix=None, alpha=1, lookup_alpha=0, prs_bits=3, rtt_hints=True)
     d = Dht(contact(1), random.Random(1), T0, cfg)
     t = contact(999).node_id.int
     pool = [contact(i) for i in range(2, 600)]
@@ -489,7 +511,7 @@ def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
     [(to2, _)] = d.messages_to_send()
     assert to2 == named[3]
     # Without hints (plain Nodes) the nearest goes first.
-    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=False))
+    d2 = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, alpha=1, lookup_alpha=0, prs_bits=3, rtt_hints=False))
     d2.import_contacts([seed_c], T0)
     d2._rtt_sample(seed_c.node_id.int, 0.004)
     d2.find_node(contact(999).node_id, T0)
@@ -503,7 +525,7 @@ def test_rtt_hints_steer_a_lookup_to_a_contact_near_its_namer():
 def test_near_nodes_with_mismatched_lists_are_used_without_hints():
     from weftnet.core.dht.messages import NearNodes
 
-    cfg = DhtConfig(per_prefix=None, alpha=1, prs_bits=3, rtt_hints=True)
+    cfg = DhtConfig(per_prefix=None, alpha=1, lookup_alpha=0, prs_bits=3, rtt_hints=True)
     d = Dht(contact(1), random.Random(1), T0, cfg)
     t = contact(999).node_id.int
     pool = [contact(i) for i in range(2, 600)]

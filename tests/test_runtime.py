@@ -37,6 +37,8 @@ def test_config_validation_messages():
     assert node_config(cfg).dht.cold_parallel == 3
     cfg = config_from_dict({"dht": {"prs_bits": -1, "rtt_hints": False}})
     assert node_config(cfg).dht.prs_bits == -1 and node_config(cfg).dht.rtt_hints is False
+    assert node_config(config_from_dict({})).dht.lookup_alpha == 4
+    assert node_config(config_from_dict({"dht": {"lookup_alpha": 0}})).dht.lookup_alpha == 0
     cases = [
         ({"node": {"port": 70000}}, "[node] port must be from 0 to 65535"),
         ({"node": {"listen": "nowhere"}}, "must be an IP address"),
@@ -46,6 +48,7 @@ def test_config_validation_messages():
         ({"dht": {"alpha": True}}, "must be an integer"),
         ({"dht": {"cold_parallel": 0}}, "[dht] cold_parallel must be from 1 to 16"),
         ({"dht": {"prs_bits": 40}}, "[dht] prs_bits must be from -1 to 32"),
+        ({"dht": {"lookup_alpha": 17}}, "[dht] lookup_alpha must be from 0 to 16"),
         ({"dht": {"rtt_hints": 1}}, "[dht] rtt_hints must be"),
         ({"dht": {"kk": 1}}, "unknown key [dht] kk"),
     ]

@@ -58,6 +58,7 @@ format = "text"     # text | json
 [dht]
 k = 20              # bucket size and replication factor
 alpha = 3           # parallel requests per lookup
+lookup_alpha = 4    # node lookups: parallel requests (0 = alpha; docs/dht.md)
 cold_parallel = 1   # gets: requests at once to nodes without a session (each a handshake)
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no limit)
@@ -288,6 +289,7 @@ class Config:
     log_format: str = "text"
     k: int = 20
     alpha: int = 3
+    lookup_alpha: int = 4
     cold_parallel: int = 1
     disjoint_paths: int = 1
     per_prefix: int = 2
@@ -340,6 +342,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "dht": {
         "k": ("k", int),
         "alpha": ("alpha", int),
+        "lookup_alpha": ("lookup_alpha", int),
         "cold_parallel": ("cold_parallel", int),
         "disjoint_paths": ("disjoint_paths", int),
         "per_prefix": ("per_prefix", int),
@@ -380,6 +383,7 @@ _RANGES = {
     "port": (0, 65535),
     "k": (1, 64),
     "alpha": (1, 16),
+    "lookup_alpha": (0, 16),
     "cold_parallel": (1, 16),
     "disjoint_paths": (1, 8),
     "per_prefix": (0, 64),

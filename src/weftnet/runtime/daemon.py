@@ -87,6 +87,7 @@ def node_config(cfg: Config) -> NodeConfig:
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,
+            lookup_alpha=cfg.lookup_alpha,
             cold_parallel=cfg.cold_parallel,
             disjoint_paths=cfg.disjoint_paths,
             per_prefix=cfg.per_prefix or None,

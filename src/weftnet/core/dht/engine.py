@@ -217,6 +217,10 @@ class DhtConfig:
     #: then expected at (our RTT to the sender + the sender's to it) for ``prs_bits``.
     #: Every node answers FindNear; turn asking on once the whole network does.
     rtt_hints: bool = True
+    #: Requests in flight for node lookups (0: ``alpha``): a fourth answers for a
+    #: departed contact among the first three, and for a slow one (docs/dht.md,
+    #: "Lookups"). Gets, puts, joins and fills keep ``alpha``.
+    lookup_alpha: int = 4
     #: Lookup requests (FIND_NODE, FindNear, FIND_VALUE) to a node without a session go as one
     #: sessionless DhtQuery (0x32) answered by one DhtAnswer (0x33), keyed by the static-static DH,
     #: instead of a handshake (core/dht/sessionless.py). Off: every exchange rides a Noise IK
@@ -914,6 +918,8 @@ class Dht:
             lk.unknown_rtt = self._srtt_mean or 0.0
             lk.prs_bits = cfg.prs_bits
             lk.hedge_rtts = cfg.lookup_hedge
+        if cfg.lookup_alpha and lk.kind == "find_node":
+            lk.alpha = cfg.lookup_alpha
 
     def _advance(self, op: _Op, now: float) -> None:
         lk = op.lookup
