@@ -328,12 +328,15 @@ class Sessionless:
             "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer"), 0)
 
     # -- keys ---------------------------------------------------------------------
-    def _static_dh(self, peer_public: bytes) -> bytes:
+    def _static_dh(self, peer_public: bytes, keep: bool = True) -> bytes:
+        """ss with ``peer_public``: kept, the transport's, or one X25519 (then kept, unless ``keep``
+        is False: a query's asker is kept only once its query authenticates)."""
         e = self._keys.get(peer_public)
         if e is not None:
             return e[:32]
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
-        self._keep(peer_public, ss)
+        if keep:
+            self._keep(peer_public, ss)
         return ss
 
     def _keep(self, peer_public: bytes, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
@@ -498,8 +501,8 @@ class Sessionless:
         if asker == self.public_key:
             self.stats["malformed"] += 1
             return
-        cached = self._keys.get(asker)
-        ss = cached[:32] if cached is not None else self.transport._static_dh_of(asker) or static_dh(self.identity, asker)
+        cached = asker in self._keys
+        ss = self._static_dh(asker, keep=False)
         keys = query_keys(ss, asker, self.public_key, msg.nonce)
         echo, request = open_query(msg, keys)  # raises before anything is kept
         # The contact our table has for it, if at this address (its key object and node ID shared).
@@ -508,7 +511,7 @@ class Sessionless:
         if known is not None:
             asker = known.public_key
         contact = known if known is not None and known.endpoint == addr else Contact(asker, addr)
-        if cached is None:
+        if not cached:
             self._keep(asker, ss)
         self._rotate(now)
         proven = echo != _ZERO16 and (hmac.compare_digest(echo, self._cookie(self._secret, asker, addr))
