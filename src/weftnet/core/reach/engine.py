@@ -215,7 +215,7 @@ class Reach:
         self._no_dialback: dict[NodeId, float] = {}  # peers that cannot test us, until
         self._dialback_next = 0.0
         self._dialback_by: dict[NodeId, float] = {}  # requester -> last served
-        self._dialback_times: deque[float] = deque()
+        self._dialback_times: deque[float] | tuple = ()  # a deque from the first dial-back (624 bytes)
         self._first_session: float | None = None
         self._refresh_at = 0.0
         self._last_class = None
@@ -830,6 +830,8 @@ class Reach:
 
     def _dialback_budget(self, now: float) -> bool:
         times = self._dialback_times
+        if type(times) is tuple:
+            times = self._dialback_times = deque()
         while times and times[0] <= now - 1.0:
             times.popleft()
         if len(times) >= self.DIALBACK_PER_SECOND:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import struct
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -387,7 +387,7 @@ class SecureTransport:
         self._by_node: dict[NodeId, Peer] = {}
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
-        self._events: deque = deque()
+        self._events: list = []  # a few at a time: an empty deque is 624 bytes a node
         self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
                                       self._fragments_expired)  # (session index, counter) -> pieces
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
@@ -1137,7 +1137,7 @@ class SecureTransport:
         return out
 
     def next_event(self):
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- the peer table (docs/security.md, item 1) -----------------------------
     def _peer(self, public_key: bytes, now: float) -> Peer:
