@@ -375,6 +375,17 @@ class _Op:
     quorum: int = 1
 
 
+_SHARED: dict = {}
+
+
+def _shared(value):
+    """One object for equal immutable values that every node of a process would otherwise hold its own
+    copy of (a simulator or bench/dht runs hundreds of nodes in one process)."""
+    if len(_SHARED) >= 64:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)
+
+
 class NodeCore:
     """One node: secure transport + DHT + user requests. No I/O (module docstring)."""
 
@@ -418,7 +429,7 @@ class NodeCore:
         self._sinks[WORKER_SLOTS_TYPE] = self._on_worker_slots
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
-        self.transport.sink_types = frozenset(self._sinks)
+        self.transport.sink_types = _shared(frozenset(self._sinks))  # the same set for every node: one object
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
@@ -885,7 +896,7 @@ class NodeCore:
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
                         and not self.transport.has_session(contact.node_id) \
-                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint):
+                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint, payload):
                     continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
