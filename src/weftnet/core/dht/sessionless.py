@@ -331,8 +331,9 @@ class Sessionless:
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
         self.may_store = None
         #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
-        #: it (a double), one bytes object per peer (one dict entry, no tuple or float objects: memory per
-        #: node is a bench column), oldest written first, at most ``cache``.
+        #: it (a double), or the ss alone for a peer that gave us no cookie; one bytes object per peer (one
+        #: dict entry, no tuple or float objects: memory per node is a bench column), oldest written first,
+        #: at most ``cache``.
         self._keys: dict[bytes, bytes] = {}
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
         self._silent = 0  # queries in a row that fell back unanswered
@@ -354,7 +355,7 @@ class Sessionless:
         is False: a query's asker is kept only once its query authenticates)."""
         e = self._keys.get(peer_public)
         if e is not None:
-            return e[:32]
+            return e if len(e) == 32 else e[:32]
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
             self._keep(peer_public, ss)
@@ -366,12 +367,13 @@ class Sessionless:
             del keys[peer_public]  # written last: the young end
         elif len(keys) >= self.cache:
             del keys[next(iter(keys))]
-        keys[peer_public] = ss + cookie + _AT.pack(at)
+        # A peer that only asked us gave us no cookie: its ss alone, the very object X25519 returned.
+        keys[peer_public] = ss + cookie + _AT.pack(at) if at else ss
 
     def _cookie_from(self, peer_public: bytes, now: float, max_age: float) -> bytes | None:
         """The proof-of-address cookie ``peer_public`` gave us, if younger than ``max_age``."""
         e = self._keys.get(peer_public)
-        if e is None:
+        if e is None or len(e) == 32:
             return None
         at = _AT.unpack_from(e, 48)[0]
         return e[32:48] if at and now - at < max_age else None
