@@ -257,8 +257,8 @@ def test_a_full_store_admits_and_evicts_in_logarithmic_time_and_per_prefix_quota
     for prefix in d.index._prefix:
         assert d.index.usage(prefix=prefix)[2] <= cfg.records_per_prefix, prefix
     # Kept: the records closest to our ID (the stated eviction policy).
-    dists = sorted(m.dist for m in d.index._meta.values())
-    assert dists[-1] == max(m.dist for m in d.index._meta.values())
+    dists = sorted(d.index.dist(k) for k in d.index._meta)
+    assert dists[-1] == max(d.index.dist(k) for k in d.index._meta)
 
 
 def test_quotas_survive_a_restart(tmp_path):

@@ -37,7 +37,6 @@ class Meta:
     size: int
     origin: bytes  # node ID of the peer that stored it (b"" for our own records)
     prefix: str  # that peer's address prefix ("" if exempt or own)
-    dist: int  # XOR distance of the key from this node's ID
     touched: float = 0.0  # last time a peer stored or offered it (replication skips it then)
 
 
@@ -69,13 +68,12 @@ class StoreIndex:
             now: float = 0.0) -> None:
         """Index a record (replacing what was indexed for that key)."""
         self.remove(key)
-        dist = int.from_bytes(key, "big") ^ self.own_key
-        m = Meta(expires, own, size, origin, prefix, dist, now)
+        m = Meta(expires, own, size, origin, prefix, now)
         self._meta[key] = m
         self.bytes += size
         heapq.heappush(self._by_expiry, (expires, key))
         if not own and self._by_far is not None:
-            heapq.heappush(self._by_far, (-dist, key))
+            heapq.heappush(self._by_far, (-self.dist(key), key))
         for table, k in ((self._origin, origin), (self._prefix, prefix)):
             if k:
                 table[k] = table.get(k, 0) + _ONE + size
@@ -94,6 +92,10 @@ class StoreIndex:
                 else:
                     table[k] = u
         return m
+
+    def dist(self, key: bytes) -> int:
+        """XOR distance of ``key`` from this node's ID (computed, not kept: a 256-bit int is 60 bytes a record)."""
+        return int.from_bytes(key, "big") ^ self.own_key
 
     def usage(self, origin: bytes = b"", prefix: str = "") -> tuple[int, int, int, int]:
         """(records, bytes) held for this sender, then for its prefix."""
@@ -127,12 +129,12 @@ class StoreIndex:
         """The record (not our own) whose key is farthest from our ID, and that distance."""
         h = self._by_far
         if h is None:
-            h = self._by_far = [(-m.dist, k) for k, m in self._meta.items() if not m.own]
+            h = self._by_far = [(-self.dist(k), k) for k, m in self._meta.items() if not m.own]
             heapq.heapify(h)
         while h:
             neg, key = h[0]
             m = self._meta.get(key)
-            if m is not None and not m.own and m.dist == -neg:
+            if m is not None and not m.own:  # (a key's distance never changes: no stale distances)
                 return key, -neg
             heapq.heappop(h)
         return None
@@ -143,5 +145,5 @@ class StoreIndex:
             self._by_expiry = [(m.expires, k) for k, m in self._meta.items()]
             heapq.heapify(self._by_expiry)
         if self._by_far is not None and len(self._by_far) > 2 * n + 1024:
-            self._by_far = [(-m.dist, k) for k, m in self._meta.items() if not m.own]
+            self._by_far = [(-self.dist(k), k) for k, m in self._meta.items() if not m.own]
             heapq.heapify(self._by_far)
