@@ -52,6 +52,7 @@ the length of the prefix it shares with us, without a search.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 from weftnet.core.contact import Contact
@@ -305,18 +306,21 @@ class RoutingTable:
         whose block holds ``per_prefix`` or more is counted in ``prefix_refusals`` (``count``). Of the
         candidates: most failures in a row first, then the block holding most, then the newest.
         One pass over the bucket (k cached block lookups) on a path that, without a victim,
-        only puts the newcomer in the replacement cache.
+        only puts the newcomer in the replacement cache; the counting is left to C where it can
+        be (every entry in a block of its own, the Internet's common case, costs one set).
         """
         per = self.per_prefix
-        blocks = [prefix_of(c.endpoint) for c in entries]
-        counts: dict[str, int] = {}
-        for p in blocks:
-            counts[p] = counts.get(p, 0) + 1
+        block_of = _block_of
+        blocks = [block_of(c.endpoint[0]) for c in entries]
         exempt = self.exempt
-        if not (exempt and exempt.covers(contact.endpoint[0])) and counts.get(prefix_of(contact.endpoint), 0) >= per:
+        host = contact.endpoint[0]
+        if blocks.count(block_of(host)) >= per and not (exempt and exempt.covers(host)):
             if count:
                 self.prefix_refusals += 1
             return None
+        if len(set(blocks)) == len(blocks):
+            return None  # no block holds two, so none holds more than per_prefix (>= 1)
+        counts = Counter(blocks)
         if max(counts.values()) <= per:
             return None
         failures = self._failures
