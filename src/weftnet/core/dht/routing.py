@@ -31,7 +31,8 @@ Departures from the paper, and why:
   excess is above zero, always gets in and lowers it by one. Which entry
   leaves: the over-limit entry with the most failures in a row; among equals,
   one of the block holding the most; among those, the newest (the paper's
-  bias: a contact that has stayed long is likelier to stay). Nothing is
+  bias: a contact that has stayed long is likelier to stay). A known contact
+  that moves to another address keeps its slot, unchecked (as before). Nothing is
   exempt unless configured (``exempt``: a loopback test lab lists
   127.0.0.0/8 there; an exempt entry is never over the limit).
 * **ID puzzle**: with ``difficulty`` > 0 a contact enters the table only if
@@ -389,8 +390,9 @@ class RoutingTable:
 
     def _prefix_ok_without(self, entries: list, contact: Contact, leaving: Contact) -> bool:
         """May ``contact`` take the occupied slot of ``leaving`` among ``entries`` (a full bucket's)?
-        Only if that does not raise the bucket's excess over the per-prefix limit: its block holds fewer than ``per_prefix`` of the
-        others, or it is ``leaving``'s own block (one of a block for another of the same)."""
+        Only if that does not raise the bucket's excess over the per-prefix limit: its block
+        holds fewer than ``per_prefix`` of the others, or it is ``leaving``'s own block (one of
+        a block for another of the same)."""
         if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
