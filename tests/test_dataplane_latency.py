@@ -156,6 +156,48 @@ def _round_trip(tmp_path) -> None:
             s.close()
 
 
+def _burst(tmp_path) -> None:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    daemons = []
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        daemons, nid = _members(tmp_path, socks)
+        a, b = daemons
+        tun_a, tun_b = a._tuns[nid], b._tuns[nid]
+        pings = [icmp_echo("10.1.0.1", "10.1.0.2", ident=9, seq=seq) for seq in range(1, 6)]
+        replies = [icmp_echo("10.1.0.2", "10.1.0.1", ident=9, seq=seq, reply=True) for seq in range(1, 6)]
+        # A burst read in one wake-up leaves in that callback, whole and in order, and is written
+        # at B in order; B's drain sends the burst of replies back the same way.
+        for p in pings:
+            tun_a.kernel.send(p)
+        a._on_tun_readable(nid, tun_a)
+        assert not _now_readable(tun_a.kernel) and _now_readable(b.driver.sock)
+        for r in replies:
+            tun_b.kernel.send(r)
+        b.driver._on_readable()
+        assert [tun_b.kernel.recv(65_535) for _ in pings] == [VNET_NONE + p for p in pings]
+        assert not _now_readable(tun_b.kernel) and not _now_readable(b.driver.sock)
+        a.driver._on_readable()  # B's drain sent the five replies: all arrive, in order
+        assert [tun_a.kernel.recv(65_535) for _ in replies] == [VNET_NONE + r for r in replies]
+        assert not _now_readable(tun_a.kernel) and not _now_readable(a.driver.sock)
+    finally:
+        for d in daemons:
+            for tun in d._tuns.values():
+                tun.close()
+            d.driver.close()
+        for s in socks:
+            s.close()
+
+
+def test_a_burst_crosses_whole_and_in_order_in_one_callback_per_daemon(tmp_path):
+    async def main():
+        _burst(tmp_path)
+
+    evloop.run(main(), "auto")
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_lone_ping_crosses_each_daemon_in_the_callback_that_reads_it(tmp_path, loop):
     async def main():

@@ -688,3 +688,52 @@ def test_crossed_rekeys_after_a_crossed_open_keep_the_session_the_peer_still_sen
     assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(i) for i in range(6, 10)]
     assert [e.payload for e in events(p.a) if isinstance(e, Received)] == [msg(100 + i) for i in range(6, 10)]
     assert p.a.stats["unknown_index_dropped"] == dropped and p.b.stats["unknown_index_dropped"] == 0
+
+
+def _rekey_with_inits_lost(peer_talks: bool):
+    """A and B have a session; at 121 s A's rekey starts, and every Init either end sends is lost
+    (a middlebox drops them) while data keeps flowing on the old session."""
+    cfg = TransportConfig(rekey_after_time=120, reject_after_time=180, handshake_retry=1.0, handshake_timeout=10.0)
+    p = Pair(cfg)
+    p.a.send(p.contact_b(), msg(0), p.now)
+    p.deliver()
+    a_contact = Contact(p.ia.public_key, A)
+    p.now += 121
+    p.a.send(p.contact_b(), msg(1), p.now)  # goes on the old session and starts the rekey
+    got_b = []
+    end = p.now + 15
+    while p.now < end:
+        for data, dst in p.a.datagrams_to_send(p.now):
+            if not isinstance(decode(data), HandshakeInit):
+                p.b.receive_datagram(data, A, p.now)
+        for data, dst in p.b.datagrams_to_send(p.now):
+            if not isinstance(decode(data), HandshakeInit):  # B's own rekey at 130 s is lost too
+                p.a.receive_datagram(data, B, p.now)
+        got_b += [e.payload for e in events(p.b) if isinstance(e, Received)]
+        if peer_talks:
+            p.b.send(a_contact, msg(100), p.now)  # B answers on the session it has
+        p.now += 0.5
+        p.a.handle_timer(p.now)
+        p.b.handle_timer(p.now)
+    return p, got_b
+
+
+def test_an_unanswered_rekey_while_the_peer_still_talks_does_not_report_it_unreachable():
+    p, got_b = _rekey_with_inits_lost(peer_talks=True)
+    ev = events(p.a)
+    assert not [e for e in ev if isinstance(e, Unreachable)]
+    assert msg(100) in [e.payload for e in ev if isinstance(e, Received)]
+    assert p.a.stats["rekeys_unanswered"] == 1
+    p.a.send(p.contact_b(), msg(2), p.now)  # the old session (136 s old) still carries data
+    for data, dst in p.a.datagrams_to_send(p.now):
+        if not isinstance(decode(data), HandshakeInit):
+            p.b.receive_datagram(data, A, p.now)
+    assert msg(2) in [e.payload for e in events(p.b) if isinstance(e, Received)]
+    assert p.a.stats["handshakes_initiated"] == 3  # and it tries the rekey again
+
+
+def test_an_unanswered_rekey_to_a_silent_peer_reports_it_unreachable():
+    p, _ = _rekey_with_inits_lost(peer_talks=False)
+    ev = [e for e in events(p.a) if isinstance(e, Unreachable)]
+    assert len(ev) == 1 and ev[0].node_id == p.ib.node_id
+    assert p.a.stats["rekeys_unanswered"] == 0

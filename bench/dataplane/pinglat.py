@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import BenchError, Topology  # noqa: E402
 from run import _descendants, _terminate, machine, ping_latency  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems  # noqa: E402
+from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems, baseline  # noqa: E402
 
 
 def _load() -> float:
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pings", type=int, default=200, help="pings per round (default 200)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for pinglat.json/.md")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
+    p.add_argument("--baseline", type=Path, metavar="WEFT",
+                   help="another weft executable (e.g. the code before a change): adds system weftnet-baseline")
     p.add_argument("--note", action="append", default=[], metavar="TEXT", help="a line for the report")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     known = {s.name: s for s in all_systems(args.weft)}
     for variant in Weftnet.VARIANTS:  # weftnet-noslice, weftnet-asyncio-slice: each change on its own
         known.setdefault(f"weftnet-{variant}", Weftnet(args.weft, variant=variant))
+    if args.baseline is not None:
+        known["weftnet-baseline"] = baseline(args.baseline)
     wanted = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in known]
     if unknown:

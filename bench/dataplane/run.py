@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, System, Weftnet, all_systems, first_line  # noqa: E402
+from systems import REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, first_line  # noqa: E402
 
 IPERF_PORT = 5201
 REQUIRED = ("ip", "iperf3", "ping", "ss")
@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
+    p.add_argument("--baseline", type=Path, metavar="WEFT",
+                   help="another weft executable (e.g. the code before a change): adds system weftnet-baseline")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
     p.add_argument("--scaling", type=int, default=4, metavar="STREAMS",
                    help="also run weftnet with 1 and 2 data-plane workers with iperf3 -P STREAMS "
@@ -413,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
     systems = all_systems(args.weft)
+    if args.baseline is not None:
+        systems.append(baseline(args.baseline))
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         # weftnet's other [dataplane] variants (weftnet-noslice, weftnet-asyncio-slice) run only when named

@@ -488,6 +488,13 @@ class WeftnetOverlay(Weftnet):
                         "firewall": "default-deny inbound, weft allow tcp 5201 and udp 5201 on B"})
 
 
+def baseline(weft: Path) -> Weftnet:
+    """weftnet from another build (``--baseline``: e.g. the code before a change, in the same run)."""
+    s = Weftnet(weft)
+    s.name, s.title = "weftnet-baseline", f"weftnet, baseline build ({weft})"
+    return s
+
+
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
     return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft),

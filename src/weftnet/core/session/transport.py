@@ -449,7 +449,7 @@ class SecureTransport:
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten", "crossed_adopted",
-                "sessions_lost_by_peer",
+                "sessions_lost_by_peer", "rekeys_unanswered",
             ),
             0,
         )
@@ -1440,6 +1440,16 @@ class SecureTransport:
             self.stats["queue_dropped"] += dropped
             return
         self.stats["queue_dropped"] += dropped
+        cfg = self.config
+        if (
+            cur is not None and cur.created < started and (peer.last_received or -1e18) >= started
+            and now - cur.created < cfg.reject_after_time and cur.counter < cfg.reject_after_messages
+        ):
+            # A rekey went unanswered, but the peer kept sending on the session it was to
+            # replace, and that session may still be used: the peer is reachable. Carry on
+            # with it; the next packet sent starts the rekey again.
+            self.stats["rekeys_unanswered"] += 1
+            return
         self._events.append(Unreachable(peer.node_id, peer.endpoint, reason))
         if peer.current is None and not peer.older:
             self._forget(peer)  # never had a session: nothing worth remembering
