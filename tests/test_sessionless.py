@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pathlib
 import random
+import tomllib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ from weftnet.core.dht.records import ImmutableRecord
 from weftnet.core.identity import Identity
 from weftnet.core.node import GetResult, LookupResult, NodeConfig, NodeCore
 from weftnet.core.session.transport import TransportConfig
-from weftnet.runtime.config import config_from_dict
+from weftnet.runtime.config import DEFAULT_CONFIG, config_from_dict
 
 T0 = 1_000_000.0
 V = json.loads((pathlib.Path(__file__).parent / "vectors" / "dhtquery.json").read_text())
@@ -306,9 +307,10 @@ def test_off_every_lookup_request_rides_a_handshake_as_before():
     w.pump()
     assert _events(a, LookupResult)[0].ok
     assert 0x32 not in [d[1] for _s, _d, d in w.log] and a.transport.stats["handshakes_initiated"] == 1
-    cfg = config_from_dict({"dht": {"sessionless": True}})
-    # weft up's default is off for now (docs/operating.md); the key turns it on.
-    assert cfg.sessionless is True and config_from_dict({}).sessionless is False
+    cfg = config_from_dict({"dht": {"sessionless": False}})
+    # weft up's default is on (docs/operating.md), as weft init writes it; the key turns it off.
+    assert cfg.sessionless is False and config_from_dict({}).sessionless is True
+    assert tomllib.loads(DEFAULT_CONFIG)["dht"]["sessionless"] is True
 
 
 def test_a_put_stores_without_a_session_where_the_lookup_proved_our_address():

@@ -435,6 +435,9 @@ class NodeCore:
                 m.receiver_index, m.nonce, m.encrypted_cookie, t)
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
+        if (sl := self.sessionless) is not None:  # a relay's next hops: met over sessions, or sessionless
+            sl.forwards = lambda: self.reach.relay is not None or self.paths.transit.enabled
+            self.transport.find_contact = lambda nid: self.dht.contact_for(nid) or sl.proven_contact(nid)
         self._mutable_seq = 0
         self.decode_errors = 0
         self._reach_held: dict[NodeId, list] = {}  # reach and paths early data from half-open peers

@@ -65,7 +65,7 @@ per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 in one bucket (0 = no li
 max_records = 100000
 prs_bits = 4        # lookups: bits of progress a faster candidate may give up (-1 = nearest first)
 rtt_hints = true    # node lookups ask FindNear: answers carry the answerer's RTTs (docs/dht.md)
-sessionless = false # lookup requests to nodes without a session: one sealed datagram each way, no handshake (docs/dht.md)
+sessionless = true  # lookup requests to nodes without a session: one sealed datagram each way, no handshake (docs/dht.md)
 id_difficulty = {DEFAULT_ID_DIFFICULTY}  # node-ID puzzle: leading zero bits (a network parameter)
 
 [limits]
@@ -296,7 +296,7 @@ class Config:
     max_records: int = 100_000
     prs_bits: int = 4
     rtt_hints: bool = True
-    sessionless: bool = False
+    sessionless: bool = True
     id_difficulty: int = DEFAULT_ID_DIFFICULTY
     exempt_prefixes: list[str] = field(default_factory=list)
     max_peers: int = 20_000

@@ -309,6 +309,10 @@ class Sessionless:
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
         self.may_store = None
+        #: ``forwards()``: whether this node passes Forwards on for others (a relay, a transit; None: no).
+        #: Then it keeps the contacts whose address an exchange here proved (:meth:`proven_contact`).
+        self.forwards = None
+        self._proven: dict[int, Contact] = {}  # node ID -> contact, oldest written first, at most ``cache``
         #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
         #: it (a double), one bytes object per peer (one dict entry, no tuple or float objects: memory per
         #: node is a bench column), oldest written first, at most ``cache``.
@@ -354,6 +358,23 @@ class Sessionless:
             return None
         at = _AT.unpack_from(e, 48)[0]
         return e[32:48] if at and now - at < max_age else None
+
+    def _prove(self, contact: Contact) -> None:
+        """``contact`` proved it receives at its endpoint (it answered there, or echoed our cookie
+        from there). A forwarder keeps it as a next hop it may open a session to for a registered
+        node: what a join handshake's session left behind before, and a routing table full (or at
+        its per-prefix limit) has no room for."""
+        if self.forwards is None or not self.forwards():
+            return
+        proven = self._proven
+        key = contact.node_id.int
+        if proven.pop(key, None) is None and len(proven) >= self.cache:
+            del proven[next(iter(proven))]
+        proven[key] = contact
+
+    def proven_contact(self, node_id) -> Contact | None:
+        """The contact of ``node_id`` if a sessionless exchange proved its address (forwarders only)."""
+        return self._proven.get(node_id.int)
 
     def _cookie(self, secret: bytes, asker: bytes, addr: Addr) -> bytes:
         return hs.MAC(secret, asker + f"{addr[0]}|{addr[1]}".encode())
@@ -518,8 +539,10 @@ class Sessionless:
                                       or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
         if proven and self.transport.lost_by_peer(node_id, addr, now):
             self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
-        if proven and self.dht.learn(contact, now):
-            self.stats["askers_learned"] += 1
+        if proven:
+            self._prove(contact)
+            if self.dht.learn(contact, now):
+                self.stats["askers_learned"] += 1
         if not request:
             return  # a proof: never answered
         req = wire.decode(request)
@@ -590,7 +613,10 @@ class Sessionless:
         # The answer proves its sender holds the answerer's key and received our nonce at the
         # endpoint we asked: verified there; from elsewhere (a NAT rebinding): answered, not learned.
         verified = addr == p.contact.endpoint
+        if verified:
+            self._prove(p.contact)
         self.dht.on_message(p.contact, msg, now, verified=verified, learn=verified)
 
     def summary(self) -> dict[str, int]:
-        return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys)}
+        return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys),
+                "next_hops_kept": len(self._proven)}
