@@ -732,7 +732,8 @@ class DhtTarget(_Target):
         if len(d.index) > cfg.max_records or d.index.bytes > cfg.max_store_bytes or len(d.index) != len(d.store):
             raise AssertionError(f"store out of bounds: {len(d.index)} records, {d.index.bytes} bytes, "
                                  f"{len(d.store)} in the store")
-        for origin, (n, b) in d.index._origin.items():
+        for origin in d.index._origin:
+            n = d.index.usage(origin)[0]
             if n > cfg.records_per_peer:
                 raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
 def sessionless_corpus() -> list[bytes]:

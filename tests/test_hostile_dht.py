@@ -254,11 +254,11 @@ def test_a_full_store_admits_and_evicts_in_logarithmic_time_and_per_prefix_quota
     assert len(d.index) == 2000 and d.stats["records_evicted"] > 0
     assert store.ops["records"] == 0
     assert (store.ops["get"] + store.ops["put"] + store.ops["delete"]) / i <= 3.0
-    for prefix, (n, _bytes) in d.index._prefix.items():
-        assert n <= cfg.records_per_prefix, prefix
+    for prefix in d.index._prefix:
+        assert d.index.usage(prefix=prefix)[2] <= cfg.records_per_prefix, prefix
     # Kept: the records closest to our ID (the stated eviction policy).
-    dists = sorted(m.dist for m in d.index._meta.values())
-    assert dists[-1] == max(m.dist for m in d.index._meta.values())
+    dists = sorted(d.index.dist(k) for k in d.index._meta)
+    assert dists[-1] == max(d.index.dist(k) for k in d.index._meta)
 
 
 def test_quotas_survive_a_restart(tmp_path):

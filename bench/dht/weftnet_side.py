@@ -14,14 +14,22 @@ from weftnet.core.node import NodeConfig
 from weftnet.runtime.driver import start_node
 
 
-async def main(nodes: int, records: int, seed: int, sessionless: bool = True) -> None:
+async def main(nodes: int, records: int, seed: int, sessionless: bool = True, isolated: bool = False) -> None:
     joins, puts, gets = workload_plan(seed, nodes, records)
     rng = random.Random(seed)
     rss0 = rss_bytes()
     drivers = []
+    # One SystemRandom (os.urandom) for every node, as kademlia's nodes share the random
+    # module: each instance would carry an unused 2.5 KB Mersenne Twister state.
+    system_rng = random.SystemRandom()
+    # One NodeConfig for every node, as kademlia's nodes share their defaults: no node changes its
+    # config, and a DhtConfig alone (57 fields) is a 1.6 KB dict.
+    config = _config(sessionless)
     t0, c0 = now(), cpu_now()
     for i in range(nodes):
-        d = await start_node(Identity.generate(rng), rng=random.SystemRandom(), config=_config(sessionless))
+        if isolated:  # each node its own, as alone in its process
+            system_rng, config = random.SystemRandom(), _config(sessionless)
+        d = await start_node(Identity.generate(rng), rng=system_rng, config=config)
         if joins[i] is not None:
             ep = drivers[joins[i]].core.endpoint
             # Joined = a session with the bootstrap peer and the lookup of our own ID
@@ -61,6 +69,26 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True) ->
                    (rss1 - rss0) / nodes, cpu))
 
 
+def _isolate() -> None:
+    """Turn off the process-wide caches of immutable values that let the bench's nodes share
+    objects (decoded contacts, Ed25519-to-X25519 key maps): each node then holds its own, as a
+    node alone in its process would (kademlia's nodes share nothing of the kind)."""
+    import weftnet.core.contact as contact
+    import weftnet.core.dht.sessionless as sessionless
+    import weftnet.core.identity as identity
+
+    class _NoStore(dict):
+        def __setitem__(self, key, value) -> None:
+            pass
+
+    contact._CACHE = _NoStore()
+    plain = identity.ed25519_public_to_x25519.__wrapped__
+    import weftnet.core.session.handshake as handshake
+
+    identity.ed25519_public_to_x25519 = sessionless.ed25519_public_to_x25519 = plain
+    handshake.ed25519_public_to_x25519 = plain
+
+
 def _config(sessionless: bool) -> NodeConfig:
     cfg = NodeConfig.lab()
     cfg.dht.sessionless = sessionless  # [dht] sessionless: lookup requests without a handshake (on by default)
@@ -73,5 +101,9 @@ if __name__ == "__main__":
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-sessionless", action="store_true", help="every request over a Noise session (before issue 16's fifth round)")
+    ap.add_argument("--isolated", action="store_true",
+                    help="no process-wide caches shared among the nodes (memory as if each ran alone)")
     a = ap.parse_args()
-    asyncio.run(main(a.nodes, a.records, a.seed, not a.no_sessionless))
+    if a.isolated:
+        _isolate()
+    asyncio.run(main(a.nodes, a.records, a.seed, not a.no_sessionless, a.isolated))

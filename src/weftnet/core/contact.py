@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from weftnet.core.identity import NodeId, node_id_for
-from weftnet.core.wire import Endpoint, Fixed, Message
+from weftnet.core.wire import Endpoint, Fixed, Message, Seq, Struct
+from weftnet.errors import DecodeError
 
-__all__ = ["Contact", "Addr"]
+__all__ = ["Contact", "Addr", "ContactSeq"]
 
 #: An underlay UDP endpoint as (host, port); host is an IPv4 or IPv6 literal.
 Addr = tuple[str, int]
@@ -78,3 +79,43 @@ class Contact(Message):
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.short()}@{self.endpoint[0]}:{self.endpoint[1]})"
+
+
+class ContactSeq(Seq):
+    """``Seq(Struct(Contact), max_count)`` with the same bytes and checks, and a fast path for
+    contacts met before: every DHT answer carries up to 20, mostly the same ones, and the
+    generic codec spent three calls a contact before it reached the caches above."""
+
+    __slots__ = ()
+
+    def __init__(self, max_count: int):
+        super().__init__(Struct(Contact), max_count)
+
+    def pack(self, value, out: bytearray) -> None:
+        items = value if type(value) is tuple else tuple(value)
+        if len(items) > self.max:
+            raise ValueError(f"{len(items)} items exceed the limit of {self.max}")
+        self.count_codec.pack(len(items), out)
+        wire = _WIRE
+        for c in items:
+            raw = wire.get((c.public_key, c.endpoint)) if type(c) is Contact else None
+            if raw is None:
+                self.item.pack(c, out)
+            else:
+                out += raw
+
+    def unpack(self, buf, off: int):
+        n, off = self.count_codec.unpack(buf, off)
+        if n > self.max:
+            raise DecodeError(f"oversized: {n} items exceed the limit of {self.max}")
+        cache = _CACHE
+        size = len(buf)
+        items = []
+        for _ in range(n):
+            end = off + (39 if off + 32 < size and buf[off + 32] == 4 else 51)
+            hit = cache.get(bytes(buf[off:end])) if end <= size else None
+            if hit is None:
+                hit, end = Contact._unpack_body(buf, off)
+            items.append(hit)
+            off = end
+        return tuple(items), off

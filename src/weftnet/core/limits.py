@@ -118,8 +118,9 @@ class TokenBuckets:
         #: A new key's tokens: a full bucket by default, or less for a budget mostly
         #: earned with :meth:`credit`.
         self.start = self.burst if start is None else float(start)
-        #: key -> [tokens, last], least recently used first (a plain dict: an OrderedDict entry
-        #: costs ~30 bytes more, and the DHT keeps one bucket per contact that answered it)
+        #: key -> complex(tokens, last refill), least recently used first: one 32-byte object an
+        #: entry instead of a list and two floats (~120 bytes; the DHT and the admission keep one
+        #: per source that talked to us), in a plain dict (an OrderedDict entry costs ~30 more)
         self._b: dict = {}
         self.evicted = 0
         self.evicted_active = 0  # evicted before it had refilled (a sign of a table too small)
@@ -127,46 +128,39 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._b)
 
-    def allow(self, key, now: float, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens from ``key``'s bucket if it has them."""
+    def _take(self, key, now: float) -> complex:
+        """``key``'s bucket refilled up to ``now``, moved to the young end (a new one if none)."""
         b = self._b.pop(key, None)
         if b is None:
             if len(self._b) >= self.max_keys:
                 old = self._b.pop(next(iter(self._b)))
                 self.evicted += 1
-                if self.rate and old[0] + (now - old[1]) * self.rate < self.burst:
+                if self.rate and old.real + (now - old.imag) * self.rate < self.burst:
                     self.evicted_active += 1
-            b = self._b[key] = [self.start, now]
-        else:
-            self._b[key] = b  # the most recently used
-            if now > b[1] and self.rate:
-                b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
-                b[1] = now
-        if b[0] < cost:
+            return complex(self.start, now)
+        if now > b.imag and self.rate:
+            return complex(min(self.burst, b.real + (now - b.imag) * self.rate), now)
+        return b
+
+    def allow(self, key, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket if it has them."""
+        b = self._take(key, now)
+        if b.real < cost:
+            self._b[key] = b
             return False
-        b[0] -= cost
+        self._b[key] = b - cost
         return True
 
     def credit(self, key, amount: float, now: float) -> None:
         """Add tokens to ``key`` (up to ``burst``): for budgets earned rather than refilled by time."""
-        b = self._b.pop(key, None)
-        if b is None:
-            if len(self._b) >= self.max_keys:
-                del self._b[next(iter(self._b))]
-                self.evicted += 1
-            b = self._b[key] = [self.start, now]
-        else:
-            self._b[key] = b  # the most recently used
-            if now > b[1] and self.rate:
-                b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
-                b[1] = now
-        b[0] = min(self.burst, b[0] + amount)
+        b = self._take(key, now)
+        self._b[key] = complex(min(self.burst, b.real + amount), b.imag)
 
     def refund(self, key, amount: float) -> None:
         """Give back tokens taken for something that did not happen."""
         b = self._b.get(key)
         if b is not None:
-            b[0] = min(self.burst, b[0] + amount)
+            self._b[key] = complex(min(self.burst, b.real + amount), b.imag)
 
 
 class Gcra:

@@ -31,7 +31,6 @@ and reads :meth:`next_event`.
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -376,6 +375,17 @@ class _Op:
     quorum: int = 1
 
 
+_SHARED: dict = {}
+
+
+def _shared(value):
+    """One object for equal immutable values that every node of a process would otherwise hold its own
+    copy of (a simulator or bench/dht runs hundreds of nodes in one process)."""
+    if len(_SHARED) >= 64:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)
+
+
 class NodeCore:
     """One node: secure transport + DHT + user requests. No I/O (module docstring)."""
 
@@ -402,7 +412,7 @@ class NodeCore:
         self._next_op = 1
         self._ops: dict[int, _Op] = {}
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
-        self._events: deque[NodeEvent] = deque()
+        self._events: list[NodeEvent] = []  # a few at a time: an empty deque is 624 bytes a node
         self.vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
         self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
         self.lan = LanDiscovery(identity, now)
@@ -419,7 +429,7 @@ class NodeCore:
         self._sinks[WORKER_SLOTS_TYPE] = self._on_worker_slots
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
-        self.transport.sink_types = frozenset(self._sinks)
+        self.transport.sink_types = _shared(frozenset(self._sinks))  # the same set for every node: one object
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
@@ -580,7 +590,7 @@ class NodeCore:
         return self.transport.datagrams_to_send(now)
 
     def next_event(self) -> NodeEvent | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- requests ----------------------------------------------------------
     def connect(self, endpoint: Addr, now: float, node_id: NodeId | None = None, *, join: bool = False) -> int:
@@ -889,7 +899,7 @@ class NodeCore:
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
                         and not self.transport.has_session(contact.node_id) \
-                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint):
+                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint, payload):
                     continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:

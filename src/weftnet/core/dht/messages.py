@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from weftnet.core.contact import Contact
+from weftnet.core.contact import Contact, ContactSeq
 from weftnet.core.wire import U8, U16, U32, U64, Bytes, Fixed, Message, Seq, Struct, Text, register
 
 __all__ = [
@@ -54,7 +54,7 @@ MAX_ROUTE_PAYLOAD = 1100
 #: Records offered in one ReplicaOffer (one datagram: 24 x 40 bytes).
 MAX_OFFER = 24
 _RECORD_BLOB = Bytes(1400)
-_CONTACTS = Seq(Struct(Contact), MAX_CONTACTS)
+_CONTACTS = ContactSeq(MAX_CONTACTS)
 
 
 @register
@@ -93,7 +93,7 @@ class Value(Message):
     rid: int
     record: bytes
     contacts: tuple
-    FIELDS: ClassVar = (("rid", U64), ("record", _RECORD_BLOB), ("contacts", Seq(Struct(Contact), 8)))
+    FIELDS: ClassVar = (("rid", U64), ("record", _RECORD_BLOB), ("contacts", ContactSeq(8)))
 
 
 @register

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 
 __all__ = ["StoreIndex", "Meta"]
 
+#: Per-source usage is one int: records in the bits from 48 up, bytes below (a store holds far less than 2**48 bytes).
+_ONE = 1 << 48
+_BYTES = _ONE - 1
+
 
 @dataclass(slots=True)
 class Meta:
@@ -33,7 +37,6 @@ class Meta:
     size: int
     origin: bytes  # node ID of the peer that stored it (b"" for our own records)
     prefix: str  # that peer's address prefix ("" if exempt or own)
-    dist: int  # XOR distance of the key from this node's ID
     touched: float = 0.0  # last time a peer stored or offered it (replication skips it then)
 
 
@@ -44,9 +47,12 @@ class StoreIndex:
         self.own_key = own_key
         self._meta: dict[bytes, Meta] = {}
         self._by_expiry: list[tuple[float, bytes]] = []
-        self._by_far: list[tuple[int, bytes]] = []  # (-distance, key), records not our own
-        self._origin: dict[bytes, list[int]] = {}  # node ID -> [records, bytes]
-        self._prefix: dict[str, list[int]] = {}
+        # (-distance, key), records not our own; None until the first eviction asks for it (a store
+        # that never fills never needs it, and an entry costs about 120 bytes a record)
+        self._by_far: list[tuple[int, bytes]] | None = None
+        # node ID -> records << 48 | bytes, one int each (a list and two ints cost ~100 bytes more)
+        self._origin: dict[bytes, int] = {}
+        self._prefix: dict[str, int] = {}
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -62,20 +68,15 @@ class StoreIndex:
             now: float = 0.0) -> None:
         """Index a record (replacing what was indexed for that key)."""
         self.remove(key)
-        dist = int.from_bytes(key, "big") ^ self.own_key
-        m = Meta(expires, own, size, origin, prefix, dist, now)
+        m = Meta(expires, own, size, origin, prefix, now)
         self._meta[key] = m
         self.bytes += size
         heapq.heappush(self._by_expiry, (expires, key))
-        if not own:
-            heapq.heappush(self._by_far, (-dist, key))
+        if not own and self._by_far is not None:
+            heapq.heappush(self._by_far, (-self.dist(key), key))
         for table, k in ((self._origin, origin), (self._prefix, prefix)):
             if k:
-                u = table.get(k)
-                if u is None:
-                    u = table[k] = [0, 0]
-                u[0] += 1
-                u[1] += size
+                table[k] = table.get(k, 0) + _ONE + size
         self._compact()
 
     def remove(self, key: bytes) -> Meta | None:
@@ -85,18 +86,22 @@ class StoreIndex:
         self.bytes -= m.size
         for table, k in ((self._origin, m.origin), (self._prefix, m.prefix)):
             if k:
-                u = table[k]
-                u[0] -= 1
-                u[1] -= m.size
-                if u[0] <= 0:
+                u = table[k] - _ONE - m.size
+                if u < _ONE:
                     del table[k]
+                else:
+                    table[k] = u
         return m
+
+    def dist(self, key: bytes) -> int:
+        """XOR distance of ``key`` from this node's ID (computed, not kept: a 256-bit int is 60 bytes a record)."""
+        return int.from_bytes(key, "big") ^ self.own_key
 
     def usage(self, origin: bytes = b"", prefix: str = "") -> tuple[int, int, int, int]:
         """(records, bytes) held for this sender, then for its prefix."""
-        o = self._origin.get(origin, (0, 0)) if origin else (0, 0)
-        p = self._prefix.get(prefix, (0, 0)) if prefix else (0, 0)
-        return o[0], o[1], p[0], p[1]
+        o = self._origin.get(origin, 0) if origin else 0
+        p = self._prefix.get(prefix, 0) if prefix else 0
+        return o >> 48, o & _BYTES, p >> 48, p & _BYTES
 
     def next_expiry(self) -> float | None:
         h = self._by_expiry
@@ -123,10 +128,13 @@ class StoreIndex:
     def farthest(self) -> tuple[bytes, int] | None:
         """The record (not our own) whose key is farthest from our ID, and that distance."""
         h = self._by_far
+        if h is None:
+            h = self._by_far = [(-self.dist(k), k) for k, m in self._meta.items() if not m.own]
+            heapq.heapify(h)
         while h:
             neg, key = h[0]
             m = self._meta.get(key)
-            if m is not None and not m.own and m.dist == -neg:
+            if m is not None and not m.own:  # (a key's distance never changes: no stale distances)
                 return key, -neg
             heapq.heappop(h)
         return None
@@ -136,6 +144,6 @@ class StoreIndex:
         if len(self._by_expiry) > 2 * n + 1024:
             self._by_expiry = [(m.expires, k) for k, m in self._meta.items()]
             heapq.heapify(self._by_expiry)
-        if len(self._by_far) > 2 * n + 1024:
-            self._by_far = [(-m.dist, k) for k, m in self._meta.items() if not m.own]
+        if self._by_far is not None and len(self._by_far) > 2 * n + 1024:
+            self._by_far = [(-self.dist(k), k) for k, m in self._meta.items() if not m.own]
             heapq.heapify(self._by_far)

@@ -203,8 +203,29 @@ def open_query(msg: DhtQuery, keys: QueryKeys) -> tuple[bytes, bytes]:
     """(echo, request) of a decoded DhtQuery; HandshakeError if it does not authenticate,
     DecodeError if its plaintext is malformed."""
     head = bytes((VERSION, DhtQuery.TYPE)) + struct.pack("!I", msg.tag) + msg.asker + msg.nonce
+    return _open_sealed(head, msg.sealed, keys)
+
+
+_QUERY_HEAD = 2 + 4 + 32 + 16  # version, type, tag, asker, nonce: the AEAD's associated data
+
+
+def _split_query(data: bytes) -> tuple[bytes, bytes]:
+    """(head, sealed) of a DhtQuery datagram, checked as ``wire.decode_as(DhtQuery, data)`` checks it
+    (the layout is fixed: the generic decoder and a frozen dataclass cost more than the AEAD)."""
+    n = len(data)
+    if n < _QUERY_HEAD + 2 + 32 or data[1] != DhtQuery.TYPE:
+        raise DecodeError("DhtQuery: truncated")
+    m = int.from_bytes(data[_QUERY_HEAD:_QUERY_HEAD + 2], "big")
+    if m > MAX_SEALED:
+        raise DecodeError(f"DhtQuery: sealed of {m} bytes exceeds {MAX_SEALED}")
+    if _QUERY_HEAD + 2 + m + 32 != n:
+        raise DecodeError("DhtQuery: length does not match its sealed field")
+    return data[:_QUERY_HEAD], data[_QUERY_HEAD + 2:_QUERY_HEAD + 2 + m]
+
+
+def _open_sealed(head: bytes, sealed: bytes, keys: QueryKeys) -> tuple[bytes, bytes]:
     try:
-        plain = ChaCha20Poly1305(keys.query).decrypt(_ZERO12, msg.sealed, head)
+        plain = ChaCha20Poly1305(keys.query).decrypt(_ZERO12, sealed, head)
     except InvalidTag:
         raise HandshakeError("query does not authenticate") from None
     if len(plain) < 18:
@@ -314,8 +335,9 @@ class Sessionless:
         self.forwards = None
         self._proven: dict[int, Contact] = {}  # node ID -> contact, oldest written first, at most ``cache``
         #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
-        #: it (a double), one bytes object per peer (one dict entry, no tuple or float objects: memory per
-        #: node is a bench column), oldest written first, at most ``cache``.
+        #: it (a double), or the ss alone for a peer that gave us no cookie; one bytes object per peer (one
+        #: dict entry, no tuple or float objects: memory per node is a bench column), oldest written first,
+        #: at most ``cache``.
         self._keys: dict[bytes, bytes] = {}
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
         self._silent = 0  # queries in a row that fell back unanswered
@@ -337,7 +359,7 @@ class Sessionless:
         is False: a query's asker is kept only once its query authenticates)."""
         e = self._keys.get(peer_public)
         if e is not None:
-            return e[:32]
+            return e if len(e) == 32 else e[:32]
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
             self._keep(peer_public, ss)
@@ -349,12 +371,13 @@ class Sessionless:
             del keys[peer_public]  # written last: the young end
         elif len(keys) >= self.cache:
             del keys[next(iter(keys))]
-        keys[peer_public] = ss + cookie + _AT.pack(at)
+        # A peer that only asked us gave us no cookie: its ss alone, the very object X25519 returned.
+        keys[peer_public] = ss + cookie + _AT.pack(at) if at else ss
 
     def _cookie_from(self, peer_public: bytes, now: float, max_age: float) -> bytes | None:
         """The proof-of-address cookie ``peer_public`` gave us, if younger than ``max_age``."""
         e = self._keys.get(peer_public)
-        if e is None:
+        if e is None or len(e) == 32:
             return None
         at = _AT.unpack_from(e, 48)[0]
         return e[32:48] if at and now - at < max_age else None
@@ -385,11 +408,13 @@ class Sessionless:
             self._rotate_at = now + _COOKIE_LIFETIME
 
     # -- asking -------------------------------------------------------------------
-    def ask(self, contact: Contact, msg: Message, now: float, hint: bool = False) -> bool:
+    def ask(self, contact: Contact, msg: Message, now: float, hint: bool = False,
+            request: bytes | None = None) -> bool:
         """Send lookup request ``msg`` to ``contact`` as a DhtQuery; False if it must go over the
         transport instead (not a lookup request). ``hint``: the endpoint was only heard of, and
         the DHT charged its source ``hint_cost`` bytes for asking it: the query is no larger
-        (docs/security.md, item 6), so its answer carries the few contacts nearest the target."""
+        (docs/security.md, item 6), so its answer carries the few contacts nearest the target.
+        ``request``: ``msg`` already encoded, if the caller has it."""
         t = type(msg)
         if t is Store:
             if self.may_store is not None and not self.may_store(now):
@@ -400,7 +425,8 @@ class Sessionless:
             return False
         if self._silent >= _SILENT_LIMIT and now < self._retry_at:
             return False  # our last queries all went unanswered (UDP blocked here?): the transport's paths
-        request = wire.encode(msg)
+        if request is None:
+            request = wire.encode(msg)
         pad_to = self._pad_for(msg, contact)
         cost = self.dht.config.hint_cost
         if hint and cost:
@@ -517,15 +543,15 @@ class Sessionless:
         if not self.transport.admit_query(data, addr, now):
             self.stats["queries_dropped"] += 1
             return
-        msg = wire.decode_as(DhtQuery, data)
-        asker = msg.asker
+        head, sealed = _split_query(data)
+        asker = head[6:38]
         if asker == self.public_key:
             self.stats["malformed"] += 1
             return
         cached = asker in self._keys
         ss = self._static_dh(asker, keep=False)
-        keys = query_keys(ss, asker, self.public_key, msg.nonce)
-        echo, request = open_query(msg, keys)  # raises before anything is kept
+        keys = query_keys(ss, asker, self.public_key, head[38:54])
+        echo, request = _open_sealed(head, sealed, keys)  # raises before anything is kept
         # The contact our table has for it, if at this address (its key object and node ID shared).
         node_id = node_id_for(asker)
         known = self.dht.table.get(node_id.int)
@@ -573,7 +599,7 @@ class Sessionless:
             flags |= FLAG_LEARNED
         elif self.dht.table.has_room(contact, contact.node_id.int):
             flags |= FLAG_WANTED
-        answer = seal_answer(keys, msg.tag, self._rng.randbytes(12), flags,
+        answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags,
                              self._cookie(self._secret, asker, addr), raw_reply)
         assert len(answer) <= len(data)  # never more back than came in (fit_reply)
         self.stats["queries_answered"] += 1

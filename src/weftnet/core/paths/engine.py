@@ -220,7 +220,7 @@ class Paths:
         self._candidates: dict[NodeId, float] = {}  # active but not yet tracked -> last data
         self._adverts: dict[NodeId, PathAdvert] = {}
         self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent)
-        self._probe_order: deque = deque()  # (deadline, txid)
+        self._probe_order: deque | tuple = ()  # (deadline, txid); a deque from the first probe (624 bytes)
         self._budget = _Bucket(cfg.max_probe_rate, now)
         self._reply_buckets: dict[NodeId, _Bucket] = {}
         self._lookups: dict[int, NodeId] = {}
@@ -707,6 +707,8 @@ class Paths:
             old = next(iter(self._probes))
             del self._probes[old]
         self._probes[txid] = (node, m.target, now)
+        if type(self._probe_order) is tuple:
+            self._probe_order = deque()
         self._probe_order.append((now + m.timeout(), txid))
         self.stats["probes_sent"] += 1
 

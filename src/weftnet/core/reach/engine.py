@@ -164,6 +164,15 @@ class _Lease:
 class Reach:
     """NAT traversal and relaying for one node. See the module docstring."""
 
+    # Slots: past 30 attributes an instance's dict stops sharing its keys (1.6 KB a node); "__dict__"
+    # stays for attributes added later and for tests that replace a method on one instance.
+    __slots__ = ("identity", "node_id", "transport", "dht", "config", "_rng", "_emit", "nat", "relay", "_peers",
+                 "_probes", "_leases", "_asked", "_not_relay", "_cache", "_resolving", "_resolve_due",
+                 "_resolved_at", "_reread", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
+                 "_published", "_published_at", "_publish_due", "_seq", "_dialback", "_no_dialback",
+                 "_dialback_next", "_dialback_by", "_dialback_times", "_first_session", "_refresh_at",
+                 "_last_class", "_wake", "_own_at", "alt_port", "urgent", "stats", "__dict__")
+
     MAX_PEERS = 1024
     #: Own endpoints (NAT class, dial-back, reports) and relay registrations are looked after this often,
     #: and at once after anything that may change them.
@@ -215,7 +224,7 @@ class Reach:
         self._no_dialback: dict[NodeId, float] = {}  # peers that cannot test us, until
         self._dialback_next = 0.0
         self._dialback_by: dict[NodeId, float] = {}  # requester -> last served
-        self._dialback_times: deque[float] = deque()
+        self._dialback_times: deque[float] | tuple = ()  # a deque from the first dial-back (624 bytes)
         self._first_session: float | None = None
         self._refresh_at = 0.0
         self._last_class = None
@@ -830,6 +839,8 @@ class Reach:
 
     def _dialback_budget(self, now: float) -> bool:
         times = self._dialback_times
+        if type(times) is tuple:
+            times = self._dialback_times = deque()
         while times and times[0] <= now - 1.0:
             times.popleft()
         if len(times) >= self.DIALBACK_PER_SECOND:

@@ -58,7 +58,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import struct
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -378,6 +378,15 @@ class Peer:
 class SecureTransport:
     """All handshakes and sessions of one node. See the module docstring."""
 
+    # Slots: past 30 attributes an instance's dict stops sharing its keys (1.6 KB a node); "__dict__"
+    # stays for attributes added later and for tests that replace a method on one instance.
+    __slots__ = ("identity", "node_id", "config", "_rng", "_peers", "_by_node", "_indices", "_out", "_events",
+                 "_reassembly", "sink", "sink_types", "worker_slots", "pmtu_wanted", "_hello_pending",
+                 "admission", "_half_open", "keep", "_cookie_secret", "_cookie_rotate_at", "_retries", "_seq",
+                 "_next_sweep", "_own_mac1_key", "_own_cookie_key", "_next_ping", "policy", "relay", "on_clear",
+                 "on_query", "on_query_cookie", "find_contact", "paths_wanted", "quiet_after", "steer",
+                 "_depth", "stats", "__dict__")
+
     def __init__(self, identity: Identity, rng: RandomSource, now: float, config: TransportConfig | None = None):
         self.identity = identity
         self.node_id = identity.node_id
@@ -387,7 +396,7 @@ class SecureTransport:
         self._by_node: dict[NodeId, Peer] = {}
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
-        self._events: deque = deque()
+        self._events: list = []  # a few at a time: an empty deque is 624 bytes a node
         self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
                                       self._fragments_expired)  # (session index, counter) -> pieces
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
@@ -1137,7 +1146,7 @@ class SecureTransport:
         return out
 
     def next_event(self):
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- the peer table (docs/security.md, item 1) -----------------------------
     def _peer(self, public_key: bytes, now: float) -> Peer:
