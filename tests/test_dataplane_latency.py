@@ -13,6 +13,7 @@ returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import select
@@ -118,7 +119,9 @@ def _members(tmp_path, socks):
     return daemons, nets[0].network_id
 
 
-def _round_trip(tmp_path) -> None:
+@contextlib.contextmanager
+def _two_members(tmp_path):
+    """Two member daemons on loopback sockets (a third socket for the authority); closed after."""
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
     daemons = []
     try:
@@ -126,7 +129,18 @@ def _round_trip(tmp_path) -> None:
             s.bind(("127.0.0.1", 0))
             s.setblocking(False)
         daemons, nid = _members(tmp_path, socks)
-        a, b = daemons
+        yield daemons[0], daemons[1], nid
+    finally:
+        for d in daemons:
+            for tun in d._tuns.values():
+                tun.close()
+            d.driver.close()
+        for s in socks:
+            s.close()
+
+
+def _round_trip(tmp_path) -> None:
+    with _two_members(tmp_path) as (a, b, nid):
         tun_a, tun_b = a._tuns[nid], b._tuns[nid]
         ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=1)
         reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=1, reply=True)
@@ -147,24 +161,10 @@ def _round_trip(tmp_path) -> None:
             assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
             assert not _now_readable(a.driver.sock) and not _now_readable(b.driver.sock)
         assert a.driver.sent >= 3 and b.driver.sent >= 3 and a.tun_write_errors == b.tun_write_errors == 0
-    finally:
-        for d in daemons:
-            for tun in d._tuns.values():
-                tun.close()
-            d.driver.close()
-        for s in socks:
-            s.close()
 
 
 def _burst(tmp_path) -> None:
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-    daemons = []
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-            s.setblocking(False)
-        daemons, nid = _members(tmp_path, socks)
-        a, b = daemons
+    with _two_members(tmp_path) as (a, b, nid):
         tun_a, tun_b = a._tuns[nid], b._tuns[nid]
         pings = [icmp_echo("10.1.0.1", "10.1.0.2", ident=9, seq=seq) for seq in range(1, 6)]
         replies = [icmp_echo("10.1.0.2", "10.1.0.1", ident=9, seq=seq, reply=True) for seq in range(1, 6)]
@@ -182,13 +182,6 @@ def _burst(tmp_path) -> None:
         a.driver._on_readable()  # B's drain sent the five replies: all arrive, in order
         assert [tun_a.kernel.recv(65_535) for _ in replies] == [VNET_NONE + r for r in replies]
         assert not _now_readable(tun_a.kernel) and not _now_readable(a.driver.sock)
-    finally:
-        for d in daemons:
-            for tun in d._tuns.values():
-                tun.close()
-            d.driver.close()
-        for s in socks:
-            s.close()
 
 
 def test_a_burst_crosses_whole_and_in_order_in_one_callback_per_daemon(tmp_path):

@@ -76,3 +76,51 @@ def test_closest_is_the_brute_force_nearest(seed):
         want = sorted(pool, key=lambda c: c.node_id.int ^ target)[:n]
         assert table.closest(target, n, exclude=exclude) == want
         assert set(table.closest(target, n, exclude=exclude, ordered=False)) == set(want)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_events_run_in_time_then_schedule_order_near_or_far(seed):
+    """Events a second or more ahead wait outside the heap (sim/engine.py): they must still
+    run in (time, order scheduled) order, as from one heap, with ties and events scheduled
+    by events, and none past the end of a run_until."""
+    rng = random.Random(seed)
+    sim = Simulation(seed)
+    ran: list[tuple[float, int]] = []
+    want: list[tuple[float, int, int]] = []
+    count = [0]
+
+    def schedule(when: float) -> None:
+        count[0] += 1
+        i = count[0]
+        want.append((when, i, i))
+
+        def fire() -> None:
+            ran.append((sim.now, i))
+            if rng.random() < 0.5:  # events scheduling events, near, far and at "now"
+                schedule(sim.now + rng.choice([0.0, 0.001, 0.5, 0.99, 1.0, 3.7, 600.0, rng.random() * 50]))
+
+        sim.at(when, fire)
+
+    for _ in range(300):
+        schedule(rng.choice([0.0, 1.0, 2.0, 120.0, rng.random() * 5, rng.random() * 900]))
+    sim.run_until(60.0)
+    assert all(t <= 60.0 for t, _ in ran) and sim.now == 60.0
+    sim.run_until(2000.0)
+    expect = [(t, i) for t, _, i in sorted(w for w in want if w[0] <= 2000.0)]
+    assert ran == expect and len(ran) > 400
+
+
+def test_contact_key_is_its_node_id_integer():
+    c = _contact(random.Random(4), 1)
+    assert c.key == c.node_id.int == int.from_bytes(c.node_id.raw, "big")
+
+
+def test_idle_buckets_only_those_untouched_for_the_interval():
+    rng = random.Random(6)
+    table = RoutingTable(_contact(rng, 0).node_id.int, k=4, per_prefix=None)
+    for i in range(1, 60):
+        table.add(_contact(rng, i), float(i))
+    assert table.idle_buckets(60.0, 100.0) == []
+    idle = table.idle_buckets(200.0, 100.0)
+    assert idle == [b for b in table.buckets if 200.0 - b.touched >= 100.0] and idle
+    assert [b.lo for b in idle] == sorted(b.lo for b in idle)

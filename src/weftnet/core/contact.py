@@ -29,11 +29,16 @@ class Contact(Message):
     public_key: bytes
     endpoint: Addr
     node_id: NodeId = field(init=False, compare=False, repr=False)
+    #: ``node_id.int``, held here too: the DHT reads it for every contact of every reply, and
+    #: one object fewer to reach per read counts when a million nodes' state is out of cache.
+    key: int = field(init=False, compare=False, repr=False)
 
     FIELDS: ClassVar = (("public_key", Fixed(32)), ("endpoint", Endpoint))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "node_id", node_id_for(self.public_key))
+        nid = node_id_for(self.public_key)
+        object.__setattr__(self, "node_id", nid)
+        object.__setattr__(self, "key", nid.int)
         ep = self.endpoint
         host, port = ep
         if not 0 <= port <= 0xFFFF:

@@ -10,8 +10,13 @@ contact, exactly what the real transport guarantees after its handshake, but
 with no cryptography per message), and the UDP network becomes the latency
 model of :mod:`weftnet.sim.underlay`.
 
-Events sit in one heap keyed ``(time, seq)``; ``seq`` breaks ties, so equal
-times always run in the same order. One ``random.Random(seed)`` is the only
+Events run in ``(time, seq)`` order; ``seq`` breaks ties, so equal times
+always run in the same order. The events of the next second sit in a heap;
+later ones (a joined node's next maintenance, minutes away) wait in a list per
+second of virtual time and enter the heap when the clock reaches their second.
+The order is the same as one heap's, but the heap holds the few thousand
+events in flight instead of one timer per node (a pop from a million-entry
+heap walks twenty levels of tuples scattered over the memory). One ``random.Random(seed)`` is the only
 source of randomness and is passed down to the underlay, the workloads and
 every Dht, so a scenario file and a seed give one run, byte for byte.
 
@@ -38,6 +43,8 @@ from weftnet.sim.underlay import Underlay, UnderlayConfig
 __all__ = ["Simulation", "SimNode"]
 
 _MSG, _TIMER, _CALL = 0, 1, 2
+#: Width of the heap's window in virtual seconds: later events wait outside it (see above).
+_WINDOW = 1.0
 _HOSTS = [f"10.{i}.0.0" for i in range(256)]
 #: The simulator's endpoints are labels (65,536 nodes share one "host"), and its channel
 #: has no handshakes: limits keyed by source address would model nothing real here, so
@@ -86,7 +93,9 @@ class Simulation:
                  underlay: UnderlayConfig | None = None):
         self.rng = random.Random(seed)
         self.now = 0.0
-        self._heap: list = []
+        self._heap: list = []  # the events before self._horizon
+        self._far: dict[int, list] = {}  # the later ones, by second (int(time // _WINDOW))
+        self._horizon = _WINDOW
         self._seq = 0
         self.underlay = Underlay(underlay or UnderlayConfig(), self.rng)
         self.dht_config = dht_config or DhtConfig(**SIM_DHT)
@@ -102,7 +111,32 @@ class Simulation:
     # -- scheduling -----------------------------------------------------------
     def _push(self, when: float, kind: int, a: Any, b: Any = None, c: Any = None) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, kind, a, b, c))
+        if when < self._horizon:
+            heapq.heappush(self._heap, (when, self._seq, kind, a, b, c))
+        else:
+            self._push_far((when, self._seq, kind, a, b, c))
+
+    def _push_far(self, entry: tuple) -> None:
+        w = int(entry[0] // _WINDOW)
+        far = self._far.get(w)
+        if far is None:
+            self._far[w] = [entry]
+        else:
+            far.append(entry)
+
+    def _next_window(self) -> bool:
+        """Move the next second of waiting events into the heap; False if none wait."""
+        far = self._far
+        if not far:
+            return False
+        w = int(self._horizon // _WINDOW)
+        if w not in far:
+            w = min(far)  # skip the empty seconds at once
+        self._horizon = (w + 1) * _WINDOW
+        heap, push = self._heap, heapq.heappush
+        for entry in far.pop(w):
+            push(heap, entry)
+        return True
 
     def at(self, when: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` at virtual time ``when`` (a workload action)."""
@@ -111,9 +145,19 @@ class Simulation:
     def run_until(self, t_end: float, progress: Callable[[float], None] | None = None) -> None:
         heap = self._heap
         nodes = self.nodes
+        pop = heapq.heappop
         tick = 0
-        while heap and heap[0][0] <= t_end:
-            when, _seq, kind, a, b, c = heapq.heappop(heap)
+        horizon = self._horizon
+        while True:
+            if not heap or heap[0][0] >= horizon:
+                # Every event before the horizon is in the heap: the next ones are outside.
+                if horizon > t_end or not self._next_window():
+                    break
+                horizon = self._horizon
+                continue
+            if heap[0][0] > t_end:
+                break
+            when, _seq, kind, a, b, c = pop(heap)
             self.now = when
             self.events_processed += 1
             if kind == _MSG:
@@ -126,8 +170,16 @@ class Simulation:
                 node = nodes[a]
                 if node.alive and node.timer_at == when:
                     node.timer_at = None
-                    node.dht.handle_timer(when)
-                    self._after(node)
+                    dht = node.dht
+                    t = dht.get_timer()
+                    if t is not None and t > when:
+                        # Nothing is due (the request this timer was for was answered):
+                        # handle_timer would do nothing and send nothing. Re-arm only.
+                        node.timer_at = t
+                        self._push(t, _TIMER, a)
+                    else:
+                        dht.handle_timer(when)
+                        self._after(node)
             else:
                 a()
             tick += 1
@@ -182,8 +234,9 @@ class Simulation:
             xa, ya, ha = ux[a], uy[a], uh[a]
             by_key = self.by_key
             heap, now, push = self._heap, self.now, heapq.heappush
+            horizon = self._horizon
             for dst_contact, msg in out:
-                dst = by_key.get(dst_contact.node_id.int)
+                dst = by_key.get(dst_contact.key)
                 if dst is None:
                     continue
                 b = dst.index
@@ -195,7 +248,11 @@ class Simulation:
                 else:
                     delay = (hypot(xa - ux[b], ya - uy[b]) + ha + uh[b]) / 1000.0 / 2.0 * (1.0 + jitter * rand())
                 self._seq += 1
-                push(heap, (now + delay, self._seq, _MSG, a, b, msg))
+                when = now + delay
+                if when < horizon:
+                    push(heap, (when, self._seq, _MSG, a, b, msg))
+                else:
+                    self._push_far((when, self._seq, _MSG, a, b, msg))
         while (ev := dht.next_event()) is not None:
             cb = self._waiting.pop((node.index, getattr(ev, "op_id", -1)), None)
             if cb is not None:

@@ -484,7 +484,7 @@ class Dht:
         (False for early data in a handshake the transport has not confirmed).
         ``learn=False``: answer the sender but keep it out of the routing table (its endpoint
         is not one others could use, e.g. it was heard only through a relay)."""
-        skey = sender.node_id.int
+        skey = sender.key
         t = type(msg)
         if t is Leave:
             self._on_leave(sender, skey, now)
@@ -754,7 +754,7 @@ class Dht:
             msg = msg[0](rid, msg[1])
         else:
             msg = type(msg)(rid, *[getattr(msg, n) for n, _ in msg.FIELDS[1:]])
-        key = contact.node_id.int
+        key = contact.key
         req = _Request(rid, key, op_id, now + self._rto(key), now, kind, endpoint=contact.endpoint, hint=hint,
                        data=data)
         self._requests[rid] = req
@@ -1110,7 +1110,7 @@ class Dht:
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> None:
         # In no particular order: a reader sorts what it receives by its own distance.
-        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.node_id.int,
+        contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.key,
                                       ordered=False)
         if near:
             rtts = self._rtt

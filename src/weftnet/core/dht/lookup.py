@@ -134,7 +134,7 @@ class Lookup:
             self._add(c, depth=1, path=i % self.disjoint)
 
     def _add(self, contact: Contact, depth: int, path: int) -> None:
-        key = contact.node_id.int
+        key = contact.key
         if key == self.own_key or key in self.candidates:
             return
         cand = Candidate(contact, key, key ^ self.target, depth, path)
@@ -163,7 +163,7 @@ class Lookup:
         depth, path = cand.depth + 1, cand.path
         added = False
         for c in contacts:
-            ckey = c.node_id.int
+            ckey = c.key
             if ckey in known or ckey == own:
                 continue
             if first_hand is not None:

@@ -1,0 +1,201 @@
+"""What grows with N in `scale-1m`'s join: per-slice counters and profiles along one run.
+
+    .venv/bin/python bench/sim_join_growth.py --to 130000 --every 10000 \
+        --profile 15000:20000 --profile 125000:130000 --out out/growth
+
+Runs the first ``--to`` joins of `scale-1m` exactly as `bench/sim_scale.py --scenario scale-1m`
+does (same seed, same arrival times: node i arrives at i * 3600 / 999,999 s), stopping at
+checkpoints every ``--every`` joins. For each slice between checkpoints it records the CPU
+spent, events by kind (messages delivered, timers that did work, stale timer entries, workload
+calls), the DHT's own counters summed over all nodes (requests sent, timeouts, lookups started
+by kind), the event heap's size and the garbage collector's passes and time; a slice given
+with ``--profile A:B`` (in nodes joined) also runs under cProfile, and its top functions are
+reported per join. Writes growth.csv and profile_A_B.txt into --out and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import gc
+import heapq
+import io
+import pathlib
+import pstats
+import resource
+import time
+from collections import Counter
+
+from weftnet.core.dht import DhtConfig
+from weftnet.core.dht.engine import Dht
+from weftnet.sim.cli import resolve_scenario
+from weftnet.sim.engine import _MSG, _TIMER, SIM_DHT, Simulation
+from weftnet.sim.scenario import load_scenario
+from weftnet.sim.underlay import UnderlayConfig
+
+KINDS = Counter()
+_orig_start = Dht._start_lookup
+
+
+def _counting_start(self, kind, *a, **kw):
+    KINDS[kind] += 1
+    return _orig_start(self, kind, *a, **kw)
+
+
+class CountingSimulation(Simulation):
+    """The engine's loop with counters by event kind (the same events, in the same order)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.n_msg = self.n_timer = self.n_stale = self.n_call = self.n_noop = 0
+
+    def run_until(self, t_end, progress=None):
+        heap = self._heap
+        nodes = self.nodes
+        horizon = self._horizon
+        while True:
+            if not heap or heap[0][0] >= horizon:
+                if horizon > t_end or not self._next_window():
+                    break
+                horizon = self._horizon
+                continue
+            if heap[0][0] > t_end:
+                break
+            when, _seq, kind, a, b, c = heapq.heappop(heap)
+            self.now = when
+            self.events_processed += 1
+            if kind == _MSG:
+                self.n_msg += 1
+                dst = nodes[b]
+                if dst.alive:
+                    self.messages_delivered += 1
+                    dst.dht.on_message(nodes[a].contact, c, when)
+                    self._after(dst)
+            elif kind == _TIMER:
+                node = nodes[a]
+                if node.alive and node.timer_at == when:
+                    self.n_timer += 1
+                    node.timer_at = None
+                    t = node.dht.get_timer()
+                    if t is not None and t > when:
+                        self.n_noop += 1
+                        node.timer_at = t
+                        self._push(t, _TIMER, a)
+                    else:
+                        node.dht.handle_timer(when)
+                        self._after(node)
+                else:
+                    self.n_stale += 1
+            else:
+                self.n_call += 1
+                a()
+        self.now = max(self.now, t_end)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", default="scale-1m")
+    ap.add_argument("--to", type=int, default=130_000)
+    ap.add_argument("--every", type=int, default=10_000)
+    ap.add_argument("--profile", action="append", default=[], help="A:B, nodes joined")
+    ap.add_argument("--out", default="out/growth")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    out = pathlib.Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sc = load_scenario(resolve_scenario(a.scenario))
+    n = sc.sizes[-1] if sc.sizes else sc.nodes
+    Dht._start_lookup = _counting_start
+    sim = CountingSimulation(a.seed, DhtConfig(**{**SIM_DHT, **sc.dht}), UnderlayConfig(**sc.underlay))
+    gap = sc.join_duration / max(1, n - 1)
+    nxt = [1]
+
+    def arrive() -> None:  # runner.run_size's storm join, verbatim
+        i = nxt[0] = nxt[0] + 1
+        if i < n:
+            sim.at(i * gap, arrive)
+        via = sim.random_alive()
+        node = sim.add_node()
+        sim.join(node, via)
+
+    first = sim.add_node()
+    sim.join(first, None)
+    sim.at(gap, arrive)
+
+    gc_time = [0.0, 0]
+    t_gc = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            t_gc[0] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - t_gc[0]
+            gc_time[1] += 1
+
+    gc.callbacks.append(on_gc)
+    saved = gc.get_threshold()
+    gc.set_threshold(200_000, 50, 1000)  # the runner's
+    profiles = [tuple(int(x) for x in p.split(":")) for p in a.profile]
+    marks = sorted({*range(a.every, a.to + 1, a.every), *(x for p in profiles for x in p)})
+    rows = []
+    prev = None
+
+    def snapshot(nodes_in: int) -> dict:
+        st = Counter()
+        for node in sim.nodes:
+            s = node.dht.stats
+            for k in ("requests_sent", "requests_received", "responses", "timeouts"):
+                st[k] += s.get(k, 0)
+        return {"nodes": nodes_in, "virtual_s": round(sim.now, 2), "cpu_s": time.process_time(),
+                "wall_s": time.perf_counter(), "events": sim.events_processed, "msg": sim.n_msg,
+                "timer": sim.n_timer, "noop": sim.n_noop, "stale": sim.n_stale, "call": sim.n_call, "heap": len(sim._heap), "far": sum(map(len, sim._far.values())),
+                "gc_s": gc_time[0], "gc_n": gc_time[1], **st, **{f"lk_{k}": v for k, v in KINDS.items()},
+                "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+    prof = None
+    prev = snapshot(1)
+    for m in marks:
+        start = next((p for p in profiles if p[0] == prev["nodes"]), None)
+        if start:
+            prof = cProfile.Profile()
+            prof.enable()
+        sim.run_until(m * gap)
+        if prof is not None:
+            prof.disable()
+        cur = snapshot(m)
+        dn = cur["nodes"] - prev["nodes"]
+        row = {"nodes": m, "heap": cur["heap"], "far": cur["far"], "rss_gib": round(cur["rss_gib"], 2),
+               "ms_cpu_per_join": round(1000 * (cur["cpu_s"] - prev["cpu_s"]) / dn, 3),
+               "profiled": int(prof is not None)}
+        for k in ("events", "msg", "timer", "noop", "stale", "call", "requests_sent", "timeouts", "gc_n"):
+            row[f"{k}_per_join"] = round((cur.get(k, 0) - prev.get(k, 0)) / dn, 3)
+        row["gc_ms_per_join"] = round(1000 * (cur["gc_s"] - prev["gc_s"]) / dn, 3)
+        row["us_cpu_per_event"] = round(1e6 * (cur["cpu_s"] - prev["cpu_s"]) / max(1, cur["events"] - prev["events"]), 2)
+        for k in sorted(x for x in cur if x.startswith("lk_")):
+            row[f"{k}_per_join"] = round((cur[k] - prev.get(k, 0)) / dn, 3)
+        rows.append(row)
+        print(row, flush=True)
+        if prof is not None:
+            s = io.StringIO()
+            ps = pstats.Stats(prof, stream=s)
+            tt = ps.total_tt
+            lines = [f"cProfile of joins {prev['nodes']:,}-{m:,} ({dn:,} joins; profiled total {tt:.1f} s, "
+                     f"{1000 * tt / dn:.3f} ms per join)", "", "tottime ms/join  calls/join  function"]
+            items = sorted(ps.stats.items(), key=lambda kv: -kv[1][2])[:40]
+            for (fn, line, name), (cc, nc, ttime, ct, _) in items:
+                lines.append(f"{1000 * ttime / dn:10.4f} {nc / dn:10.2f}  {pathlib.Path(fn).name}:{line} {name}")
+            (out / f"profile_{prev['nodes']}_{m}.txt").write_text("\n".join(lines) + "\n")
+            prof = None
+        prev = cur
+    gc.set_threshold(*saved)
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "nodes", k))
+    with open(out / "growth.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
