@@ -202,7 +202,7 @@ class RoutingTable:
             while len(entries) >= self.k and depth < ID_BITS:
                 bit = 1 << (ID_BITS - 1 - depth)
                 side = key & bit
-                entries = [c for c in entries if c.node_id.int & bit == side]
+                entries = [c for c in entries if c.key & bit == side]
                 if side != own & bit:
                     break  # the far half: it does not split again
                 depth += 1
@@ -281,21 +281,21 @@ class RoutingTable:
         failures = self._failures
         worst, most = None, 0
         for c in entries:
-            f = failures.get(c.node_id.int, 0)
+            f = failures.get(c.key, 0)
             if f > most:
                 worst, most = c, f
         return worst
 
     def _swap(self, bucket: KBucket, leaving: Contact, contact: Contact, key: int) -> None:
         """``contact`` takes the slot of ``leaving``, which waits in the replacement cache."""
-        lkey = leaving.node_id.int
+        lkey = leaving.key
         _drop(bucket.entries, leaving)
         del self._index[lkey]
         self._failures.pop(lkey, None)
         bucket.entries.append(contact)
         self._index[key] = contact
         if bucket.replacements:
-            bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+            bucket.replacements = [c for c in bucket.replacements if c.key != key]
         self._add_replacement(bucket, leaving, lkey)
         self.changes += 1
 
@@ -330,7 +330,7 @@ class RoutingTable:
             n = counts[blocks[i]]
             if n <= per or (exempt and exempt.covers(c.endpoint[0])):
                 continue
-            rank = (failures.get(c.node_id.int, 0) if failures else 0, n, i)
+            rank = (failures.get(c.key, 0) if failures else 0, n, i)
             if best is None or rank > best:
                 victim, best = c, rank
         return victim
@@ -453,7 +453,7 @@ class RoutingTable:
                         pick = i
                         break
             c = reps.pop(pick)
-            ckey = c.node_id.int
+            ckey = c.key
             if ckey not in self._index:
                 bucket.entries.append(c)
                 self._index[ckey] = c
