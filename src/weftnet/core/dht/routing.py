@@ -13,10 +13,28 @@ Departures from the paper, and why:
   But a newcomer that talks to us takes the slot of an entry whose last
   request failed (``replace_failing``), which waits in the replacement
   cache instead: under churn, full buckets otherwise fill with departed nodes.
-* **Per-prefix limit**: at most ``per_prefix`` contacts of one bucket may share
-  an IPv4 /24 or IPv6 /48, so one operator's address block cannot fill a
-  bucket (an eclipse attempt). Nothing is exempt unless configured
-  (``exempt``: a loopback test lab lists 127.0.0.0/8 there).
+* **Per-prefix limit, where there is contention**: a bucket with room (or one
+  that splits) takes any contact, so a deployment whose nodes share one IPv4
+  /24 or IPv6 /48 (a few VPSs of one provider, a data-centre subnet, a lab)
+  finds every node. In a *full* bucket, ``per_prefix`` contacts of one block
+  is the share a block is owed: a newcomer whose block holds fewer than that
+  takes the slot of an entry of a block holding *more* (that entry goes to the
+  replacement cache), and a newcomer whose block already holds ``per_prefix``
+  or more never takes a slot from anyone (it waits in the replacement cache).
+  So one operator's address block cannot keep a full bucket (an eclipse
+  attempt) against contacts from other blocks: each one that arrives takes a
+  slot back. The invariant, with a bucket's *excess* the sum over blocks of
+  what each holds beyond ``per_prefix``: only a contact entering a free slot
+  can raise the excess; one that takes an occupied slot (a displacement, a
+  failing entry's slot, ``prefer_nearer``) never does; and a newcomer to a
+  full bucket whose block holds fewer than ``per_prefix`` entries, while the
+  excess is above zero, always gets in and lowers it by one. Which entry
+  leaves: the over-limit entry with the most failures in a row; among equals,
+  one of the block holding the most; among those, the newest (the paper's
+  bias: a contact that has stayed long is likelier to stay). A known contact
+  that moves to another address keeps its slot, unchecked (as before). Nothing is
+  exempt unless configured (``exempt``: a loopback test lab lists
+  127.0.0.0/8 there; an exempt entry is never over the limit).
 * **ID puzzle**: with ``difficulty`` > 0 a contact enters the table only if
   its node ID passes the S/Kademlia static puzzle (core/puzzle.py), so every
   entry an attacker holds cost it ``2**difficulty`` key generations.
@@ -35,6 +53,9 @@ the length of the prefix it shares with us, without a search.
 
 from __future__ import annotations
 
+from collections import Counter
+from functools import lru_cache
+
 from weftnet.core.contact import Contact
 from weftnet.core.limits import ExemptPrefixes, prefix_key
 from weftnet.core.puzzle import meets_puzzle
@@ -44,9 +65,13 @@ __all__ = ["RoutingTable", "KBucket", "prefix_of", "nearest"]
 ID_BITS = 256
 
 
+# prefix_key parses the address (microseconds); a full bucket asks it for each of its k entries.
+_block_of = lru_cache(maxsize=1 << 16)(prefix_key)
+
+
 def prefix_of(endpoint: tuple[str, int]) -> str:
     """The address block a contact is counted against: its IPv4 /24 or IPv6 /48."""
-    return prefix_key(endpoint[0])
+    return _block_of(endpoint[0])
 
 
 def nearest(contacts, target: int, n: int | None = None) -> list[Contact]:
@@ -168,12 +193,27 @@ class RoutingTable:
         if key == self.own_key or (self.difficulty and not meets_puzzle(contact.node_id, self.difficulty)):
             return False
         bucket = self.bucket_for(key)
-        if len(bucket.entries) < self.k:
-            return self._prefix_ok(bucket, contact)
-        if bucket.last and bucket.depth < ID_BITS:
-            return True  # it splits
-        failures = self._failures
-        return self.replace_failing and bool(failures) and any(failures.get(c.node_id.int, 0) for c in bucket.entries)
+        entries = bucket.entries
+        if len(entries) < self.k:
+            return True
+        if bucket.last:
+            # It splits (maybe more than once): where would the contact land, among whom?
+            depth, own = bucket.depth, self.own_key
+            while len(entries) >= self.k and depth < ID_BITS:
+                bit = 1 << (ID_BITS - 1 - depth)
+                side = key & bit
+                entries = [c for c in entries if c.key & bit == side]
+                if side != own & bit:
+                    break  # the far half: it does not split again
+                depth += 1
+            if len(entries) < self.k:
+                return True
+        if self.per_prefix is not None and self._over_limit_victim(entries, contact) is not None:
+            return True
+        if not (self.replace_failing and self._failures):
+            return False
+        worst = self._most_failing(entries)
+        return worst is not None and self._prefix_ok_without(entries, contact, worst)
 
     def add(self, contact: Contact, now: float, key: int | None = None) -> bool:
         """Learn (or refresh) a contact. Returns True if it is in the table now."""
@@ -201,9 +241,7 @@ class RoutingTable:
             return False
         while True:
             if len(bucket.entries) < self.k:
-                if not self._prefix_ok(bucket, contact):
-                    self.prefix_refusals += 1
-                    return False
+                # Room: no contention, no per-prefix limit (a small deployment in one /24).
                 bucket.entries.append(contact)
                 self._index[key] = contact
                 self.changes += 1
@@ -212,6 +250,11 @@ class RoutingTable:
                 self._split(bucket)
                 bucket = self.bucket_for(key)
                 continue
+            if self.per_prefix is not None:
+                victim = self._over_limit_victim(bucket.entries, contact, True)
+                if victim is not None:
+                    self._swap(bucket, victim, contact, key)
+                    return True
             if self.replace_failing and self._failures and self._take_failing_slot(bucket, contact, key):
                 return True
             self._add_replacement(bucket, contact, key)
@@ -227,30 +270,70 @@ class RoutingTable:
         questionable (Mainline DHT's word): one that just proved it is alive
         is the better bet. The questionable one goes to the replacements.
         """
-        failures = self._failures
-        worst, most = None, 0
-        for c in bucket.entries:
-            f = failures.get(c.node_id.int, 0)
-            if f > most:
-                worst, most = c, f
-        if worst is None or not self._prefix_ok_without(bucket, contact, worst):
+        worst = self._most_failing(bucket.entries)
+        if worst is None or not self._prefix_ok_without(bucket.entries, contact, worst):
             return False
-        wkey = worst.node_id.int
-        _drop(bucket.entries, worst)
-        del self._index[wkey]
-        failures.pop(wkey, None)
-        bucket.entries.append(contact)
-        self._index[key] = contact
-        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
-        self._add_replacement(bucket, worst, wkey)
-        self.changes += 1
+        self._swap(bucket, worst, contact, key)
         return True
 
-    def _prefix_ok(self, bucket: KBucket, contact: Contact) -> bool:
-        if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
-            return True
-        p = prefix_of(contact.endpoint)
-        return sum(1 for c in bucket.entries if prefix_of(c.endpoint) == p) < self.per_prefix
+    def _most_failing(self, entries: list) -> Contact | None:
+        """The entry with the most failed requests in a row (the first of equals), or None."""
+        failures = self._failures
+        worst, most = None, 0
+        for c in entries:
+            f = failures.get(c.key, 0)
+            if f > most:
+                worst, most = c, f
+        return worst
+
+    def _swap(self, bucket: KBucket, leaving: Contact, contact: Contact, key: int) -> None:
+        """``contact`` takes the slot of ``leaving``, which waits in the replacement cache."""
+        lkey = leaving.key
+        _drop(bucket.entries, leaving)
+        del self._index[lkey]
+        self._failures.pop(lkey, None)
+        bucket.entries.append(contact)
+        self._index[key] = contact
+        if bucket.replacements:
+            bucket.replacements = [c for c in bucket.replacements if c.key != key]
+        self._add_replacement(bucket, leaving, lkey)
+        self.changes += 1
+
+    def _over_limit_victim(self, entries: list, contact: Contact, count: bool = False) -> Contact | None:
+        """In a full bucket (its ``entries``): the entry ``contact`` displaces under the per-prefix limit, or None.
+
+        Only a newcomer whose block holds fewer than ``per_prefix`` entries displaces, and only
+        an entry of a block holding more than ``per_prefix`` (never an exempt one); a newcomer
+        whose block holds ``per_prefix`` or more is counted in ``prefix_refusals`` (``count``). Of the
+        candidates: most failures in a row first, then the block holding most, then the newest.
+        One pass over the bucket (k cached block lookups) on a path that, without a victim,
+        only puts the newcomer in the replacement cache; the counting is left to C where it can
+        be (every entry in a block of its own, the Internet's common case, costs one set).
+        """
+        per = self.per_prefix
+        block_of = _block_of
+        blocks = [block_of(c.endpoint[0]) for c in entries]
+        exempt = self.exempt
+        host = contact.endpoint[0]
+        if blocks.count(block_of(host)) >= per and not (exempt and exempt.covers(host)):
+            if count:
+                self.prefix_refusals += 1
+            return None
+        if len(set(blocks)) == len(blocks):
+            return None  # no block holds two, so none holds more than per_prefix (>= 1)
+        counts = Counter(blocks)
+        if max(counts.values()) <= per:
+            return None
+        failures = self._failures
+        victim, best = None, None
+        for i, c in enumerate(entries):
+            n = counts[blocks[i]]
+            if n <= per or (exempt and exempt.covers(c.endpoint[0])):
+                continue
+            rank = (failures.get(c.key, 0) if failures else 0, n, i)
+            if best is None or rank > best:
+                victim, best = c, rank
+        return victim
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
         bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
@@ -300,24 +383,22 @@ class RoutingTable:
                 victim, worst = c, r
         if victim is None and rtt < near:
             victim = unmeasured
-        if victim is None or not self._prefix_ok_without(bucket, contact, victim):
+        if victim is None or not self._prefix_ok_without(entries, contact, victim):
             return False
-        vkey = victim.node_id.int
-        _drop(entries, victim)
-        del self._index[vkey]
-        self._failures.pop(vkey, None)
-        entries.append(contact)
-        self._index[key] = contact
-        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
-        self._add_replacement(bucket, victim, vkey)
-        self.changes += 1
+        self._swap(bucket, victim, contact, key)
         return True
 
-    def _prefix_ok_without(self, bucket: KBucket, contact: Contact, leaving: Contact) -> bool:
+    def _prefix_ok_without(self, entries: list, contact: Contact, leaving: Contact) -> bool:
+        """May ``contact`` take the occupied slot of ``leaving`` among ``entries`` (a full bucket's)?
+        Only if that does not raise the bucket's excess over the per-prefix limit: its block
+        holds fewer than ``per_prefix`` of the others, or it is ``leaving``'s own block (one of
+        a block for another of the same)."""
         if self.per_prefix is None or self.exempt.covers(contact.endpoint[0]):
             return True
         p = prefix_of(contact.endpoint)
-        return sum(1 for c in bucket.entries if c is not leaving and prefix_of(c.endpoint) == p) < self.per_prefix
+        if prefix_of(leaving.endpoint) == p:
+            return True
+        return sum(1 for c in entries if c is not leaving and prefix_of(c.endpoint) == p) < self.per_prefix
 
     def fail(self, key: int) -> bool:
         """A request to this contact failed. Returns True if it was evicted."""
@@ -353,11 +434,27 @@ class RoutingTable:
         return True
 
     def _promote(self, bucket: KBucket) -> None:
-        """A slot came free: the most recent replacement that fits takes it."""
-        while bucket.replacements:
-            c = bucket.replacements.pop()
-            ckey = c.node_id.int
-            if self._prefix_ok(bucket, c) and ckey not in self._index:
+        """A slot came free: the most recent replacement takes it, or under the per-prefix limit
+        the most recent whose block holds fewer than ``per_prefix`` entries, if there is one
+        (a slot that comes free is room: any block may have it, but a diverse one first)."""
+        reps = bucket.replacements
+        counts: dict[str, int] | None = None
+        if reps and self.per_prefix is not None:
+            counts = {}
+            for c in bucket.entries:
+                p = prefix_of(c.endpoint)
+                counts[p] = counts.get(p, 0) + 1
+        while reps:
+            pick = len(reps) - 1
+            if counts is not None:
+                for i in range(pick, -1, -1):
+                    c = reps[i]
+                    if self.exempt.covers(c.endpoint[0]) or counts.get(prefix_of(c.endpoint), 0) < self.per_prefix:
+                        pick = i
+                        break
+            c = reps.pop(pick)
+            ckey = c.key
+            if ckey not in self._index:
                 bucket.entries.append(c)
                 self._index[ckey] = c
                 break
