@@ -31,6 +31,7 @@ from weftnet.core.dht import DhtConfig
 from weftnet.core.dht.engine import Dht
 from weftnet.sim.cli import resolve_scenario
 from weftnet.sim.engine import _MSG, _TIMER, SIM_DHT, Simulation
+from weftnet.sim.runner import storm_join
 from weftnet.sim.scenario import load_scenario
 from weftnet.sim.underlay import UnderlayConfig
 
@@ -108,20 +109,10 @@ def main() -> int:
     n = sc.sizes[-1] if sc.sizes else sc.nodes
     Dht._start_lookup = _counting_start
     sim = CountingSimulation(a.seed, DhtConfig(**{**SIM_DHT, **sc.dht}), UnderlayConfig(**sc.underlay))
-    gap = sc.join_duration / max(1, n - 1)
-    nxt = [1]
-
-    def arrive() -> None:  # runner.run_size's storm join, verbatim
-        i = nxt[0] = nxt[0] + 1
-        if i < n:
-            sim.at(i * gap, arrive)
-        via = sim.random_alive()
-        node = sim.add_node()
-        sim.join(node, via)
-
     first = sim.add_node()
     sim.join(first, None)
-    sim.at(gap, arrive)
+    storm_join(sim, n, sc.join_duration)  # as runner.run_size joins
+    gap = sc.join_duration / max(1, n - 1)  # node m arrives at m * gap
 
     gc_time = [0.0, 0]
     t_gc = [0.0]

@@ -45,6 +45,26 @@ def _session(sim: Simulation, sc: Scenario) -> float:
     return scale * sim.rng.paretovariate(sc.pareto_shape)
 
 
+def storm_join(sim: Simulation, n: int, duration: float) -> None:
+    """Schedule nodes 2..n to arrive evenly over ``duration`` s, each joining through a random
+    live node (the first node, added and joined by the caller, is node 1)."""
+    gap = duration / max(1, n - 1)
+    nxt = [1]
+
+    def arrive() -> None:
+        # Arrivals are queued one at a time, each by the one before: a million of
+        # them queued up front would deepen every heap operation of the run.
+        i = nxt[0] = nxt[0] + 1
+        if i < n:
+            sim.at(i * gap, arrive)
+        via = sim.random_alive()
+        node = sim.add_node()
+        sim.join(node, via)
+
+    if n > 1:
+        sim.at(gap, arrive)
+
+
 def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
     dcfg = DhtConfig(**{**SIM_DHT, **sc.dht})
     sim = Simulation(seed, dcfg, UnderlayConfig(**sc.underlay))
@@ -65,21 +85,7 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
         sim.warm_tables()
         t = 0.0
     else:
-        gap = sc.join_duration / max(1, n - 1)
-        nxt = [1]
-
-        def arrive() -> None:
-            # Arrivals are queued one at a time, each by the one before: a million of
-            # them queued up front would deepen every heap operation of the run.
-            i = nxt[0] = nxt[0] + 1
-            if i < n:
-                sim.at(i * gap, arrive)
-            via = sim.random_alive()
-            node = sim.add_node()
-            sim.join(node, via)
-
-        if n > 1:
-            sim.at(gap, arrive)
+        storm_join(sim, n, sc.join_duration)
         t = sc.join_duration
     sim.run_until(t + SETTLE, tick)
     t += SETTLE
