@@ -19,7 +19,6 @@ import argparse
 import cProfile
 import csv
 import gc
-import heapq
 import io
 import pathlib
 import pstats
@@ -30,7 +29,7 @@ from collections import Counter
 from weftnet.core.dht import DhtConfig
 from weftnet.core.dht.engine import Dht
 from weftnet.sim.cli import resolve_scenario
-from weftnet.sim.engine import _MSG, _TIMER, SIM_DHT, Simulation
+from weftnet.sim.engine import SIM_DHT, Simulation
 from weftnet.sim.runner import storm_join
 from weftnet.sim.scenario import load_scenario
 from weftnet.sim.underlay import UnderlayConfig
@@ -42,56 +41,6 @@ _orig_start = Dht._start_lookup
 def _counting_start(self, kind, *a, **kw):
     KINDS[kind] += 1
     return _orig_start(self, kind, *a, **kw)
-
-
-class CountingSimulation(Simulation):
-    """The engine's loop with counters by event kind (the same events, in the same order)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.n_msg = self.n_timer = self.n_stale = self.n_call = self.n_noop = 0
-
-    def run_until(self, t_end, progress=None):
-        heap = self._heap
-        nodes = self.nodes
-        horizon = self._horizon
-        while True:
-            if not heap or heap[0][0] >= horizon:
-                if horizon > t_end or not self._next_window():
-                    break
-                horizon = self._horizon
-                continue
-            if heap[0][0] > t_end:
-                break
-            when, _seq, kind, a, b, c = heapq.heappop(heap)
-            self.now = when
-            self.events_processed += 1
-            if kind == _MSG:
-                self.n_msg += 1
-                dst = nodes[b]
-                if dst.alive:
-                    self.messages_delivered += 1
-                    dst.dht.on_message(nodes[a].contact, c, when)
-                    self._after(dst)
-            elif kind == _TIMER:
-                node = nodes[a]
-                if node.alive and node.timer_at == when:
-                    self.n_timer += 1
-                    node.timer_at = None
-                    t = node.dht.get_timer()
-                    if t is not None and t > when:
-                        self.n_noop += 1
-                        node.timer_at = t
-                        self._push(t, _TIMER, a)
-                    else:
-                        node.dht.handle_timer(when)
-                        self._after(node)
-                else:
-                    self.n_stale += 1
-            else:
-                self.n_call += 1
-                a()
-        self.now = max(self.now, t_end)
 
 
 def main() -> int:
@@ -108,7 +57,7 @@ def main() -> int:
     sc = load_scenario(resolve_scenario(a.scenario))
     n = sc.sizes[-1] if sc.sizes else sc.nodes
     Dht._start_lookup = _counting_start
-    sim = CountingSimulation(a.seed, DhtConfig(**{**SIM_DHT, **sc.dht}), UnderlayConfig(**sc.underlay))
+    sim = Simulation(a.seed, DhtConfig(**{**SIM_DHT, **sc.dht}), UnderlayConfig(**sc.underlay))
     first = sim.add_node()
     sim.join(first, None)
     storm_join(sim, n, sc.join_duration)  # as runner.run_size joins
@@ -139,8 +88,9 @@ def main() -> int:
             for k in ("requests_sent", "requests_received", "responses", "timeouts"):
                 st[k] += s.get(k, 0)
         return {"nodes": nodes_in, "virtual_s": round(sim.now, 2), "cpu_s": time.process_time(),
-                "wall_s": time.perf_counter(), "events": sim.events_processed, "msg": sim.n_msg,
-                "timer": sim.n_timer, "noop": sim.n_noop, "stale": sim.n_stale, "call": sim.n_call, "heap": len(sim._heap), "far": sum(map(len, sim._far.values())),
+                "wall_s": time.perf_counter(), "events": sim.events_processed,
+                "msg": sim.events_processed - sim.timers_fired - sim.timers_stale - sim.calls_run,
+                "timer": sim.timers_fired, "noop": sim.timers_rearmed, "stale": sim.timers_stale, "call": sim.calls_run, "heap": len(sim._heap), "far": sum(map(len, sim._far.values())),
                 "gc_s": gc_time[0], "gc_n": gc_time[1], **st, **{f"lk_{k}": v for k, v in KINDS.items()},
                 "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 

@@ -105,8 +105,18 @@ class Simulation:
         self._waiting: dict[tuple[int, int], Callable[[Any], None]] = {}
         self.metrics = Metrics()
         self.events_processed = 0
+        # Events by kind, beside events_processed (messages: what the other counts leave):
+        # live timers that fired (some only re-armed), timers of departed nodes or re-armed
+        # since, and workload calls.
+        self.timers_fired = 0
+        self.timers_rearmed = 0
+        self.timers_stale = 0
+        self.calls_run = 0
         self.messages_delivered = 0
         self.messages_lost = 0
+        #: Called as ``lookup_observer(src, dst, event, record)`` when a :meth:`lookup` ends
+        #: (a tracer's hook; None: nothing is called).
+        self.lookup_observer: Callable[[SimNode, SimNode, events.LookupDone, LookupRecord], None] | None = None
 
     # -- scheduling -----------------------------------------------------------
     def _push(self, when: float, kind: int, a: Any, b: Any = None, c: Any = None) -> None:
@@ -169,18 +179,23 @@ class Simulation:
             elif kind == _TIMER:
                 node = nodes[a]
                 if node.alive and node.timer_at == when:
+                    self.timers_fired += 1
                     node.timer_at = None
                     dht = node.dht
                     t = dht.get_timer()
                     if t is not None and t > when:
                         # Nothing is due (the request this timer was for was answered):
                         # handle_timer would do nothing and send nothing. Re-arm only.
+                        self.timers_rearmed += 1
                         node.timer_at = t
                         self._push(t, _TIMER, a)
                     else:
                         dht.handle_timer(when)
                         self._after(node)
+                else:
+                    self.timers_stale += 1
             else:
+                self.calls_run += 1
                 a()
             tick += 1
             if progress is not None and tick % 20000 == 0:
@@ -324,6 +339,8 @@ class Simulation:
             ok = ev.ok and bool(ev.contacts) and ev.contacts[0].node_id == target
             rec = LookupRecord(start, ok, ev.hops, ev.duration, ev.messages)
             self.metrics.lookups.append(rec)
+            if self.lookup_observer is not None:
+                self.lookup_observer(src, dst, ev, rec)
             if on_done:
                 on_done(rec)
 
