@@ -62,6 +62,11 @@ GSO_MAX_BYTES = 65_000
 BACKLOG_MAX = 4096
 #: Distinct source addresses whose tuple the driver shares (:meth:`UdpDriver._endpoint`); then it starts over.
 ENDPOINT_CACHE = 4096
+#: Source address -> its one ``(host, port)`` tuple, for every driver of the process (a daemon has one;
+#: bench/dht runs a thousand, whose nodes mostly hear the same endpoints). ``SHARE_ENDPOINTS = False``
+#: gives each driver made after it its own (bench/dht ``--isolated``).
+_ENDPOINTS: dict[Any, tuple[str, int]] = {}
+SHARE_ENDPOINTS = True
 #: At most one log line about failures inside the core per this many seconds.
 ERROR_LOG_INTERVAL = 60.0
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
@@ -117,7 +122,7 @@ class UdpDriver:
         self._waiters: dict[int, asyncio.Future] = {}
         self._backlog: list[tuple[bytes, Any]] = []  # an empty deque would be 624 bytes a node
         #: Source address as the socket gives it -> the tuple handed to the core (:meth:`_endpoint`).
-        self._endpoints: dict[Any, tuple[str, int]] = {}
+        self._endpoints: dict[Any, tuple[str, int]] = _ENDPOINTS if SHARE_ENDPOINTS else {}
         self._closed = False
         #: transmit() calls in progress: the TUN drain after a write calls it again from inside.
         self._depth = 0
@@ -338,7 +343,7 @@ class UdpDriver:
         probes = self.core.probes_to_send()
         if probes and not self._closed:
             self._send_probes(probes)
-        tun_out = self.core.vpn.tun_out
+        tun_out = self.core.tun_out  # the VPN, overlay and L3VPN planes' one list
         if tun_out:
             if self.tun_writer is not None:
                 writer = self.tun_writer
