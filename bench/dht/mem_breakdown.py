@@ -86,11 +86,37 @@ async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int) -
     gc.collect()
     snap = tracemalloc.take_snapshot()
     _report(snap, base, nodes, top)
+    _tables(drivers, nodes)
     tables = [len(d.core.dht.table) for d in drivers]
     print(f"\nrouting-table contacts per node: {sum(tables) / nodes:.1f}; transport peers per node: "
           f"{sum(len(d.core.transport._peers) for d in drivers) / nodes:.1f}")
     for d in drivers:
         d.close()
+
+
+def _tables(drivers, nodes: int) -> None:
+    """Entries and bytes (the table itself, not what it holds) of the per-peer tables, per node."""
+    rows = {
+        "sessionless keys": lambda c: c.sessionless._keys,
+        "routing index": lambda c: c.dht.table._index,
+        "rtt estimates": lambda c: c.dht._rtt,
+        "hint credit": lambda c: c.dht._hint_credit._b,
+        "peer limit (gcra)": lambda c: c.dht._peer_limit._t,
+        "prefix limit (gcra)": lambda c: c.dht._prefix_limit._t,
+        "transport peers": lambda c: c.transport._peers,
+        "records": lambda c: c.dht.index._meta,
+    }
+    print()
+    for name, get in rows.items():
+        tabs = [get(d.core) for d in drivers]
+        n = sum(len(t) for t in tabs) / nodes
+        size = sum(sys.getsizeof(t) for t in tabs) / nodes
+        print(f"{name:22s} {n:7.1f} entries {size:8.0f} B of table per node")
+    lens: dict[int, int] = {}
+    for d in drivers:
+        for v in d.core.sessionless._keys.values():
+            lens[len(v)] = lens.get(len(v), 0) + 1
+    print("sessionless key entries by length:", dict(sorted(lens.items())))
 
 
 if __name__ == "__main__":
