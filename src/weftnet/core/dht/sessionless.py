@@ -666,7 +666,7 @@ class Sessionless:
         self.stats["proofs_received"] += 1
         node_id = node_id_for(asker)
         known = self.dht.table.get(node_id.int)
-        contact = known if known is not None and known.endpoint == addr else Contact(
+        contact = known if known is not None and known.endpoint == addr else shared_contact(
             known.public_key if known is not None else asker, addr)
         self._proven_asker(contact, node_id, addr, now)
 
