@@ -140,8 +140,12 @@ GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 4, 5, 0x80
 GSO_KINDS = (GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4)
 MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
-#: piece once and fragments it to datagram size (TransportFragment).
-CHUNK_SIZE = 60_000
+#: piece once and fragments it to datagram size (TransportFragment). One chunk
+#: fills one wire message (VpnChunk's header is 40 bytes).
+CHUNK_SIZE = MAX_MESSAGE_SIZE - 40
+#: The runtime caps a network TUN's superpackets at this size (``gso_max_size``),
+#: so that each one is a single chunk: one seal, one open, no chunk reassembly.
+GSO_MAX_SIZE = 64_000
 #: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once,
 #: each at most the largest packet a TUN hands over (so at most 256 x 64 KiB buffered per network).
 REASSEMBLY_TIMEOUT = 2.0
