@@ -20,7 +20,6 @@ with two. The bytes on the wire are the same as piece by piece.
 from __future__ import annotations
 
 import struct
-from itertools import chain, repeat
 
 __all__ = ["Train", "cut", "join"]
 
@@ -29,9 +28,10 @@ _T_FRAGMENT = 7
 _VERSION = 1
 #: Layouts kept; a steady stream uses a few (one per payload size it repeats).
 _MAX_LAYOUTS = 64
-_cut_layouts: dict[tuple[int, int, int], tuple[struct.Struct, struct.Struct]] = {}
+_split_layouts: dict[tuple[int, int, int], struct.Struct] = {}
 _join_layouts: dict[tuple[int, int, int], struct.Struct] = {}
-_INDEXES = [tuple(range(n)) for n in range(256)]
+#: Index bytes of a run of n pieces, and pieces of n payload bytes each (the last shorter).
+_INDEXES = [bytes(range(n)) for n in range(256)]
 
 
 class Train:
@@ -53,23 +53,21 @@ class Train:
         return f"Train({len(self.data)} bytes, seg={self.seg}, count={self.count})"
 
 
-def cut(head: bytes, sealed: bytes, step: int) -> tuple[bytes, int]:
+def cut(head: bytes, sealed: bytes, step: int) -> tuple[bytearray, int]:
     """``sealed`` cut in pieces of ``step`` bytes, each behind ``head`` (14 bytes) + index + count,
     laid end to end; returns the run and the number of pieces (at most 255)."""
     n = len(sealed)
     count = -(-n // step)
     key = (step, count, n - (count - 1) * step)
-    layout = _cut_layouts.get(key)
-    if layout is None:
-        if len(_cut_layouts) >= _MAX_LAYOUTS:
-            _cut_layouts.clear()
-        last = key[2]
-        layout = _cut_layouts[key] = (
-            struct.Struct("=" + f"{step}s" * (count - 1) + f"{last}s"),
-            struct.Struct("=" + f"14sBB{step}s" * (count - 1) + f"14sBB{last}s"))
-    split, pack = layout
-    return pack.pack(*chain.from_iterable(zip(repeat(head, count), range(count), repeat(count, count),
-                                              split.unpack(sealed)))), count
+    split = _split_layouts.get(key)
+    if split is None:
+        if len(_split_layouts) >= _MAX_LAYOUTS:
+            _split_layouts.clear()
+        split = _split_layouts[key] = struct.Struct("=" + f"{step}s" * (count - 1) + f"{key[2]}s")
+    # Every piece behind the header of index 0, then the index bytes set in one strided store.
+    run = bytearray(head + bytes((0, count))).join((b"", *split.unpack(sealed)))
+    run[14::step + _HEADER] = _INDEXES[count]
+    return run, count
 
 
 def join(data: bytes, seg: int, max_fragments: int, max_sealed: int) -> bytes | None:
@@ -89,11 +87,11 @@ def join(data: bytes, seg: int, max_fragments: int, max_sealed: int) -> bytes | 
     if layout is None:
         if len(_join_layouts) >= _MAX_LAYOUTS:
             _join_layouts.clear()
-        layout = _join_layouts[key] = struct.Struct("=" + f"14sBB{seg - _HEADER}s" * (count - 1)
-                                                    + f"14sBB{last - _HEADER}s")
+        layout = _join_layouts[key] = struct.Struct("=" + f"16s{seg - _HEADER}s" * (count - 1)
+                                                    + f"16s{last - _HEADER}s")
     fields = layout.unpack(data)
-    heads = fields[0::4]
-    if (heads.count(heads[0]) != count or fields[1::4] != _INDEXES[count]
-            or fields[2::4].count(count) != count):
+    expected = bytearray(data[:_HEADER]) * count  # the first header, with each piece's index
+    expected[14::_HEADER] = _INDEXES[count]
+    if b"".join(fields[0::2]) != expected:
         return None
-    return b"".join(fields[3::4])
+    return b"".join(fields[1::2])
