@@ -172,6 +172,7 @@ class Daemon:
         self._tuns: dict[bytes, Any] = {}  # network ID -> TunDevice
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
+        self.heap_kept = False  # runtime/heap.py, set by a daemon that is the whole process
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
@@ -292,7 +293,7 @@ class Daemon:
             raise
         if self.own_process:
             quiet_collector()
-            keep_heap()
+            self.heap_kept = keep_heap()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tg and self.spawn(self._reload_from_signal()))
@@ -758,7 +759,9 @@ class Daemon:
             st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
                                "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes,
                                "event_loop": evloop.loop_name(asyncio.get_running_loop()),
-                               "sched_slice_us": evloop.current_slice()}
+                               "sched_slice_us": evloop.current_slice(),
+                               "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
+                               "datagrams_received": self.driver.received, "heap_kept": self.heap_kept}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)
