@@ -133,21 +133,29 @@ def test_the_driver_sends_a_large_payload_in_one_gso_send_and_the_other_opens_it
             if not a.gso:
                 return  # a kernel without UDP GSO: the datagrams go one by one (tested elsewhere)
             got = []
+            await a.request(lambda c, now: c.connect(b.core.endpoint, now), timeout=5)
+            # From now on B's transport hands payloads of type 0x20 (test_transport.msg) to the test.
             sink, types = b.core.transport.sink, b.core.transport.sink_types
             b.core.transport.sink_types = types | {0x20}
-            b.core.transport.sink = lambda nid, data, now: got.append(data) if len(data) > 50_000 else sink(nid, data, now)
-            await a.request(lambda c, now: c.connect(b.core.endpoint, now), timeout=5)
+            b.core.transport.sink = lambda nid, data, now: got.append(data) if data[1] == 0x20 else sink(nid, data, now)
             assert a.core.transport.trains
             sends, sent = a.gso_sends, a.sent
             payload = b"\x01\x20" + random.Random(7).randbytes(60_000)
             a.core.transport.send_to(b.core.node_id, payload, time.time())
             a.transmit()
             assert a.gso_sends == sends + 1 and a.sent - sent == -(-(len(payload) + 16) // (1344 - 16))
+            # Small datagrams and Trains to one address in one batch: each leaves, in order.
+            more = [b"\x01\x20" + random.Random(8 + i).randbytes(n) for i, n in enumerate((51_000, 52_000))]
+            for p in (msg(1), more[0], msg(2), msg(3), more[1]):
+                a.core.transport.send_to(b.core.node_id, p, time.time())
+            a.transmit()
+            sent_in_order = [payload, msg(1), more[0], msg(2), msg(3), more[1]]
             for _ in range(250):
-                if got:
+                if len([d for d in got if d in sent_in_order]) == len(sent_in_order):
                     break
                 await asyncio.sleep(0.02)
-            assert got == [payload] and b.core.transport.stats["auth_failures"] == 0
+            assert [d for d in got if d in sent_in_order] == sent_in_order
+            assert b.core.transport.stats["auth_failures"] == 0
             # A full socket: Trains wait in the backlog, bounded by the datagrams they hold.
             train = Train(bytes(1344 * 40), 1344)
             a._backlog.append((b"x", ("127.0.0.1", 9)))

@@ -66,7 +66,9 @@ def main() -> int:
     total = end["sum" if args.udp else "sum_received"]
     gb = total["bytes"] / 1e9
     cpu = after[0] - before[0], after[1] - before[1]
-    print(f"{gb:.2f} GB at {total['bits_per_second'] / 1e9:.2f} Gbit/s; CPU s A {cpu[0]:.2f} B {cpu[1]:.2f}; "
+    retrans = end.get("sum_sent", {}).get("retransmits")
+    print(f"{gb:.2f} GB at {total['bits_per_second'] / 1e9:.2f} Gbit/s ({retrans} retransmits); "
+          f"CPU s A {cpu[0]:.2f} B {cpu[1]:.2f}; "
           f"s/GB A {cpu[0] / gb:.2f} B {cpu[1] / gb:.2f} both {(cpu[0] + cpu[1]) / gb:.2f}; load {load:.2f}")
     return 0
 

@@ -761,7 +761,8 @@ class Daemon:
                                "event_loop": evloop.loop_name(asyncio.get_running_loop()),
                                "sched_slice_us": evloop.current_slice(),
                                "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
-                               "datagrams_received": self.driver.received, "heap_kept": self.heap_kept}
+                               "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
+                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)

@@ -278,7 +278,7 @@ class UdpDriver:
                 continue
             if self.gso:
                 size, total = len(data), len(data)
-                while (j < n and j - i < GSO_MAX_SEGMENTS and out[j][1] == addr
+                while (j < n and j - i < GSO_MAX_SEGMENTS and out[j][1] == addr and type(out[j][0]) is not Train
                        and total + len(out[j][0]) <= GSO_MAX_BYTES and len(out[j][0]) <= size):
                     total += len(out[j][0])
                     j += 1

@@ -140,9 +140,11 @@ GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 4, 5, 0x80
 GSO_KINDS = (GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4)
 MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
-#: piece once and fragments it to datagram size (TransportFragment). One chunk
-#: fills one wire message (VpnChunk's header is 40 bytes).
-CHUNK_SIZE = MAX_MESSAGE_SIZE - 40
+#: piece once and fragments it to datagram size (TransportFragment). A full
+#: chunk's fragments fit one UDP GSO send even at the smallest datagram size
+#: (1,344 bytes: 49 pieces, 65,440 bytes with their headers; core/session/train.py),
+#: so the receiver gets them in one read and opens them at once.
+CHUNK_SIZE = 64_600
 #: The runtime caps a network TUN's superpackets at this size (``gso_max_size``),
 #: so that each one is a single chunk: one seal, one open, no chunk reassembly.
 GSO_MAX_SIZE = 64_000
