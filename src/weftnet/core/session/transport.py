@@ -1005,7 +1005,7 @@ class SecureTransport:
                     total = len(data) - _FRAG_HEADER
                     for j in range(1, count):
                         d, a = datagrams[i + j]
-                        if d[14] != j or d[15] != count or d[:14] != head or len(d) <= _FRAG_HEADER or a != addr:
+                        if len(d) <= _FRAG_HEADER or d[14] != j or d[15] != count or d[:14] != head or a != addr:
                             break
                         total += len(d) - _FRAG_HEADER
                         if total > MAX_REASSEMBLED:  # the piece-by-piece path refuses it, buffering nothing big
