@@ -11,6 +11,8 @@ calls), the DHT's own counters summed over all nodes (requests sent, timeouts, l
 by kind), the event heap's size and the garbage collector's passes and time; a slice given
 with ``--profile A:B`` (in nodes joined) also runs under cProfile, and its top functions are
 reported per join. Writes growth.csv and profile_A_B.txt into --out and prints a table.
+``--gc off`` runs the joins with the collector off, as `runner.run_size` does since the seventh
+round (``--gc runner``: its thresholds before that, for a run of the code before it).
 """
 
 from __future__ import annotations
