@@ -71,8 +71,8 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
 
 def _isolate() -> None:
     """Turn off the process-wide caches of immutable values that let the bench's nodes share
-    objects (decoded contacts, Ed25519-to-X25519 key maps): each node then holds its own, as a
-    node alone in its process would (kademlia's nodes share nothing of the kind)."""
+    objects (decoded contacts, Ed25519-to-X25519 key maps, the drivers' endpoint tuples): each node
+    then holds its own, as a node alone in its process would (kademlia's nodes share nothing of the kind)."""
     import weftnet.core.contact as contact
     import weftnet.core.dht.sessionless as sessionless
     import weftnet.core.identity as identity
@@ -82,6 +82,9 @@ def _isolate() -> None:
             pass
 
     contact._CACHE = _NoStore()
+    import weftnet.runtime.driver as driver
+
+    driver.SHARE_ENDPOINTS = False  # each driver its own endpoint tuples
     plain = identity.ed25519_public_to_x25519.__wrapped__
     import weftnet.core.session.handshake as handshake
 

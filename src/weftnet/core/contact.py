@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from weftnet.core.identity import NodeId, node_id_for
-from weftnet.core.wire import Endpoint, Fixed, Message, Seq, Struct
+from weftnet.core.wire import Endpoint, Fixed, Message, Seq, Struct, _host_bytes
 from weftnet.errors import DecodeError
 
-__all__ = ["Contact", "Addr", "ContactSeq"]
+__all__ = ["Contact", "Addr", "ContactSeq", "shared_contact"]
 
 #: An underlay UDP endpoint as (host, port); host is an IPv4 or IPv6 literal.
 Addr = tuple[str, int]
@@ -79,6 +79,26 @@ class Contact(Message):
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.short()}@{self.endpoint[0]}:{self.endpoint[1]})"
+
+
+def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
+    """``Contact(public_key, endpoint)``, as the process's one object for that key at that endpoint
+    when it has one (decoded from a DHT answer, or met here before): a node learns the askers of
+    sessionless queries from datagrams, not from answers, and each table that kept its own copy
+    of the same contact held another key, node ID and Contact (about 200 bytes a peer, bench/dht).
+    Equal either way; only identity differs."""
+    try:
+        raw = public_key + _host_bytes(endpoint[0]) + endpoint[1].to_bytes(2, "big")
+    except (ValueError, OverflowError, TypeError, AttributeError):
+        return Contact(public_key, endpoint)  # not an IP literal (a simulator's label): not cached
+    hit = _CACHE.get(raw)
+    if hit is None or hit.endpoint != endpoint:
+        hit = Contact(public_key, endpoint)
+        if len(raw) == 32 + (7 if raw[32] == 4 else 19):
+            if len(_CACHE) >= 65536:
+                _CACHE.clear()
+            _CACHE[raw] = hit
+    return hit
 
 
 class ContactSeq(Seq):

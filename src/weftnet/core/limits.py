@@ -106,6 +106,9 @@ class ExemptPrefixes:
         return hit
 
 
+_NO_BUCKETS: dict = {}  # shared, never written (TokenBuckets._take swaps in a dict of its own)
+
+
 class TokenBuckets:
     """Token buckets by key: ``rate`` tokens per second, at most ``burst``; at most ``max_keys`` keys."""
 
@@ -121,7 +124,7 @@ class TokenBuckets:
         #: key -> complex(tokens, last refill), least recently used first: one 32-byte object an
         #: entry instead of a list and two floats (~120 bytes; the DHT and the admission keep one
         #: per source that talked to us), in a plain dict (an OrderedDict entry costs ~30 more)
-        self._b: dict = {}
+        self._b: dict = _NO_BUCKETS  # a dict of its own from the first key (most tables of a node stay empty)
         self.evicted = 0
         self.evicted_active = 0  # evicted before it had refilled (a sign of a table too small)
 
@@ -130,6 +133,8 @@ class TokenBuckets:
 
     def _take(self, key, now: float) -> complex:
         """``key``'s bucket refilled up to ``now``, moved to the young end (a new one if none)."""
+        if self._b is _NO_BUCKETS:
+            self._b = {}
         b = self._b.pop(key, None)
         if b is None:
             if len(self._b) >= self.max_keys:

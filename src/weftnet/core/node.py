@@ -375,7 +375,16 @@ class _Op:
     quorum: int = 1
 
 
-_SHARED: dict = {}
+#: Data-plane payload type code -> the plane whose ``on_payload`` takes it (NodeCore._sink).
+_SINK_OWNER: dict[int, str] = {
+    **dict.fromkeys(VpnSwitch.VPN_TYPES, "vpn"),
+    **dict.fromkeys(OVERLAY_TYPES, "overlay"),
+    **dict.fromkeys(L3VPN_TYPES, "l3vpn"),
+    PROBE_TYPE: "pmtu",
+    WORKER_SLOTS_TYPE: "slots",
+}
+_SINK_TYPES = frozenset(_SINK_OWNER)
+_NO_SINKS: dict = {}  # shared, never written: a node's table until its first data-plane payload
 
 
 def _shared(value):
@@ -388,6 +397,13 @@ def _shared(value):
 
 class NodeCore:
     """One node: secure transport + DHT + user requests. No I/O (module docstring)."""
+
+    # Slots: past 30 attributes an instance's dict stops sharing its keys (1.6 KB a node); "__dict__"
+    # stays for attributes added later and for tests that replace a method on one instance.
+    __slots__ = ("identity", "node_id", "address", "config", "_rng", "transport", "dht", "endpoint", "started",
+                 "_next_op", "_ops", "_dht_ops", "_events", "tun_out", "_vpn", "_overlay", "_lan", "_l3vpn", "_pmtu",
+                 "_sink_table", "worker_slots", "_probes_out", "reach", "sessionless", "paths", "_mutable_seq",
+                 "decode_errors", "_reach_held", "texts_dropped", "internal_errors", "__dict__", "__weakref__")
 
     def __init__(
         self,
@@ -413,27 +429,30 @@ class NodeCore:
         self._ops: dict[int, _Op] = {}
         self._dht_ops: dict[int, int] = {}  # dht op id -> node op id
         self._events: list[NodeEvent] = []  # a few at a time: an empty deque is 624 bytes a node
-        self.vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
-        self.overlay = OverlayPlane(identity, self.transport, self.dht, self.vpn.tun_out, now)
-        self.lan = LanDiscovery(identity, now)
-        # Data-plane payloads skip the event queue: the transport hands them to their plane by type code.
-        self._sinks = dict.fromkeys(VpnSwitch.VPN_TYPES, self.vpn.on_payload)
-        self._sinks.update(dict.fromkeys(OVERLAY_TYPES, self.overlay.on_payload))
-        self.l3vpn = L3vpnPlane(self.vpn.send_to_node, self.vpn.tun_out)
-        self._sinks.update(dict.fromkeys(L3VPN_TYPES, self.l3vpn.on_payload))
-        self.pmtu = PathMtu(self.config.transport.max_datagram,
-                            max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
-        self._sinks[PROBE_TYPE] = self._on_path_probe
+        #: (network ID or OVERLAY_TUN or a VRF key, virtio_net_hdr or b"", IP packet) for the driver to
+        #: write to that TUN: one list the VPN, overlay and L3VPN planes append to.
+        self.tun_out: list[tuple[bytes, bytes, bytes]] = []
+        # The VPN, overlay, LAN discovery, L3VPN and path MTU engines are built on first use
+        # (the properties below): a node that never joins a network, never carries overlay
+        # traffic, never hears a beacon and never probes a path carries none of their tables
+        # (about 12 KB a node; bench/results/dht.md). Their behaviour once built is unchanged:
+        # each is built with the node's start time, as it was when every node built them all.
+        self._vpn: VpnPlane | None = None
+        self._overlay: OverlayPlane | None = None
+        self._lan: LanDiscovery | None = None
+        self._l3vpn: L3vpnPlane | None = None
+        self._pmtu: PathMtu | None = None
+        # Data-plane payloads skip the event queue: the transport hands them to their plane by type
+        # code (``_sink``). The table of handlers is filled per plane when its first payload comes.
+        self._sink_table: dict[int, Any] = _NO_SINKS
         #: Peers that run several data-plane workers: node ID -> their worker slots (WorkerSlots, docs/dataplane.md).
         self.worker_slots: dict[bytes, int] = {}
-        self._sinks[WORKER_SLOTS_TYPE] = self._on_worker_slots
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
-        self.transport.sink_types = _shared(frozenset(self._sinks))  # the same set for every node: one object
+        self.transport.sink_types = _SINK_TYPES  # the same set for every node: one object
         self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
                            self._events.append)
         self.reach.urgent = self._vpn_member
-        self.vpn.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
         self.transport.find_contact = self.dht.contact_for
         #: Lookup requests to nodes without a session, without a handshake (core/dht/sessionless.py).
         self.sessionless: Sessionless | None = None
@@ -441,13 +460,12 @@ class NodeCore:
             self.sessionless = Sessionless(identity, rng, now, self.transport, self.dht, fallback=self._over_session)
             self.sessionless.may_store = self._public
             self.transport.on_query = self.sessionless.on_datagram
-            self.transport.on_query_cookie = lambda m, t: self.sessionless.on_cookie(
-                m.receiver_index, m.nonce, m.encrypted_cookie, t)
+            self.transport.on_query_cookie = self._on_query_cookie
         self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
                            self._network_name)
         if (sl := self.sessionless) is not None:  # a relay's next hops: met over sessions, or sessionless
-            sl.forwards = lambda: self.reach.relay is not None or self.paths.transit.enabled
-            self.transport.find_contact = lambda nid: self.dht.contact_for(nid) or sl.proven_contact(nid)
+            sl.forwards = self._forwards
+            self.transport.find_contact = self._find_contact
         self._mutable_seq = 0
         self.decode_errors = 0
         self._reach_held: dict[NodeId, list] = {}  # reach and paths early data from half-open peers
@@ -455,6 +473,81 @@ class NodeCore:
         #: Messages an engine failed on (a bug, counted and skipped: one bad message must
         #: not cost the rest of a receive batch; the fuzzer hunts these down).
         self.internal_errors = 0
+
+    # -- engines built on first use (see __init__) ------------------------------------
+    @property
+    def vpn(self) -> VpnPlane:
+        v = self._vpn
+        if v is None:
+            v = self._vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
+            v.tun_out = self.tun_out
+            v.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
+        return v
+
+    @property
+    def overlay(self) -> OverlayPlane:
+        o = self._overlay
+        if o is None:
+            o = self._overlay = OverlayPlane(self.identity, self.transport, self.dht, self.tun_out, self.started)
+        return o
+
+    @property
+    def lan(self) -> LanDiscovery:
+        d = self._lan
+        if d is None:
+            d = self._lan = LanDiscovery(self.identity, self.started)
+        return d
+
+    @property
+    def l3vpn(self) -> L3vpnPlane:
+        p = self._l3vpn
+        if p is None:
+            p = self._l3vpn = L3vpnPlane(self._send_to_node, self.tun_out)
+        return p
+
+    @property
+    def pmtu(self) -> PathMtu:
+        p = self._pmtu
+        if p is None:
+            p = self._pmtu = PathMtu(self.config.transport.max_datagram,
+                                     max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
+        return p
+
+    @property
+    def _sinks(self) -> dict[int, Any]:
+        """Every data-plane type code -> its handler (builds every plane; a harness may replace one)."""
+        for code in _SINK_OWNER:
+            if code not in self._sink_table:
+                self._make_sink(code)
+        return self._sink_table
+
+    def _make_sink(self, code: int) -> Any:
+        """The handler of payload type ``code``, entered in the sink table with its plane's other codes."""
+        owner = _SINK_OWNER[code]
+        if owner == "pmtu":
+            f = self._on_path_probe
+        elif owner == "slots":
+            f = self._on_worker_slots
+        else:
+            f = getattr(self, owner).on_payload
+        if self._sink_table is _NO_SINKS:
+            self._sink_table = {}
+        for c, o in _SINK_OWNER.items():
+            if o == owner:
+                self._sink_table.setdefault(c, f)
+        return self._sink_table[code]
+
+    def _send_to_node(self, node_id: NodeId, payloads: tuple[bytes, ...], now: float) -> None:
+        self.vpn.send_to_node(node_id, payloads, now)  # the L3VPN plane sends through the VPN plane
+
+    def _on_query_cookie(self, m: Any, now: float) -> bool:
+        return self.sessionless.on_cookie(m.receiver_index, m.nonce, m.encrypted_cookie, now)
+
+    def _forwards(self) -> bool:
+        return self.reach.relay is not None or self.paths.transit.enabled
+
+    def _find_contact(self, nid: NodeId) -> Contact | None:
+        return self.dht.contact_for(nid) or self.sessionless.proven_contact(nid)
 
     def _hold_reach(self, node_id: NodeId, payload: bytes, endpoint: Any) -> None:
         """Keep a reach or paths message from a half-open peer until its SessionUp (bounded, oldest out)."""
@@ -466,11 +559,15 @@ class NodeCore:
             q.append((payload, endpoint))
 
     def _vpn_member(self, node_id: NodeId) -> bool:
+        if self._vpn is None:
+            return False
         raw = node_id.raw
-        return any(raw in net._members for net in self.vpn.switch.networks.values())
+        return any(raw in net._members for net in self._vpn.switch.networks.values())
 
     def _network_name(self, network_id: bytes) -> str | None:
-        net = self.vpn.switch.networks.get(network_id)
+        if self._vpn is None:
+            return None
+        net = self._vpn.switch.networks.get(network_id)
         return None if net is None else net.descriptor.name
 
     def _public(self, now: float) -> bool:
@@ -490,7 +587,11 @@ class NodeCore:
         return node_id.int in self.dht.table
 
     def _sink(self, node_id: NodeId, payload: bytes, now: float) -> None:
-        self._sinks[payload[1]](node_id, payload, now)
+        try:
+            f = self._sink_table[payload[1]]
+        except KeyError:
+            f = self._make_sink(payload[1])
+        f(node_id, payload, now)
 
     def _on_worker_slots(self, node_id: NodeId, payload: bytes, now: float) -> None:
         try:
@@ -547,15 +648,9 @@ class NodeCore:
         t = self.dht.get_timer()
         if t is not None and t <= now:
             self.dht.handle_timer(now)
-        t = self.vpn.get_timer()
-        if t is not None and t <= now:
-            self.vpn.handle_timer(now)
-        t = self.overlay.get_timer()
-        if t is not None and t <= now:
-            self.overlay.handle_timer(now)
-        t = self.pmtu.get_timer()
-        if t is not None and t <= now:
-            self.pmtu.handle_timer(now)
+        for engine in (self._vpn, self._overlay, self._pmtu):  # those built (see __init__)
+            if engine is not None and (t := engine.get_timer()) is not None and t <= now:
+                engine.handle_timer(now)
         t = self.reach.get_timer()
         if t is not None and t <= now:
             self.reach.handle_timer(now)
@@ -574,8 +669,9 @@ class NodeCore:
     def get_timer(self) -> float | None:
         # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
         best = self.transport.get_timer()
-        for t in (self.dht.get_timer(), self.vpn.get_timer(), self.overlay.get_timer(), self.reach.get_timer(),
-                  self.pmtu.get_timer(), self.paths.get_timer(),
+        for t in (self.dht.get_timer(), self._vpn.get_timer() if self._vpn is not None else None,
+                  self._overlay.get_timer() if self._overlay is not None else None, self.reach.get_timer(),
+                  self._pmtu.get_timer() if self._pmtu is not None else None, self.paths.get_timer(),
                   self.sessionless.get_timer() if self.sessionless is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -755,16 +851,31 @@ class NodeCore:
             "requests_in_flight": len(self._ops),
             "texts_dropped": dict(self.texts_dropped),
             "internal_errors": self.internal_errors,
-            "networks": self.vpn.status(),
-            "vpn": dict(self.vpn.stats),
-            "overlay": self.overlay.status(),
-            "discovery": dict(self.lan.stats),
-            "l3vpn": self.l3vpn.status(),
+            # An engine never built reports what a new one would, without being kept (see __init__).
+            "networks": self._idle("vpn").status(),
+            "vpn": dict(self._idle("vpn").stats),
+            "overlay": self._idle("overlay").status(),
+            "discovery": dict(self._idle("lan").stats),
+            "l3vpn": self._idle("l3vpn").status(),
             "reach": self.reach.status(now),
             "paths": self.paths.status(now),
         }
 
     # -- internals -----------------------------------------------------------
+    def _idle(self, name: str) -> Any:
+        """The engine ``name`` if built, else a new one that is not kept (for reading its status):
+        building one has no effect on anything else (the vpn property's hooks are not set here)."""
+        engine = getattr(self, "_" + name)
+        if engine is not None:
+            return engine
+        if name == "vpn":
+            return VpnPlane(self.transport, self.dht, self._vpn_event)
+        if name == "overlay":
+            return OverlayPlane(self.identity, self.transport, self.dht, self.tun_out, self.started)
+        if name == "lan":
+            return LanDiscovery(self.identity, self.started)
+        return L3vpnPlane(self._send_to_node, self.tun_out)
+
     def _new_op(self, kind: str, now: float, target: Any) -> _Op:
         op = _Op(self._next_op, kind, now + self.config.request_timeout, now, target)
         self._next_op += 1
@@ -912,7 +1023,7 @@ class NodeCore:
             if self.transport.pmtu_wanted:
                 self._pmtu_for(self.transport.pmtu_wanted, now)
                 self.transport.pmtu_wanted.clear()
-            if self.pmtu._out or self.pmtu._events:
+            if (pm := self._pmtu) is not None and (pm._out or pm._events):
                 self._pump_pmtu(now)
             if not busy:
                 return
@@ -959,7 +1070,7 @@ class NodeCore:
                 else:
                     self._hold_reach(ev.node_id, payload, ev.endpoint)  # as reach's: until its SessionUp
                 return
-            if len(payload) >= 2 and payload[1] in self._sinks and payload[0] == wire.VERSION:
+            if len(payload) >= 2 and payload[1] in _SINK_OWNER and payload[0] == wire.VERSION:
                 self._sink(ev.node_id, payload, now)  # early data in a handshake (the rest takes the sink)
                 return
             try:
@@ -985,14 +1096,15 @@ class NodeCore:
         elif isinstance(ev, PathQuiet):
             self.reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
-            self.overlay.on_pong(ev.node_id, ev.ping_id)
+            if self._overlay is not None:  # (a plane never built sent no probe)
+                self._overlay.on_pong(ev.node_id, ev.ping_id)
             for op in list(self._ops.values()):
                 if op.kind == "ping" and ev.ping_id in op.ping_ids and op.node_id == ev.node_id:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
             self.reach.on_session_up(ev.node_id, ev.endpoint, now)
-            if any(ev.node_id.raw in net._members for net in self.vpn.switch.networks.values()):
+            if self._vpn_member(ev.node_id):
                 self._pmtu_for([ev.node_id], now)  # a member: its path sets its network's TUN MTU
             self.paths.on_session_up(ev.node_id, ev.endpoint, now)
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
@@ -1002,8 +1114,9 @@ class NodeCore:
                 else:
                     self.paths.on_message(ev.node_id, payload, endpoint, now)
             contact = Contact(ev.public_key, _dht_endpoint(ev.endpoint))
-            self.overlay.on_session_up(ev.node_id)
-            if self.lan.joined(ev.node_id):
+            if self._overlay is not None:  # (a plane never built has no negative entry to clear)
+                self._overlay.on_session_up(ev.node_id)
+            if self._lan is not None and self._lan.joined(ev.node_id):
                 self.dht.bootstrap([contact], now)  # join the overlay through the LAN neighbour
                 self._events.append(LanPeer(ev.node_id, ev.endpoint))
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
@@ -1023,14 +1136,16 @@ class NodeCore:
                 elif op.kind == "send" and op.stage == "connect" and op.node_id == ev.node_id:
                     self._send_over_session(op, now, contact)
         elif isinstance(ev, SessionDown):
-            self.pmtu.forget(ev.node_id)
+            if self._pmtu is not None:
+                self._pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
             self.reach.on_session_down(ev.node_id, now)
             self.paths.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
-                self.overlay.on_unreachable(ev.node_id, now)
-                if not self.lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
+                if self._overlay is not None:  # (a plane never built has no route to forget)
+                    self._overlay.on_unreachable(ev.node_id, now)
+                if self._lan is None or not self._lan.failed(ev.node_id):  # a beacon may name a wrong address: not the node's fault
                     self.dht.on_unreachable(ev.node_id, now, ev.endpoint)
             for op in sorted(self._ops.values(), key=lambda o: o.op_id):
                 if op.kind == "connect" and op.target == ev.endpoint and op.stage != "bootstrap":
@@ -1057,7 +1172,9 @@ class NodeCore:
             return
         if self.reach.on_dht_event(ev, now) or self.paths.on_dht_event(ev, now):
             return
-        if self.vpn.on_dht_event(ev, now) or self.overlay.on_dht_event(ev, now):
+        # (a plane never built started no lookup)
+        if (self._vpn is not None and self._vpn.on_dht_event(ev, now)) \
+                or (self._overlay is not None and self._overlay.on_dht_event(ev, now)):
             return
         op_id = self._dht_ops.pop(getattr(ev, "op_id", -1), None)
         op = self._ops.get(op_id) if op_id is not None else None

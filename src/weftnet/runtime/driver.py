@@ -62,11 +62,23 @@ GSO_MAX_BYTES = 65_000
 BACKLOG_MAX = 4096
 #: Distinct source addresses whose tuple the driver shares (:meth:`UdpDriver._endpoint`); then it starts over.
 ENDPOINT_CACHE = 4096
+#: Source address -> its one ``(host, port)`` tuple, for every driver of the process (a daemon has one;
+#: bench/dht runs a thousand, whose nodes mostly hear the same endpoints). ``SHARE_ENDPOINTS = False``
+#: gives each driver made after it its own (bench/dht ``--isolated``).
+_ENDPOINTS: dict[Any, tuple[str, int]] = {}
+SHARE_ENDPOINTS = True
 #: At most one log line about failures inside the core per this many seconds.
 ERROR_LOG_INTERVAL = 60.0
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_PROBE = 10, 23, 3  # linux/in.h, linux/in6.h
 
+
+#: Every driver of the process receives into this one buffer and copies each datagram (or GRO segment)
+#: out at its size: ``recvmsg(65_535)`` made a 64 KiB heap block per datagram and shrank it, and the
+#: tails it left between longer-lived blocks were 20 KiB of resident heap per node in bench/dht.
+#: (One buffer serves all: a receive loop copies out before it reads again, and nothing else reads.)
+_RECV_VIEW = memoryview(bytearray(65_535))
+_RECV_INTO = [_RECV_VIEW]
 
 #: One for every node of the process: a SystemRandom keeps no state worth having, yet each
 #: instance carries Random's unused 2.5 KB Mersenne Twister state.
@@ -117,7 +129,7 @@ class UdpDriver:
         self._waiters: dict[int, asyncio.Future] = {}
         self._backlog: list[tuple[bytes, Any]] = []  # an empty deque would be 624 bytes a node
         #: Source address as the socket gives it -> the tuple handed to the core (:meth:`_endpoint`).
-        self._endpoints: dict[Any, tuple[str, int]] = {}
+        self._endpoints: dict[Any, tuple[str, int]] = _ENDPOINTS if SHARE_ENDPOINTS else {}
         self._closed = False
         #: transmit() calls in progress: the TUN drain after a write calls it again from inside.
         self._depth = 0
@@ -178,9 +190,9 @@ class UdpDriver:
         for _ in range(RECV_BATCH):
             try:
                 if self.gro:
-                    data, anc, _flags, addr = sock.recvmsg(65_535, _GRO_CMSG_SPACE)
+                    n, anc, _flags, addr = sock.recvmsg_into(_RECV_INTO, _GRO_CMSG_SPACE)
                 else:
-                    data, addr = sock.recvfrom(65_535)
+                    n, addr = sock.recvfrom_into(_RECV_VIEW)
                     anc = None
             except (BlockingIOError, InterruptedError):
                 break
@@ -197,13 +209,14 @@ class UdpDriver:
                 for level, kind, value in anc:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
-            if 0 < seg < len(data):
+            view = _RECV_VIEW
+            if 0 < seg < n:
                 if self.divert is not None:
-                    batch.extend((p, src) for p in self.divert(data, seg, addr))
+                    batch.extend((p, src) for p in self.divert(bytes(view[:n]), seg, addr))
                 else:
-                    batch.extend((data[off : off + seg], src) for off in range(0, len(data), seg))
+                    batch.extend((bytes(view[off : min(off + seg, n)]), src) for off in range(0, n, seg))
             else:
-                batch.append((data, src))
+                batch.append((bytes(view[:n]), src))
         if batch:
             self.received += len(batch)
             try:
@@ -338,7 +351,7 @@ class UdpDriver:
         probes = self.core.probes_to_send()
         if probes and not self._closed:
             self._send_probes(probes)
-        tun_out = self.core.vpn.tun_out
+        tun_out = self.core.tun_out  # the VPN, overlay and L3VPN planes' one list
         if tun_out:
             if self.tun_writer is not None:
                 writer = self.tun_writer

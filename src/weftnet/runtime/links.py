@@ -27,6 +27,7 @@ import logging
 import struct
 from typing import Any
 
+from weftnet.core.counters import Counters
 from weftnet.core.reach.paths import StreamLink
 
 __all__ = ["StreamLinks", "PREAMBLE", "WRITE_LIMIT"]
@@ -114,8 +115,8 @@ class StreamLinks:
         self.links: dict[StreamLink, _Link] = {}
         self._next = 1
         self._servers: list[asyncio.base_events.Server] = []
-        self.stats = dict.fromkeys(("accepted", "connected", "closed", "frames_in", "frames_out",
-                                    "dropped_full", "dropped_closed", "bad_preamble"), 0)
+        self.stats = Counters(("accepted", "connected", "closed", "frames_in", "frames_out",
+                               "dropped_full", "dropped_closed", "bad_preamble"))
 
     def _register(self, proto: _Link, host: str, port: int) -> StreamLink:
         link = StreamLink(host, port, self._next)

@@ -345,7 +345,7 @@ class Dht:
         self.table = RoutingTable(self.key, cfg.k, cfg.max_failures, cfg.per_prefix, cfg.replace_failing,
                                   self.exempt, cfg.id_difficulty)
         self.store: RecordStore = store if store is not None else MemoryStore()
-        self.index = StoreIndex(self.key)
+        self.index = StoreIndex(self.key, self.store)
         for r in self.store.records():  # once, at start-up: the store may be a database
             self.index.add(r.key, r.expires, r.own, len(r.blob), r.origin, r.prefix, r.stored_at)
         self._out: list[tuple[Contact, Message]] = []

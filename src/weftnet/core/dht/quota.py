@@ -23,6 +23,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from weftnet.core.dht.store import MemoryStore
+
 __all__ = ["StoreIndex", "Meta"]
 
 #: Per-source usage is one int: records in the bits from 48 up, bytes below (a store holds far less than 2**48 bytes).
@@ -41,10 +43,13 @@ class Meta:
 
 
 class StoreIndex:
-    __slots__ = ("own_key", "_meta", "_by_expiry", "_by_far", "_origin", "_prefix", "bytes")
+    __slots__ = ("own_key", "_meta", "_by_expiry", "_by_far", "_origin", "_prefix", "bytes", "_records")
 
-    def __init__(self, own_key: int):
+    def __init__(self, own_key: int, store=None):
         self.own_key = own_key
+        # With an in-memory store, a record's own StoredRecord (which has the same fields) is its
+        # entry here, when its fields agree with what is indexed: no second object per record.
+        self._records: dict | None = store._records if type(store) is MemoryStore else None
         self._meta: dict[bytes, Meta] = {}
         self._by_expiry: list[tuple[float, bytes]] = []
         # (-distance, key), records not our own; None until the first eviction asks for it (a store
@@ -68,7 +73,13 @@ class StoreIndex:
             now: float = 0.0) -> None:
         """Index a record (replacing what was indexed for that key)."""
         self.remove(key)
-        m = Meta(expires, own, size, origin, prefix, now)
+        r = self._records.get(key) if self._records is not None else None
+        if r is not None and r.expires == expires and r.own == own and r.origin == origin and r.prefix == prefix \
+                and len(r.blob) == size:
+            m = r
+            m.touched = now
+        else:
+            m = Meta(expires, own, size, origin, prefix, now)
         self._meta[key] = m
         self.bytes += size
         heapq.heappush(self._by_expiry, (expires, key))

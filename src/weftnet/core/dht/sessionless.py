@@ -68,7 +68,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core import wire
-from weftnet.core.contact import Addr, Contact
+from weftnet.core.contact import Addr, Contact, shared_contact
+from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_id_for
 from weftnet.core.session import handshake as hs
@@ -348,10 +349,10 @@ class Sessionless:
         self._previous = self._secret
         self._rotate_at = now + _COOKIE_LIFETIME
         self._mac1_key = hs.mac1_key(self.public_key)
-        self.stats: dict[str, int] = dict.fromkeys((
+        self.stats: dict[str, int] = Counters((
             "queries_sent", "answers_received", "proofs_sent", "queries_answered", "queries_dropped",
             "answers_truncated", "too_large", "askers_learned", "auth_failures", "malformed", "unknown_tag",
-            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer"), 0)
+            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer"))
 
     # -- keys ---------------------------------------------------------------------
     def _static_dh(self, peer_public: bytes, keep: bool = True) -> bytes:
@@ -557,7 +558,8 @@ class Sessionless:
         known = self.dht.table.get(node_id.int)
         if known is not None:
             asker = known.public_key
-        contact = known if known is not None and known.endpoint == addr else Contact(asker, addr)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
+        asker = contact.public_key  # kept below: one key object for the contact and the key cache
         if not cached:
             self._keep(asker, ss)
         self._rotate(now)

@@ -17,7 +17,7 @@ refusal, and nothing else stops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
 __all__ = ["StoredRecord", "RecordStore", "MemoryStore"]
@@ -33,6 +33,13 @@ class StoredRecord:
     stored_at: float = 0.0
     origin: bytes = b""  # node ID of the peer that stored it here (quota accounting)
     prefix: str = ""  # that peer's address prefix, "" if exempt
+    #: Last time a peer stored or offered it: the index's ``Meta.touched``. A MemoryStore's record is
+    #: its own index entry (core/dht/quota.py): one object a record instead of two (~80 bytes).
+    touched: float = field(default=0.0, compare=False, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.blob)
 
 
 class RecordStore(Protocol):

@@ -56,6 +56,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from weftnet.core.counters import Counters
 from weftnet.core.dht import events as dht_events
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.paths.classes import DATA_TYPES, Classifier
@@ -226,10 +227,10 @@ class Paths:
         self._lookups: dict[int, NodeId] = {}
         self._looked_up: dict[NodeId, float] = {}
         self._wake: float | None = now if self._routes else None
-        self.stats = dict.fromkeys(
+        self.stats = Counters(
             ("probes_sent", "probe_replies", "probes_lost", "probes_deferred",
              "replies_limited", "adverts_sent", "adverts_received", "paths_down", "paths_up", "switches",
-             "detours_taken", "detours_left", "steered", "duplicated", "malformed"), 0)
+             "detours_taken", "detours_left", "steered", "duplicated", "malformed"))
 
     # -- configuration ------------------------------------------------------------
     def set_links(self, links, now: float) -> None:

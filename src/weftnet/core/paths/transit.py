@@ -14,6 +14,7 @@ and one in total bound what it costs (the same buckets as a relay's).
 
 from __future__ import annotations
 
+from weftnet.core.counters import Counters
 from weftnet.core.identity import NodeId
 from weftnet.core.reach.relay import ForwardBooks, _Bucket
 
@@ -32,9 +33,9 @@ class Transit(ForwardBooks):
         self._total = _Bucket(total_rate, now)
         self.by_pair: dict[tuple[NodeId, NodeId], list[int]] = {}
         self._opens: dict[NodeId, list[float]] = {}
-        self.stats = dict.fromkeys(("forwarded", "forwarded_bytes", "refused_not_transit", "refused_peer_rate",
-                                    "refused_total_rate", "refused_no_session", "opened_for_peers",
-                                    "refused_open_rate"), 0)
+        self.stats = Counters(("forwarded", "forwarded_bytes", "refused_not_transit", "refused_peer_rate",
+                               "refused_total_rate", "refused_no_session", "opened_for_peers",
+                               "refused_open_rate"))
 
     def admit(self, src: NodeId, dst: NodeId, size: int, now: float) -> str | None:
         relay = self.relay

@@ -42,6 +42,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from weftnet.core.counters import Counters
 from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
@@ -234,11 +235,11 @@ class Reach:
         self.alt_port = False
         #: ``urgent(node_id)``: handshakes to this node resolve its record at once (set by NodeCore: VPN members).
         self.urgent: Callable[[NodeId], bool] | None = None
-        self.stats = dict.fromkeys(
+        self.stats = Counters(
             ("probes_sent", "probe_replies", "punches", "punch_success", "punch_failed", "paths_upgraded",
              "paths_dead", "fallbacks", "resolves", "resolved", "resolve_failed", "records_published",
              "relay_registrations", "relay_refusals", "dialbacks", "dialback_served", "dialback_inconclusive", "reach_tests_received",
-             "call_me_maybe_sent", "call_me_maybe_received"), 0)
+             "call_me_maybe_sent", "call_me_maybe_received"))
 
     # -- driver-facing ------------------------------------------------------
     def set_local_endpoints(self, endpoints: list, now: float) -> None:

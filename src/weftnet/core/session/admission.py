@@ -43,7 +43,7 @@ class Admission:
     def __init__(self, config) -> None:
         c = config
         self.config = c
-        self.exempt = ExemptPrefixes(c.exempt_prefixes)
+        self.exempt = ExemptPrefixes.shared(tuple(c.exempt_prefixes))  # one per list of prefixes in a process
         self._hs_addr = TokenBuckets(c.handshake_rate_per_address, c.handshake_burst_per_address)
         self._hs_prefix = TokenBuckets(c.handshake_rate_per_prefix, c.handshake_burst_per_prefix)
         self._hello_addr = TokenBuckets(c.hello_per_source_per_second, c.hello_per_source_per_second)

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from weftnet.core.counters import Counters
 from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
@@ -448,7 +449,7 @@ class SecureTransport:
         #: the same datagrams go out on both (the receiver's replay window drops the later copy).
         self.steer = None
         self._depth = 0  # Forward nesting while receiving (bounded)
-        self.stats: dict[str, int] = dict.fromkeys(
+        self.stats: dict[str, int] = Counters(
             (
                 "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
                 "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
@@ -459,8 +460,7 @@ class SecureTransport:
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten", "crossed_adopted",
                 "sessions_lost_by_peer", "rekeys_unanswered",
-            ),
-            0,
+            )
         )
 
     # -- API ---------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""What a node carries: engines it never used are not built, counters it never moved take no room,
+and none of that changes what the node does or reports (issue 16, memory per node)."""
+
+import json
+
+import pytest
+from test_vpn_node import build, member, send, tun_packets
+from vpn_packets import icmp_echo
+
+from weftnet.core.contact import Contact, shared_contact
+from weftnet.core.counters import Counters
+from weftnet.core.vpn.netcert import NetworkAuthority
+from weftnet.core.vpn.network import VpnPacket
+from weftnet.core.wire import encode
+
+_LAZY = ("_vpn", "_overlay", "_lan", "_l3vpn", "_pmtu")
+
+
+def _settle(net, node, op_id, seconds=10.0):
+    net.flush(node.endpoint)
+    net.run_for(seconds)
+    events = []
+    while (ev := node.next_event()) is not None:
+        events.append(ev)
+    return next(e for e in events if getattr(e, "op_id", None) == op_id)
+
+
+def test_a_dht_only_node_builds_no_vpn_overlay_lan_l3vpn_or_pmtu_engine_and_reports_the_same_status():
+    net, _rng, nodes = build(seed=21, n=5)
+    put = _settle(net, nodes[1], nodes[1].put(b"hello", net.now))
+    got = _settle(net, nodes[3], nodes[3].get(put.key, net.now))
+    assert put.ok and got.ok and got.value == b"hello"
+    for core in nodes:
+        assert all(getattr(core, name) is None for name in _LAZY), core.node_id.short()
+        assert core.tun_out == []
+    # status() shows what it showed when every node built every engine, and builds nothing.
+    lean = nodes[2].status(net.now)
+    assert all(getattr(nodes[2], name) is None for name in _LAZY)
+    for name in ("vpn", "overlay", "lan", "l3vpn", "pmtu"):
+        getattr(nodes[4], name)  # built by first use
+    full = nodes[4].status(net.now)
+    for key in ("networks", "vpn", "overlay", "discovery", "l3vpn"):
+        assert lean[key] == full[key], key
+    assert list(lean) == list(full)
+    assert list(lean["transport"]) == list(full["transport"]) and "handshakes_initiated" in lean["transport"]
+    json.dumps(lean)
+
+
+def test_a_network_joined_late_builds_its_plane_on_first_use_and_carries_packets():
+    net, rng, nodes = build(seed=23, n=5)
+    assert nodes[1]._vpn is None and nodes[2]._vpn is None
+    lab = NetworkAuthority.create("lab", ["10.1.0.0/24"], rng, net.now)
+    a = member(lab, nodes[1], "10.1.0.1", net.now, 1)
+    member(lab, nodes[2], "10.1.0.2", net.now, 2)
+    for core in nodes[1:3]:
+        core.vpn_publish(net.now)
+        net.flush(core.endpoint)
+    net.run_for(10.0)
+    ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=3)
+    send(net, nodes[1], a, ping)  # resolves 10.1.0.2 (dropped, as before)
+    send(net, nodes[1], a, ping)
+    assert tun_packets(nodes[2], lab.network_id) == [ping]
+    assert nodes[2].vpn.tun_out is nodes[2].tun_out  # the one list the driver writes to the TUNs
+    assert nodes[3]._vpn is None  # a node outside the network still has none
+
+
+def test_a_data_plane_payload_to_a_node_without_the_plane_builds_it_and_is_dropped_and_counted():
+    net, _rng, nodes = build(seed=25, n=4)
+    target = nodes[2]
+    assert target._vpn is None
+    forged = encode(VpnPacket(bytes(32), icmp_echo("10.9.0.1", "10.9.0.2", ident=1)))
+    nodes[1].transport.send(Contact(target.identity.public_key, target.endpoint), forged, net.now)
+    net.flush(nodes[1].endpoint)
+    net.run_for(3.0)
+    assert target._vpn is not None and target.tun_out == []
+    assert target.vpn.switch.drops == {"unknown-network": 1}  # counted as before: a network it is not in
+
+
+def test_counters_read_every_name_and_store_only_what_moved():
+    c = Counters(("sent", "received", "dropped"))
+    c["received"] += 2
+    c["received"] += 1
+    assert dict(c) == {"sent": 0, "received": 3, "dropped": 0}
+    assert {**c} == dict(c) and list(c) == ["sent", "received", "dropped"] and len(c) == 3
+    assert sorted(c.items()) == [("dropped", 0), ("received", 3), ("sent", 0)]
+    assert c.get("sent") == 0 and c.get("nope") is None and c.get("nope", 7) == 7
+    assert "sent" in c and "nope" not in c
+    assert json.loads(json.dumps(c)) == {"sent": 0, "received": 3, "dropped": 0}
+    assert c == {"sent": 0, "received": 3, "dropped": 0} and c != {"received": 3}
+    assert dict.__len__(c) == 1  # one stored entry, not three
+    with pytest.raises(KeyError):
+        c["recieved"] += 1  # a typo is still an error, not a new counter
+    c["extra"] = 5  # an undeclared name set on purpose shows, after the declared ones
+    assert list(c) == ["sent", "received", "dropped", "extra"]
+
+
+def test_shared_contact_is_the_decoded_contact_and_equal_to_a_new_one():
+    from weftnet.core import contact as contact_mod
+    from weftnet.core.identity import Identity
+    import random
+
+    ident = Identity.generate(random.Random(5))
+    ep = ("198.51.100.9", 4501)
+    encoded = bytearray()
+    Contact(ident.public_key, ep)._pack_body(encoded)
+    decoded, _ = Contact._unpack_body(memoryview(bytes(encoded)), 0)
+    got = shared_contact(bytes(ident.public_key), ep)
+    assert got is decoded and got == Contact(ident.public_key, ep)
+    assert shared_contact(ident.public_key, ("198.51.100.9", 4502)).endpoint == ("198.51.100.9", 4502)
+    assert shared_contact(ident.public_key, ("node-7", 1)) == Contact(ident.public_key, ("node-7", 1))
+    assert len(contact_mod._CACHE) <= 65536
