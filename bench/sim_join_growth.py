@@ -11,6 +11,8 @@ calls), the DHT's own counters summed over all nodes (requests sent, timeouts, l
 by kind), the event heap's size and the garbage collector's passes and time; a slice given
 with ``--profile A:B`` (in nodes joined) also runs under cProfile, and its top functions are
 reported per join. Writes growth.csv and profile_A_B.txt into --out and prints a table.
+``--gc off`` runs the joins with the collector off, as `runner.run_size` does since the seventh
+round (``--gc runner``: its thresholds before that, for a run of the code before it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import cProfile
 import csv
 import gc
 import io
+import os
 import pathlib
 import pstats
 import resource
@@ -51,6 +54,8 @@ def main() -> int:
     ap.add_argument("--profile", action="append", default=[], help="A:B, nodes joined")
     ap.add_argument("--out", default="out/growth")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc", choices=("runner", "off"), default="runner",
+                    help="the runner's GC thresholds, or no collection during the joins")
     a = ap.parse_args()
     out = pathlib.Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +81,8 @@ def main() -> int:
     gc.callbacks.append(on_gc)
     saved = gc.get_threshold()
     gc.set_threshold(200_000, 50, 1000)  # the runner's
+    if a.gc == "off":
+        gc.disable()
     profiles = [tuple(int(x) for x in p.split(":")) for p in a.profile]
     marks = sorted({*range(a.every, a.to + 1, a.every), *(x for p in profiles for x in p)})
     rows = []
@@ -107,6 +114,7 @@ def main() -> int:
         cur = snapshot(m)
         dn = cur["nodes"] - prev["nodes"]
         row = {"nodes": m, "heap": cur["heap"], "far": cur["far"], "rss_gib": round(cur["rss_gib"], 2),
+               "load1": round(os.getloadavg()[0], 2),
                "ms_cpu_per_join": round(1000 * (cur["cpu_s"] - prev["cpu_s"]) / dn, 3),
                "profiled": int(prof is not None)}
         for k in ("events", "msg", "timer", "noop", "stale", "call", "requests_sent", "timeouts", "gc_n"):
@@ -129,6 +137,7 @@ def main() -> int:
             (out / f"profile_{prev['nodes']}_{m}.txt").write_text("\n".join(lines) + "\n")
             prof = None
         prev = cur
+    gc.enable()
     gc.set_threshold(*saved)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "nodes", k))
     with open(out / "growth.csv", "w", newline="") as f:

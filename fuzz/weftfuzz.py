@@ -1134,6 +1134,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from workers_target import WorkersTarget
 
         targets.append(("workers", WorkersTarget(random.Random(seed + 11))))
+    if target in ("train", "all"):
+        from train_target import TrainTarget
+
+        targets.append(("train", TrainTarget(random.Random(seed + 13))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1156,6 +1160,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from workers_target import corpus as workers_corpus
 
             own = workers_corpus() * 6 + corpus
+        if name == "train":
+            from train_target import corpus as train_corpus
+
+            own = train_corpus() * 8 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -1177,7 +1185,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "workers", "sessionless", "all"),
+                                         "pmtu", "paths", "workers", "sessionless", "train", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

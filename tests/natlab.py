@@ -239,12 +239,12 @@ class NatLab:
                 return p["path"]
         return None
 
-    def relay_pairs(self, relay: str = "P1") -> dict[tuple[str, str], int]:
-        """Packets the relay forwarded, per (sender, receiver) host name."""
+    def relay_pairs(self, relay: str = "P1", field: str = "packets") -> dict[tuple[str, str], int]:
+        """Packets (or ``field="bytes"``: bytes) the relay forwarded, per (sender, receiver) host name."""
         names = {v: k for k, v in self.node_id.items()}
         out = {}
         for row in self.status(relay)["reach"]["relay"]["pairs"]:
-            out[(names.get(row["from"], row["from"]), names.get(row["to"], row["to"]))] = row["packets"]
+            out[(names.get(row["from"], row["from"]), names.get(row["to"], row["to"]))] = row[field]
         return out
 
     def log_events(self, host: str) -> list[dict]:

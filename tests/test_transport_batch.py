@@ -77,3 +77,19 @@ def test_a_run_adding_up_to_more_than_any_payload_goes_piece_by_piece_and_is_ref
     p.b.receive_datagrams(run, p.now)
     assert 3 * 30_000 > MAX_REASSEMBLED and not p.b._reassembly
     assert p.b.stats["malformed_dropped"] == 1 and p.b.stats["auth_failures"] == 0
+
+
+def test_a_short_datagram_inside_a_run_costs_only_itself():
+    """A 15-byte datagram after a run's first piece (index byte in place, no count byte) once
+    raised out of the batch and lost every datagram after it (found by the ``train`` fuzz target)."""
+    p = Pair()
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.deliver()
+    events(p.b)
+    out = fragments(p, big(7))
+    p.a.send(p.contact_b(), msg(2), p.now)
+    small = p.a.datagrams_to_send(p.now)
+    short = (out[0][0][:14] + b"\x01", A)
+    p.b.receive_datagrams([out[0], short] + out[1:] + small, p.now)
+    got = [e.payload for e in events(p.b) if isinstance(e, Received)]
+    assert sorted(got) == sorted([big(7), msg(2)]) and p.b.stats["malformed_dropped"] == 1

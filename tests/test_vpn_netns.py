@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -202,14 +203,23 @@ def test_tun_devices_come_up_with_the_certified_addresses(overlay):
         {"local": a["local"], "prefixlen": a["prefixlen"]} for a in link["addr_info"]]
     out2 = json.loads(sh("ip", "-n", overlay.name("A2"), "-j", "addr", "show", "wn-lab2").stdout)[0]
     assert any(a["local"] == "10.1.0.1" for a in out2["addr_info"])
+    # TCP superpackets capped so each crosses as one chunk (docs/dataplane.md, "CPU per GB").
+    detail = json.loads(sh("ip", "-n", overlay.name("A"), "-d", "-j", "link", "show", "wn-lab").stdout)[0]
+    assert detail.get("gso_max_size") == 64_000
 
 
 def test_ping_and_tcp_between_two_members(overlay):
     ping_until_answered(overlay, overlay.name("A"), "10.1.0.2")
+    before = overlay.status("A")["dataplane"]
     r = in_ns(overlay.name("A"), *TOOL, "connect", "10.1.0.2", "5001", str(4 << 20))
     assert r.returncode == 0 and r.stdout.strip() == f"B-lab:{4 << 20}", r.stdout
     peers = {n["network"]: n for n in overlay.status("B")["networks"]}["lab"]["peers"]
     assert any(c["bytes_in"] > 4 << 20 for c in peers.values())  # counted in B's per-peer counters
+    # The 4 MiB left A in runs of datagrams, each run one UDP GSO send (core/session/train.py).
+    after = overlay.status("A")["dataplane"]
+    sends = after["gso_sends"] - before["gso_sends"]
+    assert sends > 0 and (after["datagrams_sent"] - before["datagrams_sent"]) / sends > 4
+    assert after["heap_kept"] is (platform.libc_ver()[0] == "glibc")  # runtime/heap.py
 
 
 def test_a_third_member_finds_the_others_through_the_dht(overlay):

@@ -32,7 +32,7 @@ from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
-from weftnet.core.vpn.network import VNET_NONE, VpnNetwork
+from weftnet.core.vpn.network import GSO_MAX_SIZE, VNET_NONE, VpnNetwork
 from weftnet.core.vpn.plane import VpnLocalBinding, VpnMemberEvent, VpnRevocations
 from weftnet.core.identity import NodeId, parse_node_ref
 from weftnet.core.overlay import OVERLAY_TUN
@@ -44,6 +44,7 @@ from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime import evloop, pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
+from weftnet.runtime.heap import keep_heap
 from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
@@ -171,6 +172,7 @@ class Daemon:
         self._tuns: dict[bytes, Any] = {}  # network ID -> TunDevice
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
+        self.heap_kept = False  # runtime/heap.py, set by a daemon that is the whole process
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
@@ -291,6 +293,7 @@ class Daemon:
             raise
         if self.own_process:
             quiet_collector()
+            self.heap_kept = keep_heap()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._tg and self.spawn(self._reload_from_signal()))
@@ -467,7 +470,7 @@ class Daemon:
         pyroute2 runs its own event loop, so the netlink work happens in a
         worker thread (which is also the only thread that enters a namespace).
         """
-        from weftnet.runtime.tun import configure_tun, open_tun, set_offload, set_txqueuelen
+        from weftnet.runtime.tun import cap_superpackets, configure_tun, open_tun, set_offload, set_txqueuelen
 
         loop = asyncio.get_running_loop()
 
@@ -478,6 +481,7 @@ class Daemon:
             try:
                 if nc.offload:
                     set_offload(tun, uso=True)
+                    cap_superpackets(tun.name, GSO_MAX_SIZE, netns=netns)  # one chunk each
                 configure_tun(tun.name, addresses=addrs, mtu=nc.effective_mtu(3), netns=netns)
                 set_txqueuelen(tun.name, nc.txqueuelen, netns=netns)
                 if workers > 1:  # a queue for each worker slot (runtime/dpworkers.py)
@@ -755,7 +759,10 @@ class Daemon:
             st["dataplane"] = {"pmtu": self.core.pmtu.status(), "probes_sent": self.driver.probes_sent,
                                "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes,
                                "event_loop": evloop.loop_name(asyncio.get_running_loop()),
-                               "sched_slice_us": evloop.current_slice()}
+                               "sched_slice_us": evloop.current_slice(),
+                               "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
+                               "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
+                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)

@@ -46,6 +46,7 @@ from typing import Any, Callable
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
+from weftnet.core.session.train import Train
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -59,6 +60,9 @@ RECV_BATCH = 64
 #: At most this many datagrams per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or 128).
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
+#: The most a Train may hold for one GSO send: an IPv4 packet is at most 65,535 bytes, 28 of them
+#: the IP and UDP headers. A longer Train leaves in two sends.
+TRAIN_MAX_BYTES = 65_507
 BACKLOG_MAX = 4096
 #: Distinct source addresses whose tuple the driver shares (:meth:`UdpDriver._endpoint`); then it starts over.
 ENDPOINT_CACHE = 4096
@@ -128,6 +132,7 @@ class UdpDriver:
         self._timer_at: float | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self._backlog: list[tuple[bytes, Any]] = []  # an empty deque would be 624 bytes a node
+        self._backlog_weight = 0  # datagrams in it (a Train holds several)
         #: Source address as the socket gives it -> the tuple handed to the core (:meth:`_endpoint`).
         self._endpoints: dict[Any, tuple[str, int]] = _ENDPOINTS if SHARE_ENDPOINTS else {}
         self._closed = False
@@ -164,6 +169,8 @@ class UdpDriver:
                 self.gro = True
             except OSError:
                 pass
+        # The transport hands over a payload cut in fragments as one Train (core/session/train.py).
+        core.transport.trains = self.gso
         host, port = sock.getsockname()[:2]
         core.set_local_endpoint((host, port))
         self._loop.add_reader(sock.fileno(), self._on_readable)
@@ -187,6 +194,7 @@ class UdpDriver:
         sock = self.sock
         endpoints = self._endpoints
         batch: list[tuple[bytes, Any]] = []
+        received = 0
         for _ in range(RECV_BATCH):
             try:
                 if self.gro:
@@ -212,13 +220,17 @@ class UdpDriver:
             view = _RECV_VIEW
             if 0 < seg < n:
                 if self.divert is not None:
-                    batch.extend((p, src) for p in self.divert(bytes(view[:n]), seg, addr))
-                else:
-                    batch.extend((bytes(view[off : min(off + seg, n)]), src) for off in range(0, n, seg))
+                    pieces = self.divert(bytes(view[:n]), seg, addr)
+                    batch.extend((p, src) for p in pieces)
+                    received += len(pieces)
+                else:  # the transport takes the run whole (core/session/train.py)
+                    batch.append((Train(bytes(view[:n]), seg), src))
+                    received += -(-n // seg)
             else:
                 batch.append((bytes(view[:n]), src))
+                received += 1
         if batch:
-            self.received += len(batch)
+            self.received += received
             try:
                 self.core.receive_datagrams(batch, self.clock())
             except Exception as exc:  # noqa: BLE001 - the packet loop must go on (docs/security.md, item 8)
@@ -237,8 +249,7 @@ class UdpDriver:
     # -- send -----------------------------------------------------------------
     def _send_all(self, out: list[tuple[bytes, Any]]) -> None:
         if self._backlog:
-            self._backlog.extend(out)
-            self._trim_backlog()
+            self._queue(out)
             return
         i, n = 0, len(out)
         while i < n:
@@ -255,9 +266,32 @@ class UdpDriver:
                 i += 1
                 continue
             j = i + 1
+            if type(data) is Train:
+                if len(data.data) > TRAIN_MAX_BYTES:  # longer than one IP packet: two sends
+                    half = data.count // 2 * data.seg
+                    out[i:i + 1] = [(Train(data.data[:half], data.seg), addr), (Train(data.data[half:], data.seg), addr)]
+                    n = len(out)
+                    continue
+                try:
+                    self._send_train(data, addr)
+                except (BlockingIOError, InterruptedError):
+                    self._queue(out[i:])
+                    self._loop.add_writer(self.sock.fileno(), self._on_writable)
+                    return
+                except OSError as exc:
+                    if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                        log.info("UDP GSO refused (%s); sending datagram by datagram", exc.strerror)
+                        self.gso = self.core.transport.trains = False
+                        out[i:i + 1] = [(d, addr) for d in data.datagrams()]  # its pieces one by one
+                        n = len(out)
+                        continue
+                    self.send_errors += data.count
+                    log.debug("send to %s failed: %s", addr, exc)
+                i = j
+                continue
             if self.gso:
                 size, total = len(data), len(data)
-                while (j < n and j - i < GSO_MAX_SEGMENTS and out[j][1] == addr
+                while (j < n and j - i < GSO_MAX_SEGMENTS and out[j][1] == addr and type(out[j][0]) is not Train
                        and total + len(out[j][0]) <= GSO_MAX_BYTES and len(out[j][0]) <= size):
                     total += len(out[j][0])
                     j += 1
@@ -270,8 +304,7 @@ class UdpDriver:
                     self.sock.sendto(data, addr)
                     self.sent += 1
             except (BlockingIOError, InterruptedError):
-                self._backlog.extend(out[i:])
-                self._trim_backlog()
+                self._queue(out[i:])
                 self._loop.add_writer(self.sock.fileno(), self._on_writable)
                 return
             except OSError as exc:
@@ -302,6 +335,12 @@ class UdpDriver:
         self.sent += j - i
         self.gso_sends += 1
 
+    def _send_train(self, train: Train, addr: Any) -> None:
+        """One payload's fragments in one GSO send."""
+        self.sock.sendmsg([train.data], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", train.seg))], 0, addr)
+        self.sent += train.count
+        self.gso_sends += 1
+
     def _send_probes(self, probes: list[tuple[bytes, Any]]) -> None:
         """Send path MTU probes with don't-fragment set, then restore the socket's own setting."""
         sock = self.sock
@@ -329,16 +368,27 @@ class UdpDriver:
                 except OSError:
                     pass
 
-    def _trim_backlog(self) -> None:
-        over = len(self._backlog) - BACKLOG_MAX
-        if over > 0:
-            del self._backlog[:over]
-            self.dropped += over
+    def _queue(self, items: list[tuple[Any, Any]]) -> None:
+        """Keep datagrams for when the socket is writable again, at most BACKLOG_MAX of them (a Train
+        counts as the datagrams it holds); beyond that the oldest are dropped, as a congested link would."""
+        backlog = self._backlog
+        backlog.extend(items)
+        self._backlog_weight += sum(d.count if type(d) is Train else 1 for d, _ in items)
+        k = 0
+        while self._backlog_weight > BACKLOG_MAX:
+            d = backlog[k][0]
+            c = d.count if type(d) is Train else 1
+            self._backlog_weight -= c
+            self.dropped += c
+            k += 1
+        if k:
+            del backlog[:k]
 
     def _on_writable(self) -> None:
         self._loop.remove_writer(self.sock.fileno())
         pending = list(self._backlog)
         self._backlog.clear()
+        self._backlog_weight = 0
         self._send_all(pending)
 
     # -- the loop -------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "link_info",
     "set_offload",
     "set_txqueuelen",
+    "cap_superpackets",
 ]
 
 TUN_PATH = "/dev/net/tun"
@@ -204,6 +205,20 @@ def set_txqueuelen(name: str, qlen: int, *, netns: str | None = None) -> None:
             ipr.link("set", index=_index(ipr, name), txqlen=qlen)
         except NetlinkError as exc:
             raise _netlink_error(f"setting the queue length of {name!r}", exc) from None
+
+
+def cap_superpackets(name: str, gso_max_size: int, *, netns: str | None = None) -> bool:
+    """Cap the TCP superpackets the kernel hands this TUN at ``gso_max_size`` bytes
+    (``IFLA_GSO_MAX_SIZE``), so that each one crosses as one chunk (docs/dataplane.md). False
+    if the kernel refuses (the superpackets then keep their default size and cross in two)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _iproute(netns) as ipr:
+        try:
+            ipr.link("set", index=_index(ipr, name), gso_max_size=gso_max_size)
+        except NetlinkError:
+            return False
+    return True
 
 
 def _iproute(netns: str | None):

@@ -85,6 +85,7 @@ from weftnet.core.session.packets import (
 )
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import ReplayWindow
+from weftnet.core.session.train import Train, cut, join
 from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, decode, encode
 from weftnet.errors import DecodeError, HandshakeError, SessionError
 
@@ -387,7 +388,7 @@ class SecureTransport:
                  "admission", "_half_open", "keep", "_cookie_secret", "_cookie_rotate_at", "_retries", "_seq",
                  "_next_sweep", "_own_mac1_key", "_own_cookie_key", "_next_ping", "policy", "relay", "on_clear",
                  "on_query", "on_query_cookie", "find_contact", "paths_wanted", "quiet_after", "steer",
-                 "_depth", "stats", "__dict__")
+                 "_depth", "stats", "trains", "__dict__")
 
     def __init__(self, identity: Identity, rng: RandomSource, now: float, config: TransportConfig | None = None):
         self.identity = identity
@@ -401,6 +402,9 @@ class SecureTransport:
         self._events: list = []  # a few at a time: an empty deque is 624 bytes a node
         self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
                                       self._fragments_expired)  # (session index, counter) -> pieces
+        #: Set by a driver that sends a :class:`Train` in one UDP GSO send: a payload cut in
+        #: fragments for a UDP endpoint then leaves as one Train instead of one datagram per piece.
+        self.trains = False
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
         #: VPN data plane's hot path (no event object, no dispatch per packet).
@@ -991,6 +995,10 @@ class SecureTransport:
         i = 0
         while i < n:
             data, addr = datagrams[i]
+            if type(data) is Train:  # a UDP GRO read: usually all the pieces of one payload
+                self._on_train(data, addr, now)
+                i += 1
+                continue
             if len(data) > _FRAG_HEADER and data[1] == _T_FRAGMENT and data[14] == 0 and data[0] == VERSION:
                 count = data[15]
                 if 2 <= count <= MAX_FRAGMENTS and i + count <= n:
@@ -998,7 +1006,7 @@ class SecureTransport:
                     total = len(data) - _FRAG_HEADER
                     for j in range(1, count):
                         d, a = datagrams[i + j]
-                        if d[14] != j or d[15] != count or d[:14] != head or len(d) <= _FRAG_HEADER or a != addr:
+                        if len(d) <= _FRAG_HEADER or d[14] != j or d[15] != count or d[:14] != head or a != addr:
                             break
                         total += len(d) - _FRAG_HEADER
                         if total > MAX_REASSEMBLED:  # the piece-by-piece path refuses it, buffering nothing big
@@ -1020,6 +1028,19 @@ class SecureTransport:
             return
         whole = b"".join([memoryview(d)[_FRAG_HEADER:] for d, _ in datagrams[i:i + count]])
         self._open(s, counter, whole, 0, count, addr, now)
+
+    def _on_train(self, train: Train, addr: Addr, now: float) -> None:
+        sealed = join(train.data, train.seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+        if sealed is None:  # not exactly one payload's pieces: one by one, as read without GRO
+            self.receive_datagrams([(d, addr) for d in train.datagrams()], now)
+            return
+        local, counter, _index, count = _FRAG_FIELDS.unpack_from(train.data)
+        s = self._indices.get(local)
+        if type(s) is not Session:
+            self.stats["unknown_index_dropped"] += count  # nothing is buffered without a session
+            return
+        if self._fresh(s, counter):
+            self._open(s, counter, sealed, 0, count, addr, now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         try:
@@ -1335,6 +1356,8 @@ class SecureTransport:
             if relayed:
                 for i in range(count):
                     self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
+            elif self.trains and type(ep) is tuple and ep is not _CAPTURE:
+                self._out.append((Train(cut(head, ct, step)[0], limit, count), ep))
             else:
                 self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
             peer.bytes_out += len(ct) + count * _FRAG_HEADER

@@ -354,6 +354,10 @@ class L2Network(VpnNetwork):
                 return self._drop("unsupported-offload")
         return self._out(vnet, frame, now)
 
+    def outbound_read(self, buf: bytes, now: float):
+        """A frame as a TAP read returns it (``virtio_net_hdr | frame``)."""
+        return self.outbound_vnet(buf[:VNET_HDR_LEN], buf[VNET_HDR_LEN:], now)
+
     def outbound_batch(self, packets: Iterable[bytes], now: float) -> list:
         return [self.outbound(p, now) for p in packets]
 
@@ -532,6 +536,7 @@ class L2Network(VpnNetwork):
         return self._drop("wrong-layer", peer if peer in self._members else None)
 
     def _reassembled(self, peer: bytes, member: _Member, blob: bytes, now: float) -> Deliver | Drop:
+        blob = bytes(blob)  # a view of the payload (VpnNetwork._inbound_chunk): MACs become dict keys
         if len(blob) < VNET_HDR_LEN + ETH_HLEN + 20:
             return self._drop("bad-chunk", peer)
         vnet, frame = blob[:VNET_HDR_LEN], blob[VNET_HDR_LEN:]

@@ -140,8 +140,14 @@ GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 4, 5, 0x80
 GSO_KINDS = (GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4)
 MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
-#: piece once and fragments it to datagram size (TransportFragment).
-CHUNK_SIZE = 60_000
+#: piece once and fragments it to datagram size (TransportFragment). A full
+#: chunk's fragments fit one UDP GSO send even at the smallest datagram size
+#: (1,344 bytes: 49 pieces, 65,440 bytes with their headers; core/session/train.py),
+#: so the receiver gets them in one read and opens them at once.
+CHUNK_SIZE = 64_600
+#: The runtime caps a network TUN's superpackets at this size (``gso_max_size``),
+#: so that each one is a single chunk: one seal, one open, no chunk reassembly.
+GSO_MAX_SIZE = 64_000
 #: Reassembly: a packet's pieces must all arrive within this many seconds; at most this many at once,
 #: each at most the largest packet a TUN hands over (so at most 256 x 64 KiB buffered per network).
 REASSEMBLY_TIMEOUT = 2.0
@@ -615,6 +621,28 @@ class VpnNetwork:
         c.bytes_out += len(packet)
         return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
 
+    def outbound_read(self, buf: bytes, now: float) -> Send | Deliver | Drop:
+        """:meth:`outbound_vnet` for a packet as a TUN read returns it (``virtio_net_hdr | packet``
+        in one buffer): the same decisions, without copying the packet out of the buffer and
+        back in front of the chunk header (a 64 KiB superpacket is copied once, not three times)."""
+        if len(buf) < VNET_HDR_LEN:
+            return self._drop("malformed:vnet-header")
+        if buf.startswith(VNET_NONE):
+            return self.outbound(buf[VNET_HDR_LEN:], now)
+        if buf[1] & ~GSO_ECN not in GSO_KINDS:
+            return self._drop("unsupported-offload")
+        r = self._route_out(memoryview(buf)[VNET_HDR_LEN:], now)
+        if type(r) is Drop:
+            return r
+        info, node, member = r
+        payloads = self._chunks(buf)
+        if payloads is None:
+            return self._drop("too-big", node)
+        c = self.peers[node]
+        c.packets_out += 1
+        c.bytes_out += len(buf) - VNET_HDR_LEN
+        return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
+
     def _chunks(self, blob: bytes) -> list[bytes] | None:
         """``blob`` (virtio_net_hdr + packet or frame) as VpnChunk payloads; None if it needs too many."""
         step = self.chunk_size
@@ -623,6 +651,8 @@ class VpnNetwork:
             return None
         pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
         head = _CHUNK_HDR + self.network_id
+        if count == 1:
+            return [b"".join((head, _CHUNK_FIELDS.pack(pid, 0, 1), blob))]
         return [head + _CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step] for i in range(count)]
 
     def outbound_batch(self, packets: Iterable[bytes], now: float) -> list[Send | Deliver | Drop]:
@@ -707,9 +737,9 @@ class VpnNetwork:
         pid, index, count = _CHUNK_FIELDS.unpack_from(payload, 34)
         if not 1 <= count <= MAX_CHUNKS or index >= count:
             return self._drop("bad-chunk", peer)
+        if count == 1:  # a view: the packet is copied once, by the TUN write
+            return self._reassembled(peer, member, memoryview(payload)[40:], now)
         data = payload[40:]
-        if count == 1:
-            return self._reassembled(peer, member, data, now)
         whole = self._reassembly.add((peer, pid), index, count, data, now)
         if whole is None:
             return None
@@ -720,7 +750,7 @@ class VpnNetwork:
     def _reassembled(self, peer: bytes, member: _Member, blob: bytes, now: float) -> Deliver | Drop:
         if len(blob) < VNET_HDR_LEN + 20:
             return self._drop("bad-chunk", peer)
-        vnet, packet = blob[:VNET_HDR_LEN], blob[VNET_HDR_LEN:]
+        vnet, packet = bytes(blob[:VNET_HDR_LEN]), blob[VNET_HDR_LEN:]
         if not offload_header_ok(vnet, packet):
             return self._drop("bad-offload", peer)
         return self._admit(peer, member, packet, vnet, now)

@@ -58,7 +58,6 @@ from weftnet.core.vpn.netcert import (
 )
 from weftnet.core.session.transport import SecureTransport
 from weftnet.core.vpn.network import (
-    VNET_HDR_LEN,
     Deliver,
     VpnChunk,
     VpnPacket,
@@ -219,7 +218,7 @@ class VpnPlane:
         net = self.switch.networks[network_id]
         vnet = network_id in self._vnet
         for packet in packets:
-            r = net.outbound_vnet(packet[:VNET_HDR_LEN], packet[VNET_HDR_LEN:], now) if vnet else net.outbound(packet, now)
+            r = net.outbound_read(packet, now) if vnet else net.outbound(packet, now)
             if type(r) is Send:
                 self._send(r.node_id, r.payloads, now)
             elif type(r) is Deliver:

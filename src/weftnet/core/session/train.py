@@ -1,0 +1,97 @@
+"""A fragmented payload as one run of datagrams laid end to end (sans-IO).
+
+A sealed payload larger than one datagram travels as ``TransportFragment``s
+(docs/wire/packets.md): pieces of ``step`` bytes, each behind a 16-byte header
+(version, type, receiver index, counter, index, count) that differs from its
+neighbours' only in the index byte. Laid end to end, each piece one datagram
+of ``seg = step + 16`` bytes and the last one shorter, they are exactly what
+one ``sendmsg`` with ``UDP_SEGMENT`` sends and what one ``recvmsg`` with
+``UDP_GRO`` returns when they arrive together: a :class:`Train`.
+
+Cutting a 64 KiB payload into 45 datagrams and checking and joining them
+again one by one costs the interpreter a few hundred bytecodes per piece at
+each end. Here one ``struct`` layout per shape (pieces, piece size, last
+piece size; cached, a stream repeats a few shapes) does it in C: :func:`cut`
+builds the whole run from the sealed payload with two calls, :func:`join`
+checks every header of a run read at once and returns the sealed payload
+with two. The bytes on the wire are the same as piece by piece.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = ["Train", "cut", "join"]
+
+_HEADER = 16
+_T_FRAGMENT = 7
+_VERSION = 1
+#: Layouts kept; a steady stream uses a few (one per payload size it repeats).
+_MAX_LAYOUTS = 64
+_split_layouts: dict[tuple[int, int, int], struct.Struct] = {}
+_join_layouts: dict[tuple[int, int, int], struct.Struct] = {}
+#: Index bytes of a run of n pieces, and pieces of n payload bytes each (the last shorter).
+_INDEXES = [bytes(range(n)) for n in range(256)]
+
+
+class Train:
+    """Datagrams of ``seg`` bytes (the last may be shorter) laid end to end in ``data``."""
+
+    __slots__ = ("data", "seg", "count")
+
+    def __init__(self, data: bytes, seg: int, count: int = 0):
+        self.data = data
+        self.seg = seg
+        self.count = count or -(-len(data) // seg)
+
+    def datagrams(self) -> list[bytes]:
+        """The datagrams one by one (for a path that cannot take a run whole)."""
+        data, seg = self.data, self.seg
+        return [data[off:off + seg] for off in range(0, len(data), seg)]
+
+    def __repr__(self) -> str:
+        return f"Train({len(self.data)} bytes, seg={self.seg}, count={self.count})"
+
+
+def cut(head: bytes, sealed: bytes, step: int) -> tuple[bytearray, int]:
+    """``sealed`` cut in pieces of ``step`` bytes, each behind ``head`` (14 bytes) + index + count,
+    laid end to end; returns the run and the number of pieces (at most 255)."""
+    n = len(sealed)
+    count = -(-n // step)
+    key = (step, count, n - (count - 1) * step)
+    split = _split_layouts.get(key)
+    if split is None:
+        if len(_split_layouts) >= _MAX_LAYOUTS:
+            _split_layouts.clear()
+        split = _split_layouts[key] = struct.Struct("=" + f"{step}s" * (count - 1) + f"{key[2]}s")
+    # Every piece behind the header of index 0, then the index bytes set in one strided store.
+    run = bytearray(head + bytes((0, count))).join((b"", *split.unpack(sealed)))
+    run[14::step + _HEADER] = _INDEXES[count]
+    return run, count
+
+
+def join(data: bytes, seg: int, max_fragments: int, max_sealed: int) -> bytes | None:
+    """The sealed payload if ``data`` (datagrams of ``seg`` bytes end to end) is exactly all the
+    fragments of one payload, in order, with the same header but for the index; else None (the
+    caller takes the datagrams one by one). Refuses more than ``max_fragments`` pieces or a
+    payload above ``max_sealed`` bytes, as piece-by-piece reassembly does."""
+    n = len(data)
+    if n <= seg or seg <= _HEADER or data[1] != _T_FRAGMENT or data[0] != _VERSION or data[14] != 0:
+        return None
+    count = data[15]
+    last = n - (count - 1) * seg
+    if not (2 <= count <= max_fragments and _HEADER < last <= seg) or n - count * _HEADER > max_sealed:
+        return None
+    key = (seg, count, last)
+    layout = _join_layouts.get(key)
+    if layout is None:
+        if len(_join_layouts) >= _MAX_LAYOUTS:
+            _join_layouts.clear()
+        layout = _join_layouts[key] = struct.Struct("=" + f"16s{seg - _HEADER}s" * (count - 1)
+                                                    + f"16s{last - _HEADER}s")
+    fields = layout.unpack(data)
+    expected = bytearray(data[:_HEADER]) * count  # the first header, with each piece's index
+    expected[14::_HEADER] = _INDEXES[count]
+    if b"".join(fields[0::2]) != expected:
+        return None
+    return b"".join(fields[1::2])
