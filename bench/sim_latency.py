@@ -72,6 +72,10 @@ VARIANTS3 = {
     # Round four: what churn costs (idle buckets refreshed after 15 min, the default; own-ID refresh).
     "bucket refresh 15 min": {"refresh_interval": 900.0},
     "own-ID refresh": {"self_refresh": True},
+    # Issue 16, join CPU round: fewer fill requests per bucket (the fill now asks only nodes the
+    # table does not hold, starting from those the join lookup heard of in the bucket).
+    "join fill 6": {"join_fill": 6},
+    "join fill 4": {"join_fill": 4},
 }
 
 

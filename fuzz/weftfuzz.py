@@ -77,9 +77,11 @@ including real handshake messages addressed to the fuzzed node and real
 transport packets of a live session — so mutations reach deep code paths.
 
 * ``sessionless``: sessionless DHT queries and answers (core/dht/sessionless.py):
-  queries from known askers and strangers, proofs, and answers to the node's
+  queries from known askers and strangers, proofs (empty queries and DhtProofs,
+  0x34, some with a valid cookie for the source), and answers to the node's
   own queries in flight, some sealed for real around hostile plaintext; an
-  answer larger than the query it answers is a failure.
+  answer larger than the query it answers, or anything sent back to a
+  DhtProof, is a failure.
 Exit status 1 and a reproducer (hex) on the first failure.
 """
 
@@ -740,7 +742,7 @@ def sessionless_corpus() -> list[bytes]:
     """Sessionless DHT queries (0x32) to the fuzzed node from known askers, proofs, and answers (0x33)
     to the queries it has in flight (SessionlessTarget re-tags those), all of them valid."""
     from weftnet.core.dht.messages import FindNear, FindNode, FindValue, Nodes
-    from weftnet.core.dht.sessionless import QUERY_OVERHEAD, seal_answer, seal_query, static_dh
+    from weftnet.core.dht.sessionless import QUERY_OVERHEAD, DhtProof, seal_answer, seal_query, static_dh
 
     me = Identity.from_seed(bytes([1]) * 32)
     out = []
@@ -755,6 +757,8 @@ def sessionless_corpus() -> list[bytes]:
         reply = wire.encode(Nodes(req.rid, tuple(DhtTarget.contacts_for()[:n * 4])))
         out.append(seal_answer(keys, 100 + n, bytes(12), 0, bytes(16), reply))
     out.append(bytes((1, 0x32)) + bytes(QUERY_OVERHEAD))
+    for n in range(3):  # DhtProofs (0x34) from the same askers, cookies that do not check
+        out.append(wire.encode(DhtProof(Identity.from_seed(bytes([n + 2]) * 32).public_key, bytes([n]) * 16)))
     return out
 
 
@@ -789,13 +793,19 @@ class SessionlessTarget(_Target):
 
         self.tick()
         rng, s = self.rng, self.s
-        if rng.random() < 0.05:  # a query of our own, whose answer the corpus may match
+        asked = rng.random() < 0.05
+        if asked:  # a query of our own, whose answer the corpus may match
             c = rng.choice(self.targets)
             s.ask(c, FindNode(rng.getrandbits(64), rng.randbytes(32)), self.now)
         if len(data) >= 6 and data[:2] == b"\x01\x33" and s._pending and rng.random() < 0.5:
             data = data[:2] + rng.choice(list(s._pending)).to_bytes(4, "big") + data[6:]  # an answer to one in flight
         elif rng.random() < 0.1:
             data = rng.choice(self.queries)  # a replay, maybe from another source
+        elif rng.random() < 0.1:
+            # A DhtProof whose cookie is valid for its asker at A (or the input cut to its place).
+            asker = Identity.from_seed(bytes([rng.randrange(2, 5)]) * 32).public_key
+            cookie = s._cookie(rng.choice((s._secret, s._previous)), asker, A)
+            data = (bytes((1, 0x34)) + asker + cookie + data[:rng.choice((0, 0, 3))])[:rng.choice((50, 50, 40))]
         elif rng.random() < 0.15:
             # A query that authenticates (sealed by a known asker), carrying the input as its plaintext.
             import struct
@@ -829,6 +839,8 @@ class SessionlessTarget(_Target):
         self.t.receive_datagram(data, src, self.now)
         for d, _ in self.t.datagrams_to_send(self.now):
             wire.decode(d)
+            if len(data) > 1 and data[1] == 0x34 and not asked:
+                raise AssertionError(f"a DhtProof was answered with {d[:2].hex()}")
             if d[1] == 0x33 and len(d) > len(data):
                 raise AssertionError(f"answered {len(data)} bytes with {len(d)}")
         self.d.messages_to_send()

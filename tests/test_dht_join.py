@@ -96,3 +96,29 @@ def test_a_join_through_a_silent_endpoint_fails_with_a_reason():
     net.flush(newcomer.endpoint)
     ev = _wait(net, newcomer, Connected, seconds=60.0)
     assert ev is not None and not ev.ok and "did not answer" in ev.error
+
+
+def test_a_join_proves_its_address_in_50_bytes_and_its_fill_asks_only_nodes_it_does_not_hold():
+    """What a join costs the network (issue 16: join CPU against kademlia's): a proof of address
+    is one 50-byte DhtProof, not a 122-byte sealed query, and the table fill after the join asks
+    only nodes the newcomer's table does not hold yet, starting from those its join lookup heard
+    of: asking a contact it holds adds nothing to either table."""
+    net, rng, nodes = _network(n=60, seed=11)
+    newcomer = _core(net, rng, 203)
+    sent = []
+    net.on_deliver = lambda src, dst, data: sent.append((dst, data)) if src == newcomer.endpoint else None
+    newcomer.connect(nodes[7].endpoint, net.now, join=True)
+    net.flush(newcomer.endpoint)
+    assert _wait(net, newcomer, Connected).ok
+    held = {c.endpoint for c in newcomer.dht.export_contacts()}  # the table as the fill starts
+    joined = len(sent)
+    net.run_for(30.0)
+    fill = [dst for dst, data in sent[joined:] if data[1] == 0x32]
+    assert len(fill) >= 4  # the fill ran (the far buckets of a 60-node network are not full)
+    assert not [dst for dst in fill if dst in held]
+    assert len(newcomer.dht.table) >= len(held) + len(fill) - 2  # (nearly) every fill request a new contact
+    proofs = [data for _dst, data in sent if data[1] == 0x34]
+    assert len(proofs) >= 15 and {len(p) for p in proofs} == {50}
+    empty_queries = [data for _dst, data in sent if data[1] == 0x32 and len(data) < 150]
+    assert not empty_queries  # (the old proof: a DhtQuery with an empty request, 122 bytes)
+    print(f"join: {joined} datagrams, fill: {len(sent) - joined}, proofs {len(proofs)}, table {len(newcomer.dht.table)}")

@@ -119,7 +119,7 @@ def test_a_lookup_to_a_node_without_a_session_makes_no_handshake_and_leaves_no_s
     res = _events(a, LookupResult)
     assert res and res[0].ok and b.identity.public_key in [c.public_key for c in res[0].contacts]
     kinds = [d[1] for _s, _d, d in w.log]
-    assert kinds[:3] == [0x32, 0x33, 0x32]  # query, answer, then the asker's proof of address
+    assert kinds[:3] == [0x32, 0x33, 0x34]  # query, answer, then the asker's proof of address (a DhtProof)
     assert 1 not in kinds  # no HandshakeInit either way
     assert a.transport.stats["handshakes_initiated"] == b.transport.stats["handshakes_initiated"] == 0
     assert not a.transport.has_session(b.node_id) and not b.transport.has_session(a.node_id)
@@ -133,13 +133,19 @@ def test_a_lookup_to_a_node_without_a_session_makes_no_handshake_and_leaves_no_s
 def test_the_answerer_learns_the_asker_only_once_it_proved_its_address():
     a, b, w = _pair()
     a.lookup(b.node_id, w.now)
-    w.pump(drop=lambda s, d, data: data[1] == 0x32 and len(data) < 200)  # the proof is lost
+    w.pump(drop=lambda s, d, data: data[1] == 0x34)  # the proof is lost
     assert _events(a, LookupResult)[0].ok
     assert b.dht.table.get(a.node_id.int) is None  # answered, not learned
-    proof = next(d for s, _d, d in w.log if d[1] == 0x32 and len(d) < 200)
-    # The proof replayed from another address (a spoofer who saw it) proves nothing.
+    proof = next(d for s, _d, d in w.log if d[1] == 0x34)
+    assert len(proof) == sl.PROOF_SIZE == 50 and proof[2:34] == a.identity.public_key
+    # The proof replayed from another address (a spoofer who saw it) proves nothing; nor does its
+    # cookie under another key, or a guessed one.
     b.receive_datagram(proof, ("203.0.113.9", 4500), w.now)
-    assert b.dht.table.get(a.node_id.int) is None
+    other = Identity.from_seed(bytes([9]) * 32).public_key
+    b.receive_datagram(proof[:2] + other + proof[34:], a.endpoint, w.now)
+    b.receive_datagram(proof[:34] + bytes(16), a.endpoint, w.now)
+    assert b.dht.table.get(a.node_id.int) is None and len(b.dht.table) == 0
+    assert b.sessionless.stats["auth_failures"] == 3 and b.sessionless.stats["proofs_received"] == 0
     # From the asker's own address it does.
     b.receive_datagram(proof, a.endpoint, w.now)
     assert b.dht.table.get(a.node_id.int).endpoint == a.endpoint
@@ -149,6 +155,17 @@ def test_the_answerer_learns_the_asker_only_once_it_proved_its_address():
     sent_before = a.sessionless.stats["proofs_sent"]
     w.pump()
     assert a.sessionless.stats["proofs_sent"] == sent_before
+
+
+def test_an_answerer_that_does_not_know_dhtproof_gets_the_proof_as_an_empty_query():
+    a, b, w = _pair()
+    b.sessionless.wanted_flags = sl.FLAG_WANTED  # B answers as nodes before DhtProof (0x34) did
+    a.lookup(b.node_id, w.now)
+    w.pump()
+    assert _events(a, LookupResult)[0].ok
+    kinds = [d[1] for _s, _d, d in w.log]
+    assert kinds[:3] == [0x32, 0x33, 0x32] and 0x34 not in kinds
+    assert b.dht.table.get(a.node_id.int).endpoint == a.endpoint
 
 
 def test_a_query_sealed_with_another_key_or_tampered_with_is_not_answered():

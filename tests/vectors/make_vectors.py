@@ -21,7 +21,7 @@ from weftnet.core.dht.messages import (
     RouteBack, RouteHop, Store, StoreAck, Value,
 )
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord
-from weftnet.core.dht.sessionless import DhtAnswer, DhtQuery
+from weftnet.core.dht.sessionless import DhtAnswer, DhtProof, DhtQuery
 from weftnet.core.vpn.l2network import L2Frame
 from weftnet.core.vpn.netcert import Binding, L2Grant, L2Mode, MacPrefix, NetCert, NetworkDescriptor, RevocationList
 from weftnet.core.node import AppText, SignedText
@@ -145,6 +145,8 @@ MESSAGES = [
     # real ciphertexts are pinned in dhtquery.json.
     DhtQuery(0x01020304, b(32, 0x81), b(16, 0x82), b(36, 0x83), b(16, 0x84), b(16, 0)),
     DhtAnswer(0x01020304, b(12, 0x85), b(40, 0x86)),
+    # Issue 16: the proof of address after a DhtAnswer that says WANTED and PROOF (docs/wire/dht.md).
+    DhtProof(b(32, 0x87), b(16, 0x88)),
 ]
 
 NESTED = {c.__name__: c for c in (L2Mode, L2Grant, Binding, OfferItem, Candidate, RelayRef, LinkInfo)}

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import events as ev
-from weftnet.core.dht.lookup import ANSWERED, Candidate, Lookup
+from weftnet.core.dht.lookup import ANSWERED, CANDIDATE, Candidate, Lookup
 from weftnet.core.histogram import LatencyHistogram
 from weftnet.core.dht.messages import (
     BACK_DELIVERED,
@@ -892,7 +892,7 @@ class Dht:
         return op
 
     def _start_lookup(self, kind: str, target: int, now: float, seed: list[Contact] | None = None,
-                      record: Record | None = None, budget: int = 0) -> _Op:
+                      record: Record | None = None, budget: int = 0, sources: dict | None = None) -> _Op:
         op = self._new_op(kind, now, self.config.lookup_timeout)
         if record is not None:
             op.record, op.key = record, record.key
@@ -902,10 +902,16 @@ class Dht:
                     budget=budget)
         self._latency_knobs(lk)
         op.lookup = lk
-        initial = self.table.closest(target, 1 if budget else cfg.k)
-        if seed:
-            initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
-        lk.seed([c for c in initial if c.node_id.int != self.key])
+        if kind == "fill":
+            # A fill asks only nodes the table does not hold: those the join lookup heard of in
+            # the bucket (``seed``), else the table's nearest, whose answer names some.
+            lk.skip = self.table.by_key
+            initial = list(seed) if seed else self.table.closest(target, 1)
+        else:
+            initial = self.table.closest(target, 1 if budget else cfg.k)
+            if seed:
+                initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
+        lk.seed([c for c in initial if c.node_id.int != self.key], sources)
         self._advance(op, now)
         return op
 
@@ -1026,15 +1032,21 @@ class Dht:
         else:
             self._finish(op, now, ok=True, contacts=lk.closest(), hops=lk.hops(), messages=lk.messages)
             if op.kind == "bootstrap":
-                self._fill_after_join(now)
+                # Contacts the join lookup heard of and never asked (hearsay: asked by the fill,
+                # never put in the table unheard).
+                self._fill_after_join(now, [c for c in lk.order if c.state == CANDIDATE])
 
-    def _fill_after_join(self, now: float) -> None:
+    def _fill_after_join(self, now: float, heard: list[Candidate] | None = None) -> None:
         """Kademlia section 2.3: a new node refreshes every bucket farther than its
         nearest neighbour (``refresh_on_join``), or, cheaper, sends a few requests
-        into each farther bucket that is not full (``join_fill``)."""
+        into each farther bucket that is not full (``join_fill``): at most as many as
+        the bucket has free slots, only to nodes the table does not hold yet (asking a
+        contact it holds adds nothing), starting from those the join lookup heard of
+        in the bucket (``heard``), nearest to the fill's target first."""
         cfg = self.config
         if not cfg.refresh_on_join and not cfg.join_fill:
             return
+        table = self.table.by_key
         for b in list(self.table.buckets):
             if b.covers(self.key) or (not cfg.refresh_on_join and len(b.entries) >= cfg.k):
                 continue
@@ -1043,7 +1055,10 @@ class Dht:
                 b.touched = now
                 self._start_lookup("refresh", target, now)
             else:
-                self._start_lookup("fill", target, now, budget=cfg.join_fill)
+                budget = min(cfg.join_fill, cfg.k - len(b.entries))
+                seed = [c for c in heard or () if b.lo <= c.key <= b.hi and c.key not in table]
+                self._start_lookup("fill", target, now, seed=[c.contact for c in seed], budget=budget,
+                                   sources={c.key: c.source for c in seed if c.source >= 0})
 
     def _complete_get(self, op: _Op, values: list, now: float, hops: int, messages: int) -> None:
         values = list(values)

@@ -104,6 +104,9 @@ class Lookup:
     #: Requests this lookup may send in all (0: no limit). A table fill after the
     #: join needs a few nodes of a bucket to talk to us, not the k closest to a point.
     budget: int = 0
+    #: Contacts (by key) this lookup never asks and does not take as candidates: a table
+    #: fill's are the routing table's own (already first-hand: asking them again adds nothing).
+    skip: dict | None = None
     #: Proximity route selection (see "Choosing by RTT"): the RTT we measured to a
     #: node (by key; None: never measured) and what to assume for one never measured.
     rtt_of: Callable[[int], float | None] | None = None
@@ -129,9 +132,13 @@ class Lookup:
         self.in_flight = [0] * self.disjoint
         self._dirty = False
 
-    def seed(self, contacts: list[Contact]) -> None:
+    def seed(self, contacts: list[Contact], sources: dict[int, int] | None = None) -> None:
+        """Start from ``contacts``; ``sources``: for those only heard of, the key of the node
+        whose answer named each (its hint credit pays for asking them, docs/security.md item 6)."""
         for i, c in enumerate(nearest(contacts, self.target)):
             self._add(c, depth=1, path=i % self.disjoint)
+            if sources is not None and c.key in sources:
+                self.candidates[c.key].source = sources[c.key]
 
     def _add(self, contact: Contact, depth: int, path: int) -> None:
         key = contact.key
@@ -162,9 +169,10 @@ class Lookup:
         known, own, target, order = self.candidates, self.own_key, self.target, self.order
         depth, path = cand.depth + 1, cand.path
         added = False
+        skip = self.skip
         for c in contacts:
             ckey = c.key
-            if ckey in known or ckey == own:
+            if ckey in known or ckey == own or (skip is not None and ckey in skip):
                 continue
             if first_hand is not None:
                 c = first_hand.get(ckey, c)

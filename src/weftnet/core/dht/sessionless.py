@@ -40,7 +40,15 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   then does the answerer offer it to its routing table (bounded, with the
   DHT's per-peer and per-prefix request quotas). An asker whose answer says
   it was not learned, and that the answerer's table has room for it (flag
-  WANTED), sends a proof at once (one datagram, no answer).
+  WANTED), sends a proof at once (one datagram, no answer): a 50-byte
+  DhtProof (0x34: its key and the cookie, in the clear) where the answer
+  also says the answerer takes one (flag PROOF), else an empty DhtQuery. The
+  cookie is bound to the asker's key and source address and reached the
+  asker sealed: whoever sends it back from that address receives there, and
+  an eavesdropper who copies it can only repeat that same claim, from that
+  address, for the cookie's two to four minutes (it cannot seal a query or a
+  STORE with it). Checking one costs a keyed BLAKE2s, as mac1 does; a proof
+  is never answered.
 * **No state per query** on the answerer; per-source limits and the
   under-load cookie round trip are the transport's, as for Inits
   (admission.py). A replay costs the answerer one KDF and one AEAD, and
@@ -89,6 +97,9 @@ __all__ = [
     "FLAG_LEARNED",
     "FLAG_TOO_LARGE",
     "FLAG_WANTED",
+    "FLAG_PROOF",
+    "DhtProof",
+    "PROOF_SIZE",
     "QUERY_OVERHEAD",
     "ANSWER_OVERHEAD",
 ]
@@ -97,6 +108,7 @@ LABEL_QUERY = b"weftnet dht query v1"
 FLAG_LEARNED = 0x01  # the echoed cookie was valid: the answerer offered the asker to its table
 FLAG_TOO_LARGE = 0x02  # the reply did not fit in the query's size: ask over a session
 FLAG_WANTED = 0x04  # not learned, but the answerer's table has room for the asker: a proof would get it in
+FLAG_PROOF = 0x08  # the answerer takes a DhtProof (0x34): the cheap proof (set with WANTED by nodes that know it)
 MAX_SEALED = 1400
 _TAG = 16
 #: version, type, tag, key, nonce, sealed length; plaintext echo and request length; AEAD tag; mac1, mac2.
@@ -154,6 +166,23 @@ class DhtAnswer(Message):
     nonce: bytes
     sealed: bytes
     FIELDS: ClassVar = (("tag", U32), ("nonce", Fixed(12)), ("sealed", Rest(max_len=MAX_SEALED, min_len=_TAG + 17)))
+
+
+@register
+@dataclass(frozen=True)
+class DhtProof(Message):
+    """A proof of address (0x34): the asker's Ed25519 key and the cookie the answerer sealed to it
+    in a DhtAnswer, sent back from the address it asked from; never answered (docs/wire/dht.md)."""
+
+    TYPE: ClassVar = 0x34
+    asker: bytes
+    cookie: bytes
+    FIELDS: ClassVar = (("asker", Fixed(32)), ("cookie", Fixed(16)))
+
+
+#: version, type, asker key, cookie.
+PROOF_SIZE = 2 + 32 + 16
+_PROOF_HEAD = bytes((VERSION, DhtProof.TYPE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +363,9 @@ class Sessionless:
         #: ``forwards()``: whether this node passes Forwards on for others (a relay, a transit; None: no).
         #: Then it keeps the contacts whose address an exchange here proved (:meth:`proven_contact`).
         self.forwards = None
+        #: What an answer says to an asker our table has room for: send a proof, and (FLAG_PROOF) a
+        #: DhtProof will do (nodes before 0x34 said WANTED alone, and got an empty DhtQuery).
+        self.wanted_flags = FLAG_WANTED | FLAG_PROOF
         self._proven: dict[int, Contact] = {}  # node ID -> contact, oldest written first, at most ``cache``
         #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
         #: it (a double), or the ss alone for a peer that gave us no cookie; one bytes object per peer (one
@@ -352,7 +384,8 @@ class Sessionless:
         self.stats: dict[str, int] = Counters((
             "queries_sent", "answers_received", "proofs_sent", "queries_answered", "queries_dropped",
             "answers_truncated", "too_large", "askers_learned", "auth_failures", "malformed", "unknown_tag",
-            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer"))
+            "cookies_received", "fallbacks", "too_large_fallbacks", "stores_sent", "stores_unproven", "sessions_lost_by_peer",
+            "proofs_received"))
 
     # -- keys ---------------------------------------------------------------------
     def _static_dh(self, peer_public: bytes, keep: bool = True) -> bytes:
@@ -523,8 +556,11 @@ class Sessionless:
     # -- receiving ----------------------------------------------------------------
     def on_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         try:
-            if data[1] == DhtQuery.TYPE:
+            kind = data[1]
+            if kind == DhtQuery.TYPE:
                 self._on_query(data, addr, now)
+            elif kind == DhtProof.TYPE:
+                self._on_proof(data, addr, now)
             else:
                 self._on_answer(data, addr, now)
         except DecodeError:
@@ -563,14 +599,9 @@ class Sessionless:
         if not cached:
             self._keep(asker, ss)
         self._rotate(now)
-        proven = echo != _ZERO16 and (hmac.compare_digest(echo, self._cookie(self._secret, asker, addr))
-                                      or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
-        if proven and self.transport.lost_by_peer(node_id, addr, now):
-            self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
+        proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now)
         if proven:
-            self._prove(contact)
-            if self.dht.learn(contact, now):
-                self.stats["askers_learned"] += 1
+            self._proven_asker(contact, node_id, addr, now)
         if not request:
             return  # a proof: never answered
         req = wire.decode(request)
@@ -600,12 +631,44 @@ class Sessionless:
         if proven:
             flags |= FLAG_LEARNED
         elif self.dht.table.has_room(contact, contact.node_id.int):
-            flags |= FLAG_WANTED
+            flags |= self.wanted_flags
         answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags,
                              self._cookie(self._secret, asker, addr), raw_reply)
         assert len(answer) <= len(data)  # never more back than came in (fit_reply)
         self.stats["queries_answered"] += 1
         self.transport.send_clear(answer, addr)
+
+    def _valid_cookie(self, cookie: bytes, asker: bytes, addr: Addr, now: float) -> bool:
+        """``cookie`` is the one we gave ``asker`` at ``addr`` (this secret or the previous one)."""
+        self._rotate(now)
+        return (hmac.compare_digest(cookie, self._cookie(self._secret, asker, addr))
+                or hmac.compare_digest(cookie, self._cookie(self._previous, asker, addr)))
+
+    def _proven_asker(self, contact: Contact, node_id, addr: Addr, now: float) -> None:
+        """``contact`` echoed a valid cookie from ``addr``: it receives there. Offer it to the table
+        (within the DHT's per-peer and per-prefix quotas)."""
+        if self.transport.lost_by_peer(node_id, addr, now):
+            self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
+        self._prove(contact)
+        if self.dht.learn(contact, now):
+            self.stats["askers_learned"] += 1
+
+    def _on_proof(self, data: bytes, addr: Addr, now: float) -> None:
+        """A DhtProof: the asker's key and the cookie we sealed to it, from the address we gave it
+        for. Checked with one keyed BLAKE2s (two across a secret rotation), never answered."""
+        if len(data) != PROOF_SIZE:
+            self.stats["malformed"] += 1
+            return
+        asker, cookie = data[2:34], data[34:]
+        if asker == self.public_key or not self._valid_cookie(cookie, asker, addr, now):
+            self.stats["auth_failures"] += 1
+            return
+        self.stats["proofs_received"] += 1
+        node_id = node_id_for(asker)
+        known = self.dht.table.get(node_id.int)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(
+            known.public_key if known is not None else asker, addr)
+        self._proven_asker(contact, node_id, addr, now)
 
     def _on_answer(self, data: bytes, addr: Addr, now: float) -> None:
         if len(data) < 18 + _TAG + 17:
@@ -637,7 +700,10 @@ class Sessionless:
             # handshake's confirmation made it before; only where its table has room for us (a full
             # bucket far from us would only put us among its replacements).
             self.stats["proofs_sent"] += 1
-            self._send_query(p.contact, None, b"", 0, now)
+            if flags & FLAG_PROOF:
+                self.transport.send_clear(_PROOF_HEAD + self.public_key + cookie, p.contact.endpoint)
+            else:  # an answerer that does not know DhtProof: the proof is an empty query
+                self._send_query(p.contact, None, b"", 0, now)
         # The answer proves its sender holds the answerer's key and received our nonce at the
         # endpoint we asked: verified there; from elsewhere (a NAT rebinding): answered, not learned.
         verified = addr == p.contact.endpoint

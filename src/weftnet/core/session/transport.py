@@ -107,6 +107,7 @@ _T_INIT, _T_RESP, _T_COOKIE, _T_DATA, _T_HELLO, _T_HELLO_REPLY, _T_FRAGMENT = 1,
 _PING, _PONG, _FORWARD = 0x10, 0x11, 0x12
 _T_REACH_TEST = 0x0C
 _T_QUERY, _T_ANSWER = 0x32, 0x33  # sessionless DHT queries (core/dht/sessionless.py)
+_T_PROOF = 0x34  # ... and their proofs of address
 #: A Forward header: version, type, hop count, trail count, then 32 bytes a node (hops + trail).
 _FWD_BASE = 4
 #: What a Forward adds to an end-to-end datagram per session layer it crosses: data header, tag, header.
@@ -437,7 +438,7 @@ class SecureTransport:
         self.relay = None
         #: In-the-clear reach messages (ReachTest) go to ``on_clear(data, addr, now)``.
         self.on_clear = None
-        #: Sessionless DHT queries and answers (0x32, 0x33) go to ``on_query(data, addr, now)``, and a
+        #: Sessionless DHT queries, answers and proofs (0x32-0x34) go to ``on_query(data, addr, now)``, and a
         #: CookieReply for no handshake of ours to ``on_query_cookie(msg, now) -> bool`` (core/dht/sessionless.py).
         self.on_query = None
         self.on_query_cookie = None
@@ -1063,7 +1064,8 @@ class SecureTransport:
                 self._on_hello_reply(data, addr, now)
             elif kind == _T_REACH_TEST and self.on_clear is not None and is_udp(addr):
                 self.on_clear(data, addr, now)
-            elif (kind == _T_QUERY or kind == _T_ANSWER) and self.on_query is not None and is_udp(addr):
+            elif (kind == _T_QUERY or kind == _T_ANSWER or kind == _T_PROOF) and self.on_query is not None \
+                    and is_udp(addr):
                 self.on_query(data, addr, now)
             else:
                 self.stats["malformed_dropped"] += 1
