@@ -475,11 +475,25 @@ class NodeCore:
         self.internal_errors = 0
 
     # -- engines built on first use (see __init__) ------------------------------------
+    def _new_engine(self, name: str) -> Any:
+        """A new engine ``name`` (vpn, overlay, lan, l3vpn, pmtu), as the node builds it on first use
+        (the vpn property then sets its hooks) and as ``status()`` reads one never built."""
+        if name == "vpn":
+            return VpnPlane(self.transport, self.dht, self._vpn_event)
+        if name == "overlay":
+            return OverlayPlane(self.identity, self.transport, self.dht, self.tun_out, self.started)
+        if name == "lan":
+            return LanDiscovery(self.identity, self.started)
+        if name == "l3vpn":
+            return L3vpnPlane(self._send_to_node, self.tun_out)
+        mtu = self.config.transport.max_datagram
+        return PathMtu(mtu, max(self.config.pmtu_ceiling, mtu))
+
     @property
     def vpn(self) -> VpnPlane:
         v = self._vpn
         if v is None:
-            v = self._vpn = VpnPlane(self.transport, self.dht, self._vpn_event)
+            v = self._vpn = self._new_engine("vpn")
             v.tun_out = self.tun_out
             v.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
         return v
@@ -488,29 +502,28 @@ class NodeCore:
     def overlay(self) -> OverlayPlane:
         o = self._overlay
         if o is None:
-            o = self._overlay = OverlayPlane(self.identity, self.transport, self.dht, self.tun_out, self.started)
+            o = self._overlay = self._new_engine("overlay")
         return o
 
     @property
     def lan(self) -> LanDiscovery:
         d = self._lan
         if d is None:
-            d = self._lan = LanDiscovery(self.identity, self.started)
+            d = self._lan = self._new_engine("lan")
         return d
 
     @property
     def l3vpn(self) -> L3vpnPlane:
         p = self._l3vpn
         if p is None:
-            p = self._l3vpn = L3vpnPlane(self._send_to_node, self.tun_out)
+            p = self._l3vpn = self._new_engine("l3vpn")
         return p
 
     @property
     def pmtu(self) -> PathMtu:
         p = self._pmtu
         if p is None:
-            p = self._pmtu = PathMtu(self.config.transport.max_datagram,
-                                     max(self.config.pmtu_ceiling, self.config.transport.max_datagram))
+            p = self._pmtu = self._new_engine("pmtu")
         return p
 
     @property
@@ -866,15 +879,7 @@ class NodeCore:
         """The engine ``name`` if built, else a new one that is not kept (for reading its status):
         building one has no effect on anything else (the vpn property's hooks are not set here)."""
         engine = getattr(self, "_" + name)
-        if engine is not None:
-            return engine
-        if name == "vpn":
-            return VpnPlane(self.transport, self.dht, self._vpn_event)
-        if name == "overlay":
-            return OverlayPlane(self.identity, self.transport, self.dht, self.tun_out, self.started)
-        if name == "lan":
-            return LanDiscovery(self.identity, self.started)
-        return L3vpnPlane(self._send_to_node, self.tun_out)
+        return engine if engine is not None else self._new_engine(name)
 
     def _new_op(self, kind: str, now: float, target: Any) -> _Op:
         op = _Op(self._next_op, kind, now + self.config.request_timeout, now, target)
