@@ -616,7 +616,7 @@ class _WorkerLoop:
         crypto = self.crypto
         out: list[tuple[bytes, tuple]] = []
         for pkt in packets:
-            r = net.outbound_vnet(pkt[:VNET_HDR_LEN], pkt[VNET_HDR_LEN:], now)
+            r = net.outbound_read(pkt, now)
             if type(r) is Send:
                 node = r.node_id.raw
                 ep = self.endpoints.get(node)

@@ -606,20 +606,7 @@ class VpnNetwork:
             return self.outbound(packet, now)
         if len(vnet) != VNET_HDR_LEN:
             return self._drop("malformed:vnet-header")
-        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
-        if gso_type & ~GSO_ECN not in GSO_KINDS:
-            return self._drop("unsupported-offload")
-        r = self._route_out(packet, now)
-        if type(r) is Drop:
-            return r
-        info, node, member = r
-        payloads = self._chunks(vnet + packet)
-        if payloads is None:
-            return self._drop("too-big", node)
-        c = self.peers[node]
-        c.packets_out += 1
-        c.bytes_out += len(packet)
-        return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
+        return self.outbound_read(vnet + packet, now)
 
     def outbound_read(self, buf: bytes, now: float) -> Send | Deliver | Drop:
         """:meth:`outbound_vnet` for a packet as a TUN read returns it (``virtio_net_hdr | packet``
