@@ -112,11 +112,9 @@ def _tables(drivers, nodes: int) -> None:
         n = sum(len(t) for t in tabs) / nodes
         size = sum(sys.getsizeof(t) for t in tabs) / nodes
         print(f"{name:22s} {n:7.1f} entries {size:8.0f} B of table per node")
-    lens: dict[int, int] = {}
-    for d in drivers:
-        for v in d.core.sessionless._keys.values():
-            lens[len(v)] = lens.get(len(v), 0) + 1
-    print("sessionless key entries by length:", dict(sorted(lens.items())))
+    slots = [d.core.sessionless._slots for d in drivers]
+    print(f"sessionless key slots: {sum(len(s) for s in slots) / nodes:.0f} B used, "
+          f"{sum(sys.getsizeof(s) for s in slots) / nodes:.0f} B allocated per node")
 
 
 if __name__ == "__main__":
