@@ -109,3 +109,19 @@ def test_shared_contact_is_the_decoded_contact_and_equal_to_a_new_one():
     assert shared_contact(ident.public_key, ("198.51.100.9", 4502)).endpoint == ("198.51.100.9", 4502)
     assert shared_contact(ident.public_key, ("node-7", 1)) == Contact(ident.public_key, ("node-7", 1))
     assert len(contact_mod._CACHE) <= 65536
+
+
+def test_tables_of_requests_and_operations_give_their_room_back_once_empty():
+    """A put asks many nodes at once; once every request and operation has ended, the node's tables of
+    them are as small as a new node's (a dict keeps the table it grew to until it is cleared)."""
+    import sys
+
+    net, _rng, nodes = build(seed=25, n=8)
+    for i, node in enumerate(nodes[1:4]):
+        put = _settle(net, node, node.put(b"record %d" % i, net.now))
+        assert put.ok
+    net.run_for(30.0)
+    empty = sys.getsizeof({})
+    for core in nodes:
+        for table in (core.dht._requests, core.dht._ops, core._ops, core._dht_ops):
+            assert not table and sys.getsizeof(table) == empty, core.node_id.short()

@@ -981,6 +981,10 @@ class NodeCore:
             for dht_op, node_op in list(self._dht_ops.items()):
                 if node_op == op.op_id:
                     del self._dht_ops[dht_op]
+            if not self._ops:  # a dict keeps the table it grew to until cleared
+                self._ops.clear()
+            if not self._dht_ops:
+                self._dht_ops.clear()
             self._events.append(event)
 
     def _fail(self, op: _Op, error: str) -> None:

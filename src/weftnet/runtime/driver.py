@@ -417,6 +417,8 @@ class UdpDriver:
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
+            if fut is not None and not self._waiters:
+                self._waiters.clear()  # a dict keeps the table it grew to until cleared
             if fut is not None and not fut.done():
                 fut.set_result(ev)
             for listener in self.listeners:

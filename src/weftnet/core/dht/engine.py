@@ -767,7 +767,10 @@ class Dht:
 
     def _drop_request(self, rid: int) -> _Request | None:
         """Forget a request; a hinted one gives back its slot at the target address."""
-        req = self._requests.pop(rid, None)
+        requests = self._requests
+        req = requests.pop(rid, None)
+        if not requests:
+            requests.clear()  # a dict keeps the table it grew to until cleared (a join's ~40 requests: 2 KB)
         if req is not None and req.hint is not None:
             self._release_hint(req)
         return req
@@ -789,6 +792,8 @@ class Dht:
             self.stats["unsolicited"] += 1
             return
         del self._requests[msg.rid]
+        if not self._requests:
+            self._requests.clear()  # (as in _drop_request)
         if req.hint is not None:
             # The hinted contact answered: it is a willing node, not a victim. Its
             # source, and its address, get back what asking it cost.
@@ -1086,6 +1091,8 @@ class Dht:
                 error: str | None = None) -> None:
         if self._ops.pop(op.op_id, None) is None:
             return
+        if not self._ops:
+            self._ops.clear()  # (as in _drop_request)
         if self.latency is not None:
             self.latency.observe(op.kind, "ok" if ok else ("timeout" if error == "timed out" else "failed"),
                                  now - op.started)
