@@ -99,8 +99,8 @@ def _tables(drivers, nodes: int) -> None:
     rows = {
         "sessionless keys": lambda c: c.sessionless._keys,
         "routing index": lambda c: c.dht.table._index,
-        "rtt estimates": lambda c: c.dht._rtt,
-        "hint credit": lambda c: c.dht._hint_credit._b,
+        "rtt + hint credit": lambda c: c.dht._rtt._slot,
+        "  (3 doubles a peer)": lambda c: c.dht._rtt._v,
         "peer limit (gcra)": lambda c: c.dht._peer_limit._t,
         "prefix limit (gcra)": lambda c: c.dht._prefix_limit._t,
         "transport peers": lambda c: c.transport._peers,
