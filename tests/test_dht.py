@@ -544,3 +544,24 @@ def test_the_table_finds_every_contact_it_holds_by_id_and_no_other(ops):
         found = t.get(key)
         assert (key in t) == (key in t.by_key) == (found is not None) == (key in keys)
         assert found is None or found is held[keys.index(key)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 50), st.booleans()), max_size=40),
+       st.integers(0, 60), st.booleans())
+def test_expired_records_are_found_with_or_without_the_expiry_heap(adds, now, evicted_first):
+    """The index builds its expiry heap only when a full store first evicts; the maintenance pass
+    before that reads each record's expiry. Both find the same expired records, earliest first."""
+    from weftnet.core.dht.quota import StoreIndex
+
+    lazy, eager = StoreIndex(0), StoreIndex(0)
+    eager.next_expiry()  # builds the heap at once
+    for k, expires, own in adds:
+        key = bytes([k]) * 32
+        for ix in (lazy, eager):
+            ix.add(key, float(expires), own, 10)
+    if evicted_first:  # an eviction asked for one: from then on the lazy index keeps the heap too
+        assert lazy.pop_expired(float(now), limit=1) == eager.pop_expired(float(now), limit=1)
+    got = lazy.pop_expired(float(now))
+    assert got == eager.pop_expired(float(now))
+    assert len(lazy) == len(eager) and all(lazy.get(k).expires > now for k in list(lazy._meta))
