@@ -169,7 +169,7 @@ class Reach:
     # stays for attributes added later and for tests that replace a method on one instance.
     __slots__ = ("identity", "node_id", "transport", "dht", "config", "_rng", "_emit", "nat", "relay", "_peers",
                  "_probes", "_leases", "_asked", "_not_relay", "_cache", "_resolving", "_resolve_due",
-                 "_resolved_at", "_reread", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
+                 "_resolved_at", "_reread", "_settling", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
                  "_published", "_published_at", "_publish_due", "_seq", "_dialback", "_no_dialback",
                  "_dialback_next", "_dialback_by", "_dialback_times", "_first_session", "_refresh_at",
                  "_last_class", "_wake", "_own_at", "alt_port", "urgent", "stats", "__dict__")
@@ -182,6 +182,10 @@ class Reach:
     MAX_CACHE = 4096
     #: How long a record that names no way in (no relay, not reachable unsolicited) is reused.
     STALE_CACHE = 5.0
+    #: A provisional record (its node had not yet learnt its NAT class, reachability or relays)
+    #: of a peer we have a session with is read again this many times, STALE_CACHE, then twice,
+    #: four and eight times that after each read: nothing else reads it while the session lasts.
+    SETTLE_READS = 4
     #: Dial-back tests run for others: at most this many per second in all.
     DIALBACK_PER_SECOND = 10
 
@@ -212,6 +216,7 @@ class Reach:
         self._resolve_due: dict[NodeId, tuple[float, bytes, bool]] = {}
         self._resolved_at: dict[NodeId, float] = {}
         self._reread: dict[NodeId, float] = {}  # node -> its record's last early re-read (one per 10 s)
+        self._settling: dict[NodeId, int] | None = None  # node -> re-reads of its provisional record so far
         self._wanted: dict[NodeId, float] = {}
         self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
         self._locating: dict[int, NodeId] = {}  # dht op -> node whose ID record is read (locate)
@@ -408,6 +413,7 @@ class Reach:
             self._cache[node_id] = (value, now)
             self._apply(node_id, value, now)
         self.transport.await_record(node_id, False)  # read: a handshake still out of Inits ends as it would have
+        self._settle_read(node_id, public_key, value, now)
         self._plan(now, node_id, partial=True)
         return True
 
@@ -1000,16 +1006,46 @@ class Reach:
         self._locating[self.dht.get(node_id.raw, now)] = node_id
         return True
 
+    @staticmethod
+    def _provisional(rec: EndpointRecord | None) -> bool:
+        """A record published before its node knew itself: its NAT class or whether it is reachable
+        unsolicited not learnt yet, or no relay named by a node not reachable unsolicited (it had not
+        registered yet). A node publishes its first record at its first session, and the next one
+        ``publish_min_interval`` later at the soonest: a peer that met it in between reads the first."""
+        return rec is None or rec.nat == NAT_UNKNOWN or rec.reachable == 0 or (not rec.relays and rec.reachable != 1)
+
     def _fresh(self, cached, now: float) -> bool:
-        """A cached record still good to use instead of a read (``resolve_cache``). One that names no
-        relay of a node not reachable unsolicited was most likely read before the node had registered
-        with its relays (it had just joined): it is good for ``STALE_CACHE`` seconds only, or every
-        handshake to that node in the next minute starts on its paths alone, none of which works."""
+        """A cached record still good to use instead of a read (``resolve_cache``). A provisional one
+        (most likely read just after its node joined) is good for ``STALE_CACHE`` seconds only, or every
+        handshake to that node in the next minute starts on its paths alone, none of which works, and
+        its NAT class reads "unknown" (``weft peers``, /metrics) for a node that knows it."""
         if cached is None:
             return False
         rec, at = cached
-        ttl = self.config.resolve_cache if rec.relays or rec.reachable == 1 else self.STALE_CACHE
+        ttl = self.STALE_CACHE if self._provisional(rec) else self.config.resolve_cache
         return now - at < ttl
+
+    def _settle_read(self, node_id: NodeId, public_key: bytes, rec: EndpointRecord | None, now: float) -> None:
+        """After a read: if it found a provisional record (or none) of a peer we have a session with,
+        read it again a little later (``SETTLE_READS`` times at most, backing off). With the session up
+        nothing else would: its punch is tried again only after ``repunch`` (30 s), and a punch between
+        two endpoint-dependent NATs is never tried again once both records say so."""
+        settling = self._settling
+        if not self._provisional(rec):
+            if settling is not None:
+                settling.pop(node_id, None)
+            return
+        if not self.config.enabled or not self.transport.has_session(node_id):
+            return
+        if settling is None:
+            settling = self._settling = {}
+        n = settling.get(node_id, 0)
+        if n >= self.SETTLE_READS or node_id in self._resolve_due or len(self._resolve_due) >= self.MAX_PEERS:
+            return
+        if node_id not in settling and len(settling) >= self.MAX_CACHE:
+            settling.pop(next(iter(settling)))
+        settling[node_id] = n + 1
+        self._resolve_due[node_id] = (now + self.STALE_CACHE * 2 ** n, public_key, True)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:
