@@ -45,6 +45,29 @@ def test_a_peer_met_as_it_joined_has_its_nat_class_read_once_it_published_it():
         assert label(b.node_id) == ("relay", "endpoint-dependent"), (seed, lab.net.now - t0)
 
 
+def test_a_provisional_copy_read_before_the_session_is_read_again_once_stale():
+    """The NAT lab's order (traced in the daemons' logs): C's handshake to D, a DHT contact, read
+    D's first record (no session yet); D's session came up 3 s later, the copy still young enough
+    to reuse, and C kept it until its next punch, 33 s on."""
+    for seed in (1, 2, 3):
+        lab = _lab(seed)
+        a, b = lab.cores["A"], lab.cores["B"]
+        label = peer_reach_reader(a)
+        t0 = lab.net.now
+        lab.join("B", "P")
+        lab.run(0.5)
+        a.reach.on_paths_wanted(b.node_id, b.identity.public_key, 0, lab.net.now)  # a DHT contact's handshake
+        a._pump(lab.net.now)
+        lab.net.flush(lab.addrs["A"])
+        lab.run(2)
+        copy = a.reach._cache.get(b.node_id)
+        assert copy is not None and copy[0].nat == 0  # B's first record, read by A
+        assert lab.ping("B", "A").ok
+        assert a.transport.has_session(b.node_id)
+        lab.run(7)
+        assert label(b.node_id) == ("relay", "endpoint-dependent"), (seed, lab.net.now - t0)
+
+
 def test_a_record_that_stays_provisional_is_read_again_a_bounded_number_of_times():
     lab = _lab(4, publics="P")  # one public node: one outside report each, NAT class never learnt
     a, b = lab.cores["A"], lab.cores["B"]

@@ -282,6 +282,13 @@ class Reach:
                 self._peer(node_id).kept_until = now + self.config.keep_punched
             if is_udp(endpoint) and self._want_report(endpoint[0], now):
                 self._probe(node_id, endpoint, "reflexive", now)
+        cached = self._cache.get(node_id)
+        if cached is not None and node_id not in self._resolve_due:
+            # A copy read before this session (a DHT contact's handshake read it), too young to be
+            # read again yet: if it is provisional, read it again once it is stale.
+            pk = self.transport.public_key_of(node_id)
+            if pk is not None:
+                self._settle_read(node_id, pk, cached[0], now, read_at=cached[1])
         self._plan(now, node_id, partial=True)
 
     def on_session_down(self, node_id: NodeId, now: float) -> None:
@@ -943,8 +950,10 @@ class Reach:
             return
         due = self._resolve_due.get(node_id)
         if due is not None:
-            if now + delay < due[0]:  # asked for sooner (a user's request): bring the read forward
-                self._resolve_due[node_id] = (now + delay, due[1], due[2] or force)
+            # Asked for sooner (a user's request): bring the read forward. Forced (the session is up,
+            # or the copy failed): a queued read must not be dropped because the session came up.
+            if now + delay < due[0] or (force and not due[2]):
+                self._resolve_due[node_id] = (min(due[0], now + delay), due[1], due[2] or force)
             self.transport.await_record(node_id, True)
             return
         if any(n == node_id for n, _ in self._resolving.values()):
@@ -1025,11 +1034,13 @@ class Reach:
         ttl = self.STALE_CACHE if self._provisional(rec) else self.config.resolve_cache
         return now - at < ttl
 
-    def _settle_read(self, node_id: NodeId, public_key: bytes, rec: EndpointRecord | None, now: float) -> None:
-        """After a read: if it found a provisional record (or none) of a peer we have a session with,
-        read it again a little later (``SETTLE_READS`` times at most, backing off). With the session up
-        nothing else would: its punch is tried again only after ``repunch`` (30 s), and a punch between
-        two endpoint-dependent NATs is never tried again once both records say so."""
+    def _settle_read(self, node_id: NodeId, public_key: bytes, rec: EndpointRecord | None, now: float,
+                     read_at: float | None = None) -> None:
+        """After a read (at ``read_at``, now if None), or when a session comes up: if the copy is
+        provisional (or there is none) and we have a session with its node, read it again a little
+        later (``SETTLE_READS`` times at most, backing off). With the session up nothing else would:
+        its punch is tried again only after ``repunch`` (30 s), and a punch between two
+        endpoint-dependent NATs is never tried again once both records say so."""
         settling = self._settling
         if not self._provisional(rec):
             if settling is not None:
@@ -1045,7 +1056,8 @@ class Reach:
         if node_id not in settling and len(settling) >= self.MAX_CACHE:
             settling.pop(next(iter(settling)))
         settling[node_id] = n + 1
-        self._resolve_due[node_id] = (now + self.STALE_CACHE * 2 ** n, public_key, True)
+        due = (now if read_at is None else read_at) + self.STALE_CACHE * 2 ** n
+        self._resolve_due[node_id] = (max(now, due), public_key, True)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:
