@@ -123,14 +123,20 @@ def test_put_survives_a_stall_of_the_process_right_after_its_stores_went_out():
         putter.transmit = transmit
         try:
             ev = await putter.request(lambda c, t: c.put(b"stalled but stored", t))
-            await asyncio.sleep(0.2)
-            held = sum(1 for d in drivers if d is not putter and d.core.dht.store.get(ev.key) is not None)
+            held = 0
+            for _ in range(100):  # every STORE was sent before the stall: wait until all have landed
+                held = sum(1 for d in drivers if d is not putter and d.core.dht.store.get(ev.key) is not None)
+                if held == 20:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             for d in drivers:
                 d.close()
         assert stalled
         assert held == 20
-        assert ev.ok and ev.stored_at == 20, ev
+        # It said "no node accepted the record", stored_at 0. (All 20 acks are usually counted; on a
+        # loaded machine the last ones may come later than min_rto after the first.)
+        assert ev.ok and 1 <= ev.stored_at <= 20, ev
 
     asyncio.run(scenario())
 
