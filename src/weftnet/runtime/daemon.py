@@ -39,6 +39,7 @@ from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.puzzle import meets_puzzle, puzzle_bits
 from weftnet.core.session.transport import TransportConfig
+from weftnet.runtime.underlay import transport_ciphers
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime import evloop, pathsctl
@@ -84,7 +85,8 @@ def quiet_collector() -> None:
 def node_config(cfg: Config) -> NodeConfig:
     exempt = tuple(cfg.exempt_prefixes)
     return NodeConfig(
-        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt),
+        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt,
+                                  ciphers=transport_ciphers(cfg.ciphers)),
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,

@@ -450,7 +450,9 @@ class WorkerPool:
                 sent = True
             elif kind == "rekey":  # a worker's session is old: our send on it starts the rekey
                 nid = NodeId(msg[1])
-                if core.transport.has_session(nid):
+                if len(msg) > 2 and msg[2] is not None:  # it sealed half of AES-GCM's limit: rekey now
+                    sent = core.transport.rekey(nid, now, msg[2]) or sent
+                elif core.transport.has_session(nid):
                     core.transport.send_to(nid, b"", now)  # a keepalive
                     sent = True
             elif kind == "stats":
@@ -633,7 +635,7 @@ class _WorkerLoop:
                     out.extend((d, ep) for d in sealed)
                     if crypto.wants_rekey(node, now) and now - self._nudged.get(node, 0.0) >= 1.0:
                         self._nudged[node] = now  # the main process's send on the session starts the rekey
-                        self._upcall(("rekey", node))
+                        self._upcall(("rekey", node, crypto.worn(node)))
                     self.stats["packets_out"] += 1
                     self.stats["bytes_out"] += len(pkt) - VNET_HDR_LEN
                 else:

@@ -25,6 +25,7 @@ from typing import Any
 
 from weftnet.core.paths.config import LinkSpec
 from weftnet.core.reach.paths import LinkAddr
+from weftnet.core.session import ciphers
 from weftnet.errors import ConfigError
 
 __all__ = ["UnderlayLinks", "interface_address"]
@@ -308,3 +309,18 @@ def _concrete(ep: tuple) -> tuple | None:
 
 def _text(ep) -> str:
     return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+def transport_ciphers(names: list | None, cpuinfo: str = "/proc/cpuinfo") -> tuple[int, ...]:
+    """The transport ciphers this node accepts, preferred first (core/session/ciphers.py):
+    ``[dataplane] ciphers`` if set, else by the CPU's flags — AES-256-GCM first where it has AES
+    instructions, ChaCha20-Poly1305 alone where it has not (or the flags cannot be read)."""
+    if names is not None:
+        return ciphers.parse_names(names)
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1] for line in f
+                          if line.startswith(("flags", "Features")) and ":" in line), "")
+    except OSError:
+        flags = ""
+    return ciphers.cpu_prefers(flags)

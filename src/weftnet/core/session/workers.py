@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
+from weftnet.core.session.ciphers import AEADS, BLOCK_LIMIT, CHACHA20_POLY1305
 from weftnet.core.session.packets import MAX_FRAGMENTS
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import PARTITION_SHIFT, ReplayWindow
@@ -84,16 +83,20 @@ class SessionKeys:
     created: float
     endpoint: tuple  # the peer's UDP endpoint (host, port)
     max_datagram: int
+    cipher: int = CHACHA20_POLY1305  # the transport cipher its handshake agreed on (ciphers.py)
 
 
 class _Keys:
-    __slots__ = ("k", "send", "recv", "window")
+    __slots__ = ("k", "send", "recv", "window", "blocks", "block_limit")
 
     def __init__(self, k: SessionKeys):
         self.k = k
-        self.send = ChaCha20Poly1305(k.send_key)
-        self.recv = ChaCha20Poly1305(k.recv_key)
+        aead = AEADS[k.cipher]
+        self.send = aead(k.send_key)
+        self.recv = aead(k.recv_key)
         self.window = ReplayWindow()
+        self.blocks = 0  # sealed here under this key (AES-GCM's usage limit, ciphers.BLOCK_LIMIT)
+        self.block_limit = BLOCK_LIMIT[k.cipher]
 
 
 class WorkerCrypto:
@@ -144,14 +147,20 @@ class WorkerCrypto:
     def wants_rekey(self, node: bytes, now: float) -> bool:
         """Whether the session we seal with towards ``node`` is old enough to be replaced."""
         e = self._send.get(node)
-        return e is not None and now - e.k.created >= self.rekey_after
+        return e is not None and (now - e.k.created >= self.rekey_after or e.blocks >= e.block_limit / 2)
+
+    def worn(self, node: bytes) -> int | None:
+        """The local index of the session we seal with towards ``node`` if it carried half of its
+        cipher's usage limit here (AES-GCM, ciphers.BLOCK_LIMIT): the main process rekeys it."""
+        e = self._send.get(node)
+        return e.k.local_index if e is not None and e.blocks >= e.block_limit / 2 else None
 
     def seal(self, node: bytes, payload: bytes, now: float) -> list[bytes] | None:
         """The datagrams carrying ``payload`` to ``node`` — one TransportData, or the
         TransportFragment pieces of a payload sealed once as SecureTransport cuts it — or None
         (no session young enough, or too large: the main process sends those)."""
         e = self._send.get(node)
-        if e is None or now - e.k.created >= self.reject_after - SEND_MARGIN:
+        if e is None or now - e.k.created >= self.reject_after - SEND_MARGIN or e.blocks >= e.block_limit:
             return None
         limit = e.k.max_datagram
         step = limit - _FRAG_HEADER
@@ -160,6 +169,7 @@ class WorkerCrypto:
             return None
         c = self.partition | self.counter
         self.counter += 1
+        e.blocks += (len(payload) >> 4) + 2
         ct = e.send.encrypt(b"\x00\x00\x00\x00" + c.to_bytes(8, "little"), payload, None)
         self.stats["sealed"] += 1
         head = e.k.remote_index.to_bytes(4, "big") + c.to_bytes(8, "big")
