@@ -497,10 +497,12 @@ class WeftnetOverlay(Weftnet):
                         "firewall": "default-deny inbound, weft allow tcp 5201 and udp 5201 on B"})
 
 
-def baseline(weft: Path) -> Weftnet:
-    """weftnet from another build (``--baseline``: e.g. the code before a change, in the same run)."""
-    s = Weftnet(weft)
-    s.name, s.title = "weftnet-baseline", f"weftnet, baseline build ({weft})"
+def baseline(weft: Path, workers: int = 1) -> Weftnet:
+    """weftnet from another build (``--baseline``: e.g. the code before a change, in the same run),
+    with ``workers`` data-plane processes (``weftnet-baseline-workers2`` beside ``weftnet-workers2``)."""
+    s = Weftnet(weft, workers=workers)
+    suffix = f"-workers{workers}" if workers > 1 else ""
+    s.name, s.title = f"weftnet-baseline{suffix}", f"{s.title}, baseline build ({weft})"
     return s
 
 
