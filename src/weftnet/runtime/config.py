@@ -92,6 +92,7 @@ socket = ""         # default: control.sock in the state directory
 # sched_slice_us = 100 # kernel time slice the daemon asks for (100-100000 µs; 0: the kernel's default)
 # ciphers = ["aes-256-gcm", "chacha20-poly1305"]  # transport ciphers accepted, preferred first;
 #                     # default: AES-256-GCM first where the CPU has AES instructions (docs/handshake.md)
+# ack_filter = true   # leave out pure TCP ACKs that a later one read from the TUN with them supersedes
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -326,6 +327,7 @@ class Config:
     event_loop: str = "auto"  # [dataplane]: the daemon's event loop (runtime/evloop.py)
     sched_slice_us: int = 100  # [dataplane]: kernel time slice asked for, µs; 0 = kernel default (runtime/evloop.py)
     ciphers: list | None = None  # [dataplane]: transport ciphers, preferred first; None: by the CPU (ciphers.py)
+    ack_filter: bool = True  # [dataplane]: leave out pure TCP ACKs a later one read with them supersedes
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -381,7 +383,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
     "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
-                  "sched_slice_us": ("sched_slice_us", int), "ciphers": ("ciphers", list)},
+                  "sched_slice_us": ("sched_slice_us", int), "ciphers": ("ciphers", list),
+                  "ack_filter": ("ack_filter", bool)},
 }
 _RANGES = {
     "port": (0, 65535),

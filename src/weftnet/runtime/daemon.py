@@ -29,6 +29,7 @@ from weftnet.core.node import describe_path
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.histogram import LatencyHistogram
+from weftnet.core.vpn.ackfilter import filter_acks
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
@@ -175,6 +176,7 @@ class Daemon:
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
         self.heap_kept = False  # runtime/heap.py, set by a daemon that is the whole process
+        self.acks_filtered = 0  # pure TCP ACKs left out (core/vpn/ackfilter.py)
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
@@ -616,6 +618,10 @@ class Daemon:
         if packets:
             if len(packets) > 1 and network_id in self._coalesce:
                 packets = coalesce_udp(packets)
+                if self.cfg.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
+                    n = len(packets)
+                    packets = filter_acks(packets)
+                    self.acks_filtered += n - len(packets)
             self.core.vpn_outbound(network_id, packets, time.time())
             self.driver.transmit()
 
@@ -764,7 +770,8 @@ class Daemon:
                                "sched_slice_us": evloop.current_slice(),
                                "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
                                "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
-                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept}
+                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept,
+                               "acks_filtered": self.acks_filtered}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)

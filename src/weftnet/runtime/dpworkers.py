@@ -55,6 +55,7 @@ from typing import Any
 from weftnet.core.identity import NodeId
 from weftnet.core.session.train import Train
 from weftnet.core.session.workers import WorkerCrypto, WorkerSlots
+from weftnet.core.vpn.ackfilter import filter_acks
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnPacket
 from weftnet.core.wire import encode
@@ -500,12 +501,17 @@ class WorkerPool:
             pass
         d = self.daemon
         nets = {nid: d.core.vpn.switch.networks[nid] for nid in self.queues}
-        _WorkerLoop(slot, nets, set(d._coalesce), {nid: qs[slot - 1].fileno() for nid, qs in self.queues.items()},
-                    self.socks[slot], ctrl, self.floors, os.getppid(), self.handoff).run()
+        loop = _WorkerLoop(slot, nets, set(d._coalesce), {nid: qs[slot - 1].fileno() for nid, qs in self.queues.items()},
+                           self.socks[slot], ctrl, self.floors, os.getppid(), self.handoff)
+        loop.ack_filter = getattr(d.cfg, "ack_filter", True)
+        loop.run()
 
 
 class _WorkerLoop:
     """One worker's loop: epoll over its TUN queues, its socket and its pipe to the main process."""
+
+    #: ``[dataplane] ack_filter``: leave out pure TCP ACKs a later one in the same read supersedes.
+    ack_filter = True
 
     def __init__(self, slot: int, nets: dict[bytes, Any], coalesce: set[bytes], queues: dict[bytes, int],
                  sock: socket.socket, ctrl: socket.socket, floors: mmap.mmap, parent: int, handoff: Handoff):
@@ -524,7 +530,7 @@ class _WorkerLoop:
         self.crypto.trains = True  # a fragmented payload leaves as one GSO send (_send_all)
         self.endpoints: dict[bytes, tuple] = {}
         self.stats = {"packets_out": 0, "packets_in": 0, "bytes_out": 0, "bytes_in": 0, "upcalls": 0,
-                      "tun_write_errors": 0, "send_errors": 0}
+                      "tun_write_errors": 0, "send_errors": 0, "acks_filtered": 0}
         self.gso = True
         self._written: set[int] = set()
         self._nudged: dict[bytes, float] = {}
@@ -620,6 +626,10 @@ class _WorkerLoop:
             return
         if len(packets) > 1 and nid in self.coalesce:
             packets = coalesce_udp(packets)
+            if self.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
+                n = len(packets)
+                packets = filter_acks(packets)
+                self.stats["acks_filtered"] += n - len(packets)
         net = self.nets[nid]
         now = time.time()
         crypto = self.crypto
