@@ -550,6 +550,7 @@ class Daemon:
         oc = self.cfg.overlay
         if oc.enable:
             self.overlay = OverlayInterface(self.core, self.driver, oc, self.paths.root)
+            self.overlay.ack_filter = self.cfg.ack_filter
             if await self.overlay.start(loop):
                 self.driver.tun_writer = self._write_tun
         if oc.discovery_interfaces:
