@@ -1,5 +1,5 @@
-"""The firewall's one-struct read of the common packet (IPv4, no options, TCP or UDP, not a
-fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
+"""The firewall's one-struct read of the common packet (IPv4 without options or IPv6 without
+extension headers, TCP or UDP, not a fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ REAL = [
     udp("10.1.0.1", "10.1.0.2", 1, 2, offset=8),
     icmp_echo("10.1.0.1", "10.1.0.2", 7),
     tcp("fd00::1", "fd00::2", 40000, 5201, flags=0x10),
+    tcp("fd00::1", "fd00::2", 40000, 5201, flags=0x18, data=bytes(1200)),
+    udp("fd00::1", "fd00::2", 5000, 53, data=b"q" * 30),
+    udp("fd00::1", "fd00::2", 5000, 53, data=b""),
+    tcp("fd00::1", "fd00::2", 1, 2, ext=bytes((6, 0)) + bytes(6)),
 ]
 
 
@@ -47,3 +51,6 @@ def test_the_common_case_takes_the_fast_read():
     assert (info.proto, info.sport, info.dport, info.tcp_flags, info.dont_fragment, info.total_length) == \
         (6, 40000, 5201, 0x18, True, 1440)
     assert info == _parse_walk(REAL[1])
+    info6 = _parse(REAL[8])
+    assert (info6.version, info6.proto, info6.sport, info6.tcp_flags, info6.header_length) == (6, 6, 40000, 0x18, 40)
+    assert info6 == _parse_walk(REAL[8])
