@@ -273,6 +273,10 @@ class PutResult(NodeEvent):
     key: bytes = b""
     stored_at: int = 0
     error: str | None = None
+    #: Why a put failed, counted: STOREs the nodes asked refused, and STOREs never answered
+    #: (each listened to for ``max_rto`` past its timeout). ``error`` says it in words.
+    refused: int = 0
+    unanswered: int = 0
 
 
 @dataclass(frozen=True)
@@ -1377,9 +1381,12 @@ class NodeCore:
             elif op.kind == "put":
                 stored = getattr(ev, "stored", len(ev.contacts))
                 ok = ev.ok and stored > 0
-                self._complete(
-                    op, PutResult(op.op_id, ok, op.target, stored, None if ok else "no node accepted the record")
-                )
+                err = None
+                if not ok:  # the DHT's own words: who refused and why, or who never answered
+                    err = ev.error if ev.error not in (None, "failed") else "no node accepted the record"
+                    if err == "timed out":
+                        err = f"timed out after {self.dht.config.lookup_timeout:g} s with no node holding the record"
+                self._complete(op, PutResult(op.op_id, ok, op.target, stored, err, ev.refused, ev.unanswered))
             elif op.kind == "leave":
                 self._complete(op, LeaveResult(op.op_id, ev.ok, getattr(ev, "stored", 0)))
             elif op.kind == "connect":  # connect(join=True): the join lookup has ended

@@ -271,8 +271,14 @@ class _Op:
     mutable_quorum: int = 1
     local: Record | None = None  # get: our own copy, compared but never counted
     pending_stores: set = field(default_factory=set)
+    #: STOREs past their RTO, still listened to (a late ack counts: a stalled process or a
+    #: slow path is not a refusal) until ``max_rto`` later.
+    late_stores: set = field(default_factory=set)
     stored: int = 0
     store_failed: int = 0
+    unanswered: int = 0
+    late_acks: int = 0
+    refusals: dict = field(default_factory=dict)  # a refusing StoreAck's reason -> count
     # route
     msg_id: int = 0
     trace: bool = False
@@ -445,6 +451,11 @@ class Dht:
                     continue
                 if req.timed_out:
                     self._drop_request(ident)  # the grace period for a late answer is over
+                    if req.kind == "store":
+                        op = self._ops.get(req.op_id)
+                        if op is not None and req.rid in op.late_stores:
+                            op.late_stores.discard(req.rid)
+                            self._stores_settled(op, now)
                     continue
                 # Count the failure and move the lookup on, but keep listening
                 # a while: a late answer is still an answer (a busy peer is not a dead one).
@@ -813,12 +824,18 @@ class Dht:
             return
         if isinstance(msg, StoreAck):
             op.pending_stores.discard(req.rid)
+            if req.timed_out:  # a late ack: its timeout counted it unanswered
+                op.late_stores.discard(req.rid)
+                op.unanswered -= 1
+                op.late_acks += 1
             if msg.ok:
                 op.stored += 1
             else:
                 op.store_failed += 1
-            if not op.pending_stores:
-                self._finish(op, now, ok=op.stored > 0)
+                reasons = op.refusals
+                why = msg.reason[:120] if msg.reason in reasons or len(reasons) < 4 else "other"
+                reasons[why] = reasons.get(why, 0) + 1
+            self._stores_settled(op, now)
             return
         lk = op.lookup
         if lk is None:
@@ -879,12 +896,46 @@ class Dht:
         if req.kind == "store":
             op.pending_stores.discard(req.rid)
             op.store_failed += 1
-            if not op.pending_stores:
-                self._finish(op, now, ok=op.stored > 0)
+            op.unanswered += 1
+            if req.timed_out and req.rid in self._requests:
+                op.late_stores.add(req.rid)  # still listened to until its grace ends
+            self._stores_settled(op, now)
             return
         if op.lookup is not None:
             op.lookup.failed(req.key)
             self._advance(op, now)
+
+    def _stores_settled(self, op: _Op, now: float) -> None:
+        """End a put (or leave) once each STORE is acked, refused or past its grace: ok with one
+        ack or more, the moment there is one and nothing is pending; failed only when none of the
+        nodes asked took the record, saying whether they refused it (and why) or never answered."""
+        if op.pending_stores:
+            return
+        if op.stored > 0:
+            if op.late_stores and op.late_acks:
+                # Acks are coming in late (the process stalled, or the path slowed): the rest of
+                # them are likely right behind. Count those arriving within min_rto (acked:
+                # the op's timer then ends it as a success), so the put reports where it is held.
+                if not op.acked:
+                    op.acked = True
+                    op.deadline = min(op.deadline, now + self.config.min_rto)
+                    heapq.heappush(self._timers, (op.deadline, 1, op.op_id))
+                return
+            self._finish(op, now, ok=True)
+            return
+        if op.late_stores:
+            return  # every STORE is past its RTO, none has answered yet: wait for a late ack
+        refused = sum(op.refusals.values())
+        asked = refused + op.unanswered
+        why = "; ".join(f"{r or 'no reason given'} ({n})" for r, n in sorted(op.refusals.items()))
+        if refused and op.unanswered:
+            error = (f"none of the {asked} nodes asked took the record: {refused} refused it ({why}), "
+                     f"{op.unanswered} never answered")
+        elif refused:
+            error = f"all {asked} nodes asked refused the record: {why}"
+        else:
+            error = f"none of the {asked} nodes asked to store the record answered"
+        self._finish(op, now, ok=False, error=error)
 
     # -- lookups ------------------------------------------------------------
     def _new_op(self, kind: str, now: float, timeout: float) -> _Op:
@@ -1116,6 +1167,7 @@ class Dht:
             op.op_id, op.kind, op.key or (lk.target.to_bytes(32, "big") if lk else b""), ok,
             tuple(contacts or ()), tuple(values or ()), messages or 0, hops or 0, now - op.started,
             stored_n, error if error is not None else (None if ok else "failed"),
+            sum(op.refusals.values()), op.unanswered,
         ))
 
     # -- serving requests ---------------------------------------------------
