@@ -101,11 +101,6 @@ class Simulation:
         self.dht_config = dht_config or DhtConfig(**SIM_DHT)
         self.nodes: list[SimNode] = []
         self.by_key: dict[int, SimNode] = {}
-        # The same nodes by id() of their Contact, the one object every table and answer
-        # holds for the node: a message's destination is found without reading the contact
-        # (another node's memory) or hashing its 256-bit key. Nodes are never dropped from
-        # self.nodes, so their contacts live, and their ids stay theirs, for the whole run.
-        self._by_contact: dict[int, SimNode] = {}
         self.alive: list[SimNode] = []
         self._waiting: dict[tuple[int, int], Callable[[Any], None]] = {}
         self.metrics = Metrics()
@@ -219,7 +214,6 @@ class Simulation:
         node = SimNode(index, dht, contact)
         self.nodes.append(node)
         self.by_key[contact.node_id.int] = node
-        self._by_contact[id(contact)] = node
         node.slot = len(self.alive)
         self.alive.append(node)
         return node
@@ -260,13 +254,11 @@ class Simulation:
             src = node.contact
             i = 3 * a
             xa, ya, ha = xyh[i], xyh[i + 1], xyh[i + 2]
-            by_key, by_contact = self.by_key, self._by_contact
+            by_key = self.by_key
             heap, now, push = self._heap, self.now, heapq.heappush
             horizon = self._horizon
             for dst_contact, msg in out:
-                dst = by_contact.get(id(dst_contact))
-                if dst is None:  # another object for the node (or no node): by its key
-                    dst = by_key.get(dst_contact.key)
+                dst = by_key.get(dst_contact.key)
                 if dst is None:
                     continue
                 b = dst.index
