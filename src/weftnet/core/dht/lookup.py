@@ -131,13 +131,6 @@ class Lookup:
         # by a bisection over these integers (no key function, no re-sort of the list; all
         # distances differ, so the order is the one a sort by distance gives).
         self._dists: list[int] = [c.distance for c in self.order]
-        # Contact objects met in answers whose key is a candidate (or ours), by id(): the same
-        # object named again (15 of an answer's 20, and the simulator and the decoder's cache
-        # share one object per contact) is passed over without reading the object or hashing
-        # its 256-bit key, two reads of memory that is another node's. The objects are held
-        # here, so an id() is never reused while the lookup lives; keys stay in ``candidates``
-        # for good, so what is passed over is exactly what the key test would pass over.
-        self._seen: dict[int, Contact] = {}
 
     def seed(self, contacts: list[Contact], sources: dict[int, int] | None = None) -> None:
         """Start from ``contacts``; ``sources``: for those only heard of, the key of the node
@@ -167,7 +160,7 @@ class Lookup:
         holds becomes a candidate at the table's endpoint (learnt first-hand), not
         the one the answer gave. ``admit``: a test a new candidate must pass (the ID
         puzzle). Both are applied only to contacts this lookup has not seen yet: most
-        contacts of a reply were named before, and they cost one probe of ``_seen`` here."""
+        contacts of a reply were named before, and they cost one dict probe here."""
         cand = self.candidates.get(key)
         if cand is None or cand.state not in (IN_FLIGHT, FAILED):
             return
@@ -177,23 +170,15 @@ class Lookup:
         # _add, inlined: this loop sees every contact of every reply.
         known, own, target, order, dists = self.candidates, self.own_key, self.target, self.order, self._dists
         depth, path = cand.depth + 1, cand.path
-        skip, seen = self.skip, self._seen
+        skip = self.skip
         for c in contacts:
-            ident = id(c)
-            if ident in seen:
-                continue
             ckey = c.key
-            if ckey in known or ckey == own:
-                seen[ident] = c
+            if ckey in known or ckey == own or (skip is not None and ckey in skip):
                 continue
-            if skip is not None and ckey in skip:
-                continue
-            named = c
             if first_hand is not None:
                 c = first_hand.get(ckey, c)
             if admit is not None and not admit(c):
                 continue
-            seen[ident] = named
             d = ckey ^ target
             known[ckey] = new = Candidate(c, ckey, d, depth, path, key)
             i = bisect(dists, d)
