@@ -249,11 +249,10 @@ class Simulation:
             u = self.underlay
             blocked, loss = u._blocked, u.config.loss
             jitter, rand = u.config.jitter, u.rng.random
-            xyh = u.xyh
+            ux, uy, uh = u.x, u.y, u.h
             a = node.index
             src = node.contact
-            i = 3 * a
-            xa, ya, ha = xyh[i], xyh[i + 1], xyh[i + 2]
+            xa, ya, ha = ux[a], uy[a], uh[a]
             by_key = self.by_key
             heap, now, push = self._heap, self.now, heapq.heappush
             horizon = self._horizon
@@ -268,9 +267,7 @@ class Simulation:
                         self.messages_lost += 1
                         continue
                 else:
-                    j = 3 * b
-                    delay = ((hypot(xa - xyh[j], ya - xyh[j + 1]) + ha + xyh[j + 2]) / 1000.0 / 2.0
-                             * (1.0 + jitter * rand()))
+                    delay = (hypot(xa - ux[b], ya - uy[b]) + ha + uh[b]) / 1000.0 / 2.0 * (1.0 + jitter * rand())
                 self._seq += 1
                 when = now + delay
                 if when < horizon:

@@ -10,8 +10,7 @@ centres. The one-way latency between two nodes is
 so a round trip inside a region takes a few milliseconds and one across the
 world 100–300 ms (the calibration test checks both ranges). Coordinates live
 in flat ``array`` columns — 13 bytes a node — so a million nodes cost a few
-megabytes; a node's x, y and height sit side by side in one of them (every
-message reads both ends' three: one cache line each, not three).
+megabytes.
 
 Partitions block all traffic between two sets of regions until they heal.
 """
@@ -50,7 +49,9 @@ class Underlay:
             raise ValueError(f"regions must be 1..{len(REGION_CENTRES)}")
         self.config = config
         self.rng = rng
-        self.xyh = array("f")  # node i's x, y and height at 3i, 3i + 1, 3i + 2
+        self.x = array("f")
+        self.y = array("f")
+        self.h = array("f")
         self.region = array("B")
         self._blocked: set[tuple[int, int]] = set()
 
@@ -58,17 +59,16 @@ class Underlay:
         c = self.config
         r = self.rng.randrange(c.regions)
         cx, cy = REGION_CENTRES[r]
-        x = cx + self.rng.gauss(0.0, c.region_spread_ms)
-        y = cy + self.rng.gauss(0.0, c.region_spread_ms)
-        self.xyh.extend((x, y, self.rng.uniform(c.min_access_ms, c.max_access_ms)))
+        self.x.append(cx + self.rng.gauss(0.0, c.region_spread_ms))
+        self.y.append(cy + self.rng.gauss(0.0, c.region_spread_ms))
+        self.h.append(self.rng.uniform(c.min_access_ms, c.max_access_ms))
         self.region.append(r)
-        return len(self.region) - 1
+        return len(self.x) - 1
 
     def base_rtt(self, a: int, b: int) -> float:
         """Round-trip time in seconds, without jitter."""
-        xyh, i, j = self.xyh, 3 * a, 3 * b
-        d = math.hypot(xyh[i] - xyh[j], xyh[i + 1] - xyh[j + 1])
-        return (d + xyh[i + 2] + xyh[j + 2]) / 1000.0
+        d = math.hypot(self.x[a] - self.x[b], self.y[a] - self.y[b])
+        return (d + self.h[a] + self.h[b]) / 1000.0
 
     def one_way(self, a: int, b: int) -> float | None:
         """A sampled one-way delay in seconds, or None if the message is lost."""
@@ -89,4 +89,4 @@ class Underlay:
         self._blocked.clear()
 
     def memory_bytes(self) -> int:
-        return sum(col.itemsize * len(col) for col in (self.xyh, self.region))
+        return sum(col.itemsize * len(col) for col in (self.x, self.y, self.h, self.region))
