@@ -318,15 +318,12 @@ class Dht:
     """One node's DHT. See the module docstring for how to drive it."""
 
     # Slots: a million of these in the simulator (a dict of 40 attributes is 1.6 KiB each).
-    # "__dict__" stays, so a test can still replace a method on one instance. In the order
-    # of use: answering a request reads the first seven (one or two cache lines of a node
-    # whose state is out of cache, instead of four), handling an answer the next ones.
-    __slots__ = ("table", "_out", "_events", "_timers", "_peer_limit", "exempt", "stats",
-                 "config", "_requests", "_ops", "_rtt", "_srtt_mean", "_rttvar_mean", "_rng", "key",
-                 "contact", "node_id", "identity", "store", "index", "_next_op", "_routes",
-                 "_route_back", "_prefix_limit", "_hint_credit", "_hint_inflight",
-                 "_hint_target", "_hinted", "_held", "_apps", "has_session",
-                 "_maintenance_at", "_republish_at", "_replicate_at", "_wanted",
+    # "__dict__" stays, so a test can still replace a method on one instance.
+    __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
+                 "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
+                 "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
+                 "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
+                 "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
                  "reject_reasons", "latency", "__dict__")
 
     def __init__(

@@ -133,10 +133,9 @@ class KBucket:
 
 
 class RoutingTable:
-    # What add() and closest() read first (one cache line of a table out of cache, not two).
-    __slots__ = ("own_key", "_by_depth", "_index", "_failures", "k", "difficulty", "replace_failing",
-                 "max_failures", "per_prefix", "exempt", "evictions", "prefix_refusals", "puzzle_refusals",
-                 "changes", "__dict__")
+    __slots__ = ("own_key", "replace_failing", "k", "max_failures", "per_prefix", "exempt", "difficulty",
+                 "_by_depth", "_index", "_failures", "evictions", "prefix_refusals", "puzzle_refusals", "changes",
+                 "__dict__")
 
     def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
                  replace_failing: bool = True, exempt: ExemptPrefixes | None = None, difficulty: int = 0):
