@@ -76,6 +76,10 @@ VARIANTS3 = {
     # table does not hold, starting from those the join lookup heard of in the bucket).
     "join fill 6": {"join_fill": 6},
     "join fill 4": {"join_fill": 4},
+    # Join round four: the fill asks the fastest nodes of a bucket first (RTT hints from FindNear).
+    "fill by RTT": {"fill_by_rtt": True},
+    "fill by RTT, join fill 6": {"fill_by_rtt": True, "join_fill": 6},
+    "fill by RTT, join fill 4": {"fill_by_rtt": True, "join_fill": 4},
 }
 
 

@@ -40,9 +40,10 @@ def pct(values: list[float], q: float) -> float | None:
 
 def summarize(name: str, nodes: int, records: int, join_s: float, put_lat: list[float], put_ok: int,
               get_lat: list[float], get_ok: int, msgs_get: int, rss_per_node: float,
-              cpu: dict[str, float] | None = None) -> dict:
+              cpu: dict[str, float] | None = None, msgs_join: int | None = None) -> dict:
     """``cpu``: CPU seconds of this process per phase (join, put, get), which the
-    load of a shared machine distorts far less than wall-clock time."""
+    load of a shared machine distorts far less than wall-clock time; ``msgs_join``: datagrams
+    every node received during the join phase (reported per join: what a join's CPU pays for)."""
     return {
         "impl": name,
         "nodes": nodes,
@@ -56,6 +57,7 @@ def summarize(name: str, nodes: int, records: int, join_s: float, put_lat: list[
         "get_p95_ms": round(1000 * pct(get_lat, 95), 2) if get_lat else None,
         "get_mean_ms": round(1000 * statistics.fmean(get_lat), 2) if get_lat else None,
         "datagrams_per_get": round(msgs_get / records, 1) if records else None,
+        **({"datagrams_per_join": round(msgs_join / (nodes - 1), 1)} if msgs_join is not None and nodes > 1 else {}),
         "rss_kib_per_node": round(rss_per_node / 1024, 1),
         **{f"{phase}_cpu_seconds": round(v, 2) for phase, v in (cpu or {}).items()},
     }

@@ -37,6 +37,7 @@ async def main(nodes: int, records: int, seed: int) -> None:
             await s.bootstrap([("127.0.0.1", servers[joins[i]].port)])
         servers.append(s)
     join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    msgs_join = received[0]
     c0 = cpu_now()
 
     put_lat, put_ok = [], 0
@@ -61,7 +62,7 @@ async def main(nodes: int, records: int, seed: int) -> None:
     for s in servers:
         s.stop()
     emit(summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes, cpu))
+                   (rss1 - rss0) / nodes, cpu, msgs_join))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ COLUMNS = [
     ("impl", "implementation"), ("nodes", "nodes"), ("get_ok", "gets ok"), ("put_ok", "puts ok"),
     ("get_p50_ms", "get p50 ms"), ("get_p95_ms", "get p95 ms"), ("put_p50_ms", "put p50 ms"),
     ("put_p95_ms", "put p95 ms"), ("datagrams_per_get", "datagrams/get"), ("rss_kib_per_node", "KiB/node"),
+    ("datagrams_per_join", "datagrams/join"),
     ("join_seconds", "join s"), ("join_cpu_seconds", "join CPU s"), ("put_cpu_seconds", "put CPU s"),
     ("get_cpu_seconds", "get CPU s"), ("load", "load avg"),
 ]

@@ -39,6 +39,7 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
                 raise SystemExit(f"join of node {i} failed: {ev.error}")
         drivers.append(d)
     join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    msgs_join = sum(d.received for d in drivers)
     c0 = cpu_now()
 
     put_lat, put_ok, keys = [], 0, []
@@ -66,7 +67,7 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
     for d in drivers:
         d.close()
     emit(summarize("weftnet", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes, cpu))
+                   (rss1 - rss0) / nodes, cpu, msgs_join))
 
 
 def _isolate() -> None:

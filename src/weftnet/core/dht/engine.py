@@ -82,7 +82,7 @@ from weftnet.core.dht.messages import (
 )
 from weftnet.core.dht.quota import StoreIndex
 from weftnet.core.dht.records import ImmutableRecord, MutableRecord, Record, decode_record
-from weftnet.core.dht.routing import RoutingTable
+from weftnet.core.dht.routing import ID_BITS, RoutingTable
 from weftnet.core.dht.store import MemoryStore, RecordStore, StoredRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource
 from weftnet.core.limits import ExemptPrefixes, Gcra, TokenBuckets, address_key, prefix_key
@@ -170,6 +170,13 @@ class DhtConfig:
     #: the rest go to nodes its answer named. Whoever answers enters the table (and
     #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
     join_fill: int = 8
+    #: The fill asks, among the nodes of the bucket it heard of, the one with the lowest expected
+    #: RTT first (any of them moves it as far: they share the bucket's prefix), and asks with
+    #: FindNear when ``rtt_hints`` is on, so each answer says what its sender measured to the
+    #: nodes it names: the contacts a fill adds are near ones, which proximity route selection
+    #: then takes as first hops (docs/dht.md, "Joining"). Off: nearest to the fill's target first.
+    #: Off by default until ``latency-100k`` has been run with it (bench/results/sim_latency.md).
+    fill_by_rtt: bool = False
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
@@ -917,13 +924,18 @@ class Dht:
 
     def _latency_knobs(self, lk: Lookup) -> None:
         """Proximity route selection, RTT hints and hedging, for the lookups someone waits
-        for (a node, a record). Joins, fills, refreshes and puts stay nearest first."""
+        for (a node, a record); a fill asks the fastest node of its bucket first (``fill_by_rtt``).
+        Joins, refreshes and puts stay nearest first."""
         cfg = self.config
         if (cfg.prs_bits >= 0 or cfg.lookup_hedge) and lk.kind in ("find_node", "get"):
             lk.rtt_of = self._srtt_of
             lk.unknown_rtt = self._srtt_mean or 0.0
             lk.prs_bits = cfg.prs_bits
             lk.hedge_rtts = cfg.lookup_hedge
+        elif cfg.fill_by_rtt and lk.kind == "fill":
+            lk.rtt_of = self._srtt_of
+            lk.unknown_rtt = self._srtt_mean or 0.0
+            lk.prs_bits = ID_BITS  # the whole bucket: any of its nodes is as good a first hop by distance
         if cfg.lookup_alpha and lk.kind == "find_node":
             lk.alpha = cfg.lookup_alpha
 

@@ -15,11 +15,13 @@ measured to each contact it names, for proximity route selection.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 from weftnet.core.contact import Contact, ContactSeq
 from weftnet.core.wire import U8, U16, U32, U64, Bytes, Fixed, Message, Seq, Struct, Text, register
+from weftnet.errors import DecodeError
 
 __all__ = [
     "MAX_CONTACTS",
@@ -55,6 +57,36 @@ MAX_ROUTE_PAYLOAD = 1100
 MAX_OFFER = 24
 _RECORD_BLOB = Bytes(1400)
 _CONTACTS = ContactSeq(MAX_CONTACTS)
+
+
+class _U16Seq(Seq):
+    """``Seq(U16, max_count)`` with the same bytes and checks, packed and unpacked by one struct call
+    instead of a codec call per item (a NearNodes' RTT hints: 20 in every node lookup's answer)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_count: int):
+        assert max_count <= 0xFF  # a u8 count
+        super().__init__(U16, max_count)
+
+    def pack(self, value, out: bytearray) -> None:
+        items = value if type(value) is tuple else tuple(value)
+        n = len(items)
+        if n > self.max:
+            raise ValueError(f"{n} items exceed the limit of {self.max}")
+        try:
+            out += struct.pack(f"!B{n}H", n, *items)
+        except struct.error:
+            raise ValueError(f"an item of {items!r} does not fit in u16") from None
+
+    def unpack(self, buf, off: int):
+        n, off = U8.unpack(buf, off)
+        if n > self.max:
+            raise DecodeError(f"oversized: {n} items exceed the limit of {self.max}")
+        end = off + 2 * n
+        if end > len(buf):
+            raise DecodeError(f"truncated: {n} u16 items need {2 * n} bytes at offset {off}, {len(buf) - off} left")
+        return struct.unpack_from(f"!{n}H", buf, off), end
 
 
 @register
@@ -277,4 +309,4 @@ class NearNodes(Nodes):
 
     TYPE: ClassVar = 0x37
     rtts: tuple = ()
-    FIELDS: ClassVar = (("rid", U64), ("contacts", _CONTACTS), ("rtts", Seq(U16, MAX_CONTACTS)))
+    FIELDS: ClassVar = (("rid", U64), ("contacts", _CONTACTS), ("rtts", _U16Seq(MAX_CONTACTS)))
