@@ -13,8 +13,12 @@ Measured on one core, in one process, through the real SecureTransport:
 * large payloads: ``send()`` of a 60,000-byte payload (an offloaded VPN
   chunk), sealed once and cut into TransportFragment datagrams, and the
   receive path of those fragments to the reassembled, decrypted payload;
-* for reference in the same run, the floor: one ChaCha20-Poly1305 seal/open of
-  1,400 bytes with a fresh nonce (cryptography/OpenSSL), no framing at all.
+* the same large-payload paths on sessions that negotiated AES-256-GCM
+  (docs/handshake.md, "Transport ciphers");
+* for reference in the same run, the floor: one ChaCha20-Poly1305 and one
+  AES-256-GCM seal/open of 1,400 and of 64,600 bytes (a full VPN chunk) with a
+  fresh nonce (cryptography/OpenSSL), no framing at all, and the same with
+  ``encrypt_into``/``decrypt_into`` into a buffer kept from call to call.
 
 The transports are configured for a 1,500-byte IPv4 underlay
 (``max_datagram=1472``), so a 1,400-byte payload is one datagram; with the
@@ -34,16 +38,19 @@ import sys
 import time
 
 import cryptography
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
+from weftnet.core.session import ciphers as cph
 from weftnet.core.session.transport import SecureTransport, TransportConfig
 
 A, B = ("10.0.0.1", 1), ("10.0.0.2", 2)
 PAYLOAD = b"\x01\x40" + bytes(1398)
 LARGE = b"\x01\x40" + bytes(59_998)
 CONFIG = TransportConfig(max_datagram=1472)
+AES_CONFIG = TransportConfig(max_datagram=1472, ciphers=(cph.AES_256_GCM, cph.CHACHA20_POLY1305))
+CHUNK = 64_600  # the largest VpnChunk: one TCP superpacket (docs/dataplane.md)
 
 
 def machine() -> str:
@@ -69,6 +76,7 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     ia, ib = Identity.generate(random.Random(1)), Identity.generate(random.Random(2))
+    load = os.getloadavg()[0]
     now = [1e6]
 
     def handshake():
@@ -81,16 +89,24 @@ def main() -> int:
             ta.receive_datagram(d, B, now[0])
         assert ta.has_session(ib.node_id)
 
-    ta = SecureTransport(ia, random.Random(3), now[0], CONFIG)
-    tb = SecureTransport(ib, random.Random(4), now[0], CONFIG)
     cb = Contact(ib.public_key, B)
-    ta.send(cb, b"", now[0])
-    for d, _ in ta.datagrams_to_send(now[0]):
-        tb.receive_datagram(d, A, now[0])
-    for d, _ in tb.datagrams_to_send(now[0]):
-        ta.receive_datagram(d, B, now[0])
-    while ta.next_event() or tb.next_event():
-        pass
+
+    def pair(config: TransportConfig):
+        ta = SecureTransport(ia, random.Random(3), now[0], config)
+        tb = SecureTransport(ib, random.Random(4), now[0], config)
+        ta.send(cb, b"", now[0])
+        for d, _ in ta.datagrams_to_send(now[0]):
+            tb.receive_datagram(d, A, now[0])
+        for d, _ in tb.datagrams_to_send(now[0]):
+            ta.receive_datagram(d, B, now[0])
+        while ta.next_event() or tb.next_event():
+            pass
+        return ta, tb
+
+    ta, tb = pair(AES_CONFIG)
+    assert ta.stats["sessions_aes_256_gcm"] == 1
+    aes_ta, aes_tb = ta, tb
+    ta, tb = pair(CONFIG)
 
     def sender(payload: bytes):
         def send():
@@ -106,7 +122,7 @@ def main() -> int:
             out.append([d for d, _ in ta.datagrams_to_send(now[0])])
         return out
 
-    def receive_rate(batches: list[list[bytes]]) -> float:
+    def receive_rate(batches: list[list[bytes]], tb=tb) -> float:
         """Payloads per second through receive_datagram to their Received event."""
         got = 0
         t0 = time.perf_counter()
@@ -122,16 +138,26 @@ def main() -> int:
     big_pool = prebuilt(LARGE, 2_000)
     fragments = len(big_pool[0])
 
-    aead = ChaCha20Poly1305(bytes(32))
-    ct = aead.encrypt(bytes(12), PAYLOAD, None)
-    ctr = [0]
+    def floor(cls, size: int, into: bool):
+        """Seal and open of ``size`` bytes under ``cls``: (seals/s, opens/s)."""
+        box = cls(bytes(32))
+        plain = bytes(size)
+        sealed = box.encrypt(bytes(12), plain, None)
+        out, back, n = bytearray(size + 16), bytearray(size), [0]
 
-    def seal():
-        ctr[0] += 1
-        aead.encrypt(ctr[0].to_bytes(12, "little"), PAYLOAD, None)
+        def seal_():
+            n[0] += 1
+            if into:
+                box.encrypt_into(n[0].to_bytes(12, "little"), plain, None, out)
+            else:
+                box.encrypt(n[0].to_bytes(12, "little"), plain, None)
 
-    def open_():
-        aead.decrypt(bytes(12), ct, None)
+        def open_one():
+            if into:
+                box.decrypt_into(bytes(12), sealed, None, back)
+            else:
+                box.decrypt(bytes(12), sealed, None)
+        return rate(seal_, a.seconds / 2), rate(open_one, a.seconds / 2)
 
     rows = [
         ("handshakes/s (full IK exchange, both sides)", rate(handshake, a.seconds)),
@@ -139,12 +165,25 @@ def main() -> int:
         ("receive path: 1,400-byte datagrams/s", receive_rate(pool)),
         (f"send path: 60,000-byte payloads/s ({fragments} fragments each)", rate(sender(LARGE), a.seconds)),
         (f"receive path: 60,000-byte payloads/s ({fragments} fragments each)", receive_rate(big_pool)),
-        ("floor: ChaCha20-Poly1305 seal of 1,400 bytes/s", rate(seal, a.seconds)),
-        ("floor: ChaCha20-Poly1305 open of 1,400 bytes/s", rate(open_, a.seconds)),
     ]
+    ta, tb = aes_ta, aes_tb
+    aes_pool = prebuilt(LARGE, 2_000)
+    rows += [
+        (f"AES-256-GCM session: send path, 60,000-byte payloads/s ({fragments} fragments each)",
+         rate(sender(LARGE), a.seconds)),
+        (f"AES-256-GCM session: receive path, 60,000-byte payloads/s ({fragments} fragments each)",
+         receive_rate(aes_pool, aes_tb)),
+    ]
+    for cls, name in ((ChaCha20Poly1305, "ChaCha20-Poly1305"), (AESGCM, "AES-256-GCM")):
+        for size in (1400, CHUNK):
+            for into in (False, True):
+                how = "encrypt_into/decrypt_into" if into else "encrypt/decrypt"
+                seal_r, open_r = floor(cls, size, into)
+                rows.append((f"floor: {name} seal of {size:,} bytes/s ({how})", seal_r))
+                rows.append((f"floor: {name} open of {size:,} bytes/s ({how})", open_r))
     lines = ["| measurement | per second | Gbit/s of payload |", "|---|---|---|"]
     for name, r in rows:
-        size = 60_000 if "60,000" in name else 1400
+        size = 60_000 if "60,000" in name else CHUNK if f"{CHUNK:,}" in name else 1400
         gbps = "" if name.startswith("handshakes") else f"{r * size * 8 / 1e9:.2f}"
         lines.append(f"| {name} | {r:,.0f} | {gbps} |")
     table = "\n".join(lines)
@@ -155,6 +194,8 @@ def main() -> int:
             "# Session layer: handshakes and datagrams per second (one core)\n\n"
             f"Run: `.venv/bin/python bench/bench_crypto.py --seconds {a.seconds}` on {time.strftime('%Y-%m-%d')}.\n\n"
             f"Machine: {machine()}.\n\n"
+            f"Load average (1 min) at the start: {load:.2f}; other jobs shared the machine when it is "
+            "above ~0.5, which lowers every row about alike.\n\n"
             "One process, one core, no sockets: the cost of the protocol code itself "
             "(see the script's docstring for exactly what each row covers).\n\n" + table + "\n"
         )

@@ -64,7 +64,7 @@ def install(n: int, oracle: bool = False) -> None:
             t = TRACE.setdefault((id(self), op.op_id), {"fails": []})
             t["fails"].append({
                 "waited": now - req.sent, "sent_at": req.sent - op.started, "depth": cand.depth if cand else -1,
-                "timeout": req.timed_out, "measured": req.key in self._rtt,
+                "timeout": req.timed_out, "measured": self._rtt.srtt(req.key) is not None,
                 "in_table": self.table.get(req.key) is not None,
             })
         return orig_failed(self, req, now, count_failure)

@@ -1138,6 +1138,14 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from train_target import TrainTarget
 
         targets.append(("train", TrainTarget(random.Random(seed + 13))))
+    if target in ("ciphers", "all"):
+        from ciphers_target import CiphersTarget
+
+        targets.append(("ciphers", CiphersTarget(random.Random(seed + 14))))
+    if target in ("ackfilter", "all"):
+        from ackfilter_target import AckFilterTarget
+
+        targets.append(("ackfilter", AckFilterTarget(random.Random(seed + 15))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1164,6 +1172,14 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from train_target import corpus as train_corpus
 
             own = train_corpus() * 8 + corpus
+        if name == "ciphers":
+            from ciphers_target import corpus as ciphers_corpus
+
+            own = ciphers_corpus() * 8 + corpus
+        if name == "ackfilter":
+            from ackfilter_target import corpus as ackfilter_corpus
+
+            own = ackfilter_corpus() * 8
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -1185,7 +1201,7 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "workers", "sessionless", "train", "all"),
+                                         "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

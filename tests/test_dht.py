@@ -516,3 +516,52 @@ def test_dht_messages_round_trip(key, rid):
     c = contact(rid % 1000)
     for m in (FindNode(rid, key), Nodes(rid, (c,) * (rid % 21)), StoreAck(rid, rid % 2, "why")):
         assert wire.decode(wire.encode(m)) == m
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("add", "move", "fail", "remove")), st.integers(0, 59)), max_size=200))
+def test_the_table_finds_every_contact_it_holds_by_id_and_no_other(ops):
+    """There is no index by ID (core/dht/routing.py): a contact is found by scanning its bucket. Through
+    adds, address changes, failures and leaves, ``get``, ``in``, ``by_key`` and ``len`` agree with the
+    contacts the buckets list, and each contact is listed once."""
+    t = RoutingTable(0, k=3, max_failures=2, per_prefix=None)
+    pool = [contact(i) for i in range(1, 61)]
+    for op, i in ops:
+        c = pool[i]
+        if op == "add":
+            t.add(c, 0.0)
+        elif op == "move":
+            t.add(Contact(c.public_key, ("10.9.%d.%d" % (i // 200, i % 200 + 1), 7000)), 0.0)
+        elif op == "fail":
+            t.fail(c.node_id.int)
+        else:
+            t.remove(c.node_id.int)
+    held = t.contacts()
+    keys = [c.node_id.int for c in held]
+    assert len(keys) == len(set(keys)) == len(t)
+    for c in pool:
+        key = c.node_id.int
+        found = t.get(key)
+        assert (key in t) == (key in t.by_key) == (found is not None) == (key in keys)
+        assert found is None or found is held[keys.index(key)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 50), st.booleans()), max_size=40),
+       st.integers(0, 60), st.booleans())
+def test_expired_records_are_found_with_or_without_the_expiry_heap(adds, now, evicted_first):
+    """The index builds its expiry heap only when a full store first evicts; the maintenance pass
+    before that reads each record's expiry. Both find the same expired records, earliest first."""
+    from weftnet.core.dht.quota import StoreIndex
+
+    lazy, eager = StoreIndex(0), StoreIndex(0)
+    eager.next_expiry()  # builds the heap at once
+    for k, expires, own in adds:
+        key = bytes([k]) * 32
+        for ix in (lazy, eager):
+            ix.add(key, float(expires), own, 10)
+    if evicted_first:  # an eviction asked for one: from then on the lazy index keeps the heap too
+        assert lazy.pop_expired(float(now), limit=1) == eager.pop_expired(float(now), limit=1)
+    got = lazy.pop_expired(float(now))
+    assert got == eager.pop_expired(float(now))
+    assert len(lazy) == len(eager) and all(lazy.get(k).expires > now for k in list(lazy._meta))

@@ -2,6 +2,7 @@
 and none of that changes what the node does or reports (issue 16, memory per node)."""
 
 import json
+import random
 
 import pytest
 from test_vpn_node import build, member, send, tun_packets
@@ -9,6 +10,9 @@ from vpn_packets import icmp_echo
 
 from weftnet.core.contact import Contact, shared_contact
 from weftnet.core.counters import Counters
+from weftnet.core.identity import Identity
+from weftnet.core.node import NodeConfig, NodeCore
+from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.vpn.netcert import NetworkAuthority
 from weftnet.core.vpn.network import VpnPacket
 from weftnet.core.wire import encode
@@ -109,3 +113,65 @@ def test_shared_contact_is_the_decoded_contact_and_equal_to_a_new_one():
     assert shared_contact(ident.public_key, ("198.51.100.9", 4502)).endpoint == ("198.51.100.9", 4502)
     assert shared_contact(ident.public_key, ("node-7", 1)) == Contact(ident.public_key, ("node-7", 1))
     assert len(contact_mod._CACHE) <= 65536
+
+
+def test_tables_of_requests_and_operations_give_their_room_back_once_empty():
+    """A put asks many nodes at once; once every request and operation has ended, the node's tables of
+    them are as small as a new node's (a dict keeps the table it grew to until it is cleared)."""
+    import sys
+
+    net, _rng, nodes = build(seed=25, n=8)
+    for i, node in enumerate(nodes[1:4]):
+        put = _settle(net, node, node.put(b"record %d" % i, net.now))
+        assert put.ok
+    net.run_for(30.0)
+    empty = sys.getsizeof({})
+    for core in nodes:
+        for table in (core.dht._requests, core.dht._ops, core._ops, core._dht_ops):
+            assert not table and sys.getsizeof(table) == empty, core.node_id.short()
+
+
+def _dht_run(monkeypatch, lazy: bool):
+    monkeypatch.setattr(NodeCore, "LAZY_REACH_PATHS", lazy)
+    net, _rng, nodes = build(seed=27, n=8)
+    keys = []
+    for i, node in enumerate(nodes[1:5]):
+        put = _settle(net, node, node.put(b"value %d" % i, net.now))
+        assert put.ok
+        keys.append(put.key)
+    got = [_settle(net, nodes[(i + 3) % 8], nodes[(i + 3) % 8].get(k, net.now)) for i, k in enumerate(keys)]
+    return net, nodes, got
+
+
+def test_reach_and_paths_built_late_give_the_node_what_building_them_at_once_gave(monkeypatch):
+    """A DHT node (reach, relaying and transit off; no links, routes or classes) builds Reach and
+    Paths on first use. Until then it does what a node that built them at once does, to the byte;
+    once built (here by status()), the transport's hooks are the ones building at once set."""
+    net_e, eager, got_e = _dht_run(monkeypatch, False)
+    net_l, lazy, got_l = _dht_run(monkeypatch, True)
+    assert [(g.ok, g.value) for g in got_l] == [(g.ok, g.value) for g in got_e] and all(g.ok for g in got_l)
+    for e, n in zip(eager, lazy):
+        assert e._reach is not None and n._reach is None and n._paths is None
+        assert [c.node_id for c in n.dht.table.contacts()] == [c.node_id for c in e.dht.table.contacts()]
+        assert dict(n.dht.stats) == dict(e.dht.stats) and dict(n.transport.stats) == dict(e.transport.stats)
+    for e, n in zip(eager, lazy):
+        st_e, st_l = e.status(net_e.now), n.status(net_l.now)  # builds them
+        assert st_l["reach"] == st_e["reach"] and st_l["paths"] == st_e["paths"]
+        te, tl = e.transport, n.transport
+        assert type(tl.relay) is type(te.relay) and tl.relay is n.paths.transit
+        assert tl.relay.enabled == te.relay.enabled and type(tl.relay.relay) is type(te.relay.relay)
+        assert type(tl.policy) is type(te.policy) and tl.policy.trust == te.policy.trust
+        assert tl.policy is n.paths.policy and tl.on_clear == n.reach.on_clear and tl.steer == n.paths.steer
+        assert (tl.paths_wanted, tl.quiet_after) == (te.paths_wanted, te.quiet_after)
+        assert n.reach._first_session == e.reach._first_session
+
+
+def test_the_first_thing_the_transport_asks_of_its_relay_or_policy_builds_reach_and_paths():
+    core = NodeCore(Identity.generate(random.Random(5)), random.Random(5), 100.0)
+    assert core._reach is None and core._paths is None
+    assert core.transport.relay.enabled is False  # a Transit that does not pass transit traffic
+    assert core._reach is not None and core.transport.relay is core.paths.transit
+    assert core.transport.policy is core.paths.policy and core.reach.relay is None
+    with_relay = NodeCore(Identity.generate(random.Random(6)), random.Random(6), 100.0,
+                          NodeConfig(reach=ReachConfig(enabled=True)))
+    assert with_relay._reach is not None and with_relay._paths is not None  # reach on: built at once

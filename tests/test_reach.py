@@ -269,6 +269,8 @@ def test_a_node_without_udp_can_be_found_by_its_id_and_reached_through_its_recor
     assert not b.transport.has_session(a.node_id) and not b.transport.handshaking(a.node_id)
     resolved = b.reach.stats["resolved"]
     b.reach.reach_node(a.identity.public_key, lab.net.now)
+    b._pump(lab.net.now)  # (called from outside the node's own handling: its read goes out now, not at B's next timer)
+    lab.net.flush(lab.addrs["B"])
     lab.run(5)
     assert b.reach.stats["resolved"] == resolved + 1 and b.transport.has_session(a.node_id)
     assert lab.path("B", "A") == "relay"

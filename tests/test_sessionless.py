@@ -433,3 +433,33 @@ def test_a_session_that_just_carried_something_is_not_dropped_by_a_query():
     w.pump()
     assert b.sessionless.stats["askers_learned"] >= 1  # the second query's echo proved A's address
     assert b.sessionless.stats["sessions_lost_by_peer"] == 0 and b.transport.has_session(a.node_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.booleans(), st.integers(1, 3)), max_size=40))
+def test_the_key_cache_keeps_each_peers_own_key_and_cookie_and_forgets_the_oldest(writes):
+    """The per-peer key cache (ss | cookie | when in fixed slots of one buffer) against a model:
+    at most ``cache`` peers, the least recently written forgotten first, and no peer ever reads
+    another's key or cookie after slots are handed on."""
+    core = _node(1, "10.0.0.1")
+    s = core.sessionless
+    s.cache = 3
+    model: dict[bytes, tuple[bytes, bytes | None]] = {}
+    for n, (peer, with_cookie, gen) in enumerate(writes):
+        pk = bytes([peer]) * 32
+        ss = bytes([peer, gen]) * 16
+        cookie = bytes([0x80 | peer, gen]) * 8 if with_cookie else None
+        if cookie is None:
+            s._keep(pk, ss)
+        else:
+            s._keep(pk, ss, cookie, T0 + n)
+        model.pop(pk, None)
+        if len(model) >= 3:
+            del model[next(iter(model))]
+        model[pk] = (ss, cookie)
+    assert list(s._keys) == list(model)
+    for pk, (ss, cookie) in model.items():
+        assert s._static_dh(pk) == ss
+        assert s._cookie_from(pk, T0 + 100, 1000) == cookie
+        assert s._cookie_from(pk, T0 + 10_000, 1000) is None  # too old
+    assert len(s._slots) <= 3 * 56

@@ -220,6 +220,13 @@ def test_ping_and_tcp_between_two_members(overlay):
     sends = after["gso_sends"] - before["gso_sends"]
     assert sends > 0 and (after["datagrams_sent"] - before["datagrams_sent"]) / sends > 4
     assert after["heap_kept"] is (platform.libc_ver()[0] == "glibc")  # runtime/heap.py
+    # The session carried it with the cipher this CPU prefers (docs/handshake.md, "Transport ciphers").
+    from weftnet.core.session.ciphers import AES_256_GCM
+    from weftnet.runtime.underlay import transport_ciphers
+
+    aes = overlay.status("A")["transport"]["sessions_aes_256_gcm"]
+    assert aes >= 1 if transport_ciphers(None)[0] == AES_256_GCM else aes == 0
+    assert "acks_filtered" in after  # core/vpn/ackfilter.py
 
 
 def test_a_third_member_finds_the_others_through_the_dht(overlay):

@@ -122,3 +122,31 @@ def test_the_main_transport_never_opens_a_partition_of_its_own_workers():
     for d in w1.seal(p.ib.node_id.raw, msg(1), p.now) + w2.seal(p.ib.node_id.raw, msg(2), p.now):
         p.b.receive_datagram(d, A, p.now)
     assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [msg(2)]
+
+
+def test_a_worker_seals_a_large_payload_as_one_train_and_its_peer_opens_the_run_whole():
+    """With ``trains`` a worker's fragmented payload is one Train (one GSO send): its datagrams are
+    what the plain transport opens; the peer's worker opens a GRO read of it at once, once."""
+    from weftnet.core.session.train import Train
+
+    p = Pair()
+    _up(p)
+    wa = _worker(p.a, p.ib.node_id, 1)
+    wa.trains = True
+    wb = _worker(p.b, p.ia.node_id, 1)
+    other = _worker(p.b, p.ia.node_id, 2)
+    big = b"\x01\x20" + bytes(range(256)) * 200
+    (t,) = wa.seal(p.ib.node_id.raw, big, p.now)
+    assert type(t) is Train and t.count > 2 and t.seg == p.a.config.max_datagram
+    assert wa.seal(p.ib.node_id.raw, msg(1), p.now)[0][:2] == b"\x01\x04"  # small: one datagram as before
+    assert other.open_train(t.data, t.seg, p.now) is False  # slot 2 does not hold slot 1's window
+    assert wb.open_train(t.data, t.seg, p.now) == (p.ia.node_id.raw, big)
+    assert wb.open_train(t.data, t.seg, p.now) is None and wb.stats["replays_dropped"] == 1
+    (t2,) = wa.seal(p.ib.node_id.raw, big, p.now)
+    bad = bytearray(t2.data)
+    bad[-1] ^= 1
+    assert wb.open_train(bytes(bad), t2.seg, p.now) is None and wb.stats["auth_failures"] == 1
+    assert wb.open_train(t2.data[: t2.seg * 2], t2.seg, p.now) is False  # not a whole payload: piece by piece
+    for d in t2.datagrams():  # what the plain transport receives of it, one by one
+        p.b.receive_datagram(d, A, p.now)
+    assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [big]

@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--baseline", type=Path, metavar="WEFT",
-                   help="another weft executable (e.g. the code before a change): adds system weftnet-baseline")
+                   help="another weft executable (e.g. the code before a change): adds systems weftnet-baseline "
+                        "and weftnet-baseline-workers2")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
     p.add_argument("--scaling", type=int, default=4, metavar="STREAMS",
                    help="also run weftnet with 1 and 2 data-plane workers with iperf3 -P STREAMS "
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     systems = all_systems(args.weft)
     if args.baseline is not None:
         systems.append(baseline(args.baseline))
+        if not args.only or "weftnet-baseline-workers2" in args.only:
+            systems.append(baseline(args.baseline, workers=2))
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         # weftnet's other [dataplane] variants (weftnet-noslice, weftnet-asyncio-slice) run only when named

@@ -410,6 +410,15 @@ class Weftnet(System):
                           for s in w["slots"]],
                 "worker_restarts": w["restarts"], "handoff": w.get("handoff", {})}
 
+    def cipher(self, state: Path) -> str:
+        """The transport cipher A's sessions use (``weft status --json``; builds before the
+        negotiation know only ChaCha20-Poly1305)."""
+        try:
+            stats = json.loads(self.w(state, "status", "--json", timeout=10))["transport"]
+        except (BenchError, ValueError, KeyError):
+            return "cipher unknown (status failed)"
+        return "AES-256-GCM (negotiated)" if stats.get("sessions_aes_256_gcm") else "ChaCha20-Poly1305"
+
     def setup(self, topo: Topology, wd: Path) -> Overlay:
         owner, sa, sb = wd / "owner", wd / "sa", wd / "sb"
         inner = {"a": "10.99.0.1", "b": "10.99.0.2"}
@@ -448,7 +457,7 @@ class Weftnet(System):
         loop = re.search(r"\bevent_loop=(\S+)", topo.log_text("weft-a"))
         slice_us = re.search(r"\bsched_slice_us=(\S+)", topo.log_text("weft-a"))
         return Overlay(inner["b"], "wn-bench", link_mtu(topo, "a", "wn-bench"),
-                       {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
+                       {"encryption": f"{self.cipher(sa)} (Noise IK, Python daemon)",
                         "transport": f"UDP {self.PORT}", "firewall": "allow all (both directions)",
                         "offload (daemon log)": offload.group(1) if offload else "not logged",
                         "event loop (daemon log)": loop.group(1) if loop else "not logged (asyncio)",
@@ -483,15 +492,17 @@ class WeftnetOverlay(Weftnet):
         topo.wait_for(lambda: has_addr(topo, "a", "weft0", addrs["a"]), "weft0 in A", timeout=20)
         topo.wait_ping(addrs["b"], timeout=20)  # (its path is measured when iperf3's first superpacket leaves)
         return Overlay(addrs["b"], "weft0", link_mtu(topo, "a", "weft0"),
-                       {"encryption": "ChaCha20-Poly1305 (Noise IK, Python daemon)",
+                       {"encryption": f"{self.cipher(sa)} (Noise IK, Python daemon)",
                         "transport": f"UDP {self.PORT}", "addresses": "key-derived fd77:6566::/32, found via the DHT",
                         "firewall": "default-deny inbound, weft allow tcp 5201 and udp 5201 on B"})
 
 
-def baseline(weft: Path) -> Weftnet:
-    """weftnet from another build (``--baseline``: e.g. the code before a change, in the same run)."""
-    s = Weftnet(weft)
-    s.name, s.title = "weftnet-baseline", f"weftnet, baseline build ({weft})"
+def baseline(weft: Path, workers: int = 1) -> Weftnet:
+    """weftnet from another build (``--baseline``: e.g. the code before a change, in the same run),
+    with ``workers`` data-plane processes (``weftnet-baseline-workers2`` beside ``weftnet-workers2``)."""
+    s = Weftnet(weft, workers=workers)
+    suffix = f"-workers{workers}" if workers > 1 else ""
+    s.name, s.title = f"weftnet-baseline{suffix}", f"{s.title}, baseline build ({weft})"
     return s
 
 

@@ -98,9 +98,8 @@ def _tables(drivers, nodes: int) -> None:
     """Entries and bytes (the table itself, not what it holds) of the per-peer tables, per node."""
     rows = {
         "sessionless keys": lambda c: c.sessionless._keys,
-        "routing index": lambda c: c.dht.table._index,
-        "rtt estimates": lambda c: c.dht._rtt,
-        "hint credit": lambda c: c.dht._hint_credit._b,
+        "rtt + hint credit": lambda c: c.dht._rtt._slot,
+        "  (3 doubles a peer)": lambda c: c.dht._rtt._v,
         "peer limit (gcra)": lambda c: c.dht._peer_limit._t,
         "prefix limit (gcra)": lambda c: c.dht._prefix_limit._t,
         "transport peers": lambda c: c.transport._peers,
@@ -112,11 +111,9 @@ def _tables(drivers, nodes: int) -> None:
         n = sum(len(t) for t in tabs) / nodes
         size = sum(sys.getsizeof(t) for t in tabs) / nodes
         print(f"{name:22s} {n:7.1f} entries {size:8.0f} B of table per node")
-    lens: dict[int, int] = {}
-    for d in drivers:
-        for v in d.core.sessionless._keys.values():
-            lens[len(v)] = lens.get(len(v), 0) + 1
-    print("sessionless key entries by length:", dict(sorted(lens.items())))
+    slots = [d.core.sessionless._slots for d in drivers]
+    print(f"sessionless key slots: {sum(len(s) for s in slots) / nodes:.0f} B used, "
+          f"{sum(sys.getsizeof(s) for s in slots) / nodes:.0f} B allocated per node")
 
 
 if __name__ == "__main__":

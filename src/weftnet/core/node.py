@@ -45,6 +45,7 @@ from weftnet.core.limits import LOOPBACK_LAB
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.paths.config import PathsConfig
+from weftnet.core.paths.engine import _ACTIVE_TYPES as _PATHS_ACTIVE_TYPES
 from weftnet.core.paths.engine import Paths, describe_target
 from weftnet.core.paths.messages import PATHS_TYPES
 from weftnet.core.reach.engine import REACH_TYPES, Reach, ReachConfig
@@ -272,6 +273,10 @@ class PutResult(NodeEvent):
     key: bytes = b""
     stored_at: int = 0
     error: str | None = None
+    #: Why a put failed, counted: STOREs the nodes asked refused, and STOREs never answered
+    #: (each listened to for ``max_rto`` past its timeout). ``error`` says it in words.
+    refused: int = 0
+    unanswered: int = 0
 
 
 @dataclass(frozen=True)
@@ -395,6 +400,28 @@ def _shared(value):
     return _SHARED.setdefault(value, value)
 
 
+def _reach_paths_idle(config: "NodeConfig") -> bool:
+    """A new Reach and Paths would do nothing of their own with this config (no timer, nothing sent
+    at a session's start): reach and relaying off; no transit, links, routes or traffic classes."""
+    r, p = config.reach, config.paths
+    return not r.enabled and not config.relay.enabled and not p.transit and not p.links and not p.routes \
+        and not p.classes
+
+
+class _BuildOnUse:
+    """The transport's ``relay`` or ``policy`` until Reach and Paths are built (NodeCore.__init__):
+    the first thing the transport asks of it builds both, then goes to the object Paths put there."""
+
+    __slots__ = ("core", "hook")
+
+    def __init__(self, core: "NodeCore", hook: str):
+        self.core, self.hook = core, hook
+
+    def __getattr__(self, name: str):
+        self.core._build_reach_paths()
+        return getattr(getattr(self.core.transport, self.hook), name)
+
+
 class NodeCore:
     """One node: secure transport + DHT + user requests. No I/O (module docstring)."""
 
@@ -402,8 +429,13 @@ class NodeCore:
     # stays for attributes added later and for tests that replace a method on one instance.
     __slots__ = ("identity", "node_id", "address", "config", "_rng", "transport", "dht", "endpoint", "started",
                  "_next_op", "_ops", "_dht_ops", "_events", "tun_out", "_vpn", "_overlay", "_lan", "_l3vpn", "_pmtu",
-                 "_sink_table", "worker_slots", "_probes_out", "reach", "sessionless", "paths", "_mutable_seq",
-                 "decode_errors", "_reach_held", "texts_dropped", "internal_errors", "__dict__", "__weakref__")
+                 "_sink_table", "worker_slots", "_probes_out", "_reach", "sessionless", "_paths", "_mutable_seq",
+                 "decode_errors", "_reach_held", "texts_dropped", "internal_errors", "_first_session_at",
+                 "__dict__", "__weakref__")
+
+    #: Build Reach and Paths on first use when the config gives them nothing to do on their own
+    #: (_reach_paths_idle); False: always at once (tests compare the two).
+    LAZY_REACH_PATHS = True
 
     def __init__(
         self,
@@ -450,9 +482,19 @@ class NodeCore:
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
         self.transport.sink_types = _SINK_TYPES  # the same set for every node: one object
-        self.reach = Reach(identity, self.transport, self.dht, rng, now, self.config.reach, self.config.relay,
-                           self._events.append)
-        self.reach.urgent = self._vpn_member
+        # Reach and Paths: at once, or, when the config gives them nothing to do on their own (reach
+        # and relaying off, no transit, links, routes or traffic classes: a DHT node), on first use
+        # (_build_reach_paths), about 3.5 KB a node that never needs them. Their constructors set
+        # the transport's hooks (Reach its relay, clear-text handler and path policy; Paths wraps
+        # the relay and the policy and sets the steering hook); until then the hooks below build
+        # both, in that order, at their first call, so a node that builds them late has the hooks
+        # a node that built them at once has.
+        self._reach: Reach | None = None
+        self._paths: Paths | None = None
+        self._first_session_at: float | None = None  # (Reach notes the first session: told when built)
+        lazy = self.LAZY_REACH_PATHS and _reach_paths_idle(self.config)
+        if not lazy:
+            self._new_reach(now)
         self.transport.find_contact = self.dht.contact_for
         #: Lookup requests to nodes without a session, without a handshake (core/dht/sessionless.py).
         self.sessionless: Sessionless | None = None
@@ -461,8 +503,14 @@ class NodeCore:
             self.sessionless.may_store = self._public
             self.transport.on_query = self.sessionless.on_datagram
             self.transport.on_query_cookie = self._on_query_cookie
-        self.paths = Paths(identity, self.transport, self.dht, rng, now, self.config.paths, self._events.append,
-                           self._network_name)
+        if not lazy:
+            self._new_paths(now)
+        else:
+            t = self.transport
+            t.on_clear = self._clear_before_reach
+            t.relay = _BuildOnUse(self, "relay")
+            t.policy = _BuildOnUse(self, "policy")
+            t.steer = self._steer_before_paths if self.config.paths.enabled else None
         if (sl := self.sessionless) is not None:  # a relay's next hops: met over sessions, or sessionless
             sl.forwards = self._forwards
             self.transport.find_contact = self._find_contact
@@ -475,6 +523,49 @@ class NodeCore:
         self.internal_errors = 0
 
     # -- engines built on first use (see __init__) ------------------------------------
+    def _new_reach(self, now: float) -> Reach:
+        r = self._reach = Reach(self.identity, self.transport, self.dht, self._rng, now, self.config.reach,
+                                self.config.relay, self._events.append)
+        r.urgent = self._vpn_member
+        return r
+
+    def _new_paths(self, now: float) -> Paths:
+        p = self._paths = Paths(self.identity, self.transport, self.dht, self._rng, now, self.config.paths,
+                                self._events.append, self._network_name)
+        return p
+
+    def _build_reach_paths(self) -> None:
+        """Reach, then Paths (Paths wraps the relay and the policy Reach set), with the node's start
+        time, as built at once."""
+        if self._reach is None:
+            r = self._new_reach(self.started)
+            if self._first_session_at is not None:  # what its on_session_up would have noted
+                r._first_session = r._own_at = self._first_session_at
+        if self._paths is None:
+            self._new_paths(self.started)
+
+    @property
+    def reach(self) -> Reach:
+        if self._reach is None:
+            self._build_reach_paths()
+        return self._reach
+
+    @property
+    def paths(self) -> Paths:
+        if self._paths is None:
+            self._build_reach_paths()
+        return self._paths
+
+    def _clear_before_reach(self, data: bytes, addr: Addr, now: float) -> None:
+        self.reach.on_clear(data, addr, now)  # (Reach's constructor makes itself the handler)
+
+    def _steer_before_paths(self, node_id: NodeId, payload: bytes, now: float):
+        # Paths.steer notes nothing and steers nothing but active traffic (its first test): a DHT
+        # node's payloads build nothing.
+        if len(payload) < 2 or payload[1] not in _PATHS_ACTIVE_TYPES:
+            return None
+        return self.paths.steer(node_id, payload, now)
+
     def _new_engine(self, name: str) -> Any:
         """A new engine ``name`` (vpn, overlay, lan, l3vpn, pmtu), as the node builds it on first use
         (the vpn property then sets its hooks) and as ``status()`` reads one never built."""
@@ -557,6 +648,8 @@ class NodeCore:
         return self.sessionless.on_cookie(m.receiver_index, m.nonce, m.encrypted_cookie, now)
 
     def _forwards(self) -> bool:
+        if self._reach is None:
+            return False  # (built on first use only where relaying and transit are off)
         return self.reach.relay is not None or self.paths.transit.enabled
 
     def _find_contact(self, nid: NodeId) -> Contact | None:
@@ -664,12 +757,13 @@ class NodeCore:
         for engine in (self._vpn, self._overlay, self._pmtu):  # those built (see __init__)
             if engine is not None and (t := engine.get_timer()) is not None and t <= now:
                 engine.handle_timer(now)
-        t = self.reach.get_timer()
-        if t is not None and t <= now:
-            self.reach.handle_timer(now)
-        t = self.paths.get_timer()
-        if t is not None and t <= now:
-            self.paths.handle_timer(now)
+        if self._reach is not None:  # (unbuilt, they have no timer: see __init__)
+            t = self._reach.get_timer()
+            if t is not None and t <= now:
+                self._reach.handle_timer(now)
+            t = self._paths.get_timer()
+            if t is not None and t <= now:
+                self._paths.handle_timer(now)
         if self.sessionless is not None and (t := self.sessionless.get_timer()) is not None and t <= now:
             self.sessionless.handle_timer(now)
         for op in sorted(self._ops.values(), key=lambda o: o.op_id):
@@ -683,8 +777,10 @@ class NodeCore:
         # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
         best = self.transport.get_timer()
         for t in (self.dht.get_timer(), self._vpn.get_timer() if self._vpn is not None else None,
-                  self._overlay.get_timer() if self._overlay is not None else None, self.reach.get_timer(),
-                  self._pmtu.get_timer() if self._pmtu is not None else None, self.paths.get_timer(),
+                  self._overlay.get_timer() if self._overlay is not None else None,
+                  self._reach.get_timer() if self._reach is not None else None,
+                  self._pmtu.get_timer() if self._pmtu is not None else None,
+                  self._paths.get_timer() if self._paths is not None else None,
                   self.sessionless.get_timer() if self.sessionless is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -981,6 +1077,10 @@ class NodeCore:
             for dht_op, node_op in list(self._dht_ops.items()):
                 if node_op == op.op_id:
                     del self._dht_ops[dht_op]
+            if not self._ops:  # a dict keeps the table it grew to until cleared
+                self._ops.clear()
+            if not self._dht_ops:
+                self._dht_ops.clear()
             self._events.append(event)
 
     def _fail(self, op: _Op, error: str) -> None:
@@ -1093,13 +1193,16 @@ class NodeCore:
             except Exception:  # noqa: BLE001 - counted; the rest of the batch still runs
                 self.internal_errors += 1
         elif isinstance(ev, PathChanged):
-            self.reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
-            self.paths.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+            if self._reach is not None:  # (unbuilt, reach is off and paths tracks no peer)
+                self._reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+                self._paths.on_path_changed(ev.node_id, ev.target, ev.previous, now)
             self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
         elif isinstance(ev, PathsWanted):
-            self.reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
+            if self._reach is not None:  # (unbuilt, reach is off: it does nothing with them)
+                self._reach.on_paths_wanted(ev.node_id, ev.public_key, ev.attempt, now)
         elif isinstance(ev, PathQuiet):
-            self.reach.on_path_quiet(ev.node_id, ev.target, now)
+            if self._reach is not None:
+                self._reach.on_path_quiet(ev.node_id, ev.target, now)
         elif isinstance(ev, PongReceived):
             if self._overlay is not None:  # (a plane never built sent no probe)
                 self._overlay.on_pong(ev.node_id, ev.ping_id)
@@ -1108,10 +1211,14 @@ class NodeCore:
                     self._complete(op, PingResult(op.op_id, True, ev.node_id, ev.rtt))
         elif isinstance(ev, SessionUp):
             self._events.append(PeerUp(ev.node_id, ev.endpoint))
-            self.reach.on_session_up(ev.node_id, ev.endpoint, now)
+            if self._reach is not None:
+                self._reach.on_session_up(ev.node_id, ev.endpoint, now)
+            elif self._first_session_at is None:
+                self._first_session_at = now  # (all an unbuilt, switched-off reach would note)
             if self._vpn_member(ev.node_id):
                 self._pmtu_for([ev.node_id], now)  # a member: its path sets its network's TUN MTU
-            self.paths.on_session_up(ev.node_id, ev.endpoint, now)
+            if self._paths is not None:  # (unbuilt: no links to advertise, no transit, routes or candidates)
+                self._paths.on_session_up(ev.node_id, ev.endpoint, now)
             self.dht.on_verified(ev.node_id, now)  # what it sent before proving its address
             for payload, endpoint in self._reach_held.pop(ev.node_id, ()):
                 if payload[1] in REACH_TYPES:
@@ -1144,8 +1251,9 @@ class NodeCore:
             if self._pmtu is not None:
                 self._pmtu.forget(ev.node_id)
             self._events.append(PeerDown(ev.node_id, ev.reason))
-            self.reach.on_session_down(ev.node_id, now)
-            self.paths.on_session_down(ev.node_id, now)
+            if self._reach is not None:  # (unbuilt, neither holds anything about a peer)
+                self._reach.on_session_down(ev.node_id, now)
+                self._paths.on_session_down(ev.node_id, now)
         elif isinstance(ev, Unreachable):
             if ev.node_id is not None:
                 if self._overlay is not None:  # (a plane never built has no route to forget)
@@ -1175,8 +1283,8 @@ class NodeCore:
             elif isinstance(msg, AppText):
                 self.texts_dropped["unsigned"] += 1
             return
-        if self.reach.on_dht_event(ev, now) or self.paths.on_dht_event(ev, now):
-            return
+        if self._reach is not None and (self._reach.on_dht_event(ev, now) or self._paths.on_dht_event(ev, now)):
+            return  # (unbuilt, they started no DHT operation)
         # (a plane never built started no lookup)
         if (self._vpn is not None and self._vpn.on_dht_event(ev, now)) \
                 or (self._overlay is not None and self._overlay.on_dht_event(ev, now)):
@@ -1273,9 +1381,12 @@ class NodeCore:
             elif op.kind == "put":
                 stored = getattr(ev, "stored", len(ev.contacts))
                 ok = ev.ok and stored > 0
-                self._complete(
-                    op, PutResult(op.op_id, ok, op.target, stored, None if ok else "no node accepted the record")
-                )
+                err = None
+                if not ok:  # the DHT's own words: who refused and why, or who never answered
+                    err = ev.error if ev.error not in (None, "failed") else "no node accepted the record"
+                    if err == "timed out":
+                        err = f"timed out after {self.dht.config.lookup_timeout:g} s with no node holding the record"
+                self._complete(op, PutResult(op.op_id, ok, op.target, stored, err, ev.refused, ev.unanswered))
             elif op.kind == "leave":
                 self._complete(op, LeaveResult(op.op_id, ev.ok, getattr(ev, "stored", 0)))
             elif op.kind == "connect":  # connect(join=True): the join lookup has ended

@@ -16,6 +16,7 @@ from typing import Any
 
 from weftnet.core.identity import NodeId
 from weftnet.core.paths.config import PathsConfig, paths_config_from_dict
+from weftnet.core.session.ciphers import parse_names
 from weftnet.errors import ConfigError, ParseError, WeftError
 
 __all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
@@ -89,6 +90,9 @@ socket = ""         # default: control.sock in the state directory
 # workers = 1         # data-plane processes for private networks (1-16; docs/dataplane.md)
 # event_loop = "auto" # "auto" (uvloop if installed), "uvloop" or "asyncio" (docs/dataplane.md, "Latency")
 # sched_slice_us = 100 # kernel time slice the daemon asks for (100-100000 µs; 0: the kernel's default)
+# ciphers = ["aes-256-gcm", "chacha20-poly1305"]  # transport ciphers accepted, preferred first;
+#                     # default: AES-256-GCM first where the CPU has AES instructions (docs/handshake.md)
+# ack_filter = true   # leave out pure TCP ACKs that a later one read from the TUN with them supersedes
 # [dashboard]
 # listen = "127.0.0.1:9478"   # live web dashboard; read-only unless the token in
 #                             # dashboard.token (state directory) is presented
@@ -322,6 +326,8 @@ class Config:
     workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
     event_loop: str = "auto"  # [dataplane]: the daemon's event loop (runtime/evloop.py)
     sched_slice_us: int = 100  # [dataplane]: kernel time slice asked for, µs; 0 = kernel default (runtime/evloop.py)
+    ciphers: list | None = None  # [dataplane]: transport ciphers, preferred first; None: by the CPU (ciphers.py)
+    ack_filter: bool = True  # [dataplane]: leave out pure TCP ACKs a later one read with them supersedes
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     bgp: Any = None  # runtime.bgpconfig.BgpSettings when [bgp] is present
     l3vpn: Any = None  # runtime.l3vpnconfig.L3vpnSettings when [l3vpn] is present
@@ -377,7 +383,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
     "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
-                  "sched_slice_us": ("sched_slice_us", int)},
+                  "sched_slice_us": ("sched_slice_us", int), "ciphers": ("ciphers", list),
+                  "ack_filter": ("ack_filter", bool)},
 }
 _RANGES = {
     "port": (0, 65535),
@@ -481,6 +488,11 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     if 0 < cfg.sched_slice_us < 100:
         raise ConfigError(f"{where}: [dataplane] sched_slice_us must be 0 (the kernel's default) or from 100 "
                           f"to 100000, not {cfg.sched_slice_us}")
+    if cfg.ciphers is not None:
+        try:
+            parse_names(cfg.ciphers)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: [dataplane] ciphers: {exc}") from None
     if cfg.log_format not in ("text", "json"):
         raise ConfigError(f"{where}: [log] format must be text or json, not {cfg.log_format!r}")
     peers = []

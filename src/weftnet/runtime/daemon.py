@@ -29,6 +29,7 @@ from weftnet.core.node import describe_path
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.histogram import LatencyHistogram
+from weftnet.core.vpn.ackfilter import filter_acks
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
@@ -39,6 +40,7 @@ from weftnet.core.overlay import OVERLAY_TUN
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.puzzle import meets_puzzle, puzzle_bits
 from weftnet.core.session.transport import TransportConfig
+from weftnet.runtime.underlay import transport_ciphers
 from weftnet.errors import ConfigError, NetworkError, ParseError, WeftError
 from weftnet.runtime.config import Config, NetworkConfig, PeerSpec, parse_peer
 from weftnet.runtime import evloop, pathsctl
@@ -84,7 +86,8 @@ def quiet_collector() -> None:
 def node_config(cfg: Config) -> NodeConfig:
     exempt = tuple(cfg.exempt_prefixes)
     return NodeConfig(
-        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt),
+        transport=TransportConfig(max_peers=cfg.max_peers, exempt_prefixes=exempt,
+                                  ciphers=transport_ciphers(cfg.ciphers)),
         dht=DhtConfig(
             k=cfg.k,
             alpha=cfg.alpha,
@@ -173,6 +176,7 @@ class Daemon:
         self._tun_info: dict[str, dict[str, Any]] = {}  # network ID hex -> tun name, netns
         self.tun_write_errors = 0
         self.heap_kept = False  # runtime/heap.py, set by a daemon that is the whole process
+        self.acks_filtered = 0  # pure TCP ACKs left out (core/vpn/ackfilter.py)
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
@@ -546,6 +550,7 @@ class Daemon:
         oc = self.cfg.overlay
         if oc.enable:
             self.overlay = OverlayInterface(self.core, self.driver, oc, self.paths.root)
+            self.overlay.ack_filter = self.cfg.ack_filter
             if await self.overlay.start(loop):
                 self.driver.tun_writer = self._write_tun
         if oc.discovery_interfaces:
@@ -614,6 +619,10 @@ class Daemon:
         if packets:
             if len(packets) > 1 and network_id in self._coalesce:
                 packets = coalesce_udp(packets)
+                if self.cfg.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
+                    n = len(packets)
+                    packets = filter_acks(packets)
+                    self.acks_filtered += n - len(packets)
             self.core.vpn_outbound(network_id, packets, time.time())
             self.driver.transmit()
 
@@ -762,7 +771,8 @@ class Daemon:
                                "sched_slice_us": evloop.current_slice(),
                                "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
                                "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
-                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept}
+                               "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept,
+                               "acks_filtered": self.acks_filtered}
             if self.workers is not None:
                 st["dataplane"]["workers"] = self.workers.status()
             counters = pathsctl.link_counters(self)

@@ -53,7 +53,9 @@ from collections import deque
 from typing import Any
 
 from weftnet.core.identity import NodeId
+from weftnet.core.session.train import Train
 from weftnet.core.session.workers import WorkerCrypto, WorkerSlots
+from weftnet.core.vpn.ackfilter import filter_acks
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnPacket
 from weftnet.core.wire import encode
@@ -81,6 +83,11 @@ _SLOT = struct.Struct("=Q")
 _GSO_SEGMENTS, _GSO_BYTES = 64, 65_000
 SOL_UDP, UDP_SEGMENT, UDP_GRO = 17, 103, 104
 _GRO_CMSG = socket.CMSG_SPACE(4)
+#: One receive buffer per process (a worker reads, opens or copies out, then reads again): a
+#: ``recvmsg(65_535)`` made a 64 KiB heap block per read.
+_RECV = bytearray(65_535)
+_RECV_VIEW = memoryview(_RECV)
+_RECV_INTO = [_RECV_VIEW]
 
 
 class Handoff:
@@ -450,7 +457,9 @@ class WorkerPool:
                 sent = True
             elif kind == "rekey":  # a worker's session is old: our send on it starts the rekey
                 nid = NodeId(msg[1])
-                if core.transport.has_session(nid):
+                if len(msg) > 2 and msg[2] is not None:  # it sealed half of AES-GCM's limit: rekey now
+                    sent = core.transport.rekey(nid, now, msg[2]) or sent
+                elif core.transport.has_session(nid):
                     core.transport.send_to(nid, b"", now)  # a keepalive
                     sent = True
             elif kind == "stats":
@@ -492,12 +501,17 @@ class WorkerPool:
             pass
         d = self.daemon
         nets = {nid: d.core.vpn.switch.networks[nid] for nid in self.queues}
-        _WorkerLoop(slot, nets, set(d._coalesce), {nid: qs[slot - 1].fileno() for nid, qs in self.queues.items()},
-                    self.socks[slot], ctrl, self.floors, os.getppid(), self.handoff).run()
+        loop = _WorkerLoop(slot, nets, set(d._coalesce), {nid: qs[slot - 1].fileno() for nid, qs in self.queues.items()},
+                           self.socks[slot], ctrl, self.floors, os.getppid(), self.handoff)
+        loop.ack_filter = getattr(d.cfg, "ack_filter", True)
+        loop.run()
 
 
 class _WorkerLoop:
     """One worker's loop: epoll over its TUN queues, its socket and its pipe to the main process."""
+
+    #: ``[dataplane] ack_filter``: leave out pure TCP ACKs a later one in the same read supersedes.
+    ack_filter = True
 
     def __init__(self, slot: int, nets: dict[bytes, Any], coalesce: set[bytes], queues: dict[bytes, int],
                  sock: socket.socket, ctrl: socket.socket, floors: mmap.mmap, parent: int, handoff: Handoff):
@@ -513,9 +527,10 @@ class _WorkerLoop:
         self.floors = floors
         self.parent = parent
         self.crypto = WorkerCrypto(slot, _SLOT.unpack_from(floors, _SLOT.size * slot)[0])
+        self.crypto.trains = True  # a fragmented payload leaves as one GSO send (_send_all)
         self.endpoints: dict[bytes, tuple] = {}
         self.stats = {"packets_out": 0, "packets_in": 0, "bytes_out": 0, "bytes_in": 0, "upcalls": 0,
-                      "tun_write_errors": 0, "send_errors": 0}
+                      "tun_write_errors": 0, "send_errors": 0, "acks_filtered": 0}
         self.gso = True
         self._written: set[int] = set()
         self._nudged: dict[bytes, float] = {}
@@ -611,6 +626,10 @@ class _WorkerLoop:
             return
         if len(packets) > 1 and nid in self.coalesce:
             packets = coalesce_udp(packets)
+            if self.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
+                n = len(packets)
+                packets = filter_acks(packets)
+                self.stats["acks_filtered"] += n - len(packets)
         net = self.nets[nid]
         now = time.time()
         crypto = self.crypto
@@ -633,7 +652,7 @@ class _WorkerLoop:
                     out.extend((d, ep) for d in sealed)
                     if crypto.wants_rekey(node, now) and now - self._nudged.get(node, 0.0) >= 1.0:
                         self._nudged[node] = now  # the main process's send on the session starts the rekey
-                        self._upcall(("rekey", node))
+                        self._upcall(("rekey", node, crypto.worn(node)))
                     self.stats["packets_out"] += 1
                     self.stats["bytes_out"] += len(pkt) - VNET_HDR_LEN
                 else:
@@ -655,10 +674,27 @@ class _WorkerLoop:
         sock = self.sock
         while i < n:
             data, addr = out[i]
+            if type(data) is Train:  # one payload's pieces, laid end to end by the seal
+                try:
+                    if self.gso:
+                        sock.sendmsg([data.data], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", data.seg))], 0, addr)
+                    else:
+                        for d in data.datagrams():
+                            sock.sendto(d, addr)
+                except (BlockingIOError, InterruptedError):
+                    self.stats["send_errors"] += n - i
+                    return
+                except OSError:
+                    if self.gso:
+                        self.gso = False
+                        continue
+                    self.stats["send_errors"] += 1
+                i += 1
+                continue
             j = i + 1
             if self.gso:
                 size = total = len(data)
-                while (j < n and j - i < _GSO_SEGMENTS and out[j][1] == addr
+                while (j < n and j - i < _GSO_SEGMENTS and out[j][1] == addr and type(out[j][0]) is not Train
                        and total + len(out[j][0]) <= _GSO_BYTES and len(out[j][0]) <= size):
                     total += len(out[j][0])
                     j += 1
@@ -682,11 +718,14 @@ class _WorkerLoop:
 
     # -- in: peers -> TUN -------------------------------------------------------------
     def _datagrams(self):
-        """Up to a batch of datagrams from our socket, UDP GRO super-datagrams cut back apart."""
+        """Up to a batch of datagrams from our socket, UDP GRO super-datagrams cut back apart; a
+        read that is one payload's pieces of our partition comes whole, as a Train over the
+        receive buffer (opened before the next read: ``_on_udp`` consumes each before asking for
+        the next)."""
         sock = self.sock
         for _ in range(_BATCH):
             try:
-                data, anc, _flags, addr = sock.recvmsg(65_535, _GRO_CMSG)
+                n, anc, _flags, addr = sock.recvmsg_into(_RECV_INTO, _GRO_CMSG)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -695,23 +734,37 @@ class _WorkerLoop:
             for level, kind, value in anc:
                 if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                     seg = struct.unpack("=i", value[:4])[0]
-            if 0 < seg < len(data):  # the kernel steered the read by its first piece: the others may not be ours
-                yield from self.handoff.split(self.slot, data, seg, addr)
+            if 0 < seg < n:  # the kernel steered the read by its first piece: the others may not be ours
+                if self.handoff.n == 1 or steer_slot(_RECV_VIEW[:16], self.handoff.n) == self.slot:
+                    yield Train(_RECV_VIEW[:n], seg)  # opened whole if it is one payload of ours
+                else:
+                    yield from self.handoff.split(self.slot, bytes(_RECV_VIEW[:n]), seg, addr)
             else:
-                yield data
+                yield bytes(_RECV_VIEW[:n])
 
     def _handed(self):
         """Pieces another process read that are ours (Handoff)."""
         for _addr, pieces in self.handoff.receive(self.slot):
             yield from pieces
 
-    def _on_udp(self, datagrams) -> None:
-        crypto, now = self.crypto, time.time()
+    def _opened(self, datagrams, now: float):
+        """(peer node ID, plaintext) of every payload these datagrams complete: a Train (a GRO
+        read) whole if it is one payload of ours, else piece by piece as without GRO."""
+        crypto = self.crypto
         for data in datagrams:
-            r = crypto.open(data, now)
-            if r is None:
-                continue
-            node, plain = r
+            if type(data) is Train:
+                r = crypto.open_train(data.data, data.seg, now)
+                if r is False:
+                    yield from self._opened(self.handoff.split(self.slot, bytes(data.data), data.seg, None), now)
+                    continue
+            else:
+                r = crypto.open(data, now)
+            if r is not None:
+                yield r
+
+    def _on_udp(self, datagrams) -> None:
+        now = time.time()
+        for node, plain in self._opened(datagrams, now):
             if len(plain) < 35:
                 continue  # a keepalive (empty) or nothing a network takes
             net = self.nets.get(plain[2:34])

@@ -122,6 +122,13 @@ def open_udp_socket(host: str, port: int, buffer_bytes: int = 4 << 20) -> socket
 class UdpDriver:
     """Drives a NodeCore from a UDP socket and an asyncio timer."""
 
+    # Slots: past 30 attributes an instance's dict stops sharing its keys (1.6 KB a node in bench/dht);
+    # "__dict__" stays for attributes the daemon and tests add.
+    __slots__ = ("core", "clock", "sock", "_loop", "_timer", "_timer_at", "_waiters", "_backlog", "_backlog_weight",
+                 "_endpoints", "_closed", "_depth", "listeners", "tun_writer", "after_tun_writes", "sent", "received",
+                 "errors", "_error_logged_at", "send_errors", "dropped", "gso_sends", "probes_sent", "probe_errors",
+                 "links", "alt_sock", "underlay", "divert", "gso", "gro", "__dict__", "__weakref__")
+
     def __init__(self, core: NodeCore, sock: socket.socket, clock: Callable[[], float] = time.time,
                  *, gso: bool = True, gro: bool = True):
         self.core = core
@@ -417,6 +424,8 @@ class UdpDriver:
         while (ev := self.core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
+            if fut is not None and not self._waiters:
+                self._waiters.clear()  # a dict keeps the table it grew to until cleared
             if fut is not None and not fut.done():
                 fut.set_result(ev)
             for listener in self.listeners:

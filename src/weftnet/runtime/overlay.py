@@ -33,6 +33,7 @@ from typing import Any
 
 from weftnet.core.identity import NodeId
 from weftnet.core.overlay.dataplane import GSO_MAX_SIZE
+from weftnet.core.vpn.ackfilter import filter_acks
 from weftnet.core.vpn.coalesce import coalesce_udp
 from weftnet.core.vpn.firewall import Firewall, parse_rule
 from weftnet.errors import ConfigError, NetworkError, ParseError
@@ -173,6 +174,9 @@ class OverlayInterface:
         self.error: str | None = None
         self.write_errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: ``[dataplane] ack_filter`` (the daemon sets it): pure TCP ACKs a later one supersedes are left out.
+        self.ack_filter = True
+        self.acks_filtered = 0
 
     @property
     def config_rules(self) -> list:
@@ -240,6 +244,10 @@ class OverlayInterface:
         if packets:
             if len(packets) > 1 and self.cfg.offload:
                 packets = coalesce_udp(packets)
+                if self.ack_filter:  # core/vpn/ackfilter.py
+                    n = len(packets)
+                    packets = filter_acks(packets)
+                    self.acks_filtered += n - len(packets)
             self.core.overlay_outbound(packets, time.time())
             self.driver.transmit()
 
@@ -263,7 +271,7 @@ class OverlayInterface:
 
     def status(self) -> dict[str, Any]:
         return {"interface": self.tun.name if self.tun is not None else None, "error": self.error,
-                "tun_write_errors": self.write_errors,
+                "tun_write_errors": self.write_errors, "acks_filtered": self.acks_filtered,
                 "rules": rules_report(self.cfg, load_saved_rules(self.state_dir))}
 
 

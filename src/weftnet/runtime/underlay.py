@@ -25,6 +25,8 @@ from typing import Any
 
 from weftnet.core.paths.config import LinkSpec
 from weftnet.core.reach.paths import LinkAddr
+from weftnet.core.session import ciphers
+from weftnet.core.session.train import Train
 from weftnet.errors import ConfigError
 
 __all__ = ["UnderlayLinks", "interface_address"]
@@ -38,6 +40,10 @@ RECV_BATCH = 64
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+#: One receive buffer for every link of the process (each datagram or GRO run is copied out at its
+#: size before the next read): ``recvmsg(65_535)`` made a 64 KiB heap block per read.
+_RECV_VIEW = memoryview(bytearray(65_535))
+_RECV_INTO = [_RECV_VIEW]
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
@@ -206,13 +212,13 @@ class UnderlayLinks:
         sock = link.sock
         name = link.name
         batch: list[tuple[bytes, Any]] = []
-        nbytes = 0
+        nbytes = packets = 0
         for _ in range(RECV_BATCH):
             try:
                 if link.gro:
-                    data, anc, _flags, addr = sock.recvmsg(65_535, _GRO_CMSG_SPACE)
+                    n, anc, _flags, addr = sock.recvmsg_into(_RECV_INTO, _GRO_CMSG_SPACE)
                 else:
-                    data, addr = sock.recvfrom(65_535)
+                    n, addr = sock.recvfrom_into(_RECV_VIEW)
                     anc = None
             except (BlockingIOError, InterruptedError):
                 break
@@ -220,18 +226,20 @@ class UnderlayLinks:
                 log.debug("link %s receive error: %s", name, exc)
                 continue
             src = LinkAddr(addr[0], addr[1], name)
-            nbytes += len(data)
+            nbytes += n
             seg = 0
             if anc:
                 for level, kind, value in anc:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
-            if 0 < seg < len(data):
-                batch.extend((data[off:off + seg], src) for off in range(0, len(data), seg))
+            if 0 < seg < n:  # a GRO run: the transport takes it whole (core/session/train.py)
+                batch.append((Train(bytes(_RECV_VIEW[:n]), seg), src))
+                packets += -(-n // seg)
             else:
-                batch.append((data, src))
+                batch.append((bytes(_RECV_VIEW[:n]), src))
+                packets += 1
         if batch:
-            link.stats["rx_packets"] += len(batch)
+            link.stats["rx_packets"] += packets
             link.stats["rx_bytes"] += nbytes
             drv = self.driver
             drv.core.receive_datagrams(batch, drv.clock())
@@ -308,3 +316,18 @@ def _concrete(ep: tuple) -> tuple | None:
 
 def _text(ep) -> str:
     return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+def transport_ciphers(names: list | None, cpuinfo: str = "/proc/cpuinfo") -> tuple[int, ...]:
+    """The transport ciphers this node accepts, preferred first (core/session/ciphers.py):
+    ``[dataplane] ciphers`` if set, else by the CPU's flags — AES-256-GCM first where it has AES
+    instructions, ChaCha20-Poly1305 alone where it has not (or the flags cannot be read)."""
+    if names is not None:
+        return ciphers.parse_names(names)
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1] for line in f
+                          if line.startswith(("flags", "Features")) and ":" in line), "")
+    except OSError:
+        flags = ""
+    return ciphers.cpu_prefers(flags)

@@ -55,6 +55,7 @@ from weftnet.core.contact import Addr, Contact
 from weftnet.core.dht import events as ev
 from weftnet.core.dht.lookup import ANSWERED, CANDIDATE, Candidate, Lookup
 from weftnet.core.histogram import LatencyHistogram
+from weftnet.core.dht.peers import PeerEstimates
 from weftnet.core.dht.messages import (
     BACK_DELIVERED,
     BACK_FAILED,
@@ -193,7 +194,7 @@ class DhtConfig:
     hedge_rtts: float = 3.0
     hedge_min: float = 0.02
     hedge_max: float = 1.0
-    #: Contacts whose RTT estimate is kept (the oldest estimate goes first).
+    #: Contacts whose RTT estimate and hint credit are kept (the oldest goes first; core/dht/peers.py).
     rtt_cache: int = 4096
     #: Lookup latency (docs/dht.md, "Lookups at Internet latency"); each was
     #: measured on its own in the simulator. A node lookup ends when the node
@@ -270,8 +271,14 @@ class _Op:
     mutable_quorum: int = 1
     local: Record | None = None  # get: our own copy, compared but never counted
     pending_stores: set = field(default_factory=set)
+    #: STOREs past their RTO, still listened to (a late ack counts: a stalled process or a
+    #: slow path is not a refusal) until ``max_rto`` later.
+    late_stores: set = field(default_factory=set)
     stored: int = 0
     store_failed: int = 0
+    unanswered: int = 0
+    late_acks: int = 0
+    refusals: dict = field(default_factory=dict)  # a refusing StoreAck's reason -> count
     # route
     msg_id: int = 0
     trace: bool = False
@@ -328,7 +335,7 @@ class Dht:
     # "__dict__" stays, so a test can still replace a method on one instance.
     __slots__ = ("config", "contact", "node_id", "key", "identity", "_rng", "exempt", "table", "store",
                  "index", "_out", "_events", "_requests", "_timers", "_ops", "_next_op", "_routes",
-                 "_route_back", "_peer_limit", "_prefix_limit", "_hint_credit", "_hint_inflight",
+                 "_route_back", "_peer_limit", "_prefix_limit", "_hint_inflight",
                  "_hint_target", "_hinted", "_held", "_rtt", "_apps", "has_session", "_srtt_mean",
                  "_rttvar_mean", "_maintenance_at", "_republish_at", "_replicate_at", "_wanted", "stats",
                  "reject_reasons", "latency", "__dict__")
@@ -368,16 +375,15 @@ class Dht:
         # bounded, and volume cannot wipe them.
         self._peer_limit = Gcra(cfg.peer_rate, cfg.peer_burst)
         self._prefix_limit = Gcra(cfg.prefix_rate, cfg.prefix_burst)
-        # Each source starts with one request's worth (a small network answers with one or
-        # two contacts: their reply alone would not pay for asking them).
-        self._hint_credit = TokenBuckets(0.0, cfg.hint_credit_max, start=cfg.hint_cost)
         self._hint_inflight: dict[str, int] = {}
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
         self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
         self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time, learn)]
-        # Per contact: complex(srtt, rttvar), two floats in one 32-byte object;
-        # bounded (oldest first out), since every node that ever answered lands here.
-        self._rtt: dict[int, complex] = {}
+        # Per contact that answered: srtt, rttvar and the hint credit, in one slot of one array
+        # (core/dht/peers.py); bounded (oldest first out), since every node that ever answered lands
+        # here. Each source starts with one request's worth of credit (a small network answers
+        # with one or two contacts: their reply alone would not pay for asking them).
+        self._rtt = PeerEstimates(cfg.rtt_cache, cfg.hint_cost, cfg.hint_credit_max)
         self._apps: list[Any] = []
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
@@ -445,6 +451,11 @@ class Dht:
                     continue
                 if req.timed_out:
                     self._drop_request(ident)  # the grace period for a late answer is over
+                    if req.kind == "store":
+                        op = self._ops.get(req.op_id)
+                        if op is not None and req.rid in op.late_stores:
+                            op.late_stores.discard(req.rid)
+                            self._stores_settled(op, now)
                     continue
                 # Count the failure and move the lookup on, but keep listening
                 # a while: a late answer is still an answer (a busy peer is not a dead one).
@@ -536,7 +547,7 @@ class Dht:
             return
         self.stats["leaves"] += 1
         self.table.remove(skey)
-        self._rtt.pop(skey, None)
+        self._rtt.forget(skey)
         self._held.pop(skey, None)
         for rid, req in sorted(self._requests.items()):
             if req.key == skey and not req.timed_out:
@@ -716,18 +727,17 @@ class Dht:
 
     # -- requests and RTT -------------------------------------------------------
     def _rto(self, key: int) -> float:
-        r = self._rtt.get(key)
+        r = self._rtt.rtt(key)
         cfg = self.config
         if r is None:
             m = self._srtt_mean
             if m is None or not cfg.adaptive_rto:
                 return cfg.initial_rto
             return min(cfg.initial_rto, max(cfg.min_rto, m + 4 * self._rttvar_mean))
-        return min(cfg.max_rto, max(cfg.min_rto, r.real + 4 * r.imag))
+        return min(cfg.max_rto, max(cfg.min_rto, r[0] + 4 * r[1]))
 
     def _srtt_of(self, key: int) -> float | None:
-        r = self._rtt.get(key)
-        return None if r is None else r.real
+        return self._rtt.srtt(key)
 
     def _hedge_delay(self) -> float:
         cfg = self.config
@@ -742,15 +752,7 @@ class Dht:
         else:
             self._rttvar_mean = 0.9 * self._rttvar_mean + 0.1 * abs(m - rtt)
             self._srtt_mean = 0.9 * m + 0.1 * rtt
-        rtts = self._rtt
-        r = rtts.get(key)
-        if r is None:
-            if len(rtts) >= self.config.rtt_cache:
-                del rtts[next(iter(rtts))]
-            rtts[key] = complex(rtt, rtt / 2)
-        else:
-            srtt = r.real
-            rtts[key] = complex(0.875 * srtt + 0.125 * rtt, 0.75 * r.imag + 0.25 * abs(srtt - rtt))
+        self._rtt.sample(key, rtt)
 
     def _request(self, contact: Contact, msg: Message | tuple, op_id: int, now: float, kind: str,
                  hint: tuple | None = None, data: Any = None) -> int:
@@ -774,7 +776,10 @@ class Dht:
 
     def _drop_request(self, rid: int) -> _Request | None:
         """Forget a request; a hinted one gives back its slot at the target address."""
-        req = self._requests.pop(rid, None)
+        requests = self._requests
+        req = requests.pop(rid, None)
+        if not requests:
+            requests.clear()  # a dict keeps the table it grew to until cleared (a join's ~40 requests: 2 KB)
         if req is not None and req.hint is not None:
             self._release_hint(req)
         return req
@@ -796,10 +801,12 @@ class Dht:
             self.stats["unsolicited"] += 1
             return
         del self._requests[msg.rid]
+        if not self._requests:
+            self._requests.clear()  # (as in _drop_request)
         if req.hint is not None:
             # The hinted contact answered: it is a willing node, not a victim. Its
             # source, and its address, get back what asking it cost.
-            self._hint_credit.refund(req.hint[0], self.config.hint_cost)
+            self._rtt.refund(req.hint[0], self.config.hint_cost)
             self._hint_target.refund(req.hint[1], self.config.hint_cost)
             self._release_hint(req)
         self.stats["responses"] += 1
@@ -817,12 +824,18 @@ class Dht:
             return
         if isinstance(msg, StoreAck):
             op.pending_stores.discard(req.rid)
+            if req.timed_out:  # a late ack: its timeout counted it unanswered
+                op.late_stores.discard(req.rid)
+                op.unanswered -= 1
+                op.late_acks += 1
             if msg.ok:
                 op.stored += 1
             else:
                 op.store_failed += 1
-            if not op.pending_stores:
-                self._finish(op, now, ok=op.stored > 0)
+                reasons = op.refusals
+                why = msg.reason[:120] if msg.reason in reasons or len(reasons) < 4 else "other"
+                reasons[why] = reasons.get(why, 0) + 1
+            self._stores_settled(op, now)
             return
         lk = op.lookup
         if lk is None:
@@ -833,7 +846,7 @@ class Dht:
             size = 11 + sum(39 if ":" not in c.endpoint[0] else 51 for c in msg.contacts)
             if isinstance(msg, Value):
                 size += len(msg.record)
-            self._hint_credit.credit(skey, size, now)
+            self._rtt.credit(skey, size)
         if isinstance(msg, Value):
             rec = self._validate_blob(msg.record, op.key, sender)
             if rec is not None:
@@ -883,12 +896,46 @@ class Dht:
         if req.kind == "store":
             op.pending_stores.discard(req.rid)
             op.store_failed += 1
-            if not op.pending_stores:
-                self._finish(op, now, ok=op.stored > 0)
+            op.unanswered += 1
+            if req.timed_out and req.rid in self._requests:
+                op.late_stores.add(req.rid)  # still listened to until its grace ends
+            self._stores_settled(op, now)
             return
         if op.lookup is not None:
             op.lookup.failed(req.key)
             self._advance(op, now)
+
+    def _stores_settled(self, op: _Op, now: float) -> None:
+        """End a put (or leave) once each STORE is acked, refused or past its grace: ok with one
+        ack or more, the moment there is one and nothing is pending; failed only when none of the
+        nodes asked took the record, saying whether they refused it (and why) or never answered."""
+        if op.pending_stores:
+            return
+        if op.stored > 0:
+            if op.late_stores and op.late_acks:
+                # Acks are coming in late (the process stalled, or the path slowed): the rest of
+                # them are likely right behind. Count those arriving within min_rto (acked:
+                # the op's timer then ends it as a success), so the put reports where it is held.
+                if not op.acked:
+                    op.acked = True
+                    op.deadline = min(op.deadline, now + self.config.min_rto)
+                    heapq.heappush(self._timers, (op.deadline, 1, op.op_id))
+                return
+            self._finish(op, now, ok=True)
+            return
+        if op.late_stores:
+            return  # every STORE is past its RTO, none has answered yet: wait for a late ack
+        refused = sum(op.refusals.values())
+        asked = refused + op.unanswered
+        why = "; ".join(f"{r or 'no reason given'} ({n})" for r, n in sorted(op.refusals.items()))
+        if refused and op.unanswered:
+            error = (f"none of the {asked} nodes asked took the record: {refused} refused it ({why}), "
+                     f"{op.unanswered} never answered")
+        elif refused:
+            error = f"all {asked} nodes asked refused the record: {why}"
+        else:
+            error = f"none of the {asked} nodes asked to store the record answered"
+        self._finish(op, now, ok=False, error=error)
 
     # -- lookups ------------------------------------------------------------
     def _new_op(self, kind: str, now: float, timeout: float) -> _Op:
@@ -1017,7 +1064,7 @@ class Dht:
             if not self._hint_target.allow(where, now, cfg.hint_cost):
                 self.stats["hints_deferred"] += 1
                 return None  # this address has had its share for now
-            if not self._hint_credit.allow(cand.source, now, cfg.hint_cost):
+            if not self._rtt.allow(cand.source, cfg.hint_cost):
                 self._hint_target.refund(where, cfg.hint_cost)
                 self.stats["hints_deferred"] += 1
                 return None  # until an answer from one of its hints gives the credit back
@@ -1098,6 +1145,8 @@ class Dht:
                 error: str | None = None) -> None:
         if self._ops.pop(op.op_id, None) is None:
             return
+        if not self._ops:
+            self._ops.clear()  # (as in _drop_request)
         if self.latency is not None:
             self.latency.observe(op.kind, "ok" if ok else ("timeout" if error == "timed out" else "failed"),
                                  now - op.started)
@@ -1118,6 +1167,7 @@ class Dht:
             op.op_id, op.kind, op.key or (lk.target.to_bytes(32, "big") if lk else b""), ok,
             tuple(contacts or ()), tuple(values or ()), messages or 0, hops or 0, now - op.started,
             stored_n, error if error is not None else (None if ok else "failed"),
+            sum(op.refusals.values()), op.unanswered,
         ))
 
     # -- serving requests ---------------------------------------------------
@@ -1140,9 +1190,9 @@ class Dht:
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.key,
                                       ordered=False)
         if near:
-            rtts = self._rtt
-            hints = tuple([RTT_UNKNOWN if (r := rtts.get(c.node_id.int)) is None
-                           else min(RTT_UNKNOWN - 1, int(r.real * 10000)) for c in contacts])
+            srtt = self._rtt.srtt
+            hints = tuple([RTT_UNKNOWN if (r := srtt(c.node_id.int)) is None
+                           else min(RTT_UNKNOWN - 1, int(r * 10000)) for c in contacts])
             self._out.append((sender, NearNodes(rid, tuple(contacts), hints)))
         else:
             self._out.append((sender, Nodes(rid, tuple(contacts))))

@@ -25,6 +25,8 @@ class LookupDone:
     duration: float
     stored: int  # STORE acknowledgements (put, leave)
     error: str | None = None
+    refused: int = 0  # put, leave: STOREs a node refused (its reason is in ``error`` if none took it)
+    unanswered: int = 0  # put, leave: STOREs no answer came back for, late ones included
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ before; docs/security.md, item 3):
 
 * how much does this sender (node ID) and its address prefix hold? — two
   dict lookups (counts and bytes, kept up to date on every add and remove);
-* which records have expired? — a heap by expiry time;
+* which records have expired? — a heap by expiry time, built when a full
+  store first evicts (until then the maintenance pass, every 10 minutes,
+  reads each record's expiry: O(n) per pass, not per STORE, and no 64 bytes
+  a record for a heap entry);
 * which record is this node least responsible for? — a heap by XOR distance
   from the node's own ID, of records it did not publish itself;
 * how many records and bytes are held? — two counters.
@@ -51,7 +54,8 @@ class StoreIndex:
         # entry here, when its fields agree with what is indexed: no second object per record.
         self._records: dict | None = store._records if type(store) is MemoryStore else None
         self._meta: dict[bytes, Meta] = {}
-        self._by_expiry: list[tuple[float, bytes]] = []
+        # (expires, key); None until an eviction asks for the oldest expired record (_expiry_heap)
+        self._by_expiry: list[tuple[float, bytes]] | None = None
         # (-distance, key), records not our own; None until the first eviction asks for it (a store
         # that never fills never needs it, and an entry costs about 120 bytes a record)
         self._by_far: list[tuple[int, bytes]] | None = None
@@ -82,7 +86,8 @@ class StoreIndex:
             m = Meta(expires, own, size, origin, prefix, now)
         self._meta[key] = m
         self.bytes += size
-        heapq.heappush(self._by_expiry, (expires, key))
+        if self._by_expiry is not None:
+            heapq.heappush(self._by_expiry, (expires, key))
         if not own and self._by_far is not None:
             heapq.heappush(self._by_far, (-self.dist(key), key))
         for table, k in ((self._origin, origin), (self._prefix, prefix)):
@@ -114,8 +119,15 @@ class StoreIndex:
         p = self._prefix.get(prefix, 0) if prefix else 0
         return o >> 48, o & _BYTES, p >> 48, p & _BYTES
 
-    def next_expiry(self) -> float | None:
+    def _expiry_heap(self) -> list[tuple[float, bytes]]:
         h = self._by_expiry
+        if h is None:
+            h = self._by_expiry = [(m.expires, k) for k, m in self._meta.items()]
+            heapq.heapify(h)
+        return h
+
+    def next_expiry(self) -> float | None:
+        h = self._expiry_heap()
         while h:
             exp, key = h[0]
             m = self._meta.get(key)
@@ -127,7 +139,14 @@ class StoreIndex:
     def pop_expired(self, now: float, limit: int | None = None) -> list[bytes]:
         """Keys whose expiry has passed, removed from the index (the caller deletes them)."""
         out: list[bytes] = []
-        h = self._by_expiry
+        if self._by_expiry is None and limit is None:
+            # The maintenance pass, with no heap: one read of each record's expiry (earliest first, as
+            # the heap would give them).
+            for _exp, key in sorted((m.expires, k) for k, m in self._meta.items() if m.expires <= now):
+                self.remove(key)
+                out.append(key)
+            return out
+        h = self._expiry_heap()
         while h and h[0][0] <= now and (limit is None or len(out) < limit):
             exp, key = heapq.heappop(h)
             m = self._meta.get(key)
@@ -152,7 +171,7 @@ class StoreIndex:
 
     def _compact(self) -> None:
         n = len(self._meta)
-        if len(self._by_expiry) > 2 * n + 1024:
+        if self._by_expiry is not None and len(self._by_expiry) > 2 * n + 1024:
             self._by_expiry = [(m.expires, k) for k, m in self._meta.items()]
             heapq.heapify(self._by_expiry)
         if self._by_far is not None and len(self._by_far) > 2 * n + 1024:

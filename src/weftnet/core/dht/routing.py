@@ -45,10 +45,12 @@ Departures from the paper, and why:
 
 Compact on purpose (the simulator holds a million of these): a bucket lists
 the ``Contact`` objects themselves (shared with every other table that knows
-the node), an index maps the integer ID to the contact, and failure counts
-live in a side table that only holds contacts that have failed lately. The
-splits only ever happen along our own ID, so the bucket of a key is found from
-the length of the prefix it shares with us, without a search.
+the node), and failure counts live in a side table that only holds contacts
+that have failed lately. The splits only ever happen along our own ID, so the
+bucket of a key is found from the length of the prefix it shares with us,
+without a search, and a contact by its ID by scanning that bucket's at most k
+entries: there is no index by ID (a dict of every contact was ~40 bytes a
+contact, the largest table of a node after the sessionless keys).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class KBucket:
 
 class RoutingTable:
     __slots__ = ("own_key", "replace_failing", "k", "max_failures", "per_prefix", "exempt", "difficulty",
-                 "_by_depth", "_index", "_failures", "evictions", "prefix_refusals", "puzzle_refusals", "changes",
+                 "_by_depth", "_failures", "evictions", "prefix_refusals", "puzzle_refusals", "changes",
                  "__dict__")
 
     def __init__(self, own_key: int, k: int = 20, max_failures: int = 3, per_prefix: int | None = 2,
@@ -149,7 +151,6 @@ class RoutingTable:
         # _by_depth[d] holds the IDs that share exactly d leading bits with ours;
         # the last bucket holds all that share at least that many (it covers us).
         self._by_depth: list[KBucket] = [KBucket(own_key, 0, True)]
-        self._index: dict[int, Contact] = {}
         self._failures: dict[int, int] = {}  # only contacts whose last request failed
         self.evictions = 0
         self.prefix_refusals = 0
@@ -163,18 +164,26 @@ class RoutingTable:
         return sorted(self._by_depth, key=lambda b: b.lo)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return sum(len(b.entries) for b in self._by_depth)
 
     def __contains__(self, key: int) -> bool:
-        return key in self._index
+        return self.get(key) is not None
 
-    def get(self, key: int) -> Contact | None:
-        return self._index.get(key)
+    def get(self, key: int, default: Contact | None = None) -> Contact | None:
+        # No index by ID: a dict of every contact cost ~40 bytes a contact (3.2 KB a node at 500
+        # nodes in bench/dht); the contact's bucket is found from the prefix it shares with us,
+        # and its at most k entries are scanned (~0.4 us against a dict's 0.04).
+        by_depth = self._by_depth
+        d = ID_BITS - (key ^ self.own_key).bit_length()
+        for c in (by_depth[d] if d < len(by_depth) else by_depth[-1]).entries:
+            if c.key == key:
+                return c
+        return default
 
     @property
-    def by_key(self) -> dict[int, Contact]:
-        """Every contact by its integer ID (read only: change the table through its methods)."""
-        return self._index
+    def by_key(self) -> "RoutingTable":
+        """Every contact by its integer ID (``in``, ``get``; read only: change the table through its methods)."""
+        return self
 
     def failures(self, key: int) -> int:
         return self._failures.get(key, 0)
@@ -187,7 +196,7 @@ class RoutingTable:
     def has_room(self, contact: Contact, key: int) -> bool:
         """Would :meth:`add` put ``contact`` in the table proper now (not only in a replacement
         cache)? A contact already there at another endpoint counts (its address would change)."""
-        known = self._index.get(key)
+        known = self.get(key)
         if known is not None:
             return known.endpoint != contact.endpoint
         if key == self.own_key or (self.difficulty and not meets_puzzle(contact.node_id, self.difficulty)):
@@ -226,16 +235,15 @@ class RoutingTable:
         d = ID_BITS - (key ^ own).bit_length()
         bucket = by_depth[d] if d < len(by_depth) else by_depth[-1]
         bucket.touched = now
-        known = self._index.get(key)
-        if known is not None:
-            if self._failures:
-                self._failures.pop(key, None)
-            if known is not contact and known.endpoint != contact.endpoint:
-                entries = bucket.entries
-                entries[next(i for i, c in enumerate(entries) if c is known)] = contact
-                self._index[key] = contact
-                self.changes += 1
-            return True
+        entries = bucket.entries
+        for i, known in enumerate(entries):
+            if known.key == key:
+                if self._failures:
+                    self._failures.pop(key, None)
+                if known is not contact and known.endpoint != contact.endpoint:
+                    entries[i] = contact
+                    self.changes += 1
+                return True
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
             self.puzzle_refusals += 1
             return False
@@ -243,7 +251,6 @@ class RoutingTable:
             if len(bucket.entries) < self.k:
                 # Room: no contention, no per-prefix limit (a small deployment in one /24).
                 bucket.entries.append(contact)
-                self._index[key] = contact
                 self.changes += 1
                 return True
             if bucket.last and bucket.depth < ID_BITS:
@@ -290,10 +297,8 @@ class RoutingTable:
         """``contact`` takes the slot of ``leaving``, which waits in the replacement cache."""
         lkey = leaving.key
         _drop(bucket.entries, leaving)
-        del self._index[lkey]
         self._failures.pop(lkey, None)
         bucket.entries.append(contact)
-        self._index[key] = contact
         if bucket.replacements:
             bucket.replacements = [c for c in bucket.replacements if c.key != key]
         self._add_replacement(bucket, leaving, lkey)
@@ -364,7 +369,7 @@ class RoutingTable:
         Returns True if the contact entered the table.
         """
         key = contact.node_id.int
-        if key in self._index or key == self.own_key:
+        if key == self.own_key or self.get(key) is not None:
             return False
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
             return False
@@ -402,7 +407,7 @@ class RoutingTable:
 
     def fail(self, key: int) -> bool:
         """A request to this contact failed. Returns True if it was evicted."""
-        contact = self._index.get(key)
+        contact = self.get(key)
         if contact is None:
             return False
         failures = self._failures.get(key, 0) + 1
@@ -412,7 +417,6 @@ class RoutingTable:
         self._failures.pop(key, None)
         bucket = self.bucket_for(key)
         _drop(bucket.entries, contact)
-        del self._index[key]
         self.evictions += 1
         self.changes += 1
         self._promote(bucket)
@@ -424,7 +428,7 @@ class RoutingTable:
         bucket = self.bucket_for(key)
         if bucket.replacements and any(c.node_id.int == key for c in bucket.replacements):
             bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key] or ()
-        contact = self._index.pop(key, None)
+        contact = self.get(key)
         if contact is None:
             return False
         self._failures.pop(key, None)
@@ -454,9 +458,8 @@ class RoutingTable:
                         break
             c = reps.pop(pick)
             ckey = c.key
-            if ckey not in self._index:
+            if all(e.key != ckey for e in bucket.entries):
                 bucket.entries.append(c)
-                self._index[ckey] = c
                 break
 
     def closest(self, target: int, n: int | None = None, exclude: int | None = None,
@@ -477,7 +480,7 @@ class RoutingTable:
             return found
         # The bucket that holds ``exclude`` (if we hold it), found once, not per bucket; the
         # entry itself is left out by identity (a bucket lists the index's own objects).
-        gone = self._index.get(exclude) if exclude is not None else None
+        gone = self.get(exclude) if exclude is not None else None
         skip = self.bucket_for(exclude) if gone is not None else None
         by_depth = self._by_depth
         d = ID_BITS - (target ^ self.own_key).bit_length()

@@ -209,6 +209,8 @@ _AT = struct.Struct("d")
 _ZERO12 = bytes(12)
 _ZEROS = bytes(MAX_SEALED)
 _ZERO16 = bytes(16)
+_SLOT = 56  # a kept peer's ss | cookie | when (Sessionless._keep)
+_NO_COOKIE = bytes(24)
 
 
 def seal_query(asker: bytes, answerer: bytes, ss: bytes, tag: int, nonce: bytes, request: bytes,
@@ -367,11 +369,14 @@ class Sessionless:
         #: DhtProof will do (nodes before 0x34 said WANTED alone, and got an empty DhtQuery).
         self.wanted_flags = FLAG_WANTED | FLAG_PROOF
         self._proven: dict[int, Contact] = {}  # node ID -> contact, oldest written first, at most ``cache``
-        #: Peer key -> ss (32 bytes) | its proof-of-address cookie for us (16, zeros: none) | when we got
-        #: it (a double), or the ss alone for a peer that gave us no cookie; one bytes object per peer (one
-        #: dict entry, no tuple or float objects: memory per node is a bench column), oldest written first,
-        #: at most ``cache``.
-        self._keys: dict[bytes, bytes] = {}
+        #: Peer key -> its slot in ``_slots``, oldest written first, at most ``cache``. A slot is
+        #: ss (32 bytes) | its proof-of-address cookie for us (16) | when we got it (a double, 0: no
+        #: cookie), 56 bytes of one bytearray: no bytes object per peer (33 bytes of header each, and
+        #: the slot numbers below 257 are the interpreter's shared ints; memory per node is a bench
+        #: column). Only ``_keep`` removes an entry, and it hands the evicted slot to the newcomer,
+        #: so the slots in use are always 0 .. len(_keys) - 1.
+        self._keys: dict[bytes, int] = {}
+        self._slots = bytearray()
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
         self._silent = 0  # queries in a row that fell back unanswered
         self._retry_at = 0.0
@@ -391,9 +396,10 @@ class Sessionless:
     def _static_dh(self, peer_public: bytes, keep: bool = True) -> bytes:
         """ss with ``peer_public``: kept, the transport's, or one X25519 (then kept, unless ``keep``
         is False: a query's asker is kept only once its query authenticates)."""
-        e = self._keys.get(peer_public)
-        if e is not None:
-            return e if len(e) == 32 else e[:32]
+        slot = self._keys.get(peer_public)
+        if slot is not None:
+            o = slot * _SLOT
+            return bytes(self._slots[o:o + 32])
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
             self._keep(peer_public, ss)
@@ -401,20 +407,23 @@ class Sessionless:
 
     def _keep(self, peer_public: bytes, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
         keys = self._keys
-        if peer_public in keys:
-            del keys[peer_public]  # written last: the young end
-        elif len(keys) >= self.cache:
-            del keys[next(iter(keys))]
-        # A peer that only asked us gave us no cookie: its ss alone, the very object X25519 returned.
-        keys[peer_public] = ss + cookie + _AT.pack(at) if at else ss
+        slot = keys.pop(peer_public, None)  # written last: the young end
+        if slot is None:
+            # The oldest entry's slot when full, else the next one (the slots in use are 0 .. len - 1).
+            slot = keys.pop(next(iter(keys))) if len(keys) >= self.cache else len(keys)
+        keys[peer_public] = slot
+        o = slot * _SLOT
+        # A peer that only asked us gave us no cookie: when = 0.
+        self._slots[o:o + _SLOT] = ss + (cookie + _AT.pack(at) if at else _NO_COOKIE)
 
     def _cookie_from(self, peer_public: bytes, now: float, max_age: float) -> bytes | None:
         """The proof-of-address cookie ``peer_public`` gave us, if younger than ``max_age``."""
-        e = self._keys.get(peer_public)
-        if e is None or len(e) == 32:
+        slot = self._keys.get(peer_public)
+        if slot is None:
             return None
-        at = _AT.unpack_from(e, 48)[0]
-        return e[32:48] if at and now - at < max_age else None
+        o = slot * _SLOT
+        at = _AT.unpack_from(self._slots, o + 48)[0]
+        return bytes(self._slots[o + 32:o + 48]) if at and now - at < max_age else None
 
     def _prove(self, contact: Contact) -> None:
         """``contact`` proved it receives at its endpoint (it answered there, or echoed our cookie

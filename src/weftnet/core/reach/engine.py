@@ -169,7 +169,7 @@ class Reach:
     # stays for attributes added later and for tests that replace a method on one instance.
     __slots__ = ("identity", "node_id", "transport", "dht", "config", "_rng", "_emit", "nat", "relay", "_peers",
                  "_probes", "_leases", "_asked", "_not_relay", "_cache", "_resolving", "_resolve_due",
-                 "_resolved_at", "_reread", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
+                 "_resolved_at", "_reread", "_settling", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
                  "_published", "_published_at", "_publish_due", "_seq", "_dialback", "_no_dialback",
                  "_dialback_next", "_dialback_by", "_dialback_times", "_first_session", "_refresh_at",
                  "_last_class", "_wake", "_own_at", "alt_port", "urgent", "stats", "__dict__")
@@ -182,6 +182,10 @@ class Reach:
     MAX_CACHE = 4096
     #: How long a record that names no way in (no relay, not reachable unsolicited) is reused.
     STALE_CACHE = 5.0
+    #: A provisional record (its node had not yet learnt its NAT class, reachability or relays)
+    #: of a peer we have a session with is read again this many times, STALE_CACHE, then twice,
+    #: four and eight times that after each read: nothing else reads it while the session lasts.
+    SETTLE_READS = 4
     #: Dial-back tests run for others: at most this many per second in all.
     DIALBACK_PER_SECOND = 10
 
@@ -212,6 +216,7 @@ class Reach:
         self._resolve_due: dict[NodeId, tuple[float, bytes, bool]] = {}
         self._resolved_at: dict[NodeId, float] = {}
         self._reread: dict[NodeId, float] = {}  # node -> its record's last early re-read (one per 10 s)
+        self._settling: dict[NodeId, int] | None = None  # node -> re-reads of its provisional record so far
         self._wanted: dict[NodeId, float] = {}
         self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
         self._locating: dict[int, NodeId] = {}  # dht op -> node whose ID record is read (locate)
@@ -277,6 +282,13 @@ class Reach:
                 self._peer(node_id).kept_until = now + self.config.keep_punched
             if is_udp(endpoint) and self._want_report(endpoint[0], now):
                 self._probe(node_id, endpoint, "reflexive", now)
+        cached = self._cache.get(node_id)
+        if cached is not None and node_id not in self._resolve_due:
+            # A copy read before this session (a DHT contact's handshake read it), too young to be
+            # read again yet: if it is provisional, read it again once it is stale.
+            pk = self.transport.public_key_of(node_id)
+            if pk is not None:
+                self._settle_read(node_id, pk, cached[0], now, read_at=cached[1])
         self._plan(now, node_id, partial=True)
 
     def on_session_down(self, node_id: NodeId, now: float) -> None:
@@ -408,6 +420,7 @@ class Reach:
             self._cache[node_id] = (value, now)
             self._apply(node_id, value, now)
         self.transport.await_record(node_id, False)  # read: a handshake still out of Inits ends as it would have
+        self._settle_read(node_id, public_key, value, now)
         self._plan(now, node_id, partial=True)
         return True
 
@@ -937,8 +950,10 @@ class Reach:
             return
         due = self._resolve_due.get(node_id)
         if due is not None:
-            if now + delay < due[0]:  # asked for sooner (a user's request): bring the read forward
-                self._resolve_due[node_id] = (now + delay, due[1], due[2] or force)
+            # Asked for sooner (a user's request): bring the read forward. Forced (the session is up,
+            # or the copy failed): a queued read must not be dropped because the session came up.
+            if now + delay < due[0] or (force and not due[2]):
+                self._resolve_due[node_id] = (min(due[0], now + delay), due[1], due[2] or force)
             self.transport.await_record(node_id, True)
             return
         if any(n == node_id for n, _ in self._resolving.values()):
@@ -1000,16 +1015,49 @@ class Reach:
         self._locating[self.dht.get(node_id.raw, now)] = node_id
         return True
 
+    @staticmethod
+    def _provisional(rec: EndpointRecord | None) -> bool:
+        """A record published before its node knew itself: its NAT class or whether it is reachable
+        unsolicited not learnt yet, or no relay named by a node not reachable unsolicited (it had not
+        registered yet). A node publishes its first record at its first session, and the next one
+        ``publish_min_interval`` later at the soonest: a peer that met it in between reads the first."""
+        return rec is None or rec.nat == NAT_UNKNOWN or rec.reachable == 0 or (not rec.relays and rec.reachable != 1)
+
     def _fresh(self, cached, now: float) -> bool:
-        """A cached record still good to use instead of a read (``resolve_cache``). One that names no
-        relay of a node not reachable unsolicited was most likely read before the node had registered
-        with its relays (it had just joined): it is good for ``STALE_CACHE`` seconds only, or every
-        handshake to that node in the next minute starts on its paths alone, none of which works."""
+        """A cached record still good to use instead of a read (``resolve_cache``). A provisional one
+        (most likely read just after its node joined) is good for ``STALE_CACHE`` seconds only, or every
+        handshake to that node in the next minute starts on its paths alone, none of which works, and
+        its NAT class reads "unknown" (``weft peers``, /metrics) for a node that knows it."""
         if cached is None:
             return False
         rec, at = cached
-        ttl = self.config.resolve_cache if rec.relays or rec.reachable == 1 else self.STALE_CACHE
+        ttl = self.STALE_CACHE if self._provisional(rec) else self.config.resolve_cache
         return now - at < ttl
+
+    def _settle_read(self, node_id: NodeId, public_key: bytes, rec: EndpointRecord | None, now: float,
+                     read_at: float | None = None) -> None:
+        """After a read (at ``read_at``, now if None), or when a session comes up: if the copy is
+        provisional (or there is none) and we have a session with its node, read it again a little
+        later (``SETTLE_READS`` times at most, backing off). With the session up nothing else would:
+        its punch is tried again only after ``repunch`` (30 s), and a punch between two
+        endpoint-dependent NATs is never tried again once both records say so."""
+        settling = self._settling
+        if not self._provisional(rec):
+            if settling is not None:
+                settling.pop(node_id, None)
+            return
+        if not self.config.enabled or not self.transport.has_session(node_id):
+            return
+        if settling is None:
+            settling = self._settling = {}
+        n = settling.get(node_id, 0)
+        if n >= self.SETTLE_READS or node_id in self._resolve_due or len(self._resolve_due) >= self.MAX_PEERS:
+            return
+        if node_id not in settling and len(settling) >= self.MAX_CACHE:
+            settling.pop(next(iter(settling)))
+        settling[node_id] = n + 1
+        due = (now if read_at is None else read_at) + self.STALE_CACHE * 2 ** n
+        self._resolve_due[node_id] = (max(now, due), public_key, True)
 
     def _start_resolve(self, node_id: NodeId, public_key: bytes, now: float) -> None:
         if len(self._resolved_at) >= self.MAX_CACHE:

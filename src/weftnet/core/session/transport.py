@@ -65,6 +65,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.counters import Counters
+from weftnet.core.session import ciphers as cph
 from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
@@ -172,6 +173,9 @@ class TransportConfig:
     #: Largest UDP payload sent: 1392-byte underlay paths (see docs/vpn.md, MTU) minus IPv6 and UDP headers.
     #: A payload whose datagram would be larger is sealed once and sent in TransportFragment pieces.
     max_datagram: int = 1344
+    #: Transport ciphers this node accepts, in preference order (core/session/ciphers.py codes;
+    #: ChaCha20-Poly1305 always among them). The default, ChaCha20-Poly1305 alone, sends no offer.
+    ciphers: tuple = cph.DEFAULT
 
 
 # -- events ---------------------------------------------------------------------
@@ -277,16 +281,21 @@ class Session:
     """
 
     __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
-                 "counter", "window", "created", "initiator", "peer", "heard")
+                 "counter", "window", "created", "initiator", "peer", "heard", "cipher", "_aead", "blocks",
+                 "block_limit")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
-                 created: float, initiator: bool, peer: "Peer"):
+                 created: float, initiator: bool, peer: "Peer", cipher: int = cph.CHACHA20_POLY1305):
+        self.cipher = cipher  # the transport cipher the handshake agreed on (ciphers.py)
+        self._aead = cph.AEADS[cipher]
+        self.blocks = 0  # 16-byte blocks sealed (payload and tag): what AES-GCM's usage limit counts
+        self.block_limit = cph.BLOCK_LIMIT[cipher]
         self.local_index = local_index
         self.remote_index = remote_index
         self.send_key = send_key
         self.recv_key = recv_key
-        self._send: ChaCha20Poly1305 | None = None
-        self._recv: ChaCha20Poly1305 | None = None
+        self._send = None
+        self._recv = None
         self.opened = 0  # payloads authenticated
         self.counter = 0
         self.window = ReplayWindow()
@@ -296,19 +305,19 @@ class Session:
         self.heard = created  # made, or last opened a packet from the peer: what _install keeps by
 
     @property
-    def send(self) -> ChaCha20Poly1305:
+    def send(self):
         aead = self._send
         if aead is None:
-            aead = ChaCha20Poly1305(self.send_key)
+            aead = self._aead(self.send_key)
             if self.counter >= HOT_AFTER:
                 self._send = aead
         return aead
 
     @property
-    def recv(self) -> ChaCha20Poly1305:
+    def recv(self):
         aead = self._recv
         if aead is None:
-            aead = ChaCha20Poly1305(self.recv_key)
+            aead = self._aead(self.recv_key)
             if self.opened >= HOT_AFTER:
                 self._recv = aead
         return aead
@@ -464,7 +473,7 @@ class SecureTransport:
                 "relay_spoofed", "path_changes", "duplicated_out", "duplicates_dropped",
                 "handshakes_rate_limited", "half_open", "half_open_expired", "confirmed",
                 "held_until_confirmed", "peers_evicted", "peers_forgotten", "crossed_adopted",
-                "sessions_lost_by_peer", "rekeys_unanswered",
+                "sessions_lost_by_peer", "rekeys_unanswered", "sessions_aes_256_gcm",
             )
         )
 
@@ -521,10 +530,12 @@ class SecureTransport:
         if peer is None or peer.current is None or peer.budget is not None or type(peer.endpoint) is not tuple:
             return None  # no session, or a path (a relay, a TCP link) whose datagram size is not ours to probe
         s = peer.current
-        if now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
+        if (now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages
+                or s.blocks >= s.block_limit):
             return None
         counter = s.counter
         s.counter += 1
+        s.blocks += (len(payload) >> 4) + 2
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
         pkt = b"\x01\x04" + s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big") + ct
         peer.bytes_out += len(pkt)
@@ -587,11 +598,15 @@ class SecureTransport:
             ))
         return out
 
-    def rekey(self, node_id: NodeId, now: float) -> bool:
+    def rekey(self, node_id: NodeId, now: float, local_index: int | None = None) -> bool:
         """Start a new handshake with a peer we have a session with, now (a data-plane worker that
-        died took its replay windows with it: its successor opens only with keys made after)."""
+        died took its replay windows with it: its successor opens only with keys made after; a
+        worker sealed half of AES-GCM's usage limit under the session ``local_index``, if that is
+        still the current one)."""
         peer = self._by_node.get(node_id)
         if peer is None or peer.current is None or peer.pending is not None or peer.endpoint is None:
+            return False
+        if local_index is not None and peer.current.local_index != local_index:
             return False
         peer.rekeys += 1
         self._start_handshake(peer, now)
@@ -612,7 +627,7 @@ class SecureTransport:
             size = peer.max_datagram if peer.max_datagram and peer.max_datagram_path in (None, peer.endpoint) else default
             for s in (peer.current, *peer.older):
                 keys.append(SessionKeys(nid.raw, s.local_index, s.remote_index, s.send_key, s.recv_key, s.created,
-                                        peer.endpoint, size))
+                                        peer.endpoint, size, s.cipher))
             current[nid.raw] = peer.current.local_index
         return keys, current
 
@@ -741,7 +756,8 @@ class SecureTransport:
             self._send_payload(peer, payload, now)
             return True
         s = peer.current
-        if s is None or now - s.created >= self.config.reject_after_time or s.counter >= self.config.reject_after_messages:
+        if (s is None or now - s.created >= self.config.reject_after_time
+                or s.counter >= self.config.reject_after_messages or s.blocks >= s.block_limit):
             return False
         if peer.budget is not None:
             return False  # half-open: no probes elsewhere before it proves its own address
@@ -1290,7 +1306,8 @@ class SecureTransport:
             # Sending, but nothing heard for a while: is the path still there? (reach probes it)
             peer.quiet_at = now
             self._events.append(PathQuiet(peer.node_id, peer.endpoint))
-        if s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages:
+        if (s is not None and now - s.created < cfg.reject_after_time and s.counter < cfg.reject_after_messages
+                and s.blocks < s.block_limit):
             if peer.budget is not None and not self._within_budget(peer, payload):
                 return
             steer = self.steer
@@ -1304,7 +1321,7 @@ class SecureTransport:
             if (
                 peer.pending is None
                 and (now - s.created >= cfg.rekey_after_time + (0 if s.initiator else 10.0)
-                     or s.counter >= cfg.rekey_after_messages)
+                     or s.counter >= cfg.rekey_after_messages or s.blocks >= s.block_limit / 2)
             ):
                 peer.rekeys += 1
                 self._start_handshake(peer, now)
@@ -1323,6 +1340,7 @@ class SecureTransport:
     def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float, target=None) -> None:
         counter = s.counter
         s.counter += 1
+        s.blocks += (len(payload) >> 4) + 2
         ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
         head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
         ep = peer.endpoint if target is None else target
@@ -1393,31 +1411,45 @@ class SecureTransport:
         peer.attempts = 0
         peer.awaiting_record = False
         peer.pending_early = b""
-        if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA:
-            peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to)
+        offer = self._offer
+        if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA - (len(offer) + 4 if offer else 0):
+            peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to, offer)
+        elif offer:
+            peer.pending_early = self._padded(b"", peer.pad_to, offer)
         peer.pad_to = 0
         self.stats["handshakes_initiated"] += 1
         self._send_init(peer, now)
 
+    @property
+    def _offer(self) -> bytes:
+        """The cipher offer an Init carries (ciphers.py); none when only the default is accepted."""
+        ciphers = self.config.ciphers
+        return b"" if ciphers == cph.DEFAULT else cph.offer_tail(ciphers)
+
     @staticmethod
-    def _padded(early: bytes, pad_to: int) -> bytes:
-        """Early data wrapped in EarlyData so that its Init is ``pad_to`` bytes (if it can be)."""
+    def _padded(early: bytes, pad_to: int, tail: bytes = b"") -> bytes:
+        """Early data wrapped in EarlyData so that its Init is ``pad_to`` bytes (if it can be),
+        with ``tail`` (a cipher offer or choice, ciphers.py) first in the padding."""
         # An Init is 164 bytes plus its early data; EarlyData adds 4 (header, length).
-        room = min(pad_to - 164, MAX_EARLY_DATA) - 4 - len(early)
+        room = min(pad_to - 164, MAX_EARLY_DATA) - 4 - len(early) - len(tail)
+        if tail:
+            return encode(EarlyData(early, tail + bytes(max(0, room) if pad_to > 0 else 0)))
         if pad_to <= 0 or room <= 0:
             return early
         return encode(EarlyData(early, bytes(room)))
 
     @staticmethod
-    def _unpadded(early: bytes) -> bytes | None:
-        """Early data as the Init carried it, out of its EarlyData padding if padded (``_padded``);
-        None if it claims to be padded but does not decode."""
+    def _unpadded(early: bytes) -> tuple[bytes | None, tuple[int, ...] | None]:
+        """Early data as a handshake message carried it, out of its EarlyData padding if padded
+        (``_padded``), and the ciphers the padding states (None: none); payload None if it claims
+        to be padded but does not decode. HandshakeError: a malformed cipher list."""
         if early[:2] != b"\x01\x08":  # version 1, EarlyData
-            return early
+            return early, None
         try:
-            return decode(early).payload
+            msg = decode(early)
         except DecodeError:
-            return None
+            return None, None
+        return msg.payload, cph.parse_tail(msg.padding)
 
     def _send_init(self, peer: Peer, now: float) -> None:
         if peer.pending is not None:
@@ -1458,6 +1490,7 @@ class SecureTransport:
         peer.pending = None
         peer.pending_retry_at = None
         early, peer.pending_early = peer.pending_early, b""
+        early = self._unpadded(early)[0] or b""  # our own Init's: the payload, without padding or offer
         dropped = len(peer.queue) + (1 if early else 0)
         peer.queue = ()
         self.stats["handshakes_failed"] += 1
@@ -1467,7 +1500,6 @@ class SecureTransport:
             # direction's Init gets through): it is reachable, and what ours queued went in
             # the session that came up. Not a failure anyone should act on. What our Init
             # carried as early data goes there now (a ping waited for its deadline before).
-            early = self._unpadded(early) or b""
             if early and now - cur.created < self.config.reject_after_time:
                 self._encrypt_and_send(peer, cur, early, now)
                 dropped -= 1
@@ -1478,6 +1510,7 @@ class SecureTransport:
         if (
             cur is not None and cur.created < started and (peer.last_received or -1e18) >= started
             and now - cur.created < cfg.reject_after_time and cur.counter < cfg.reject_after_messages
+            and cur.blocks < cur.block_limit
         ):
             # A rekey went unanswered, but the peer kept sending on the session it was to
             # replace, and that session may still be used: the peer is reachable. Carry on
@@ -1702,6 +1735,7 @@ class SecureTransport:
         return True
 
     def _accept_init(self, result: hs.ResponderResult, init_size: int, addr: Addr, now: float) -> None:
+        payload, offered = self._unpadded(result.payload)  # a malformed offer fails the handshake here
         peer = self._peers.get(result.peer_public)
         if peer is None:
             peer = self._half_open_peer(result.peer_public, now)
@@ -1712,8 +1746,14 @@ class SecureTransport:
         peer.static_dh = result.static_dh
         idx = self._new_index(None)
         cookie = peer.cookie if peer.cookie is not None and now - peer.cookie_at < _COOKIE_LIFETIME else None
-        raw, send_key, recv_key = hs.create_response(result, idx, self._rng, b"", cookie)
-        session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer)
+        # The pick goes back in the Response (sealed, bound to the Init's transcript) whenever the
+        # Init offered; an Init without an offer gets ChaCha20-Poly1305 and the Response as before.
+        cipher = cph.choose(offered, self.config.ciphers)
+        answer = b"" if offered is None else self._padded(b"", 0, cph.offer_tail((cipher,)))
+        raw, send_key, recv_key = hs.create_response(result, idx, self._rng, answer, cookie)
+        session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer, cipher)
+        if cipher == cph.AES_256_GCM:
+            self.stats["sessions_aes_256_gcm"] += 1
         self._indices[idx] = session
         self._emit(raw, addr, now)
         if peer.budget is not None:
@@ -1728,7 +1768,6 @@ class SecureTransport:
         peer.last_received = now
         peer.last_sent = now
         self._install(peer, session, now)
-        payload = self._unpadded(result.payload)
         if payload is None:
             self.stats["malformed_dropped"] += 1
             payload = b""
@@ -1762,8 +1801,17 @@ class SecureTransport:
             self.stats["relay_spoofed"] += 1
             return
         state = peer.pending
-        _payload, send_key, recv_key = hs.consume_response(self.identity, state, msg)
-        session = Session(state.local_index, msg.sender_index, send_key, recv_key, now, True, peer)
+        answer, send_key, recv_key = hs.consume_response(self.identity, state, msg)
+        cipher = cph.CHACHA20_POLY1305  # a responder that states no choice (an older one) uses it
+        if answer:
+            _, chosen = self._unpadded(answer)
+            if chosen is not None:
+                if len(chosen) != 1 or chosen[0] not in self.config.ciphers:
+                    raise HandshakeError(f"the responder chose cipher {chosen}, not one we offered")
+                cipher = chosen[0]
+        session = Session(state.local_index, msg.sender_index, send_key, recv_key, now, True, peer, cipher)
+        if cipher == cph.AES_256_GCM:
+            self.stats["sessions_aes_256_gcm"] += 1
         self._indices[state.local_index] = session
         peer.pending = None
         peer.pending_retry_at = None

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
+from weftnet.core.session.ciphers import AEADS, BLOCK_LIMIT, CHACHA20_POLY1305
 from weftnet.core.session.packets import MAX_FRAGMENTS
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import PARTITION_SHIFT, ReplayWindow
+from weftnet.core.session.train import Train, cut, join
 from weftnet.core.wire import U8, Message, register
 
 __all__ = ["WorkerSlots", "WORKER_SLOTS_TYPE", "SessionKeys", "WorkerCrypto", "COUNTER_BLOCK"]
@@ -84,16 +84,20 @@ class SessionKeys:
     created: float
     endpoint: tuple  # the peer's UDP endpoint (host, port)
     max_datagram: int
+    cipher: int = CHACHA20_POLY1305  # the transport cipher its handshake agreed on (ciphers.py)
 
 
 class _Keys:
-    __slots__ = ("k", "send", "recv", "window")
+    __slots__ = ("k", "send", "recv", "window", "blocks", "block_limit")
 
     def __init__(self, k: SessionKeys):
         self.k = k
-        self.send = ChaCha20Poly1305(k.send_key)
-        self.recv = ChaCha20Poly1305(k.recv_key)
+        aead = AEADS[k.cipher]
+        self.send = aead(k.send_key)
+        self.recv = aead(k.recv_key)
         self.window = ReplayWindow()
+        self.blocks = 0  # sealed here under this key (AES-GCM's usage limit, ciphers.BLOCK_LIMIT)
+        self.block_limit = BLOCK_LIMIT[k.cipher]
 
 
 class WorkerCrypto:
@@ -114,6 +118,9 @@ class WorkerCrypto:
                       "foreign_dropped": 0, "unknown_index_dropped": 0, "expired_dropped": 0,
                       "malformed_dropped": 0, "fragments_expired": 0}
         self._reassembly = Reassembly(_REASSEMBLIES, _FRAGMENT_TIMEOUT, _REASSEMBLED, self._expired)
+        #: Set by a runtime that sends a :class:`Train` in one UDP GSO send: a payload cut in
+        #: fragments is then sealed into one Train (core/session/train.py) instead of a list of pieces.
+        self.trains = False
 
     def _expired(self, key) -> None:
         self.stats["fragments_expired"] += 1
@@ -144,14 +151,21 @@ class WorkerCrypto:
     def wants_rekey(self, node: bytes, now: float) -> bool:
         """Whether the session we seal with towards ``node`` is old enough to be replaced."""
         e = self._send.get(node)
-        return e is not None and now - e.k.created >= self.rekey_after
+        return e is not None and (now - e.k.created >= self.rekey_after or e.blocks >= e.block_limit / 2)
 
-    def seal(self, node: bytes, payload: bytes, now: float) -> list[bytes] | None:
-        """The datagrams carrying ``payload`` to ``node`` — one TransportData, or the
-        TransportFragment pieces of a payload sealed once as SecureTransport cuts it — or None
-        (no session young enough, or too large: the main process sends those)."""
+    def worn(self, node: bytes) -> int | None:
+        """The local index of the session we seal with towards ``node`` if it carried half of its
+        cipher's usage limit here (AES-GCM, ciphers.BLOCK_LIMIT): the main process rekeys it."""
         e = self._send.get(node)
-        if e is None or now - e.k.created >= self.reject_after - SEND_MARGIN:
+        return e.k.local_index if e is not None and e.blocks >= e.block_limit / 2 else None
+
+    def seal(self, node: bytes, payload: bytes, now: float) -> list | None:
+        """The datagrams carrying ``payload`` to ``node`` — one TransportData, or the
+        TransportFragment pieces of a payload sealed once as SecureTransport cuts it (with
+        :attr:`trains`, those as one :class:`Train`) — or None (no session young enough, or too
+        large: the main process sends those)."""
+        e = self._send.get(node)
+        if e is None or now - e.k.created >= self.reject_after - SEND_MARGIN or e.blocks >= e.block_limit:
             return None
         limit = e.k.max_datagram
         step = limit - _FRAG_HEADER
@@ -160,13 +174,17 @@ class WorkerCrypto:
             return None
         c = self.partition | self.counter
         self.counter += 1
+        e.blocks += (len(payload) >> 4) + 2
         ct = e.send.encrypt(b"\x00\x00\x00\x00" + c.to_bytes(8, "little"), payload, None)
         self.stats["sealed"] += 1
         head = e.k.remote_index.to_bytes(4, "big") + c.to_bytes(8, "big")
         if len(ct) + _HEADER <= limit:
             return [_DATA + head + ct]
-        count = -(-len(ct) // step)
         head = _FRAG + head
+        if self.trains:
+            run, count = cut(head, ct, step)
+            return [Train(run, limit, count)]
+        count = -(-len(ct) // step)
         mv = memoryview(ct)
         return [head + bytes((i, count)) + mv[i * step:(i + 1) * step] for i in range(count)]
 
@@ -213,6 +231,31 @@ class WorkerCrypto:
             if ct is REFUSED:
                 self.stats["malformed_dropped"] += 1
                 return None
+        return self._open(e, w, counter, ct, now)
+
+    def open_train(self, data, seg: int, now: float) -> tuple[bytes, bytes] | None | bool:
+        """A UDP GRO read (``seg``-byte datagrams end to end) that is exactly one payload's pieces
+        of our partition, joined and opened at once (core/session/train.py): (peer node ID,
+        plaintext), or None (refused, counted as :meth:`open` would); False if it is not such a
+        run (the caller cuts it in datagrams and takes them one by one)."""
+        sealed = join(data, seg, MAX_FRAGMENTS, _REASSEMBLED)
+        if sealed is None:
+            return False
+        counter = int.from_bytes(data[6:14], "big")
+        if counter >> PARTITION_SHIFT != self.partition >> PARTITION_SHIFT:
+            return False  # another process's: it is handed there whole
+        e = self._by_index.get(int.from_bytes(data[2:6], "big"))
+        if e is None:
+            self.stats["unknown_index_dropped"] += 1
+            return None
+        w = e.window
+        if not w.check(counter):
+            self.stats["replays_dropped"] += 1
+            return None
+        return self._open(e, w, counter, sealed, now)
+
+    def _open(self, e: _Keys, w: ReplayWindow, counter: int, ct, now: float) -> tuple[bytes, bytes] | None:
+        """Authenticate and decrypt one payload (the window moves only after the tag)."""
         try:
             plain = e.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), ct, None)
         except InvalidTag:

@@ -41,6 +41,7 @@ No I/O, no clock: every time-dependent call takes ``now``.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -160,7 +161,39 @@ def _l4(info: PacketInfo, packet: bytes | memoryview, off: int, end: int, quoted
                 info.inner = (q.proto, q.src, q.sport, q.dst, q.dport)
 
 
+#: An IPv4 header without options and the first four bytes after it (the ports of TCP or UDP).
+_V4_PORTS = struct.Struct("!BxH2xHxB2x4s4sHH")
+#: An IPv6 header and the first four bytes after it.
+_V6_PORTS = struct.Struct("!4xHBx16s16sHH")
+
+
 def _parse(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
+    """One packet's :class:`PacketInfo`; raises :class:`MalformedPacket`. The data plane's common
+    case (IPv4 without options or IPv6 without extension headers, TCP or UDP, not a fragment,
+    lengths consistent) is read with one
+    ``struct`` call; anything else, and anything that case would refuse, takes the full walk
+    (:func:`_parse_walk`), which decides the same (tests/test_firewall_fastpath.py)."""
+    if not quoted and len(packet) >= 40 and packet[0] == 0x45:
+        _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(packet)
+        if not ff & 0x3FFF and total <= len(packet):
+            if proto == PROTO_TCP and total >= 40:
+                return PacketInfo(4, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[33], None, total,
+                                  bool(ff & 0x4000), 20)
+            if proto == PROTO_UDP and total >= 28:
+                return PacketInfo(4, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total,
+                                  bool(ff & 0x4000), 20)
+    elif not quoted and len(packet) >= 60 and packet[0] >> 4 == 6:
+        plen, nh, src, dst, sport, dport = _V6_PORTS.unpack_from(packet)
+        total = 40 + plen
+        if total <= len(packet):
+            if nh == PROTO_TCP and total >= 60:
+                return PacketInfo(6, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[53], None, total, True, 40)
+            if nh == PROTO_UDP and total >= 48:
+                return PacketInfo(6, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total, True, 40)
+    return _parse_walk(packet, quoted)
+
+
+def _parse_walk(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
     n = len(packet)
     if n < 1:
         raise MalformedPacket("empty")

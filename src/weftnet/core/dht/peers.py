@@ -1,0 +1,139 @@
+"""What the DHT keeps per peer that answered it: a smoothed RTT, its variation and a hint credit.
+
+* **RTT** (RFC 6298's estimator): ``srtt`` and ``rttvar`` from each answer's
+  round trip, for the request timeout, proximity in the routing table, lookup
+  order and the RTT hints a NearNodes carries.
+* **Hint credit** (docs/security.md, item 6): the bytes a source may have us
+  spend asking contacts it named and we do not know first-hand, earned by the
+  bytes of its own answers, at most ``credit_max``, ``credit_start`` (one ask)
+  for a source we have no entry for.
+
+Both are kept for the same peers (those whose answers we read), so they share
+one entry: the peer's integer ID maps to a slot of one ``array("d")``, three
+doubles a slot (``srtt``, ``rttvar``, credit; NaN: no RTT measured yet). Two
+dicts of ``complex`` values cost ~140 bytes a peer; this costs ~65 (a dict
+entry, 24 bytes of array; the slot numbers below 257 are the interpreter's
+shared ints). At most ``max_keys`` peers, the oldest entered first out (a source
+that comes back starts again with ``credit_start``, as a new node ID does); a
+freed slot is reused. The arithmetic is the one the two tables did, on the same
+doubles, so every value read is the same.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+__all__ = ["PeerEstimates"]
+
+_NAN = float("nan")
+
+
+class PeerEstimates:
+    __slots__ = ("max_keys", "credit_start", "credit_max", "_slot", "_v", "_free")
+
+    def __init__(self, max_keys: int, credit_start: float, credit_max: float):
+        self.max_keys = max(1, max_keys)
+        self.credit_start = float(credit_start)
+        self.credit_max = float(credit_max)
+        self._slot: dict[int, int] = {}  # peer key -> slot; its three doubles are _v[3 * slot : 3 * slot + 3]
+        self._v = array("d")
+        self._free: list[int] | tuple = ()  # slots freed by forget(); a list from the first one
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._slot
+
+    def _new(self, key: int) -> int:
+        """A slot for ``key``, which has none: no RTT, the starting credit."""
+        slots = self._slot
+        v = self._v
+        if len(slots) >= self.max_keys:
+            s = slots.pop(next(iter(slots)))
+        elif self._free:
+            s = self._free.pop()
+        else:
+            s = len(v) // 3
+            v.extend((_NAN, _NAN, self.credit_start))
+            slots[key] = s
+            return s
+        i = 3 * s
+        v[i] = v[i + 1] = _NAN
+        v[i + 2] = self.credit_start
+        slots[key] = s
+        return s
+
+    def forget(self, key: int) -> None:
+        s = self._slot.pop(key, None)
+        if s is not None:
+            if not self._slot:  # all gone: start afresh (nothing to reuse, nothing kept)
+                self._v = array("d")
+                self._free = ()
+                return
+            if type(self._free) is tuple:
+                self._free = []
+            self._free.append(s)
+
+    # -- RTT ------------------------------------------------------------------------
+    def rtt(self, key: int) -> tuple[float, float] | None:
+        """(srtt, rttvar) of ``key``, or None if none was measured."""
+        s = self._slot.get(key)
+        if s is None:
+            return None
+        i = 3 * s
+        srtt = self._v[i]
+        return None if srtt != srtt else (srtt, self._v[i + 1])
+
+    def srtt(self, key: int) -> float | None:
+        s = self._slot.get(key)
+        if s is None:
+            return None
+        srtt = self._v[3 * s]
+        return None if srtt != srtt else srtt
+
+    def sample(self, key: int, rtt: float) -> None:
+        """A round trip of ``rtt`` s to ``key`` (RFC 6298, section 2)."""
+        s = self._slot.get(key)
+        if s is None:
+            s = self._new(key)
+        v, i = self._v, 3 * s
+        srtt = v[i]
+        if srtt != srtt:
+            v[i] = rtt
+            v[i + 1] = rtt / 2
+        else:
+            v[i] = 0.875 * srtt + 0.125 * rtt
+            v[i + 1] = 0.75 * v[i + 1] + 0.25 * abs(srtt - rtt)
+
+    # -- hint credit --------------------------------------------------------------------
+    def allow(self, key: int, cost: float) -> bool:
+        """Take ``cost`` from ``key``'s credit if it has that much."""
+        s = self._slot.get(key)
+        if s is None:
+            s = self._new(key)
+        i = 3 * s + 2
+        c = self._v[i]
+        if c < cost:
+            return False
+        self._v[i] = c - cost
+        return True
+
+    def credit(self, key: int, amount: float) -> None:
+        """``key`` earned ``amount`` (up to ``credit_max``)."""
+        s = self._slot.get(key)
+        if s is None:
+            s = self._new(key)
+        i = 3 * s + 2
+        self._v[i] = min(self.credit_max, self._v[i] + amount)
+
+    def refund(self, key: int, amount: float) -> None:
+        """Give back credit taken for an ask that did not cost (kept peers only)."""
+        s = self._slot.get(key)
+        if s is not None:
+            i = 3 * s + 2
+            self._v[i] = min(self.credit_max, self._v[i] + amount)
+
+    def credit_of(self, key: int) -> float:
+        s = self._slot.get(key)
+        return self.credit_start if s is None else self._v[3 * s + 2]

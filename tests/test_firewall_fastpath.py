@@ -1,0 +1,56 @@
+"""The firewall's one-struct read of the common packet (IPv4 without options or IPv6 without
+extension headers, TCP or UDP, not a fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vpn_packets import icmp_echo, tcp, udp
+
+from weftnet.core.vpn.firewall import MalformedPacket, _parse, _parse_walk
+
+REAL = [
+    tcp("10.1.0.1", "10.1.0.2", 40000, 5201, flags=0x10),
+    tcp("10.1.0.1", "10.1.0.2", 40000, 5201, flags=0x18, data=bytes(1400), df=True),
+    udp("10.1.0.1", "10.1.0.2", 5000, 53, data=b"q" * 30),
+    udp("10.1.0.1", "10.1.0.2", 5000, 53, data=b""),
+    tcp("10.1.0.1", "10.1.0.2", 1, 2, mf=True),
+    udp("10.1.0.1", "10.1.0.2", 1, 2, offset=8),
+    icmp_echo("10.1.0.1", "10.1.0.2", 7),
+    tcp("fd00::1", "fd00::2", 40000, 5201, flags=0x10),
+    tcp("fd00::1", "fd00::2", 40000, 5201, flags=0x18, data=bytes(1200)),
+    udp("fd00::1", "fd00::2", 5000, 53, data=b"q" * 30),
+    udp("fd00::1", "fd00::2", 5000, 53, data=b""),
+    tcp("fd00::1", "fd00::2", 1, 2, ext=bytes((6, 0)) + bytes(6)),
+]
+
+
+def outcome(f, p):
+    try:
+        return f(p)
+    except MalformedPacket as exc:
+        return ("malformed", exc.reason)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(REAL), st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=4),
+       st.integers(0, 80), st.booleans())
+def test_the_fast_read_decides_as_the_walk(base, flips, cut, view):
+    p = bytearray(base)
+    for i, v in flips:
+        if i < len(p):
+            p[i] = v
+    if cut:
+        p = p[:max(0, len(p) - cut)]
+    data = memoryview(bytes(p)) if view else bytes(p)
+    assert outcome(_parse, data) == outcome(_parse_walk, data)
+
+
+def test_the_common_case_takes_the_fast_read():
+    info = _parse(REAL[1])
+    assert (info.proto, info.sport, info.dport, info.tcp_flags, info.dont_fragment, info.total_length) == \
+        (6, 40000, 5201, 0x18, True, 1440)
+    assert info == _parse_walk(REAL[1])
+    info6 = _parse(REAL[8])
+    assert (info6.version, info6.proto, info6.sport, info6.tcp_flags, info6.header_length) == (6, 6, 40000, 0x18, 40)
+    assert info6 == _parse_walk(REAL[8])
