@@ -13,6 +13,11 @@ with ``--profile A:B`` (in nodes joined) also runs under cProfile, and its top f
 reported per join. Writes growth.csv and profile_A_B.txt into --out and prints a table.
 ``--gc off`` runs the joins with the collector off, as `runner.run_size` does since the seventh
 round (``--gc runner``: its thresholds before that, for a run of the code before it).
+
+``--project growth.csv`` (no run) projects a million joins from such a table, as
+`bench/sim_scale_progress.py` does from a `scale-1m` log: a least-squares fit of the ms of CPU
+per join against log2 N over the slices not profiled (weighted by N), summed from the last of
+them to 1,000,000 on top of the CPU they measured (a profiled slice counts at the fit's value).
 """
 
 from __future__ import annotations
@@ -46,6 +51,35 @@ def _counting_start(self, kind, *a, **kw):
     return _orig_start(self, kind, *a, **kw)
 
 
+def project(path: pathlib.Path, n_end: int = 1_000_000) -> str:
+    import math
+
+    rows = list(csv.DictReader(open(path)))
+    prev, pts, measured, end = 1, [], 0.0, 1
+    for r in rows:
+        n, ms = int(r["nodes"]), float(r["ms_cpu_per_join"])
+        if not int(r["profiled"]):
+            pts.append((math.log2((prev + n) / 2), ms, n, n - prev))
+        prev = n
+    w = [p[2] for p in pts]
+    sw = sum(w)
+    mx = sum(wi * p[0] for wi, p in zip(w, pts)) / sw
+    my = sum(wi * p[1] for wi, p in zip(w, pts)) / sw
+    b = (sum(wi * (p[0] - mx) * (p[1] - my) for wi, p in zip(w, pts))
+         / sum(wi * (p[0] - mx) ** 2 for wi, p in zip(w, pts)))
+    a = my - b * mx
+    prev = 1
+    for r in rows:  # measured CPU to the last slice; a profiled slice at the fit's value
+        n, ms = int(r["nodes"]), float(r["ms_cpu_per_join"])
+        measured += (n - prev) * (a + b * math.log2((prev + n) / 2) if int(r["profiled"]) else ms) / 1000
+        prev = end = n
+    step = 1000
+    more = sum((a + b * math.log2(n + step / 2)) * step for n in range(end, n_end, step)) / 1000
+    return (f"projection to {n_end:,} joined from {path} (fit ms CPU/join = {a:.2f} + {b:.3f} * log2 N over "
+            f"{len(pts)} slices; {a + b * math.log2(n_end):.2f} ms at {n_end:,}): join CPU {measured + more:,.0f} s "
+            f"({measured:,.0f} s to {end:,})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", default="scale-1m")
@@ -56,7 +90,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gc", choices=("runner", "off"), default="runner",
                     help="the runner's GC thresholds, or no collection during the joins")
+    ap.add_argument("--project", type=pathlib.Path, help="a growth.csv: project a million joins from it, no run")
     a = ap.parse_args()
+    if a.project:
+        print(project(a.project))
+        return 0
     out = pathlib.Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     sc = load_scenario(resolve_scenario(a.scenario))

@@ -552,3 +552,31 @@ def test_a_half_open_find_near_is_answered_and_its_sender_learned_once_confirmed
     assert asker.node_id.int not in d.table
     d.on_verified(asker.node_id, T0 + 0.1)
     assert asker.node_id.int in d.table
+
+
+# -- a lookup's candidates kept in order as they arrive ------------------------------------
+
+
+def test_lookup_asks_nearest_first_with_candidates_arriving_in_any_order():
+    """Candidates are put in their place by distance as answers come in (no re-sort per
+    answer): whatever order answers name them in, the lookup asks the nearest unasked first,
+    and its result is the k nearest that answered."""
+    rng = random.Random(7)
+    cs = [contact(i) for i in range(1, 400)]
+    target = rng.getrandbits(256)
+    lk = Lookup(1, "find_node", target, T0, k=8, alpha=3)
+    lk.seed(rng.sample(cs, 5))
+    answered = set()
+    while not lk.finished():
+        asks = lk.next_requests()
+        if not asks:
+            break
+        unasked = [c for c in lk.candidates.values() if c.state not in (IN_FLIGHT, ANSWERED) and c not in asks]
+        # Nothing left unasked is nearer than what was just asked (one path, nothing failed).
+        assert all(u.distance > max(a.distance for a in asks) for u in unasked)
+        for cand in asks:
+            lk.answered(cand.key, rng.sample(cs, 12))  # in no particular order
+            answered.add(cand.key)
+    assert [c.distance for c in lk.order] == sorted(c.distance for c in lk.candidates.values())
+    want = sorted((c for c in lk.candidates.values() if c.key in answered), key=lambda c: c.distance)[:8]
+    assert lk.closest() == [c.contact for c in want]

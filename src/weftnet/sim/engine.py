@@ -238,7 +238,11 @@ class Simulation:
     def _after(self, node: SimNode) -> None:
         """Put what a node wants to send on the wire, hand out its events, re-arm its timer."""
         dht = node.dht
-        out = dht.messages_to_send()
+        # Three calls into the Dht per event, made only when they can return something: the
+        # node sends nothing, reports nothing, or has no request or operation deadline (so its
+        # next deadline is its periodic one, which changes only in handle_timer, after which
+        # timer_at is None) as often as not.
+        out = dht.messages_to_send() if dht._out else None
         if out:
             # Underlay.one_way, inlined (the same arithmetic and the same draws, so a
             # run is the same bytes): this loop runs once per message sent.
@@ -270,14 +274,17 @@ class Simulation:
                     push(heap, (when, self._seq, _MSG, src, dst, msg))
                 else:
                     self._push_far((when, self._seq, _MSG, src, dst, msg))
-        while (ev := dht.next_event()) is not None:
-            cb = self._waiting.pop((node.index, getattr(ev, "op_id", -1)), None)
-            if cb is not None:
-                cb(ev)
-        t = dht.get_timer()
-        if t is not None and (node.timer_at is None or t < node.timer_at):
-            node.timer_at = t
-            self._push(t, _TIMER, node.index)
+        if dht._events:
+            while (ev := dht.next_event()) is not None:
+                cb = self._waiting.pop((node.index, getattr(ev, "op_id", -1)), None)
+                if cb is not None:
+                    cb(ev)
+        at = node.timer_at
+        if at is None or dht._timers:
+            t = dht.get_timer()
+            if t is not None and (at is None or t < at):
+                node.timer_at = t
+                self._push(t, _TIMER, node.index)
 
     def call(self, node: SimNode, start: Callable[[Dht, float], int], done: Callable[[Any], None]) -> None:
         """Start an operation on a node; ``done(event)`` runs when it completes."""

@@ -49,8 +49,8 @@ answers back, so this logic is testable with scripted replies.
 
 from __future__ import annotations
 
+from bisect import bisect
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Callable
 
 from weftnet.core.contact import Contact
@@ -59,9 +59,6 @@ from weftnet.core.dht.routing import nearest
 __all__ = ["Lookup", "Candidate"]
 
 CANDIDATE, IN_FLIGHT, ANSWERED, FAILED, DEFERRED = 0, 1, 2, 3, 4
-
-
-_distance = attrgetter("distance")  # the sort key, in C
 
 
 @dataclass(slots=True)
@@ -130,7 +127,10 @@ class Lookup:
 
     def __post_init__(self) -> None:
         self.in_flight = [0] * self.disjoint
-        self._dirty = False
+        # The distances of ``order``, in the same order: a new candidate is put in its place
+        # by a bisection over these integers (no key function, no re-sort of the list; all
+        # distances differ, so the order is the one a sort by distance gives).
+        self._dists: list[int] = [c.distance for c in self.order]
 
     def seed(self, contacts: list[Contact], sources: dict[int, int] | None = None) -> None:
         """Start from ``contacts``; ``sources``: for those only heard of, the key of the node
@@ -144,10 +144,12 @@ class Lookup:
         key = contact.key
         if key == self.own_key or key in self.candidates:
             return
-        cand = Candidate(contact, key, key ^ self.target, depth, path)
+        d = key ^ self.target
+        cand = Candidate(contact, key, d, depth, path)
         self.candidates[key] = cand
-        self.order.append(cand)
-        self._dirty = True
+        i = bisect(self._dists, d)
+        self._dists.insert(i, d)
+        self.order.insert(i, cand)
 
     def answered(self, key: int, contacts, via: dict | None = None, first_hand: dict | None = None,
                  admit: Callable[[Contact], bool] | None = None) -> None:
@@ -166,9 +168,8 @@ class Lookup:
             self.in_flight[cand.path] -= 1
         cand.state = ANSWERED
         # _add, inlined: this loop sees every contact of every reply.
-        known, own, target, order = self.candidates, self.own_key, self.target, self.order
+        known, own, target, order, dists = self.candidates, self.own_key, self.target, self.order, self._dists
         depth, path = cand.depth + 1, cand.path
-        added = False
         skip = self.skip
         for c in contacts:
             ckey = c.key
@@ -178,11 +179,11 @@ class Lookup:
                 c = first_hand.get(ckey, c)
             if admit is not None and not admit(c):
                 continue
-            new = known[ckey] = Candidate(c, ckey, ckey ^ target, depth, path, key)
-            order.append(new)
-            added = True
-        if added:
-            self._dirty = True
+            d = ckey ^ target
+            known[ckey] = new = Candidate(c, ckey, d, depth, path, key)
+            i = bisect(dists, d)
+            dists.insert(i, d)
+            order.insert(i, new)
         if via:
             for ckey, rtt in via.items():
                 c = known.get(ckey)
@@ -196,11 +197,8 @@ class Lookup:
             self.in_flight[cand.path] -= 1
 
     def _ordered(self) -> list[Candidate]:
-        if self._dirty:
-            # One sort per answer (20 new contacts), not an insertion each;
-            # Timsort is near-linear on the mostly sorted list.
-            self.order.sort(key=_distance)
-            self._dirty = False
+        # Kept in order as candidates arrive (a bisection each: ~5 new ones an answer, against
+        # a sort of the whole list, ~200 key reads, once per answer before).
         return self.order
 
     def next_requests(self, now: float = 0.0, gate: Callable[[Candidate], bool | None] | None = None
