@@ -170,15 +170,14 @@ class DhtConfig:
     #: the one contact nearest to it and sends at most this many requests (0 = none):
     #: the rest go to nodes its answer named. Whoever answers enters the table (and
     #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
-    #: 6 with ``fill_by_rtt`` keeps lookups at 100,000 nodes as fast as 8 nearest-first did,
-    #: for a tenth less CPU per join (bench/results/sim.md, 2026-11-30, "fill by RTT").
-    join_fill: int = 6
+    join_fill: int = 8
     #: The fill asks, among the nodes of the bucket it heard of, the one with the lowest expected
     #: RTT first (any of them moves it as far: they share the bucket's prefix), and asks with
     #: FindNear when ``rtt_hints`` is on, so each answer says what its sender measured to the
     #: nodes it names: the contacts a fill adds are near ones, which proximity route selection
     #: then takes as first hops (docs/dht.md, "Joining"). Off: nearest to the fill's target first.
-    fill_by_rtt: bool = True
+    #: Off by default until ``latency-100k`` has been run with it (bench/results/sim_latency.md).
+    fill_by_rtt: bool = False
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
