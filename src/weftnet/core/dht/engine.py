@@ -176,7 +176,8 @@ class DhtConfig:
     #: FindNear when ``rtt_hints`` is on, so each answer says what its sender measured to the
     #: nodes it names: the contacts a fill adds are near ones, which proximity route selection
     #: then takes as first hops (docs/dht.md, "Joining"). Off: nearest to the fill's target first.
-    #: Off by default until ``latency-100k`` has been run with it (bench/results/sim_latency.md).
+    #: Off: with ``join_fill = 6`` it kept latency-100k's bar but failed more lookups over 3 h of
+    #: churn at 2,000 nodes (one seed; bench/results/sim_churn.md, 2026-11-30).
     fill_by_rtt: bool = False
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned

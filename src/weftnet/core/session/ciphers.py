@@ -59,11 +59,12 @@ def offer_tail(ciphers: tuple[int, ...]) -> bytes:
 def parse_tail(tail: bytes) -> tuple[int, ...] | None:
     """The ciphers an EarlyData tail states, None if it states none (zero padding, or empty).
     Codes this node does not know are kept (the caller ignores them). HandshakeError if the
-    tail begins like a list but is not one (inside an authenticated payload: the peer's bug)."""
-    if not tail or tail[0] == 0:
+    tail begins like a list but is not one (inside an authenticated payload: the peer's bug).
+    A tail that begins with another byte states no list either: room for a later extension,
+    which a node of this version then ignores (the padding is authenticated, so ignoring it
+    lets nothing in) instead of failing a handshake with a newer node."""
+    if not tail or tail[0] != _TAG_CIPHERS:
         return None
-    if tail[0] != _TAG_CIPHERS:
-        raise HandshakeError(f"unknown handshake extension {tail[0]}")
     if len(tail) < 2 or not 1 <= tail[1] <= MAX_OFFERED or len(tail) < 2 + tail[1]:
         raise HandshakeError("malformed cipher list")
     return tuple(tail[2:2 + tail[1]])
