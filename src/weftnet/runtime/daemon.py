@@ -29,8 +29,7 @@ from weftnet.core.node import describe_path
 from weftnet.core.reach.engine import ReachConfig
 from weftnet.core.reach.relay import RelayConfig
 from weftnet.core.histogram import LatencyHistogram
-from weftnet.core.vpn.ackfilter import filter_acks
-from weftnet.core.vpn.coalesce import coalesce_udp
+from weftnet.core.vpn.ackfilter import prepare_batch
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.netcert import CertificateError
 from weftnet.core.vpn.network import GSO_MAX_SIZE, VNET_NONE, VpnNetwork
@@ -618,11 +617,8 @@ class Daemon:
                 break
         if packets:
             if len(packets) > 1 and network_id in self._coalesce:
-                packets = coalesce_udp(packets)
-                if self.cfg.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
-                    n = len(packets)
-                    packets = filter_acks(packets)
-                    self.acks_filtered += n - len(packets)
+                packets, acks = prepare_batch(packets, self.cfg.ack_filter)
+                self.acks_filtered += acks
             self.core.vpn_outbound(network_id, packets, time.time())
             self.driver.transmit()
 

@@ -55,8 +55,7 @@ from typing import Any
 from weftnet.core.identity import NodeId
 from weftnet.core.session.train import Train
 from weftnet.core.session.workers import WorkerCrypto, WorkerSlots
-from weftnet.core.vpn.ackfilter import filter_acks
-from weftnet.core.vpn.coalesce import coalesce_udp
+from weftnet.core.vpn.ackfilter import prepare_batch
 from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnPacket
 from weftnet.core.wire import encode
 from weftnet.errors import NetworkError
@@ -625,11 +624,8 @@ class _WorkerLoop:
         if not packets:
             return
         if len(packets) > 1 and nid in self.coalesce:
-            packets = coalesce_udp(packets)
-            if self.ack_filter:  # pure ACKs a later one supersedes (core/vpn/ackfilter.py)
-                n = len(packets)
-                packets = filter_acks(packets)
-                self.stats["acks_filtered"] += n - len(packets)
+            packets, acks = prepare_batch(packets, self.ack_filter)
+            self.stats["acks_filtered"] += acks
         net = self.nets[nid]
         now = time.time()
         crypto = self.crypto

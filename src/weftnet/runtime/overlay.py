@@ -33,8 +33,7 @@ from typing import Any
 
 from weftnet.core.identity import NodeId
 from weftnet.core.overlay.dataplane import GSO_MAX_SIZE
-from weftnet.core.vpn.ackfilter import filter_acks
-from weftnet.core.vpn.coalesce import coalesce_udp
+from weftnet.core.vpn.ackfilter import prepare_batch
 from weftnet.core.vpn.firewall import Firewall, parse_rule
 from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
@@ -243,11 +242,8 @@ class OverlayInterface:
                 break
         if packets:
             if len(packets) > 1 and self.cfg.offload:
-                packets = coalesce_udp(packets)
-                if self.ack_filter:  # core/vpn/ackfilter.py
-                    n = len(packets)
-                    packets = filter_acks(packets)
-                    self.acks_filtered += n - len(packets)
+                packets, acks = prepare_batch(packets, self.ack_filter)
+                self.acks_filtered += acks
             self.core.overlay_outbound(packets, time.time())
             self.driver.transmit()
 

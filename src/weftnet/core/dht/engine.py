@@ -276,7 +276,6 @@ class _Op:
     #: slow path is not a refusal) until ``max_rto`` later.
     late_stores: set = field(default_factory=set)
     stored: int = 0
-    store_failed: int = 0
     unanswered: int = 0
     late_acks: int = 0
     refusals: dict = field(default_factory=dict)  # a refusing StoreAck's reason -> count
@@ -832,7 +831,6 @@ class Dht:
             if msg.ok:
                 op.stored += 1
             else:
-                op.store_failed += 1
                 reasons = op.refusals
                 why = msg.reason[:120] if msg.reason in reasons or len(reasons) < 4 else "other"
                 reasons[why] = reasons.get(why, 0) + 1
@@ -896,7 +894,6 @@ class Dht:
             return
         if req.kind == "store":
             op.pending_stores.discard(req.rid)
-            op.store_failed += 1
             op.unanswered += 1
             if req.timed_out and req.rid in self._requests:
                 op.late_stores.add(req.rid)  # still listened to until its grace ends

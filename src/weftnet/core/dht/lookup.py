@@ -196,11 +196,6 @@ class Lookup:
             cand.state = FAILED
             self.in_flight[cand.path] -= 1
 
-    def _ordered(self) -> list[Candidate]:
-        # Kept in order as candidates arrive (a bisection each: ~5 new ones an answer, against
-        # a sort of the whole list, ~200 key reads, once per answer before).
-        return self.order
-
     def next_requests(self, now: float = 0.0, gate: Callable[[Candidate], bool | None] | None = None
                       ) -> list[Candidate]:
         """Contacts to ask now (marked in flight). Empty when nothing more is useful.
@@ -272,7 +267,7 @@ class Lookup:
         """The not yet asked among the k nearest live candidates of a path, nearest first
         (only the first ``limit`` of them, if given: nearest first needs no more)."""
         todo, seen, k = [], 0, self.k
-        for c in self._ordered():  # only the k nearest live ones matter
+        for c in self.order:  # only the k nearest live ones matter
             state = c.state
             if state == FAILED or c.path != path:
                 continue
@@ -346,7 +341,7 @@ class Lookup:
             exact = self.candidates.get(self.target)
             if exact is not None and exact.state == ANSWERED:
                 return True
-        order, k = self._ordered(), self.k
+        order, k = self.order, self.k
         for path in range(self.disjoint):
             seen = 0
             for c in order:
@@ -362,8 +357,8 @@ class Lookup:
 
     def closest(self, n: int | None = None) -> list[Contact]:
         n = self.k if n is None else n
-        return [c.contact for c in self._ordered() if c.state == ANSWERED][:n]
+        return [c.contact for c in self.order if c.state == ANSWERED][:n]
 
     def hops(self) -> int:
-        best = [c for c in self._ordered() if c.state == ANSWERED][:1]
+        best = [c for c in self.order if c.state == ANSWERED][:1]
         return best[0].depth if best else 0

@@ -212,13 +212,8 @@ class WorkerCrypto:
             self.stats["foreign_dropped"] += 1  # another process holds that partition's window
             return None
         local = int.from_bytes(data[2:6], "big")
-        e = self._by_index.get(local)
+        e = self._session(local, counter)
         if e is None:
-            self.stats["unknown_index_dropped"] += 1
-            return None
-        w = e.window
-        if not w.check(counter):
-            self.stats["replays_dropped"] += 1
             return None
         if ct is None:  # a piece: buffered (bounded) until the payload is whole, then opened once
             index, count = data[14], data[15]
@@ -231,7 +226,7 @@ class WorkerCrypto:
             if ct is REFUSED:
                 self.stats["malformed_dropped"] += 1
                 return None
-        return self._open(e, w, counter, ct, now)
+        return self._open(e, counter, ct, now)
 
     def open_train(self, data, seg: int, now: float) -> tuple[bytes, bytes] | None | bool:
         """A UDP GRO read (``seg``-byte datagrams end to end) that is exactly one payload's pieces
@@ -244,17 +239,24 @@ class WorkerCrypto:
         counter = int.from_bytes(data[6:14], "big")
         if counter >> PARTITION_SHIFT != self.partition >> PARTITION_SHIFT:
             return False  # another process's: it is handed there whole
-        e = self._by_index.get(int.from_bytes(data[2:6], "big"))
+        e = self._session(int.from_bytes(data[2:6], "big"), counter)
+        if e is None:
+            return None
+        return self._open(e, counter, sealed, now)
+
+    def _session(self, local: int, counter: int) -> _Keys | None:
+        """The keys of our session ``local`` if ``counter`` may still be opened under it; None,
+        counted, for an unknown index or a replayed or too old counter."""
+        e = self._by_index.get(local)
         if e is None:
             self.stats["unknown_index_dropped"] += 1
             return None
-        w = e.window
-        if not w.check(counter):
+        if not e.window.check(counter):
             self.stats["replays_dropped"] += 1
             return None
-        return self._open(e, w, counter, sealed, now)
+        return e
 
-    def _open(self, e: _Keys, w: ReplayWindow, counter: int, ct, now: float) -> tuple[bytes, bytes] | None:
+    def _open(self, e: _Keys, counter: int, ct, now: float) -> tuple[bytes, bytes] | None:
         """Authenticate and decrypt one payload (the window moves only after the tag)."""
         try:
             plain = e.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), ct, None)
@@ -264,7 +266,7 @@ class WorkerCrypto:
         if now - e.k.created >= self.reject_after:
             self.stats["expired_dropped"] += 1
             return None
-        if not w.accept(counter):
+        if not e.window.accept(counter):
             self.stats["replays_dropped"] += 1
             return None
         self.stats["opened"] += 1

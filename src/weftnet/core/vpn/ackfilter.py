@@ -24,7 +24,9 @@ The packets kept keep their order; nothing else is changed. Inputs and outputs a
 
 from __future__ import annotations
 
-__all__ = ["filter_acks"]
+from weftnet.core.vpn.coalesce import coalesce_udp
+
+__all__ = ["filter_acks", "prepare_batch"]
 
 _VNET = 10
 _TCP = 6
@@ -105,3 +107,16 @@ def filter_acks(packets: list[bytes]) -> list[bytes]:
     if drop is None:
         return packets
     return [p for i, p in enumerate(packets) if i not in drop]
+
+
+def prepare_batch(packets: list[bytes], ack_filter: bool) -> tuple[list[bytes], int]:
+    """A TUN read batch of two packets or more as the readers hand it on (the daemon's private
+    networks, its data-plane workers, the overlay interface): UDP bursts joined
+    (core/vpn/coalesce.py), then, with ``ack_filter``, the superseded pure ACKs left out; and
+    how many ACKs were."""
+    packets = coalesce_udp(packets)
+    if not ack_filter:
+        return packets, 0
+    n = len(packets)
+    packets = filter_acks(packets)
+    return packets, n - len(packets)
