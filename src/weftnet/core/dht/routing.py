@@ -244,17 +244,26 @@ class RoutingTable:
         bucket = by_depth[d] if d < len(by_depth) else by_depth[-1]
         bucket.touched = now
         entries = bucket.entries
-        for i, known in enumerate(entries):
+        for known in entries:  # (no enumerate: the match is rare, its position is found then)
             if known.key == key:
                 if self._failures:
                     self._failures.pop(key, None)
                 if known is not contact and known.endpoint != contact.endpoint:
-                    entries[i] = contact
+                    for i, x in enumerate(entries):
+                        if x is known:
+                            entries[i] = contact
+                            break
                     self.changes += 1
                 return True
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
             self.puzzle_refusals += 1
             return False
+        if len(entries) < self.k:
+            # Room (the common case, first): no contention, no per-prefix limit (a small
+            # deployment in one /24).
+            entries.append(contact)
+            self.changes += 1
+            return True
         while True:
             if len(bucket.entries) < self.k:
                 # Room: no contention, no per-prefix limit (a small deployment in one /24).
