@@ -207,6 +207,20 @@ class Lookup:
         costed = self.has_session is not None and self.kind in ("find_value", "get")
         hedge = self.hedge_rtts
         prs = self.prs_bits >= 0 and self.rtt_of is not None
+        if gate is None and not (costed or hedge or prs or self.budget or self.stop_at_target) and self.disjoint == 1:
+            # Plain nearest first on one path with no gate (a join's or a refresh's lookup; every
+            # candidate is asked as it comes): what the loop below does then, without its set-up.
+            first = self.first_round if self.first_round and not self.messages else 0
+            in_flight = self.in_flight
+            room = max(self.alpha, first) - in_flight[0]
+            if room <= 0:
+                return []
+            picks = self._unasked(0, room)
+            for c in picks:
+                c.state = IN_FLIGHT
+            in_flight[0] += len(picks)
+            self.messages += len(picks)
+            return picks
         out: list[Candidate] = []
         deferred: list[Candidate] = []
 
