@@ -281,6 +281,19 @@ class Lookup:
         """The not yet asked among the k nearest live candidates of a path, nearest first
         (only the first ``limit`` of them, if given: nearest first needs no more)."""
         todo, seen, k = [], 0, self.k
+        if self.disjoint == 1:  # (every candidate is on path 0: the loop below, without its test)
+            for c in self.order:
+                state = c.state
+                if state == FAILED:
+                    continue
+                seen += 1
+                if state == CANDIDATE:
+                    todo.append(c)
+                    if len(todo) == limit:
+                        break
+                if seen >= k:
+                    break
+            return todo
         for c in self.order:  # only the k nearest live ones matter
             state = c.state
             if state == FAILED or c.path != path:
@@ -356,6 +369,17 @@ class Lookup:
             if exact is not None and exact.state == ANSWERED:
                 return True
         order, k = self.order, self.k
+        if self.disjoint == 1:  # (every candidate is on path 0: the loop below, without its test)
+            seen = 0
+            for c in order:
+                state = c.state
+                if state == ANSWERED:
+                    seen += 1
+                    if seen >= k:
+                        return True
+                elif state != FAILED:
+                    return False
+            return True
         for path in range(self.disjoint):
             seen = 0
             for c in order:
