@@ -671,7 +671,7 @@ class Daemon:
             for network_id in written:
                 tun = self._tuns.get(network_id)
                 if tun is not None:
-                    if network_id in self.core.vpn.switch.networks:  # not a VRF's (runtime/l3vpn.py reads those)
+                    if network_id in self.driver.core.vpn.switch.networks:  # not a VRF's (runtime/l3vpn.py reads those)
                         self._on_tun_readable(network_id, tun)
                 elif network_id == OVERLAY_TUN and self.overlay is not None and self.overlay.tun is not None:
                     self.overlay._on_readable()
