@@ -18,6 +18,7 @@ import os
 import random
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -274,6 +275,46 @@ def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_pa
                 b.driver._on_readable()
                 assert [tun_b.kernel.recv(65_535)[10:] for _ in range(3)] == \
                     [icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq) for seq in range(10, 13)]
+
+    evloop.run(main(), "auto")
+
+
+class _ScriptedSocket:
+    """A driver's socket whose reads return the given (data, GRO segment size or 0) in turn, then EAGAIN."""
+
+    def __init__(self, sock, reads):
+        self._s, self._reads = sock, list(reads)
+
+    def recvmsg_into(self, buffers, _ancsize):
+        if not self._reads:
+            raise BlockingIOError
+        data, seg = self._reads.pop(0)
+        buffers[0][:len(data)] = data
+        anc = [(17, 104, struct.pack("=i", seg))] if seg else []  # SOL_UDP, UDP_GRO
+        return len(data), anc, 0, ("127.0.0.1", 9)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def test_a_datagram_after_a_gro_run_is_not_handled_before_it(tmp_path):
+    async def main():
+        with _two_members(tmp_path) as (a, _b, _nid):
+            drv = a.driver
+            drv.gro, drv.divert = True, None
+            seen: list[list] = []
+            drv.core.receive_datagrams = lambda batch, now: seen.append([type(d).__name__ for d, _ in batch])
+            assert drv._sparse  # the last wake-up (none yet) read one datagram
+            drv.sock = _ScriptedSocket(drv.sock, [(bytes(2000), 1000), (bytes(100), 0)])
+            drv._on_readable()
+            assert seen == [["Train", "bytes"]]  # one batch, in arrival order: the lone path is for a first datagram
+            assert not drv._sparse
+            seen.clear()
+            drv.sock._reads = [(bytes(100), 0)]
+            drv._on_readable()
+            drv.sock._reads = [(bytes(100), 0), (bytes(100), 0)]
+            drv._on_readable()
+            assert seen == [["bytes"], ["bytes"], ["bytes"]]  # a lone one, then the next first alone, then the rest
 
     evloop.run(main(), "auto")
 

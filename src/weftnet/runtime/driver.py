@@ -236,7 +236,7 @@ class UdpDriver:
                 else:  # the transport takes the run whole (core/session/train.py)
                     batch.append((Train(bytes(view[:n]), seg), src))
                     received += -(-n // seg)
-            elif lone is True:
+            elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
                 # opened and written (and a reply the TUN drain finds sent) before the next read,
                 # which for a lone datagram finds the socket empty: that system call comes after
