@@ -119,6 +119,8 @@ _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _CAPTURE = ("", 0)  # a stand-in direct target: the datagrams are collected, then sent on the real paths
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
+_HEAD = struct.Struct("!BBIQ")  # a data or fragment header: version, type, receiver index, counter
+_NONCE = struct.Struct("<4xQ")  # the AEAD nonce of a counter: 0^32 || counter (u64 LE)
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
 #: reassembly, each at most one wire message (so at most 128 x 64 KiB buffered).
 FRAGMENT_TIMEOUT = 2.0
@@ -1339,10 +1341,13 @@ class SecureTransport:
 
     def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float, target=None) -> None:
         counter = s.counter
-        s.counter += 1
+        s.counter = counter + 1
         s.blocks += (len(payload) >> 4) + 2
-        ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
-        head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
+        aead = s._send
+        if aead is None:  # not hot yet: the property builds it (and keeps it once hot)
+            aead = s.send
+        ct = aead.encrypt(_NONCE.pack(counter), payload, None)
+        size = len(ct)
         ep = peer.endpoint if target is None else target
         relayed = type(ep) is Via
         limit = self.config.max_datagram
@@ -1350,16 +1355,15 @@ class SecureTransport:
             # Through a relay, a large payload goes whole inside one Forward and the hop session cuts
             # that in pieces: one AEAD per hop per payload, not one per piece. A payload too large
             # for that is cut here, leaving room for the Forward header and the hop session.
-            if len(ct) + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
+            if size + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
                 limit = MAX_MESSAGE_SIZE
             else:
                 limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
         elif peer.max_datagram and ep == peer.max_datagram_path:  # the UDP path path MTU discovery measured
             limit = peer.max_datagram
         step = limit - _FRAG_HEADER
-        if (len(ct) + _DATA_HEADER <= limit or len(ct) > MAX_REASSEMBLED
-                or len(ct) > step * MAX_FRAGMENTS):
-            pkt = b"\x01\x04" + head + ct
+        if size + _DATA_HEADER <= limit or size > MAX_REASSEMBLED or size > step * MAX_FRAGMENTS:
+            pkt = b"".join((_HEAD.pack(VERSION, _T_DATA, s.remote_index, counter), ct))
             if relayed:
                 self._relay_out(pkt, ep, now)
             else:
@@ -1368,17 +1372,19 @@ class SecureTransport:
             peer.packets_out += 1
         else:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
-            count = -(-len(ct) // step)
-            head = b"\x01\x07" + head
-            mv = memoryview(ct)  # one copy per piece, not two
-            if relayed:
-                for i in range(count):
-                    self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
-            elif self.trains and type(ep) is tuple and ep is not _CAPTURE:
+            count = -(-size // step)
+            head = _HEAD.pack(VERSION, _T_FRAGMENT, s.remote_index, counter)
+            if self.trains and type(ep) is tuple and ep is not _CAPTURE:
                 self._out.append((Train(cut(head, ct, step)[0], limit, count), ep))
             else:
-                self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
-            peer.bytes_out += len(ct) + count * _FRAG_HEADER
+                mv = memoryview(ct)  # one copy per piece, not two
+                if relayed:
+                    for i in range(count):
+                        self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
+                else:
+                    self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep)
+                                      for i in range(count)])
+            peer.bytes_out += size + count * _FRAG_HEADER
             peer.packets_out += count
             if not peer.pmtu_asked and type(ep) is tuple and len(self.pmtu_wanted) < 1024:  # worth measuring
                 peer.pmtu_asked = True
