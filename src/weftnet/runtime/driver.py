@@ -47,6 +47,7 @@ from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
 from weftnet.core.session.train import Train
+from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -231,7 +232,7 @@ class UdpDriver:
                     batch.extend((p, src) for p in pieces)
                     received += len(pieces)
                 else:  # the transport takes the run whole (core/session/train.py)
-                    batch.append((Train(bytes(view[:n]), seg), src))
+                    batch.append((Train.read(view[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                     received += -(-n // seg)
             else:
                 batch.append((bytes(view[:n]), src))

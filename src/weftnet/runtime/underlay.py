@@ -27,6 +27,7 @@ from weftnet.core.paths.config import LinkSpec
 from weftnet.core.reach.paths import LinkAddr
 from weftnet.core.session import ciphers
 from weftnet.core.session.train import Train
+from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.errors import ConfigError
 
 __all__ = ["UnderlayLinks", "interface_address"]
@@ -233,7 +234,7 @@ class UnderlayLinks:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < n:  # a GRO run: the transport takes it whole (core/session/train.py)
-                batch.append((Train(bytes(_RECV_VIEW[:n]), seg), src))
+                batch.append((Train.read(_RECV_VIEW[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                 packets += -(-n // seg)
             else:
                 batch.append((bytes(_RECV_VIEW[:n]), src))

@@ -38,15 +38,42 @@ _join_layouts: dict[tuple[int, int, int], tuple[struct.Struct, itemgetter]] = {}
 _INDEXES = [bytes(range(n)) for n in range(256)]
 
 
-class Train:
-    """Datagrams of ``seg`` bytes (the last may be shorter) laid end to end in ``data``."""
+#: A fragment's header: receiver index, counter, index, count (after version and type).
+_FIELDS = struct.Struct("!2xIQBB")
 
-    __slots__ = ("data", "seg", "count")
+
+class Train:
+    """Datagrams of ``seg`` bytes (the last may be shorter) laid end to end in ``data``.
+
+    A run a driver read (:meth:`read`) may come joined already: then :attr:`sealed` is the
+    payload its pieces carry and :attr:`first` its first header's fields, and :attr:`data` is
+    None (the run itself is not kept)."""
+
+    __slots__ = ("data", "seg", "count", "sealed", "first")
 
     def __init__(self, data: bytes, seg: int, count: int = 0):
         self.data = data
         self.seg = seg
         self.count = count or -(-len(data) // seg)
+        self.sealed = None
+
+    @classmethod
+    def read(cls, view, seg: int, max_fragments: int, max_sealed: int) -> "Train":
+        """The run of datagrams just read into ``view`` (a receive buffer's bytes, about to be
+        read into again), taken out of it: :func:`join`-ed at once if it is one payload's pieces
+        (the payload is the one copy made), else its bytes copied for the piece-by-piece path."""
+        t = cls.__new__(cls)
+        t.seg = seg
+        t.count = -(-len(view) // seg)
+        sealed = join(view, seg, max_fragments, max_sealed)
+        if sealed is None:
+            t.data = bytes(view)
+            t.sealed = None
+        else:
+            t.data = None
+            t.sealed = sealed
+            t.first = _FIELDS.unpack_from(view)  # receiver index, counter, index, count
+        return t
 
     def datagrams(self) -> list[bytes]:
         """The datagrams one by one (for a path that cannot take a run whole)."""
@@ -54,7 +81,8 @@ class Train:
         return [data[off:off + seg] for off in range(0, len(data), seg)]
 
     def __repr__(self) -> str:
-        return f"Train({len(self.data)} bytes, seg={self.seg}, count={self.count})"
+        size = len(self.data) if self.data is not None else f"joined {len(self.sealed)}"
+        return f"Train({size} bytes, seg={self.seg}, count={self.count})"
 
 
 def cut(head: bytes, sealed: bytes, step: int) -> tuple[bytearray, int]:

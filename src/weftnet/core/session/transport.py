@@ -1048,11 +1048,15 @@ class SecureTransport:
         self._open(s, counter, whole, 0, count, addr, now)
 
     def _on_train(self, train: Train, addr: Addr, now: float) -> None:
-        sealed = join(train.data, train.seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
-        if sealed is None:  # not exactly one payload's pieces: one by one, as read without GRO
-            self.receive_datagrams([(d, addr) for d in train.datagrams()], now)
-            return
-        local, counter, _index, count = _FRAG_FIELDS.unpack_from(train.data)
+        sealed = train.sealed
+        if sealed is not None:  # joined as it was read (Train.read)
+            local, counter, _index, count = train.first
+        else:
+            sealed = join(train.data, train.seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+            if sealed is None:  # not exactly one payload's pieces: one by one, as read without GRO
+                self.receive_datagrams([(d, addr) for d in train.datagrams()], now)
+                return
+            local, counter, _index, count = _FRAG_FIELDS.unpack_from(train.data)
         s = self._indices.get(local)
         if type(s) is not Session:
             self.stats["unknown_index_dropped"] += count  # nothing is buffered without a session
