@@ -325,6 +325,10 @@ class UdpDriver:
             i = j
 
     def _send_special(self, data: bytes, addr: Any) -> None:
+        if type(data) is Train:  # (a link's train with no underlay to send it: its datagrams one by one)
+            for d in data.datagrams():
+                self._send_special(d, addr)
+            return
         if type(addr) is StreamLink:
             self.links.send(addr, data)
             self.sent += 1

@@ -70,7 +70,7 @@ from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
-from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
+from weftnet.core.reach.paths import LinkAddr, PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
@@ -414,7 +414,8 @@ class SecureTransport:
         self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
                                       self._fragments_expired)  # (session index, counter) -> pieces
         #: Set by a driver that sends a :class:`Train` in one UDP GSO send: a payload cut in
-        #: fragments for a UDP endpoint then leaves as one Train instead of one datagram per piece.
+        #: fragments for a UDP endpoint (the main socket's, or an extra underlay link's: a
+        #: ``LinkAddr``) then leaves as one Train instead of one datagram per piece.
         self.trains = False
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
@@ -1378,7 +1379,7 @@ class SecureTransport:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
             count = -(-size // step)
             head = _HEAD.pack(VERSION, _T_FRAGMENT, s.remote_index, counter)
-            if self.trains and type(ep) is tuple and ep is not _CAPTURE:
+            if self.trains and (type(ep) is tuple or type(ep) is LinkAddr) and ep is not _CAPTURE:
                 self._out.append((Train(cut(head, ct, step)[0], limit, count), ep))
             else:
                 mv = memoryview(ct)  # one copy per piece, not two
