@@ -65,7 +65,7 @@ def test_a_run_read_is_joined_out_of_the_receive_buffer_as_join_would(size, seg,
     run, count = cut(b"\x01\x07" + bytes(range(40, 52)), sealed, seg - 16)
     run = bytearray(run)
     if mutation == 1:
-        run[(value % count) * seg + value % 16] ^= 1 + value  # a header byte of some piece
+        run[(value % count) * seg + value % 16] ^= 1 + value % 255  # a header byte of some piece
     elif mutation == 2:
         run = run[:max(1, len(run) - 1 - value)]
     elif mutation == 3:
