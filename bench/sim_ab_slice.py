@@ -1,6 +1,7 @@
 """A/B of checkouts on the same stretch of `scale-1m`'s join, on a shared machine.
 
     .venv/bin/python bench/sim_ab_slice.py --src /tmp/before/src --src src --build 60000 --slice 3000 --rounds 4
+    .venv/bin/python bench/sim_ab_slice.py --src src --src src --python - --python /usr/bin/python3.11  # interpreters
 
 Each side (``--src``, two or more: a checkout's ``src/``) runs in a worker process of its own that
 builds `scale-1m` to ``--build`` nodes joined (seed 1, the scenario's arrival times, the
@@ -87,6 +88,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", type=pathlib.Path, action="append", default=[],
                     help="a checkout's src/ (give two or more: the first is the reference)")
+    ap.add_argument("--python", action="append", default=[],
+                    help="the interpreter of the side given by the --src at the same place (default: this one; "
+                         "this interpreter's site-packages stay on its path, for the dependencies)")
     ap.add_argument("--scenario", default="scale-1m")
     ap.add_argument("--build", type=int, default=60_000, help="nodes joined before the slice")
     ap.add_argument("--slice", type=int, default=3_000, help="joins in the measured slice")
@@ -98,13 +102,20 @@ def main() -> int:
         return worker(a.build, a.slice, a.seed, a.scenario)
     if len(a.src) < 2:
         ap.error("give --src at least twice")
+    if len(a.python) > len(a.src):
+        ap.error("more --python than --src")
     procs = []
     for i, src in enumerate(a.src):
-        env = {**os.environ, "PYTHONPATH": str(src.resolve())}
-        p = subprocess.Popen([sys.executable, __file__, "--worker", "--build", str(a.build), "--slice",
+        py = a.python[i] if i < len(a.python) and a.python[i] != "-" else sys.executable
+        path = [str(src.resolve())]
+        if py != sys.executable:
+            import sysconfig
+            path.append(sysconfig.get_paths()["purelib"])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+        p = subprocess.Popen([py, __file__, "--worker", "--build", str(a.build), "--slice",
                               str(a.slice), "--seed", str(a.seed), "--scenario", a.scenario],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        print(f"side {i} ({src}): {p.stdout.readline().strip()} s CPU to {a.build:,} joined", flush=True)
+        print(f"side {i} ({src}, {py}): {p.stdout.readline().strip()} s CPU to {a.build:,} joined", flush=True)
         procs.append(p)
     res: list[list[float]] = [[] for _ in procs]
     hashes: list[set] = [set() for _ in procs]

@@ -154,53 +154,59 @@ class Simulation:
 
     def run_until(self, t_end: float, progress: Callable[[float], None] | None = None) -> None:
         heap = self._heap
-        nodes = self.nodes
         pop = heapq.heappop
+        after = self._after
         tick = 0
+        # The per-event counters are kept in locals and written back when the loop ends (also
+        # by an exception): an attribute write of the Simulation per event saved, twice.
+        delivered = 0
         horizon = self._horizon
-        while True:
-            if not heap or heap[0][0] >= horizon:
-                # Every event before the horizon is in the heap: the next ones are outside.
-                if horizon > t_end or not self._next_window():
+        try:
+            while True:
+                if not heap or heap[0][0] >= horizon:
+                    # Every event before the horizon is in the heap: the next ones are outside.
+                    if horizon > t_end or not self._next_window():
+                        break
+                    horizon = self._horizon
+                    continue
+                if heap[0][0] > t_end:
                     break
-                horizon = self._horizon
-                continue
-            if heap[0][0] > t_end:
-                break
-            when, _seq, kind, a, b, c = pop(heap)
-            self.now = when
-            self.events_processed += 1
-            if kind == _MSG:
-                # A message: (sender's contact, receiving SimNode, message), the objects
-                # themselves, not indices: two fewer reads of random memory per message.
-                if b.alive:
-                    self.messages_delivered += 1
-                    b.dht.on_message(a, c, when)
-                    self._after(b)
-            elif kind == _TIMER:
-                node = nodes[a]
-                if node.alive and node.timer_at == when:
-                    self.timers_fired += 1
-                    node.timer_at = None
-                    dht = node.dht
-                    t = dht.get_timer()
-                    if t is not None and t > when:
-                        # Nothing is due (the request this timer was for was answered):
-                        # handle_timer would do nothing and send nothing. Re-arm only.
-                        self.timers_rearmed += 1
-                        node.timer_at = t
-                        self._push(t, _TIMER, a)
+                when, _seq, kind, a, b, c = pop(heap)
+                self.now = when
+                tick += 1
+                if kind == _MSG:
+                    # A message: (sender's contact, receiving SimNode, message), the objects
+                    # themselves, not indices: two fewer reads of random memory per message.
+                    if b.alive:
+                        delivered += 1
+                        b.dht.on_message(a, c, when)
+                        after(b)
+                elif kind == _TIMER:
+                    node = a  # the SimNode itself (as for a message)
+                    if node.alive and node.timer_at == when:
+                        self.timers_fired += 1
+                        node.timer_at = None
+                        dht = node.dht
+                        t = dht.get_timer()
+                        if t is not None and t > when:
+                            # Nothing is due (the request this timer was for was answered):
+                            # handle_timer would do nothing and send nothing. Re-arm only.
+                            self.timers_rearmed += 1
+                            node.timer_at = t
+                            self._push(t, _TIMER, node)
+                        else:
+                            dht.handle_timer(when)
+                            after(node)
                     else:
-                        dht.handle_timer(when)
-                        self._after(node)
+                        self.timers_stale += 1
                 else:
-                    self.timers_stale += 1
-            else:
-                self.calls_run += 1
-                a()
-            tick += 1
-            if progress is not None and tick % 20000 == 0:
-                progress(self.now)
+                    self.calls_run += 1
+                    a()
+                if progress is not None and tick % 20000 == 0:
+                    progress(self.now)
+        finally:
+            self.events_processed += tick
+            self.messages_delivered += delivered
         self.now = max(self.now, t_end)
 
     # -- nodes -----------------------------------------------------------------
@@ -242,8 +248,9 @@ class Simulation:
         # node sends nothing, reports nothing, or has no request or operation deadline (so its
         # next deadline is its periodic one, which changes only in handle_timer, after which
         # timer_at is None) as often as not.
-        out = dht.messages_to_send() if dht._out else None
+        out = dht._out  # (Dht.messages_to_send, inlined: the list is taken, a new one left)
         if out:
+            dht._out = []
             # Underlay.one_way, inlined (the same arithmetic and the same draws, so a
             # run is the same bytes): this loop runs once per message sent.
             u = self.underlay
@@ -256,6 +263,7 @@ class Simulation:
             by_key = self.by_key
             heap, now, push = self._heap, self.now, heapq.heappush
             horizon = self._horizon
+            seq = self._seq
             for dst_contact, msg in out:
                 dst = by_key.get(dst_contact.key)
                 if dst is None:
@@ -268,12 +276,13 @@ class Simulation:
                         continue
                 else:
                     delay = (hypot(xa - ux[b], ya - uy[b]) + ha + uh[b]) / 1000.0 / 2.0 * (1.0 + jitter * rand())
-                self._seq += 1
+                seq += 1
                 when = now + delay
                 if when < horizon:
-                    push(heap, (when, self._seq, _MSG, src, dst, msg))
+                    push(heap, (when, seq, _MSG, src, dst, msg))
                 else:
-                    self._push_far((when, self._seq, _MSG, src, dst, msg))
+                    self._push_far((when, seq, _MSG, src, dst, msg))
+            self._seq = seq
         if dht._events:
             while (ev := dht.next_event()) is not None:
                 cb = self._waiting.pop((node.index, getattr(ev, "op_id", -1)), None)
@@ -284,7 +293,7 @@ class Simulation:
             t = dht.get_timer()
             if t is not None and (at is None or t < at):
                 node.timer_at = t
-                self._push(t, _TIMER, node.index)
+                self._push(t, _TIMER, node)
 
     def call(self, node: SimNode, start: Callable[[Dht, float], int], done: Callable[[Any], None]) -> None:
         """Start an operation on a node; ``done(event)`` runs when it completes."""

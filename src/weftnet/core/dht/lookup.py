@@ -207,6 +207,20 @@ class Lookup:
         costed = self.has_session is not None and self.kind in ("find_value", "get")
         hedge = self.hedge_rtts
         prs = self.prs_bits >= 0 and self.rtt_of is not None
+        if gate is None and not (costed or hedge or prs or self.budget or self.stop_at_target) and self.disjoint == 1:
+            # Plain nearest first on one path with no gate (a join's or a refresh's lookup; every
+            # candidate is asked as it comes): what the loop below does then, without its set-up.
+            first = self.first_round if self.first_round and not self.messages else 0
+            in_flight = self.in_flight
+            room = max(self.alpha, first) - in_flight[0]
+            if room <= 0:
+                return []
+            picks = self._unasked(0, room)
+            for c in picks:
+                c.state = IN_FLIGHT
+            in_flight[0] += len(picks)
+            self.messages += len(picks)
+            return picks
         out: list[Candidate] = []
         deferred: list[Candidate] = []
 
@@ -267,6 +281,19 @@ class Lookup:
         """The not yet asked among the k nearest live candidates of a path, nearest first
         (only the first ``limit`` of them, if given: nearest first needs no more)."""
         todo, seen, k = [], 0, self.k
+        if self.disjoint == 1:  # (every candidate is on path 0: the loop below, without its test)
+            for c in self.order:
+                state = c.state
+                if state == FAILED:
+                    continue
+                seen += 1
+                if state == CANDIDATE:
+                    todo.append(c)
+                    if len(todo) == limit:
+                        break
+                if seen >= k:
+                    break
+            return todo
         for c in self.order:  # only the k nearest live ones matter
             state = c.state
             if state == FAILED or c.path != path:
@@ -342,6 +369,17 @@ class Lookup:
             if exact is not None and exact.state == ANSWERED:
                 return True
         order, k = self.order, self.k
+        if self.disjoint == 1:  # (every candidate is on path 0: the loop below, without its test)
+            seen = 0
+            for c in order:
+                state = c.state
+                if state == ANSWERED:
+                    seen += 1
+                    if seen >= k:
+                        return True
+                elif state != FAILED:
+                    return False
+            return True
         for path in range(self.disjoint):
             seen = 0
             for c in order:

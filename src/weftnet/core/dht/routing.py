@@ -85,6 +85,14 @@ def nearest(contacts, target: int, n: int | None = None) -> list[Contact]:
     return ranked if n is None else ranked[:n]
 
 
+def _without(entries: list, key: int) -> list:
+    """``entries`` without the contact of ID ``key`` (a copy only if it is there)."""
+    for c in entries:
+        if c.key == key:
+            return [e for e in entries if e is not c]
+    return entries
+
+
 def _drop(items: list, obj: object) -> None:
     """Remove ``obj`` itself from ``items`` (by identity: no field-by-field compares)."""
     for i, x in enumerate(items):
@@ -236,17 +244,26 @@ class RoutingTable:
         bucket = by_depth[d] if d < len(by_depth) else by_depth[-1]
         bucket.touched = now
         entries = bucket.entries
-        for i, known in enumerate(entries):
+        for known in entries:  # (no enumerate: the match is rare, its position is found then)
             if known.key == key:
                 if self._failures:
                     self._failures.pop(key, None)
                 if known is not contact and known.endpoint != contact.endpoint:
-                    entries[i] = contact
+                    for i, x in enumerate(entries):
+                        if x is known:
+                            entries[i] = contact
+                            break
                     self.changes += 1
                 return True
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
             self.puzzle_refusals += 1
             return False
+        if len(entries) < self.k:
+            # Room (the common case, first): no contention, no per-prefix limit (a small
+            # deployment in one /24).
+            entries.append(contact)
+            self.changes += 1
+            return True
         while True:
             if len(bucket.entries) < self.k:
                 # Room: no contention, no per-prefix limit (a small deployment in one /24).
@@ -478,32 +495,34 @@ class RoutingTable:
         found: list[Contact] = []
         if n <= 0:
             return found
-        # The bucket that holds ``exclude`` (if we hold it), found once, not per bucket; the
-        # entry itself is left out by identity (a bucket lists the index's own objects).
-        gone = self.get(exclude) if exclude is not None else None
-        skip = self.bucket_for(exclude) if gone is not None else None
+        # ``exclude`` is left out of the one bucket that could hold it, by key (a bucket holds a key
+        # once), in the same pass that copies it: no search for it first (a scan of that bucket,
+        # mostly in vain, and of no use when that bucket is not read).
         by_depth = self._by_depth
-        d = ID_BITS - (target ^ self.own_key).bit_length()
+        own = self.own_key
+        if exclude is not None:
+            d = ID_BITS - (exclude ^ own).bit_length()
+            skip = by_depth[d] if d < len(by_depth) else by_depth[-1]
+        else:
+            skip = None
+        kept = None  # that bucket without ``exclude``, once made
+        d = ID_BITS - (target ^ own).bit_length()
         first = by_depth[d] if d < len(by_depth) else by_depth[-1]  # the nearest bucket
-        if first is skip:
-            if len(first.entries) > n:
-                # Often the asker's own neighbourhood (a join looks up the joiner's ID).
-                entries = [c for c in first.entries if c is not gone]
-                if len(entries) == n:
-                    return nearest(entries, target) if ordered else entries
-                return nearest(entries, target, n)
-        elif len(first.entries) >= n:
-            # The common case far from our own ID: the nearest bucket alone has enough.
-            entries = first.entries
+        if len(first.entries) >= n:
+            # The common case far from our own ID: the nearest bucket alone has enough (or, when
+            # it holds ``exclude``, more than enough: often the asker's own neighbourhood, as a
+            # join looks up the joiner's ID).
+            entries = first.entries if first is not skip else (kept := _without(first.entries, exclude))
             if len(entries) == n:
                 return nearest(entries, target) if ordered else list(entries)
-            return nearest(entries, target, n)
+            if len(entries) > n:
+                return nearest(entries, target, n)
         for b in self._nearest_buckets(target):
             entries = b.entries
             if not entries:
                 continue
             if b is skip:
-                entries = [c for c in entries if c is not gone]
+                entries = kept if kept is not None else _without(entries, exclude)
             room = n - len(found)
             if len(entries) <= room:
                 found.extend(entries)
