@@ -34,6 +34,8 @@ VARIANTS = {
     "fill 8 nearest first (the defaults before 2026-11-30)": {"join_fill": 8, "fill_by_rtt": False},
     "fill 8 fastest first": {"join_fill": 8},
     "fill 6 nearest first": {"join_fill": 6, "fill_by_rtt": False},
+    "fill 6 fastest first": {"join_fill": 6, "fill_by_rtt": True},
+    "fill 6 fastest first, top-up": {"join_fill": 6, "fill_by_rtt": True, "fill_topup": True},
 }
 
 

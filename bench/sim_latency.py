@@ -80,6 +80,8 @@ VARIANTS3 = {
     "fill by RTT": {"fill_by_rtt": True},
     "fill by RTT, join fill 6": {"fill_by_rtt": True, "join_fill": 6},
     "fill by RTT, join fill 4": {"fill_by_rtt": True, "join_fill": 4},
+    # Join round five: the fill tops a bucket up to join_fill instead of adding join_fill.
+    "fill by RTT, join fill 6, top-up": {"fill_by_rtt": True, "join_fill": 6, "fill_topup": True},
 }
 
 

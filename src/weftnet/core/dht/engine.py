@@ -179,6 +179,10 @@ class DhtConfig:
     #: Off: with ``join_fill = 6`` it kept latency-100k's bar but failed more lookups over 3 h of
     #: churn at 2,000 nodes (one seed; bench/results/sim_churn.md, 2026-11-30).
     fill_by_rtt: bool = False
+    #: The fill tops each farther bucket up to ``join_fill`` contacts (what the join lookup
+    #: already put there counts; a bucket that has them gets no request) instead of adding
+    #: up to ``join_fill`` to whatever it holds.
+    fill_topup: bool = False
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
@@ -1099,7 +1103,8 @@ class Dht:
         into each farther bucket that is not full (``join_fill``): at most as many as
         the bucket has free slots, only to nodes the table does not hold yet (asking a
         contact it holds adds nothing), starting from those the join lookup heard of
-        in the bucket (``heard``), nearest to the fill's target first."""
+        in the bucket (``heard``), nearest to the fill's target first. With ``fill_topup``
+        a bucket gets only what it lacks of ``join_fill`` contacts."""
         cfg = self.config
         if not cfg.refresh_on_join and not cfg.join_fill:
             return
@@ -1112,7 +1117,10 @@ class Dht:
                 b.touched = now
                 self._start_lookup("refresh", target, now)
             else:
-                budget = min(cfg.join_fill, cfg.k - len(b.entries))
+                budget = min(cfg.join_fill, cfg.k) - len(b.entries) if cfg.fill_topup \
+                    else min(cfg.join_fill, cfg.k - len(b.entries))
+                if budget <= 0:
+                    continue
                 seed = [c for c in heard or () if b.lo <= c.key <= b.hi and c.key not in table]
                 self._start_lookup("fill", target, now, seed=[c.contact for c in seed], budget=budget,
                                    sources={c.key: c.source for c in seed if c.source >= 0})
