@@ -18,6 +18,7 @@ import os
 import random
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -182,6 +183,140 @@ def _burst(tmp_path) -> None:
         a.driver._on_readable()  # B's drain sent the five replies: all arrive, in order
         assert [tun_a.kernel.recv(65_535) for _ in replies] == [VNET_NONE + r for r in replies]
         assert not _now_readable(tun_a.kernel) and not _now_readable(a.driver.sock)
+
+
+class _Calls:
+    """Notes the daemon's TUN reads and writes (its ``os``) and its driver's sends and receives, in order."""
+
+    def __init__(self, monkeypatch, daemons):
+        import types
+
+        import weftnet.runtime.daemon as dmod
+
+        self.log: list[str] = []
+        real_os = dmod.os
+        proxy = types.ModuleType("os")
+        proxy.__getattr__ = lambda name: getattr(real_os, name)
+
+        def read(fd, n):
+            try:
+                data = real_os.read(fd, n)
+            except BlockingIOError:
+                self.log.append("read:empty")
+                raise
+            self.log.append("read")
+            return data
+
+        def writev(fd, bufs):
+            self.log.append("writev")
+            return real_os.writev(fd, bufs)
+
+        proxy.read, proxy.writev = read, writev
+        monkeypatch.setattr(dmod, "os", proxy)
+        for d in daemons:
+            d.driver.sock = _LoggedSocket(d.driver.sock, self.log)
+
+
+class _LoggedSocket:
+    def __init__(self, sock, log):
+        self._s, self._log = sock, log
+
+    def sendto(self, *args):
+        self._log.append("sendto")
+        return self._s.sendto(*args)
+
+    def sendmsg(self, *args):
+        self._log.append("sendmsg")  # a run of datagrams in one UDP_SEGMENT send
+        return self._s.sendmsg(*args)
+
+    def recvmsg_into(self, *args):
+        try:
+            r = self._s.recvmsg_into(*args)
+        except BlockingIOError:
+            self._log.append("recv:empty")
+            raise
+        self._log.append("recv")
+        return r
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_path, monkeypatch):
+    async def main():
+        with _two_members(tmp_path) as (a, b, nid):
+            calls = _Calls(monkeypatch, (a, b))
+            tun_a, tun_b = a._tuns[nid], b._tuns[nid]
+            for seq in range(1, 4):
+                calls.log.clear()
+                tun_a.kernel.send(icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
+                a._on_tun_readable(nid, tun_a)
+                assert calls.log == ["read", "sendto", "read:empty"]
+                calls.log.clear()
+                tun_b.kernel.send(icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq, reply=True))
+                b.driver._on_readable()
+                # B: open and write the ping, read and send the reply the host queued, then look for more.
+                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                calls.log.clear()
+                a.driver._on_readable()
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert tun_b.kernel.recv(65_535)[10:] and tun_a.kernel.recv(65_535)[10:]
+            # A burst after lone packets: the first leaves alone, the rest in one batch, all in order;
+            # after a wake-up that found several, the next reads its whole batch before sending.
+            for rounds in range(2):
+                calls.log.clear()
+                for seq in range(10, 13):
+                    tun_a.kernel.send(icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
+                a._on_tun_readable(nid, tun_a)
+                if rounds == 0:
+                    assert calls.log == ["read", "sendto", "read", "read", "read:empty", "sendmsg"]
+                else:
+                    assert calls.log == ["read", "read", "read", "read:empty", "sendmsg"]
+                b.driver._on_readable()
+                assert [tun_b.kernel.recv(65_535)[10:] for _ in range(3)] == \
+                    [icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq) for seq in range(10, 13)]
+
+    evloop.run(main(), "auto")
+
+
+class _ScriptedSocket:
+    """A driver's socket whose reads return the given (data, GRO segment size or 0) in turn, then EAGAIN."""
+
+    def __init__(self, sock, reads):
+        self._s, self._reads = sock, list(reads)
+
+    def recvmsg_into(self, buffers, _ancsize):
+        if not self._reads:
+            raise BlockingIOError
+        data, seg = self._reads.pop(0)
+        buffers[0][:len(data)] = data
+        anc = [(17, 104, struct.pack("=i", seg))] if seg else []  # SOL_UDP, UDP_GRO
+        return len(data), anc, 0, ("127.0.0.1", 9)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def test_a_datagram_after_a_gro_run_is_not_handled_before_it(tmp_path):
+    async def main():
+        with _two_members(tmp_path) as (a, _b, _nid):
+            drv = a.driver
+            drv.gro, drv.divert = True, None
+            seen: list[list] = []
+            drv.core.receive_datagrams = lambda batch, now: seen.append([type(d).__name__ for d, _ in batch])
+            assert drv._sparse  # the last wake-up (none yet) read one datagram
+            drv.sock = _ScriptedSocket(drv.sock, [(bytes(2000), 1000), (bytes(100), 0)])
+            drv._on_readable()
+            assert seen == [["Train", "bytes"]]  # one batch, in arrival order: the lone path is for a first datagram
+            assert not drv._sparse
+            seen.clear()
+            drv.sock._reads = [(bytes(100), 0)]
+            drv._on_readable()
+            drv.sock._reads = [(bytes(100), 0), (bytes(100), 0)]
+            drv._on_readable()
+            assert seen == [["bytes"], ["bytes"], ["bytes"]]  # a lone one, then the next first alone, then the rest
+
+    evloop.run(main(), "auto")
 
 
 def test_a_burst_crosses_whole_and_in_order_in_one_callback_per_daemon(tmp_path):

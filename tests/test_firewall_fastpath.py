@@ -1,11 +1,11 @@
 """The firewall's one-struct read of the common packet (IPv4 without options or IPv6 without
-extension headers, TCP or UDP, not a fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
+extension headers, TCP or UDP or an ICMP echo, not a fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vpn_packets import icmp_echo, tcp, udp
+from vpn_packets import icmp_echo, icmp_error, tcp, udp
 
 from weftnet.core.vpn.firewall import MalformedPacket, _parse, _parse_walk
 
@@ -22,6 +22,12 @@ REAL = [
     udp("fd00::1", "fd00::2", 5000, 53, data=b"q" * 30),
     udp("fd00::1", "fd00::2", 5000, 53, data=b""),
     tcp("fd00::1", "fd00::2", 1, 2, ext=bytes((6, 0)) + bytes(6)),
+    icmp_echo("10.1.0.1", "10.1.0.2", 7, seq=3, data=bytes(56)),  # ping's own size: the fast read
+    icmp_echo("10.1.0.2", "10.1.0.1", 7, seq=3, reply=True, data=bytes(56)),
+    icmp_echo("fd00::1", "fd00::2", 7, seq=3, data=bytes(56)),
+    icmp_echo("fd00::2", "fd00::1", 7, seq=3, reply=True, data=bytes(56)),
+    icmp_error("10.1.0.2", "10.1.0.1", udp("10.1.0.1", "10.1.0.2", 5000, 53, data=b"q" * 30)),
+    icmp_error("fd00::2", "fd00::1", udp("fd00::1", "fd00::2", 5000, 53, data=b"q" * 30)),
 ]
 
 
@@ -54,3 +60,18 @@ def test_the_common_case_takes_the_fast_read():
     info6 = _parse(REAL[8])
     assert (info6.version, info6.proto, info6.sport, info6.tcp_flags, info6.header_length) == (6, 6, 40000, 0x18, 40)
     assert info6 == _parse_walk(REAL[8])
+
+
+def test_a_ping_takes_the_fast_read(monkeypatch):
+    import weftnet.core.vpn.firewall as fw
+
+    def no_walk(*a):
+        raise AssertionError("a ping took the full walk")
+
+    for packet, version, kind in ((REAL[12], 4, 8), (REAL[13], 4, 0), (REAL[14], 6, 128), (REAL[15], 6, 129)):
+        with monkeypatch.context() as m:
+            m.setattr(fw, "_parse_walk", no_walk)
+            info = _parse(packet)
+        assert (info.version, info.icmp_type, info.sport, info.dport, info.total_length) == \
+            (version, kind, 7, 7, len(packet))
+        assert info == _parse_walk(packet)

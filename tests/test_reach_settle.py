@@ -80,3 +80,22 @@ def test_a_record_that_stays_provisional_is_read_again_a_bounded_number_of_times
     assert peer_reach_reader(a)(b.node_id)[1] == "unknown"  # (what its record says: B does not know)
     # The settle reads (4: +5, +10, +20, +40 s) and a punch's read now and then, not one every 5 s.
     assert a.reach.stats["resolves"] - before <= 4 + 4, a.reach.stats
+
+
+def test_a_new_session_reads_a_still_provisional_record_again():
+    """The bound on those reads is per session: a session that ended (here closed by A, as its
+    overlay plane closes one to a peer it found dead) and came back reads the record again."""
+    for seed in (4, 5):
+        lab = _lab(seed, publics="P")
+        a, b = lab.cores["A"], lab.cores["B"]
+        lab.join("B", "P")
+        lab.run(202)  # the first session's settle reads, all spent
+        a.transport.close(b.node_id, lab.net.now)
+        a._pump(lab.net.now)
+        lab.run(5)
+        assert not a.transport.has_session(b.node_id)
+        before = a.reach.stats["resolves"]
+        assert lab.ping("A", "B").ok  # a new session
+        lab.run(80)
+        # its settle reads (+5, +10, +20, +40 s), besides a punch's read: not the punch's alone
+        assert 4 <= a.reach.stats["resolves"] - before <= 4 + 2, (seed, a.reach.stats)

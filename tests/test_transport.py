@@ -352,6 +352,19 @@ def test_idle_session_goes_down_and_keepalive_is_sent():
     assert any(isinstance(e, SessionDown) for e in events(p.a))
 
 
+def test_a_session_closed_here_is_reported_down_once():
+    p = Pair()
+    p.a.send(p.contact_b(), msg(1), p.now)
+    p.deliver()
+    events(p.a)
+    assert p.a.has_session(p.ib.node_id)
+    p.a.close(p.ib.node_id, p.now)
+    p.a.close(p.ib.node_id, p.now)  # nothing left to close
+    down = [e for e in events(p.a) if isinstance(e, SessionDown)]
+    assert [(e.node_id, e.reason) for e in down] == [(p.ib.node_id, "closed")]
+    assert not p.a.has_session(p.ib.node_id)
+
+
 def test_roaming_follows_authenticated_source():
     p = Pair()
     p.a.send(p.contact_b(), msg(1), p.now)

@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 _THRASH = bytearray(8 << 20)
 MARKS: list[float] = []
+#: ping's default payload (56 bytes: an 84-byte IPv4 packet), so the passes see the packet a ping sends.
+PING_DATA = bytes(56)
 
 
 def thrash() -> None:
@@ -101,8 +103,8 @@ def run(pings: int, cold: bool) -> tuple[list[float], list[float]]:
 
     try:
         for seq in range(1, pings + 1):
-            ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq & 0xFFFF)
-            reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq & 0xFFFF, reply=True)
+            ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq & 0xFFFF, data=PING_DATA)
+            reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq & 0xFFFF, reply=True, data=PING_DATA)
             ta.kernel.send(ping)
             one(0, lambda: a._on_tun_readable(nid, ta))
             tb.kernel.send(reply)

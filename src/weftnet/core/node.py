@@ -1097,6 +1097,9 @@ class NodeCore:
         self._complete(op, cls(op_id=op.op_id, ok=False, error=error))
 
     def _pump(self, now: float) -> None:
+        t, d, pm = self.transport, self.dht, self._pmtu
+        if not (t._events or d._out or d._events or t.pmtu_wanted or (pm is not None and (pm._out or pm._events))):
+            return  # the common case after a data packet: nothing queued (no calls, docs/dataplane.md "Latency")
         for _ in range(10_000):  # bounded: a bug must not become a hang
             busy = False
             while (ev := self.transport.next_event()) is not None:

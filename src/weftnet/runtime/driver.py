@@ -127,7 +127,7 @@ class UdpDriver:
     __slots__ = ("core", "clock", "sock", "_loop", "_timer", "_timer_at", "_waiters", "_backlog", "_backlog_weight",
                  "_endpoints", "_closed", "_depth", "listeners", "tun_writer", "after_tun_writes", "sent", "received",
                  "errors", "_error_logged_at", "send_errors", "dropped", "gso_sends", "probes_sent", "probe_errors",
-                 "links", "alt_sock", "underlay", "divert", "gso", "gro", "__dict__", "__weakref__")
+                 "links", "alt_sock", "underlay", "divert", "gso", "gro", "_sparse", "__dict__", "__weakref__")
 
     def __init__(self, core: NodeCore, sock: socket.socket, clock: Callable[[], float] = time.time,
                  *, gso: bool = True, gro: bool = True):
@@ -145,6 +145,8 @@ class UdpDriver:
         self._closed = False
         #: transmit() calls in progress: the TUN drain after a write calls it again from inside.
         self._depth = 0
+        #: The last wake-up read one datagram: this one opens its first before reading on (_on_readable).
+        self._sparse = True
         self.listeners: list[Callable[[NodeEvent], None]] = []
         #: Writes (network ID, virtio_net_hdr or b"", IP packet) to that network's TUN; set by the daemon.
         self.tun_writer: Callable[[bytes, bytes, bytes], None] | None = None
@@ -202,6 +204,7 @@ class UdpDriver:
         endpoints = self._endpoints
         batch: list[tuple[bytes, Any]] = []
         received = 0
+        lone = self._sparse
         for _ in range(RECV_BATCH):
             try:
                 if self.gro:
@@ -233,15 +236,31 @@ class UdpDriver:
                 else:  # the transport takes the run whole (core/session/train.py)
                     batch.append((Train(bytes(view[:n]), seg), src))
                     received += -(-n // seg)
+            elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
+                # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
+                # opened and written (and a reply the TUN drain finds sent) before the next read,
+                # which for a lone datagram finds the socket empty: that system call comes after
+                # the packet's, not before it (docs/dataplane.md, "Latency"). Bursts: batches.
+                lone = None
+                self.received += 1
+                try:
+                    self.core.receive_datagrams([(bytes(view[:n]), src)], self.clock())
+                except Exception as exc:  # noqa: BLE001 - the packet loop must go on (docs/security.md, item 8)
+                    self._failed("receive", exc)
+                self.transmit()
             else:
                 batch.append((bytes(view[:n]), src))
                 received += 1
+        # One datagram in this wake-up (the first alone, or a batch of one): the next opens its first at once.
+        self._sparse = received == (0 if lone is None else 1)
         if batch:
             self.received += received
             try:
                 self.core.receive_datagrams(batch, self.clock())
             except Exception as exc:  # noqa: BLE001 - the packet loop must go on (docs/security.md, item 8)
                 self._failed("receive", exc)
+        elif lone is None:
+            return  # the lone datagram's transmit() was the last thing to do
         self.transmit()
 
     def _failed(self, where: str, exc: Exception) -> None:

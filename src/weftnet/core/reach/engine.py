@@ -299,6 +299,8 @@ class Reach:
             self._emit(ReachEvent("relay lost", node_id.text()))
             self._changed(now)
         self._asked.pop(node_id, None)
+        if self._settling:
+            self._settling.pop(node_id, None)  # a new session reads a provisional record again
 
     def on_path_changed(self, node_id: NodeId, target, previous, now: float) -> None:
         if previous is None or not self.config.enabled:

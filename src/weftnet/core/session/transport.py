@@ -565,8 +565,12 @@ class SecureTransport:
         return ping_id
 
     def close(self, node_id: NodeId, now: float) -> None:
+        """End this node's sessions here (a pinned-node mismatch, a peer the overlay plane found
+        dead). Reported as every other end of a session is, so reach, paths and PMTU forget it."""
         peer = self._by_node.get(node_id)
         if peer is not None:
+            if peer.current is not None:
+                self._events.append(SessionDown(peer.node_id, "closed"))
             self._drop_sessions(peer)
             peer.pending = None
             peer.queue = ()

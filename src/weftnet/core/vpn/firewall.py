@@ -170,7 +170,7 @@ _V6_PORTS = struct.Struct("!4xHBx16s16sHH")
 def _parse(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
     """One packet's :class:`PacketInfo`; raises :class:`MalformedPacket`. The data plane's common
     case (IPv4 without options or IPv6 without extension headers, TCP or UDP, not a fragment,
-    lengths consistent) is read with one
+    lengths consistent; or an ICMP echo request or reply, a ping) is read with one
     ``struct`` call; anything else, and anything that case would refuse, takes the full walk
     (:func:`_parse_walk`), which decides the same (tests/test_firewall_fastpath.py)."""
     if not quoted and len(packet) >= 40 and packet[0] == 0x45:
@@ -182,6 +182,10 @@ def _parse(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
             if proto == PROTO_UDP and total >= 28:
                 return PacketInfo(4, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total,
                                   bool(ff & 0x4000), 20)
+            if proto == PROTO_ICMP and total >= 28 and sport >> 8 in _ICMP4_ECHO:  # a ping: type, then ident
+                ident = (packet[24] << 8) | packet[25]
+                return PacketInfo(4, src, dst, PROTO_ICMP, ident, ident, 0, 0, sport >> 8, 0, None, total,
+                                  bool(ff & 0x4000), 20)
     elif not quoted and len(packet) >= 60 and packet[0] >> 4 == 6:
         plen, nh, src, dst, sport, dport = _V6_PORTS.unpack_from(packet)
         total = 40 + plen
@@ -190,6 +194,9 @@ def _parse(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
                 return PacketInfo(6, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[53], None, total, True, 40)
             if nh == PROTO_UDP and total >= 48:
                 return PacketInfo(6, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total, True, 40)
+            if nh == PROTO_ICMPV6 and total >= 48 and sport >> 8 in _ICMP6_ECHO:
+                ident = (packet[44] << 8) | packet[45]
+                return PacketInfo(6, src, dst, PROTO_ICMPV6, ident, ident, 0, 0, sport >> 8, 0, None, total, True, 40)
     return _parse_walk(packet, quoted)
 
 

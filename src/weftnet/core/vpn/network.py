@@ -275,6 +275,8 @@ class _Member:
     groups: frozenset[str]
     addresses: frozenset[bytes]
     offered_at: float | None = None  # when we last offered our certificate to this member
+    #: The member's NodeId, made once (every packet sent to it is addressed with it).
+    nid: NodeId | None = None
 
 
 _CERT_REASONS: tuple[tuple[type[CertificateError], str], ...] = (
@@ -485,7 +487,7 @@ class VpnNetwork:
         addresses = frozenset(a.packed for a in cert.addresses)
         self._next_expiry = None
         self._members[cert.node_id] = _Member(cert, frozenset(cert.groups), addresses,
-                                              old.offered_at if old is not None else None)
+                                              old.offered_at if old is not None else None, NodeId(cert.node_id))
         for a in addresses:
             self._routes[a] = cert.node_id
         self.peers.setdefault(cert.node_id, PeerCounters())
@@ -582,17 +584,19 @@ class VpnNetwork:
         info, node, member = r
         if info.total_length > self.mtu:
             if info.version == 4 and not info.dont_fragment:
-                pieces = fragment_ipv4(packet, info, self.mtu)
+                payloads = [_HDR + self.network_id + p for p in fragment_ipv4(packet, info, self.mtu)]
             else:
                 self.drops["too-big"] = self.drops.get("too-big", 0) + 1
                 return Deliver(icmp_too_big(packet, info, self.mtu))
-        else:
-            pieces = [packet if len(packet) == info.total_length else packet[: info.total_length]]
-        payloads = self._with_offer(member, [_HDR + self.network_id + p for p in pieces], now)
+        else:  # the common case, one piece (no list comprehension: a frame of its own on 3.11)
+            payloads = [_HDR + self.network_id + (packet if len(packet) == info.total_length
+                                                  else packet[: info.total_length])]
         c = self.peers[node]
-        c.packets_out += len(pieces)
+        c.packets_out += len(payloads)
         c.bytes_out += info.total_length
-        return Send(NodeId(node), tuple(payloads))
+        if member.offered_at is None or now - member.offered_at >= self.OFFER_INTERVAL:
+            payloads = self._with_offer(member, payloads, now)
+        return Send(member.nid or NodeId(node), tuple(payloads))
 
     def outbound_vnet(self, vnet: bytes, packet: bytes, now: float) -> Send | Deliver | Drop:
         """Route one packet read from a TUN with offload: ``vnet`` is its virtio_net_hdr.
@@ -628,7 +632,7 @@ class VpnNetwork:
         c = self.peers[node]
         c.packets_out += 1
         c.bytes_out += len(buf) - VNET_HDR_LEN
-        return Send(NodeId(node), tuple(self._with_offer(member, payloads, now)))
+        return Send(member.nid or NodeId(node), tuple(self._with_offer(member, payloads, now)))
 
     def _chunks(self, blob: bytes) -> list[bytes] | None:
         """``blob`` (virtio_net_hdr + packet or frame) as VpnChunk payloads; None if it needs too many."""

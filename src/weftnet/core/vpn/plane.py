@@ -226,7 +226,8 @@ class VpnPlane:
             elif type(r) is list:  # a layer-2 flood: one Send per member
                 for s in r:
                     self._send(s.node_id, s.payloads, now)
-        self._after(net, now)
+        if net._outgoing or net._events:  # (as on_payload: no call for the common nothing)
+            self._after(net, now)
 
     def on_payload(self, sender: NodeId, payload: bytes, now: float) -> None:
         """A VPN message (``VpnSwitch.VPN_TYPES``) from an authenticated sender; the transport's sink."""
