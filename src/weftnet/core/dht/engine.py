@@ -178,7 +178,7 @@ class DhtConfig:
     #: FindNear when ``rtt_hints`` is on, so each answer says what its sender measured to the
     #: nodes it names: the contacts a fill adds are near ones, which proximity route selection
     #: then takes as first hops (docs/dht.md, "Joining"). Off: nearest to the fill's target first.
-    #: Over 3 h of churn at 2,000 nodes, seeds 1-3, with ``join_fill = 6``: 58 / 13 / 8 lookups
+    #: Over 3 h of churn at 2,000 nodes, seeds 1-3, with ``join_fill = 6``: 55 / 13 / 8 lookups
     #: failed against 5 / 45 / 12 for the nearest-first fill of 8, the worst minute 99.33% on
     #: seed 1 only (bench/results/sim_churn.md, 2026-11-30).
     fill_by_rtt: bool = True
