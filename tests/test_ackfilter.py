@@ -83,3 +83,26 @@ def test_per_connection_the_highest_ack_survives_and_nothing_else_is_lost(spec):
         else:  # kept: no later pure ACK before the connection's next other packet acknowledges more
             nxt = next((j for j in later if spec[j][2] != 0x10), len(spec))
             assert not any(spec[j][1] > a for j in later if j < nxt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["sp", "ack", "ack2", "udp", "short"]), max_size=8))
+def test_a_batch_without_two_plain_packets_is_handed_on_as_the_full_steps_would(kinds):
+    """prepare_batch skips coalescing and filtering when fewer than two packets lack a segmentation
+    offload (neither step looks at the others): the result is what the steps give, every time."""
+    from vpn_packets import udp
+
+    from weftnet.core.vpn.ackfilter import prepare_batch
+    from weftnet.core.vpn.coalesce import coalesce_udp
+    from weftnet.core.vpn.network import GSO_TCPV4
+
+    made = {"sp": VNET_HDR.pack(1, GSO_TCPV4, 40, 1368, 20, 16) + ip("10.1.0.1", "10.1.0.2", 6, bytes(3000)),
+            "ack": seg(1000), "ack2": seg(2000), "udp": VNET_HDR.pack(1, 0, 0, 0, 20, 6) + udp("10.1.0.1", "10.1.0.2", 5, 6),
+            "short": b"\x00"}
+    batch = [made[k] for k in kinds]
+    for ack_filter in (True, False):
+        full = coalesce_udp(batch)
+        n = len(full)
+        if ack_filter:
+            full = filter_acks(full)
+        assert prepare_batch(batch, ack_filter) == (full, n - len(full))

@@ -54,6 +54,34 @@ def test_join_refuses_anything_but_one_payloads_complete_run_in_order():
     assert join(run, seg, 64, 5_000) is None  # more bytes than any payload
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=17, max_value=20_000), st.sampled_from([1344, 1472, 1452, 600]),
+       st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=255))
+def test_a_run_read_is_joined_out_of_the_receive_buffer_as_join_would(size, seg, mutation, value):
+    """Train.read joins a run while it is still in the receive buffer (a view the next read
+    overwrites): the same payload and first header as join() on its bytes, nothing that refers
+    to the buffer, and for anything that is not one payload's run, its bytes for the slow path."""
+    sealed = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    run, count = cut(b"\x01\x07" + bytes(range(40, 52)), sealed, seg - 16)
+    run = bytearray(run)
+    if mutation == 1:
+        run[(value % count) * seg + value % 16] ^= 1 + value % 255  # a header byte of some piece
+    elif mutation == 2:
+        run = run[:max(1, len(run) - 1 - value)]
+    elif mutation == 3:
+        run[15] = value  # another count
+    buf = bytearray(b"\xee" * 70_000)
+    buf[:len(run)] = run
+    t = Train.read(memoryview(buf)[:len(run)], seg, 64, MAX_REASSEMBLED)
+    want = join(bytes(run), seg, 64, MAX_REASSEMBLED)
+    buf[:] = bytes(len(buf))  # the next read
+    assert t.sealed == want and t.count == -(-len(run) // seg)
+    if want is None:
+        assert t.data == bytes(run)
+    else:
+        assert t.data is None and t.first == (int.from_bytes(run[2:6], "big"), int.from_bytes(run[6:14], "big"), 0, count)
+
+
 def trained(p: Pair, payload: bytes) -> list:
     p.a.trains = True
     p.a.send(p.contact_b(), payload, p.now)

@@ -65,9 +65,42 @@ class _Conn(asyncio.Protocol):
         self.svc.transmit()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.id in self.svc._conns:
+            self._read_leftover()
         if self.svc._conns.pop(self.id, None) is not None:
             self.svc.speaker.connection_lost(self.id, self.svc.now())
             self.svc.transmit()
+
+    def _read_leftover(self) -> None:
+        """Feed what the peer sent and we had not read yet when the connection failed.
+
+        A write that fails (the peer reset the connection, or closed it and reset our next segment)
+        makes asyncio drop the transport without reading the socket again, yet the kernel still holds
+        every byte that arrived before the reset: typically the peer's NOTIFICATION (RFC 4271 6: it
+        is sent before the connection is closed). Processing it tells an administrative shutdown
+        from a crash: the NOTIFICATION is counted and a graceful restart is not assumed (RFC 4724 4.2).
+        """
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None or sock.fileno() < 0:
+            return
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)  # asyncio's socket object cannot recv
+        except OSError:
+            return
+        try:
+            dup.setblocking(False)
+            left = READ_LIMIT
+            while left > 0 and self.id in self.svc._conns:
+                try:
+                    data = dup.recv(min(left, 65536))
+                except OSError:  # nothing more (EAGAIN) or the reset itself once the bytes are read
+                    break
+                if not data:
+                    break
+                left -= len(data)
+                self.data_received(data)
+        finally:
+            dup.close()
 
 
 def _netns_socket(netns: str, host: str, port: int | None = None) -> socket.socket:

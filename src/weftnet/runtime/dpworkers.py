@@ -56,7 +56,7 @@ from weftnet.core.identity import NodeId
 from weftnet.core.session.train import Train
 from weftnet.core.session.workers import WorkerCrypto, WorkerSlots
 from weftnet.core.vpn.ackfilter import prepare_batch
-from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnPacket
+from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnNetwork, VpnPacket
 from weftnet.core.wire import encode
 from weftnet.errors import NetworkError
 from weftnet.runtime.dpsteer import MAX_WORKERS, steer_slot
@@ -630,8 +630,10 @@ class _WorkerLoop:
         now = time.time()
         crypto = self.crypto
         out: list[tuple[bytes, tuple]] = []
+        fast = net.outbound_fast if type(net) is VpnNetwork else None
         for pkt in packets:
-            r = net.outbound_read(pkt, now)
+            f = fast(pkt, now) if fast is not None else None  # a tracked flow's packet (core/vpn/network.py)
+            r = Send(*f) if f is not None else net.outbound_read(pkt, now)
             if type(r) is Send:
                 node = r.node_id.raw
                 ep = self.endpoints.get(node)
@@ -769,6 +771,14 @@ class _WorkerLoop:
                 self._upcall(("in", node, plain))
                 self.stats["upcalls"] += 1
                 continue
+            if code == _CHUNK and type(net) is VpnNetwork:
+                f = net.inbound_fast(node, plain, now)  # a tracked flow's packet (core/vpn/network.py)
+                if f is not None:
+                    self.stats["packets_in"] += 1
+                    self.stats["bytes_in"] += len(f[1])
+                    self._write(self.queue_of[net.network_id], f[0], f[1])
+                    self._discard(net)
+                    continue
             res = net._inbound_packet(node, plain, now) if code == _PACKET else net._inbound_chunk(node, plain, now)
             if type(res) is Deliver:
                 self.stats["packets_in"] += 1

@@ -47,6 +47,7 @@ from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
 from weftnet.core.session.train import Train
+from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -234,7 +235,7 @@ class UdpDriver:
                     batch.extend((p, src) for p in pieces)
                     received += len(pieces)
                 else:  # the transport takes the run whole (core/session/train.py)
-                    batch.append((Train(bytes(view[:n]), seg), src))
+                    batch.append((Train.read(view[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                     received += -(-n // seg)
             elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
@@ -343,6 +344,10 @@ class UdpDriver:
             i = j
 
     def _send_special(self, data: bytes, addr: Any) -> None:
+        if type(data) is Train:  # (a link's train with no underlay to send it: its datagrams one by one)
+            for d in data.datagrams():
+                self._send_special(d, addr)
+            return
         if type(addr) is StreamLink:
             self.links.send(addr, data)
             self.sent += 1

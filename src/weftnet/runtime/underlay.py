@@ -10,7 +10,10 @@ The core sees a datagram that arrived on a link's socket as coming from a
 :class:`LinkAddr` (the sender's address plus our link's name), and sends a
 datagram to a ``LinkAddr`` out of that link's socket: that is how a session
 keeps one path per pair of links. Runs of equal-sized datagrams to one
-address go out in one ``sendmsg`` with UDP GSO, as on the main socket.
+address go out in one ``sendmsg`` with UDP GSO, as on the main socket, and so
+does a payload the transport cut in fragments (a train, core/session/train.py):
+the driver lets the transport make trains for a link's endpoints as for the
+main socket's.
 Every link counts what it sent and received, for ``weft status``.
 """
 
@@ -27,6 +30,7 @@ from weftnet.core.paths.config import LinkSpec
 from weftnet.core.reach.paths import LinkAddr
 from weftnet.core.session import ciphers
 from weftnet.core.session.train import Train
+from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.errors import ConfigError
 
 __all__ = ["UnderlayLinks", "interface_address"]
@@ -39,6 +43,7 @@ UDP_GRO = 104
 RECV_BATCH = 64
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
+TRAIN_MAX_BYTES = 65_507  # as the driver's: an IPv4 packet's payload less the UDP header
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 #: One receive buffer for every link of the process (each datagram or GRO run is copied out at its
 #: size before the next read): ``recvmsg(65_535)`` made a 64 KiB heap block per read.
@@ -233,7 +238,7 @@ class UnderlayLinks:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < n:  # a GRO run: the transport takes it whole (core/session/train.py)
-                batch.append((Train(bytes(_RECV_VIEW[:n]), seg), src))
+                batch.append((Train.read(_RECV_VIEW[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                 packets += -(-n // seg)
             else:
                 batch.append((bytes(_RECV_VIEW[:n]), src))
@@ -257,10 +262,30 @@ class UnderlayLinks:
         k = i
         while k < j:
             m = k + 1
+            data = out[k][0]
+            if type(data) is Train:  # one payload's fragments laid end to end: one GSO send
+                try:
+                    if link.gso:
+                        self._send_train(sock, st, data, dst)
+                    else:
+                        for d in data.datagrams():
+                            sock.sendto(d, dst)
+                            st["tx_bytes"] += len(d)
+                        st["tx_packets"] += data.count
+                except (BlockingIOError, InterruptedError):
+                    st["send_errors"] += sum(d.count if type(d) is Train else 1 for d, _ in out[k:j])
+                    return
+                except OSError as exc:
+                    if link.gso and exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                        link.gso = False
+                        continue  # this train again, datagram by datagram
+                    st["send_errors"] += data.count
+                k = m
+                continue
             if link.gso:
-                size = total = len(out[k][0])
-                while m < j and m - k < GSO_MAX_SEGMENTS and total + len(out[m][0]) <= GSO_MAX_BYTES \
-                        and len(out[m][0]) <= size:
+                size = total = len(data)
+                while m < j and m - k < GSO_MAX_SEGMENTS and type(out[m][0]) is not Train \
+                        and total + len(out[m][0]) <= GSO_MAX_BYTES and len(out[m][0]) <= size:
                     total += len(out[m][0])
                     m += 1
                     if len(out[m - 1][0]) < size:
@@ -284,6 +309,17 @@ class UnderlayLinks:
                     continue
                 st["send_errors"] += m - k  # e.g. the link is down (ENETUNREACH): the core's probes notice
             k = m
+
+    @staticmethod
+    def _send_train(sock: socket.socket, st: dict, train: Train, dst: tuple) -> None:
+        """A train in one GSO send (two if it is longer than one IP packet can carry)."""
+        data, seg = train.data, train.seg
+        half = train.count // 2 * seg if len(data) > TRAIN_MAX_BYTES else len(data)
+        for part in ((data,) if half == len(data) else (data[:half], data[half:])):
+            sock.sendmsg([part], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", seg))], 0, dst)
+            st["gso_sends"] += 1
+            st["tx_bytes"] += len(part)
+        st["tx_packets"] += train.count
 
     def status(self) -> dict[str, dict]:
         out = {}

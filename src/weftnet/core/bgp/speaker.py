@@ -347,16 +347,20 @@ class Speaker:
         self._prune(peer)
 
     def _prune(self, peer: Peer) -> None:
-        """Forget a session that lost a collision; the survivor becomes the peer's session."""
+        """Forget a session that lost a collision; the survivor becomes the peer's session.
+
+        A session without a connection is a loser, whatever its state: one whose connection the
+        peer closed in OpenSent is back in Active (8.2.2) and would otherwise retry on its own next
+        to the survivor, and take its place (and show its counters) when the survivor's session ends.
+        With no connection left at all, the peer's own session stays."""
         if len(peer.sessions) < 2:
             return
-        live = [s for s in peer.sessions if s.conn is not None or s.state != State.IDLE]
+        live = [s for s in peer.sessions if s.conn is not None] or peer.sessions[:1]
         dead = [s for s in peer.sessions if s not in live]
-        if live and dead:
-            for s in dead:
-                s.idle_hold_at = s.retry_at = None
-                self._owner.pop(id(s), None)
-            peer.sessions = live[:1] + live[1:]
+        for s in dead:
+            s.idle_hold_at = s.retry_at = None
+            self._owner.pop(id(s), None)
+        peer.sessions = live
 
     # -- session callbacks (SessionOwner) -----------------------------------------------------------
     def session_established(self, s: PeerSession, now: float) -> None:

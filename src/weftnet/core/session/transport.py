@@ -70,7 +70,7 @@ from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
 from weftnet.core.contact import Addr, Contact
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for
-from weftnet.core.reach.paths import PathPolicy, PathSet, Via, is_udp, path_kind
+from weftnet.core.reach.paths import LinkAddr, PathPolicy, PathSet, Via, is_udp, path_kind
 from weftnet.core.session.packets import (
     HELLO_MIN_SIZE,
     MAX_EARLY_DATA,
@@ -119,6 +119,8 @@ _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _CAPTURE = ("", 0)  # a stand-in direct target: the datagrams are collected, then sent on the real paths
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
+_HEAD = struct.Struct("!BBIQ")  # a data or fragment header: version, type, receiver index, counter
+_NONCE = struct.Struct("<4xQ")  # the AEAD nonce of a counter: 0^32 || counter (u64 LE)
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
 #: reassembly, each at most one wire message (so at most 128 x 64 KiB buffered).
 FRAGMENT_TIMEOUT = 2.0
@@ -412,7 +414,8 @@ class SecureTransport:
         self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
                                       self._fragments_expired)  # (session index, counter) -> pieces
         #: Set by a driver that sends a :class:`Train` in one UDP GSO send: a payload cut in
-        #: fragments for a UDP endpoint then leaves as one Train instead of one datagram per piece.
+        #: fragments for a UDP endpoint (the main socket's, or an extra underlay link's: a
+        #: ``LinkAddr``) then leaves as one Train instead of one datagram per piece.
         self.trains = False
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
@@ -1050,11 +1053,15 @@ class SecureTransport:
         self._open(s, counter, whole, 0, count, addr, now)
 
     def _on_train(self, train: Train, addr: Addr, now: float) -> None:
-        sealed = join(train.data, train.seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
-        if sealed is None:  # not exactly one payload's pieces: one by one, as read without GRO
-            self.receive_datagrams([(d, addr) for d in train.datagrams()], now)
-            return
-        local, counter, _index, count = _FRAG_FIELDS.unpack_from(train.data)
+        sealed = train.sealed
+        if sealed is not None:  # joined as it was read (Train.read)
+            local, counter, _index, count = train.first
+        else:
+            sealed = join(train.data, train.seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+            if sealed is None:  # not exactly one payload's pieces: one by one, as read without GRO
+                self.receive_datagrams([(d, addr) for d in train.datagrams()], now)
+                return
+            local, counter, _index, count = _FRAG_FIELDS.unpack_from(train.data)
         s = self._indices.get(local)
         if type(s) is not Session:
             self.stats["unknown_index_dropped"] += count  # nothing is buffered without a session
@@ -1343,10 +1350,13 @@ class SecureTransport:
 
     def _encrypt_and_send(self, peer: Peer, s: Session, payload: bytes, now: float, target=None) -> None:
         counter = s.counter
-        s.counter += 1
+        s.counter = counter + 1
         s.blocks += (len(payload) >> 4) + 2
-        ct = s.send.encrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), payload, None)
-        head = s.remote_index.to_bytes(4, "big") + counter.to_bytes(8, "big")
+        aead = s._send
+        if aead is None:  # not hot yet: the property builds it (and keeps it once hot)
+            aead = s.send
+        ct = aead.encrypt(_NONCE.pack(counter), payload, None)
+        size = len(ct)
         ep = peer.endpoint if target is None else target
         relayed = type(ep) is Via
         limit = self.config.max_datagram
@@ -1354,16 +1364,15 @@ class SecureTransport:
             # Through a relay, a large payload goes whole inside one Forward and the hop session cuts
             # that in pieces: one AEAD per hop per payload, not one per piece. A payload too large
             # for that is cut here, leaving room for the Forward header and the hop session.
-            if len(ct) + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
+            if size + _DATA_HEADER + _FWD_BASE + 32 * len(ep.hops) <= MAX_MESSAGE_SIZE:
                 limit = MAX_MESSAGE_SIZE
             else:
                 limit -= _FWD_OVERHEAD + 32 * len(ep.hops)
         elif peer.max_datagram and ep == peer.max_datagram_path:  # the UDP path path MTU discovery measured
             limit = peer.max_datagram
         step = limit - _FRAG_HEADER
-        if (len(ct) + _DATA_HEADER <= limit or len(ct) > MAX_REASSEMBLED
-                or len(ct) > step * MAX_FRAGMENTS):
-            pkt = b"\x01\x04" + head + ct
+        if size + _DATA_HEADER <= limit or size > MAX_REASSEMBLED or size > step * MAX_FRAGMENTS:
+            pkt = b"".join((_HEAD.pack(VERSION, _T_DATA, s.remote_index, counter), ct))
             if relayed:
                 self._relay_out(pkt, ep, now)
             else:
@@ -1372,17 +1381,19 @@ class SecureTransport:
             peer.packets_out += 1
         else:
             # Sealed once, cut in pieces: the receiver authenticates the whole after reassembly.
-            count = -(-len(ct) // step)
-            head = b"\x01\x07" + head
-            mv = memoryview(ct)  # one copy per piece, not two
-            if relayed:
-                for i in range(count):
-                    self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
-            elif self.trains and type(ep) is tuple and ep is not _CAPTURE:
+            count = -(-size // step)
+            head = _HEAD.pack(VERSION, _T_FRAGMENT, s.remote_index, counter)
+            if self.trains and (type(ep) is tuple or type(ep) is LinkAddr) and ep is not _CAPTURE:
                 self._out.append((Train(cut(head, ct, step)[0], limit, count), ep))
             else:
-                self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep) for i in range(count)])
-            peer.bytes_out += len(ct) + count * _FRAG_HEADER
+                mv = memoryview(ct)  # one copy per piece, not two
+                if relayed:
+                    for i in range(count):
+                        self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
+                else:
+                    self._out.extend([(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep)
+                                      for i in range(count)])
+            peer.bytes_out += size + count * _FRAG_HEADER
             peer.packets_out += count
             if not peer.pmtu_asked and type(ep) is tuple and len(self.pmtu_wanted) < 1024:  # worth measuring
                 peer.pmtu_asked = True

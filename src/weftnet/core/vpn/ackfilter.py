@@ -114,6 +114,10 @@ def prepare_batch(packets: list[bytes], ack_filter: bool) -> tuple[list[bytes], 
     networks, its data-plane workers, the overlay interface): UDP bursts joined
     (core/vpn/coalesce.py), then, with ``ack_filter``, the superseded pure ACKs left out; and
     how many ACKs were."""
+    if sum(1 for p in packets if len(p) > 1 and not p[1]) < 2:
+        # Both steps look only at packets without segmentation offload (gso_type 0) and need two
+        # of them: a batch of TCP superpackets (the bulk a sender reads) has nothing for either.
+        return packets, 0
     packets = coalesce_udp(packets)
     if not ack_filter:
         return packets, 0

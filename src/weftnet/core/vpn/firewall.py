@@ -522,6 +522,19 @@ class Firewall:
         self._flows.move_to_end(key)
         return True
 
+    def pass_tracked(self, key: tuple, now: float) -> bool:
+        """The data plane's fast path (core/vpn/network.py): True, with the flow refreshed and
+        counted exactly as :meth:`check` does it, if ``key`` (a :meth:`flow_key`) is a tracked
+        flow that has not expired; False otherwise, having changed nothing (the caller then
+        takes :meth:`check`, which decides and expires as usual)."""
+        flow = self._flows.get(key)
+        if flow is None or flow.expires <= now:
+            return False
+        flow.expires = now + self.timeouts.get(flow.proto, self.timeouts[None])
+        self._flows.move_to_end(key)
+        self.counters["tracked_pass"] += 1
+        return True
+
     def _track(self, key: tuple, now: float, inbound: bool = False) -> bool:
         """Open or refresh the flow ``key``; False if its peer is over its quota of flows."""
         proto = key[0]

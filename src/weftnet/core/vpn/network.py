@@ -55,10 +55,14 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
 from weftnet.core.vpn.firewall import (
+    _V4_PORTS,
+    _V6_PORTS,
     INBOUND,
     OUTBOUND,
     PROTO_ICMP,
     PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
     Firewall,
     MalformedPacket,
     PacketInfo,
@@ -138,6 +142,9 @@ VNET_F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 4, 5, 0x80
 #: The offloads a TUN hands over and a peer may send: TCP segmentation, UDP segmentation (core/vpn/coalesce.py).
 GSO_KINDS = (GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4)
+#: The offloads the data plane's fast paths take (:meth:`VpnNetwork.outbound_fast`); UDP
+#: segmentation, with its extra checks, takes the full path.
+_FAST_KINDS = frozenset((GSO_NONE, GSO_TCPV4, GSO_TCPV6))
 MAX_CHUNKS = 64
 #: Offloaded packets are cut in pieces of this size; the transport seals each
 #: piece once and fragments it to datagram size (TransportFragment). A full
@@ -633,6 +640,88 @@ class VpnNetwork:
         c.packets_out += 1
         c.bytes_out += len(buf) - VNET_HDR_LEN
         return Send(member.nid or NodeId(node), tuple(self._with_offer(member, payloads, now)))
+
+    # The data plane's fast paths. Bulk traffic is TCP superpackets and their ACKs of flows the
+    # firewall tracks already; for those, the two methods below make the decisions of
+    # outbound_read and _inbound_chunk with one struct read of the headers and no PacketInfo,
+    # Send, Deliver or NodeId made per packet. Anything else (a first packet, a fragment, IP
+    # options, ICMP, UDP segmentation, an expired certificate or flow, a drop) returns None
+    # having changed nothing, and the caller takes the full path, which decides it as before
+    # (tests/test_vpn_fastpath.py compares the two on generated packets).
+
+    def outbound_fast(self, buf: bytes, now: float) -> tuple[NodeId, tuple[bytes, ...]] | None:
+        """:meth:`outbound_read` of a TUN read ``buf`` (virtio_net_hdr | packet) for a tracked
+        TCP or UDP flow to a member: ``(member, payloads)``, with the counters, the firewall
+        and the packet ID moved as its :class:`Send` would; None (nothing changed) otherwise."""
+        n = len(buf)
+        if n < 50 or buf[1] & 0x7F not in _FAST_KINDS or buf.startswith(VNET_NONE) or self.own_revoked:
+            return None
+        v = buf[10]
+        if v == 0x45:
+            _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, 10)
+            if ff & 0x3FFF or total > n - 10 or not (total >= 40 if proto == PROTO_TCP else
+                                                      proto == PROTO_UDP and total >= 28):
+                return None
+        elif v >> 4 == 6 and n >= 70:
+            plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, 10)
+            if plen + 50 > n or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8):
+                return None
+        else:
+            return None
+        node = self._routes.get(dst)
+        if node is None or src not in self._own_addresses or now >= self.own_cert.not_after:
+            return None
+        member = self._members[node]
+        if now >= member.cert.not_after or len(buf) > self.chunk_size * MAX_CHUNKS \
+                or not self.firewall.pass_tracked((proto, src, sport, dst, dport, node), now):
+            return None
+        payloads = self._chunks(buf)
+        c = self.peers[node]
+        c.packets_out += 1
+        c.bytes_out += n - VNET_HDR_LEN
+        nid = member.nid
+        if nid is None:
+            nid = member.nid = NodeId(node)
+        return nid, tuple(self._with_offer(member, payloads, now))
+
+    def inbound_fast(self, peer: bytes, payload: bytes, now: float) -> tuple[bytes, memoryview] | None:
+        """:meth:`_inbound_chunk` of a VpnChunk of this network (the caller found the network by
+        the payload's network ID) that holds one whole packet of a tracked TCP or UDP flow from
+        a member, with an offload header a TUN makes: ``(vnet, packet)`` for the TUN, with the
+        counters and the firewall moved as its :class:`Deliver` would; None (nothing changed)
+        otherwise."""
+        n = len(payload)
+        if n < 90 or payload[39] != 1 or payload[38] != 0:
+            return None
+        member = self._members.get(peer)
+        if member is None or now >= member.cert.not_after:
+            return None
+        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(payload, 40)
+        size = n - 50  # the packet, as the offload header is checked against it
+        kind = gso_type & 0x7F
+        if (kind not in _FAST_KINDS or flags & ~VNET_F_NEEDS_CSUM or (kind and not 0 < gso_size < size)
+                or (flags and csum_start + csum_offset + 2 > size)):
+            return None
+        v = payload[50]
+        if v == 0x45:
+            _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(payload, 50)
+            if ff & 0x3FFF or total > size or not (total >= 40 if proto == PROTO_TCP else
+                                                    proto == PROTO_UDP and total >= 28):
+                return None
+        elif v >> 4 == 6 and size >= 60:
+            plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(payload, 50)
+            total = plen + 40
+            if total > size or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8):
+                return None
+        else:
+            return None
+        if (src not in member.addresses or dst not in self._own_addresses
+                or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now)):
+            return None
+        c = self.peers[peer]
+        c.packets_in += 1
+        c.bytes_in += total
+        return payload[40:50], memoryview(payload)[50:50 + total]
 
     def _chunks(self, blob: bytes) -> list[bytes] | None:
         """``blob`` (virtio_net_hdr + packet or frame) as VpnChunk payloads; None if it needs too many."""

@@ -217,7 +217,13 @@ class VpnPlane:
         """Packets read from the TUN of ``network_id`` (with their virtio_net_hdr if it has offload)."""
         net = self.switch.networks[network_id]
         vnet = network_id in self._vnet
+        fast = net.outbound_fast if vnet and type(net) is VpnNetwork else None  # layer 3 (not layer 2)
         for packet in packets:
+            if fast is not None:
+                f = fast(packet, now)
+                if f is not None:
+                    self._send(f[0], f[1], now)
+                    continue
             r = net.outbound_read(packet, now) if vnet else net.outbound(packet, now)
             if type(r) is Send:
                 self._send(r.node_id, r.payloads, now)
@@ -237,6 +243,12 @@ class VpnPlane:
             return
         code = payload[1]
         if code == _CHUNK:
+            f = net.inbound_fast(sender.raw, payload, now) if type(net) is VpnNetwork else None
+            if f is not None:
+                self.tun_out.append((net.network_id, f[0], f[1]))
+                if net._outgoing or net._events:
+                    self._after(net, now)
+                return
             r = net._inbound_chunk(sender.raw, payload, now)
         elif code == _PACKET:
             r = net._inbound_packet(sender.raw, payload, now)

@@ -1,0 +1,4 @@
+
+import weftnet.core.session.transport as t
+def toggle(on, da, db):
+    t._SEAL_INTO = bool(on)
