@@ -31,9 +31,13 @@ VARIANTS = {
     "idle buckets refreshed after 15 min": {"refresh_interval": 900.0},
     "before issue 16's second round": {"say_leave": False, "self_refresh": False, "join_fill": 0,
                                        "refresh_on_join": True},
-    "fill 8 nearest first (the defaults before 2026-11-30)": {"join_fill": 8, "fill_by_rtt": False},
-    "fill 8 fastest first": {"join_fill": 8},
-    "fill 6 nearest first": {"join_fill": 6, "fill_by_rtt": False},
+    "fill 8 nearest first (the defaults before 2026-11-30)": {"join_fill": 8, "fill_by_rtt": False,
+                                                             "fill_topup": False},
+    "fill 8 fastest first": {"join_fill": 8, "fill_by_rtt": True, "fill_topup": False},
+    "fill 6 nearest first": {"join_fill": 6, "fill_by_rtt": False, "fill_topup": False},
+    "fill 6 fastest first": {"join_fill": 6, "fill_by_rtt": True, "fill_topup": False},
+    "fill 6 fastest first, top-up (the defaults since join round five)": {"join_fill": 6, "fill_by_rtt": True,
+                                                                          "fill_topup": True},
 }
 
 

@@ -58,7 +58,9 @@ VARIANTS2 = {
 
 #: Round three (--round 3): the base is today's defaults as latency-100k runs them
 #: (join fill 8, no own-ID refresh, hourly bucket refresh); each variant changes one thing.
-BASELINE3 = {"self_refresh": False, "refresh_interval": 3600.0}
+BASELINE3 = {"self_refresh": False, "refresh_interval": 3600.0,
+             # the fill as round three ran it (the defaults since join round five: by RTT, 6, top-up)
+             "join_fill": 8, "fill_by_rtt": False, "fill_topup": False}
 VARIANTS3 = {
     "defaults (base)": {},
     "alpha 5": {"alpha": 5},
@@ -74,12 +76,16 @@ VARIANTS3 = {
     "own-ID refresh": {"self_refresh": True},
     # Issue 16, join CPU round: fewer fill requests per bucket (the fill now asks only nodes the
     # table does not hold, starting from those the join lookup heard of in the bucket).
-    "join fill 6": {"join_fill": 6},
-    "join fill 4": {"join_fill": 4},
+    # (The fill variants name every fill setting: the defaults moved to the fill by RTT, 6, top-up.)
+    "join fill 6": {"join_fill": 6, "fill_by_rtt": False, "fill_topup": False},
+    "join fill 4": {"join_fill": 4, "fill_by_rtt": False, "fill_topup": False},
+    "join fill 8 nearest first": {"join_fill": 8, "fill_by_rtt": False, "fill_topup": False},
     # Join round four: the fill asks the fastest nodes of a bucket first (RTT hints from FindNear).
-    "fill by RTT": {"fill_by_rtt": True},
-    "fill by RTT, join fill 6": {"fill_by_rtt": True, "join_fill": 6},
-    "fill by RTT, join fill 4": {"fill_by_rtt": True, "join_fill": 4},
+    "fill by RTT": {"fill_by_rtt": True, "join_fill": 8, "fill_topup": False},
+    "fill by RTT, join fill 6": {"fill_by_rtt": True, "join_fill": 6, "fill_topup": False},
+    "fill by RTT, join fill 4": {"fill_by_rtt": True, "join_fill": 4, "fill_topup": False},
+    # Join round five: the fill tops a bucket up to join_fill instead of adding join_fill.
+    "fill by RTT, join fill 6, top-up": {"fill_by_rtt": True, "join_fill": 6, "fill_topup": True},
 }
 
 

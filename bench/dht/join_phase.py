@@ -39,13 +39,18 @@ def _count_requests() -> None:
     engine.Dht._request = counted
 
 
-async def main(nodes: int, seed: int, fill: int | None, prof: cProfile.Profile | None) -> None:
+async def main(nodes: int, seed: int, fill: int | None, prof: cProfile.Profile | None,
+               settings: dict | None = None) -> None:
     rng = random.Random(seed)
     joins = [rng.randrange(i) if i else None for i in range(nodes)]  # as common.workload_plan draws them
     system_rng = random.SystemRandom()
     cfg = NodeConfig.lab()
     if fill is not None:
         cfg.dht.join_fill = fill
+    for name, value in (settings or {}).items():
+        if not hasattr(cfg.dht, name):
+            raise SystemExit(f"join_phase: no DHT setting {name!r}")
+        setattr(cfg.dht, name, value)
     drivers = []
     c0 = time.process_time()
     if prof is not None:
@@ -58,7 +63,7 @@ async def main(nodes: int, seed: int, fill: int | None, prof: cProfile.Profile |
             if not ev.ok:
                 raise SystemExit(f"join of node {i} failed: {ev.error}")
         drivers.append(d)
-    await asyncio.sleep(0.3)  # the last fills
+    await asyncio.sleep(0.3 + getattr(cfg.dht, "fill_delay", 0.0))  # the last fills
     if prof is not None:
         prof.disable()
     cpu = time.process_time() - c0
@@ -81,9 +86,16 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fill", type=int, help="join_fill for this run")
     ap.add_argument("--profile", help="write cProfile stats of the join phase here")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a DHT setting for this run (a number, true or false); may be repeated")
     a = ap.parse_args()
     _count_requests()
     profile = cProfile.Profile() if a.profile else None
-    asyncio.run(main(a.nodes, a.seed, a.fill, profile))
+    settings = {}
+    for item in a.set:
+        name, _, value = item.partition("=")
+        settings[name] = {"true": True, "false": False}.get(value.lower()) if value.lower() in ("true", "false") \
+            else float(value) if "." in value else int(value)
+    asyncio.run(main(a.nodes, a.seed, a.fill, profile, settings))
     if profile is not None:
         profile.dump_stats(a.profile)

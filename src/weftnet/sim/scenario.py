@@ -103,7 +103,7 @@ _TABLES = {
             "proximity": bool, "replace_failing": bool, "maintenance_interval": (int, float), "refresh_interval": (int, float),
             "join_fill": int, "self_refresh": bool, "say_leave": bool, "prs_bits": int,
             "lookup_hedge": (int, float), "rtt_hints": bool,
-            "lookup_alpha": int, "fill_by_rtt": bool},
+            "lookup_alpha": int, "fill_by_rtt": bool, "fill_topup": bool},
     "join": {"mode": str, "duration": (int, float)},
     "lookups": {"count": int, "duration": (int, float)},
     "records": {"count": int, "quorum": int},

@@ -170,15 +170,24 @@ class DhtConfig:
     #: the one contact nearest to it and sends at most this many requests (0 = none):
     #: the rest go to nodes its answer named. Whoever answers enters the table (and
     #: learns us): a few live contacts per bucket for a fraction of a full refresh's traffic.
-    join_fill: int = 8
+    #: 6 with ``fill_by_rtt`` and ``fill_topup`` (8 nearest first, adding 8, before 2026-11-30's
+    #: join round five): 15% fewer datagrams per join at 1,000 nodes in bench/dht (docs/dht.md, "Joining").
+    join_fill: int = 6
     #: The fill asks, among the nodes of the bucket it heard of, the one with the lowest expected
     #: RTT first (any of them moves it as far: they share the bucket's prefix), and asks with
     #: FindNear when ``rtt_hints`` is on, so each answer says what its sender measured to the
     #: nodes it names: the contacts a fill adds are near ones, which proximity route selection
     #: then takes as first hops (docs/dht.md, "Joining"). Off: nearest to the fill's target first.
-    #: Off: with ``join_fill = 6`` it kept latency-100k's bar but failed more lookups over 3 h of
-    #: churn at 2,000 nodes (one seed; bench/results/sim_churn.md, 2026-11-30).
-    fill_by_rtt: bool = False
+    #: Over 3 h of churn at 2,000 nodes, seeds 1-3, with ``join_fill = 6``: 55 / 13 / 8 lookups
+    #: failed against 5 / 45 / 12 for the nearest-first fill of 8, the worst minute 99.33% on
+    #: seed 1 only (bench/results/sim_churn.md, 2026-11-30).
+    fill_by_rtt: bool = True
+    #: The fill tops each farther bucket up to ``join_fill`` contacts (what the join lookup
+    #: already put there counts; a bucket that has them gets no request) instead of adding
+    #: up to ``join_fill`` to whatever it holds: bench/dht at 1,000 nodes 19.1 -> 16.2 fill
+    #: requests and 126 -> 118 datagrams per join; 3 h of churn at 2,000 nodes (seed 1) 22 lookups
+    #: failed, worst minute 99.50%, against 55 and 99.33% without it (bench/results/djoin5/dht.md).
+    fill_topup: bool = True
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
@@ -1099,7 +1108,8 @@ class Dht:
         into each farther bucket that is not full (``join_fill``): at most as many as
         the bucket has free slots, only to nodes the table does not hold yet (asking a
         contact it holds adds nothing), starting from those the join lookup heard of
-        in the bucket (``heard``), nearest to the fill's target first."""
+        in the bucket (``heard``), nearest to the fill's target first. With ``fill_topup``
+        a bucket gets only what it lacks of ``join_fill`` contacts."""
         cfg = self.config
         if not cfg.refresh_on_join and not cfg.join_fill:
             return
@@ -1112,7 +1122,10 @@ class Dht:
                 b.touched = now
                 self._start_lookup("refresh", target, now)
             else:
-                budget = min(cfg.join_fill, cfg.k - len(b.entries))
+                budget = min(cfg.join_fill, cfg.k) - len(b.entries) if cfg.fill_topup \
+                    else min(cfg.join_fill, cfg.k - len(b.entries))
+                if budget <= 0:
+                    continue
                 seed = [c for c in heard or () if b.lo <= c.key <= b.hi and c.key not in table]
                 self._start_lookup("fill", target, now, seed=[c.contact for c in seed], budget=budget,
                                    sources={c.key: c.source for c in seed if c.source >= 0})
