@@ -246,14 +246,21 @@ class Net:
     def dht(self, i: int) -> Dht:
         return self.nodes[self.contacts[i].node_id.int]
 
+    def delay(self, msg) -> float | None:
+        """How long ``msg`` takes to arrive; None: it is lost."""
+        if self.rng.random() < self.loss:
+            return None
+        return self.rng.uniform(0.005, 0.05)
+
     def flush(self, d: Dht) -> None:
         for dst, msg in d.messages_to_send():
-            if self.rng.random() < self.loss:
+            delay = self.delay(msg)
+            if delay is None:
                 continue
             # Everything crosses the real codec, as it would on the wire.
             data = wire.encode(msg)
             self.seq += 1
-            heapq.heappush(self.heap, (self.now + self.rng.uniform(0.005, 0.05), self.seq, d.contact, dst, data))
+            heapq.heappush(self.heap, (self.now + delay, self.seq, d.contact, dst, data))
         ev = self.events.setdefault(d.key, [])
         while (e := d.next_event()) is not None:
             ev.append(e)

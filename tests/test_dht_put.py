@@ -11,13 +11,11 @@ These tests slow the STORE round trip down on the in-memory network of test_dht.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 import time
 
 from test_dht import Net
 
-from weftnet.core import wire
 from weftnet.core.dht import ImmutableRecord
 from weftnet.core.dht.messages import Store, StoreAck
 from weftnet.core.identity import Identity
@@ -33,20 +31,10 @@ class SlowStores(Net):
     store_delay = 0.0
     drop_stores = False
 
-    def flush(self, d):
-        for dst, msg in d.messages_to_send():
-            if type(msg) is Store and self.drop_stores:
-                continue
-            delay = self.store_delay if type(msg) in (Store, StoreAck) else self.rng.uniform(0.005, 0.05)
-            self.seq += 1
-            heapq.heappush(self.heap, (self.now + delay, self.seq, d.contact, dst, wire.encode(msg)))
-        ev = self.events.setdefault(d.key, [])
-        while (e := d.next_event()) is not None:
-            ev.append(e)
-        t = d.get_timer()
-        if t is not None:
-            self.seq += 1
-            heapq.heappush(self.heap, (t, self.seq, None, d.contact, None))
+    def delay(self, msg):
+        if type(msg) is Store and self.drop_stores:
+            return None
+        return self.store_delay if type(msg) in (Store, StoreAck) else super().delay(msg)
 
 
 def holders(net: Net, key: bytes) -> int:
