@@ -556,11 +556,10 @@ def test_the_table_finds_every_contact_it_holds_by_id_and_no_other(ops):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(("add", "fail", "remove", "closest")), st.integers(0, 79)), max_size=250))
 def test_the_table_finds_every_contact_when_slots_change_hands_and_closest_leaves_out_the_asker(ops):
-    """Each bucket keeps a filter of its keys so that a node it does not hold is mostly turned away
-    without a scan (core/dht/routing.py). Under the per-prefix limit (a newcomer of a small block takes
-    the slot of a crowded block's entry) and failing-slot takeovers, after evictions and leaves, ``get``
-    finds exactly the contacts the buckets list, and ``closest`` with an asker excluded is the nearest
-    of all the others, never the asker."""
+    """Under the per-prefix limit (a newcomer of a small block takes the slot of a crowded block's
+    entry) and failing-slot takeovers, after evictions and leaves, ``get`` finds exactly the contacts
+    the buckets list, and ``closest`` with an asker excluded (left out of its bucket in the pass that
+    copies it, core/dht/routing.py) is the nearest of all the others, never the asker."""
     t = RoutingTable(0, k=4, max_failures=2, per_prefix=1)
     pool = [contact(i, f"203.0.{i % 3}.{i + 1}") for i in range(1, 81)]
     for op, i in ops:

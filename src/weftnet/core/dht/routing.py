@@ -50,12 +50,7 @@ that have failed lately. The splits only ever happen along our own ID, so the
 bucket of a key is found from the length of the prefix it shares with us,
 without a search, and a contact by its ID by scanning that bucket's at most k
 entries: there is no index by ID (a dict of every contact was ~40 bytes a
-contact, the largest table of a node after the sessionless keys). Each bucket
-keeps a 128-bit filter of its keys (bit ``key & 127`` set for each entry), so
-the common question "is this node in the bucket?" about a node that is not (every
-newcomer that talks to us) is mostly answered without reading the entries: in a
-large network they are other nodes' objects, out of the cache (a scan of 20 of
-them, ~10 us at 300,000 nodes, against ~1 us for the filter's test).
+contact, the largest table of a node after the sessionless keys).
 """
 
 from __future__ import annotations
@@ -90,25 +85,11 @@ def nearest(contacts, target: int, n: int | None = None) -> list[Contact]:
     return ranked if n is None else ranked[:n]
 
 
-#: A bucket's filter has bit ``key & _FILTER`` set for each of its keys (see KBucket.bloom).
-_FILTER = 127
-
-
-def _filter_of(entries: list) -> int:
-    f = 0
+def _without(entries: list, key: int) -> list:
+    """``entries`` without the contact of ID ``key`` (a copy only if it is there)."""
     for c in entries:
-        f |= 1 << (c.key & _FILTER)
-    return f
-
-
-def _without(bucket: "KBucket", key: int) -> list:
-    """``bucket``'s entries without the contact of ID ``key`` (a copy only if it is there).
-    The newest entries first: the asker a bucket holds is often the one just added, last."""
-    entries = bucket.entries
-    if bucket.bloom >> (key & _FILTER) & 1:
-        for c in reversed(entries):
-            if c.key == key:
-                return [e for e in entries if e is not c]
+        if c.key == key:
+            return [e for e in entries if e is not c]
     return entries
 
 
@@ -126,7 +107,7 @@ class KBucket:
     ``own`` and ``depth`` when asked: two 256-bit integers per bucket are what a
     million simulated tables would otherwise spend on it."""
 
-    __slots__ = ("entries", "replacements", "touched", "own", "depth", "last", "bloom")
+    __slots__ = ("entries", "replacements", "touched", "own", "depth", "last")
 
     def __init__(self, own: int, depth: int, last: bool, entries: list | None = None,
                  replacements: list | tuple = (), touched: float = 0.0):
@@ -134,10 +115,6 @@ class KBucket:
         self.depth = depth
         self.last = last
         self.entries: list = [] if entries is None else entries  # Contacts, oldest first
-        #: Bit ``key & 127`` set for the key of each entry (others may be set too: a filter, not
-        #: a set). A key whose bit is clear is not among the entries. Kept by RoutingTable: every
-        #: change of ``entries`` sets the new entry's bit or recomputes it (``refilter``).
-        self.bloom = _filter_of(self.entries)
         self.replacements = replacements  # most recent last; () until the first one
         self.touched = touched
 
@@ -160,10 +137,6 @@ class KBucket:
 
     def covers(self, key: int) -> bool:
         return self.lo <= key <= self.hi
-
-    def refilter(self) -> None:
-        """Recompute the filter after an entry left (a bit may be another entry's too)."""
-        self.bloom = _filter_of(self.entries)
 
     def __repr__(self) -> str:
         return f"KBucket(depth={self.depth}, last={self.last}, entries={len(self.entries)})"
@@ -208,15 +181,11 @@ class RoutingTable:
         # No index by ID: a dict of every contact cost ~40 bytes a contact (3.2 KB a node at 500
         # nodes in bench/dht); the contact's bucket is found from the prefix it shares with us,
         # and its at most k entries are scanned (~0.4 us against a dict's 0.04).
-        # The bucket's filter first: a key that is not there is mostly known without reading the
-        # entries (other nodes' objects: in a large simulation, memory out of the cache).
         by_depth = self._by_depth
         d = ID_BITS - (key ^ self.own_key).bit_length()
-        bucket = by_depth[d] if d < len(by_depth) else by_depth[-1]
-        if bucket.bloom >> (key & _FILTER) & 1:
-            for c in bucket.entries:
-                if c.key == key:
-                    return c
+        for c in (by_depth[d] if d < len(by_depth) else by_depth[-1]).entries:
+            if c.key == key:
+                return c
         return default
 
     @property
@@ -275,19 +244,17 @@ class RoutingTable:
         bucket = by_depth[d] if d < len(by_depth) else by_depth[-1]
         bucket.touched = now
         entries = bucket.entries
-        bit = 1 << (key & _FILTER)
-        if bucket.bloom & bit:  # (else it is not there: the entries are not read)
-            for known in entries:  # (no enumerate: the match is rare, its position is found then)
-                if known.key == key:
-                    if self._failures:
-                        self._failures.pop(key, None)
-                    if known is not contact and known.endpoint != contact.endpoint:
-                        for i, x in enumerate(entries):
-                            if x is known:
-                                entries[i] = contact
-                                break
-                        self.changes += 1
-                    return True
+        for known in entries:  # (no enumerate: the match is rare, its position is found then)
+            if known.key == key:
+                if self._failures:
+                    self._failures.pop(key, None)
+                if known is not contact and known.endpoint != contact.endpoint:
+                    for i, x in enumerate(entries):
+                        if x is known:
+                            entries[i] = contact
+                            break
+                    self.changes += 1
+                return True
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
             self.puzzle_refusals += 1
             return False
@@ -295,14 +262,12 @@ class RoutingTable:
             # Room (the common case, first): no contention, no per-prefix limit (a small
             # deployment in one /24).
             entries.append(contact)
-            bucket.bloom |= bit
             self.changes += 1
             return True
         while True:
             if len(bucket.entries) < self.k:
                 # Room: no contention, no per-prefix limit (a small deployment in one /24).
                 bucket.entries.append(contact)
-                bucket.bloom |= bit
                 self.changes += 1
                 return True
             if bucket.last and bucket.depth < ID_BITS:
@@ -351,7 +316,6 @@ class RoutingTable:
         _drop(bucket.entries, leaving)
         self._failures.pop(lkey, None)
         bucket.entries.append(contact)
-        bucket.refilter()
         if bucket.replacements:
             bucket.replacements = [c for c in bucket.replacements if c.key != key]
         self._add_replacement(bucket, leaving, lkey)
@@ -473,7 +437,6 @@ class RoutingTable:
         self.evictions += 1
         self.changes += 1
         self._promote(bucket)
-        bucket.refilter()
         return True
 
     def remove(self, key: int) -> bool:
@@ -489,7 +452,6 @@ class RoutingTable:
         _drop(bucket.entries, contact)
         self.changes += 1
         self._promote(bucket)
-        bucket.refilter()
         return True
 
     def _promote(self, bucket: KBucket) -> None:
@@ -550,7 +512,7 @@ class RoutingTable:
             # The common case far from our own ID: the nearest bucket alone has enough (or, when
             # it holds ``exclude``, more than enough: often the asker's own neighbourhood, as a
             # join looks up the joiner's ID).
-            entries = first.entries if first is not skip else (kept := _without(first, exclude))
+            entries = first.entries if first is not skip else (kept := _without(first.entries, exclude))
             if len(entries) == n:
                 return nearest(entries, target) if ordered else list(entries)
             if len(entries) > n:
@@ -560,7 +522,7 @@ class RoutingTable:
             if not entries:
                 continue
             if b is skip:
-                entries = kept if kept is not None else _without(b, exclude)
+                entries = kept if kept is not None else _without(entries, exclude)
             room = n - len(found)
             if len(entries) <= room:
                 found.extend(entries)
