@@ -149,9 +149,10 @@ _MAX_SHAPES = 16
 
 class SealBuffer:
     """A buffer a payload is sealed into and cut from at once (:meth:`seal_cut`), with the views
-    of its pieces kept per piece size: the same run as ``cut(head, aead.encrypt(...), step)``
-    without making a view per piece each time. The sealed bytes live only during the call: the
-    run it returns is a new buffer, so a later seal cannot change a run still waiting to be sent."""
+    of its pieces kept per piece size (as many as the longest run of that size needed): the same
+    run as ``cut(head, aead.encrypt(...), step)`` without making a view per piece each time. The
+    sealed bytes live only during the call: the run it returns is a new buffer, so a later seal
+    cannot change a run still waiting to be sent."""
 
     __slots__ = ("_view", "_shapes")
 
@@ -166,12 +167,13 @@ class SealBuffer:
         count = -(-n // step)
         view = self._view
         pieces = self._shapes.get(step)
-        if pieces is None:
-            if len(self._shapes) >= _MAX_SHAPES:
+        if pieces is None or len(pieces) < count:
+            if pieces is None and len(self._shapes) >= _MAX_SHAPES:
                 self._shapes.clear()
-            # An empty view first (the header goes in front of the first piece), then every full piece.
+            # An empty view first (the header goes in front of the first piece), then the full
+            # pieces of the longest run of this piece size so far.
             pieces = self._shapes[step] = (view[0:0],) + tuple(
-                view[i * step:(i + 1) * step] for i in range(min(255, len(view) // step)))
+                view[i * step:(i + 1) * step] for i in range(count - 1))
         aead.encrypt_into(nonce, payload, None, view[:n])  # (raises if the tag is not 16 bytes)
         run = bytearray(head + bytes((0, count))).join(pieces[:count] + (view[(count - 1) * step:n],))
         run[14::step + _HEADER] = _INDEXES[count]
@@ -180,8 +182,11 @@ class SealBuffer:
 
 class RunBuffer:
     """A receive buffer (``into`` for ``recvmsg_into``, ``view`` its bytes) that keeps, per
-    segment size read into it, the views of a run's headers and pieces: :meth:`read` is
-    :meth:`Train.read` of its first ``n`` bytes without making a view per piece each time."""
+    segment size read into it, the views of a run's headers and pieces (as many as the longest
+    run of that size had): :meth:`read` is :meth:`Train.read` of its first ``n`` bytes without
+    making a view per piece each time. At most 16 segment sizes are kept (a stream uses one or
+    two); a run that passes the first checks but not the header comparison cost what the old
+    per-run layout did, in proportion to its pieces."""
 
     __slots__ = ("view", "into", "_shapes")
 
@@ -200,13 +205,13 @@ class RunBuffer:
         if not (2 <= count <= max_fragments and _HEADER < last <= seg) or n - count * _HEADER > max_sealed:
             return None
         shape = self._shapes.get(seg)
-        if shape is None:
-            if len(self._shapes) >= _MAX_SHAPES:
+        if shape is None or len(shape[0]) < count:
+            if shape is None and len(self._shapes) >= _MAX_SHAPES:
                 self._shapes.clear()
-            # Every header and every full piece the buffer can hold (at most 255).
-            k = min(255, (len(data) - _HEADER) // seg + 1)
-            shape = self._shapes[seg] = (tuple(data[i * seg:i * seg + _HEADER] for i in range(k)),
-                                         tuple(data[i * seg + _HEADER:(i + 1) * seg] for i in range(k)))
+            # The headers and full pieces of the longest run of this segment size so far (made
+            # as the old per-run layout was: in proportion to the run, never more).
+            shape = self._shapes[seg] = (tuple(data[i * seg:i * seg + _HEADER] for i in range(count)),
+                                         tuple(data[i * seg + _HEADER:(i + 1) * seg] for i in range(count - 1)))
         heads, pieces = shape
         got = b"".join(heads[:count])
         expected = bytearray(got[:_HEADER]) * count  # the first header, with each piece's index
