@@ -41,7 +41,7 @@ from weftnet.core.session.ciphers import AEADS, BLOCK_LIMIT, CHACHA20_POLY1305
 from weftnet.core.session.packets import MAX_FRAGMENTS
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import PARTITION_SHIFT, ReplayWindow
-from weftnet.core.session.train import SealBuffer, Train, join
+from weftnet.core.session.train import SealBuffer, Train, cut, join
 from weftnet.core.wire import U8, Message, register
 
 __all__ = ["WorkerSlots", "WORKER_SLOTS_TYPE", "SessionKeys", "WorkerCrypto", "COUNTER_BLOCK"]
@@ -98,6 +98,11 @@ class _Keys:
         self.window = ReplayWindow()
         self.blocks = 0  # sealed here under this key (AES-GCM's usage limit, ciphers.BLOCK_LIMIT)
         self.block_limit = BLOCK_LIMIT[k.cipher]
+
+
+def relaid(local: int, counter: int, sealed: bytes, seg: int) -> bytes:
+    """The run a joined read came as (``join`` accepts only a run ``cut`` lays out: the same bytes)."""
+    return bytes(cut(_FRAG + local.to_bytes(4, "big") + counter.to_bytes(8, "big"), sealed, seg - _FRAG_HEADER)[0])
 
 
 class WorkerCrypto:
@@ -240,10 +245,15 @@ class WorkerCrypto:
         sealed = join(data, seg, MAX_FRAGMENTS, _REASSEMBLED)
         if sealed is None:
             return False
-        counter = int.from_bytes(data[6:14], "big")
+        return self.open_joined(int.from_bytes(data[2:6], "big"), int.from_bytes(data[6:14], "big"), sealed, now)
+
+    def open_joined(self, local: int, counter: int, sealed: bytes, now: float) -> tuple[bytes, bytes] | None | bool:
+        """:meth:`open_train` of a run already joined as it was read (``RunBuffer.read``: its
+        first header's receiver index and counter, and the payload): False if the counter is of
+        another process's partition (the caller hands the run there: :func:`relaid`)."""
         if counter >> PARTITION_SHIFT != self.partition >> PARTITION_SHIFT:
             return False  # another process's: it is handed there whole
-        e = self._session(int.from_bytes(data[2:6], "big"), counter)
+        e = self._session(local, counter)
         if e is None:
             return None
         return self._open(e, counter, sealed, now)
