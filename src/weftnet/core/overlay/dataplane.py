@@ -34,6 +34,11 @@ trust it; the destination must be ours (``not-for-us``); the inbound firewall
 must allow it (``firewall``, default deny; replies to our own flows pass by
 connection tracking). The result is a :class:`~weftnet.core.vpn.network.Deliver`.
 
+**Fast paths** (:meth:`outbound_fast`, :meth:`inbound_fast`): a packet of a flow the firewall
+already tracks, to or from a resolved address, is decided with one struct read and one flow
+lookup, with the same checks; anything else is declined with nothing changed and takes the
+steps above.
+
 Counters: drops by reason, and per peer (packets and bytes each way, drops)
 for at most ``max_peer_counters`` peers, least recently active evicted first
 (any key may send, so this table is bounded, unlike a private network's).
