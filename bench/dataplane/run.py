@@ -33,7 +33,8 @@ sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line  # noqa: E402
+from systems import (  # noqa: E402
+    REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line)
 
 IPERF_PORT = 5201
 REQUIRED = ("ip", "iperf3", "ping", "ss")
