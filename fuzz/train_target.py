@@ -15,7 +15,7 @@ import random
 
 from weftnet.core.contact import Contact
 from weftnet.core.identity import Identity
-from weftnet.core.session.train import Train, cut, join
+from weftnet.core.session.train import RunBuffer, Train, cut, join
 from weftnet.core.session.transport import MAX_REASSEMBLED, MAX_REASSEMBLIES, Received, SecureTransport
 
 T0 = 1_700_000_000.0
@@ -51,6 +51,7 @@ def corpus() -> list[bytes]:
 class TrainTarget:
     def __init__(self, rng: random.Random):
         self.rng = rng
+        self.rx = RunBuffer(65_535)
         self.reset()
 
     def reset(self) -> None:
@@ -75,13 +76,20 @@ class TrainTarget:
                 raise AssertionError("a run join accepts is not what cut lays out for its payload")
         # Half the reads as the driver hands them over (Train.read: joined while still in its receive
         # buffer, which the next read overwrites): the same decision as join on the bytes.
-        if self.inputs % 2:
+        if self.inputs % 3 == 1:
             buf = bytearray(len(data) + 64)
             buf[:len(data)] = data
             train = Train.read(memoryview(buf)[:len(data)], seg, 64, MAX_REASSEMBLED)
             buf[:] = bytes(len(buf))
             if train.sealed != sealed or (sealed is None and train.data != data):
                 raise AssertionError("a run read from the receive buffer is decided otherwise than its bytes")
+        elif self.inputs % 3 == 2 and len(data) <= len(self.rx.view):
+            # As the driver reads: into its RunBuffer, whose views of each segment size are kept.
+            self.rx.view[:len(data)] = data
+            train = self.rx.read(len(data), seg, 64, MAX_REASSEMBLED)
+            self.rx.view[:len(data)] = bytes(len(data))
+            if train.sealed != sealed or (sealed is None and train.data != data):
+                raise AssertionError("a run read into the RunBuffer is decided otherwise than its bytes")
         else:
             train = Train(data, seg)
         b = self.b

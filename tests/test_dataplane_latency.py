@@ -373,3 +373,55 @@ def test_the_daemon_thread_gets_the_time_slice_it_asks_for_and_keeps_its_nice_va
     for bad in (50, 200_000, -1):
         with pytest.raises(ConfigError, match="sched_slice_us"):
             config_from_dict({"dataplane": {"sched_slice_us": bad}})
+
+
+def test_the_short_slice_is_asked_for_only_while_the_cpus_are_contended(tmp_path):
+    """[dataplane] sched_slice_pressure: the daemon's thread gets the short slice while the kernel
+    reports CPU pressure at or above the threshold (and until it falls below half of it), the
+    kernel's default otherwise, and keeps the short slice where there is no pressure to read."""
+    if evloop.current_slice() is None:
+        pytest.skip("sched_getattr is not available for this machine type")
+    psi = tmp_path / "cpu"
+    readings = [(b"some avg10=57.20 avg60=40.00 avg300=12.00 total=1\n", 100),  # contended: short
+                (b"some avg10=6.00 avg60=1.00 avg300=0.50 total=2\n", 100),  # above half the threshold: kept
+                (b"some avg10=0.40 avg60=1.00 avg300=0.50 total=3\n", None),  # idle: the kernel's default
+                (b"some avg10=9.99 avg60=1.00 avg300=0.50 total=4\n", None),  # below the threshold: default
+                (None, 100)]  # no PSI (file gone): the fixed setting's short slice
+    seen = []
+
+    honoured = []
+
+    def thread():  # a thread of its own: the test runner's threads keep their slice
+        default = evloop.current_slice()
+        honoured.append(evloop.request_slice(100) == 100)
+        evloop.request_slice(0)
+        follower = evloop.SliceFollower(100, 10, read=lambda: evloop.cpu_pressure(str(psi)))
+        for text, _want in readings:
+            if text is None:
+                psi.unlink()
+            else:
+                psi.write_bytes(text)
+            follower.check()
+            seen.append((evloop.current_slice(), follower.pressure, default))
+        evloop.request_slice(0)
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    if not honoured[0]:
+        pytest.skip(f"this kernel ({os.uname().release}) ignores a requested slice (Linux 6.12+ honours it)")
+    for (now, pressure, default), (text, want) in zip(seen, readings):
+        assert now == (want if want is not None else default)
+        assert pressure == (None if text is None else float(text.split()[1].split(b"=")[1]))
+    assert Config().sched_slice_pressure == 10
+    assert config_from_dict({"dataplane": {"sched_slice_pressure": 0}}).sched_slice_pressure == 0
+    for bad in (-1, 101):
+        with pytest.raises(ConfigError, match="sched_slice_pressure"):
+            config_from_dict({"dataplane": {"sched_slice_pressure": bad}})
+
+
+def test_cpu_pressure_reads_the_kernels_some_avg10_and_nothing_else():
+    assert evloop.cpu_pressure("/nonexistent/pressure/cpu") is None
+    if os.path.exists(evloop.PRESSURE_FILE):
+        p = evloop.cpu_pressure()
+        assert p is not None and 0.0 <= p <= 100.0

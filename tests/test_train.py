@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_transport import A, Pair, big, events, msg
 
-from weftnet.core.session.train import Train, cut, join
+from weftnet.core.session.train import RunBuffer, SealBuffer, Train, cut, join
 from weftnet.core.session.transport import MAX_REASSEMBLED, Received
 
 
@@ -80,6 +80,79 @@ def test_a_run_read_is_joined_out_of_the_receive_buffer_as_join_would(size, seg,
         assert t.data == bytes(run)
     else:
         assert t.data is None and t.first == (int.from_bytes(run[2:6], "big"), int.from_bytes(run[6:14], "big"), 0, count)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=64_000), st.sampled_from([1328, 1456, 1436, 584, 9000])),
+                min_size=1, max_size=6), st.sampled_from(["aes-256-gcm", "chacha20-poly1305"]))
+def test_a_payload_sealed_into_the_buffer_is_cut_as_sealing_and_cutting_it_would(sizes, cipher):
+    """SealBuffer.seal_cut (sealed into a kept buffer, cut from its kept views) makes the run
+    cut(head, encrypt(payload)) makes, for any size and piece size in any order; a run it returned
+    is its own bytes (a later seal into the same buffer leaves it as it was)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+    aead = (AESGCM if cipher == "aes-256-gcm" else ChaCha20Poly1305)(bytes(range(32)))
+    buf = SealBuffer(MAX_REASSEMBLED)
+    runs = []
+    for i, (size, step) in enumerate(sizes):
+        payload = bytes([i + 1]) * size
+        if -(-(size + 16) // step) > 64:
+            continue
+        nonce = bytes(4) + i.to_bytes(8, "little")
+        head = b"\x01\x07" + bytes(range(i, i + 12))
+        run, count = buf.seal_cut(aead, nonce, payload, head, step)
+        want = cut(head, aead.encrypt(nonce, payload, None), step)
+        assert (run, count) == want
+        runs.append((run, bytes(run)))
+    for run, copy in runs:
+        assert run == copy
+
+
+def test_the_receive_buffer_decides_every_run_as_join_does_whatever_was_read_before():
+    """RunBuffer.read (the views of each segment size kept on the buffer) against join() on the
+    run's bytes: runs of many segment sizes (more than it keeps views for) and lengths one after
+    another in one buffer, whole, cut short, with a header changed or another count; the payload
+    it returns is its own (the next read into the buffer leaves it as it was)."""
+    import random
+
+    rng = random.Random(5)
+    rx = RunBuffer(65_535)
+    kept = []
+    for k in range(400):
+        seg = rng.choice([1344, 1472, 1452, 600] + [rng.randrange(17, 9000) for _ in range(2)])
+        size = rng.randrange(17, 60_000)
+        if -(-size // (seg - 16)) > 64:
+            continue
+        sealed = rng.randbytes(size)
+        run = bytearray(cut(b"\x01\x07" + rng.randbytes(12), sealed, seg - 16)[0])
+        count = run[15]
+        mutation = rng.randrange(6)
+        if mutation == 1:
+            at = rng.randrange(count) * seg + rng.randrange(16)
+            run[at] ^= rng.randrange(1, 256)
+        elif mutation == 2:
+            run = run[:rng.randrange(1, len(run))]
+        elif mutation == 3:
+            run[15] = rng.randrange(256)
+        elif mutation == 4:
+            run = run + bytes(rng.randrange(1, 40))
+        if len(run) > 65_535:
+            continue
+        rx.view[:len(run)] = run
+        want = join(bytes(run), seg, 64, MAX_REASSEMBLED)
+        assert rx.join(len(run), seg, 64, MAX_REASSEMBLED) == want
+        t = rx.read(len(run), seg, 64, MAX_REASSEMBLED)
+        assert t.sealed == want and t.count == -(-len(run) // seg)
+        if want is None:
+            assert t.data == bytes(run)
+        else:
+            assert t.first == (int.from_bytes(run[2:6], "big"), int.from_bytes(run[6:14], "big"), 0, count)
+            if mutation in (0, 5):  # (cut short or lengthened in its last piece, it is another payload)
+                assert want == sealed
+            kept.append((t.sealed, want))
+        rx.view[:] = bytes(len(rx.view))  # the next read
+    assert len(kept) > 50
+    assert all(a == b for a, b in kept)
 
 
 def trained(p: Pair, payload: bytes) -> list:

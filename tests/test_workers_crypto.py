@@ -150,3 +150,26 @@ def test_a_worker_seals_a_large_payload_as_one_train_and_its_peer_opens_the_run_
     for d in t2.datagrams():  # what the plain transport receives of it, one by one
         p.b.receive_datagram(d, A, p.now)
     assert [e.payload for e in events(p.b) if isinstance(e, Received)] == [big]
+
+
+def test_a_run_joined_as_read_is_laid_out_again_byte_for_byte_for_the_process_it_belongs_to():
+    """A worker hands another partition's GRO read on as the datagrams it came as; one joined
+    as it was read (RunBuffer) is laid out again from its header fields and payload: the same bytes."""
+    import random
+
+    from weftnet.core.session.train import RunBuffer, cut, join
+    from weftnet.core.session.workers import relaid
+
+    rng = random.Random(3)
+    rx = RunBuffer(65_535)
+    for _ in range(200):
+        seg = rng.choice([1344, 1472, 1452, 600, rng.randrange(40, 9000)])
+        local, counter = rng.getrandbits(32), rng.getrandbits(64)
+        sealed = rng.randbytes(rng.randrange(seg - 15, 60_000))
+        if -(-len(sealed) // (seg - 16)) > 64:
+            continue
+        run = bytes(cut(b"\x01\x07" + local.to_bytes(4, "big") + counter.to_bytes(8, "big"), sealed, seg - 16)[0])
+        rx.view[:len(run)] = run
+        t = rx.read(len(run), seg, 64, 65_016)
+        assert t.sealed == sealed == join(run, seg, 64, 65_016)
+        assert relaid(t.first[0], t.first[1], t.sealed, seg) == run

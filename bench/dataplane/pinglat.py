@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import BenchError, Topology  # noqa: E402
 from run import _descendants, _terminate, machine, ping_latency  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems, baseline  # noqa: E402
+from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems, baseline, baseline_overlay  # noqa: E402
 
 
 def _load() -> float:
@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for pinglat.json/.md")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--baseline", type=Path, metavar="WEFT",
-                   help="another weft executable (e.g. the code before a change): adds system weftnet-baseline")
+                   help="another weft executable (e.g. the code before a change): adds systems weftnet-baseline "
+                   "and weftnet-baseline-overlay")
+    p.add_argument("--build", action="append", default=[], metavar="NAME=WEFT",
+                   help="one more weft executable, as system weftnet-NAME (repeatable: several builds or "
+                   "settings, e.g. a wrapper that sets an environment variable, interleaved in one run)")
     p.add_argument("--note", action="append", default=[], metavar="TEXT", help="a line for the report")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
@@ -81,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         known.setdefault(f"weftnet-{variant}", Weftnet(args.weft, variant=variant))
     if args.baseline is not None:
         known["weftnet-baseline"] = baseline(args.baseline)
+        known["weftnet-baseline-overlay"] = baseline_overlay(args.baseline)
+    for spec in args.build:
+        bname, sep, path = spec.partition("=")
+        if not sep or not bname or not path:
+            p.error(f"--build wants NAME=WEFT, not {spec!r}")
+        s = Weftnet(Path(path))
+        s.name, s.title = f"weftnet-{bname}", f"weftnet, {bname} ({path})"
+        known[s.name] = s
     wanted = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in known]
     if unknown:

@@ -11,13 +11,16 @@ system calls:
   → ``sendto`` of the reply,
 * A: ``epoll_wait`` returns → ``recvmsg`` → TUN ``writev``,
 
-plus the time from each wake-up to the daemon running, and the system calls' own time. A gap
+plus the time from each wake-up to the daemon running, the system calls' own time, the kernel's
+part of each send (a daemon's ``sendto`` entered → the other daemon woken), and how often the woken
+daemon is put on another CPU than its waker's (an idle one may be halted). A gap
 between two system calls of one daemon is that daemon's Python and event loop (the tracepoints
 add about a µs per call). Medians and p90 over the pings.
 
     sudo python3 bench/dataplane/pingtrace.py --pings 250 [--weft .venv/bin/weft]
 
-Needs root, ``perf`` and what run.py needs. Prints its table; writes nothing.
+Needs root, ``perf`` and what run.py needs. Prints its table; writes nothing unless ``--dump FILE``
+(the decoded trace, its first line naming the pids).
 """
 
 from __future__ import annotations
@@ -46,7 +49,11 @@ STAGES = ("A: epoll_wait returns -> TUN read", "A: read -> sendto (route, firewa
           "B: woken -> on a CPU", "B: epoll_wait returns -> recvmsg", "B: recvmsg -> TUN writev (open, admit)",
           "B: writev -> drain read", "B: drain read -> sendto (route, firewall, seal)",
           "A: woken -> on a CPU (reply)", "A: epoll_wait returns -> recvmsg", "A: recvmsg -> TUN writev (open, admit)",
-          "system calls on the path (A, B, A)", "ping sendto -> ping has the reply")
+          "system calls on the path (A, B, A)", "ping sendto -> ping has the reply",
+          "A: sendto enters -> B woken (kernel: UDP, veth, B's socket)",
+          "B: sendto enters -> A woken (kernel: UDP, veth, A's socket)",
+          "A: writev enters -> ping woken", "ping: woken -> on a CPU",
+          "woken daemon (B, then A) on the other CPU than its waker, % of pings")
 
 
 def parse(lines, ping: int, a: int, b: int) -> dict[str, list[float]]:
@@ -67,13 +74,16 @@ def parse(lines, ping: int, a: int, b: int) -> dict[str, list[float]]:
             who = "A" if tid == a else "B" if tid == b else "P"
             cycles[-1].append((t, who, "enter" if name.endswith("enter") else "exit", int(rest.split()[1])))
         elif name == "sched:sched_wakeup":
-            m2 = re.search(r" pid=(\d+) ", rest)
-            if m2 and int(m2.group(1)) in (a, b):
-                cycles[-1].append((t, "A" if int(m2.group(1)) == a else "B", "wakeup", -1))
+            m2 = re.search(r" pid=(\d+) .*target_cpu=(\d+)", rest)
+            if m2 and int(m2.group(1)) in (a, b, ping):
+                # the CPU the task is woken onto, against the waker's: a different one may be halted
+                who = "A" if int(m2.group(1)) == a else "B" if int(m2.group(1)) == b else "P"
+                cycles[-1].append((t, who, "wakeup", -1, int(m2.group(2)) != int(_cpu)))
         elif name == "sched:sched_switch":
             m2 = re.search(r"next_pid=(\d+)", rest)
-            if m2 and int(m2.group(1)) in (a, b):
-                cycles[-1].append((t, "A" if int(m2.group(1)) == a else "B", "switch", -1))
+            if m2 and int(m2.group(1)) in (a, b, ping):
+                who = "A" if int(m2.group(1)) == a else "B" if int(m2.group(1)) == b else "P"
+                cycles[-1].append((t, who, "switch", -1))
     out: dict[str, list[float]] = {k: [] for k in STAGES}
     for seq in cycles:
         def find(who: str, kind: str, nr: int, lo: int, hi: int | None = None) -> int:
@@ -114,11 +124,30 @@ def parse(lines, ping: int, a: int, b: int) -> dict[str, list[float]]:
         except LookupError:
             continue
         T = [e[0] for e in seq]
+
+        def wake(who: str, lo: int, hi: int | None = None) -> tuple[float | None, float | None, bool | None]:
+            """(from seq[lo] to the wake-up, from the wake-up to running, woken onto another CPU)."""
+            try:
+                w = find(who, "wakeup", -1, lo, hi)
+            except LookupError:
+                return None, None, None
+            try:
+                run = seq[find(who, "switch", -1, w, hi)][0] - seq[w][0]
+            except LookupError:
+                run = None
+            return seq[w][0] - seq[lo][0], run, seq[w][4]
+
+        b_w, _r, b_other = wake("B", a_tx, b_ep)
+        a_w, _r, a_other = wake("A", b_tx, c_ep)
+        p_w, p_run, _o = wake("P", c_wr)
+        others = [x for x in (b_other, a_other) if x is not None]
         syscalls = sum(T[x] - T[y] for x, y in ((a_rdx, a_rd), (a_txx, a_tx), (b_rxx, b_rx), (b_wrx, b_wr),
                                                 (b_rdx, b_rd), (b_txx, b_tx), (c_rxx, c_rx), (c_wrx, c_wr)))
         for k, v in zip(STAGES, (T[a_rd] - T[a_ep], T[a_tx] - T[a_rdx], woken("B", a_tx, b_ep), T[b_rx] - T[b_ep],
                                  T[b_wr] - T[b_rxx], T[b_rd] - T[b_wrx], T[b_tx] - T[b_rdx], woken("A", b_tx, c_ep),
-                                 T[c_rx] - T[c_ep], T[c_wr] - T[c_rxx], syscalls, T[p_rx] - T[0])):
+                                 T[c_rx] - T[c_ep], T[c_wr] - T[c_rxx], syscalls, T[p_rx] - T[0],
+                                 b_w, a_w, p_w, p_run,
+                                 100.0 * sum(others) / len(others) if others else None)):
             if v is not None:
                 out[k].append(v)
     return out
@@ -128,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pings", type=int, default=250)
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT)
+    p.add_argument("--dump", type=Path, metavar="FILE",
+                   help="also write the decoded trace (perf script) there, the first line naming the pids")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TUN devices, perf)")
@@ -157,13 +188,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.dump is not None:
+        args.dump.write_text(f"ping={ping.pid} a={a_pid} b={b_pid}\n" + text)
     res = parse(text.splitlines(), ping.pid, a_pid, b_pid)
     n = len(res[STAGES[0]])
     print(f"{n} pings with every call traced (load {os.getloadavg()[0]:.2f}); µs")
     for k, v in res.items():
-        if v:
+        if v and k == STAGES[-1]:
+            print(f"  {k:62s} {statistics.mean(v):5.1f} %")
+        elif v:
             v = sorted(v)
-            print(f"  {k:50s} p50 {statistics.median(v):7.1f}  p90 {v[int(len(v) * 0.9)]:7.1f}")
+            print(f"  {k:62s} p50 {statistics.median(v):7.1f}  p90 {v[int(len(v) * 0.9)]:7.1f}")
     return 0
 
 

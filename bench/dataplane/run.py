@@ -33,7 +33,8 @@ sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
-from systems import REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, first_line  # noqa: E402
+from systems import (  # noqa: E402
+    REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line)
 
 IPERF_PORT = 5201
 REQUIRED = ("ip", "iperf3", "ping", "ss")
@@ -398,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory for dataplane.json and dataplane.md (default bench/results/)")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--baseline", type=Path, metavar="WEFT",
-                   help="another weft executable (e.g. the code before a change): adds systems weftnet-baseline "
-                        "and weftnet-baseline-workers2")
+                   help="another weft executable (e.g. the code before a change): adds systems weftnet-baseline, "
+                        "weftnet-baseline-workers2 and weftnet-baseline-overlay")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, keys, logs)")
     p.add_argument("--scaling", type=int, default=4, metavar="STREAMS",
                    help="also run weftnet with 1 and 2 data-plane workers with iperf3 -P STREAMS "
@@ -420,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         systems.append(baseline(args.baseline))
         if not args.only or "weftnet-baseline-workers2" in args.only:
             systems.append(baseline(args.baseline, workers=2))
+        if not args.only or "weftnet-baseline-overlay" in args.only:
+            systems.append(baseline_overlay(args.baseline))
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         # weftnet's other [dataplane] variants (weftnet-noslice, weftnet-asyncio-slice) run only when named

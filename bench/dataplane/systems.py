@@ -506,6 +506,13 @@ def baseline(weft: Path, workers: int = 1) -> Weftnet:
     return s
 
 
+def baseline_overlay(weft: Path) -> WeftnetOverlay:
+    """The overlay-address row from another build (``--baseline``), beside ``weftnet-overlay``."""
+    s = WeftnetOverlay(weft)
+    s.name, s.title = "weftnet-baseline-overlay", f"{s.title}, baseline build ({weft})"
+    return s
+
+
 def all_systems(weft: Path = WEFT_DEFAULT) -> list[System]:
     """The systems in table order."""
     return [Veth(), Vxlan(), WireguardGo(), Tinc(), Nebula(), Yggdrasil(), Weftnet(weft),

@@ -90,6 +90,8 @@ socket = ""         # default: control.sock in the state directory
 # workers = 1         # data-plane processes for private networks (1-16; docs/dataplane.md)
 # event_loop = "auto" # "auto" (uvloop if installed), "uvloop" or "asyncio" (docs/dataplane.md, "Latency")
 # sched_slice_us = 100 # kernel time slice the daemon asks for (100-100000 µs; 0: the kernel's default)
+# sched_slice_pressure = 10 # ask for it only while CPU pressure (PSI "some avg10", %) is at least
+#                     # this (0: always; docs/dataplane.md, "Latency")
 # ciphers = ["aes-256-gcm", "chacha20-poly1305"]  # transport ciphers accepted, preferred first;
 #                     # default: AES-256-GCM first where the CPU has AES instructions (docs/handshake.md)
 # ack_filter = true   # leave out pure TCP ACKs that a later one read from the TUN with them supersedes
@@ -326,6 +328,7 @@ class Config:
     workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
     event_loop: str = "auto"  # [dataplane]: the daemon's event loop (runtime/evloop.py)
     sched_slice_us: int = 100  # [dataplane]: kernel time slice asked for, µs; 0 = kernel default (runtime/evloop.py)
+    sched_slice_pressure: int = 10  # [dataplane]: ...only while CPU pressure is at least this %; 0 = always
     ciphers: list | None = None  # [dataplane]: transport ciphers, preferred first; None: by the CPU (ciphers.py)
     ack_filter: bool = True  # [dataplane]: leave out pure TCP ACKs a later one read with them supersedes
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
@@ -383,7 +386,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
     "dashboard": {"listen": ("dashboard_listen", str)},
     "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
-                  "sched_slice_us": ("sched_slice_us", int), "ciphers": ("ciphers", list),
+                  "sched_slice_us": ("sched_slice_us", int),
+                  "sched_slice_pressure": ("sched_slice_pressure", int), "ciphers": ("ciphers", list),
                   "ack_filter": ("ack_filter", bool)},
 }
 _RANGES = {
@@ -412,6 +416,7 @@ _RANGES = {
     "pmtu_max": (0, 65_000),
     "workers": (1, 16),
     "sched_slice_us": (0, 100_000),
+    "sched_slice_pressure": (0, 100),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 

@@ -179,6 +179,7 @@ class Daemon:
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
         self._tun_sparse = True  # the last TUN wake-up read one packet (_on_tun_readable)
+        self.slice_follower: evloop.SliceFollower | None = None  # [dataplane] sched_slice_pressure
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
@@ -327,6 +328,9 @@ class Daemon:
                 for peer in self.cfg.peers:
                     tg.create_task(self._join_tcp(peer) if peer.tcp else self._join(peer))
                 tg.create_task(self._save_periodically())
+                if self.own_process and self.cfg.sched_slice_us and self.cfg.sched_slice_pressure \
+                        and self.workers is None:
+                    tg.create_task(self._follow_pressure())
                 if self.lan is not None:
                     tg.create_task(self.lan.run())
                 if self.l3vpn is not None:
@@ -696,6 +700,14 @@ class Daemon:
                 self._publish()
                 last_publish = time.monotonic()
 
+    async def _follow_pressure(self) -> None:
+        """The short time slice only while the CPUs are contended (runtime/evloop.py, SliceFollower):
+        on an idle machine the kernel's default slice gives the lower ping latency."""
+        self.slice_follower = follower = evloop.SliceFollower(self.cfg.sched_slice_us, self.cfg.sched_slice_pressure)
+        while True:
+            follower.check()
+            await asyncio.sleep(evloop.PRESSURE_INTERVAL)
+
     async def _save_periodically(self) -> None:
         last = time.monotonic()
         while True:
@@ -784,6 +796,8 @@ class Daemon:
                                "probe_send_errors": self.driver.probe_errors, "tun_mtu_changes": self.tun_mtu.changes,
                                "event_loop": evloop.loop_name(asyncio.get_running_loop()),
                                "sched_slice_us": evloop.current_slice(),
+                               "cpu_pressure": (self.slice_follower.pressure
+                                                if self.slice_follower is not None else None),
                                "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
                                "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
                                "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept,

@@ -53,8 +53,9 @@ from collections import deque
 from typing import Any
 
 from weftnet.core.identity import NodeId
-from weftnet.core.session.train import Train
-from weftnet.core.session.workers import WorkerCrypto, WorkerSlots
+from weftnet.core.session.train import RunBuffer, Train
+from weftnet.core.session.packets import MAX_FRAGMENTS
+from weftnet.core.session.workers import _REASSEMBLED, WorkerCrypto, WorkerSlots, relaid
 from weftnet.core.vpn.ackfilter import prepare_batch
 from weftnet.core.vpn.network import VNET_HDR_LEN, VNET_NONE, Deliver, Send, VpnChunk, VpnNetwork, VpnPacket
 from weftnet.core.wire import encode
@@ -83,10 +84,11 @@ _GSO_SEGMENTS, _GSO_BYTES = 64, 65_000
 SOL_UDP, UDP_SEGMENT, UDP_GRO = 17, 103, 104
 _GRO_CMSG = socket.CMSG_SPACE(4)
 #: One receive buffer per process (a worker reads, opens or copies out, then reads again): a
-#: ``recvmsg(65_535)`` made a 64 KiB heap block per read.
-_RECV = bytearray(65_535)
-_RECV_VIEW = memoryview(_RECV)
-_RECV_INTO = [_RECV_VIEW]
+#: ``recvmsg(65_535)`` made a 64 KiB heap block per read. It keeps the views of the GRO runs
+#: read into it (core/session/train.py, RunBuffer).
+_RX = RunBuffer(65_535)
+_RECV_VIEW = _RX.view
+_RECV_INTO = _RX.into
 
 
 class Handoff:
@@ -734,7 +736,8 @@ class _WorkerLoop:
                     seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < n:  # the kernel steered the read by its first piece: the others may not be ours
                 if self.handoff.n == 1 or steer_slot(_RECV_VIEW[:16], self.handoff.n) == self.slot:
-                    yield Train(_RECV_VIEW[:n], seg)  # opened whole if it is one payload of ours
+                    # Joined as read if it is one payload's pieces (opened whole if of our partition).
+                    yield _RX.read(n, seg, MAX_FRAGMENTS, _REASSEMBLED)
                 else:
                     yield from self.handoff.split(self.slot, bytes(_RECV_VIEW[:n]), seg, addr)
             else:
@@ -751,10 +754,18 @@ class _WorkerLoop:
         crypto = self.crypto
         for data in datagrams:
             if type(data) is Train:
-                r = crypto.open_train(data.data, data.seg, now)
-                if r is False:
-                    yield from self._opened(self.handoff.split(self.slot, bytes(data.data), data.seg, None), now)
-                    continue
+                if data.sealed is not None:  # one payload's pieces, joined as read
+                    local, counter = data.first[0], data.first[1]
+                    r = crypto.open_joined(local, counter, data.sealed, now)
+                    if r is False:  # another partition's: handed there as the run it came as
+                        run = relaid(local, counter, data.sealed, data.seg)
+                        yield from self._opened(self.handoff.split(self.slot, run, data.seg, None), now)
+                        continue
+                else:
+                    r = crypto.open_train(data.data, data.seg, now)
+                    if r is False:
+                        yield from self._opened(self.handoff.split(self.slot, data.data, data.seg, None), now)
+                        continue
             else:
                 r = crypto.open(data, now)
             if r is not None:

@@ -46,7 +46,7 @@ from typing import Any, Callable
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
-from weftnet.core.session.train import Train
+from weftnet.core.session.train import RunBuffer, Train
 from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.runtime.links import StreamLinks
 
@@ -75,6 +75,8 @@ SHARE_ENDPOINTS = True
 #: At most one log line about failures inside the core per this many seconds.
 ERROR_LOG_INTERVAL = 60.0
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+#: The UDP_SEGMENT control message of each segment size a train was sent with (a few: one per path MTU).
+_SEGMENT_CMSG: dict[int, list] = {}
 IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_PROBE = 10, 23, 3  # linux/in.h, linux/in6.h
 
 
@@ -82,8 +84,10 @@ IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_PROBE = 10, 23, 3  # linux/in.h, li
 #: out at its size: ``recvmsg(65_535)`` made a 64 KiB heap block per datagram and shrank it, and the
 #: tails it left between longer-lived blocks were 20 KiB of resident heap per node in bench/dht.
 #: (One buffer serves all: a receive loop copies out before it reads again, and nothing else reads.)
-_RECV_VIEW = memoryview(bytearray(65_535))
-_RECV_INTO = [_RECV_VIEW]
+#: It keeps the views of the GRO runs read into it (core/session/train.py, RunBuffer).
+_RX = RunBuffer(65_535)
+_RECV_VIEW = _RX.view
+_RECV_INTO = _RX.into
 
 #: One for every node of the process: a SystemRandom keeps no state worth having, yet each
 #: instance carries Random's unused 2.5 KB Mersenne Twister state.
@@ -235,7 +239,7 @@ class UdpDriver:
                     batch.extend((p, src) for p in pieces)
                     received += len(pieces)
                 else:  # the transport takes the run whole (core/session/train.py)
-                    batch.append((Train.read(view[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
+                    batch.append((_RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                     received += -(-n // seg)
             elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
@@ -368,7 +372,12 @@ class UdpDriver:
 
     def _send_train(self, train: Train, addr: Any) -> None:
         """One payload's fragments in one GSO send."""
-        self.sock.sendmsg([train.data], [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", train.seg))], 0, addr)
+        cmsg = _SEGMENT_CMSG.get(train.seg)
+        if cmsg is None:
+            if len(_SEGMENT_CMSG) >= 64:
+                _SEGMENT_CMSG.clear()
+            cmsg = _SEGMENT_CMSG[train.seg] = [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", train.seg))]
+        self.sock.sendmsg([train.data], cmsg, 0, addr)
         self.sent += train.count
         self.gso_sends += 1
 

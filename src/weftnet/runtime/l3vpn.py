@@ -55,6 +55,9 @@ class L3vpnService:
         self.ce_bgp: dict[str, Any] = {}  # VRF name -> BgpService in its namespace
         self.bgp: Any = None  # the node's [bgp] service (PE-PE VPN routes)
         self._pump_scheduled = False
+        #: VRF TUNs whose last wake-up read several packets; the others send a wake-up's first
+        #: packet before reading on (:meth:`_on_tun_readable`).
+        self._dense: set[bytes] = set()
         self._kernel_pending: dict[str, dict] = {}
         self._kernel_wake = asyncio.Event()
         self.stats = {"kernel_batches": 0, "kernel_routes": 0, "ce_routes_in": 0, "vpn_routes_in": 0}
@@ -146,8 +149,23 @@ class L3vpnService:
     # -- data plane ---------------------------------------------------------------------------------
     def _on_tun_readable(self, key: bytes, tun: Any) -> None:
         fd = tun.fileno()
+        batch = TUN_BATCH
+        if key not in self._dense:
+            # The last wake-up of this VRF's TUN read one packet (a ping, a request): this one's
+            # first packet is labelled and sent before the next read, which for a lone packet finds
+            # the queue empty (as the private networks' reader does: docs/dataplane.md, "Latency").
+            try:
+                first = os.read(fd, TUN_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning("VRF TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
+                return
+            self.core.l3vpn_outbound(key, [first], time.time())
+            self.driver.transmit()
+            batch -= 1
         packets = []
-        for _ in range(TUN_BATCH):
+        for _ in range(batch):
             try:
                 packets.append(os.read(fd, TUN_READ_SIZE))
             except BlockingIOError:
@@ -155,6 +173,11 @@ class L3vpnService:
             except OSError as exc:
                 log.warning("VRF TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
                 break
+        # One packet in this wake-up (the first alone, or a batch of one): the next takes its first at once.
+        if len(packets) == (0 if batch < TUN_BATCH else 1):
+            self._dense.discard(key)
+        else:
+            self._dense.add(key)
         if packets:
             self.core.l3vpn_outbound(key, packets, time.time())
             self.driver.transmit()

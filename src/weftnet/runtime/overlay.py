@@ -176,6 +176,8 @@ class OverlayInterface:
         #: ``[dataplane] ack_filter`` (the daemon sets it): pure TCP ACKs a later one supersedes are left out.
         self.ack_filter = True
         self.acks_filtered = 0
+        #: The last wake-up read one packet: this one sends its first before reading on (_on_readable).
+        self._sparse = True
 
     @property
     def config_rules(self) -> list:
@@ -231,8 +233,24 @@ class OverlayInterface:
 
     def _on_readable(self) -> None:
         fd = self.tun.fileno()
+        batch = TUN_BATCH
+        if self._sparse:
+            # The last wake-up read one packet (sparse traffic: a ping, a request): this one's first
+            # packet is sealed and sent before the next read, which for a lone packet finds the queue
+            # empty; that read then comes after the send, off the packet's way (as the private
+            # networks' reader does: docs/dataplane.md, "Latency").
+            try:
+                first = os.read(fd, TUN_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning("TUN read failed", extra={"tun": self.tun.name, "error": exc.strerror})
+                return
+            self.core.overlay_outbound([first], time.time())
+            self.driver.transmit()
+            batch -= 1
         packets = []
-        for _ in range(TUN_BATCH):
+        for _ in range(batch):
             try:
                 packets.append(os.read(fd, TUN_READ_SIZE))
             except BlockingIOError:
@@ -240,6 +258,8 @@ class OverlayInterface:
             except OSError as exc:
                 log.warning("TUN read failed", extra={"tun": self.tun.name, "error": exc.strerror})
                 break
+        # One packet in this wake-up (the first alone, or a batch of one): the next takes its first at once.
+        self._sparse = len(packets) == (0 if batch < TUN_BATCH else 1)
         if packets:
             if len(packets) > 1 and self.cfg.offload:
                 packets, acks = prepare_batch(packets, self.ack_filter)

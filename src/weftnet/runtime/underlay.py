@@ -29,7 +29,7 @@ from typing import Any
 from weftnet.core.paths.config import LinkSpec
 from weftnet.core.reach.paths import LinkAddr
 from weftnet.core.session import ciphers
-from weftnet.core.session.train import Train
+from weftnet.core.session.train import RunBuffer, Train
 from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
 from weftnet.errors import ConfigError
 
@@ -46,9 +46,11 @@ GSO_MAX_BYTES = 65_000
 TRAIN_MAX_BYTES = 65_507  # as the driver's: an IPv4 packet's payload less the UDP header
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 #: One receive buffer for every link of the process (each datagram or GRO run is copied out at its
-#: size before the next read): ``recvmsg(65_535)`` made a 64 KiB heap block per read.
-_RECV_VIEW = memoryview(bytearray(65_535))
-_RECV_INTO = [_RECV_VIEW]
+#: size before the next read): ``recvmsg(65_535)`` made a 64 KiB heap block per read. It keeps the
+#: views of the GRO runs read into it (core/session/train.py, RunBuffer).
+_RX = RunBuffer(65_535)
+_RECV_VIEW = _RX.view
+_RECV_INTO = _RX.into
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
@@ -238,7 +240,7 @@ class UnderlayLinks:
                     if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
                         seg = struct.unpack("=i", value[:4])[0]
             if 0 < seg < n:  # a GRO run: the transport takes it whole (core/session/train.py)
-                batch.append((Train.read(_RECV_VIEW[:n], seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
+                batch.append((_RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
                 packets += -(-n // seg)
             else:
                 batch.append((bytes(_RECV_VIEW[:n]), src))

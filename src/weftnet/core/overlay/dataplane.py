@@ -34,6 +34,11 @@ trust it; the destination must be ours (``not-for-us``); the inbound firewall
 must allow it (``firewall``, default deny; replies to our own flows pass by
 connection tracking). The result is a :class:`~weftnet.core.vpn.network.Deliver`.
 
+**Fast paths** (:meth:`outbound_fast`, :meth:`inbound_fast`): a packet of a flow the firewall
+already tracks, to or from a resolved address, is decided with one struct read and one flow
+lookup, with the same checks; anything else is declined with nothing changed and takes the
+steps above.
+
 Counters: drops by reason, and per peer (packets and bytes each way, drops)
 for at most ``max_peer_counters`` peers, least recently active evicted first
 (any key may send, so this table is bounded, unlike a private network's).
@@ -44,17 +49,31 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections import OrderedDict
+from typing import Any
 
 from weftnet.core.identity import OVERLAY_PREFIX, NodeId
 from weftnet.core.overlay.messages import CHUNK_FIELDS, CHUNK_HEADER, MAX_CHUNKS, PACKET_HEADER, OverlayChunk
+from weftnet.core.overlay.resolver import Route
 from weftnet.core.session.reassembly import REFUSED, Reassembly
-from weftnet.core.vpn.firewall import INBOUND, OUTBOUND, PROTO_ICMPV6, Firewall, MalformedPacket, PacketInfo, parse_packet
+from weftnet.core.vpn.firewall import (
+    _V6_PORTS,
+    INBOUND,
+    OUTBOUND,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    Firewall,
+    MalformedPacket,
+    PacketInfo,
+    parse_packet,
+)
 from weftnet.core.vpn.network import (
     GSO_ECN,
     GSO_KINDS,
     MAX_REASSEMBLED,
     VNET_HDR,
     VNET_HDR_LEN,
+    VNET_F_NEEDS_CSUM,
     VNET_NONE,
     Deliver,
     Drop,
@@ -85,6 +104,10 @@ _CHUNK_HDR = bytes((PACKET_HEADER[0], OverlayChunk.TYPE))
 _NO_GROUPS: frozenset[str] = frozenset()
 REASSEMBLY_TIMEOUT = 2.0
 MAX_REASSEMBLIES = 256
+#: The offloads the fast paths take (as core/vpn/network.py's): none, TCPv4, TCPv6 segmentation;
+#: UDP segmentation, with its extra checks, takes the full path.
+_FAST_KINDS = frozenset((0, 1, 4))
+_CHUNK_TYPE = OverlayChunk.TYPE
 
 
 def icmp6_unreachable(packet: bytes, info: PacketInfo, code: int = 3) -> bytes:
@@ -205,6 +228,75 @@ class OverlayDataPlane:
             return self.drop("too-big", peer)
         return Send(node_id, tuple(_CHUNK_HDR + CHUNK_FIELDS.pack(pid, i, count) + blob[i * step:(i + 1) * step]
                                    for i in range(count)))
+
+    # The fast paths (docs/overlay.md, "Data plane"). Bulk traffic is TCP superpackets and their
+    # ACKs of flows the firewall tracks already; for those, the two methods below make the
+    # decisions of classify + send and of inbound with one struct read of the headers and no
+    # PacketInfo, Send or Deliver made per packet, and without copying the packet out of the TUN
+    # read. Anything else (a first packet, IPv4, extension headers, ICMPv6, UDP segmentation, a
+    # packet in several chunks, an unresolved or expired address, an expired flow, any drop)
+    # returns None having changed nothing, and the caller takes the full path, which decides it
+    # as before (tests/test_overlay_fastpath.py compares the two on generated packets).
+
+    def outbound_fast(self, buf: bytes, cache: Any, now: float) -> tuple[Route, bytes] | None:
+        """:meth:`classify` and :meth:`send` of a TUN read ``buf`` (virtio_net_hdr | IPv6 packet)
+        for a tracked TCP or UDP flow to a resolved address: ``(route, payload)``, with the cache,
+        the counters, the firewall and the packet ID moved as the full path moves them; None
+        (nothing changed) otherwise. ``cache``: the plane's :class:`AddressCache`."""
+        n = len(buf)
+        if n < 70 or n > self.chunk_size or buf[1] & 0x7F not in _FAST_KINDS or buf[10] >> 4 != 6 \
+                or buf.startswith(VNET_NONE):
+            return None
+        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, 10)
+        if plen + 50 > n or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8) \
+                or src != self.address or dst[:4] != PREFIX or dst == src:
+            return None
+        key = dst[4:]
+        route = cache.peek(key, now)
+        if route is None:
+            return None
+        peer = route.node_id.raw
+        if not self.firewall.pass_tracked((proto, src, sport, dst, dport, peer), now):
+            return None
+        cache.get(key, now)  # the hit, as the full path counts it
+        c = self._counters(peer)
+        t = self.totals
+        total = plen + 40
+        c.packets_out += 1
+        t.packets_out += 1
+        c.bytes_out += total
+        t.bytes_out += total
+        pid = self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF
+        return route, b"".join((_CHUNK_HDR, CHUNK_FIELDS.pack(pid, 0, 1), buf))
+
+    def inbound_fast(self, peer: bytes, payload: bytes, now: float) -> tuple[memoryview, memoryview] | None:
+        """:meth:`inbound` of an OverlayChunk from ``peer`` that holds one whole IPv6 packet of a
+        tracked TCP or UDP flow, with an offload header a TUN makes: ``(vnet, packet)`` for the
+        TUN, with the counters and the firewall moved as its :class:`Deliver` would; None
+        (nothing changed) otherwise."""
+        n = len(payload)
+        if n < 78 or payload[1] != _CHUNK_TYPE or payload[7] != 1 or payload[6] != 0:
+            return None
+        flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(payload, 8)
+        size = n - 18  # the packet, as the offload header is checked against it
+        kind = gso_type & 0x7F
+        if (kind not in _FAST_KINDS or flags & ~VNET_F_NEEDS_CSUM or (kind and not 0 < gso_size < size)
+                or (flags and csum_start + csum_offset + 2 > size) or payload[18] >> 4 != 6):
+            return None
+        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(payload, 18)
+        total = plen + 40
+        if total > size or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8) \
+                or dst != self.address or src[:4] != PREFIX or src[4:] != peer[:12] \
+                or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now):
+            return None
+        c = self._counters(peer)
+        t = self.totals
+        c.packets_in += 1
+        t.packets_in += 1
+        c.bytes_in += total
+        t.bytes_in += total
+        view = memoryview(payload)
+        return view[8:18], view[18:18 + total]
 
     def unreachable(self, packet: bytes, info: PacketInfo) -> Deliver:
         """The ICMPv6 error for a packet to an address nobody holds."""

@@ -111,9 +111,15 @@ class OverlayPlane:
             self.stats["not_enabled"] += len(packets)
             return
         vnet_on = self.vnet
-        get = self.cache.get
+        cache = self.cache
+        get = cache.get
+        fast = data.outbound_fast if vnet_on else None
         for packet in packets:
             if vnet_on:
+                f = fast(packet, cache, now)  # a tracked flow's packet (OverlayDataPlane.outbound_fast)
+                if f is not None:
+                    self._send(f[0], (f[1],), now)
+                    continue
                 vnet, packet = packet[:VNET_HDR_LEN], packet[VNET_HDR_LEN:]
             else:
                 vnet = b""
@@ -186,6 +192,13 @@ class OverlayPlane:
         data = self.data
         if data is None:
             self.stats["not_enabled"] += 1
+            return
+        f = data.inbound_fast(sender.raw, payload, now)  # a tracked flow's packet
+        if f is not None:
+            self.tun_out.append((OVERLAY_TUN, f[0], f[1]))
+            key = sender.raw[:12]
+            if key not in self.cache:
+                self.cache.learn(key, sender, None, now)
             return
         r = data.inbound(sender, payload, now)
         if type(r) is Deliver:

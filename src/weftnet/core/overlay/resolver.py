@@ -122,6 +122,14 @@ class AddressCache:
         self.stats["hits"] += 1
         return r
 
+    def peek(self, key: bytes, now: float) -> Route | None:
+        """What :meth:`get` would return, changing nothing (the data plane's fast path asks
+        first, and calls :meth:`get` only once it takes the packet)."""
+        r = self._routes.get(key)
+        if r is None or now - r.last_used >= self.ttl:
+            return None
+        return r
+
     # -- learning and forgetting -----------------------------------------------------
     def learn(self, key: bytes, node_id: NodeId, contact: Contact | None, now: float) -> bool:
         """Install ``node_id`` for ``key``; refused (False) unless the node's ID carries the key."""

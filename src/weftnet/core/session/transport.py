@@ -86,7 +86,7 @@ from weftnet.core.session.packets import (
 )
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import ReplayWindow
-from weftnet.core.session.train import Train, cut, join
+from weftnet.core.session.train import SealBuffer, Train, join
 from weftnet.core.wire import MAX_MESSAGE_SIZE, VERSION, decode, encode
 from weftnet.errors import DecodeError, HandshakeError, SessionError
 
@@ -118,6 +118,7 @@ MAX_RELAYED = MAX_MESSAGE_SIZE
 _DATA_HEADER = 14  # version, type, receiver index u32, counter u64
 _CAPTURE = ("", 0)  # a stand-in direct target: the datagrams are collected, then sent on the real paths
 _FRAG_HEADER = 16  # the same, then index u8, count u8
+_TAG = 16  # both transport ciphers' (core/session/ciphers.py): a payload seals to this much more
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
 _HEAD = struct.Struct("!BBIQ")  # a data or fragment header: version, type, receiver index, counter
 _NONCE = struct.Struct("<4xQ")  # the AEAD nonce of a counter: 0^32 || counter (u64 LE)
@@ -399,7 +400,7 @@ class SecureTransport:
                  "admission", "_half_open", "keep", "_cookie_secret", "_cookie_rotate_at", "_retries", "_seq",
                  "_next_sweep", "_own_mac1_key", "_own_cookie_key", "_next_ping", "policy", "relay", "on_clear",
                  "on_query", "on_query_cookie", "find_contact", "paths_wanted", "quiet_after", "steer",
-                 "_depth", "stats", "trains", "__dict__")
+                 "_depth", "stats", "trains", "_seal", "__dict__")
 
     def __init__(self, identity: Identity, rng: RandomSource, now: float, config: TransportConfig | None = None):
         self.identity = identity
@@ -417,6 +418,7 @@ class SecureTransport:
         #: fragments for a UDP endpoint (the main socket's, or an extra underlay link's: a
         #: ``LinkAddr``) then leaves as one Train instead of one datagram per piece.
         self.trains = False
+        self._seal: SealBuffer | None = None  # made by the first train cut (a driver's transport only)
         #: Payloads whose type code (second byte) is in ``sink_types`` go straight to
         #: ``sink(node_id, payload, now)`` instead of becoming ``Received`` events: the
         #: VPN data plane's hot path (no event object, no dispatch per packet).
@@ -1355,8 +1357,7 @@ class SecureTransport:
         aead = s._send
         if aead is None:  # not hot yet: the property builds it (and keeps it once hot)
             aead = s.send
-        ct = aead.encrypt(_NONCE.pack(counter), payload, None)
-        size = len(ct)
+        size = len(payload) + _TAG  # what it seals to
         ep = peer.endpoint if target is None else target
         relayed = type(ep) is Via
         limit = self.config.max_datagram
@@ -1372,6 +1373,7 @@ class SecureTransport:
             limit = peer.max_datagram
         step = limit - _FRAG_HEADER
         if size + _DATA_HEADER <= limit or size > MAX_REASSEMBLED or size > step * MAX_FRAGMENTS:
+            ct = aead.encrypt(_NONCE.pack(counter), payload, None)
             pkt = b"".join((_HEAD.pack(VERSION, _T_DATA, s.remote_index, counter), ct))
             if relayed:
                 self._relay_out(pkt, ep, now)
@@ -1384,9 +1386,14 @@ class SecureTransport:
             count = -(-size // step)
             head = _HEAD.pack(VERSION, _T_FRAGMENT, s.remote_index, counter)
             if self.trains and (type(ep) is tuple or type(ep) is LinkAddr) and ep is not _CAPTURE:
-                self._out.append((Train(cut(head, ct, step)[0], limit, count), ep))
+                seal = self._seal
+                if seal is None:
+                    seal = self._seal = SealBuffer(MAX_REASSEMBLED)
+                # Sealed into the buffer and cut from it at once (train.py): one copy, no view made per piece.
+                self._out.append((Train(seal.seal_cut(aead, _NONCE.pack(counter), payload, head, step)[0],
+                                        limit, count), ep))
             else:
-                mv = memoryview(ct)  # one copy per piece, not two
+                mv = memoryview(aead.encrypt(_NONCE.pack(counter), payload, None))  # one copy per piece, not two
                 if relayed:
                     for i in range(count):
                         self._relay_out(head + bytes((i, count)) + mv[i * step:(i + 1) * step], ep, now)
@@ -1606,7 +1613,10 @@ class SecureTransport:
     def _open(self, s: Session, counter: int, ct: bytes, size: int, datagrams: int, addr: Addr, now: float) -> None:
         """Authenticate and decrypt one payload, then hand it on (the window moves only after the tag)."""
         try:
-            plain = s.recv.decrypt(b"\x00\x00\x00\x00" + counter.to_bytes(8, "little"), ct, None)
+            aead = s._recv
+            if aead is None:  # not hot yet: the property builds it (and keeps it once hot)
+                aead = s.recv
+            plain = aead.decrypt(_NONCE.pack(counter), ct, None)
         except InvalidTag:
             self.stats["auth_failures"] += 1
             return

@@ -41,7 +41,7 @@ from weftnet.core.session.ciphers import AEADS, BLOCK_LIMIT, CHACHA20_POLY1305
 from weftnet.core.session.packets import MAX_FRAGMENTS
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.session.replay import PARTITION_SHIFT, ReplayWindow
-from weftnet.core.session.train import Train, cut, join
+from weftnet.core.session.train import SealBuffer, Train, cut, join
 from weftnet.core.wire import U8, Message, register
 
 __all__ = ["WorkerSlots", "WORKER_SLOTS_TYPE", "SessionKeys", "WorkerCrypto", "COUNTER_BLOCK"]
@@ -100,6 +100,11 @@ class _Keys:
         self.block_limit = BLOCK_LIMIT[k.cipher]
 
 
+def relaid(local: int, counter: int, sealed: bytes, seg: int) -> bytes:
+    """The run a joined read came as (``join`` accepts only a run ``cut`` lays out: the same bytes)."""
+    return bytes(cut(_FRAG + local.to_bytes(4, "big") + counter.to_bytes(8, "big"), sealed, seg - _FRAG_HEADER)[0])
+
+
 class WorkerCrypto:
     """The sessions one worker seals and opens with."""
 
@@ -121,6 +126,7 @@ class WorkerCrypto:
         #: Set by a runtime that sends a :class:`Train` in one UDP GSO send: a payload cut in
         #: fragments is then sealed into one Train (core/session/train.py) instead of a list of pieces.
         self.trains = False
+        self._seal: SealBuffer | None = None
 
     def _expired(self, key) -> None:
         self.stats["fragments_expired"] += 1
@@ -175,15 +181,18 @@ class WorkerCrypto:
         c = self.partition | self.counter
         self.counter += 1
         e.blocks += (len(payload) >> 4) + 2
-        ct = e.send.encrypt(b"\x00\x00\x00\x00" + c.to_bytes(8, "little"), payload, None)
+        nonce = b"\x00\x00\x00\x00" + c.to_bytes(8, "little")
         self.stats["sealed"] += 1
         head = e.k.remote_index.to_bytes(4, "big") + c.to_bytes(8, "big")
-        if len(ct) + _HEADER <= limit:
-            return [_DATA + head + ct]
+        if size + _HEADER <= limit:
+            return [_DATA + head + e.send.encrypt(nonce, payload, None)]
         head = _FRAG + head
-        if self.trains:
-            run, count = cut(head, ct, step)
+        if self.trains:  # sealed into the buffer and cut from it at once (core/session/train.py)
+            if self._seal is None:
+                self._seal = SealBuffer(_REASSEMBLED)
+            run, count = self._seal.seal_cut(e.send, nonce, payload, head, step)
             return [Train(run, limit, count)]
+        ct = e.send.encrypt(nonce, payload, None)
         count = -(-len(ct) // step)
         mv = memoryview(ct)
         return [head + bytes((i, count)) + mv[i * step:(i + 1) * step] for i in range(count)]
@@ -236,10 +245,15 @@ class WorkerCrypto:
         sealed = join(data, seg, MAX_FRAGMENTS, _REASSEMBLED)
         if sealed is None:
             return False
-        counter = int.from_bytes(data[6:14], "big")
+        return self.open_joined(int.from_bytes(data[2:6], "big"), int.from_bytes(data[6:14], "big"), sealed, now)
+
+    def open_joined(self, local: int, counter: int, sealed: bytes, now: float) -> tuple[bytes, bytes] | None | bool:
+        """:meth:`open_train` of a run already joined as it was read (``RunBuffer.read``: its
+        first header's receiver index and counter, and the payload): False if the counter is of
+        another process's partition (the caller hands the run there: :func:`relaid`)."""
         if counter >> PARTITION_SHIFT != self.partition >> PARTITION_SHIFT:
             return False  # another process's: it is handed there whole
-        e = self._session(int.from_bytes(data[2:6], "big"), counter)
+        e = self._session(local, counter)
         if e is None:
             return None
         return self._open(e, counter, sealed, now)

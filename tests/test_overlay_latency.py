@@ -1,0 +1,250 @@
+"""A lone packet goes straight through the overlay interface's and the VRFs' TUN readers
+(docs/overlay.md, "Data plane"; docs/dataplane.md, "Latency").
+
+The overlay test runs the daemon's own callbacks (``OverlayInterface._on_readable``,
+``UdpDriver._on_readable`` with the TUN drain) for two nodes whose overlay interfaces are up, over
+real UDP sockets on loopback; the TUNs are stand-ins (one end of a SOCK_SEQPACKET pair, which
+keeps packet boundaries as a TUN does). The order of the system calls is what is asserted: a
+wake-up after a lone packet seals and sends its first packet before the read that finds the queue
+empty; a burst still leaves as one batch, whole and in order. The VRF reader
+(``L3vpnService._on_tun_readable``) is checked the same way against a recording core. No timing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import types
+
+from test_dataplane_latency import _LoggedSocket, _now_readable, _Tun
+from vpn_packets import icmp_echo
+
+from weftnet.core.identity import Identity
+from weftnet.core.node import NodeCore
+from weftnet.core.vpn.firewall import Firewall
+from weftnet.core.vpn.network import VNET_NONE
+from weftnet.runtime import evloop
+from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, Config, OverlayConfig
+from weftnet.runtime.daemon import Daemon
+from weftnet.runtime.driver import UdpDriver
+from weftnet.runtime.keystore import write_identity
+from weftnet.runtime.l3vpn import L3vpnService
+from weftnet.runtime.overlay import OverlayInterface
+from weftnet.runtime.paths import StatePaths
+from weftnet.sim.harness import SimNetwork
+
+
+class _TunDev(_Tun):
+    """The stand-in as OverlayInterface uses a TUN (``fd``, ``name``)."""
+
+    @property
+    def fd(self) -> int:
+        return self.fileno()
+
+
+def _echo(src: Identity, dst: Identity, seq: int, reply: bool = False) -> bytes:
+    return icmp_echo(str(src.address), str(dst.address), ident=7, seq=seq, reply=reply)
+
+
+def _overlay_nodes(tmp_path, socks):
+    """Two nodes (the simulator's bootstrap node is the third) that know each other's overlay
+    address, as daemons with their overlay interfaces on TUN stand-ins."""
+    net = SimNetwork(3, start=time.time())
+    rng = random.Random(7)
+    cores = []
+    for i, s in enumerate(socks):
+        core = NodeCore(Identity.generate(rng), random.Random(700 + i), net.now)
+        core.set_local_endpoint(s.getsockname())
+        net.add(s.getsockname(), core)
+        cores.append(core)
+    for core in cores[1:]:
+        core.connect(cores[0].endpoint, net.now)
+        net.flush(core.endpoint)
+    net.run_for(10.0)
+    a, b = cores[1], cores[2]
+    for core in (a, b):  # the overlay's default firewall: ICMPv6 in, anything out
+        core.overlay.enable(net.now, firewall=Firewall.from_config(DEFAULT_OVERLAY_FIREWALL), vnet=True)
+    # The first ping is held while A looks B's address up; B learns A from it.
+    a.overlay_outbound([VNET_NONE + _echo(a.identity, b.identity, 1)], net.now)
+    net.flush(a.endpoint)
+    net.run_for(3.0)
+    b.overlay_outbound([VNET_NONE + _echo(b.identity, a.identity, 1, reply=True)], net.now)
+    net.flush(b.endpoint)
+    net.run_for(2.0)
+    assert a.identity.address.packed[4:] in b.overlay.cache and b.identity.address.packed[4:] in a.overlay.cache
+    assert a.overlay.data.totals.packets_in == 1 and b.overlay.data.totals.packets_in == 1
+    for core in cores:
+        core.tun_out.clear()
+        while core.next_event() is not None:
+            pass
+    offset = net.now - time.time()  # the drivers' clock carries on from the simulator's
+    daemons = []
+    for i, core in enumerate((a, b), start=1):
+        state = tmp_path / f"n{i}"
+        state.mkdir()
+        write_identity(StatePaths(state).key, core.identity)
+        d = Daemon(state, Config())
+        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
+        d.driver.after_tun_writes = d._drain_tuns
+        d.driver.tun_writer = d._write_tun
+        ov = d.overlay = OverlayInterface(core, d.driver, OverlayConfig(), state)
+        ov.tun = _TunDev(f"weft-test{i}")
+        daemons.append(d)
+    return daemons
+
+
+class _Calls:
+    """Notes the overlay reader's TUN reads, the daemon's TUN writes and the drivers' sends and receives."""
+
+    def __init__(self, monkeypatch, daemons, modules):
+        self.log: list[str] = []
+        import os as real_os
+
+        proxy = types.ModuleType("os")
+        proxy.__getattr__ = lambda name: getattr(real_os, name)
+
+        def read(fd, n):
+            try:
+                data = real_os.read(fd, n)
+            except BlockingIOError:
+                self.log.append("read:empty")
+                raise
+            self.log.append("read")
+            return data
+
+        def writev(fd, bufs):
+            self.log.append("writev")
+            return real_os.writev(fd, bufs)
+
+        proxy.read, proxy.writev = read, writev
+        for mod in modules:
+            monkeypatch.setattr(mod, "os", proxy)
+        for d in daemons:
+            d.driver.sock = _LoggedSocket(d.driver.sock, self.log)
+
+
+def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_path, monkeypatch):
+    import socket
+
+    import weftnet.runtime.overlay as omod
+
+    async def main():
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        daemons = []
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+                s.setblocking(False)
+            daemons = _overlay_nodes(tmp_path, socks)
+            a, b = daemons
+            ia, ib = a.driver.core.identity, b.driver.core.identity
+            calls = _Calls(monkeypatch, daemons, (omod,))
+            tun_a, tun_b = a.overlay.tun, b.overlay.tun
+            for seq in range(2, 5):
+                calls.log.clear()
+                tun_a.kernel.send(VNET_NONE + _echo(ia, ib, seq))
+                a.overlay._on_readable()
+                assert calls.log == ["read", "sendto", "read:empty"]
+                calls.log.clear()
+                tun_b.kernel.send(VNET_NONE + _echo(ib, ia, seq, reply=True))  # what B's host will answer
+                b.driver._on_readable()
+                # B: open and write the ping, read and send the reply its host queued, then look for more.
+                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                assert tun_b.kernel.recv(65_535) == VNET_NONE + _echo(ia, ib, seq)
+                calls.log.clear()
+                a.driver._on_readable()
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert tun_a.kernel.recv(65_535) == VNET_NONE + _echo(ib, ia, seq, reply=True)
+                assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
+            # A burst after lone packets: the first leaves alone, the rest in one batch, all in order;
+            # after a wake-up that found several, the next reads its whole batch before sending.
+            for rounds in range(2):
+                calls.log.clear()
+                for seq in range(10, 13):
+                    tun_a.kernel.send(VNET_NONE + _echo(ia, ib, seq))
+                a.overlay._on_readable()
+                if rounds == 0:
+                    assert calls.log == ["read", "sendto", "read", "read", "read:empty", "sendmsg"]
+                else:
+                    assert calls.log == ["read", "read", "read", "read:empty", "sendmsg"]
+                b.driver._on_readable()
+                assert [tun_b.kernel.recv(65_535) for _ in range(3)] == \
+                    [VNET_NONE + _echo(ia, ib, seq) for seq in range(10, 13)]
+                assert not _now_readable(tun_b.kernel)
+            assert a.overlay.write_errors == b.overlay.write_errors == 0
+            assert a.driver.core.overlay.data.drops == {} and b.driver.core.overlay.data.drops == {}
+        finally:
+            for d in daemons:
+                d.overlay.tun.close()
+                d.driver.close()
+            for s in socks:
+                s.close()
+
+    evloop.run(main(), "auto")
+
+
+class _RecordingCore:
+    """Stands in for NodeCore at the VRF reader: notes each batch of packets handed to the plane."""
+
+    def __init__(self, log):
+        self.l3vpn = None
+        self.log = log
+        self.batches: list = []
+
+    def l3vpn_outbound(self, key, packets, now):
+        self.log.append(f"outbound:{len(packets)}")
+        self.batches.append((key, list(packets)))
+
+
+class _RecordingDriver:
+    def __init__(self, log):
+        self.log = log
+
+    def transmit(self):
+        self.log.append("transmit")
+
+
+def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_empty(monkeypatch):
+    import weftnet.runtime.l3vpn as lmod
+
+    async def main():
+        log: list[str] = []
+        core, driver = _RecordingCore(log), _RecordingDriver(log)
+        svc = L3vpnService(core, driver, Config(), {}, asyncio.get_running_loop())
+        calls = _Calls(monkeypatch, (), (lmod,))
+        calls.log = log
+        tuns = {b"vrf-red": _Tun("wv-red"), b"vrf-blue": _Tun("wv-blue")}
+        try:
+            red, blue = tuns[b"vrf-red"], tuns[b"vrf-blue"]
+            pkts = [icmp_echo("10.2.0.1", "10.3.0.1", ident=3, seq=s) for s in range(6)]
+            for p in pkts[:2]:  # lone packets: each handed on and sent before the empty read
+                log.clear()
+                red.kernel.send(p)
+                svc._on_tun_readable(b"vrf-red", red)
+                assert log == ["read", "outbound:1", "transmit", "read:empty"]
+            log.clear()
+            for p in pkts[2:5]:  # a burst: the first alone, the rest as one batch, in order
+                red.kernel.send(p)
+            svc._on_tun_readable(b"vrf-red", red)
+            assert log == ["read", "outbound:1", "transmit", "read", "read", "read:empty", "outbound:2", "transmit"]
+            log.clear()
+            for p in pkts[:3]:  # after a burst: the whole batch is read before anything is handed on
+                red.kernel.send(p)
+            svc._on_tun_readable(b"vrf-red", red)
+            assert log == ["read", "read", "read", "read:empty", "outbound:3", "transmit"]
+            log.clear()
+            blue.kernel.send(pkts[5])  # each VRF's TUN keeps its own state: blue had no burst
+            svc._on_tun_readable(b"vrf-blue", blue)
+            assert log == ["read", "outbound:1", "transmit", "read:empty"]
+            log.clear()
+            svc._on_tun_readable(b"vrf-red", red)  # a wake-up with nothing to read hands nothing on
+            assert log == ["read:empty"]
+            sent = [p for key, batch in core.batches if key == b"vrf-red" for p in batch]
+            assert sent == pkts[:2] + pkts[2:5] + pkts[:3]
+        finally:
+            for t in tuns.values():
+                t.close()
+
+    evloop.run(main(), "auto")
