@@ -106,12 +106,8 @@ __all__ = [
     "ANSWER_OVERHEAD",
 ]
 
-try:  # the constructor behind X25519PublicKey.from_public_bytes, without its per-call backend check
-    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
-
-    _x25519_public = _rust_openssl.x25519.from_public_bytes
-except (ImportError, AttributeError):  # another release of cryptography: its public constructor
-    _x25519_public = X25519PublicKey.from_public_bytes
+# (cryptography's public constructor: its private Rust module, a little faster, is not an interface to rely on)
+_x25519_public = X25519PublicKey.from_public_bytes
 
 LABEL_QUERY = b"weftnet dht query v1"
 FLAG_LEARNED = 0x01  # the echoed cookie was valid: the answerer offered the asker to its table
