@@ -463,3 +463,47 @@ def test_the_key_cache_keeps_each_peers_own_key_and_cookie_and_forgets_the_oldes
         assert s._cookie_from(pk, T0 + 100, 1000) == cookie
         assert s._cookie_from(pk, T0 + 10_000, 1000) is None  # too old
     assert len(s._slots) <= 3 * 56
+
+
+def test_the_query_keys_are_the_handshakes_hkdf_for_any_keys_and_nonce():
+    """query_keys is written out in one function (issue 16, djoin6): it must stay the KDF of
+    docs/wire/dht.md for every input, not only the golden vector's."""
+    from weftnet.core.session import handshake as hs
+
+    rng = random.Random(16)
+    for _ in range(50):
+        ss, asker, answerer, nonce = rng.randbytes(32), rng.randbytes(32), rng.randbytes(32), rng.randbytes(16)
+        kq, ka = hs.KDF(hs.HASH(sl.LABEL_QUERY + asker + answerer + nonce), ss, 2)
+        assert sl.query_keys(ss, asker, answerer, nonce) == sl.QueryKeys(kq, ka)
+
+
+def test_a_peer_key_that_maps_to_a_low_order_point_is_refused_not_used():
+    """A key whose X25519 form is a low-order point (u = 0 or 1) would give an all-zero ss that
+    anyone can compute: refused as a handshake failure, as the Noise handshake refuses it."""
+    me = Identity.from_seed(bytes(range(32)))
+    p = 2**255 - 19
+    for y in (p - 1, 0):  # u = (1 + y) / (1 - y): 0 and 1
+        try:
+            sl.static_dh(me, y.to_bytes(32, "little"))
+        except sl.HandshakeError:
+            continue
+        raise AssertionError(f"y = {y}: a low-order ss was computed")
+
+
+@given(st.sampled_from([0x20, 0x36, 0x22]), st.integers(0, 2**64 - 1), st.binary(min_size=32, max_size=32),
+       st.binary(max_size=3))
+@settings(max_examples=200, deadline=None)
+def test_a_lookup_request_in_a_query_decodes_as_the_generic_decoder_decodes_it(kind, rid, target, tail):
+    """The answerer decodes the lookup requests directly; what it makes (or refuses) must be what
+    wire.decode makes of the same bytes, trailing bytes and another version included."""
+    raw = bytes((wire.VERSION, kind)) + rid.to_bytes(8, "big") + target + tail
+    for data in (raw, bytes((wire.VERSION + 1,)) + raw[1:]):
+        try:
+            expected = wire.decode(data)
+        except Exception as exc:  # noqa: BLE001
+            try:
+                sl._decode_request(data)
+            except type(exc):
+                continue
+            raise AssertionError("decoded what wire.decode refuses") from None
+        assert sl._decode_request(data) == expected
