@@ -24,6 +24,9 @@ _MADV_COLLAPSE = 25
 _HUGE = 2 << 20
 #: Heap growth (resident bytes) between two passes.
 _STEP = 64 << 20
+#: The 2 MiB ranges already asked for (by address), for the whole process: a sweep runs many
+#: simulations one after another in one heap.
+_DONE: set[int] = set()
 
 
 def _madvise():
@@ -47,13 +50,12 @@ def _madvise():
 class Collapser:
     """Call :meth:`maybe` now and then (the simulator does once per virtual second): when the
     process's resident memory has grown by 64 MiB since the last pass, the anonymous
-    read-write mappings are collapsed into huge pages, each aligned 2 MiB range once."""
+    read-write mappings are collapsed into huge pages, each aligned 2 MiB range once a process."""
 
-    __slots__ = ("_madvise", "_done", "_next", "passes", "collapsed")
+    __slots__ = ("_madvise", "_next", "passes", "collapsed")
 
     def __init__(self) -> None:
         self._madvise = _madvise()
-        self._done: set[int] = set()  # the 2 MiB ranges already asked for (by address)
         self._next = 0
         self.passes = 0
         self.collapsed = 0  # bytes
@@ -80,7 +82,7 @@ class Collapser:
             self._madvise = None
             return
         self.passes += 1
-        done, madvise = self._done, self._madvise
+        done, madvise = _DONE, self._madvise
         for line in maps:
             fields = line.split()
             if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
