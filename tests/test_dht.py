@@ -553,6 +553,37 @@ def test_the_table_finds_every_contact_it_holds_by_id_and_no_other(ops):
         assert found is None or found is held[keys.index(key)]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("add", "fail", "remove", "closest")), st.integers(0, 79)), max_size=250))
+def test_the_table_finds_every_contact_when_slots_change_hands_and_closest_leaves_out_the_asker(ops):
+    """Under the per-prefix limit (a newcomer of a small block takes the slot of a crowded block's
+    entry) and failing-slot takeovers, after evictions and leaves, ``get`` finds exactly the contacts
+    the buckets list, and ``closest`` with an asker excluded (left out of its bucket in the pass that
+    copies it, core/dht/routing.py) is the nearest of all the others, never the asker."""
+    t = RoutingTable(0, k=4, max_failures=2, per_prefix=1)
+    pool = [contact(i, f"203.0.{i % 3}.{i + 1}") for i in range(1, 81)]
+    for op, i in ops:
+        c = pool[i]
+        if op == "add":
+            t.add(c, 0.0)
+        elif op == "fail":
+            t.fail(c.node_id.int)
+        elif op == "remove":
+            t.remove(c.node_id.int)
+        else:
+            target = pool[(i * 7) % 80].node_id.int
+            held = t.contacts()
+            want = sorted((h for h in held if h.key != c.key), key=lambda h: h.key ^ target)[:5]
+            assert t.closest(target, 5, exclude=c.key) == want
+    held = t.contacts()
+    keys = [c.node_id.int for c in held]
+    assert len(keys) == len(set(keys)) == len(t)
+    for c in pool:
+        found = t.get(c.node_id.int)
+        assert (found is not None) == (c.node_id.int in keys)
+        assert found is None or found is held[keys.index(c.node_id.int)]
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 50), st.booleans()), max_size=40),
        st.integers(0, 60), st.booleans())

@@ -55,6 +55,23 @@ def test_loss_still_goes_through_the_underlay_model():
     assert sim.messages_lost > 0 and sim.messages_delivered > 0
 
 
+def test_huge_pages_change_no_result(monkeypatch):
+    """The simulator asks the kernel to back its heap with 2 MiB pages as it grows (sim/hugepages.py):
+    a run with that on reports the same lookups, events and messages as with it off; off
+    (``WEFTNET_SIM_HUGEPAGES=0``), the kernel is never asked."""
+    monkeypatch.setenv("WEFTNET_SIM_HUGEPAGES", "0")
+    off = Simulation(7)
+    assert off.hugepages._madvise is None
+    monkeypatch.delenv("WEFTNET_SIM_HUGEPAGES")
+    on = Simulation(7)
+    a, b = _storm(on, 120, 60), _storm(off, 120, 60)
+    assert len(a) == 60 and a == b
+    assert on.events_processed == off.events_processed and on.messages_delivered == off.messages_delivered
+    assert off.hugepages.passes == 0
+    if on.hugepages._madvise is not None:  # Linux with transparent huge pages not "never"
+        assert on.hugepages.passes >= 1
+
+
 def _contact(rng: random.Random, i: int) -> Contact:
     return Contact(rng.randbytes(32), (f"10.0.{i // 256}.{i % 256}", 4000))
 

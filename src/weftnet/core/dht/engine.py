@@ -882,7 +882,7 @@ class Dht:
         base = self._srtt_of(skey)
         if base is None:
             return None
-        return {c.node_id.int: base + r / 10000 for c, r in zip(msg.contacts, msg.rtts) if r != RTT_UNKNOWN}
+        return {c.key: base + r / 10000 for c, r in zip(msg.contacts, msg.rtts) if r != RTT_UNKNOWN}
 
     def _fail_contact(self, key: int, endpoint: Addr | None) -> None:
         known = self.table.get(key)
@@ -1202,7 +1202,7 @@ class Dht:
                                       ordered=False)
         if near:
             srtt = self._rtt.srtt
-            hints = tuple([RTT_UNKNOWN if (r := srtt(c.node_id.int)) is None
+            hints = tuple([RTT_UNKNOWN if (r := srtt(c.key)) is None
                            else min(RTT_UNKNOWN - 1, int(r * 10000)) for c in contacts])
             self._out.append((sender, NearNodes(rid, tuple(contacts), hints)))
         else:

@@ -171,12 +171,13 @@ class Lookup:
         known, own, target, order, dists = self.candidates, self.own_key, self.target, self.order, self._dists
         depth, path = cand.depth + 1, cand.path
         skip = self.skip
+        held = first_hand.get if first_hand is not None else None
         for c in contacts:
             ckey = c.key
             if ckey in known or ckey == own or (skip is not None and ckey in skip):
                 continue
-            if first_hand is not None:
-                c = first_hand.get(ckey, c)
+            if held is not None:
+                c = held(ckey, c)
             if admit is not None and not admit(c):
                 continue
             d = ckey ^ target

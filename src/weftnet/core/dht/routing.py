@@ -358,7 +358,7 @@ class RoutingTable:
         return victim
 
     def _add_replacement(self, bucket: KBucket, contact: Contact, key: int) -> None:
-        bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key]
+        bucket.replacements = [c for c in bucket.replacements if c.key != key]
         bucket.replacements.append(contact)
         if len(bucket.replacements) > self.k:
             bucket.replacements.pop(0)
@@ -443,8 +443,8 @@ class RoutingTable:
         """Forget a contact that said it is leaving (from the replacements too); a
         replacement takes its slot. Returns True if it was in the table."""
         bucket = self.bucket_for(key)
-        if bucket.replacements and any(c.node_id.int == key for c in bucket.replacements):
-            bucket.replacements = [c for c in bucket.replacements if c.node_id.int != key] or ()
+        if bucket.replacements and any(c.key == key for c in bucket.replacements):
+            bucket.replacements = [c for c in bucket.replacements if c.key != key] or ()
         contact = self.get(key)
         if contact is None:
             return False
