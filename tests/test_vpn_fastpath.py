@@ -1,5 +1,5 @@
-"""The data plane's fast paths (VpnNetwork.outbound_fast, inbound_fast; docs/dataplane.md) decide
-exactly as the full path does.
+"""The data plane's fast paths (VpnNetwork.outbound_fast, inbound_fast, inbound_packet_fast;
+docs/dataplane.md) decide exactly as the full path does.
 
 Two copies of the same two networks see the same sequence of generated packets, each packet
 changed at random in its offload header, IP header or ports, with the clock moving on (so flows
@@ -22,9 +22,10 @@ from vpn_packets import icmp_echo, ipv4, tcp, udp
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.network import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR, Deliver, Drop, Send
 
-#: Outbound: TCP anywhere, UDP to port 53; inbound: TCP to 5201, UDP from anyone to 53. Anything
+#: Outbound: TCP anywhere, UDP to port 53, pings; inbound: TCP to 5201, UDP from anyone to 53. Anything
 #: else is refused unless a flow this side opened answers it.
-RULES = {"outbound": [{"proto": "tcp", "port": "any", "host": "any"}, {"proto": "udp", "port": 53, "host": "any"}],
+RULES = {"outbound": [{"proto": "tcp", "port": "any", "host": "any"}, {"proto": "udp", "port": 53, "host": "any"},
+                      {"proto": "icmp", "port": "any", "host": "any"}, {"proto": "icmpv6", "port": "any", "host": "any"}],
          "inbound": [{"proto": "tcp", "port": 5201, "host": "any"}, {"proto": "udp", "port": 53, "host": "any"}],
          "conntrack": {"tcp_timeout": 30, "udp_timeout": 20, "max_flows_per_peer": 6}}
 
@@ -56,6 +57,9 @@ def _packets(src4, dst4, src6, dst6):
         tcp(src4, dst4, 40000, 5201, mf=True, data=bytes(100)),
         icmp_echo(src4, dst4, 7),
         ipv4(src4, dst4, 6, bytes(30)),
+        icmp_echo(src4, dst4, 7, reply=True, data=bytes(56)),  # a ping's reply (as ping sends it)
+        icmp_echo(src6, dst6, 9, data=bytes(56)),
+        udp(src4, dst4, 5000, 53, data=b"q" * 2000),  # more than the network's MTU
     ]
 
 
@@ -99,16 +103,17 @@ def chunk(n, vnet, packet, count=1, index=0):
 
 #: Steps lean on the established flows (the bulk a data plane carries) so the fast paths are
 #: taken often, and on the same packets changed, so they are declined at every check.
-MAIN = [0, 0, 0, 1, 1, 1, 3, 5, 5, 6]
+MAIN = [0, 0, 0, 1, 1, 1, 3, 5, 5, 6, 8, 10, 11]
 _FLIPS = st.lists(st.tuples(st.integers(0, 69), st.integers(0, 255)), min_size=1, max_size=3)
 step = st.tuples(
     st.booleans(),  # out (A's TUN) or in (from a member)
     st.sampled_from(MAIN * 3 + list(range(len(OUT)))),
-    st.sampled_from([0, 0, 1, 2, 2] * 3 + list(range(len(VNETS)))),
+    st.sampled_from([0, 0, 1, 2, 2, 3] * 3 + list(range(len(VNETS)))),
     st.integers(0, 4).flatmap(lambda k: _FLIPS if k == 0 else st.just([])),  # byte changes, one step in 5
     st.sampled_from([0] * 12 + [1, 2, 7]),  # bytes cut off the end
     st.sampled_from([0.0] * 6 + [0.5, 5.0, 25.0, 100.0]),  # seconds passing first
     st.sampled_from([1] * 8 + [2]),  # chunk count (inbound)
+    st.booleans(),  # inbound: in a VpnPacket (no offload header) rather than chunks
 )
 
 
@@ -124,7 +129,7 @@ def run(steps) -> int:
     slow, _ = world()
     now = T0
     taken = 0
-    for out, which, v, flips, cut, later, count in steps:
+    for out, which, v, flips, cut, later, count, plain in steps:
         now += later
         buf = bytearray(VNETS[v] + (OUT if out else IN)[which])
         for i, value in flips:
@@ -135,6 +140,12 @@ def run(steps) -> int:
             f = fast.outbound_fast(buf, now)
             got = ("send", f[0].raw, f[1]) if f is not None else result(fast.outbound_read(buf, now))
             want = result(slow.outbound_read(buf, now))
+        elif plain:
+            payload = b"\x01\x52" + fast.network_id + buf[10:]
+            f = fast.inbound_packet_fast(ib.node_id.raw, payload, now)
+            got = ("deliver", b"", bytes(f)) if f is not None else \
+                result(fast._inbound_packet(ib.node_id.raw, payload, now))
+            want = result(slow._inbound_packet(ib.node_id.raw, payload, now))
         else:
             payload = chunk(fast, buf[:10], buf[10:], count)
             f = fast.inbound_fast(ib.node_id.raw, payload, now)
@@ -152,7 +163,8 @@ def test_the_comparison_takes_the_fast_paths_often():
     import random
 
     rng = random.Random(5)
-    steps = [(rng.random() < 0.5, rng.choice(MAIN), rng.choice([0, 0, 1, 2, 2]), [], 0, 0.5, 1) for _ in range(200)]
+    steps = [(rng.random() < 0.5, rng.choice(MAIN), rng.choice([0, 0, 1, 2, 2, 3]), [], 0, 0.5, 1, rng.random() < 0.3)
+             for _ in range(200)]
     assert run(steps) >= 100
 
 
@@ -172,3 +184,27 @@ def test_the_fast_paths_take_the_bulk_of_an_established_flow():
     assert a.firewall.counters["tracked_pass"] == 2
     key = (6, bytes([10, 1, 0, 1]), 40000, bytes([10, 1, 0, 2]), 5201, ib.node_id.raw)
     assert a.firewall._flows[key].expires == T0 + 2 + 30
+
+
+def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow():
+    """A ping's echo requests out (no offload header: a VpnPacket) and the replies in take the
+    fast paths once the first request opened the flow: the same payload and TUN write as the full
+    paths, the flow refreshed; a reply with another identifier (no flow) is left to the full path."""
+    a, ib = world()
+    fast, _ = world()
+    first = VNETS[3] + icmp_echo(A4, B4, 7, data=bytes(56))
+    assert a.outbound_fast(first, T0) is None  # a new flow: the full path opens it
+    assert type(a.outbound_read(first, T0)) is Send
+    ping = VNETS[3] + icmp_echo(A4, B4, 7, seq=2, data=bytes(56))
+    f = a.outbound_fast(ping, T0 + 1)
+    assert type(fast.outbound_read(first, T0)) is Send
+    assert f is not None and f[0].raw == ib.node_id.raw and f[1] == fast.outbound_read(ping, T0 + 1).payloads
+    reply = icmp_echo(B4, A4, 7, seq=2, reply=True, data=bytes(56))
+    got = a.inbound_packet_fast(ib.node_id.raw, b"\x01\x52" + a.network_id + reply, T0 + 2)
+    assert got == reply
+    assert a.firewall.counters["tracked_pass"] == 2
+    key = (1, bytes([10, 1, 0, 1]), 7, bytes([10, 1, 0, 2]), 7, ib.node_id.raw)
+    assert a.firewall._flows[key].expires == T0 + 2 + a.firewall.timeouts.get(1, a.firewall.timeouts[None])
+    other = icmp_echo(B4, A4, 8, seq=2, reply=True, data=bytes(56))
+    assert a.inbound_packet_fast(ib.node_id.raw, b"\x01\x52" + a.network_id + other, T0 + 2) is None
+    assert type(a._inbound_packet(ib.node_id.raw, b"\x01\x52" + a.network_id + other, T0 + 2)) is Drop

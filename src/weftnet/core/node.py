@@ -775,15 +775,16 @@ class NodeCore:
 
     def get_timer(self) -> float | None:
         # Drivers ask after every batch of packets: no lists built on the way (docs/dataplane.md, "Latency").
+        # The planes that are off are skipped, not asked (no tuple of their answers built per call).
         best = self.transport.get_timer()
-        for t in (self.dht.get_timer(), self._vpn.get_timer() if self._vpn is not None else None,
-                  self._overlay.get_timer() if self._overlay is not None else None,
-                  self._reach.get_timer() if self._reach is not None else None,
-                  self._pmtu.get_timer() if self._pmtu is not None else None,
-                  self._paths.get_timer() if self._paths is not None else None,
-                  self.sessionless.get_timer() if self.sessionless is not None else None):
-            if t is not None and (best is None or t < best):
-                best = t
+        t = self.dht.get_timer()
+        if t is not None and (best is None or t < best):
+            best = t
+        for sub in (self._vpn, self._overlay, self._reach, self._pmtu, self._paths, self.sessionless):
+            if sub is not None:
+                t = sub.get_timer()
+                if t is not None and (best is None or t < best):
+                    best = t
         for op in self._ops.values():
             if best is None or op.deadline < best:
                 best = op.deadline

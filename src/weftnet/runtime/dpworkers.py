@@ -790,6 +790,14 @@ class _WorkerLoop:
                     self._write(self.queue_of[net.network_id], f[0], f[1])
                     self._discard(net)
                     continue
+            elif code == _PACKET and type(net) is VpnNetwork:
+                g = net.inbound_packet_fast(node, plain, now)  # a ping, a lone small packet of a tracked flow
+                if g is not None:
+                    self.stats["packets_in"] += 1
+                    self.stats["bytes_in"] += len(g)
+                    self._write(self.queue_of[net.network_id], b"", g)
+                    self._discard(net)
+                    continue
             res = net._inbound_packet(node, plain, now) if code == _PACKET else net._inbound_chunk(node, plain, now)
             if type(res) is Deliver:
                 self.stats["packets_in"] += 1

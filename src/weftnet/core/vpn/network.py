@@ -63,6 +63,8 @@ from weftnet.core.vpn.firewall import (
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
+    _ICMP4_ECHO,
+    _ICMP6_ECHO,
     Firewall,
     MalformedPacket,
     PacketInfo,
@@ -645,17 +647,22 @@ class VpnNetwork:
     # firewall tracks already; for those, the two methods below make the decisions of
     # outbound_read and _inbound_chunk with one struct read of the headers and no PacketInfo,
     # Send, Deliver or NodeId made per packet. Anything else (a first packet, a fragment, IP
-    # options, ICMP, UDP segmentation, an expired certificate or flow, a drop) returns None
+    # options, ICMP other than echo, UDP segmentation, an expired certificate or flow, a drop) returns None
     # having changed nothing, and the caller takes the full path, which decides it as before
-    # (tests/test_vpn_fastpath.py compares the two on generated packets).
+    # (tests/test_vpn_fastpath.py compares the two on generated packets). A packet without
+    # offload (a ping, a lone small packet: a VpnPacket, not chunks) has its own pair,
+    # :meth:`_outbound_plain_fast` and :meth:`inbound_packet_fast`.
 
     def outbound_fast(self, buf: bytes, now: float) -> tuple[NodeId, tuple[bytes, ...]] | None:
         """:meth:`outbound_read` of a TUN read ``buf`` (virtio_net_hdr | packet) for a tracked
-        TCP or UDP flow to a member: ``(member, payloads)``, with the counters, the firewall
-        and the packet ID moved as its :class:`Send` would; None (nothing changed) otherwise."""
+        TCP or UDP flow (or, without offload, an ICMP echo) to a member: ``(member, payloads)``,
+        with the counters, the firewall and the packet ID moved as its :class:`Send` would;
+        None (nothing changed) otherwise."""
         n = len(buf)
-        if n < 50 or buf[1] & 0x7F not in _FAST_KINDS or buf.startswith(VNET_NONE) or self.own_revoked:
+        if n < 50 or buf[1] & 0x7F not in _FAST_KINDS or self.own_revoked:
             return None
+        if buf.startswith(VNET_NONE):
+            return self._outbound_plain_fast(buf, n, now)
         v = buf[10]
         if v == 0x45:
             _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, 10)
@@ -683,6 +690,50 @@ class VpnNetwork:
         if nid is None:
             nid = member.nid = NodeId(node)
         return nid, tuple(self._with_offer(member, payloads, now))
+
+    def _outbound_plain_fast(self, buf: bytes, n: int, now: float) -> tuple[NodeId, tuple[bytes, ...]] | None:
+        """:meth:`outbound` of ``buf[10:]`` (a TUN read without offload) for a tracked flow
+        to a member that fits the network's MTU; the caller checked the length and revocation."""
+        f = _plain_flow(buf, VNET_HDR_LEN, n)
+        if f is None:
+            return None
+        proto, src, dst, sport, dport, total = f
+        node = self._routes.get(dst)
+        if node is None or src not in self._own_addresses or now >= self.own_cert.not_after or total > self.mtu:
+            return None
+        member = self._members[node]
+        if now >= member.cert.not_after or not self.firewall.pass_tracked((proto, src, sport, dst, dport, node), now):
+            return None
+        payloads = [_HDR + self.network_id + buf[VNET_HDR_LEN:VNET_HDR_LEN + total]]
+        c = self.peers[node]
+        c.packets_out += 1
+        c.bytes_out += total
+        if member.offered_at is None or now - member.offered_at >= self.OFFER_INTERVAL:
+            payloads = self._with_offer(member, payloads, now)
+        nid = member.nid
+        if nid is None:
+            nid = member.nid = NodeId(node)
+        return nid, tuple(payloads)
+
+    def inbound_packet_fast(self, peer: bytes, payload: bytes, now: float) -> bytes | None:
+        """:meth:`_inbound_packet` of a VpnPacket of this network (the caller found the network
+        by the payload's network ID) that holds a packet of a tracked flow from a member: the
+        packet for the TUN (no offload header), with the counters and the firewall moved as its
+        :class:`Deliver` would; None (nothing changed) otherwise."""
+        f = _plain_flow(payload, 34, len(payload))
+        if f is None:
+            return None
+        member = self._members.get(peer)
+        if member is None or now >= member.cert.not_after:
+            return None
+        proto, src, dst, sport, dport, total = f
+        if (src not in member.addresses or dst not in self._own_addresses
+                or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now)):
+            return None
+        c = self.peers[peer]
+        c.packets_in += 1
+        c.bytes_in += total
+        return payload[34:34 + total]
 
     def inbound_fast(self, peer: bytes, payload: bytes, now: float) -> tuple[bytes, memoryview] | None:
         """:meth:`_inbound_chunk` of a VpnChunk of this network (the caller found the network by
@@ -948,3 +999,38 @@ class VpnSwitch:
             self.drops["unknown-network"] = self.drops.get("unknown-network", 0) + 1
             return None, Drop("unknown-network")
         return net, net.inbound(sender, payload, now)
+
+
+def _plain_flow(buf: bytes, off: int, n: int) -> tuple[int, bytes, bytes, int, int, int] | None:
+    """``(proto, src, dst, sport, dport, total)`` of the packet at ``buf[off:n]`` if it is one the
+    firewall's one-``struct`` reading takes (core/vpn/firewall.py, ``_parse``: IPv4 without options
+    or IPv6 without extension headers, not a fragment, TCP, UDP or an ICMP echo, lengths
+    consistent; for an echo both ports are its identifier), with the same fields; None otherwise
+    (the full path then parses it)."""
+    size = n - off
+    v = buf[off] if size > 0 else 0
+    if v == 0x45 and size >= 40:
+        _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, off)
+        if ff & 0x3FFF or total > size:
+            return None
+        if proto == PROTO_TCP:
+            return (proto, src, dst, sport, dport, total) if total >= 40 else None
+        if proto == PROTO_UDP:
+            return (proto, src, dst, sport, dport, total) if total >= 28 else None
+        if proto == PROTO_ICMP and total >= 28 and sport >> 8 in _ICMP4_ECHO:
+            ident = (buf[off + 24] << 8) | buf[off + 25]
+            return proto, src, dst, ident, ident, total
+        return None
+    if v >> 4 == 6 and size >= 60:
+        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, off)
+        total = 40 + plen
+        if total > size:
+            return None
+        if proto == PROTO_TCP:
+            return (proto, src, dst, sport, dport, total) if total >= 60 else None
+        if proto == PROTO_UDP:
+            return (proto, src, dst, sport, dport, total) if total >= 48 else None
+        if proto == PROTO_ICMPV6 and total >= 48 and sport >> 8 in _ICMP6_ECHO:
+            ident = (buf[off + 44] << 8) | buf[off + 45]
+            return proto, src, dst, ident, ident, total
+    return None

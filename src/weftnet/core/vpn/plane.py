@@ -251,6 +251,12 @@ class VpnPlane:
                 return
             r = net._inbound_chunk(sender.raw, payload, now)
         elif code == _PACKET:
+            f = net.inbound_packet_fast(sender.raw, payload, now) if type(net) is VpnNetwork else None
+            if f is not None:  # (a ping, a lone small packet of a tracked flow)
+                self.tun_out.append((net.network_id, b"", f))
+                if net._outgoing or net._events:
+                    self._after(net, now)
+                return
             r = net._inbound_packet(sender.raw, payload, now)
         else:
             r = net.inbound(sender, payload, now)
@@ -411,12 +417,15 @@ class VpnPlane:
     # -- timers and introspection -------------------------------------------
     def get_timer(self) -> float | None:
         """The next certificate expiry, or the next sweep of idle firewall flows."""
-        if not self.switch.networks:
+        networks = self.switch.networks
+        if not networks:
             return None
-        times = [t for t in (n.get_timer() for n in self.switch.networks.values()) if t is not None]
-        if self._sweep_at is not None:
-            times.append(self._sweep_at)
-        return min(times) if times else None
+        best = self._sweep_at
+        for n in networks.values():  # (no list and generator per call: drivers ask after every pass)
+            t = n.get_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timer(self, now: float) -> None:
         if self._sweep_at is None or now >= self._sweep_at:
