@@ -186,9 +186,10 @@ def _burst(tmp_path) -> None:
 
 
 class _Calls:
-    """Notes the daemon's TUN reads and writes (its ``os``) and its driver's sends and receives, in order."""
+    """Notes the TUN reads and writes of ``modules`` (their ``os``; the daemon's by default) and the
+    drivers' sends and receives, in order."""
 
-    def __init__(self, monkeypatch, daemons):
+    def __init__(self, monkeypatch, daemons, modules=None):
         import types
 
         import weftnet.runtime.daemon as dmod
@@ -212,7 +213,8 @@ class _Calls:
             return real_os.writev(fd, bufs)
 
         proxy.read, proxy.writev = read, writev
-        monkeypatch.setattr(dmod, "os", proxy)
+        for mod in modules if modules is not None else (dmod,):
+            monkeypatch.setattr(mod, "os", proxy)
         for d in daemons:
             d.driver.sock = _LoggedSocket(d.driver.sock, self.log)
 

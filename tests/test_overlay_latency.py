@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import types
 
-from test_dataplane_latency import _LoggedSocket, _now_readable, _Tun
+from test_dataplane_latency import _Calls, _now_readable, _Tun
 from vpn_packets import icmp_echo
 
 from weftnet.core.identity import Identity
@@ -93,36 +92,6 @@ def _overlay_nodes(tmp_path, socks):
         ov.tun = _TunDev(f"weft-test{i}")
         daemons.append(d)
     return daemons
-
-
-class _Calls:
-    """Notes the overlay reader's TUN reads, the daemon's TUN writes and the drivers' sends and receives."""
-
-    def __init__(self, monkeypatch, daemons, modules):
-        self.log: list[str] = []
-        import os as real_os
-
-        proxy = types.ModuleType("os")
-        proxy.__getattr__ = lambda name: getattr(real_os, name)
-
-        def read(fd, n):
-            try:
-                data = real_os.read(fd, n)
-            except BlockingIOError:
-                self.log.append("read:empty")
-                raise
-            self.log.append("read")
-            return data
-
-        def writev(fd, bufs):
-            self.log.append("writev")
-            return real_os.writev(fd, bufs)
-
-        proxy.read, proxy.writev = read, writev
-        for mod in modules:
-            monkeypatch.setattr(mod, "os", proxy)
-        for d in daemons:
-            d.driver.sock = _LoggedSocket(d.driver.sock, self.log)
 
 
 def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_path, monkeypatch):

@@ -112,18 +112,29 @@ def cut(head: bytes, sealed: bytes, step: int) -> tuple[bytearray, int]:
     return run, count
 
 
+def _run_count(data, n: int, seg: int, max_fragments: int, max_sealed: int) -> int:
+    """The number of pieces the first ``n`` bytes of ``data`` claim to be, if that many fit what
+    :func:`join` takes (a first fragment, 2 to ``max_fragments`` pieces of ``seg`` bytes end to
+    end, the last one shorter or equal, at most ``max_sealed`` bytes sealed); else 0."""
+    if n <= seg or seg <= _HEADER or data[1] != _T_FRAGMENT or data[0] != _VERSION or data[14] != 0:
+        return 0
+    count = data[15]
+    last = n - (count - 1) * seg
+    if not (2 <= count <= max_fragments and _HEADER < last <= seg) or n - count * _HEADER > max_sealed:
+        return 0
+    return count
+
+
 def join(data: bytes, seg: int, max_fragments: int, max_sealed: int) -> bytes | None:
     """The sealed payload if ``data`` (datagrams of ``seg`` bytes end to end) is exactly all the
     fragments of one payload, in order, with the same header but for the index; else None (the
     caller takes the datagrams one by one). Refuses more than ``max_fragments`` pieces or a
     payload above ``max_sealed`` bytes, as piece-by-piece reassembly does."""
     n = len(data)
-    if n <= seg or seg <= _HEADER or data[1] != _T_FRAGMENT or data[0] != _VERSION or data[14] != 0:
+    count = _run_count(data, n, seg, max_fragments, max_sealed)
+    if not count:
         return None
-    count = data[15]
     last = n - (count - 1) * seg
-    if not (2 <= count <= max_fragments and _HEADER < last <= seg) or n - count * _HEADER > max_sealed:
-        return None
     key = (seg, count, last)
     layout = _join_layouts.get(key)
     if layout is None:
@@ -198,11 +209,8 @@ class RunBuffer:
     def join(self, n: int, seg: int, max_fragments: int, max_sealed: int) -> bytes | None:
         """:func:`join` of the first ``n`` bytes (a new ``bytes``, or None)."""
         data = self.view
-        if n <= seg or seg <= _HEADER or data[1] != _T_FRAGMENT or data[0] != _VERSION or data[14] != 0:
-            return None
-        count = data[15]
-        last = n - (count - 1) * seg
-        if not (2 <= count <= max_fragments and _HEADER < last <= seg) or n - count * _HEADER > max_sealed:
+        count = _run_count(data, n, seg, max_fragments, max_sealed)
+        if not count:
             return None
         shape = self._shapes.get(seg)
         if shape is None or len(shape[0]) < count:
