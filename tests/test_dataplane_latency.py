@@ -186,13 +186,15 @@ def _burst(tmp_path) -> None:
 
 
 class _Calls:
-    """Notes the TUN reads and writes of ``modules`` (their ``os``; the daemon's by default) and the
-    drivers' sends and receives, in order."""
+    """Notes the TUN reads and writes of ``modules`` (their ``os``; by default the daemon's, which
+    writes, and runtime/tun.py's, whose ``read_wakeup`` reads) and the drivers' sends and
+    receives, in order."""
 
     def __init__(self, monkeypatch, daemons, modules=None):
         import types
 
         import weftnet.runtime.daemon as dmod
+        import weftnet.runtime.tun as tunmod
 
         self.log: list[str] = []
         real_os = dmod.os
@@ -213,7 +215,7 @@ class _Calls:
             return real_os.writev(fd, bufs)
 
         proxy.read, proxy.writev = read, writev
-        for mod in modules if modules is not None else (dmod,):
+        for mod in modules if modules is not None else (dmod, tunmod):
             monkeypatch.setattr(mod, "os", proxy)
         for d in daemons:
             d.driver.sock = _LoggedSocket(d.driver.sock, self.log)

@@ -98,6 +98,7 @@ def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empt
     import socket
 
     import weftnet.runtime.overlay as omod
+    import weftnet.runtime.tun as tunmod
 
     async def main():
         socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
@@ -109,7 +110,7 @@ def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empt
             daemons = _overlay_nodes(tmp_path, socks)
             a, b = daemons
             ia, ib = a.driver.core.identity, b.driver.core.identity
-            calls = _Calls(monkeypatch, daemons, (omod,))
+            calls = _Calls(monkeypatch, daemons, (omod, tunmod))
             tun_a, tun_b = a.overlay.tun, b.overlay.tun
             for seq in range(2, 5):
                 calls.log.clear()
@@ -176,13 +177,13 @@ class _RecordingDriver:
 
 
 def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_empty(monkeypatch):
-    import weftnet.runtime.l3vpn as lmod
+    import weftnet.runtime.tun as tunmod
 
     async def main():
         log: list[str] = []
         core, driver = _RecordingCore(log), _RecordingDriver(log)
         svc = L3vpnService(core, driver, Config(), {}, asyncio.get_running_loop())
-        calls = _Calls(monkeypatch, (), (lmod,))
+        calls = _Calls(monkeypatch, (), (tunmod,))
         calls.log = log
         tuns = {b"vrf-red": _Tun("wv-red"), b"vrf-blue": _Tun("wv-blue")}
         try:

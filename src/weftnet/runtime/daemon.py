@@ -46,6 +46,7 @@ from weftnet.runtime import evloop, pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.heap import keep_heap
+from weftnet.runtime.tun import read_wakeup
 from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
@@ -64,10 +65,6 @@ SAVE_INTERVAL = 60.0
 PUBLISH_INTERVAL = 1200.0
 #: Members look for a newer revocation list this often.
 REVOCATION_INTERVAL = 300.0
-#: Packets read from one TUN per wake-up before yielding to the event loop.
-TUN_BATCH = 64
-#: virtio_net_hdr + the largest superpacket the kernel hands over.
-TUN_READ_SIZE = 10 + 65_535
 #: Interface addresses are read again this often: a changed address is a new network (roaming).
 ADDRESS_INTERVAL = 10.0
 
@@ -610,40 +607,20 @@ class Daemon:
             sock.close()
 
     def _on_tun_readable(self, network_id: bytes, tun: Any) -> None:
-        fd = tun.fileno()
-        packets = []
-        batch = TUN_BATCH
-        if self._tun_sparse:
-            # The last wake-up read one packet (sparse traffic: a ping, a request): this one's
-            # first packet is sealed and sent before the next read, which for a lone packet finds
-            # the queue empty; that read (a system call and an exception, 5-11 µs on cold caches)
-            # then comes after the send, off the packet's way (docs/dataplane.md, "Latency").
-            try:
-                first = os.read(fd, TUN_READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.warning("TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
-                return
-            self.driver.core.vpn_outbound(network_id, [first], time.time())
-            self.driver.transmit()
-            batch -= 1
-        for _ in range(batch):
-            try:
-                packets.append(os.read(fd, TUN_READ_SIZE))
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                log.warning("TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
-                break
-        # One packet in this wake-up (the first alone, or a batch of one): the next takes its first at once.
-        self._tun_sparse = len(packets) == (0 if batch < TUN_BATCH else 1)
+        packets, self._tun_sparse = read_wakeup(tun.fileno(), self._tun_sparse,
+                                                lambda first: self._tun_send(network_id, [first]), log,
+                                                "TUN read failed", tun.name)
         if packets:
             if len(packets) > 1 and network_id in self._coalesce:
                 packets, acks = prepare_batch(packets, self.cfg.ack_filter)
                 self.acks_filtered += acks
-            self.core.vpn_outbound(network_id, packets, time.time())
-            self.driver.transmit()
+            self._tun_send(network_id, packets)
+
+    def _tun_send(self, network_id: bytes, packets: list[bytes]) -> None:
+        """Packets read from a network's TUN, sealed and sent (a sparse wake-up's first before the
+        reader reads on: tun.read_wakeup)."""
+        self.driver.core.vpn_outbound(network_id, packets, time.time())
+        self.driver.transmit()
 
     def _write_tun(self, network_id: bytes, vnet: bytes, packet: bytes) -> None:
         self._tun_written[network_id] = None

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from functools import partial
 from typing import Any
@@ -34,13 +33,12 @@ from weftnet.core.l3vpn.bgp import ce_attributes, export_route, site_route_from_
 from weftnet.core.l3vpn.labels import LabelAllocator
 from weftnet.core.l3vpn.vrf import LocalRoute, vrf_key
 from weftnet.errors import ConfigError, NetworkError
+from weftnet.runtime.tun import read_wakeup
 from weftnet.runtime.vrfnet import LinuxVrf
 
 __all__ = ["L3vpnService"]
 
 log = logging.getLogger("weftnet.l3vpn")
-TUN_BATCH = 64
-TUN_READ_SIZE = 10 + 65_535
 
 
 class L3vpnService:
@@ -148,39 +146,20 @@ class L3vpnService:
 
     # -- data plane ---------------------------------------------------------------------------------
     def _on_tun_readable(self, key: bytes, tun: Any) -> None:
-        fd = tun.fileno()
-        batch = TUN_BATCH
-        if key not in self._dense:
-            # The last wake-up of this VRF's TUN read one packet (a ping, a request): this one's
-            # first packet is labelled and sent before the next read, which for a lone packet finds
-            # the queue empty (as the private networks' reader does: docs/dataplane.md, "Latency").
-            try:
-                first = os.read(fd, TUN_READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.warning("VRF TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
-                return
-            self.core.l3vpn_outbound(key, [first], time.time())
-            self.driver.transmit()
-            batch -= 1
-        packets = []
-        for _ in range(batch):
-            try:
-                packets.append(os.read(fd, TUN_READ_SIZE))
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                log.warning("VRF TUN read failed", extra={"tun": tun.name, "error": exc.strerror})
-                break
-        # One packet in this wake-up (the first alone, or a batch of one): the next takes its first at once.
-        if len(packets) == (0 if batch < TUN_BATCH else 1):
+        # A VRF whose last wake-up read one packet sends this one's first before reading on
+        # (tun.read_wakeup: as the private networks' reader does).
+        packets, sparse = read_wakeup(tun.fileno(), key not in self._dense, lambda first: self._send(key, [first]),
+                                      log, "VRF TUN read failed", tun.name)
+        if sparse:
             self._dense.discard(key)
         else:
             self._dense.add(key)
         if packets:
-            self.core.l3vpn_outbound(key, packets, time.time())
-            self.driver.transmit()
+            self._send(key, packets)
+
+    def _send(self, key: bytes, packets: list[bytes]) -> None:
+        self.core.l3vpn_outbound(key, packets, time.time())
+        self.driver.transmit()
 
     # -- BGP glue ----------------------------------------------------------------------------------
     def _on_ce_path(self, vrf: str, fam, key: bytes, source: str, path, nlri, now: float) -> None:

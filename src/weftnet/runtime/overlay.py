@@ -37,14 +37,13 @@ from weftnet.core.vpn.ackfilter import prepare_batch
 from weftnet.core.vpn.firewall import Firewall, parse_rule
 from weftnet.errors import ConfigError, NetworkError, ParseError
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, OverlayConfig
+from weftnet.runtime.tun import read_wakeup
 
 __all__ = ["OverlayInterface", "LanBeacons", "rules_path", "load_saved_rules", "change_saved_rules",
            "make_rule", "overlay_firewall_config", "config_inbound_rules", "rules_report"]
 
 log = logging.getLogger("weftnet.overlay")
 
-TUN_BATCH = 64
-TUN_READ_SIZE = 10 + 65_535
 RULES_FILE = "overlay-rules.json"
 MAX_SAVED_RULES = 256
 #: How many flows one peer may hold in the overlay firewall's connection table.
@@ -232,40 +231,19 @@ class OverlayInterface:
             self.core.overlay.disable()
 
     def _on_readable(self) -> None:
-        fd = self.tun.fileno()
-        batch = TUN_BATCH
-        if self._sparse:
-            # The last wake-up read one packet (sparse traffic: a ping, a request): this one's first
-            # packet is sealed and sent before the next read, which for a lone packet finds the queue
-            # empty; that read then comes after the send, off the packet's way (as the private
-            # networks' reader does: docs/dataplane.md, "Latency").
-            try:
-                first = os.read(fd, TUN_READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                log.warning("TUN read failed", extra={"tun": self.tun.name, "error": exc.strerror})
-                return
-            self.core.overlay_outbound([first], time.time())
-            self.driver.transmit()
-            batch -= 1
-        packets = []
-        for _ in range(batch):
-            try:
-                packets.append(os.read(fd, TUN_READ_SIZE))
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                log.warning("TUN read failed", extra={"tun": self.tun.name, "error": exc.strerror})
-                break
-        # One packet in this wake-up (the first alone, or a batch of one): the next takes its first at once.
-        self._sparse = len(packets) == (0 if batch < TUN_BATCH else 1)
+        packets, self._sparse = read_wakeup(self.tun.fileno(), self._sparse, lambda first: self._send([first]), log,
+                                            "TUN read failed", self.tun.name)
         if packets:
             if len(packets) > 1 and self.cfg.offload:
                 packets, acks = prepare_batch(packets, self.ack_filter)
                 self.acks_filtered += acks
-            self.core.overlay_outbound(packets, time.time())
-            self.driver.transmit()
+            self._send(packets)
+
+    def _send(self, packets: list[bytes]) -> None:
+        """Packets read from the TUN, sealed and sent (a sparse wake-up's first before the reader
+        reads on: tun.read_wakeup)."""
+        self.core.overlay_outbound(packets, time.time())
+        self.driver.transmit()
 
     def write(self, vnet: bytes, packet: bytes) -> None:
         if self.tun is None:
