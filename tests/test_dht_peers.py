@@ -65,22 +65,3 @@ def test_the_table_keeps_its_bound_forgets_the_oldest_and_a_returning_source_sta
     p.sample(8, 0.1)  # takes the freed slot
     assert len(p._v) == 9 and p.rtt(8) == (0.1, 0.05) and p.credit_of(8) == 256 and p.srtt(2) == 0.03
     assert p.allow(8, 256) and not p.allow(8, 256)  # one ask to start with, then none until earned
-
-
-def test_new_peers_start_without_rtt_at_their_own_tables_starting_credit():
-    """A new slot's three doubles are copied from one array per starting credit (core/dht/peers.py):
-    tables with different starting credits give their own, and what one table writes into its slots
-    reaches neither the other table nor the slots created after it."""
-    a, b = PeerEstimates(100, 96.0, 1000.0), PeerEstimates(100, 12.5, 1000.0)
-    for key in range(1, 40):
-        assert a.rtt(key) is None and b.rtt(key) is None
-        assert a.credit_of(key) == 96.0 and b.credit_of(key) == 12.5
-        assert a.allow(key, 50.0) and not b.allow(key, 50.0)
-        a.sample(key, 0.01 * key)
-        b.credit(key, 1.0)
-        assert a.rtt(key) == (0.01 * key, 0.01 * key / 2) and a.credit_of(key) == 46.0
-        assert b.rtt(key) is None and b.credit_of(key) == 13.5
-    assert PeerEstimates(100, 96.0, 1000.0).credit_of(1) == 96.0
-    c = PeerEstimates(100, 96.0, 1000.0)
-    c.credit(5, 0.0)
-    assert c.credit_of(5) == 96.0 and c.rtt(5) is None

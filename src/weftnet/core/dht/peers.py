@@ -26,19 +26,6 @@ from array import array
 __all__ = ["PeerEstimates"]
 
 _NAN = float("nan")
-#: The three doubles of a new slot (no RTT, the starting credit) as an array, by starting credit:
-#: an array extends from another array with one copy (0.4 us here), from a tuple of three floats
-#: item by item (1.8 us), and every answer from a peer not met before adds a slot.
-_FRESH: dict[float, array] = {}
-
-
-def _fresh(credit_start: float) -> array:
-    fresh = _FRESH.get(credit_start)
-    if fresh is None:
-        if len(_FRESH) >= 64:
-            _FRESH.clear()
-        fresh = _FRESH[credit_start] = array("d", (_NAN, _NAN, credit_start))
-    return fresh
 
 
 class PeerEstimates:
@@ -68,7 +55,7 @@ class PeerEstimates:
             s = self._free.pop()
         else:
             s = len(v) // 3
-            v += _fresh(self.credit_start)
+            v.extend((_NAN, _NAN, self.credit_start))
             slots[key] = s
             return s
         i = 3 * s

@@ -378,11 +378,10 @@ class RoutingTable:
         d = bucket.depth
         bit = 1 << (ID_BITS - 1 - d)
         mine = self.own_key & bit
-        reps = bucket.replacements  # (mostly none: () then, without a pass over it for each half)
         far = KBucket(self.own_key, d, False, [c for c in bucket.entries if c.key & bit != mine],
-                      ([c for c in reps if c.key & bit != mine] or ()) if reps else (), bucket.touched)
+                      [c for c in bucket.replacements if c.key & bit != mine] or (), bucket.touched)
         near = KBucket(self.own_key, d + 1, True, [c for c in bucket.entries if c.key & bit == mine],
-                       ([c for c in reps if c.key & bit == mine] or ()) if reps else (), bucket.touched)
+                       [c for c in bucket.replacements if c.key & bit == mine] or (), bucket.touched)
         self._by_depth[-1:] = [far, near]
 
     def prefer_nearer(self, contact: Contact, rtt: float, rtt_of, near: float) -> bool:
