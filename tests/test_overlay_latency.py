@@ -50,7 +50,8 @@ class _TunDev(_Tun):
 
 
 def _echo(src: Identity, dst: Identity, seq: int, reply: bool = False) -> bytes:
-    return icmp_echo(str(src.address), str(dst.address), ident=7, seq=seq, reply=reply)
+    """An ICMPv6 echo as ping(8) sends it (56 bytes of data): it takes the overlay's path for a ping."""
+    return icmp_echo(str(src.address), str(dst.address), ident=7, seq=seq, reply=reply, data=bytes(56))
 
 
 def _overlay_nodes(tmp_path, socks):
