@@ -87,17 +87,13 @@ if __name__ == "__main__":
     ap.add_argument("--fill", type=int, help="join_fill for this run")
     ap.add_argument("--profile", help="write cProfile stats of the join phase here")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="a DHT setting for this run (a number, true or false, or integers joined by commas); "
-                         "may be repeated")
+                    help="a DHT setting for this run (a number, true or false); may be repeated")
     a = ap.parse_args()
     _count_requests()
     profile = cProfile.Profile() if a.profile else None
     settings = {}
     for item in a.set:
         name, _, value = item.partition("=")
-        if "," in value:  # a tuple of integers, e.g. fill_depths=3,4,5,6
-            settings[name] = tuple(int(v) for v in value.split(",") if v)
-            continue
         settings[name] = {"true": True, "false": False}.get(value.lower()) if value.lower() in ("true", "false") \
             else float(value) if "." in value else int(value)
     asyncio.run(main(a.nodes, a.seed, a.fill, profile, settings))

@@ -188,11 +188,6 @@ class DhtConfig:
     #: requests and 126 -> 118 datagrams per join; 3 h of churn at 2,000 nodes (seed 1) 22 lookups
     #: failed, worst minute 99.50%, against 55 and 99.33% without it (bench/results/djoin5/dht.md).
     fill_topup: bool = True
-    #: The fill tapered by bucket depth: the bucket at depth d (sharing d leading bits with us;
-    #: 0 = the farther half of the ID space) gets ``fill_depths[d]`` requests (topped up to that
-    #: many contacts with ``fill_topup``), the last entry for every deeper bucket, never more than
-    #: ``join_fill``. Empty: ``join_fill`` for every bucket.
-    fill_depths: tuple[int, ...] = ()
     #: Every ``maintenance_interval``, look up our own ID: our current k nearest
     #: hear from us and keep us in their tables. Under churn the nodes that learned
     #: a node at its join leave, and a node none of its live neighbours knows
@@ -1127,11 +1122,8 @@ class Dht:
                 b.touched = now
                 self._start_lookup("refresh", target, now)
             else:
-                want = cfg.join_fill
-                if cfg.fill_depths:
-                    want = min(want, cfg.fill_depths[min(b.depth, len(cfg.fill_depths) - 1)])
-                budget = min(want, cfg.k) - len(b.entries) if cfg.fill_topup \
-                    else min(want, cfg.k - len(b.entries))
+                budget = min(cfg.join_fill, cfg.k) - len(b.entries) if cfg.fill_topup \
+                    else min(cfg.join_fill, cfg.k - len(b.entries))
                 if budget <= 0:
                     continue
                 seed = [c for c in heard or () if b.lo <= c.key <= b.hi and c.key not in table]
