@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--reverse", action="store_true", help="B->A (iperf3 -R)")
     p.add_argument("--udp", action="store_true", help="iperf3 -u -l 1200 -b 0")
     p.add_argument("--delay", type=float, default=1.5, help="start the commands this long into the run")
+    p.add_argument("--parallel", type=int, default=1, help="iperf3 -P (parallel streams; default 1)")
     p.add_argument("--workers", type=int, default=1, help="[dataplane] workers in both daemons (default 1)")
     p.add_argument("--cmd", action="append", default=[], help="a shell command; {a} and {b}: the daemons' PIDs; "
                    "{a_all} and {b_all}: theirs and their workers', comma-separated")
@@ -54,6 +55,7 @@ def main() -> int:
         topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
         argv = ["iperf3", "-c", overlay.server, "-p", str(IPERF_PORT), "-t", str(args.seconds), "-J"]
         argv += ["-R"] if args.reverse else []
+        argv += ["-P", str(args.parallel)] if args.parallel > 1 else []
         argv += ["-u", "-l", "1200", "-b", "0"] if args.udp else []
         before = cpu_seconds([pa]), cpu_seconds([pb])
         load = os.getloadavg()[0]
