@@ -12,7 +12,9 @@ machine move by ±10% between identical runs; bench/results/djoin6). What it lea
 bench/dht pay per datagram: system calls and the event loop.
 
 Prints the CPU seconds of the joins (not comparable with bench/dht's, which include the above), datagrams
-per join and contacts per table.
+per join, contacts per table, the sessionless counters per join, and the DHT's requests per join by the
+kind of lookup that sent them (``bootstrap``: the own-ID lookup; ``fill``: the table fill after it, also by
+the depth of the bucket it fills, 0 = the farther half of the ID space).
 """
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fill", type=int, help="join_fill for this run")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="a DHT setting for this run (a number, true or false, or integers joined by commas); "
-                         "may be repeated")
+                    help="a DHT setting for this run (a number, true or false); may be repeated")
     a = ap.parse_args()
     settings: dict = {}
     if a.fill is not None:
@@ -157,8 +158,5 @@ if __name__ == "__main__":
     for item in a.set:
         name, _, value = item.partition("=")
         low = value.lower()
-        if "," in value:  # a tuple of integers, e.g. fill_depths=3,4,5
-            settings[name] = tuple(int(v) for v in value.split(",") if v)
-        else:
-            settings[name] = (low == "true") if low in ("true", "false") else float(value) if "." in value else int(value)
+        settings[name] = (low == "true") if low in ("true", "false") else float(value) if "." in value else int(value)
     main(a.nodes, a.seed, settings)
