@@ -9,9 +9,9 @@ one copy is the plane as it runs (fast path first, the full path where the fast 
 the other the full path alone. Inbound, the packets come from B's session, in an OverlayChunk (with
 the offload header) or an OverlayPacket (without, as a ping travels): from B's own address,
 spoofed from C's, for A or not for A. Among the packets are pings and their replies (ICMPv6 echo,
-and an IPv4 echo the interface refuses) and a UDP packet larger than the MTU. The firewall is the overlay's default (inbound ICMPv6
-only, outbound anything) with the two rules the benchmark adds, ``weft allow tcp 5201`` and
-``weft allow udp 53``, so the default deny is exercised on every step. Every result (payloads
+and an IPv4 echo the interface refuses) and a UDP packet larger than the MTU. The firewall is the
+overlay's default (inbound ICMPv6 only, outbound anything) with the two rules the benchmark adds,
+``weft allow tcp 5201`` and ``weft allow udp 53``, so the default deny is exercised on every step. Every result (payloads
 sent, packets for the TUN, drops and their reasons, lookups started) and every piece of state
 the paths touch (the firewall's flows in order with their expiry, its counters and quotas, the
 per-peer and total counters, the drops, the packet ID, the cache's entries in order with their

@@ -319,7 +319,8 @@ def test_a_vrf_reply_leaves_in_the_callback_that_wrote_its_request(tmp_path, mon
             calls.log.clear()
             b.driver.core.tun_out.append((b"vrf:gone", b"", ping))
             b.driver.transmit()
-            assert calls.log == ["writev"] and _now_readable(other.kernel) and _now_readable(other._end)  # (the reply it queued: unread)
+            # Written, and the reply queued on it left unread.
+            assert calls.log == ["writev"] and _now_readable(other.kernel) and _now_readable(other._end)
         finally:
             for d in daemons:
                 for t in d._tuns.values():
