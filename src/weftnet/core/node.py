@@ -907,7 +907,8 @@ class NodeCore:
 
     def vpn_outbound(self, network_id: bytes, packets: list[bytes], now: float) -> None:
         """IP packets read from the TUN of a private network (docs/vpn.md)."""
-        self.vpn.outbound(network_id, packets, now)
+        v = self._vpn
+        (self.vpn if v is None else v).outbound(network_id, packets, now)  # (built: no property call)
         self._pump(now)
 
     def overlay_outbound(self, packets: list[bytes], now: float) -> None:

@@ -1608,10 +1608,14 @@ class SecureTransport:
     def _fresh(self, s: Session, counter: int) -> bool:
         """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
         w = s.window
-        if counter >> 56 and (counter >> 56) & 15 in self.worker_slots:
-            self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
-            return False
-        if not w.check(counter) or counter >= self.config.reject_after_messages:
+        if counter >> 56:
+            if (counter >> 56) & 15 in self.worker_slots:
+                self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
+                return False
+            fresh = w.check(counter)
+        else:  # partition 0: a counter past the top is fresh (check's first answer, without the call)
+            fresh = counter > w.top or w.check(counter)
+        if not fresh or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
             if w.is_duplicate(counter):
                 self.stats["duplicates_dropped"] += 1  # a copy of one accepted (a duplicated class, or the network)
