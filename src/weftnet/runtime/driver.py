@@ -449,12 +449,9 @@ class UdpDriver:
         """Send what the core wants, hand out its events, re-arm one timer."""
         now = self.clock()
         core = self.core
-        out = core.datagrams_to_send(now)
-        if out and not self._closed:
-            self._send_all(out)
-        probes = core.probes_to_send()
-        if probes and not self._closed:
-            self._send_probes(probes)
+        # The TUN writes first: after a datagram was opened, the packet's next step (and, through the
+        # drain below, the reply the kernel answers it with) waits for nothing else. Datagrams the
+        # core queued meanwhile leave in the drain's own transmit() (before its reply), or below.
         tun_out = core.tun_out  # the VPN, overlay and L3VPN planes' one list
         if tun_out:
             if self.tun_writer is not None:
@@ -468,6 +465,12 @@ class UdpDriver:
                     self.after_tun_writes()  # its own transmit() leaves the timer to this one
                 finally:
                     self._depth -= 1
+        out = core.datagrams_to_send(now)
+        if out and not self._closed:
+            self._send_all(out)
+        probes = core.probes_to_send()
+        if probes and not self._closed:
+            self._send_probes(probes)
         while (ev := core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
