@@ -23,7 +23,7 @@ import threading
 import time
 
 import pytest
-from vpn_packets import icmp_echo
+from vpn_packets import icmp_echo as _icmp_echo
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeCore
@@ -41,6 +41,13 @@ from weftnet.sim.harness import SimNetwork
 
 ALLOW_ALL = {"outbound": [{"proto": "any", "port": "any", "host": "any"}],
              "inbound": [{"proto": "any", "port": "any", "host": "any"}]}
+
+
+def icmp_echo(src, dst, ident, seq=1, reply=False):
+    """An echo as ping(8) sends it (56 bytes of data), so it takes the daemon's path for a ping."""
+    return _icmp_echo(src, dst, ident, seq, reply, data=bytes(56))
+
+
 LOOPS = ["asyncio"] + (["uvloop"] if evloop.loop_factory("auto")[0] == "uvloop" else [])
 
 
@@ -68,7 +75,9 @@ def _now_readable(sock: socket.socket) -> bool:
 
 def _members(tmp_path, socks):
     """Two members of one network whose sessions and routes were set up in the simulator, at the
-    loopback addresses of ``socks`` (node 0 is the simulator's bootstrap node only)."""
+    loopback addresses of ``socks`` (node 0 is the simulator's bootstrap node only). Their network
+    is marked as the daemon marks its TUN's (``vnet=True``): what is read from the TUN starts with a
+    virtio_net_hdr, a ping's all zeros (``VNET_NONE``)."""
     net = SimNetwork(3, start=time.time())
     rng = random.Random(3)
     cores = []
@@ -87,7 +96,7 @@ def _members(tmp_path, socks):
         cert = auth.sign_member(core.node_id, [ip], not_before=int(net.now) - 10, not_after=int(net.now) + 86400,
                                 serial=serial)
         vnet = VpnNetwork(auth.descriptor, cert, net.now, firewall=Firewall.from_config(ALLOW_ALL))
-        core.vpn.add_network(vnet, auth.directory_records(cert))
+        core.vpn.add_network(vnet, auth.directory_records(cert), vnet=True)
         core.vpn_publish(net.now)
         net.flush(core.endpoint)
         nets.append(vnet)
@@ -96,7 +105,7 @@ def _members(tmp_path, socks):
     for core, vnet, ping in ((cores[1], nets[0], icmp_echo("10.1.0.1", "10.1.0.2", ident=1)),
                              (cores[1], nets[0], icmp_echo("10.1.0.1", "10.1.0.2", ident=1)),
                              (cores[2], nets[1], icmp_echo("10.1.0.2", "10.1.0.1", ident=1, reply=True))):
-        core.vpn_outbound(vnet.network_id, [ping], net.now)
+        core.vpn_outbound(vnet.network_id, [VNET_NONE + ping], net.now)
         net.flush(core.endpoint)
         net.run_for(2.0)
     assert nets[0].route("10.1.0.2") == cores[2].node_id and nets[1].route("10.1.0.1") == cores[1].node_id
@@ -147,12 +156,12 @@ def _round_trip(tmp_path) -> None:
         reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=1, reply=True)
         for seq in range(1, 4):
             # A: the ping is read from the TUN, sealed and sent in the one callback.
-            tun_a.kernel.send(ping)
+            tun_a.kernel.send(VNET_NONE + ping)
             a._on_tun_readable(nid, tun_a)
             assert _now_readable(b.driver.sock), "A's callback returned before sending the lone packet"
             # B: the datagram is opened and written to the TUN, and the answer the host queued on
             # the TUN by then (here put there in advance) is read and sent back in the same callback.
-            tun_b.kernel.send(reply)
+            tun_b.kernel.send(VNET_NONE + reply)
             b.driver._on_readable()
             assert tun_b.kernel.recv(65_535) == VNET_NONE + ping
             assert _now_readable(a.driver.sock), "B's callback returned before sending the reply"
@@ -172,11 +181,11 @@ def _burst(tmp_path) -> None:
         # A burst read in one wake-up leaves in that callback, whole and in order, and is written
         # at B in order; B's drain sends the burst of replies back the same way.
         for p in pings:
-            tun_a.kernel.send(p)
+            tun_a.kernel.send(VNET_NONE + p)
         a._on_tun_readable(nid, tun_a)
         assert not _now_readable(tun_a.kernel) and _now_readable(b.driver.sock)
         for r in replies:
-            tun_b.kernel.send(r)
+            tun_b.kernel.send(VNET_NONE + r)
         b.driver._on_readable()
         assert [tun_b.kernel.recv(65_535) for _ in pings] == [VNET_NONE + p for p in pings]
         assert not _now_readable(tun_b.kernel) and not _now_readable(b.driver.sock)
@@ -253,11 +262,11 @@ def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_pa
             tun_a, tun_b = a._tuns[nid], b._tuns[nid]
             for seq in range(1, 4):
                 calls.log.clear()
-                tun_a.kernel.send(icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
+                tun_a.kernel.send(VNET_NONE + icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
                 a._on_tun_readable(nid, tun_a)
                 assert calls.log == ["read", "sendto", "read:empty"]
                 calls.log.clear()
-                tun_b.kernel.send(icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq, reply=True))
+                tun_b.kernel.send(VNET_NONE + icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq, reply=True))
                 b.driver._on_readable()
                 # B: open and write the ping, read and send the reply the host queued, then look for more.
                 assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
@@ -270,7 +279,7 @@ def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_pa
             for rounds in range(2):
                 calls.log.clear()
                 for seq in range(10, 13):
-                    tun_a.kernel.send(icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
+                    tun_a.kernel.send(VNET_NONE + icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
                 a._on_tun_readable(nid, tun_a)
                 if rounds == 0:
                     assert calls.log == ["read", "sendto", "read", "read", "read:empty", "sendmsg"]

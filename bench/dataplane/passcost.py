@@ -80,6 +80,8 @@ def run(pings: int, cold: bool) -> tuple[list[float], list[float]]:
     from test_dataplane_latency import _members
     from vpn_packets import icmp_echo
 
+    from weftnet.core.vpn.network import VNET_NONE
+
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
     for s in socks:
         s.bind(("127.0.0.1", 0))
@@ -105,9 +107,9 @@ def run(pings: int, cold: bool) -> tuple[list[float], list[float]]:
         for seq in range(1, pings + 1):
             ping = icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq & 0xFFFF, data=PING_DATA)
             reply = icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq & 0xFFFF, reply=True, data=PING_DATA)
-            ta.kernel.send(ping)
+            ta.kernel.send(VNET_NONE + ping)
             one(0, lambda: a._on_tun_readable(nid, ta))
-            tb.kernel.send(reply)
+            tb.kernel.send(VNET_NONE + reply)
             one(1, b.driver._on_readable)
             assert tb.kernel.recv(65_535)[10:] == ping
             one(2, a.driver._on_readable)
