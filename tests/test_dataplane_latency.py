@@ -355,7 +355,7 @@ def test_a_lone_datagram_the_socket_refuses_waits_for_it_or_is_counted_as_lost(t
             drv.sock = _RefusingSocket(drv.sock, [BlockingIOError()])
             pings = [icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq) for seq in range(1, 4)]
             # A full socket buffer: the lone datagram waits in the backlog, nothing lost, nothing sent yet.
-            tun_a.kernel.send(pings[0])
+            tun_a.kernel.send(VNET_NONE + pings[0])
             a._on_tun_readable(nid, tun_a)
             assert len(drv._backlog) == 1 and drv._backlog_weight == 1 and drv.sent == 0
             assert not _now_readable(b.driver.sock)
@@ -365,10 +365,10 @@ def test_a_lone_datagram_the_socket_refuses_waits_for_it_or_is_counted_as_lost(t
             assert tun_b.kernel.recv(65_535) == VNET_NONE + pings[0]
             # Another error (no route): that datagram is counted as lost and the next one goes.
             drv.sock.errors = [OSError(101, "Network is unreachable")]
-            tun_a.kernel.send(pings[1])
+            tun_a.kernel.send(VNET_NONE + pings[1])
             a._on_tun_readable(nid, tun_a)
             assert drv.send_errors == 1 and not drv._backlog and drv.sent == 1
-            tun_a.kernel.send(pings[2])
+            tun_a.kernel.send(VNET_NONE + pings[2])
             a._on_tun_readable(nid, tun_a)
             assert drv.sent == 2 and drv.send_errors == 1
             b.driver._on_readable()
