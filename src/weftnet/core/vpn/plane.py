@@ -422,9 +422,7 @@ class VpnPlane:
             return None
         best = self._sweep_at
         for n in networks.values():  # (no list and generator per call: drivers ask after every pass)
-            t = n._next_expiry if type(n) is VpnNetwork else None  # (its get_timer's kept answer, without the call)
-            if t is None:
-                t = n.get_timer()
+            t = n.get_timer()
             if t is not None and (best is None or t < best):
                 best = t
         return best
