@@ -48,6 +48,7 @@ from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
 from weftnet.core.session.train import RunBuffer, Train
 from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
+from weftnet.runtime.dpsteer import steer_slot
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -132,7 +133,7 @@ class UdpDriver:
     __slots__ = ("core", "clock", "sock", "_loop", "_timer", "_timer_at", "_waiters", "_backlog", "_backlog_weight",
                  "_endpoints", "_closed", "_depth", "listeners", "tun_writer", "after_tun_writes", "sent", "received",
                  "errors", "_error_logged_at", "send_errors", "dropped", "gso_sends", "probes_sent", "probe_errors",
-                 "links", "alt_sock", "underlay", "divert", "gso", "gro", "_sparse", "__dict__", "__weakref__")
+                 "links", "alt_sock", "underlay", "divert", "divert_slots", "gso", "gro", "_sparse", "__dict__", "__weakref__")
 
     def __init__(self, core: NodeCore, sock: socket.socket, clock: Callable[[], float] = time.time,
                  *, gso: bool = True, gro: bool = True):
@@ -173,8 +174,10 @@ class UdpDriver:
         #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
         self.underlay = None
         #: With data-plane workers: ``divert(data, seg, addr)`` keeps the pieces of a GRO read
-        #: this process opens and hands the others to their worker (runtime/dpworkers.py).
+        #: this process opens and hands the others to their worker (runtime/dpworkers.py), and
+        #: ``divert_slots`` is their number (the main process included).
         self.divert: Callable[[bytes, int, Any], list[bytes]] | None = None
+        self.divert_slots = 0
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -234,12 +237,22 @@ class UdpDriver:
                         seg = struct.unpack("=i", value[:4])[0]
             view = _RECV_VIEW
             if 0 < seg < n:
-                if self.divert is not None:
-                    pieces = self.divert(bytes(view[:n]), seg, addr)
+                divert = self.divert
+                if divert is not None and steer_slot(view[:16], self.divert_slots):
+                    # Steered here by its first piece, which is a worker's: it opens those.
+                    pieces = divert(bytes(view[:n]), seg, addr)
                     batch.extend((p, src) for p in pieces)
                     received += len(pieces)
-                else:  # the transport takes the run whole (core/session/train.py)
-                    batch.append((_RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
+                    continue
+                # The transport takes the run whole (core/session/train.py). With workers, a run
+                # joined as read is one payload, all of it of the first piece's partition: ours.
+                t = _RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+                if divert is not None and t.sealed is None:  # pieces of several payloads: some may be a worker's
+                    pieces = divert(t.data, seg, addr)
+                    batch.extend((p, src) for p in pieces)
+                    received += len(pieces)
+                else:
+                    batch.append((t, src))
                     received += -(-n // seg)
             elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
