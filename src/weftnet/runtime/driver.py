@@ -296,6 +296,19 @@ class UdpDriver:
             self._queue(out)
             return
         i, n = 0, len(out)
+        if n == 1 and type(out[0][1]) is tuple and type(out[0][0]) is not Train:
+            # One datagram (a ping, sparse traffic): what the loop below does for it, without the loop.
+            data, addr = out[0]
+            try:
+                self.sock.sendto(data, addr)
+                self.sent += 1
+            except (BlockingIOError, InterruptedError):
+                self._queue(out)
+                self._loop.add_writer(self.sock.fileno(), self._on_writable)
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("send to %s failed: %s", addr, exc)
+            return
         while i < n:
             data, addr = out[i]
             if type(addr) is not tuple:  # a TCP link, an extra underlay link or the second port
@@ -448,13 +461,11 @@ class UdpDriver:
     def transmit(self) -> None:
         """Send what the core wants, hand out its events, re-arm one timer."""
         now = self.clock()
-        out = self.core.datagrams_to_send(now)
-        if out and not self._closed:
-            self._send_all(out)
-        probes = self.core.probes_to_send()
-        if probes and not self._closed:
-            self._send_probes(probes)
-        tun_out = self.core.tun_out  # the VPN, overlay and L3VPN planes' one list
+        core = self.core
+        # The TUN writes first: after a datagram was opened, the packet's next step (and, through the
+        # drain below, the reply the kernel answers it with) waits for nothing else. Datagrams the
+        # core queued meanwhile leave in the drain's own transmit() (before its reply), or below.
+        tun_out = core.tun_out  # the VPN, overlay and L3VPN planes' one list
         if tun_out:
             if self.tun_writer is not None:
                 writer = self.tun_writer
@@ -467,7 +478,13 @@ class UdpDriver:
                     self.after_tun_writes()  # its own transmit() leaves the timer to this one
                 finally:
                     self._depth -= 1
-        while (ev := self.core.next_event()) is not None:
+        out = core.datagrams_to_send(now)
+        if out and not self._closed:
+            self._send_all(out)
+        probes = core.probes_to_send()
+        if probes and not self._closed:
+            self._send_probes(probes)
+        while (ev := core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
             if fut is not None and not self._waiters:
@@ -478,7 +495,7 @@ class UdpDriver:
                 listener(ev)
         if self._depth:
             return  # called from inside another transmit(), which re-arms the timer when it ends
-        deadline = self.core.get_timer()
+        deadline = core.get_timer()
         if deadline != self._timer_at and not self._closed:
             if self._timer is not None:
                 self._timer.cancel()
