@@ -332,6 +332,52 @@ def test_a_datagram_after_a_gro_run_is_not_handled_before_it(tmp_path):
     evloop.run(main(), "auto")
 
 
+class _RefusingSocket:
+    """A driver's socket whose next ``sendto`` calls raise the given errors, then send as the real one."""
+
+    def __init__(self, sock, errors):
+        self._s, self.errors = sock, list(errors)
+
+    def sendto(self, data, addr):
+        if self.errors:
+            raise self.errors.pop(0)
+        return self._s.sendto(data, addr)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def test_a_lone_datagram_the_socket_refuses_waits_for_it_or_is_counted_as_lost(tmp_path):
+    async def main():
+        with _two_members(tmp_path) as (a, b, nid):
+            tun_a, tun_b = a._tuns[nid], b._tuns[nid]
+            drv = a.driver
+            drv.sock = _RefusingSocket(drv.sock, [BlockingIOError()])
+            pings = [icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq) for seq in range(1, 4)]
+            # A full socket buffer: the lone datagram waits in the backlog, nothing lost, nothing sent yet.
+            tun_a.kernel.send(VNET_NONE + pings[0])
+            a._on_tun_readable(nid, tun_a)
+            assert len(drv._backlog) == 1 and drv._backlog_weight == 1 and drv.sent == 0
+            assert not _now_readable(b.driver.sock)
+            drv._on_writable()  # (the loop calls it once the socket is writable)
+            assert not drv._backlog and drv.sent == 1
+            b.driver._on_readable()
+            assert tun_b.kernel.recv(65_535) == VNET_NONE + pings[0]
+            # Another error (no route): that datagram is counted as lost and the next one goes.
+            drv.sock.errors = [OSError(101, "Network is unreachable")]
+            tun_a.kernel.send(VNET_NONE + pings[1])
+            a._on_tun_readable(nid, tun_a)
+            assert drv.send_errors == 1 and not drv._backlog and drv.sent == 1
+            tun_a.kernel.send(VNET_NONE + pings[2])
+            a._on_tun_readable(nid, tun_a)
+            assert drv.sent == 2 and drv.send_errors == 1
+            b.driver._on_readable()
+            assert tun_b.kernel.recv(65_535) == VNET_NONE + pings[2]
+            assert not _now_readable(tun_b.kernel)
+
+    evloop.run(main(), "auto")
+
+
 def test_a_burst_crosses_whole_and_in_order_in_one_callback_per_daemon(tmp_path):
     async def main():
         _burst(tmp_path)

@@ -1,5 +1,7 @@
 """The firewall's one-struct read of the common packet (IPv4 without options or IPv6 without
-extension headers, TCP or UDP or an ICMP echo, not a fragment) decides exactly as the full walk does, for real packets and for mutations of them."""
+extension headers, TCP or UDP or an ICMP echo, not a fragment; :func:`read_flow`, which
+``_parse`` and the data planes' fast paths for lone packets share) decides exactly as the full
+walk does, for real packets and for mutations of them."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vpn_packets import icmp_echo, icmp_error, tcp, udp
 
-from weftnet.core.vpn.firewall import MalformedPacket, _parse, _parse_walk
+from weftnet.core.vpn.firewall import (PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, MalformedPacket, _parse,
+                                      _parse_walk, read_flow)
 
 REAL = [
     tcp("10.1.0.1", "10.1.0.2", 40000, 5201, flags=0x10),
@@ -75,3 +78,44 @@ def test_a_ping_takes_the_fast_read(monkeypatch):
         assert (info.version, info.icmp_type, info.sport, info.dport, info.total_length) == \
             (version, kind, 7, 7, len(packet))
         assert info == _parse_walk(packet)
+
+
+def _common(info, size) -> bool:
+    """The walk's result is the case read_flow takes (module docstring)."""
+    v4 = info.version == 4
+    return (info.fragment == 0 and info.header_length == (20 if v4 else 40) and size >= (40 if v4 else 60)
+            and (info.proto in (PROTO_TCP, PROTO_UDP)
+                 or info.proto == (PROTO_ICMP if v4 else PROTO_ICMPV6)
+                 and info.icmp_type in ((8, 0) if v4 else (128, 129))))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(REAL), st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=4),
+       st.sampled_from([None] * 6 + [0, 1, 6, 17, 44, 58]),
+       st.none() | st.sampled_from([0, 4, 5, 6, 7, 8, 9, 12, 19, 20, 21, 40]),
+       st.sampled_from([0] * 8 + [1, 2, 7, 20, 40, 80]), st.binary(max_size=60), st.binary(max_size=8), st.booleans())
+def test_the_shared_reader_takes_exactly_the_common_case_and_reads_it_as_the_walk(base, flips, proto, length, cut,
+                                                                                   before, after, view):
+    """read_flow at an offset into a larger buffer (what comes before and after the packet is not
+    read): fields exactly when the walk finds the common case, and then the walk's fields. Besides
+    random bytes, the protocol and the length (beyond the IP header) are set to values about the
+    reader's limits."""
+    p = bytearray(base)
+    v4 = p[0] >> 4 == 4
+    if proto is not None:
+        p[9 if v4 else 6] = proto
+    if length is not None:
+        p[2 if v4 else 4:4 if v4 else 6] = (length + (20 if v4 else 0)).to_bytes(2, "big")
+    for i, v in flips:
+        if i < len(p):
+            p[i] = v
+    if cut:
+        p = p[:max(0, len(p) - cut)]
+    packet = bytes(p)
+    buf = before + packet + after
+    got = read_flow(memoryview(buf) if view else buf, len(before), len(before) + len(packet))
+    want = outcome(_parse_walk, packet)
+    if type(want) is tuple or not _common(want, len(packet)):
+        assert got is None, (got, want)
+    else:
+        assert got == (want.proto, want.src, want.dst, want.sport, want.dport, want.total_length)

@@ -135,3 +135,13 @@ def test_signatures():
 def test_node_id_rejects_wrong_length():
     with pytest.raises(IdentityError):
         NodeId(b"\x00" * 31)
+
+
+def test_node_ids_made_apart_are_one_key_and_never_equal_their_bytes():
+    raw = bytes(range(32))
+    a, b, c = NodeId(raw), NodeId(bytes(bytearray(raw))), NodeId(bytes(31) + b"\x01")
+    assert a == b and not a != b and hash(a) == hash(b)
+    table = {a: "a"}
+    assert table.get(b) == "a" and table.get(c) is None and b in table and c not in table
+    assert a != c and a != raw and raw != a and raw not in table and a not in {raw: 1}
+    assert sorted([a, c]) == [c, a] and c < a and a > c and a >= b and a <= b

@@ -1,14 +1,17 @@
-"""The overlay interface's fast paths (OverlayDataPlane.outbound_fast, inbound_fast; docs/overlay.md,
-"Data plane") decide exactly as the full paths do.
+"""The overlay interface's fast paths (OverlayDataPlane.outbound_fast, inbound_fast, with their
+plain halves for packets without offload; docs/overlay.md, "Data plane") decide exactly as the full
+paths do.
 
 Two copies of the same overlay plane (ours, A; B and C resolved in its address cache, D an address
 nobody holds) see the same sequence of generated packets, each packet changed at random in its
 offload header, IP header or ports, with the clock moving on (so flows and cache entries expire):
 one copy is the plane as it runs (fast path first, the full path where the fast one declines),
-the other the full path alone. Inbound, the packets come from B's session: from B's own address,
-spoofed from C's, for A or not for A. The firewall is the overlay's default (inbound ICMPv6
-only, outbound anything) with the two rules the benchmark adds, ``weft allow tcp 5201`` and
-``weft allow udp 53``, so the default deny is exercised on every step. Every result (payloads
+the other the full path alone. Inbound, the packets come from B's session, in an OverlayChunk (with
+the offload header) or an OverlayPacket (without, as a ping travels): from B's own address,
+spoofed from C's, for A or not for A. Among the packets are pings and their replies (ICMPv6 echo,
+and an IPv4 echo the interface refuses) and a UDP packet larger than the MTU. The firewall is the
+overlay's default (inbound ICMPv6 only, outbound anything) with the two rules the benchmark adds,
+``weft allow tcp 5201`` and ``weft allow udp 53``, so the default deny is exercised on every step. Every result (payloads
 sent, packets for the TUN, drops and their reasons, lookups started) and every piece of state
 the paths touch (the firewall's flows in order with their expiry, its counters and quotas, the
 per-peer and total counters, the drops, the packet ID, the cache's entries in order with their
@@ -106,6 +109,10 @@ def _packets(src, dst):
         ipv6(src, dst, 0, bytes([6, 0]) + bytes(6) + tcp(src, dst, 40000, 5201, flags=0x10)[40:]),  # hop-by-hop
         icmp_echo(src, dst, 7),
         tcp("10.1.0.1", "10.1.0.2", 40000, 5201, flags=0x10),  # IPv4 on the overlay interface
+        icmp_echo(src, dst, 7, seq=2, data=bytes(56)),  # a ping as ping sends it
+        icmp_echo(src, dst, 7, seq=2, reply=True, data=bytes(56)),  # and its reply
+        udp(src, dst, 5000, 53, data=b"q" * 2000),  # more than the interface's MTU
+        icmp_echo("10.1.0.1", "10.1.0.2", 7, seq=2, data=bytes(56)),  # an IPv4 ping
     ]
 
 
@@ -175,16 +182,18 @@ def _full_inbound(p: OverlayPlane, sender, payload, now):
 
 #: Steps lean on the established flows (the bulk a data plane carries) so the fast paths are
 #: taken often, and on the same packets changed, so they are declined at every check.
-MAIN = [0, 0, 0, 1, 1, 3, 5, 6]
+MAIN = [0, 0, 0, 1, 1, 3, 5, 6, 10, 10, 11, 11, 12]
 _FLIPS = st.lists(st.tuples(st.integers(0, 69), st.integers(0, 255)), min_size=1, max_size=3)
 step = st.tuples(
     st.booleans(),  # out (A's TUN) or in (from B's session)
     st.sampled_from(MAIN * 4 + list(range(len(OUT)))),
-    st.sampled_from([0, 0, 1, 1, 2] * 3 + list(range(len(VNETS)))),
+    st.sampled_from([0, 0, 1, 1, 2, 3, 3] * 3 + list(range(len(VNETS)))),
     st.integers(0, 4).flatmap(lambda k: _FLIPS if k == 0 else st.just([])),  # byte changes, one step in 5
     st.sampled_from([0] * 12 + [1, 2, 7]),  # bytes cut off the end
     st.sampled_from([0.0] * 6 + [0.5, 1.5, 5.0, 25.0, 70.0]),  # seconds passing first
     st.sampled_from([1] * 8 + [2]),  # chunk count (inbound)
+    st.booleans(),  # inbound: in an OverlayPacket (no offload header) rather than an OverlayChunk
+    st.sampled_from([0] * 10 + [1, 6]),  # bytes after the packet's end (as link-layer padding)
 )
 
 
@@ -199,20 +208,20 @@ def run(steps) -> int:
     fast, slow = world(), world()
     now = T0
     taken = 0
-    for out, which, v, flips, cut, later, count in steps:
+    for out, which, v, flips, cut, later, count, plain, pad in steps:
         now += later
         packets = OUT if out else IN
         buf = bytearray(VNETS[v] + packets[which % len(packets)])
         for i, value in flips:
             if i < len(buf):
                 buf[i] = value
-        buf = bytes(buf[:len(buf) - cut])
+        buf = bytes(buf[:len(buf) - cut]) + bytes(pad)
         before = fast.data.firewall.counters["tracked_pass"]
         if out:
             fast.outbound([buf], now)
             _full_outbound(slow, [buf], now)
         else:
-            payload = chunk(buf[:10], buf[10:], count)
+            payload = b"\x01\x58" + buf[10:] if plain else chunk(buf[:10], buf[10:], count)
             fast.on_payload(B.node_id, payload, now)
             _full_inbound(slow, B.node_id, payload, now)
         assert outputs(fast) == outputs(slow)
@@ -224,8 +233,14 @@ def run(steps) -> int:
 def test_the_comparison_takes_the_fast_paths_often():
     """(The property above is worth something only if the fast paths are taken in it.)"""
     rng = random.Random(5)
-    steps = [(rng.random() < 0.5, rng.choice(MAIN), rng.choice([0, 1, 2]), [], 0, 0.5, 1) for _ in range(200)]
+    steps = []
+    for _ in range(200):
+        which = rng.choice(MAIN)
+        ping = which >= 10  # without offload, as a ping is read from the TUN and sent
+        steps.append((rng.random() < 0.5, which, 3 if ping else rng.choice([0, 1, 2]), [], 0, 0.5, 1, ping, 0))
     assert _count_fast(steps) >= 100
+    pings = [(k % 2 == 0, 10 + k % 2, 3, [], 0, 0.5, 1, True, 0) for k in range(40)]  # out, reply in, ...
+    assert _count_fast(pings) == 39  # all but the first, which opens the flow
 
 
 def _count_fast(steps) -> int:
@@ -247,13 +262,13 @@ def _count_fast(steps) -> int:
 
     data.outbound_fast, data.inbound_fast = outbound_fast, inbound_fast
     now = T0
-    for out, which, v, _flips, _cut, later, count in steps:
+    for out, which, v, _flips, _cut, later, count, plain, _pad in steps:
         now += later
         buf = VNETS[v] + (OUT if out else IN)[which]
         if out:
             p.outbound([buf], now)
         else:
-            p.on_payload(B.node_id, chunk(buf[:10], buf[10:], count), now)
+            p.on_payload(B.node_id, b"\x01\x58" + buf[10:] if plain else chunk(buf[:10], buf[10:], count), now)
     return hits[0]
 
 
@@ -298,13 +313,67 @@ def test_a_packet_from_another_address_than_the_senders_is_refused_even_if_a_flo
         fw = p.data.firewall
         fw._track((6, A.address.packed, 40000, C.address.packed, 5201, B.node_id.raw), T0, False)
         fw._track((6, A.address.packed, 40000, A.address.packed, 5201, A.node_id.raw), T0, False)
+        fw._track((58, A.address.packed, 7, C.address.packed, 7, B.node_id.raw), T0, False)
         pkt = VNETS[1] + tcp(_a(C), _a(A), 5201, 40000, flags=0x10)
-        if path == "fast":
-            p.on_payload(B.node_id, chunk(pkt[:10], pkt[10:]), T0 + 1)
-        else:
-            _full_inbound(p, B.node_id, chunk(pkt[:10], pkt[10:]), T0 + 1)
-        assert p.tun_out == [] and p.data.drops == {"spoofed-source": 1}
+        ping = b"\x01\x58" + icmp_echo(_a(C), _a(A), 7, reply=True, data=bytes(56))  # no offload header
+        for payload in (chunk(pkt[:10], pkt[10:]), ping):
+            if path == "fast":
+                p.on_payload(B.node_id, payload, T0 + 1)
+            else:
+                _full_inbound(p, B.node_id, payload, T0 + 1)
+        assert p.tun_out == [] and p.data.drops == {"spoofed-source": 2}
         assert p.cache.learn(A.address.packed[4:], A.node_id, None, T0)  # our own address, as if resolved
         out = VNETS[1] + tcp(_a(A), _a(A), 40000, 5201, flags=0x10)
         (p.outbound if path == "fast" else lambda b, now: _full_outbound(p, b, now))([out], T0 + 1)
-        assert p.transport.sent == [] and p.data.drops == {"spoofed-source": 1, "not-overlay": 1}
+        fw._track((58, A.address.packed, 7, A.address.packed, 7, A.node_id.raw), T0, False)
+        (p.outbound if path == "fast" else lambda b, now: _full_outbound(p, b, now))(
+            [VNETS[3] + icmp_echo(_a(A), _a(A), 7, data=bytes(56))], T0 + 1)
+        assert p.transport.sent == [] and p.data.drops == {"spoofed-source": 2, "not-overlay": 2}
+
+
+def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow():
+    """Pings out of the TUN (an all-zero offload header) and their replies in (OverlayPacket) take
+    the fast paths once the first request opened the flow, with the full paths' payload and TUN
+    write; so do pings from B and A's replies once B's first passed the inbound rule. A ping too
+    big for the MTU, one from another address than its sender's, or one with another identifier
+    (no flow yet) is left to the full path, which answers "packet too big", refuses the forged
+    source and passes the new ping by the inbound ICMPv6 rule, as before."""
+    p = world()
+    hits = []
+    of, inf = p.data.outbound_fast, p.data.inbound_fast
+    p.data.outbound_fast = lambda buf, cache, now: hits.append(of(buf, cache, now)) or hits[-1]
+    p.data.inbound_fast = lambda peer, payload, now: hits.append(inf(peer, payload, now)) or hits[-1]
+    none = VNETS[3]
+    for seq in range(1, 4):
+        ping = icmp_echo(_a(A), _a(B), 7, seq=seq, data=bytes(56))
+        p.outbound([none + ping], T0 + seq)
+        assert p.transport.sent[-1] == ("session", B.node_id.raw, b"\x01\x58" + ping)
+        reply = icmp_echo(_a(B), _a(A), 7, seq=seq, reply=True, data=bytes(56))
+        p.on_payload(B.node_id, b"\x01\x58" + reply, T0 + seq)
+        assert [(k, bytes(v), bytes(pkt)) for k, v, pkt in p.tun_out] == [(b"overlay", b"", reply)]
+        p.tun_out.clear()
+    assert [h is not None for h in hits] == [False, True, True, True, True, True]
+    key = (58, A.address.packed, 7, B.address.packed, 7, B.node_id.raw)
+    fw = p.data.firewall
+    assert fw._flows[key].expires == T0 + 3 + fw.timeouts.get(58, fw.timeouts[None])
+    assert fw.counters["tracked_pass"] == 5 and fw.counters["rule_pass"] == 1
+    hits.clear()
+    for seq in range(1, 3):  # B pings A: the first passes the inbound ICMPv6 rule, the rest its flow
+        p.on_payload(B.node_id, b"\x01\x58" + icmp_echo(_a(B), _a(A), 9, seq=seq, data=bytes(56)), T0 + 5)
+        p.outbound([none + icmp_echo(_a(A), _a(B), 9, seq=seq, reply=True, data=bytes(56))], T0 + 5)
+    assert [h is not None for h in hits] == [False, True, True, True]
+    assert len(p.tun_out) == 2 and len(p.transport.sent) == 3 + 2
+    p.tun_out.clear()
+    hits.clear()
+    big = icmp_echo(_a(A), _a(B), 7, seq=9, data=bytes(1300))
+    p.outbound([none + big], T0 + 6)
+    spoofed = icmp_echo(_a(C), _a(A), 7, seq=9, reply=True, data=bytes(56))
+    p.on_payload(B.node_id, b"\x01\x58" + spoofed, T0 + 6)
+    other = icmp_echo(_a(B), _a(A), 8, seq=9, data=bytes(56))
+    p.on_payload(B.node_id, b"\x01\x58" + other, T0 + 6)
+    assert hits == [None, None, None]
+    assert len(p.transport.sent) == 5  # nothing more sent
+    assert [bytes(pkt) for _k, _v, pkt in p.tun_out][1:] == [other]
+    assert bytes(p.tun_out[0][2])[40] == 2  # ICMPv6 packet too big, to the application
+    assert p.data.drops == {"too-big": 1, "spoofed-source": 1}
+    assert fw.counters["rule_pass"] == 3

@@ -7,20 +7,26 @@ real UDP sockets on loopback; the TUNs are stand-ins (one end of a SOCK_SEQPACKE
 keeps packet boundaries as a TUN does). The order of the system calls is what is asserted: a
 wake-up after a lone packet seals and sends its first packet before the read that finds the queue
 empty; a burst still leaves as one batch, whole and in order. The VRF reader
-(``L3vpnService._on_tun_readable``) is checked the same way against a recording core. No timing is
-asserted.
+(``L3vpnService._on_tun_readable``) is checked the same way against a recording core, and the
+daemon's drain of the TUNs it wrote (``Daemon._drain_tuns``) with two PEs whose VRFs reach each
+other: a VRF's reply leaves in the callback that wrote its request. No timing is asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
+import socket
 import time
 
 from test_dataplane_latency import _Calls, _now_readable, _Tun
 from vpn_packets import icmp_echo
 
 from weftnet.core.identity import Identity
+from weftnet.core.l3vpn.ids import parse_rd
+from weftnet.core.l3vpn.policy import VrfPolicy
+from weftnet.core.l3vpn.vrf import LocalRoute, VrfConfig, vrf_key
 from weftnet.core.node import NodeCore
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.network import VNET_NONE
@@ -44,7 +50,8 @@ class _TunDev(_Tun):
 
 
 def _echo(src: Identity, dst: Identity, seq: int, reply: bool = False) -> bytes:
-    return icmp_echo(str(src.address), str(dst.address), ident=7, seq=seq, reply=reply)
+    """An ICMPv6 echo as ping(8) sends it (56 bytes of data): it takes the overlay's path for a ping."""
+    return icmp_echo(str(src.address), str(dst.address), ident=7, seq=seq, reply=reply, data=bytes(56))
 
 
 def _overlay_nodes(tmp_path, socks):
@@ -216,5 +223,110 @@ def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_emp
         finally:
             for t in tuns.values():
                 t.close()
+
+    evloop.run(main(), "auto")
+
+
+def _pe_daemons(tmp_path, socks, loop):
+    """Two PEs (the simulator's sessions, then daemons on ``socks``) with a VRF "red" each: site 1
+    (10.0.0.0/25) behind A, site 2 (10.0.0.192/26) behind B, the VPN routes exchanged; each VRF's
+    TUN a stand-in in the daemon's TUN table, read by an L3vpnService as the daemon runs one."""
+    net = SimNetwork(11, start=time.time())
+    rng = random.Random(11)
+    pes = []
+    for i, s in enumerate(socks):
+        core = NodeCore(Identity.generate(rng), random.Random(1100 + i), net.now)
+        core.set_local_endpoint(s.getsockname())
+        net.add(s.getsockname(), core)
+        pes.append(core)
+    pes[1].connect(pes[0].endpoint, net.now)
+    net.flush(pes[1].endpoint)
+    net.run_for(5.0)
+    nh = ["192.0.2.1", "192.0.2.2"]
+    policy = VrfPolicy.from_config(["65000:100"], ["65000:100"])
+    for i, (core, site) in enumerate(zip(pes, ("10.0.0.0/25", "10.0.0.192/26"))):
+        core.l3vpn.nexthop = nh[i]
+        core.l3vpn.set_pes({nh[1 - i]: pes[1 - i].node_id})
+        core.l3vpn.add_vrf(VrfConfig("red", parse_rd(f"65000:{i + 1}"), policy))
+        core.l3vpn.set_local_route("red", LocalRoute(ipaddress.ip_network(site), "static", f"192.168.{i + 1}.2"))
+    for i, core in enumerate(pes):  # what the PEs' BGP speakers do
+        changes = core.l3vpn.export_changes()
+        pes[1 - i].l3vpn.update_vpn([r for r in changes.values() if r is not None],
+                                    [k for k, r in changes.items() if r is None])
+    for core in pes:
+        while core.next_event() is not None:
+            pass
+    offset = net.now - time.time()
+    daemons = []
+    for i, core in enumerate(pes):
+        state = tmp_path / f"pe{i}"
+        state.mkdir()
+        write_identity(StatePaths(state).key, core.identity)
+        d = Daemon(state, Config())
+        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
+        d.driver.after_tun_writes = d._drain_tuns
+        d.driver.tun_writer = d._write_tun
+        d._tuns[vrf_key("red")] = _Tun(f"wv-pe{i}")
+        d.l3vpn = L3vpnService(core, d.driver, Config(), d._tuns, loop)
+        daemons.append(d)
+    return daemons
+
+
+def test_a_vrf_reply_leaves_in_the_callback_that_wrote_its_request(tmp_path, monkeypatch):
+    """B's daemon opens a datagram for its VRF, writes the packet to the VRF's TUN, and reads and
+    sends the answer the namespace queued there by then before going back to the loop (as for a
+    private network's TUN): the reply does not wait for a wake-up of the VRF's reader."""
+    import weftnet.runtime.tun as tunmod
+
+    key = vrf_key("red")
+
+    async def main():
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        daemons = []
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+                s.setblocking(False)
+            daemons = _pe_daemons(tmp_path, socks, asyncio.get_running_loop())
+            a, b = daemons
+            calls = _Calls(monkeypatch, daemons)
+            tun_a, tun_b = a._tuns[key], b._tuns[key]
+            for seq in range(1, 4):
+                ping = icmp_echo("10.0.0.10", "10.0.0.200", ident=5, seq=seq)
+                reply = icmp_echo("10.0.0.200", "10.0.0.10", ident=5, seq=seq, reply=True)
+                calls.log.clear()
+                tun_a.kernel.send(VNET_NONE + ping)
+                a.l3vpn._on_tun_readable(key, tun_a)
+                assert calls.log == ["read", "sendto", "read:empty"]
+                calls.log.clear()
+                tun_b.kernel.send(VNET_NONE + reply)  # what site 2 will answer
+                b.driver._on_readable()
+                # B: open and write the ping, read and send the reply the VRF queued, then look for more.
+                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                assert tun_b.kernel.recv(65_535) == VNET_NONE + ping
+                calls.log.clear()
+                a.driver._on_readable()
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert tun_a.kernel.recv(65_535) == VNET_NONE + reply
+                assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
+            for d in daemons:
+                assert d.driver.core.l3vpn.vrfs["red"].counters.drops == {}
+                assert d.tun_write_errors == 0
+            # A TUN the daemon wrote that is neither a network's nor a VRF's is not read.
+            other = _Tun("wv-other")
+            b._tuns[b"vrf:gone"] = other
+            other.kernel.send(VNET_NONE + reply)
+            calls.log.clear()
+            b.driver.core.tun_out.append((b"vrf:gone", b"", ping))
+            b.driver.transmit()
+            # Written, and the reply queued on it left unread.
+            assert calls.log == ["writev"] and _now_readable(other.kernel) and _now_readable(other._end)
+        finally:
+            for d in daemons:
+                for t in d._tuns.values():
+                    t.close()
+                d.driver.close()
+            for s in socks:
+                s.close()
 
     evloop.run(main(), "auto")

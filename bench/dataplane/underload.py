@@ -29,7 +29,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import Topology  # noqa: E402
-from run import IPERF_PORT, cpu_seconds  # noqa: E402
+from run import IPERF_PORT, _descendants, cpu_seconds  # noqa: E402
 from systems import WEFT_DEFAULT, Weftnet, WeftnetOverlay  # noqa: E402
 
 
@@ -41,9 +41,12 @@ def main() -> int:
     p.add_argument("--reverse", action="store_true", help="B->A (iperf3 -R)")
     p.add_argument("--udp", action="store_true", help="iperf3 -u -l 1200 -b 0")
     p.add_argument("--delay", type=float, default=1.5, help="start the commands this long into the run")
-    p.add_argument("--cmd", action="append", default=[], help="a shell command; {a} and {b}: the daemons' PIDs")
+    p.add_argument("--parallel", type=int, default=1, help="iperf3 -P (parallel streams; default 1)")
+    p.add_argument("--workers", type=int, default=1, help="[dataplane] workers in both daemons (default 1)")
+    p.add_argument("--cmd", action="append", default=[], help="a shell command; {a} and {b}: the daemons' PIDs; "
+                   "{a_all} and {b_all}: theirs and their workers', comma-separated")
     args = p.parse_args()
-    system = (WeftnetOverlay if args.overlay else Weftnet)(Path(args.weft))
+    system = (WeftnetOverlay if args.overlay else Weftnet)(Path(args.weft), workers=args.workers)
     wd = Path(tempfile.mkdtemp(prefix="dp-underload-"))
     with Topology(wd) as topo:
         overlay = system.setup(topo, wd)
@@ -52,12 +55,14 @@ def main() -> int:
         topo.wait_for(lambda: topo.listening("b", IPERF_PORT), "iperf3 server", timeout=10)
         argv = ["iperf3", "-c", overlay.server, "-p", str(IPERF_PORT), "-t", str(args.seconds), "-J"]
         argv += ["-R"] if args.reverse else []
+        argv += ["-P", str(args.parallel)] if args.parallel > 1 else []
         argv += ["-u", "-l", "1200", "-b", "0"] if args.udp else []
         before = cpu_seconds([pa]), cpu_seconds([pb])
         load = os.getloadavg()[0]
         client = subprocess.Popen(["ip", "netns", "exec", topo.a, *argv], stdout=subprocess.PIPE, text=True)
         time.sleep(args.delay)
-        tools = [subprocess.Popen(c.format(a=pa, b=pb), shell=True) for c in args.cmd]
+        every = {k: ",".join(str(q) for q in sorted(_descendants([pid]))) for k, pid in (("a_all", pa), ("b_all", pb))}
+        tools = [subprocess.Popen(c.format(a=pa, b=pb, **every), shell=True) for c in args.cmd]
         out = client.communicate()[0]
         after = cpu_seconds([pa]), cpu_seconds([pb])
         for t in tools:

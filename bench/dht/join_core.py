@@ -12,7 +12,9 @@ machine move by ±10% between identical runs; bench/results/djoin6). What it lea
 bench/dht pay per datagram: system calls and the event loop.
 
 Prints the CPU seconds of the joins (not comparable with bench/dht's, which include the above), datagrams
-per join and contacts per table.
+per join, contacts per table, the sessionless counters per join, and the DHT's requests per join by the
+kind of lookup that sent them (``bootstrap``: the own-ID lookup; ``fill``: the table fill after it, also by
+the depth of the bucket it fills, 0 = the farther half of the ID space).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import heapq
 import random
 import time
 
+from weftnet.core.dht import engine
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore
 
@@ -30,7 +33,27 @@ DELAY = 50e-6  # virtual seconds a datagram takes
 T0 = 1_000_000.0
 
 
+BY_KIND: collections.Counter = collections.Counter()
+
+
+def _count_requests() -> None:
+    """Count the DHT's requests by the kind of operation that sent them (``bootstrap`` = the own-ID
+    lookup, ``fill`` = the table fill after it), and the fill's by the depth of the bucket it fills."""
+    send = engine.Dht._request
+
+    def counted(self, contact, msg, op_id, now, kind, hint=None, data=None):
+        op = self._ops.get(op_id)
+        what = op.kind if op is not None else kind
+        BY_KIND["requests_" + what] += 1
+        if what == "fill" and op.lookup is not None:
+            BY_KIND[f"fill_depth_{self.table.bucket_for(op.lookup.target).depth}"] += 1
+        return send(self, contact, msg, op_id, now, kind, hint, data)
+
+    engine.Dht._request = counted
+
+
 def main(nodes: int, seed: int, settings: dict) -> None:
+    _count_requests()
     rng = random.Random(seed)
     joins = [rng.randrange(i) if i else None for i in range(nodes)]  # as common.workload_plan draws them
     node_rng = random.Random(seed + 1)  # (bench/dht's nodes share one SystemRandom: here a seeded one)
@@ -118,6 +141,7 @@ def main(nodes: int, seed: int, settings: dict) -> None:
             per[k] += v
     print(f"{nodes} nodes: core CPU {cpu:.2f} s, {sent[0] / n:.1f} datagrams per join, {table:.1f} contacts per table")
     print("per join:", {k: round(v / n, 1) for k, v in sorted(per.items()) if v})
+    print("requests per join:", {k: round(v / n, 2) for k, v in sorted(BY_KIND.items())})
 
 
 if __name__ == "__main__":

@@ -86,6 +86,17 @@ class NodeId:
             raise IdentityError("a node ID is exactly 32 bytes")
         object.__setattr__(self, "int", int.from_bytes(self.raw, "big"))
 
+    # Equality and hash of the bytes, as the dataclass's would be, without the one-item tuples it
+    # builds per call: every table keyed by node ID (sessions, paths, the DHT's) hashes one per
+    # look-up, and compares one when the key is an equal ID made elsewhere.
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self.raw == other.raw
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
     def distance(self, other: "NodeId | bytes") -> int:
         o = other.raw if isinstance(other, NodeId) else other
         return int.from_bytes(self.raw, "big") ^ int.from_bytes(o, "big")

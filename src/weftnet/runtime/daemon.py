@@ -642,7 +642,8 @@ class Daemon:
         local server's response) is already queued on the TUN when the write
         returns. Reading it now sends it on without a loop iteration and an
         epoll wake-up in between: that is half the work of a round trip
-        through this node (docs/dataplane.md, "Latency").
+        through this node (docs/dataplane.md, "Latency"). The private
+        networks' TUNs, the overlay interface's and the VRFs' alike.
         """
         if self._draining or not self._tun_written:
             return
@@ -652,8 +653,10 @@ class Daemon:
             for network_id in written:
                 tun = self._tuns.get(network_id)
                 if tun is not None:
-                    if network_id in self.driver.core.vpn.switch.networks:  # not a VRF's (runtime/l3vpn.py reads those)
+                    if network_id in self.driver.core.vpn.switch.networks:
                         self._on_tun_readable(network_id, tun)
+                    elif self.l3vpn is not None:  # a VRF's (runtime/l3vpn.py reads those)
+                        self.l3vpn.drain(network_id, tun)
                 elif network_id == OVERLAY_TUN and self.overlay is not None and self.overlay.tun is not None:
                     self.overlay._on_readable()
         finally:

@@ -202,7 +202,7 @@ class WorkerPool:
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         driver = self.daemon.driver
-        driver.divert = self._divert
+        driver.divert, driver.divert_slots = self._divert, self.n
         asyncio.get_running_loop().add_reader(self.handoff.rx[0].fileno(), self._on_handoff)
         for slot in range(1, self.n):
             self._spawn(slot)

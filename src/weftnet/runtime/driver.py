@@ -48,6 +48,7 @@ from weftnet.core.node import NodeConfig, NodeCore, NodeEvent
 from weftnet.core.reach.paths import LinkAddr, StreamLink
 from weftnet.core.session.train import RunBuffer, Train
 from weftnet.core.session.transport import MAX_FRAGMENTS, MAX_REASSEMBLED
+from weftnet.runtime.dpsteer import steer_slot
 from weftnet.runtime.links import StreamLinks
 
 __all__ = ["UdpDriver", "start_node", "open_udp_socket"]
@@ -132,7 +133,7 @@ class UdpDriver:
     __slots__ = ("core", "clock", "sock", "_loop", "_timer", "_timer_at", "_waiters", "_backlog", "_backlog_weight",
                  "_endpoints", "_closed", "_depth", "listeners", "tun_writer", "after_tun_writes", "sent", "received",
                  "errors", "_error_logged_at", "send_errors", "dropped", "gso_sends", "probes_sent", "probe_errors",
-                 "links", "alt_sock", "underlay", "divert", "gso", "gro", "_sparse", "__dict__", "__weakref__")
+                 "links", "alt_sock", "underlay", "divert", "divert_slots", "gso", "gro", "_sparse", "__dict__", "__weakref__")
 
     def __init__(self, core: NodeCore, sock: socket.socket, clock: Callable[[], float] = time.time,
                  *, gso: bool = True, gro: bool = True):
@@ -173,8 +174,10 @@ class UdpDriver:
         #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
         self.underlay = None
         #: With data-plane workers: ``divert(data, seg, addr)`` keeps the pieces of a GRO read
-        #: this process opens and hands the others to their worker (runtime/dpworkers.py).
+        #: this process opens and hands the others to their worker (runtime/dpworkers.py), and
+        #: ``divert_slots`` is their number (the main process included).
         self.divert: Callable[[bytes, int, Any], list[bytes]] | None = None
+        self.divert_slots = 0
         self.gso = gso and hasattr(sock, "sendmsg")
         self.gro = False
         if gro:
@@ -234,12 +237,22 @@ class UdpDriver:
                         seg = struct.unpack("=i", value[:4])[0]
             view = _RECV_VIEW
             if 0 < seg < n:
-                if self.divert is not None:
-                    pieces = self.divert(bytes(view[:n]), seg, addr)
+                divert = self.divert
+                if divert is not None and steer_slot(view[:16], self.divert_slots):
+                    # Steered here by its first piece, which is a worker's: it opens those.
+                    pieces = divert(bytes(view[:n]), seg, addr)
                     batch.extend((p, src) for p in pieces)
                     received += len(pieces)
-                else:  # the transport takes the run whole (core/session/train.py)
-                    batch.append((_RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED), src))
+                    continue
+                # The transport takes the run whole (core/session/train.py). With workers, a run
+                # joined as read is one payload, all of it of the first piece's partition: ours.
+                t = _RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+                if divert is not None and t.sealed is None:  # pieces of several payloads: some may be a worker's
+                    pieces = divert(t.data, seg, addr)
+                    batch.extend((p, src) for p in pieces)
+                    received += len(pieces)
+                else:
+                    batch.append((t, src))
                     received += -(-n // seg)
             elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
@@ -283,6 +296,19 @@ class UdpDriver:
             self._queue(out)
             return
         i, n = 0, len(out)
+        if n == 1 and type(out[0][1]) is tuple and type(out[0][0]) is not Train:
+            # One datagram (a ping, sparse traffic): what the loop below does for it, without the loop.
+            data, addr = out[0]
+            try:
+                self.sock.sendto(data, addr)
+                self.sent += 1
+            except (BlockingIOError, InterruptedError):
+                self._queue(out)
+                self._loop.add_writer(self.sock.fileno(), self._on_writable)
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("send to %s failed: %s", addr, exc)
+            return
         while i < n:
             data, addr = out[i]
             if type(addr) is not tuple:  # a TCP link, an extra underlay link or the second port
@@ -435,13 +461,11 @@ class UdpDriver:
     def transmit(self) -> None:
         """Send what the core wants, hand out its events, re-arm one timer."""
         now = self.clock()
-        out = self.core.datagrams_to_send(now)
-        if out and not self._closed:
-            self._send_all(out)
-        probes = self.core.probes_to_send()
-        if probes and not self._closed:
-            self._send_probes(probes)
-        tun_out = self.core.tun_out  # the VPN, overlay and L3VPN planes' one list
+        core = self.core
+        # The TUN writes first: after a datagram was opened, the packet's next step (and, through the
+        # drain below, the reply the kernel answers it with) waits for nothing else. Datagrams the
+        # core queued meanwhile leave in the drain's own transmit() (before its reply), or below.
+        tun_out = core.tun_out  # the VPN, overlay and L3VPN planes' one list
         if tun_out:
             if self.tun_writer is not None:
                 writer = self.tun_writer
@@ -454,7 +478,13 @@ class UdpDriver:
                     self.after_tun_writes()  # its own transmit() leaves the timer to this one
                 finally:
                     self._depth -= 1
-        while (ev := self.core.next_event()) is not None:
+        out = core.datagrams_to_send(now)
+        if out and not self._closed:
+            self._send_all(out)
+        probes = core.probes_to_send()
+        if probes and not self._closed:
+            self._send_probes(probes)
+        while (ev := core.next_event()) is not None:
             op_id = getattr(ev, "op_id", None)
             fut = self._waiters.pop(op_id, None) if op_id is not None else None
             if fut is not None and not self._waiters:
@@ -465,7 +495,7 @@ class UdpDriver:
                 listener(ev)
         if self._depth:
             return  # called from inside another transmit(), which re-arms the timer when it ends
-        deadline = self.core.get_timer()
+        deadline = core.get_timer()
         if deadline != self._timer_at and not self._closed:
             if self._timer is not None:
                 self._timer.cancel()

@@ -157,6 +157,13 @@ class L3vpnService:
         if packets:
             self._send(key, packets)
 
+    def drain(self, key: bytes, tun: Any) -> None:
+        """The daemon wrote to the TUN ``key`` (Daemon._drain_tuns): if it is a VRF's, read what
+        the VRF's namespace answered (queued by the time the write returned) and send it on now,
+        as a wake-up of its reader would, without waiting for the event loop to deliver one."""
+        if key in self.plane._by_key:
+            self._on_tun_readable(key, tun)
+
     def _send(self, key: bytes, packets: list[bytes]) -> None:
         self.core.l3vpn_outbound(key, packets, time.time())
         self.driver.transmit()

@@ -432,7 +432,11 @@ class Dht:
         return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
-        t = min(self._maintenance_at, self._republish_at, self._replicate_at)
+        t = self._maintenance_at  # (comparisons, not min(): drivers ask after every pass)
+        if self._republish_at < t:
+            t = self._republish_at
+        if self._replicate_at < t:
+            t = self._replicate_at
         timers = self._timers
         # Drop deadlines of requests and operations that already completed, so
         # the driver is not woken for nothing.
@@ -442,8 +446,8 @@ class Dht:
             if live is not None and (live.deadline == when or kind == 2):
                 break
             heapq.heappop(timers)
-        if timers:
-            t = min(t, timers[0][0])
+        if timers and timers[0][0] < t:
+            t = timers[0][0]
         return t
 
     def handle_timer(self, now: float) -> None:

@@ -545,8 +545,9 @@ class Sessionless:
 
     def get_timer(self) -> float | None:
         """When the oldest unanswered query falls back to a session (oldest first: dict order)."""
-        for p in self._pending.values():
-            return p.sent + self.fallback_after
+        if self._pending:
+            for p in self._pending.values():
+                return p.sent + self.fallback_after
         return None
 
     def handle_timer(self, now: float) -> None:

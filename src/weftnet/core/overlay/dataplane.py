@@ -37,7 +37,9 @@ connection tracking). The result is a :class:`~weftnet.core.vpn.network.Deliver`
 **Fast paths** (:meth:`outbound_fast`, :meth:`inbound_fast`): a packet of a flow the firewall
 already tracks, to or from a resolved address, is decided with one struct read and one flow
 lookup, with the same checks; anything else is declined with nothing changed and takes the
-steps above.
+steps above. A packet without offload (a ping, a lone small packet: an OverlayPacket, not a
+chunk) is read by the firewall's :func:`~weftnet.core.vpn.firewall.read_flow`, so ICMPv6 echo
+requests and replies of a tracked flow take them too.
 
 Counters: drops by reason, and per peer (packets and bytes each way, drops)
 for at most ``max_peer_counters`` peers, least recently active evicted first
@@ -66,6 +68,7 @@ from weftnet.core.vpn.firewall import (
     MalformedPacket,
     PacketInfo,
     parse_packet,
+    read_flow,
 )
 from weftnet.core.vpn.network import (
     GSO_ECN,
@@ -108,6 +111,7 @@ MAX_REASSEMBLIES = 256
 #: UDP segmentation, with its extra checks, takes the full path.
 _FAST_KINDS = frozenset((0, 1, 4))
 _CHUNK_TYPE = OverlayChunk.TYPE
+_PACKET_TYPE = PACKET_HEADER[1]
 
 
 def icmp6_unreachable(packet: bytes, info: PacketInfo, code: int = 3) -> bytes:
@@ -233,19 +237,24 @@ class OverlayDataPlane:
     # ACKs of flows the firewall tracks already; for those, the two methods below make the
     # decisions of classify + send and of inbound with one struct read of the headers and no
     # PacketInfo, Send or Deliver made per packet, and without copying the packet out of the TUN
-    # read. Anything else (a first packet, IPv4, extension headers, ICMPv6, UDP segmentation, a
-    # packet in several chunks, an unresolved or expired address, an expired flow, any drop)
+    # read. Anything else (a first packet, IPv4, extension headers, ICMPv6 other than an echo
+    # without offload, UDP segmentation, a packet in several chunks, one larger than the MTU
+    # without offload, an unresolved or expired address, an expired flow, any drop)
     # returns None having changed nothing, and the caller takes the full path, which decides it
     # as before (tests/test_overlay_fastpath.py compares the two on generated packets).
 
     def outbound_fast(self, buf: bytes, cache: Any, now: float) -> tuple[Route, bytes] | None:
         """:meth:`classify` and :meth:`send` of a TUN read ``buf`` (virtio_net_hdr | IPv6 packet)
-        for a tracked TCP or UDP flow to a resolved address: ``(route, payload)``, with the cache,
-        the counters, the firewall and the packet ID moved as the full path moves them; None
-        (nothing changed) otherwise. ``cache``: the plane's :class:`AddressCache`."""
+        for a tracked TCP or UDP flow (or, without offload, an ICMPv6 echo) to a resolved address:
+        ``(route, payload)``, with the cache, the counters, the firewall and the packet ID moved as
+        the full path moves them; None (nothing changed) otherwise. ``cache``: the plane's
+        :class:`AddressCache`."""
         n = len(buf)
-        if n < 70 or n > self.chunk_size or buf[1] & 0x7F not in _FAST_KINDS or buf[10] >> 4 != 6 \
-                or buf.startswith(VNET_NONE):
+        if n < 70 or buf[1] & 0x7F not in _FAST_KINDS or buf[10] >> 4 != 6:
+            return None
+        if buf.startswith(VNET_NONE):
+            return self._outbound_plain_fast(buf, n, cache, now)
+        if n > self.chunk_size:
             return None
         plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, 10)
         if plen + 50 > n or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8) \
@@ -271,11 +280,17 @@ class OverlayDataPlane:
 
     def inbound_fast(self, peer: bytes, payload: bytes, now: float) -> tuple[memoryview, memoryview] | None:
         """:meth:`inbound` of an OverlayChunk from ``peer`` that holds one whole IPv6 packet of a
-        tracked TCP or UDP flow, with an offload header a TUN makes: ``(vnet, packet)`` for the
-        TUN, with the counters and the firewall moved as its :class:`Deliver` would; None
-        (nothing changed) otherwise."""
+        tracked TCP or UDP flow, with an offload header a TUN makes, or of an OverlayPacket of a
+        tracked flow (:meth:`_inbound_plain_fast`): ``(vnet, packet)`` for the TUN, with the
+        counters and the firewall moved as its :class:`Deliver` would; None (nothing changed)
+        otherwise."""
         n = len(payload)
-        if n < 78 or payload[1] != _CHUNK_TYPE or payload[7] != 1 or payload[6] != 0:
+        if n < 62:
+            return None
+        typ = payload[1]
+        if typ != _CHUNK_TYPE:
+            return self._inbound_plain_fast(peer, payload, n, now) if typ == _PACKET_TYPE else None
+        if n < 78 or payload[7] != 1 or payload[6] != 0:
             return None
         flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(payload, 8)
         size = n - 18  # the packet, as the offload header is checked against it
@@ -297,6 +312,50 @@ class OverlayDataPlane:
         t.bytes_in += total
         view = memoryview(payload)
         return view[8:18], view[18:18 + total]
+
+    def _outbound_plain_fast(self, buf: bytes, n: int, cache: Any, now: float) -> tuple[Route, bytes] | None:
+        """:meth:`outbound_fast` of a TUN read without offload (a ping, a lone small packet): the
+        OverlayPacket the full path sends for a tracked flow to a resolved address that fits the
+        MTU; the caller checked the offload header, the length and the IP version."""
+        f = read_flow(buf, VNET_HDR_LEN, n)
+        if f is None:
+            return None
+        proto, src, dst, sport, dport, total = f
+        if src != self.address or dst[:4] != PREFIX or dst == src or total > self.mtu:
+            return None
+        key = dst[4:]
+        route = cache.peek(key, now)
+        if route is None:
+            return None
+        peer = route.node_id.raw
+        if not self.firewall.pass_tracked((proto, src, sport, dst, dport, peer), now):
+            return None
+        cache.get(key, now)  # the hit, as the full path counts it
+        c = self._counters(peer)
+        t = self.totals
+        c.packets_out += 1
+        t.packets_out += 1
+        c.bytes_out += total
+        t.bytes_out += total
+        return route, PACKET_HEADER + buf[VNET_HDR_LEN:VNET_HDR_LEN + total]
+
+    def _inbound_plain_fast(self, peer: bytes, payload: bytes, n: int, now: float) -> tuple[bytes, memoryview] | None:
+        """:meth:`inbound_fast` of an OverlayPacket (no offload header: a ping, a lone small
+        packet) of a tracked flow from ``peer``'s own address to ours: ``(b"", packet)``."""
+        f = read_flow(payload, 2, n)
+        if f is None:
+            return None
+        proto, src, dst, sport, dport, total = f
+        if dst != self.address or src[:4] != PREFIX or src[4:] != peer[:12] \
+                or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now):
+            return None
+        c = self._counters(peer)
+        t = self.totals
+        c.packets_in += 1
+        t.packets_in += 1
+        c.bytes_in += total
+        t.bytes_in += total
+        return b"", memoryview(payload)[2:2 + total]
 
     def unreachable(self, packet: bytes, info: PacketInfo) -> Deliver:
         """The ICMPv6 error for a packet to an address nobody holds."""

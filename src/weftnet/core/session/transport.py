@@ -120,6 +120,7 @@ _CAPTURE = ("", 0)  # a stand-in direct target: the datagrams are collected, the
 _FRAG_HEADER = 16  # the same, then index u8, count u8
 _TAG = 16  # both transport ciphers' (core/session/ciphers.py): a payload seals to this much more
 _FRAG_FIELDS = struct.Struct("!2xIQBB")
+_DATA_FIELDS = struct.Struct("!2xIQ")  # a data header's receiver index and counter, in one read
 _HEAD = struct.Struct("!BBIQ")  # a data or fragment header: version, type, receiver index, counter
 _NONCE = struct.Struct("<4xQ")  # the AEAD nonce of a counter: 0^32 || counter (u64 LE)
 #: Fragments of one payload must all arrive within this long; at most this many payloads in
@@ -1015,8 +1016,15 @@ class SecureTransport:
         """A batch, as a driver reads it. All the fragments of one payload arriving together and in
         order (as UDP GRO hands them over) are joined at once, with the checks ``_on_fragment`` makes
         per piece made once; anything else goes through :meth:`receive_datagram` one by one."""
-        recv = self.receive_datagram
         n = len(datagrams)
+        if n == 1:  # a lone datagram (a ping, sparse traffic): no run to look for
+            data, addr = datagrams[0]
+            if type(data) is Train:
+                self._on_train(data, addr, now)
+            else:
+                self.receive_datagram(data, addr, now)
+            return
+        recv = self.receive_datagram
         i = 0
         while i < n:
             data, addr = datagrams[i]
@@ -1184,13 +1192,17 @@ class SecureTransport:
         self._next_sweep = nxt
 
     def get_timer(self) -> float | None:
-        deadline = min(self._cookie_rotate_at, self._next_sweep)
-        if self._retries:
-            deadline = min(deadline, self._retries[0][0])
+        # (Comparisons, not min(): asked after every pass, and usually nothing but the first two.)
+        deadline = self._cookie_rotate_at
+        if self._next_sweep < deadline:
+            deadline = self._next_sweep
+        if self._retries and self._retries[0][0] < deadline:
+            deadline = self._retries[0][0]
         if self._half_open:
             deadline = min(deadline, next(iter(self._half_open.values())).half_open_at + self.config.half_open_timeout)
-        for _nonce, started, retry_at in self._hello_pending.values():
-            deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
+        if self._hello_pending:
+            for _nonce, started, retry_at in self._hello_pending.values():
+                deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
         return deadline
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
@@ -1374,7 +1386,7 @@ class SecureTransport:
         step = limit - _FRAG_HEADER
         if size + _DATA_HEADER <= limit or size > MAX_REASSEMBLED or size > step * MAX_FRAGMENTS:
             ct = aead.encrypt(_NONCE.pack(counter), payload, None)
-            pkt = b"".join((_HEAD.pack(VERSION, _T_DATA, s.remote_index, counter), ct))
+            pkt = _HEAD.pack(VERSION, _T_DATA, s.remote_index, counter) + ct
             if relayed:
                 self._relay_out(pkt, ep, now)
             else:
@@ -1552,8 +1564,9 @@ class SecureTransport:
         if len(data) < _DATA_HEADER + 16:
             self.stats["malformed_dropped"] += 1
             return
-        owner = self._indices.get(int.from_bytes(data[2:6], "big"))
-        if not isinstance(owner, Session):
+        local, counter = _DATA_FIELDS.unpack_from(data)
+        owner = self._indices.get(local)
+        if type(owner) is not Session:
             if isinstance(owner, Peer) and owner.pending is not None and len(owner.early_rx) < 16:
                 # The responder may send right after its Response, and the two
                 # can swap places on the way: hold the data until the Response
@@ -1564,11 +1577,9 @@ class SecureTransport:
                 return
             self.stats["unknown_index_dropped"] += 1
             return
-        s = owner
-        counter = int.from_bytes(data[6:14], "big")
-        if not self._fresh(s, counter):
+        if not self._fresh(owner, counter):
             return
-        self._open(s, counter, data[14:], len(data), 1, addr, now)
+        self._open(owner, counter, data[14:], len(data), 1, addr, now)
 
     def _on_fragment(self, data: bytes, addr: Addr, now: float) -> None:
         """A piece of a large payload: buffered (bounded) until all pieces are in, then opened whole."""
@@ -1597,10 +1608,14 @@ class SecureTransport:
     def _fresh(self, s: Session, counter: int) -> bool:
         """The window's pre-check before any decryption or buffering (it moves only in ``_open``)."""
         w = s.window
-        if counter >> 56 and (counter >> 56) & 15 in self.worker_slots:
-            self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
-            return False
-        if not w.check(counter) or counter >= self.config.reject_after_messages:
+        if counter >> 56:
+            if (counter >> 56) & 15 in self.worker_slots:
+                self.stats["replays_dropped"] += 1  # another process of ours holds that partition's window
+                return False
+            fresh = w.check(counter)
+        else:  # partition 0: a counter past the top is fresh (check's first answer, without the call)
+            fresh = counter > w.top or w.check(counter)
+        if not fresh or counter >= self.config.reject_after_messages:
             self.stats["replays_dropped"] += 1
             if w.is_duplicate(counter):
                 self.stats["duplicates_dropped"] += 1  # a copy of one accepted (a duplicated class, or the network)

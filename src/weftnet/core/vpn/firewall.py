@@ -57,6 +57,7 @@ __all__ = [
     "MalformedPacket",
     "PacketInfo",
     "parse_packet",
+    "read_flow",
     "Rule",
     "parse_rule",
     "parse_rules",
@@ -167,36 +168,66 @@ _V4_PORTS = struct.Struct("!BxH2xHxB2x4s4sHH")
 _V6_PORTS = struct.Struct("!4xHBx16s16sHH")
 
 
+def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, bytes, int, int, int] | None:
+    """``(proto, src, dst, sport, dport, total)`` of the packet at ``buf[off:n]`` if it is the data
+    plane's common case, read with one ``struct`` call: IPv4 without options (first byte 0x45,
+    ``n - off`` at least 40) or IPv6 without extension headers (``n - off`` at least 60), not a
+    fragment, its total length within ``n - off``, and TCP (total at least 40 / 60), UDP (28 / 48)
+    or an ICMP or ICMPv6 echo request or reply (28 / 48), whose identifier is both ports. None
+    otherwise (the caller then takes :func:`_parse_walk` or its full path). The one reader of this
+    case: :func:`_parse` builds its :class:`PacketInfo` from it, and the data planes' fast paths
+    for lone packets (core/vpn/network.py, core/overlay/dataplane.py) use the fields as they are;
+    it decides as the walk does (tests/test_firewall_fastpath.py)."""
+    size = n - off
+    v = buf[off] if size > 0 else 0
+    if v == 0x45 and size >= 40:
+        _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, off)
+        if ff & 0x3FFF or total > size:
+            return None
+        if proto == PROTO_TCP:
+            return (proto, src, dst, sport, dport, total) if total >= 40 else None
+        if proto == PROTO_UDP:
+            return (proto, src, dst, sport, dport, total) if total >= 28 else None
+        if proto == PROTO_ICMP and total >= 28 and sport >> 8 in _ICMP4_ECHO:  # a ping: type, then ident
+            ident = (buf[off + 24] << 8) | buf[off + 25]
+            return proto, src, dst, ident, ident, total
+        return None
+    if v >> 4 == 6 and size >= 60:
+        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, off)
+        total = 40 + plen
+        if total > size:
+            return None
+        if proto == PROTO_TCP:
+            return (proto, src, dst, sport, dport, total) if total >= 60 else None
+        if proto == PROTO_UDP:
+            return (proto, src, dst, sport, dport, total) if total >= 48 else None
+        if proto == PROTO_ICMPV6 and total >= 48 and sport >> 8 in _ICMP6_ECHO:
+            ident = (buf[off + 44] << 8) | buf[off + 45]
+            return proto, src, dst, ident, ident, total
+    return None
+
+
 def _parse(packet: bytes | memoryview, quoted: bool = False) -> PacketInfo:
     """One packet's :class:`PacketInfo`; raises :class:`MalformedPacket`. The data plane's common
-    case (IPv4 without options or IPv6 without extension headers, TCP or UDP, not a fragment,
-    lengths consistent; or an ICMP echo request or reply, a ping) is read with one
-    ``struct`` call; anything else, and anything that case would refuse, takes the full walk
-    (:func:`_parse_walk`), which decides the same (tests/test_firewall_fastpath.py)."""
-    if not quoted and len(packet) >= 40 and packet[0] == 0x45:
-        _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(packet)
-        if not ff & 0x3FFF and total <= len(packet):
-            if proto == PROTO_TCP and total >= 40:
-                return PacketInfo(4, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[33], None, total,
-                                  bool(ff & 0x4000), 20)
-            if proto == PROTO_UDP and total >= 28:
-                return PacketInfo(4, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total,
-                                  bool(ff & 0x4000), 20)
-            if proto == PROTO_ICMP and total >= 28 and sport >> 8 in _ICMP4_ECHO:  # a ping: type, then ident
-                ident = (packet[24] << 8) | packet[25]
-                return PacketInfo(4, src, dst, PROTO_ICMP, ident, ident, 0, 0, sport >> 8, 0, None, total,
-                                  bool(ff & 0x4000), 20)
-    elif not quoted and len(packet) >= 60 and packet[0] >> 4 == 6:
-        plen, nh, src, dst, sport, dport = _V6_PORTS.unpack_from(packet)
-        total = 40 + plen
-        if total <= len(packet):
-            if nh == PROTO_TCP and total >= 60:
+    case is read by :func:`read_flow` (one ``struct`` call); anything else, and anything that
+    case would refuse, takes the full walk (:func:`_parse_walk`), which decides the same
+    (tests/test_firewall_fastpath.py)."""
+    if not quoted:
+        f = read_flow(packet, 0, len(packet))
+        if f is not None:
+            proto, src, dst, sport, dport, total = f
+            if len(src) == 4:
+                df = bool(packet[6] & 0x40)
+                if proto == PROTO_TCP:
+                    return PacketInfo(4, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[33], None, total, df, 20)
+                if proto == PROTO_UDP:
+                    return PacketInfo(4, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total, df, 20)
+                return PacketInfo(4, src, dst, PROTO_ICMP, sport, dport, 0, 0, packet[20], 0, None, total, df, 20)
+            if proto == PROTO_TCP:
                 return PacketInfo(6, src, dst, PROTO_TCP, sport, dport, 0, 0, -1, packet[53], None, total, True, 40)
-            if nh == PROTO_UDP and total >= 48:
+            if proto == PROTO_UDP:
                 return PacketInfo(6, src, dst, PROTO_UDP, sport, dport, 0, 0, -1, 0, None, total, True, 40)
-            if nh == PROTO_ICMPV6 and total >= 48 and sport >> 8 in _ICMP6_ECHO:
-                ident = (packet[44] << 8) | packet[45]
-                return PacketInfo(6, src, dst, PROTO_ICMPV6, ident, ident, 0, 0, sport >> 8, 0, None, total, True, 40)
+            return PacketInfo(6, src, dst, PROTO_ICMPV6, sport, dport, 0, 0, packet[40], 0, None, total, True, 40)
     return _parse_walk(packet, quoted)
 
 

@@ -63,12 +63,11 @@ from weftnet.core.vpn.firewall import (
     PROTO_ICMPV6,
     PROTO_TCP,
     PROTO_UDP,
-    _ICMP4_ECHO,
-    _ICMP6_ECHO,
     Firewall,
     MalformedPacket,
     PacketInfo,
     parse_packet,
+    read_flow,
 )
 from weftnet.core.identity import NodeId
 from weftnet.core.vpn.netcert import (
@@ -694,7 +693,7 @@ class VpnNetwork:
     def _outbound_plain_fast(self, buf: bytes, n: int, now: float) -> tuple[NodeId, tuple[bytes, ...]] | None:
         """:meth:`outbound` of ``buf[10:]`` (a TUN read without offload) for a tracked flow
         to a member that fits the network's MTU; the caller checked the length and revocation."""
-        f = _plain_flow(buf, VNET_HDR_LEN, n)
+        f = read_flow(buf, VNET_HDR_LEN, n)
         if f is None:
             return None
         proto, src, dst, sport, dport, total = f
@@ -720,7 +719,7 @@ class VpnNetwork:
         by the payload's network ID) that holds a packet of a tracked flow from a member: the
         packet for the TUN (no offload header), with the counters and the firewall moved as its
         :class:`Deliver` would; None (nothing changed) otherwise."""
-        f = _plain_flow(payload, 34, len(payload))
+        f = read_flow(payload, 34, len(payload))
         if f is None:
             return None
         member = self._members.get(peer)
@@ -1000,37 +999,3 @@ class VpnSwitch:
             return None, Drop("unknown-network")
         return net, net.inbound(sender, payload, now)
 
-
-def _plain_flow(buf: bytes, off: int, n: int) -> tuple[int, bytes, bytes, int, int, int] | None:
-    """``(proto, src, dst, sport, dport, total)`` of the packet at ``buf[off:n]`` if it is one the
-    firewall's one-``struct`` reading takes (core/vpn/firewall.py, ``_parse``: IPv4 without options
-    or IPv6 without extension headers, not a fragment, TCP, UDP or an ICMP echo, lengths
-    consistent; for an echo both ports are its identifier), with the same fields; None otherwise
-    (the full path then parses it)."""
-    size = n - off
-    v = buf[off] if size > 0 else 0
-    if v == 0x45 and size >= 40:
-        _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, off)
-        if ff & 0x3FFF or total > size:
-            return None
-        if proto == PROTO_TCP:
-            return (proto, src, dst, sport, dport, total) if total >= 40 else None
-        if proto == PROTO_UDP:
-            return (proto, src, dst, sport, dport, total) if total >= 28 else None
-        if proto == PROTO_ICMP and total >= 28 and sport >> 8 in _ICMP4_ECHO:
-            ident = (buf[off + 24] << 8) | buf[off + 25]
-            return proto, src, dst, ident, ident, total
-        return None
-    if v >> 4 == 6 and size >= 60:
-        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, off)
-        total = 40 + plen
-        if total > size:
-            return None
-        if proto == PROTO_TCP:
-            return (proto, src, dst, sport, dport, total) if total >= 60 else None
-        if proto == PROTO_UDP:
-            return (proto, src, dst, sport, dport, total) if total >= 48 else None
-        if proto == PROTO_ICMPV6 and total >= 48 and sport >> 8 in _ICMP6_ECHO:
-            ident = (buf[off + 44] << 8) | buf[off + 45]
-            return proto, src, dst, ident, ident, total
-    return None
