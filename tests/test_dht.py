@@ -603,3 +603,38 @@ def test_expired_records_are_found_with_or_without_the_expiry_heap(adds, now, ev
     got = lazy.pop_expired(float(now))
     assert got == eager.pop_expired(float(now))
     assert len(lazy) == len(eager) and all(lazy.get(k).expires > now for k in list(lazy._meta))
+
+
+def test_contacts_that_share_a_tag_are_told_apart_by_their_full_id():
+    """A bucket scan compares each entry's ``tag`` (the ID's low 8 bits, core/contact.py) before its
+    256-bit ID. Contacts whose IDs share those 8 bits, in one bucket: ``get`` finds each one and no
+    absent ID of the same tag, ``add`` of a known ID at a new address moves that entry only, and
+    ``closest`` leaves out exactly the excluded one."""
+    rng = random.Random(7)
+    own = Contact(bytes(32), ("198.51.100.1", 7000)).key
+    by_tag: dict[int, list[Contact]] = {}
+    while True:  # contacts in one bucket of a table at depth 0 (top bit differs from ours) with one tag
+        c = Contact(rng.randbytes(32), ("198.51.100.%d" % rng.randrange(2, 250), 7000))
+        if (c.key ^ own) >> 255 and c.tag == c.key & 255:
+            group = by_tag.setdefault(c.tag, [])
+            group.append(c)
+            if len(group) == 7:
+                break
+    same = by_tag[c.tag]
+    held, absent = same[:6], same[6]
+    assert {h.tag for h in same} == {absent.tag} and len({h.key for h in same}) == 7
+    t = RoutingTable(own, k=20, per_prefix=None)
+    for h in held:
+        assert t.add(h, 0.0)
+    assert len(t) == 6
+    for h in held:
+        assert t.get(h.key) is h
+    assert t.get(absent.key) is None and absent.key not in t
+    moved = Contact(held[3].public_key, ("203.0.113.9", 7001))
+    assert t.add(moved, 1.0) and len(t) == 6
+    assert t.get(held[3].key) is moved
+    assert [t.get(h.key) for h in held[:3] + held[4:]] == held[:3] + held[4:]
+    target = held[0].key
+    want = sorted((h for h in t.contacts() if h.key != held[2].key), key=lambda h: h.key ^ target)
+    assert t.closest(target, 20, exclude=held[2].key) == want and len(want) == 5
+    assert t.closest(target, 20, exclude=absent.key) == sorted(t.contacts(), key=lambda h: h.key ^ target)

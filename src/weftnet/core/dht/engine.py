@@ -873,7 +873,7 @@ class Dht:
         # A named contact our table holds is asked at the endpoint we learned first-hand;
         # one that fails the ID puzzle is dropped (both only for contacts new to the lookup).
         difficulty = self.config.id_difficulty
-        lk.answered(skey, msg.contacts, via, self.table.by_key,  # the lookup skips our own contact itself
+        lk.answered(skey, msg.contacts, via, self.table,  # (its by_key is itself); the lookup skips our own contact
                     (lambda c: meets_puzzle(c.node_id, difficulty)) if difficulty else None)
         self._advance(op, now)
 
