@@ -73,19 +73,39 @@ def _now_readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
+def _sim_cores(socks, seed, net_seed=None):
+    """``(net, rng, cores)``: a node at the loopback address of each of ``socks`` in a simulator
+    (seeded ``net_seed``, by default ``seed``); the identities drawn from ``rng`` (seeded ``seed``),
+    core i's randomness from ``seed * 100 + i``."""
+    net = SimNetwork(seed if net_seed is None else net_seed, start=time.time())
+    rng = random.Random(seed)
+    cores = []
+    for i, s in enumerate(socks):
+        core = NodeCore(Identity.generate(rng), random.Random(seed * 100 + i), net.now)
+        core.set_local_endpoint(s.getsockname())
+        net.add(s.getsockname(), core)
+        cores.append(core)
+    return net, rng, cores
+
+
+def _daemon(state, core, sock, offset):
+    """A daemon (state directory ``state``) around ``core``, its driver on ``sock`` with the TUN
+    drain and writer the daemon sets, its clock carrying on from the simulator's (``offset``)."""
+    state.mkdir()
+    write_identity(StatePaths(state).key, core.identity)
+    d = Daemon(state, Config())
+    d.driver = UdpDriver(core, sock, clock=lambda: time.time() + offset)
+    d.driver.after_tun_writes = d._drain_tuns
+    d.driver.tun_writer = d._write_tun
+    return d
+
+
 def _members(tmp_path, socks):
     """Two members of one network whose sessions and routes were set up in the simulator, at the
     loopback addresses of ``socks`` (node 0 is the simulator's bootstrap node only). Their network
     is marked as the daemon marks its TUN's (``vnet=True``): what is read from the TUN starts with a
     virtio_net_hdr, a ping's all zeros (``VNET_NONE``)."""
-    net = SimNetwork(3, start=time.time())
-    rng = random.Random(3)
-    cores = []
-    for i, s in enumerate(socks):
-        core = NodeCore(Identity.generate(rng), random.Random(300 + i), net.now)
-        core.set_local_endpoint(s.getsockname())
-        net.add(s.getsockname(), core)
-        cores.append(core)
+    net, rng, cores = _sim_cores(socks, 3)
     for core in cores[1:]:
         core.connect(cores[0].endpoint, net.now)
         net.flush(core.endpoint)
@@ -116,13 +136,7 @@ def _members(tmp_path, socks):
     offset = net.now - time.time()  # the drivers' clock carries on from the simulator's
     daemons = []
     for i, core in enumerate(cores[1:], start=1):
-        state = tmp_path / f"n{i}"
-        state.mkdir()
-        write_identity(StatePaths(state).key, core.identity)
-        d = Daemon(state, Config())
-        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
-        d.driver.after_tun_writes = d._drain_tuns
-        d.driver.tun_writer = d._write_tun
+        d = _daemon(tmp_path / f"n{i}", core, socks[i], offset)
         tun = _Tun(f"wn-test{i}")
         d._tuns[nets[0].network_id] = tun
         daemons.append(d)

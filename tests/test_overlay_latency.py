@@ -16,29 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import random
 import socket
 import time
 
-from test_dataplane_latency import _Calls, _now_readable, _Tun
+from test_dataplane_latency import _Calls, _daemon, _now_readable, _sim_cores, _Tun
 from vpn_packets import icmp_echo
 
 from weftnet.core.identity import Identity
 from weftnet.core.l3vpn.ids import parse_rd
 from weftnet.core.l3vpn.policy import VrfPolicy
 from weftnet.core.l3vpn.vrf import LocalRoute, VrfConfig, vrf_key
-from weftnet.core.node import NodeCore
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.network import VNET_NONE
 from weftnet.runtime import evloop
 from weftnet.runtime.config import DEFAULT_OVERLAY_FIREWALL, Config, OverlayConfig
-from weftnet.runtime.daemon import Daemon
-from weftnet.runtime.driver import UdpDriver
-from weftnet.runtime.keystore import write_identity
 from weftnet.runtime.l3vpn import L3vpnService
 from weftnet.runtime.overlay import OverlayInterface
-from weftnet.runtime.paths import StatePaths
-from weftnet.sim.harness import SimNetwork
 
 
 class _TunDev(_Tun):
@@ -57,14 +50,7 @@ def _echo(src: Identity, dst: Identity, seq: int, reply: bool = False) -> bytes:
 def _overlay_nodes(tmp_path, socks):
     """Two nodes (the simulator's bootstrap node is the third) that know each other's overlay
     address, as daemons with their overlay interfaces on TUN stand-ins."""
-    net = SimNetwork(3, start=time.time())
-    rng = random.Random(7)
-    cores = []
-    for i, s in enumerate(socks):
-        core = NodeCore(Identity.generate(rng), random.Random(700 + i), net.now)
-        core.set_local_endpoint(s.getsockname())
-        net.add(s.getsockname(), core)
-        cores.append(core)
+    net, _rng, cores = _sim_cores(socks, 7, net_seed=3)
     for core in cores[1:]:
         core.connect(cores[0].endpoint, net.now)
         net.flush(core.endpoint)
@@ -89,12 +75,7 @@ def _overlay_nodes(tmp_path, socks):
     daemons = []
     for i, core in enumerate((a, b), start=1):
         state = tmp_path / f"n{i}"
-        state.mkdir()
-        write_identity(StatePaths(state).key, core.identity)
-        d = Daemon(state, Config())
-        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
-        d.driver.after_tun_writes = d._drain_tuns
-        d.driver.tun_writer = d._write_tun
+        d = _daemon(state, core, socks[i], offset)
         ov = d.overlay = OverlayInterface(core, d.driver, OverlayConfig(), state)
         ov.tun = _TunDev(f"weft-test{i}")
         daemons.append(d)
@@ -231,14 +212,7 @@ def _pe_daemons(tmp_path, socks, loop):
     """Two PEs (the simulator's sessions, then daemons on ``socks``) with a VRF "red" each: site 1
     (10.0.0.0/25) behind A, site 2 (10.0.0.192/26) behind B, the VPN routes exchanged; each VRF's
     TUN a stand-in in the daemon's TUN table, read by an L3vpnService as the daemon runs one."""
-    net = SimNetwork(11, start=time.time())
-    rng = random.Random(11)
-    pes = []
-    for i, s in enumerate(socks):
-        core = NodeCore(Identity.generate(rng), random.Random(1100 + i), net.now)
-        core.set_local_endpoint(s.getsockname())
-        net.add(s.getsockname(), core)
-        pes.append(core)
+    net, _rng, pes = _sim_cores(socks, 11)
     pes[1].connect(pes[0].endpoint, net.now)
     net.flush(pes[1].endpoint)
     net.run_for(5.0)
@@ -259,13 +233,7 @@ def _pe_daemons(tmp_path, socks, loop):
     offset = net.now - time.time()
     daemons = []
     for i, core in enumerate(pes):
-        state = tmp_path / f"pe{i}"
-        state.mkdir()
-        write_identity(StatePaths(state).key, core.identity)
-        d = Daemon(state, Config())
-        d.driver = UdpDriver(core, socks[i], clock=lambda: time.time() + offset)
-        d.driver.after_tun_writes = d._drain_tuns
-        d.driver.tun_writer = d._write_tun
+        d = _daemon(tmp_path / f"pe{i}", core, socks[i], offset)
         d._tuns[vrf_key("red")] = _Tun(f"wv-pe{i}")
         d.l3vpn = L3vpnService(core, d.driver, Config(), d._tuns, loop)
         daemons.append(d)
