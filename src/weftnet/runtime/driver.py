@@ -238,22 +238,20 @@ class UdpDriver:
             view = _RECV_VIEW
             if 0 < seg < n:
                 divert = self.divert
-                if divert is not None and steer_slot(view[:16], self.divert_slots):
-                    # Steered here by its first piece, which is a worker's: it opens those.
-                    pieces = divert(bytes(view[:n]), seg, addr)
-                    batch.extend((p, src) for p in pieces)
-                    received += len(pieces)
-                    continue
-                # The transport takes the run whole (core/session/train.py). With workers, a run
-                # joined as read is one payload, all of it of the first piece's partition: ours.
-                t = _RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
-                if divert is not None and t.sealed is None:  # pieces of several payloads: some may be a worker's
-                    pieces = divert(t.data, seg, addr)
-                    batch.extend((p, src) for p in pieces)
-                    received += len(pieces)
-                else:
-                    batch.append((t, src))
-                    received += -(-n // seg)
+                if divert is None or not steer_slot(view[:16], self.divert_slots):
+                    # The transport takes the run whole (core/session/train.py). With workers, a run
+                    # joined as read is one payload, all of it of the first piece's partition: ours.
+                    t = _RX.read(n, seg, MAX_FRAGMENTS, MAX_REASSEMBLED)
+                    if divert is None or t.sealed is not None:
+                        batch.append((t, src))
+                        received += -(-n // seg)
+                        continue
+                    run = t.data  # pieces of several payloads: some may be a worker's
+                else:  # steered here by its first piece, which is a worker's: it opens those
+                    run = bytes(view[:n])
+                pieces = divert(run, seg, addr)  # ours kept, the others handed to their worker
+                batch.extend((p, src) for p in pieces)
+                received += len(pieces)
             elif lone is True and not batch:  # (only the first: after a GRO run, order says batch)
                 # Sparse traffic (the last wake-up read one datagram, e.g. a ping): the first is
                 # opened and written (and a reply the TUN drain finds sent) before the next read,

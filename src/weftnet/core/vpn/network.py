@@ -998,4 +998,3 @@ class VpnSwitch:
             self.drops["unknown-network"] = self.drops.get("unknown-network", 0) + 1
             return None, Drop("unknown-network")
         return net, net.inbound(sender, payload, now)
-
