@@ -58,12 +58,10 @@ from weftnet.core.overlay.messages import CHUNK_FIELDS, CHUNK_HEADER, MAX_CHUNKS
 from weftnet.core.overlay.resolver import Route
 from weftnet.core.session.reassembly import REFUSED, Reassembly
 from weftnet.core.vpn.firewall import (
-    _V6_PORTS,
     INBOUND,
     OUTBOUND,
     PROTO_ICMPV6,
-    PROTO_TCP,
-    PROTO_UDP,
+    TCP_UDP,
     Firewall,
     MalformedPacket,
     PacketInfo,
@@ -256,9 +254,11 @@ class OverlayDataPlane:
             return self._outbound_plain_fast(buf, n, cache, now)
         if n > self.chunk_size:
             return None
-        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, 10)
-        if plen + 50 > n or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8) \
-                or src != self.address or dst[:4] != PREFIX or dst == src:
+        f = read_flow(buf, VNET_HDR_LEN, n)
+        if f is None or f[0] not in TCP_UDP:
+            return None
+        proto, src, dst, sport, dport, total = f
+        if src != self.address or dst[:4] != PREFIX or dst == src:
             return None
         key = dst[4:]
         route = cache.peek(key, now)
@@ -270,7 +270,6 @@ class OverlayDataPlane:
         cache.get(key, now)  # the hit, as the full path counts it
         c = self._counters(peer)
         t = self.totals
-        total = plen + 40
         c.packets_out += 1
         t.packets_out += 1
         c.bytes_out += total
@@ -298,10 +297,11 @@ class OverlayDataPlane:
         if (kind not in _FAST_KINDS or flags & ~VNET_F_NEEDS_CSUM or (kind and not 0 < gso_size < size)
                 or (flags and csum_start + csum_offset + 2 > size) or payload[18] >> 4 != 6):
             return None
-        plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(payload, 18)
-        total = plen + 40
-        if total > size or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8) \
-                or dst != self.address or src[:4] != PREFIX or src[4:] != peer[:12] \
+        f = read_flow(payload, 18, n)
+        if f is None or f[0] not in TCP_UDP:
+            return None
+        proto, src, dst, sport, dport, total = f
+        if dst != self.address or src[:4] != PREFIX or src[4:] != peer[:12] \
                 or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now):
             return None
         c = self._counters(peer)

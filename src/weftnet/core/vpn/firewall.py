@@ -58,6 +58,7 @@ __all__ = [
     "PacketInfo",
     "parse_packet",
     "read_flow",
+    "TCP_UDP",
     "Rule",
     "parse_rule",
     "parse_rules",
@@ -168,6 +169,11 @@ _V4_PORTS = struct.Struct("!BxH2xHxB2x4s4sHH")
 _V6_PORTS = struct.Struct("!4xHBx16s16sHH")
 
 
+#: TCP and UDP: what a flow with an offload header carries, so what the offload fast paths take from
+#: :func:`read_flow` (an ICMP echo goes through them only without offload).
+TCP_UDP = frozenset({PROTO_TCP, PROTO_UDP})
+
+
 def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, bytes, int, int, int] | None:
     """``(proto, src, dst, sport, dport, total)`` of the packet at ``buf[off:n]`` if it is the data
     plane's common case, read with one ``struct`` call: IPv4 without options (first byte 0x45,
@@ -176,8 +182,9 @@ def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, by
     or an ICMP or ICMPv6 echo request or reply (28 / 48), whose identifier is both ports. None
     otherwise (the caller then takes :func:`_parse_walk` or its full path). The one reader of this
     case: :func:`_parse` builds its :class:`PacketInfo` from it, and the data planes' fast paths
-    for lone packets (core/vpn/network.py, core/overlay/dataplane.py) use the fields as they are;
-    it decides as the walk does (tests/test_firewall_fastpath.py)."""
+    (core/vpn/network.py, core/overlay/dataplane.py; those for offloaded packets take its
+    :data:`TCP_UDP` results only) use the fields as they are; it decides as the walk does
+    (tests/test_firewall_fastpath.py)."""
     size = n - off
     v = buf[off] if size > 0 else 0
     if v == 0x45 and size >= 40:

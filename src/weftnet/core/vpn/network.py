@@ -55,14 +55,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
 from weftnet.core.vpn.firewall import (
-    _V4_PORTS,
-    _V6_PORTS,
     INBOUND,
     OUTBOUND,
     PROTO_ICMP,
     PROTO_ICMPV6,
-    PROTO_TCP,
-    PROTO_UDP,
+    TCP_UDP,
     Firewall,
     MalformedPacket,
     PacketInfo,
@@ -662,18 +659,10 @@ class VpnNetwork:
             return None
         if buf.startswith(VNET_NONE):
             return self._outbound_plain_fast(buf, n, now)
-        v = buf[10]
-        if v == 0x45:
-            _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, 10)
-            if ff & 0x3FFF or total > n - 10 or not (total >= 40 if proto == PROTO_TCP else
-                                                      proto == PROTO_UDP and total >= 28):
-                return None
-        elif v >> 4 == 6 and n >= 70:
-            plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, 10)
-            if plen + 50 > n or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8):
-                return None
-        else:
+        f = read_flow(buf, VNET_HDR_LEN, n)
+        if f is None or f[0] not in TCP_UDP:
             return None
+        proto, src, dst, sport, dport, _total = f
         node = self._routes.get(dst)
         if node is None or src not in self._own_addresses or now >= self.own_cert.not_after:
             return None
@@ -752,19 +741,10 @@ class VpnNetwork:
         if (kind not in _FAST_KINDS or flags & ~VNET_F_NEEDS_CSUM or (kind and not 0 < gso_size < size)
                 or (flags and csum_start + csum_offset + 2 > size)):
             return None
-        v = payload[50]
-        if v == 0x45:
-            _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(payload, 50)
-            if ff & 0x3FFF or total > size or not (total >= 40 if proto == PROTO_TCP else
-                                                    proto == PROTO_UDP and total >= 28):
-                return None
-        elif v >> 4 == 6 and size >= 60:
-            plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(payload, 50)
-            total = plen + 40
-            if total > size or not (plen >= 20 if proto == PROTO_TCP else proto == PROTO_UDP and plen >= 8):
-                return None
-        else:
+        f = read_flow(payload, 50, n)
+        if f is None or f[0] not in TCP_UDP:
             return None
+        proto, src, dst, sport, dport, total = f
         if (src not in member.addresses or dst not in self._own_addresses
                 or not self.firewall.pass_tracked((proto, dst, dport, src, sport, peer), now)):
             return None
