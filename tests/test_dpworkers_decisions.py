@@ -136,7 +136,10 @@ def run(batches) -> tuple[int, int]:
                     bufs.append(buf)
                     want += _full_out(full, buf, now)
                 else:
-                    payload = b"\x01\x52" + wnet.network_id + buf[10:] if plain else chunk(wnet, buf[:10], buf[10:], count)
+                    if plain:  # a VpnPacket (no offload header)
+                        payload = b"\x01\x52" + wnet.network_id + buf[10:]
+                    else:
+                        payload = chunk(wnet, buf[:10], buf[10:], count)
                     bufs.append(payload)
                     want += _full_in(full, peer, payload, now)
             got = w.out(bufs, now) if out else w.into(peer, bufs, now)

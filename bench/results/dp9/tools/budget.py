@@ -81,6 +81,13 @@ def _machine() -> dict[str, float]:
             "steal": steal / TICK, "idle": (idle + iowait) / TICK}
 
 
+def _ends(daemons: list[int]) -> dict:
+    """Each weftnet daemon apart (B is started first), with its children."""
+    if len(daemons) < 2:
+        return {}
+    return {"daemon_b": _tree([daemons[0]]), "daemon_a": _tree([daemons[1]])}
+
+
 def _system(name: str, weft: str):
     import systems
 
@@ -112,7 +119,7 @@ def one(name: str, args) -> dict:
         soft = _ksoftirqd()
         load = os.getloadavg()[0]
         before = {"server": _stat(server.pid), "daemons": _tree(daemons) if daemons else (0.0, 0.0),
-                  "ksoftirqd": _tree(soft), "machine": _machine()}
+                  "ksoftirqd": _tree(soft), "machine": _machine(), **_ends(daemons)}
         client = subprocess.Popen(["ip", "netns", "exec", topo.ns("a"), *argv], stdout=subprocess.PIPE, text=True)
         perf = None
         if args.syscalls and daemons:
@@ -128,7 +135,7 @@ def one(name: str, args) -> dict:
         client_cpu = (ru.ru_utime, ru.ru_stime)
         wall = time.monotonic() - t0
         after = {"server": _stat(server.pid), "daemons": _tree(daemons) if daemons else (0.0, 0.0),
-                 "ksoftirqd": _tree(soft), "machine": _machine()}
+                 "ksoftirqd": _tree(soft), "machine": _machine(), **_ends(daemons)}
         syscalls = None
         if perf is not None:
             err = perf.communicate()[1]
@@ -145,7 +152,7 @@ def one(name: str, args) -> dict:
     row = {"system": name, "reverse": args.reverse, "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
            "gb": round(gb, 3), "wall_s": round(wall, 2), "load_before": round(load, 2), "load_after": round(load_end, 2)}
     row["client_user"], row["client_sys"] = (round(x / gb, 3) for x in client_cpu)
-    for k in ("server", "daemons", "ksoftirqd"):
+    for k in ("server", "daemons", "ksoftirqd", *(("daemon_a", "daemon_b") if "daemon_a" in after else ())):
         u = after[k][0] - before[k][0]
         s = after[k][1] - before[k][1]
         row[f"{k}_user"], row[f"{k}_sys"] = round(u / gb, 3), round(s / gb, 3)
@@ -164,6 +171,9 @@ def line(r: dict) -> str:
          f"daemons {r['daemons_user']:.2f}u+{r['daemons_sys']:.2f}s, ksoftirqd {r['ksoftirqd_sys']:.2f}, "
          f"machine busy {r['machine_busy']:.2f} ({r['machine_busy_cores']:.2f} cores; softirq {r['machine_softirq']:.2f}, "
          f"steal {r['machine_steal']:.2f}) | load {r['load_before']:.1f}->{r['load_after']:.1f}")
+    if "daemon_a_user" in r:
+        s += (f" | A {r['daemon_a_user']:.2f}u+{r['daemon_a_sys']:.2f}s,"
+              f" B {r['daemon_b_user']:.2f}u+{r['daemon_b_sys']:.2f}s")
     if "daemon_syscalls_per_gb" in r:
         s += f" | daemon syscalls/GB {r['daemon_syscalls_per_gb']}"
     return s
