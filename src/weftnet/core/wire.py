@@ -331,6 +331,10 @@ class Message:
     in wire order and must match the dataclass fields.
     """
 
+    # No instance dict or weak reference slot of its own: a slotted message (a Contact, thousands a
+    # node) is then only its fields. A message class that is not slotted still has its __dict__.
+    __slots__ = ()
+
     TYPE: ClassVar[int | None] = None
     FIELDS: ClassVar[tuple[tuple[str, Codec], ...]] = ()
 
