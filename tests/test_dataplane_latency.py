@@ -531,3 +531,83 @@ def test_cpu_pressure_reads_the_kernels_some_avg10_and_nothing_else():
         p = evloop.cpu_pressure()
         assert p is not None and 0.0 <= p <= 100.0
 
+
+class _Timers:
+    """Stands in for the event loop's ``call_later``: the test runs the armed callbacks itself."""
+
+    def __init__(self):
+        self.armed = []
+
+    def call_later(self, delay, callback):
+        self.armed.append((delay, callback))
+
+    def fire(self):
+        delay, callback = self.armed.pop(0)
+        callback()
+        return delay
+
+
+def test_the_wake_hold_asks_for_polling_cpus_after_a_lone_packet_and_withdraws_it_when_traffic_stops(tmp_path):
+    """[dataplane] wake_hold_ms (evloop.WakeHold): the first lone packet writes a CPU wake-up
+    latency of 0 to the PM QoS device (idle CPUs poll instead of halting); while lone packets go
+    on it stays, re-checked every hold; a whole hold without one writes the kernel's "no
+    constraint" back; the next lone packet asks again. A device that cannot be opened (no root,
+    no such file) turns it off without an error."""
+    dev = tmp_path / "cpu_dma_latency"  # a file records what the kernel's device would be given
+    dev.write_bytes(b"")
+    timers = _Timers()
+    hold = evloop.WakeHold(timers, 0.02, path=str(dev))
+
+    def values():
+        data = dev.read_bytes()
+        return [struct.unpack_from("=i", data, i)[0] for i in range(0, len(data), 4)]
+
+    hold.touch()
+    assert values() == [0] and hold.held and len(timers.armed) == 1
+    for _ in range(5):  # more lone packets within the hold: nothing written, no timer added
+        hold.touch()
+    assert values() == [0] and len(timers.armed) == 1
+    assert timers.fire() == 0.02  # packets came since: held on, checked again a hold later
+    assert hold.held and values() == [0] and len(timers.armed) == 1
+    timers.fire()  # a whole hold without a lone packet: withdrawn
+    assert not hold.held and values() == [0, 2_000_000_000] and timers.armed == []
+    hold.touch()
+    assert hold.held and values() == [0, 2_000_000_000, 0] and hold.status() == \
+        {"hold_ms": 20, "held": True, "engaged": 2, "available": True}
+    hold.close()
+    assert not hold.held
+    timers.fire()  # a check after close does nothing
+    assert values() == [0, 2_000_000_000, 0]
+
+    gone = evloop.WakeHold(timers, 0.02, path=str(tmp_path / "no" / "device"))
+    gone.touch()
+    gone.touch()
+    assert not gone.held and timers.armed == [] and gone.status()["available"] is False
+    assert Config().wake_hold_ms == 0
+    assert config_from_dict({"dataplane": {"wake_hold_ms": 20}}).wake_hold_ms == 20
+    for bad in (-1, 1001):
+        with pytest.raises(ConfigError, match="wake_hold_ms"):
+            config_from_dict({"dataplane": {"wake_hold_ms": bad}})
+
+
+def test_a_lone_packet_read_first_calls_the_wake_hold_and_a_burst_does_not(monkeypatch):
+    """runtime/tun.read_wakeup calls ``LONE_HOOK`` (the daemon's WakeHold) for the packet it takes
+    first in a sparse wake-up, before that packet is sent; a wake-up of whole batches never."""
+    from weftnet.runtime import tun as tunmod
+
+    end, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    end.setblocking(False)
+    order = []
+    monkeypatch.setattr(tunmod, "LONE_HOOK", lambda: order.append("hook"))
+    try:
+        kernel.send(b"ping")
+        packets, sparse = tunmod.read_wakeup(end.fileno(), True, lambda p: order.append(p), None, "", "t")
+        assert order == ["hook", b"ping"] and packets == [] and sparse
+        order.clear()
+        for i in range(3):
+            kernel.send(b"burst%d" % i)
+        packets, sparse = tunmod.read_wakeup(end.fileno(), False, lambda p: order.append(p), None, "", "t")
+        assert order == [] and packets == [b"burst0", b"burst1", b"burst2"] and not sparse
+    finally:
+        end.close()
+        kernel.close()
