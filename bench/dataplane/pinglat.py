@@ -59,22 +59,6 @@ def cpu_ns(pids: list[int]) -> int | None:
     return total if seen else None
 
 
-def polled_us() -> int | None:
-    """Microseconds the CPUs have spent so far in the cpuidle state that polls instead of halting
-    (``POLL``; all CPUs): idle time a request like ``[dataplane] wake_hold_ms`` turns into spinning,
-    which the tunnel's own CPU does not show (the host sees it as a busy vCPU)."""
-    total, seen = 0, False
-    base = Path("/sys/devices/system/cpu")
-    for state in base.glob("cpu[0-9]*/cpuidle/state*"):
-        try:
-            if (state / "name").read_text().strip() == "POLL":
-                total += int((state / "time").read_text())
-                seen = True
-        except (OSError, ValueError):
-            pass
-    return total if seen else None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="wireguard-go,weftnet,weftnet-asyncio",
@@ -140,18 +124,15 @@ def main(argv: list[str] | None = None) -> int:
                 for s, topo, overlay in up:
                     load = _load()
                     pids = topo.pids()
-                    cpu0, poll0 = cpu_ns(pids), polled_us()
+                    cpu0 = cpu_ns(pids)
                     res = ping_latency(topo, overlay.server, args.pings)
-                    cpu1, poll1 = cpu_ns(pids), polled_us()
+                    cpu1 = cpu_ns(pids)
                     res["load"] = round(load, 2)
                     if cpu0 is not None and cpu1 is not None:
                         res["tunnel_cpu_us_per_ping"] = round((cpu1 - cpu0) / res["received"] / 1000, 1)
-                    if poll0 is not None and poll1 is not None:
-                        res["idle_polled_us_per_ping"] = round((poll1 - poll0) / res["received"], 1)
                     rows[s.name]["rounds"].append(res)
-                    print(f"[pinglat] round {r + 1} {s.name}: p50 {res['p50_ms']} p99 {res['p99_ms']} ms, "
-                          f"CPU {res.get('tunnel_cpu_us_per_ping')} µs, polled {res.get('idle_polled_us_per_ping')} "
-                          f"µs a ping (load {load:.2f})", flush=True)
+                    print(f"[pinglat] round {r + 1} {s.name}: p50 {res['p50_ms']} p99 {res['p99_ms']} ms "
+                          f"(load {load:.2f})", flush=True)
     except KeyboardInterrupt:
         print("[pinglat] interrupted", file=sys.stderr)
         return 130
@@ -166,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         row["median_p99_ms"] = round(statistics.median(x["p99_ms"] for x in rs), 3)
         cpu = [x["tunnel_cpu_us_per_ping"] for x in rs if "tunnel_cpu_us_per_ping" in x]
         row["median_cpu_us_per_ping"] = round(statistics.median(cpu), 1) if cpu else None
-        polled = [x["idle_polled_us_per_ping"] for x in rs if "idle_polled_us_per_ping" in x]
-        row["median_idle_polled_us_per_ping"] = round(statistics.median(polled), 1) if polled else None
     report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "rounds": args.rounds,
               "pings": args.pings, "notes": args.note, "systems": list(rows.values())}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -191,19 +170,17 @@ def markdown(report: dict) -> str:
         "round of each system sees the same load",
         "- p50 / p99: of the individual round-trip times of one round; 'median of rounds' is the median of "
         "those per-round values; 'tunnel CPU µs per ping': user + system CPU of the tunnel's processes (both "
-        "ends) during the round, per reply; 'idle CPUs polling µs per ping': time the machine's idle CPUs "
-        "spent polling (cpuidle state POLL) instead of halting during the round, per reply",
+        "ends) during the round, per reply",
         *[f"- note: {n}" for n in report["notes"]],
         "",
         "| system | median of rounds: p50 ms | median of rounds: p99 ms | tunnel CPU µs per ping (median) | "
-        "idle CPUs polling µs per ping (median) | p50 per round | p99 per round | load per round |",
-        "|---|---|---|---|---|---|---|---|",
+        "p50 per round | p99 per round | load per round |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["systems"]:
         rs = row["rounds"]
         lines.append(f"| {row['title']} | {row['median_p50_ms']:.3f} | {row['median_p99_ms']:.3f} | "
                      f"{row['median_cpu_us_per_ping'] if row['median_cpu_us_per_ping'] is not None else '—'} | "
-                     f"{row.get('median_idle_polled_us_per_ping') if row.get('median_idle_polled_us_per_ping') is not None else '—'} | "
                      + " ".join(f"{x['p50_ms']:.3f}" for x in rs) + " | "
                      + " ".join(f"{x['p99_ms']:.2f}" for x in rs) + " | "
                      + " ".join(f"{x['load']:.1f}" for x in rs) + " |")

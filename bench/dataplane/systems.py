@@ -349,8 +349,6 @@ class Weftnet(System):
         "asyncio": ("asyncio loop and default time slice", {"event_loop": "asyncio", "sched_slice_us": 0}),
         "noslice": ("uvloop, default time slice", {"event_loop": "auto", "sched_slice_us": 0}),
         "asyncio-slice": ("asyncio loop, 100 µs time slice", {"event_loop": "asyncio", "sched_slice_us": 100}),
-        # Idle CPUs polling (not halting) until 100 ms pass without a lone packet (runtime/evloop.py, WakeHold).
-        "hold": ("idle CPUs poll until 100 ms after a lone packet", {"wake_hold_ms": 100}),
     }
 
     def __init__(self, weft: Path = WEFT_DEFAULT, workers: int = 1, variant: str | None = None):

@@ -92,8 +92,6 @@ socket = ""         # default: control.sock in the state directory
 # sched_slice_us = 100 # kernel time slice the daemon asks for (100-100000 µs; 0: the kernel's default)
 # sched_slice_pressure = 10 # ask for it only while CPU pressure (PSI "some avg10", %) is at least
 #                     # this (0: always; docs/dataplane.md, "Latency")
-# wake_hold_ms = 0    # after a lone packet, keep idle CPUs polling (not halted) until this many ms
-#                     # pass without one (/dev/cpu_dma_latency, root; 0: off; docs/dataplane.md)
 # ciphers = ["aes-256-gcm", "chacha20-poly1305"]  # transport ciphers accepted, preferred first;
 #                     # default: AES-256-GCM first where the CPU has AES instructions (docs/handshake.md)
 # ack_filter = true   # leave out pure TCP ACKs that a later one read from the TUN with them supersedes
@@ -331,7 +329,6 @@ class Config:
     event_loop: str = "auto"  # [dataplane]: the daemon's event loop (runtime/evloop.py)
     sched_slice_us: int = 100  # [dataplane]: kernel time slice asked for, µs; 0 = kernel default (runtime/evloop.py)
     sched_slice_pressure: int = 10  # [dataplane]: ...only while CPU pressure is at least this %; 0 = always
-    wake_hold_ms: int = 0  # [dataplane]: idle CPUs poll until this long after a lone packet; 0 = off (evloop.WakeHold)
     ciphers: list | None = None  # [dataplane]: transport ciphers, preferred first; None: by the CPU (ciphers.py)
     ack_filter: bool = True  # [dataplane]: leave out pure TCP ACKs a later one read with them supersedes
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
@@ -391,7 +388,6 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
                   "sched_slice_us": ("sched_slice_us", int),
                   "sched_slice_pressure": ("sched_slice_pressure", int), "ciphers": ("ciphers", list),
-                  "wake_hold_ms": ("wake_hold_ms", int),
                   "ack_filter": ("ack_filter", bool)},
 }
 _RANGES = {
@@ -421,7 +417,6 @@ _RANGES = {
     "workers": (1, 16),
     "sched_slice_us": (0, 100_000),
     "sched_slice_pressure": (0, 100),
-    "wake_hold_ms": (0, 1000),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 

@@ -46,7 +46,6 @@ from weftnet.runtime import evloop, pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.heap import keep_heap
-from weftnet.runtime import tun as tunmod
 from weftnet.runtime.tun import read_wakeup
 from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
@@ -178,7 +177,6 @@ class Daemon:
         self._draining = False
         self._tun_sparse = True  # the last TUN wake-up read one packet (_on_tun_readable)
         self.slice_follower: evloop.SliceFollower | None = None  # [dataplane] sched_slice_pressure
-        self.wake_hold: evloop.WakeHold | None = None  # [dataplane] wake_hold_ms
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
         self._published_at: float | None = None
         self._owned_records = 0  # revocation records of networks we own but are no member of
@@ -315,9 +313,6 @@ class Daemon:
                 core.bootstrap(saved, time.time())
                 self.driver.transmit()
             self._start_workers()
-            if self.cfg.wake_hold_ms and self.own_process:  # idle CPUs poll after a lone packet (evloop.py)
-                self.wake_hold = evloop.WakeHold(asyncio.get_running_loop(), self.cfg.wake_hold_ms / 1000)
-                tunmod.LONE_HOOK = self.wake_hold.touch
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch_addresses())
                 if self.workers is not None:
@@ -350,9 +345,6 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             if self.workers is not None:
                 self.workers.close()
-            if self.wake_hold is not None:
-                tunmod.LONE_HOOK = None
-                self.wake_hold.close()
             self._save()
             if self.http is not None:
                 await self.http.close()
@@ -786,7 +778,6 @@ class Daemon:
                                "sched_slice_us": evloop.current_slice(),
                                "cpu_pressure": (self.slice_follower.pressure
                                                 if self.slice_follower is not None else None),
-                               "wake_hold": self.wake_hold.status() if self.wake_hold is not None else None,
                                "datagrams_sent": self.driver.sent, "gso_sends": self.driver.gso_sends,
                                "datagrams_received": self.driver.received, "send_errors": self.driver.send_errors,
                                "send_dropped": self.driver.dropped, "heap_kept": self.heap_kept,

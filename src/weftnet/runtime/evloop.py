@@ -49,7 +49,7 @@ from typing import Any, Callable, Coroutine
 from weftnet.errors import ConfigError
 
 __all__ = ["CHOICES", "loop_factory", "loop_name", "run", "request_slice", "current_slice", "cpu_pressure",
-           "SliceFollower", "PRESSURE_INTERVAL", "WakeHold", "CPU_LATENCY_FILE"]
+           "SliceFollower", "PRESSURE_INTERVAL"]
 
 CHOICES = ("auto", "uvloop", "asyncio")
 
@@ -197,74 +197,3 @@ class SliceFollower:
                 self.changes += 1
             self.short = want
         return want
-
-
-#: The kernel's CPU wake-up latency request (PM QoS): while a process holds it open with a value
-#: written, idle CPUs choose no idle state slower to leave than that.
-CPU_LATENCY_FILE = "/dev/cpu_dma_latency"
-#: The value that asks for nothing (the kernel's "no constraint").
-_NO_CONSTRAINT = 2_000_000_000
-
-
-class WakeHold:
-    """Asks the kernel for idle CPUs that poll instead of halting (a CPU wake-up latency of 0 µs,
-    ``/dev/cpu_dma_latency``) from a lone packet until ``hold`` seconds pass without one, then
-    withdraws the request. :meth:`touch` is called for each lone packet; ``loop`` runs the check."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, hold: float, path: str = CPU_LATENCY_FILE):
-        self.hold = hold
-        self._loop = loop
-        self._path = path
-        self._fd: int | None = None
-        self._count = 0
-        self._seen = 0
-        self.held = False
-        self.failed = False
-        self.engaged = 0
-
-    def touch(self) -> None:
-        self._count += 1
-        if not self.held and not self.failed:
-            self._engage()
-
-    def _write(self, value: int) -> bool:
-        try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(self._fd, struct.pack("=i", value))
-            return True
-        except OSError:
-            self.failed = True
-            self.close()
-            return False
-
-    def _engage(self) -> None:
-        if self._write(0):
-            self.held = True
-            self.engaged += 1
-            self._seen = self._count
-            self._loop.call_later(self.hold, self._check)
-
-    def _check(self) -> None:
-        if not self.held:
-            return
-        if self._count != self._seen:  # lone packets since: hold on
-            self._seen = self._count
-            self._loop.call_later(self.hold, self._check)
-            return
-        self.held = False
-        self._write(_NO_CONSTRAINT)
-
-    def status(self) -> dict[str, Any]:
-        """For ``weft status --json`` (``dataplane.wake_hold``)."""
-        return {"hold_ms": round(self.hold * 1000), "held": self.held, "engaged": self.engaged,
-                "available": not self.failed}
-
-    def close(self) -> None:
-        self.held = False
-        if self._fd is not None:
-            try:
-                os.close(self._fd)  # (closing withdraws the request)
-            except OSError:
-                pass
-            self._fd = None

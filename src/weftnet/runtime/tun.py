@@ -342,9 +342,6 @@ def link_info(name: str, *, netns: str | None = None) -> dict:
         }
 
 
-#: Called for each lone packet a reader takes first (runtime/evloop.py, WakeHold), or None.
-LONE_HOOK: Callable[[], None] | None = None
-
 #: A zero-timeout ``poll`` of each fd :func:`read_wakeup` reads, by fd number (poll(2) takes the
 #: number at each call, so a number reused for another TUN polls that one). Bounded by the
 #: process's descriptors.
@@ -383,8 +380,6 @@ def read_wakeup(fd: int, sparse: bool, send_first: Callable[[bytes], None], log:
         except OSError as exc:
             log.warning(what, extra={"tun": name, "error": exc.strerror})
             return [], sparse
-        if LONE_HOOK is not None:
-            LONE_HOOK()
         send_first(first)
         poll = _POLLS.get(fd)
         if not (poll or poller(fd))(0):
