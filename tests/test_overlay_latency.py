@@ -186,7 +186,8 @@ def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_emp
             for p in pkts[2:5]:  # a burst: the first alone, the rest as one batch, in order
                 red.kernel.send(p)
             svc._on_tun_readable(b"vrf-red", red)
-            assert log == ["read", "outbound:1", "transmit", "poll", "read", "read", "read:empty", "outbound:2", "transmit"]
+            assert log == ["read", "outbound:1", "transmit", "poll", "read", "read", "read:empty", "outbound:2",
+                           "transmit"]
             log.clear()
             for p in pkts[:3]:  # after a burst: the whole batch is read before anything is handed on
                 red.kernel.send(p)
