@@ -41,8 +41,8 @@ class Contact(Message):
     tag: int = field(init=False, compare=False, repr=False)
     #: The contact's encoding, once made or read (the same bytes object as its key in ``_CACHE``): a
     #: FIND_NODE answer carries 20 contacts, the same ones again and again, and a contact decoded is
-    #: sent on as the bytes it came in. Costs no memory: a slot instead of the instance dict pointer
-    #: ``Message`` no longer gives it (where a process-wide dict of encodings cost ~180 bytes an entry).
+    #: sent on as the bytes it came in. Costs no memory: the object stays in its 80-byte allocation
+    #: (where a process-wide dict of encodings cost ~180 bytes an entry).
     wire: bytes | None = field(init=False, default=None, compare=False, repr=False)
 
     FIELDS: ClassVar = (("public_key", Fixed(32)), ("endpoint", Endpoint))
