@@ -397,7 +397,8 @@ def main(nodes: int, seed: int, settings: dict, account: bool = False) -> None:
             import weftnet.core.puzzle as puzzle
 
             print("process-wide caches, computed per join:",
-                  {"node_id_for": round(ident.node_id_for.cache_info().misses / n, 1),
+                  {"node_id_for": (round(ident.node_id_for.cache_info().misses / n, 1)
+                                   if hasattr(ident.node_id_for, "cache_info") else "not cached"),
                    "puzzle_bits": round(puzzle.puzzle_bits.cache_info().misses / n, 1)},
                   "contacts in the shared cache:", round(len(contact._CACHE) / n, 1))
 
@@ -425,7 +426,7 @@ if __name__ == "__main__":
     if a.unit_costs:
         import weftnet.core.identity as _ident
 
-        _PLAIN_CONV[0] = _ident.ed25519_public_to_x25519.__wrapped__
+        _PLAIN_CONV[0] = getattr(_ident.ed25519_public_to_x25519, "__wrapped__", _ident.ed25519_public_to_x25519)
         print("µs per operation (alone, best of 5):", {k: round(v, 2) for k, v in _unit_costs().items()})
         raise SystemExit(0)
     if a.per_node_caches:

@@ -54,7 +54,7 @@ def empty(count: int, top: int) -> None:
     del nodes
 
 
-async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int) -> None:
+async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int, per_node: bool = False) -> None:
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     import weftnet_side
     from common import workload_plan
@@ -64,6 +64,10 @@ async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int) -
 
     if isolated:
         weftnet_side._isolate()
+    if per_node:
+        import pernode
+
+        pernode.install()
     joins, puts, _gets = workload_plan(seed, nodes, records)
     rng = random.Random(seed)
     system_rng = random.SystemRandom()
@@ -87,11 +91,22 @@ async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int) -
     snap = tracemalloc.take_snapshot()
     _report(snap, base, nodes, top)
     _tables(drivers, nodes)
+    if per_node:
+        _caches(nodes)
     tables = [len(d.core.dht.table) for d in drivers]
     print(f"\nrouting-table contacts per node: {sum(tables) / nodes:.1f}; transport peers per node: "
           f"{sum(len(d.core.transport._peers) for d in drivers) / nodes:.1f}")
     for d in drivers:
         d.close()
+
+
+def _caches(nodes: int) -> None:
+    """Entries, hits and misses of each node's own caches (``--per-node-caches``), per node."""
+    import pernode
+
+    print()
+    for name, (entries, hits, misses) in sorted(pernode.stats().items()):
+        print(f"{name:26s} {entries / nodes:8.1f} entries {hits / nodes:9.1f} hits {misses / nodes:8.1f} misses per node")
 
 
 def _tables(drivers, nodes: int) -> None:
@@ -124,9 +139,10 @@ if __name__ == "__main__":
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--isolated", action="store_true")
+    ap.add_argument("--per-node-caches", action="store_true", help="each node its own caches (bench/dht/pernode.py)")
     ap.add_argument("--top", type=int, default=40)
     a = ap.parse_args()
     if a.what == "empty":
         empty(a.count, a.top)
     else:
-        asyncio.run(bench(a.nodes, a.records, a.seed, a.isolated, a.top))
+        asyncio.run(bench(a.nodes, a.records, a.seed, a.isolated, a.top, a.per_node_caches))

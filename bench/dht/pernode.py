@@ -28,7 +28,7 @@ _PATCH: list = []  # (module, attribute, function name): where the library holds
 _PLAIN: dict = {}  # function name -> the function without its cache
 _MAXSIZE: dict = {}
 _BY_CORE: dict = {}  # id(NodeCore) -> its caches
-_STATE = {"contacts_module": None, "swap_contacts": True}
+_STATE = {"contacts_module": None, "swap_contacts": True, "wire": False}
 
 
 class _Caches:
@@ -49,7 +49,8 @@ def _select(caches: _Caches) -> None:
         if _STATE["swap_contacts"]:
             mod = _STATE["contacts_module"]
             mod._CACHE = caches.contacts
-            mod._WIRE = caches.wire
+            if _STATE["wire"]:  # (a tree before dmem9: the encodings in a dict of their own)
+                mod._WIRE = caches.wire
         fns = caches.fns
         for mod, attr, name in _PATCH:
             setattr(mod, attr, fns[name])
@@ -80,8 +81,8 @@ def install() -> None:
     }
     by_id = {}
     for name, fn in targets.items():
-        if only and name not in only:
-            continue
+        if only and name not in only or not hasattr(fn, "cache_info"):
+            continue  # (not cached in this tree: nothing to give each node)
         _PLAIN[name] = fn.__wrapped__
         _MAXSIZE[name] = fn.cache_info().maxsize
         by_id[id(fn)] = (fn, name)
@@ -93,6 +94,7 @@ def install() -> None:
             if hit is not None and hit[0] is value:
                 _PATCH.append((mod, attr, hit[1]))
     _STATE["contacts_module"] = contact
+    _STATE["wire"] = hasattr(contact, "_WIRE")
     _STATE["swap_contacts"] = not only or "contacts" in only
     _select(_Caches())  # the caches of code that runs outside any node (the bench's set-up)
 
@@ -130,3 +132,19 @@ def misses() -> dict:
             out[name] += fn.cache_info().misses
         out["contacts"] += len(c.contacts)
     return dict(out)
+
+
+def stats() -> dict:
+    """Per cache, summed over the nodes: (entries, hits, misses); hits and misses are unknown (0)
+    for the contact dicts."""
+    out: dict = {}
+    for c in _BY_CORE.values():
+        rows = {name: (fn.cache_info().currsize, fn.cache_info().hits, fn.cache_info().misses)
+                for name, fn in c.fns.items()}
+        rows["contacts (_CACHE)"] = (len(c.contacts), 0, 0)
+        if _STATE["wire"]:
+            rows["contacts (_WIRE)"] = (len(c.wire), 0, 0)
+        for name, row in rows.items():
+            old = out.get(name, (0, 0, 0))
+            out[name] = tuple(a + b for a, b in zip(old, row))
+    return out

@@ -86,7 +86,7 @@ def _isolate() -> None:
     import weftnet.runtime.driver as driver
 
     driver.SHARE_ENDPOINTS = False  # each driver its own endpoint tuples
-    plain = identity.ed25519_public_to_x25519.__wrapped__
+    plain = getattr(identity.ed25519_public_to_x25519, "__wrapped__", identity.ed25519_public_to_x25519)
     import weftnet.core.session.handshake as handshake
 
     identity.ed25519_public_to_x25519 = sessionless.ed25519_public_to_x25519 = plain

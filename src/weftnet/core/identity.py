@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -142,8 +141,9 @@ class NodeId:
         return f"NodeId({self.short()})"
 
 
-@functools.lru_cache(maxsize=65536)
 def node_id_for(public_key: bytes) -> NodeId:
+    # Not cached: a SHA-256 of 32 bytes and the NodeId, ~1.5 us; an LRU entry kept for it cost a node
+    # ~150 bytes a peer it ever met (bench/results/dmem9), and a decoded contact keeps its ID anyway.
     if len(public_key) != 32:
         raise IdentityError("an Ed25519 public key is exactly 32 bytes")
     return NodeId(hashlib.sha256(public_key).digest())
@@ -153,13 +153,16 @@ def overlay_address_for(public_key: bytes) -> ipaddress.IPv6Address:
     return node_id_for(public_key).address()
 
 
-@functools.lru_cache(maxsize=65536)
 def ed25519_public_to_x25519(public_key: bytes) -> bytes:
     """Map an Ed25519 public key to its X25519 (Montgomery u) form.
 
     u = (1 + y) / (1 - y) mod p, where y is the Edwards y coordinate
     (RFC 7748 section 4.1). Raises :class:`IdentityError` for encodings that
     are not a usable point (y >= p, or y = 1 which maps to infinity).
+
+    Not cached (~19 us): a node converts a peer's key to compute ss with it, and keeps the ss
+    (sessionless key slots, sessions), so a cache of conversions was asked again only for a peer whose
+    ss had been dropped; per node it held one 200-byte entry a peer and was never hit (bench/results/dmem9).
     """
     if len(public_key) != 32:
         raise IdentityError("an Ed25519 public key is exactly 32 bytes")
