@@ -86,10 +86,16 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fill", type=int, help="join_fill for this run")
     ap.add_argument("--profile", help="write cProfile stats of the join phase here")
+    ap.add_argument("--per-node-caches", action="store_true",
+                    help="each node its own caches of contacts, node IDs and key conversions (bench/dht/pernode.py)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a DHT setting for this run (a number, true or false); may be repeated")
     a = ap.parse_args()
     _count_requests()
+    if a.per_node_caches:
+        import pernode
+
+        pernode.install()
     profile = cProfile.Profile() if a.profile else None
     settings = {}
     for item in a.set:

@@ -17,10 +17,12 @@ async def main(nodes: int, records: int, seed: int) -> None:
     logging.disable(logging.CRITICAL)
     random.seed(seed)  # kademlia draws node IDs from the global random module
     received = [0]
+    received_bytes = [0]
     orig = RPCProtocol.datagram_received
 
     def counting(self, data, addr):
         received[0] += 1
+        received_bytes[0] += len(data)
         return orig(self, data, addr)
 
     RPCProtocol.datagram_received = counting
@@ -38,6 +40,7 @@ async def main(nodes: int, records: int, seed: int) -> None:
         servers.append(s)
     join_s, cpu = now() - t0, {"join": cpu_now() - c0}
     msgs_join = received[0]
+    bytes_join = received_bytes[0]
     c0 = cpu_now()
 
     put_lat, put_ok = [], 0
@@ -61,8 +64,10 @@ async def main(nodes: int, records: int, seed: int) -> None:
     cpu["get"] = cpu_now() - c0
     for s in servers:
         s.stop()
-    emit(summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes, cpu, msgs_join))
+    result = summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
+                       (rss1 - rss0) / nodes, cpu, msgs_join)
+    result["bytes_per_join"] = round(bytes_join / max(1, nodes - 1))  # (UDP payload bytes received)
+    emit(result)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,16 @@ if __name__ == "__main__":
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-sessionless", action="store_true", help="every request over a Noise session (before issue 16's fifth round)")
+    ap.add_argument("--per-node-caches", action="store_true",
+                    help="each node its own caches of contacts, node IDs and key conversions, as alone in its "
+                    "process (bench/dht/pernode.py): the CPU a real node pays")
     ap.add_argument("--isolated", action="store_true",
                     help="no process-wide caches shared among the nodes (memory as if each ran alone)")
     a = ap.parse_args()
     if a.isolated:
         _isolate()
+    if a.per_node_caches:
+        import pernode
+
+        pernode.install()
     asyncio.run(main(a.nodes, a.records, a.seed, not a.no_sessionless, a.isolated))

@@ -635,36 +635,42 @@ class _WorkerLoop:
         fast = net.outbound_fast if type(net) is VpnNetwork else None
         for pkt in packets:
             f = fast(pkt, now) if fast is not None else None  # a tracked flow's packet (core/vpn/network.py)
-            r = Send(*f) if f is not None else net.outbound_read(pkt, now)
-            if type(r) is Send:
-                node = r.node_id.raw
-                ep = self.endpoints.get(node)
-                sealed, d = [], None
-                if ep is not None:
-                    for payload in r.payloads:
-                        if crypto.counter >= crypto.reserved:
-                            _SLOT.pack_into(self.floors, _SLOT.size * self.slot, crypto.reserve())
-                        d = crypto.seal(node, payload, now)
-                        if d is None:
-                            break
-                        sealed.extend(d)
-                if ep is not None and d is not None:
-                    out.extend((d, ep) for d in sealed)
-                    if crypto.wants_rekey(node, now) and now - self._nudged.get(node, 0.0) >= 1.0:
-                        self._nudged[node] = now  # the main process's send on the session starts the rekey
-                        self._upcall(("rekey", node, crypto.worn(node)))
-                    self.stats["packets_out"] += 1
-                    self.stats["bytes_out"] += len(pkt) - VNET_HDR_LEN
-                else:
+            if f is None:
+                r = net.outbound_read(pkt, now)
+                if type(r) is Send:
+                    f = r.node_id, r.payloads
+                elif type(r) is Deliver:  # e.g. an ICMP "too big" for our own host
+                    self._write(fd, r.vnet, r.packet)
+                    continue
+                elif getattr(r, "reason", "") == "no-route":  # the main process looks the address up
                     self._upcall(("out", nid, pkt))
                     self.stats["upcalls"] += 1
-            elif type(r) is Deliver:  # e.g. an ICMP "too big" for our own host
-                self._write(fd, r.vnet, r.packet)
-            elif getattr(r, "reason", "") == "no-route":  # the main process looks the address up
+                    continue
+                else:
+                    self._count_drop("out", r)
+                    continue
+            # (node ID, payloads): the fast path's, or the full path's Send's
+            node = f[0].raw
+            ep = self.endpoints.get(node)
+            sealed, d = [], None
+            if ep is not None:
+                for payload in f[1]:
+                    if crypto.counter >= crypto.reserved:
+                        _SLOT.pack_into(self.floors, _SLOT.size * self.slot, crypto.reserve())
+                    d = crypto.seal(node, payload, now)
+                    if d is None:
+                        break
+                    sealed.extend(d)
+            if ep is not None and d is not None:
+                out.extend((d, ep) for d in sealed)
+                if crypto.wants_rekey(node, now) and now - self._nudged.get(node, 0.0) >= 1.0:
+                    self._nudged[node] = now  # the main process's send on the session starts the rekey
+                    self._upcall(("rekey", node, crypto.worn(node)))
+                self.stats["packets_out"] += 1
+                self.stats["bytes_out"] += len(pkt) - VNET_HDR_LEN
+            else:
                 self._upcall(("out", nid, pkt))
                 self.stats["upcalls"] += 1
-            else:
-                self._count_drop("out", r)
         self._discard(net)
         if out:
             self._send_all(out)
@@ -773,6 +779,7 @@ class _WorkerLoop:
 
     def _on_udp(self, datagrams) -> None:
         now = time.time()
+        touched: set[Any] = set()  # the networks whose requests the main process makes (_discard), once a batch
         for node, plain in self._opened(datagrams, now):
             if len(plain) < 35:
                 continue  # a keepalive (empty) or nothing a network takes
@@ -788,7 +795,6 @@ class _WorkerLoop:
                     self.stats["packets_in"] += 1
                     self.stats["bytes_in"] += len(f[1])
                     self._write(self.queue_of[net.network_id], f[0], f[1])
-                    self._discard(net)
                     continue
             elif code == _PACKET and type(net) is VpnNetwork:
                 g = net.inbound_packet_fast(node, plain, now)  # a ping, a lone small packet of a tracked flow
@@ -796,7 +802,6 @@ class _WorkerLoop:
                     self.stats["packets_in"] += 1
                     self.stats["bytes_in"] += len(g)
                     self._write(self.queue_of[net.network_id], b"", g)
-                    self._discard(net)
                     continue
             res = net._inbound_packet(node, plain, now) if code == _PACKET else net._inbound_chunk(node, plain, now)
             if type(res) is Deliver:
@@ -805,6 +810,8 @@ class _WorkerLoop:
                 self._write(self.queue_of[net.network_id], res.vnet, res.packet)
             elif res is not None:  # None: a piece of a chunk, kept until the chunk is whole
                 self._count_drop("in", res)
+            touched.add(net)
+        for net in touched:
             self._discard(net)
         if self._written:  # what the writes made the host answer is queued already (Daemon._drain_tuns)
             written, self._written = self._written, set()
