@@ -96,7 +96,10 @@ class NodeRandom:
         return z ^ (z >> 31)
 
     def random(self) -> float:
-        return (self._next() >> 11) * (1.0 / 9007199254740992.0)
+        s = self._s = (self._s + 0x9E3779B97F4A7C15) & _M64  # (_next inlined: a draw per message)
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        return ((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0)
 
     def getrandbits(self, k: int) -> int:
         if k <= 64:
@@ -211,7 +214,7 @@ class PSimulation(Simulation):
         self._wstart = 0.0  # every event before this time has run, in every process
         self._outbox: dict[int, list] = {p: [] for p in self.links}
         self._bcast: list = []
-        self._cur: tuple = (0.0, -1, 0)
+        self._cur: tuple = (0.0, -1, 0)  # the running event's entry (its first three: its key)
         self._cur_n = 0
         self.lookup_keys: list = []  # beside metrics.lookups: the key of the event that ended each
         self.messages_popped = 0
@@ -287,7 +290,7 @@ class PSimulation(Simulation):
         pop = heapq.heappop
         after = self._after
         horizon = self._horizon
-        tick = 0
+        tick = popped = timers = delivered = 0
         try:
             while True:
                 if not heap or heap[0][0] >= horizon:
@@ -299,19 +302,19 @@ class PSimulation(Simulation):
                 if top > end or (top == end and not inclusive):
                     break
                 entry = pop(heap)
-                when, origin, seq, kind, a, b, c = entry
+                when, _origin, _seq, kind, a, b, c = entry
                 self.now = when
-                self._cur = (when, origin, seq)
+                self._cur = entry
                 self._cur_n = 0
                 tick += 1
                 if kind == _MSG:
-                    self.messages_popped += 1
+                    popped += 1
                     if b.running:
-                        self.messages_delivered += 1
+                        delivered += 1
                         b.dht.on_message(a, c, when)
                         after(b)
                 elif kind == _TIMER:
-                    self.timer_events += 1
+                    timers += 1
                     node = a
                     if node.running and node.timer_at == when:
                         self.timers_fired += 1
@@ -337,6 +340,9 @@ class PSimulation(Simulation):
                     progress(self.now)
         finally:
             self.events_processed += tick
+            self.messages_popped += popped
+            self.timer_events += timers
+            self.messages_delivered += delivered
 
     def _exchange(self) -> float:
         """The window's barrier: swap batches with every peer; returns the time of the next event anywhere."""
@@ -442,7 +448,7 @@ class PSimulation(Simulation):
             by_key = self.by_key
             now = self.now
             rank = self.rank
-            enter = self._enter
+            heap, push, horizon = self._heap, heapq.heappush, self._horizon
             outbox = self._outbox
             seq = node.seq
             for dst_contact, msg in out:
@@ -459,7 +465,11 @@ class PSimulation(Simulation):
                 delay = (hypot(xa - ux[b], ya - uy[b]) + ha + uh[b]) / 1000.0 / 2.0 * (1.0 + jitter * rand())
                 seq += 1
                 if dst.part == rank:
-                    enter((now + delay, a, seq, _MSG, src, dst, msg))
+                    when = now + delay
+                    if when < horizon:
+                        push(heap, (when, a, seq, _MSG, src, dst, msg))
+                    else:
+                        self._push_far((when, a, seq, _MSG, src, dst, msg))
                 else:
                     outbox[dst.part].append((now + delay, a, seq, a, b, msg))
             node.seq = seq
@@ -493,7 +503,8 @@ class PSimulation(Simulation):
     def _record(self, rec: LookupRecord) -> None:
         self._cur_n += 1
         self.metrics.lookups.append(rec)
-        self.lookup_keys.append((*self._cur, self._cur_n))
+        cur = self._cur
+        self.lookup_keys.append((cur[0], cur[1], cur[2], self._cur_n))
 
     def lookup(self, on_done: Callable[[LookupRecord], None] | None = None) -> None:
         if self.lookup_observer is not None:
