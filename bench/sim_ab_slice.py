@@ -18,7 +18,8 @@ compared with the others' measured minutes apart. Each side builds its own state
 its own code, so a change of object layout is measured too. Each child also reports a
 hash of the random generator's state and the event counters after the slice: equal
 hashes on two sides mean the two codes drew and did the same (byte-identical runs).
-Memory: every side holds its built state at once (0.75 GiB each at 60,000 joined).
+Memory: every side holds its built state at once (0.75 GiB each at 60,000 joined); each reports
+its peak RSS (VmHWM) once built, the sides building one after the other.
 User CPU is what is compared (the kernel's page copies for a forked child are system time).
 """
 
@@ -56,7 +57,9 @@ def worker(build: int, slice_: int, seed: int, scenario: str) -> int:
     gc.disable()
     c0 = time.process_time()
     sim.run_until(build * gap)
-    print(f"built {weftnet.__file__} {time.process_time() - c0:.1f}", flush=True)
+    cpu = time.process_time() - c0
+    hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+    print(f"built {weftnet.__file__} {cpu:.1f} s CPU, peak RSS {hwm / 1024:.0f} MiB", flush=True)
     for line in sys.stdin:
         if line.strip() != "go":
             break
@@ -115,14 +118,14 @@ def main() -> int:
         p = subprocess.Popen([py, __file__, "--worker", "--build", str(a.build), "--slice",
                               str(a.slice), "--seed", str(a.seed), "--scenario", a.scenario],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        print(f"side {i} ({src}, {py}): {p.stdout.readline().strip()} s CPU to {a.build:,} joined", flush=True)
+        print(f"side {i} ({src}, {py}): {p.stdout.readline().strip()} at {a.build:,} joined", flush=True)
         procs.append(p)
     res: list[list[float]] = [[] for _ in procs]
     hashes: list[set] = [set() for _ in procs]
     for r in range(a.rounds):
         order = list(range(len(procs)))
         order = order[r % len(order):] + order[:r % len(order)]  # each side first in turn
-        if r % 2:
+        if r % 2 and len(order) > 2:  # (with two sides the reversal undid the turn: side 0 always went first)
             order.reverse()
         for i in order:
             p = procs[i]

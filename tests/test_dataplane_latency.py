@@ -240,8 +240,24 @@ class _Calls:
         proxy.read, proxy.writev = read, writev
         for mod in modules if modules is not None else (dmod, tunmod):
             monkeypatch.setattr(mod, "os", proxy)
+
+        def poller(fd):  # (not kept in _POLLS: every poll is logged)
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            return self._logged_poll(p.poll)
+
+        monkeypatch.setattr(tunmod, "_POLLS", {})
+        monkeypatch.setattr(tunmod, "poller", poller)
         for d in daemons:
             d.driver.sock = _LoggedSocket(d.driver.sock, self.log)
+            d.driver._queued = self._logged_poll(d.driver._queued)
+
+    def _logged_poll(self, poll):
+        def logged(timeout):
+            r = poll(timeout)
+            self.log.append("poll" if r else "poll:empty")
+            return r
+        return logged
 
 
 class _LoggedSocket:
@@ -270,6 +286,9 @@ class _LoggedSocket:
 
 
 def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_path, monkeypatch):
+    """A lone packet (TUN or UDP) is sent or written before anything else is read, and then a
+    zero-timeout poll, not a read that raises, finds that nothing is queued behind it; a burst
+    after lone packets still goes as a batch."""
     async def main():
         with _two_members(tmp_path) as (a, b, nid):
             calls = _Calls(monkeypatch, (a, b))
@@ -278,16 +297,28 @@ def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_pa
                 calls.log.clear()
                 tun_a.kernel.send(VNET_NONE + icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
                 a._on_tun_readable(nid, tun_a)
-                assert calls.log == ["read", "sendto", "read:empty"]
+                assert calls.log == ["read", "sendto", "poll:empty"]
                 calls.log.clear()
                 tun_b.kernel.send(VNET_NONE + icmp_echo("10.1.0.2", "10.1.0.1", ident=7, seq=seq, reply=True))
                 b.driver._on_readable()
                 # B: open and write the ping, read and send the reply the host queued, then look for more.
-                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                assert calls.log == ["recv", "writev", "read", "sendto", "poll:empty", "poll:empty"]
                 calls.log.clear()
                 a.driver._on_readable()
-                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "poll:empty"
+                assert "recv:empty" not in calls.log
                 assert tun_b.kernel.recv(65_535)[10:] and tun_a.kernel.recv(65_535)[10:]
+            # Two datagrams after lone ones: the first opened alone, the poll sees the second, which
+            # is read on as before (and the read after it finds the socket empty).
+            calls.log.clear()
+            for seq in (20, 21):
+                tun_a.kernel.send(VNET_NONE + icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
+                a._on_tun_readable(nid, tun_a)
+            calls.log.clear()
+            b.driver._on_readable()
+            assert calls.log == ["recv", "writev", "read:empty", "poll", "recv", "recv:empty", "writev", "read:empty"]
+            assert [tun_b.kernel.recv(65_535)[10:] for _ in range(2)] == \
+                [icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq) for seq in (20, 21)]
             # A burst after lone packets: the first leaves alone, the rest in one batch, all in order;
             # after a wake-up that found several, the next reads its whole batch before sending.
             for rounds in range(2):
@@ -296,7 +327,7 @@ def test_a_lone_packet_is_sent_before_the_read_that_finds_the_queue_empty(tmp_pa
                     tun_a.kernel.send(VNET_NONE + icmp_echo("10.1.0.1", "10.1.0.2", ident=7, seq=seq))
                 a._on_tun_readable(nid, tun_a)
                 if rounds == 0:
-                    assert calls.log == ["read", "sendto", "read", "read", "read:empty", "sendmsg"]
+                    assert calls.log == ["read", "sendto", "poll", "read", "read", "read:empty", "sendmsg"]
                 else:
                     assert calls.log == ["read", "read", "read", "read:empty", "sendmsg"]
                 b.driver._on_readable()
@@ -333,6 +364,7 @@ def test_a_datagram_after_a_gro_run_is_not_handled_before_it(tmp_path):
             drv.core.receive_datagrams = lambda batch, now: seen.append([type(d).__name__ for d, _ in batch])
             assert drv._sparse  # the last wake-up (none yet) read one datagram
             drv.sock = _ScriptedSocket(drv.sock, [(bytes(2000), 1000), (bytes(100), 0)])
+            drv._queued = lambda _timeout: drv.sock._reads  # the poll sees the scripted queue
             drv._on_readable()
             assert seen == [["Train", "bytes"]]  # one batch, in arrival order: the lone path is for a first datagram
             assert not drv._sparse
@@ -498,3 +530,4 @@ def test_cpu_pressure_reads_the_kernels_some_avg10_and_nothing_else():
     if os.path.exists(evloop.PRESSURE_FILE):
         p = evloop.cpu_pressure()
         assert p is not None and 0.0 <= p <= 100.0
+

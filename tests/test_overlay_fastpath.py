@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vpn_packets import icmp_echo, ipv6, tcp, udp
@@ -113,6 +114,9 @@ def _packets(src, dst):
         icmp_echo(src, dst, 7, seq=2, reply=True, data=bytes(56)),  # and its reply
         udp(src, dst, 5000, 53, data=b"q" * 2000),  # more than the interface's MTU
         icmp_echo("10.1.0.1", "10.1.0.2", 7, seq=2, data=bytes(56)),  # an IPv4 ping
+        icmp_echo(src, dst, 7, seq=3, data=b""),  # ping -s 0: 48 bytes
+        icmp_echo(src, dst, 7, seq=3, reply=True, data=bytes(11)),  # 59 bytes, below a TCP header
+        udp(src, dst, 5000, 53, data=b""),  # 48 bytes
     ]
 
 
@@ -331,13 +335,15 @@ def test_a_packet_from_another_address_than_the_senders_is_refused_even_if_a_flo
         assert p.transport.sent == [] and p.data.drops == {"spoofed-source": 2, "not-overlay": 2}
 
 
-def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow():
+@pytest.mark.parametrize("size", [56, 0, 11])  # ping's own, ping -s 0 (48 bytes), below a TCP header (59)
+def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow(size):
     """Pings out of the TUN (an all-zero offload header) and their replies in (OverlayPacket) take
     the fast paths once the first request opened the flow, with the full paths' payload and TUN
     write; so do pings from B and A's replies once B's first passed the inbound rule. A ping too
     big for the MTU, one from another address than its sender's, or one with another identifier
     (no flow yet) is left to the full path, which answers "packet too big", refuses the forged
-    source and passes the new ping by the inbound ICMPv6 rule, as before."""
+    source and passes the new ping by the inbound ICMPv6 rule, as before. Short pings (``ping -s
+    0``) too."""
     p = world()
     hits = []
     of, inf = p.data.outbound_fast, p.data.inbound_fast
@@ -345,10 +351,10 @@ def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow
     p.data.inbound_fast = lambda peer, payload, now: hits.append(inf(peer, payload, now)) or hits[-1]
     none = VNETS[3]
     for seq in range(1, 4):
-        ping = icmp_echo(_a(A), _a(B), 7, seq=seq, data=bytes(56))
+        ping = icmp_echo(_a(A), _a(B), 7, seq=seq, data=bytes(size))
         p.outbound([none + ping], T0 + seq)
         assert p.transport.sent[-1] == ("session", B.node_id.raw, b"\x01\x58" + ping)
-        reply = icmp_echo(_a(B), _a(A), 7, seq=seq, reply=True, data=bytes(56))
+        reply = icmp_echo(_a(B), _a(A), 7, seq=seq, reply=True, data=bytes(size))
         p.on_payload(B.node_id, b"\x01\x58" + reply, T0 + seq)
         assert [(k, bytes(v), bytes(pkt)) for k, v, pkt in p.tun_out] == [(b"overlay", b"", reply)]
         p.tun_out.clear()
@@ -359,8 +365,8 @@ def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow
     assert fw.counters["tracked_pass"] == 5 and fw.counters["rule_pass"] == 1
     hits.clear()
     for seq in range(1, 3):  # B pings A: the first passes the inbound ICMPv6 rule, the rest its flow
-        p.on_payload(B.node_id, b"\x01\x58" + icmp_echo(_a(B), _a(A), 9, seq=seq, data=bytes(56)), T0 + 5)
-        p.outbound([none + icmp_echo(_a(A), _a(B), 9, seq=seq, reply=True, data=bytes(56))], T0 + 5)
+        p.on_payload(B.node_id, b"\x01\x58" + icmp_echo(_a(B), _a(A), 9, seq=seq, data=bytes(size)), T0 + 5)
+        p.outbound([none + icmp_echo(_a(A), _a(B), 9, seq=seq, reply=True, data=bytes(size))], T0 + 5)
     assert [h is not None for h in hits] == [False, True, True, True]
     assert len(p.tun_out) == 2 and len(p.transport.sent) == 3 + 2
     p.tun_out.clear()

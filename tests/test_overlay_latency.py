@@ -104,16 +104,16 @@ def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empt
                 calls.log.clear()
                 tun_a.kernel.send(VNET_NONE + _echo(ia, ib, seq))
                 a.overlay._on_readable()
-                assert calls.log == ["read", "sendto", "read:empty"]
+                assert calls.log == ["read", "sendto", "poll:empty"]
                 calls.log.clear()
                 tun_b.kernel.send(VNET_NONE + _echo(ib, ia, seq, reply=True))  # what B's host will answer
                 b.driver._on_readable()
                 # B: open and write the ping, read and send the reply its host queued, then look for more.
-                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                assert calls.log == ["recv", "writev", "read", "sendto", "poll:empty", "poll:empty"]
                 assert tun_b.kernel.recv(65_535) == VNET_NONE + _echo(ia, ib, seq)
                 calls.log.clear()
                 a.driver._on_readable()
-                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "poll:empty"
                 assert tun_a.kernel.recv(65_535) == VNET_NONE + _echo(ib, ia, seq, reply=True)
                 assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
             # A burst after lone packets: the first leaves alone, the rest in one batch, all in order;
@@ -124,7 +124,7 @@ def test_a_lone_overlay_packet_is_sent_before_the_read_that_finds_the_queue_empt
                     tun_a.kernel.send(VNET_NONE + _echo(ia, ib, seq))
                 a.overlay._on_readable()
                 if rounds == 0:
-                    assert calls.log == ["read", "sendto", "read", "read", "read:empty", "sendmsg"]
+                    assert calls.log == ["read", "sendto", "poll", "read", "read", "read:empty", "sendmsg"]
                 else:
                     assert calls.log == ["read", "read", "read", "read:empty", "sendmsg"]
                 b.driver._on_readable()
@@ -177,16 +177,17 @@ def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_emp
         try:
             red, blue = tuns[b"vrf-red"], tuns[b"vrf-blue"]
             pkts = [icmp_echo("10.2.0.1", "10.3.0.1", ident=3, seq=s) for s in range(6)]
-            for p in pkts[:2]:  # lone packets: each handed on and sent before the empty read
+            for p in pkts[:2]:  # lone packets: each handed on and sent, then a poll finds nothing more
                 log.clear()
                 red.kernel.send(p)
                 svc._on_tun_readable(b"vrf-red", red)
-                assert log == ["read", "outbound:1", "transmit", "read:empty"]
+                assert log == ["read", "outbound:1", "transmit", "poll:empty"]
             log.clear()
             for p in pkts[2:5]:  # a burst: the first alone, the rest as one batch, in order
                 red.kernel.send(p)
             svc._on_tun_readable(b"vrf-red", red)
-            assert log == ["read", "outbound:1", "transmit", "read", "read", "read:empty", "outbound:2", "transmit"]
+            assert log == ["read", "outbound:1", "transmit", "poll", "read", "read", "read:empty", "outbound:2",
+                           "transmit"]
             log.clear()
             for p in pkts[:3]:  # after a burst: the whole batch is read before anything is handed on
                 red.kernel.send(p)
@@ -195,7 +196,7 @@ def test_a_lone_vrf_packet_is_handed_on_before_the_read_that_finds_the_queue_emp
             log.clear()
             blue.kernel.send(pkts[5])  # each VRF's TUN keeps its own state: blue had no burst
             svc._on_tun_readable(b"vrf-blue", blue)
-            assert log == ["read", "outbound:1", "transmit", "read:empty"]
+            assert log == ["read", "outbound:1", "transmit", "poll:empty"]
             log.clear()
             svc._on_tun_readable(b"vrf-red", red)  # a wake-up with nothing to read hands nothing on
             assert log == ["read:empty"]
@@ -265,16 +266,16 @@ def test_a_vrf_reply_leaves_in_the_callback_that_wrote_its_request(tmp_path, mon
                 calls.log.clear()
                 tun_a.kernel.send(VNET_NONE + ping)
                 a.l3vpn._on_tun_readable(key, tun_a)
-                assert calls.log == ["read", "sendto", "read:empty"]
+                assert calls.log == ["read", "sendto", "poll:empty"]
                 calls.log.clear()
                 tun_b.kernel.send(VNET_NONE + reply)  # what site 2 will answer
                 b.driver._on_readable()
                 # B: open and write the ping, read and send the reply the VRF queued, then look for more.
-                assert calls.log == ["recv", "writev", "read", "sendto", "read:empty", "recv:empty"]
+                assert calls.log == ["recv", "writev", "read", "sendto", "poll:empty", "poll:empty"]
                 assert tun_b.kernel.recv(65_535) == VNET_NONE + ping
                 calls.log.clear()
                 a.driver._on_readable()
-                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "recv:empty"
+                assert calls.log[:2] == ["recv", "writev"] and calls.log[-1] == "poll:empty"
                 assert tun_a.kernel.recv(65_535) == VNET_NONE + reply
                 assert not _now_readable(tun_a.kernel) and not _now_readable(tun_b.kernel)
             for d in daemons:

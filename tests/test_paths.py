@@ -305,6 +305,46 @@ def test_a_duplicate_class_survives_loss_on_both_links_with_far_less_loss():
     assert st["duplicated"] > 1800 and set(st["links"]) == {"isp1", "isp2"}
 
 
+def test_a_peer_dropped_from_tracking_is_not_steered_until_tracked_again():
+    """Steering finds its peer by the ID's bytes, a second table beside the tracked peers: a peer
+    dropped (idle, or evicted for another at max_tracked) must be gone from both, and one tracked
+    again is steered afresh. A payload to a dropped peer takes the default path, uncounted."""
+    critical = ClassSpec("critical", proto=17, dport=((6000, 6000),), policy="duplicate")
+    lab = PathLab(2)
+    lab.net.routable = _by_isp
+    for name, i in (("A", 1), ("B", 2), ("C", 3)):
+        lab.node(name, {"isp1": f"10.1.0.{i}", "isp2": f"10.2.0.{i}"}, classes=(critical,),
+                 paths={"max_tracked": 1}, costs={"isp1": 1, "isp2": 10})
+    lab.mesh()
+    a = lab.cores["A"].paths
+    b, c = lab.node_id("B"), lab.node_id("C")
+
+    def counts():
+        st = a.status(lab.net.now)["classes"][0]
+        return st["packets"], st["duplicated"]
+
+    lab.stream("A", "B", 3.0, dport=6000)
+    assert a.peer_status(b, lab.net.now) is not None and counts()[1] > 50
+    # C becomes active: with room for one, B (idle longer) is evicted.
+    lab.stream("A", "C", 3.0, dport=6000, start_seq=1000)
+    assert a.peer_status(b, lab.net.now) is None and a.peer_status(c, lab.net.now) is not None
+    before = counts()
+    lab.stream("A", "B", 0.1, rate=10, dport=6000, start_seq=2000)  # one payload, to an untracked peer
+    assert counts() == before and [r[0] for r in lab.received("B", "A", 6000)][-1] == 2000
+    # Tracked again (C, idle longer now, goes): B's critical payloads are duplicated again.
+    lab.stream("A", "B", 3.0, dport=6000, start_seq=3000)
+    assert a.peer_status(b, lab.net.now) is not None and a.peer_status(c, lab.net.now) is None
+    assert counts()[1] > before[1] + 50
+    # Idle past track_for: dropped; a payload then is not steered, and it is tracked anew after.
+    lab.run(70.0)
+    assert a.peer_status(b, lab.net.now) is None
+    before = counts()
+    lab.stream("A", "B", 0.1, rate=10, dport=6000, start_seq=4000)
+    assert counts() == before
+    lab.stream("A", "B", 3.0, dport=6000, start_seq=5000)
+    assert counts()[1] > before[1] + 50
+
+
 def test_default_traffic_stays_off_a_metered_link_while_another_is_up():
     lab = PathLab(6)
     lab.net.routable = _by_isp

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_vpn_core import T0, Net, node
@@ -60,6 +61,9 @@ def _packets(src4, dst4, src6, dst6):
         icmp_echo(src4, dst4, 7, reply=True, data=bytes(56)),  # a ping's reply (as ping sends it)
         icmp_echo(src6, dst6, 9, data=bytes(56)),
         udp(src4, dst4, 5000, 53, data=b"q" * 2000),  # more than the network's MTU
+        icmp_echo(src4, dst4, 7, seq=3, data=b""),  # ping -s 0: 28 bytes
+        icmp_echo(src6, dst6, 9, seq=3, reply=True, data=b""),  # 48 bytes
+        udp(src4, dst4, 5000, 53, data=b""),  # 28 bytes
     ]
 
 
@@ -186,20 +190,22 @@ def test_the_fast_paths_take_the_bulk_of_an_established_flow():
     assert a.firewall._flows[key].expires == T0 + 2 + 30
 
 
-def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow():
+@pytest.mark.parametrize("size", [56, 0, 11])  # ping's own, ping -s 0 (28 bytes), below a TCP header (39)
+def test_a_ping_and_its_reply_take_the_fast_paths_once_the_first_opened_the_flow(size):
     """A ping's echo requests out (no offload header: a VpnPacket) and the replies in take the
     fast paths once the first request opened the flow: the same payload and TUN write as the full
-    paths, the flow refreshed; a reply with another identifier (no flow) is left to the full path."""
+    paths, the flow refreshed; a reply with another identifier (no flow) is left to the full path.
+    Short pings (``ping -s 0``) too."""
     a, ib = world()
     fast, _ = world()
-    first = VNETS[3] + icmp_echo(A4, B4, 7, data=bytes(56))
+    first = VNETS[3] + icmp_echo(A4, B4, 7, data=bytes(size))
     assert a.outbound_fast(first, T0) is None  # a new flow: the full path opens it
     assert type(a.outbound_read(first, T0)) is Send
-    ping = VNETS[3] + icmp_echo(A4, B4, 7, seq=2, data=bytes(56))
+    ping = VNETS[3] + icmp_echo(A4, B4, 7, seq=2, data=bytes(size))
     f = a.outbound_fast(ping, T0 + 1)
     assert type(fast.outbound_read(first, T0)) is Send
     assert f is not None and f[0].raw == ib.node_id.raw and f[1] == fast.outbound_read(ping, T0 + 1).payloads
-    reply = icmp_echo(B4, A4, 7, seq=2, reply=True, data=bytes(56))
+    reply = icmp_echo(B4, A4, 7, seq=2, reply=True, data=bytes(size))
     got = a.inbound_packet_fast(ib.node_id.raw, b"\x01\x52" + a.network_id + reply, T0 + 2)
     assert got == reply
     assert a.firewall.counters["tracked_pass"] == 2

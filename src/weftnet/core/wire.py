@@ -329,7 +329,12 @@ class Message:
     ``TYPE`` is the registered type code (``None`` for a record used only
     nested via :class:`Struct`); ``FIELDS`` lists ``(name, codec)`` pairs
     in wire order and must match the dataclass fields.
+
+    No instance dict here: a subclass declared ``dataclass(slots=True)`` (the DHT's messages and
+    Contact) holds its fields in slots only. One without keeps its own ``__dict__``.
     """
+
+    __slots__ = ()
 
     TYPE: ClassVar[int | None] = None
     FIELDS: ClassVar[tuple[tuple[str, Codec], ...]] = ()

@@ -90,7 +90,7 @@ class _U16Seq(Seq):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FindNode(Message):
     TYPE: ClassVar = 0x20
     rid: int
@@ -99,7 +99,7 @@ class FindNode(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nodes(Message):
     TYPE: ClassVar = 0x21
     rid: int
@@ -108,7 +108,7 @@ class Nodes(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FindValue(Message):
     TYPE: ClassVar = 0x22
     rid: int
@@ -117,7 +117,7 @@ class FindValue(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Value(Message):
     """A FIND_VALUE hit: the encoded record, plus closer contacts for the asker."""
 
@@ -129,7 +129,7 @@ class Value(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Store(Message):
     TYPE: ClassVar = 0x24
     rid: int
@@ -138,7 +138,7 @@ class Store(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoreAck(Message):
     TYPE: ClassVar = 0x25
     rid: int
@@ -148,7 +148,7 @@ class StoreAck(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route(Message):
     """Key-based routing: forwarded greedily towards ``key`` (docs/dht.md)."""
 
@@ -172,7 +172,7 @@ class Route(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteAck(Message):
     """From the node that delivered a routed message, straight to its origin."""
 
@@ -185,7 +185,7 @@ class RouteAck(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteHop(Message):
     """Trace mode: one hop reports to the origin that it has the message."""
 
@@ -203,7 +203,7 @@ BACK_HOP, BACK_DELIVERED, BACK_FAILED = 0, 1, 2
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteBack(Message):
     """A hop report or acknowledgement of a routed message, on its way back along the path.
 
@@ -226,7 +226,7 @@ class RouteBack(Message):
             raise ValueError(f"RouteBack kind {self.kind} is not 0, 1 or 2")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OfferItem(Message):
     """One record in a ReplicaOffer: its key and sequence number (0 for immutable records)."""
 
@@ -236,7 +236,7 @@ class OfferItem(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaOffer(Message):
     """Replication, step 1: "I hold these records; which do you lack?" (answered by ReplicaWant)."""
 
@@ -247,7 +247,7 @@ class ReplicaOffer(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaWant(Message):
     """Replication, step 2: bit i set = send item i of the offer (missing here, or older)."""
 
@@ -258,7 +258,7 @@ class ReplicaWant(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Replicate(Message):
     """Replication, step 3: a record and the lifetime it has left (holders never extend it).
 
@@ -272,7 +272,7 @@ class Replicate(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Leave(Message):
     """"I am going away": the sender (authenticated by its session) asks to be dropped
     from the receiver's routing table at once, instead of after its requests time out.
@@ -289,7 +289,7 @@ RTT_UNKNOWN = 0xFFFF
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FindNear(FindNode):
     """FindNode, asking the answer to say what the answerer measured to each contact it names
     (a subclass: whatever treats a FindNode as a node lookup's request treats this one so)."""
@@ -299,7 +299,7 @@ class FindNear(FindNode):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NearNodes(Nodes):
     """The answer to FindNear: Nodes, plus the sender's smoothed RTT to each contact in
     units of 0.1 ms (``RTT_UNKNOWN``: never measured), in the order of ``contacts``.

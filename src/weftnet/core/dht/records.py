@@ -31,7 +31,7 @@ _TAG = b"weftnet-record-v1"
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImmutableRecord(Message):
     """Wire type 0x29: the record is its own encoding."""
 
@@ -60,7 +60,7 @@ def signing_input(salt: bytes, seq: int, ttl: int, value: bytes) -> bytes:
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MutableRecord(Message):
     """Wire type 0x2A: the record is its own encoding."""
 

@@ -138,7 +138,7 @@ _STORE_ACK_MAX = 2 + 8 + 1 + 1 + 120
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DhtQuery(Message):
     """A sessionless lookup request (0x32); ``sealed`` is the AEAD ciphertext of
     ``echo:bytes[16] | request: u16 length + bytes | padding``."""
@@ -161,7 +161,7 @@ class DhtQuery(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DhtAnswer(Message):
     """The answer to a DhtQuery (0x33); ``sealed`` is the AEAD ciphertext of
     ``flags:u8 | cookie:bytes[16] | reply`` (reply: a Nodes, NearNodes or Value, or empty)."""
@@ -174,7 +174,7 @@ class DhtAnswer(Message):
 
 
 @register
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DhtProof(Message):
     """A proof of address (0x34): the asker's Ed25519 key and the cookie the answerer sealed to it
     in a DhtAnswer, sent back from the address it asked from; never answered (docs/wire/dht.md)."""

@@ -248,7 +248,7 @@ class OverlayDataPlane:
         the full path moves them; None (nothing changed) otherwise. ``cache``: the plane's
         :class:`AddressCache`."""
         n = len(buf)
-        if n < 70 or buf[1] & 0x7F not in _FAST_KINDS or buf[10] >> 4 != 6:
+        if n < 58 or buf[1] & 0x7F not in _FAST_KINDS or buf[10] >> 4 != 6:
             return None
         if buf.startswith(VNET_NONE):
             return self._outbound_plain_fast(buf, n, cache, now)
@@ -284,12 +284,12 @@ class OverlayDataPlane:
         counters and the firewall moved as its :class:`Deliver` would; None (nothing changed)
         otherwise."""
         n = len(payload)
-        if n < 62:
+        if n < 50:
             return None
         typ = payload[1]
         if typ != _CHUNK_TYPE:
             return self._inbound_plain_fast(peer, payload, n, now) if typ == _PACKET_TYPE else None
-        if n < 78 or payload[7] != 1 or payload[6] != 0:
+        if n < 66 or payload[7] != 1 or payload[6] != 0:
             return None
         flags, gso_type, _hl, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(payload, 8)
         size = n - 18  # the packet, as the offload header is checked against it

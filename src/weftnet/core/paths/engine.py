@@ -209,6 +209,10 @@ class Paths:
         self.links: tuple[LinkSpec, ...] = ()
         self._by_link: dict[str, LinkSpec] = {}
         self._peers: dict[NodeId, _Peer] = {}
+        #: The same peers keyed by the ID's bytes, for steer (once per payload sent): a bytes key
+        #: hashes in C from its cached hash, a NodeId key calls NodeId.__hash__ (Python) per look-up.
+        #: Changed only with _peers, by _track and _untrack.
+        self._by_raw: dict[bytes, _Peer] = {}
         self.set_links(cfg.links, now)
         self.classes: tuple[ClassSpec, ...] = cfg.classes
         self._network_name = network_name
@@ -355,7 +359,7 @@ class Paths:
         """Per payload sent to a peer: note data traffic; for a classified payload, the path(s) to use."""
         if len(payload) < 2 or payload[1] not in _ACTIVE_TYPES:
             return None
-        p = self._peers.get(node_id)
+        p = self._by_raw.get(node_id.raw)
         if p is None:
             if node_id not in self._candidates:
                 self._wake = now
@@ -479,7 +483,7 @@ class Paths:
     def on_session_down(self, node_id: NodeId, now: float) -> None:
         p = self._peers.get(node_id)
         if p is not None and node_id not in self._routes:
-            del self._peers[node_id]
+            self._untrack(node_id)
         self._reply_buckets.pop(node_id, None)
 
     def on_path_changed(self, node_id: NodeId, target, previous, now: float) -> None:
@@ -604,9 +608,13 @@ class Paths:
             victim = min(idle, key=lambda q: (q.last_data, q.node_id.raw))
             if last is not None and victim.last_data >= last:
                 return None
-            del self._peers[victim.node_id]
-        p = self._peers[node] = _Peer(node, now if last is None else last)
+            self._untrack(victim.node_id)
+        p = self._peers[node] = self._by_raw[node.raw] = _Peer(node, now if last is None else last)
         return p
+
+    def _untrack(self, node: NodeId) -> None:
+        del self._peers[node]
+        del self._by_raw[node.raw]
 
     def _tend(self, p: _Peer, now: float) -> float | None:
         """Probe what is due, expire what is silent, re-decide; returns the next time this peer needs us."""
@@ -618,12 +626,12 @@ class Paths:
             self._tend_route(node, now)
         if not t.has_session(node):
             if not routed:
-                del self._peers[node]
+                self._untrack(node)
                 return None
             return now + 1.0
         idle_for = now - p.last_data
         if not routed and idle_for >= cfg.track_for:
-            del self._peers[node]
+            self._untrack(node)
             return None
         active = routed or idle_for < cfg.active_for
         if active != p.active:

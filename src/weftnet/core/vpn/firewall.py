@@ -177,9 +177,10 @@ TCP_UDP = frozenset({PROTO_TCP, PROTO_UDP})
 def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, bytes, int, int, int] | None:
     """``(proto, src, dst, sport, dport, total)`` of the packet at ``buf[off:n]`` if it is the data
     plane's common case, read with one ``struct`` call: IPv4 without options (first byte 0x45,
-    ``n - off`` at least 40) or IPv6 without extension headers (``n - off`` at least 60), not a
+    ``n - off`` at least 28) or IPv6 without extension headers (``n - off`` at least 48), not a
     fragment, its total length within ``n - off``, and TCP (total at least 40 / 60), UDP (28 / 48)
-    or an ICMP or ICMPv6 echo request or reply (28 / 48), whose identifier is both ports. None
+    or an ICMP or ICMPv6 echo request or reply (28 / 48), whose identifier is both ports (so a
+    ``ping -s 0``, 28 / 48 bytes, is read here too: the struct itself needs 24 / 44). None
     otherwise (the caller then takes :func:`_parse_walk` or its full path). The one reader of this
     case: :func:`_parse` builds its :class:`PacketInfo` from it, and the data planes' fast paths
     (core/vpn/network.py, core/overlay/dataplane.py; those for offloaded packets take its
@@ -187,7 +188,7 @@ def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, by
     (tests/test_firewall_fastpath.py)."""
     size = n - off
     v = buf[off] if size > 0 else 0
-    if v == 0x45 and size >= 40:
+    if v == 0x45 and size >= 28:
         _vi, total, ff, proto, src, dst, sport, dport = _V4_PORTS.unpack_from(buf, off)
         if ff & 0x3FFF or total > size:
             return None
@@ -199,7 +200,7 @@ def read_flow(buf: bytes | memoryview, off: int, n: int) -> tuple[int, bytes, by
             ident = (buf[off + 24] << 8) | buf[off + 25]
             return proto, src, dst, ident, ident, total
         return None
-    if v >> 4 == 6 and size >= 60:
+    if v >> 4 == 6 and size >= 48:
         plen, proto, src, dst, sport, dport = _V6_PORTS.unpack_from(buf, off)
         total = 40 + plen
         if total > size:

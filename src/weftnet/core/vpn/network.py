@@ -655,7 +655,7 @@ class VpnNetwork:
         with the counters, the firewall and the packet ID moved as its :class:`Send` would;
         None (nothing changed) otherwise."""
         n = len(buf)
-        if n < 50 or buf[1] & 0x7F not in _FAST_KINDS or self.own_revoked:
+        if n < 38 or buf[1] & 0x7F not in _FAST_KINDS or self.own_revoked:
             return None
         if buf.startswith(VNET_NONE):
             return self._outbound_plain_fast(buf, n, now)
@@ -730,7 +730,7 @@ class VpnNetwork:
         counters and the firewall moved as its :class:`Deliver` would; None (nothing changed)
         otherwise."""
         n = len(payload)
-        if n < 90 or payload[39] != 1 or payload[38] != 0:
+        if n < 78 or payload[39] != 1 or payload[38] != 0:
             return None
         member = self._members.get(peer)
         if member is None or now >= member.cert.not_after:
