@@ -48,7 +48,12 @@ def sim_command() -> None:
               help="Directory for summary.json, run.json and the plots.")
 @click.option("--nodes", type=click.IntRange(2, 2_000_000), help="Override the scenario's node count.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, quiet: bool) -> None:
+@click.option("--procs", type=click.IntRange(1, 64),
+              help="Run on this many processes, each owning a block of the underlay's regions (the "
+                   "partitioned engine: the same result for any count, not the classic engine's; "
+                   "docs/simulator.md). Default: the classic engine, one process.")
+def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, quiet: bool,
+                procs: int | None) -> None:
     """Run SCENARIO (a TOML file or a bundled name) in the discrete-event simulator."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -64,6 +69,12 @@ def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
                                "pip install 'weftnet[sim]'") from None
 
     sc = load_scenario(resolve_scenario(scenario))
+    if procs is not None:
+        from weftnet.sim.parallel import ParallelError, check_procs
+        try:
+            check_procs(sc, procs)
+        except ParallelError as e:
+            raise click.BadParameter(str(e), param_hint="--procs") from None
     if sc.nat is not None:
         _run_nat(sc, seed, out, nodes, quiet)
         return
@@ -77,7 +88,13 @@ def run_command(scenario: str, seed: int | None, out: str, nodes: int | None, qu
         def progress(n: int, phase: str, frac: float) -> None:
             bar.update(tasks[n], completed=frac, phase=phase)
 
-        summary, run_info, results = run_scenario(sc, seed, sizes, progress)
+        try:
+            summary, run_info, results = run_scenario(sc, seed, sizes, progress, procs)
+        except Exception as e:
+            from weftnet.sim.parallel import ParallelError
+            if isinstance(e, ParallelError):
+                raise click.ClickException(str(e)) from None
+            raise
         for n in sizes:
             bar.update(tasks[n], completed=1.0, phase="done")
     files = write_outputs(Path(out), summary, run_info, results)

@@ -65,9 +65,27 @@ def storm_join(sim: Simulation, n: int, duration: float) -> None:
         sim.at(gap, arrive)
 
 
-def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], None] | None = None,
+             procs: int | None = None) -> dict[str, Any]:
+    """One size of a scenario. ``procs`` None: the classic engine (one process, one random
+    source); a number: the partitioned engine of sim/parallel.py on that many processes (the
+    same bytes for every number)."""
+    if procs is not None:
+        from weftnet.sim.parallel import run_size_parallel
+        return run_size_parallel(sc, n, seed, procs, progress)
     dcfg = DhtConfig(**{**SIM_DHT, **sc.dht})
     sim = Simulation(seed, dcfg, UnderlayConfig(**sc.underlay))
+    d = drive(sim, sc, n, dcfg, progress)
+    m = sim.metrics
+    return assemble(sc, n, d, m, sim.metrics.lookups[:d["lookups_end"]],
+                    sim.metrics.lookups[d["churn_before"]:], sim.table_sizes(), len(sim.alive),
+                    sim.events_processed, sim.messages_delivered, sim.messages_lost,
+                    sim.underlay.memory_bytes())
+
+
+def drive(sim: Simulation, sc: Scenario, n: int, dcfg: DhtConfig,
+          progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Run the phases on ``sim``; returns the phase marks ``assemble`` needs."""
     phase = {"name": "join"}
     total = (sc.join_duration if sc.join_mode == "storm" else 0) + SETTLE + sc.lookup_duration + \
         (60.0 if sc.records else 0) + sc.churn_duration + 60.0
@@ -114,7 +132,7 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
     # Let the last lookups finish before anything else starts.
     sim.run_until(t + dcfg.lookup_timeout, tick)
     t += dcfg.lookup_timeout
-    lookups = list(sim.metrics.lookups)
+    lookups_end = len(sim.metrics.lookups)
 
     # 3. records
     if sc.records:
@@ -127,7 +145,8 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
         sim.run_until(t, tick)
 
     # 4. churn
-    churn: dict[str, Any] = {}
+    marks: dict[str, Any] = {"joined_at": joined_at, "lookups_end": lookups_end,
+                             "churn_before": len(sim.metrics.lookups), "churn": None}
     if sc.churn_duration > 0:
         phase["name"] = "churn"
         start = t
@@ -164,47 +183,64 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
             sim.at(start + p["end"], sim.underlay.heal)
         sim.run_until(end + dcfg.lookup_timeout, tick)
         t = end + dcfg.lookup_timeout
-        recs = sim.metrics.lookups[before:]
-        churn = {
-            "duration": sc.churn_duration,
-            "distribution": sc.churn_distribution,
-            "median_session": sc.median_session,
-            "departures_crash": sim.metrics.departures_crash,
-            "departures_graceful": sim.metrics.departures_graceful,
-            "arrivals": sim.metrics.arrivals,
-            "lookups": report.lookup_stats(recs),
-            "windows": lookup_windows(recs, start, end),
-        }
+        marks["churn_before"] = before
+        marks["churn"] = (start, end)
     elif sc.partitions:
         for p in sc.partitions:
             sim.at(lookups_start + p["start"], lambda p=p: sim.underlay.partition(list(p["a"]), list(p["b"])))
             sim.at(lookups_start + p["end"], sim.underlay.heal)
 
     gc.unfreeze()
-    m = sim.metrics
+    marks["t"] = t
+    return marks
+
+
+def assemble(sc: Scenario, n: int, d: dict[str, Any], m, lookups: list, recs: list, table_sizes: list[int],
+             alive: int, events: int, delivered: int, lost: int, underlay_bytes: int) -> dict[str, Any]:
+    """The result of one size from what ``drive`` ran (``m``: the Metrics; ``lookups``: the
+    lookup phase's records; ``recs``: the churn phase's)."""
+    churn: dict[str, Any] = {}
+    if d["churn"] is not None:
+        start, end = d["churn"]
+        churn = {
+            "duration": sc.churn_duration,
+            "distribution": sc.churn_distribution,
+            "median_session": sc.median_session,
+            "departures_crash": m.departures_crash,
+            "departures_graceful": m.departures_graceful,
+            "arrivals": m.arrivals,
+            "lookups": report.lookup_stats(recs),
+            "windows": lookup_windows(recs, start, end),
+        }
     return {
         "nodes": n,
-        "join": {"mode": sc.join_mode, "ok": m.joins_ok, "failed": m.joins_failed, "joined_at": joined_at},
+        "join": {"mode": sc.join_mode, "ok": m.joins_ok, "failed": m.joins_failed, "joined_at": d["joined_at"]},
         "lookups": report.lookup_stats(lookups),
         "lookup_records": lookups,
         "records": {"puts_ok": m.puts_ok, "puts_failed": m.puts_failed, "gets_ok": m.gets_ok,
                     "gets_failed": m.gets_failed,
                     "get_success_rate": round(m.gets_ok / max(1, m.gets_ok + m.gets_failed), 6)},
         "churn": churn,
-        "routing_table": report.distribution(sim.table_sizes()),
-        "alive_at_end": len(sim.alive),
-        "virtual_seconds": round(t, 3),
-        "events": sim.events_processed,
-        "messages_delivered": sim.messages_delivered,
-        "messages_lost": sim.messages_lost,
-        "underlay_bytes": sim.underlay.memory_bytes(),
+        "routing_table": report.distribution(table_sizes),
+        "alive_at_end": alive,
+        "virtual_seconds": round(d["t"], 3),
+        "events": events,
+        "messages_delivered": delivered,
+        "messages_lost": lost,
+        "underlay_bytes": underlay_bytes,
     }
 
 
 def run_scenario(sc: Scenario, seed: int | None = None, sizes: list[int] | None = None,
-                 progress: Callable[[int, str, float], None] | None = None) -> tuple[dict, dict, list]:
-    """Run every size. Returns (summary, run_info, raw results): only summary is deterministic."""
+                 progress: Callable[[int, str, float], None] | None = None,
+                 procs: int | None = None) -> tuple[dict, dict, list]:
+    """Run every size. Returns (summary, run_info, raw results): only summary is deterministic.
+
+    ``procs``: None for the classic engine, a number for the partitioned one (sim/parallel.py)."""
     seed = sc.seed if seed is None else seed
+    if procs is not None:
+        from weftnet.sim.parallel import check_procs
+        check_procs(sc, procs)  # (a bad count fails here, before anything runs)
     results = []
     wall = {}
     # A run allocates millions of long-lived objects (tables, contacts) and
@@ -216,10 +252,16 @@ def run_scenario(sc: Scenario, seed: int | None = None, sizes: list[int] | None 
     try:
         for n in sizes or sc.sizes:
             t0 = time.perf_counter()
-            r = run_size(sc, n, seed, (lambda ph, f, n=n: progress(n, ph, f)) if progress else None)
+            r = run_size(sc, n, seed, (lambda ph, f, n=n: progress(n, ph, f)) if progress else None, procs)
             wall[str(n)] = round(time.perf_counter() - t0, 2)
             results.append(r)
     finally:
         gc.set_threshold(*saved)
     summary = report.summary(sc, seed, results)
-    return summary, {"wall_seconds": wall, **report.machine_info()}, results
+    info = {"wall_seconds": wall, **report.machine_info()}
+    if procs is not None:
+        # The model the partitioned engine runs (the same bytes for any --procs), named in the
+        # summary since it is not the classic engine's; the process count only in run_info.
+        summary["engine"] = "partitioned"
+        info["procs"] = procs
+    return summary, info, results
