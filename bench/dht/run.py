@@ -9,11 +9,12 @@ to bench/results/dht.md (earlier runs stay there). Next to wall-clock times
 it reports each side's CPU seconds per phase and the load average while that
 side ran: on a shared machine wall time says more about the other jobs.
 
-``--per-node-caches``: each weftnet node gets its own copy of the library's process-wide caches
-(decoded contacts, node IDs, Ed25519 -> X25519 conversions: bench/dht/pernode.py), as a node alone in
-its process has. Without it the 1,000 nodes of one process share them, and most of a join's first
-contacts hit an entry another node made: CPU (and memory) a real node pays and the bench does not
-charge to weftnet (kademlia's nodes share nothing of the kind). bench/results/djoin9.
+Each weftnet node gets its own copy of the library's process-wide caches (decoded contacts, the ID
+puzzle's bits, address blocks: bench/dht/pernode.py), as a node alone in its process has: the default
+since 2026-11-30 17:40 (``--per-node-caches`` is still accepted). ``--shared-caches``: the runs of record
+before it, where the 1,000 nodes of one process share those caches and most of a join's first contacts
+hit an entry another node made: CPU (and memory) a real node pays and the bench did not charge to
+weftnet (kademlia's nodes share nothing of the kind). bench/results/djoin9.
 """
 
 from __future__ import annotations
@@ -83,9 +84,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/results")
     ap.add_argument("--title", default="rerun", help="heading of the section appended to dht.md")
-    ap.add_argument("--per-node-caches", action="store_true",
-                    help="each weftnet node its own caches, as alone in its process (bench/dht/pernode.py)")
+    caches = ap.add_mutually_exclusive_group()
+    caches.add_argument("--per-node-caches", action="store_true",
+                        help="each weftnet node its own caches, as alone in its process (the default; "
+                             "bench/dht/pernode.py)")
+    caches.add_argument("--shared-caches", action="store_true",
+                        help="the weftnet nodes of the process share the library's caches (the runs of "
+                             "record before 2026-11-30 17:40; flatters weftnet's join CPU and memory)")
     a = ap.parse_args()
+    a.per_node_caches = not a.shared_caches
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
         for name, script in SIDES.items():
@@ -124,7 +131,8 @@ def main() -> int:
             head.rstrip("\n") + "\n\n"
             f"## {time.strftime('%Y-%m-%d')}: {a.title}\n\n"
             f"Run: `.venv/bin/python bench/dht/run.py --sizes {a.sizes} --records {a.records} --seed {a.seed}"
-            f"{' --per-node-caches' if a.per_node_caches else ''}`.\n"
+            f"{'' if a.per_node_caches else ' --shared-caches'}` (weftnet's nodes "
+            f"{'each with its own caches' if a.per_node_caches else 'sharing the process caches'}).\n"
             f"Machine: {machine()}. Load avg: the 1-minute load average sampled every 5 s while that side ran "
             "(lowest-highest); CPU s: the CPU seconds of that side's process in each phase.\n\n"
             + table + "\n"
