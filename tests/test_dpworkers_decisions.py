@@ -23,6 +23,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_vpn_fastpath import IN, MAIN, OUT, T0, VNETS, chunk, result, state, step, world
+from vpn_packets import altered
 
 from weftnet.core.vpn.network import Drop, Send
 from weftnet.runtime import dpworkers
@@ -127,11 +128,7 @@ def run(batches) -> tuple[int, int]:
             now += later
             bufs, want = [], []
             for which, v, flips, cut, count, plain in steps:
-                buf = bytearray(VNETS[v] + (OUT if out else IN)[which])
-                for i, value in flips:
-                    if i < len(buf):
-                        buf[i] = value
-                buf = bytes(buf[:len(buf) - cut])
+                buf = altered(VNETS[v] + (OUT if out else IN)[which], flips, cut)
                 if out:
                     bufs.append(buf)
                     want += _full_out(full, buf, now)

@@ -26,7 +26,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vpn_packets import icmp_echo, ipv6, tcp, udp
+from vpn_packets import altered, icmp_echo, ipv6, tcp, udp
 
 from weftnet.core.identity import Identity
 from weftnet.core.overlay import OverlayPlane
@@ -215,11 +215,7 @@ def run(steps) -> int:
     for out, which, v, flips, cut, later, count, plain, pad in steps:
         now += later
         packets = OUT if out else IN
-        buf = bytearray(VNETS[v] + packets[which % len(packets)])
-        for i, value in flips:
-            if i < len(buf):
-                buf[i] = value
-        buf = bytes(buf[:len(buf) - cut]) + bytes(pad)
+        buf = altered(VNETS[v] + packets[which % len(packets)], flips, cut) + bytes(pad)
         before = fast.data.firewall.counters["tracked_pass"]
         if out:
             fast.outbound([buf], now)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_vpn_core import T0, Net, node
-from vpn_packets import icmp_echo, ipv4, tcp, udp
+from vpn_packets import altered, icmp_echo, ipv4, tcp, udp
 
 from weftnet.core.vpn.firewall import Firewall
 from weftnet.core.vpn.network import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR, Deliver, Drop, Send
@@ -135,11 +135,7 @@ def run(steps) -> int:
     taken = 0
     for out, which, v, flips, cut, later, count, plain in steps:
         now += later
-        buf = bytearray(VNETS[v] + (OUT if out else IN)[which])
-        for i, value in flips:
-            if i < len(buf):
-                buf[i] = value
-        buf = bytes(buf[:len(buf) - cut])
+        buf = altered(VNETS[v] + (OUT if out else IN)[which], flips, cut)
         if out:
             f = fast.outbound_fast(buf, now)
             got = ("send", f[0].raw, f[1]) if f is not None else result(fast.outbound_read(buf, now))

@@ -46,3 +46,13 @@ def icmp_error(src, dst, quoted, v4_type=3, v6_type=1, code=3):
     v6 = _ip(src).version == 6
     msg = struct.pack("!BBHI", v6_type if v6 else v4_type, code, 0, 0) + quoted
     return ip(src, dst, 58 if v6 else 1, msg)
+
+
+def altered(base: bytes, flips, cut: int) -> bytes:
+    """``base`` with a step's bytes changed (offsets past its end ignored) and ``cut`` bytes cut
+    off its end: the packet the differential tests feed both paths."""
+    buf = bytearray(base)
+    for i, value in flips:
+        if i < len(buf):
+            buf[i] = value
+    return bytes(buf[:len(buf) - cut])
