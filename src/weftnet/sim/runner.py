@@ -77,8 +77,8 @@ def run_size(sc: Scenario, n: int, seed: int, progress: Callable[[str, float], N
     sim = Simulation(seed, dcfg, UnderlayConfig(**sc.underlay))
     d = drive(sim, sc, n, dcfg, progress)
     m = sim.metrics
-    return assemble(sc, n, d, m, sim.metrics.lookups[:d["lookups_end"]],
-                    sim.metrics.lookups[d["churn_before"]:], sim.table_sizes(), len(sim.alive),
+    return assemble(sc, n, d, m, m.lookups[:d["lookups_end"]], m.lookups[d["churn_before"]:],
+                    sim.table_sizes(), len(sim.alive),
                     sim.events_processed, sim.messages_delivered, sim.messages_lost,
                     sim.underlay.memory_bytes())
 
