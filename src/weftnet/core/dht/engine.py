@@ -244,11 +244,6 @@ class DhtConfig:
     #: instead of a handshake (core/dht/sessionless.py). Off: every exchange rides a Noise IK
     #: session, which hides the asker's identity on the wire (docs/security.md).
     sessionless: bool = True
-    #: The own-ID lookup of a join ends when this many of the closest contacts it knows of have
-    #: answered (0: ``k``).
-    join_k: int = 0
-    #: Requests in flight in the own-ID lookup of a join (0: ``alpha``).
-    join_alpha: int = 0
 
 
 class KbrApplication(Protocol):
@@ -967,8 +962,7 @@ class Dht:
         if record is not None:
             op.record, op.key = record, record.key
         cfg = self.config
-        k = cfg.join_k if kind == "bootstrap" and cfg.join_k else cfg.k
-        lk = Lookup(op.op_id, kind, target, now, k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
+        lk = Lookup(op.op_id, kind, target, now, cfg.k, cfg.alpha, cfg.disjoint_paths, 1, self.key,
                     stop_at_target=cfg.stop_at_target and kind == "find_node", first_round=cfg.first_round,
                     budget=budget)
         self._latency_knobs(lk)
@@ -1002,8 +996,6 @@ class Dht:
             lk.prs_bits = ID_BITS  # the whole bucket: any of its nodes is as good a first hop by distance
         if cfg.lookup_alpha and lk.kind == "find_node":
             lk.alpha = cfg.lookup_alpha
-        if cfg.join_alpha and lk.kind == "bootstrap":
-            lk.alpha = cfg.join_alpha
 
     def _advance(self, op: _Op, now: float) -> None:
         lk = op.lookup
