@@ -1,6 +1,6 @@
 """DHT settings A/B in the simulator (bench/sim_fill_depths.py of djoin8, for any DhtConfig field).
 
-    .venv/bin/python bench/sim_dht_set.py --kind latency --nodes 5000 --seeds 1,2,3 --variants "main;join_k=12"
+    .venv/bin/python bench/sim_dht_set.py --kind latency --nodes 5000 --seeds 1,2,3 --variants "main;join_fill=5"
 
 Each ``--variants`` entry (separated by ``;``) is one variant: ``NAME=VALUE`` pairs separated by
 ``,`` (integers), set on the DhtConfig the runner builds; ``main`` (or empty) is the defaults.
