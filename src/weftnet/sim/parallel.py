@@ -18,7 +18,8 @@ spread and ``h`` the smallest access height::
 (35 ms for the bundled scenarios' six regions on two processes). Every process runs its events
 in windows ``[T, T + L)``: nothing another process does in the window can reach it before
 ``T + L``, so at the window's end the processes swap the messages they sent each other (a pickled
-batch per peer, contacts as node numbers) and each knows every event of the next window. The
+batch per peer of plain tuples, nodes and contacts as node numbers: ``_encode``) and each knows
+every event of the next window. The
 windows end with each ``run_until``'s end, and skip stretches where no process has an event.
 
 Determinism
@@ -205,6 +206,9 @@ def _nodes_msg(rid: int, ix: list) -> Nodes:
 class PSimulation(Simulation):
     """One partition of a partitioned run (or the whole of a one-process run of the same model)."""
 
+    #: ``run_until`` calls its ``progress`` after this many events (of this process), across windows.
+    progress_every = 20000
+
     def __init__(self, seed: int, dht_config: DhtConfig | None, underlay: UnderlayConfig,
                  rank: int = 0, procs: int = 1, links: dict[int, Any] | None = None):
         super().__init__(seed, dht_config, underlay)
@@ -279,12 +283,13 @@ class PSimulation(Simulation):
         # progress(now) after every 20,000 events, counted across windows (a window of scale-1m has
         # ~300 a process: counted within one, the count would never get there).
         told = self.events_processed
+        every = self.progress_every
         while True:
             end = self._wstart + self.lookahead
             final = end > t_end
             self._run_window(t_end if final else end, final)
             nxt = self._exchange()
-            if progress is not None and self.events_processed - told >= 20000:
+            if progress is not None and self.events_processed - told >= every:
                 told = self.events_processed
                 progress(self.now)
             if final:
