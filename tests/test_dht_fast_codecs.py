@@ -9,6 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weftnet.core import contact as contact_mod
 from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht.messages import MAX_CONTACTS, NearNodes, Nodes
@@ -84,3 +85,30 @@ def test_a_near_nodes_answer_round_trips_and_a_cut_one_is_refused():
         except DecodeError:
             continue
         raise AssertionError(f"a NearNodes cut to {n} of {len(raw)} bytes was read")
+
+
+def _fresh_outcome(codec, data: bytes):
+    """Decode with the process's contact cache empty (every contact new here), and what came out."""
+    contact_mod._CACHE.clear()
+    got = _outcome(codec, data)
+    if got == "refused":
+        return got
+    items, end = got
+    return [(c.public_key, c.endpoint, c.node_id, c.key, c.tag, c.wire) for c in items], end
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_contacts, max_size=MAX_CONTACTS), st.integers(0, 1100), st.binary(max_size=4),
+       st.integers(0, 1100), st.integers(0, 255))
+def test_contacts_new_here_decode_as_the_generic_codec_whatever_the_bytes(contacts, cut, tail, at, byte):
+    # A contact not in the cache is read straight from the answer's bytes: the same key, endpoint,
+    # node ID and encoding as the generic codec gives, and the same refusals (a family that is
+    # neither 4 nor 6, an address or port cut short), wherever a byte is changed.
+    raw = wire.encode(Nodes(7, tuple(contacts)))
+    body = bytearray(raw[10:])
+    if at < len(body):
+        body[at] = byte
+    fast = Nodes.FIELDS[1][1]
+    for data in (bytes(body), bytes(body[:cut]), bytes(body) + tail):
+        assert _fresh_outcome(fast, data) == _fresh_outcome(_GENERIC_CONTACTS, data)
+    contact_mod._CACHE.clear()
