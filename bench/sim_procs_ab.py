@@ -1,6 +1,7 @@
 """Wall time and memory of `scale-1m`'s join to N nodes on one process or several, interleaved.
 
     .venv/bin/python bench/sim_procs_ab.py --nodes 30000 --rounds 3 [--sides classic,1,2]
+    .venv/bin/python bench/sim_procs_ab.py --nodes 20000 --rounds 2 --sides base:2,2 --base-src ../main/src
 
 A side is ``classic`` (the engine of `weft sim` without --procs: sim/engine.py) or a number P
 (the partitioned engine of sim/parallel.py on P processes, as `weft sim --procs P`). Each
@@ -9,7 +10,8 @@ the hour, the collector off as the runner has it) up to N nodes joined and print
 the CPU (user + system) and peak RSS summed over its processes, and a digest of what the run did
 (joins, events, messages, the routing tables' sizes): equal digests for 1 and 2 show the same run.
 The sides take turns, in an order that changes every round, so the shared machine's load falls on
-all of them; the load average is printed with each row.
+all of them; the load average is printed with each row. A side ``base:S`` runs side S with
+``--base-src DIR`` first on PYTHONPATH (another tree's code, e.g. main's, as the baseline of an A/B).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main() -> int:
     ap.add_argument("--sides", default="1,2", help="comma-separated: classic and/or process counts")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="append each row to this file (JSON lines)")
+    ap.add_argument("--base-src", help="the source tree (a src directory) that sides named base:S run")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -102,10 +105,18 @@ def main() -> int:
         order = sides[r % len(sides):] + sides[:r % len(sides)]
         for side in order:
             load = os.getloadavg()[0]
-            out = subprocess.run([sys.executable, __file__, "--one", side, "--nodes", str(a.nodes), "--seed",
-                                  str(a.seed)], capture_output=True, text=True, check=True).stdout
+            env = dict(os.environ)
+            run = side
+            if side.startswith("base:"):
+                if not a.base_src:
+                    ap.error("a base:S side needs --base-src")
+                run = side[5:]
+                env["PYTHONPATH"] = os.pathsep.join([a.base_src] + [x for x in [env.get("PYTHONPATH")] if x])
+            out = subprocess.run([sys.executable, __file__, "--one", run, "--nodes", str(a.nodes), "--seed",
+                                  str(a.seed)], capture_output=True, text=True, check=True, env=env).stdout
             row = json.loads(out.strip().splitlines()[-1])
-            row.update(round=r, load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2))
+            row.update(side=side, round=r, load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2),
+                       src=a.base_src if side.startswith("base:") else os.environ.get("PYTHONPATH", ""))
             print(json.dumps(row), flush=True)
             if a.json:
                 with open(a.json, "a") as f:

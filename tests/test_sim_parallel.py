@@ -118,7 +118,13 @@ def test_cli_procs_runs_and_refuses_bad_counts(tmp_path):
     r = CliRunner().invoke(sim_command, [str(f), "--out", str(tmp_path / "o"), "--quiet", "--procs", "2"])
     assert r.exit_code == 0, r.output
     assert "lookups: 20/20 found" in r.output
-    assert json.loads((tmp_path / "o" / "run.json").read_text())["procs"] == 2
+    info = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert info["procs"] == 2
+    # Each process's CPU and peak RSS go to run.json (host measurements), not to summary.json.
+    usage = info["processes"]["60"]
+    assert len(usage) == 2 and len({u["pid"] for u in usage}) == 2
+    assert all(u["cpu_s"] > 0 and u["peak_rss_mib"] > 0 for u in usage)
+    assert "processes" not in (tmp_path / "o" / "summary.json").read_text()
     for bad, words in (("0", "0 is not in the range"), ("7", "needs at least 7 underlay regions"),
                        ("x", "is not a valid integer")):
         r = CliRunner().invoke(sim_command, [str(f), "--out", str(tmp_path / "b"), "--quiet", "--procs", bad])
@@ -126,6 +132,21 @@ def test_cli_procs_runs_and_refuses_bad_counts(tmp_path):
         assert words in r.output and "Traceback" not in r.output
         assert len([line for line in r.output.splitlines() if line.startswith("Error")]) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_a_partitioned_run_reports_progress_through_each_phase(monkeypatch):
+    # A window holds a few hundred events a process: progress is counted across windows (counted
+    # within one, a partitioned run never reported any, and a long run's log stayed empty).
+    sc = scenario_from_dict({"scenario": {"name": "pg", "nodes": 400}, "join": {"duration": 60},
+                             "lookups": {"count": 300, "duration": 30}})
+    monkeypatch.setattr(PSimulation, "progress_every", 1000)  # (20,000 in a real run: this one is small)
+    calls = []
+    run_scenario(sc, 2, progress=lambda n, phase, frac: calls.append((n, phase, frac)), procs=2)
+    assert len(calls) >= 3
+    assert {c[0] for c in calls} == {400}
+    assert "join" in {c[1] for c in calls}
+    fracs = [c[2] for c in calls]
+    assert fracs == sorted(fracs) and 0 < fracs[0] and fracs[-1] <= 1
 
 
 def _make(rank, procs, links):

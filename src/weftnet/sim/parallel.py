@@ -18,7 +18,8 @@ spread and ``h`` the smallest access height::
 (35 ms for the bundled scenarios' six regions on two processes). Every process runs its events
 in windows ``[T, T + L)``: nothing another process does in the window can reach it before
 ``T + L``, so at the window's end the processes swap the messages they sent each other (a pickled
-batch per peer, contacts as node numbers) and each knows every event of the next window. The
+batch per peer of plain tuples, nodes and contacts as node numbers: ``_encode``) and each knows
+every event of the next window. The
 windows end with each ``run_until``'s end, and skip stretches where no process has an event.
 
 Determinism
@@ -187,6 +188,8 @@ class PNode(SimNode):
     __slots__ = ("part", "rng", "seq", "running")
 
 
+_HOST_NUMBER = {h: i << 16 for i, h in enumerate(_HOSTS)}
+
 # The contact table that unpickling resolves node numbers against (this process's run).
 _NODES: list = []
 
@@ -202,6 +205,9 @@ def _nodes_msg(rid: int, ix: list) -> Nodes:
 
 class PSimulation(Simulation):
     """One partition of a partitioned run (or the whole of a one-process run of the same model)."""
+
+    #: ``run_until`` calls its ``progress`` after this many events (of this process), across windows.
+    progress_every = 20000
 
     def __init__(self, seed: int, dht_config: DhtConfig | None, underlay: UnderlayConfig,
                  rank: int = 0, procs: int = 1, links: dict[int, Any] | None = None):
@@ -274,18 +280,25 @@ class PSimulation(Simulation):
         return min(self._far) * _WINDOW if self._far else math.inf  # (a lower bound: its second's start)
 
     def run_until(self, t_end: float, progress: Callable[[float], None] | None = None) -> None:
+        # progress(now) after every 20,000 events, counted across windows (a window of scale-1m has
+        # ~300 a process: counted within one, the count would never get there).
+        told = self.events_processed
+        every = self.progress_every
         while True:
             end = self._wstart + self.lookahead
             final = end > t_end
-            self._run_window(t_end if final else end, final, progress)
+            self._run_window(t_end if final else end, final)
             nxt = self._exchange()
+            if progress is not None and self.events_processed - told >= every:
+                told = self.events_processed
+                progress(self.now)
             if final:
                 self._wstart = t_end
                 break
             self._wstart = max(end, nxt)
         self.now = max(self.now, t_end)
 
-    def _run_window(self, end: float, inclusive: bool, progress) -> None:
+    def _run_window(self, end: float, inclusive: bool) -> None:
         heap = self._heap
         pop = heapq.heappop
         after = self._after
@@ -336,8 +349,6 @@ class PSimulation(Simulation):
                         a()
                     else:
                         self._broadcast_call(a)
-                if progress is not None and tick % 20000 == 0:
-                    progress(self.now)
         finally:
             self.events_processed += tick
             self.messages_popped += popped
@@ -355,17 +366,16 @@ class PSimulation(Simulation):
         out = self._outbox
         bcast = self._bcast
         self._bcast = []
-        lows = [nxt] + [b[0] for b in bcast]
-        for p in out:
-            if out[p]:
-                lows.append(min(e[0] for e in out[p]))
-        low = min(lows)
+        low = min([nxt] + [b[0] for b in bcast])
         got: list = []
         for p in sorted(self.links):
             conn = self.links[p]
-            self.messages_out += len(out[p])
-            payload = self._dumps(("ok", low, out[p], bcast))
+            batch = out[p]
             out[p] = []
+            self.messages_out += len(batch)
+            if batch:
+                low = min(low, min(batch)[0])
+            payload = self._dumps(("ok", low, self._encode(batch), bcast))
             try:
                 if self.rank < p:
                     conn.send_bytes(payload)
@@ -379,14 +389,53 @@ class PSimulation(Simulation):
             if msg[0] != "ok":
                 raise ParallelError(f"process {p} failed: {msg[1]}")
             got.append(msg)
-        nodes = self.nodes
         for _tag, peer_low, msgs, calls in got:
             low = min(low, peer_low)
-            for when, origin, seq, src, dst, m in msgs:
-                self._enter((when, origin, seq, _MSG, nodes[src].contact, nodes[dst], m))
+            self._decode(msgs)
             for when, origin, seq, spec in calls:
                 self._enter((when, origin, seq, _CALL, spec, None, None))
         return low
+
+    def _encode(self, batch: list) -> list:
+        """A peer's messages as tuples of numbers and bytes (the C pickler's fast path, no reducer
+        called): a FIND_NODE as its request ID and target, a NODES answer as its request ID and its
+        contacts' node numbers; anything else (rare: Leave, Store, ...) as itself, for the reducers."""
+        # A node's number from its contact's endpoint, (_HOSTS[number >> 16], number & 0xFFFF)
+        # (add_node): no lookup in by_key, whose 256-bit keys and nodes are out of cache at a
+        # million nodes (12-15 us for a NODES of 20 at 100,000 nodes against 21-24). Every contact
+        # in a run is a node's own (made in add_node), so its endpoint names it.
+        host = _HOST_NUMBER if len(self.nodes) <= 1 << 24 else {}  # (beyond, endpoints repeat: the reducers)
+        enc = []
+        add = enc.append
+        for when, a, seq, b, m in batch:
+            t = type(m)
+            if t is FindNode:
+                add((when, a, seq, b, 0, m.rid, m.target))
+            elif t is Nodes:
+                try:
+                    add((when, a, seq, b, 1, m.rid, [host[c.endpoint[0]] | c.endpoint[1] for c in m.contacts]))
+                except KeyError:  # (a contact that is no node's: not in the simulator's own runs)
+                    add((when, a, seq, b, 2, m, None))
+            else:
+                add((when, a, seq, b, 2, m, None))
+        return enc
+
+    def _decode(self, msgs: list) -> None:
+        """Queue a peer's batch (made by ``_encode``)."""
+        nodes = self.nodes
+        heap, push, horizon, far = self._heap, heapq.heappush, self._horizon, self._push_far
+        for when, a, seq, b, kind, x, y in msgs:
+            if kind == 0:
+                m = FindNode(x, y)
+            elif kind == 1:
+                m = Nodes(x, tuple([nodes[i].contact for i in y]))
+            else:
+                m = x
+            entry = (when, a, seq, _MSG, nodes[a].contact, nodes[b], m)
+            if when < horizon:
+                push(heap, entry)
+            else:
+                far(entry)
 
     def _broadcast_call(self, spec: tuple) -> None:
         if spec[0] == "get":
@@ -471,7 +520,7 @@ class PSimulation(Simulation):
                     else:
                         self._push_far((when, a, seq, _MSG, src, dst, msg))
                 else:
-                    outbox[dst.part].append((now + delay, a, seq, a, b, msg))
+                    outbox[dst.part].append((now + delay, a, seq, b, msg))
             node.seq = seq
         if dht._events:
             while (ev := dht.next_event()) is not None:
@@ -622,7 +671,16 @@ def _partial(sim: PSimulation, marks: dict) -> dict:
         "delivered": sim.messages_delivered,
         "lost": sim.messages_lost,
         "underlay_bytes": sim.underlay.memory_bytes(),
+        "usage": _usage(),
     }
+
+
+def _usage() -> dict:
+    """This process's CPU (user + system) and peak RSS so far: for run.json, not the result's bytes."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"pid": os.getpid(), "cpu_s": round(r.ru_utime + r.ru_stime, 2), "peak_rss_mib": round(r.ru_maxrss / 1024, 1)}
 
 
 def _drive(sim: PSimulation, sc: Scenario, n: int, progress) -> dict:
@@ -740,5 +798,7 @@ def _merge(sc: Scenario, n: int, parts: list[dict]) -> dict[str, Any]:
     churn = [r for _k, r in sorted((kr for p in parts for kr in p["churn"]), key=lambda kr: kr[0])]
     tables = [s for p in parts for s in p["tables"]]
     events = sum(p["node_events"] for p in parts) + first["calls"]
-    return assemble(sc, n, first["marks"], m, lookups, churn, tables, first["alive"], events,
-                    sum(p["delivered"] for p in parts), sum(p["lost"] for p in parts), first["underlay_bytes"])
+    out = assemble(sc, n, first["marks"], m, lookups, churn, tables, first["alive"], events,
+                   sum(p["delivered"] for p in parts), sum(p["lost"] for p in parts), first["underlay_bytes"])
+    out["processes"] = [p["usage"] for p in parts]  # measured on the host: run.json's, not summary.json's
+    return out

@@ -53,6 +53,11 @@ def lookup_stats(records: list) -> dict[str, Any]:
     }
 
 
+#: What a result holds beside its deterministic part: the raw records, and (partitioned runs) each process's
+#: CPU and peak RSS, which go to run.json.
+_HOST_KEYS = ("lookup_records", "processes")
+
+
 def summary(sc, seed: int, results: list[dict]) -> dict[str, Any]:
     return {
         "scenario": sc.name,
@@ -60,7 +65,7 @@ def summary(sc, seed: int, results: list[dict]) -> dict[str, Any]:
         "seed": seed,
         "dht": dict(sorted(sc.dht.items())),
         "underlay": dict(sorted(sc.underlay.items())),
-        "runs": [{k: v for k, v in r.items() if k != "lookup_records"} for r in results],
+        "runs": [{k: v for k, v in r.items() if k not in _HOST_KEYS} for r in results],
     }
 
 

@@ -264,4 +264,6 @@ def run_scenario(sc: Scenario, seed: int | None = None, sizes: list[int] | None 
         # summary since it is not the classic engine's; the process count only in run_info.
         summary["engine"] = "partitioned"
         info["procs"] = procs
+        # Each process's CPU (user + system) and peak RSS at the end of each size (rank 0 first: this one).
+        info["processes"] = {str(r["nodes"]): r.get("processes") for r in results}
     return summary, info, results
