@@ -6,6 +6,7 @@ kept (bench/results/dmem9)."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
 
@@ -42,6 +43,48 @@ def test_contact_cache_stays_bounded_when_answers_carry_more_distinct_contacts_t
     assert sizes[-1] < bound  # emptied when full, then filled again
 
 
+def test_contact_cache_stays_bounded_when_more_distinct_contacts_than_its_bound_are_all_still_held(monkeypatch):
+    # The cache keeps only contacts something else holds; here the test holds every one it decodes.
+    monkeypatch.setattr(contact_mod, "_CACHE", {})
+    monkeypatch.setattr(contact_mod, "CACHE_MAX", 512)
+    seq, held, sizes = ContactSeq(20), [], []
+    for start in range(0, 512 * 3, 20):
+        batch = [Contact(_key(i), ("10.1.%d.%d" % (i >> 8 & 255, i & 255), 4000 + i % 1000)) for i in range(start, start + 20)]
+        got, _ = seq.unpack(memoryview(_encoded(batch)), 0)
+        assert got == tuple(batch)
+        held.extend(got)
+        sizes.append(len(contact_mod._CACHE))
+    assert max(sizes) <= 512 and len(held) == 512 * 3 + 4
+    # A contact still held but dropped from the cache when it was emptied decodes again, equal.
+    again, _ = seq.unpack(memoryview(_encoded(held[:20])), 0)
+    assert again == tuple(held[:20])
+
+
+def test_a_contact_nothing_holds_any_more_leaves_the_cache_and_decodes_again_equal(monkeypatch):
+    monkeypatch.setattr(contact_mod, "_CACHE", {})
+    made = [Contact(_key(i), ("203.0.113.%d" % i, 6000 + i)) for i in range(20)]
+    raw = _encoded(made)
+    got, _ = ContactSeq(20).unpack(memoryview(raw), 0)
+    assert len(contact_mod._CACHE) == 20
+    kept = got[3]
+    del got
+    gc.collect()
+    # Only the one still held is cached: the others' entries (key bytes, reference) went with them.
+    assert list(contact_mod._CACHE) == [kept.wire] and contact_mod._CACHE[kept.wire]() is kept
+    again, _ = ContactSeq(20).unpack(memoryview(raw), 0)
+    assert again == tuple(made) and again[3] is kept
+    assert len(contact_mod._CACHE) == 20
+
+
+def test_a_contact_keeps_its_node_id_as_an_integer_and_makes_the_id_on_demand():
+    c = Contact(_key(9), ("198.51.100.3", 4500))
+    nid = identity.node_id_for(_key(9))
+    assert c.key == nid.int and c.tag == nid.int & 255
+    assert c.node_id == nid and c.node_id.int == nid.int and c.node_id.raw == nid.raw
+    assert hash(c.node_id) == hash(nid) and repr(c).startswith(f"Contact({nid.short()}@")
+    assert "node_id" not in Contact.__slots__  # no NodeId (and its digest) kept per contact
+
+
 def test_contacts_of_askers_stay_bounded_too(monkeypatch):
     monkeypatch.setattr(contact_mod, "_CACHE", {})
     monkeypatch.setattr(contact_mod, "CACHE_MAX", 256)
@@ -59,7 +102,7 @@ def test_a_decoded_contact_is_sent_on_as_the_bytes_it_came_in_and_equals_a_new_o
     assert end == len(raw) and got == tuple(made)
     assert _encoded(got) == raw == _encoded([Contact(c.public_key, c.endpoint) for c in made])
     # The encoding is the cache's key itself, not a copy; a contact has no instance dict.
-    assert all(contact_mod._CACHE[c.wire] is c for c in got)
+    assert all(contact_mod._CACHE[c.wire]() is c for c in got)
     assert not hasattr(got[0], "__dict__")
     assert sys.getsizeof(got[0]) <= sys.getsizeof(object()) + 16 + 8 * len(Contact.__slots__)
 

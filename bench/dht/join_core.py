@@ -237,13 +237,18 @@ def _unit_costs() -> dict[str, float]:
     plain_id = getattr(ident.node_id_for, "__wrapped__", ident.node_id_for)
 
     def decode_uncached():  # what a node pays for a contact it has not decoded before
-        saved, saved_id = contact_mod._CACHE, contact_mod.node_id_for
-        contact_mod._CACHE, contact_mod.node_id_for = _NoStore(), plain_id
+        # (A tree whose contact keeps the integer only has no node_id_for in contact: nothing cached there.)
+        saved, saved_id = contact_mod._CACHE, getattr(contact_mod, "node_id_for", None)
+        contact_mod._CACHE = _NoStore()
+        if saved_id is not None:
+            contact_mod.node_id_for = plain_id
         try:
             for r in raws[:2000]:
                 Contact._unpack_body(r, 0)
         finally:
-            contact_mod._CACHE, contact_mod.node_id_for = saved, saved_id
+            contact_mod._CACHE = saved
+            if saved_id is not None:
+                contact_mod.node_id_for = saved_id
 
     costs = {
         "contact_decode (incl. node ID)": best(decode_uncached, 1) / 2000,

@@ -7,10 +7,11 @@ never sent, so a peer cannot hand out a contact whose ID and key disagree.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from weftnet.core.identity import NodeId, node_id_for
+from weftnet.core.identity import NodeId, node_key_for
 from weftnet.core.wire import Endpoint, Fixed, Message, Seq, Struct, _host_bytes, _host_text
 from weftnet.errors import DecodeError
 
@@ -20,19 +21,58 @@ __all__ = ["Contact", "Addr", "ContactSeq", "shared_contact"]
 Addr = tuple[str, int]
 
 
-#: Contacts decoded (or met) here, by their encoding: DHT answers carry the same ones again and again.
-#: Bounded: emptied when full (it is filled from what peers send; docs/security.md).
-_CACHE: dict[bytes, "Contact"] = {}
+#: Contacts decoded (or met) here that something still holds (a routing table, a lookup, a reply),
+#: by their encoding: DHT answers carry the same ones again and again. Weak: a contact nothing else
+#: holds any more leaves it (it held ~130 such contacts a node at 1,000 nodes, ~400 bytes each,
+#: more than the routing table's 80; bench/results/dmem10). Bounded too: emptied when full (it is
+#: filled from what peers send; docs/security.md).
+_CACHE: dict[bytes, "_Ref"] = {}
 CACHE_MAX = 65536
 
 
-@dataclass(frozen=True, slots=True)
+def _gone(ref: "_Ref") -> None:
+    table = ref.table
+    if table.get(ref.raw) is ref:
+        del table[ref.raw]
+
+
+class _Ref(weakref.ref):
+    """A weak reference to a cached contact that removes its entry (from the dict it was put in)
+    when the contact is freed."""
+
+    __slots__ = ("raw", "table")
+
+    def __new__(cls, obj, raw, table):
+        self = weakref.ref.__new__(cls, obj, _gone)
+        self.raw = raw
+        self.table = table
+        return self
+
+    def __init__(self, obj, raw, table):
+        super().__init__(obj, _gone)
+
+
+def _cached(raw: bytes):
+    """The live contact whose encoding is ``raw``, or None."""
+    ref = _CACHE.get(raw)
+    return None if ref is None else ref()
+
+
+def _keep(raw: bytes, obj: "Contact") -> None:
+    table = _CACHE
+    if len(table) >= CACHE_MAX:
+        table.clear()
+    table[raw] = _Ref(obj, raw, table)
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Contact(Message):
     public_key: bytes
     endpoint: Addr
-    node_id: NodeId = field(init=False, compare=False, repr=False)
-    #: ``node_id.int``, held here too: the DHT reads it for every contact of every reply, and
-    #: one object fewer to reach per read counts when a million nodes' state is out of cache.
+    #: The node ID as an integer (``node_id.int``): the DHT reads it for every contact of every
+    #: reply. The :class:`NodeId` itself is made on demand (``node_id``): a contact held one made at
+    #: decode, 48 bytes and its 32-byte digest (65), ~113 bytes a contact a node holds or met, for
+    #: the few readers that want the object (sessions are keyed by it) rather than the integer.
     key: int = field(init=False, compare=False, repr=False)
     #: ``key & 255``: one of the interpreter's shared small ints (always in cache), so a scan of a
     #: bucket for a key compares these first and reads an entry's 256-bit ``key`` (an object of its
@@ -48,16 +88,21 @@ class Contact(Message):
     FIELDS: ClassVar = (("public_key", Fixed(32)), ("endpoint", Endpoint))
 
     def __post_init__(self) -> None:
-        nid = node_id_for(self.public_key)
-        object.__setattr__(self, "node_id", nid)
-        object.__setattr__(self, "key", nid.int)
-        object.__setattr__(self, "tag", nid.int & 255)
+        key = node_key_for(self.public_key)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "tag", key & 255)
         ep = self.endpoint
         host, port = ep
         if not 0 <= port <= 0xFFFF:
             raise ValueError(f"port {port} out of range")
         if type(ep) is not tuple:  # a tuple is kept as given: the driver shares one per endpoint
             object.__setattr__(self, "endpoint", (host, port))
+
+    @property
+    def node_id(self) -> NodeId:
+        """The node ID (``node_id_for(public_key)``), made from ``key`` at each read: read ``key`` in
+        hot paths."""
+        return NodeId.of_int(self.key)
 
     def _pack_body(self, out: bytearray) -> None:
         # Encode each contact once (a Nodes of 20: 37 -> 14 us here).
@@ -76,15 +121,13 @@ class Contact(Message):
         n = 32 + 1 + (4 if off + 32 < len(buf) and buf[off + 32] == 4 else 16) + 2
         raw = bytes(buf[off : off + n])
         if len(raw) == n:
-            hit = _CACHE.get(raw)
+            hit = _cached(raw)
             if hit is not None:
                 return hit, off + n
         obj, end = Message._unpack_body.__func__(cls, buf, off)
         if end - off == n:
             object.__setattr__(obj, "wire", raw)
-            if len(_CACHE) >= CACHE_MAX:
-                _CACHE.clear()
-            _CACHE[raw] = obj
+            _keep(raw, obj)
         return obj, end
 
     def __repr__(self) -> str:
@@ -101,14 +144,12 @@ def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
         raw = public_key + _host_bytes(endpoint[0]) + endpoint[1].to_bytes(2, "big")
     except (ValueError, OverflowError, TypeError, AttributeError):
         return Contact(public_key, endpoint)  # not an IP literal (a simulator's label): not cached
-    hit = _CACHE.get(raw)
+    hit = _cached(raw)
     if hit is None or hit.endpoint != endpoint:
         hit = Contact(public_key, endpoint)
         if len(raw) == 32 + (7 if raw[32] == 4 else 19):
             object.__setattr__(hit, "wire", raw)
-            if len(_CACHE) >= CACHE_MAX:
-                _CACHE.clear()
-            _CACHE[raw] = hit
+            _keep(raw, hit)
     return hit
 
 
@@ -154,15 +195,15 @@ class ContactSeq(Seq):
             hit = None
             if end <= size:
                 raw = data[i:end]
-                hit = get(raw)
+                ref = get(raw)
+                if ref is not None:
+                    hit = ref()
                 if hit is None and (fam == 4 or fam == 6):
                     # New here: the fields straight from this copy (what the generic codec reads, with
                     # its checks: the family is 4 or 6 and the bytes are all there).
                     hit = Contact(raw[:32], (_host_text(raw[33:-2]), int.from_bytes(raw[-2:], "big")))
                     object.__setattr__(hit, "wire", raw)
-                    if len(_CACHE) >= CACHE_MAX:
-                        _CACHE.clear()
-                    _CACHE[raw] = hit
+                    _keep(raw, hit)
             if hit is None:
                 hit, end = Contact._unpack_body(buf, off + i)
                 end -= off

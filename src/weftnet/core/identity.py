@@ -96,6 +96,14 @@ class NodeId:
     def __hash__(self) -> int:
         return hash(self.raw)
 
+    @classmethod
+    def of_int(cls, value: "builtins.int") -> "NodeId":
+        """The ID whose ``int`` is ``value`` (0 <= value < 2**256), reusing that int object."""
+        obj = _new(cls)
+        _set_raw(obj, value.to_bytes(32, "big"))
+        _set_int(obj, value)
+        return obj
+
     def distance(self, other: "NodeId | bytes") -> int:
         o = other.raw if isinstance(other, NodeId) else other
         return int.from_bytes(self.raw, "big") ^ int.from_bytes(o, "big")
@@ -147,6 +155,20 @@ def node_id_for(public_key: bytes) -> NodeId:
     if len(public_key) != 32:
         raise IdentityError("an Ed25519 public key is exactly 32 bytes")
     return NodeId(hashlib.sha256(public_key).digest())
+
+
+# The slots' own setters (a frozen dataclass's __setattr__ refuses; object.__setattr__ is slower): a
+# contact's NodeId is made from its integer at each read (contact.py).
+_new = object.__new__
+_set_raw = NodeId.__dict__["raw"].__set__
+_set_int = NodeId.__dict__["int"].__set__
+
+
+def node_key_for(public_key: bytes) -> int:
+    """``node_id_for(public_key).int``, without the NodeId (a contact keeps the integer only)."""
+    if len(public_key) != 32:
+        raise IdentityError("an Ed25519 public key is exactly 32 bytes")
+    return int.from_bytes(hashlib.sha256(public_key).digest(), "big")
 
 
 def overlay_address_for(public_key: bytes) -> ipaddress.IPv6Address:

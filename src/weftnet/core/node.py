@@ -1136,8 +1136,8 @@ class NodeCore:
                 # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
-                        and not self.transport.has_session(contact.node_id) \
-                        and not self.transport.handshaking(contact.node_id) and sl.ask(contact, msg, now, hint, payload):
+                        and not self.transport.has_session(nid := contact.node_id) \
+                        and not self.transport.handshaking(nid) and sl.ask(contact, msg, now, hint, payload):
                     continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:

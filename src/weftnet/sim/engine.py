@@ -227,7 +227,7 @@ class Simulation:
         dht = Dht(contact, self.rng, self.now, self.dht_config, MemoryStore())
         node = SimNode(index, dht, contact)
         self.nodes.append(node)
-        self.by_key[contact.node_id.int] = node
+        self.by_key[contact.key] = node
         node.slot = len(self.alive)
         self.alive.append(node)
         return node
@@ -340,7 +340,7 @@ class Simulation:
         # probability under n / 2^(log2 n + 12) = 1/4096: stop there.
         depth = min(256, n.bit_length() + 12)
         for node in self.nodes:
-            own = node.contact.node_id.int
+            own = node.contact.key
             table = node.dht.table
             for b in range(depth):
                 bit = 255 - b

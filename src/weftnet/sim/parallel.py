@@ -636,7 +636,7 @@ class PSimulation(Simulation):
         for node in self.nodes:
             if node.dht is None:
                 continue
-            own = node.contact.node_id.int
+            own = node.contact.key
             table = node.dht.table
             for b in range(depth):
                 bit = 255 - b

@@ -361,7 +361,7 @@ class Dht:
         self.config = cfg = config or DhtConfig()
         self.contact = contact
         self.node_id: NodeId = contact.node_id
-        self.key = contact.node_id.int
+        self.key = contact.key
         self.identity = identity
         self._rng = rng
         self.exempt = ExemptPrefixes.shared(tuple(cfg.exempt_prefixes))
@@ -426,7 +426,7 @@ class Dht:
 
     def is_hint(self, contact: Contact) -> bool:
         """True if a message to ``contact`` goes to an endpoint we only heard of (for the transport)."""
-        return self._hinted.get(contact.node_id.int) == contact.endpoint
+        return self._hinted.get(contact.key) == contact.endpoint
 
     def next_event(self):
         return self._events.pop(0) if self._events else None
@@ -571,7 +571,7 @@ class Dht:
         """``contact`` proved it receives at its endpoint outside a session (a sessionless query
         that echoed a valid cookie, core/dht/sessionless.py): offer it to the routing table,
         within the same per-peer and per-prefix request quotas as any message. True if it is there."""
-        key = contact.node_id.int
+        key = contact.key
         if key == self.key or not self._allow(contact, key, now):
             return False
         return self.table.add(contact, now, key)
@@ -582,7 +582,7 @@ class Dht:
         out = self._out
         for i in range(len(out) - 1, -1, -1):
             c, m = out[i]
-            if getattr(m, "rid", None) == rid and c.node_id.int == key:
+            if getattr(m, "rid", None) == rid and c.key == key:
                 del out[i]
                 return m
         return None
@@ -635,7 +635,7 @@ class Dht:
     # -- API ----------------------------------------------------------------
     def bootstrap(self, contacts: list[Contact], now: float) -> int:
         for c in contacts:
-            if c.node_id.int != self.key:
+            if c.key != self.key:
                 self.table.add(c, now)
         op = self._start_lookup("bootstrap", self.key, now, seed=contacts)
         return op.op_id
@@ -975,8 +975,8 @@ class Dht:
         else:
             initial = self.table.closest(target, 1 if budget else cfg.k)
             if seed:
-                initial = list({c.node_id.int: c for c in list(seed) + initial}.values())
-        lk.seed([c for c in initial if c.node_id.int != self.key], sources)
+                initial = list({c.key: c for c in list(seed) + initial}.values())
+        lk.seed([c for c in initial if c.key != self.key], sources)
         self._advance(op, now)
         return op
 
@@ -1266,7 +1266,7 @@ class Dht:
         target = int.from_bytes(key, "big")
         n = 2 * self.config.k
         closest = self.table.closest(target, n, exclude=sender, ordered=False)
-        return len(closest) < n or self.key ^ target <= max(c.node_id.int ^ target for c in closest)
+        return len(closest) < n or self.key ^ target <= max(c.key ^ target for c in closest)
 
     def _on_store(self, sender: Contact, rid: int, blob: bytes, remaining: float | None, now: float) -> None:
         """A STORE (``remaining`` None: from the publisher, its full TTL) or a Replicate."""
@@ -1274,7 +1274,7 @@ class Dht:
         if rec is None:
             self._out.append((sender, StoreAck(rid, 0, "invalid record")))
             return
-        if not self._responsible(rec.key, sender.node_id.int):
+        if not self._responsible(rec.key, sender.key):
             self._reject("not among the k closest nodes this node knows for the key", sender)
             self._out.append((sender, StoreAck(rid, 0, "not responsible for this key")))
             return
@@ -1392,7 +1392,7 @@ class Dht:
                     continue
             if now - asked.get(item.key, -1e18) < 2 * self.config.max_rto:
                 continue  # already asked another holder for it: one copy is enough
-            if self._responsible(item.key, sender.node_id.int):
+            if self._responsible(item.key, sender.key):
                 wanted |= 1 << i
                 asked[item.key] = now
                 asked.move_to_end(item.key)
@@ -1426,9 +1426,9 @@ class Dht:
                 continue  # recently stored or offered here: its other holders have it
             target = int.from_bytes(r.key, "big")
             for c in self.table.closest(target, self.config.k):
-                entry = offers.get(c.node_id.int)
+                entry = offers.get(c.key)
                 if entry is None:
-                    entry = offers[c.node_id.int] = (c, [])
+                    entry = offers[c.key] = (c, [])
                 entry[1].append(OfferItem(r.key, r.seq or 0))
         for contact, items in offers.values():
             for i in range(0, len(items), MAX_OFFER):
@@ -1459,12 +1459,12 @@ class Dht:
         if msg.flags & 1:
             self._out.append((sender, RouteHop(msg.msg_id, hops)))
         msg = Route(msg.msg_id, msg.key, msg.origin, hops, msg.hop_limit, msg.flags, msg.payload)
-        self._forward(msg, now, exclude=sender.node_id.int, prev=sender)
+        self._forward(msg, now, exclude=sender.key, prev=sender)
 
     def _next_hop(self, key: bytes, exclude: int | None) -> Contact | None:
         target = int.from_bytes(key, "big")
         best = self.table.closest(target, 1, exclude=exclude)
-        if best and best[0].node_id.int ^ target < self.key ^ target:
+        if best and best[0].key ^ target < self.key ^ target:
             return best[0]
         return None
 
@@ -1479,7 +1479,7 @@ class Dht:
                 nxt = hook(msg.key, msg.payload, nxt)
         if nxt is not None:
             self.stats["routes_forwarded"] += 1
-            self._remember_route(msg.msg_id, prev, nxt.node_id.int)
+            self._remember_route(msg.msg_id, prev, nxt.key)
             self._out.append((nxt, msg))
             return
         # No closer node is known: this node is the root for the key.
@@ -1500,7 +1500,7 @@ class Dht:
     def _on_route_report(self, sender: Contact, msg: Message, now: float) -> None:
         """A RouteHop or RouteAck from the next hop, or a RouteBack passed along the path."""
         entry = self._route_back.get(msg.msg_id)
-        if entry is None or entry[1] != sender.node_id.int:
+        if entry is None or entry[1] != sender.key:
             self.stats["unsolicited"] += 1  # only the node we handed the message to may report on it
             return
         t = type(msg)

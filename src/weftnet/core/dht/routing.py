@@ -394,7 +394,7 @@ class RoutingTable:
         goes to the replacement cache, so it comes back if the bucket thins.
         Returns True if the contact entered the table.
         """
-        key = contact.node_id.int
+        key = contact.key
         if key == self.own_key or self.get(key) is not None:
             return False
         if self.difficulty and not meets_puzzle(contact.node_id, self.difficulty):
@@ -406,7 +406,7 @@ class RoutingTable:
         victim, worst = None, 2 * rtt
         unmeasured = None
         for c in entries:
-            r = rtt_of(c.node_id.int)
+            r = rtt_of(c.key)
             if r is None:
                 if unmeasured is None:
                     unmeasured = c

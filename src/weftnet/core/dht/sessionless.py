@@ -334,7 +334,7 @@ def fit_reply(reply: Message, room: int, target: int = 0) -> tuple[bytes, int]:
     if t is not Nodes and t is not NearNodes and t is not Value:
         return b"", 0  # (a StoreAck always fits: a STORE's query is padded for the largest)
     pairs = list(zip(reply.contacts, reply.rtts)) if t is NearNodes else [(c, 0) for c in reply.contacts]
-    pairs.sort(key=lambda p: p[0].node_id.int ^ target)
+    pairs.sort(key=lambda p: p[0].key ^ target)
     # Drop from the far end what the sizes say (a contact is 39 bytes, 51 for IPv6; an RTT hint 2),
     # then encode once (again with one fewer, should a count be off).
     extra = 2 if t is NearNodes else 0
@@ -464,7 +464,7 @@ class Sessionless:
         if self.forwards is None or not self.forwards():
             return
         proven = self._proven
-        key = contact.node_id.int
+        key = contact.key
         if proven.pop(key, None) is None and len(proven) >= self.cache:
             del proven[next(iter(proven))]
         proven[key] = contact
@@ -658,7 +658,7 @@ class Sessionless:
         else:
             self.stats["malformed"] += 1
             return
-        reply = self.dht.take_reply(contact.node_id.int, req.rid)
+        reply = self.dht.take_reply(contact.key, req.rid)
         if reply is None:
             self.stats["queries_dropped"] += 1  # rate-limited by the DHT's per-peer and per-prefix quotas
             return
@@ -671,7 +671,7 @@ class Sessionless:
             flags = 0
         if proven:
             flags |= FLAG_LEARNED
-        elif self.dht.table.has_room(contact, contact.node_id.int):
+        elif self.dht.table.has_room(contact, contact.key):
             flags |= self.wanted_flags
         answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags,
                              self._cookie(self._secret, asker, addr), raw_reply)
