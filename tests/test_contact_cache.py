@@ -76,6 +76,34 @@ def test_a_contact_nothing_holds_any_more_leaves_the_cache_and_decodes_again_equ
     assert len(contact_mod._CACHE) == 20
 
 
+def test_the_cache_gives_back_its_room_when_the_contacts_it_held_are_freed(monkeypatch):
+    # A join fills a node's cache with the contacts of its lookups (~220 at 1,000 nodes), then keeps
+    # its routing table's (~80): the dict must not keep the size it grew to.
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
+    made = [Contact(_key(i), ("10.2.%d.%d" % (i >> 8 & 255, i & 255), 7000 + i)) for i in range(240)]
+    got = []
+    for start in range(0, 240, 20):
+        got.extend(ContactSeq(20).unpack(memoryview(_encoded(made[start:start + 20])), 0)[0])
+    assert len(table) == 240
+    grown = sys.getsizeof(table)
+    kept = got[::3]  # 80 still held (a routing table's)
+    del got
+    gc.collect()
+    assert contact_mod._CACHE is table and len(table) == 80
+    assert sys.getsizeof(table) * 3 < grown
+    assert sys.getsizeof(table) <= sys.getsizeof(dict.fromkeys(range(80))) + 64
+    # Still the same weak cache: held contacts hit, a freed one leaves, new ones enter.
+    again, _ = ContactSeq(20).unpack(memoryview(_encoded(made[:20])), 0)
+    assert again == tuple(made[:20]) and again[0] is kept[0] and again[3] is kept[1]
+    del kept
+    gc.collect()
+    assert sorted(table) == sorted(c.wire for c in again)
+    del again
+    gc.collect()
+    assert not table
+
+
 def test_a_contact_keeps_its_node_id_as_an_integer_and_makes_the_id_on_demand():
     c = Contact(_key(9), ("198.51.100.3", 4500))
     nid = identity.node_id_for(_key(9))
