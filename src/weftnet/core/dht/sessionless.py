@@ -750,7 +750,13 @@ class Sessionless:
         self.stats["answers_received"] += 1
         self._silent = 0
         c = p.contact
-        self._keep(c.key, self._static_dh(c.public_key, c.key), cookie, now)
+        slot = self._keys.get(c.key)
+        if slot is not None:  # (kept when we asked: its cookie, when, and a second chance)
+            o = slot * _SLOT + 32
+            self._slots[o:o + 24] = cookie + _AT.pack(now)
+            self._used[slot] = 1
+        else:
+            self._keep(c.key, self._static_dh(c.public_key, c.key, keep=False), cookie, now)
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
