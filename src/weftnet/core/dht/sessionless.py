@@ -81,7 +81,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact, shared_contact
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
-from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_id_for
+from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
 from weftnet.core.session import handshake as hs
 from weftnet.core.wire import U32, VERSION, Bytes, Fixed, Message, Rest, register
 from weftnet.errors import DecodeError, HandshakeError, IdentityError
@@ -630,9 +630,9 @@ class Sessionless:
         ss = self._static_dh(asker, keep=False)
         keys = query_keys(ss, asker, self.public_key, head[38:54])
         echo, request = _open_sealed(head, sealed, keys)  # raises before anything is kept
-        # The contact our table has for it, if at this address (its key object and node ID shared).
-        node_id = node_id_for(asker)
-        known = self.dht.table.get(node_id.int)
+        # The contact our table has for it, if at this address (its key object shared). Its node ID
+        # as the integer the table is keyed by (no NodeId object: made only for a proven asker).
+        known = self.dht.table.get(node_key_for(asker))
         if known is not None:
             asker = known.public_key
         contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
@@ -642,7 +642,7 @@ class Sessionless:
         self._rotate(now)
         proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now)
         if proven:
-            self._proven_asker(contact, node_id, addr, now)
+            self._proven_asker(contact, addr, now)
         if not request:
             return  # a proof: never answered
         req = _decode_request(request)
@@ -685,10 +685,10 @@ class Sessionless:
         return (hmac.compare_digest(cookie, self._cookie(self._secret, asker, addr))
                 or hmac.compare_digest(cookie, self._cookie(self._previous, asker, addr)))
 
-    def _proven_asker(self, contact: Contact, node_id, addr: Addr, now: float) -> None:
+    def _proven_asker(self, contact: Contact, addr: Addr, now: float) -> None:
         """``contact`` echoed a valid cookie from ``addr``: it receives there. Offer it to the table
         (within the DHT's per-peer and per-prefix quotas)."""
-        if self.transport.lost_by_peer(node_id, addr, now):
+        if self.transport.lost_by_peer(contact.node_id, addr, now):
             self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
         self._prove(contact)
         if self.dht.learn(contact, now):
@@ -705,11 +705,10 @@ class Sessionless:
             self.stats["auth_failures"] += 1
             return
         self.stats["proofs_received"] += 1
-        node_id = node_id_for(asker)
-        known = self.dht.table.get(node_id.int)
+        known = self.dht.table.get(node_key_for(asker))
         contact = known if known is not None and known.endpoint == addr else shared_contact(
             known.public_key if known is not None else asker, addr)
-        self._proven_asker(contact, node_id, addr, now)
+        self._proven_asker(contact, addr, now)
 
     def _on_answer(self, data: bytes, addr: Addr, now: float) -> None:
         if len(data) < 18 + _TAG + 17:
