@@ -140,3 +140,28 @@ def test_cli_runs_and_reports(tmp_path):
     assert s["seed"] == 2 and s["runs"][0]["nodes"] == 80
     r = CliRunner().invoke(sim_command, ["no-such-scenario"])
     assert r.exit_code == 2 and "bundled:" in r.output
+
+
+def test_the_weft_process_prints_everything_then_leaves_without_tearing_the_run_down(tmp_path):
+    # `weft sim` leaves with os._exit once its outputs are written (freeing a million nodes' objects
+    # one by one took ~2.5 minutes after the summary): no interpreter teardown (an atexit hook does
+    # not run), yet its piped stdout arrives whole, and its exit code. A failed run tears down as usual.
+    import subprocess
+    import sys
+
+    f = tmp_path / "s.toml"
+    f.write_text('[scenario]\nname = "cli"\nnodes = 60\n[join]\nduration = 20\n[lookups]\ncount = 20\nduration = 10\n')
+
+    def weft(*args):
+        code = ("import atexit, sys; atexit.register(lambda: print('torn down', file=sys.stderr)); "
+                f"from weftnet.cli.main import main; sys.argv = ['weft', *{list(args)!r}]; main()")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+    r = weft("sim", str(f), "--out", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "lookups: 20/20 found" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith("wrote ")  # the last line, flushed before leaving
+    assert "torn down" not in r.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["runs"][0]["nodes"] == 60
+    r = weft("sim", "no-such-scenario")
+    assert r.returncode == 2 and "bundled:" in r.stderr and "torn down" in r.stderr

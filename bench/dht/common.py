@@ -12,10 +12,19 @@ Reported: join time, put and get latency (p50/p95), get success, datagrams
 per get (all datagrams received by all nodes during the get phase, divided
 by R), and resident memory per node (RSS growth from before the nodes were
 made to after the puts, divided by N).
+
+The garbage collector: both sides run all their nodes in one process, under the same collector
+setting (``--gc``, applied by :func:`set_collector` in each side's process before its first node):
+``default``, Python's thresholds (700, 10, 10), as the runs of record; or ``daemon``, what a weftnet
+daemon sets once started (``runtime/daemon.py``'s ``quiet_collector``: a collection, ``gc.freeze()``
+of what exists then, thresholds 50,000 / 20 / 20), applied to kademlia's process too. Each side
+reports the CPU seconds its collections took in each phase (``*_gc_cpu_seconds``; the collector's
+callbacks, the same on both sides).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -40,10 +49,12 @@ def pct(values: list[float], q: float) -> float | None:
 
 def summarize(name: str, nodes: int, records: int, join_s: float, put_lat: list[float], put_ok: int,
               get_lat: list[float], get_ok: int, msgs_get: int, rss_per_node: float,
-              cpu: dict[str, float] | None = None, msgs_join: int | None = None) -> dict:
+              cpu: dict[str, float] | None = None, msgs_join: int | None = None,
+              gc_cpu: dict[str, float] | None = None) -> dict:
     """``cpu``: CPU seconds of this process per phase (join, put, get), which the
     load of a shared machine distorts far less than wall-clock time; ``msgs_join``: datagrams
-    every node received during the join phase (reported per join: what a join's CPU pays for)."""
+    every node received during the join phase (reported per join: what a join's CPU pays for); ``gc_cpu``:
+    the CPU seconds of those the garbage collector took (GcClock)."""
     return {
         "impl": name,
         "nodes": nodes,
@@ -60,7 +71,36 @@ def summarize(name: str, nodes: int, records: int, join_s: float, put_lat: list[
         **({"datagrams_per_join": round(msgs_join / (nodes - 1), 1)} if msgs_join is not None and nodes > 1 else {}),
         "rss_kib_per_node": round(rss_per_node / 1024, 1),
         **{f"{phase}_cpu_seconds": round(v, 2) for phase, v in (cpu or {}).items()},
+        **{f"{phase}_gc_cpu_seconds": round(v, 2) for phase, v in (gc_cpu or {}).items()},
     }
+
+
+GC_MODES = ("default", "daemon")
+
+
+def set_collector(mode: str) -> None:
+    """The collector setting ``mode`` (GC_MODES) for this process; the same call on both sides."""
+    if mode == "daemon":  # runtime/daemon.py quiet_collector(), written out: kademlia's side cannot import weftnet
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
+    elif mode != "default":
+        raise SystemExit(f"unknown collector setting {mode!r} (one of {', '.join(GC_MODES)})")
+
+
+class GcClock:
+    """CPU seconds spent in the cyclic garbage collector since it was made (its callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = cpu_now()
+        else:
+            self.seconds += cpu_now() - self._start
 
 
 def workload_plan(seed: int, nodes: int, records: int):

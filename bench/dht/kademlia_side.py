@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 
-from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
+from common import GC_MODES, GcClock, cpu_now, emit, now, rss_bytes, set_collector, summarize, workload_plan
 
 
 async def main(nodes: int, records: int, seed: int) -> None:
@@ -30,7 +30,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
     joins, puts, gets = workload_plan(seed, nodes, records)
     rss0 = rss_bytes()
     servers: list[Server] = []
-    t0, c0 = now(), cpu_now()
+    gcc = GcClock()
+    t0, c0, g0 = now(), cpu_now(), gcc.seconds
     for i in range(nodes):
         s = Server()
         await s.listen(0, interface="127.0.0.1")
@@ -39,9 +40,10 @@ async def main(nodes: int, records: int, seed: int) -> None:
             await s.bootstrap([("127.0.0.1", servers[joins[i]].port)])
         servers.append(s)
     join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    gcs = {"join": gcc.seconds - g0}
     msgs_join = received[0]
     bytes_join = received_bytes[0]
-    c0 = cpu_now()
+    c0, g0 = cpu_now(), gcc.seconds
 
     put_lat, put_ok = [], 0
     for key, value, who in puts:
@@ -51,7 +53,8 @@ async def main(nodes: int, records: int, seed: int) -> None:
         put_ok += bool(ok)
     rss1 = rss_bytes()
     cpu["put"] = cpu_now() - c0
-    c0 = cpu_now()
+    gcs["put"] = gcc.seconds - g0
+    c0, g0 = cpu_now(), gcc.seconds
 
     received[0] = 0
     get_lat, get_ok = [], 0
@@ -62,10 +65,11 @@ async def main(nodes: int, records: int, seed: int) -> None:
         get_ok += got == value
     msgs = received[0]
     cpu["get"] = cpu_now() - c0
+    gcs["get"] = gcc.seconds - g0
     for s in servers:
         s.stop()
     result = summarize("kademlia 2.2.3", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                       (rss1 - rss0) / nodes, cpu, msgs_join)
+                       (rss1 - rss0) / nodes, cpu, msgs_join, gcs)
     result["bytes_per_join"] = round(bytes_join / max(1, nodes - 1))  # (UDP payload bytes received)
     emit(result)
 
@@ -75,5 +79,11 @@ if __name__ == "__main__":
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc", choices=GC_MODES, default="default",
+                    help="the garbage collector's setting, the same on both sides (bench/dht/common.py)")
     a = ap.parse_args()
+    import kademlia.network  # noqa: F401  (imported before the collector is set, as weftnet's side is)
+    import rpcudp.protocol  # noqa: F401
+
+    set_collector(a.gc)
     asyncio.run(main(a.nodes, a.records, a.seed))

@@ -15,6 +15,11 @@ since 2026-11-30 17:40 (``--per-node-caches`` is still accepted). ``--shared-cac
 before it, where the 1,000 nodes of one process share those caches and most of a join's first contacts
 hit an entry another node made: CPU (and memory) a real node pays and the bench did not charge to
 weftnet (kademlia's nodes share nothing of the kind). bench/results/djoin9.
+
+``--gc daemon``: both sides' processes (kademlia's too) take the collector setting a weftnet daemon
+runs with (``quiet_collector``: gc.freeze and thresholds 50,000 / 20 / 20); the default, ``default``,
+is Python's, as in every run of record. Each side reports its collections' CPU seconds per phase
+(``join_gc_cpu_seconds`` ...; bench/dht/common.py, bench/results/djoin11).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ COLUMNS = [
     ("put_p95_ms", "put p95 ms"), ("datagrams_per_get", "datagrams/get"), ("rss_kib_per_node", "KiB/node"),
     ("datagrams_per_join", "datagrams/join"),
     ("join_seconds", "join s"), ("join_cpu_seconds", "join CPU s"), ("put_cpu_seconds", "put CPU s"),
-    ("get_cpu_seconds", "get CPU s"), ("load", "load avg"),
+    ("get_cpu_seconds", "get CPU s"), ("join_gc_cpu_seconds", "join GC CPU s"), ("load", "load avg"),
 ]
 
 
@@ -83,6 +88,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/results")
+    ap.add_argument("--gc", choices=("default", "daemon"), default="default",
+                    help="the garbage collector's setting for both sides (bench/dht/common.py)")
     ap.add_argument("--title", default="rerun", help="heading of the section appended to dht.md")
     caches = ap.add_mutually_exclusive_group()
     caches.add_argument("--per-node-caches", action="store_true",
@@ -100,7 +107,7 @@ def main() -> int:
             extra = ["--per-node-caches"] if a.per_node_caches and name == "weftnet" else []
             proc, loads = run_side(
                 [sys.executable, str(HERE / script), "--nodes", str(n), "--records", str(a.records), "--seed", str(a.seed),
-                 *extra],
+                 "--gc", a.gc, *extra],
                 a.timeout,
             )
             if proc.returncode != 0:
@@ -131,7 +138,7 @@ def main() -> int:
             head.rstrip("\n") + "\n\n"
             f"## {time.strftime('%Y-%m-%d')}: {a.title}\n\n"
             f"Run: `.venv/bin/python bench/dht/run.py --sizes {a.sizes} --records {a.records} --seed {a.seed}"
-            f"{'' if a.per_node_caches else ' --shared-caches'}` (weftnet's nodes "
+            f"{'' if a.per_node_caches else ' --shared-caches'}{'' if a.gc == 'default' else ' --gc ' + a.gc}` (weftnet's nodes "
             f"{'each with its own caches' if a.per_node_caches else 'sharing the process caches'}).\n"
             f"Machine: {machine()}. Load avg: the 1-minute load average sampled every 5 s while that side ran "
             "(lowest-highest); CPU s: the CPU seconds of that side's process in each phase.\n\n"

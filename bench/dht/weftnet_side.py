@@ -7,7 +7,7 @@ import asyncio
 import random
 import sys
 
-from common import cpu_now, emit, now, rss_bytes, summarize, workload_plan
+from common import GC_MODES, GcClock, cpu_now, emit, now, rss_bytes, set_collector, summarize, workload_plan
 
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig
@@ -25,7 +25,8 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
     # One NodeConfig for every node, as kademlia's nodes share their defaults: no node changes its
     # config, and a DhtConfig alone (57 fields) is a 1.6 KB dict.
     config = _config(sessionless)
-    t0, c0 = now(), cpu_now()
+    gcc = GcClock()
+    t0, c0, g0 = now(), cpu_now(), gcc.seconds
     for i in range(nodes):
         if isolated:  # each node its own, as alone in its process
             system_rng, config = random.SystemRandom(), _config(sessionless)
@@ -39,8 +40,9 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
                 raise SystemExit(f"join of node {i} failed: {ev.error}")
         drivers.append(d)
     join_s, cpu = now() - t0, {"join": cpu_now() - c0}
+    gcs = {"join": gcc.seconds - g0}
     msgs_join = sum(d.received for d in drivers)
-    c0 = cpu_now()
+    c0, g0 = cpu_now(), gcc.seconds
 
     put_lat, put_ok, keys = [], 0, []
     for key, value, who in puts:
@@ -53,7 +55,8 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
         keys.append(ev.key)
     rss1 = rss_bytes()
     cpu["put"] = cpu_now() - c0
-    c0 = cpu_now()
+    gcs["put"] = gcc.seconds - g0
+    c0, g0 = cpu_now(), gcc.seconds
 
     base = sum(d.received for d in drivers)
     get_lat, get_ok = [], 0
@@ -64,10 +67,11 @@ async def main(nodes: int, records: int, seed: int, sessionless: bool = True, is
         get_ok += ev.ok and ev.value == value
     msgs = sum(d.received for d in drivers) - base
     cpu["get"] = cpu_now() - c0
+    gcs["get"] = gcc.seconds - g0
     for d in drivers:
         d.close()
     emit(summarize("weftnet", nodes, records, join_s, put_lat, put_ok, get_lat, get_ok, msgs,
-                   (rss1 - rss0) / nodes, cpu, msgs_join))
+                   (rss1 - rss0) / nodes, cpu, msgs_join, gcs))
 
 
 def _isolate() -> None:
@@ -110,6 +114,8 @@ if __name__ == "__main__":
                     "process (bench/dht/pernode.py): the CPU a real node pays")
     ap.add_argument("--isolated", action="store_true",
                     help="no process-wide caches shared among the nodes (memory as if each ran alone)")
+    ap.add_argument("--gc", choices=GC_MODES, default="default",
+                    help="the garbage collector's setting, the same on both sides (bench/dht/common.py)")
     a = ap.parse_args()
     if a.isolated:
         _isolate()
@@ -117,4 +123,5 @@ if __name__ == "__main__":
         import pernode
 
         pernode.install()
+    set_collector(a.gc)  # (after every import: what a daemon has built by then is frozen)
     asyncio.run(main(a.nodes, a.records, a.seed, not a.no_sessionless, a.isolated))

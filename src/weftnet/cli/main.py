@@ -521,7 +521,18 @@ _accept_globals_after_verb(cli)
 
 
 def main() -> None:
-    cli(prog_name="weft")
+    try:
+        cli(prog_name="weft")
+    except SystemExit as exc:
+        sim = sys.modules.get("weftnet.sim.cli")
+        if sim is not None and sim.DONE_WRITING:
+            # A simulation's outputs are written and flushed: leave now rather than free its
+            # objects one by one (minutes for a million nodes, after the summary is printed).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            code = exc.code
+            os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+        raise
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact, shared_contact
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
-from weftnet.core.identity import Identity, NodeId, RandomSource, ed25519_public_to_x25519, node_key_for
+from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
 from weftnet.core.session import handshake as hs
 from weftnet.core.wire import U32, VERSION, Bytes, Fixed, Message, Rest, register
 from weftnet.errors import DecodeError, HandshakeError, IdentityError
@@ -659,16 +659,16 @@ class Sessionless:
         ss = self._static_dh(asker, peer, keep=False)
         keys = query_keys(ss, asker, self.public_key, head[38:54])
         echo, request = _open_sealed(head, sealed, keys)  # raises before anything is kept
-        # The contact our table has for it, if at this address (its node ID shared).
+        # The contact our table has for it, if at this address, by the integer the table is keyed by
+        # (no NodeId object: made only for a proven asker).
         known = self.dht.table.get(peer)
         contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
-        node_id = NodeId.of_int(contact.key)
         if not cached:
             self._keep(contact.key, ss)  # the contact's integer: one object for both
         self._rotate(now)
         proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now)
         if proven:
-            self._proven_asker(contact, node_id, addr, now)
+            self._proven_asker(contact, addr, now)
         if not request:
             return  # a proof: never answered
         req = _decode_request(request)
@@ -711,10 +711,10 @@ class Sessionless:
         return (hmac.compare_digest(cookie, self._cookie(self._secret, asker, addr))
                 or hmac.compare_digest(cookie, self._cookie(self._previous, asker, addr)))
 
-    def _proven_asker(self, contact: Contact, node_id, addr: Addr, now: float) -> None:
+    def _proven_asker(self, contact: Contact, addr: Addr, now: float) -> None:
         """``contact`` echoed a valid cookie from ``addr``: it receives there. Offer it to the table
         (within the DHT's per-peer and per-prefix quotas)."""
-        if self.transport.lost_by_peer(node_id, addr, now):
+        if self.transport.lost_by_peer(contact.node_id, addr, now):
             self.stats["sessions_lost_by_peer"] += 1  # it asks outside a session: it has none with us
         self._prove(contact)
         if self.dht.learn(contact, now):
@@ -733,7 +733,7 @@ class Sessionless:
         self.stats["proofs_received"] += 1
         known = self.dht.table.get(node_key_for(asker))
         contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
-        self._proven_asker(contact, NodeId.of_int(contact.key), addr, now)
+        self._proven_asker(contact, addr, now)
 
     def _on_answer(self, data: bytes, addr: Addr, now: float) -> None:
         if len(data) < 18 + _TAG + 17:
