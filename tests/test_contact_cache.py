@@ -10,6 +10,8 @@ import gc
 import hashlib
 import sys
 
+import pytest
+
 from weftnet.core import contact as contact_mod
 from weftnet.core import identity
 from weftnet.core.contact import Contact, ContactSeq, shared_contact
@@ -76,6 +78,34 @@ def test_a_contact_nothing_holds_any_more_leaves_the_cache_and_decodes_again_equ
     assert len(contact_mod._CACHE) == 20
 
 
+def test_the_cache_gives_back_its_room_when_the_contacts_it_held_are_freed(monkeypatch):
+    # A join fills a node's cache with the contacts of its lookups (~220 at 1,000 nodes), then keeps
+    # its routing table's (~80): the dict must not keep the size it grew to.
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
+    made = [Contact(_key(i), ("10.2.%d.%d" % (i >> 8 & 255, i & 255), 7000 + i)) for i in range(240)]
+    got = []
+    for start in range(0, 240, 20):
+        got.extend(ContactSeq(20).unpack(memoryview(_encoded(made[start:start + 20])), 0)[0])
+    assert len(table) == 240
+    grown = sys.getsizeof(table)
+    kept = got[::3]  # 80 still held (a routing table's)
+    del got
+    gc.collect()
+    assert contact_mod._CACHE is table and len(table) == 80
+    assert sys.getsizeof(table) * 3 < grown
+    assert sys.getsizeof(table) <= sys.getsizeof(dict.fromkeys(range(80))) + 64
+    # Still the same weak cache: held contacts hit, a freed one leaves, new ones enter.
+    again, _ = ContactSeq(20).unpack(memoryview(_encoded(made[:20])), 0)
+    assert again == tuple(made[:20]) and again[0] is kept[0] and again[3] is kept[1]
+    del kept
+    gc.collect()
+    assert sorted(table) == sorted(c.wire for c in again)
+    del again
+    gc.collect()
+    assert not table
+
+
 def test_a_contact_keeps_its_node_id_as_an_integer_and_makes_the_id_on_demand():
     c = Contact(_key(9), ("198.51.100.3", 4500))
     nid = identity.node_id_for(_key(9))
@@ -105,6 +135,23 @@ def test_a_decoded_contact_is_sent_on_as_the_bytes_it_came_in_and_equals_a_new_o
     assert all(contact_mod._CACHE[c.wire]() is c for c in got)
     assert not hasattr(got[0], "__dict__")
     assert sys.getsizeof(got[0]) <= sys.getsizeof(object()) + 16 + 8 * len(Contact.__slots__)
+
+
+def test_a_contact_read_from_the_wire_keeps_no_public_key_object_of_its_own(monkeypatch):
+    # Its key is read from its encoding (the cache's key): ~80 bytes less for every contact a node
+    # holds (bench/results/dmem11). Equal, hashed and sent as one made from its fields.
+    monkeypatch.setattr(contact_mod, "_CACHE", {})
+    made = [Contact(_key(i), ("198.51.100.%d" % i, 4600 + i)) for i in range(3)] + [Contact(_key(9), ("2001:db8::9", 9))]
+    got, _ = ContactSeq(20).unpack(memoryview(_encoded(made)), 0)
+    asker = shared_contact(bytes(_key(20)), ("192.0.2.20", 4620))
+    for c, m in zip(got + (asker,), made + [Contact(_key(20), ("192.0.2.20", 4620))]):
+        assert c._pk is None and c.public_key == m.public_key and c.public_key == c.wire[:32]
+        assert c == m and m == c and hash(c) == hash(m) and c.key == m.key and c.node_id == m.node_id
+        assert _encoded([c]) == _encoded([m])
+    assert made[0].public_key is made[0].public_key  # one made from its fields keeps the key it was given
+    assert got[0] != got[1] and got[0] != Contact(got[0].public_key, ("198.51.100.0", 4601))
+    with pytest.raises(AttributeError):  # frozen
+        got[0].endpoint = ("192.0.2.1", 1)
 
 
 def test_node_ids_and_key_conversions_keep_nothing_per_key():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pathlib
 import random
+import sys
 import tomllib
 
 from hypothesis import given, settings
@@ -22,7 +23,7 @@ from weftnet.core.dht import DhtConfig
 from weftnet.core.dht import sessionless as sl
 from weftnet.core.dht.messages import FindNode, NearNodes, Nodes
 from weftnet.core.dht.records import ImmutableRecord
-from weftnet.core.identity import Identity
+from weftnet.core.identity import Identity, node_key_for
 from weftnet.core.node import GetResult, LookupResult, NodeConfig, NodeCore
 from weftnet.core.session.transport import TransportConfig
 from weftnet.runtime.config import DEFAULT_CONFIG, config_from_dict
@@ -357,7 +358,7 @@ def test_a_store_from_an_unproven_address_is_not_stored():
     # A proof-of-address cookie B gave A, echoed from another address (a replay by a spoofer): still refused.
     a.lookup(b.node_id, w.now)
     w.pump()
-    cookie = a.sessionless._cookie_from(b.identity.public_key, w.now, 60.0)
+    cookie = a.sessionless._cookie_from(b.node_id.int, w.now, 60.0)
     raw, _ = _query(a.identity, b.identity, wire.encode(Store(9, record.encode())), echo=cookie, pad=200, tag=9)
     b.receive_datagram(raw, ("203.0.113.5", 4500), w.now)
     assert b.datagrams_to_send(w.now) == [] and b.dht.store.get(record.key) is None
@@ -439,30 +440,60 @@ def test_a_session_that_just_carried_something_is_not_dropped_by_a_query():
 @given(st.lists(st.tuples(st.integers(0, 7), st.booleans(), st.integers(1, 3)), max_size=40))
 def test_the_key_cache_keeps_each_peers_own_key_and_cookie_and_forgets_the_oldest(writes):
     """The per-peer key cache (ss | cookie | when in fixed slots of one buffer) against a model:
-    at most ``cache`` peers, the least recently written forgotten first, and no peer ever reads
-    another's key or cookie after slots are handed on."""
+    at most ``cache`` peers; when full, the oldest not written again since it entered (or was
+    passed over) is forgotten, an older one written again goes to the young end once (second
+    chance); and no peer ever reads another's key or cookie after slots are handed on."""
     core = _node(1, "10.0.0.1")
     s = core.sessionless
     s.cache = 3
-    model: dict[bytes, tuple[bytes, bytes | None]] = {}
+    model: dict[int, tuple[bytes, bytes | None]] = {}
+    again: set[int] = set()
     for n, (peer, with_cookie, gen) in enumerate(writes):
-        pk = bytes([peer]) * 32
+        key = node_key_for(bytes([peer]) * 32)  # kept by node ID (its contact's integer)
         ss = bytes([peer, gen]) * 16
         cookie = bytes([0x80 | peer, gen]) * 8 if with_cookie else None
         if cookie is None:
-            s._keep(pk, ss)
+            s._keep(key, ss)
         else:
-            s._keep(pk, ss, cookie, T0 + n)
-        model.pop(pk, None)
-        if len(model) >= 3:
-            del model[next(iter(model))]
-        model[pk] = (ss, cookie)
+            s._keep(key, ss, cookie, T0 + n)
+        if key in model:
+            again.add(key)
+        else:
+            while len(model) >= 3:
+                old = next(iter(model))
+                value = model.pop(old)
+                if old in again:
+                    again.discard(old)
+                    model[old] = value
+                else:
+                    break
+        model[key] = (ss, cookie)
     assert list(s._keys) == list(model)
-    for pk, (ss, cookie) in model.items():
-        assert s._static_dh(pk) == ss
-        assert s._cookie_from(pk, T0 + 100, 1000) == cookie
-        assert s._cookie_from(pk, T0 + 10_000, 1000) is None  # too old
+    for key, (ss, cookie) in model.items():
+        assert s._static_dh(b"unused: kept", key) == ss
+        assert s._cookie_from(key, T0 + 100, 1000) == cookie
+        assert s._cookie_from(key, T0 + 10_000, 1000) is None  # too old
     assert len(s._slots) <= 3 * 56
+
+
+def test_the_key_cache_keeps_its_size_while_the_same_peers_answer_again_and_again():
+    # A node at 1,000 nodes keeps ~80 peers here, each of which answers many queries: rewriting
+    # their entries must not grow the table (a dict whose entries move to its end does, ~3-fold).
+    core = _node(1, "10.0.0.1")
+    s = core.sessionless
+    keys = [node_key_for(bytes([i, 7]) * 16) for i in range(81)]
+    for k in keys:
+        s._keep(k, bytes(32))
+    size = sys.getsizeof(s._keys)
+    for n in range(20):
+        for k in keys:
+            s._keep(k, bytes([n]) * 32, bytes([n]) * 16, T0 + n)
+    assert sys.getsizeof(s._keys) == size <= sys.getsizeof(dict.fromkeys(keys)) + 64
+    assert all(s._cookie_from(k, T0 + 20, 1000) == bytes([19]) * 16 for k in keys)
+    # Still bounded by ``cache`` when more distinct peers than that come.
+    for i in range(3 * s.cache):
+        s._keep(node_key_for(bytes([i & 255, i >> 8, 9]) + bytes(29)), bytes(32))
+        assert len(s._keys) <= s.cache and len(s._slots) <= s.cache * 56
 
 
 def test_the_query_keys_are_the_handshakes_hkdf_for_any_keys_and_nonce():

@@ -7,8 +7,9 @@ never sent, so a peer cannot hand out a contact whose ID and key disagree.
 
 from __future__ import annotations
 
+import sys
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError
 from typing import ClassVar
 
 from weftnet.core.identity import NodeId, node_key_for
@@ -28,12 +29,28 @@ Addr = tuple[str, int]
 #: filled from what peers send; docs/security.md).
 _CACHE: dict[bytes, "_Ref"] = {}
 CACHE_MAX = 65536
+_sizeof = sys.getsizeof
 
 
 def _gone(ref: "_Ref") -> None:
     table = ref.table
     if table.get(ref.raw) is ref:
         del table[ref.raw]
+        n = len(table)
+        if not n & 7 and _sizeof(table) > 96 * n + 1024:
+            _compact(table)
+
+
+def _compact(table: dict) -> None:
+    """Copy ``table`` into a dict of its present size, in place (its ``_Ref``s name this object).
+    A dict keeps the size it grew to: a node's cache fills to ~220 entries in a join (the contacts of
+    the lookups in flight) and keeps ~80 after (its routing table's), 9.3 KiB of table for 2.3 needed
+    (bench/results/dmem11). Checked at every 8th size on the way down (``sys.getsizeof``, O(1)), and
+    done only when the table is over ~3 times its compact size, so a table rebuilt grows ~3-fold
+    before it is rebuilt again: O(1) a removal, amortised."""
+    live = dict(table)
+    table.clear()
+    table.update(live)
 
 
 class _Ref(weakref.ref):
@@ -65,38 +82,88 @@ def _keep(raw: bytes, obj: "Contact") -> None:
     table[raw] = _Ref(obj, raw, table)
 
 
-@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Contact(Message):
-    public_key: bytes
+    """``Contact(public_key, endpoint)``: frozen, equal (and hashed) by its public key and endpoint.
+
+    A contact read from the wire keeps its encoding (``wire``) and no public key object of its
+    own: ``public_key`` is the encoding's first 32 bytes, sliced at each read (~40 ns; the DHT's
+    hot paths read ``key``, sessionless keys its tables by ``key``). That saves a bytes object of 65
+    bytes (80 as allocated) a contact a node holds (bench/results/dmem11). A contact made from its
+    fields keeps them as given.
+    """
+
+    __slots__ = ("_pk", "endpoint", "key", "tag", "wire", "__weakref__")
+    __match_args__ = ("public_key", "endpoint")
+
+    #: The public key as given (``Contact(public_key, endpoint)``), or None: read from ``wire``.
+    _pk: bytes | None
     endpoint: Addr
     #: The node ID as an integer (``node_id.int``): the DHT reads it for every contact of every
     #: reply. The :class:`NodeId` itself is made on demand (``node_id``): a contact held one made at
     #: decode, 48 bytes and its 32-byte digest (65), ~113 bytes a contact a node holds or met, for
     #: the few readers that want the object (sessions are keyed by it) rather than the integer.
-    key: int = field(init=False, compare=False, repr=False)
+    key: int
     #: ``key & 255``: one of the interpreter's shared small ints (always in cache), so a scan of a
     #: bucket for a key compares these first and reads an entry's 256-bit ``key`` (an object of its
-    #: own, out of cache at a million simulated nodes) only when they match. Costs one slot: a
-    #: Contact is 72 bytes with it (64 without; 96 before Message had ``__slots__``).
-    tag: int = field(init=False, compare=False, repr=False)
+    #: own, out of cache at a million simulated nodes) only when they match. Costs one slot.
+    tag: int
     #: The contact's encoding, once made or read (the same bytes object as its key in ``_CACHE``): a
     #: FIND_NODE answer carries 20 contacts, the same ones again and again, and a contact decoded is
-    #: sent on as the bytes it came in. Costs no memory: the object stays in its 80-byte allocation
-    #: (where a process-wide dict of encodings cost ~180 bytes an entry).
-    wire: bytes | None = field(init=False, default=None, compare=False, repr=False)
+    #: sent on as the bytes it came in.
+    wire: bytes | None
 
     FIELDS: ClassVar = (("public_key", Fixed(32)), ("endpoint", Endpoint))
 
-    def __post_init__(self) -> None:
-        key = node_key_for(self.public_key)
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "tag", key & 255)
-        ep = self.endpoint
-        host, port = ep
+    def __init__(self, public_key: bytes, endpoint: Addr) -> None:
+        key = node_key_for(public_key)
+        host, port = endpoint
         if not 0 <= port <= 0xFFFF:
             raise ValueError(f"port {port} out of range")
-        if type(ep) is not tuple:  # a tuple is kept as given: the driver shares one per endpoint
-            object.__setattr__(self, "endpoint", (host, port))
+        if type(endpoint) is not tuple:  # a tuple is kept as given: the driver shares one per endpoint
+            endpoint = (host, port)
+        _set_pk(self, public_key)
+        _set_endpoint(self, endpoint)
+        _set_key(self, key)
+        _set_tag(self, key & 255)
+        _set_wire(self, None)
+
+    @classmethod
+    def _of_wire(cls, raw: bytes, endpoint: Addr) -> "Contact":
+        """The contact whose encoding is ``raw`` (a whole IPv4 or IPv6 contact) and whose endpoint,
+        read from it, is ``endpoint``: no public key object kept."""
+        obj = _new(cls)
+        key = node_key_for(raw[:32])
+        _set_pk(obj, None)
+        _set_endpoint(obj, endpoint)
+        _set_key(obj, key)
+        _set_tag(obj, key & 255)
+        _set_wire(obj, raw)
+        return obj
+
+    @property
+    def public_key(self) -> bytes:
+        pk = self._pk
+        return pk if pk is not None else self.wire[:32]
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            # The key (a hash of the public key) first: an int compare that settles almost every
+            # unequal pair without slicing a public key.
+            return (self.key == other.key and self.endpoint == other.endpoint
+                    and self.public_key == other.public_key)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.public_key, self.endpoint))  # as the dataclass's was
+
+    def __reduce__(self):
+        return (Contact, (self.public_key, self.endpoint))
 
     @property
     def node_id(self) -> NodeId:
@@ -111,7 +178,7 @@ class Contact(Message):
             buf = bytearray()
             Message._pack_body(self, buf)
             raw = bytes(buf)
-            object.__setattr__(self, "wire", raw)
+            _set_wire(self, raw)
         out += raw
 
     @classmethod
@@ -126,12 +193,21 @@ class Contact(Message):
                 return hit, off + n
         obj, end = Message._unpack_body.__func__(cls, buf, off)
         if end - off == n:
-            object.__setattr__(obj, "wire", raw)
+            _set_wire(obj, raw)  # its public key read from the encoding (the same bytes)
+            _set_pk(obj, None)
             _keep(raw, obj)
         return obj, end
 
     def __repr__(self) -> str:
         return f"Contact({self.node_id.short()}@{self.endpoint[0]}:{self.endpoint[1]})"
+
+
+_new = object.__new__
+_set_pk = Contact.__dict__["_pk"].__set__
+_set_endpoint = Contact.__dict__["endpoint"].__set__
+_set_key = Contact.__dict__["key"].__set__
+_set_tag = Contact.__dict__["tag"].__set__
+_set_wire = Contact.__dict__["wire"].__set__
 
 
 def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
@@ -146,10 +222,12 @@ def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
         return Contact(public_key, endpoint)  # not an IP literal (a simulator's label): not cached
     hit = _cached(raw)
     if hit is None or hit.endpoint != endpoint:
-        hit = Contact(public_key, endpoint)
-        if len(raw) == 32 + (7 if raw[32] == 4 else 19):
-            object.__setattr__(hit, "wire", raw)
+        if len(raw) == 32 + (7 if raw[32] == 4 else 19) and len(public_key) == 32:
+            # (the port fit in two bytes above)
+            hit = Contact._of_wire(raw, endpoint if type(endpoint) is tuple else tuple(endpoint))
             _keep(raw, hit)
+        else:
+            hit = Contact(public_key, endpoint)
     return hit
 
 
@@ -201,8 +279,7 @@ class ContactSeq(Seq):
                 if hit is None and (fam == 4 or fam == 6):
                     # New here: the fields straight from this copy (what the generic codec reads, with
                     # its checks: the family is 4 or 6 and the bytes are all there).
-                    hit = Contact(raw[:32], (_host_text(raw[33:-2]), int.from_bytes(raw[-2:], "big")))
-                    object.__setattr__(hit, "wire", raw)
+                    hit = Contact._of_wire(raw, (_host_text(raw[33:-2]), int.from_bytes(raw[-2:], "big")))
                     _keep(raw, hit)
             if hit is None:
                 hit, end = Contact._unpack_body(buf, off + i)
