@@ -324,14 +324,16 @@ class Struct(Codec):
 
 
 class Message:
-    """Base of every wire message. Subclasses are frozen dataclasses.
+    """Base of every wire message. Subclasses are frozen dataclasses (but :class:`Contact`, a
+    slotted class written out by hand, core/contact.py).
 
     ``TYPE`` is the registered type code (``None`` for a record used only
     nested via :class:`Struct`); ``FIELDS`` lists ``(name, codec)`` pairs
     in wire order and must match the dataclass fields.
 
-    No instance dict here: a subclass declared ``dataclass(slots=True)`` (the DHT's messages and
-    Contact) holds its fields in slots only. One without keeps its own ``__dict__``.
+    No instance dict here: a subclass declared ``dataclass(slots=True)`` (the DHT's messages), or
+    with ``__slots__`` of its own (Contact), holds its fields in slots only. One without keeps its
+    own ``__dict__``.
     """
 
     __slots__ = ()
