@@ -103,6 +103,23 @@ _PING_RETRY = 1.0
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
 _SESSIONLESS = _LARGE_REPLY | {Store}
+_FIND_HEAD = {cls: bytes((wire.VERSION, cls.TYPE)) for cls in _LARGE_REPLY}
+
+
+def _encode_dht(msg: Message) -> bytes:
+    """``wire.encode(msg)``: the same bytes, with the DHT's lookup requests (version, type, rid:u64,
+    a 32-byte target or key; nearly every request a join sends) written out directly."""
+    t = type(msg)
+    if t is FindNear or t is FindNode:
+        field = msg.target
+    elif t is FindValue:
+        field = msg.key
+    else:
+        return wire.encode(msg)
+    rid = msg.rid
+    if type(field) is not bytes or len(field) != 32 or type(rid) is not int or not 0 <= rid < 1 << 64:
+        return wire.encode(msg)  # (whose checks refuse it, as before)
+    return _FIND_HEAD[t] + rid.to_bytes(8, "big") + field
 
 
 @register
@@ -1127,7 +1144,7 @@ class NodeCore:
             for contact, msg in self.dht.messages_to_send():
                 busy = True
                 try:
-                    payload = wire.encode(msg)
+                    payload = _encode_dht(msg)
                 except ValueError:
                     self.internal_errors += 1
                     continue
@@ -1136,8 +1153,7 @@ class NodeCore:
                 # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
-                        and not self.transport.has_session(nid := contact.node_id) \
-                        and not self.transport.handshaking(nid) and sl.ask(contact, msg, now, hint, payload):
+                        and self.transport.idle(contact.node_id) and sl.ask(contact, msg, now, hint, payload):
                     continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:

@@ -666,25 +666,30 @@ class Sessionless:
         if not cached:
             self._keep(contact.key, ss)  # the contact's integer: one object for both
         self._rotate(now)
-        proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now)
+        # The cookie this answer carries, which is also the one a valid echo under the current
+        # secret equals (computed once for both).
+        cookie = self._cookie(self._secret, asker, addr)
+        proven = echo != _ZERO16 and (hmac.compare_digest(echo, cookie)
+                                      or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
         if proven:
             self._proven_asker(contact, addr, now)
         if not request:
             return  # a proof: never answered
         req = _decode_request(request)
         t = type(req)
-        if t is Store:
+        if t in _ASKABLE:
+            # Answer only: the asker entered the table above if its address is proven, not here
+            # (what dht.on_message(verified=False, learn=False) does, the reply handed back).
+            reply = self.dht.answer(contact, req, now)
+        elif t is Store:
             if not proven:
                 self.stats["stores_unproven"] += 1  # a STORE only from a proven address (docs/security.md)
                 return
             self.dht.on_message(contact, req, now, verified=True, learn=False)
-        elif t in _ASKABLE:
-            # Answer only: the asker entered the table above if its address is proven, not here.
-            self.dht.on_message(contact, req, now, verified=False, learn=False)
+            reply = self.dht.take_reply(contact.key, req.rid)
         else:
             self.stats["malformed"] += 1
             return
-        reply = self.dht.take_reply(contact.key, req.rid)
         if reply is None:
             self.stats["queries_dropped"] += 1  # rate-limited by the DHT's per-peer and per-prefix quotas
             return
@@ -697,10 +702,15 @@ class Sessionless:
             flags = 0
         if proven:
             flags |= FLAG_LEARNED
+        elif known is not None:
+            # (table.has_room's answer for a contact the table holds, from the look-up above: nothing
+            # since has changed the table, which only a proven asker's learn does)
+            if known.endpoint != addr:
+                flags |= self.wanted_flags
         elif self.dht.table.has_room(contact, contact.key):
             flags |= self.wanted_flags
-        answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags,
-                             self._cookie(self._secret, asker, addr), raw_reply)
+        answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags, cookie,
+                             raw_reply)
         assert len(answer) <= len(data)  # never more back than came in (fit_reply)
         self.stats["queries_answered"] += 1
         self.transport.send_clear(answer, addr)
@@ -780,7 +790,7 @@ class Sessionless:
         verified = addr == p.contact.endpoint
         if verified:
             self._prove(p.contact)
-        self.dht.on_message(p.contact, msg, now, verified=verified, learn=verified)
+        self.dht.on_reply(p.contact, msg, now, learn=verified)
 
     def summary(self) -> dict[str, int]:
         return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys),
