@@ -14,7 +14,9 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   their X25519 form (core/identity.py) as in the handshake's ss. It never
   changes for a pair of keys, so each end computes it once and keeps it
   (bounded cache, or the transport's peer entry): one X25519 per side on
-  first contact, none after. Per query, ``k_query, k_answer =
+  first contact, none after (and one conversion of the peer's key to its
+  X25519 form; the asker converts the keys of the new peers one pass of
+  requests asks with one modular inverse, ``x25519_forms``). Per query, ``k_query, k_answer =
   KDF(HASH(label | asker key | answerer key | nonce), ss, 2)`` with the
   asker's random 16-byte nonce: both keys, and the direction, are bound in
   (a query reflected back to its sender opens under other keys).
@@ -414,7 +416,8 @@ class Sessionless:
 
     The node hands it lookup requests (:meth:`ask`), incoming 0x32/0x33 datagrams
     (:meth:`on_datagram`) and CookieReplies for our tags (:meth:`on_cookie`); it
-    calls back into the DHT (``dht.on_message``, ``dht.take_reply``, ``dht.learn``)
+    calls back into the DHT (``dht.answer`` for a lookup request's reply, ``dht.on_message`` and
+    ``dht.take_reply`` for a STORE's, ``dht.on_reply``, ``dht.learn``)
     and sends through ``transport`` (its ``_emit`` for datagrams, its admission
     for load, its peer entries for ss)."""
 
