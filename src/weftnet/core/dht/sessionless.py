@@ -725,7 +725,7 @@ class Sessionless:
         # The contact our table has for it, if at this address, by the integer the table is keyed by
         # (no NodeId object: made only for a proven asker).
         known = self.dht.table.get(peer)
-        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         if not cached:
             self._keep(contact.key, ss)  # the contact's integer: one object for both
         self._rotate(now)
@@ -804,8 +804,9 @@ class Sessionless:
             self.stats["auth_failures"] += 1
             return
         self.stats["proofs_received"] += 1
-        known = self.dht.table.get(node_key_for(asker))
-        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
+        peer = node_key_for(asker)
+        known = self.dht.table.get(peer)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         self._proven_asker(contact, addr, now)
 
     def _on_answer(self, data: bytes, addr: Addr, now: float) -> None:
