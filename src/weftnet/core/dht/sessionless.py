@@ -78,7 +78,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core import wire
-from weftnet.core.contact import Addr, Contact, shared_contact
+from weftnet.core.contact import Addr, Contact, shared_contact, sweep as sweep_contacts
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
@@ -781,6 +781,8 @@ class Sessionless:
         if verified:
             self._prove(p.contact)
         self.dht.on_message(p.contact, msg, now, verified=verified, learn=verified)
+        if not self._pending and not self._late:
+            sweep_contacts()  # nothing in flight: the contacts its lookups held are free (core/contact.py)
 
     def summary(self) -> dict[str, int]:
         return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys),
