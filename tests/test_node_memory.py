@@ -127,7 +127,7 @@ def test_tables_of_requests_and_operations_give_their_room_back_once_empty():
     net.run_for(30.0)
     empty = sys.getsizeof({})
     for core in nodes:
-        for table in (core.dht._requests, core.dht._ops, core._ops, core._dht_ops):
+        for table in (core.dht._requests, core.dht._ops, core._ops, core._dht_ops, core.sessionless._pending):
             assert not table and sys.getsizeof(table) == empty, core.node_id.short()
 
 
