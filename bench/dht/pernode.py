@@ -13,7 +13,8 @@ library's sizes, and its own contact dicts): the NodeCore entry points the drive
 constructor, make the node's caches the ones the library's modules hold before they run. Same results,
 same bytes; a node's own hits stay hits, as in its own process. What the harness itself adds, charged to
 weftnet: a Python call per NodeCore entry and ~15 attribute stores per switch of node (about 1% of a
-join).
+join), and each node's set of cache objects (empty LRU caches, the dicts that hold them: ~1.3 KiB a node,
+bench/results/dmem12).
 """
 
 from __future__ import annotations
