@@ -538,3 +538,54 @@ def test_a_lookup_request_in_a_query_decodes_as_the_generic_decoder_decodes_it(k
                 continue
             raise AssertionError("decoded what wire.decode refuses") from None
         assert sl._decode_request(data) == expected
+
+
+def test_keys_converted_together_are_each_what_the_one_by_one_conversion_gives():
+    from weftnet.core.identity import ed25519_public_to_x25519
+    from weftnet.errors import IdentityError
+
+    rng = random.Random(5)
+    keys = [Identity.generate(rng).public_key for _ in range(9)] + [rng.randbytes(32) for _ in range(9)]
+    p = 2**255 - 19
+    unusable = [(1).to_bytes(32, "little"), p.to_bytes(32, "little"), (p + 3).to_bytes(32, "little"), b"short"]
+    forms = sl.x25519_forms(keys + unusable)
+    usable = []
+    for k in keys + unusable:
+        try:
+            usable.append((k, ed25519_public_to_x25519(k)))
+        except IdentityError:
+            assert k not in forms  # left for the one-by-one conversion, which refuses it
+    assert forms == dict(usable) and len(usable) == len(keys)
+    assert sl.x25519_forms(keys[:1]) == dict(usable[:1]) and sl.x25519_forms([]) == {}
+
+
+def test_a_lookup_that_asks_several_new_nodes_at_once_shares_one_conversion_and_hears_from_all():
+    # Node a knows three nodes it never talked to; its lookup's first round asks them together, and
+    # their keys are converted in one pass (sessionless.x25519_forms): the ss each query is sealed
+    # with must still be the one each answerer computes, or no answer would authenticate.
+    a = _node(1, "198.18.1.1")
+    others = [_node(i, f"198.18.{i}.1") for i in (2, 3, 4)]
+    for o in others:
+        a.dht.table.add(Contact(o.identity.public_key, o.endpoint), T0)
+    w = Wire(a, *others)
+    batches = []
+    forms = sl.x25519_forms
+
+    def counted(keys):
+        out = forms(keys)
+        batches.append(len(out))
+        return out
+
+    sl.x25519_forms = counted
+    try:
+        a.lookup(others[0].node_id, w.now)
+        w.pump()
+    finally:
+        sl.x25519_forms = forms
+    assert batches and batches[0] == 3
+    res = _events(a, LookupResult)
+    assert res and res[0].ok
+    assert a.sessionless.stats["answers_received"] == 3 and a.sessionless.stats["auth_failures"] == 0
+    assert all(o.sessionless.stats["queries_answered"] == 1 for o in others)
+    # and each answerer learned a from its proof of address (sealed to it under the same ss)
+    assert all(o.dht.table.get(a.node_id.int) is not None for o in others)

@@ -154,11 +154,13 @@ class Contact(Message):
         _set_wire(self, None)
 
     @classmethod
-    def _of_wire(cls, raw: bytes, endpoint: Addr) -> "Contact":
+    def _of_wire(cls, raw: bytes, endpoint: Addr, key: int | None = None) -> "Contact":
         """The contact whose encoding is ``raw`` (a whole IPv4 or IPv6 contact) and whose endpoint,
-        read from it, is ``endpoint``: no public key object kept."""
+        read from it, is ``endpoint``: no public key object kept. ``key``: its node ID as an integer,
+        if the caller has it (``node_key_for`` of the key)."""
         obj = _new(cls)
-        key = node_key_for(raw[:32])
+        if key is None:
+            key = node_key_for(raw[:32])
         _set_pk(obj, None)
         _set_endpoint(obj, endpoint)
         _set_key(obj, key)
@@ -236,12 +238,13 @@ _set_tag = Contact.__dict__["tag"].__set__
 _set_wire = Contact.__dict__["wire"].__set__
 
 
-def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
+def shared_contact(public_key: bytes, endpoint: Addr, key: int | None = None) -> Contact:
     """``Contact(public_key, endpoint)``, as the process's one object for that key at that endpoint
     when it has one (decoded from a DHT answer, or met here before): a node learns the askers of
     sessionless queries from datagrams, not from answers, and each table that kept its own copy
     of the same contact held another key, node ID and Contact (about 200 bytes a peer, bench/dht).
-    Equal either way; only identity differs."""
+    Equal either way; only identity differs. ``key``: ``node_key_for(public_key)``, if the caller
+    has it (a sessionless query's asker is looked up by it first): not hashed again."""
     try:
         raw = public_key + _host_bytes(endpoint[0]) + endpoint[1].to_bytes(2, "big")
     except (ValueError, OverflowError, TypeError, AttributeError):
@@ -250,7 +253,7 @@ def shared_contact(public_key: bytes, endpoint: Addr) -> Contact:
     if hit is None or hit.endpoint != endpoint:
         if len(raw) == 32 + (7 if raw[32] == 4 else 19) and len(public_key) == 32:
             # (the port fit in two bytes above)
-            hit = Contact._of_wire(raw, endpoint if type(endpoint) is tuple else tuple(endpoint))
+            hit = Contact._of_wire(raw, endpoint if type(endpoint) is tuple else tuple(endpoint), key)
             _keep(raw, hit)
         else:
             hit = Contact(public_key, endpoint)

@@ -103,6 +103,23 @@ _PING_RETRY = 1.0
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
 _SESSIONLESS = _LARGE_REPLY | {Store}
+_FIND_HEAD = {cls: bytes((wire.VERSION, cls.TYPE)) for cls in _LARGE_REPLY}
+
+
+def _encode_dht(msg: Message) -> bytes:
+    """``wire.encode(msg)``: the same bytes, with the DHT's lookup requests (version, type, rid:u64,
+    a 32-byte target or key; nearly every request a join sends) written out directly."""
+    t = type(msg)
+    if t is FindNear or t is FindNode:
+        field = msg.target
+    elif t is FindValue:
+        field = msg.key
+    else:
+        return wire.encode(msg)
+    rid = msg.rid
+    if type(field) is not bytes or len(field) != 32 or type(rid) is not int or not 0 <= rid < 1 << 64:
+        return wire.encode(msg)  # (whose checks refuse it, as before)
+    return _FIND_HEAD[t] + rid.to_bytes(8, "big") + field
 
 
 @register
@@ -1124,10 +1141,15 @@ class NodeCore:
             while (ev := self.transport.next_event()) is not None:
                 busy = True
                 self._on_transport_event(ev, now)
-            for contact, msg in self.dht.messages_to_send():
+            out = self.dht.messages_to_send()
+            if len(out) > 1 and (sl := self.sessionless) is not None:
+                # The keys of the new peers among these requests' recipients, converted together (one
+                # modular inverse for all: core/dht/sessionless.py, x25519_forms).
+                sl.prepare([c for c, m in out if type(m) in _LARGE_REPLY and type(c.endpoint) is tuple])
+            for contact, msg in out:
                 busy = True
                 try:
-                    payload = wire.encode(msg)
+                    payload = _encode_dht(msg)
                 except ValueError:
                     self.internal_errors += 1
                     continue
@@ -1136,14 +1158,15 @@ class NodeCore:
                 # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
                         and type(contact.endpoint) is tuple and contact.endpoint[1] \
-                        and not self.transport.has_session(nid := contact.node_id) \
-                        and not self.transport.handshaking(nid) and sl.ask(contact, msg, now, hint, payload):
+                        and self.transport.idle(contact.node_id) and sl.ask(contact, msg, now, hint, payload):
                     continue
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
                 # what those cost is paid by their source, docs/dht.md).
                 self.transport.send(contact, payload, now, unverified=hint,
                                     large_reply=not hint and type(msg) in _LARGE_REPLY)
+            if len(out) > 1 and (sl := self.sessionless) is not None:
+                sl.prepared()
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)

@@ -576,6 +576,36 @@ class Dht:
             return False
         return self.table.add(contact, now, key)
 
+    def on_reply(self, sender: Contact, msg: Message, now: float, learn: bool) -> None:
+        """A reply (Nodes, NearNodes, Value or StoreAck) to one of our requests, from ``sender``, who
+        answered outside a session (core/dht/sessionless.py): ``on_message(sender, msg, now,
+        verified=learn, learn=learn)`` without the dispatch over every message type."""
+        skey = sender.key
+        if learn:
+            self.table.add(sender, now, skey)
+        self._on_response(sender, skey, msg, now)
+
+    def answer(self, sender: Contact, msg: Message, now: float) -> Message | None:
+        """The reply to lookup request ``msg`` (FindNode, FindNear or FindValue) from ``sender``, who
+        asked outside a session and is not learned from it (core/dht/sessionless.py): what
+        ``on_message(sender, msg, now, verified=False, learn=False)`` would queue for it, returned
+        instead (no dispatch over every message type, no round trip through what is to be sent).
+        None if the per-peer or per-prefix quota refuses it."""
+        skey = sender.key
+        if not self._allow(sender, skey, now):
+            self.stats["rate_limited"] += 1
+            return None
+        self.stats["requests_received"] += 1
+        t = type(msg)
+        if t is FindNear:
+            return self._nodes_reply(sender, msg.rid, msg.target, True)
+        if t is FindNode:
+            return self._nodes_reply(sender, msg.rid, msg.target)
+        rec = self.store.get(msg.key)  # a FindValue, as _on_find_value answers it
+        if rec is not None and rec.expires > now:
+            return Value(msg.rid, rec.blob, ())
+        return self._nodes_reply(sender, msg.rid, msg.key)
+
     def take_reply(self, key: int, rid: int) -> Message | None:
         """Take the answer to request ``rid`` of contact ``key`` out of what is to be sent (the
         driver seals it itself: core/dht/sessionless.py). None if there is none (rate-limited)."""
@@ -1201,6 +1231,9 @@ class Dht:
         return not prefix or self._prefix_limit.allow(prefix, now)
 
     def _reply_nodes(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> None:
+        self._out.append((sender, self._nodes_reply(sender, rid, target, near)))
+
+    def _nodes_reply(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> Nodes:
         # In no particular order: a reader sorts what it receives by its own distance.
         contacts = self.table.closest(int.from_bytes(target, "big"), MAX_CONTACTS, exclude=sender.key,
                                       ordered=False)
@@ -1208,9 +1241,8 @@ class Dht:
             srtt = self._rtt.srtt
             hints = tuple([RTT_UNKNOWN if (r := srtt(c.key)) is None
                            else min(RTT_UNKNOWN - 1, int(r * 10000)) for c in contacts])
-            self._out.append((sender, NearNodes(rid, tuple(contacts), hints)))
-        else:
-            self._out.append((sender, Nodes(rid, tuple(contacts))))
+            return NearNodes(rid, tuple(contacts), hints)
+        return Nodes(rid, tuple(contacts))
 
     def _valid_local(self, key: bytes, now: float) -> Record | None:
         rec = self.store.get(key)

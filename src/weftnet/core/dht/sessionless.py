@@ -14,7 +14,9 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   their X25519 form (core/identity.py) as in the handshake's ss. It never
   changes for a pair of keys, so each end computes it once and keeps it
   (bounded cache, or the transport's peer entry): one X25519 per side on
-  first contact, none after. Per query, ``k_query, k_answer =
+  first contact, none after (and one conversion of the peer's key to its
+  X25519 form; the asker converts the keys of the new peers one pass of
+  requests asks with one modular inverse, ``x25519_forms``). Per query, ``k_query, k_answer =
   KDF(HASH(label | asker key | answerer key | nonce), ss, 2)`` with the
   asker's random 16-byte nonce: both keys, and the direction, are bound in
   (a query reflected back to its sender opens under other keys).
@@ -197,16 +199,54 @@ class QueryKeys:
     answer: bytes
 
 
-def static_dh(identity: Identity, peer_public: bytes) -> bytes:
-    """ss with the node whose Ed25519 key is ``peer_public`` (HandshakeError if it is not a usable key)."""
-    try:
-        px = ed25519_public_to_x25519(peer_public)
-    except IdentityError as exc:
-        raise HandshakeError(str(exc)) from None
+def static_dh(identity: Identity, peer_public: bytes, px: bytes | None = None) -> bytes:
+    """ss with the node whose Ed25519 key is ``peer_public`` (HandshakeError if it is not a usable key);
+    ``px``: that key's X25519 form, if already converted (:func:`x25519_forms`)."""
+    if px is None:
+        try:
+            px = ed25519_public_to_x25519(peer_public)
+        except IdentityError as exc:
+            raise HandshakeError(str(exc)) from None
     try:
         return identity.x25519_private.exchange(_x25519_public(px))
     except ValueError:  # low-order point: the shared secret would be all zeros (as hs.DH says)
         raise HandshakeError("degenerate Diffie-Hellman result") from None
+
+
+_P = 2**255 - 19
+_Y_MASK = (1 << 255) - 1
+
+
+def x25519_forms(public_keys: list[bytes]) -> dict[bytes, bytes]:
+    """``{key: ed25519_public_to_x25519(key)}`` for those of ``public_keys`` that are usable points,
+    with one modular inverse for all of them (Montgomery's simultaneous inversion: each further key
+    costs three modular multiplications instead of an inverse, CPython's ~19 us). Same values as
+    the one-by-one conversion (tests/test_sessionless.py); a key it leaves out is converted, and
+    refused, one by one where it is used."""
+    keys, ys = [], []
+    for pk in public_keys:
+        if len(pk) == 32:
+            y = int.from_bytes(pk, "little") & _Y_MASK
+            if y < _P and y != 1:  # (the others: ed25519_public_to_x25519 says why)
+                keys.append(pk)
+                ys.append(y)
+    n = len(ys)
+    if n == 0:
+        return {}
+    p = _P
+    dens = [(1 - y) % p for y in ys]  # u = (1 + y) / (1 - y); 1 - y is not 0 mod p (y != 1, y < p)
+    prefix = []
+    acc = 1
+    for d in dens:
+        acc = acc * d % p
+        prefix.append(acc)
+    inv = pow(acc, -1, p)  # 1 / (d_0 ... d_n-1)
+    out = {}
+    for i in range(n - 1, -1, -1):
+        inv_d = inv * prefix[i - 1] % p if i else inv  # 1 / d_i
+        inv = inv * dens[i] % p  # 1 / (d_0 ... d_i-1)
+        out[keys[i]] = ((1 + ys[i]) * inv_d % p).to_bytes(32, "little")
+    return out
 
 
 _blake2s = hashlib.blake2s
@@ -230,6 +270,7 @@ _ZEROS = bytes(MAX_SEALED)
 _ZERO16 = bytes(16)
 _SLOT = 56  # a kept peer's ss | cookie | when (Sessionless._keep)
 _NO_COOKIE = bytes(24)
+_NO_FORMS: dict = {}  # (shared, never written: prepare() makes a new dict when it has anything)
 _sizeof = sys.getsizeof
 _EMPTY_DICT = sys.getsizeof({})
 
@@ -378,7 +419,8 @@ class Sessionless:
 
     The node hands it lookup requests (:meth:`ask`), incoming 0x32/0x33 datagrams
     (:meth:`on_datagram`) and CookieReplies for our tags (:meth:`on_cookie`); it
-    calls back into the DHT (``dht.on_message``, ``dht.take_reply``, ``dht.learn``)
+    calls back into the DHT (``dht.answer`` for a lookup request's reply, ``dht.on_message`` and
+    ``dht.take_reply`` for a STORE's, ``dht.on_reply``, ``dht.learn``)
     and sends through ``transport`` (its ``_emit`` for datagrams, its admission
     for load, its peer entries for ss)."""
 
@@ -424,6 +466,8 @@ class Sessionless:
         self._retry_at = 0.0
         self._late: dict[int, _Pending] = {}  # queries that went on over the transport, answer still welcome
         self._load_cookies: dict[int, tuple[bytes, float]] = {}  # answerer's node ID -> (its mac2 cookie, when)
+        #: Ed25519 key -> its X25519 form, converted with others for the requests being sent (prepare).
+        self._converted: dict[bytes, bytes] = _NO_FORMS
         self._secret = rng.randbytes(32)
         self._previous = self._secret
         self._rotate_at = now + _COOKIE_LIFETIME
@@ -443,10 +487,29 @@ class Sessionless:
         if slot is not None:
             o = slot * _SLOT
             return bytes(self._slots[o:o + 32])
-        ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
+        ss = self.transport._static_dh_of(peer_public)
+        if ss is None:
+            px = self._converted.pop(peer_public, None) if self._converted else None
+            ss = static_dh(self.identity, peer_public, px) if px is not None else static_dh(self.identity, peer_public)
         if keep:
             self._keep(peer, ss)
         return ss
+
+    def prepare(self, contacts: list[Contact]) -> None:
+        """Contacts we are about to ask (a pass of the DHT's requests): convert the keys of the new
+        peers among them, whose ss we hold nowhere yet, together (:func:`x25519_forms`), for
+        :meth:`_static_dh` to take. Only for two or more (one costs what it did); held until the next
+        call, or :meth:`prepared`."""
+        keys = self._keys
+        fresh = [c.public_key for c in contacts if c.key not in keys]
+        if len(fresh) > 1:
+            dh_of = self.transport._static_dh_of
+            fresh = [pk for pk in fresh if dh_of(pk) is None]
+        self._converted = x25519_forms(fresh) if len(fresh) > 1 else _NO_FORMS
+
+    def prepared(self) -> None:
+        """The pass :meth:`prepare` was for is over: forget what it converted and nobody took."""
+        self._converted = _NO_FORMS
 
     def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
         keys = self._keys
@@ -674,29 +737,34 @@ class Sessionless:
         # The contact our table has for it, if at this address, by the integer the table is keyed by
         # (no NodeId object: made only for a proven asker).
         known = self.dht.table.get(peer)
-        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         if not cached:
             self._keep(contact.key, ss)  # the contact's integer: one object for both
         self._rotate(now)
-        proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now)
+        # The cookie this answer carries, which is also the one a valid echo under the current
+        # secret equals (computed once for both).
+        cookie = self._cookie(self._secret, asker, addr)
+        proven = echo != _ZERO16 and (hmac.compare_digest(echo, cookie)
+                                      or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
         if proven:
             self._proven_asker(contact, addr, now)
         if not request:
             return  # a proof: never answered
         req = _decode_request(request)
         t = type(req)
-        if t is Store:
+        if t in _ASKABLE:
+            # Answer only: the asker entered the table above if its address is proven, not here
+            # (what dht.on_message(verified=False, learn=False) does, the reply handed back).
+            reply = self.dht.answer(contact, req, now)
+        elif t is Store:
             if not proven:
                 self.stats["stores_unproven"] += 1  # a STORE only from a proven address (docs/security.md)
                 return
             self.dht.on_message(contact, req, now, verified=True, learn=False)
-        elif t in _ASKABLE:
-            # Answer only: the asker entered the table above if its address is proven, not here.
-            self.dht.on_message(contact, req, now, verified=False, learn=False)
+            reply = self.dht.take_reply(contact.key, req.rid)
         else:
             self.stats["malformed"] += 1
             return
-        reply = self.dht.take_reply(contact.key, req.rid)
         if reply is None:
             self.stats["queries_dropped"] += 1  # rate-limited by the DHT's per-peer and per-prefix quotas
             return
@@ -709,10 +777,15 @@ class Sessionless:
             flags = 0
         if proven:
             flags |= FLAG_LEARNED
+        elif known is not None:
+            # (table.has_room's answer for a contact the table holds, from the look-up above: nothing
+            # since has changed the table, which only a proven asker's learn does)
+            if known.endpoint != addr:
+                flags |= self.wanted_flags
         elif self.dht.table.has_room(contact, contact.key):
             flags |= self.wanted_flags
-        answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags,
-                             self._cookie(self._secret, asker, addr), raw_reply)
+        answer = seal_answer(keys, int.from_bytes(head[2:6], "big"), self._rng.randbytes(12), flags, cookie,
+                             raw_reply)
         assert len(answer) <= len(data)  # never more back than came in (fit_reply)
         self.stats["queries_answered"] += 1
         self.transport.send_clear(answer, addr)
@@ -743,8 +816,9 @@ class Sessionless:
             self.stats["auth_failures"] += 1
             return
         self.stats["proofs_received"] += 1
-        known = self.dht.table.get(node_key_for(asker))
-        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr)
+        peer = node_key_for(asker)
+        known = self.dht.table.get(peer)
+        contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         self._proven_asker(contact, addr, now)
 
     def _on_answer(self, data: bytes, addr: Addr, now: float) -> None:
@@ -792,7 +866,7 @@ class Sessionless:
         verified = addr == p.contact.endpoint
         if verified:
             self._prove(p.contact)
-        self.dht.on_message(p.contact, msg, now, verified=verified, learn=verified)
+        self.dht.on_reply(p.contact, msg, now, learn=verified)
         if not self._pending:
             self._idle()
 

@@ -589,6 +589,12 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return peer is not None and peer.current is not None and peer.budget is None
 
+    def idle(self, node_id: NodeId) -> bool:
+        """``not has_session(node_id) and not handshaking(node_id)``, with one look-up (asked for every
+        DHT request the node sends: a node without either gets it as a sessionless query)."""
+        peer = self._by_node.get(node_id)
+        return peer is None or (peer.pending is None and (peer.current is None or peer.budget is not None))
+
     def handshaking(self, node_id: NodeId) -> bool:
         """True while a handshake this node started with ``node_id`` is waiting for its answer."""
         peer = self._by_node.get(node_id)
@@ -1089,6 +1095,12 @@ class SecureTransport:
                 self._on_data(data, addr, now)
             elif kind == _T_FRAGMENT:
                 self._on_fragment(data, addr, now)
+            elif kind == _T_QUERY or kind == _T_ANSWER or kind == _T_PROOF:
+                # (before the handshake's kinds: a join's datagrams are nearly all sessionless queries)
+                if self.on_query is not None and is_udp(addr):
+                    self.on_query(data, addr, now)
+                else:
+                    self.stats["malformed_dropped"] += 1
             elif kind == _T_INIT:
                 self._on_init(data, addr, now)
             elif kind == _T_RESP:
@@ -1101,9 +1113,6 @@ class SecureTransport:
                 self._on_hello_reply(data, addr, now)
             elif kind == _T_REACH_TEST and self.on_clear is not None and is_udp(addr):
                 self.on_clear(data, addr, now)
-            elif (kind == _T_QUERY or kind == _T_ANSWER or kind == _T_PROOF) and self.on_query is not None \
-                    and is_udp(addr):
-                self.on_query(data, addr, now)
             else:
                 self.stats["malformed_dropped"] += 1
         except DecodeError:
