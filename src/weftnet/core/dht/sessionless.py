@@ -81,7 +81,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core import wire
-from weftnet.core.contact import Addr, Contact, shared_contact, sweep as sweep_contacts
+from weftnet.core.contact import Addr, Contact, share_endpoint, shared_contact, sweep as sweep_contacts
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
@@ -865,6 +865,7 @@ class Sessionless:
         # endpoint we asked: verified there; from elsewhere (a NAT rebinding): answered, not learned.
         verified = addr == p.contact.endpoint
         if verified:
+            share_endpoint(p.contact, addr)  # one tuple for the address, not two (core/contact.py)
             self._prove(p.contact)
         self.dht.on_reply(p.contact, msg, now, learn=verified)
         if not self._pending:
