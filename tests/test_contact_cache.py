@@ -6,9 +6,9 @@ kept (bench/results/dmem9)."""
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import sys
+import weakref
 
 import pytest
 
@@ -62,20 +62,40 @@ def test_contact_cache_stays_bounded_when_more_distinct_contacts_than_its_bound_
     assert again == tuple(held[:20])
 
 
-def test_a_contact_nothing_holds_any_more_leaves_the_cache_and_decodes_again_equal(monkeypatch):
-    monkeypatch.setattr(contact_mod, "_CACHE", {})
+def test_a_contact_nothing_holds_any_more_leaves_the_cache_at_its_next_sweep_and_decodes_again_equal(monkeypatch):
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
     made = [Contact(_key(i), ("203.0.113.%d" % i, 6000 + i)) for i in range(20)]
     raw = _encoded(made)
     got, _ = ContactSeq(20).unpack(memoryview(raw), 0)
-    assert len(contact_mod._CACHE) == 20
+    assert len(table) == 20 and all(table[c.wire] is c for c in got)
     kept = got[3]
     del got
-    gc.collect()
-    # Only the one still held is cached: the others' entries (key bytes, reference) went with them.
-    assert list(contact_mod._CACHE) == [kept.wire] and contact_mod._CACHE[kept.wire]() is kept
+    # Until a sweep they stay (a hit then is the same contact, equal); a sweep drops the unheld ones,
+    # with their encodings: only the one still held is left.
+    contact_mod._sweep(table)
+    assert list(table) == [kept.wire] and table[kept.wire] is kept
     again, _ = ContactSeq(20).unpack(memoryview(raw), 0)
     assert again == tuple(made) and again[3] is kept
-    assert len(contact_mod._CACHE) == 20
+    assert len(table) == 20
+
+
+def test_the_cache_sweeps_as_it_fills_so_contacts_nothing_holds_do_not_pile_up(monkeypatch):
+    # A join decodes hundreds of contacts, most held only while its lookups run: the cache holds at
+    # most a sweep's step (8 at a node's sizes) of contacts nothing else holds, whatever it decoded.
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
+    held = []
+    for start in range(0, 2000, 20):
+        batch = [Contact(_key(i), ("10.3.%d.%d" % (i >> 8 & 255, i & 255), 7000 + i % 1000)) for i in range(start, start + 20)]
+        got, _ = ContactSeq(20).unpack(memoryview(_encoded(batch)), 0)
+        held.extend(got[:2])  # 2 of each answer stay held (a routing table's), the rest are dropped
+        del got
+        unheld = len(table) - len(held)
+        assert 0 <= unheld <= 20 + contact_mod._step(len(table))
+    assert len(held) == 200 and all(table[c.wire] is c for c in held)
+    contact_mod._sweep(table)
+    assert sorted(table) == sorted(c.wire for c in held)
 
 
 def test_the_cache_gives_back_its_room_when_the_contacts_it_held_are_freed(monkeypatch):
@@ -91,19 +111,30 @@ def test_the_cache_gives_back_its_room_when_the_contacts_it_held_are_freed(monke
     grown = sys.getsizeof(table)
     kept = got[::3]  # 80 still held (a routing table's)
     del got
-    gc.collect()
+    contact_mod._sweep(table)
     assert contact_mod._CACHE is table and len(table) == 80
     assert sys.getsizeof(table) * 3 < grown
     assert sys.getsizeof(table) <= sys.getsizeof(dict.fromkeys(range(80))) + 64
-    # Still the same weak cache: held contacts hit, a freed one leaves, new ones enter.
+    # Still the same cache: held contacts hit, a freed one leaves, new ones enter.
     again, _ = ContactSeq(20).unpack(memoryview(_encoded(made[:20])), 0)
     assert again == tuple(made[:20]) and again[0] is kept[0] and again[3] is kept[1]
     del kept
-    gc.collect()
+    contact_mod._sweep(table)
     assert sorted(table) == sorted(c.wire for c in again)
     del again
-    gc.collect()
+    contact_mod._sweep(table)
     assert not table
+
+
+def test_the_cache_keeps_no_weak_reference_per_contact(monkeypatch):
+    # A weak entry (a weakref subclass naming its key) cost 96 bytes a contact, more than anything a
+    # node holds per contact but the contact itself (bench/results/dmem12): an entry is the contact.
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
+    got, _ = ContactSeq(20).unpack(memoryview(_encoded([Contact(_key(i), ("198.51.100.%d" % i, 80)) for i in range(5)])), 0)
+    asker = shared_contact(_key(40), ("192.0.2.40", 4040))
+    assert all(type(v) is Contact for v in table.values()) and table[asker.wire] is asker
+    assert all(table[c.wire] is c and weakref.getweakrefcount(c) == 0 for c in got)
 
 
 def test_a_contact_keeps_its_node_id_as_an_integer_and_makes_the_id_on_demand():
@@ -132,7 +163,7 @@ def test_a_decoded_contact_is_sent_on_as_the_bytes_it_came_in_and_equals_a_new_o
     assert end == len(raw) and got == tuple(made)
     assert _encoded(got) == raw == _encoded([Contact(c.public_key, c.endpoint) for c in made])
     # The encoding is the cache's key itself, not a copy; a contact has no instance dict.
-    assert all(contact_mod._CACHE[c.wire]() is c for c in got)
+    assert all(contact_mod._CACHE[c.wire] is c for c in got)
     assert not hasattr(got[0], "__dict__")
     assert sys.getsizeof(got[0]) <= sys.getsizeof(object()) + 16 + 8 * len(Contact.__slots__)
 

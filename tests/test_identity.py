@@ -73,6 +73,31 @@ def test_x25519_mapping_rejects_degenerate_points():
         ed25519_public_to_x25519(b"short")
 
 
+@given(st.binary(min_size=32, max_size=32))
+def test_x25519_mapping_is_rfc7748s_formula_for_any_encoding(raw):
+    # Whichever modular inverse the mapping uses (GMP's where gmpy2 is installed, CPython's pow
+    # otherwise), u = (1 + y) / (1 - y) mod p for every usable y, high bit ignored, y = 0 included.
+    p = 2**255 - 19
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    if y >= p or y == 1:
+        with pytest.raises(IdentityError):
+            ed25519_public_to_x25519(raw)
+        return
+    u = int.from_bytes(ed25519_public_to_x25519(raw), "little")
+    assert u < p and u * (1 - y) % p == (1 + y) % p
+
+
+def test_x25519_mapping_edges_and_both_inverses():
+    import weftnet.core.identity as identity
+
+    p = 2**255 - 19
+    for y in (0, 2, p - 1, p - 2, 2**254, 12345):
+        raw = y.to_bytes(32, "little")
+        assert int.from_bytes(ed25519_public_to_x25519(raw), "little") == (1 + y) * pow(1 - y, -1, p) % p
+    for x in (2, 3, p - 1, p + 1, 2**200 + 7):
+        assert identity._inverse(x) == pow(x, -1, p)
+
+
 def test_text_form_round_trip_and_shape():
     i = ident()
     t = i.node_id.text()

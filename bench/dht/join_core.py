@@ -130,25 +130,15 @@ def _count_crypto() -> None:
         mod.ed25519_public_to_x25519 = counted_conv
     static = sl.static_dh
 
-    def static_dh(identity, peer_public, px=None):
+    def static_dh(identity, peer_public):
         OPS["x25519_sessionless_ss"] += 1
         pair = (identity.public_key, peer_public)
         if pair not in _PAIRS:
             _PAIRS.add(pair)
             OPS["conversion_per_node"] += 1
-        if px is not None:  # converted with others, one inverse for all (sessionless.x25519_forms)
-            OPS["conversion_batched"] += 1
-        return static(identity, peer_public, px)
+        return static(identity, peer_public)
 
     sl.static_dh = static_dh
-    forms = sl.x25519_forms
-
-    def x25519_forms(keys):
-        out = forms(keys)
-        OPS["conversion_batches (one modular inverse each)"] += 1
-        return out
-
-    sl.x25519_forms = x25519_forms
     dh = hs.DH
 
     def DH(private, public):

@@ -13,7 +13,8 @@ library's sizes, and its own contact dicts): the NodeCore entry points the drive
 constructor, make the node's caches the ones the library's modules hold before they run. Same results,
 same bytes; a node's own hits stay hits, as in its own process. What the harness itself adds, charged to
 weftnet: a Python call per NodeCore entry and ~15 attribute stores per switch of node (about 1% of a
-join).
+join), and each node's set of cache objects (empty LRU caches, the dicts that hold them: ~1.3 KiB a node,
+bench/results/dmem12).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _PLAIN: dict = {}  # function name -> the function without its cache
 _MAXSIZE: dict = {}
 _BY_CORE: dict = {}  # id(NodeCore) -> its caches
 _STATE = {"contacts_module": None, "swap_contacts": True, "wire": False}
+_lru = functools._lru_cache_wrapper  # (what functools.lru_cache builds, without its decorations)
 
 
 class _Caches:
@@ -38,8 +40,13 @@ class _Caches:
 
     def __init__(self) -> None:
         self.contacts: dict = {}
-        self.wire: dict = {}
-        self.fns = {name: functools.lru_cache(maxsize=_MAXSIZE[name])(plain) for name, plain in _PLAIN.items()}
+        self.wire: dict | None = {} if _STATE["wire"] else None
+        # The LRU caches themselves (functools' C wrapper: the same cache, hits and misses), not what
+        # ``functools.lru_cache`` adds around each for introspection (the function's name, doc and
+        # ``__wrapped__`` copied into a dict, a ``cache_parameters`` closure; ~560 bytes a function):
+        # a node alone in its process has those once per process, made at import, not per node, as
+        # kademlia's module-level objects are not counted either (bench/results/dmem12).
+        self.fns = {name: _lru(plain, _MAXSIZE[name], False, functools._CacheInfo) for name, plain in _PLAIN.items()}
 
 
 def _select(caches: _Caches) -> None:

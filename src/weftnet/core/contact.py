@@ -8,7 +8,6 @@ never sent, so a peer cannot hand out a contact whose ID and key disagree.
 from __future__ import annotations
 
 import sys
-import weakref
 from dataclasses import FrozenInstanceError
 from typing import ClassVar
 
@@ -16,70 +15,98 @@ from weftnet.core.identity import NodeId, node_key_for
 from weftnet.core.wire import Endpoint, Fixed, Message, Seq, Struct, _host_bytes, _host_text
 from weftnet.errors import DecodeError
 
-__all__ = ["Contact", "Addr", "ContactSeq", "shared_contact"]
+__all__ = ["Contact", "Addr", "ContactSeq", "share_endpoint", "shared_contact", "sweep"]
 
 #: An underlay UDP endpoint as (host, port); host is an IPv4 or IPv6 literal.
 Addr = tuple[str, int]
 
 
-#: Contacts decoded (or met) here that something still holds (a routing table, a lookup, a reply),
-#: by their encoding: DHT answers carry the same ones again and again. Weak: a contact nothing else
-#: holds any more leaves it (it held ~130 such contacts a node at 1,000 nodes, ~400 bytes each,
-#: more than the routing table's 80; bench/results/dmem10). Bounded too: emptied when full (it is
-#: filled from what peers send; docs/security.md).
-_CACHE: dict[bytes, "_Ref"] = {}
+#: Contacts decoded (or met) here, by their encoding: DHT answers carry the same ones again and again,
+#: and a contact found here is not decoded again (~0.35 us against ~3.4-6.3). It holds the contacts
+#: something else holds (a routing table, a lookup, a reply), and sheds the others by batches (a
+#: *sweep*, below): a contact only this dict holds is dropped at the next sweep. Bounded too: emptied
+#: when full (it is filled from what peers send; docs/security.md).
+#:
+#: Not a weak dict: an entry of one (a ``weakref.ref`` subclass that names its key, 96 bytes, and its
+#: callback) cost more than anything else a node holds per contact but the contact itself, ~7.7 KiB a
+#: node at 1,000 nodes for its ~80 contacts (bench/results/dmem12). A plain entry costs its dict slot;
+#: whether anything else holds a contact is read from CPython's reference count (``sys.getrefcount``,
+#: calibrated below), for every entry, when the dict reaches a multiple of ``_step`` entries: O(1) a
+#: new entry, amortised, and fewer than ``_step`` contacts nothing holds linger (8 for a node's ~80).
+_CACHE: dict[bytes, "Contact"] = {}
 CACHE_MAX = 65536
 _sizeof = sys.getsizeof
+_refcount = sys.getrefcount
 
 
-def _gone(ref: "_Ref") -> None:
-    table = ref.table
-    if table.get(ref.raw) is ref:
-        del table[ref.raw]
-        n = len(table)
-        if not n & 7 and _sizeof(table) > 96 * n + 1024:
-            _compact(table)
+def _unheld(table: dict, base: int) -> list:
+    """The encodings (keys) of ``table``'s contacts that nothing but ``table`` holds (``base``: the
+    reference count such a contact shows here, ``_BASE``)."""
+    return [c.wire for c in table.values() if _refcount(c) <= base]
 
 
-def _compact(table: dict) -> None:
-    """Copy ``table`` into a dict of its present size, in place (its ``_Ref``s name this object).
-    A dict keeps the size it grew to: a node's cache fills to ~220 entries in a join (the contacts of
-    the lookups in flight) and keeps ~80 after (its routing table's), 9.3 KiB of table for 2.3 needed
-    (bench/results/dmem11). Checked at every 8th size on the way down (``sys.getsizeof``, O(1)), and
-    done only when the table is over ~3 times its compact size, so a table rebuilt grows ~3-fold
-    before it is rebuilt again: O(1) a removal, amortised."""
-    live = dict(table)
-    table.clear()
-    table.update(live)
+class _Probe:
+    __slots__ = ("wire",)
 
 
-class _Ref(weakref.ref):
-    """A weak reference to a cached contact that removes its entry (from the dict it was put in)
-    when the contact is freed."""
+def _calibrate() -> int:
+    """The count ``_unheld`` sees for an object only its dict holds, measured (not assumed): the
+    interpreter's own references (the loop's, the call's) are counted in it."""
+    for base in range(1, 16):
+        alone, held = _Probe(), _Probe()
+        alone.wire = held.wire = b""
+        one, other = {b"": alone}, {b"": held}
+        del alone
+        if _unheld(one, base) and not _unheld(other, base):
+            return base
+    raise RuntimeError("cannot tell from reference counts whether a contact is held")
 
-    __slots__ = ("raw", "table")
 
-    def __new__(cls, obj, raw, table):
-        self = weakref.ref.__new__(cls, obj, _gone)
-        self.raw = raw
-        self.table = table
-        return self
+_BASE = _calibrate()
 
-    def __init__(self, obj, raw, table):
-        super().__init__(obj, _gone)
+
+def _step(n: int) -> int:
+    """Sweep at every multiple of this size (a power of two, at least 8, ~n/8): a sweep reads every
+    entry, so it comes every ~n/8 new entries."""
+    return max(8, 1 << ((n >> 3).bit_length() - 1))
+
+
+def _sweep(table: dict) -> None:
+    """Drop the contacts nothing else holds any more (they are freed with their entry), then give
+    the dict's room back if it is over ~2 times what its entries need: a dict keeps the size it grew
+    to, and a join fills a node's cache to ~220 entries (the contacts of its lookups in flight), then
+    keeps ~80 (its routing table's): 9.3 KiB of table for 2.3 needed (bench/results/dmem11)."""
+    pop = table.pop
+    for raw in _unheld(table, _BASE):
+        pop(raw, None)
+    n = len(table)
+    if _sizeof(table) > 48 * n + 512:
+        live = dict(table)  # (a copy of a dict with holes is sized for its entries)
+        table.clear()
+        table.update(live)
+
+
+def sweep() -> None:
+    """Drop now the contacts only the cache holds, rather than at its next sweep: for a node with no
+    query in flight, whose lookups have let go of their contacts (core/dht/sessionless.py). Without
+    it, those of its last lookups not in its routing table (~10 a node at 1,000 nodes, ~360 bytes
+    each with their keys, encodings and endpoints) stayed until it decoded again."""
+    _sweep(_CACHE)
 
 
 def _cached(raw: bytes):
-    """The live contact whose encoding is ``raw``, or None."""
-    ref = _CACHE.get(raw)
-    return None if ref is None else ref()
+    """The contact whose encoding is ``raw``, or None."""
+    return _CACHE.get(raw)
 
 
 def _keep(raw: bytes, obj: "Contact") -> None:
     table = _CACHE
-    if len(table) >= CACHE_MAX:
+    n = len(table)
+    if n >= CACHE_MAX:
         table.clear()
-    table[raw] = _Ref(obj, raw, table)
+    elif n >= 8 and not n & (_step(n) - 1):
+        _sweep(table)
+    table[raw] = obj
 
 
 class Contact(Message):
@@ -212,6 +239,16 @@ _set_tag = Contact.__dict__["tag"].__set__
 _set_wire = Contact.__dict__["wire"].__set__
 
 
+def share_endpoint(contact: Contact, endpoint: Addr) -> None:
+    """``contact`` answered from ``endpoint``, which equals its own (the caller checked): it keeps that
+    tuple, the driver's one object for the address (runtime/driver.py), and its own copy, decoded with it
+    from a DHT answer (a tuple and a port: ~96 bytes as allocated), is freed. Same value, so the same
+    contact (equal, hashed alike: it stays frozen to everything else); ~40 contacts a node at 1,000
+    nodes (bench/results/dmem12)."""
+    if contact.endpoint is not endpoint and type(endpoint) is tuple:
+        _set_endpoint(contact, endpoint)
+
+
 def shared_contact(public_key: bytes, endpoint: Addr, key: int | None = None) -> Contact:
     """``Contact(public_key, endpoint)``, as the process's one object for that key at that endpoint
     when it has one (decoded from a DHT answer, or met here before): a node learns the askers of
@@ -276,9 +313,7 @@ class ContactSeq(Seq):
             hit = None
             if end <= size:
                 raw = data[i:end]
-                ref = get(raw)
-                if ref is not None:
-                    hit = ref()
+                hit = get(raw)
                 if hit is None and (fam == 4 or fam == 6):
                     # New here: the fields straight from this copy (what the generic codec reads, with
                     # its checks: the family is 4 or 6 and the bytes are all there).

@@ -1141,12 +1141,7 @@ class NodeCore:
             while (ev := self.transport.next_event()) is not None:
                 busy = True
                 self._on_transport_event(ev, now)
-            out = self.dht.messages_to_send()
-            if len(out) > 1 and (sl := self.sessionless) is not None:
-                # The keys of the new peers among these requests' recipients, converted together (one
-                # modular inverse for all: core/dht/sessionless.py, x25519_forms).
-                sl.prepare([c for c, m in out if type(m) in _LARGE_REPLY and type(c.endpoint) is tuple])
-            for contact, msg in out:
+            for contact, msg in self.dht.messages_to_send():
                 busy = True
                 try:
                     payload = _encode_dht(msg)
@@ -1165,8 +1160,6 @@ class NodeCore:
                 # what those cost is paid by their source, docs/dht.md).
                 self.transport.send(contact, payload, now, unverified=hint,
                                     large_reply=not hint and type(msg) in _LARGE_REPLY)
-            if len(out) > 1 and (sl := self.sessionless) is not None:
-                sl.prepared()
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)

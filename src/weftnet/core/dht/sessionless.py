@@ -14,9 +14,7 @@ and comes back in one, DhtAnswer (0x33); neither end keeps a session:
   their X25519 form (core/identity.py) as in the handshake's ss. It never
   changes for a pair of keys, so each end computes it once and keeps it
   (bounded cache, or the transport's peer entry): one X25519 per side on
-  first contact, none after (and one conversion of the peer's key to its
-  X25519 form; the asker converts the keys of the new peers one pass of
-  requests asks with one modular inverse, ``x25519_forms``). Per query, ``k_query, k_answer =
+  first contact, none after. Per query, ``k_query, k_answer =
   KDF(HASH(label | asker key | answerer key | nonce), ss, 2)`` with the
   asker's random 16-byte nonce: both keys, and the direction, are bound in
   (a query reflected back to its sender opens under other keys).
@@ -72,6 +70,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -80,7 +79,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core import wire
-from weftnet.core.contact import Addr, Contact, shared_contact
+from weftnet.core.contact import Addr, Contact, share_endpoint, shared_contact, sweep as sweep_contacts
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
@@ -198,54 +197,16 @@ class QueryKeys:
     answer: bytes
 
 
-def static_dh(identity: Identity, peer_public: bytes, px: bytes | None = None) -> bytes:
-    """ss with the node whose Ed25519 key is ``peer_public`` (HandshakeError if it is not a usable key);
-    ``px``: that key's X25519 form, if already converted (:func:`x25519_forms`)."""
-    if px is None:
-        try:
-            px = ed25519_public_to_x25519(peer_public)
-        except IdentityError as exc:
-            raise HandshakeError(str(exc)) from None
+def static_dh(identity: Identity, peer_public: bytes) -> bytes:
+    """ss with the node whose Ed25519 key is ``peer_public`` (HandshakeError if it is not a usable key)."""
+    try:
+        px = ed25519_public_to_x25519(peer_public)
+    except IdentityError as exc:
+        raise HandshakeError(str(exc)) from None
     try:
         return identity.x25519_private.exchange(_x25519_public(px))
     except ValueError:  # low-order point: the shared secret would be all zeros (as hs.DH says)
         raise HandshakeError("degenerate Diffie-Hellman result") from None
-
-
-_P = 2**255 - 19
-_Y_MASK = (1 << 255) - 1
-
-
-def x25519_forms(public_keys: list[bytes]) -> dict[bytes, bytes]:
-    """``{key: ed25519_public_to_x25519(key)}`` for those of ``public_keys`` that are usable points,
-    with one modular inverse for all of them (Montgomery's simultaneous inversion: each further key
-    costs three modular multiplications instead of an inverse, CPython's ~19 us). Same values as
-    the one-by-one conversion (tests/test_sessionless.py); a key it leaves out is converted, and
-    refused, one by one where it is used."""
-    keys, ys = [], []
-    for pk in public_keys:
-        if len(pk) == 32:
-            y = int.from_bytes(pk, "little") & _Y_MASK
-            if y < _P and y != 1:  # (the others: ed25519_public_to_x25519 says why)
-                keys.append(pk)
-                ys.append(y)
-    n = len(ys)
-    if n == 0:
-        return {}
-    p = _P
-    dens = [(1 - y) % p for y in ys]  # u = (1 + y) / (1 - y); 1 - y is not 0 mod p (y != 1, y < p)
-    prefix = []
-    acc = 1
-    for d in dens:
-        acc = acc * d % p
-        prefix.append(acc)
-    inv = pow(acc, -1, p)  # 1 / (d_0 ... d_n-1)
-    out = {}
-    for i in range(n - 1, -1, -1):
-        inv_d = inv * prefix[i - 1] % p if i else inv  # 1 / d_i
-        inv = inv * dens[i] % p  # 1 / (d_0 ... d_i-1)
-        out[keys[i]] = ((1 + ys[i]) * inv_d % p).to_bytes(32, "little")
-    return out
 
 
 _blake2s = hashlib.blake2s
@@ -269,7 +230,8 @@ _ZEROS = bytes(MAX_SEALED)
 _ZERO16 = bytes(16)
 _SLOT = 56  # a kept peer's ss | cookie | when (Sessionless._keep)
 _NO_COOKIE = bytes(24)
-_NO_FORMS: dict = {}  # (shared, never written: prepare() makes a new dict when it has anything)
+_sizeof = sys.getsizeof
+_EMPTY_DICT = sys.getsizeof({})
 
 
 def seal_query(asker: bytes, answerer: bytes, ss: bytes, tag: int, nonce: bytes, request: bytes,
@@ -463,8 +425,6 @@ class Sessionless:
         self._retry_at = 0.0
         self._late: dict[int, _Pending] = {}  # queries that went on over the transport, answer still welcome
         self._load_cookies: dict[int, tuple[bytes, float]] = {}  # answerer's node ID -> (its mac2 cookie, when)
-        #: Ed25519 key -> its X25519 form, converted with others for the requests being sent (prepare).
-        self._converted: dict[bytes, bytes] = _NO_FORMS
         self._secret = rng.randbytes(32)
         self._previous = self._secret
         self._rotate_at = now + _COOKIE_LIFETIME
@@ -484,29 +444,10 @@ class Sessionless:
         if slot is not None:
             o = slot * _SLOT
             return bytes(self._slots[o:o + 32])
-        ss = self.transport._static_dh_of(peer_public)
-        if ss is None:
-            px = self._converted.pop(peer_public, None) if self._converted else None
-            ss = static_dh(self.identity, peer_public, px) if px is not None else static_dh(self.identity, peer_public)
+        ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
             self._keep(peer, ss)
         return ss
-
-    def prepare(self, contacts: list[Contact]) -> None:
-        """Contacts we are about to ask (a pass of the DHT's requests): convert the keys of the new
-        peers among them, whose ss we hold nowhere yet, together (:func:`x25519_forms`), for
-        :meth:`_static_dh` to take. Only for two or more (one costs what it did); held until the next
-        call, or :meth:`prepared`."""
-        keys = self._keys
-        fresh = [c.public_key for c in contacts if c.key not in keys]
-        if len(fresh) > 1:
-            dh_of = self.transport._static_dh_of
-            fresh = [pk for pk in fresh if dh_of(pk) is None]
-        self._converted = x25519_forms(fresh) if len(fresh) > 1 else _NO_FORMS
-
-    def prepared(self) -> None:
-        """The pass :meth:`prepare` was for is over: forget what it converted and nobody took."""
-        self._converted = _NO_FORMS
 
     def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
         keys = self._keys
@@ -558,6 +499,15 @@ class Sessionless:
         if proven.pop(key, None) is None and len(proven) >= self.cache:
             del proven[next(iter(proven))]
         proven[key] = contact
+
+    def _idle(self) -> None:
+        """No query of ours in flight (its last answer came): the contacts its lookups held are free,
+        so the contact cache sheds them now (core/contact.py: else they stayed until the next decode,
+        ~10 a node at 1,000 nodes), and the table of queries in flight gives back the room it grew to
+        (a dict keeps its size: ~450 bytes a node after a put; bench/results/dmem12)."""
+        sweep_contacts()
+        if _sizeof(self._pending) > _EMPTY_DICT:
+            self._pending = {}
 
     def proven_contact(self, node_id) -> Contact | None:
         """The contact of ``node_id`` if a sessionless exchange proved its address (forwarders only)."""
@@ -853,8 +803,11 @@ class Sessionless:
         # endpoint we asked: verified there; from elsewhere (a NAT rebinding): answered, not learned.
         verified = addr == p.contact.endpoint
         if verified:
+            share_endpoint(p.contact, addr)  # one tuple for the address, not two (core/contact.py)
             self._prove(p.contact)
         self.dht.on_reply(p.contact, msg, now, learn=verified)
+        if not self._pending:
+            self._idle()
 
     def summary(self) -> dict[str, int]:
         return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys),
