@@ -190,3 +190,26 @@ def test_node_ids_and_key_conversions_keep_nothing_per_key():
     assert before == [None, None]  # plain functions: nothing kept for the keys peers send
     a = identity.node_id_for(_key(7))
     assert a == identity.node_id_for(_key(7)) and a.raw == hashlib.sha256(_key(7)).digest()
+
+
+def test_without_reference_counts_a_sweep_empties_the_cache_and_decodes_stay_equal(monkeypatch):
+    # An interpreter whose reference counts tell nothing (no sys.getrefcount, or a calibration that
+    # fails) still imports the module and decodes the same contacts: each sweep then drops every entry,
+    # held or not, which costs decodes and never a wrong or unbounded cache.
+    table: dict = {}
+    monkeypatch.setattr(contact_mod, "_CACHE", table)
+    monkeypatch.setattr(contact_mod, "_BASE", None)
+    held, sizes = [], []
+    for start in range(0, 600, 20):
+        batch = [Contact(_key(i), ("10.4.%d.%d" % (i >> 8 & 255, i & 255), 5000 + i)) for i in range(start, start + 20)]
+        got, _ = ContactSeq(20).unpack(memoryview(_encoded(batch)), 0)
+        assert got == tuple(batch)
+        held.extend(got)
+        sizes.append(len(table))
+    assert max(sizes) < 600  # swept (emptied) along the way although every contact is still held
+    contact_mod._sweep(table)
+    assert table == {}
+    again, _ = ContactSeq(20).unpack(memoryview(_encoded(held[:20])), 0)
+    assert again == tuple(held[:20])
+    monkeypatch.setattr(contact_mod, "_refcount", None)
+    assert contact_mod._calibrate() is None

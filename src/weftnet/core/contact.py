@@ -36,12 +36,16 @@ Addr = tuple[str, int]
 _CACHE: dict[bytes, "Contact"] = {}
 CACHE_MAX = 65536
 _sizeof = sys.getsizeof
-_refcount = sys.getrefcount
+_refcount = getattr(sys, "getrefcount", None)
 
 
-def _unheld(table: dict, base: int) -> list:
+def _unheld(table: dict, base: int | None) -> list:
     """The encodings (keys) of ``table``'s contacts that nothing but ``table`` holds (``base``: the
-    reference count such a contact shows here, ``_BASE``)."""
+    reference count such a contact shows here, ``_BASE``). Where reference counts tell nothing
+    (``base`` None: an interpreter without them), every entry: a sweep then empties the cache, which
+    costs decodes, never a wrong answer."""
+    if base is None:
+        return list(table)
     return [c.wire for c in table.values() if _refcount(c) <= base]
 
 
@@ -49,9 +53,13 @@ class _Probe:
     __slots__ = ("wire",)
 
 
-def _calibrate() -> int:
+def _calibrate() -> int | None:
     """The count ``_unheld`` sees for an object only its dict holds, measured (not assumed): the
-    interpreter's own references (the loop's, the call's) are counted in it."""
+    interpreter's own references (the loop's, the call's) are counted in it. None where the
+    interpreter has no reference counts to read, or they do not tell (the cache is then emptied at
+    each sweep)."""
+    if _refcount is None:
+        return None
     for base in range(1, 16):
         alone, held = _Probe(), _Probe()
         alone.wire = held.wire = b""
@@ -59,7 +67,7 @@ def _calibrate() -> int:
         del alone
         if _unheld(one, base) and not _unheld(other, base):
             return base
-    raise RuntimeError("cannot tell from reference counts whether a contact is held")
+    return None
 
 
 _BASE = _calibrate()
