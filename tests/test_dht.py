@@ -123,6 +123,33 @@ def test_lookup_is_not_lock_step_and_ends_when_k_closest_answered():
     assert [c.node_id for c in closest] == [c.contact.node_id for c in known]
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lookup_reports_the_nearest_that_answered_and_the_hops_of_the_nearest(seed):
+    """What a lookup returns (its closest contacts, its hop count) comes from the nearest
+    candidates that answered, whatever became of the others (asked, failed, never asked)."""
+    rng = random.Random(seed)
+    target = rng.getrandbits(256)
+    lk = Lookup(1, "bootstrap", target, T0, k=20, alpha=4)
+    assert lk.closest() == [] and lk.hops() == 0
+    lk.seed([contact(i) for i in range(1, 8)])
+    pool = [contact(i) for i in range(8, 400)]
+    for _ in range(40):
+        asks = lk.next_requests()
+        if not asks:
+            break
+        for c in asks:
+            if rng.random() < 0.2:
+                lk.failed(c.key)
+            else:
+                lk.answered(c.key, rng.sample(pool, 20))
+    answered = [c for c in lk.order if c.state == 2]
+    assert len(answered) > 20 and any(c.state == 3 for c in lk.order) and any(c.state == 0 for c in lk.order)
+    for n in (None, 0, 1, 7, 20, len(answered), 500):
+        want = [c.contact for c in answered][: 20 if n is None else n]
+        assert lk.closest(n) == want
+    assert lk.hops() == answered[0].depth > 1
+
+
 def test_disjoint_paths_never_share_a_contact():
     cs = [contact(i) for i in range(1, 60)]
     lk = Lookup(1, "find_node", 0, T0, k=5, alpha=2, disjoint=3)

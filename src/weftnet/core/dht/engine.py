@@ -1131,9 +1131,10 @@ class Dht:
                 self._finish(op, now, ok=True, contacts=[], hops=lk.hops(), messages=lk.messages, stored=1)
         else:
             self._finish(op, now, ok=True, contacts=lk.closest(), hops=lk.hops(), messages=lk.messages)
-            if op.kind == "bootstrap":
+            if op.kind == "bootstrap" and (self.config.refresh_on_join or self.config.join_fill):
                 # Contacts the join lookup heard of and never asked (hearsay: asked by the fill,
-                # never put in the table unheard).
+                # never put in the table unheard). Not listed for a join with no fill (scale-1m's): a
+                # scan of every candidate (~130), out of cache by then, for nothing.
                 self._fill_after_join(now, [c for c in lk.order if c.state == CANDIDATE])
 
     def _fill_after_join(self, now: float, heard: list[Candidate] | None = None) -> None:
