@@ -81,9 +81,9 @@ def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_rep
     invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
 
     def poisoned(sender, rid, target, near=False):  # the attacker answers every FIND_NODE (and FindNear) with its list
-        a.dht._out.append((sender, Nodes(rid, invented)))
+        return Nodes(rid, invented)  # (_nodes_reply: in a session and to a sessionless query alike)
 
-    a.dht._reply_nodes = poisoned
+    a.dht._nodes_reply = poisoned
     from_attacker = [0]
 
     def count(src, dst, data):

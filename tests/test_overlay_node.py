@@ -129,13 +129,14 @@ def test_a_node_that_does_not_hold_the_key_never_receives_the_traffic():
     a, mallory = nodes[1], nodes[5]
     victim = Identity.generate(rng)  # a key whose owner is not online; its public key is no secret
     # Mallory answers every lookup with the victim's key at Mallory's own endpoint.
-    real_reply = mallory.dht._reply_nodes
+    # (_nodes_reply builds every Nodes/NearNodes reply: in a session and to a sessionless query alike)
+    real_reply = mallory.dht._nodes_reply
 
     def poisoned(sender, rid, target, near=False):
         mallory.dht.table.add(Contact(victim.public_key, mallory.endpoint), net.now)
-        real_reply(sender, rid, target, near)
+        return real_reply(sender, rid, target, near)
 
-    mallory.dht._reply_nodes = poisoned
+    mallory.dht._nodes_reply = poisoned
     tun(mallory)
     for i in range(3):
         send(net, a, echo(a.identity, victim, i), settle=12.0)
