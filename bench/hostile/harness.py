@@ -98,10 +98,10 @@ def invented_contacts() -> dict:
     rng = random.Random(3)
     invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
 
-    def poisoned(sender, rid, target):
-        a.dht._out.append((sender, Nodes(rid, invented)))
+    def poisoned(sender, rid, target, near=False):  # (_nodes_reply: every node-list reply, in a session or not)
+        return Nodes(rid, invented)
 
-    a.dht._reply_nodes = poisoned
+    a.dht._nodes_reply = poisoned
     from_attacker = traffic(net, a.endpoint)
     from weftnet.core.identity import NodeId
 

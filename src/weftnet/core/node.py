@@ -103,23 +103,6 @@ _PING_RETRY = 1.0
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
 _SESSIONLESS = _LARGE_REPLY | {Store}
-_FIND_HEAD = {cls: bytes((wire.VERSION, cls.TYPE)) for cls in _LARGE_REPLY}
-
-
-def _encode_dht(msg: Message) -> bytes:
-    """``wire.encode(msg)``: the same bytes, with the DHT's lookup requests (version, type, rid:u64,
-    a 32-byte target or key; nearly every request a join sends) written out directly."""
-    t = type(msg)
-    if t is FindNear or t is FindNode:
-        field = msg.target
-    elif t is FindValue:
-        field = msg.key
-    else:
-        return wire.encode(msg)
-    rid = msg.rid
-    if type(field) is not bytes or len(field) != 32 or type(rid) is not int or not 0 <= rid < 1 << 64:
-        return wire.encode(msg)  # (whose checks refuse it, as before)
-    return _FIND_HEAD[t] + rid.to_bytes(8, "big") + field
 
 
 @register
@@ -1144,7 +1127,7 @@ class NodeCore:
             for contact, msg in self.dht.messages_to_send():
                 busy = True
                 try:
-                    payload = _encode_dht(msg)
+                    payload = wire.encode(msg)
                 except ValueError:
                     self.internal_errors += 1
                     continue

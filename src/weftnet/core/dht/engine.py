@@ -537,12 +537,8 @@ class Dht:
             self.stats["rate_limited"] += 1
             return
         self.stats["requests_received"] += 1
-        if t is FindNode:
-            self._reply_nodes(sender, msg.rid, msg.target)
-        elif t is FindNear:
-            self._reply_nodes(sender, msg.rid, msg.target, near=True)
-        elif t is FindValue:
-            self._on_find_value(sender, msg, now)
+        if t is FindNode or t is FindNear or t is FindValue:
+            self._out.append((sender, self._lookup_reply(sender, msg, now)))
         elif t is Store:
             self._on_store(sender, msg.rid, msg.record, None, now)
         elif t is Replicate:
@@ -596,15 +592,7 @@ class Dht:
             self.stats["rate_limited"] += 1
             return None
         self.stats["requests_received"] += 1
-        t = type(msg)
-        if t is FindNear:
-            return self._nodes_reply(sender, msg.rid, msg.target, True)
-        if t is FindNode:
-            return self._nodes_reply(sender, msg.rid, msg.target)
-        rec = self.store.get(msg.key)  # a FindValue, as _on_find_value answers it
-        if rec is not None and rec.expires > now:
-            return Value(msg.rid, rec.blob, ())
-        return self._nodes_reply(sender, msg.rid, msg.key)
+        return self._lookup_reply(sender, msg, now)
 
     def take_reply(self, key: int, rid: int) -> Message | None:
         """Take the answer to request ``rid`` of contact ``key`` out of what is to be sent (the
@@ -1231,8 +1219,20 @@ class Dht:
         prefix = self._source_prefix(sender)
         return not prefix or self._prefix_limit.allow(prefix, now)
 
-    def _reply_nodes(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> None:
-        self._out.append((sender, self._nodes_reply(sender, rid, target, near)))
+    def _lookup_reply(self, sender: Contact, msg: Message, now: float) -> Message:
+        """The reply to lookup request ``msg`` (FindNode, FindNear or FindValue), in a session
+        (:meth:`on_message`) or outside one (:meth:`answer`) alike."""
+        t = type(msg)
+        if t is FindNear:
+            return self._nodes_reply(sender, msg.rid, msg.target, True)
+        if t is FindNode:
+            return self._nodes_reply(sender, msg.rid, msg.target)
+        rec = self.store.get(msg.key)
+        if rec is not None and rec.expires > now:
+            # The value alone, as in the paper: a reader that wants a quorum
+            # still has the rest of its shortlist to ask.
+            return Value(msg.rid, rec.blob, ())
+        return self._nodes_reply(sender, msg.rid, msg.key)
 
     def _nodes_reply(self, sender: Contact, rid: int, target: bytes, near: bool = False) -> Nodes:
         # In no particular order: a reader sorts what it receives by its own distance.
@@ -1265,15 +1265,6 @@ class Dht:
             self.store.delete(key)
         except StorageError:
             self.stats["storage_errors"] += 1
-
-    def _on_find_value(self, sender: Contact, msg: FindValue, now: float) -> None:
-        rec = self.store.get(msg.key)
-        if rec is not None and rec.expires > now:
-            # The value alone, as in the paper: a reader that wants a quorum
-            # still has the rest of its shortlist to ask.
-            self._out.append((sender, Value(msg.rid, rec.blob, ())))
-        else:
-            self._reply_nodes(sender, msg.rid, msg.key)
 
     def _reject(self, reason: str, sender: Contact | None) -> None:
         self.stats["records_rejected"] += 1

@@ -682,8 +682,7 @@ class Sessionless:
         # The cookie this answer carries, which is also the one a valid echo under the current
         # secret equals (computed once for both).
         cookie = self._cookie(self._secret, asker, addr)
-        proven = echo != _ZERO16 and (hmac.compare_digest(echo, cookie)
-                                      or hmac.compare_digest(echo, self._cookie(self._previous, asker, addr)))
+        proven = echo != _ZERO16 and self._valid_cookie(echo, asker, addr, now, cookie)
         if proven:
             self._proven_asker(contact, addr, now)
         if not request:
@@ -728,10 +727,14 @@ class Sessionless:
         self.stats["queries_answered"] += 1
         self.transport.send_clear(answer, addr)
 
-    def _valid_cookie(self, cookie: bytes, asker: bytes, addr: Addr, now: float) -> bool:
-        """``cookie`` is the one we gave ``asker`` at ``addr`` (this secret or the previous one)."""
+    def _valid_cookie(self, cookie: bytes, asker: bytes, addr: Addr, now: float,
+                      current: bytes | None = None) -> bool:
+        """``cookie`` is the one we gave ``asker`` at ``addr`` (this secret or the previous one);
+        ``current``: the one under this secret, if the caller computed it (after rotating at ``now``)."""
         self._rotate(now)
-        return (hmac.compare_digest(cookie, self._cookie(self._secret, asker, addr))
+        if current is None:
+            current = self._cookie(self._secret, asker, addr)
+        return (hmac.compare_digest(cookie, current)
                 or hmac.compare_digest(cookie, self._cookie(self._previous, asker, addr)))
 
     def _proven_asker(self, contact: Contact, addr: Addr, now: float) -> None:
@@ -774,13 +777,8 @@ class Sessionless:
         self.stats["answers_received"] += 1
         self._silent = 0
         c = p.contact
-        slot = self._keys.get(c.key)
-        if slot is not None:  # (kept when we asked: its cookie, when, and a second chance)
-            o = slot * _SLOT + 32
-            self._slots[o:o + 24] = cookie + _AT.pack(now)
-            self._used[slot] = 1
-        else:
-            self._keep(c.key, self._static_dh(c.public_key, c.key, keep=False), cookie, now)
+        # (its ss is kept from when we asked, as a rule: the slot gets its cookie, when, and a second chance)
+        self._keep(c.key, self._static_dh(c.public_key, c.key, keep=False), cookie, now)
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
