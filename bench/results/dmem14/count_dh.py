@@ -1,5 +1,5 @@
 """X25519 computations (sessionless ``static_dh``) per phase of bench/dht's workload, per node, for a
-given bound of the sessionless key table (``Sessionless(cache=...)``; the library's is 256), and the
+given bound of the sessionless key table (``Sessionless(keys=...)``, main's ``cache=``: 256 on main, 64 here), and the
 key table's entries per node at the end: what a smaller bound would cost in CPU against what it saves.
 
     cd bench/dht && PYTHONPATH=<tree>/src python ../results/dmem14/count_dh.py --nodes 500 --cache 256
@@ -20,9 +20,14 @@ async def main(nodes: int, records: int, cache: int) -> None:
     from weftnet.core.identity import Identity
     from weftnet.runtime.driver import start_node
 
-    d = list(sl.Sessionless.__init__.__defaults__)
-    d[0] = cache
-    sl.Sessionless.__init__.__defaults__ = tuple(d)
+    init = sl.Sessionless.__init__
+    if "keys" in init.__code__.co_varnames[:init.__code__.co_argcount]:
+        d = list(init.__defaults__)  # (this branch: ``keys`` is the key table's bound, the last argument)
+        d[-1] = cache
+    else:
+        d = list(init.__defaults__)  # (main: ``cache`` bounded it)
+        d[0] = cache
+    init.__defaults__ = tuple(d)
     calls = [0]
     plain = sl.static_dh
 

@@ -124,7 +124,8 @@ class Contact(Message):
     own: ``public_key`` is the encoding's first 32 bytes, sliced at each read (~40 ns; the DHT's
     hot paths read ``key``, sessionless keys its tables by ``key``). That saves a bytes object of 65
     bytes (80 as allocated) a contact a node holds (bench/results/dmem11). A contact made from its
-    fields keeps them as given.
+    fields keeps them as given until it is first encoded; then its public key is read from its
+    encoding too.
 
     Four slots, 64 bytes as allocated: the public key as given and the encoding share one slot
     (``_w``), and a contact takes no weak reference (nothing makes one since the contact cache holds

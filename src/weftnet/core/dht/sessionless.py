@@ -235,9 +235,10 @@ _sizeof = sys.getsizeof
 _EMPTY_DICT = sys.getsizeof({})
 #: The peers whose ss (and the proof-of-address cookie each gave us) a node keeps at most
 #: (``Sessionless.keys_max``); past it, the oldest not written again goes (CLOCK, ``_keep``), and a peer
-#: that comes back costs one X25519 again. 256 kept a table of ~81 peers a node at 1,000 nodes, ~35%
-#: of them in a dict of 256 slots (4.7 KiB, 2.3 up to 85 entries): 64 saves ~1.8 KiB a node for ~1
-#: more X25519 a put and ~0.25 a get, none a join, in bench/dht's workload at 500 nodes (bench/results/dmem14).
+#: that comes back costs one X25519 again. 256 kept ~81 peers a node at 1,000 nodes (38% of the nodes
+#: with a dict of 256 slots, 4.7 KiB, where up to 85 entries take 2.3): 64 keeps 61.5, ~1.9 KiB a node
+#: less, for 1.1 more X25519 a put (of 39) and 0.5 a get (of 1.5), none a join, in bench/dht's workload
+#: at 1,000 nodes (~40 us a put, ~17 us a get; bench/results/dmem14).
 KEYS_MAX = 64
 
 
