@@ -16,9 +16,12 @@ Both are an :class:`AgingTable`: entries age out ``age`` seconds after they
 were last confirmed (a bridge's ``ageing_time``, 300 s by default), the
 table holds at most ``max_entries``, and each owner (a member, or the local
 side) at most ``quota`` — a member that sends frames from a million MACs
-fills its own quota and nothing else. Entries are kept in the order they were
-last confirmed, so the next expiry is the first entry and aging costs
-O(expired), not O(table).
+fills its own quota and nothing else. A full table takes a newcomer by
+evicting the least recently confirmed entry of the owner holding the most
+(the newcomer's own if that is its owner), so members at their quota cannot
+lock a lighter member out (docs/security.md item 17). Entries are kept in
+the order they were last confirmed, overall and per owner, so the next
+expiry is the first entry and aging costs O(expired), not O(table).
 
 :class:`TokenBucket` limits the frames a network floods (broadcast, unknown
 unicast, multicast: head-end replicated to every member) and the flooded
@@ -41,7 +44,8 @@ class AgingTable:
     Counters in :attr:`stats`: ``learned`` (new entries), ``moved`` (an
     entry's owner changed: a MAC or address moved to another member),
     ``aged`` (expired), ``quota`` (refused: the owner is at its quota),
-    ``full`` (refused: the table is full), ``removed`` (with their owner).
+    ``full`` (the table was full: the heaviest owner's oldest entry made
+    room), ``removed`` (with their owner).
     """
 
     #: An entry confirmed again within this many seconds is not moved in the
@@ -56,8 +60,8 @@ class AgingTable:
         self.age = float(age)
         # key -> [owner, value, last confirmed]; ordered by last confirmation
         self._entries: OrderedDict[bytes, list] = OrderedDict()
-        self._per_owner: dict[Hashable, int] = {}
-        self.stats = dict.fromkeys(("learned", "moved", "aged", "quota", "full", "removed"), 0)
+        self._per_owner: dict[Hashable, OrderedDict[bytes, None]] = {}  # owner -> its keys, same order
+        self.stats = dict.fromkeys(("learned", "moved", "aged", "quota", "full", "evicted", "removed"), 0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,10 +70,11 @@ class AgingTable:
         return key in self._entries
 
     def count(self, owner: Hashable) -> int:
-        return self._per_owner.get(owner, 0)
+        mine = self._per_owner.get(owner)
+        return len(mine) if mine is not None else 0
 
     def learn(self, key: bytes, owner: Hashable, value: Any, now: float) -> bool:
-        """Add or confirm ``key``; False if refused (quota, or the table is full)."""
+        """Add or confirm ``key``; False if refused (the owner is at its quota)."""
         e = self._entries.get(key)
         if e is not None:
             if e[0] == owner:
@@ -77,26 +82,43 @@ class AgingTable:
                 if now - e[2] >= self.REFRESH_GRANULARITY:
                     e[2] = now
                     self._entries.move_to_end(key)
+                    self._per_owner[owner].move_to_end(key)
                 return True
-            if self._per_owner.get(owner, 0) >= self.quota:
+            if self.count(owner) >= self.quota:
                 self.stats["quota"] += 1
                 return False
-            self._dec(e[0])
+            self._dec(e[0], key)
             self.stats["moved"] += 1
             e[0], e[1], e[2] = owner, value, now
-            self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
+            self._inc(owner, key)
             self._entries.move_to_end(key)
             return True
-        if self._per_owner.get(owner, 0) >= self.quota:
+        if self.count(owner) >= self.quota:
             self.stats["quota"] += 1
             return False
         if len(self._entries) >= self.max_entries:
             self.stats["full"] += 1
-            return False
+            self._make_room(owner, now)
         self._entries[key] = [owner, value, now]
-        self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
+        self._inc(owner, key)
         self.stats["learned"] += 1
         return True
+
+    def _make_room(self, owner: Hashable, now: float) -> None:
+        """Evict one entry of a full table: an aged one if there is, else the least recently confirmed
+        entry of the owner holding the most (``owner``'s own on a tie)."""
+        first, e = next(iter(self._entries.items()))
+        if now - e[2] >= self.age:
+            victim = first
+            self.stats["aged"] += 1
+        else:
+            per = self._per_owner
+            heaviest = max(per, key=lambda o: len(per[o]))
+            if owner in per and len(per[owner]) >= len(per[heaviest]):
+                heaviest = owner
+            victim = next(iter(per[heaviest]))
+            self.stats["evicted"] += 1
+        self._dec(self._entries.pop(victim)[0], victim)
 
     def get(self, key: bytes, now: float) -> tuple[Hashable, Any] | None:
         """``(owner, value)`` of a live entry, or None (an entry past its age counts as gone)."""
@@ -108,18 +130,17 @@ class AgingTable:
     def forget(self, key: bytes) -> None:
         e = self._entries.pop(key, None)
         if e is not None:
-            self._dec(e[0])
+            self._dec(e[0], key)
 
     def remove_owner(self, owner: Hashable) -> int:
         """Drop every entry of ``owner`` (a member that left); returns how many."""
-        if not self._per_owner.get(owner):
+        mine = self._per_owner.pop(owner, None)
+        if not mine:
             return 0
-        gone = [k for k, e in self._entries.items() if e[0] == owner]
-        for k in gone:
+        for k in mine:
             del self._entries[k]
-        self._per_owner.pop(owner, None)
-        self.stats["removed"] += len(gone)
-        return len(gone)
+        self.stats["removed"] += len(mine)
+        return len(mine)
 
     def expire(self, now: float) -> int:
         """Remove entries not confirmed for ``age`` seconds; returns how many."""
@@ -129,7 +150,7 @@ class AgingTable:
             if now - e[2] < self.age:
                 break
             del self._entries[key]
-            self._dec(e[0])
+            self._dec(e[0], key)
             n += 1
         self.stats["aged"] += n
         return n
@@ -144,12 +165,18 @@ class AgingTable:
         for key, (owner, value, seen) in self._entries.items():
             yield key, owner, value, now - seen
 
-    def _dec(self, owner: Hashable) -> None:
-        n = self._per_owner.get(owner, 0) - 1
-        if n > 0:
-            self._per_owner[owner] = n
-        else:
-            self._per_owner.pop(owner, None)
+    def _inc(self, owner: Hashable, key: bytes) -> None:
+        mine = self._per_owner.get(owner)
+        if mine is None:
+            mine = self._per_owner[owner] = OrderedDict()
+        mine[key] = None
+
+    def _dec(self, owner: Hashable, key: bytes) -> None:
+        mine = self._per_owner.get(owner)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._per_owner[owner]
 
 
 class TokenBucket:
