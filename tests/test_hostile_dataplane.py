@@ -253,3 +253,30 @@ def test_a_tracked_flows_fragmented_datagram_passes_whole():
     assert isinstance(v.inbound(H.node_id, _vpn_packet(v, first), T0 + 1), Deliver)
     r = v.inbound(H.node_id, _vpn_packet(v, ipv4(H4, V4, 17, b"c" * 24, ident=9, offset=40)), T0 + 2)
     assert isinstance(r, Deliver), r
+
+
+def test_shares_finds_the_heaviest_owner_as_a_scan_would():
+    """The O(1) count of entries per owner behind both tables' eviction agrees with a scan."""
+    from weftnet.core.vpn.l2switch import Shares
+
+    rng = random.Random(5)
+    sh, naive = Shares(), {}
+    for _ in range(20_000):
+        o = rng.randrange(12)
+        op = rng.random()
+        if op < 0.55:
+            sh.add(o)
+            naive[o] = naive.get(o, 0) + 1
+        elif op < 0.98 and naive.get(o):
+            sh.remove(o)
+            naive[o] -= 1
+            if not naive[o]:
+                del naive[o]
+        elif op >= 0.98:
+            sh.drop(o)
+            naive.pop(o, None)
+        top = max(naive.values(), default=0)
+        assert sh.top == top and sh.counts == naive
+        if top:
+            h = sh.heaviest(rng.randrange(12))
+            assert naive.get(h, 0) == top or naive.get(h, 0) >= top

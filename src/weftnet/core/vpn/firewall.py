@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from weftnet.core.identity import NodeId
+from weftnet.core.vpn.l2switch import Shares
 from weftnet.errors import ConfigError, NetworkError, ParseError
 
 __all__ = [
@@ -516,6 +517,7 @@ class Firewall:
         #: (one peer cannot push out everybody else's flows). Touched when a flow opens or closes,
         #: never per packet of a tracked flow.
         self._per_peer: dict[bytes, OrderedDict[tuple, None]] = {}
+        self._shares = Shares()  # which peer holds the most flows, in O(1)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, where: str = "firewall", *,
@@ -609,9 +611,7 @@ class Firewall:
                 # the newcomer), so no peer's volume pushes out a lighter peer's flows: its least recently
                 # used among the EVICT_SCAN least recently used of all, else the oldest it opened.
                 per = self._per_peer
-                heaviest = max(per, key=lambda p: len(per[p]))
-                if mine is not None and len(mine) >= len(per[heaviest]):
-                    heaviest = peer
+                heaviest = self._shares.heaviest(peer)
                 if k[5] != heaviest:
                     for i, k in enumerate(flows):
                         if k[5] == heaviest:
@@ -627,12 +627,13 @@ class Firewall:
         if mine is None:
             mine = self._per_peer[peer] = OrderedDict()
         mine[key] = None
+        self._shares.add(peer)
         return True
 
     def _untrack(self, key: tuple) -> None:
         mine = self._per_peer.get(key[5])
-        if mine is not None:
-            mine.pop(key, None)
+        if mine is not None and mine.pop(key, 0) is None:
+            self._shares.remove(key[5])
             if not mine:
                 del self._per_peer[key[5]]
 

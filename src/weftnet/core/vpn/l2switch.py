@@ -35,7 +35,72 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Hashable, Iterator
 
-__all__ = ["AgingTable", "TokenBucket"]
+__all__ = ["AgingTable", "TokenBucket", "Shares"]
+
+
+class Shares:
+    """Entries per owner of a shared table, and which owner holds the most, in O(1) per change.
+
+    A full table evicts from the owner holding the most (docs/security.md item 17); finding it by a
+    scan over every owner would cost O(owners) per eviction, which an attacker forcing evictions
+    would make us pay. Owners are kept in buckets by their count, with the highest non-empty count.
+    """
+
+    __slots__ = ("counts", "_buckets", "top")
+
+    def __init__(self) -> None:
+        self.counts: dict[Hashable, int] = {}
+        self._buckets: dict[int, set] = {}
+        self.top = 0
+
+    def add(self, owner: Hashable) -> None:
+        c = self.counts.get(owner, 0)
+        if c:
+            b = self._buckets[c]
+            b.discard(owner)
+            if not b:
+                del self._buckets[c]
+        self.counts[owner] = c + 1
+        b = self._buckets.get(c + 1)
+        if b is None:
+            b = self._buckets[c + 1] = set()
+        b.add(owner)
+        if c + 1 > self.top:
+            self.top = c + 1
+
+    def remove(self, owner: Hashable) -> None:
+        c = self.counts[owner]
+        b = self._buckets[c]
+        b.discard(owner)
+        if not b:
+            del self._buckets[c]
+            if c == self.top:
+                self.top = c - 1  # the owner itself now holds c - 1 (or none, and then nobody holds more)
+        if c == 1:
+            del self.counts[owner]
+        else:
+            self.counts[owner] = c - 1
+            b = self._buckets.get(c - 1)
+            if b is None:
+                b = self._buckets[c - 1] = set()
+            b.add(owner)
+
+    def drop(self, owner: Hashable) -> None:
+        """Forget ``owner`` and all its entries at once."""
+        c = self.counts.pop(owner, 0)
+        if c:
+            b = self._buckets[c]
+            b.discard(owner)
+            if not b:
+                del self._buckets[c]
+                if c == self.top:
+                    self.top = max(self._buckets, default=0)
+
+    def heaviest(self, owner: Hashable) -> Hashable:
+        """The owner holding the most (``owner`` itself if it holds as many)."""
+        if self.counts.get(owner, 0) >= self.top:
+            return owner
+        return next(iter(self._buckets[self.top]))
 
 
 class AgingTable:
@@ -61,6 +126,7 @@ class AgingTable:
         # key -> [owner, value, last confirmed]; ordered by last confirmation
         self._entries: OrderedDict[bytes, list] = OrderedDict()
         self._per_owner: dict[Hashable, OrderedDict[bytes, None]] = {}  # owner -> its keys, same order
+        self._shares = Shares()
         self.stats = dict.fromkeys(("learned", "moved", "aged", "quota", "full", "evicted", "removed"), 0)
 
     def __len__(self) -> int:
@@ -112,11 +178,7 @@ class AgingTable:
             victim = first
             self.stats["aged"] += 1
         else:
-            per = self._per_owner
-            heaviest = max(per, key=lambda o: len(per[o]))
-            if owner in per and len(per[owner]) >= len(per[heaviest]):
-                heaviest = owner
-            victim = next(iter(per[heaviest]))
+            victim = next(iter(self._per_owner[self._shares.heaviest(owner)]))
             self.stats["evicted"] += 1
         self._dec(self._entries.pop(victim)[0], victim)
 
@@ -137,6 +199,7 @@ class AgingTable:
         mine = self._per_owner.pop(owner, None)
         if not mine:
             return 0
+        self._shares.drop(owner)
         for k in mine:
             del self._entries[k]
         self.stats["removed"] += len(mine)
@@ -170,11 +233,12 @@ class AgingTable:
         if mine is None:
             mine = self._per_owner[owner] = OrderedDict()
         mine[key] = None
+        self._shares.add(owner)
 
     def _dec(self, owner: Hashable, key: bytes) -> None:
         mine = self._per_owner.get(owner)
-        if mine is not None:
-            mine.pop(key, None)
+        if mine is not None and mine.pop(key, 0) is None:
+            self._shares.remove(owner)
             if not mine:
                 del self._per_owner[owner]
 
