@@ -4,7 +4,6 @@ Run once against the code before the fixes and once after (PYTHONPATH=<src>:test
 Deterministic: no clock, no sockets (the sans-IO cores, as tests/test_hostile_dataplane.py drives them).
 """
 
-import dataclasses
 import json
 import sys
 import time
@@ -19,7 +18,7 @@ from weftnet.core import wire  # noqa: E402
 from weftnet.core.vpn import netcert  # noqa: E402
 from weftnet.core.vpn.ethernet import parse_mac  # noqa: E402
 from weftnet.core.vpn.l2network import L2Frame  # noqa: E402
-from weftnet.core.vpn.network import CertOffer, Deliver, Send  # noqa: E402
+from weftnet.core.vpn.network import Deliver, Send  # noqa: E402
 
 out = {}
 

@@ -22,10 +22,11 @@ exceeded, parameter problem) pass when the packet they quote belongs to a
 tracked flow, so path-MTU discovery keeps working. Flows expire after a
 per-protocol idle timeout, checked against the ``now`` the caller passes.
 The table is bounded, and fair between peers: when it is full, an expired
-flow goes first, else the oldest flow of the peer holding the most flows
-(counted as ``evicted``), so a peer opening flows cannot grow memory nor push
-out another peer's flows while it holds more than that peer (docs/security.md
-item 17). An optional quota per peer (``max_flows_per_peer``) refuses a
+flow goes first, else a flow of the peer holding the most flows (its least
+recently used among the table's 64 least recently used, else the oldest it
+opened; counted as ``evicted``), so a peer opening flows cannot grow memory
+nor push out another peer's flows while it holds more than that peer
+(docs/security.md item 17). An optional quota per peer (``max_flows_per_peer``) refuses a
 peer's new flows beyond it (``flow-quota``).
 
 IPv4 fragments (RFC 791 section 3.2) and IPv6 fragments (RFC 8200 section
