@@ -719,6 +719,9 @@ class SecureTransport:
         peer = self._peer(public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             self._set_endpoint(peer, endpoint, "record", now)
+            # Another node's record names this relay there: second-hand, as a DHT hint is (one
+            # Init, until the relay's own record or an answer vouches for it; security.md item 19).
+            peer.max_attempts = None if endpoint == peer.verified_endpoint else self.config.unverified_attempts
         else:
             self._paths(peer, now).add(endpoint, "record", now, keep=peer.endpoint)
 
