@@ -380,6 +380,11 @@ class Peer:
     pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
     #: The static-static DH with this peer's key (handshake.py): one X25519 less per later handshake.
     static_dh: bytes | None = None
+    #: UDP paths nobody has heard this peer on that only a claim names (its endpoint record, or a
+    #: second-hand endpoint that has had its Init) -> the Inits each may still get: one per record
+    #: read naming it (``add_paths``), none otherwise. A record is its key's own word on where it
+    #: is, and that key may be an attacker's naming victims (docs/security.md, item 19).
+    grants: dict | None = None
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -473,6 +478,7 @@ class SecureTransport:
         self.stats: dict[str, int] = Counters(
             (
                 "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
+                "claimed_inits_withheld",
                 "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
                 "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
                 "expired_dropped", "queue_dropped", "fragments_expired",
@@ -725,6 +731,9 @@ class SecureTransport:
         peer = self._peer(public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             self._set_endpoint(peer, endpoint, "record", now)
+            # Another node's record names this relay there: second-hand, as a DHT hint is (one
+            # Init, until the relay's own record or an answer vouches for it; security.md item 19).
+            peer.max_attempts = None if endpoint == peer.verified_endpoint else self.config.unverified_attempts
         else:
             self._paths(peer, now).add(endpoint, "record", now, keep=peer.endpoint)
 
@@ -745,11 +754,16 @@ class SecureTransport:
             if paths.get(t) is None:
                 new += 1
             paths.add(t, origin, now, keep=peer.endpoint)
+        if origin == "record":
+            self._grant(peer, paths, targets)
         if peer.pending is not None and peer.current is None and (new or peer.max_attempts is not None):
             # The node's own signed record (or its call-me-maybe) named these paths: the
             # handshake is no longer only to an endpoint someone else told us about, so it
             # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md),
-            # also when an earlier record had named the same paths already.
+            # also when an earlier record had named the same paths already; on the record's UDP
+            # paths nobody has heard it on, one Init per read (``_grant``).
+            if peer.max_attempts is not None and type(peer.endpoint) is tuple and peer.endpoint not in targets:
+                self._grant(peer, paths, (peer.endpoint,), 0)  # the second-hand endpoint had its Init
             peer.max_attempts = None
             peer.awaiting_record = False
             self._send_init(peer, now)
@@ -757,6 +771,29 @@ class SecureTransport:
         if new and cur is not None and cur.dead:
             self._rechoose(peer, now)  # the path in use stopped answering: one of these may do
         return new
+
+    #: UDP paths a record read may have Inits sent to before the peer is heard on any (the rest of
+    #: the record's paths, relays aside, wait for the next read or for the peer).
+    RECORD_GRANTS = 2
+
+    def _grant(self, peer: Peer, paths, targets, inits: int = 1) -> None:
+        """The UDP paths of ``targets`` that nobody heard ``peer`` on may get ``inits`` Inits each
+        (at most ``RECORD_GRANTS`` of them per call; the others none) until it is heard there."""
+        grants = peer.grants
+        if grants is None:
+            grants = peer.grants = {}
+        given = 0
+        for t in targets:
+            if type(t) is not tuple or t == peer.verified_endpoint:
+                continue
+            p = paths.get(t)
+            if p is not None and (p.last_rx is not None or p.confirmed is not None):
+                grants.pop(t, None)
+                continue
+            if len(grants) >= 64 and t not in grants:
+                grants.pop(next(iter(grants)))  # (bounded: a peer has at most MAX_PATHS paths anyway)
+            grants[t] = inits if given < self.RECORD_GRANTS else 0
+            given += inits > 0
 
     def await_record(self, node_id: NodeId, waiting: bool) -> bool:
         """Reach reads the endpoint record of ``node_id`` (``waiting``), or is done with it: a pending
@@ -1534,8 +1571,21 @@ class SecureTransport:
         self._wake_retry(peer)
         if peer.current is None and peer.paths is not None:
             # A first handshake goes out on every live path at once (the first to arrive wins;
-            # the responder drops the others as replays of the same timestamp).
+            # the responder drops the others as replays of the same timestamp), save the claimed
+            # paths whose Inits are spent (``_grant``).
+            grants = peer.grants
             for target in self.policy.handshake_targets(peer.paths, peer.endpoint):
+                if grants:
+                    left = grants.get(target)
+                    if left is not None:
+                        p = peer.paths.get(target)
+                        if p is not None and (p.last_rx is not None or p.confirmed is not None):
+                            del grants[target]  # heard there since: a path like any other
+                        elif left <= 0:
+                            self.stats["claimed_inits_withheld"] += 1
+                            continue
+                        else:
+                            grants[target] = left - 1
                 self._emit(raw, target, now)
         else:
             self._emit(raw, peer.endpoint, now)
