@@ -204,6 +204,7 @@ class Paths:
         self.transit = Transit(transport.relay, cfg.transit, cfg.transit_peer_rate, cfg.transit_total_rate, now)
         transport.relay = self.transit
         self.policy = MeasuringPolicy(self, getattr(transport.policy, "trust", 2.0))
+        self.policy.heard = getattr(transport.policy, "heard", None)  # reach's path validation
         transport.policy = self.policy
         transport.steer = self.steer if cfg.enabled else None
         self.links: tuple[LinkSpec, ...] = ()
