@@ -223,6 +223,7 @@ class Reach:
         transport.quiet_after = cfg.heartbeat if cfg.enabled else float("inf")
         transport.policy = PathPolicy(cfg.trust)
         transport.policy.heard = self._on_heard
+        transport.policy.pay = self._pay
         self._peers: dict[NodeId, _PeerReach] = {}
         self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent, purpose, cost paid by the peer)
         self._leases: dict[NodeId, _Lease] = {}  # relays we are registered with

@@ -179,6 +179,10 @@ class PathPolicy:
         #: never answered. Reach sets it: it probes that path and moves the session there once the
         #: probe is answered (path validation; Reach._on_heard).
         self.heard = None
+        #: ``pay(node_id, target, size, now) -> bool``: may one datagram of ``size`` bytes go to a path
+        #: of that peer that has never answered? Reach sets it (Reach._pay: the peer pays for it with
+        #: what it sent us); the paths engine asks it before probing a link pair or answering there.
+        self.pay = None
 
     def on_rx(self, paths: PathSet, current, target, now: float) -> bool:
         """An authenticated packet arrived on ``target`` (not the path in use): switch to it?
