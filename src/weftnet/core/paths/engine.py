@@ -552,7 +552,14 @@ class Paths:
         elif t is PathAdvert:
             self.stats["adverts_received"] += 1
             if len(self._adverts) >= self.MAX_ADVERTS and node_id not in self._adverts:
-                self._adverts.pop(next(iter(self._adverts)))
+                # The oldest of a peer we neither measure nor route through, one that offers no
+                # transit first: a peer with many identities must not make us forget the links of
+                # the peers our traffic goes to, nor (before its own) the detour intermediates.
+                adverts, keep = self._adverts, self._peers.keys() | self._routes.keys()
+                victim = next((n for n, a in adverts.items() if n not in keep and not a.flags & FLAG_TRANSIT), None)
+                if victim is None:
+                    victim = next((n for n in adverts if n not in keep), None)
+                adverts.pop(victim if victim is not None else next(iter(adverts)))
             self._adverts[node_id] = msg
             p = self._peers.get(node_id)
             if p is not None:

@@ -545,7 +545,9 @@ class Reach:
         pr = self._peers.get(node_id)
         if pr is None:
             if len(self._peers) >= self.MAX_PEERS:
-                self._peers.pop(next(iter(self._peers)))
+                # The oldest entry, but never a relay of ours: its keepalives hold our NAT mapping
+                # open, and a peer with many identities must not make us drop them.
+                self._peers.pop(next(n for n in self._peers if n not in self._leases))
             pr = self._peers[node_id] = _PeerReach(node_id, self.transport.received(node_id))
             cached = self._cache.get(node_id)
             if cached is not None:
@@ -912,7 +914,9 @@ class Reach:
             elif path_kind(addr) == RELAY:
                 reply = RelayReply(OP_REGISTER, 0, 0, 0, None, None, "register directly, not through a relay")
             else:
-                lease, reason = self.relay.register(node_id, msg.lease, now)
+                host = addr[0]
+                lease, reason = self.relay.register(node_id, msg.lease, now, host,
+                                                    self.transport.admission.exempt.covers(host))
                 reply = RelayReply(OP_REGISTER, 1 if lease else 0, lease, 0, observed,
                                    self._own_public_endpoint(now), reason)
             data = encode(reply)
