@@ -1146,6 +1146,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from ackfilter_target import AckFilterTarget
 
         targets.append(("ackfilter", AckFilterTarget(random.Random(seed + 15))))
+    if target in ("reachpeer", "all"):
+        from reachpeer_target import ReachPeerTarget
+
+        targets.append(("reachpeer", ReachPeerTarget(random.Random(seed + 16))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1180,6 +1184,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from ackfilter_target import corpus as ackfilter_corpus
 
             own = ackfilter_corpus() * 8
+        if name == "reachpeer":
+            from reachpeer_target import corpus as reachpeer_corpus
+
+            own = reachpeer_corpus() * 8 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -1201,7 +1209,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "all"),
+                                         "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "reachpeer",
+                                         "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -280,3 +280,24 @@ def _relay_config(relay: bool):
     from weftnet.core.reach.engine import ReachConfig
 
     return NodeConfig(reach=ReachConfig(enabled=True), relay=RelayConfig(enabled=relay))
+
+
+def test_the_reachpeer_fuzz_target_catches_a_send_that_is_not_charged(monkeypatch):
+    """fuzz/reachpeer_target.py is not vacuous: a reach that lets small datagrams to a peer's
+    unproven addresses go uncharged (as the probe replies did) is caught within a few inputs."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fuzz"))
+    import weftfuzz
+
+    from weftnet.core.reach.engine import Reach
+
+    real = Reach._pay
+
+    def leaky(self, node, target, size, now):
+        return True if size < 60 else real(self, node, target, size, now)
+
+    assert weftfuzz.run("reachpeer", 3_000, 1, quiet=True) == 0
+    monkeypatch.setattr(Reach, "_pay", leaky)
+    assert weftfuzz.run("reachpeer", 3_000, 1, quiet=True) == 1

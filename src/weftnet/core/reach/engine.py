@@ -259,7 +259,7 @@ class Reach:
         #: ``urgent(node_id)``: handshakes to this node resolve its record at once (set by NodeCore: VPN members).
         self.urgent: Callable[[NodeId], bool] | None = None
         self.stats = Counters(
-            ("probes_sent", "probe_replies", "unpaid_refused", "punches", "punch_success", "punch_failed", "paths_upgraded",
+            ("probes_sent", "probe_replies", "unpaid_refused", "unproven_bytes", "unproven_datagrams", "punches", "punch_success", "punch_failed", "paths_upgraded",
              "paths_dead", "fallbacks", "resolves", "resolved", "resolve_failed", "records_published",
              "relay_registrations", "relay_refusals", "dialbacks", "dialback_served", "dialback_inconclusive", "reach_tests_received",
              "call_me_maybe_sent", "call_me_maybe_received"))
@@ -735,6 +735,8 @@ class Reach:
                 if pr is not None:
                     pr.paid_bytes -= cost
                     pr.paid_datagrams -= 1
+                self.stats["unproven_bytes"] -= cost
+                self.stats["unproven_datagrams"] -= 1
         else:
             if len(self._probes) >= self.MAX_PROBES:
                 self._probes.pop(next(iter(self._probes)))
@@ -773,6 +775,8 @@ class Reach:
             return False
         pr.paid_bytes += size
         pr.paid_datagrams += 1
+        self.stats["unproven_bytes"] += size
+        self.stats["unproven_datagrams"] += 1
         return True
 
     def _on_probe_reply(self, node_id: NodeId, addr, msg: ProbeReply, now: float) -> None:
