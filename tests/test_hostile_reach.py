@@ -1,4 +1,4 @@
-"""Reach as a hostile peer sees it: what a session peer can make us send, and to whom (security.md, items 17-19).
+"""Reach as a hostile peer sees it: what a session peer can make us send, and to whom (security.md, item 17).
 
 Whole NodeCores, virtual time: the NAT lab (tests/reach_lab.py) and the hostile-network harness
 (tests/hostile_tools.py). Bytes and datagrams are counted on the simulated wire, where an attacker
@@ -301,3 +301,20 @@ def test_the_reachpeer_fuzz_target_catches_a_send_that_is_not_charged(monkeypatc
     assert weftfuzz.run("reachpeer", 3_000, 1, quiet=True) == 0
     monkeypatch.setattr(Reach, "_pay", leaky)
     assert weftfuzz.run("reachpeer", 3_000, 1, quiet=True) == 1
+
+
+def test_a_relay_cannot_aim_the_readers_of_our_endpoint_record_at_another_host():
+    """The relay V registers with answers that others should reach it at T. Before: V's signed
+    endpoint record named T as its relay's address, and every node that read it to reach V sent
+    its handshakes (an Init a second for 10 s) to T. Now: only an address on the relay's own host."""
+    lab = SimLab(seed=1)
+    p = lab.public("P", relay=True)
+    lab.public("Q", relay=True)
+    p.reach._own_public_endpoint = lambda now: (TARGET, 4500)
+    lab.behind("V", "port-restricted")
+    lab.join_all()
+    v = lab.cores["V"]
+    rec = v.reach.record(lab.net.now)
+    assert rec.relays, "V registered with P"
+    assert all(tuple(r.endpoint)[0] != TARGET for r in rec.relays)
+    assert (lab.addrs["P"][0], lab.addrs["P"][1]) in [tuple(r.endpoint) for r in rec.relays]

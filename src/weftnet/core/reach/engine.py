@@ -976,7 +976,13 @@ class Reach:
                     self._changed(now)
                 return
             pk = self.transport.public_key_of(node_id)
-            ep = tuple(msg.endpoint) if msg.endpoint is not None else (tuple(addr) if is_udp(addr) else None)
+            ep = tuple(addr) if is_udp(addr) else None
+            if msg.endpoint is not None and type(addr) is not Via and tuple(msg.endpoint)[0] == addr[0]:
+                # Where the relay asks others to reach it (another port, its UDP one when we reach it
+                # over TCP): on its own host only. Our record names it, and everyone who reads the
+                # record would send handshakes there: a relay naming another host would aim them all
+                # at that host (security.md, item 17).
+                ep = tuple(msg.endpoint)
             if pk is None or ep is None:
                 return
             new = node_id not in self._leases
