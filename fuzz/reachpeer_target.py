@@ -91,6 +91,8 @@ class ReachPeerTarget:
         self.ledgers = 1  # reach ledgers of A made so far (each starts with one unpaid probe)
         self.ledger = None
 
+    clear_in = 0  # the size of this input's datagram in the clear, if it was one
+
     def _exchange(self, spoof) -> None:
         """Deliver between V and A until quiet; A's datagrams come from ``spoof`` if given."""
         v, a = self.v, self.a
@@ -104,6 +106,13 @@ class ReachPeerTarget:
                 moved = True
                 host_port = (dst[0], dst[1])
                 if host_port[0].startswith("192.0.2."):
+                    if d[1] in (0x02, 0x03, 0x06):
+                        # The handshake layer's own answers to what came in the clear from there
+                        # (a Response, a CookieReply, a HelloReply): security.md's table bounds
+                        # them by what arrived; they must not exceed the datagram that asked.
+                        if len(d) > self.clear_in:
+                            raise AssertionError(f"a {len(d)}-byte answer to a {self.clear_in}-byte datagram")
+                        continue
                     self.to_named[0] += len(d)
                     self.to_named[1] += 1
                 elif host_port == A_ADDR:
@@ -120,6 +129,7 @@ class ReachPeerTarget:
         self.inputs += 1
         if self.inputs > 5000:
             self.reset()
+        self.clear_in = 0
         self.now += 0.001
         v, a = self.v, self.a
         roll = self.rng.random()
@@ -137,6 +147,7 @@ class ReachPeerTarget:
             if v.reach._dialback and self.rng.random() < 0.5 and len(data) >= 10:
                 nonce = next(iter(v.reach._dialback))
                 data = data[:2] + nonce.to_bytes(8, "big") + data[10:]
+            self.clear_in = len(data)
             v.receive_datagram(data, spoof if self.rng.random() < 0.5 else A_ADDR, self.now)
         if self.inputs % 197 == 0:
             self.now += 0.3

@@ -82,6 +82,10 @@ transport packets of a live session — so mutations reach deep code paths.
   own queries in flight, some sealed for real around hostile plaintext; an
   answer larger than the query it answers, or anything sent back to a
   DhtProof, is a failure.
+* ``reachpeer``: a hostile session peer (fuzz/reachpeer_target.py): reach and
+  paths payloads from its own and spoofed sources, ReachTests in the clear;
+  everything sent to an address it chose must be charged to its ledger, and
+  the session never follows an unproven source.
 Exit status 1 and a reproducer (hex) on the first failure.
 """
 
