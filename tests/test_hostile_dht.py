@@ -101,6 +101,55 @@ def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_rep
     assert v.dht.stats["hints_deferred"] > 0
 
 
+def test_one_reply_naming_invented_contacts_gets_the_victim_fewer_bytes_than_the_reply():
+    """One lookup, one poisoned reply (the attacker pays for nothing else). Before: the two hinted
+    asks went as 256-byte sessionless queries and, unanswered, again half a second later as 206-byte
+    Inits that nobody paid for: 924 bytes in 4 datagrams for the attacker's 821 (1.13x). The
+    second datagram to a hint is now paid from its target address's bucket, as the first was."""
+    net, nodes = overlay(12, seed=6)
+    v, a = nodes[0], nodes[1]
+    victim = ("192.0.2.66", 53)
+    sink = net.add(victim, Sink())
+    rng = random.Random(3)
+    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
+    a.dht._nodes_reply = lambda sender, rid, target, near=False: Nodes(rid, invented)
+    from_attacker = [0]
+
+    def count(src, dst, data):
+        if src == a.endpoint and dst == v.endpoint:
+            from_attacker[0] += len(data)
+
+    net.on_deliver = count
+    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
+    wait(net, v, v.lookup(near, net.now))
+    net.run_for(15.0)
+    assert from_attacker[0] > 0
+    assert sink.bytes <= from_attacker[0], (sink.bytes, sink.datagrams, from_attacker[0])
+    assert v.dht.stats["hint_fallbacks_dropped"] >= 1
+    assert not any(v.transport.handshaking(c.node_id) for c in invented)  # no handshake went there either
+    from weftnet.runtime.opsview import hardening_view  # what an operator sees (/metrics, weft status)
+
+    assert hardening_view(v)["dht_hint_fallbacks_dropped"] == v.dht.stats["hint_fallbacks_dropped"]
+
+
+def test_a_reply_naming_one_invented_contact_gets_the_victim_one_ask_and_no_second_datagram():
+    """The smallest poisoned reply (one contact, 80 bytes) uses the one ask every source starts
+    with (docs/security.md, item 6, its limit); the unanswered ask's second datagram (a 206-byte
+    Init) must be paid from the source's credit too, and it has none left. Before: 462 bytes in 2
+    datagrams (5.8x); now one 256-byte ask."""
+    net, nodes = overlay(12, seed=6)
+    v, a = nodes[0], nodes[1]
+    victim = ("192.0.2.66", 53)
+    sink = net.add(victim, Sink())
+    invented = (Contact(Identity.generate(random.Random(3)).public_key, victim),)
+    a.dht._nodes_reply = lambda sender, rid, target, near=False: Nodes(rid, invented)
+    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
+    wait(net, v, v.lookup(near, net.now))
+    net.run_for(15.0)
+    assert sink.datagrams == 1 and sink.bytes <= v.dht.config.hint_cost, (sink.bytes, sink.datagrams)
+    assert v.dht.stats["hint_fallbacks_dropped"] == 1
+
+
 # -- item 4: routed messages that name someone else as their origin ---------------------
 
 

@@ -89,14 +89,14 @@ def spoofed_in_table() -> dict:
     return {"spoofed_sender_in_table": forge.idents[0].node_id.int in v.dht.table}
 
 
-def invented_contacts() -> dict:
-    """Item 6: an attacker answers FIND_NODE with 20 invented contacts at a victim address."""
+def invented_contacts(count: int = 20) -> dict:
+    """Item 6: an attacker answers FIND_NODE with ``count`` invented contacts at a victim address."""
     net, nodes = overlay(12, seed=6)
     v, a = nodes[0], nodes[1]
     victim = ("192.0.2.66", 53)
     sink = net.add(victim, Sink())
     rng = random.Random(3)
-    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
+    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(count))
 
     def poisoned(sender, rid, target, near=False):  # (_nodes_reply: every node-list reply, in a session or not)
         return Nodes(rid, invented)
@@ -111,6 +111,11 @@ def invented_contacts() -> dict:
     sent = from_attacker.get(v.endpoint, 0)
     return {"bytes_from_attacker": sent, "bytes_to_victim": sink.bytes, "datagrams_to_victim": sink.datagrams,
             "amplification": round(sink.bytes / sent, 2)}
+
+
+def invented_contact() -> dict:
+    """Item 6, the smallest poisoned reply: one invented contact at a victim address."""
+    return invented_contacts(1)
 
 
 def route_origin() -> dict:
@@ -349,7 +354,7 @@ def hop_255() -> dict:
                                                                  for e in got)}
 
 
-SCENARIOS = [early_data, spoofed_in_table, invented_contacts, route_origin, store_quota, replication, revocations,
+SCENARIOS = [early_data, spoofed_in_table, invented_contacts, invented_contact, route_origin, store_quota, replication, revocations,
              rollback, ping_after_expiry, hello, hop_255]
 
 

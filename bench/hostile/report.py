@@ -93,10 +93,14 @@ def main() -> None:
         ("5", "spoofed sender enters the routing table", str(b["spoofed_in_table"]["spoofed_sender_in_table"]),
          str(a["spoofed_in_table"]["spoofed_sender_in_table"])),
     ]
-    ic = lambda t: (f"{t['invented_contacts']['bytes_to_victim']:,} B in {t['invented_contacts']['datagrams_to_victim']} "
-                    f"datagrams for {t['invented_contacts']['bytes_from_attacker']} B from the attacker "
-                    f"({t['invented_contacts']['amplification']}×)")
+    def ic(t, k="invented_contacts"):
+        if k not in t:
+            return "not measured"
+        return (f"{t[k]['bytes_to_victim']:,} B in {t[k]['datagrams_to_victim']} "
+                f"datagrams for {t[k]['bytes_from_attacker']} B from the attacker ({t[k]['amplification']}×)")
     rows.append(("6", "a FIND_NODE answer naming 20 invented contacts at a victim address", ic(b), ic(a)))
+    rows.append(("6", "a FIND_NODE answer naming one invented contact at a victim address",
+                 ic(b, "invented_contact"), ic(a, "invented_contact")))
     ro = lambda t: (f"{t['route_origin']['bytes_to_bogus_endpoint']:,} B to the named endpoint for "
                     f"{t['route_origin']['attacker_bytes']:,} B sent ({t['route_origin']['reflection']}×), "
                     f"{t['route_origin']['evictions']} evictions")

@@ -681,9 +681,15 @@ class NodeCore:
         reach learns the NAT's mapping from the peers it has sessions with (core/reach/nat.py)."""
         return not self.config.reach.enabled or self.reach.nat.classify(now) == NAT_PUBLIC
 
-    def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False) -> None:
+    def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False, direct: bool = True) -> None:
         """A sessionless query went unanswered, or its answer could not carry the reply (a large
-        record): ask again over a session (core/dht/sessionless.py)."""
+        record): ask again over a session (core/dht/sessionless.py). Not ``direct``: the query went
+        to a hint whose address has had its share (docs/security.md, item 6), so nothing more goes
+        there; the node is sought on the paths its own signed record names, as reach does for a
+        node no lookup named, and the request is left to time out."""
+        if not direct:
+            self.reach.reach_node(contact.public_key, now)
+            return
         self.transport.send(contact, wire.encode(msg), now, unverified=hint, large_reply=not hint)
 
     def _has_session(self, contact: Contact) -> bool:
@@ -1131,7 +1137,7 @@ class NodeCore:
                 except ValueError:
                     self.internal_errors += 1
                     continue
-                hint = self.dht.is_hint(contact)
+                hint = self.dht.hint_source(contact)
                 # A lookup request to a node we have no session with, at a UDP endpoint: one
                 # sessionless query, no handshake (to a hint: no larger than its cost, docs/security.md).
                 if (sl := self.sessionless) is not None and type(msg) in _SESSIONLESS \
@@ -1141,8 +1147,8 @@ class NodeCore:
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
                 # what those cost is paid by their source, docs/dht.md).
-                self.transport.send(contact, payload, now, unverified=hint,
-                                    large_reply=not hint and type(msg) in _LARGE_REPLY)
+                self.transport.send(contact, payload, now, unverified=hint is not None,
+                                    large_reply=hint is None and type(msg) in _LARGE_REPLY)
             while (dev := self.dht.next_event()) is not None:
                 busy = True
                 self._on_dht_event(dev, now)

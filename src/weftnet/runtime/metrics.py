@@ -422,9 +422,10 @@ class NodeCollector:
         yield c
         c = CounterMetricFamily("weftnet_dht_deferred",
                                 "DHT work put off for safety: messages held from unverified senders, hints not "
-                                "followed yet.", labels=["what"])
+                                "followed yet, second datagrams to a hint's address not sent.", labels=["what"])
         c.add_metric(["held-unverified"], h["dht_held_unverified"])
         c.add_metric(["hint"], h["dht_hints_deferred"])
+        c.add_metric(["hint-fallback"], h["dht_hint_fallbacks_dropped"])
         yield c
         c = CounterMetricFamily("weftnet_texts_dropped",
                                 "Routed texts dropped because their origin is not proven.", labels=["reason"])

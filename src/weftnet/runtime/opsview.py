@@ -152,6 +152,7 @@ def hardening_view(core: Any) -> dict:
         "store_refused": refused,
         "dht_held_unverified": dht.stats["held_unverified"],
         "dht_hints_deferred": dht.stats["hints_deferred"],
+        "dht_hint_fallbacks_dropped": dht.stats["hint_fallbacks_dropped"],
         "texts_dropped": {"forged": core.texts_dropped.get("forged", 0),
                           "unsigned": core.texts_dropped.get("unsigned", 0)},
         "internal_errors": core.internal_errors,

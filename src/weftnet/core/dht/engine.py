@@ -386,7 +386,7 @@ class Dht:
         self._prefix_limit = Gcra(cfg.prefix_rate, cfg.prefix_burst)
         self._hint_inflight: dict[str, int] = {}
         self._hint_target = TokenBuckets(cfg.hint_target_rate, cfg.hint_target_burst)
-        self._hinted: dict[int, Addr] = {}  # contact key -> endpoint of a request to a hint in flight
+        self._hinted: dict[int, tuple] = {}  # contact key -> (endpoint, source key) of a request to a hint in flight
         self._held: OrderedDict[int, list] = _NO_ENTRIES  # sender key -> [(contact, msg, time, learn)]
         # Per contact that answered: srtt, rttvar and the hint credit, in one slot of one array
         # (core/dht/peers.py); bounded (oldest first out), since every node that ever answered lands
@@ -424,9 +424,11 @@ class Dht:
         out, self._out = self._out, []
         return out
 
-    def is_hint(self, contact: Contact) -> bool:
-        """True if a message to ``contact`` goes to an endpoint we only heard of (for the transport)."""
-        return self._hinted.get(contact.key) == contact.endpoint
+    def hint_source(self, contact: Contact) -> int | None:
+        """If a message to ``contact`` goes to an endpoint we only heard of (for the transport and
+        sessionless queries), the key of the node whose reply named it there; else None."""
+        h = self._hinted.get(contact.key)
+        return h[1] if h is not None and h[0] == contact.endpoint else None
 
     def next_event(self):
         return self._events.pop(0) if self._events else None
@@ -800,7 +802,7 @@ class Dht:
         self._requests[rid] = req
         heapq.heappush(self._timers, (req.deadline, 0, rid))
         if hint is not None:
-            self._hinted[key] = contact.endpoint
+            self._hinted[key] = (contact.endpoint, hint[0])
         self._out.append((contact, msg))
         self.stats["requests_sent"] += 1
         return rid
@@ -822,7 +824,8 @@ class Dht:
             self._hint_inflight[where] = n
         else:
             self._hint_inflight.pop(where, None)
-        if self._hinted.get(req.key) == req.endpoint:
+        h = self._hinted.get(req.key)
+        if h is not None and h[0] == req.endpoint:
             del self._hinted[req.key]
         req.hint = None
 
@@ -1100,6 +1103,22 @@ class Dht:
         self._hint_inflight[where] = self._hint_inflight.get(where, 0) + 1
         cand.hint_slot = (cand.source, where)
         return True
+
+    def may_ask_hint_again(self, contact: Contact, source: int, now: float) -> bool:
+        """A sessionless ask to a hint went unanswered: may a second datagram (the handshake's Init)
+        go to its endpoint? Nobody vouched for that address, so the second is paid as the first
+        was, by the target address's bucket and by the credit of ``source``, the node whose reply
+        named it (docs/security.md, item 6); False is counted."""
+        cfg = self.config
+        if not cfg.hint_cost or self.exempt.covers(contact.endpoint[0]):
+            return True
+        where = address_key(contact.endpoint[0])
+        if self._hint_target.allow(where, now, cfg.hint_cost):
+            if self._rtt.allow(source, cfg.hint_cost):
+                return True
+            self._hint_target.refund(where, cfg.hint_cost)
+        self.stats["hint_fallbacks_dropped"] += 1
+        return False
 
     def _lookup_finished(self, op: _Op, now: float) -> None:
         lk = op.lookup

@@ -370,7 +370,7 @@ class _Pending:
     request: bytes
     pad_to: int
     nonce: bytes
-    hint: bool = False
+    hint: int | None = None  # the key of the node whose reply named the contact there (a hint)
 
 
 class Sessionless:
@@ -391,8 +391,9 @@ class Sessionless:
         self.transport = transport
         self.dht = dht
         self.cache = cache
-        #: ``fallback(contact, msg, now, hint)``: send this request over a session instead (no answer
-        #: within ``fallback_after``, or an answer too large to carry the reply).
+        #: ``fallback(contact, msg, now, hint, direct=True)``: send this request over a session instead
+        #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``direct``
+        #: False: not to the contact's endpoint, a hint whose target address has had its share.
         self.fallback = fallback
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
@@ -522,11 +523,11 @@ class Sessionless:
             self._rotate_at = now + _COOKIE_LIFETIME
 
     # -- asking -------------------------------------------------------------------
-    def ask(self, contact: Contact, msg: Message, now: float, hint: bool = False,
+    def ask(self, contact: Contact, msg: Message, now: float, hint: int | None = None,
             request: bytes | None = None) -> bool:
         """Send lookup request ``msg`` to ``contact`` as a DhtQuery; False if it must go over the
-        transport instead (not a lookup request). ``hint``: the endpoint was only heard of, and
-        the DHT charged its source ``hint_cost`` bytes for asking it: the query is no larger
+        transport instead (not a lookup request). ``hint``: the endpoint was only heard of, from
+        the node of that key, and the DHT charged it ``hint_cost`` bytes for asking: the query is no larger
         (docs/security.md, item 6), so its answer carries the few contacts nearest the target.
         ``request``: ``msg`` already encoded, if the caller has it."""
         t = type(msg)
@@ -543,7 +544,7 @@ class Sessionless:
             request = wire.encode(msg)
         pad_to = self._pad_for(msg, contact)
         cost = self.dht.config.hint_cost
-        if hint and cost:
+        if hint is not None and cost:
             pad_to = min(pad_to, max(cost, QUERY_OVERHEAD + len(request)))
         self._send_query(contact, msg, request, pad_to, now, hint)
         self.stats["stores_sent" if t is Store else "queries_sent"] += 1
@@ -562,7 +563,7 @@ class Sessionless:
         return min(cap, ANSWER_OVERHEAD + reply)
 
     def _send_query(self, contact: Contact, msg: Message | None, request: bytes, pad_to: int, now: float,
-                    hint: bool = False) -> None:
+                    hint: int | None = None) -> None:
         pk = contact.public_key
         peer = contact.key
         ss = self._static_dh(pk, peer)
@@ -611,7 +612,10 @@ class Sessionless:
             if self._silent >= _SILENT_LIMIT:
                 self._retry_at = now + _SILENT_PAUSE
             if self.fallback is not None:
-                self.fallback(p.contact, p.msg, now, p.hint)
+                # To a hint, a second datagram is paid as the first was; unpaid, the node is sought
+                # only on the paths its own record names (docs/security.md, item 6).
+                direct = p.hint is None or self.dht.may_ask_hint_again(p.contact, p.hint, now)
+                self.fallback(p.contact, p.msg, now, p.hint is not None, direct)
 
     def asking(self, tag: int) -> bool:
         return tag in self._pending
@@ -782,7 +786,7 @@ class Sessionless:
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
-                self.fallback(p.contact, p.msg, now, p.hint)
+                self.fallback(p.contact, p.msg, now, p.hint is not None)
             return
         msg = wire.decode(reply)
         if type(msg) not in _REPLIES or msg.rid != p.msg.rid:
