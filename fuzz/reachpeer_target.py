@@ -14,10 +14,11 @@ a real session with A, the hostile peer. Inputs are:
   fuzzes) from anywhere, some carrying the nonce of a dial-back V really has in flight.
 
 Nothing may raise. Everything V sends to addresses A chose (in 192.0.2.0/24: the candidates
-and link endpoints the corpus names, the sources A spoofs) must have been charged to A's
-ledger (``Reach._pay``: the ``unproven_bytes``/``unproven_datagrams`` counters), and never
-add up to more than V received from A, in bytes or in datagrams, beyond the one unpaid
-probe per ledger reach allows (``Reach.UNPAID_BYTES``, ``UNPAID_DATAGRAMS``; security.md,
+and link endpoints the corpus names, the sources A spoofs) must have gone through
+``Reach._pay`` (its ``unproven_bytes``/``unproven_datagrams`` counters: charged to A's
+ledger, or an answer no larger than the request that came from there), and never add up
+to more than V received from A, in bytes or in datagrams, beyond the punch allowance
+reach gives each ledger (``Reach.UNPAID_BYTES``, ``UNPAID_DATAGRAMS``; security.md,
 item 17). V's session with A
 must stay at A's real address (a spoofed source is never followed), and V's tables stay
 within their bounds.
@@ -88,6 +89,7 @@ class ReachPeerTarget:
         self.from_a = _received(self.v, self.a.node_id)
         st = self.v.reach.stats
         self.unproven = (st.get("unproven_bytes", 0), st.get("unproven_datagrams", 0))
+        self.direct_in = [0, 0]  # payloads handed to V's engines directly, sealed sizes
         self.ledgers = 1  # reach ledgers of A made so far (each starts with one unpaid probe)
         self.ledger = None
 
@@ -137,9 +139,13 @@ class ReachPeerTarget:
         if roll < 0.5:  # over the real session, from A's address or a spoofed one
             a.transport.send_to(v.node_id, data, self.now)
             self._exchange(spoof if self.rng.random() < 0.5 else None)
-        elif roll < 0.65:
+        elif roll < 0.65:  # (as if it had come sealed from there: what it would have weighed counts as A's)
+            self.direct_in[0] += len(data) + 30
+            self.direct_in[1] += 1
             v.reach.on_message(a.node_id, data, spoof, self.now)
         elif roll < 0.75:
+            self.direct_in[0] += len(data) + 30
+            self.direct_in[1] += 1
             v.paths.on_message(a.node_id, data, spoof, self.now)
         elif roll < 0.77:  # V's path to A stops answering: V punches (A's call-me-maybe names where)
             v.transport.path_dead(a.node_id, A_ADDR, self.now)
@@ -161,8 +167,8 @@ class ReachPeerTarget:
                 self.ledgers += 1
             self.ledger = pr
         got = _received(v, a.node_id)
-        paid_bytes = got[0] - self.from_a[0] + self.ledgers * getattr(Reach, "UNPAID_BYTES", 0)
-        paid_datagrams = got[1] - self.from_a[1] + self.ledgers * getattr(Reach, "UNPAID_DATAGRAMS", 0)
+        paid_bytes = got[0] - self.from_a[0] + self.direct_in[0] + self.ledgers * getattr(Reach, "UNPAID_BYTES", 0)
+        paid_datagrams = got[1] - self.from_a[1] + self.direct_in[1] + self.ledgers * getattr(Reach, "UNPAID_DATAGRAMS", 0)
         st = v.reach.stats
         if self.to_named[0] > st["unproven_bytes"] - self.unproven[0] or \
                 self.to_named[1] > st["unproven_datagrams"] - self.unproven[1]:

@@ -75,6 +75,41 @@ def call_me_maybe():
     return sent, sink
 
 
+def call_me_maybe_new_sessions(rounds=10):
+    """As above, but X closes its session and makes a new one before each call-me-maybe: each new
+    session starts a new ledger, with its free allowance."""
+    lab = SimLab(seed=1)
+    lab.public("P", relay=True)
+    lab.public("Q", relay=True)
+    lab.behind("V", "port-restricted")
+    lab.behind("X", "symmetric")
+    lab.join_all()
+    lab.ping("X", "V")
+    lab.run(10)
+    sink = Sink()
+    for p in range(8):
+        lab.net.add((T, 7000 + p), sink)
+    xpub = lab.boxes["X"].ip
+    sent = {"b": 0, "d": 0}
+
+    def hook(src, dst, data):
+        if src[0] == xpub:
+            sent["b"] += len(data)
+            sent["d"] += 1
+
+    lab.net.on_deliver = hook
+    x, v = lab.cores["X"], lab.cores["V"]
+    for _ in range(rounds):
+        x.transport.close(v.node_id, lab.net.now)
+        v.transport.close(x.node_id, lab.net.now)  # (V's side of it ends too: its ledger goes)
+        lab.ping("X", "V")
+        x.transport.send_to(v.node_id, encode(CallMeMaybe(tuple((T, 7000 + p) for p in range(8)))), lab.net.now)
+        lab.net.flush(lab.addrs["X"])
+        lab.run(4.0)
+    lab.run(5)
+    return sent, sink
+
+
 def find_nodes(net, x, v, n=100):
     rng = random.Random(1)
     for _ in range(n):
@@ -160,6 +195,7 @@ def advert(seconds, mute):
 
 ATTACKS = [
     ("call-me-maybe naming 8 ports of T, 10 times 3 s apart (relayed session)", call_me_maybe),
+    ("the same, a new session before each call-me-maybe (a new ledger each)", call_me_maybe_new_sessions),
     ("100 FIND_NODEs from a spoofed source T (roaming)", roaming),
     ("V opens a session; X's Response and FIND_NODEs from a spoofed source T", response),
     ("200 Probes and dial-back requests from a spoofed source T", probes_and_dialbacks),

@@ -528,7 +528,7 @@ class Paths:
             # source that never answered (maybe spoofed by the key holder) only if the peer pays.
             reply = encode(PathProbeReply(msg.txid, msg.seq))
             pay = self.policy.pay
-            if pay is not None and not pay(node_id, addr, len(reply) + _SEALED, now):
+            if pay is not None and not pay(node_id, addr, len(reply) + _SEALED, now, request=len(payload) + _SEALED):
                 self.stats["replies_unpaid"] += 1
                 return
             self.transport.send_on(node_id, reply, addr, now)

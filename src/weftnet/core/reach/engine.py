@@ -193,12 +193,14 @@ class Reach:
     SETTLE_READS = 4
     #: Dial-back tests run for others: at most this many per second in all.
     DIALBACK_PER_SECOND = 10
-    #: What a peer may make us send to its paths that have not answered (addresses it named in a
-    #: call-me-maybe or a record, or a source no answer has come back from) before what it sent us
-    #: pays: one punch probe. The rest is paid, byte for byte and datagram for datagram, by what the
-    #: peer sent us since (security.md, item 17).
-    UNPAID_BYTES = 60
-    UNPAID_DATAGRAMS = 1
+    #: What we send to a peer's paths that have not answered (addresses it named in a call-me-maybe
+    #: or a record or a link advert, a source no answer has come back from) is paid, byte for byte
+    #: and datagram for datagram, by what the peer sent us since its ledger began (security.md,
+    #: item 17). A punch may go this far ahead of that, once per ledger: six probes, a punch's
+    #: first rounds to its candidates, before the peer's own probes (which pay our answers and
+    #: later rounds) can have got through our NAT.
+    UNPAID_BYTES = 360
+    UNPAID_DATAGRAMS = 6
     #: A punch probe's padding: its reply (which names the address it came from, 30 bytes at most)
     #: is never larger than the probe.
     PROBE_PAD = 18
@@ -371,7 +373,7 @@ class Reach:
         if t is Probe:
             observed = tuple(addr) if is_udp(addr) else None
             reply = encode(ProbeReply(msg.txid, observed))
-            if self._pay(node_id, addr, len(reply) + self.SEALED, now):
+            if self._pay(node_id, addr, len(reply) + self.SEALED, now, request=len(payload) + self.SEALED):
                 self.transport.send_on(node_id, reply, addr, now)
             self._reactive_probe(node_id, addr, now)
         elif t is ProbeReply:
@@ -727,7 +729,7 @@ class Reach:
         probe = encode(Probe(txid, bytes(self.PROBE_PAD) if purpose == "punch" else b""))
         cost = len(probe) + self.SEALED
         paid = not self._verified(node_id, target)
-        if paid and not self._pay(node_id, target, cost, now):
+        if paid and not self._pay(node_id, target, cost, now, ahead=purpose == "punch"):
             return
         if not self.transport.send_on(node_id, probe, target, now):
             if paid:
@@ -760,17 +762,25 @@ class Reach:
         p = t.path(node_id, target)
         return p is not None and p.confirmed is not None
 
-    def _pay(self, node_id: NodeId, target, size: int, now: float) -> bool:
+    def _pay(self, node_id: NodeId, target, size: int, now: float, ahead: bool = False,
+             request: int = 0) -> bool:
         """May we send one datagram of ``size`` bytes to ``target`` for ``node_id``? Free on a
-        verified path; on another (an address the peer named, a source it was only heard from, which
-        it may have spoofed) the peer pays: what it sent us since we began keeping its account, less
-        what we sent to such paths, plus UNPAID_BYTES / UNPAID_DATAGRAMS. Refused: not sent, counted."""
+        verified path, and for an answer no larger than the ``request`` datagram that came from
+        there (its sender paid for it: one datagram, no more bytes). Otherwise (an address the peer
+        named, a source it was only heard from, which it may have spoofed) the peer pays: what it
+        sent us since we began keeping its account, less what we sent to such paths (a punch probe,
+        ``ahead``, may go UNPAID_BYTES / UNPAID_DATAGRAMS beyond that). Refused: not sent, counted."""
         if self._verified(node_id, target):
+            return True
+        if size <= request:
+            self.stats["unproven_bytes"] += size
+            self.stats["unproven_datagrams"] += 1
             return True
         pr = self._peer(node_id)
         got_bytes, got_datagrams = self.transport.received(node_id)
-        if (pr.paid_bytes + size > got_bytes - pr.in_bytes + self.UNPAID_BYTES
-                or pr.paid_datagrams + 1 > got_datagrams - pr.in_datagrams + self.UNPAID_DATAGRAMS):
+        extra_bytes, extra_datagrams = (self.UNPAID_BYTES, self.UNPAID_DATAGRAMS) if ahead else (0, 0)
+        if (pr.paid_bytes + size > got_bytes - pr.in_bytes + extra_bytes
+                or pr.paid_datagrams + 1 > got_datagrams - pr.in_datagrams + extra_datagrams):
             self.stats["unpaid_refused"] += 1
             return False
         pr.paid_bytes += size
@@ -924,7 +934,7 @@ class Reach:
                 reply = RelayReply(OP_REGISTER, 1 if lease else 0, lease, 0, observed,
                                    self._own_public_endpoint(now), reason)
             data = encode(reply)
-            if self._pay(node_id, addr, len(data) + self.SEALED, now):
+            if self._pay(node_id, addr, len(data) + self.SEALED, now):  # (always larger than the request)
                 t.send_on(node_id, data, addr, now)
         elif msg.op == OP_UNREGISTER:
             if self.relay is not None:
@@ -946,7 +956,7 @@ class Reach:
                         self._dialback_by.pop(next(iter(self._dialback_by)))
                     self._dialback_by[node_id] = now
             data = encode(RelayReply(OP_DIALBACK, ok, 0, msg.nonce, observed, None, reason))
-            if self._pay(node_id, addr, len(data) + self.SEALED, now):
+            if self._pay(node_id, addr, len(data) + self.SEALED, now):  # (always larger than the request)
                 t.send_on(node_id, data, addr, now)
 
     def _dialback_budget(self, now: float) -> bool:
