@@ -19,7 +19,7 @@ and link endpoints the corpus names, the sources A spoofs) must have gone throug
 ledger, or an answer no larger than the request that came from there), and never add up
 to more than V received from A, in bytes or in datagrams, beyond the punch allowance
 reach gives each ledger (``Reach.UNPAID_BYTES``, ``UNPAID_DATAGRAMS``; security.md,
-item 17). V's session with A
+item 18). V's session with A
 must stay at A's real address (a spoofed source is never followed), and V's tables stay
 within their bounds.
 """

@@ -1,4 +1,4 @@
-"""Paths as a hostile peer sees it: link adverts, probes from a spoofed source, the advert table (security.md, item 17).
+"""Paths as a hostile peer sees it: link adverts, probes from a spoofed source, the advert table (security.md, item 18).
 
 Whole NodeCores on the hostile-network harness (tests/hostile_tools.py), virtual time; bytes and
 datagrams are counted on the simulated wire.

@@ -1,4 +1,4 @@
-"""Reach as a hostile peer sees it: what a session peer can make us send, and to whom (security.md, item 17).
+"""Reach as a hostile peer sees it: what a session peer can make us send, and to whom (security.md, item 18).
 
 Whole NodeCores, virtual time: the NAT lab (tests/reach_lab.py) and the hostile-network harness
 (tests/hostile_tools.py). Bytes and datagrams are counted on the simulated wire, where an attacker

@@ -469,9 +469,10 @@ def test_aging_table_and_token_bucket_bounds():
     t = AgingTable(max_entries=3, quota=2, age=10)
     assert t.learn(b"a", "x", 1, 0) and t.learn(b"b", "x", 1, 0)
     assert not t.learn(b"c", "x", 1, 0)  # quota
-    assert t.learn(b"c", "y", 1, 5) and not t.learn(b"d", "z", 1, 5)  # full
-    assert t.stats["quota"] == 1 and t.stats["full"] == 1
-    assert t.next_expiry() == 10 and t.expire(10) == 2 and len(t) == 1 and t.count("x") == 0
+    assert t.learn(b"c", "y", 1, 5) and t.learn(b"d", "z", 1, 5)  # full: x, the heaviest, loses its oldest
+    assert b"a" not in t and t.count("x") == 1 and len(t) == 3
+    assert t.stats["quota"] == 1 and t.stats["full"] == 1 and t.stats["evicted"] == 1
+    assert t.next_expiry() == 10 and t.expire(10) == 1 and len(t) == 2 and t.count("x") == 0
     b = TokenBucket(2, 4, 0)
     assert [b.take(0) for _ in range(5)] == [True] * 4 + [False]
     assert b.take(0.5) and not b.take(0.5)

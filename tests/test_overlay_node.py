@@ -241,8 +241,9 @@ def test_lan_beacons_bring_two_nodes_together_and_a_replayed_beacon_redirects_no
     assert any(isinstance(ev, LanPeer) and ev.node_id == e.node_id for ev in events)
     send(net, f, echo(f.identity, e.identity, 5))
     assert len(tun(e)) == 1
-    # Mallory replays g's beacon from her own address: g's key is not there, so the handshake f starts
-    # towards Mallory fails at her end, and f holds no session with g afterwards.
+    # Mallory replays g's beacon from her own address: g's key is not there, so the Hello f sends
+    # first is answered with Mallory's key and f goes no further (no Init: a beacon's source may be
+    # spoofed, docs/security.md item 17), and f holds no session with g afterwards.
     g = node(net, Identity.generate(rng), 3, 8)
     mallory = node(net, Identity.generate(rng), 9, 8)
     beacon = g.lan_beacon(4500, net.now)
@@ -250,7 +251,7 @@ def test_lan_beacons_bring_two_nodes_together_and_a_replayed_beacon_redirects_no
     net.flush(f.endpoint)
     net.run_for(15.0)
     assert not f.transport.has_session(g.node_id) and f.lan.stats["failed"] == 1
-    assert mallory.transport.stats["auth_failures"] >= 1 and not mallory.transport.peers()
+    assert not mallory.transport.peers() and not f.transport.has_session(mallory.node_id)
     f.lan_received(beacon, mallory.endpoint[0], net.now)  # the same beacon again is a replay
     assert f.lan.stats["replayed"] == 1
     # g's own next beacon, from g's address, after the cooldown: that one works.

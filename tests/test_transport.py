@@ -373,7 +373,7 @@ def test_roaming_follows_an_authenticated_source_once_it_answered_there():
     (data, _), = p.a.datagrams_to_send(p.now)
     p.b.receive_datagram(data, C, p.now)  # A moved to a new address (or A's key holder spoofed one)
     p.b.send_to(p.ia.node_id, msg(3), p.now)
-    # Not on the packet's word: nothing proves A receives at C (security.md, item 17).
+    # Not on the packet's word: nothing proves A receives at C (security.md, item 18).
     assert [dst for _, dst in p.b.datagrams_to_send(p.now)] == [A]
     # Once a probe is answered there (reach's path validation), the session follows.
     p.b.confirm_path(p.ia.node_id, C, 0.01, p.now)

@@ -937,7 +937,8 @@ class NodeCore:
             self.lan.stats["known"] += 1
             return
         self.lan.joining(contact)
-        self.transport.connect(contact.endpoint, now, contact.public_key)
+        # The beacon's source may be spoofed: one Hello there first, the handshake once it answers with the key.
+        self.transport.connect(contact.endpoint, now, contact.public_key, hello_first=True)
         self._pump(now)
 
     def l3vpn_outbound(self, vrf_key: bytes, packets: list[bytes], now: float) -> None:

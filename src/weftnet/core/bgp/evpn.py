@@ -51,6 +51,10 @@ __all__ = ["EvpnDataplane", "EviConfig", "EvpnInstance", "Evpn", "RecordingDatap
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_MACS_PER_VNI = 100_000  # remote and local MACs an instance tracks (bounded like every table)
+#: Remote VTEPs a VNI floods to (ingress replication: every broadcast, unknown-unicast or multicast frame
+#: is copied to each). A peer names them in type-3 routes, so without a bound one UPDATE of ~190 routes
+#: would have every flooded frame sent to ~190 addresses of its choosing (docs/security.md item 17).
+MAX_VTEPS_PER_VNI = 1024
 
 
 class EvpnDataplane(Protocol):
@@ -106,9 +110,11 @@ class EvpnInstance:
     remote: dict[bytes, dict[bytes, _Candidate]] = field(default_factory=dict)  # mac -> route key -> candidate
     installed: dict[bytes, IPAddress] = field(default_factory=dict)  # mac -> VTEP in the FDB
     bum: dict[IPAddress, set[bytes]] = field(default_factory=dict)  # remote VTEP -> type-3 route keys
+    bum_keys: dict[bytes, IPAddress] = field(default_factory=dict)  # type-3 route key -> its VTEP
     prefixes: dict[bytes, tuple[IPNetwork, IPAddress]] = field(default_factory=dict)
     stats: dict = field(default_factory=lambda: {"local_macs": 0, "remote_macs": 0, "remote_vteps": 0,
-                                                 "remote_prefixes": 0, "mac_moves": 0, "mac_limit_drops": 0})
+                                                 "remote_prefixes": 0, "mac_moves": 0, "mac_limit_drops": 0,
+                                                 "vtep_limit_drops": 0})
 
     @property
     def vni(self) -> int:
@@ -273,10 +279,18 @@ class Evpn:
             self.stats["type3_in"] += 1
             pmsi = path.attrs.pmsi
             ep = pmsi.endpoint if pmsi is not None and pmsi.endpoint is not None else n.originator
-            keys = inst.bum.setdefault(ep, set())
-            if not keys:
+            old_ep = inst.bum_keys.get(n.key)
+            if old_ep is not None and old_ep != ep:
+                self._bum_gone(inst, n.key)
+            keys = inst.bum.get(ep)
+            if keys is None:
+                if len(inst.bum) >= MAX_VTEPS_PER_VNI:
+                    inst.stats["vtep_limit_drops"] += 1
+                    return
+                keys = inst.bum[ep] = set()
                 self.dp.add_dataplane_for_bum_endpoint(inst.vni, ep)
             keys.add(n.key)
+            inst.bum_keys[n.key] = ep
             inst.stats["remote_vteps"] = len(inst.bum)
         elif isinstance(n, EvpnIpPrefix):
             self.stats["type5_in"] += 1
@@ -299,18 +313,24 @@ class Evpn:
                     inst.stats["remote_macs"] = len(inst.remote)
                     self._reselect(inst, n.mac, now)
             elif isinstance(n, EvpnInclusiveMulticast):
-                for ep, keys in list(inst.bum.items()):
-                    if n.key in keys:
-                        keys.discard(n.key)
-                        if not keys:
-                            del inst.bum[ep]
-                            self.dp.remove_dataplane_for_bum_endpoint(inst.vni, ep)
-                inst.stats["remote_vteps"] = len(inst.bum)
+                self._bum_gone(inst, n.key)  # by the route's key: one lookup, not a walk over every VTEP
             elif isinstance(n, EvpnIpPrefix):
                 prev = inst.prefixes.pop(n.key, None)
                 if prev is not None:
                     self.dp.remove_dataplane_for_prefix(inst.vni, prev[0], prev[1])
                 inst.stats["remote_prefixes"] = len(inst.prefixes)
+
+    def _bum_gone(self, inst: EvpnInstance, key: bytes) -> None:
+        ep = inst.bum_keys.pop(key, None)
+        if ep is None:
+            return
+        keys = inst.bum.get(ep)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del inst.bum[ep]
+                self.dp.remove_dataplane_for_bum_endpoint(inst.vni, ep)
+        inst.stats["remote_vteps"] = len(inst.bum)
 
     def _reselect(self, inst: EvpnInstance, mac: bytes, now: float) -> None:
         """Decide where ``mac`` lives (RFC 7432 15): program the FDB, or withdraw our route if we lost."""

@@ -184,7 +184,7 @@ class L3vpnPlane:
     def set_local_route(self, vrf_name: str, route: LocalRoute) -> bool:
         """Add or replace a site route; False if the VRF's prefix limit refused it."""
         vrf = self._vrf(vrf_name)
-        if not vrf.room_for(route.prefix):
+        if not vrf.room_for(route.prefix, local=True):
             vrf.refused += 1
             return False
         vrf.local.setdefault(route.prefix, {})[route.source] = route

@@ -57,7 +57,8 @@ class VrfConfig:
     #: 0: the PE allocates one from its range; otherwise this fixed label (per-vrf mode).
     label: int = 0
     label_mode: str = "per-vrf"
-    #: Most prefixes (local and imported) the VRF holds; more are refused and counted (a prefix limit).
+    #: Most prefixes the VRF holds of its own site's, and as many imported (other PEs', leaked); more are
+    #: refused and counted (a prefix limit). Counted apart, so imported routes never crowd out the site's own.
     max_routes: int = 100_000
 
     def __post_init__(self) -> None:
@@ -190,9 +191,12 @@ class Vrf:
         else:
             self._present.discard(prefix)
 
-    def room_for(self, prefix: IPNetwork) -> bool:
-        """False if ``prefix`` is new and the VRF is at its prefix limit."""
-        return prefix in self._present or len(self._present) < self.config.max_routes
+    def room_for(self, prefix: IPNetwork, local: bool = False) -> bool:
+        """False if ``prefix`` is new to the VRF's site routes (``local``) or to its imported routes, and
+        those are at the prefix limit. Apart, so that a PE announcing as many routes as it may cannot
+        take a prefix of the VRF's own site from it (docs/security.md item 17)."""
+        table = self.local if local else self.imported
+        return prefix in table or len(table) < self.config.max_routes
 
     def best_local(self, prefix: IPNetwork) -> LocalRoute | None:
         routes = self.local.get(prefix)

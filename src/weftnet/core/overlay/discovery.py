@@ -25,8 +25,10 @@ node (so a site needs one seed peer, or none on an isolated LAN).
    heard again sooner is not even verified);
 4. the Ed25519 signature;
 5. at most ``connect_rate`` attempts per second in all: what beacons can make
-   this node send (a handshake and its retries each) is bounded whatever is
-   heard.
+   this node send is bounded whatever is heard. Each attempt is one Hello to
+   the source (smaller than the beacon, never repeated: the source may be
+   spoofed) and a handshake only once that address answers with the key
+   (``SecureTransport.connect(..., hello_first=True)``, docs/security.md item 17).
 
 Keys heard are kept in a bounded table (``max_keys``, least recently heard
 evicted). The caller checks it has no session or handshake with the key

@@ -727,7 +727,7 @@ class Paths:
         pay = self.policy.pay
         if m.last_answer is None and pay is not None and not pay(node, m.target, _PROBE_SIZE, now):
             # A path that never answered (a link the peer advertised, an address it named): probed
-            # only as far as the peer pays for it with what it sent us (security.md, item 17).
+            # only as far as the peer pays for it with what it sent us (security.md, item 18).
             self.stats["probes_unpaid"] += 1
             return
         seq = m.probe_sent(now)

@@ -196,7 +196,7 @@ class Reach:
     #: What we send to a peer's paths that have not answered (addresses it named in a call-me-maybe
     #: or a record or a link advert, a source no answer has come back from) is paid, byte for byte
     #: and datagram for datagram, by what the peer sent us since its ledger began (security.md,
-    #: item 17). A punch may go this far ahead of that, once per ledger: six probes, a punch's
+    #: item 18). A punch may go this far ahead of that, once per ledger: six probes, a punch's
     #: first rounds to its candidates, before the peer's own probes (which pay our answers and
     #: later rounds) can have got through our NAT.
     UNPAID_BYTES = 360
@@ -991,7 +991,7 @@ class Reach:
                 # Where the relay asks others to reach it (another port, its UDP one when we reach it
                 # over TCP): on its own host only. Our record names it, and everyone who reads the
                 # record would send handshakes there: a relay naming another host would aim them all
-                # at that host (security.md, item 17).
+                # at that host (security.md, item 18).
                 ep = tuple(msg.endpoint)
             if pk is None or ep is None:
                 return

@@ -190,7 +190,7 @@ class PathPolicy:
         Only to a path that has answered (or a TCP link). A source address is not proof that the
         peer receives there: whoever holds the session's keys can send under it from any source,
         and the session's answers (a DHT reply many times its request) would follow it to an
-        address of its choosing (security.md, item 17). An unproven direct source is handed to
+        address of its choosing (security.md, item 18). An unproven direct source is handed to
         ``heard`` instead, which validates it with a probe (QUIC's path validation, RFC 9000 8.2)."""
         if current is None:
             return True

@@ -399,7 +399,7 @@ class SecureTransport:
     # Slots: past 30 attributes an instance's dict stops sharing its keys (1.6 KB a node); "__dict__"
     # stays for attributes added later and for tests that replace a method on one instance.
     __slots__ = ("identity", "node_id", "config", "_rng", "_peers", "_by_node", "_indices", "_out", "_events",
-                 "_reassembly", "sink", "sink_types", "worker_slots", "pmtu_wanted", "_hello_pending",
+                 "_reassembly", "sink", "sink_types", "worker_slots", "pmtu_wanted", "_hello_pending", "_hello_expect",
                  "admission", "_half_open", "keep", "_cookie_secret", "_cookie_rotate_at", "_retries", "_seq",
                  "_next_sweep", "_own_mac1_key", "_own_cookie_key", "_next_ping", "policy", "relay", "on_clear",
                  "on_query", "on_query_cookie", "find_contact", "paths_wanted", "quiet_after", "steer",
@@ -436,6 +436,7 @@ class SecureTransport:
         #: those with a session (core/session/pmtu.py) and clears the list.
         self.pmtu_wanted: list[NodeId] = []
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
+        self._hello_expect: dict[Addr, bytes] = {}  # a hello_first connect's endpoint -> the key it must answer with
         self.admission = Admission(self.config)
         self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
         #: Set by the node: True for peers it wants kept when the peer table is full
@@ -486,7 +487,18 @@ class SecureTransport:
         )
 
     # -- API ---------------------------------------------------------------------
-    def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None) -> None:
+    def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None, *, hello_first: bool = False) -> None:
+        """Open a session to ``endpoint`` (to the holder of ``public_key``, or whoever answers a Hello there).
+        ``hello_first`` (with ``public_key``): the endpoint came from an unauthenticated sender (a LAN
+        beacon's source address, maybe spoofed), so it gets one Hello (64 bytes), never repeated, and the
+        handshake starts only once the endpoint has answered with that key (docs/security.md item 17)."""
+        if public_key is not None and hello_first:
+            if endpoint not in self._hello_pending:
+                nonce = self._rng.getrandbits(64)
+                self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
+                self._hello_expect[endpoint] = public_key
+                self._send_hello(endpoint, nonce)
+            return
         if public_key is not None:
             peer = self._peer(public_key, now)
             if peer.endpoint is None or peer.current is None:
@@ -1179,7 +1191,11 @@ class SecureTransport:
         if self._half_open:
             self._expire_half_open(now)
         for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
-            if now - started >= cfg.handshake_timeout:
+            expect = self._hello_expect.get(endpoint)
+            if expect is not None and now >= retry_at:  # one Hello only to an unverified endpoint
+                del self._hello_pending[endpoint], self._hello_expect[endpoint]
+                self._events.append(Unreachable(node_id_for(expect), endpoint, "no answer to hello"))
+            elif now - started >= cfg.handshake_timeout:
                 del self._hello_pending[endpoint]
                 self._events.append(Unreachable(None, endpoint, "no answer to hello"))
             elif now >= retry_at:
@@ -2019,6 +2035,10 @@ class SecureTransport:
             self.stats["unknown_index_dropped"] += 1
             return
         del self._hello_pending[addr]
+        expect = self._hello_expect.pop(addr, None)
+        if expect is not None and msg.public_key != expect:
+            self._events.append(Unreachable(node_id_for(expect), addr, "another key answered there"))
+            return
         if msg.public_key == self.identity.public_key:
             self._events.append(Unreachable(None, addr, "that endpoint is this node itself"))
             return

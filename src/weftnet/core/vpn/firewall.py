@@ -21,8 +21,13 @@ identifier). ICMP errors (destination unreachable, packet too big, time
 exceeded, parameter problem) pass when the packet they quote belongs to a
 tracked flow, so path-MTU discovery keeps working. Flows expire after a
 per-protocol idle timeout, checked against the ``now`` the caller passes.
-The table is bounded; when it is full the least recently used flow is
-evicted (and counted), so a peer opening flows cannot grow memory.
+The table is bounded, and fair between peers: when it is full, an expired
+flow goes first, else a flow of the peer holding the most flows (its least
+recently used among the table's 64 least recently used, else the oldest it
+opened; counted as ``evicted``), so a peer opening flows cannot grow memory
+nor push out another peer's flows while it holds more than that peer
+(docs/security.md item 17). An optional quota per peer (``max_flows_per_peer``) refuses a
+peer's new flows beyond it (``flow-quota``).
 
 IPv4 fragments (RFC 791 section 3.2) and IPv6 fragments (RFC 8200 section
 4.5): the first fragment carries the ports and is judged by the rules; the
@@ -47,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from weftnet.core.identity import NodeId
+from weftnet.core.vpn.l2switch import Shares
 from weftnet.errors import ConfigError, NetworkError, ParseError
 
 __all__ = [
@@ -478,6 +484,10 @@ class Firewall:
 
     DEFAULT_TIMEOUTS = {PROTO_TCP: 720.0, PROTO_UDP: 180.0, None: 60.0}
     FRAGMENT_TIMEOUT = 30.0
+    #: A full table looks this far into its least recently used flows for one of the heaviest peer's.
+    EVICT_SCAN = 64
+    #: First fragments remembered (so their later fragments pass), a quarter of them per peer at most.
+    MAX_FRAGMENTS = 4096
 
     def __init__(
         self,
@@ -500,11 +510,15 @@ class Firewall:
             self.timeouts.update(timeouts)
         self._flows: OrderedDict[tuple, _Flow] = OrderedDict()
         self._fragments: OrderedDict[tuple, float] = OrderedDict()
+        self._frag_peers: dict[bytes, OrderedDict[tuple, None]] = {}  # each peer's, oldest first
         self.counters: dict[str, int] = {"evicted": 0, "expired": 0, "tracked_pass": 0, "rule_pass": 0}
-        #: With a per-peer quota (the overlay interface, open to any node), flows per peer node ID:
-        #: one peer cannot evict everybody else's flows from the shared table.
+        #: An optional quota of flows per peer node ID (the overlay interface, open to any node).
         self.max_flows_per_peer = max_flows_per_peer
-        self._per_peer: dict[bytes, int] | None = {} if max_flows_per_peer is not None else None
+        #: Each peer's flows, oldest opened first: a full table evicts from the peer holding the most
+        #: (one peer cannot push out everybody else's flows). Touched when a flow opens or closes,
+        #: never per packet of a tracked flow.
+        self._per_peer: dict[bytes, OrderedDict[tuple, None]] = {}
+        self._shares = Shares()  # which peer holds the most flows, in O(1)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None, where: str = "firewall", *,
@@ -583,28 +597,46 @@ class Firewall:
             flow.expires = now + timeout
             self._flows.move_to_end(key)
             return True
-        per_peer = self._per_peer
-        if per_peer is not None:
-            if per_peer.get(key[5], 0) >= self.max_flows_per_peer:
-                self.counters["quota"] = self.counters.get("quota", 0) + 1
-                return False
-            per_peer[key[5]] = per_peer.get(key[5], 0) + 1
-        while len(self._flows) >= self.max_flows:
-            # Oldest-used first: it is also the likeliest to be expired already.
-            k, old = self._flows.popitem(last=False)
+        peer = key[5]
+        mine = self._per_peer.get(peer)
+        if self.max_flows_per_peer is not None and mine is not None and len(mine) >= self.max_flows_per_peer:
+            self.counters["quota"] = self.counters.get("quota", 0) + 1
+            return False
+        flows = self._flows
+        while len(flows) >= self.max_flows:
+            k, old = next(iter(flows.items()))  # least recently used: the likeliest to be expired already
+            if old.expires <= now:
+                self.counters["expired"] += 1
+            else:
+                # Nothing expired: a flow of the peer holding the most goes (the newcomer's if that is
+                # the newcomer), so no peer's volume pushes out a lighter peer's flows: its least recently
+                # used among the EVICT_SCAN least recently used of all, else the oldest it opened.
+                per = self._per_peer
+                heaviest = self._shares.heaviest(peer)
+                if k[5] != heaviest:
+                    for i, k in enumerate(flows):
+                        if k[5] == heaviest:
+                            break
+                        if i >= self.EVICT_SCAN:
+                            k = next(iter(per[heaviest]))
+                            break
+                self.counters["evicted"] += 1
+            del flows[k]
             self._untrack(k)
-            self.counters["expired" if old.expires <= now else "evicted"] += 1
-        self._flows[key] = _Flow(now + timeout, proto, inbound)
+        flows[key] = _Flow(now + timeout, proto, inbound)
+        mine = self._per_peer.get(peer)  # (eviction may have emptied and dropped the newcomer's own)
+        if mine is None:
+            mine = self._per_peer[peer] = OrderedDict()
+        mine[key] = None
+        self._shares.add(peer)
         return True
 
     def _untrack(self, key: tuple) -> None:
-        per_peer = self._per_peer
-        if per_peer is not None:
-            n = per_peer.get(key[5], 0) - 1
-            if n > 0:
-                per_peer[key[5]] = n
-            else:
-                per_peer.pop(key[5], None)
+        mine = self._per_peer.get(key[5])
+        if mine is not None and mine.pop(key, 0) is None:
+            self._shares.remove(key[5])
+            if not mine:
+                del self._per_peer[key[5]]
 
     def _fragment_key(self, info: PacketInfo, peer: bytes) -> tuple:
         return (info.proto, info.src, info.dst, info.frag_id, peer)
@@ -621,6 +653,8 @@ class Firewall:
             key = self.flow_key(direction, info, peer)
             if self._lookup(key, now):
                 self.counters["tracked_pass"] += 1
+                if info.fragment == 1:  # a tracked flow's fragmented datagram: its later fragments pass too
+                    self._remember_fragment(info, peer, now)
                 return None
             if info.inner is not None:
                 # An ICMP error quotes a packet this host's peer received from
@@ -676,16 +710,34 @@ class Firewall:
                 self._untrack(key)
                 closed += 1
         self._fragments.clear()
+        self._frag_peers.clear()
         self.counters["closed_by_rules"] = self.counters.get("closed_by_rules", 0) + closed
         return closed
 
     def _remember_fragment(self, info: PacketInfo, peer: bytes, now: float) -> None:
         fkey = self._fragment_key(info, peer)
-        self._fragments[fkey] = now + self.FRAGMENT_TIMEOUT
-        self._fragments.move_to_end(fkey)
-        # Small, bounded: fragments are rare on a path whose MTU is respected.
-        while len(self._fragments) > 4096:
-            self._fragments.popitem(last=False)
+        frags = self._fragments
+        if fkey not in frags:
+            # Small, bounded: fragments are rare on a path whose MTU is respected. A peer holding a
+            # quarter of it loses its own oldest, so one peer's first fragments never push out others'.
+            mine = self._frag_peers.get(peer)
+            if mine is not None and len(mine) >= self.MAX_FRAGMENTS // 4:
+                self._forget_fragment(next(iter(mine)))
+            elif len(frags) >= self.MAX_FRAGMENTS:
+                self._forget_fragment(next(iter(frags)))
+            mine = self._frag_peers.get(peer)
+            if mine is None:
+                mine = self._frag_peers[peer] = OrderedDict()
+            mine[fkey] = None
+        frags[fkey] = now + self.FRAGMENT_TIMEOUT
+        frags.move_to_end(fkey)
+
+    def _forget_fragment(self, fkey: tuple) -> None:
+        del self._fragments[fkey]
+        mine = self._frag_peers[fkey[4]]
+        del mine[fkey]
+        if not mine:
+            del self._frag_peers[fkey[4]]
 
     def expire(self, now: float, budget: int = 1024) -> int:
         """Drop up to ``budget`` expired flows from the least-recently-used end; returns how many."""
@@ -702,5 +754,5 @@ class Firewall:
             fkey, exp = next(iter(self._fragments.items()))
             if exp > now:
                 break
-            del self._fragments[fkey]
+            self._forget_fragment(fkey)
         return n

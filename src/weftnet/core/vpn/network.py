@@ -438,6 +438,8 @@ class VpnNetwork:
         self._events: list = []
         self._unknown_answered: OrderedDict[bytes, float] = OrderedDict()
         self._route_missed: OrderedDict[bytes, float] = OrderedDict()
+        #: Senders whose new certificate or revocation list cost a signature check, and when (docs/security.md item 17).
+        self._checked: OrderedDict[bytes, float] = OrderedDict()
         self._next_packet_id = 0
         self._next_expiry: float | None = None  # get_timer's cache; None after a membership change
         #: Our own certificate is on a revocation list we accepted: we send nothing more.
@@ -516,9 +518,9 @@ class VpnNetwork:
         is not signed by this network's authority. Returns False for a list no
         newer than the one held.
         """
-        revocations.verify(self.descriptor)
         if self.revocations is not None and revocations.seq <= self.revocations.seq:
-            return False
+            return False  # cheapest check first: a replay of the list held costs no signature check
+        revocations.verify(self.descriptor)
         self.revocations = revocations
         if revocations.revokes(self.own_cert):
             self.own_revoked = True
@@ -792,6 +794,9 @@ class VpnNetwork:
         if isinstance(msg, RevocationList):
             if msg.network_id != self.network_id:
                 return self._drop("wrong-network")
+            if (self.revocations is None or msg.seq > self.revocations.seq) and not self._rate_ok(
+                    self._checked, b"r" + peer, now, self.UNKNOWN_SENDER_INTERVAL):
+                return self._drop("check-rate")  # a newer list's signature: one check per sender per interval
             try:
                 self.update_revocations(msg)
             except CertificateError as exc:
@@ -872,11 +877,20 @@ class VpnNetwork:
             # A member vouches only for itself; relaying others' certificates
             # would let a member pin a stale one.
             return self._drop("offer-not-own")
-        try:
-            self.add_certificate(offer.certificate, now)
-        except CertificateError as exc:
-            return self._drop(_cert_reason(exc))
-        if offer.want_reply:
+        held = self._members.get(peer)
+        if held is not None and held.cert == offer.certificate:
+            # The certificate we hold (a refresh, or a request for ours): its signature was checked.
+            if now >= held.cert.not_after:
+                self._remove(peer, "expired")
+                return self._drop("cert-expired", peer)
+        elif not self._rate_ok(self._checked, b"c" + peer, now, self.UNKNOWN_SENDER_INTERVAL):
+            return self._drop("check-rate")  # a new certificate's signature: one check per sender per interval
+        else:
+            try:
+                self.add_certificate(offer.certificate, now)
+            except CertificateError as exc:
+                return self._drop(_cert_reason(exc))
+        if offer.want_reply and self._rate_ok(self._checked, b"a" + peer, now, self.UNKNOWN_SENDER_INTERVAL):
             m = self._members.get(peer)
             if m is not None:
                 m.offered_at = now
