@@ -286,7 +286,7 @@ class Session:
 
     __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
                  "counter", "window", "created", "initiator", "peer", "heard", "cipher", "_aead", "blocks",
-                 "block_limit")
+                 "block_limit", "answered")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
                  created: float, initiator: bool, peer: "Peer", cipher: int = cph.CHACHA20_POLY1305):
@@ -307,6 +307,8 @@ class Session:
         self.initiator = initiator
         self.peer = peer
         self.heard = created  # made, or last opened a packet from the peer: what _install keeps by
+        #: A responder's session: the address its Response went to, until the first packet opens on it.
+        self.answered = None
 
     @property
     def send(self):
@@ -709,6 +711,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return (0, 0) if peer is None else (peer.packets_in, peer.packets_out)
 
+    def received(self, node_id: NodeId) -> tuple[int, int]:
+        """(bytes in, packets in) from a peer so far: what reach charges unverified sends against."""
+        peer = self._by_node.get(node_id)
+        return (0, 0) if peer is None else (peer.bytes_in, peer.packets_in)
+
     def last_sent(self, node_id: NodeId) -> float:
         peer = self._by_node.get(node_id)
         return 0.0 if peer is None else peer.last_sent
@@ -846,6 +853,18 @@ class SecureTransport:
         if rtt is not None:
             p.rtt = rtt if p.rtt is None else 0.875 * p.rtt + 0.125 * rtt
         self._rechoose(peer, now)
+
+    def follow(self, node_id: NodeId, target, now: float) -> bool:
+        """Move the session to ``target``, a path the peer was heard on that has just answered a probe
+        (reach's path validation): the roaming an unproven source no longer does by itself."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or target == peer.endpoint or peer.paths is None:
+            return False
+        p = peer.paths.get(target)
+        if p is None or p.dead or p.confirmed is None:
+            return False
+        self._switch(peer, target, now)
+        return True
 
     def rechoose(self, node_id: NodeId, now: float) -> None:
         """Ask the policy again which path to use (its measurements changed)."""
@@ -1721,6 +1740,13 @@ class SecureTransport:
         peer = s.peer
         if s is not peer.current:
             self._adopt(peer, s)
+        if s.answered is not None:
+            if s.answered == addr and addr != peer.endpoint and type(addr) is not Via:
+                # The first packet under keys only our Response (sent to ``addr``) gave: whoever sent
+                # it reads ``addr``. Proven, as a probe answered there: the session may follow.
+                p = self._paths(peer, now).add(addr, "handshake", now)
+                p.confirmed = now
+            s.answered = None
         if addr != peer.endpoint:
             if not self._rx_path(peer, addr, now):
                 return
@@ -1867,6 +1893,7 @@ class SecureTransport:
         answer = b"" if offered is None else self._padded(b"", 0, cph.offer_tail((cipher,)))
         raw, send_key, recv_key = hs.create_response(result, idx, self._rng, answer, cookie)
         session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer, cipher)
+        session.answered = addr
         if cipher == cph.AES_256_GCM:
             self.stats["sessions_aes_256_gcm"] += 1
         self._indices[idx] = session
@@ -1932,11 +1959,19 @@ class SecureTransport:
         peer.pending_retry_at = None
         peer.pending_early = b""
         rtt = max(0.0, now - peer.pending_sent)
-        if peer.paths is not None or addr != peer.endpoint:
+        # The Response proves that the responder read our Init: at an address we sent it to. From
+        # any other source it proves nothing about that source (the key holder may have put any
+        # there, and the session's answers would follow): that source is left to validation.
+        sent_to = addr == peer.endpoint or (peer.current is None and peer.paths is not None
+                                            and (q := peer.paths.get(addr)) is not None and not q.dead)
+        if sent_to and (peer.paths is not None or addr != peer.endpoint):
             p = self._paths(peer, now).add(addr, "handshake", now)
             p.confirmed, p.rtt, p.last_rx = now, rtt, now  # a round trip on it: an answer came back
         if addr != peer.endpoint:
-            self._switch(peer, addr, now)
+            if sent_to or peer.endpoint is None:
+                self._switch(peer, addr, now)
+            else:
+                self._rx_path(peer, addr, now)  # heard there: reach probes it before anything follows
         peer.last_received = now
         peer.rtt_sample(rtt)
         peer.verified_endpoint = addr
