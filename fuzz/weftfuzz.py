@@ -82,6 +82,10 @@ transport packets of a live session — so mutations reach deep code paths.
   own queries in flight, some sealed for real around hostile plaintext; an
   answer larger than the query it answers, or anything sent back to a
   DhtProof, is a failure.
+* ``reachpeer``: a hostile session peer (fuzz/reachpeer_target.py): reach and
+  paths payloads from its own and spoofed sources, ReachTests in the clear;
+  everything sent to an address it chose must be charged to its ledger, and
+  the session never follows an unproven source.
 Exit status 1 and a reproducer (hex) on the first failure.
 """
 
@@ -1146,6 +1150,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from ackfilter_target import AckFilterTarget
 
         targets.append(("ackfilter", AckFilterTarget(random.Random(seed + 15))))
+    if target in ("reachpeer", "all"):
+        from reachpeer_target import ReachPeerTarget
+
+        targets.append(("reachpeer", ReachPeerTarget(random.Random(seed + 16))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1180,6 +1188,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from ackfilter_target import corpus as ackfilter_corpus
 
             own = ackfilter_corpus() * 8
+        if name == "reachpeer":
+            from reachpeer_target import corpus as reachpeer_corpus
+
+            own = reachpeer_corpus() * 8 + corpus
         gen = gen_inputs(random.Random(f"{seed}-{name}"), own)
         for i in range(per):
             data = next(gen)
@@ -1201,7 +1213,8 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
-                                         "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "all"),
+                                         "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "reachpeer",
+                                         "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -61,11 +61,17 @@ def test_path_policy_roams_between_direct_paths_but_leaves_a_relay_only_for_a_co
     relay = Via((bytes(32),), bytes([1]) * 32)
     a, b = ("198.51.100.1", 1), ("198.51.100.2", 2)
     paths.add(a, "contact", 0).last_rx = 0
-    assert pol.on_rx(paths, a, b, 1)  # roaming
+    heard = []
+    pol.heard = lambda node, target, now: heard.append(target)
+    paths.node_id = bytes(32)
+    # A source that never answered is not followed on its word (the key holder may have spoofed it):
+    # it is handed to reach to validate.
+    assert not pol.on_rx(paths, a, b, 1) and heard == [b]
     paths.add(relay, "record", 0)
     assert not pol.on_rx(paths, relay, b, 1)  # heard once, never answered
     paths.add(b, "peer", 0).confirmed = 1
     assert pol.on_rx(paths, relay, b, 1)
+    assert pol.on_rx(paths, a, b, 1)  # roaming to a path that answered: at once
     # A relay while a direct path was heard just now: stay; quiet for longer than trust: follow.
     paths.get(a).last_rx = 10
     assert not pol.on_rx(paths, a, relay, 11) and pol.on_rx(paths, a, relay, 13)

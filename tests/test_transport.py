@@ -365,14 +365,20 @@ def test_a_session_closed_here_is_reported_down_once():
     assert not p.a.has_session(p.ib.node_id)
 
 
-def test_roaming_follows_authenticated_source():
+def test_roaming_follows_an_authenticated_source_once_it_answered_there():
     p = Pair()
     p.a.send(p.contact_b(), msg(1), p.now)
     p.deliver()
     p.a.send(p.contact_b(), msg(2), p.now)
     (data, _), = p.a.datagrams_to_send(p.now)
-    p.b.receive_datagram(data, C, p.now)  # A moved to a new address
+    p.b.receive_datagram(data, C, p.now)  # A moved to a new address (or A's key holder spoofed one)
     p.b.send_to(p.ia.node_id, msg(3), p.now)
+    # Not on the packet's word: nothing proves A receives at C (security.md, item 18).
+    assert [dst for _, dst in p.b.datagrams_to_send(p.now)] == [A]
+    # Once a probe is answered there (reach's path validation), the session follows.
+    p.b.confirm_path(p.ia.node_id, C, 0.01, p.now)
+    p.b.follow(p.ia.node_id, C, p.now)  # (the policy may have moved already: C answers, A never did)
+    p.b.send_to(p.ia.node_id, msg(4), p.now)
     assert [dst for _, dst in p.b.datagrams_to_send(p.now)] == [C]
 
 

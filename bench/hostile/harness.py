@@ -118,6 +118,42 @@ def invented_contact() -> dict:
     return invented_contacts(1)
 
 
+def record_reflection(relays: bool = False) -> dict:
+    """Item 19: a key's own endpoint record names 8 victims (or 4, as its relays); one reply names
+    that key at a ninth."""
+    from weftnet.core.reach.engine import ENDPOINT_SALT, ReachConfig
+    from weftnet.core.reach.messages import NAT_EIM, NAT_PUBLIC, Candidate, EndpointRecord, RelayRef
+
+    net, nodes = overlay(12, seed=6, config_for=lambda i: NodeConfig(reach=ReachConfig(enabled=True)))
+    v, a = nodes[0], nodes[1]
+    named = [(f"192.0.2.{70 + i}", 53) for i in range(8)]
+    sinks = [net.add(x, Sink()) for x in named]
+    hinted = ("192.0.2.66", 53)
+    hint_sink = net.add(hinted, Sink())
+    k = Identity.generate(random.Random(99))
+    if relays:
+        value = encode(EndpointRecord(NAT_EIM, 2, (), tuple(
+            RelayRef(Identity.generate(random.Random(500 + i)).public_key, x) for i, x in enumerate(named[:4]))))
+    else:
+        value = encode(EndpointRecord(NAT_PUBLIC, 1, tuple(Candidate(1, x) for x in named), ()))
+    a.dht.put(MutableRecord.create(k, ENDPOINT_SALT, 1, 3600, value), net.now)
+    net.flush(a.endpoint)
+    net.run_for(5.0)
+    a.dht._nodes_reply = lambda sender, rid, target, near=False: Nodes(rid, (Contact(k.public_key, hinted),))
+    from weftnet.core.identity import NodeId
+
+    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
+    wait(net, v, v.lookup(near, net.now))
+    net.run_for(60.0)
+    return {"reply_contacts": 1, "bytes_to_hinted_address": hint_sink.bytes, "datagrams_to_hinted_address": hint_sink.datagrams,
+            "bytes_to_record_addresses": sum(s.bytes for s in sinks),
+            "datagrams_to_record_addresses": sum(s.datagrams for s in sinks)}
+
+
+def record_relay_reflection() -> dict:
+    return record_reflection(relays=True)
+
+
 def route_origin() -> dict:
     """Item 4: 30 routed messages naming 10 honest nodes at a bogus endpoint, with the trace flag."""
     net, nodes = overlay(14, seed=7)
@@ -354,7 +390,7 @@ def hop_255() -> dict:
                                                                  for e in got)}
 
 
-SCENARIOS = [early_data, spoofed_in_table, invented_contacts, invented_contact, route_origin, store_quota, replication, revocations,
+SCENARIOS = [early_data, spoofed_in_table, invented_contacts, invented_contact, record_reflection, record_relay_reflection, route_origin, store_quota, replication, revocations,
              rollback, ping_after_expiry, hello, hop_255]
 
 

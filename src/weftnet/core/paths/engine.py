@@ -86,6 +86,9 @@ _DEFER: Any = object()
 _SWITCH_MARGIN = 0.005
 #: Replace the worst detour candidate this often (seconds), to find better intermediates.
 _ROTATE = 30.0
+#: A payload's data header and AEAD tag (core/session/transport.py), and a PathProbe's datagram.
+_SEALED = 30
+_PROBE_SIZE = 14 + _SEALED
 _LOOKUP_AGAIN = 10.0
 
 
@@ -204,6 +207,8 @@ class Paths:
         self.transit = Transit(transport.relay, cfg.transit, cfg.transit_peer_rate, cfg.transit_total_rate, now)
         transport.relay = self.transit
         self.policy = MeasuringPolicy(self, getattr(transport.policy, "trust", 2.0))
+        self.policy.heard = getattr(transport.policy, "heard", None)  # reach's path validation
+        self.policy.pay = getattr(transport.policy, "pay", None)  # reach's ledger of unproven sends
         transport.policy = self.policy
         transport.steer = self.steer if cfg.enabled else None
         self.links: tuple[LinkSpec, ...] = ()
@@ -232,7 +237,7 @@ class Paths:
         self._looked_up: dict[NodeId, float] = {}
         self._wake: float | None = now if self._routes else None
         self.stats = Counters(
-            ("probes_sent", "probe_replies", "probes_lost", "probes_deferred",
+            ("probes_sent", "probe_replies", "probes_lost", "probes_deferred", "probes_unpaid", "replies_unpaid",
              "replies_limited", "adverts_sent", "adverts_received", "paths_down", "paths_up", "switches",
              "detours_taken", "detours_left", "steered", "duplicated", "malformed"))
 
@@ -519,8 +524,14 @@ class Paths:
             if not b.take(now):
                 self.stats["replies_limited"] += 1
                 return
-            # The reply is exactly as long as the probe, and goes back the way the probe came.
-            self.transport.send_on(node_id, encode(PathProbeReply(msg.txid, msg.seq)), addr, now)
+            # The reply is exactly as long as the probe, and goes back the way the probe came; to a
+            # source that never answered (maybe spoofed by the key holder) only if the peer pays.
+            reply = encode(PathProbeReply(msg.txid, msg.seq))
+            pay = self.policy.pay
+            if pay is not None and not pay(node_id, addr, len(reply) + _SEALED, now, request=len(payload) + _SEALED):
+                self.stats["replies_unpaid"] += 1
+                return
+            self.transport.send_on(node_id, reply, addr, now)
         elif t is PathProbeReply:
             entry = self._probes.pop(msg.txid, None)
             if entry is None or entry[0] != node_id:
@@ -541,7 +552,14 @@ class Paths:
         elif t is PathAdvert:
             self.stats["adverts_received"] += 1
             if len(self._adverts) >= self.MAX_ADVERTS and node_id not in self._adverts:
-                self._adverts.pop(next(iter(self._adverts)))
+                # The oldest of a peer we neither measure nor route through, one that offers no
+                # transit first: a peer with many identities must not make us forget the links of
+                # the peers our traffic goes to, nor (before its own) the detour intermediates.
+                adverts, keep = self._adverts, self._peers.keys() | self._routes.keys()
+                victim = next((n for n, a in adverts.items() if n not in keep and not a.flags & FLAG_TRANSIT), None)
+                if victim is None:
+                    victim = next((n for n in adverts if n not in keep), None)
+                adverts.pop(victim if victim is not None else next(iter(adverts)))
             self._adverts[node_id] = msg
             p = self._peers.get(node_id)
             if p is not None:
@@ -706,6 +724,12 @@ class Paths:
 
     def _probe(self, node: NodeId, m: PathMeter, now: float) -> None:
         txid = self._rng.getrandbits(64)
+        pay = self.policy.pay
+        if m.last_answer is None and pay is not None and not pay(node, m.target, _PROBE_SIZE, now):
+            # A path that never answered (a link the peer advertised, an address it named): probed
+            # only as far as the peer pays for it with what it sent us (security.md, item 18).
+            self.stats["probes_unpaid"] += 1
+            return
         seq = m.probe_sent(now)
         if not self.transport.send_on(node, encode(PathProbe(txid, seq)), m.target, now):
             m.sent -= 1

@@ -68,7 +68,7 @@ from weftnet.core.reach.messages import (
     RelayRequest,
 )
 from weftnet.core.reach.nat import NatObserver
-from weftnet.core.reach.paths import RELAY, STREAM, AltSource, PathPolicy, StreamLink, Via, is_udp, path_kind
+from weftnet.core.reach.paths import DIRECT, RELAY, STREAM, AltSource, PathPolicy, StreamLink, Via, is_udp, path_kind
 from weftnet.core.reach.relay import RelayConfig, RelayService
 from weftnet.core.wire import decode, decode_as, encode
 from weftnet.errors import DecodeError
@@ -137,9 +137,10 @@ class ReachEvent:
 
 class _PeerReach:
     __slots__ = ("node_id", "candidates", "punch_times", "punch_fails", "next_punch", "cmm_sent",
-                 "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent", "tended")
+                 "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent", "tended",
+                 "in_bytes", "in_datagrams", "paid_bytes", "paid_datagrams")
 
-    def __init__(self, node_id: NodeId):
+    def __init__(self, node_id: NodeId, received: tuple[int, int] = (0, 0)):
         self.node_id = node_id
         self.candidates: dict = {}  # direct UDP candidates of the peer -> origin
         self.punch_times: list[float] = []
@@ -153,6 +154,10 @@ class _PeerReach:
         self.seen_out = 0  # the peer's packets_out when last tended
         self.tended = 0.0
         self.own_sent = 0  # of those, our probes
+        # The peer's bytes and datagrams in when this entry was made, and what was sent since to its
+        # paths that have not answered (Reach._pay): the peer pays for what it makes us send there.
+        self.in_bytes, self.in_datagrams = received
+        self.paid_bytes = self.paid_datagrams = 0
 
 
 class _Lease:
@@ -188,6 +193,19 @@ class Reach:
     SETTLE_READS = 4
     #: Dial-back tests run for others: at most this many per second in all.
     DIALBACK_PER_SECOND = 10
+    #: What we send to a peer's paths that have not answered (addresses it named in a call-me-maybe
+    #: or a record or a link advert, a source no answer has come back from) is paid, byte for byte
+    #: and datagram for datagram, by what the peer sent us since its ledger began (security.md,
+    #: item 18). A punch may go this far ahead of that, once per ledger: six probes, a punch's
+    #: first rounds to its candidates, before the peer's own probes (which pay our answers and
+    #: later rounds) can have got through our NAT.
+    UNPAID_BYTES = 360
+    UNPAID_DATAGRAMS = 6
+    #: A punch probe's padding: its reply (which names the address it came from, 30 bytes at most)
+    #: is never larger than the probe.
+    PROBE_PAD = 18
+    #: The data header and AEAD tag around a payload (core/session/transport.py).
+    SEALED = 30
 
     def __init__(self, identity: Identity, transport: Any, dht: Any, rng: RandomSource, now: float,
                  config: ReachConfig | None = None, relay: RelayConfig | None = None,
@@ -206,8 +224,10 @@ class Reach:
         transport.paths_wanted = cfg.enabled
         transport.quiet_after = cfg.heartbeat if cfg.enabled else float("inf")
         transport.policy = PathPolicy(cfg.trust)
+        transport.policy.heard = self._on_heard
+        transport.policy.pay = self._pay
         self._peers: dict[NodeId, _PeerReach] = {}
-        self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent, purpose)
+        self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent, purpose, cost paid by the peer)
         self._leases: dict[NodeId, _Lease] = {}  # relays we are registered with
         self._asked: dict[NodeId, float] = {}  # register requests outstanding -> deadline
         self._not_relay: dict[NodeId, float] = {}  # refused until
@@ -241,7 +261,7 @@ class Reach:
         #: ``urgent(node_id)``: handshakes to this node resolve its record at once (set by NodeCore: VPN members).
         self.urgent: Callable[[NodeId], bool] | None = None
         self.stats = Counters(
-            ("probes_sent", "probe_replies", "punches", "punch_success", "punch_failed", "paths_upgraded",
+            ("probes_sent", "probe_replies", "unpaid_refused", "unproven_bytes", "unproven_datagrams", "punches", "punch_success", "punch_failed", "paths_upgraded",
              "paths_dead", "fallbacks", "resolves", "resolved", "resolve_failed", "records_published",
              "relay_registrations", "relay_refusals", "dialbacks", "dialback_served", "dialback_inconclusive", "reach_tests_received",
              "call_me_maybe_sent", "call_me_maybe_received"))
@@ -352,7 +372,9 @@ class Reach:
         t = type(msg)
         if t is Probe:
             observed = tuple(addr) if is_udp(addr) else None
-            self.transport.send_on(node_id, encode(ProbeReply(msg.txid, observed)), addr, now)
+            reply = encode(ProbeReply(msg.txid, observed))
+            if self._pay(node_id, addr, len(reply) + self.SEALED, now, request=len(payload) + self.SEALED):
+                self.transport.send_on(node_id, reply, addr, now)
             self._reactive_probe(node_id, addr, now)
         elif t is ProbeReply:
             self._on_probe_reply(node_id, addr, msg, now)
@@ -525,8 +547,10 @@ class Reach:
         pr = self._peers.get(node_id)
         if pr is None:
             if len(self._peers) >= self.MAX_PEERS:
-                self._peers.pop(next(iter(self._peers)))
-            pr = self._peers[node_id] = _PeerReach(node_id)
+                # The oldest entry, but never a relay of ours: its keepalives hold our NAT mapping
+                # open, and a peer with many identities must not make us drop them.
+                self._peers.pop(next(n for n in self._peers if n not in self._leases))
+            pr = self._peers[node_id] = _PeerReach(node_id, self.transport.received(node_id))
             cached = self._cache.get(node_id)
             if cached is not None:
                 for c in cached[0].candidates:
@@ -685,12 +709,40 @@ class Reach:
             pr.candidates.setdefault(tuple(addr), "peer")  # a peer-reflexive candidate (ICE)
         self._probe(node_id, addr, "punch", now)
 
+    #: A direct source of a peer that never answered is probed at most this often (path validation).
+    VALIDATE_EVERY = 0.25
+
+    def _on_heard(self, node_id: NodeId, target, now: float) -> None:
+        """An authenticated packet from a direct path of a peer that has never answered there (the
+        peer's NAT rebound, it moved, or it is punching; or the key holder sent from a spoofed
+        source): probe it, paid like any unverified send (``_pay``); once answered, the session moves
+        there (``_on_probe_reply``). Runs with reach's active behaviour off too: it is roaming."""
+        if node_id == self.node_id or not self.transport.has_session(node_id):
+            return
+        pr = self._peer(node_id)
+        if now - pr.probed.get(target, -1e18) < self.VALIDATE_EVERY:
+            return
+        self._probe(node_id, target, "validate", now)
+
     def _probe(self, node_id: NodeId, target, purpose: str, now: float) -> None:
         txid = self._rng.getrandbits(64)
-        if self.transport.send_on(node_id, encode(Probe(txid, b"")), target, now):
+        probe = encode(Probe(txid, bytes(self.PROBE_PAD) if purpose == "punch" else b""))
+        cost = len(probe) + self.SEALED
+        paid = not self._verified(node_id, target)
+        if paid and not self._pay(node_id, target, cost, now, ahead=purpose == "punch"):
+            return
+        if not self.transport.send_on(node_id, probe, target, now):
+            if paid:
+                pr = self._peers.get(node_id)
+                if pr is not None:
+                    pr.paid_bytes -= cost
+                    pr.paid_datagrams -= 1
+                self.stats["unproven_bytes"] -= cost
+                self.stats["unproven_datagrams"] -= 1
+        else:
             if len(self._probes) >= self.MAX_PROBES:
                 self._probes.pop(next(iter(self._probes)))
-            self._probes[txid] = (node_id, target, now, purpose)
+            self._probes[txid] = (node_id, target, now, purpose, cost if paid else 0)
             self.stats["probes_sent"] += 1
             pr = self._peers.get(node_id)
             if pr is not None:
@@ -699,14 +751,60 @@ class Reach:
                     pr.probed.pop(next(iter(pr.probed)))
                 pr.probed[target] = now
 
+    def _verified(self, node_id: NodeId, target) -> bool:
+        """A path to ``node_id`` that sends reach nothing it has to pay for: the one in use, one an
+        answer came back on, a relay (inside our session with it) or a TCP link."""
+        if path_kind(target) != DIRECT:
+            return True
+        t = self.transport
+        if target == t.current_path(node_id):
+            return True
+        p = t.path(node_id, target)
+        return p is not None and p.confirmed is not None
+
+    def _pay(self, node_id: NodeId, target, size: int, now: float, ahead: bool = False,
+             request: int = 0) -> bool:
+        """May we send one datagram of ``size`` bytes to ``target`` for ``node_id``? Free on a
+        verified path, and for an answer no larger than the ``request`` datagram that came from
+        there (its sender paid for it: one datagram, no more bytes). Otherwise (an address the peer
+        named, a source it was only heard from, which it may have spoofed) the peer pays: what it
+        sent us since we began keeping its account, less what we sent to such paths (a punch probe,
+        ``ahead``, may go UNPAID_BYTES / UNPAID_DATAGRAMS beyond that). Refused: not sent, counted."""
+        if self._verified(node_id, target):
+            return True
+        if size <= request:
+            self.stats["unproven_bytes"] += size
+            self.stats["unproven_datagrams"] += 1
+            return True
+        pr = self._peer(node_id)
+        got_bytes, got_datagrams = self.transport.received(node_id)
+        extra_bytes, extra_datagrams = (self.UNPAID_BYTES, self.UNPAID_DATAGRAMS) if ahead else (0, 0)
+        if (pr.paid_bytes + size > got_bytes - pr.in_bytes + extra_bytes
+                or pr.paid_datagrams + 1 > got_datagrams - pr.in_datagrams + extra_datagrams):
+            self.stats["unpaid_refused"] += 1
+            return False
+        pr.paid_bytes += size
+        pr.paid_datagrams += 1
+        self.stats["unproven_bytes"] += size
+        self.stats["unproven_datagrams"] += 1
+        return True
+
     def _on_probe_reply(self, node_id: NodeId, addr, msg: ProbeReply, now: float) -> None:
         entry = self._probes.pop(msg.txid, None)
         if entry is None or entry[0] != node_id:
             return
         self.stats["probe_replies"] += 1
-        _, target, sent, purpose = entry
+        _, target, sent, purpose, cost = entry
+        pr = self._peers.get(node_id)
+        if cost and pr is not None:
+            # The address answered: it is the peer's, and what we sent there is given back.
+            pr.paid_bytes = max(0, pr.paid_bytes - cost)
+            pr.paid_datagrams = max(0, pr.paid_datagrams - 1)
         before = self.transport.current_path(node_id)
         self.transport.confirm_path(node_id, target, now - sent, now)
+        if purpose == "validate" and path_kind(before) == DIRECT:
+            # The peer was heard from there and now answers there: follow it (roaming, validated).
+            self.transport.follow(node_id, target, now)
         if purpose == "punch" and path_kind(before) == RELAY and path_kind(self.transport.current_path(node_id)) != RELAY:
             self.stats["punch_success"] += 1
         if msg.observed is not None and is_udp(target) and self.config.enabled:
@@ -830,10 +928,14 @@ class Reach:
             elif path_kind(addr) == RELAY:
                 reply = RelayReply(OP_REGISTER, 0, 0, 0, None, None, "register directly, not through a relay")
             else:
-                lease, reason = self.relay.register(node_id, msg.lease, now)
+                host = addr[0]
+                lease, reason = self.relay.register(node_id, msg.lease, now, host,
+                                                    self.transport.admission.exempt.covers(host))
                 reply = RelayReply(OP_REGISTER, 1 if lease else 0, lease, 0, observed,
                                    self._own_public_endpoint(now), reason)
-            t.send_on(node_id, encode(reply), addr, now)
+            data = encode(reply)
+            if self._pay(node_id, addr, len(data) + self.SEALED, now):  # (always larger than the request)
+                t.send_on(node_id, data, addr, now)
         elif msg.op == OP_UNREGISTER:
             if self.relay is not None:
                 self.relay.unregister(node_id)
@@ -844,14 +946,18 @@ class Reach:
             if observed is not None:
                 reason = "no alternate port here" if not self.alt_port else "rate limited"
                 last = self._dialback_by.get(node_id, -1e18)
-                if self.alt_port and now - last >= 5.0 and self._dialback_budget(now):
-                    t.send_clear(encode(ReachTest(msg.nonce)), AltSource(observed[0], observed[1]))
+                test = encode(ReachTest(msg.nonce))
+                if self.alt_port and now - last >= 5.0 and self._pay(node_id, addr, len(test), now) \
+                        and self._dialback_budget(now):
+                    t.send_clear(test, AltSource(observed[0], observed[1]))
                     ok, reason = 1, ""
                     self.stats["dialback_served"] += 1
                     if len(self._dialback_by) >= self.MAX_PEERS:
                         self._dialback_by.pop(next(iter(self._dialback_by)))
                     self._dialback_by[node_id] = now
-            t.send_on(node_id, encode(RelayReply(OP_DIALBACK, ok, 0, msg.nonce, observed, None, reason)), addr, now)
+            data = encode(RelayReply(OP_DIALBACK, ok, 0, msg.nonce, observed, None, reason))
+            if self._pay(node_id, addr, len(data) + self.SEALED, now):  # (always larger than the request)
+                t.send_on(node_id, data, addr, now)
 
     def _dialback_budget(self, now: float) -> bool:
         times = self._dialback_times
@@ -880,7 +986,13 @@ class Reach:
                     self._changed(now)
                 return
             pk = self.transport.public_key_of(node_id)
-            ep = tuple(msg.endpoint) if msg.endpoint is not None else (tuple(addr) if is_udp(addr) else None)
+            ep = tuple(addr) if is_udp(addr) else None
+            if msg.endpoint is not None and type(addr) is not Via and tuple(msg.endpoint)[0] == addr[0]:
+                # Where the relay asks others to reach it (another port, its UDP one when we reach it
+                # over TCP): on its own host only. Our record names it, and everyone who reads the
+                # record would send handshakes there: a relay naming another host would aim them all
+                # at that host (security.md, item 18).
+                ep = tuple(msg.endpoint)
             if pk is None or ep is None:
                 return
             new = node_id not in self._leases

@@ -175,17 +175,34 @@ class PathPolicy:
 
     def __init__(self, trust: float = 2.0):
         self.trust = trust
+        #: ``heard(node_id, target, now)``: an authenticated packet came from a direct path that has
+        #: never answered. Reach sets it: it probes that path and moves the session there once the
+        #: probe is answered (path validation; Reach._on_heard).
+        self.heard = None
+        #: ``pay(node_id, target, size, now) -> bool``: may one datagram of ``size`` bytes go to a path
+        #: of that peer that has never answered? Reach sets it (Reach._pay: the peer pays for it with
+        #: what it sent us); the paths engine asks it before probing a link pair or answering there.
+        self.pay = None
 
     def on_rx(self, paths: PathSet, current, target, now: float) -> bool:
-        """An authenticated packet arrived on ``target`` (not the path in use): switch to it?"""
+        """An authenticated packet arrived on ``target`` (not the path in use): switch to it?
+
+        Only to a path that has answered (or a TCP link). A source address is not proof that the
+        peer receives there: whoever holds the session's keys can send under it from any source,
+        and the session's answers (a DHT reply many times its request) would follow it to an
+        address of its choosing (security.md, item 18). An unproven direct source is handed to
+        ``heard`` instead, which validates it with a probe (QUIC's path validation, RFC 9000 8.2)."""
         if current is None:
             return True
         new, cur = path_kind(target), path_kind(current)
         if new != RELAY:
-            if cur != RELAY:
-                return True  # roaming (WireGuard): follow the latest authenticated source at once
             p = paths.get(target)
-            return p is not None and p.confirmed is not None  # a relay is left for a confirmed path only
+            confirmed = p is not None and p.confirmed is not None
+            if cur != RELAY and (confirmed or new == STREAM):
+                return True  # roaming (WireGuard) to a path that answered: follow at once
+            if not confirmed and new == DIRECT and self.heard is not None and paths.node_id is not None:
+                self.heard(paths.node_id, target, now)
+            return confirmed  # a relay is left for a confirmed path only
         if cur == RELAY:
             return True  # the peer moved to another relay
         p = paths.get(current)

@@ -8,8 +8,10 @@ Rules (docs/reach.md, "Relays"):
 
 * **Registration.** A node asks to be reachable through the relay
   (``RelayRequest(REGISTER)``) for a lease; the relay grants it while it has
-  fewer than ``max_sessions`` registrations. A registration ends with its
-  lease or its session.
+  fewer than ``max_sessions`` registrations, and fewer than a quarter of them
+  from the requester's address block (IPv4 /24, IPv6 /48; ``exempt_prefixes``
+  aside), so one host with many identities cannot fill the relay and lock
+  everyone else out. A registration ends with its lease or its session.
 * **Who.** A Forward is passed on only if one of its two ends *at this
   relay* — the peer it came from or the peer it goes to — is registered.
   Replies to a registered node therefore pass, but the relay is no open
@@ -31,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from weftnet.core.identity import NodeId
+from weftnet.core.limits import prefix_key
 
 __all__ = ["ForwardBooks", "RelayConfig", "RelayService"]
 
@@ -105,6 +108,7 @@ class RelayService(ForwardBooks):
     def __init__(self, config: RelayConfig, now: float):
         self.config = config
         self._registered: dict[NodeId, float] = {}  # node -> lease end
+        self._block: dict[NodeId, str] = {}  # node -> the address block it registered from
         self._buckets: dict[NodeId, _Bucket] = {}
         self._opens: dict[NodeId, list[float]] = {}
         self._total = _Bucket(config.total_rate, now)
@@ -112,18 +116,32 @@ class RelayService(ForwardBooks):
         self.by_pair: dict[tuple[NodeId, NodeId], list[int]] = {}
         self.stats = dict.fromkeys(
             ("forwarded", "forwarded_bytes", "registered", "registrations_refused", "expired",
-             "refused_not_registered", "refused_peer_rate", "refused_total_rate", "refused_no_session",
+             "registrations_refused_block", "refused_not_registered", "refused_peer_rate", "refused_total_rate", "refused_no_session",
              "opened_for_peers", "refused_open_rate"), 0)
 
     # -- registrations -----------------------------------------------------
-    def register(self, node: NodeId, lease: int, now: float) -> tuple[int, str]:
-        """Grant (lease seconds, "") or refuse (0, reason)."""
+    def per_block(self) -> int:
+        """Registrations one address block (IPv4 /24, IPv6 /48) may hold at once."""
+        return max(1, self.config.max_sessions // 4)
+
+    def register(self, node: NodeId, lease: int, now: float, source: str | None = None,
+                 exempt: bool = False) -> tuple[int, str]:
+        """Grant (lease seconds, "") or refuse (0, reason). ``source``: the requester's address (its
+        block's quota applies unless ``exempt``)."""
         if not self.config.enabled:
             return 0, "not a relay"
         self.expire(now)
-        if node not in self._registered and len(self._registered) >= self.config.max_sessions:
-            self.stats["registrations_refused"] += 1
-            return 0, "relay full"
+        if node not in self._registered:
+            if len(self._registered) >= self.config.max_sessions:
+                self.stats["registrations_refused"] += 1
+                return 0, "relay full"
+            if source is not None and not exempt:
+                block = prefix_key(source)
+                if sum(1 for b in self._block.values() if b == block) >= self.per_block():
+                    self.stats["registrations_refused"] += 1
+                    self.stats["registrations_refused_block"] += 1
+                    return 0, "relay full for your address block"
+                self._block[node] = block
         lease = max(30, min(int(lease), self.config.max_lease))
         if node not in self._registered:
             self.stats["registered"] += 1
@@ -139,6 +157,7 @@ class RelayService(ForwardBooks):
 
     def unregister(self, node: NodeId) -> None:
         self._registered.pop(node, None)
+        self._block.pop(node, None)
 
     def is_registered(self, node: NodeId, now: float) -> bool:
         end = self._registered.get(node)
@@ -150,10 +169,12 @@ class RelayService(ForwardBooks):
     def expire(self, now: float) -> None:
         for node in [n for n, end in self._registered.items() if end <= now]:
             del self._registered[node]
+            self._block.pop(node, None)
             self.stats["expired"] += 1
 
     def session_down(self, node: NodeId) -> None:
         self._registered.pop(node, None)
+        self._block.pop(node, None)
         self._buckets.pop(node, None)
         self._opens.pop(node, None)
 

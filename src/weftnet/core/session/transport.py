@@ -286,7 +286,7 @@ class Session:
 
     __slots__ = ("local_index", "remote_index", "send_key", "recv_key", "_send", "_recv", "opened",
                  "counter", "window", "created", "initiator", "peer", "heard", "cipher", "_aead", "blocks",
-                 "block_limit")
+                 "block_limit", "answered")
 
     def __init__(self, local_index: int, remote_index: int, send_key: bytes, recv_key: bytes,
                  created: float, initiator: bool, peer: "Peer", cipher: int = cph.CHACHA20_POLY1305):
@@ -307,6 +307,8 @@ class Session:
         self.initiator = initiator
         self.peer = peer
         self.heard = created  # made, or last opened a packet from the peer: what _install keeps by
+        #: A responder's session: the address its Response went to, until the first packet opens on it.
+        self.answered = None
 
     @property
     def send(self):
@@ -380,6 +382,11 @@ class Peer:
     pmtu_asked: bool = False  # listed once in SecureTransport.pmtu_wanted
     #: The static-static DH with this peer's key (handshake.py): one X25519 less per later handshake.
     static_dh: bytes | None = None
+    #: UDP paths nobody has heard this peer on that only a claim names (its endpoint record, or a
+    #: second-hand endpoint that has had its Init) -> the Inits each may still get: one per record
+    #: read naming it (``add_paths``), none otherwise. A record is its key's own word on where it
+    #: is, and that key may be an attacker's naming victims (docs/security.md, item 19).
+    grants: dict | None = None
 
     def rtt_sample(self, rtt: float) -> None:
         """RFC 6298 section 2 smoothing."""
@@ -473,6 +480,7 @@ class SecureTransport:
         self.stats: dict[str, int] = Counters(
             (
                 "handshakes_initiated", "handshakes_completed", "handshakes_failed", "auth_failures",
+                "claimed_inits_withheld",
                 "replays_dropped", "malformed_dropped", "unknown_index_dropped", "cookies_sent",
                 "cookies_received", "hello_replies", "hello_dropped", "keepalives_sent",
                 "expired_dropped", "queue_dropped", "fragments_expired",
@@ -703,6 +711,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return (0, 0) if peer is None else (peer.packets_in, peer.packets_out)
 
+    def received(self, node_id: NodeId) -> tuple[int, int]:
+        """(bytes in, packets in) from a peer so far: what reach charges unverified sends against."""
+        peer = self._by_node.get(node_id)
+        return (0, 0) if peer is None else (peer.bytes_in, peer.packets_in)
+
     def last_sent(self, node_id: NodeId) -> float:
         peer = self._by_node.get(node_id)
         return 0.0 if peer is None else peer.last_sent
@@ -725,6 +738,9 @@ class SecureTransport:
         peer = self._peer(public_key, now)
         if peer.endpoint is None or (peer.current is None and peer.pending is None):
             self._set_endpoint(peer, endpoint, "record", now)
+            # Another node's record names this relay there: second-hand, as a DHT hint is (one
+            # Init, until the relay's own record or an answer vouches for it; security.md item 19).
+            peer.max_attempts = None if endpoint == peer.verified_endpoint else self.config.unverified_attempts
         else:
             self._paths(peer, now).add(endpoint, "record", now, keep=peer.endpoint)
 
@@ -745,11 +761,16 @@ class SecureTransport:
             if paths.get(t) is None:
                 new += 1
             paths.add(t, origin, now, keep=peer.endpoint)
+        if origin == "record":
+            self._grant(peer, paths, targets)
         if peer.pending is not None and peer.current is None and (new or peer.max_attempts is not None):
             # The node's own signed record (or its call-me-maybe) named these paths: the
             # handshake is no longer only to an endpoint someone else told us about, so it
             # retries as to a first-hand endpoint (the record's bounds are reach's, docs/reach.md),
-            # also when an earlier record had named the same paths already.
+            # also when an earlier record had named the same paths already; on the record's UDP
+            # paths nobody has heard it on, one Init per read (``_grant``).
+            if peer.max_attempts is not None and type(peer.endpoint) is tuple and peer.endpoint not in targets:
+                self._grant(peer, paths, (peer.endpoint,), 0)  # the second-hand endpoint had its Init
             peer.max_attempts = None
             peer.awaiting_record = False
             self._send_init(peer, now)
@@ -757,6 +778,29 @@ class SecureTransport:
         if new and cur is not None and cur.dead:
             self._rechoose(peer, now)  # the path in use stopped answering: one of these may do
         return new
+
+    #: UDP paths a record read may have Inits sent to before the peer is heard on any (the rest of
+    #: the record's paths, relays aside, wait for the next read or for the peer).
+    RECORD_GRANTS = 2
+
+    def _grant(self, peer: Peer, paths, targets, inits: int = 1) -> None:
+        """The UDP paths of ``targets`` that nobody heard ``peer`` on may get ``inits`` Inits each
+        (at most ``RECORD_GRANTS`` of them per call; the others none) until it is heard there."""
+        grants = peer.grants
+        if grants is None:
+            grants = peer.grants = {}
+        given = 0
+        for t in targets:
+            if type(t) is not tuple or t == peer.verified_endpoint:
+                continue
+            p = paths.get(t)
+            if p is not None and (p.last_rx is not None or p.confirmed is not None):
+                grants.pop(t, None)
+                continue
+            if len(grants) >= 64 and t not in grants:
+                grants.pop(next(iter(grants)))  # (bounded: a peer has at most MAX_PATHS paths anyway)
+            grants[t] = inits if given < self.RECORD_GRANTS else 0
+            given += inits > 0
 
     def await_record(self, node_id: NodeId, waiting: bool) -> bool:
         """Reach reads the endpoint record of ``node_id`` (``waiting``), or is done with it: a pending
@@ -809,6 +853,18 @@ class SecureTransport:
         if rtt is not None:
             p.rtt = rtt if p.rtt is None else 0.875 * p.rtt + 0.125 * rtt
         self._rechoose(peer, now)
+
+    def follow(self, node_id: NodeId, target, now: float) -> bool:
+        """Move the session to ``target``, a path the peer was heard on that has just answered a probe
+        (reach's path validation): the roaming an unproven source no longer does by itself."""
+        peer = self._by_node.get(node_id)
+        if peer is None or peer.current is None or target == peer.endpoint or peer.paths is None:
+            return False
+        p = peer.paths.get(target)
+        if p is None or p.dead or p.confirmed is None:
+            return False
+        self._switch(peer, target, now)
+        return True
 
     def rechoose(self, node_id: NodeId, now: float) -> None:
         """Ask the policy again which path to use (its measurements changed)."""
@@ -1534,8 +1590,21 @@ class SecureTransport:
         self._wake_retry(peer)
         if peer.current is None and peer.paths is not None:
             # A first handshake goes out on every live path at once (the first to arrive wins;
-            # the responder drops the others as replays of the same timestamp).
+            # the responder drops the others as replays of the same timestamp), save the claimed
+            # paths whose Inits are spent (``_grant``).
+            grants = peer.grants
             for target in self.policy.handshake_targets(peer.paths, peer.endpoint):
+                if grants:
+                    left = grants.get(target)
+                    if left is not None:
+                        p = peer.paths.get(target)
+                        if p is not None and (p.last_rx is not None or p.confirmed is not None):
+                            del grants[target]  # heard there since: a path like any other
+                        elif left <= 0:
+                            self.stats["claimed_inits_withheld"] += 1
+                            continue
+                        else:
+                            grants[target] = left - 1
                 self._emit(raw, target, now)
         else:
             self._emit(raw, peer.endpoint, now)
@@ -1671,6 +1740,13 @@ class SecureTransport:
         peer = s.peer
         if s is not peer.current:
             self._adopt(peer, s)
+        if s.answered is not None:
+            if s.answered == addr and addr != peer.endpoint and type(addr) is not Via:
+                # The first packet under keys only our Response (sent to ``addr``) gave: whoever sent
+                # it reads ``addr``. Proven, as a probe answered there: the session may follow.
+                p = self._paths(peer, now).add(addr, "handshake", now)
+                p.confirmed = now
+            s.answered = None
         if addr != peer.endpoint:
             if not self._rx_path(peer, addr, now):
                 return
@@ -1817,6 +1893,7 @@ class SecureTransport:
         answer = b"" if offered is None else self._padded(b"", 0, cph.offer_tail((cipher,)))
         raw, send_key, recv_key = hs.create_response(result, idx, self._rng, answer, cookie)
         session = Session(idx, result.peer_index, send_key, recv_key, now, False, peer, cipher)
+        session.answered = addr
         if cipher == cph.AES_256_GCM:
             self.stats["sessions_aes_256_gcm"] += 1
         self._indices[idx] = session
@@ -1882,11 +1959,19 @@ class SecureTransport:
         peer.pending_retry_at = None
         peer.pending_early = b""
         rtt = max(0.0, now - peer.pending_sent)
-        if peer.paths is not None or addr != peer.endpoint:
+        # The Response proves that the responder read our Init: at an address we sent it to. From
+        # any other source it proves nothing about that source (the key holder may have put any
+        # there, and the session's answers would follow): that source is left to validation.
+        sent_to = addr == peer.endpoint or (peer.current is None and peer.paths is not None
+                                            and (q := peer.paths.get(addr)) is not None and not q.dead)
+        if sent_to and (peer.paths is not None or addr != peer.endpoint):
             p = self._paths(peer, now).add(addr, "handshake", now)
             p.confirmed, p.rtt, p.last_rx = now, rtt, now  # a round trip on it: an answer came back
         if addr != peer.endpoint:
-            self._switch(peer, addr, now)
+            if sent_to or peer.endpoint is None:
+                self._switch(peer, addr, now)
+            else:
+                self._rx_path(peer, addr, now)  # heard there: reach probes it before anything follows
         peer.last_received = now
         peer.rtt_sample(rtt)
         peer.verified_endpoint = addr
