@@ -176,10 +176,12 @@ def test_a_contact_read_from_the_wire_keeps_no_public_key_object_of_its_own(monk
     got, _ = ContactSeq(20).unpack(memoryview(_encoded(made)), 0)
     asker = shared_contact(bytes(_key(20)), ("192.0.2.20", 4620))
     for c, m in zip(got + (asker,), made + [Contact(_key(20), ("192.0.2.20", 4620))]):
-        assert c._pk is None and c.public_key == m.public_key and c.public_key == c.wire[:32]
+        assert "_pk" not in Contact.__slots__ and c.public_key == m.public_key and c.public_key == c.wire[:32]
         assert c == m and m == c and hash(c) == hash(m) and c.key == m.key and c.node_id == m.node_id
         assert _encoded([c]) == _encoded([m])
-    assert made[0].public_key is made[0].public_key  # one made from its fields keeps the key it was given
+    fresh = Contact(_key(5), ("198.51.100.5", 4605))
+    assert fresh.public_key is fresh.public_key  # one made from its fields keeps the key it was given
+    assert fresh.wire is None and _encoded([fresh]) and fresh.wire[:32] == _key(5)  # until it is encoded
     assert got[0] != got[1] and got[0] != Contact(got[0].public_key, ("198.51.100.0", 4601))
     with pytest.raises(AttributeError):  # frozen
         got[0].endpoint = ("192.0.2.1", 1)
@@ -213,3 +215,14 @@ def test_without_reference_counts_a_sweep_empties_the_cache_and_decodes_stay_equ
     assert again == tuple(held[:20])
     monkeypatch.setattr(contact_mod, "_refcount", None)
     assert contact_mod._calibrate() is None
+
+
+def test_a_contact_is_four_slots_and_takes_no_weak_reference():
+    # Six slots were 80 bytes as allocated, four are 64: ~1.3 KiB a node for its ~80 contacts
+    # (bench/results/dmem14). Nothing makes a weak reference to a contact since the cache holds them plainly.
+    c = Contact(_key(7), ("198.51.100.7", 4507))
+    assert len(Contact.__slots__) == 4 and sys.getsizeof(c) == sys.getsizeof(Contact(_key(8), ("::1", 1)))
+    with pytest.raises(TypeError):
+        weakref.ref(c)
+    with pytest.raises(AttributeError):
+        c.wire = b""  # frozen: the encoding is read-only from outside

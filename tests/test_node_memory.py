@@ -185,6 +185,14 @@ def test_nodes_with_no_query_in_flight_keep_no_contact_that_only_the_contact_cac
 
     cache: dict = {}
     monkeypatch.setattr(contact_mod, "_CACHE", cache)
+    decoded: dict = {}  # id -> the encoding of every contact made from the wire (kept alive: ids stay theirs)
+    keep = contact_mod._keep
+
+    def _keep(raw, obj):
+        decoded[id(raw)] = raw
+        keep(raw, obj)
+
+    monkeypatch.setattr(contact_mod, "_keep", _keep)
     net, _rng, nodes = build(seed=29, n=8)
     for i, node in enumerate(nodes[1:6]):
         put = _settle(net, node, node.put(b"kept %d" % i, net.now))
@@ -195,7 +203,7 @@ def test_nodes_with_no_query_in_flight_keep_no_contact_that_only_the_contact_cac
     assert cache and all(type(c) is Contact for c in cache.values())
     assert not contact_mod._unheld(cache, contact_mod._BASE)
     # and what the routing tables hold of what came off the wire is still there (hits, not decodes)
-    held = {c.wire for n in nodes for c in n.dht.table.contacts() if c._pk is None}
+    held = {c.wire for n in nodes for c in n.dht.table.contacts() if decoded.get(id(c.wire)) is c.wire}
     assert held and held <= set(cache)
 
 
@@ -238,3 +246,31 @@ def test_a_contact_read_from_an_answer_keeps_the_address_tuple_its_own_answers_c
                 assert sources.get(id(c.endpoint)) is c.endpoint
                 assert c == Contact(c.public_key, tuple(c.endpoint)) and hash(c) == hash(Contact(c.public_key, c.endpoint))
     assert decoded_that_answered > 0
+
+
+def test_tables_a_node_never_writes_are_one_read_only_empty_table_until_its_first_write():
+    """Tables most nodes never write (routed messages, rejections, failed contacts, forwarders' next
+    hops, load cookies, a prefix's stored records) start as one shared empty table that refuses
+    writes, so a write site that forgot to swap in its own would fail, never share one node's entries
+    with another (bench/results/dmem14); the first write gives the node a dict of its own."""
+    from weftnet.core.limits import NO_ENTRIES
+
+    rng = random.Random(41)
+    a, b = (NodeCore(Identity.generate(rng), rng, 0.0, NodeConfig.lab(), endpoint=("127.0.0.1", 4100 + i))
+            for i in range(2))
+    tables = lambda n: (n.dht._routes, n.dht.reject_reasons, n.dht.table._failures, n.sessionless._proven,
+                        n.sessionless._load_cookies, n.dht.index._prefix)
+    assert all(t is NO_ENTRIES for n in (a, b) for t in tables(n))
+    for write in (lambda t: t.__setitem__(1, 1), lambda t: t.setdefault(1, 1), lambda t: t.update({1: 1}),
+                  lambda t: t.__delitem__(1)):
+        with pytest.raises((TypeError, AttributeError)):
+            write(NO_ENTRIES)
+    assert len(NO_ENTRIES) == 0 and NO_ENTRIES.get(1) is None and 1 not in NO_ENTRIES
+    a.dht._reject("too large", None)
+    peer = Contact(Identity.generate(rng).public_key, ("198.51.100.7", 4107))
+    assert a.dht.table.add(peer, 0.0) and not a.dht.table.fail(peer.key)
+    a.dht.index.add(b"k" * 32, 100.0, False, 10, b"o" * 32, "198.51.100.0/24")
+    assert a.dht.reject_reasons == {"too large": 1} and a.dht.summary()["rejected"] == {"too large": 1}
+    assert a.dht.table.failures(peer.key) == 1 and a.dht.index.usage(b"o" * 32, "198.51.100.0/24")[2] == 1
+    assert all(t is NO_ENTRIES for t in tables(b))  # the other node's are still empty
+    assert b.dht.summary()["rejected"] == {} and b.dht.table.failures(peer.key) == 0

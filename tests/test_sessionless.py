@@ -445,7 +445,7 @@ def test_the_key_cache_keeps_each_peers_own_key_and_cookie_and_forgets_the_oldes
     chance); and no peer ever reads another's key or cookie after slots are handed on."""
     core = _node(1, "10.0.0.1")
     s = core.sessionless
-    s.cache = 3
+    s.keys_max = 3
     model: dict[int, tuple[bytes, bytes | None]] = {}
     again: set[int] = set()
     for n, (peer, with_cookie, gen) in enumerate(writes):
@@ -481,6 +481,7 @@ def test_the_key_cache_keeps_its_size_while_the_same_peers_answer_again_and_agai
     # their entries must not grow the table (a dict whose entries move to its end does, ~3-fold).
     core = _node(1, "10.0.0.1")
     s = core.sessionless
+    s.keys_max = 128  # (room for the 81 below; the bound itself is tested at the end)
     keys = [node_key_for(bytes([i, 7]) * 16) for i in range(81)]
     for k in keys:
         s._keep(k, bytes(32))
@@ -490,10 +491,32 @@ def test_the_key_cache_keeps_its_size_while_the_same_peers_answer_again_and_agai
             s._keep(k, bytes([n]) * 32, bytes([n]) * 16, T0 + n)
     assert sys.getsizeof(s._keys) == size <= sys.getsizeof(dict.fromkeys(keys)) + 64
     assert all(s._cookie_from(k, T0 + 20, 1000) == bytes([19]) * 16 for k in keys)
-    # Still bounded by ``cache`` when more distinct peers than that come.
-    for i in range(3 * s.cache):
+    # Still bounded by ``keys_max`` when more distinct peers than that come.
+    for i in range(3 * s.keys_max):
         s._keep(node_key_for(bytes([i & 255, i >> 8, 9]) + bytes(29)), bytes(32))
-        assert len(s._keys) <= s.cache and len(s._slots) <= s.cache * 56
+        assert len(s._keys) <= s.keys_max and len(s._slots) <= s.keys_max * 56
+    assert sl.KEYS_MAX == _node(2, "10.0.0.2").sessionless.keys_max == 64  # a node's own bound
+
+
+def test_a_full_key_cache_keeps_its_dict_at_the_size_of_its_entries_and_each_peers_own_key():
+    # At its bound each newcomer evicts one entry (and passes over those written again): holes at the
+    # dict's old end, entries at its young end. The dict grew to 256 slots for 64 entries (4.7 KiB
+    # against 2.3; bench/results/dmem14) before it was copied to its size; the order (CLOCK's) stays.
+    core = _node(1, "10.0.0.1")
+    s = core.sessionless
+    assert s.keys_max == sl.KEYS_MAX == 64
+    ss_of = {}
+    for i in range(2000):
+        key = node_key_for(i.to_bytes(2, "big") * 16)
+        ss_of[key] = bytes([i & 255, i >> 8]) * 16
+        s._keep(key, ss_of[key])
+        if i % 3 == 0 and i > 10:  # a recent peer answers again: second chance
+            again = node_key_for((i - 5).to_bytes(2, "big") * 16)
+            if again in s._keys:
+                s._keep(again, ss_of[again], b"c" * 16, T0 + i)
+        assert len(s._keys) <= 64 and sys.getsizeof(s._keys) <= sys.getsizeof(dict.fromkeys(range(64)))
+    assert len(s._keys) == 64 and sorted(s._keys.values()) == list(range(64)) and len(s._slots) == 64 * 56
+    assert all(s._static_dh(b"unused: kept", k) == ss_of[k] for k in s._keys)
 
 
 def test_the_query_keys_are_the_handshakes_hkdf_for_any_keys_and_nonce():

@@ -46,11 +46,11 @@ def _unheld(table: dict, base: int | None) -> list:
     costs decodes, never a wrong answer."""
     if base is None:
         return list(table)
-    return [c.wire for c in table.values() if _refcount(c) <= base]
+    return [c._w for c in table.values() if _refcount(c) <= base]
 
 
 class _Probe:
-    __slots__ = ("wire",)
+    __slots__ = ("_w",)
 
 
 def _calibrate() -> int | None:
@@ -62,7 +62,7 @@ def _calibrate() -> int | None:
         return None
     for base in range(1, 16):
         alone, held = _Probe(), _Probe()
-        alone.wire = held.wire = b""
+        alone._w = held._w = b""
         one, other = {b"": alone}, {b"": held}
         del alone
         if _unheld(one, base) and not _unheld(other, base):
@@ -124,14 +124,18 @@ class Contact(Message):
     own: ``public_key`` is the encoding's first 32 bytes, sliced at each read (~40 ns; the DHT's
     hot paths read ``key``, sessionless keys its tables by ``key``). That saves a bytes object of 65
     bytes (80 as allocated) a contact a node holds (bench/results/dmem11). A contact made from its
-    fields keeps them as given.
+    fields keeps them as given until it is first encoded; then its public key is read from its
+    encoding too.
+
+    Four slots, 64 bytes as allocated: the public key as given and the encoding share one slot
+    (``_w``), and a contact takes no weak reference (nothing makes one since the contact cache holds
+    its contacts plainly); six slots were 80 bytes, ~1.3 KiB a node for its ~80 contacts
+    (bench/results/dmem14).
     """
 
-    __slots__ = ("_pk", "endpoint", "key", "tag", "wire", "__weakref__")
+    __slots__ = ("endpoint", "key", "tag", "_w")
     __match_args__ = ("public_key", "endpoint")
 
-    #: The public key as given (``Contact(public_key, endpoint)``), or None: read from ``wire``.
-    _pk: bytes | None
     endpoint: Addr
     #: The node ID as an integer (``node_id.int``): the DHT reads it for every contact of every
     #: reply. The :class:`NodeId` itself is made on demand (``node_id``): a contact held one made at
@@ -144,8 +148,10 @@ class Contact(Message):
     tag: int
     #: The contact's encoding, once made or read (the same bytes object as its key in ``_CACHE``): a
     #: FIND_NODE answer carries 20 contacts, the same ones again and again, and a contact decoded is
-    #: sent on as the bytes it came in.
-    wire: bytes | None
+    #: sent on as the bytes it came in. Until a contact made from its fields is encoded: its public
+    #: key as given, always 32 bytes (``node_key_for`` refuses any other length), where an encoding
+    #: is 39 or 51: the length tells which (``wire``).
+    _w: bytes
 
     FIELDS: ClassVar = (("public_key", Fixed(32)), ("endpoint", Endpoint))
 
@@ -156,11 +162,10 @@ class Contact(Message):
             raise ValueError(f"port {port} out of range")
         if type(endpoint) is not tuple:  # a tuple is kept as given: the driver shares one per endpoint
             endpoint = (host, port)
-        _set_pk(self, public_key)
         _set_endpoint(self, endpoint)
         _set_key(self, key)
         _set_tag(self, key & 255)
-        _set_wire(self, None)
+        _set_w(self, public_key)
 
     @classmethod
     def _of_wire(cls, raw: bytes, endpoint: Addr, key: int | None = None) -> "Contact":
@@ -170,17 +175,21 @@ class Contact(Message):
         obj = _new(cls)
         if key is None:
             key = node_key_for(raw[:32])
-        _set_pk(obj, None)
         _set_endpoint(obj, endpoint)
         _set_key(obj, key)
         _set_tag(obj, key & 255)
-        _set_wire(obj, raw)
+        _set_w(obj, raw)
         return obj
 
     @property
     def public_key(self) -> bytes:
-        pk = self._pk
-        return pk if pk is not None else self.wire[:32]
+        return self._w[:32]  # (the key as given is 32 bytes: the same object)
+
+    @property
+    def wire(self) -> bytes | None:
+        """The contact's encoding, or None if it was made from its fields and never encoded."""
+        w = self._w
+        return w if len(w) != 32 else None
 
     def __setattr__(self, name, value):
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -193,7 +202,7 @@ class Contact(Message):
             # The key (a hash of the public key) first: an int compare that settles almost every
             # unequal pair without slicing a public key.
             return (self.key == other.key and self.endpoint == other.endpoint
-                    and self.public_key == other.public_key)
+                    and self._w[:32] == other._w[:32])
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -210,12 +219,12 @@ class Contact(Message):
 
     def _pack_body(self, out: bytearray) -> None:
         # Encode each contact once (a Nodes of 20: 37 -> 14 us here).
-        raw = self.wire
-        if raw is None:
+        raw = self._w
+        if len(raw) == 32:  # made from its fields, not encoded yet
             buf = bytearray()
             Message._pack_body(self, buf)
             raw = bytes(buf)
-            _set_wire(self, raw)
+            _set_w(self, raw)
         out += raw
 
     @classmethod
@@ -230,8 +239,7 @@ class Contact(Message):
                 return hit, off + n
         obj, end = Message._unpack_body.__func__(cls, buf, off)
         if end - off == n:
-            _set_wire(obj, raw)  # its public key read from the encoding (the same bytes)
-            _set_pk(obj, None)
+            _set_w(obj, raw)  # its public key read from the encoding (the same bytes)
             _keep(raw, obj)
         return obj, end
 
@@ -240,11 +248,10 @@ class Contact(Message):
 
 
 _new = object.__new__
-_set_pk = Contact.__dict__["_pk"].__set__
 _set_endpoint = Contact.__dict__["endpoint"].__set__
 _set_key = Contact.__dict__["key"].__set__
 _set_tag = Contact.__dict__["tag"].__set__
-_set_wire = Contact.__dict__["wire"].__set__
+_set_w = Contact.__dict__["_w"].__set__
 
 
 def share_endpoint(contact: Contact, endpoint: Addr) -> None:
@@ -298,8 +305,8 @@ class ContactSeq(Seq):
             raise ValueError(f"{len(items)} items exceed the limit of {self.max}")
         self.count_codec.pack(len(items), out)
         for c in items:
-            raw = c.wire if type(c) is Contact else None
-            if raw is None:
+            raw = c._w if type(c) is Contact else None
+            if raw is None or len(raw) == 32:  # (32: a contact made from its fields, not encoded yet)
                 self.item.pack(c, out)
             else:
                 out += raw

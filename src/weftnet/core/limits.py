@@ -27,9 +27,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import OrderedDict
-from typing import Iterable
+from typing import Any, Iterable
 
-__all__ = ["address_key", "prefix_key", "ExemptPrefixes", "TokenBuckets", "Gcra", "LOOPBACK_LAB"]
+__all__ = ["address_key", "prefix_key", "ExemptPrefixes", "TokenBuckets", "Gcra", "LOOPBACK_LAB", "NO_ENTRIES"]
 
 #: What a loopback test lab, the demo and the benches exempt (``exempt_prefixes``).
 LOOPBACK_LAB = ("127.0.0.0/8", "::1/128")
@@ -61,6 +61,44 @@ def prefix_key(host: str) -> str:
     bits = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
+
+
+class _NoEntries:
+    """What a table that was never written answers: empty, and read-only (no ``__setitem__``,
+    ``__delitem__``, ``setdefault`` or ``update``), so a write site that forgot to swap in a table
+    of its own fails at once rather than share one node's entries with another. One object for every
+    node: most nodes never write the tables that start as this (an empty dict is 64 bytes a table;
+    bench/results/dmem14). A writer swaps in its own dict (``if t is NO_ENTRIES: t = self.t = {}``)."""
+
+    __slots__ = ()
+
+    def get(self, key, default=None):
+        return default
+
+    def pop(self, key, default=None):
+        return default
+
+    def __contains__(self, key) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self):
+        return iter(())
+
+    def items(self):
+        return ()
+
+    def keys(self):
+        return ()
+
+    def values(self):
+        return ()
+
+
+#: The one empty read-only table (see :class:`_NoEntries`).
+NO_ENTRIES: Any = _NoEntries()
 
 class ExemptPrefixes:
     """Address blocks whose sources are not subject to per-address or per-prefix limits."""

@@ -86,7 +86,7 @@ from weftnet.core.dht.records import ImmutableRecord, MutableRecord, Record, dec
 from weftnet.core.dht.routing import ID_BITS, RoutingTable
 from weftnet.core.dht.store import MemoryStore, RecordStore, StoredRecord
 from weftnet.core.identity import Identity, NodeId, RandomSource
-from weftnet.core.limits import ExemptPrefixes, Gcra, TokenBuckets, address_key, prefix_key
+from weftnet.core.limits import NO_ENTRIES, ExemptPrefixes, Gcra, TokenBuckets, address_key, prefix_key
 from weftnet.core.puzzle import meets_puzzle
 from weftnet.core.wire import Message
 from weftnet.errors import RecordError, StorageError
@@ -314,27 +314,10 @@ _STATS = (
 )
 
 
-class _NoEntries:
-    """What an OrderedDict that was never written to answers (one shared object: most
-    nodes never hold a message, route one or get an offer, and a million simulated
-    nodes would otherwise keep three empty OrderedDicts each). Writers swap in a real one."""
-
-    __slots__ = ()
-
-    def get(self, key, default=None):
-        return default
-
-    def pop(self, key, default=None):
-        return default
-
-    def __contains__(self, key) -> bool:
-        return False
-
-    def __len__(self) -> int:
-        return 0
-
-
-_NO_ENTRIES: Any = _NoEntries()
+#: What an OrderedDict or dict that was never written answers (one shared read-only object, core/limits.py:
+#: most nodes never hold a message, route one, get an offer, reject a message or register an app, and a
+#: million simulated nodes would otherwise keep their empty tables each). Writers swap in a real one.
+_NO_ENTRIES: Any = NO_ENTRIES
 
 
 class Dht:
@@ -377,7 +360,7 @@ class Dht:
         self._timers: list[tuple[float, int, int]] = []  # (deadline, kind 0=request 1=op 2=hedge, id)
         self._ops: dict[int, _Op] = {}
         self._next_op = 1
-        self._routes: dict[int, int] = {}  # route msg_id -> op_id (origin side)
+        self._routes: dict[int, int] = _NO_ENTRIES  # route msg_id -> op_id (origin side)
         #: msg_id -> (the contact it came from, or None at the origin; the key it went on to)
         self._route_back: OrderedDict[int, tuple[Contact | None, int]] = _NO_ENTRIES
         # Request limits per peer and per address prefix, one float per busy key (Gcra):
@@ -393,7 +376,7 @@ class Dht:
         # here. Each source starts with one request's worth of credit (a small network answers
         # with one or two contacts: their reply alone would not pay for asking them).
         self._rtt = PeerEstimates(cfg.rtt_cache, cfg.hint_cost, cfg.hint_credit_max)
-        self._apps: list[Any] = []
+        self._apps: list[Any] | tuple = ()  # a list from the first app
         #: Set by the driver: True if a request to this contact is cheap (an open
         #: session). None (the simulator) means every contact costs the same.
         self.has_session: Any = None
@@ -406,7 +389,7 @@ class Dht:
         self._replicate_at = now + cfg.replicate_interval * (0.5 + rng.random())
         self._wanted: OrderedDict[bytes, float] = _NO_ENTRIES  # keys asked for in a ReplicaWant, when
         self.stats: dict[str, int] = _Stats()
-        self.reject_reasons: dict[str, int] = {}
+        self.reject_reasons: dict[str, int] = _NO_ENTRIES  # a dict from the first rejection
         #: Duration of every finished operation by kind and outcome (ok, failed, timeout),
         #: when a driver wants it (the daemon does; 100,000 simulated nodes do not).
         self.latency: LatencyHistogram | None = None
@@ -418,6 +401,8 @@ class Dht:
         self.contact = contact
 
     def register_app(self, app: Any) -> None:
+        if type(self._apps) is tuple:
+            self._apps = []
         self._apps.append(app)
 
     def messages_to_send(self) -> list[tuple[Contact, Message]]:
@@ -704,6 +689,8 @@ class Dht:
         op = self._new_op("route", now, self.config.route_timeout)
         op.key, op.trace = key, trace
         op.msg_id = self._rng.getrandbits(64)
+        if self._routes is _NO_ENTRIES:
+            self._routes = {}
         self._routes[op.msg_id] = op.op_id
         msg = Route(op.msg_id, key, self.contact, 0, self.config.hop_limit, 1 if trace else 0, payload)
         self._forward(msg, now, exclude=None, first_hop=first_hop, prev=None)
@@ -1289,6 +1276,8 @@ class Dht:
         self.stats["records_rejected"] += 1
         if reason not in self.reject_reasons and len(self.reject_reasons) >= 64:
             reason = "other"  # reasons can carry numbers from a peer: the table stays small
+        if self.reject_reasons is _NO_ENTRIES:
+            self.reject_reasons = {}
         self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + 1
         self._events.append(ev.Rejected(reason, sender.node_id if sender else None))
 

@@ -27,6 +27,7 @@ import heapq
 from dataclasses import dataclass
 
 from weftnet.core.dht.store import MemoryStore
+from weftnet.core.limits import NO_ENTRIES
 
 __all__ = ["StoreIndex", "Meta"]
 
@@ -61,7 +62,7 @@ class StoreIndex:
         self._by_far: list[tuple[int, bytes]] | None = None
         # node ID -> records << 48 | bytes, one int each (a list and two ints cost ~100 bytes more)
         self._origin: dict[bytes, int] = {}
-        self._prefix: dict[str, int] = {}
+        self._prefix: dict[str, int] = NO_ENTRIES  # a dict from the first record a non-exempt peer stores
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -90,6 +91,8 @@ class StoreIndex:
             heapq.heappush(self._by_expiry, (expires, key))
         if not own and self._by_far is not None:
             heapq.heappush(self._by_far, (-self.dist(key), key))
+        if prefix and self._prefix is NO_ENTRIES:
+            self._prefix = {}
         for table, k in ((self._origin, origin), (self._prefix, prefix)):
             if k:
                 table[k] = table.get(k, 0) + _ONE + size

@@ -63,7 +63,7 @@ from collections import Counter
 from functools import lru_cache
 
 from weftnet.core.contact import Contact
-from weftnet.core.limits import ExemptPrefixes, prefix_key
+from weftnet.core.limits import NO_ENTRIES, ExemptPrefixes, prefix_key
 from weftnet.core.puzzle import meets_puzzle
 
 __all__ = ["RoutingTable", "KBucket", "prefix_of", "nearest"]
@@ -164,7 +164,7 @@ class RoutingTable:
         # _by_depth[d] holds the IDs that share exactly d leading bits with ours;
         # the last bucket holds all that share at least that many (it covers us).
         self._by_depth: list[KBucket] = [KBucket(own_key, 0, True)]
-        self._failures: dict[int, int] = {}  # only contacts whose last request failed
+        self._failures: dict[int, int] = NO_ENTRIES  # only contacts whose last request failed (a dict from the first)
         self.evictions = 0
         self.prefix_refusals = 0
         self.puzzle_refusals = 0
@@ -438,6 +438,8 @@ class RoutingTable:
             return False
         failures = self._failures.get(key, 0) + 1
         if failures < self.max_failures:
+            if self._failures is NO_ENTRIES:
+                self._failures = {}
             self._failures[key] = failures
             return False
         self._failures.pop(key, None)

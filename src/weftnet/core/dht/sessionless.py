@@ -83,6 +83,7 @@ from weftnet.core.contact import Addr, Contact, share_endpoint, shared_contact, 
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
+from weftnet.core.limits import NO_ENTRIES
 from weftnet.core.session import handshake as hs
 from weftnet.core.wire import U32, VERSION, Bytes, Fixed, Message, Rest, register
 from weftnet.errors import DecodeError, HandshakeError, IdentityError
@@ -232,6 +233,13 @@ _SLOT = 56  # a kept peer's ss | cookie | when (Sessionless._keep)
 _NO_COOKIE = bytes(24)
 _sizeof = sys.getsizeof
 _EMPTY_DICT = sys.getsizeof({})
+#: The peers whose ss (and the proof-of-address cookie each gave us) a node keeps at most
+#: (``Sessionless.keys_max``); past it, the oldest not written again goes (CLOCK, ``_keep``), and a peer
+#: that comes back costs one X25519 again. 256 kept ~81 peers a node at 1,000 nodes (38% of the nodes
+#: with a dict of 256 slots, 4.7 KiB, where up to 85 entries take 2.3): 64 keeps 61.5, ~1.9 KiB a node
+#: less, for 1.1 more X25519 a put (of 39) and 0.5 a get (of 1.5), none a join, in bench/dht's workload
+#: at 1,000 nodes (~40 us a put, ~17 us a get; bench/results/dmem14).
+KEYS_MAX = 64
 
 
 def seal_query(asker: bytes, answerer: bytes, ss: bytes, tag: int, nonce: bytes, request: bytes,
@@ -384,13 +392,14 @@ class Sessionless:
     for load, its peer entries for ss)."""
 
     def __init__(self, identity: Identity, rng: RandomSource, now: float, transport, dht,
-                 cache: int = 256, fallback=None, fallback_after: float = 0.5):
+                 cache: int = 256, fallback=None, fallback_after: float = 0.5, keys: int = KEYS_MAX):
         self.identity = identity
         self.public_key = identity.public_key
         self._rng = rng
         self.transport = transport
         self.dht = dht
-        self.cache = cache
+        self.cache = cache  # the bound of ``_proven``
+        self.keys_max = keys  # the bound of ``_keys``
         #: ``fallback(contact, msg, now, hint, direct=True)``: send this request over a session instead
         #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``direct``
         #: False: not to the contact's endpoint, a hint whose target address has had its share.
@@ -404,10 +413,13 @@ class Sessionless:
         #: What an answer says to an asker our table has room for: send a proof, and (FLAG_PROOF) a
         #: DhtProof will do (nodes before 0x34 said WANTED alone, and got an empty DhtQuery).
         self.wanted_flags = FLAG_WANTED | FLAG_PROOF
-        self._proven: dict[int, Contact] = {}  # node ID -> contact, oldest written first, at most ``cache``
+        # node ID -> contact, oldest written first, at most ``cache``. Tables most nodes never write
+        # (this one: forwarders only; load cookies) start as the one read-only empty
+        # table (core/limits.py) and get a dict of their own at their first write.
+        self._proven: dict[int, Contact] = NO_ENTRIES
         #: Peer's node ID as an integer (its contact's ``key``, the same object: a contact keeps no
-        #: public key object of its own, core/contact.py) -> its slot in ``_slots``, at most ``cache``,
-        #: in the order they entered. A slot is
+        #: public key object of its own, core/contact.py) -> its slot in ``_slots``, at most
+        #: ``keys_max`` (:data:`KEYS_MAX`), in the order they entered. A slot is
         #: ss (32 bytes) | its proof-of-address cookie for us (16) | when we got it (a double, 0: no
         #: cookie), 56 bytes of one bytearray: no bytes object per peer (33 bytes of header each, and
         #: the slot numbers below 257 are the interpreter's shared ints; memory per node is a bench
@@ -425,7 +437,7 @@ class Sessionless:
         self._silent = 0  # queries in a row that fell back unanswered
         self._retry_at = 0.0
         self._late: dict[int, _Pending] = {}  # queries that went on over the transport, answer still welcome
-        self._load_cookies: dict[int, tuple[bytes, float]] = {}  # answerer's node ID -> (its mac2 cookie, when)
+        self._load_cookies: dict[int, tuple[bytes, float]] = NO_ENTRIES  # answerer's node ID -> (its mac2 cookie, when)
         self._secret = rng.randbytes(32)
         self._previous = self._secret
         self._rotate_at = now + _COOKIE_LIFETIME
@@ -457,7 +469,7 @@ class Sessionless:
         if slot is not None:
             used[slot] = 1  # written again: passed over once when it is the oldest
         else:
-            if len(keys) >= self.cache:
+            if len(keys) >= self.keys_max:
                 # The oldest entry not written again since it entered (or was passed over), whose
                 # slot the newcomer takes; each one passed over goes to the young end, its mark
                 # cleared, so this ends within one round of the entries.
@@ -468,15 +480,30 @@ class Sessionless:
                         break
                     used[slot] = 0
                     keys[old] = slot
+                used[slot] = 0
+                keys[peer] = slot
+                if _sizeof(keys) > 48 * len(keys) + 512:
+                    # Each eviction leaves a hole at the dict's old end and takes a new entry at its
+                    # young end: a full table of 64 grew its dict to 256 slots (4.7 KiB, 2.3 for a
+                    # copy; bench/results/dmem14). A copy, in the same order, is sized for its entries.
+                    self._keys = dict(keys)
             else:
                 slot = len(keys)  # the slots in use are 0 .. len - 1
                 if slot == len(used):
                     used.append(0)
-            used[slot] = 0
-            keys[peer] = slot
+                used[slot] = 0
+                keys[peer] = slot
         o = slot * _SLOT
         # A peer that only asked us gave us no cookie: when = 0.
-        self._slots[o:o + _SLOT] = ss + (cookie + _AT.pack(at) if at else _NO_COOKIE)
+        entry = ss + (cookie + _AT.pack(at) if at else _NO_COOKIE)
+        if o < len(self._slots):
+            self._slots[o:o + _SLOT] = entry
+        else:
+            # A new slot: a copy of the table one slot longer, allocated to its size (a bytearray
+            # extended in place reserves ~1/8 more to grow: ~370 bytes a node at 1,000 nodes,
+            # bench/results/dmem14), for a copy of at most ``keys_max`` slots (3.5 KiB) once per peer
+            # kept, beside the X25519 that peer's ss cost.
+            self._slots = self._slots + entry
 
     def _cookie_from(self, peer: int, now: float, max_age: float) -> bytes | None:
         """The proof-of-address cookie the node ``peer`` (its ID as an integer) gave us, if younger
@@ -496,6 +523,8 @@ class Sessionless:
         if self.forwards is None or not self.forwards():
             return
         proven = self._proven
+        if proven is NO_ENTRIES:
+            proven = self._proven = {}
         key = contact.key
         if proven.pop(key, None) is None and len(proven) >= self.cache:
             del proven[next(iter(proven))]
@@ -632,6 +661,8 @@ class Sessionless:
             self.stats["auth_failures"] += 1
             return True
         self.stats["cookies_received"] += 1
+        if self._load_cookies is NO_ENTRIES:
+            self._load_cookies = {}
         if len(self._load_cookies) >= 64:
             del self._load_cookies[next(iter(self._load_cookies))]
         self._load_cookies[p.contact.key] = (cookie, now)
