@@ -56,7 +56,8 @@ def test_a_record_naming_victims_gets_them_a_few_inits_not_a_handshake_s_retries
 
 def test_a_record_naming_victims_as_its_relays_gets_each_one_init_per_read():
     """The same through the record's relay references: a handshake to each named "relay"."""
-    v, datagrams, _ = _attack(lambda named: EndpointRecord(NAT_EIM, 2, (), tuple(
+    v, datagrams, sent = _attack(lambda named: EndpointRecord(NAT_EIM, 2, (), tuple(
         RelayRef(Identity.generate(random.Random(500 + i)).public_key, x) for i, x in enumerate(named[:4]))))
-    # Before: 36 Inits (14,616 bytes), 9 to each of the four.
+    # Before: 36 Inits (14,616 bytes), 9 to each of the four, each carrying the relayed Init.
     assert max(datagrams) <= 2 and sum(datagrams) <= 8, datagrams
+    assert sent <= 256 * sum(datagrams)  # no Init to a second-hand address above a hint's cost

@@ -133,6 +133,10 @@ _COOKIE_LIFETIME = 120.0
 MAX_OLDER = 2
 #: The smallest datagram that can be a HandshakeInit (empty early-data field).
 _INIT_MIN = 148
+#: Early data an Init to an endpoint learned second-hand may carry: the Init stays within what a DHT
+#: hint's ask costs (256 bytes, docs/security.md items 6 and 19); what is larger waits for the session.
+SECOND_HAND_EARLY = 256 - 164
+
 #: Messages one direction of a session carries before it keeps its AEAD object (see Session).
 HOT_AFTER = 32
 
@@ -1527,7 +1531,8 @@ class SecureTransport:
         peer.awaiting_record = False
         peer.pending_early = b""
         offer = self._offer
-        if peer.queue and len(peer.queue[0]) <= MAX_EARLY_DATA - (len(offer) + 4 if offer else 0):
+        room = MAX_EARLY_DATA if peer.max_attempts is None else SECOND_HAND_EARLY
+        if peer.queue and len(peer.queue[0]) <= room - (len(offer) + 4 if offer else 0):
             peer.pending_early = self._padded(peer.queue.pop(0), peer.pad_to, offer)
         elif offer:
             peer.pending_early = self._padded(b"", peer.pad_to, offer)
