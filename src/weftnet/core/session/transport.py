@@ -65,6 +65,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.counters import Counters
+from weftnet.core.limits import NO_ENTRIES
 from weftnet.core.session import ciphers as cph
 from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
@@ -402,6 +403,11 @@ class Peer:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
 
 
+#: A transport's ``worker_slots`` until a daemon with data-plane workers sets its own: one empty
+#: frozenset for every node of a process (each ``frozenset()`` call makes a 216-byte object).
+_NO_SLOTS: frozenset[int] = frozenset()
+
+
 class SecureTransport:
     """All handshakes and sessions of one node. See the module docstring."""
 
@@ -424,8 +430,9 @@ class SecureTransport:
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list = []  # a few at a time: an empty deque is 624 bytes a node
-        self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
-                                      self._fragments_expired)  # (session index, counter) -> pieces
+        #: (session index, counter) -> pieces: made by the first fragment (_reassembler); most DHT
+        #: nodes never get one, and an empty table with its bound method was 280 bytes a node.
+        self._reassembly: Reassembly | None = None
         #: Set by a driver that sends a :class:`Train` in one UDP GSO send: a payload cut in
         #: fragments for a UDP endpoint (the main socket's, or an extra underlay link's: a
         #: ``LinkAddr``) then leaves as one Train instead of one datagram per piece.
@@ -439,15 +446,17 @@ class SecureTransport:
         #: Counter partitions whose low four bits are in here belong to this node's data-plane
         #: workers (docs/dataplane.md, "Several workers"): their windows are there, so this
         #: transport never opens them (a datagram GRO joined behind one of ours lands here).
-        self.worker_slots: frozenset[int] = frozenset()
+        self.worker_slots: frozenset[int] = _NO_SLOTS
         #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
         #: each), or named by the node (a network member). The node starts a path MTU search for
         #: those with a session (core/session/pmtu.py) and clears the list.
         self.pmtu_wanted: list[NodeId] = []
         self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
-        self._hello_expect: dict[Addr, bytes] = {}  # a hello_first connect's endpoint -> the key it must answer with
+        #: A hello_first connect's endpoint -> the key it must answer with (NO_ENTRIES until the first).
+        self._hello_expect: dict[Addr, bytes] = NO_ENTRIES
         self.admission = Admission(self.config)
-        self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
+        #: Oldest first; NO_ENTRIES until the first (an initiator-only node never has one: 128 bytes).
+        self._half_open: OrderedDict[bytes, Peer] = NO_ENTRIES
         #: Set by the node: True for peers it wants kept when the peer table is full
         #: (its routing-table contacts). None: only activity counts.
         self.keep = None
@@ -496,6 +505,11 @@ class SecureTransport:
             )
         )
 
+    def _reassembler(self) -> Reassembly:
+        """The fragment table, made on the first fragment."""
+        r = self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED, self._fragments_expired)
+        return r
+
     # -- API ---------------------------------------------------------------------
     def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None, *, hello_first: bool = False) -> None:
         """Open a session to ``endpoint`` (to the holder of ``public_key``, or whoever answers a Hello there).
@@ -506,6 +520,8 @@ class SecureTransport:
             if endpoint not in self._hello_pending:
                 nonce = self._rng.getrandbits(64)
                 self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
+                if self._hello_expect is NO_ENTRIES:
+                    self._hello_expect = {}
                 self._hello_expect[endpoint] = public_key
                 self._send_hello(endpoint, nonce)
             return
@@ -1696,7 +1712,10 @@ class SecureTransport:
         if not self._fresh(s, counter):
             return
         # A view, not a copy: the pieces are copied once, when the whole is joined.
-        whole = self._reassembly.add((local, counter), index, count, memoryview(data)[16:], now)
+        r = self._reassembly
+        if r is None:
+            r = self._reassembler()
+        whole = r.add((local, counter), index, count, memoryview(data)[16:], now)
         if whole is None:
             return
         if whole is REFUSED:  # a count that changed, or more bytes than any payload
@@ -1930,6 +1949,8 @@ class SecureTransport:
         peer = self._peer(public_key, now)
         peer.budget = 0
         peer.half_open_at = now
+        if self._half_open is NO_ENTRIES:
+            self._half_open = OrderedDict()
         self._half_open[public_key] = peer
         self.stats["half_open"] += 1
         return peer
