@@ -1169,7 +1169,7 @@ class NodeCore:
                 self._on_dht_event(dev, now)
             if self.transport.pmtu_wanted:
                 self._pmtu_for(self.transport.pmtu_wanted, now)
-                self.transport.pmtu_wanted.clear()
+                self.transport.pmtu_wanted = ()
             if (pm := self._pmtu) is not None and (pm._out or pm._events):
                 self._pump_pmtu(now)
             if not busy:
@@ -1178,7 +1178,7 @@ class NodeCore:
     def _vpn_event(self, ev: Any) -> None:
         self._events.append(ev)
         if getattr(ev, "kind", None) == "vpn_member" and ev.change == "added":
-            self.transport.pmtu_wanted.append(ev.node_id)  # a member's path sets its network's TUN MTU
+            self.transport.want_pmtu(ev.node_id)  # a member's path sets its network's TUN MTU
 
     def _pmtu_for(self, node_ids: list[NodeId], now: float) -> None:
         """Start a path MTU search to each of these peers that has a session and none yet (pmtu.py)."""

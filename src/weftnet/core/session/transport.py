@@ -450,7 +450,7 @@ class SecureTransport:
         #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
         #: each), or named by the node (a network member). The node starts a path MTU search for
         #: those with a session (core/session/pmtu.py) and clears the list.
-        self.pmtu_wanted: list[NodeId] = []
+        self.pmtu_wanted: list[NodeId] | tuple = ()  # a list from the first (an empty list is 56 bytes a node)
         #: Endpoint -> (nonce, started, retry_at): NO_ENTRIES while none is pending (_hellos_done), so a
         #: joiner's one Hello leaves no emptied dict behind (160 bytes a node in bench/dht).
         self._hello_pending: dict[Addr, tuple[int, float, float]] = NO_ENTRIES
@@ -506,6 +506,12 @@ class SecureTransport:
                 "sessions_lost_by_peer", "rekeys_unanswered", "sessions_aes_256_gcm",
             )
         )
+
+    def want_pmtu(self, node_id: NodeId) -> None:
+        """List ``node_id`` in ``pmtu_wanted`` (the node reads it and puts back the empty tuple)."""
+        if type(self.pmtu_wanted) is tuple:
+            self.pmtu_wanted = []
+        self.pmtu_wanted.append(node_id)
 
     def _reassembler(self) -> Reassembly:
         """The fragment table, made on the first fragment."""
@@ -1539,7 +1545,7 @@ class SecureTransport:
             peer.packets_out += count
             if not peer.pmtu_asked and type(ep) is tuple and len(self.pmtu_wanted) < 1024:  # worth measuring
                 peer.pmtu_asked = True
-                self.pmtu_wanted.append(peer.node_id)
+                self.want_pmtu(peer.node_id)
         peer.last_sent = now
 
     def _encrypt_and_send_twice(self, peer: Peer, s: Session, payload: bytes, now: float, first, second) -> None:
