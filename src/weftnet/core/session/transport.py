@@ -1264,9 +1264,9 @@ class SecureTransport:
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
                     attempt = 1 + int((now - peer.pending_started) / cfg.handshake_retry)
                     self._events.append(PathsWanted(peer.node_id, peer.public_key, attempt))
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:  # (identity first: no Python __len__ per pass)
             self._expire_half_open(now)
-        if self._hello_pending:
+        if self._hello_pending is not NO_ENTRIES and self._hello_pending:
             for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
                 expect = self._hello_expect.get(endpoint)
                 if expect is not None and now >= retry_at:  # one Hello only to an unverified endpoint
@@ -1320,9 +1320,9 @@ class SecureTransport:
             deadline = self._next_sweep
         if self._retries and self._retries[0][0] < deadline:
             deadline = self._retries[0][0]
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:
             deadline = min(deadline, next(iter(self._half_open.values())).half_open_at + self.config.half_open_timeout)
-        if self._hello_pending:
+        if self._hello_pending is not NO_ENTRIES and self._hello_pending:
             for _nonce, started, retry_at in self._hello_pending.values():
                 deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
         return deadline
@@ -1361,7 +1361,7 @@ class SecureTransport:
         node wants kept (``keep``: its routing-table contacts) are skipped
         and moved to the young end, so each eviction costs O(1) amortised.
         """
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:
             victim = next(iter(self._half_open.values()))
         else:
             keep = self.keep
