@@ -58,7 +58,8 @@ class WorkersTarget:
         self.opened: set[int] = set()
         if not hasattr(self, "node"):
             self.node = NodeCore(Identity.from_seed(bytes([5]) * 32), random.Random(5), T0)
-        self.node.worker_slots.clear()
+        if self.node.worker_slots:  # (the shared empty table until the first WorkerSlots)
+            self.node.worker_slots.clear()
 
     def __call__(self, data: bytes) -> None:
         self.inputs += 1

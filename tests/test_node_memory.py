@@ -274,3 +274,38 @@ def test_tables_a_node_never_writes_are_one_read_only_empty_table_until_its_firs
     assert a.dht.table.failures(peer.key) == 1 and a.dht.index.usage(b"o" * 32, "198.51.100.0/24")[2] == 1
     assert all(t is NO_ENTRIES for t in tables(b))  # the other node's are still empty
     assert b.dht.summary()["rejected"] == {} and b.dht.table.failures(peer.key) == 0
+
+
+def test_a_joined_dht_node_keeps_no_hello_half_open_or_fragment_table_and_builds_admission_buckets_on_use():
+    """A node's transport tables that a DHT node fills once, or never (the hello it joined with, the
+    half-open peer it confirmed, fragments, admission's rate limits, the TCP links), hold nothing of
+    their own once done: the shared read-only empty table, or no table (bench/results/dmem15). What
+    they hold when used is unchanged: a second hello, a rate limit with the configured rate."""
+    from types import MappingProxyType
+
+    from weftnet.core.limits import NO_ENTRIES
+
+    net, _rng, nodes = build(seed=43, n=6)
+    for i, node in enumerate(nodes[1:3]):
+        assert _settle(net, node, node.put(b"joined %d" % i, net.now)).ok
+    net.run_for(30.0)
+    for core in nodes:
+        t = core.transport
+        assert core.peers(net.now), core.node_id.short()  # it joined
+        assert t._hello_pending is NO_ENTRIES and t._hello_expect is NO_ENTRIES
+        assert t._half_open is NO_ENTRIES
+        assert t._reassembly is None  # no payload in this run was cut in fragments
+        assert core.worker_slots is NO_ENTRIES and core._reach_held is NO_ENTRIES
+        assert type(core.texts_dropped) is MappingProxyType and dict(core.texts_dropped) == {"forged": 0, "unsigned": 0}
+    hub = nodes[0].transport.admission
+    assert hub._hello_addr is not None and hub._known  # it answered the joiners' hellos and handshakes
+    assert hub._hello_addr.rate == float(nodes[0].config.transport.hello_per_source_per_second)
+    assert nodes[1].transport.admission._hello_addr is None  # a joiner never answered a hello
+    # A node that joined still says hello again: the table is its own again while the hello is pending.
+    late = nodes[1].transport
+    late.connect(("198.18.40.1", 4500), net.now)
+    assert late._hello_pending is not NO_ENTRIES and ("198.18.40.1", 4500) in late._hello_pending
+    assert nodes[2].transport._hello_pending is NO_ENTRIES
+    net.flush(nodes[1].endpoint)
+    net.run_for(120.0)  # nobody there: it gives up, and the table is the shared empty one again
+    assert late._hello_pending is NO_ENTRIES

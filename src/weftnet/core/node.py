@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from weftnet.core import wire
@@ -41,7 +42,7 @@ from weftnet.core.dht import events as dht_events
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, Store
 from weftnet.core.dht.sessionless import Sessionless
 from weftnet.core.identity import Identity, NodeId, RandomSource, node_id_for, verify_signature
-from weftnet.core.limits import LOOPBACK_LAB
+from weftnet.core.limits import LOOPBACK_LAB, NO_ENTRIES
 from weftnet.core.l3vpn.plane import L3VPN_TYPES, L3vpnPlane
 from weftnet.core.overlay import OVERLAY_TYPES, LanDiscovery, OverlayPlane
 from weftnet.core.paths.config import PathsConfig
@@ -390,6 +391,8 @@ _SINK_OWNER: dict[int, str] = {
 }
 _SINK_TYPES = frozenset(_SINK_OWNER)
 _NO_SINKS: dict = {}  # shared, never written: a node's table until its first data-plane payload
+#: A node's ``texts_dropped`` until it drops one (read-only, one for every node; _text_dropped copies it).
+_NO_TEXTS_DROPPED = MappingProxyType({"forged": 0, "unsigned": 0})
 
 
 def _shared(value):
@@ -478,7 +481,7 @@ class NodeCore:
         # code (``_sink``). The table of handlers is filled per plane when its first payload comes.
         self._sink_table: dict[int, Any] = _NO_SINKS
         #: Peers that run several data-plane workers: node ID -> their worker slots (WorkerSlots, docs/dataplane.md).
-        self.worker_slots: dict[bytes, int] = {}
+        self.worker_slots: dict[bytes, int] = NO_ENTRIES  # a dict from the first WorkerSlots (_on_worker_slots)
         self._probes_out: list[tuple[bytes, Addr]] = []
         self.transport.sink = self._sink
         self.transport.sink_types = _SINK_TYPES  # the same set for every node: one object
@@ -516,11 +519,18 @@ class NodeCore:
             self.transport.find_contact = self._find_contact
         self._mutable_seq = 0
         self.decode_errors = 0
-        self._reach_held: dict[NodeId, list] = {}  # reach and paths early data from half-open peers
-        self.texts_dropped = {"forged": 0, "unsigned": 0}  # routed texts whose origin is not proven
+        # Written by few nodes: a read-only shared table until the first write (64 and 184 bytes a node).
+        self._reach_held: dict[NodeId, list] = NO_ENTRIES  # reach and paths early data from half-open peers
+        self.texts_dropped = _NO_TEXTS_DROPPED  # routed texts whose origin is not proven (_text_dropped)
         #: Messages an engine failed on (a bug, counted and skipped: one bad message must
         #: not cost the rest of a receive batch; the fuzzer hunts these down).
         self.internal_errors = 0
+
+    def _text_dropped(self, why: str) -> None:
+        td = self.texts_dropped
+        if td is _NO_TEXTS_DROPPED:
+            td = self.texts_dropped = dict(td)
+        td[why] += 1
 
     # -- engines built on first use (see __init__) ------------------------------------
     def _new_reach(self, now: float) -> Reach:
@@ -658,6 +668,8 @@ class NodeCore:
     def _hold_reach(self, node_id: NodeId, payload: bytes, endpoint: Any) -> None:
         """Keep a reach or paths message from a half-open peer until its SessionUp (bounded, oldest out)."""
         held = self._reach_held
+        if held is NO_ENTRIES:
+            held = self._reach_held = {}
         if node_id not in held and len(held) >= 256:
             del held[next(iter(held))]
         q = held.setdefault(node_id, [])
@@ -711,6 +723,8 @@ class NodeCore:
         except DecodeError:
             return
         if 2 <= slots <= 16 and (node_id.raw in self.worker_slots or len(self.worker_slots) < 4096):
+            if self.worker_slots is NO_ENTRIES:
+                self.worker_slots = {}
             self.worker_slots[node_id.raw] = slots
 
     def _on_path_probe(self, node_id: NodeId, payload: bytes, now: float) -> None:
@@ -1155,7 +1169,7 @@ class NodeCore:
                 self._on_dht_event(dev, now)
             if self.transport.pmtu_wanted:
                 self._pmtu_for(self.transport.pmtu_wanted, now)
-                self.transport.pmtu_wanted.clear()
+                self.transport.pmtu_wanted = ()
             if (pm := self._pmtu) is not None and (pm._out or pm._events):
                 self._pump_pmtu(now)
             if not busy:
@@ -1164,7 +1178,7 @@ class NodeCore:
     def _vpn_event(self, ev: Any) -> None:
         self._events.append(ev)
         if getattr(ev, "kind", None) == "vpn_member" and ev.change == "added":
-            self.transport.pmtu_wanted.append(ev.node_id)  # a member's path sets its network's TUN MTU
+            self.transport.want_pmtu(ev.node_id)  # a member's path sets its network's TUN MTU
 
     def _pmtu_for(self, node_ids: list[NodeId], now: float) -> None:
         """Start a path MTU search to each of these peers that has a session and none yet (pmtu.py)."""
@@ -1307,9 +1321,9 @@ class NodeCore:
                         ev.origin_key, msg.signature, SignedText.signing_input(ev.key, msg.text)):
                     self._events.append(TextReceived(ev.origin, msg.text))
                 else:
-                    self.texts_dropped["forged"] += 1
+                    self._text_dropped("forged")
             elif isinstance(msg, AppText):
-                self.texts_dropped["unsigned"] += 1
+                self._text_dropped("unsigned")
             return
         if self._reach is not None and (self._reach.on_dht_event(ev, now) or self._paths.on_dht_event(ev, now)):
             return  # (unbuilt, they started no DHT operation)

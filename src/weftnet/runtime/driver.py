@@ -134,7 +134,8 @@ class UdpDriver:
     __slots__ = ("core", "clock", "sock", "_loop", "_timer", "_timer_at", "_waiters", "_backlog", "_backlog_weight",
                  "_endpoints", "_closed", "_depth", "listeners", "tun_writer", "after_tun_writes", "sent", "received",
                  "errors", "_error_logged_at", "send_errors", "dropped", "gso_sends", "probes_sent", "probe_errors",
-                 "links", "alt_sock", "underlay", "divert", "divert_slots", "gso", "gro", "_sparse", "__dict__", "__weakref__")
+                 "alt_sock", "underlay", "divert", "divert_slots", "gso", "gro", "_sparse", "_queued", "_links", "__dict__",
+                 "__weakref__")
 
     def __init__(self, core: NodeCore, sock: socket.socket, clock: Callable[[], float] = time.time,
                  *, gso: bool = True, gro: bool = True):
@@ -168,8 +169,9 @@ class UdpDriver:
         self.gso_sends = 0
         self.probes_sent = 0
         self.probe_errors = 0
-        #: TCP links to and from relays (runtime/links.py).
-        self.links = StreamLinks(self)
+        #: TCP links to and from relays (runtime/links.py): made on first use (``links``); a node that
+        #: never has one (a DHT node) carries no table (~300 bytes a node in bench/dht).
+        self._links: StreamLinks | None = None
         #: A second UDP socket that only sends (dial-back tests from another port); None = none.
         self.alt_sock: socket.socket | None = None
         #: The node's extra underlay links (runtime/underlay.py), set by the daemon; None = none.
@@ -198,6 +200,14 @@ class UdpDriver:
         self._queued = poll.poll
         self._loop.add_reader(sock.fileno(), self._on_readable)
         self.transmit()
+
+    @property
+    def links(self) -> StreamLinks:
+        """The node's TCP links to and from relays (runtime/links.py), made on first use."""
+        links = self._links
+        if links is None:
+            links = self._links = StreamLinks(self)
+        return links
 
     # -- receive --------------------------------------------------------------
     def _endpoint(self, addr: Any) -> tuple[str, int]:
@@ -544,7 +554,8 @@ class UdpDriver:
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
         self.sock.close()
-        self.links.close()
+        if self._links is not None:
+            self._links.close()
         if self.underlay is not None:
             self.underlay.close()
         if self.alt_sock is not None:

@@ -32,7 +32,7 @@ Sans-IO: ``now`` comes in.
 
 from __future__ import annotations
 
-from weftnet.core.limits import ExemptPrefixes, TokenBuckets, address_key, prefix_key
+from weftnet.core.limits import NO_ENTRIES, ExemptPrefixes, TokenBuckets, address_key, prefix_key
 
 __all__ = ["Admission"]
 
@@ -40,26 +40,53 @@ Addr = tuple[str, int]
 
 
 class Admission:
+    # Slots, and each table of buckets made at its first use (_buckets): a DHT node answers few
+    # handshakes and hellos, and seven tables built at once with an instance dict were ~1 KB of every
+    # node (bench/results/dmem15). Made from the config when first used, with the same rate and burst.
+    __slots__ = ("config", "exempt", "_hs_addr", "_hs_prefix", "_hello_addr", "_hello_prefix", "_hello_all",
+                 "_known", "_budget", "_under_load_until")
+
     def __init__(self, config) -> None:
         c = config
         self.config = c
         self.exempt = ExemptPrefixes.shared(tuple(c.exempt_prefixes))  # one per list of prefixes in a process
-        self._hs_addr = TokenBuckets(c.handshake_rate_per_address, c.handshake_burst_per_address)
-        self._hs_prefix = TokenBuckets(c.handshake_rate_per_prefix, c.handshake_burst_per_prefix)
-        self._hello_addr = TokenBuckets(c.hello_per_source_per_second, c.hello_per_source_per_second)
-        self._hello_prefix = TokenBuckets(c.hello_per_prefix_per_second, c.hello_per_prefix_per_second)
-        self._hello_all = TokenBuckets(c.hello_per_second, c.hello_per_second, 1)
-        self._known: dict[Addr, float] = {}  # oldest first (a plain dict: ~30 bytes an entry less)
-        rate = c.handshakes_per_second_under_load
-        self._budget = TokenBuckets(rate, rate / 10, 1)
+        self._hs_addr: TokenBuckets | None = None
+        self._hs_prefix: TokenBuckets | None = None
+        self._hello_addr: TokenBuckets | None = None
+        self._hello_prefix: TokenBuckets | None = None
+        self._hello_all: TokenBuckets | None = None
+        self._known: dict[Addr, float] = NO_ENTRIES  # oldest first (a plain dict from its first entry)
+        self._budget: TokenBuckets | None = None
         self._under_load_until = float("-inf")
+
+    def _buckets(self, name: str) -> TokenBuckets:
+        """The table ``name``, made now if it is not yet."""
+        c = self.config
+        if name == "_budget":
+            rate = c.handshakes_per_second_under_load
+            b = TokenBuckets(rate, rate / 10, 1)
+        elif name == "_hs_addr":
+            b = TokenBuckets(c.handshake_rate_per_address, c.handshake_burst_per_address)
+        elif name == "_hs_prefix":
+            b = TokenBuckets(c.handshake_rate_per_prefix, c.handshake_burst_per_prefix)
+        elif name == "_hello_addr":
+            b = TokenBuckets(c.hello_per_source_per_second, c.hello_per_source_per_second)
+        elif name == "_hello_prefix":
+            b = TokenBuckets(c.hello_per_prefix_per_second, c.hello_per_prefix_per_second)
+        else:
+            b = TokenBuckets(c.hello_per_second, c.hello_per_second, 1)
+        setattr(self, name, b)
+        return b
 
     # -- load -----------------------------------------------------------------
     def note_init(self, now: float) -> bool:
         """One Init with a valid mac1 arrived; True if the responder is under load."""
         # Every Init draws on the budget, under load too: a flood keeps it empty, so load
         # ends only a second after the arrivals fall below the rate.
-        if not self._budget.allow("*", now):
+        b = self._budget
+        if b is None:
+            b = self._buckets("_budget")
+        if not b.allow("*", now):
             self._under_load_until = now + 1.0
         return now < self._under_load_until
 
@@ -69,15 +96,23 @@ class Admission:
         host = addr[0]
         if self.exempt.covers(host):
             return True
-        if not self._hs_addr.allow(address_key(host), now):
+        b = self._hs_addr
+        if b is None:
+            b = self._buckets("_hs_addr")
+        if not b.allow(address_key(host), now):
             return False
         if addr in self._known:
             return True  # a source that completed a handshake keeps its place, whatever its block does
-        return self._hs_prefix.allow(prefix_key(host), now)
+        b = self._hs_prefix
+        if b is None:
+            b = self._buckets("_hs_prefix")
+        return b.allow(prefix_key(host), now)
 
     def remember(self, addr: Addr, now: float) -> None:
         """``addr`` completed a handshake or confirmed a session (proven return routability)."""
         known = self._known
+        if known is NO_ENTRIES:
+            known = self._known = {}
         if known.pop(addr, None) is None and len(known) >= self.config.max_peers:
             del known[next(iter(known))]
         known[addr] = now  # (re)inserted: the youngest
@@ -89,8 +124,17 @@ class Admission:
     def allow_hello(self, addr: Addr, now: float) -> bool:
         host = addr[0]
         if not self.exempt.covers(host):
-            if not self._hello_addr.allow(address_key(host), now):
+            b = self._hello_addr
+            if b is None:
+                b = self._buckets("_hello_addr")
+            if not b.allow(address_key(host), now):
                 return False
-            if not self._hello_prefix.allow(prefix_key(host), now):
+            b = self._hello_prefix
+            if b is None:
+                b = self._buckets("_hello_prefix")
+            if not b.allow(prefix_key(host), now):
                 return False
-        return self._hello_all.allow("*", now)
+        b = self._hello_all
+        if b is None:
+            b = self._buckets("_hello_all")
+        return b.allow("*", now)

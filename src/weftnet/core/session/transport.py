@@ -65,6 +65,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from weftnet.core.counters import Counters
+from weftnet.core.limits import NO_ENTRIES
 from weftnet.core.session import ciphers as cph
 from weftnet.core.session import handshake as hs
 from weftnet.core.session.admission import Admission
@@ -402,6 +403,11 @@ class Peer:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
 
 
+#: A transport's ``worker_slots`` until a daemon with data-plane workers sets its own: one empty
+#: frozenset for every node of a process (each ``frozenset()`` call makes a 216-byte object).
+_NO_SLOTS: frozenset[int] = frozenset()
+
+
 class SecureTransport:
     """All handshakes and sessions of one node. See the module docstring."""
 
@@ -424,8 +430,9 @@ class SecureTransport:
         self._indices: dict[int, Peer | Session] = {}  # local index -> pending peer or session
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list = []  # a few at a time: an empty deque is 624 bytes a node
-        self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED,
-                                      self._fragments_expired)  # (session index, counter) -> pieces
+        #: (session index, counter) -> pieces: made by the first fragment (_reassembler); most DHT
+        #: nodes never get one, and an empty table with its bound method was 280 bytes a node.
+        self._reassembly: Reassembly | None = None
         #: Set by a driver that sends a :class:`Train` in one UDP GSO send: a payload cut in
         #: fragments for a UDP endpoint (the main socket's, or an extra underlay link's: a
         #: ``LinkAddr``) then leaves as one Train instead of one datagram per piece.
@@ -439,15 +446,19 @@ class SecureTransport:
         #: Counter partitions whose low four bits are in here belong to this node's data-plane
         #: workers (docs/dataplane.md, "Several workers"): their windows are there, so this
         #: transport never opens them (a datagram GRO joined behind one of ours lands here).
-        self.worker_slots: frozenset[int] = frozenset()
+        self.worker_slots: frozenset[int] = _NO_SLOTS
         #: Peers whose path is worth measuring: sent a payload too large for one datagram (listed once
         #: each), or named by the node (a network member). The node starts a path MTU search for
         #: those with a session (core/session/pmtu.py) and clears the list.
-        self.pmtu_wanted: list[NodeId] = []
-        self._hello_pending: dict[Addr, tuple[int, float, float]] = {}  # endpoint -> (nonce, started, retry_at)
-        self._hello_expect: dict[Addr, bytes] = {}  # a hello_first connect's endpoint -> the key it must answer with
+        self.pmtu_wanted: list[NodeId] | tuple = ()  # a list from the first (an empty list is 56 bytes a node)
+        #: Endpoint -> (nonce, started, retry_at): NO_ENTRIES while none is pending (_hellos_done), so a
+        #: joiner's one Hello leaves no emptied dict behind (160 bytes a node in bench/dht).
+        self._hello_pending: dict[Addr, tuple[int, float, float]] = NO_ENTRIES
+        #: A hello_first connect's endpoint -> the key it must answer with (NO_ENTRIES until the first).
+        self._hello_expect: dict[Addr, bytes] = NO_ENTRIES
         self.admission = Admission(self.config)
-        self._half_open: OrderedDict[bytes, Peer] = OrderedDict()  # oldest first
+        #: Oldest first; NO_ENTRIES until the first (an initiator-only node never has one: 128 bytes).
+        self._half_open: OrderedDict[bytes, Peer] = NO_ENTRIES
         #: Set by the node: True for peers it wants kept when the peer table is full
         #: (its routing-table contacts). None: only activity counts.
         self.keep = None
@@ -496,6 +507,17 @@ class SecureTransport:
             )
         )
 
+    def want_pmtu(self, node_id: NodeId) -> None:
+        """List ``node_id`` in ``pmtu_wanted`` (the node reads it and puts back the empty tuple)."""
+        if type(self.pmtu_wanted) is tuple:
+            self.pmtu_wanted = []
+        self.pmtu_wanted.append(node_id)
+
+    def _reassembler(self) -> Reassembly:
+        """The fragment table, made on the first fragment."""
+        r = self._reassembly = Reassembly(MAX_REASSEMBLIES, FRAGMENT_TIMEOUT, MAX_REASSEMBLED, self._fragments_expired)
+        return r
+
     # -- API ---------------------------------------------------------------------
     def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None, *, hello_first: bool = False) -> None:
         """Open a session to ``endpoint`` (to the holder of ``public_key``, or whoever answers a Hello there).
@@ -505,7 +527,11 @@ class SecureTransport:
         if public_key is not None and hello_first:
             if endpoint not in self._hello_pending:
                 nonce = self._rng.getrandbits(64)
+                if self._hello_pending is NO_ENTRIES:
+                    self._hello_pending = {}
                 self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
+                if self._hello_expect is NO_ENTRIES:
+                    self._hello_expect = {}
                 self._hello_expect[endpoint] = public_key
                 self._send_hello(endpoint, nonce)
             return
@@ -527,8 +553,17 @@ class SecureTransport:
                 return
         if endpoint not in self._hello_pending:
             nonce = self._rng.getrandbits(64)
+            if self._hello_pending is NO_ENTRIES:
+                self._hello_pending = {}
             self._hello_pending[endpoint] = (nonce, now, now + self._jitter(self.config.handshake_retry))
             self._send_hello(endpoint, nonce)
+
+    def _hellos_done(self) -> None:
+        """The hello tables back to the shared empty one once nothing is pending."""
+        if not self._hello_pending:
+            self._hello_pending = NO_ENTRIES
+        if not self._hello_expect:
+            self._hello_expect = NO_ENTRIES
 
     def send(self, contact: Contact, payload: bytes, now: float, *, unverified: bool = False,
              large_reply: bool = False) -> None:
@@ -1229,19 +1264,21 @@ class SecureTransport:
                 if self.paths_wanted and (peer.current is None or now - (peer.last_received or 0.0) > cfg.handshake_retry):
                     attempt = 1 + int((now - peer.pending_started) / cfg.handshake_retry)
                     self._events.append(PathsWanted(peer.node_id, peer.public_key, attempt))
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:  # (identity first: no Python __len__ per pass)
             self._expire_half_open(now)
-        for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
-            expect = self._hello_expect.get(endpoint)
-            if expect is not None and now >= retry_at:  # one Hello only to an unverified endpoint
-                del self._hello_pending[endpoint], self._hello_expect[endpoint]
-                self._events.append(Unreachable(node_id_for(expect), endpoint, "no answer to hello"))
-            elif now - started >= cfg.handshake_timeout:
-                del self._hello_pending[endpoint]
-                self._events.append(Unreachable(None, endpoint, "no answer to hello"))
-            elif now >= retry_at:
-                self._hello_pending[endpoint] = (nonce, started, now + self._jitter(cfg.handshake_retry))
-                self._send_hello(endpoint, nonce)
+        if self._hello_pending is not NO_ENTRIES and self._hello_pending:
+            for endpoint, (nonce, started, retry_at) in list(self._hello_pending.items()):
+                expect = self._hello_expect.get(endpoint)
+                if expect is not None and now >= retry_at:  # one Hello only to an unverified endpoint
+                    del self._hello_pending[endpoint], self._hello_expect[endpoint]
+                    self._events.append(Unreachable(node_id_for(expect), endpoint, "no answer to hello"))
+                elif now - started >= cfg.handshake_timeout:
+                    del self._hello_pending[endpoint]
+                    self._events.append(Unreachable(None, endpoint, "no answer to hello"))
+                elif now >= retry_at:
+                    self._hello_pending[endpoint] = (nonce, started, now + self._jitter(cfg.handshake_retry))
+                    self._send_hello(endpoint, nonce)
+            self._hellos_done()
         if now >= self._next_sweep:
             self._sweep(now)
 
@@ -1283,9 +1320,9 @@ class SecureTransport:
             deadline = self._next_sweep
         if self._retries and self._retries[0][0] < deadline:
             deadline = self._retries[0][0]
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:
             deadline = min(deadline, next(iter(self._half_open.values())).half_open_at + self.config.half_open_timeout)
-        if self._hello_pending:
+        if self._hello_pending is not NO_ENTRIES and self._hello_pending:
             for _nonce, started, retry_at in self._hello_pending.values():
                 deadline = min(deadline, retry_at, started + self.config.handshake_timeout)
         return deadline
@@ -1324,7 +1361,7 @@ class SecureTransport:
         node wants kept (``keep``: its routing-table contacts) are skipped
         and moved to the young end, so each eviction costs O(1) amortised.
         """
-        if self._half_open:
+        if self._half_open is not NO_ENTRIES and self._half_open:
             victim = next(iter(self._half_open.values()))
         else:
             keep = self.keep
@@ -1357,7 +1394,14 @@ class SecureTransport:
             del self._peers[peer.public_key]
         if self._by_node.get(peer.node_id) is peer:
             del self._by_node[peer.node_id]
-        self._half_open.pop(peer.public_key, None)
+        self._off_half_open(peer)
+
+    def _off_half_open(self, peer: Peer) -> None:
+        """``peer`` out of the half-open table; the table back to the shared empty one when emptied
+        (an emptied OrderedDict keeps its room: ~110 bytes of each node that ever answered a handshake)."""
+        ho = self._half_open
+        if ho.pop(peer.public_key, None) is not None and not ho:
+            self._half_open = NO_ENTRIES
 
     def _expire_half_open(self, now: float) -> None:
         ho, limit = self._half_open, self.config.half_open_timeout
@@ -1372,7 +1416,7 @@ class SecureTransport:
         """A half-open peer sent under its new session: it receives at ``addr``. Keep it."""
         peer.budget = None
         peer.verified_endpoint = addr
-        self._half_open.pop(peer.public_key, None)
+        self._off_half_open(peer)
         self.stats["confirmed"] += 1
         self.admission.remember(self._source(addr), now)
         self._events.append(SessionUp(peer.node_id, peer.public_key, addr, False))
@@ -1501,7 +1545,7 @@ class SecureTransport:
             peer.packets_out += count
             if not peer.pmtu_asked and type(ep) is tuple and len(self.pmtu_wanted) < 1024:  # worth measuring
                 peer.pmtu_asked = True
-                self.pmtu_wanted.append(peer.node_id)
+                self.want_pmtu(peer.node_id)
         peer.last_sent = now
 
     def _encrypt_and_send_twice(self, peer: Peer, s: Session, payload: bytes, now: float, first, second) -> None:
@@ -1696,7 +1740,10 @@ class SecureTransport:
         if not self._fresh(s, counter):
             return
         # A view, not a copy: the pieces are copied once, when the whole is joined.
-        whole = self._reassembly.add((local, counter), index, count, memoryview(data)[16:], now)
+        r = self._reassembly
+        if r is None:
+            r = self._reassembler()
+        whole = r.add((local, counter), index, count, memoryview(data)[16:], now)
         if whole is None:
             return
         if whole is REFUSED:  # a count that changed, or more bytes than any payload
@@ -1930,6 +1977,8 @@ class SecureTransport:
         peer = self._peer(public_key, now)
         peer.budget = 0
         peer.half_open_at = now
+        if self._half_open is NO_ENTRIES:
+            self._half_open = OrderedDict()
         self._half_open[public_key] = peer
         self.stats["half_open"] += 1
         return peer
@@ -2091,6 +2140,7 @@ class SecureTransport:
             return
         del self._hello_pending[addr]
         expect = self._hello_expect.pop(addr, None)
+        self._hellos_done()
         if expect is not None and msg.public_key != expect:
             self._events.append(Unreachable(node_id_for(expect), addr, "another key answered there"))
             return
