@@ -70,48 +70,18 @@ def test_early_data_from_a_spoofed_source_is_answered_within_its_own_size_and_le
 # -- item 6: node lists as reflection ---------------------------------------------------
 
 
-def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_reply():
-    """Before: one 821-byte reply listing 20 invented contacts made the node send
-    26,780 bytes (32.6x) to the third party, handshakes retried for 10 s."""
+def _poisoned_lookups(contacts: int, lookups: int):
+    """An attacker (node 1) answers every FIND_NODE and FindNear, in a session or to a sessionless
+    query (``_nodes_reply``), with ``contacts`` invented contacts at a victim address; node 0 runs
+    ``lookups`` lookups of the attacker's neighbourhood (not of the attacker itself: a lookup of a
+    node's own ID stops at it). Returns node 0, the victim's sink and the bytes the attacker sent
+    node 0."""
     net, nodes = overlay(12, seed=6)
     v, a = nodes[0], nodes[1]
     victim = ("192.0.2.66", 53)
     sink = net.add(victim, Sink())
     rng = random.Random(3)
-    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
-
-    def poisoned(sender, rid, target, near=False):  # the attacker answers every FIND_NODE (and FindNear) with its list
-        return Nodes(rid, invented)  # (_nodes_reply: in a session and to a sessionless query alike)
-
-    a.dht._nodes_reply = poisoned
-    from_attacker = [0]
-
-    def count(src, dst, data):
-        if src == a.endpoint and dst == v.endpoint:
-            from_attacker[0] += len(data)
-
-    net.on_deliver = count
-    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))  # a's neighbourhood, not a itself
-    for _ in range(3):  # three lookups that each ask the attacker (and do not stop at it)
-        wait(net, v, v.lookup(near, net.now))
-    net.run_for(15.0)
-    assert from_attacker[0] > 0
-    assert sink.bytes <= from_attacker[0], (sink.bytes, from_attacker[0])
-    assert sink.datagrams <= 6  # one Init per hinted ask, at most two per address in a burst
-    assert v.dht.stats["hints_deferred"] > 0
-
-
-def test_one_reply_naming_invented_contacts_gets_the_victim_fewer_bytes_than_the_reply():
-    """One lookup, one poisoned reply (the attacker pays for nothing else). Before: the two hinted
-    asks went as 256-byte sessionless queries and, unanswered, again half a second later as 206-byte
-    Inits that nobody paid for: 924 bytes in 4 datagrams for the attacker's 821 (1.13x). The
-    second datagram to a hint is now paid from its target address's bucket, as the first was."""
-    net, nodes = overlay(12, seed=6)
-    v, a = nodes[0], nodes[1]
-    victim = ("192.0.2.66", 53)
-    sink = net.add(victim, Sink())
-    rng = random.Random(3)
-    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(20))
+    invented = tuple(Contact(Identity.generate(rng).public_key, victim) for _ in range(contacts))
     a.dht._nodes_reply = lambda sender, rid, target, near=False: Nodes(rid, invented)
     from_attacker = [0]
 
@@ -121,10 +91,30 @@ def test_one_reply_naming_invented_contacts_gets_the_victim_fewer_bytes_than_the
 
     net.on_deliver = count
     near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
-    wait(net, v, v.lookup(near, net.now))
+    for _ in range(lookups):
+        wait(net, v, v.lookup(near, net.now))
     net.run_for(15.0)
     assert from_attacker[0] > 0
-    assert sink.bytes <= from_attacker[0], (sink.bytes, sink.datagrams, from_attacker[0])
+    return v, sink, from_attacker[0], invented
+
+
+def test_a_reply_naming_invented_contacts_at_a_victim_sends_it_less_than_the_reply():
+    """Before: one 821-byte reply listing 20 invented contacts made the node send
+    26,780 bytes (32.6x) to the third party, handshakes retried for 10 s. Three lookups here,
+    each asking the attacker."""
+    v, sink, sent, _ = _poisoned_lookups(20, 3)
+    assert sink.bytes <= sent, (sink.bytes, sent)
+    assert sink.datagrams <= 6  # one ask per hint, at most two per address in a burst
+    assert v.dht.stats["hints_deferred"] > 0
+
+
+def test_one_reply_naming_invented_contacts_gets_the_victim_fewer_bytes_than_the_reply():
+    """One lookup, one poisoned reply (the attacker pays for nothing else). Before: the two hinted
+    asks went as 256-byte sessionless queries and, unanswered, again half a second later as 206-byte
+    Inits that nobody paid for: 924 bytes in 4 datagrams for the attacker's 821 (1.13x). The
+    second datagram to a hint is now paid as the first was."""
+    v, sink, sent, invented = _poisoned_lookups(20, 1)
+    assert sink.bytes <= sent, (sink.bytes, sink.datagrams, sent)
     assert v.dht.stats["hint_fallbacks_dropped"] >= 1
     assert not any(v.transport.handshaking(c.node_id) for c in invented)  # no handshake went there either
     from weftnet.runtime.opsview import hardening_view  # what an operator sees (/metrics, weft status)
@@ -137,15 +127,7 @@ def test_a_reply_naming_one_invented_contact_gets_the_victim_one_ask_and_no_seco
     with (docs/security.md, item 6, its limit); the unanswered ask's second datagram (a 206-byte
     Init) must be paid from the source's credit too, and it has none left. Before: 462 bytes in 2
     datagrams (5.8x); now one 256-byte ask."""
-    net, nodes = overlay(12, seed=6)
-    v, a = nodes[0], nodes[1]
-    victim = ("192.0.2.66", 53)
-    sink = net.add(victim, Sink())
-    invented = (Contact(Identity.generate(random.Random(3)).public_key, victim),)
-    a.dht._nodes_reply = lambda sender, rid, target, near=False: Nodes(rid, invented)
-    near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
-    wait(net, v, v.lookup(near, net.now))
-    net.run_for(15.0)
+    v, sink, _, _ = _poisoned_lookups(1, 1)
     assert sink.datagrams == 1 and sink.bytes <= v.dht.config.hint_cost, (sink.bytes, sink.datagrams)
     assert v.dht.stats["hint_fallbacks_dropped"] == 1
 
