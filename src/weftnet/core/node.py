@@ -696,8 +696,8 @@ class NodeCore:
     def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False, direct: bool = True) -> None:
         """A sessionless query went unanswered, or its answer could not carry the reply (a large
         record): ask again over a session (core/dht/sessionless.py). Not ``direct``: the query went
-        to a hint whose address has had its share (docs/security.md, item 6), so nothing more goes
-        there; the node is sought on the paths its own signed record names, as reach does for a
+        to a hint, and neither its address's bucket nor its source's credit would pay for a second
+        datagram there (docs/security.md, item 6), so nothing more goes there; the node is sought on the paths its own signed record names, as reach does for a
         node no lookup named, and the request is left to time out."""
         if not direct:
             self.reach.reach_node(contact.public_key, now)

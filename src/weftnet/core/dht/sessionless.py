@@ -402,7 +402,7 @@ class Sessionless:
         self.keys_max = keys  # the bound of ``_keys``
         #: ``fallback(contact, msg, now, hint, direct=True)``: send this request over a session instead
         #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``direct``
-        #: False: not to the contact's endpoint, a hint whose target address has had its share.
+        #: False: not to the contact's endpoint (a hint whose second datagram nobody would pay for).
         self.fallback = fallback
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
