@@ -115,6 +115,11 @@ class Path:
     def kind(self) -> str:
         return path_kind(self.target)
 
+    @property
+    def heard(self) -> bool:
+        """The peer has been heard on this path, or it answered there."""
+        return self.last_rx is not None or self.confirmed is not None
+
     def info(self, now: float | None) -> dict:
         def age(t):
             return None if t is None or now is None else round(now - t, 3)

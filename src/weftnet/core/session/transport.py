@@ -833,7 +833,7 @@ class SecureTransport:
             if type(t) is not tuple or t == peer.verified_endpoint:
                 continue
             p = paths.get(t)
-            if p is not None and (p.last_rx is not None or p.confirmed is not None):
+            if p is not None and p.heard:
                 grants.pop(t, None)
                 continue
             if len(grants) >= 64 and t not in grants:
@@ -1647,7 +1647,7 @@ class SecureTransport:
                     left = grants.get(target)
                     if left is not None:
                         p = peer.paths.get(target)
-                        if p is not None and (p.last_rx is not None or p.confirmed is not None):
+                        if p is not None and p.heard:
                             del grants[target]  # heard there since: a path like any other
                         elif left <= 0:
                             self.stats["claimed_inits_withheld"] += 1
