@@ -619,10 +619,13 @@ class Reach:
         cfg = self.config
         wait = cfg.heartbeat
         p = self.transport.path(pr.node_id, target)
-        if p is not None and p.rtt is not None and is_udp(target):
+        if p is not None and is_udp(target):
             heard = max(p.last_rx or 0.0, p.confirmed or 0.0)
-            if now - heard >= cfg.keepalive + cfg.heartbeat:
-                wait = min(wait, max(self.STALE_WAIT_MIN, self.STALE_RTTS * p.rtt))
+            # The path's own RTT (a probe of ours answered there), else the peer's (its handshakes):
+            # a peer's one path often has no Path record of its own until this probe makes one.
+            rtt = p.rtt if p.rtt is not None else self.transport.srtt(pr.node_id)
+            if rtt is not None and now - heard >= cfg.keepalive + cfg.heartbeat:
+                wait = min(wait, max(self.STALE_WAIT_MIN, self.STALE_RTTS * rtt))
         pr.hb_target, pr.hb_sent, pr.hb_wait = target, now, wait
         self._probe(pr.node_id, target, "heartbeat", now)
 
