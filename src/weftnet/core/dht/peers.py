@@ -82,9 +82,7 @@ class PeerEstimates:
             if n < SMALL:
                 keys.append(key)
                 self._tags.append(key & 255)
-                # One copy of the doubles a peer (at most SMALL slots): an array extended in place
-                # reserves room to grow.
-                self._v = self._v + array("d", (_NAN, _NAN, self.credit_start))
+                self._v.extend((_NAN, _NAN, self.credit_start))
                 return n
             self._slot = {k: i for i, k in enumerate(keys)}  # (in the order they entered)
             self._keys = self._tags = None
@@ -134,9 +132,21 @@ class PeerEstimates:
         return None if srtt != srtt else (srtt, self._v[i + 1])
 
     def srtt(self, key: int) -> float | None:
-        s = self._find(key)
-        if s is None:
-            return None
+        keys = self._keys
+        if keys is None:
+            s = self._slot.get(key)
+            if s is None:
+                return None
+        else:  # (_find, written out: a lookup reads this for each contact it meets)
+            tags = self._tags
+            tag = key & 255
+            s = tags.find(tag)
+            while s >= 0:
+                if keys[s] == key:
+                    break
+                s = tags.find(tag, s + 1)
+            else:
+                return None
         srtt = self._v[3 * s]
         return None if srtt != srtt else srtt
 

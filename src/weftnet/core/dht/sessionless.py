@@ -473,18 +473,24 @@ class Sessionless:
         """ss with ``peer_public`` (whose node ID as an integer is ``peer``): kept, the transport's, or
         one X25519 (then kept, unless ``keep`` is False: a query's asker is kept only once its query
         authenticates)."""
-        slot = self._slot_of(peer)
-        if slot is not None:
-            o = slot * _SLOT
-            return bytes(self._slots[o:o + 32])
+        tags = self._tags  # (_slot_of, written out: this runs for every query sent and received)
+        tag = peer & 255
+        i = tags.find(tag)
+        while i >= 0:
+            if self._peers[i] == peer:
+                o = i * _SLOT
+                return bytes(self._slots[o:o + 32])
+            i = tags.find(tag, i + 1)
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
-            self._keep(peer, ss)
+            self._keep(peer, ss, absent=True)
         return ss
 
-    def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
+    def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0, absent: bool = False) -> None:
+        """Keep ``ss`` (and ``cookie``, got at ``at``) for ``peer``; ``absent``: the caller has just
+        found it is not kept (no second search)."""
         used = self._used
-        slot = self._slot_of(peer)
+        slot = None if absent else self._slot_of(peer)
         if slot is not None:
             used[slot] = 1  # written again: passed over once when the hand reaches it
         else:
@@ -722,8 +728,13 @@ class Sessionless:
             self.stats["malformed"] += 1
             return
         peer = node_key_for(asker)
-        cached = self._slot_of(peer) is not None
-        ss = self._static_dh(asker, peer, keep=False)
+        slot = self._slot_of(peer)
+        cached = slot is not None
+        if cached:
+            o = slot * _SLOT
+            ss = bytes(self._slots[o:o + 32])
+        else:  # (kept only once the query authenticates, below)
+            ss = self.transport._static_dh_of(asker) or static_dh(self.identity, asker)
         keys = query_keys(ss, asker, self.public_key, head[38:54])
         echo, request = _open_sealed(head, sealed, keys)  # raises before anything is kept
         # The contact our table has for it, if at this address, by the integer the table is keyed by
@@ -731,7 +742,7 @@ class Sessionless:
         known = self.dht.table.get(peer)
         contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         if not cached:
-            self._keep(contact.key, ss)  # the contact's integer: one object for both
+            self._keep(contact.key, ss, absent=True)  # the contact's integer: one object for both
         self._rotate(now)
         # The cookie this answer carries, which is also the one a valid echo under the current
         # secret equals (computed once for both).
