@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from collections import deque
 from importlib import resources
@@ -34,7 +35,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from weftnet.errors import WeftError
+from weftnet.errors import ConfigError, WeftError
 
 __all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS"]
 
@@ -63,19 +64,40 @@ _SECURITY_HEADERS = {
 
 
 def load_or_make_token(state_dir: Path) -> str:
-    """The dashboard's write token: read from the state directory, made (0600) the first time."""
+    """The dashboard's write token: read from the state directory, made (0600) the first time.
+
+    A file that cannot be read (a directory, no permission) is a ConfigError of one line, never
+    replaced; one that holds no usable token (empty, truncated) is replaced, and the log says so;
+    one that others may read is made 0600 again, and the log says so.
+    """
     path = Path(state_dir) / TOKEN_FILE
     try:
         token = path.read_text().strip()
-        if len(token) >= 32:
-            return token
+    except FileNotFoundError:
+        token = None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path}: cannot read the dashboard token: {why}; move it away and a new one is "
+                          "made") from None
+    if token is not None and len(token) >= 32 and token.isascii() and token.isprintable() and " " not in token:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("dashboard token was readable by others; it is 0600 now (replace it if they read it)",
+                        extra={"path": str(path), "mode": f"{mode:o}"})
+        return token
+    if token is not None:
+        log.warning("dashboard token file held no usable token; a new one was written", extra={"path": str(path)})
+    token = secrets.token_hex(32)
+    tmp = path.with_name(TOKEN_FILE + ".tmp")
+    try:
+        tmp.unlink()
     except FileNotFoundError:
         pass
-    token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    os.chmod(path, 0o600)
+    os.replace(tmp, path)  # created 0600: never readable by others, not even for a moment
     return token
 
 
