@@ -162,6 +162,39 @@ def test_a_reload_onto_a_busy_address_keeps_the_listeners_that_ran(daemons):
         squatter.close()
 
 
+def test_a_scrape_loop_is_paced_per_source_and_others_are_not_kept_waiting():
+    """Before: one host scraping /metrics on 16 connections got 555 answers a second, took 75% of
+    a core and made pings through the node 15x slower (bench/results/audit3, scrapeflood.py).
+    After: each source is answered at REQUEST_RATE a second after a burst; a request over it waits
+    its turn (past 5 s of waiting it gets 429); another source's bucket is its own."""
+    from weftnet.runtime.web.server import MAX_WAIT, REQUEST_BURST, REQUEST_RATE, _Pacer
+
+    p = _Pacer()
+    waits = [p.take("192.0.2.1", 100.0) for _ in range(int(REQUEST_BURST + REQUEST_RATE * MAX_WAIT) + 5)]
+    assert waits[:int(REQUEST_BURST)] == [0.0] * int(REQUEST_BURST)
+    paced = waits[int(REQUEST_BURST):-6]
+    assert paced == sorted(paced) and 0 < paced[0] <= paced[-1] <= MAX_WAIT
+    assert waits[-5:] == [-1.0] * 5  # too far behind: refused (429), nothing queued
+    assert p.take("192.0.2.2", 100.0) == 0.0  # someone else: at once
+    assert p.take("192.0.2.1", 100.0 + MAX_WAIT + 1.0) >= 0  # and the first one again, once it slowed down
+
+
+def test_a_pipelined_burst_is_slowed_not_refused(daemons):
+    """60 requests in one write (over the burst of 40): every one is answered 200, in order."""
+    mport, dport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    daemons.init("a", _http_config(mport, dport))
+    daemons.up("a")
+    wait_for(lambda: _status(f"http://127.0.0.1:{mport}/metrics") == 200, 20, "the metrics endpoint")
+    s = socket.create_connection(("127.0.0.1", mport), timeout=30)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 59
+              + b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    got = b""
+    while chunk := s.recv(1 << 20):
+        got += chunk
+    s.close()
+    assert re.findall(rb"HTTP/1.1 (\d+)", got) == [b"200"] * 60
+
+
 def test_the_dashboard_page_never_turns_node_strings_into_html():
     """Peers control node IDs' neighbours: endpoints, BGP errors, certificate groups, network names
     (a member's certificate). The page must insert every one of them as text: no innerHTML and the
@@ -229,6 +262,23 @@ def test_a_daemon_that_drops_the_control_connection_is_an_error_not_silence(tmp_
         srv.close()
 
 
+def test_an_unreadable_dashboard_token_is_one_line_and_is_kept(tmp_path):
+    """Before: `weft up` with a dashboard.token it cannot read (here a directory) said 'internal
+    error: ExceptionGroup'. After: one line naming the file; the file is left as it is. A token
+    file that holds no token is replaced (0600) and the log says so."""
+    mport, dport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    st = tmp_path / "a"
+    weft(st, "init")
+    with open(st / "config.toml", "a") as f:
+        f.write(_http_config(mport, dport))
+    (st / "dashboard.token").mkdir()
+    r = weft(st, "up", "--port", "0", check=False, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (f"weft: error: {st / 'dashboard.token'}: cannot read the dashboard token: "
+                                         "Is a directory; move it away and a new one is made"), r.stderr
+    assert "internal error" not in r.stderr and (st / "dashboard.token").is_dir()
+
+
 def test_every_config_file_the_fuzzer_finds_bad_is_one_line(tmp_path):
     """The config target of fuzz/weftfuzz.py, a slice: mutated config tables give a ConfigError of
     one line or a config, nothing else."""
@@ -236,6 +286,24 @@ def test_every_config_file_the_fuzzer_finds_bad_is_one_line(tmp_path):
     import weftfuzz
 
     assert weftfuzz.run("config", 3_000, 4, quiet=True) == 0
+
+
+def test_the_config_target_catches_a_parser_that_leaks(monkeypatch):
+    """Not vacuous: a cipher-name parser that leaks a KeyError on a name it does not know is found."""
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    import weftfuzz
+
+    import weftnet.runtime.config as config
+
+    real = config.parse_names
+
+    def leaky(names):
+        if any(n not in ("aes-256-gcm", "chacha20-poly1305") for n in names):
+            raise KeyError("boom")
+        return real(names)
+
+    monkeypatch.setattr(config, "parse_names", leaky)
+    assert weftfuzz.run("config", 3_000, 4, quiet=True) == 1
 
 
 # -- a reload that fails half-way (root: a TUN in a namespace of its own) ------------------------------

@@ -27,7 +27,7 @@ from weftnet.errors import NetworkError
 from weftnet.runtime.config import Config, parse_listen
 from weftnet.runtime.metrics import CONTENT_TYPE, Exposition, NodeCollector
 
-__all__ = ["HttpEndpoints", "MAX_CONNECTIONS", "MAX_PER_SOURCE", "IDLE_TIMEOUT"]
+__all__ = ["HttpEndpoints", "MAX_CONNECTIONS", "MAX_PER_SOURCE", "IDLE_TIMEOUT", "REQUEST_RATE", "REQUEST_BURST"]
 
 log = logging.getLogger("weftnet.http")
 Addr = tuple[str, int]
@@ -38,6 +38,13 @@ MAX_PER_SOURCE = 16
 #: Seconds a connection may wait without a complete request (idle keep-alive, or a request
 #: head still arriving) before it is closed; aiohttp's default is 75.
 IDLE_TIMEOUT = 15.0
+#: Requests per second one source gets answered at (with a burst): a faster client's requests
+#: wait their turn (past MAX_WAIT of waiting: 429), so a scrape loop cannot take the event loop.
+REQUEST_RATE = 20.0
+REQUEST_BURST = 40.0
+MAX_WAIT = 5.0
+#: Sources whose buckets are remembered; beyond it, buckets that have refilled are forgotten.
+MAX_SOURCES = 4096
 
 
 class HttpEndpoints:
@@ -52,6 +59,7 @@ class HttpEndpoints:
         self.exposition = Exposition(self.collector)
         self.dashboard = None  # Dashboard while [dashboard] listen is set
         self._sites: dict[Addr, tuple[frozenset[str], web.AppRunner]] = {}
+        self.pacer = _Pacer()  # shared by every listener: one source, one rate
 
     @staticmethod
     def wanted(cfg: Config) -> dict[Addr, frozenset[str]]:
@@ -97,6 +105,8 @@ class HttpEndpoints:
             if not had_dashboard and self.dashboard is not None:
                 await self.dashboard.stop()
                 self.dashboard = None
+            if not old:  # at start: nothing ran before
+                raise
             raise NetworkError(f"{exc}; " + ("; ".join(lost) if lost else "the listeners run as before")) from None
         self.collector.peer_series = cfg.metrics_peer_series
         lines = [f"{'+'.join(sorted(feats))}: stopped listening on {_fmt(addr)}"
@@ -119,7 +129,7 @@ class HttpEndpoints:
         return {f: f"http://{_fmt(a)}/" for a, (feats, _) in self._sites.items() for f in feats}
 
     async def _start(self, addr: Addr, feats: frozenset[str]) -> web.AppRunner:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self.pacer.middleware])
         if "metrics" in feats:
             app.router.add_get("/metrics", self._metrics)
         if "dashboard" in feats:
@@ -158,6 +168,47 @@ class _BoundedSite(web.BaseSite):
         await super().start()
         self._server = await asyncio.get_running_loop().create_server(
             self.admission, self._host, self._port, backlog=self._backlog, reuse_address=True)
+
+
+class _Pacer:
+    """A token bucket per source (:func:`_source`): REQUEST_RATE a second, REQUEST_BURST at once.
+
+    A request without a token waits until its turn instead of being refused (a Prometheus
+    server or a test polling fast is slowed, never failed); one that would wait more than
+    MAX_WAIT is answered 429 at once. A source has at most MAX_PER_SOURCE connections and each
+    sends its next request after an answer, so what one source can queue here is bounded.
+    """
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, at)
+        self.delayed = 0
+        self.refused = 0
+
+    def take(self, source: str, now: float) -> float:
+        """Take a token (going into debt if need be); returns how long to wait for it, or -1 (refuse)."""
+        tokens, at = self.buckets.get(source, (REQUEST_BURST, now))
+        tokens = min(REQUEST_BURST, tokens + (now - at) * REQUEST_RATE) - 1.0
+        wait = -tokens / REQUEST_RATE if tokens < 0 else 0.0
+        if wait > MAX_WAIT:
+            return -1.0
+        if source not in self.buckets and len(self.buckets) >= MAX_SOURCES:
+            for k in [k for k, (t, a) in self.buckets.items() if t + (now - a) * REQUEST_RATE >= REQUEST_BURST]:
+                del self.buckets[k]  # full again: nothing to remember
+            if len(self.buckets) >= MAX_SOURCES:
+                return -1.0
+        self.buckets[source] = (tokens, now)
+        return wait
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        wait = self.take(_source((request.remote or "",)), asyncio.get_running_loop().time())
+        if wait < 0:
+            self.refused += 1
+            raise web.HTTPTooManyRequests(text="too many requests from this address")
+        if wait > 0:
+            self.delayed += 1
+            await asyncio.sleep(wait)
+        return await handler(request)
 
 
 def _source(peer: Any) -> str:
