@@ -8,13 +8,15 @@ change goes to the part of the node that owns it:
 log level/format        re-applied at once
 peers                   new peers are joined (sessions to old ones stay)
 dht max_records         the new quota applies to the next store
-metrics, dashboard      their listeners are re-made (others keep running)
+metrics, dashboard      their listeners are re-made (others keep running); all
+                        or nothing: an address that cannot be bound leaves them all
 overlay firewall        weft0's new rules at once (flows they refuse are cut)
 networks                per network, from the config *and* the state
                         directory: joined since (``weft net join``) → TUN up;
                         left (``weft net leave``) → TUN down; firewall rules
                         changed → new rules, same TUN; TUN settings or a
-                        renewed certificate → that network restarted
+                        renewed certificate → that network restarted (if it
+                        cannot start so, it is started again as it ran)
 anything else           reported as needing a restart; the running value
                         is kept (listen address, port, DHT shape, socket)
 ======================  =====================================================

@@ -6,12 +6,13 @@ at start and at every reload: listeners whose address or features changed
 are re-made, the others keep their connections; a change that cannot be made
 (an address that cannot be bound) leaves every listener as it was.
 
-Whoever can reach a listener is a stranger (docs/security.md, "Operator
-surfaces"): a listener holds at most :data:`MAX_CONNECTIONS` connections, at
-most :data:`MAX_PER_SOURCE` from one source (an IPv4 address, an IPv6 /64),
-and closes a connection that sends no complete request for
-:data:`IDLE_TIMEOUT` seconds, so a slow or idle client cannot hold the
-daemon's file descriptors.
+Whoever can reach a listener is a stranger (docs/security.md item 20): a
+listener holds at most :data:`MAX_CONNECTIONS` connections, at most
+:data:`MAX_PER_SOURCE` from one source (an IPv4 address, an IPv6 /64), and
+closes a connection that sends no complete request for :data:`IDLE_TIMEOUT`
+seconds, so a slow or idle client cannot hold the daemon's file descriptors;
+each source is answered at :data:`REQUEST_RATE` requests a second (after a
+burst), so a scrape loop cannot take the event loop.
 """
 
 from __future__ import annotations
