@@ -354,3 +354,33 @@ def test_a_network_restart_that_fails_on_reload_puts_the_network_back(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_a_reload_hook_that_raises_is_reported_and_the_rest_applies(tmp_path):
+    """Before: a subsystem's reload hook raising anything but a weftnet error (an OSError from a
+    socket, a bug) ended the reload half-way: the changes applied before it stayed applied, the
+    running config did not say so, and `weft reload` printed 'internal error'. After: that hook's
+    line is a failure of the report, every other change applies and the running config says so."""
+    import asyncio
+    import dataclasses
+    import types
+
+    from weftnet.runtime.config import Config
+    from weftnet.runtime.reload import Reloader
+
+    class Core:
+        dht = types.SimpleNamespace(config=types.SimpleNamespace(max_records=100_000))
+        vpn = types.SimpleNamespace(networks=lambda: [])
+
+    daemon = types.SimpleNamespace(cfg=Config(), core=Core(), paths=types.SimpleNamespace(root=tmp_path))
+    new = dataclasses.replace(Config(), max_records=5000, reach_keepalive=10.0)
+    r = Reloader(daemon, lambda: new)
+
+    async def broken(old, new):
+        raise OSError(98, "Address already in use")
+
+    r.register("reach", ("reach_keepalive",), broken)
+    report = asyncio.run(r.reload())
+    assert report.failed == ["reach: OSError: [Errno 98] Address already in use"]
+    assert report.applied == ["dht: max_records 100000 -> 5000"] and daemon.core.dht.config.max_records == 5000
+    assert daemon.cfg.max_records == 5000 and daemon.cfg.reach_keepalive == 25.0  # what runs, as it runs

@@ -108,6 +108,9 @@ class Reloader:
                         setattr(running, f, getattr(new, f))
                 except WeftError as exc:
                     report.failed.append(f"{name}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - a hook's bug: reported, the other hooks still run
+                    log.exception("reload hook failed", extra={"hook": name})
+                    report.failed.append(f"{name}: {_one_line(exc)}")
             # Networks are compared with the state directory too (joined or left since).
             running.networks = await self._networks(old, new, report)
             if hasattr(old, "overlay"):
