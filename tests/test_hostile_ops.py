@@ -195,6 +195,35 @@ def test_a_pipelined_burst_is_slowed_not_refused(daemons):
     assert re.findall(rb"HTTP/1.1 (\d+)", got) == [b"200"] * 60
 
 
+def test_one_host_cannot_take_every_dashboard_stream(daemons):
+    """Before: the 32 event streams were for whoever came first (two hosts at their 16 connections
+    held them all, and the operator's page got 503). After: 4 per source."""
+    from weftnet.runtime.web.dashboard import MAX_STREAMS_PER_SOURCE
+
+    mport, dport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    daemons.init("a", _http_config(mport, dport))
+    daemons.up("a")
+    wait_for(lambda: _status(f"http://127.0.0.1:{dport}/api/snapshot") == 200, 20, "the dashboard")
+
+    def stream(source: str) -> tuple[socket.socket, bytes]:
+        s = socket.create_connection(("127.0.0.1", dport), timeout=10, source_address=(source, 0))
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return s, s.recv(12)
+
+    held = [stream("127.0.0.1") for _ in range(MAX_STREAMS_PER_SOURCE)]
+    try:
+        assert [head for _s, head in held] == [b"HTTP/1.1 200"] * MAX_STREAMS_PER_SOURCE
+        extra, head = stream("127.0.0.1")
+        extra.close()
+        assert head == b"HTTP/1.1 503"
+        other, head = stream("127.0.0.2")  # the operator, elsewhere
+        other.close()
+        assert head == b"HTTP/1.1 200"
+    finally:
+        for s, _h in held:
+            s.close()
+
+
 def test_the_dashboard_page_never_turns_node_strings_into_html():
     """Peers control node IDs' neighbours: endpoints, BGP errors, certificate groups, network names
     (a member's certificate). The page must insert every one of them as text: no innerHTML and the

@@ -37,7 +37,7 @@ from aiohttp import web
 
 from weftnet.errors import ConfigError, WeftError
 
-__all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS"]
+__all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS", "MAX_STREAMS", "MAX_STREAMS_PER_SOURCE"]
 
 log = logging.getLogger("weftnet.dashboard")
 
@@ -48,6 +48,8 @@ RTT_EVERY = 2.0
 MAX_PEERS = 200
 MAX_MEMBERS = 256
 MAX_STREAMS = 32
+#: Event streams one source (an IPv4 address, an IPv6 /64) may hold: a browser needs one a tab.
+MAX_STREAMS_PER_SOURCE = 4
 #: While a browser watches, the busiest PROBE_PEERS sessions are pinged every PROBE_EVERY
 #: seconds so their RTT history means something (sessions measure RTT only when pinged).
 PROBE_PEERS = 32
@@ -113,6 +115,7 @@ class Dashboard:
         self._tick = asyncio.Event()  # set and replaced at every new snapshot
         self._closing = False
         self._streams = 0
+        self._streams_by: dict[str, int] = {}  # source -> open event streams
         self._times: deque[float] = deque(maxlen=HISTORY)
         self._rates: dict[str, deque[float]] = {"in": deque(maxlen=HISTORY), "out": deque(maxlen=HISTORY)}
         self._net_rates: dict[str, dict[str, deque[float]]] = {}
@@ -280,9 +283,13 @@ class Dashboard:
         return web.Response(body=self._snapshot, content_type="application/json", headers=_SECURITY_HEADERS)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        if self._streams >= MAX_STREAMS:
+        from weftnet.runtime.web.server import _source
+
+        source = _source((request.remote or "",))
+        if self._streams >= MAX_STREAMS or self._streams_by.get(source, 0) >= MAX_STREAMS_PER_SOURCE:
             raise web.HTTPServiceUnavailable(text="too many dashboard streams")
         self._streams += 1
+        self._streams_by[source] = self._streams_by.get(source, 0) + 1
         try:
             resp = web.StreamResponse(headers={**_SECURITY_HEADERS, "Content-Type": "text/event-stream",
                                                "X-Accel-Buffering": "no"})
@@ -302,6 +309,9 @@ class Dashboard:
             raise
         finally:
             self._streams -= 1
+            n = self._streams_by.pop(source) - 1
+            if n:
+                self._streams_by[source] = n
 
     async def _action(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
