@@ -400,9 +400,10 @@ class Sessionless:
         self.dht = dht
         self.cache = cache  # the bound of ``_proven``
         self.keys_max = keys  # the bound of ``_peers``
-        #: ``fallback(contact, msg, now, hint, direct=True)``: send this request over a session instead
-        #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``direct``
-        #: False: not to the contact's endpoint (a hint whose second datagram nobody would pay for).
+        #: ``fallback(contact, msg, now, source, direct=True)``: send this request over a session instead
+        #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``source``:
+        #: the node whose reply named the contact (a hint), None if first-hand; ``direct`` False: not to
+        #: the contact's endpoint (a hint whose second datagram nobody would pay for).
         self.fallback = fallback
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
@@ -669,7 +670,7 @@ class Sessionless:
                 # To a hint, a second datagram is paid as the first was; unpaid, the node is sought
                 # only on the paths its own record names (docs/security.md, item 6).
                 direct = p.hint is None or self.dht.may_ask_hint_again(p.contact, p.hint, now)
-                self.fallback(p.contact, p.msg, now, p.hint is not None, direct)
+                self.fallback(p.contact, p.msg, now, p.hint, direct)
 
     def asking(self, tag: int) -> bool:
         return tag in self._pending
@@ -847,7 +848,7 @@ class Sessionless:
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
-                self.fallback(p.contact, p.msg, now, p.hint is not None)
+                self.fallback(p.contact, p.msg, now, p.hint)
             return
         msg = wire.decode(reply)
         if type(msg) not in _REPLIES or msg.rid != p.msg.rid:
