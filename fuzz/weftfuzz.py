@@ -1154,6 +1154,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
         from reachpeer_target import ReachPeerTarget
 
         targets.append(("reachpeer", ReachPeerTarget(random.Random(seed + 16))))
+    if target in ("config", "all"):
+        from config_target import ConfigTarget
+
+        targets.append(("config", ConfigTarget(random.Random(seed + 17))))
     per = count // len(targets)
     t0 = time.perf_counter()
     done = 0
@@ -1188,6 +1192,10 @@ def run(target: str, count: int, seed: int, quiet: bool = False) -> int:
             from ackfilter_target import corpus as ackfilter_corpus
 
             own = ackfilter_corpus() * 8
+        if name == "config":
+            from config_target import corpus as config_corpus
+
+            own = config_corpus() * 8
         if name == "reachpeer":
             from reachpeer_target import corpus as reachpeer_corpus
 
@@ -1214,7 +1222,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", choices=("wire", "transport", "vpn", "l2", "dht", "overlay", "bgp", "l3vpn", "reach",
                                          "pmtu", "paths", "workers", "sessionless", "train", "ciphers", "ackfilter", "reachpeer",
-                                         "all"),
+                                         "config", "all"),
                     default="all")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -112,3 +112,30 @@ def test_broken_config_is_one_clear_line(run, tmp_path):
     assert "unknown section [nodee]" in r.output
     (tmp_path / "state" / "config.toml").write_text("[node\n")
     assert "not valid TOML" in run("status").output
+
+
+HOSTILE = "hello\x1b]0;owned\x07\x1b[2J\u202etxt.exe"
+
+
+def _get_with(monkeypatch, value: str, tty: bool):
+    import weftnet.cli.main as m
+
+    monkeypatch.setattr(m, "_call", lambda ctx, op, **kw: {"ok": True, "value": value.encode().hex()})
+    monkeypatch.setattr(m, "_stdout_is_terminal", lambda: tty)
+    return CliRunner(mix_stderr=False).invoke(cli, ["get", "ab" * 32])
+
+
+def test_get_never_lets_a_stored_value_drive_the_terminal(monkeypatch):
+    """Anyone may store a record; printed to a terminal, its escape sequences (retitle, clear the
+    screen, reverse the text direction) come out written as escapes, with a note on stderr."""
+    r = _get_with(monkeypatch, HOSTILE, tty=True)
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\x07" not in r.stdout
+    assert "hello\\x1b]0;owned\\x07\\x1b[2J\\u202etxt.exe" in r.stdout
+    assert "control characters" in r.stderr
+
+
+def test_get_piped_gives_the_stored_bytes_and_plain_text_is_untouched(monkeypatch):
+    assert _get_with(monkeypatch, HOSTILE, tty=False).stdout == HOSTILE + "\n"
+    r = _get_with(monkeypatch, "C:\\dir plain é 日本", tty=True)
+    assert r.stdout == "C:\\dir plain é 日本\n" and not r.stderr

@@ -65,3 +65,37 @@ def test_the_table_keeps_its_bound_forgets_the_oldest_and_a_returning_source_sta
     p.sample(8, 0.1)  # takes the freed slot
     assert len(p._v) == 9 and p.rtt(8) == (0.1, 0.05) and p.credit_of(8) == 256 and p.srtt(2) == 0.03
     assert p.allow(8, 256) and not p.allow(8, 256)  # one ask to start with, then none until earned
+
+
+def test_past_the_small_table_every_estimate_and_the_order_of_eviction_are_kept():
+    """Up to SMALL peers a table finds a peer by a byte tag in a list (bench/results/dmem16), past it by a
+    dict: the same values are read either side of the change, peers whose IDs share their low 8 bits
+    included, and a full table still lets the oldest go first."""
+    from weftnet.core.dht import peers as pe
+
+    n = pe.SMALL + 40
+    p = PeerEstimates(n, 256, 16384)
+    keys = [(i << 8) | (i % 3) for i in range(n)]  # three tags only: many peers share each
+    for i, k in enumerate(keys):
+        p.sample(k, 0.001 * (i + 1))
+        p.credit(k, i)
+        if i == 10:
+            p.forget(keys[5])  # forgotten while small: the later ones move down, in order
+    assert p._slot is not None and len(p) == n - 1
+    for i, k in enumerate(keys):
+        if i == 5:
+            assert k not in p and p.rtt(k) is None and p.credit_of(k) == 256
+        else:
+            assert p.srtt(k) == 0.001 * (i + 1) and p.credit_of(k) == 256 + i
+    p.sample(keys[5], 0.5)  # back as a newcomer, in the room it left: the table is full again
+    assert len(p) == n and all(k in p for k in keys)
+    p.sample(7 << 20, 0.5)  # the oldest (keys[0]) goes
+    p.sample(9 << 20, 0.5)  # then the next oldest (keys[1]; keys[5] is young now)
+    assert keys[0] not in p and keys[1] not in p and keys[2] in p and keys[5] in p and len(p) == n
+    assert p.srtt(keys[5]) == 0.5 and p.credit_of(keys[5]) == 256
+    small = PeerEstimates(3, 256, 16384)
+    for k in (1, 257, 513):  # one tag, three peers
+        small.sample(k, k / 1000)
+    assert [small.srtt(k) for k in (1, 257, 513)] == [0.001, 0.257, 0.513]
+    small.forget(257)
+    assert small.srtt(257) is None and small.srtt(513) == 0.513 and len(small._v) == 6

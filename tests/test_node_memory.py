@@ -309,3 +309,31 @@ def test_a_joined_dht_node_keeps_no_hello_half_open_or_fragment_table_and_builds
     net.flush(nodes[1].endpoint)
     net.run_for(120.0)  # nobody there: it gives up, and the table is the shared empty one again
     assert late._hello_pending is NO_ENTRIES
+
+
+def test_a_dht_nodes_kept_peer_keys_and_rtt_estimates_are_found_by_tag_each_peer_its_own():
+    """The sessionless keys a node keeps (ss with each peer) and its RTT and hint-credit estimates are
+    slot tables found by a byte tag, not dicts (bench/results/dmem16): after joins and puts each kept ss
+    is the one with that peer's own key, each estimate belongs to a node of the network, and the
+    tables take less than a dict of their peers would."""
+    import sys
+
+    from weftnet.core.dht.sessionless import static_dh
+
+    net, _rng, nodes = build(seed=44, n=8)
+    for i, node in enumerate(nodes[1:4]):
+        assert _settle(net, node, node.put(b"kept %d" % i, net.now)).ok
+    net.run_for(30.0)
+    by_key = {core.dht.contact.key: core for core in nodes}
+    kept = 0
+    for core in nodes:
+        s, est = core.sessionless, core.dht._rtt
+        assert len(s._peers) == len(s._tags) == len(s._slots) // 56 <= s.keys_max
+        for key in s._peers:
+            assert s._peers[s._slot_of(key)] == key
+            assert s._static_dh(b"unused: kept", key) == static_dh(core.identity, by_key[key].identity.public_key)
+            kept += 1
+        assert est._slot is None and set(est._keys) <= set(by_key) and len(est) == len(est._v) // 3
+        if s._peers:
+            assert sys.getsizeof(s._peers) + sys.getsizeof(s._tags) < sys.getsizeof(dict.fromkeys(s._peers))
+    assert kept >= len(nodes)  # every node asked or answered sessionless queries

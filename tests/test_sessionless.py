@@ -468,7 +468,7 @@ def test_the_key_cache_keeps_each_peers_own_key_and_cookie_and_forgets_the_oldes
                 else:
                     break
         model[key] = (ss, cookie)
-    assert list(s._keys) == list(model)
+    assert s._kept() == list(model)
     for key, (ss, cookie) in model.items():
         assert s._static_dh(b"unused: kept", key) == ss
         assert s._cookie_from(key, T0 + 100, 1000) == cookie
@@ -485,16 +485,17 @@ def test_the_key_cache_keeps_its_size_while_the_same_peers_answer_again_and_agai
     keys = [node_key_for(bytes([i, 7]) * 16) for i in range(81)]
     for k in keys:
         s._keep(k, bytes(32))
-    size = sys.getsizeof(s._keys)
+    size = sys.getsizeof(s._peers) + sys.getsizeof(s._tags) + sys.getsizeof(s._slots)
     for n in range(20):
         for k in keys:
             s._keep(k, bytes([n]) * 32, bytes([n]) * 16, T0 + n)
-    assert sys.getsizeof(s._keys) == size <= sys.getsizeof(dict.fromkeys(keys)) + 64
+    assert sys.getsizeof(s._peers) + sys.getsizeof(s._tags) + sys.getsizeof(s._slots) == size
+    assert s._kept() == keys  # (written again: each stays where it is)
     assert all(s._cookie_from(k, T0 + 20, 1000) == bytes([19]) * 16 for k in keys)
     # Still bounded by ``keys_max`` when more distinct peers than that come.
     for i in range(3 * s.keys_max):
         s._keep(node_key_for(bytes([i & 255, i >> 8, 9]) + bytes(29)), bytes(32))
-        assert len(s._keys) <= s.keys_max and len(s._slots) <= s.keys_max * 56
+        assert len(s._peers) <= s.keys_max and len(s._slots) <= s.keys_max * 56
     assert sl.KEYS_MAX == _node(2, "10.0.0.2").sessionless.keys_max == 64  # a node's own bound
 
 
@@ -512,11 +513,13 @@ def test_a_full_key_cache_keeps_its_dict_at_the_size_of_its_entries_and_each_pee
         s._keep(key, ss_of[key])
         if i % 3 == 0 and i > 10:  # a recent peer answers again: second chance
             again = node_key_for((i - 5).to_bytes(2, "big") * 16)
-            if again in s._keys:
+            if s._slot_of(again) is not None:
                 s._keep(again, ss_of[again], b"c" * 16, T0 + i)
-        assert len(s._keys) <= 64 and sys.getsizeof(s._keys) <= sys.getsizeof(dict.fromkeys(range(64)))
-    assert len(s._keys) == 64 and sorted(s._keys.values()) == list(range(64)) and len(s._slots) == 64 * 56
-    assert all(s._static_dh(b"unused: kept", k) == ss_of[k] for k in s._keys)
+        assert len(s._peers) == len(s._tags) <= 64
+    assert len(s._peers) == len(set(s._peers)) == 64 and len(s._slots) == 64 * 56
+    assert all(s._static_dh(b"unused: kept", k) == ss_of[k] for k in s._peers)
+    # Found by tag and integer: the table takes a list and a byte a peer, not a dict (2.3 KiB for 64)
+    assert sys.getsizeof(s._peers) + sys.getsizeof(s._tags) < sys.getsizeof(dict.fromkeys(range(64))) // 2
 
 
 def test_the_query_keys_are_the_handshakes_hkdf_for_any_keys_and_nonce():

@@ -112,8 +112,8 @@ def _caches(nodes: int) -> None:
 def _tables(drivers, nodes: int) -> None:
     """Entries and bytes (the table itself, not what it holds) of the per-peer tables, per node."""
     rows = {
-        "sessionless keys": lambda c: c.sessionless._keys,
-        "rtt + hint credit": lambda c: c.dht._rtt._slot,
+        "sessionless keys": lambda c: c.sessionless._keys if hasattr(c.sessionless, "_keys") else c.sessionless._peers,
+        "rtt + hint credit": lambda c: c.dht._rtt._slot if getattr(c.dht._rtt, "_keys", None) is None else c.dht._rtt._keys,
         "  (3 doubles a peer)": lambda c: c.dht._rtt._v,
         "peer limit (gcra)": lambda c: c.dht._peer_limit._t,
         "prefix limit (gcra)": lambda c: c.dht._prefix_limit._t,

@@ -118,9 +118,9 @@ def invented_contact() -> dict:
     return invented_contacts(1)
 
 
-def record_reflection(relays: bool = False) -> dict:
+def record_reflection(relays: bool = False, newcomer: bool = False) -> dict:
     """Item 19: a key's own endpoint record names 8 victims (or 4, as its relays); one reply names
-    that key at a ninth."""
+    that key at a ninth. ``newcomer``: the node has no credit for the attacker (never heard it)."""
     from weftnet.core.reach.engine import ENDPOINT_SALT, ReachConfig
     from weftnet.core.reach.messages import NAT_EIM, NAT_PUBLIC, Candidate, EndpointRecord, RelayRef
 
@@ -143,6 +143,8 @@ def record_reflection(relays: bool = False) -> dict:
     from weftnet.core.identity import NodeId
 
     near = NodeId(a.node_id.raw[:31] + bytes([a.node_id.raw[31] ^ 1]))
+    if newcomer:
+        v.dht._rtt.forget(a.node_id.int)
     wait(net, v, v.lookup(near, net.now))
     net.run_for(60.0)
     return {"reply_contacts": 1, "bytes_to_hinted_address": hint_sink.bytes, "datagrams_to_hinted_address": hint_sink.datagrams,
@@ -152,6 +154,14 @@ def record_reflection(relays: bool = False) -> dict:
 
 def record_relay_reflection() -> dict:
     return record_reflection(relays=True)
+
+
+def record_reflection_newcomer() -> dict:
+    return record_reflection(newcomer=True)
+
+
+def record_relay_reflection_newcomer() -> dict:
+    return record_reflection(relays=True, newcomer=True)
 
 
 def route_origin() -> dict:
@@ -390,7 +400,8 @@ def hop_255() -> dict:
                                                                  for e in got)}
 
 
-SCENARIOS = [early_data, spoofed_in_table, invented_contacts, invented_contact, record_reflection, record_relay_reflection, route_origin, store_quota, replication, revocations,
+SCENARIOS = [early_data, spoofed_in_table, invented_contacts, invented_contact, record_reflection, record_relay_reflection,
+             record_reflection_newcomer, record_relay_reflection_newcomer, route_origin, store_quota, replication, revocations,
              rollback, ping_after_expiry, hello, hop_255]
 
 

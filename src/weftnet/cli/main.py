@@ -470,9 +470,45 @@ def get(ctx: click.Context, key: str, quorum: int | None) -> None:
         raise WeftError(r["error"])
     value = bytes.fromhex(r["value"])
     try:
-        click.echo(value.decode("utf-8"))
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
         click.echo(value.hex())
+        return
+    if not _stdout_is_terminal():
+        out = click.get_binary_stream("stdout")  # as stored (click.echo would strip escape sequences)
+        out.write(value + b"\n")
+        out.flush()
+        return
+    shown = terminal_safe(text)
+    if shown != text:
+        # Anyone may store a record: its bytes must not drive our terminal (escape sequences that
+        # retitle it, clear it, or reverse the text's direction). Piped, they go out as stored.
+        click.echo("weft: the value holds control characters; shown escaped (pipe it for the raw bytes)", err=True)
+    click.echo(shown)
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as is, unless it holds a control or format character other than newline and tab:
+    then each is written as an escape (``\\x1b``, ``\\u202e``) and backslashes are doubled, so
+    what a terminal shows is what is there."""
+    import unicodedata
+
+    if all(ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf"):
+            out.append(ch)
+        else:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+    return "".join(out)
 
 
 @cli.command()

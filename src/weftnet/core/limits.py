@@ -206,6 +206,12 @@ class TokenBuckets:
             self._b[key] = complex(min(self.burst, b.real + amount), b.imag)
 
 
+#: A Gcra table sweeps its keys whose bucket is full again when it holds this many (or twice what its
+#: last sweep left): 16 kept ~9 keys a node in bench/dht, most of them long full, in a dict grown for 16
+#: (bench/results/dmem16).
+_GCRA_SWEEP = 8
+
+
 class Gcra:
     """Token buckets by key kept as one float each (GCRA, the ATM cell-rate algorithm).
 
@@ -213,9 +219,11 @@ class Gcra:
     allowed if that time is at most ``(burst - 1) / rate`` ahead of now, and
     moves it ``1 / rate`` later. A key whose time has passed has a full
     bucket and needs no entry, so entries are swept out whenever the table has
-    doubled since the last sweep: a table of busy keys only, about 100 bytes
-    each (what a simulated million-node DHT can afford). It never empties for
-    volume: past ``max_keys`` busy keys, the ones nearest to full go first.
+    doubled since the last sweep (and at 8 keys at least): a table of busy keys
+    only, about 100 bytes each (what a simulated million-node DHT can afford).
+    It never empties for volume: past ``max_keys`` busy keys, the ones nearest
+    to full go first. A table never written (most nodes' per-prefix table: a
+    loopback lab's prefixes are exempt) is the shared read-only ``NO_ENTRIES``.
     """
 
     __slots__ = ("rate", "burst", "max_keys", "_t", "_sweep_at", "evicted_active")
@@ -224,8 +232,8 @@ class Gcra:
         self.rate = float(rate)
         self.burst = float(burst)
         self.max_keys = max_keys
-        self._t: dict = {}
-        self._sweep_at = 16
+        self._t: dict = NO_ENTRIES  # a dict of its own from the first key
+        self._sweep_at = _GCRA_SWEEP
         self.evicted_active = 0
 
     def __len__(self) -> int:
@@ -246,7 +254,9 @@ class Gcra:
                 self.evicted_active += len(drop)
                 for k in drop:
                     del t[k]
-            self._sweep_at = max(16, 2 * len(t))
+            self._sweep_at = max(_GCRA_SWEEP, 2 * len(t))
+        if t is NO_ENTRIES:
+            t = self._t = {}
         t[key] = full_at + 1.0 / self.rate
         return True
 

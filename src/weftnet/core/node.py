@@ -104,6 +104,8 @@ _PING_RETRY = 1.0
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
 _SESSIONLESS = _LARGE_REPLY | {Store}
+#: User requests whose target node, met as a hint in their lookup, is the user's to reach (``_claim``).
+_SOUGHT = frozenset(("ping", "send", "trace", "connect"))
 
 
 @register
@@ -597,6 +599,7 @@ class NodeCore:
             v = self._vpn = self._new_engine("vpn")
             v.tun_out = self.tun_out
             v.locate_fallback = self.reach.locate  # a member without UDP: its ID record (docs/reach.md)
+            v.reach_node = self.reach.reach_node  # a member named but silent: its endpoint record
         return v
 
     @property
@@ -604,6 +607,8 @@ class NodeCore:
         o = self._overlay
         if o is None:
             o = self._overlay = self._new_engine("overlay")
+            if self.config.reach.enabled:
+                o.reach_node = self.reach.reach_node  # a node named but silent: its own record's paths
         return o
 
     @property
@@ -693,16 +698,35 @@ class NodeCore:
         reach learns the NAT's mapping from the peers it has sessions with (core/reach/nat.py)."""
         return not self.config.reach.enabled or self.reach.nat.classify(now) == NAT_PUBLIC
 
-    def _over_session(self, contact: Contact, msg: Any, now: float, hint: bool = False, direct: bool = True) -> None:
+    def _over_session(self, contact: Contact, msg: Any, now: float, source: int | None = None,
+                      direct: bool = True) -> None:
         """A sessionless query went unanswered, or its answer could not carry the reply (a large
-        record): ask again over a session (core/dht/sessionless.py). Not ``direct``: the query went
-        to a hint, and neither its address's bucket nor its source's credit would pay for a second
-        datagram there (docs/security.md, item 6), so nothing more goes there; the node is sought on the paths its own signed record names, as reach does for a
-        node no lookup named, and the request is left to time out."""
+        record): ask again over a session (core/dht/sessionless.py). ``source``: the node whose reply
+        named the contact (a hint), None if first-hand. Not ``direct``: the query went to a hint, and
+        neither its address's bucket nor its source's credit would pay for a second datagram there
+        (docs/security.md, item 6), so nothing more goes there; the node is sought on the paths its
+        own signed record names, as reach does for a node no lookup named, and the request is left to
+        time out. Either way, to a hint, the Inits its record earns are the source's to pay (item 19)."""
+        if source is not None:
+            self._claim(contact.node_id, source, now)
         if not direct:
-            self.reach.reach_node(contact.public_key, now)
+            self.reach.reach_node(contact.public_key, now, source)
             return
-        self.transport.send(contact, wire.encode(msg), now, unverified=hint, large_reply=not hint)
+        self.transport.send(contact, wire.encode(msg), now, unverified=source is not None,
+                            large_reply=source is None)
+
+    def _claim(self, node_id: NodeId, source: int, now: float) -> None:
+        """A DHT request goes to ``node_id`` at an endpoint a reply from ``source`` named (a hint): what
+        its endpoint record earns is that source's to pay (``Reach.claim``), unless our user asked for
+        this very node (a ping or a send to its address, looked up): then it is the user's request."""
+        r = self._reach
+        if r is None:  # (unbuilt: reach is off, nothing to claim)
+            return
+        for op in self._ops.values():
+            if op.kind in _SOUGHT and self._matches(op, node_id):
+                r.want(node_id, now)
+                return
+        r.claim(node_id, source, now)
 
     def _has_session(self, contact: Contact) -> bool:
         return self.transport.has_session(contact.node_id)
@@ -1162,6 +1186,8 @@ class NodeCore:
                 # A first request whose answer is large pads its Init, so the answer fits in
                 # what a responder may send before we prove our address (not for hints:
                 # what those cost is paid by their source, docs/dht.md).
+                if hint is not None:
+                    self._claim(contact.node_id, hint, now)
                 self.transport.send(contact, payload, now, unverified=hint is not None,
                                     large_reply=hint is None and type(msg) in _LARGE_REPLY)
             while (dev := self.dht.next_event()) is not None:
@@ -1380,6 +1406,13 @@ class NodeCore:
                     # handshake through a relay, say): ping over it.
                     self.reach.want(op.target, now)
                     self._start_ping(op, op.target, now)
+                elif match is None and self.config.reach.enabled \
+                        and (named := next((c for c in ev.silent if self._matches(op, c.node_id)), None)) is not None:
+                    # Named, but it did not answer the lookup (behind a NAT, say): reach it as our
+                    # user asked, on the paths its own endpoint record names (its relays, then a
+                    # punch). Its SessionUp ends the wait, or its handshake's end does.
+                    self.reach.reach_node(named.public_key, now)
+                    op.node_id, op.stage = named.node_id, "connect"
                 elif match is None and isinstance(op.target, NodeId) and self.config.reach.enabled \
                         and not self.transport.reaching(op.target):
                     # No lookup names a node without UDP (it talks to everyone through a relay):

@@ -62,7 +62,8 @@ def _check(table: Any, schema: dict, where: str) -> dict:
     for k, v in table.items():
         typ = schema.get(k)
         if typ is None:
-            raise ConfigError(f"unknown key {where} {k} (known: {', '.join(schema)})")
+            file, sep, table = where.rpartition(": ")  # "config.toml: [bgp]" -> the file first, as elsewhere
+            raise ConfigError(f"{file}{sep}unknown key {table} {k} (known: {', '.join(schema)})")
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
             raise ConfigError(f"{where} {k} has the wrong type: {v!r}")
     return table

@@ -19,8 +19,8 @@ from weftnet.core.paths.config import PathsConfig, paths_config_from_dict
 from weftnet.core.session.ciphers import parse_names
 from weftnet.errors import ConfigError, ParseError, WeftError
 
-__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "parse_peer", "parse_listen",
-           "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL", "DEFAULT_ID_DIFFICULTY"]
+__all__ = ["Config", "NetworkConfig", "OverlayConfig", "PeerSpec", "load_config", "config_from_bytes", "parse_peer",
+           "parse_listen", "DEFAULT_CONFIG", "DEFAULT_PORT", "DEFAULT_OVERLAY_FIREWALL", "DEFAULT_ID_DIFFICULTY"]
 
 DEFAULT_PORT = 4500
 #: The network's node-ID puzzle (core/puzzle.py): `weft init` pays 2^12 key generations
@@ -429,13 +429,18 @@ def load_config(path: Path) -> Config:
         return Config()  # source None: the caller says that defaults are in force
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    cfg = config_from_bytes(raw, str(path))
+    cfg.source = str(path)
+    return cfg
+
+
+def config_from_bytes(raw: bytes, where: str = "config") -> Config:
+    """A config file's bytes -> a validated Config, or a one-line ConfigError (fuzz/config_target.py)."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    cfg = config_from_dict(data, str(path))
-    cfg.source = str(path)
-    return cfg
+        raise ConfigError(f"{where}: not valid TOML: {' '.join(str(exc).split())}") from None
+    return config_from_dict(data, where)
 
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
@@ -494,6 +499,9 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         raise ConfigError(f"{where}: [dataplane] sched_slice_us must be 0 (the kernel's default) or from 100 "
                           f"to 100000, not {cfg.sched_slice_us}")
     if cfg.ciphers is not None:
+        bad = [c for c in cfg.ciphers if not isinstance(c, str)]
+        if bad:  # a table or a list among the names (the core's parser only knows strings)
+            raise ConfigError(f"{where}: [dataplane] ciphers must be a list of cipher names, not {bad[0]!r}")
         try:
             parse_names(cfg.ciphers)
         except ValueError as exc:
@@ -524,9 +532,13 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
             except ParseError as exc:
                 raise ConfigError(f"{where}: [{section}] listen: {exc}") from None
     if paths_tables:
-        cfg.paths, cfg.link_tables = paths_config_from_dict(
-            paths_tables.get("paths"), paths_tables.get("link"), paths_tables.get("class"), paths_tables.get("route"),
-            where)
+        try:
+            cfg.paths, cfg.link_tables = paths_config_from_dict(
+                paths_tables.get("paths"), paths_tables.get("link"), paths_tables.get("class"),
+                paths_tables.get("route"), where)
+        except ConfigError as exc:
+            msg = str(exc)  # core/paths/config.py names a [[link]] without the file: add it
+            raise ConfigError(msg if msg.startswith(f"{where}: ") else f"{where}: {msg}") from None
     return cfg
 
 

@@ -155,6 +155,10 @@ def call(path: Path, op: str, timeout: float = 30.0, check_dir: bool | None = No
             buf += chunk
     except socket.timeout:
         raise ControlError(f"the daemon did not answer within {timeout:.0f} s") from None
+    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+        # Never let this reach the CLI as a broken pipe (which `weft status | head` makes, and which
+        # exits 0): the daemon dropped us, e.g. out of file descriptors or on its way down.
+        raise ControlError("the daemon closed the connection without answering") from None
     finally:
         s.close()
     try:

@@ -8,13 +8,15 @@ change goes to the part of the node that owns it:
 log level/format        re-applied at once
 peers                   new peers are joined (sessions to old ones stay)
 dht max_records         the new quota applies to the next store
-metrics, dashboard      their listeners are re-made (others keep running)
+metrics, dashboard      their listeners are re-made (others keep running); all
+                        or nothing: an address that cannot be bound leaves them all
 overlay firewall        weft0's new rules at once (flows they refuse are cut)
 networks                per network, from the config *and* the state
                         directory: joined since (``weft net join``) → TUN up;
                         left (``weft net leave``) → TUN down; firewall rules
                         changed → new rules, same TUN; TUN settings or a
-                        renewed certificate → that network restarted
+                        renewed certificate → that network restarted (if it
+                        cannot start so, it is started again as it ran)
 anything else           reported as needing a restart; the running value
                         is kept (listen address, port, DHT shape, socket)
 ======================  =====================================================
@@ -106,6 +108,9 @@ class Reloader:
                         setattr(running, f, getattr(new, f))
                 except WeftError as exc:
                     report.failed.append(f"{name}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - a hook's bug: reported, the other hooks still run
+                    log.exception("reload hook failed", extra={"hook": name})
+                    report.failed.append(f"{name}: {_one_line(exc)}")
             # Networks are compared with the state directory too (joined or left since).
             running.networks = await self._networks(old, new, report)
             if hasattr(old, "overlay"):
@@ -212,8 +217,13 @@ class Reloader:
             try:
                 if settings or renewed:
                     d._stop_network(nid)
-                    await d._start_network(m, nnc)
                     why = ", ".join(f"{k} {val(onc, k)!r} -> {val(nnc, k)!r}" for k in settings)
+                    try:
+                        await d._start_network(m, nnc)
+                    except Exception as exc:  # noqa: BLE001 - netlink and the TUN raise more than WeftError
+                        report.failed.append(f"network {name}: {why or 'renewed certificate'}: {_one_line(exc)}; "
+                                             + await self._restore_network(m, onc))
+                        continue
                     report.applied.append(f"network {name}: restarted ({why or 'renewed certificate'})")
                 elif onc.effective_firewall != nnc.effective_firewall:
                     fresh = Firewall.from_config(nnc.effective_firewall, f"[networks.{name}] firewall")
@@ -239,8 +249,23 @@ class Reloader:
                 await d._start_network(m, nnc)
                 in_force[name] = nnc
                 report.applied.append(f"network {name}: joined, up on {nnc.tun_name}")
-            except WeftError as exc:
-                report.failed.append(f"network {name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - as above: one line in the report, the reload goes on
+                report.failed.append(f"network {name}: {_one_line(exc)}")
         for name in sorted(set(new.networks) - {m.descriptor.name for m in joined.values()}):
             in_force[name] = new.networks[name]  # configured ahead of joining: applies when it is joined
         return in_force
+
+    async def _restore_network(self, m, onc) -> str:
+        """After a restart that failed: start the network again as it ran (its old settings)."""
+        try:
+            await self.daemon._start_network(m, onc)
+        except Exception as exc:  # noqa: BLE001
+            log.error("network down after a failed reload", extra={"network": m.descriptor.name,
+                                                                   "error": _one_line(exc)})
+            return f"restarting it as it ran failed too ({_one_line(exc)}): it is down"
+        return "it runs as before"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, WeftError) else f"{type(exc).__name__}: {text}"

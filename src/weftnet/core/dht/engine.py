@@ -1096,15 +1096,24 @@ class Dht:
         go to its endpoint? Nobody vouched for that address, so the second is paid as the first
         was, by the target address's bucket and by the credit of ``source``, the node whose reply
         named it (docs/security.md, item 6); False is counted."""
-        cfg = self.config
-        if not cfg.hint_cost or self.exempt.covers(contact.endpoint[0]):
+        if self.pay_for_hint(contact.endpoint, source, now):
             return True
-        where = address_key(contact.endpoint[0])
+        self.stats["hint_fallbacks_dropped"] += 1
+        return False
+
+    def pay_for_hint(self, endpoint, source: int, now: float) -> bool:
+        """One datagram to ``endpoint``, an address nobody vouched for that a reply from ``source``
+        led us to: paid as a hint's ask is, by the address's bucket and by ``source``'s credit
+        (``hint_cost`` each); False, and nothing charged, if either is short. Reach pays the Inits
+        a hint's endpoint record earns this way (docs/security.md, item 19)."""
+        cfg = self.config
+        if not cfg.hint_cost or self.exempt.covers(endpoint[0]):
+            return True
+        where = address_key(endpoint[0])
         if self._hint_target.allow(where, now, cfg.hint_cost):
             if self._rtt.allow(source, cfg.hint_cost):
                 return True
             self._hint_target.refund(where, cfg.hint_cost)
-        self.stats["hint_fallbacks_dropped"] += 1
         return False
 
     def _lookup_finished(self, op: _Op, now: float) -> None:
@@ -1203,11 +1212,14 @@ class Dht:
             hops = lk.hops() if hops is None else hops
             messages = lk.messages if messages is None else messages
         stored_n = op.stored if stored is None else stored
+        silent = ()
+        if lk is not None and op.kind == "find_node":
+            silent = tuple(c.contact for c in lk.candidates.values() if c.distance >> 160 == 0 and c.state != ANSWERED)
         self._events.append(ev.LookupDone(
             op.op_id, op.kind, op.key or (lk.target.to_bytes(32, "big") if lk else b""), ok,
             tuple(contacts or ()), tuple(values or ()), messages or 0, hops or 0, now - op.started,
             stored_n, error if error is not None else (None if ok else "failed"),
-            sum(op.refusals.values()), op.unanswered,
+            sum(op.refusals.values()), op.unanswered, silent,
         ))
 
     # -- serving requests ---------------------------------------------------

@@ -27,6 +27,9 @@ class LookupDone:
     error: str | None = None
     refused: int = 0  # put, leave: STOREs a node refused (its reason is in ``error`` if none took it)
     unanswered: int = 0  # put, leave: STOREs no answer came back for, late ones included
+    #: find_node: nodes named whose ID shares its first 96 bits (an overlay address) with the target
+    #: but that did not answer (behind a NAT, say): the node a user looked for may be one of them.
+    silent: tuple = ()
 
 
 @dataclass(frozen=True)

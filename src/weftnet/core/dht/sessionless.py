@@ -399,10 +399,11 @@ class Sessionless:
         self.transport = transport
         self.dht = dht
         self.cache = cache  # the bound of ``_proven``
-        self.keys_max = keys  # the bound of ``_keys``
-        #: ``fallback(contact, msg, now, hint, direct=True)``: send this request over a session instead
-        #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``direct``
-        #: False: not to the contact's endpoint (a hint whose second datagram nobody would pay for).
+        self.keys_max = keys  # the bound of ``_peers``
+        #: ``fallback(contact, msg, now, source, direct=True)``: send this request over a session instead
+        #: (no answer within ``fallback_after``, or an answer too large to carry the reply); ``source``:
+        #: the node whose reply named the contact (a hint), None if first-hand; ``direct`` False: not to
+        #: the contact's endpoint (a hint whose second datagram nobody would pay for).
         self.fallback = fallback
         self.fallback_after = fallback_after
         #: ``may_store(now)``: whether STOREs may go sessionless at all (None: yes).
@@ -417,22 +418,26 @@ class Sessionless:
         # (this one: forwarders only; load cookies) start as the one read-only empty
         # table (core/limits.py) and get a dict of their own at their first write.
         self._proven: dict[int, Contact] = NO_ENTRIES
-        #: Peer's node ID as an integer (its contact's ``key``, the same object: a contact keeps no
-        #: public key object of its own, core/contact.py) -> its slot in ``_slots``, at most
-        #: ``keys_max`` (:data:`KEYS_MAX`), in the order they entered. A slot is
-        #: ss (32 bytes) | its proof-of-address cookie for us (16) | when we got it (a double, 0: no
-        #: cookie), 56 bytes of one bytearray: no bytes object per peer (33 bytes of header each, and
-        #: the slot numbers below 257 are the interpreter's shared ints; memory per node is a bench
-        #: column). Only ``_keep`` removes an entry, and it hands the evicted slot to the newcomer,
-        #: so the slots in use are always 0 .. len(_keys) - 1.
-        self._keys: dict[int, int] = {}
+        #: The peers whose ss we keep, by slot: ``_peers[i]`` is the node ID as an integer of the peer
+        #: in slot ``i`` (its contact's ``key``, the same object: a contact keeps no public key object
+        #: of its own, core/contact.py), ``_tags[i]`` its low 8 bits, at most ``keys_max``
+        #: (:data:`KEYS_MAX`) slots. Slot ``i`` of ``_slots`` is ss (32 bytes) | its proof-of-address
+        #: cookie for us (16) | when we got it (a double, 0: no cookie), 56 bytes of one bytearray: no
+        #: bytes object per peer (33 bytes of header each; memory per node is a bench column). A peer
+        #: is found by its tag (``bytearray.find``, in C) and then its integer compared, ~0.1 us: no
+        #: dict, whose 64 entries took 2.3 KiB a node where the list and the tags take ~0.7
+        #: (bench/results/dmem16). Only ``_keep`` replaces an entry, with the newcomer in the evicted
+        #: one's slot, so the slots in use are always 0 .. len(_peers) - 1.
+        self._peers: list[int] = []
+        self._tags = bytearray()
         self._slots = bytearray()
-        #: One byte a slot: 1 if the peer's entry was written again since it entered or was last
-        #: passed over (second chance, as in CLOCK): the one evicted when full is the oldest not
-        #: written since. An entry written again stays where it is: a dict whose entries move to its
-        #: end at each write leaves a hole each time and grows to ~3 times its entries (4.6 KiB for
-        #: 81 peers at 1,000 nodes, 2.2 compact; bench/results/dmem11).
+        #: One byte a slot: 1 if the peer's entry was written again since it entered or the hand last
+        #: passed over it (CLOCK, second chance): when full, the hand (``_hand``, the next slot it
+        #: reads) clears the marks it passes and the first slot unmarked is the one evicted. The hand
+        #: starts at slot 0 when the table first fills, so the order it reads is the order the peers
+        #: entered, an entry passed over going to its end; an entry written again stays where it is.
         self._used = bytearray()
+        self._hand = 0
         self._pending: dict[int, _Pending] = {}  # tag -> our query, oldest first
         self._silent = 0  # queries in a row that fell back unanswered
         self._retry_at = 0.0
@@ -449,50 +454,71 @@ class Sessionless:
             "proofs_received"))
 
     # -- keys ---------------------------------------------------------------------
+    def _slot_of(self, peer: int) -> int | None:
+        """The slot of the peer whose node ID as an integer is ``peer``, or None."""
+        tags = self._tags
+        tag = peer & 255
+        i = tags.find(tag)
+        while i >= 0:
+            if self._peers[i] == peer:
+                return i
+            i = tags.find(tag, i + 1)
+        return None
+
+    def _kept(self) -> list[int]:
+        """The peers kept, in the order the hand reads them (the first is the next it considers)."""
+        h = self._hand
+        return self._peers[h:] + self._peers[:h]
+
     def _static_dh(self, peer_public: bytes, peer: int, keep: bool = True) -> bytes:
         """ss with ``peer_public`` (whose node ID as an integer is ``peer``): kept, the transport's, or
         one X25519 (then kept, unless ``keep`` is False: a query's asker is kept only once its query
         authenticates)."""
-        slot = self._keys.get(peer)
-        if slot is not None:
-            o = slot * _SLOT
-            return bytes(self._slots[o:o + 32])
+        tags = self._tags  # (_slot_of, written out: this runs for every query sent and received)
+        tag = peer & 255
+        i = tags.find(tag)
+        while i >= 0:
+            if self._peers[i] == peer:
+                o = i * _SLOT
+                return bytes(self._slots[o:o + 32])
+            i = tags.find(tag, i + 1)
         ss = self.transport._static_dh_of(peer_public) or static_dh(self.identity, peer_public)
         if keep:
-            self._keep(peer, ss)
+            self._keep(peer, ss, absent=True)
         return ss
 
-    def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0) -> None:
-        keys = self._keys
+    def _keep(self, peer: int, ss: bytes, cookie: bytes = _ZERO16, at: float = 0.0, absent: bool = False) -> None:
+        """Keep ``ss`` (and ``cookie``, got at ``at``) for ``peer``; ``absent``: the caller has just
+        found it is not kept (no second search)."""
         used = self._used
-        slot = keys.get(peer)
+        slot = None if absent else self._slot_of(peer)
         if slot is not None:
-            used[slot] = 1  # written again: passed over once when it is the oldest
+            used[slot] = 1  # written again: passed over once when the hand reaches it
         else:
-            if len(keys) >= self.keys_max:
-                # The oldest entry not written again since it entered (or was passed over), whose
-                # slot the newcomer takes; each one passed over goes to the young end, its mark
-                # cleared, so this ends within one round of the entries.
+            peers = self._peers
+            n = len(peers)
+            if n >= self.keys_max:
+                # The first slot from the hand not written again since it entered (or was passed
+                # over), whose place the newcomer takes; each one passed over has its mark cleared,
+                # so this ends within one turn of the slots.
+                hand = self._hand
                 while True:
-                    old = next(iter(keys))
-                    slot = keys.pop(old)
+                    slot = hand
+                    hand = hand + 1 if hand + 1 < n else 0
                     if not used[slot]:
                         break
                     used[slot] = 0
-                    keys[old] = slot
+                self._hand = hand
+                peers[slot] = peer
+                self._tags[slot] = peer & 255
                 used[slot] = 0
-                keys[peer] = slot
-                if _sizeof(keys) > 48 * len(keys) + 512:
-                    # Each eviction leaves a hole at the dict's old end and takes a new entry at its
-                    # young end: a full table of 64 grew its dict to 256 slots (4.7 KiB, 2.3 for a
-                    # copy; bench/results/dmem14). A copy, in the same order, is sized for its entries.
-                    self._keys = dict(keys)
             else:
-                slot = len(keys)  # the slots in use are 0 .. len - 1
+                slot = n  # the slots in use are 0 .. n - 1
+                peers.append(peer)
+                self._tags.append(peer & 255)
                 if slot == len(used):
                     used.append(0)
                 used[slot] = 0
-                keys[peer] = slot
         o = slot * _SLOT
         # A peer that only asked us gave us no cookie: when = 0.
         entry = ss + (cookie + _AT.pack(at) if at else _NO_COOKIE)
@@ -508,7 +534,7 @@ class Sessionless:
     def _cookie_from(self, peer: int, now: float, max_age: float) -> bytes | None:
         """The proof-of-address cookie the node ``peer`` (its ID as an integer) gave us, if younger
         than ``max_age``."""
-        slot = self._keys.get(peer)
+        slot = self._slot_of(peer)
         if slot is None:
             return None
         o = slot * _SLOT
@@ -644,7 +670,7 @@ class Sessionless:
                 # To a hint, a second datagram is paid as the first was; unpaid, the node is sought
                 # only on the paths its own record names (docs/security.md, item 6).
                 direct = p.hint is None or self.dht.may_ask_hint_again(p.contact, p.hint, now)
-                self.fallback(p.contact, p.msg, now, p.hint is not None, direct)
+                self.fallback(p.contact, p.msg, now, p.hint, direct)
 
     def asking(self, tag: int) -> bool:
         return tag in self._pending
@@ -703,8 +729,13 @@ class Sessionless:
             self.stats["malformed"] += 1
             return
         peer = node_key_for(asker)
-        cached = peer in self._keys
-        ss = self._static_dh(asker, peer, keep=False)
+        slot = self._slot_of(peer)
+        cached = slot is not None
+        if cached:
+            o = slot * _SLOT
+            ss = bytes(self._slots[o:o + 32])
+        else:  # (kept only once the query authenticates, below)
+            ss = self.transport._static_dh_of(asker) or static_dh(self.identity, asker)
         keys = query_keys(ss, asker, self.public_key, head[38:54])
         echo, request = _open_sealed(head, sealed, keys)  # raises before anything is kept
         # The contact our table has for it, if at this address, by the integer the table is keyed by
@@ -712,7 +743,7 @@ class Sessionless:
         known = self.dht.table.get(peer)
         contact = known if known is not None and known.endpoint == addr else shared_contact(asker, addr, peer)
         if not cached:
-            self._keep(contact.key, ss)  # the contact's integer: one object for both
+            self._keep(contact.key, ss, absent=True)  # the contact's integer: one object for both
         self._rotate(now)
         # The cookie this answer carries, which is also the one a valid echo under the current
         # secret equals (computed once for both).
@@ -817,7 +848,7 @@ class Sessionless:
         if flags & FLAG_TOO_LARGE:
             self.stats["too_large_fallbacks"] += 1
             if self.fallback is not None:
-                self.fallback(p.contact, p.msg, now, p.hint is not None)
+                self.fallback(p.contact, p.msg, now, p.hint)
             return
         msg = wire.decode(reply)
         if type(msg) not in _REPLIES or msg.rid != p.msg.rid:
@@ -843,5 +874,5 @@ class Sessionless:
             self._idle()
 
     def summary(self) -> dict[str, int]:
-        return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._keys),
+        return {**self.stats, "pending": len(self._pending) + len(self._late), "peers_kept": len(self._peers),
                 "next_hops_kept": len(self._proven)}

@@ -39,7 +39,7 @@ so whatever path the transport picks for a node carries its overlay traffic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from weftnet.core.dht import Dht
 from weftnet.core.dht import events as dht_events
@@ -67,6 +67,10 @@ class OverlayPlane:
     ICMP_RATE = 50.0
     #: Traffic to a node that went one way for this long draws a ping; no answer within as long: dead.
     LIVENESS_INTERVAL = 5.0
+    #: Addresses whose node is being reached through its endpoint record at once (oldest out), and
+    #: how long their packets wait for it: a handshake's timeout (10 s) and the record's read.
+    MAX_REACHING = 256
+    REACH_WAIT = 12.0
 
     def __init__(self, identity: Identity, transport: SecureTransport, dht: Dht, tun_out: list,
                  now: float = 0.0, cache: AddressCache | None = None):
@@ -83,7 +87,13 @@ class OverlayPlane:
         self._live_at: float | None = None
         self._seen: dict[bytes, tuple[int, int]] = {}  # peer -> (packets out, packets in) at the last check
         self._probes: dict[bytes, tuple[int, float]] = {}  # peer -> (ping id, sent at)
-        self.stats = dict.fromkeys(("not_enabled", "no_endpoint", "icmp_limited", "probes", "dead_peers"), 0)
+        self.stats = dict.fromkeys(("not_enabled", "no_endpoint", "icmp_limited", "probes", "dead_peers",
+                                    "reaching"), 0)
+        #: ``reach_node(public_key, now)``: reach a node through its own endpoint record, as a user's
+        #: request (set by NodeCore when reach is on). A lookup that named an address's node but never
+        #: heard it (behind a NAT) hands it there instead of answering "unreachable".
+        self.reach_node: Callable[[bytes, float], None] | None = None
+        self._reaching: dict[bytes, float] = {}  # address key -> until when its packets wait for that
 
     @property
     def enabled(self) -> bool:
@@ -145,6 +155,8 @@ class OverlayPlane:
         elif route.contact is not None:
             for p in payloads:
                 t.send(route.contact, p, now)
+        elif self._reaching and self._reaching.get(route.node_id.raw[:12], 0.0) > now:
+            self.data.drop("reaching")  # its handshake, from its endpoint record, is under way
         else:  # learned from a session the transport no longer knows: look it up again next time
             self.stats["no_endpoint"] += 1
             self.cache.forget(route.node_id)
@@ -216,6 +228,23 @@ class OverlayPlane:
         if key is None:
             return False
         match = next((c for c in ev.contacts if c.node_id.raw[:12] == key), None)
+        if match is None and self.reach_node is not None:
+            named = next((c for c in ev.silent if c.node_id.raw[:12] == key), None)
+            if named is not None:
+                # Named, but it never answered (behind a NAT, say): reach it on the paths its own
+                # endpoint record names (its relays, then a punch). Its packets are dropped, not
+                # refused, until its handshake ends (a lookup can start only after that).
+                self.reach_node(named.public_key, now)
+                reaching = self._reaching
+                if key not in reaching and len(reaching) >= self.MAX_REACHING:
+                    del reaching[next(iter(reaching))]
+                reaching[key] = now + self.REACH_WAIT
+                self.stats["reaching"] += 1
+                held = self.cache.finish(key, named.node_id, None, now)
+                if self.data is not None:
+                    for _ in held:
+                        self.data.drop("reaching")
+                return True
         held = self.cache.finish(key, match.node_id if match else None, match, now)
         if self.data is None:
             return True
@@ -228,6 +257,8 @@ class OverlayPlane:
 
     def on_session_up(self, node_id: NodeId) -> None:
         self.cache.clear_negative(node_id.raw[:12])
+        if self._reaching:
+            self._reaching.pop(node_id.raw[:12], None)
 
     def on_unreachable(self, node_id: NodeId, now: float) -> None:
         if self.cache.forget(node_id):

@@ -175,7 +175,7 @@ class Reach:
     # stays for attributes added later and for tests that replace a method on one instance.
     __slots__ = ("identity", "node_id", "transport", "dht", "config", "_rng", "_emit", "nat", "relay", "_peers",
                  "_probes", "_leases", "_asked", "_not_relay", "_cache", "_resolving", "_resolve_due",
-                 "_resolved_at", "_reread", "_settling", "_wanted", "_connect_to", "_locating", "_located_at", "_publishing",
+                 "_resolved_at", "_reread", "_settling", "_wanted", "_claimed", "_connect_to", "_locating", "_located_at", "_publishing",
                  "_published", "_published_at", "_publish_due", "_seq", "_dialback", "_no_dialback",
                  "_dialback_next", "_dialback_by", "_dialback_times", "_first_session", "_refresh_at",
                  "_last_class", "_wake", "_own_at", "alt_port", "urgent", "stats", "__dict__")
@@ -239,6 +239,7 @@ class Reach:
         self._reread: dict[NodeId, float] = {}  # node -> its record's last early re-read (one per 10 s)
         self._settling: dict[NodeId, int] | None = None  # node -> re-reads of its provisional record so far
         self._wanted: dict[NodeId, float] = {}
+        self._claimed: dict[NodeId, int] | None = None  # node -> the hint source paying for its record's Inits
         self._connect_to: dict[NodeId, bytes] = {}  # nodes to handshake with once their record is read
         self._locating: dict[int, NodeId] = {}  # dht op -> node whose ID record is read (locate)
         self._located_at: dict[NodeId, float] = {}
@@ -265,7 +266,7 @@ class Reach:
             ("probes_sent", "probe_replies", "unpaid_refused", "unproven_bytes", "unproven_datagrams", "punches", "punch_success", "punch_failed", "paths_upgraded",
              "paths_dead", "fallbacks", "resolves", "resolved", "resolve_failed", "records_published",
              "relay_registrations", "relay_refusals", "dialbacks", "dialback_served", "dialback_inconclusive", "reach_tests_received",
-             "call_me_maybe_sent", "call_me_maybe_received"))
+             "call_me_maybe_sent", "call_me_maybe_received", "claimed_relays_unpaid"))
 
     # -- driver-facing ------------------------------------------------------
     def set_local_endpoints(self, endpoints: list, now: float) -> None:
@@ -277,6 +278,8 @@ class Reach:
 
     def want(self, node_id: NodeId, now: float) -> None:
         """The user asked for this node (ping, send): resolve its record at once if needed."""
+        if self._claimed:
+            self._claimed.pop(node_id, None)  # ours to pay now, not a hint's source's
         if len(self._wanted) >= self.MAX_PEERS:
             self._wanted.pop(next(iter(self._wanted)))
         self._wanted[node_id] = now + 60.0
@@ -289,6 +292,8 @@ class Reach:
                 self._plan(now, node_id, partial=True)
 
     def on_session_up(self, node_id: NodeId, endpoint, now: float) -> None:
+        if self._claimed:
+            self._claimed.pop(node_id, None)
         if self._first_session is None:
             self._first_session = now
             self._own_at = now
@@ -1119,13 +1124,29 @@ class Reach:
         # the record is read: it waits for the record's paths instead (still within its timeout).
         self.transport.await_record(node_id, True)
 
-    def reach_node(self, public_key: bytes, now: float) -> None:
+    def claim(self, node_id: NodeId, source: int, now: float) -> None:
+        """A handshake to ``node_id`` goes to an endpoint a DHT reply from ``source`` named (a hint),
+        not at our user's request: the Inits its endpoint record earns on paths nobody has heard it
+        on are paid from ``source``'s credit (``Dht.pay_for_hint``; docs/security.md, item 19), or not
+        sent. A user's request (``want``) ends the claim."""
+        if not self.config.enabled or self._wanted.get(node_id, 0.0) > now:
+            return
+        claimed = self._claimed
+        if claimed is None:
+            claimed = self._claimed = {}
+        elif node_id not in claimed and len(claimed) >= self.MAX_PEERS:
+            claimed.pop(next(iter(claimed)))
+        claimed[node_id] = source
+
+    def reach_node(self, public_key: bytes, now: float, source: int | None = None) -> None:
         """Reach a node no lookup named (one without UDP, found by its ID record): read its endpoint
-        record and start a handshake on the paths it names."""
+        record and start a handshake on the paths it names. ``source``: a hint's, whose source pays
+        for what the record earns (``claim``); None: our user's request."""
         node_id = node_id_for(public_key)
         if not self.config.enabled or node_id == self.node_id or self.transport.has_session(node_id):
             return
-        self.want(node_id, now)
+        if source is None:
+            self.want(node_id, now)
         if len(self._connect_to) >= self.MAX_PEERS:
             self._connect_to.pop(next(iter(self._connect_to)))
         self._connect_to[node_id] = public_key
@@ -1211,6 +1232,8 @@ class Reach:
         own = set(self.nat.local) | set(self.nat.reflexive(now))
         targets = []
         pr = self._peer(node_id)
+        source = self._claimed.get(node_id) if self._claimed else None
+        pay = None if source is None else (lambda endpoint: self.dht.pay_for_hint(endpoint, source, now))
         for c in rec.candidates:
             ep = tuple(c.endpoint)
             if ep in own:
@@ -1222,6 +1245,9 @@ class Reach:
             rid = node_id_for(r.public_key)
             if rid == self.node_id or rid == node_id:
                 continue
+            if pay is not None and not self.transport.has_session(rid) and not pay(tuple(r.endpoint)):
+                self.stats["claimed_relays_unpaid"] += 1
+                continue  # a hint's record names it, and the hint's source cannot pay for its Init
             self.transport.learn_endpoint(r.public_key, tuple(r.endpoint), now)
             targets.append(Via((rid.raw,), node_id.raw))
             # With no UDP of our own, its relay is reached through ours: two hops.
@@ -1231,9 +1257,15 @@ class Reach:
         pk = self._connect_to.pop(node_id, None)
         if pk is not None and targets and not self.transport.handshaking(node_id) \
                 and not self.transport.has_session(node_id):
-            # Found by its ID record, not by a lookup: no handshake to it yet. Its own record names the paths.
-            self.transport.connect(targets[0], now, pk)
-        self.transport.add_paths(node_id, targets, "record", now)
+            # Found by its ID record, not by a lookup: no handshake to it yet. Its own record names the
+            # paths. Sought for a hint (``claim``): its first Init is the hint's source's to pay, too.
+            if pay is None:
+                self.transport.connect(targets[0], now, pk)
+            else:
+                first = next((t for t in targets if type(t) is not tuple or pay(t)), None)
+                if first is not None:
+                    self.transport.connect(first, now, pk, vouched=False)
+        self.transport.add_paths(node_id, targets, "record", now, pay)
 
     # -- introspection -------------------------------------------------------------
     def status(self, now: float) -> dict[str, Any]:

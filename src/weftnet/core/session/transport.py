@@ -519,11 +519,14 @@ class SecureTransport:
         return r
 
     # -- API ---------------------------------------------------------------------
-    def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None, *, hello_first: bool = False) -> None:
+    def connect(self, endpoint: Addr, now: float, public_key: bytes | None = None, *, hello_first: bool = False,
+                vouched: bool = True) -> None:
         """Open a session to ``endpoint`` (to the holder of ``public_key``, or whoever answers a Hello there).
         ``hello_first`` (with ``public_key``): the endpoint came from an unauthenticated sender (a LAN
         beacon's source address, maybe spoofed), so it gets one Hello (64 bytes), never repeated, and the
-        handshake starts only once the endpoint has answered with that key (docs/security.md item 17)."""
+        handshake starts only once the endpoint has answered with that key (docs/security.md item 17).
+        Not ``vouched`` (with ``public_key``): a record a DHT hint led to names the endpoint, so it is
+        second-hand, as the hint was: one Init, until an answer or the record's paths say more (item 19)."""
         if public_key is not None and hello_first:
             if endpoint not in self._hello_pending:
                 nonce = self._rng.getrandbits(64)
@@ -538,9 +541,14 @@ class SecureTransport:
         if public_key is not None:
             peer = self._peer(public_key, now)
             if peer.endpoint is None or peer.current is None:
-                self._set_endpoint(peer, endpoint, "contact", now)
-                peer.verified_endpoint = endpoint  # given by the user, or it answered our Hello
-                peer.max_attempts = None
+                if vouched:
+                    self._set_endpoint(peer, endpoint, "contact", now)
+                    peer.verified_endpoint = endpoint  # given by the user, or it answered our Hello
+                    peer.max_attempts = None
+                else:
+                    self._set_endpoint(peer, endpoint, "record", now)
+                    peer.max_attempts = None if type(endpoint) is not tuple or endpoint == peer.verified_endpoint \
+                        else self.config.unverified_attempts
             if peer.current is None and peer.pending is None:
                 self._start_handshake(peer, now)
             elif peer.current is not None and peer.endpoint == endpoint:
@@ -788,11 +796,12 @@ class SecureTransport:
         else:
             self._paths(peer, now).add(endpoint, "record", now, keep=peer.endpoint)
 
-    def add_paths(self, node_id: NodeId, targets, origin: str, now: float) -> int:
+    def add_paths(self, node_id: NodeId, targets, origin: str, now: float, pay=None) -> int:
         """Candidate paths to a known peer (from its endpoint record or its call-me-maybe).
 
-        A handshake waiting for an answer is sent again at once, on every path.
-        Returns how many paths were new.
+        A handshake waiting for an answer is sent again at once, on every path. ``pay(endpoint)``
+        (a record a hint led to): each UDP path nobody heard the peer on gets its Init only if this
+        returns True (docs/security.md, item 19). Returns how many paths were new.
         """
         peer = self._by_node.get(node_id)
         if peer is None:
@@ -806,7 +815,7 @@ class SecureTransport:
                 new += 1
             paths.add(t, origin, now, keep=peer.endpoint)
         if origin == "record":
-            self._grant(peer, paths, targets)
+            self._grant(peer, paths, targets, 1, pay)
         if peer.pending is not None and peer.current is None and (new or peer.max_attempts is not None):
             # The node's own signed record (or its call-me-maybe) named these paths: the
             # handshake is no longer only to an endpoint someone else told us about, so it
@@ -827,9 +836,10 @@ class SecureTransport:
     #: the record's paths, relays aside, wait for the next read or for the peer).
     RECORD_GRANTS = 2
 
-    def _grant(self, peer: Peer, paths, targets, inits: int = 1) -> None:
+    def _grant(self, peer: Peer, paths, targets, inits: int = 1, pay=None) -> None:
         """The UDP paths of ``targets`` that nobody heard ``peer`` on may get ``inits`` Inits each
-        (at most ``RECORD_GRANTS`` of them per call; the others none) until it is heard there."""
+        (at most ``RECORD_GRANTS`` of them per call, and only those ``pay`` pays for, if given; the
+        others none) until it is heard there."""
         grants = peer.grants
         if grants is None:
             grants = peer.grants = {}
@@ -843,8 +853,9 @@ class SecureTransport:
                 continue
             if len(grants) >= 64 and t not in grants:
                 grants.pop(next(iter(grants)))  # (bounded: a peer has at most MAX_PATHS paths anyway)
-            grants[t] = inits if given < self.RECORD_GRANTS else 0
-            given += inits > 0
+            n = inits if given < self.RECORD_GRANTS and (pay is None or not inits or pay(t)) else 0
+            grants[t] = n
+            given += n > 0
 
     def await_record(self, node_id: NodeId, waiting: bool) -> bool:
         """Reach reads the endpoint record of ``node_id`` (``waiting``), or is done with it: a pending

@@ -146,6 +146,9 @@ class VpnPlane:
         self._scans: dict[bytes, MemberScan] = {}  # layer-2 network ID -> member records being read
         #: ``locate_fallback(node_id, now)``: a member no lookup named (set by NodeCore: reach reads its ID record).
         self.locate_fallback: Callable[[NodeId, float], Any] | None = None
+        #: ``reach_node(public_key, now)``: a member a lookup named but never heard (behind a NAT):
+        #: reach it through its own endpoint record (set by NodeCore: reach).
+        self.reach_node: Callable[[bytes, float], Any] | None = None
         self.stats = dict.fromkeys(
             ("locate_started", "locate_failed", "pending_dropped", "resolve_started", "resolved",
              "resolve_failed", "published", "revocations_installed", "member_scans", "members_found"), 0)
@@ -329,7 +332,10 @@ class VpnPlane:
             if contact is None:
                 self.stats["locate_failed"] += 1
                 self.stats["pending_dropped"] += len(q)
-                if self.locate_fallback is not None:
+                named = next((c for c in ev.silent if c.node_id == node_id), None)
+                if named is not None and self.reach_node is not None:
+                    self.reach_node(named.public_key, now)  # named, silent: its record's paths (docs/reach.md)
+                elif self.locate_fallback is not None:
                     self.locate_fallback(node_id, now)  # reach: a node without UDP no lookup names
                 return True
             for p in q:

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from collections import deque
 from importlib import resources
@@ -34,9 +35,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from weftnet.errors import WeftError
+from weftnet.errors import ConfigError, WeftError
 
-__all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS"]
+__all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS", "MAX_STREAMS", "MAX_STREAMS_PER_SOURCE"]
 
 log = logging.getLogger("weftnet.dashboard")
 
@@ -47,6 +48,8 @@ RTT_EVERY = 2.0
 MAX_PEERS = 200
 MAX_MEMBERS = 256
 MAX_STREAMS = 32
+#: Event streams one source (an IPv4 address, an IPv6 /64) may hold: a browser needs one a tab.
+MAX_STREAMS_PER_SOURCE = 4
 #: While a browser watches, the busiest PROBE_PEERS sessions are pinged every PROBE_EVERY
 #: seconds so their RTT history means something (sessions measure RTT only when pinged).
 PROBE_PEERS = 32
@@ -63,19 +66,40 @@ _SECURITY_HEADERS = {
 
 
 def load_or_make_token(state_dir: Path) -> str:
-    """The dashboard's write token: read from the state directory, made (0600) the first time."""
+    """The dashboard's write token: read from the state directory, made (0600) the first time.
+
+    A file that cannot be read (a directory, no permission) is a ConfigError of one line, never
+    replaced; one that holds no usable token (empty, truncated) is replaced, and the log says so;
+    one that others may read is made 0600 again, and the log says so.
+    """
     path = Path(state_dir) / TOKEN_FILE
     try:
         token = path.read_text().strip()
-        if len(token) >= 32:
-            return token
+    except FileNotFoundError:
+        token = None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path}: cannot read the dashboard token: {why}; move it away and a new one is "
+                          "made") from None
+    if token is not None and len(token) >= 32 and token.isascii() and token.isprintable() and " " not in token:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("dashboard token was readable by others; it is 0600 now (replace it if they read it)",
+                        extra={"path": str(path), "mode": f"{mode:o}"})
+        return token
+    if token is not None:
+        log.warning("dashboard token file held no usable token; a new one was written", extra={"path": str(path)})
+    token = secrets.token_hex(32)
+    tmp = path.with_name(TOKEN_FILE + ".tmp")
+    try:
+        tmp.unlink()
     except FileNotFoundError:
         pass
-    token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    os.chmod(path, 0o600)
+    os.replace(tmp, path)  # created 0600: never readable by others, not even for a moment
     return token
 
 
@@ -91,6 +115,7 @@ class Dashboard:
         self._tick = asyncio.Event()  # set and replaced at every new snapshot
         self._closing = False
         self._streams = 0
+        self._streams_by: dict[str, int] = {}  # source -> open event streams
         self._times: deque[float] = deque(maxlen=HISTORY)
         self._rates: dict[str, deque[float]] = {"in": deque(maxlen=HISTORY), "out": deque(maxlen=HISTORY)}
         self._net_rates: dict[str, dict[str, deque[float]]] = {}
@@ -258,9 +283,13 @@ class Dashboard:
         return web.Response(body=self._snapshot, content_type="application/json", headers=_SECURITY_HEADERS)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        if self._streams >= MAX_STREAMS:
+        from weftnet.runtime.web.server import _source
+
+        source = _source((request.remote or "",))
+        if self._streams >= MAX_STREAMS or self._streams_by.get(source, 0) >= MAX_STREAMS_PER_SOURCE:
             raise web.HTTPServiceUnavailable(text="too many dashboard streams")
         self._streams += 1
+        self._streams_by[source] = self._streams_by.get(source, 0) + 1
         try:
             resp = web.StreamResponse(headers={**_SECURITY_HEADERS, "Content-Type": "text/event-stream",
                                                "X-Accel-Buffering": "no"})
@@ -280,6 +309,9 @@ class Dashboard:
             raise
         finally:
             self._streams -= 1
+            n = self._streams_by.pop(source) - 1
+            if n:
+                self._streams_by[source] = n
 
     async def _action(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
