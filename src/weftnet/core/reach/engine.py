@@ -138,7 +138,7 @@ class ReachEvent:
 class _PeerReach:
     __slots__ = ("node_id", "candidates", "punch_times", "punch_fails", "next_punch", "cmm_sent",
                  "hb_target", "hb_sent", "kept_until", "probed", "seen_out", "own_sent", "tended",
-                 "in_bytes", "in_datagrams", "paid_bytes", "paid_datagrams")
+                 "in_bytes", "in_datagrams", "paid_bytes", "paid_datagrams", "hb_wait")
 
     def __init__(self, node_id: NodeId, received: tuple[int, int] = (0, 0)):
         self.node_id = node_id
@@ -149,6 +149,7 @@ class _PeerReach:
         self.cmm_sent = -1e18
         self.hb_target = None
         self.hb_sent = 0.0
+        self.hb_wait = 0.0  # how long the heartbeat probe out (hb_target) may go unanswered
         self.kept_until = 0.0
         self.probed: dict = {}  # target -> last probe time (reactive probes are rate-limited)
         self.seen_out = 0  # the peer's packets_out when last tended
@@ -350,8 +351,7 @@ class Reach:
             return
         pr = self._peer(node_id)
         if pr.hb_target is None and target is not None:
-            pr.hb_target, pr.hb_sent = target, now
-            self._probe(node_id, target, "heartbeat", now)
+            self._heartbeat(pr, target, now)
         self._plan(now, node_id, partial=True)
 
     def on_paths_wanted(self, node_id: NodeId, public_key: bytes, attempt: int, now: float) -> None:
@@ -505,7 +505,7 @@ class Reach:
         elif pr.next_punch is not None:
             due = pr.next_punch
         if pr.hb_target is not None:
-            due = min(due, pr.hb_sent + cfg.heartbeat)
+            due = min(due, pr.hb_sent + pr.hb_wait)
         if node in self._leases or now < pr.kept_until:
             # The next keepalive (a second after the last look at the soonest: one that could not go out waits).
             due = min(due, max(self.transport.last_sent(node) + cfg.keepalive, pr.tended + 1.0))
@@ -591,7 +591,7 @@ class Reach:
         if pr.hb_target is not None:
             if pr.hb_target != current or last_rx >= pr.hb_sent:
                 pr.hb_target = None
-            elif now - pr.hb_sent >= cfg.heartbeat:
+            elif now - pr.hb_sent >= pr.hb_wait:
                 pr.hb_target = None
                 self.stats["paths_dead"] += 1
                 self._emit(ReachEvent("path dead", f"{node.text()} at {_short(current)}"))
@@ -604,12 +604,35 @@ class Reach:
                     pr.next_punch = now
                 return
         elif sent > last_rx and now - last_rx >= cfg.heartbeat:
-            pr.hb_target, pr.hb_sent = current, now
-            self._probe(node, current, "heartbeat", now)
+            self._heartbeat(pr, current, now)
             return
         kept = node in self._leases or now < pr.kept_until
         if kept and now - sent >= cfg.keepalive:
             self._probe(node, current, "keepalive", now)
+
+    #: A path in use that nothing came back on for longer than a peer keeping its NAT open sends
+    #: keepalives (``keepalive`` + ``heartbeat``) is stale: the peer's NAT may have forgotten us (it
+    #: stopped its keepalives ``keep_punched`` after the session's last use; filters time out after
+    #: 30 s to a few minutes). Its heartbeat probe waits STALE_RTTS round trips of that path (at
+    #: least STALE_WAIT_MIN), not ``heartbeat``, before the path is declared dead and the session
+    #: falls back to a relay, which punches the path open again (docs/reach.md).
+    STALE_RTTS = 4
+    STALE_WAIT_MIN = 0.25
+
+    def _heartbeat(self, pr: _PeerReach, target, now: float) -> None:
+        """Probe the path in use; unanswered after ``pr.hb_wait``, it is dead (``_tend``)."""
+        cfg = self.config
+        wait = cfg.heartbeat
+        p = self.transport.path(pr.node_id, target)
+        if p is not None and is_udp(target):
+            heard = max(p.last_rx or 0.0, p.confirmed or 0.0)
+            # The path's own RTT (a probe of ours answered there), else the peer's (its handshakes):
+            # a peer's one path often has no Path record of its own until this probe makes one.
+            rtt = p.rtt if p.rtt is not None else self.transport.srtt(pr.node_id)
+            if rtt is not None and now - heard >= cfg.keepalive + cfg.heartbeat:
+                wait = min(wait, max(self.STALE_WAIT_MIN, self.STALE_RTTS * rtt))
+        pr.hb_target, pr.hb_sent, pr.hb_wait = target, now, wait
+        self._probe(pr.node_id, target, "heartbeat", now)
 
     def _start_punch(self, pr: _PeerReach, now: float) -> None:
         if not self.config.punch:

@@ -767,6 +767,11 @@ class SecureTransport:
         peer = self._by_node.get(node_id)
         return 0.0 if peer is None else peer.last_sent
 
+    def srtt(self, node_id: NodeId) -> float | None:
+        """The smoothed round-trip time to a peer (its handshakes and pings), or None."""
+        peer = self._by_node.get(node_id)
+        return None if peer is None else peer.srtt
+
     def path(self, node_id: NodeId, target):
         """The :class:`Path` record of one path to a peer (made if the peer is known), or None."""
         peer = self._by_node.get(node_id)
