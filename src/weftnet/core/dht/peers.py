@@ -35,6 +35,19 @@ _NAN = float("nan")
 SMALL = 256
 
 
+
+def find_tagged(tags: bytearray, keys: list, key: int) -> int | None:
+    """The index of ``key`` in ``keys``, where ``tags[i]`` is ``keys[i]``'s low 8 bits (each table
+    of peers kept by tag: ``PeerEstimates``, the sessionless layer's keys), or None. The tag is found
+    by ``bytearray.find`` (in C), then the integer compared."""
+    tag = key & 255
+    i = tags.find(tag)
+    while i >= 0:
+        if keys[i] == key:
+            return i
+        i = tags.find(tag, i + 1)
+    return None
+
 class PeerEstimates:
     __slots__ = ("max_keys", "credit_start", "credit_max", "_keys", "_tags", "_slot", "_v", "_free")
 
@@ -62,14 +75,7 @@ class PeerEstimates:
         slots = self._slot
         if slots is not None:
             return slots.get(key)
-        tags = self._tags
-        tag = key & 255
-        i = tags.find(tag)
-        while i >= 0:
-            if self._keys[i] == key:
-                return i
-            i = tags.find(tag, i + 1)
-        return None
+        return find_tagged(self._tags, self._keys, key)
 
     def _new(self, key: int) -> int:
         """A slot for ``key``, which has none: no RTT, the starting credit."""

@@ -82,6 +82,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Addr, Contact, share_endpoint, shared_contact, sweep as sweep_contacts
 from weftnet.core.counters import Counters
 from weftnet.core.dht.messages import FindNear, FindNode, FindValue, NearNodes, Nodes, Store, StoreAck, Value
+from weftnet.core.dht.peers import find_tagged
 from weftnet.core.identity import Identity, RandomSource, ed25519_public_to_x25519, node_key_for
 from weftnet.core.limits import NO_ENTRIES
 from weftnet.core.session import handshake as hs
@@ -456,14 +457,7 @@ class Sessionless:
     # -- keys ---------------------------------------------------------------------
     def _slot_of(self, peer: int) -> int | None:
         """The slot of the peer whose node ID as an integer is ``peer``, or None."""
-        tags = self._tags
-        tag = peer & 255
-        i = tags.find(tag)
-        while i >= 0:
-            if self._peers[i] == peer:
-                return i
-            i = tags.find(tag, i + 1)
-        return None
+        return find_tagged(self._tags, self._peers, peer)
 
     def _kept(self) -> list[int]:
         """The peers kept, in the order the hand reads them (the first is the next it considers)."""
