@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from weftnet.core.limits import address_key
 from weftnet.errors import NetworkError
 from weftnet.runtime.config import Config, parse_listen
 from weftnet.runtime.metrics import CONTENT_TYPE, Exposition, NodeCollector
@@ -213,16 +214,14 @@ class _Pacer:
 
 
 def _source(peer: Any) -> str:
-    """Whom a connection counts against: its IPv4 address, or its IPv6 /64."""
+    """Whom a connection counts against: its IPv4 address, or its IPv6 /64 (the key the node's
+    other per-address limits use, ``limits.address_key``); "?" for what is not an address."""
     try:
-        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
-    except (TypeError, ValueError, IndexError):
+        host = peer[0].split("%", 1)[0]
+        ipaddress.ip_address(host)
+    except (TypeError, ValueError, IndexError, AttributeError):
         return "?"
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip)
+    return address_key(host)
 
 
 class _Admission:
