@@ -35,7 +35,6 @@ _NAN = float("nan")
 SMALL = 256
 
 
-
 def find_tagged(tags: bytearray, keys: list, key: int) -> int | None:
     """The index of ``key`` in ``keys``, where ``tags[i]`` is ``keys[i]``'s low 8 bits (each table
     of peers kept by tag: ``PeerEstimates``, the sessionless layer's keys), or None. The tag is found
@@ -47,6 +46,7 @@ def find_tagged(tags: bytearray, keys: list, key: int) -> int | None:
             return i
         i = tags.find(tag, i + 1)
     return None
+
 
 class PeerEstimates:
     __slots__ = ("max_keys", "credit_start", "credit_max", "_keys", "_tags", "_slot", "_v", "_free")
