@@ -22,12 +22,10 @@ from weftnet.runtime.driver import start_node  # noqa: E402
 
 async def main(nodes: int, records: int, seed: int, trace: bool, warm: bool) -> None:
     joins, puts, _ = workload_plan(seed, nodes, records)
-    if warm:
-        # The process's first use of the crypto library, before the baseline: OpenSSL's set-up at the
-        # first Ed25519 key, the cffi binding that cryptography imports at the first X25519 key.
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-        Identity.generate(random.Random(seed + 1))
-        X25519PrivateKey.from_private_bytes(bytes(32))
+    if warm:  # the process's first use of the crypto library, before the baseline
+        from mem_breakdown import warm_crypto
+
+        warm_crypto()
     rng = random.Random(seed)
     rss0 = rss_bytes()
     t0 = tracemalloc.get_traced_memory()[0] if trace else 0

@@ -179,7 +179,7 @@ class StoreIndex:
         """Hold entry ``e`` for ``key`` (what was held for it accounted out first)."""
         meta = self._meta
         if key in meta:
-            self.remove(key)
+            self._drop(key)
         meta[key] = e
         self.bytes += entry_size(e)
         if self._origin is not None:
@@ -195,13 +195,16 @@ class StoreIndex:
 
     def remove(self, key: bytes) -> Meta | None:
         """Drop ``key`` from the index (with a MemoryStore, from the store too)."""
+        e = self._drop(key)
+        return None if e is None else Meta(e)
+
+    def _drop(self, key: bytes) -> bytes | None:
         e = self._meta.pop(key, None)
-        if e is None:
-            return None
-        self.bytes -= entry_size(e)
-        if self._origin is not None:
-            self._count(e, -1)
-        return Meta(e)
+        if e is not None:
+            self.bytes -= entry_size(e)
+            if self._origin is not None:
+                self._count(e, -1)
+        return e
 
     def _count(self, e: bytes, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) entry ``e`` in the usage by origin and by prefix."""
@@ -277,7 +280,7 @@ class StoreIndex:
             # The maintenance pass, with no heap: one read of each record's expiry (earliest first, as
             # the heap would give them).
             for _exp, key in sorted((x, k) for k, e in self._meta.items() if (x := entry_expires(e)) <= now):
-                self.remove(key)
+                self._drop(key)
                 out.append(key)
             return out
         h = self._expiry_heap()
@@ -285,7 +288,7 @@ class StoreIndex:
             exp, key = heapq.heappop(h)
             e = self._meta.get(key)
             if e is not None and entry_expires(e) == exp:
-                self.remove(key)
+                self._drop(key)
                 out.append(key)
         return out
 

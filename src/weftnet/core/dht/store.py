@@ -271,7 +271,7 @@ class MemoryStore:
         if self._index is None:
             self._records.pop(key, None)
         else:
-            self._index.remove(key)
+            self._index._drop(key)
 
     def __len__(self) -> int:
         return len(self._records)
