@@ -675,7 +675,8 @@ class Dht:
         op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
-                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
+                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round,
+                    sessionless=cfg.sessionless)
         self._latency_knobs(lk)
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum
