@@ -197,7 +197,8 @@ class DhtConfig:
     #: once and fails what it asked us, instead of timing out on us for minutes.
     say_leave: bool = True
     #: Gets, when the driver says which contacts have a session (``Dht.has_session``):
-    #: cold requests (each a handshake) outstanding at once, and the hedge delay
+    #: cold requests (each a handshake) outstanding at once (with ``sessionless``: requests of
+    #: any kind, or as many as copies a read still needs if more; lookup.py), and the hedge delay
     #: after which one more goes out = ``hedge_rtts`` x the mean smoothed RTT,
     #: clamped to [hedge_min, hedge_max]. See lookup.py, "Cost-aware reads".
     cold_parallel: int = 1

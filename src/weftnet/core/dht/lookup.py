@@ -27,6 +27,13 @@ Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
 put) must hear from all ``k`` closest anyway and keep plain ``alpha``
 parallelism.
 
+With sessionless queries (``sessionless``), a request to a contact without a
+session is one datagram each way, no dearer than one over a session: filling
+``alpha`` with warm contacts then buys nothing but answers (each the whole
+record) that the read throws away. Every request counts against the limit:
+a get asks as many nodes at once as copies it still needs (one for an
+immutable record; at least ``cold_limit``, at most ``alpha``), hedged as above.
+
 **Ending early.** A lookup of a node ID that belongs to a live node (how a
 node is located before it is talked to) is over when that node itself
 answers: no contact can be closer than distance 0, so waiting for the rest
