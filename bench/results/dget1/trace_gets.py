@@ -181,7 +181,9 @@ async def main(nodes: int, records: int, seed: int, out: str | None) -> None:
     for d in drivers:
         d.close()
     lat = [r["ms"] for r in rows]
-    print(f"p50 {pct(lat, 50):.3f} p95 {pct(lat, 95):.3f} mean {statistics.fmean(lat):.3f} ms; ok {sum(r['ok'] for r in rows)}")
+    cpu = [r["cpu_ms"] for r in rows]
+    print(f"p50 {pct(lat, 50):.3f} p95 {pct(lat, 95):.3f} mean {statistics.fmean(lat):.3f} ms; ok {sum(r['ok'] for r in rows)}; "
+          f"CPU p50 {pct(cpu, 50):.3f} p95 {pct(cpu, 95):.3f} mean {statistics.fmean(cpu):.3f} ms")
     slow = sorted(rows, key=lambda r: -r["ms"])[: max(1, len(rows) // 10)]
     keys_ = ["ms", "cpu_ms", "dgrams", "requests", "hops", "dh", "dh_again", "gc", "timers", "reads", "fallbacks", "proofs"]
     for name, sel in (("all", rows), ("slowest 10%", slow)):
