@@ -22,7 +22,7 @@ from weftnet.core.paths.meter import DOWN, UP, PathMeter
 from weftnet.core.reach.paths import LinkAddr, Via
 from weftnet.core.wire import encode
 from weftnet.errors import ConfigError
-from weftnet.sim.paths import PathLab, largest_gap
+from weftnet.sim.paths import Impairment, PathLab, largest_gap
 
 # -- the meter -------------------------------------------------------------------------------
 
@@ -304,6 +304,34 @@ def test_a_duplicate_class_survives_loss_on_both_links_with_far_less_loss():
     st = lab.cores["A"].paths.status(lab.net.now)["classes"][0]
     assert st["duplicated"] > 1800 and set(st["links"]) == {"isp1", "isp2"}
 
+
+def test_a_duplicate_class_keeps_both_links_when_its_peer_is_tracked_again_after_a_session_restart():
+    """tests/test_paths_netns.py's lab (links l1, l2 and c to a third site, 5% loss into B): the
+    overlay plane closes A's session with B mid-stream (as it does for a peer it finds dead) and
+    the next packet makes a new one; paths tracks B afresh. Its second link answered A's probes a
+    moment ago and must be probed at once, not paid for from reach's ledger of the new session
+    as if B had only named it: there, six link pairs that never answer (our c link, the other
+    ISP's address) took the little the ledger held, and the class ran on one link for seconds
+    (seed 3: the whole 7 s, 4.7% lost; the netns test saw 5.7%)."""
+    critical = ClassSpec("critical", proto=17, dport=((6000, 6000),), policy="duplicate", links=("isp1", "isp2"))
+    lab = PathLab(3)
+    lab.net.routable = _by_isp  # so c (10.3.0.1 at A, 10.4.0.2 at B) reaches neither the other c nor an ISP
+    for name, i in (("A", 1), ("B", 2)):
+        lab.node(name, {"isp1": f"10.1.0.{i}", "isp2": f"10.2.0.{i}", "c": f"10.{2 + i}.0.{i}"},
+                 classes=(critical,), reach=True, costs={"isp1": 1, "isp2": 10, "c": 50})
+    lab.mesh()
+    a, b = lab.cores["A"], lab.node_id("B")
+    lab.stream("A", "B", 3.0)
+    lab.net.impair(Impairment(lambda s, d: d[0] in ("10.1.0.2", "10.2.0.2"), loss=0.05))
+    lab.stream("A", "B", 2.0, start_seq=5000)
+    before = a.paths.status(lab.net.now)["classes"][0]["links"].get("isp2", 0)
+    a.transport.close(b, lab.net.now)
+    n = lab.stream("A", "B", 7.0, rate=100, dport=6000, start_seq=10_000)
+    dup_loss = 1 - len(lab.received("B", "A", 6000)) / n
+    st = a.paths.status(lab.net.now)["classes"][0]
+    assert a.transport.stats["handshakes_initiated"] >= 2  # a new session, and B tracked again
+    assert st["links"]["isp2"] - before >= 0.9 * n  # both links from the first fraction of a second
+    assert dup_loss < 0.01
 
 def test_a_peer_dropped_from_tracking_is_not_steered_until_tracked_again():
     """Steering finds its peer by the ID's bytes, a second table beside the tracked peers: a peer
