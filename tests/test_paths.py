@@ -250,6 +250,36 @@ def test_a_blackholed_direct_path_detours_through_a_transit_peer_and_comes_back_
     assert sessions(lab) == made
 
 
+def test_an_idle_peer_answers_through_the_detour_once_its_direct_path_is_blackholed():
+    """B tracks A (it sent A data a while ago) but is idle: its meter probes A every 5 s and takes
+    15 s to call a path down. A streams to B, the direct path is blackholed, A detours through C or
+    D: B hears A only there and must answer there too (reach's rule: a path in use not heard on for
+    ``trust`` is left for the one the peer's packets come on), not keep sending into the blackhole
+    until its idle meter notices (A's pings unanswered ~10 s: the netns blackhole test's overlay
+    liveness then took B for dead and closed the session)."""
+    lab = PathLab(2)
+    for name, i in (("A", 1), ("B", 2), ("C", 3), ("D", 4)):
+        lab.node(name, {"isp": f"10.1.0.{i}"}, transit=name in "CD", reach=True)
+    lab.mesh()
+    lab.stream("B", "A", 2.0, rate=20)  # B tracks A from now on, idle after active_for
+    lab.run(10.0)
+    lab.stream("A", "B", 3.0, rate=50)
+    a, b = lab.cores["A"], lab.node_id("B")
+    assert lab.cores["B"].paths.peer_status(lab.node_id("A"), lab.net.now)["active"] is False
+    lab.net.cut("10.1.0.1", "10.1.0.2")
+    lab.stream("A", "B", 2.0, rate=50, start_seq=1000)
+    assert type(lab.path("A", "B")) is Via
+    ids = []
+    for i in range(8):  # a ping every 0.5 s for 4 s, 2 s into the outage
+        ids.append(a.transport.ping(b, lab.net.now))
+        lab.net.flush(lab.addrs["A"])
+        lab.stream("A", "B", 0.5, rate=50, start_seq=2000 + 100 * i)
+    lab.run(1.0)
+    unanswered = [i for i in ids if i in (a.transport._by_node[b].pings or {})]
+    assert unanswered == []
+    assert type(lab.path("B", "A")) is Via
+
+
 def test_a_much_faster_detour_replaces_a_slow_direct_path_and_a_small_gain_does_not():
     lab = detour_lab(seed=2)
     lab.stream("A", "B", 3.0)

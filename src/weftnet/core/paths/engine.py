@@ -435,8 +435,12 @@ class Paths:
         if type(target) is not Via and type(current) is not Via and current is not None and \
                 self._local_link(target) != self._local_link(current) and (m is None or m.state != DOWN):
             return False  # another of our links: the measurements will tell whether it is better
-        if m is not None and m.state == UP:
+        if m is not None and m.state == UP and m.last_answer is not None and now - m.last_answer < self.policy.trust:
             return False  # the path in use answers: a new source is the peer's business
+        # Up by a meter that has not heard an answer lately (an idle peer is probed every 5 s and
+        # found down after 15): reach's rule decides, as for an untracked peer (PathPolicy.on_rx:
+        # a direct path in use that the peer has not been heard on for ``trust`` is left for the
+        # relay or detour its packets now come through), so our answers follow them at once.
         return _DEFER  # roaming: follow the peer at once (WireGuard), then measure it
 
     def choose(self, node_id: NodeId | None, paths, current, now: float):
