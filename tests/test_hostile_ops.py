@@ -162,6 +162,39 @@ def test_a_reload_onto_a_busy_address_keeps_the_listeners_that_ran(daemons):
         squatter.close()
 
 
+def test_a_dns_rebinding_page_cannot_read_the_metrics_and_a_named_scraper_can(daemons):
+    """Before: /metrics answered whatever name a request carried, so a web page the operator
+    opened could point its own name at 127.0.0.1 and read the node's ID, its peers and their
+    paths. After: /metrics answers to IP addresses, localhost and this host's name; a scraper that
+    uses another name is refused with a line saying how to allow it, and a reload allows it."""
+    mport, dport = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    st = daemons.init("a", _http_config(mport, dport))
+    daemons.up("a")
+    url = f"http://127.0.0.1:{mport}/metrics"
+    wait_for(lambda: _status(url) == 200, 20, "the metrics endpoint")
+    code, _h, body = http_get(url, headers={"Host": f"attacker.example:{mport}"})
+    assert code == 403 and b"weftnet_info" not in body
+    assert b"[metrics] hosts" in body and b"attacker.example" in body
+    # The same refusal on the dashboard's listener, which serves /metrics too when asked.
+    assert http_get(f"http://127.0.0.1:{dport}/api/snapshot", headers={"Host": "attacker.example"})[0] == 403
+    for ok in ("localhost", f"localhost:{mport}", "[::1]", socket.gethostname()):
+        code, _h, body = http_get(url, headers={"Host": ok})
+        assert code == 200 and b"weftnet_info" in body, ok
+    assert http_get(url, headers={"Host": "prom-target.example"})[0] == 403
+    conf = (st / "config.toml").read_text()
+    (st / "config.toml").write_text(conf.replace(f'listen = "127.0.0.1:{mport}"', f'listen = "127.0.0.1:{mport}"\nhosts = ["Prom-Target.example."]'))
+    r = weft(st, "reload")
+    assert "prom-target.example" in r.stdout
+    code, _h, body = http_get(url, headers={"Host": f"prom-target.example:{mport}"})
+    assert code == 200 and b"weftnet_info" in body
+    assert http_get(url, headers={"Host": "attacker.example"})[0] == 403
+    # A name that is not a DNS name is the config's error, in one line, and changes nothing.
+    (st / "config.toml").write_text(conf.replace(f'listen = "127.0.0.1:{mport}"', f'listen = "127.0.0.1:{mport}"\nhosts = ["a b"]'))
+    r = weft(st, "reload", check=False)
+    assert r.returncode == 1 and "[metrics] hosts must be DNS names" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert http_get(url, headers={"Host": "prom-target.example"})[0] == 200
+
+
 def test_a_scrape_loop_is_paced_per_source_and_others_are_not_kept_waiting():
     """Before: one host scraping /metrics on 16 connections got 555 answers a second, took 75% of
     a core and made pings through the node 15x slower (bench/results/audit3, scrapeflood.py).

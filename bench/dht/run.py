@@ -60,6 +60,16 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
 
 
+def _child_env() -> dict[str, str]:
+    """The caller's environment, with PYTHONPATH's relative entries made absolute: each side runs
+    in bench/dht, where ``PYTHONPATH=src`` would name nothing and silently measure the installed tree."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p
+                                            for p in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
 def run_side(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, list[float]]:
     """Run one side; sample the 1-minute load average every 5 s while it runs."""
     loads: list[float] = []
@@ -74,7 +84,7 @@ def run_side(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProces
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE, env=_child_env())
     finally:
         stop.set()
         t.join()

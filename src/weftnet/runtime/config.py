@@ -9,6 +9,7 @@ Unknown keys are errors too: a typo must not silently fall back to a default.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ format = "text"     # text | json
 k = 20              # bucket size and replication factor
 alpha = 3           # parallel requests per lookup
 lookup_alpha = 4    # node lookups: parallel requests (0 = alpha; docs/dht.md)
-cold_parallel = 1   # gets: requests at once to nodes without a session (each a handshake)
+cold_parallel = 1   # gets: requests at once (sessionless on: of any kind; off: to nodes without a session, each a handshake)
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 a full bucket keeps; a bucket with room takes any (0 = no limit)
 max_records = 100000
@@ -84,6 +85,8 @@ socket = ""         # default: control.sock in the state directory
 # [metrics]
 # listen = "127.0.0.1:9477"   # Prometheus endpoint /metrics (docs/metrics.md); off when absent
 # peer_series = 100           # per-peer series for at most this many peers (the busiest)
+# hosts = []                  # names a scraper may use in Host besides IP addresses, localhost
+#                             # and this host's name (others are refused: DNS rebinding)
 # [dataplane]
 # pmtu_max = 8972     # path MTU discovery: datagrams up to this many bytes where the
 #                     # path carries them (docs/dataplane.md); 0 keeps them at 1344
@@ -323,6 +326,9 @@ class Config:
     relay_tcp_port: int = 0
     metrics_listen: str = ""  # "HOST:PORT"; empty: no metrics endpoint
     metrics_peer_series: int = 100
+    #: Names besides IP literals, localhost and this host's own name that /metrics answers to in a
+    #: request's Host header (a DNS-rebinding page has its own name there: docs/security.md item 20).
+    metrics_hosts: list[str] = field(default_factory=list)
     dashboard_listen: str = ""  # "HOST:PORT"; empty: no dashboard
     pmtu_max: int = 8972  # [dataplane]: path MTU discovery's largest datagram (0: off)
     workers: int = 1  # [dataplane]: processes carrying private-network flows (runtime/dpworkers.py)
@@ -383,7 +389,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "total_rate": ("relay_total_rate", int),
         "tcp_port": ("relay_tcp_port", int),
     },
-    "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int)},
+    "metrics": {"listen": ("metrics_listen", str), "peer_series": ("metrics_peer_series", int),
+                "hosts": ("metrics_hosts", list)},
     "dashboard": {"listen": ("dashboard_listen", str)},
     "dataplane": {"pmtu_max": ("pmtu_max", int), "workers": ("workers", int), "event_loop": ("event_loop", str),
                   "sched_slice_us": ("sched_slice_us", int),
@@ -418,6 +425,9 @@ _RANGES = {
     "sched_slice_us": (0, 100_000),
     "sched_slice_pressure": (0, 100),
 }
+#: A DNS name as it may appear in a Host header (labels of letters, digits, '-' and '_'; a final dot).
+_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 
 
@@ -525,6 +535,11 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         except ValueError:
             raise ConfigError(f"{where}: [limits] exempt_prefixes must be IP prefixes like \"127.0.0.0/8\", "
                               f"not {p!r}") from None
+    for h in cfg.metrics_hosts:
+        if not isinstance(h, str) or not _HOST_NAME.fullmatch(h):
+            raise ConfigError(f"{where}: [metrics] hosts must be DNS names like \"node1.example.net\", "
+                              f"not {h!r}") from None
+    cfg.metrics_hosts = [h.lower().rstrip(".") for h in cfg.metrics_hosts]
     for section, value in (("metrics", cfg.metrics_listen), ("dashboard", cfg.dashboard_listen)):
         if value:
             try:

@@ -76,7 +76,7 @@ class Reloader:
             ("log", ("log_level", "log_format"), self._log),
             ("peers", ("peers",), self._peers),
             ("dht", ("max_records",), self._max_records),
-            ("http", ("metrics_listen", "metrics_peer_series", "dashboard_listen"), self._http),
+            ("http", ("metrics_listen", "metrics_peer_series", "metrics_hosts", "dashboard_listen"), self._http),
         ]
 
     def register(self, name: str, config_fields: tuple[str, ...], hook: ReloadHook) -> None:
@@ -152,6 +152,9 @@ class Reloader:
         lines = await self.daemon.http.configure(new)
         if old.metrics_peer_series != new.metrics_peer_series:
             lines.append(f"metrics: per-peer series for at most {new.metrics_peer_series} peers")
+        if old.metrics_hosts != new.metrics_hosts:
+            lines.append(f"metrics: answers to {', '.join(new.metrics_hosts) or 'no names'} besides "
+                         f"IP addresses, localhost and this host's name")
         return lines
 
     def _overlay(self, old: Config, new: Config, report: ReloadReport):

@@ -36,6 +36,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from weftnet.errors import ConfigError, WeftError
+from weftnet.runtime.web.hosts import host_name, literal_or_localhost
 
 __all__ = ["Dashboard", "load_or_make_token", "HISTORY", "MAX_PEERS", "MAX_STREAMS", "MAX_STREAMS_PER_SOURCE"]
 
@@ -344,20 +345,7 @@ def _json(obj: Any, status: int = 200) -> web.Response:
 
 def _host_ok(host: str) -> bool:
     """An IP literal or localhost (with any port): a DNS-rebinding page cannot produce these."""
-    import ipaddress
-
-    h = host.strip().lower()
-    if h.startswith("["):
-        h = h[1:].split("]", 1)[0]
-    elif h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    if h in ("localhost", "localhost."):
-        return True
-    try:
-        ipaddress.ip_address(h)
-        return True
-    except ValueError:
-        return False
+    return literal_or_localhost(host_name(host))
 
 
 @web.middleware

@@ -12,7 +12,10 @@ listener holds at most :data:`MAX_CONNECTIONS` connections, at most
 closes a connection that sends no complete request for :data:`IDLE_TIMEOUT`
 seconds, so a slow or idle client cannot hold the daemon's file descriptors;
 each source is answered at :data:`REQUEST_RATE` requests a second (after a
-burst), so a scrape loop cannot take the event loop.
+burst), so a scrape loop cannot take the event loop. ``/metrics`` answers only
+to a ``Host`` that is an IP literal, ``localhost``, this host's name or one in
+``[metrics] hosts`` (web/hosts.py: DNS rebinding), as the dashboard answers
+only to the first two.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from weftnet.core.limits import address_key
 from weftnet.errors import NetworkError
 from weftnet.runtime.config import Config, parse_listen
 from weftnet.runtime.metrics import CONTENT_TYPE, Exposition, NodeCollector
+from weftnet.runtime.web.hosts import host_name, literal_or_localhost, own_names
 
 __all__ = ["HttpEndpoints", "MAX_CONNECTIONS", "MAX_PER_SOURCE", "IDLE_TIMEOUT", "REQUEST_RATE", "REQUEST_BURST"]
 
@@ -62,6 +66,8 @@ class HttpEndpoints:
         self.dashboard = None  # Dashboard while [dashboard] listen is set
         self._sites: dict[Addr, tuple[frozenset[str], web.AppRunner]] = {}
         self.pacer = _Pacer()  # shared by every listener: one source, one rate
+        #: Names /metrics answers to besides IP literals and localhost (this host's, [metrics] hosts).
+        self.metrics_names: frozenset[str] = frozenset()
 
     @staticmethod
     def wanted(cfg: Config) -> dict[Addr, frozenset[str]]:
@@ -111,6 +117,7 @@ class HttpEndpoints:
                 raise
             raise NetworkError(f"{exc}; " + ("; ".join(lost) if lost else "the listeners run as before")) from None
         self.collector.peer_series = cfg.metrics_peer_series
+        self.metrics_names = own_names() | frozenset(cfg.metrics_hosts)
         lines = [f"{'+'.join(sorted(feats))}: stopped listening on {_fmt(addr)}"
                  for addr, feats in leaving.items() if addr not in want]
         lines += [f"{'+'.join(sorted(self._sites[a][0]))}: listening on http://{_fmt(a)}/" for a in started]
@@ -150,6 +157,12 @@ class HttpEndpoints:
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        name = host_name(request.headers.get("Host", ""))
+        if name and not (literal_or_localhost(name) or name in self.metrics_names):
+            # A page whose name was pointed at this address (DNS rebinding) would read the node's
+            # ID, its peers and their paths: refused, saying how a scraper's name is allowed.
+            raise web.HTTPForbidden(text=f"/metrics answers to IP addresses, localhost and this host's name; "
+                                         f"add {name[:64]!r} to [metrics] hosts to scrape it by that name\n")
         body = self.exposition()  # on the event loop: one consistent view of the cores
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
