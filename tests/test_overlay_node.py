@@ -225,6 +225,34 @@ def test_a_node_that_restarted_silently_is_found_again_by_the_liveness_probe():
     assert len(got) >= 8
 
 
+def test_one_lost_liveness_ping_does_not_close_a_working_session():
+    """Traffic that goes one way (a UDP stream) draws a liveness ping; on a lossy path that ping
+    may be lost. It is sent again a second later, so the node is not taken for dead and its session
+    is not closed (closing it made the paths engine start over: tests/test_paths_netns.py's
+    duplicate class ran on one link, the blackhole test found no path at all)."""
+    net, rng, nodes = build(seed=9, n=5)
+    a, c = nodes[1], nodes[3]
+    send(net, a, echo(a.identity, c.identity, 1))
+    ping, lost = a.transport.ping, []
+
+    def lossy_ping(node_id, now):  # the first liveness ping to c is lost on the way
+        if node_id == c.node_id and not lost:
+            lost.append(now)
+            net.partition([a.endpoint], [c.endpoint])
+        return ping(node_id, now)
+
+    a.transport.ping = lossy_ping
+    for i in range(240):  # a packet every 0.05 s for 12 s, none coming back
+        a.overlay_outbound([echo(a.identity, c.identity, 10 + i)], net.now)
+        net.flush(a.endpoint)
+        net.run_for(0.05)
+        net.heal()
+    assert lost, "no liveness ping went to c"
+    assert a.overlay.stats["probes"] >= 2 and a.overlay.stats["dead_peers"] == 0
+    info = next(p for p in a.transport.peers(net.now) if p.node_id == c.node_id)
+    assert info.session_age is not None and info.session_age > 12.0  # the same session all along
+
+
 def test_lan_beacons_bring_two_nodes_together_and_a_replayed_beacon_redirects_nothing():
     net = SimNetwork(8)
     rng = random.Random(8)

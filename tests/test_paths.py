@@ -22,7 +22,7 @@ from weftnet.core.paths.meter import DOWN, UP, PathMeter
 from weftnet.core.reach.paths import LinkAddr, Via
 from weftnet.core.wire import encode
 from weftnet.errors import ConfigError
-from weftnet.sim.paths import PathLab, largest_gap
+from weftnet.sim.paths import Impairment, PathLab, largest_gap
 
 # -- the meter -------------------------------------------------------------------------------
 
@@ -250,6 +250,36 @@ def test_a_blackholed_direct_path_detours_through_a_transit_peer_and_comes_back_
     assert sessions(lab) == made
 
 
+def test_an_idle_peer_answers_through_the_detour_once_its_direct_path_is_blackholed():
+    """B tracks A (it sent A data a while ago) but is idle: its meter probes A every 5 s and takes
+    15 s to call a path down. A streams to B, the direct path is blackholed, A detours through C or
+    D: B hears A only there and must answer there too (reach's rule: a path in use not heard on for
+    ``trust`` is left for the one the peer's packets come on), not keep sending into the blackhole
+    until its idle meter notices (A's pings unanswered ~10 s: the netns blackhole test's overlay
+    liveness then took B for dead and closed the session)."""
+    lab = PathLab(2)
+    for name, i in (("A", 1), ("B", 2), ("C", 3), ("D", 4)):
+        lab.node(name, {"isp": f"10.1.0.{i}"}, transit=name in "CD", reach=True)
+    lab.mesh()
+    lab.stream("B", "A", 2.0, rate=20)  # B tracks A from now on, idle after active_for
+    lab.run(10.0)
+    lab.stream("A", "B", 3.0, rate=50)
+    a, b = lab.cores["A"], lab.node_id("B")
+    assert lab.cores["B"].paths.peer_status(lab.node_id("A"), lab.net.now)["active"] is False
+    lab.net.cut("10.1.0.1", "10.1.0.2")
+    lab.stream("A", "B", 2.0, rate=50, start_seq=1000)
+    assert type(lab.path("A", "B")) is Via
+    ids = []
+    for i in range(8):  # a ping every 0.5 s for 4 s, 2 s into the outage
+        ids.append(a.transport.ping(b, lab.net.now))
+        lab.net.flush(lab.addrs["A"])
+        lab.stream("A", "B", 0.5, rate=50, start_seq=2000 + 100 * i)
+    lab.run(1.0)
+    unanswered = [i for i in ids if i in (a.transport._by_node[b].pings or {})]
+    assert unanswered == []
+    assert type(lab.path("B", "A")) is Via
+
+
 def test_a_much_faster_detour_replaces_a_slow_direct_path_and_a_small_gain_does_not():
     lab = detour_lab(seed=2)
     lab.stream("A", "B", 3.0)
@@ -304,6 +334,34 @@ def test_a_duplicate_class_survives_loss_on_both_links_with_far_less_loss():
     st = lab.cores["A"].paths.status(lab.net.now)["classes"][0]
     assert st["duplicated"] > 1800 and set(st["links"]) == {"isp1", "isp2"}
 
+
+def test_a_duplicate_class_keeps_both_links_when_its_peer_is_tracked_again_after_a_session_restart():
+    """tests/test_paths_netns.py's lab (links l1, l2 and c to a third site, 5% loss into B): the
+    overlay plane closes A's session with B mid-stream (as it does for a peer it finds dead) and
+    the next packet makes a new one; paths tracks B afresh. Its second link answered A's probes a
+    moment ago and must be probed at once, not paid for from reach's ledger of the new session
+    as if B had only named it: there, six link pairs that never answer (our c link, the other
+    ISP's address) took the little the ledger held, and the class ran on one link for seconds
+    (seed 3: the whole 7 s, 4.7% lost; the netns test saw 5.7%)."""
+    critical = ClassSpec("critical", proto=17, dport=((6000, 6000),), policy="duplicate", links=("isp1", "isp2"))
+    lab = PathLab(3)
+    lab.net.routable = _by_isp  # so c (10.3.0.1 at A, 10.4.0.2 at B) reaches neither the other c nor an ISP
+    for name, i in (("A", 1), ("B", 2)):
+        lab.node(name, {"isp1": f"10.1.0.{i}", "isp2": f"10.2.0.{i}", "c": f"10.{2 + i}.0.{i}"},
+                 classes=(critical,), reach=True, costs={"isp1": 1, "isp2": 10, "c": 50})
+    lab.mesh()
+    a, b = lab.cores["A"], lab.node_id("B")
+    lab.stream("A", "B", 3.0)
+    lab.net.impair(Impairment(lambda s, d: d[0] in ("10.1.0.2", "10.2.0.2"), loss=0.05))
+    lab.stream("A", "B", 2.0, start_seq=5000)
+    before = a.paths.status(lab.net.now)["classes"][0]["links"].get("isp2", 0)
+    a.transport.close(b, lab.net.now)
+    n = lab.stream("A", "B", 7.0, rate=100, dport=6000, start_seq=10_000)
+    dup_loss = 1 - len(lab.received("B", "A", 6000)) / n
+    st = a.paths.status(lab.net.now)["classes"][0]
+    assert a.transport.stats["handshakes_initiated"] >= 2  # a new session, and B tracked again
+    assert st["links"]["isp2"] - before >= 0.9 * n  # both links from the first fraction of a second
+    assert dup_loss < 0.01
 
 def test_a_peer_dropped_from_tracking_is_not_steered_until_tracked_again():
     """Steering finds its peer by the ID's bytes, a second table beside the tracked peers: a peer

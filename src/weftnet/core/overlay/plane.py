@@ -67,6 +67,11 @@ class OverlayPlane:
     ICMP_RATE = 50.0
     #: Traffic to a node that went one way for this long draws a ping; no answer within as long: dead.
     LIVENESS_INTERVAL = 5.0
+    #: ... and that ping, unanswered, is sent again every LIVENESS_REPING seconds up to
+    #: LIVENESS_PINGS in all (each on the path in use then): one datagram lost on a lossy path, or
+    #: on a path that failed just before a detour took over, does not close a working session.
+    LIVENESS_PINGS = 3
+    LIVENESS_REPING = 1.0
     #: Addresses whose node is being reached through its endpoint record at once (oldest out), and
     #: how long their packets wait for it: a handshake's timeout (10 s) and the record's read.
     MAX_REACHING = 256
@@ -86,7 +91,8 @@ class OverlayPlane:
         self._sweep_at: float | None = None
         self._live_at: float | None = None
         self._seen: dict[bytes, tuple[int, int]] = {}  # peer -> (packets out, packets in) at the last check
-        self._probes: dict[bytes, tuple[int, float]] = {}  # peer -> (ping id, sent at)
+        self._probes: dict[bytes, tuple[int, float, int]] = {}  # peer -> (first ping id, sent at, pings)
+        self._reping_at: float | None = None
         self.stats = dict.fromkeys(("not_enabled", "no_endpoint", "icmp_limited", "probes", "dead_peers",
                                     "reaching"), 0)
         #: ``reach_node(public_key, now)``: reach a node through its own endpoint record, as a user's
@@ -112,6 +118,7 @@ class OverlayPlane:
         self._sweep_at = self._live_at = None
         self._seen.clear()
         self._probes.clear()
+        self._reping_at = None
 
     # -- out -----------------------------------------------------------------------
     def outbound(self, packets: list[bytes], now: float) -> None:
@@ -266,7 +273,7 @@ class OverlayPlane:
 
     def on_pong(self, node_id: NodeId, ping_id: int) -> None:
         probe = self._probes.get(node_id.raw)
-        if probe is not None and probe[0] == ping_id:
+        if probe is not None and ping_id >= probe[0]:  # the first ping's or a later one's
             del self._probes[node_id.raw]
 
     def _check_liveness(self, now: float) -> None:
@@ -289,18 +296,39 @@ class OverlayPlane:
                 continue
             if prev is not None and c.packets_out > prev[0] and not heard:
                 try:
-                    self._probes[peer] = (self.transport.ping(NodeId(peer), now), now)
+                    self._probes[peer] = (self.transport.ping(NodeId(peer), now), now, 1)
                     self.stats["probes"] += 1
+                    if self._reping_at is None:
+                        self._reping_at = now + self.LIVENESS_REPING
                 except SessionError:
                     pass
         self._seen = seen
         for peer in [p for p in self._probes if p not in seen]:
             del self._probes[peer]
 
+    def _reping(self, now: float) -> None:
+        """Ping again the peers whose liveness ping is unanswered (LIVENESS_PINGS in all)."""
+        nxt = None
+        for peer, (first, at, n) in list(self._probes.items()):
+            due = at + n * self.LIVENESS_REPING
+            if n < self.LIVENESS_PINGS and due <= now:
+                try:
+                    self.transport.ping(NodeId(peer), now)
+                    self.stats["probes"] += 1
+                    n += 1
+                except SessionError:
+                    n = self.LIVENESS_PINGS
+                self._probes[peer] = (first, at, n)
+                due = at + n * self.LIVENESS_REPING
+            if n < self.LIVENESS_PINGS and (nxt is None or due < nxt):
+                nxt = due
+        self._reping_at = nxt
+
     def get_timer(self) -> float | None:
         if self._sweep_at is None:
             return None
-        return min(self._sweep_at, self._live_at)
+        t = min(self._sweep_at, self._live_at)
+        return t if self._reping_at is None else min(t, self._reping_at)
 
     def handle_timer(self, now: float) -> None:
         if self.data is None:
@@ -308,6 +336,8 @@ class OverlayPlane:
         if now >= self._live_at:
             self._live_at = now + self.LIVENESS_INTERVAL
             self._check_liveness(now)
+        if self._reping_at is not None and now >= self._reping_at:
+            self._reping(now)
         if now >= self._sweep_at:
             self._sweep_at = now + self.SWEEP_INTERVAL
             self.data.firewall.expire(now)

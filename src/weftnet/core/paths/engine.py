@@ -192,6 +192,11 @@ class Paths:
 
     MAX_ADVERTS = 4096
     MAX_PROBES = 8192
+    #: Paths that answered a probe of ours are remembered this long (at most MAX_PROVEN of them): a
+    #: peer tracked again (its session restarted, it was idle) has them probed as proven paths, not
+    #: paid for from reach's ledger again as if it had only named them.
+    MAX_PROVEN = 4096
+    PROVEN_FOR = 600.0
     MAX_CANDIDATES = 1024
 
     def __init__(self, identity: Identity, transport: Any, dht: Any, rng: RandomSource, now: float,
@@ -230,6 +235,7 @@ class Paths:
         self._candidates: dict[NodeId, float] = {}  # active but not yet tracked -> last data
         self._adverts: dict[NodeId, PathAdvert] = {}
         self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent)
+        self._proven: dict[tuple, float] = {}  # (node ID bytes, target) -> when it last answered a probe
         self._probe_order: deque | tuple = ()  # (deadline, txid); a deque from the first probe (624 bytes)
         self._budget = _Bucket(cfg.max_probe_rate, now)
         self._reply_buckets: dict[NodeId, _Bucket] = {}
@@ -429,8 +435,12 @@ class Paths:
         if type(target) is not Via and type(current) is not Via and current is not None and \
                 self._local_link(target) != self._local_link(current) and (m is None or m.state != DOWN):
             return False  # another of our links: the measurements will tell whether it is better
-        if m is not None and m.state == UP:
+        if m is not None and m.state == UP and m.last_answer is not None and now - m.last_answer < self.policy.trust:
             return False  # the path in use answers: a new source is the peer's business
+        # Up by a meter that has not heard an answer lately (an idle peer is probed every 5 s and
+        # found down after 15): reach's rule decides, as for an untracked peer (PathPolicy.on_rx:
+        # a direct path in use that the peer has not been heard on for ``trust`` is left for the
+        # relay or detour its packets now come through), so our answers follow them at once.
         return _DEFER  # roaming: follow the peer at once (WireGuard), then measure it
 
     def choose(self, node_id: NodeId | None, paths, current, now: float):
@@ -538,6 +548,7 @@ class Paths:
                 return
             self.stats["probe_replies"] += 1
             _, target, sent = entry
+            self._prove(node_id, target, now)
             p = self._peers.get(node_id)
             m = p.meters.get(target) if p is not None else None
             if m is None:
@@ -725,7 +736,8 @@ class Paths:
     def _probe(self, node: NodeId, m: PathMeter, now: float) -> None:
         txid = self._rng.getrandbits(64)
         pay = self.policy.pay
-        if m.last_answer is None and pay is not None and not pay(node, m.target, _PROBE_SIZE, now):
+        if m.last_answer is None and pay is not None and not self._answered_before(node, m.target, now) and \
+                not pay(node, m.target, _PROBE_SIZE, now):
             # A path that never answered (a link the peer advertised, an address it named): probed
             # only as far as the peer pays for it with what it sent us (security.md, item 18).
             self.stats["probes_unpaid"] += 1
@@ -744,6 +756,19 @@ class Paths:
             self._probe_order = deque()
         self._probe_order.append((now + m.timeout(), txid))
         self.stats["probes_sent"] += 1
+
+    def _prove(self, node: NodeId, target, now: float) -> None:
+        """``target`` answered a probe of ours (its txid, from there): it is the peer's, both ways."""
+        proven = self._proven
+        key = (node.raw, target)
+        if proven.pop(key, None) is None and len(proven) >= self.MAX_PROVEN:
+            del proven[next(iter(proven))]  # the one that answered longest ago
+        proven[key] = now
+
+    def _answered_before(self, node: NodeId, target, now: float) -> bool:
+        """Did ``target`` answer a probe of ours within PROVEN_FOR (also before the peer was tracked again)?"""
+        at = self._proven.get((node.raw, target))
+        return at is not None and now - at < self.PROVEN_FOR
 
     def _expire_probes(self, now: float) -> None:
         order = self._probe_order
