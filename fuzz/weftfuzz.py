@@ -738,10 +738,14 @@ class DhtTarget(_Target):
         if len(d.index) > cfg.max_records or d.index.bytes > cfg.max_store_bytes or len(d.index) != len(d.store):
             raise AssertionError(f"store out of bounds: {len(d.index)} records, {d.index.bytes} bytes, "
                                  f"{len(d.store)} in the store")
-        for origin in d.index._origin:
-            n = d.index.usage(origin)[0]
-            if n > cfg.records_per_peer:
-                raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records, quota {cfg.records_per_peer}")
+        held: dict[bytes, int] = {}
+        for rec in d.store.records():
+            if rec.origin:
+                held[rec.origin] = held.get(rec.origin, 0) + 1
+        for origin, n in held.items():
+            if n > cfg.records_per_peer or d.index.usage(origin)[0] != n:
+                raise AssertionError(f"peer {origin.hex()[:12]} holds {n} records (usage says "
+                                     f"{d.index.usage(origin)[0]}), quota {cfg.records_per_peer}")
 def sessionless_corpus() -> list[bytes]:
     """Sessionless DHT queries (0x32) to the fuzzed node from known askers, proofs, and answers (0x33)
     to the queries it has in flight (SessionlessTarget re-tags those), all of them valid."""

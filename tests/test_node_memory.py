@@ -10,6 +10,7 @@ from vpn_packets import icmp_echo
 
 from weftnet.core.contact import Contact, shared_contact
 from weftnet.core.counters import Counters
+from weftnet.core.dht.store import StoredRecord
 from weftnet.core.identity import Identity
 from weftnet.core.node import NodeConfig, NodeCore
 from weftnet.core.reach.engine import ReachConfig
@@ -269,7 +270,7 @@ def test_tables_a_node_never_writes_are_one_read_only_empty_table_until_its_firs
     a.dht._reject("too large", None)
     peer = Contact(Identity.generate(rng).public_key, ("198.51.100.7", 4107))
     assert a.dht.table.add(peer, 0.0) and not a.dht.table.fail(peer.key)
-    a.dht.index.add(b"k" * 32, 100.0, False, 10, b"o" * 32, "198.51.100.0/24")
+    a.dht.store.put(StoredRecord(b"k" * 32, b"v" * 10, 100.0, False, None, 0.0, b"o" * 32, "198.51.100.0/24"))
     assert a.dht.reject_reasons == {"too large": 1} and a.dht.summary()["rejected"] == {"too large": 1}
     assert a.dht.table.failures(peer.key) == 1 and a.dht.index.usage(b"o" * 32, "198.51.100.0/24")[2] == 1
     assert all(t is NO_ENTRIES for t in tables(b))  # the other node's are still empty

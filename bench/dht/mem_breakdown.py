@@ -1,7 +1,7 @@
 """Where a weftnet node's memory goes: tracemalloc snapshots grouped by file and line.
 
     .venv/bin/python bench/dht/mem_breakdown.py empty [--count 50]
-    .venv/bin/python bench/dht/mem_breakdown.py bench [--nodes 100] [--records 200] [--isolated]
+    .venv/bin/python bench/dht/mem_breakdown.py bench [--nodes 100] [--records 200] [--isolated] [--warm]
 
 ``empty``: ``count`` NodeCores built with no peer (the lab config the bench uses), the traced
 bytes per node by line. ``bench``: bench/dht's join and put phases (weftnet_side.py, real UDP on
@@ -52,6 +52,24 @@ def empty(count: int, top: int) -> None:
     snap = tracemalloc.take_snapshot()
     _report(snap, base, count, top)
     del nodes
+
+
+def warm_crypto() -> None:
+    """The process's first use of the crypto library (``--warm``): OpenSSL's set-up at the first Ed25519
+    key, the cffi binding ``cryptography`` imports at the first X25519 key (~230 KiB of Python objects),
+    the first AEAD. A daemon pays them once, whatever the number of nodes; in a run of N nodes they are
+    1/N of them a node (bench/results/dmem17)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from weftnet.core.identity import Identity, verify_signature
+
+    ident = Identity.generate(random.Random(0))
+    verify_signature(ident.public_key, ident.sign(b"warm"), b"warm")
+    x = X25519PrivateKey.from_private_bytes(bytes(range(32)))
+    x.exchange(x.public_key())
+    aead = ChaCha20Poly1305(bytes(32))
+    aead.decrypt(bytes(12), aead.encrypt(bytes(12), b"warm", b""), b"")
 
 
 async def bench(nodes: int, records: int, seed: int, isolated: bool, top: int, per_node: bool = False) -> None:
@@ -141,7 +159,11 @@ if __name__ == "__main__":
     ap.add_argument("--isolated", action="store_true")
     ap.add_argument("--per-node-caches", action="store_true", help="each node its own caches (bench/dht/pernode.py)")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--warm", action="store_true",
+                    help="the crypto library's first use before the baseline (a per-process cost, not a node's)")
     a = ap.parse_args()
+    if a.warm:
+        warm_crypto()
     if a.what == "empty":
         empty(a.count, a.top)
     else:

@@ -1398,7 +1398,11 @@ class Dht:
 
     def _over_quota(self, origin: bytes, prefix: str, size: int) -> str:
         cfg = self.config
-        n_o, b_o, n_p, b_p = self.index.usage(origin, prefix)
+        ix = self.index
+        if len(ix) < min(cfg.records_per_peer, cfg.records_per_prefix) \
+                and ix.bytes + size <= min(cfg.bytes_per_peer, cfg.bytes_per_prefix):
+            return ""  # all the store holds is within one source's quota (no source holds more than all of it)
+        n_o, b_o, n_p, b_p = ix.usage(origin, prefix)
         if origin and (n_o >= cfg.records_per_peer or b_o + size > cfg.bytes_per_peer):
             return "quota of this peer reached"
         if prefix and (n_p >= cfg.records_per_prefix or b_p + size > cfg.bytes_per_prefix):
