@@ -190,6 +190,24 @@ def test_each_usable_link_pair_is_measured_and_pairs_that_do_not_connect_back_of
     assert sent["10.2.0.2:4500"] < 40 and sent["10.1.0.2:4500 on isp2"] < 40
 
 
+def test_a_link_whose_round_trip_grows_past_the_probe_timeout_stays_up_and_measured():
+    """Before: a probe's reply after its timeout (1 s here) was thrown away, though meter.py says a
+    late reply counts for liveness and RTT: a link whose round trip grew to 1.6 s (a bufferbloated
+    uplink) was declared down and never measured again, while it carried every packet. After: the
+    late replies keep it up, its RTT follows, and its probes are answered in time again."""
+    lab = two_sites()
+    lab.stream("A", "B", 3.0)
+    lab.net.impair(Impairment(lambda s, d: s[0].startswith("10.2.") or d[0].startswith("10.2."), delay=0.8))
+    lab.stream("A", "B", 30.0, rate=20)
+    a = lab.cores["A"].paths
+    rows = {r["path"]: r for r in a.peer_status(lab.node_id("B"), lab.net.now)["paths"]}
+    slow = rows["10.2.0.2:4500 on isp2"]
+    assert slow["state"] == "up"
+    assert 1500.0 < slow["rtt_ms"] < 1800.0  # two 10 ms hops and 0.8 s each way
+    assert a.stats["probe_replies_late"] > 0
+    assert rows["10.1.0.2:4500"]["state"] == "up"
+
+
 def test_an_idle_peer_is_probed_slowly_and_an_active_one_fast():
     lab = two_sites()
     lab.stream("A", "B", 2.0)

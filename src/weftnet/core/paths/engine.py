@@ -198,6 +198,9 @@ class Paths:
     MAX_PROVEN = 4096
     PROVEN_FOR = 600.0
     MAX_CANDIDATES = 1024
+    #: A reply this long after its probe timed out still counts for liveness and RTT (meter.py),
+    #: not as an answer for loss: a path whose round trips spike past the timeout is slow, not dead.
+    LATE_FOR = 5.0
 
     def __init__(self, identity: Identity, transport: Any, dht: Any, rng: RandomSource, now: float,
                  config: PathsConfig | None = None, emit: Callable[[Any], None] | None = None,
@@ -235,6 +238,9 @@ class Paths:
         self._candidates: dict[NodeId, float] = {}  # active but not yet tracked -> last data
         self._adverts: dict[NodeId, PathAdvert] = {}
         self._probes: dict[int, tuple] = {}  # txid -> (node, target, sent)
+        #: Probes past their timeout, counted lost, whose reply may still come (LATE_FOR): txid ->
+        #: (node, target, sent, timed out at), in the order they timed out (MAX_PROBES at most).
+        self._late: dict[int, tuple] = {}
         self._proven: dict[tuple, float] = {}  # (node ID bytes, target) -> when it last answered a probe
         self._probe_order: deque | tuple = ()  # (deadline, txid); a deque from the first probe (624 bytes)
         self._budget = _Bucket(cfg.max_probe_rate, now)
@@ -243,7 +249,7 @@ class Paths:
         self._looked_up: dict[NodeId, float] = {}
         self._wake: float | None = now if self._routes else None
         self.stats = Counters(
-            ("probes_sent", "probe_replies", "probes_lost", "probes_deferred", "probes_unpaid", "replies_unpaid",
+            ("probes_sent", "probe_replies", "probe_replies_late", "probes_lost", "probes_deferred", "probes_unpaid", "replies_unpaid",
              "replies_limited", "adverts_sent", "adverts_received", "paths_down", "paths_up", "switches",
              "detours_taken", "detours_left", "steered", "duplicated", "malformed"))
 
@@ -544,17 +550,20 @@ class Paths:
             self.transport.send_on(node_id, reply, addr, now)
         elif t is PathProbeReply:
             entry = self._probes.pop(msg.txid, None)
+            in_time = entry is not None
+            if entry is None:
+                entry = self._late.pop(msg.txid, None)
             if entry is None or entry[0] != node_id:
                 return
-            self.stats["probe_replies"] += 1
-            _, target, sent = entry
+            self.stats["probe_replies" if in_time else "probe_replies_late"] += 1
+            target, sent = entry[1], entry[2]
             self._prove(node_id, target, now)
             p = self._peers.get(node_id)
             m = p.meters.get(target) if p is not None else None
             if m is None:
                 return
             was = m.state
-            if m.answer(now - sent, now):
+            if m.answer(now - sent, now, in_time):
                 self.stats["paths_up"] += 1
                 if was == DOWN:
                     self._emit(PathsEvent("path up", f"{node_id.text()} {describe_target(target)}"))
@@ -787,6 +796,16 @@ class Paths:
                 m.timed_out(now)
                 p.choice.clear()
                 self.stats["probes_lost"] += 1
+                late = self._late
+                if len(late) >= self.MAX_PROBES:
+                    del late[next(iter(late))]
+                late[txid] = (node, target, sent, now)
+        late = self._late
+        while late:
+            txid = next(iter(late))
+            if now - late[txid][3] < self.LATE_FOR:
+                break
+            del late[txid]
 
     def _decide(self, p: _Peer, now: float) -> None:
         self.transport.rechoose(p.node_id, now)
