@@ -17,7 +17,7 @@ from weftnet.core import wire
 from weftnet.core.contact import Contact
 from weftnet.core.dht import Dht, DhtConfig, ImmutableRecord, MemoryStore, MutableRecord, decode_record, events
 from weftnet.core.dht.lookup import Lookup
-from weftnet.core.dht.messages import FindNode, Nodes, Store, StoreAck, Value
+from weftnet.core.dht.messages import FindNode, Nodes, Store, StoreAck
 from weftnet.core.dht.routing import RoutingTable
 from weftnet.core.dht.store import StoredRecord
 from weftnet.core.identity import Identity, NodeId
@@ -188,8 +188,8 @@ def test_value_lookup_keeps_one_handshake_out_and_hedges_the_next():
 
 
 def test_get_with_session_hint_sends_one_cold_request_then_hedges():
-    def reader(warm, sessionless=True):
-        d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None, sessionless=sessionless))
+    def reader(warm):
+        d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
         d.import_contacts([contact(i) for i in range(2, 40)], T0)
         d.has_session = warm
         return d
@@ -211,51 +211,10 @@ def test_get_with_session_hint_sends_one_cold_request_then_hedges():
     cold.get(ImmutableRecord(b"y").key, T0 + 2)
     assert len(cold.messages_to_send()) == 1
     assert cold.get_timer() == pytest.approx(T0 + 2 + 3 * 0.01)
-    # Without sessionless queries (each request to a node without a session a handshake), open
-    # sessions fill alpha: a get asks three contacts at once, as plain Kademlia does.
-    warm = reader(lambda c: True, sessionless=False)
+    # Over open sessions a get asks alpha contacts at once, as plain Kademlia does.
+    warm = reader(lambda c: True)
     warm.get(key, T0)
     assert len(warm.messages_to_send()) == 3
-
-
-def test_sessionless_get_asks_one_holder_at_a_time_sessions_or_not():
-    """With sessionless queries a request to a node without a session is one datagram each way,
-    no dearer than one over a session: a get asks one node at a time (hedged) whatever sessions it
-    holds, instead of three whose answers (each the whole record) it would mostly throw away."""
-    def reader(warm):
-        d = Dht(contact(1), random.Random(1), T0, DhtConfig(per_prefix=None))
-        d.import_contacts([contact(i) for i in range(2, 40)], T0)
-        d.has_session = warm
-        return d
-
-    key = ImmutableRecord(b"x").key
-    for warm in (lambda c: True, lambda c: False, lambda c: c.node_id.int % 2 == 0):
-        d = reader(warm)
-        op = d.get(key, T0)
-        sent = d.messages_to_send()
-        assert len(sent) == 1
-        # The nearest holder answers: the get is done, one request and one answer in all.
-        rec = ImmutableRecord(b"x")
-        d.on_message(sent[0][0], Value(sent[0][1].rid, rec.encode(), ()), T0 + 0.01)
-        done = [e for e in iter(d.next_event, None) if getattr(e, "op_id", None) == op]
-        assert done and done[0].ok and done[0].messages == 1 and done[0].values[0].value == b"x"
-        assert d.messages_to_send() == []
-    # A slow first answer: after the hedge delay the next one goes out (one more, not two).
-    d = reader(lambda c: True)
-    d.get(key, T0)
-    first = d.messages_to_send()
-    d.handle_timer(T0 + d.config.hedge_max)
-    hedged = d.messages_to_send()
-    assert len(hedged) == 1 and hedged[0][0] != first[0][0]
-
-
-def test_sessionless_mutable_get_asks_as_many_at_once_as_copies_it_needs():
-    cs = sorted((contact(i) for i in range(1, 40)), key=lambda c: c.node_id.int)  # target 0: nearest first
-    for quorum, at_once in ((1, 1), (2, 2), (5, 3)):  # (alpha = 3 at most)
-        lk = Lookup(1, "get", 0, T0, k=5, alpha=3, quorum=quorum, has_session=lambda c: True, cold_limit=1,
-                    hedge=0.05, sessionless=True)
-        lk.seed(cs[:10])
-        assert [c.contact for c in lk.next_requests(T0)] == cs[:at_once]
 
 
 # -- records ---------------------------------------------------------------------

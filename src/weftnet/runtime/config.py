@@ -61,7 +61,7 @@ format = "text"     # text | json
 k = 20              # bucket size and replication factor
 alpha = 3           # parallel requests per lookup
 lookup_alpha = 4    # node lookups: parallel requests (0 = alpha; docs/dht.md)
-cold_parallel = 1   # gets: requests at once (sessionless on: of any kind; off: to nodes without a session, each a handshake)
+cold_parallel = 1   # gets: requests at once to nodes without a session (each a handshake)
 disjoint_paths = 1  # S/Kademlia disjoint lookup paths (1 = plain Kademlia)
 per_prefix = 2      # contacts per IPv4 /24 or IPv6 /48 a full bucket keeps; a bucket with room takes any (0 = no limit)
 max_records = 100000

@@ -197,8 +197,7 @@ class DhtConfig:
     #: once and fails what it asked us, instead of timing out on us for minutes.
     say_leave: bool = True
     #: Gets, when the driver says which contacts have a session (``Dht.has_session``):
-    #: cold requests (each a handshake) outstanding at once (with ``sessionless``: requests of
-    #: any kind, or as many as copies a read still needs if more; lookup.py), and the hedge delay
+    #: cold requests (each a handshake) outstanding at once, and the hedge delay
     #: after which one more goes out = ``hedge_rtts`` x the mean smoothed RTT,
     #: clamped to [hedge_min, hedge_max]. See lookup.py, "Cost-aware reads".
     cold_parallel: int = 1
@@ -676,8 +675,7 @@ class Dht:
         op.local = local if mutable else None
         lk = Lookup(op.op_id, "get", int.from_bytes(key, "big"), now, cfg.k, cfg.alpha, cfg.disjoint_paths,
                     op.mutable_quorum if mutable else op.quorum, self.key, has_session=self.has_session,
-                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round,
-                    sessionless=cfg.sessionless)
+                    cold_limit=cfg.cold_parallel, hedge=self._hedge_delay(), first_round=cfg.first_round)
         self._latency_knobs(lk)
         if local is not None and not mutable:
             lk.values.append(local)  # a self-certifying copy counts as ours: one of the quorum

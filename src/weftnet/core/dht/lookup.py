@@ -27,13 +27,6 @@ Barroso's "The Tail at Scale"). Node lookups (and the FIND_NODE half of a
 put) must hear from all ``k`` closest anyway and keep plain ``alpha``
 parallelism.
 
-With sessionless queries (``sessionless``), a request to a contact without a
-session is one datagram each way, no dearer than one over a session: filling
-``alpha`` with warm contacts then buys nothing but answers (each the whole
-record) that the read throws away. Every request counts against the limit:
-a get asks as many nodes at once as copies it still needs (one for an
-immutable record; at least ``cold_limit``, at most ``alpha``), hedged as above.
-
 **Ending early.** A lookup of a node ID that belongs to a live node (how a
 node is located before it is talked to) is over when that node itself
 answers: no contact can be closer than distance 0, so waiting for the rest
@@ -99,11 +92,6 @@ class Lookup:
     has_session: Callable[[Contact], bool] | None = None
     cold_limit: int = 1
     hedge: float = 0.05
-    #: Value lookups with ``has_session``: a contact without a session is asked with a
-    #: sessionless query (one datagram each way), no dearer than one with a session, so the
-    #: cold limit counts every request: as many holders at once as copies are still needed
-    #: (at least ``cold_limit``), hedged. See "Cost-aware reads".
-    sessionless: bool = False
     #: Node lookups ("find_node"): end as soon as the node with exactly the
     #: target ID has answered (nothing can be closer), and ask it the moment it
     #: is heard of, even past alpha. See "Ending early" in the module docstring.
@@ -350,16 +338,9 @@ class Lookup:
         return picks
 
     def _pick_costed(self, path: int, todo: list[Candidate], room: int, now: float) -> list[Candidate]:
-        """Nearest first, but at most ``cold_limit`` unhedged cold requests outstanding (with
-        ``sessionless``: unhedged requests of any kind, or as many as copies still needed)."""
+        """Nearest first, but at most ``cold_limit`` unhedged cold requests outstanding."""
         cold_out = sum(1 for c in self.order if c.path == path and c.state == IN_FLIGHT and c.cold_until > now)
         picks = []
-        if self.sessionless:
-            limit = min(room, max(self.cold_limit, self.quorum - len(self.values)) - cold_out)
-            for c in todo[:max(0, limit)]:
-                c.cold_until = now + self.hedge
-                picks.append(c)
-            return picks
         for c in todo:
             if len(picks) >= room:
                 break
