@@ -100,6 +100,9 @@ TEXT_MAX = 1000
 #: A ping op with no Pong after this long sends another Ping, then after twice as long, and so on
 #: until its deadline (``NodeCore._retry_ping``).
 _PING_RETRY = 1.0
+#: A ping op sends its Ping again at once when the session leaves a path that died under it (the
+#: Pings out went where nothing answers), at most this many times (``NodeCore._ping_moved``).
+_PING_MOVES = 2
 #: Requests whose answers are larger than the Init that could carry them.
 _LARGE_REPLY = frozenset((FindNode, FindNear, FindValue))
 #: What may go as a sessionless query (a STORE only where our address is proven: core/dht/sessionless.py).
@@ -377,6 +380,7 @@ class _Op:
     ping_id: int | None = None
     ping_ids: tuple = ()  # every Ping this op sent (it resends: _PING_RETRY); a Pong to any ends it
     retry_at: float | None = None
+    moves: int = 0  # Pings sent again because the session left a dead path (_PING_MOVES)
     node_id: NodeId | None = None
     stage: str = ""
     payload: bytes = b""
@@ -1094,7 +1098,7 @@ class NodeCore:
         op.retry_at = None
         if op.kind != "ping" or op.stage != "ping" or op.node_id is None:
             return
-        op.retry_at = now + _PING_RETRY * 2 ** len(op.ping_ids)
+        op.retry_at = now + _PING_RETRY * 2 ** (len(op.ping_ids) - op.moves)  # (its own resends only)
         if not self.transport.has_session(op.node_id):
             return
         try:
@@ -1102,6 +1106,25 @@ class NodeCore:
         except SessionError:
             return
         op.ping_ids += (op.ping_id,)
+
+    def _ping_moved(self, node_id: NodeId, previous, now: float) -> None:
+        """The session to ``node_id`` left ``previous`` because it died (reach's heartbeat found it
+        silent): a ping of our user's still waiting sent its Pings there, where nothing answers.
+        Send one again now on the new path, not at the next retry (1, 3, 7 s in). Only our user's
+        pings (never DHT or liveness traffic), only when the old path is dead (a change between
+        working paths loses nothing), at most _PING_MOVES times per ping; over the session, on
+        the path the transport chose, as every Ping goes."""
+        p = self.transport.path(node_id, previous) if previous is not None else None
+        if p is None or not p.dead:
+            return
+        for op in list(self._ops.values()):
+            if op.kind == "ping" and op.stage == "ping" and op.node_id == node_id and op.moves < _PING_MOVES:
+                try:
+                    op.ping_id = self.transport.ping(node_id, now)
+                except SessionError:
+                    return
+                op.moves += 1
+                op.ping_ids += (op.ping_id,)
 
     def _send_over_session(self, op: _Op, now: float, contact: Contact | None = None) -> None:
         """Route a send's text to its target as the first hop, over the session that came up with it."""
@@ -1264,6 +1287,7 @@ class NodeCore:
             if self._reach is not None:  # (unbuilt, reach is off and paths tracks no peer)
                 self._reach.on_path_changed(ev.node_id, ev.target, ev.previous, now)
                 self._paths.on_path_changed(ev.node_id, ev.target, ev.previous, now)
+                self._ping_moved(ev.node_id, ev.previous, now)
             self._events.append(PathUpdate(ev.node_id, describe_path(ev.target), describe_path(ev.previous)))
         elif isinstance(ev, PathsWanted):
             if self._reach is not None:  # (unbuilt, reach is off: it does nothing with them)
