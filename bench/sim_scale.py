@@ -37,8 +37,9 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 def machine() -> str:
     import os
 
-    model = next((l.split(":", 1)[1].strip() for l in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                  if l.startswith("model name")), "unknown CPU")
+    from hostinfo import cpu_model  # bench/hostinfo.py, beside this script
+
+    model = cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
 

@@ -31,7 +31,9 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # bench/, for hostinfo
 
+from hostinfo import cpu_model  # noqa: E402
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
 from systems import (  # noqa: E402
     REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line)
@@ -235,14 +237,7 @@ def measure(system: System, workroot: Path, seconds: int, reverse: bool, ping_co
 
 def machine() -> dict:
     """CPU model, cores, RAM, kernel, distribution, Python and iperf3 versions."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     ram_gib = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

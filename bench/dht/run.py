@@ -36,6 +36,8 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
+sys.path.insert(0, str(HERE.parent))  # bench/, for hostinfo
+from hostinfo import cpu_model  # noqa: E402
 SIDES = {"kademlia 2.2.3": "kademlia_side.py", "weftnet": "weftnet_side.py"}
 COLUMNS = [
     ("impl", "implementation"), ("nodes", "nodes"), ("get_ok", "gets ok"), ("put_ok", "puts ok"),
@@ -48,14 +50,7 @@ COLUMNS = [
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
 
