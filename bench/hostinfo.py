@@ -23,8 +23,7 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo",
     except OSError:
         pass
     name = fields.get("model name", "unknown CPU")
-    extra = [f"{k} {fields[k]}" for k in ("cpu family", "model") if fields.get(k)]
-    extra = [e.replace("cpu family", "family") for e in extra]
+    extra = [f"{label} {fields[k]}" for k, label in (("cpu family", "family"), ("model", "model")) if fields.get(k)]
     levels = []
     try:
         for index in sorted(Path(cache).glob("index*")):

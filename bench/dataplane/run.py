@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # bench/, for hostinfo
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench/, for hostinfo
 
 from hostinfo import cpu_model  # noqa: E402
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402

@@ -36,7 +36,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
-sys.path.insert(0, str(HERE.parent))  # bench/, for hostinfo
+sys.path.append(str(HERE.parent))  # bench/, for hostinfo
 from hostinfo import cpu_model  # noqa: E402
 SIDES = {"kademlia 2.2.3": "kademlia_side.py", "weftnet": "weftnet_side.py"}
 COLUMNS = [
