@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("needs root (network namespaces, TUN devices)")
     if args.rounds < 1 or args.pings < 2:
         p.error("--rounds must be at least 1 and --pings at least 2")
+    missing = [t for t in ("ip", "ping", "ss") if not shutil.which(t)]
+    if missing:
+        p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
     known = {s.name: s for s in all_systems(args.weft)}
     for variant in Weftnet.VARIANTS:  # weftnet-noslice, weftnet-asyncio-slice: each change on its own
         known.setdefault(f"weftnet-{variant}", Weftnet(args.weft, variant=variant))

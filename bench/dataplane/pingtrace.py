@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("needs root (network namespaces, TUN devices, perf)")
     if not shutil.which("perf"):
         p.error("needs perf (Debian: linux-perf)")
+    missing = [t for t in ("ip", "ping") if not shutil.which(t)]
+    if missing:
+        p.error(f"missing required tools: {', '.join(missing)} (Debian: iproute2, iputils-ping)")
     work = Path(tempfile.mkdtemp(prefix="pingtrace-"))
     try:
         system = Weftnet(args.weft)
