@@ -36,7 +36,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_DEV, BenchError, Topology, run  # noqa: E402
+from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_DEV, BenchError, Topology, require_tools, run  # noqa: E402
 from run import IPERF_PORT, machine  # noqa: E402
 from systems import REPO, WEFT_DEFAULT, Overlay, Weftnet, first_line, has_addr, kernel_version  # noqa: E402
 
@@ -320,9 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TAP devices)")
-    missing = [t for t in REQUIRED if not shutil.which(t)]
-    if missing:
-        p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
+    require_tools(p, REQUIRED)
     rows = all_rows(str(args.weft))
     if args.only:
         wanted = args.only.split(",")

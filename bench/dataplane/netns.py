@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -24,6 +25,13 @@ UNDERLAY_MTU = 1500
 
 class BenchError(RuntimeError):
     """A setup or measurement step failed; the message is shown in the result row."""
+
+
+def require_tools(parser, tools) -> None:
+    """Stop with the parser's one-line error naming every tool in `tools` not on PATH."""
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        parser.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
 
 
 def run(argv: list[str], timeout: float = 30, check: bool = True, **kw) -> subprocess.CompletedProcess:

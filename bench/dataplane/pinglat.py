@@ -31,7 +31,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netns import BenchError, Topology  # noqa: E402
+from netns import BenchError, Topology, require_tools  # noqa: E402
 from run import _descendants, _terminate, machine, ping_latency  # noqa: E402
 from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems, baseline, baseline_overlay  # noqa: E402
 
@@ -80,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("needs root (network namespaces, TUN devices)")
     if args.rounds < 1 or args.pings < 2:
         p.error("--rounds must be at least 1 and --pings at least 2")
-    missing = [t for t in ("ip", "ping", "ss") if not shutil.which(t)]
-    if missing:
-        p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
+    require_tools(p, ("ip", "ping", "ss"))
     known = {s.name: s for s in all_systems(args.weft)}
     for variant in Weftnet.VARIANTS:  # weftnet-noslice, weftnet-asyncio-slice: each change on its own
         known.setdefault(f"weftnet-{variant}", Weftnet(args.weft, variant=variant))

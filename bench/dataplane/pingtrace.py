@@ -39,7 +39,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netns import BenchError, Topology  # noqa: E402
+from netns import BenchError, Topology, require_tools  # noqa: E402
 from systems import WEFT_DEFAULT, Weftnet  # noqa: E402
 
 NR_READ, NR_WRITEV, NR_SENDTO, NR_RECVMSG, NR_EPOLL_WAIT = 0, 20, 44, 47, 281  # x86_64
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("needs root (network namespaces, TUN devices, perf)")
     if not shutil.which("perf"):
         p.error("needs perf (Debian: linux-perf)")
-    missing = [t for t in ("ip", "ping") if not shutil.which(t)]
-    if missing:
-        p.error(f"missing required tools: {', '.join(missing)} (Debian: iproute2, iputils-ping)")
+    require_tools(p, ("ip", "ping"))
     work = Path(tempfile.mkdtemp(prefix="pingtrace-"))
     try:
         system = Weftnet(args.weft)

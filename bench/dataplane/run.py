@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench/, for hostinfo
 
 from hostinfo import cpu_model  # noqa: E402
-from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology  # noqa: E402
+from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology, require_tools  # noqa: E402
 from systems import (  # noqa: E402
     REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line)
 
@@ -408,9 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("needs root (network namespaces, TUN devices)")
     if args.seconds < 1:
         p.error("--seconds must be at least 1")
-    missing = [t for t in REQUIRED if not shutil.which(t)]
-    if missing:
-        p.error(f"missing required tools: {', '.join(missing)} (see bench/dataplane/README.md)")
+    require_tools(p, REQUIRED)
     systems = all_systems(args.weft)
     if args.baseline is not None:
         systems.append(baseline(args.baseline))
