@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import random
 
 from common import GC_MODES, GcClock, cpu_now, emit, now, rss_bytes, set_collector, summarize, workload_plan
 
 
-async def main(nodes: int, records: int, seed: int) -> None:
+async def warm_up() -> None:
+    """Two throwaway servers: one bootstraps from the other, sets a key and reads it back, then both
+    stop (weftnet_side.warm_up does the same with two of its nodes)."""
+    from kademlia.network import Server
+
+    a, b = Server(), Server()
+    try:
+        await a.listen(0, interface="127.0.0.1")
+        await b.listen(0, interface="127.0.0.1")
+        await b.bootstrap([("127.0.0.1", a.transport.get_extra_info("sockname")[1])])
+        if not await b.set("warm-up", b"warm-up") or await a.get("warm-up") != b"warm-up":
+            raise SystemExit("warm-up failed")
+    finally:
+        a.stop()
+        b.stop()
+    await asyncio.sleep(0.05)
+    gc.collect()
+
+
+async def main(nodes: int, records: int, seed: int, warm: bool = False) -> None:
     from kademlia.network import Server
     from rpcudp.protocol import RPCProtocol
 
     logging.disable(logging.CRITICAL)
-    random.seed(seed)  # kademlia draws node IDs from the global random module
+    if warm:
+        await warm_up()
+    random.seed(seed)  # kademlia draws node IDs from the global random module (after the warm-up's)
     received = [0]
     received_bytes = [0]
     orig = RPCProtocol.datagram_received
@@ -81,9 +103,11 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gc", choices=GC_MODES, default="default",
                     help="the garbage collector's setting, the same on both sides (bench/dht/common.py)")
+    ap.add_argument("--warm-up", action="store_true",
+                    help="two throwaway servers bootstrap, set and get before the memory baseline (warm_up)")
     a = ap.parse_args()
     import kademlia.network  # noqa: F401  (imported before the collector is set, as weftnet's side is)
     import rpcudp.protocol  # noqa: F401
 
     set_collector(a.gc)
-    asyncio.run(main(a.nodes, a.records, a.seed))
+    asyncio.run(main(a.nodes, a.records, a.seed, a.warm_up))

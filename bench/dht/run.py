@@ -20,6 +20,11 @@ weftnet (kademlia's nodes share nothing of the kind). bench/results/djoin9.
 runs with (``quiet_collector``: gc.freeze and thresholds 50,000 / 20 / 20); the default, ``default``,
 is Python's, as in every run of record. Each side reports its collections' CPU seconds per phase
 (``join_gc_cpu_seconds`` ...; bench/dht/common.py, bench/results/djoin11).
+
+``--warm-up``: before its memory baseline each side runs two throwaway nodes (one joins the other, puts
+a record, reads it back, both stop), so KiB/node counts what each node adds and not what the process
+sets up once at its first node (for weftnet ~1.6 MB of the crypto library's lazy set-up,
+bench/results/dmem17 §4: 16 KiB a node at 100 nodes). Off in the runs of record, whose column counts it.
 """
 
 from __future__ import annotations
@@ -103,6 +108,8 @@ def main() -> int:
     caches.add_argument("--shared-caches", action="store_true",
                         help="the weftnet nodes of the process share the library's caches (the runs of "
                              "record before 2026-11-30 17:40; flatters weftnet's join CPU and memory)")
+    ap.add_argument("--warm-up", action="store_true",
+                    help="each side runs two throwaway nodes before its memory baseline (see above)")
     a = ap.parse_args()
     a.per_node_caches = not a.shared_caches
     rows = []
@@ -110,6 +117,7 @@ def main() -> int:
         for name, script in SIDES.items():
             t = time.time()
             extra = ["--per-node-caches"] if a.per_node_caches and name == "weftnet" else []
+            extra += ["--warm-up"] if a.warm_up else []
             proc, loads = run_side(
                 [sys.executable, str(HERE / script), "--nodes", str(n), "--records", str(a.records), "--seed", str(a.seed),
                  "--gc", a.gc, *extra],
@@ -143,8 +151,10 @@ def main() -> int:
             head.rstrip("\n") + "\n\n"
             f"## {time.strftime('%Y-%m-%d')}: {a.title}\n\n"
             f"Run: `.venv/bin/python bench/dht/run.py --sizes {a.sizes} --records {a.records} --seed {a.seed}"
-            f"{'' if a.per_node_caches else ' --shared-caches'}{'' if a.gc == 'default' else ' --gc ' + a.gc}` (weftnet's nodes "
-            f"{'each with its own caches' if a.per_node_caches else 'sharing the process caches'}).\n"
+            f"{'' if a.per_node_caches else ' --shared-caches'}{'' if a.gc == 'default' else ' --gc ' + a.gc}"
+            f"{' --warm-up' if a.warm_up else ''}` (weftnet's nodes "
+            f"{'each with its own caches' if a.per_node_caches else 'sharing the process caches'}"
+            f"{'; memory from after two throwaway nodes on each side' if a.warm_up else ''}).\n"
             f"Machine: {machine()}. Load avg: the 1-minute load average sampled every 5 s while that side ran "
             "(lowest-highest); CPU s: the CPU seconds of that side's process in each phase.\n\n"
             + table + "\n"
