@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True  # keep bench/dataplane/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench/, for hostinfo
 
-from hostinfo import cpu_model  # noqa: E402
+from hostinfo import aead_rate, cpu_model, interpreter_of  # noqa: E402
 from netns import UNDERLAY_A, UNDERLAY_B, UNDERLAY_MTU, BenchError, Topology, require_tools  # noqa: E402
 from systems import (  # noqa: E402
     REPO, WEFT_DEFAULT, System, Weftnet, all_systems, baseline, baseline_overlay, first_line)
@@ -301,6 +301,10 @@ def markdown(report: dict) -> str:
         f"- date: {report['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, kernel {m['kernel']}, "
         f"{m['os']}, Python {m['python']}",
+    ]
+    if m.get("cipher"):
+        out.append(f"- cipher: {m['cipher']} (weftnet's bulk cipher, with the daemon's interpreter)")
+    out += [
         f"- load: {m['iperf3']}, one TCP stream (main table), {report['seconds']} s per direction, client in A, "
         f"server in B; the rate is the receiver's",
         f"- underlay: veth pair {UNDERLAY_A}/24 <-> {UNDERLAY_B}/24 between two fresh network namespaces "
@@ -432,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     workroot = Path(tempfile.mkdtemp(prefix=f"dp-{os.getpid()}-"))
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": {**machine(), "cipher": aead_rate(interpreter_of(args.weft))},
         "seconds": args.seconds,
         "reverse": args.reverse,
         "ping_count": args.pings,
