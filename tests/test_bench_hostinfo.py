@@ -48,6 +48,8 @@ def test_the_cipher_rate_is_measured_with_the_daemons_interpreter(tmp_path):
 def test_no_cipher_rate_without_an_interpreter_that_runs_it(tmp_path):
     (tmp_path / "binary").write_bytes(b"\x7fELF\x02\x01")
     (tmp_path / "shell").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "env").write_text("#!/usr/bin/env python3\n")
+    assert hostinfo.interpreter_of(tmp_path / "env") == "python3"
     assert hostinfo.interpreter_of(tmp_path / "binary") is None
     assert hostinfo.interpreter_of(tmp_path / "shell") is None
     assert hostinfo.interpreter_of(tmp_path / "absent") is None
