@@ -23,8 +23,8 @@ is Python's, as in every run of record. Each side reports its collections' CPU s
 
 ``--warm-up``: before its memory baseline each side runs two throwaway nodes (one joins the other, puts
 a record, reads it back, both stop), so KiB/node counts what each node adds and not what the process
-sets up once at its first node (for weftnet ~1.6 MB of the crypto library's lazy set-up,
-bench/results/dmem17 §4: 16 KiB a node at 100 nodes). Off in the runs of record, whose column counts it.
+sets up once at its first node (for weftnet ~1.6-2 MB, mostly the crypto library's lazy set-up,
+bench/results/dmem17 §4: 16-20 KiB a node at 100 nodes). Off in the runs of record, whose column counts it.
 """
 
 from __future__ import annotations
