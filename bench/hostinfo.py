@@ -74,9 +74,10 @@ def interpreter_of(script: str | Path) -> str | None:
 
 def aead_rate(python: str | None) -> str | None:
     """E.g. ``AES-256-GCM seals 64 KB at 3.29 GB/s on one core (cryptography 48.0.0)``, measured with
-    ``python`` (about 0.2 s); None if that interpreter cannot run it. The cipher is a fixed share of
-    weftnet's CPU per GB (about a quarter on a Zen 2 host), and its rate differs from host to host
-    (VAES or not): the line says how fast it is on this one."""
+    ``python`` (about 0.2 s); None if that interpreter cannot run it. Each GB through a tunnel
+    is sealed once and opened once, so the cipher costs both ends about 2 / rate seconds a GB: a quarter
+    of weftnet's CPU per GB on a Zen 2 host without VAES, under a tenth on a Xeon with it (docs/dataplane.md,
+    "Figures"). The line says how fast it is on this host."""
     if not python:
         return None
     try:

@@ -33,8 +33,8 @@ def test_what_is_missing_is_left_out(tmp_path):
 
 
 def test_the_cipher_rate_is_measured_with_the_daemons_interpreter(tmp_path):
-    """bench/dataplane's report names the host's AES-256-GCM rate (about a quarter of weftnet's CPU per
-    GB, 3.3 GB/s on a Zen 2 host without VAES), run by the interpreter the weft script names."""
+    """bench/dataplane's report names the host's AES-256-GCM rate (both ends pay about 2 / rate seconds
+    a GB for the cipher: 3.3 GB/s on a Zen 2 host without VAES), run by the interpreter the weft script names."""
     import sys
 
     weft = tmp_path / "weft"
