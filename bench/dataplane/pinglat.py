@@ -5,8 +5,9 @@ run.py measures one system after another, so each row's ping sees whatever else 
 doing at that minute; on a shared machine that moves a p50 by more than the differences between
 the systems. Here every system is brought up at the same time, each in its own pair of network
 namespaces (run.py's setup), and then ROUNDS rounds of PINGS pings (10 ms apart, run.py's
-interval) go through each system in turn, so each round of each system sees the same load. The
-report gives every round's p50 and p99, and the median of the rounds' values per system.
+interval, unless ``--interval`` says otherwise) go through each system in turn, so each round of
+each system sees the same load. The report gives every round's p50 and p99, and the median of the
+rounds' values per system.
 
     sudo python3 bench/dataplane/pinglat.py --only wireguard-go,weftnet,weftnet-asyncio --rounds 8
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                    "default: wireguard-go,weftnet,weftnet-asyncio)")
     p.add_argument("--rounds", type=int, default=8, help="rounds of pings per system (default 8)")
     p.add_argument("--pings", type=int, default=200, help="pings per round (default 200)")
+    p.add_argument("--interval", type=float, default=0.01,
+                   help="seconds between pings (default 0.01, run.py's; ping(8)'s own is 1: a tunnel idle "
+                        "between pings, its caches and CPUs gone cold)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for pinglat.json/.md")
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT, help=f"weft executable (default {WEFT_DEFAULT})")
     p.add_argument("--baseline", type=Path, metavar="WEFT",
@@ -74,12 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", action="append", default=[], metavar="NAME=WEFT",
                    help="one more weft executable, as system weftnet-NAME (repeatable: several builds or "
                    "settings, e.g. a wrapper that sets an environment variable, interleaved in one run)")
+    p.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                   help="first, with no traffic at all, each tunnel's CPU over this many seconds (all "
+                        "systems at once): what an idle tunnel costs its host (default 0: not measured)")
     p.add_argument("--note", action="append", default=[], metavar="TEXT", help="a line for the report")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, TUN devices)")
     if args.rounds < 1 or args.pings < 2:
         p.error("--rounds must be at least 1 and --pings at least 2")
+    if not 0 <= args.idle <= 3600:
+        p.error("--idle must be from 0 to 3600 seconds")
+    if not 0.002 <= args.interval <= 10:
+        p.error("--interval must be from 0.002 to 10 seconds (ping(8) refuses less than 2 ms)")
     require_tools(p, ("ip", "ping", "ss"))
     known = {s.name: s for s in all_systems(args.weft)}
     for variant in Weftnet.VARIANTS:  # weftnet-noslice, weftnet-asyncio-slice: each change on its own
@@ -121,12 +132,23 @@ def main(argv: list[str] | None = None) -> int:
                                 "notes": overlay.notes, "rounds": []}
                 up.append((s, topo, overlay))
             time.sleep(2.0)  # let start-up work (DHT joins, publishing) settle
+            if args.idle:
+                # After the settling: a tunnel that carried nothing for a while (a peer becomes idle
+                # 5 s after its last packet in weftnet's paths engine), then the window.
+                time.sleep(10.0)
+                before = [(s, cpu_ns(topo.pids()), time.monotonic()) for s, topo, _ in up]
+                print(f"[pinglat] idle for {args.idle:g} s", flush=True)
+                time.sleep(args.idle)
+                for (s, cpu0, t0), (_, topo, _) in zip(before, up):
+                    cpu1 = cpu_ns(topo.pids())
+                    if cpu0 is not None and cpu1 is not None:
+                        rows[s.name]["idle_cpu_ms_per_s"] = round((cpu1 - cpu0) / 1e6 / (time.monotonic() - t0), 2)
             for r in range(args.rounds):
                 for s, topo, overlay in up:
                     load = _load()
                     pids = topo.pids()
                     cpu0 = cpu_ns(pids)
-                    res = ping_latency(topo, overlay.server, args.pings)
+                    res = ping_latency(topo, overlay.server, args.pings, args.interval)
                     cpu1 = cpu_ns(pids)
                     res["load"] = round(load, 2)
                     if cpu0 is not None and cpu1 is not None:
@@ -148,13 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         row["median_p99_ms"] = round(statistics.median(x["p99_ms"] for x in rs), 3)
         cpu = [x["tunnel_cpu_us_per_ping"] for x in rs if "tunnel_cpu_us_per_ping" in x]
         row["median_cpu_us_per_ping"] = round(statistics.median(cpu), 1) if cpu else None
+        # The same CPU a second of pinging: at ping(8)'s 1 s interval mostly the tunnel's own
+        # background work (keepalives, path probes), not the pings.
+        row["median_cpu_ms_per_s"] = round(row["median_cpu_us_per_ping"] / 1000 / args.interval, 2) if cpu else None
     report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "rounds": args.rounds,
-              "pings": args.pings, "notes": args.note, "systems": list(rows.values())}
+              "pings": args.pings, "interval_s": args.interval, "notes": args.note, "systems": list(rows.values())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pinglat.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "pinglat.md").write_text(markdown(report))
     print(f"[pinglat] wrote {args.out / 'pinglat.md'} and pinglat.json")
     return 0
+
+
+def _dash(value) -> str:
+    return "—" if value is None else f"{value:g}"
 
 
 def markdown(report: dict) -> str:
@@ -167,21 +196,24 @@ def markdown(report: dict) -> str:
         f"Python {m['python']}",
         "- setup: every system up at once, each in its own pair of network namespaces joined by a veth "
         "(bench/dataplane/run.py's setup); then, per round, each system in turn gets "
-        f"{report['pings']} pings A→B through its idle tunnel, 10 ms apart ({report['rounds']} rounds), so each "
+        f"{report['pings']} pings A→B through its idle tunnel, {report.get('interval_s', 0.01) * 1000:g} ms apart "
+        f"({report['rounds']} rounds), so each "
         "round of each system sees the same load",
         "- p50 / p99: of the individual round-trip times of one round; 'median of rounds' is the median of "
         "those per-round values; 'tunnel CPU µs per ping': user + system CPU of the tunnel's processes (both "
-        "ends) during the round, per reply",
+        "ends) during the round, per reply, and the same per second of pinging; 'idle': the tunnel's CPU "
+        "a second with no traffic at all (`--idle`), before the rounds",
         *[f"- note: {n}" for n in report["notes"]],
         "",
         "| system | median of rounds: p50 ms | median of rounds: p99 ms | tunnel CPU µs per ping (median) | "
-        "p50 per round | p99 per round | load per round |",
-        "|---|---|---|---|---|---|---|",
+        "tunnel CPU ms a second, pinging / idle | p50 per round | p99 per round | load per round |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in report["systems"]:
         rs = row["rounds"]
         lines.append(f"| {row['title']} | {row['median_p50_ms']:.3f} | {row['median_p99_ms']:.3f} | "
                      f"{row['median_cpu_us_per_ping'] if row['median_cpu_us_per_ping'] is not None else '—'} | "
+                     f"{_dash(row.get('median_cpu_ms_per_s'))} / {_dash(row.get('idle_cpu_ms_per_s'))} | "
                      + " ".join(f"{x['p50_ms']:.3f}" for x in rs) + " | "
                      + " ".join(f"{x['p99_ms']:.2f}" for x in rs) + " | "
                      + " ".join(f"{x['load']:.1f}" for x in rs) + " |")

@@ -139,13 +139,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def ping_latency(topo: Topology, server: str, count: int) -> dict:
-    """`count` pings from A to B through the idle tunnel, 10 ms apart: p50, p99, max and loss.
+def ping_latency(topo: Topology, server: str, count: int, interval: float = 0.01) -> dict:
+    """`count` pings from A to B through the idle tunnel, `interval` seconds apart (10 ms unless
+    told): p50, p99, max and loss.
 
     Each reply's own round-trip time is read from ping's output (`time=0.123 ms`), so the
     percentiles are of individual packets, not ping's summary average."""
-    argv = ["ping", "-n", "-c", str(count), "-i", "0.01", "-W", "1", server]
-    cp = topo.exec("a", argv, timeout=count * 0.05 + 30, check=False)
+    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", server]
+    cp = topo.exec("a", argv, timeout=count * (interval + 0.04) + 30, check=False)
     rtts = [float(m) for m in re.findall(r"time=([0-9.]+) ms", cp.stdout)]
     if not rtts:
         raise BenchError(f"ping through the tunnel got no reply: {(cp.stderr or cp.stdout).strip()[-300:]}")
