@@ -6,7 +6,7 @@ bench/dataplane, a second apart with ping(8)'s default. On a VM whose idle vCPUs
 host runs other work on that core meanwhile, and the code that runs first after the wake-up finds
 its caches (and the TLB) emptied. This times one fixed piece of Python (a 256-step loop, and the
 same loop writing one byte in each of 256 pages) right after sleeping 0, 10, 100 and 1,000 ms,
-medians of ``--n`` wake-ups each, so a reader of ping figures from different hosts sees how hard
+medians of ``--n`` wake-ups each (a quarter of that after 1 s), so a reader of ping figures from different hosts sees how hard
 each host's idle spells hit interpreted code. Nothing else should be running.
 
     python3 bench/dataplane/idlecold.py [--n 40]
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(50):
             fn()
     gaps = (0.0, 0.01, 0.1, 1.0)
-    print(f"µs, median of {args.n} runs right after sleeping (no sleep: back to back)")
+    print(f"µs, median of {args.n} runs right after sleeping ({max(3, args.n // 4)} after 1 s; no sleep: "
+          "back to back)")
     print(f"{'':40}" + "".join(f"{('%g ms' % (g * 1000)) if g else 'no sleep':>12}" for g in gaps))
     for name, fn in (("256-step loop", loop), ("one byte written in each of 256 pages", pages)):
         cells = [measure(fn, g, args.n if g < 1 else max(3, args.n // 4)) for g in gaps]
