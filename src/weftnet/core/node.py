@@ -401,14 +401,6 @@ _NO_SINKS: dict = {}  # shared, never written: a node's table until its first da
 _NO_TEXTS_DROPPED = MappingProxyType({"forged": 0, "unsigned": 0})
 
 
-def _shared(value):
-    """One object for equal immutable values that every node of a process would otherwise hold its own
-    copy of (a simulator or bench/dht runs hundreds of nodes in one process)."""
-    if len(_SHARED) >= 64:
-        _SHARED.clear()
-    return _SHARED.setdefault(value, value)
-
-
 def _reach_paths_idle(config: "NodeConfig") -> bool:
     """A new Reach and Paths would do nothing of their own with this config (no timer, nothing sent
     at a session's start): reach and relaying off; no transit, links, routes or traffic classes."""
