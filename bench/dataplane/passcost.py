@@ -8,9 +8,11 @@ namespaces, no root). Per pass it times, from the callback's start, the system c
 the packet on (A: the ``sendto``; B: the reply's ``sendto`` after the drain; A: the TUN
 ``writev``) and the whole callback. "cold" runs each pass right after streaming 8 MiB through the
 caches (what another process on the core does between two packets); "warm" runs them back to
-back. Medians of PINGS passes (the first 20 left out), twice each.
+back; with ``--idle-ms MS``, "idle" runs each pass right after sleeping MS ms (what a ping MS ms
+after the last one finds on a machine with nothing else to run). Medians of PINGS passes (the
+first 20 left out), twice each.
 
-    .venv/bin/python bench/dataplane/passcost.py [--pings 300] [--patch FILE.py]
+    .venv/bin/python bench/dataplane/passcost.py [--pings 300] [--idle-ms 10] [--patch FILE.py]
 
 ``--patch`` imports a module first (e.g. a prototype that replaces a callback) to compare it.
 Prints its table; writes nothing.
@@ -76,7 +78,7 @@ def _instrument_writev() -> None:
     dmod.os = proxy
 
 
-def run(pings: int, cold: bool) -> tuple[list[float], list[float]]:
+def run(pings: int, mode: str, idle_s: float = 0.0) -> tuple[list[float], list[float]]:
     from test_dataplane_latency import _members
     from vpn_packets import icmp_echo
 
@@ -96,8 +98,10 @@ def run(pings: int, cold: bool) -> tuple[list[float], list[float]]:
 
     def one(i, fn):
         MARKS.clear()
-        if cold:
+        if mode == "cold":
             thrash()
+        elif mode == "idle":
+            time.sleep(idle_s)
         t = clock()
         fn()
         whole[i].append(clock() - t)
@@ -129,7 +133,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pings", type=int, default=300)
     p.add_argument("--patch", type=pathlib.Path, help="a module to import first (a prototype to compare)")
+    p.add_argument("--idle-ms", type=float, default=0.0, metavar="MS",
+                   help="also run each pass right after sleeping MS ms (rows 'idle'); 0: not")
     args = p.parse_args()
+    if not 0 <= args.idle_ms <= 1000:
+        p.error("--idle-ms wants 0-1000")
     if args.patch is not None:
         spec = importlib.util.spec_from_file_location("patch", args.patch)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -138,9 +146,10 @@ def main() -> int:
 
     async def main_async():
         print(f"load {os.getloadavg()[0]:.2f}; µs, medians; to the packet's system call | whole callback")
-        for cold in (False, True, False, True):
-            c, w = run(args.pings, cold)
-            print(f"{'cold' if cold else 'warm'}  A TUN {c[0]:6.1f}  B UDP+drain {c[1]:6.1f}  A UDP {c[2]:6.1f}"
+        modes = ("warm", "cold", "idle") if args.idle_ms else ("warm", "cold")
+        for mode in modes + modes:
+            c, w = run(args.pings, mode, args.idle_ms / 1000)
+            print(f"{mode}  A TUN {c[0]:6.1f}  B UDP+drain {c[1]:6.1f}  A UDP {c[2]:6.1f}"
                   f"  = {sum(c):6.1f}  |  {w[0]:6.1f} {w[1]:6.1f} {w[2]:6.1f} = {sum(w):6.1f}")
 
     evloop.run(main_async(), "auto")
