@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import OrderedDict
 from typing import Any, Iterable
 
 __all__ = ["address_key", "prefix_key", "ExemptPrefixes", "TokenBuckets", "Gcra", "LOOPBACK_LAB", "NO_ENTRIES"]
