@@ -78,17 +78,25 @@ def _instrument_writev() -> None:
     dmod.os = proxy
 
 
-def run(pings: int, mode: str, idle_s: float = 0.0) -> tuple[list[float], list[float]]:
+def members():
+    """The two member daemons of tests/test_dataplane_latency.py on loopback: ``(a, b, nid, socks)``
+    (the network's ID, and the UDP sockets to close after)."""
     from test_dataplane_latency import _members
-    from vpn_packets import icmp_echo
-
-    from weftnet.core.vpn.network import VNET_NONE
 
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
     for s in socks:
         s.bind(("127.0.0.1", 0))
         s.setblocking(False)
     (a, b), nid = _members(pathlib.Path(tempfile.mkdtemp()), socks)
+    return a, b, nid, socks
+
+
+def run(pings: int, mode: str, idle_s: float = 0.0) -> tuple[list[float], list[float]]:
+    from vpn_packets import icmp_echo
+
+    from weftnet.core.vpn.network import VNET_NONE
+
+    a, b, nid, socks = members()
     for d in (a, b):
         d.driver.sock = _SockProxy(d.driver.sock)
     ta, tb = a._tuns[nid], b._tuns[nid]

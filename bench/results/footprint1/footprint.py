@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import socket
 import sys
-import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench" / "dataplane"))
 
-import passcost  # noqa: E402  (thrash, PING_DATA)
+import passcost  # noqa: E402  (members, thrash, PING_DATA)
 
 
 def main() -> int:
@@ -38,16 +36,11 @@ def main() -> int:
     from weftnet.runtime import evloop
 
     async def body():
-        from test_dataplane_latency import _members
         from vpn_packets import icmp_echo
 
         from weftnet.core.vpn.network import VNET_NONE
 
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-            s.setblocking(False)
-        (a, b), nid = _members(pathlib.Path(tempfile.mkdtemp()), socks)
+        a, b, nid, _socks = passcost.members()
         ta, tb = a._tuns[nid], b._tuns[nid]
 
         def one(fn, cold):
