@@ -5,10 +5,11 @@
 #   sh build.sh COMMIT OUT_DIR
 set -eu
 COMMIT=$1; OUT=$2
-CY=/work/main/.venv/bin/cythonize
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+CY=${CY:-$REPO/.venv/bin/cythonize}
 for t in cy cyd; do
   rm -rf "$OUT/$t"; mkdir -p "$OUT/$t"
-  git -C /work/main archive "$COMMIT" src | tar -x -C "$OUT/$t"
+  git -C "$REPO" archive "$COMMIT" src | tar -x -C "$OUT/$t"
 done
 # the ping's path: TUN and UDP drivers, the VPN plane, network and firewall, the session transport
 cd "$OUT/cy/src"
