@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(50):
             fn()
     gaps = (0.0, 0.01, 0.1, 1.0)
-    print(f"µs, median of {args.n} runs right after sleeping ({max(3, args.n // 4)} after 1 s; no sleep: "
-          "back to back)")
+    n_long = max(3, args.n // 4)  # runs after the 1 s sleep (each costs a second)
+    print(f"µs, median of {args.n} runs right after sleeping ({n_long} after 1 s; no sleep: back to back)")
     print(f"{'':40}" + "".join(f"{('%g ms' % (g * 1000)) if g else 'no sleep':>12}" for g in gaps))
     for name, fn in (("256-step loop", loop), ("one byte written in each of 256 pages", pages)):
-        cells = [measure(fn, g, args.n if g < 1 else max(3, args.n // 4)) for g in gaps]
+        cells = [measure(fn, g, args.n if g < 1 else n_long) for g in gaps]
         print(f"{name:40}" + "".join(f"{c:12.1f}" for c in cells))
     return 0
 
