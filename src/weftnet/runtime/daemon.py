@@ -46,7 +46,7 @@ from weftnet.runtime import evloop, pathsctl
 from weftnet.runtime.control import ControlServer
 from weftnet.runtime.driver import UdpDriver, open_udp_socket
 from weftnet.runtime.heap import keep_heap
-from weftnet.runtime.tun import read_wakeup
+from weftnet.runtime.tun import queued, read_wakeup
 from weftnet.runtime.tunmtu import TunMtuFollower
 from weftnet.runtime.keystore import load_identity
 from weftnet.runtime.overlay import LanBeacons, OverlayInterface
@@ -175,6 +175,7 @@ class Daemon:
         self.acks_filtered = 0  # pure TCP ACKs left out (core/vpn/ackfilter.py)
         self._tun_written: dict[bytes, None] = {}  # TUNs written since the last drain (_drain_tuns)
         self._draining = False
+        self._drain_quiet: dict[bytes, None] = {}  # TUNs whose last drain found nothing (_drain_tuns)
         self._tun_sparse = True  # the last TUN wake-up read one packet (_on_tun_readable)
         self.slice_follower: evloop.SliceFollower | None = None  # [dataplane] sched_slice_pressure
         self._coalesce: set[bytes] = set()  # layer-3 networks: UDP bursts read are joined (core/vpn/coalesce.py)
@@ -648,17 +649,35 @@ class Daemon:
         if self._draining or not self._tun_written:
             return
         self._draining = True
+        driver, quiet = self.driver, self._drain_quiet
         try:
             written, self._tun_written = self._tun_written, {}
             for network_id in written:
                 tun = self._tuns.get(network_id)
-                if tun is not None:
-                    if network_id in self.driver.core.vpn.switch.networks:
-                        self._on_tun_readable(network_id, tun)
-                    elif self.l3vpn is not None:  # a VRF's (runtime/l3vpn.py reads those)
-                        self.l3vpn.drain(network_id, tun)
-                elif network_id == OVERLAY_TUN and self.overlay is not None and self.overlay.tun is not None:
+                if tun is None and network_id == OVERLAY_TUN and self.overlay is not None:
+                    tun = self.overlay.tun
+                if tun is None:
+                    continue
+                if network_id in quiet:
+                    # The last drain of this TUN found nothing to send (the pinging end of a ping: the
+                    # reply went to a local socket, not back into the TUN). Ask with a zero-timeout
+                    # poll instead of a read that fails: on cold caches the read and its
+                    # BlockingIOError cost several times the poll, and this runs after the write
+                    # that woke the packet's receiver, which on a loaded CPU waits for it.
+                    if not queued(tun.fileno()):
+                        continue
+                sent = driver.sent
+                if network_id == OVERLAY_TUN and network_id not in self._tuns:
                     self.overlay._on_readable()
+                elif network_id in driver.core.vpn.switch.networks:
+                    self._on_tun_readable(network_id, tun)
+                elif self.l3vpn is not None:  # a VRF's (runtime/l3vpn.py reads those)
+                    self.l3vpn.drain(network_id, tun)
+                if driver.sent == sent:
+                    if len(quiet) < 4096:  # bounded by the node's TUNs; the bound is a backstop
+                        quiet[network_id] = None
+                else:
+                    quiet.pop(network_id, None)
         finally:
             self._draining = False
 

@@ -359,6 +359,12 @@ def poller(fd: int) -> Callable[[int], list]:
     return p
 
 
+def queued(fd: int) -> bool:
+    """Would a read of ``fd`` return something (or fail) now? A zero-timeout poll."""
+    poll = _POLLS.get(fd)
+    return bool((poll or poller(fd))(0))
+
+
 def read_wakeup(fd: int, sparse: bool, send_first: Callable[[bytes], None], log: logging.Logger, what: str,
                 name: str) -> tuple[list[bytes], bool]:
     """One wake-up's reads of a TUN (at most :data:`TUN_BATCH` packets), for the daemon's, the
@@ -381,8 +387,7 @@ def read_wakeup(fd: int, sparse: bool, send_first: Callable[[bytes], None], log:
             log.warning(what, extra={"tun": name, "error": exc.strerror})
             return [], sparse
         send_first(first)
-        poll = _POLLS.get(fd)
-        if not (poll or poller(fd))(0):
+        if not queued(fd):
             return [], True  # (nothing queued behind it: no read that finds the queue empty)
         batch -= 1
     packets = []
