@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import BenchError, Topology, require_tools  # noqa: E402
 from run import _descendants, _terminate, machine, ping_latency  # noqa: E402
+from floors import floor_systems  # noqa: E402
 from systems import REPO, WEFT_DEFAULT, Weftnet, all_systems, baseline, baseline_overlay  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def cpu_ns(pids: list[int]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="wireguard-go,weftnet,weftnet-asyncio",
-                   help="comma-separated systems (run.py's names, and weftnet-noslice, weftnet-asyncio-slice; "
+                   help="comma-separated systems (run.py's names, weftnet-noslice, weftnet-asyncio-slice, and the "
+                   "floor tunnels floor-c, floor-hybrid, floor-python; "
                    "default: wireguard-go,weftnet,weftnet-asyncio)")
     p.add_argument("--rounds", type=int, default=8, help="rounds of pings per system (default 8)")
     p.add_argument("--pings", type=int, default=200, help="pings per round (default 200)")
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     known = {s.name: s for s in all_systems(args.weft)}
     for variant in Weftnet.VARIANTS:  # weftnet-noslice, weftnet-asyncio-slice: each change on its own
         known.setdefault(f"weftnet-{variant}", Weftnet(args.weft, variant=variant))
+    for s in floor_systems():  # floor-c, floor-hybrid, floor-python: bounds, not peers (floors.py)
+        known[s.name] = s
     if args.baseline is not None:
         known["weftnet-baseline"] = baseline(args.baseline)
         known["weftnet-baseline-overlay"] = baseline_overlay(args.baseline)

@@ -17,7 +17,7 @@ daemon is put on another CPU than its waker's (an idle one may be halted). A gap
 between two system calls of one daemon is that daemon's Python and event loop (the tracepoints
 add about a µs per call). Medians and p90 over the pings.
 
-    sudo python3 bench/dataplane/pingtrace.py --pings 250 [--weft .venv/bin/weft]
+    sudo python3 bench/dataplane/pingtrace.py --pings 250 [--weft .venv/bin/weft] [--system floor-python]
 
 Needs root, ``perf`` and what run.py needs. Prints its table; writes nothing unless ``--dump FILE``
 (the decoded trace, its first line naming the pids).
@@ -40,9 +40,11 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netns import BenchError, Topology, require_tools  # noqa: E402
+from floors import floor_systems  # noqa: E402
 from systems import WEFT_DEFAULT, Weftnet  # noqa: E402
 
-NR_READ, NR_WRITEV, NR_SENDTO, NR_RECVMSG, NR_EPOLL_WAIT = 0, 20, 44, 47, 281  # x86_64
+NR_READ, NR_WRITEV, NR_SENDTO, NR_RECVMSG, NR_EPOLL_WAIT = 0, 20, 44, 47, 281  # x86_64 (281: epoll_pwait)
+NR_WRITE, NR_RECVFROM, NR_EPOLL_WAIT_PLAIN = 1, 45, 232
 _LINE = re.compile(r"^\s*(\S.*?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)$")
 
 STAGES = ("A: epoll_wait returns -> TUN read", "A: read -> sendto (route, firewall, seal)",
@@ -56,8 +58,10 @@ STAGES = ("A: epoll_wait returns -> TUN read", "A: read -> sendto (route, firewa
           "woken daemon (B, then A) on the other CPU than its waker, % of pings")
 
 
-def parse(lines, ping: int, a: int, b: int) -> dict[str, list[float]]:
-    """Per-stage durations (µs) of every ping whose calls are all in the trace."""
+def parse(lines, ping: int, a: int, b: int, nr_recv: int = NR_RECVMSG, nr_write: int = NR_WRITEV) -> dict[str, list[float]]:
+    """Per-stage durations (µs) of every ping whose calls are all in the trace. weftnet receives with
+    recvmsg and writes its TUN with writev; the floor tunnels (floors.py) use recvfrom and write, given
+    as `nr_recv` and `nr_write` (the stages keep weftnet's names). epoll_wait and epoll_pwait count alike."""
     cycles: list[list] = []
     for line in lines:
         m = _LINE.match(line)
@@ -72,7 +76,10 @@ def parse(lines, ping: int, a: int, b: int) -> dict[str, list[float]]:
             continue
         if name.startswith("raw_syscalls:") and tid in (a, b, ping):
             who = "A" if tid == a else "B" if tid == b else "P"
-            cycles[-1].append((t, who, "enter" if name.endswith("enter") else "exit", int(rest.split()[1])))
+            nr = int(rest.split()[1])
+            nr = {nr_recv: NR_RECVMSG, nr_write: NR_WRITEV, NR_EPOLL_WAIT_PLAIN: NR_EPOLL_WAIT}.get(nr, nr) \
+                if who != "P" else nr
+            cycles[-1].append((t, who, "enter" if name.endswith("enter") else "exit", nr))
         elif name == "sched:sched_wakeup":
             m2 = re.search(r" pid=(\d+) .*target_cpu=(\d+)", rest)
             if m2 and int(m2.group(1)) in (a, b, ping):
@@ -157,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pings", type=int, default=250)
     p.add_argument("--weft", type=Path, default=WEFT_DEFAULT)
+    floors = {s.name: s for s in floor_systems()}
+    p.add_argument("--system", default="weftnet", choices=["weftnet", *floors],
+                   help="the tunnel traced (default weftnet; the floor tunnels of floors.py for comparison)")
     p.add_argument("--dump", type=Path, metavar="FILE",
                    help="also write the decoded trace (perf script) there, the first line naming the pids")
     args = p.parse_args(argv)
@@ -167,10 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     require_tools(p, ("ip", "ping"))
     work = Path(tempfile.mkdtemp(prefix="pingtrace-"))
     try:
-        system = Weftnet(args.weft)
+        system = Weftnet(args.weft) if args.system == "weftnet" else floors[args.system]
         with Topology(work, prefix=f"pt{os.getpid()}") as topo:
             overlay = system.setup(topo, work)
-            b_pid, a_pid = topo.pids()[:2]  # B is started first
+            if args.system == "weftnet":
+                b_pid, a_pid = topo.pids()[:2]  # B is started first
+            else:
+                a_pid, b_pid = topo.pids()[:2]  # A is started first
             time.sleep(2.0)
             ping = subprocess.Popen(["ip", "netns", "exec", topo.ns("a"), "ping", "-q", "-i", "0.01", "-c",
                                      str(args.pings), overlay.server], stdout=subprocess.DEVNULL)
@@ -191,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     if args.dump is not None:
         args.dump.write_text(f"ping={ping.pid} a={a_pid} b={b_pid}\n" + text)
-    res = parse(text.splitlines(), ping.pid, a_pid, b_pid)
+    nrs = (NR_RECVMSG, NR_WRITEV) if args.system == "weftnet" else (NR_RECVFROM, NR_WRITE)
+    res = parse(text.splitlines(), ping.pid, a_pid, b_pid, *nrs)
     n = len(res[STAGES[0]])
     print(f"{n} pings with every call traced (load {os.getloadavg()[0]:.2f}); µs")
     for k, v in res.items():
