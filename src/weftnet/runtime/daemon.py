@@ -644,7 +644,8 @@ class Daemon:
         returns. Reading it now sends it on without a loop iteration and an
         epoll wake-up in between: that is half the work of a round trip
         through this node (docs/dataplane.md, "Latency"). The private
-        networks' TUNs, the overlay interface's and the VRFs' alike.
+        networks' TUNs, the overlay interface's and the VRFs' alike. A TUN
+        whose last drain sent nothing is polled before it is read.
         """
         if self._draining or not self._tun_written:
             return
