@@ -81,29 +81,31 @@ class FloorC(Floor):
         return [str(exe)]
 
 
-class FloorHybrid(Floor):
-    name = "floor-hybrid"
-    title = "floor: uvloop in Python, packet work in C"
-    SUBNET = "10.210.0"
-    LOOP = "uvloop, one C call a wake-up (floor/floorext.c)"
-
-    def build(self, wd: Path) -> list[str]:
-        ext = wd / f"floorext{sysconfig.get_config_var('EXT_SUFFIX')}"
-        _compile(["gcc", "-O2", "-Wall", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
-                  "-o", str(ext), str(SRC / "floorext.c"), "-lcrypto"])
-        shutil.copy(SRC / "pytun.py", wd / "pytun.py")
-        return [sys.executable, str(wd / "pytun.py"), "hybrid"]
-
-
 class FloorPython(Floor):
     name = "floor-python"
     title = "floor: uvloop and the packet work in Python"
     SUBNET = "10.211.0"
     LOOP = "uvloop, cryptography's AESGCM (floor/pytun.py)"
+    MODE = "python"  # pytun.py's first argument
 
     def build(self, wd: Path) -> list[str]:
         shutil.copy(SRC / "pytun.py", wd / "pytun.py")
-        return [sys.executable, str(wd / "pytun.py"), "python"]
+        return [sys.executable, str(wd / "pytun.py"), self.MODE]
+
+
+class FloorHybrid(FloorPython):
+    name = "floor-hybrid"
+    title = "floor: uvloop in Python, packet work in C"
+    SUBNET = "10.210.0"
+    LOOP = "uvloop, one C call a wake-up (floor/floorext.c)"
+    MODE = "hybrid"
+
+    def build(self, wd: Path) -> list[str]:
+        """pytun.py, and beside it (on its import path) the extension it calls."""
+        ext = wd / f"floorext{sysconfig.get_config_var('EXT_SUFFIX')}"
+        _compile(["gcc", "-O2", "-Wall", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
+                  "-o", str(ext), str(SRC / "floorext.c"), "-lcrypto"])
+        return super().build(wd)
 
 
 def floor_systems() -> list[System]:

@@ -32,6 +32,7 @@ def open_tun(name: str) -> int:
 
 def python_pumps(send_key: bytes, recv_key: bytes, peer: tuple[str, int]):
     """The packet work in Python: returns (tun_to_udp, udp_to_tun) taking (from_fd/sock, to)."""
+    from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     seal, open_ = AESGCM(send_key).encrypt, AESGCM(recv_key).decrypt
     pack, unpack_from = HDR.pack, HDR.unpack_from
@@ -67,7 +68,7 @@ def python_pumps(send_key: bytes, recv_key: bytes, peer: tuple[str, int]):
                 continue
             try:
                 pkt = open_(b"\0\0\0\0" + dg[8:16], dg[16:], dg[:16])
-            except Exception:  # InvalidTag
+            except InvalidTag:
                 continue
             if not top or ctr >= top:
                 shift = ctr + 1 - top
@@ -77,7 +78,7 @@ def python_pumps(send_key: bytes, recv_key: bytes, peer: tuple[str, int]):
                 state["bits"] |= 1 << (top - 1 - ctr)
             try:
                 write(tun, pkt)
-            except (BlockingIOError, OSError):  # a full queue, or EIO while the TUN is still down
+            except OSError:  # a full queue (EAGAIN), or EIO while the TUN is still down
                 pass
 
     return tun_to_udp, udp_to_tun
